@@ -1,0 +1,3 @@
+module github.com/lading-registry/lading
+
+go 1.26

@@ -1,0 +1,66 @@
+package driver
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrStopWalk ends a Walk early; Walk then returns nil.
+	ErrStopWalk = errors.New("driver: stop walk")
+	// ErrExists is returned by Create when the path is taken.
+	ErrExists = errors.New("driver: path exists")
+	// ErrUnsupported is returned by operations a backend cannot offer.
+	ErrUnsupported = errors.New("driver: unsupported operation")
+)
+
+// PathNotFoundError means nothing exists at Path.
+type PathNotFoundError struct {
+	Driver string
+	Path   string
+}
+
+func (e PathNotFoundError) Error() string {
+	return fmt.Sprintf("%s: path not found: %s", e.Driver, e.Path)
+}
+
+// InvalidPathError means Path breaks the path rules.
+type InvalidPathError struct {
+	Driver string
+	Path   string
+	Reason string
+}
+
+func (e InvalidPathError) Error() string {
+	return fmt.Sprintf("%s: invalid path %q: %s", e.Driver, e.Path, e.Reason)
+}
+
+// InvalidOffsetError means a read started beyond the end of an object, or
+// at a negative offset.
+type InvalidOffsetError struct {
+	Driver string
+	Path   string
+	Offset int64
+}
+
+func (e InvalidOffsetError) Error() string {
+	return fmt.Sprintf("%s: invalid offset %d for %s", e.Driver, e.Offset, e.Path)
+}
+
+// IsNotFound reports whether err means the path does not exist.
+func IsNotFound(err error) bool {
+	var nf PathNotFoundError
+	return errors.As(err, &nf)
+}
+
+// IsInvalidPath reports whether err is an InvalidPathError.
+func IsInvalidPath(err error) bool {
+	var ip InvalidPathError
+	return errors.As(err, &ip)
+}
+
+// IsInvalidOffset reports whether err is an InvalidOffsetError.
+func IsInvalidOffset(err error) bool {
+	var io InvalidOffsetError
+	return errors.As(err, &io)
+}
