@@ -1,0 +1,117 @@
+package registry
+
+import (
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// The storage layout. Every path the registry touches is made here, so the
+// shape of the store can be read (and changed) in one place:
+//
+//	/blobs/<alg>/<hex[:2]>/<hex>                     blob bytes, stored once
+//	/catalog/<escaped name>                          one marker per repository
+//	/repositories/<name>/_layers/<alg>/<hex>         blob linked into the repo
+//	/repositories/<name>/_manifests/<alg>/<hex>      manifest in the repo
+//	/repositories/<name>/_tags/<tag>                 tag → manifest digest
+//	/repositories/<name>/_referrers/<alg>/<hex>/<alg>/<hex>
+//	                                                 subject → referrer descriptor
+//	/repositories/<name>/_uploads/<id>/data          upload bytes so far
+//	/repositories/<name>/_uploads/<id>/state         offset, hash state, start time
+//
+// Repository name components never start with "_", so the "_" directories
+// cannot collide with a nested repository. The catalog is flat so a page of
+// it is one ordered listing, never a walk over every repository's contents.
+const (
+	blobsRoot = "/blobs"
+	reposRoot = "/repositories"
+	catalog   = "/catalog"
+)
+
+func blobPath(d digest.Digest) string {
+	hex := d.Encoded()
+	return blobsRoot + "/" + string(d.Algorithm()) + "/" + hex[:2] + "/" + hex
+}
+
+func repoPath(name string) string { return reposRoot + "/" + name }
+
+func layerLinkPath(repo string, d digest.Digest) string {
+	return repoPath(repo) + "/_layers/" + string(d.Algorithm()) + "/" + d.Encoded()
+}
+
+func manifestLinkPath(repo string, d digest.Digest) string {
+	return repoPath(repo) + "/_manifests/" + string(d.Algorithm()) + "/" + d.Encoded()
+}
+
+func tagsPath(repo string) string { return repoPath(repo) + "/_tags" }
+
+func tagPath(repo, tag string) string { return tagsPath(repo) + "/" + tag }
+
+func referrersPath(repo string, subject digest.Digest) string {
+	return repoPath(repo) + "/_referrers/" + string(subject.Algorithm()) + "/" + subject.Encoded()
+}
+
+func referrerPath(repo string, subject, referrer digest.Digest) string {
+	return referrersPath(repo, subject) + "/" + string(referrer.Algorithm()) + "/" + referrer.Encoded()
+}
+
+func uploadsPath(repo string) string { return repoPath(repo) + "/_uploads" }
+
+func uploadPath(repo, id string) string { return uploadsPath(repo) + "/" + id }
+
+func uploadDataPath(repo, id string) string { return uploadPath(repo, id) + "/data" }
+
+func uploadStatePath(repo, id string) string { return uploadPath(repo, id) + "/state" }
+
+func catalogPath(repo string) string { return catalog + "/" + escapeName(repo) }
+
+// escapeName flattens a repository name into one path segment while keeping
+// lexical order, so a listing of /catalog is already in name order: '-', '.'
+// and '/' sort below every other character a name may hold, and so do their
+// escapes "-0", "-1", "-2", which also never prefix one another.
+func escapeName(name string) string {
+	var b strings.Builder
+	b.Grow(len(name) + 8)
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; c {
+		case '-':
+			b.WriteString("-0")
+		case '.':
+			b.WriteString("-1")
+		case '/':
+			b.WriteString("-2")
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// unescapeName reverses escapeName; ok is false for a segment escapeName
+// cannot have produced.
+func unescapeName(seg string) (string, bool) {
+	var b strings.Builder
+	b.Grow(len(seg))
+	for i := 0; i < len(seg); i++ {
+		c := seg[i]
+		if c != '-' {
+			b.WriteByte(c)
+			continue
+		}
+		if i+1 == len(seg) {
+			return "", false
+		}
+		i++
+		switch seg[i] {
+		case '0':
+			b.WriteByte('-')
+		case '1':
+			b.WriteByte('.')
+		case '2':
+			b.WriteByte('/')
+		default:
+			return "", false
+		}
+	}
+	return b.String(), true
+}

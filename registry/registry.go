@@ -1,0 +1,88 @@
+// Package registry is the core of Lading: repositories, blobs and their
+// resumable uploads, manifests, tags and referrers, kept on a storage driver.
+// It knows nothing of HTTP; errors are *Error values with OCI codes.
+package registry
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/lading-registry/lading/storage/driver"
+)
+
+// Options tune a Registry. The zero value is usable.
+type Options struct {
+	// Locker serialises writers of one upload session. Nil means an
+	// in-process locker, right for a single process on its own storage.
+	Locker Locker
+	// Logger receives the registry's own logs. Nil means slog.Default().
+	Logger *slog.Logger
+	// MaxManifestSize bounds a manifest's payload; 0 means 4 MiB.
+	MaxManifestSize int64
+	// Now is the clock; nil means time.Now. Tests move it.
+	Now func() time.Time
+}
+
+// DefaultMaxManifestSize is the spec's customary bound on a manifest.
+const DefaultMaxManifestSize = 4 << 20
+
+// Registry is a set of repositories on one storage driver.
+type Registry struct {
+	driver driver.Driver
+	locker Locker
+	log    *slog.Logger
+	maxMan int64
+	now    func() time.Time
+}
+
+// New returns a Registry over d.
+func New(d driver.Driver, opts Options) *Registry {
+	r := &Registry{driver: d, locker: opts.Locker, log: opts.Logger, maxMan: opts.MaxManifestSize, now: opts.Now}
+	if r.locker == nil {
+		r.locker = NewLocalLocker()
+	}
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	if r.maxMan <= 0 {
+		r.maxMan = DefaultMaxManifestSize
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	return r
+}
+
+// Driver returns the storage driver under the registry.
+func (r *Registry) Driver() driver.Driver { return r.driver }
+
+// Repository returns a handle on the named repository, which need not exist
+// yet. It fails only for a name outside the grammar.
+func (r *Registry) Repository(name string) (*Repository, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	return &Repository{reg: r, name: name}, nil
+}
+
+// Repository is one named repository.
+type Repository struct {
+	reg  *Registry
+	name string
+}
+
+// Name returns the repository's name.
+func (repo *Repository) Name() string { return repo.name }
+
+// Blobs returns the repository's blob store.
+func (repo *Repository) Blobs() *BlobStore { return &BlobStore{repo: repo} }
+
+// Manifests returns the repository's manifest store.
+func (repo *Repository) Manifests() *ManifestStore { return &ManifestStore{repo: repo} }
+
+// register records the repository in the catalog. It is called on every
+// write that makes a repository non-empty, so it is one small idempotent put.
+func (repo *Repository) register(ctx context.Context) error {
+	return repo.reg.driver.PutContent(ctx, catalogPath(repo.name), nil)
+}
