@@ -36,3 +36,5 @@ require (
 	golang.org/x/sys v0.50.0 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
+
+tool github.com/opencontainers/distribution-spec/conformance
