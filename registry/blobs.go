@@ -3,10 +3,12 @@ package registry
 import (
 	"context"
 	"io"
-	"net/http"
+	"strconv"
 
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/lading-registry/lading/storage/driver"
 )
 
 // BlobStore is a repository's view of the content store: blobs are stored
@@ -15,94 +17,127 @@ type BlobStore struct {
 	repo *Repository
 }
 
+func (bs *BlobStore) driver() driver.Driver { return bs.repo.reg.driver }
+
 // Stat describes a blob linked into the repository (BLOB_UNKNOWN otherwise).
+// It costs one small read: the link holds the blob's size.
 func (bs *BlobStore) Stat(ctx context.Context, d digest.Digest) (v1.Descriptor, error) {
-	return v1.Descriptor{}, ErrUnsupported
+	if err := checkDigest(d); err != nil {
+		return v1.Descriptor{}, err
+	}
+	link, err := bs.driver().GetContent(ctx, layerLinkPath(bs.repo.name, d))
+	if driver.IsNotFound(err) {
+		return v1.Descriptor{}, newError(CodeBlobUnknown, "blob %s unknown to repository %s", d, bs.repo.name)
+	}
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	size, err := strconv.ParseInt(string(link), 10, 64)
+	if err != nil || size < 0 {
+		// A link is written whole by an atomic put, so this is damage, not
+		// a race; fall back to the blob itself rather than fail the read.
+		fi, serr := bs.driver().Stat(ctx, blobPath(d))
+		if serr != nil {
+			return v1.Descriptor{}, newError(CodeBlobUnknown, "blob %s unknown to repository %s", d, bs.repo.name)
+		}
+		size = fi.Size
+	}
+	return blobDescriptor(d, size), nil
 }
 
 // Open returns a reader over a blob linked into the repository.
 func (bs *BlobStore) Open(ctx context.Context, d digest.Digest) (*BlobReader, error) {
-	return nil, ErrUnsupported
+	desc, err := bs.Stat(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	return &BlobReader{ctx: ctx, drv: bs.driver(), path: blobPath(d), desc: desc}, nil
 }
 
 // Delete unlinks a blob from the repository; the bytes stay for the
 // garbage collector, since other repositories may hold them.
 func (bs *BlobStore) Delete(ctx context.Context, d digest.Digest) error {
-	return ErrUnsupported
+	if err := checkDigest(d); err != nil {
+		return err
+	}
+	err := bs.driver().Delete(ctx, layerLinkPath(bs.repo.name, d))
+	if driver.IsNotFound(err) {
+		return newError(CodeBlobUnknown, "blob %s unknown to repository %s", d, bs.repo.name)
+	}
+	return err
 }
 
 // Mount links a blob into this repository without moving bytes. from names
 // the source repository; empty means any repository of the registry. It
 // returns BLOB_UNKNOWN when the source does not have the blob.
 func (bs *BlobStore) Mount(ctx context.Context, from string, d digest.Digest) (v1.Descriptor, error) {
-	return v1.Descriptor{}, ErrUnsupported
+	if err := checkDigest(d); err != nil {
+		return v1.Descriptor{}, err
+	}
+	var size int64
+	if from != "" {
+		src, err := bs.repo.reg.Repository(from)
+		if err != nil {
+			return v1.Descriptor{}, err
+		}
+		desc, err := src.Blobs().Stat(ctx, d)
+		if err != nil {
+			return v1.Descriptor{}, err
+		}
+		size = desc.Size
+	} else {
+		fi, err := bs.driver().Stat(ctx, blobPath(d))
+		if driver.IsNotFound(err) {
+			return v1.Descriptor{}, newError(CodeBlobUnknown, "blob %s unknown to the registry", d)
+		}
+		if err != nil {
+			return v1.Descriptor{}, err
+		}
+		size = fi.Size
+	}
+	if err := bs.link(ctx, d, size); err != nil {
+		return v1.Descriptor{}, err
+	}
+	return blobDescriptor(d, size), nil
 }
 
-// Put stores a whole blob in one call and checks it against d.
+// Put stores a whole blob in one call and checks it against d. It is an
+// upload session that never needs its state written, since it ends within
+// the call.
 func (bs *BlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) (v1.Descriptor, error) {
-	return v1.Descriptor{}, ErrUnsupported
+	if err := checkDigest(d); err != nil {
+		return v1.Descriptor{}, err
+	}
+	u := bs.newUpload([]digest.Algorithm{d.Algorithm()})
+	if _, err := u.write(ctx, r); err != nil {
+		_ = bs.driver().Delete(context.WithoutCancel(ctx), uploadPath(bs.repo.name, u.state.ID))
+		return v1.Descriptor{}, err
+	}
+	desc, err := u.finish(ctx, d, -1)
+	if err != nil {
+		_ = bs.driver().Delete(context.WithoutCancel(ctx), uploadPath(bs.repo.name, u.state.ID))
+	}
+	return desc, err
 }
 
-// Upload starts a resumable upload session.
-func (bs *BlobStore) Upload(ctx context.Context, opts UploadOptions) (*Upload, error) {
-	return nil, ErrUnsupported
+// link records the blob in the repository. The link holds the size so that
+// Stat is one small read.
+func (bs *BlobStore) link(ctx context.Context, d digest.Digest, size int64) error {
+	if err := bs.driver().PutContent(ctx, layerLinkPath(bs.repo.name, d), strconv.AppendInt(nil, size, 10)); err != nil {
+		return err
+	}
+	return bs.repo.register(ctx)
 }
 
-// Resume reopens an upload session by id, as stored in the backend.
-func (bs *BlobStore) Resume(ctx context.Context, id string) (*Upload, error) {
-	return nil, ErrUnsupported
+func blobDescriptor(d digest.Digest, size int64) v1.Descriptor {
+	return v1.Descriptor{MediaType: "application/octet-stream", Digest: d, Size: size}
 }
 
-// UploadOptions configure a new upload session.
-type UploadOptions struct {
-	// Algorithms to hash as bytes arrive; sha256 is always among them.
-	// Committing with an algorithm not hashed here costs one re-read.
-	Algorithms []digest.Algorithm
+// checkDigest refuses digests the store cannot address, so a malformed one
+// never reaches a storage path.
+func checkDigest(d digest.Digest) error {
+	if _, err := ParseDigest(string(d)); err != nil {
+		return err
+	}
+	return nil
 }
-
-// BlobReader reads one blob. Seek is exact and costs no I/O.
-type BlobReader struct{}
-
-func (br *BlobReader) Read(p []byte) (int, error)                   { return 0, io.EOF }
-func (br *BlobReader) Seek(offset int64, whence int) (int64, error) { return 0, nil }
-func (br *BlobReader) Close() error                                 { return nil }
-
-// Descriptor describes the blob.
-func (br *BlobReader) Descriptor() v1.Descriptor { return v1.Descriptor{} }
-
-// CopyRange writes length bytes from offset to w straight from the backend's
-// reader, so a file system reader meets an http.ResponseWriter's ReadFrom and
-// the kernel copies the bytes (sendfile).
-func (br *BlobReader) CopyRange(w io.Writer, offset, length int64) (int64, error) { return 0, nil }
-
-// RedirectURL is where the client may fetch the blob directly, or "".
-func (br *BlobReader) RedirectURL(r *http.Request) (string, error) { return "", nil }
-
-// Upload is a resumable upload session. Its state lives in the backend; the
-// handle caches what it last read.
-type Upload struct{}
-
-// ID names the session in the client's Location URL.
-func (u *Upload) ID() string { return "" }
-
-// Offset is the number of bytes the session holds.
-func (u *Upload) Offset() int64 { return 0 }
-
-// Append writes r at the session's end. at is where the client says the
-// chunk starts (-1: wherever the session stands); a mismatch, or another
-// writer holding the session, is a *RangeError. Bytes received before r
-// fails are kept, so the client can resume after them.
-func (u *Upload) Append(ctx context.Context, r io.Reader, at int64) (int64, error) {
-	return 0, ErrUnsupported
-}
-
-// Commit checks the session's bytes against d (and size, unless -1), moves
-// them to their content address and links the blob into the repository.
-// On a mismatch it returns DIGEST_INVALID or SIZE_INVALID and the session
-// stays open.
-func (u *Upload) Commit(ctx context.Context, d digest.Digest, size int64) (v1.Descriptor, error) {
-	return v1.Descriptor{}, ErrUnsupported
-}
-
-// Cancel ends the session and removes its data.
-func (u *Upload) Cancel(ctx context.Context) error { return ErrUnsupported }

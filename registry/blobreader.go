@@ -1,0 +1,123 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/lading-registry/lading/storage/driver"
+)
+
+// BlobReader reads one blob. Seeking only moves a position: the backend
+// reader is opened lazily at the first Read after a seek, so Seek(0,
+// io.SeekEnd) costs no I/O, as http.ServeContent and range readers expect.
+type BlobReader struct {
+	ctx  context.Context
+	drv  driver.Driver
+	path string
+	desc v1.Descriptor
+	pos  int64
+	rc   io.ReadCloser // open at pos, or nil
+}
+
+var errNegativeSeek = errors.New("blob reader: seek to a negative position")
+
+// Descriptor describes the blob.
+func (br *BlobReader) Descriptor() v1.Descriptor { return br.desc }
+
+// Size is the blob's length in bytes.
+func (br *BlobReader) Size() int64 { return br.desc.Size }
+
+// Read reads from the current position; at the end of the blob it returns io.EOF.
+func (br *BlobReader) Read(p []byte) (int, error) {
+	if br.pos >= br.desc.Size {
+		return 0, io.EOF
+	}
+	if br.rc == nil {
+		rc, err := br.drv.Reader(br.ctx, br.path, br.pos)
+		if err != nil {
+			return 0, err
+		}
+		br.rc = rc
+	}
+	if rest := br.desc.Size - br.pos; int64(len(p)) > rest {
+		p = p[:rest]
+	}
+	n, err := br.rc.Read(p)
+	br.pos += int64(n)
+	if err == io.EOF && br.pos < br.desc.Size {
+		// The backend ended before the size the store recorded: damage.
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+// Seek sets the position for the next Read. Every whence uses offset; the
+// position may be anywhere from 0 to the size (where Read gives io.EOF);
+// outside that range Seek fails and the position is unchanged.
+func (br *BlobReader) Seek(offset int64, whence int) (int64, error) {
+	var pos int64
+	switch whence {
+	case io.SeekStart:
+		pos = offset
+	case io.SeekCurrent:
+		pos = br.pos + offset
+	case io.SeekEnd:
+		pos = br.desc.Size + offset
+	default:
+		return br.pos, fmt.Errorf("blob reader: invalid whence %d", whence)
+	}
+	if pos < 0 {
+		return br.pos, errNegativeSeek
+	}
+	if pos > br.desc.Size {
+		return br.pos, fmt.Errorf("blob reader: seek to %d beyond the end (%d)", pos, br.desc.Size)
+	}
+	if pos != br.pos && br.rc != nil {
+		br.rc.Close()
+		br.rc = nil
+	}
+	br.pos = pos
+	return pos, nil
+}
+
+// Close releases the backend reader, if one is open.
+func (br *BlobReader) Close() error {
+	if br.rc == nil {
+		return nil
+	}
+	err := br.rc.Close()
+	br.rc = nil
+	return err
+}
+
+// CopyRange writes length bytes from offset to w straight from the backend's
+// reader, so a file system reader meets an http.ResponseWriter's ReadFrom and
+// the kernel copies the bytes (sendfile). It does not move the position.
+func (br *BlobReader) CopyRange(w io.Writer, offset, length int64) (int64, error) {
+	if offset < 0 || length < 0 || offset+length > br.desc.Size {
+		return 0, fmt.Errorf("blob reader: range %d+%d outside blob of %d bytes", offset, length, br.desc.Size)
+	}
+	if length == 0 {
+		return 0, nil
+	}
+	rc, err := br.drv.Reader(br.ctx, br.path, offset)
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	n, err := io.Copy(w, io.LimitReader(rc, length))
+	if err == nil && n < length {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+// RedirectURL is where the client may fetch the blob directly, or "".
+func (br *BlobReader) RedirectURL(r *http.Request) (string, error) {
+	return br.drv.RedirectURL(r, br.path)
+}

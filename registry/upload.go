@@ -1,0 +1,397 @@
+package registry
+
+import (
+	"context"
+	"crypto/rand"
+	_ "crypto/sha256" // registers the algorithms with go-digest
+	_ "crypto/sha512"
+	"encoding"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"regexp"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/lading-registry/lading/storage/driver"
+)
+
+// An upload session's state, stored beside its data. The hash states are
+// those of the stdlib hashes at Offset, serialised with
+// encoding.BinaryMarshaler, so a commit (on any replica, after any restart)
+// finishes the digest without re-reading the bytes. Only the latest state
+// is kept: O(1) per session.
+type uploadState struct {
+	ID         string                      `json:"id"`
+	Repository string                      `json:"repository"`
+	StartedAt  time.Time                   `json:"startedAt"`
+	Offset     int64                       `json:"offset"`
+	Hashes     map[digest.Algorithm][]byte `json:"hashes"`
+}
+
+// Upload is a resumable upload session. Its state lives in the backend and
+// is re-read under the session's lock by every operation, so a session
+// begun on one replica continues on another; the handle only caches what it
+// last read.
+type Upload struct {
+	bs    *BlobStore
+	state uploadState
+}
+
+// UploadOptions configure a new upload session.
+type UploadOptions struct {
+	// Algorithms to hash as bytes arrive; sha256 always is. Committing with
+	// an algorithm not hashed here costs one re-read of the data, so a
+	// client that announces sha512 up front avoids it.
+	Algorithms []digest.Algorithm
+}
+
+var uploadIDRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// copyBufSize is large enough that a chunk of a big blob is written in few
+// system calls, small enough to pool one per concurrent upload.
+const copyBufSize = 1 << 20
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+
+// Upload starts a resumable upload session.
+func (bs *BlobStore) Upload(ctx context.Context, opts UploadOptions) (*Upload, error) {
+	for _, a := range opts.Algorithms {
+		if a != digest.SHA256 && a != digest.SHA512 {
+			return nil, newError(CodeDigestInvalid, "unsupported digest algorithm %q", a)
+		}
+	}
+	u := bs.newUpload(opts.Algorithms)
+	if err := u.save(ctx); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+func (bs *BlobStore) newUpload(algs []digest.Algorithm) *Upload {
+	hashes := map[digest.Algorithm][]byte{digest.SHA256: nil}
+	for _, a := range algs {
+		hashes[a] = nil
+	}
+	return &Upload{bs: bs, state: uploadState{
+		ID:         newUploadID(),
+		Repository: bs.repo.name,
+		StartedAt:  bs.repo.reg.now().UTC(),
+		Hashes:     hashes,
+	}}
+}
+
+// Resume reopens an upload session by id, as stored in the backend.
+func (bs *BlobStore) Resume(ctx context.Context, id string) (*Upload, error) {
+	u := &Upload{bs: bs, state: uploadState{ID: id}}
+	if err := u.load(ctx); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// ID names the session in the client's Location URL.
+func (u *Upload) ID() string { return u.state.ID }
+
+// Offset is the number of bytes the session held when last read.
+func (u *Upload) Offset() int64 { return u.state.Offset }
+
+// StartedAt is when the session began.
+func (u *Upload) StartedAt() time.Time { return u.state.StartedAt }
+
+// Append writes r at the session's end. at is where the client says the
+// chunk starts (-1: wherever the session stands); a mismatch, or another
+// writer holding the session, is a *RangeError. Bytes received before r
+// fails are kept, so the client can resume after them.
+func (u *Upload) Append(ctx context.Context, r io.Reader, at int64) (int64, error) {
+	unlock, err := u.lock(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	if err := u.load(ctx); err != nil {
+		return 0, err
+	}
+	if at >= 0 && at != u.state.Offset {
+		return 0, &RangeError{Offset: u.state.Offset, Message: fmt.Sprintf("chunk starts at %d", at)}
+	}
+	n, werr := u.write(ctx, r)
+	if n == 0 && werr != nil {
+		return 0, werr
+	}
+	// Whatever reached the backend is part of the session, even when the
+	// body broke off: the client resumes from the new offset.
+	if err := u.save(context.WithoutCancel(ctx)); err != nil {
+		return n, err
+	}
+	return n, werr
+}
+
+// write appends r to the data, hashing as it goes, and advances the
+// in-memory state. The caller holds the lock (or owns the session alone).
+func (u *Upload) write(ctx context.Context, r io.Reader) (int64, error) {
+	drv := u.bs.driver()
+	path := uploadDataPath(u.state.Repository, u.state.ID)
+	hashers, err := u.hashers()
+	if err != nil {
+		return 0, err
+	}
+	w, err := drv.Writer(ctx, path, u.state.Offset > 0)
+	if err != nil {
+		if driver.IsNotFound(err) {
+			return 0, u.lost(ctx, "its data is gone")
+		}
+		return 0, err
+	}
+	if w.Size() != u.state.Offset {
+		// Only a crash between writing data and saving state gets here; the
+		// hash state no longer matches the bytes, so the session cannot go on.
+		w.Close()
+		return 0, u.lost(ctx, fmt.Sprintf("data holds %d bytes, state %d", w.Size(), u.state.Offset))
+	}
+	bufp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bufp)
+	buf := *bufp
+	var n int64
+	var rerr, werr error
+	for rerr == nil && werr == nil {
+		var m int
+		m, rerr = io.ReadFull(r, buf)
+		if m == 0 {
+			break
+		}
+		if _, werr = w.Write(buf[:m]); werr != nil {
+			break
+		}
+		for _, h := range hashers {
+			h.Write(buf[:m])
+		}
+		n += int64(m)
+	}
+	if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+		rerr = nil
+	}
+	if cerr := w.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		// The backend may hold part of the chunk; the next writer will see
+		// a size that disagrees with the state and end the session cleanly.
+		return 0, fmt.Errorf("writing upload data: %w", werr)
+	}
+	u.state.Offset += n
+	if err := u.keepHashes(hashers); err != nil {
+		return n, err
+	}
+	if rerr != nil {
+		return n, &Error{Code: CodeBlobUploadInvalid, Message: "reading request body: " + rerr.Error()}
+	}
+	return n, nil
+}
+
+// Commit checks the session's bytes against d (and size, unless -1), moves
+// them to their content address and links the blob into the repository.
+// On a mismatch it returns DIGEST_INVALID or SIZE_INVALID and the session
+// stays open.
+func (u *Upload) Commit(ctx context.Context, d digest.Digest, size int64) (v1.Descriptor, error) {
+	if err := checkDigest(d); err != nil {
+		return v1.Descriptor{}, err
+	}
+	unlock, err := u.lock(ctx)
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	defer unlock()
+	if err := u.load(ctx); err != nil {
+		return v1.Descriptor{}, err
+	}
+	desc, err := u.finish(ctx, d, size)
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	return desc, nil
+}
+
+// finish verifies and publishes the blob, then removes the session. The
+// blob becomes visible at its content address whole (a move), and in the
+// repository only after that (the link), so a failure at any step leaves
+// nothing half-visible: at worst an unlinked blob for the collector.
+func (u *Upload) finish(ctx context.Context, d digest.Digest, size int64) (v1.Descriptor, error) {
+	drv := u.bs.driver()
+	if size >= 0 && size != u.state.Offset {
+		return v1.Descriptor{}, newError(CodeSizeInvalid, "upload holds %d bytes, %d declared", u.state.Offset, size)
+	}
+	dataPath := uploadDataPath(u.state.Repository, u.state.ID)
+	hasData := u.state.Offset > 0
+	if hasData {
+		w, err := drv.Writer(ctx, dataPath, true)
+		if err != nil {
+			if driver.IsNotFound(err) {
+				return v1.Descriptor{}, u.lost(ctx, "its data is gone")
+			}
+			return v1.Descriptor{}, err
+		}
+		err = w.Commit(ctx)
+		w.Close()
+		if err != nil {
+			return v1.Descriptor{}, err
+		}
+	}
+	got, err := u.digest(ctx, d.Algorithm(), dataPath)
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	if got != d {
+		return v1.Descriptor{}, &Error{Code: CodeDigestInvalid, Message: fmt.Sprintf("upload digest is %s, %s declared", got, d)}
+	}
+	dst := blobPath(d)
+	if _, err := drv.Stat(ctx, dst); err == nil {
+		// Already stored: content addressing makes this upload redundant.
+	} else if !driver.IsNotFound(err) {
+		return v1.Descriptor{}, err
+	} else if hasData {
+		if err := drv.Move(ctx, dataPath, dst); err != nil {
+			return v1.Descriptor{}, err
+		}
+	} else if err := drv.PutContent(ctx, dst, nil); err != nil {
+		return v1.Descriptor{}, err
+	}
+	if err := u.bs.link(ctx, d, u.state.Offset); err != nil {
+		return v1.Descriptor{}, err
+	}
+	if err := drv.Delete(context.WithoutCancel(ctx), uploadPath(u.state.Repository, u.state.ID)); err != nil && !driver.IsNotFound(err) {
+		u.bs.repo.reg.log.Warn("upload session left behind after commit", "repository", u.state.Repository, "upload", u.state.ID, "err", err)
+	}
+	return blobDescriptor(d, u.state.Offset), nil
+}
+
+// digest returns the digest of the session's bytes with algorithm alg,
+// from the running hash when the session kept one, else by reading the
+// committed data once.
+func (u *Upload) digest(ctx context.Context, alg digest.Algorithm, dataPath string) (digest.Digest, error) {
+	if _, kept := u.state.Hashes[alg]; kept {
+		hashers, err := u.hashers()
+		if err != nil {
+			return "", err
+		}
+		return digest.NewDigest(alg, hashers[alg]), nil
+	}
+	if u.state.Offset == 0 {
+		return alg.FromBytes(nil), nil
+	}
+	rc, err := u.bs.driver().Reader(ctx, dataPath, 0)
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	return alg.FromReader(rc)
+}
+
+// Cancel ends the session and removes its data.
+func (u *Upload) Cancel(ctx context.Context) error {
+	unlock, err := u.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	err = u.bs.driver().Delete(ctx, uploadPath(u.state.Repository, u.state.ID))
+	if driver.IsNotFound(err) {
+		return newError(CodeBlobUploadUnknown, "upload %s unknown", u.state.ID)
+	}
+	return err
+}
+
+func (u *Upload) lock(ctx context.Context) (func(), error) {
+	unlock, err := u.bs.repo.reg.locker.TryLock(ctx, u.state.Repository+"/"+u.state.ID)
+	if errors.Is(err, ErrLocked) {
+		return nil, &RangeError{Offset: u.state.Offset, Message: "another request is writing to this upload"}
+	}
+	return unlock, err
+}
+
+func (u *Upload) load(ctx context.Context) error {
+	unknown := newError(CodeBlobUploadUnknown, "upload %s unknown", u.state.ID)
+	if !uploadIDRE.MatchString(u.state.ID) {
+		return unknown
+	}
+	repo := u.bs.repo.name
+	raw, err := u.bs.driver().GetContent(ctx, uploadStatePath(repo, u.state.ID))
+	if driver.IsNotFound(err) {
+		return unknown
+	}
+	if err != nil {
+		return err
+	}
+	var st uploadState
+	if err := json.Unmarshal(raw, &st); err != nil || st.ID != u.state.ID || st.Repository != repo || st.Offset < 0 {
+		return u.lost(ctx, "its state is unreadable")
+	}
+	u.state = st
+	return nil
+}
+
+func (u *Upload) save(ctx context.Context) error {
+	raw, err := json.Marshal(&u.state)
+	if err != nil {
+		return err
+	}
+	return u.bs.driver().PutContent(ctx, uploadStatePath(u.state.Repository, u.state.ID), raw)
+}
+
+// lost removes a session that can no longer be continued safely and says so
+// in the client's terms: the upload is unknown, start again.
+func (u *Upload) lost(ctx context.Context, why string) error {
+	u.bs.repo.reg.log.Warn("dropping damaged upload session", "repository", u.state.Repository, "upload", u.state.ID, "reason", why)
+	_ = u.bs.driver().Delete(context.WithoutCancel(ctx), uploadPath(u.state.Repository, u.state.ID))
+	return newError(CodeBlobUploadUnknown, "upload %s can no longer be resumed: %s", u.state.ID, why)
+}
+
+// hashers restores the running hashes from the state.
+func (u *Upload) hashers() (map[digest.Algorithm]hash.Hash, error) {
+	hs := make(map[digest.Algorithm]hash.Hash, len(u.state.Hashes))
+	for alg, st := range u.state.Hashes {
+		h := alg.Hash()
+		if st != nil {
+			if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(st); err != nil {
+				return nil, fmt.Errorf("restoring %s state of upload %s: %w", alg, u.state.ID, err)
+			}
+		}
+		hs[alg] = h
+	}
+	return hs, nil
+}
+
+func (u *Upload) keepHashes(hs map[digest.Algorithm]hash.Hash) error {
+	for alg, h := range hs {
+		st, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+		if err != nil {
+			return err
+		}
+		u.state.Hashes[alg] = st
+	}
+	return nil
+}
+
+// Algorithms reports which digests the session computes as bytes arrive.
+func (u *Upload) Algorithms() []digest.Algorithm {
+	algs := make([]digest.Algorithm, 0, len(u.state.Hashes))
+	for a := range u.state.Hashes {
+		algs = append(algs, a)
+	}
+	slices.Sort(algs)
+	return algs
+}
+
+func newUploadID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40 // version 4
+	b[8] = b[8]&0x3f | 0x80 // RFC 4122 variant
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:8], b[8:10], b[10:12], b[12:16])
+}
