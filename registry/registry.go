@@ -82,7 +82,14 @@ func (repo *Repository) Blobs() *BlobStore { return &BlobStore{repo: repo} }
 func (repo *Repository) Manifests() *ManifestStore { return &ManifestStore{repo: repo} }
 
 // register records the repository in the catalog. It is called on every
-// write that makes a repository non-empty, so it is one small idempotent put.
+// write that links content into a repository, so the common case (already
+// listed) is a single stat rather than a durable write.
 func (repo *Repository) register(ctx context.Context) error {
-	return repo.reg.driver.PutContent(ctx, catalogPath(repo.name), nil)
+	p := catalogPath(repo.name)
+	if _, err := repo.reg.driver.Stat(ctx, p); err == nil {
+		return nil
+	} else if !driver.IsNotFound(err) {
+		return err
+	}
+	return repo.reg.driver.PutContent(ctx, p, nil)
 }
