@@ -1,13 +1,26 @@
 package registry
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/lading-registry/lading/storage/driver"
 )
 
 // ManifestStore holds a repository's manifests, tags and referrers.
+//
+// A manifest's bytes live in the content store like any blob; the repository
+// keeps a small record of it (manifestRecord), its tags, and one referrer
+// entry under its subject. Writes go payload → record → referrer → tags and
+// deletes go the other way, so a reader never finds a tag without its record
+// or a record without its bytes.
 type ManifestStore struct {
 	repo *Repository
 }
@@ -21,43 +34,280 @@ type Manifest struct {
 	Subject *v1.Descriptor
 }
 
+// manifestRecord is what the repository keeps about one of its manifests at
+// manifestLinkPath: what HEAD needs, and the subject so that a delete can
+// find the referrer entry without reading the payload.
+type manifestRecord struct {
+	v1.Descriptor
+	Subject *v1.Descriptor `json:"subject,omitempty"`
+}
+
+// MaxManifestSize is the largest manifest payload Put accepts. The HTTP layer
+// reads at most one byte more, so an oversized body is refused unread.
+func (r *Registry) MaxManifestSize() int64 { return r.maxMan }
+
+func (ms *ManifestStore) driver() driver.Driver { return ms.repo.reg.driver }
+
 // Get returns the manifest named by reference, a tag or a digest.
 func (ms *ManifestStore) Get(ctx context.Context, reference string) (*Manifest, error) {
-	return nil, ErrUnsupported
+	rec, err := ms.resolve(ctx, reference)
+	if err != nil {
+		return nil, ms.explain(ctx, err)
+	}
+	payload, err := ms.driver().GetContent(ctx, blobPath(rec.Digest))
+	if driver.IsNotFound(err) {
+		// Only a collector that ignored the record can get here.
+		return nil, manifestUnknown(ms.repo.name, reference)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &Manifest{Descriptor: rec.Descriptor, Payload: payload, Subject: rec.Subject}, nil
 }
 
-// Stat describes the manifest named by reference without its payload.
+// Stat describes the manifest named by reference without its payload: one
+// small read by digest, two by tag.
 func (ms *ManifestStore) Stat(ctx context.Context, reference string) (v1.Descriptor, error) {
-	return v1.Descriptor{}, ErrUnsupported
+	rec, err := ms.resolve(ctx, reference)
+	if err != nil {
+		return v1.Descriptor{}, ms.explain(ctx, err)
+	}
+	return rec.Descriptor, nil
 }
 
-// Put validates and stores payload under reference (a tag, or the digest of
-// payload), with mediaType from the request's Content-Type when the payload
-// does not declare one. Every referenced blob and manifest must exist in the
-// repository, except where the spec exempts them.
-func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, payload []byte) (*Manifest, error) {
-	return nil, ErrUnsupported
+// Put validates payload and stores it under reference: a tag, or the digest
+// of payload (in any supported algorithm; a mismatch is DIGEST_INVALID).
+// mediaType is the request's Content-Type; the payload's own mediaType field
+// wins when present, and the two must agree. tags are further tags to point
+// at the manifest (the `?tag=` parameters of a push by digest); all tags are
+// validated before anything is written.
+//
+// Accepted: OCI image manifest and index, Docker schema 2 manifest and
+// manifest list, stored byte-exact. Config and layers must be blobs of the
+// repository (MANIFEST_BLOB_UNKNOWN), except non-distributable layers; index
+// children must be manifests (or blobs) of the repository; the subject need
+// not exist. Payloads over MaxManifestSize are MANIFEST_TOO_LARGE.
+func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, payload []byte, tags ...string) (*Manifest, error) {
+	if int64(len(payload)) > ms.repo.reg.maxMan {
+		return nil, newError(CodeManifestTooLarge, "manifest is %d bytes, the limit is %d", len(payload), ms.repo.reg.maxMan)
+	}
+	var d digest.Digest
+	if isDigestReference(reference) {
+		want, err := ParseDigest(reference)
+		if err != nil {
+			return nil, err
+		}
+		if d = want.Algorithm().FromBytes(payload); d != want {
+			return nil, &Error{Code: CodeDigestInvalid, Message: "manifest does not match digest " + reference, Detail: map[string]string{"digest": reference}}
+		}
+	} else {
+		tags = append([]string{reference}, tags...)
+		d = digest.Canonical.FromBytes(payload)
+	}
+	for _, t := range tags {
+		if err := ValidateTag(t); err != nil {
+			return nil, err
+		}
+	}
+	m, err := parseManifest(payload, mediaType)
+	if err != nil {
+		return nil, err
+	}
+	if err := ms.checkReferences(ctx, m); err != nil {
+		return nil, err
+	}
+	rec := manifestRecord{
+		Descriptor: v1.Descriptor{MediaType: m.mediaType, Digest: d, Size: int64(len(payload)), ArtifactType: m.artifactType},
+		Subject:    m.subject,
+	}
+	// Storing the bytes links them into the repository, which registers it
+	// in the catalog.
+	if _, err := ms.repo.Blobs().Put(ctx, d, bytes.NewReader(payload)); err != nil {
+		return nil, err
+	}
+	if err := ms.writeRecord(ctx, rec); err != nil {
+		return nil, err
+	}
+	if m.subject != nil {
+		if err := ms.addReferrer(ctx, m, rec.Descriptor); err != nil {
+			return nil, err
+		}
+	}
+	for _, t := range tags {
+		if err := ms.driver().PutContent(ctx, tagPath(ms.repo.name, t), []byte(d)); err != nil {
+			return nil, err
+		}
+	}
+	return &Manifest{Descriptor: rec.Descriptor, Payload: payload, Subject: rec.Subject}, nil
 }
 
-// Delete removes a tag, or a manifest by digest together with its tags.
+// Delete removes a tag, or a manifest by digest together with its tags and
+// its referrer entry. The manifest's bytes stay for the garbage collector.
+//
+// A digest delete removes the tags first and the record last, so an
+// interrupted delete leaves at worst an untagged manifest, never a tag
+// pointing at nothing.
 func (ms *ManifestStore) Delete(ctx context.Context, reference string) error {
-	return ErrUnsupported
+	if !isDigestReference(reference) {
+		if err := ValidateTag(reference); err != nil {
+			return err
+		}
+		err := ms.driver().Delete(ctx, tagPath(ms.repo.name, reference))
+		if driver.IsNotFound(err) {
+			return ms.explain(ctx, manifestUnknown(ms.repo.name, reference))
+		}
+		return err
+	}
+	d, err := ParseDigest(reference)
+	if err != nil {
+		return err
+	}
+	rec, err := ms.record(ctx, d)
+	if err != nil {
+		return ms.explain(ctx, err)
+	}
+	if err := ms.untag(ctx, d); err != nil {
+		return err
+	}
+	if rec.Subject != nil {
+		if err := ms.removeReferrer(ctx, rec.Subject.Digest, d); err != nil {
+			return err
+		}
+	}
+	err = ms.driver().Delete(ctx, manifestLinkPath(ms.repo.name, d))
+	if driver.IsNotFound(err) {
+		// A concurrent delete got there first; the outcome is the same.
+		return nil
+	}
+	return err
 }
 
-// Tags lists the repository's tags in lexical order, at most n after last
-// (n <= 0: all). more reports whether tags remain after the page.
-func (ms *ManifestStore) Tags(ctx context.Context, last string, n int) (tags []string, more bool, err error) {
-	return nil, false, ErrUnsupported
+// resolve finds the record of the manifest named by reference.
+func (ms *ManifestStore) resolve(ctx context.Context, reference string) (manifestRecord, error) {
+	if isDigestReference(reference) {
+		d, err := ParseDigest(reference)
+		if err != nil {
+			return manifestRecord{}, err
+		}
+		return ms.record(ctx, d)
+	}
+	d, err := ms.tagDigest(ctx, reference)
+	if err != nil {
+		return manifestRecord{}, err
+	}
+	return ms.record(ctx, d)
 }
 
-// Referrers lists the manifests whose subject is subject, filtered by
-// artifactType when it is not empty.
-func (ms *ManifestStore) Referrers(ctx context.Context, subject digest.Digest, artifactType string) ([]v1.Descriptor, error) {
-	return nil, ErrUnsupported
+// record reads the repository's record of manifest d.
+func (ms *ManifestStore) record(ctx context.Context, d digest.Digest) (manifestRecord, error) {
+	var rec manifestRecord
+	b, err := ms.driver().GetContent(ctx, manifestLinkPath(ms.repo.name, d))
+	if driver.IsNotFound(err) {
+		return rec, manifestUnknown(ms.repo.name, d.String())
+	}
+	if err != nil {
+		return rec, err
+	}
+	if err := json.Unmarshal(b, &rec); err != nil || rec.Digest != d {
+		return rec, errors.Join(errors.New("registry: corrupt manifest record "+manifestLinkPath(ms.repo.name, d)), err)
+	}
+	return rec, nil
 }
 
-// Catalog lists repository names in lexical order, at most n after last
-// (n <= 0: all). more reports whether names remain after the page.
-func (r *Registry) Catalog(ctx context.Context, last string, n int) (names []string, more bool, err error) {
-	return nil, false, ErrUnsupported
+func (ms *ManifestStore) writeRecord(ctx context.Context, rec manifestRecord) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	return ms.driver().PutContent(ctx, manifestLinkPath(ms.repo.name, rec.Digest), b)
 }
+
+func manifestUnknown(repo, reference string) *Error {
+	return &Error{Code: CodeManifestUnknown, Message: "manifest " + reference + " unknown to repository " + repo}
+}
+
+// explain turns MANIFEST_UNKNOWN into NAME_UNKNOWN when the repository itself
+// does not exist: one stat, paid only on a miss.
+func (ms *ManifestStore) explain(ctx context.Context, err error) error {
+	if !errors.Is(err, ErrManifestUnknown) {
+		return err
+	}
+	if exists, serr := ms.repo.exists(ctx); serr == nil && !exists {
+		return nameUnknown(ms.repo.name)
+	}
+	return err
+}
+
+// referenceChecks bounds the concurrent stats of one push: enough to hide a
+// round trip to an object store, few enough not to flood it.
+const referenceChecks = 8
+
+// checkReferences verifies that the repository holds what m points at.
+func (ms *ManifestStore) checkReferences(ctx context.Context, m *parsedManifest) error {
+	var refs []reference
+	seen := map[digest.Digest]bool{}
+	for _, r := range m.references() {
+		if r.kind != refExternal && !seen[r.desc.Digest] {
+			seen[r.desc.Digest] = true
+			refs = append(refs, r)
+		}
+	}
+	errs := make([]error, len(refs))
+	sem := make(chan struct{}, referenceChecks)
+	var wg sync.WaitGroup
+	for i, r := range refs {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			errs[i] = ms.checkReference(ctx, r)
+		})
+	}
+	wg.Wait()
+	// The first failure in document order, so the answer is deterministic.
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (ms *ManifestStore) checkReference(ctx context.Context, r reference) error {
+	d := r.desc.Digest
+	var size int64
+	found := false
+	if r.kind == refManifest {
+		rec, err := ms.record(ctx, d)
+		if err == nil {
+			size, found = rec.Size, true
+		} else if !isUnknown(err) {
+			return err
+		}
+	}
+	if !found {
+		desc, err := ms.repo.Blobs().Stat(ctx, d)
+		if err != nil {
+			if isUnknown(err) || errors.Is(err, ErrDigestInvalid) {
+				what := "blob"
+				if r.kind == refManifest {
+					what = "manifest"
+				}
+				return &Error{Code: CodeManifestBlobUnknown, Message: what + " " + d.String() + " unknown to repository " + ms.repo.name, Detail: map[string]string{"digest": d.String()}}
+			}
+			return err
+		}
+		size = desc.Size
+	}
+	if size != r.desc.Size {
+		return &Error{Code: CodeManifestInvalid, Message: "descriptor " + d.String() + " has the wrong size", Detail: map[string]any{"digest": d.String(), "size": r.desc.Size, "stored": size}}
+	}
+	return nil
+}
+
+// isUnknown reports an error meaning "not in this repository".
+func isUnknown(err error) bool {
+	return errors.Is(err, ErrBlobUnknown) || errors.Is(err, ErrManifestUnknown) || errors.Is(err, ErrNameUnknown)
+}
+
+// isDigestReference tells a digest from a tag: tags cannot hold ':'.
+func isDigestReference(reference string) bool { return strings.Contains(reference, ":") }

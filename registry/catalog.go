@@ -1,0 +1,45 @@
+package registry
+
+import (
+	"context"
+	"path"
+
+	"github.com/lading-registry/lading/storage/driver"
+)
+
+// Catalog lists repository names in lexical order, at most n after last
+// (n <= 0: all). more reports whether names remain after the page. The
+// escaped catalog markers sort like the names they stand for, so a page is
+// one listing of /catalog resumed at last. last must be a valid name
+// (NAME_INVALID otherwise), since it becomes a storage path.
+func (r *Registry) Catalog(ctx context.Context, last string, n int) (names []string, more bool, err error) {
+	from := ""
+	if last != "" {
+		if err := ValidateName(last); err != nil {
+			return nil, false, err
+		}
+		from = catalogPath(last)
+	}
+	names, more, err = page(ctx, r.driver, catalog, from, n, func(p string) (string, bool) {
+		// Anything escapeName cannot have written is not ours: skip it.
+		return unescapeName(path.Base(p))
+	})
+	if names == nil && err == nil {
+		names = []string{}
+	}
+	return names, more, err
+}
+
+// exists reports whether the repository is in the catalog, which every write
+// of content into it ensures.
+func (repo *Repository) exists(ctx context.Context) (bool, error) {
+	_, err := repo.reg.driver.Stat(ctx, catalogPath(repo.name))
+	if driver.IsNotFound(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func nameUnknown(name string) *Error {
+	return newError(CodeNameUnknown, "repository %s is not known to the registry", name)
+}

@@ -1,0 +1,78 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/lading-registry/lading/storage/driver"
+)
+
+// Each manifest with a subject leaves its referrers descriptor under the
+// subject's digest (referrerPath), written when it is pushed. Listing a
+// subject's referrers is then one listing of that prefix, whatever the size
+// of the repository, and needs neither the subject nor the payloads.
+
+// Referrers lists the manifests whose subject is subject, filtered by
+// artifactType when it is not empty. Each descriptor has the referrer's
+// mediaType, digest, size, annotations, and artifactType (its own, else its
+// config's media type for an image manifest). A subject with no referrers,
+// or a repository that does not exist, gives an empty list: the spec
+// forbids a 404 here.
+func (ms *ManifestStore) Referrers(ctx context.Context, subject digest.Digest, artifactType string) ([]v1.Descriptor, error) {
+	if _, err := ParseDigest(string(subject)); err != nil {
+		return nil, err
+	}
+	out := []v1.Descriptor{}
+	err := ms.driver().Walk(ctx, referrersPath(ms.repo.name, subject), "", func(fi driver.FileInfo) error {
+		b, err := ms.driver().GetContent(ctx, fi.Path)
+		if driver.IsNotFound(err) {
+			return nil // deleted since the listing saw it
+		}
+		if err != nil {
+			return err
+		}
+		var desc v1.Descriptor
+		if err := json.Unmarshal(b, &desc); err != nil {
+			return errors.Join(errors.New("registry: corrupt referrer entry "+fi.Path), err)
+		}
+		if artifactType == "" || desc.ArtifactType == artifactType {
+			out = append(out, desc)
+		}
+		return nil
+	})
+	if err != nil && !driver.IsNotFound(err) {
+		return nil, err
+	}
+	return out, nil
+}
+
+// addReferrer records manifest m, described by desc, as a referrer of its
+// subject.
+func (ms *ManifestStore) addReferrer(ctx context.Context, m *parsedManifest, desc v1.Descriptor) error {
+	entry := v1.Descriptor{
+		MediaType:    desc.MediaType,
+		Digest:       desc.Digest,
+		Size:         desc.Size,
+		ArtifactType: m.referrerType(),
+		Annotations:  m.annotations,
+	}
+	b, err := json.Marshal(entry)
+	if err != nil {
+		return err
+	}
+	return ms.driver().PutContent(ctx, referrerPath(ms.repo.name, m.subject.Digest, desc.Digest), b)
+}
+
+// removeReferrer drops referrer's entry under subject; a missing entry is
+// fine, as an earlier interrupted delete may have removed it.
+func (ms *ManifestStore) removeReferrer(ctx context.Context, subject, referrer digest.Digest) error {
+	err := ms.driver().Delete(ctx, referrerPath(ms.repo.name, subject, referrer))
+	if driver.IsNotFound(err) {
+		return nil
+	}
+	return err
+}

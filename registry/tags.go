@@ -1,0 +1,117 @@
+package registry
+
+import (
+	"context"
+	"path"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/lading-registry/lading/storage/driver"
+)
+
+// A tag is one small object holding the manifest's digest, replaced by an
+// atomic put: concurrent pushes to one tag leave it on one of the complete
+// manifests, never on a mix.
+
+// Tags lists the repository's tags in lexical order, at most n after last
+// (n <= 0: all). more reports whether tags remain after the page. A page
+// costs one listing resumed at last, in proportion to the page. An empty
+// page of a repository that does not exist is NAME_UNKNOWN; an existing
+// repository with no tags gives an empty list. last must be a valid tag
+// (TAG_INVALID otherwise), since it becomes a storage path.
+func (ms *ManifestStore) Tags(ctx context.Context, last string, n int) (tags []string, more bool, err error) {
+	from := ""
+	if last != "" {
+		if err := ValidateTag(last); err != nil {
+			return nil, false, err
+		}
+		from = tagPath(ms.repo.name, last)
+	}
+	tags, more, err = page(ctx, ms.driver(), tagsPath(ms.repo.name), from, n, func(p string) (string, bool) {
+		return path.Base(p), true
+	})
+	if err != nil || len(tags) > 0 {
+		return tags, more, err
+	}
+	exists, err := ms.repo.exists(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	if !exists {
+		return nil, false, nameUnknown(ms.repo.name)
+	}
+	return []string{}, false, nil
+}
+
+// tagDigest reads the digest a tag points at.
+func (ms *ManifestStore) tagDigest(ctx context.Context, tag string) (digest.Digest, error) {
+	if err := ValidateTag(tag); err != nil {
+		return "", err
+	}
+	b, err := ms.driver().GetContent(ctx, tagPath(ms.repo.name, tag))
+	if driver.IsNotFound(err) {
+		return "", manifestUnknown(ms.repo.name, tag)
+	}
+	if err != nil {
+		return "", err
+	}
+	d, err := digest.Parse(string(b))
+	if err != nil {
+		// Tags are written whole; an unreadable one names nothing.
+		return "", manifestUnknown(ms.repo.name, tag)
+	}
+	return d, nil
+}
+
+// untag removes every tag pointing at d. It reads each tag of the
+// repository: deletes by digest are rare, and a reverse index would be one
+// more thing to keep consistent on every push.
+func (ms *ManifestStore) untag(ctx context.Context, d digest.Digest) error {
+	var doomed []string
+	err := ms.driver().Walk(ctx, tagsPath(ms.repo.name), "", func(fi driver.FileInfo) error {
+		b, err := ms.driver().GetContent(ctx, fi.Path)
+		if driver.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if string(b) == string(d) {
+			doomed = append(doomed, fi.Path)
+		}
+		return nil
+	})
+	if err != nil && !driver.IsNotFound(err) {
+		return err
+	}
+	for _, p := range doomed {
+		if err := ms.driver().Delete(ctx, p); err != nil && !driver.IsNotFound(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+// page collects up to n entries (n <= 0: all) of the objects below dir
+// that sort after from, naming each with name (false skips the object).
+// It reads one entry past the page to tell whether more remain.
+func page(ctx context.Context, drv driver.Driver, dir, from string, n int, name func(string) (string, bool)) ([]string, bool, error) {
+	var out []string
+	more := false
+	err := drv.Walk(ctx, dir, from, func(fi driver.FileInfo) error {
+		s, ok := name(fi.Path)
+		if !ok {
+			return nil
+		}
+		if n > 0 && len(out) == n {
+			more = true
+			return driver.ErrStopWalk
+		}
+		out = append(out, s)
+		return nil
+	})
+	if err != nil && !driver.IsNotFound(err) {
+		return nil, false, err
+	}
+	return out, more, nil
+}
