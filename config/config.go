@@ -1,0 +1,161 @@
+// Package config is Lading's one typed configuration: defaults, then a YAML
+// file, then LADING_* environment variables, then command-line flags, each
+// layer overriding the one before, and all of it validated before anything
+// starts.
+//
+// Every key lives in exactly one place, the struct below; its yaml tag is its
+// name in the file, the environment variable is derived from the same tag
+// path (http.addr → LADING_HTTP_ADDR), and its doc tag is the line printed by
+// Example. Adding a field is therefore enough to make it settable everywhere.
+package config
+
+import "time"
+
+// Config is the whole of Lading's configuration.
+type Config struct {
+	HTTP     HTTP    `yaml:"http" doc:"The registry's listener."`
+	Log      Log     `yaml:"log" doc:"Process and access logs, written to standard error."`
+	Storage  Storage `yaml:"storage" doc:"Where blobs, manifests and upload state live."`
+	Redis    Redis   `yaml:"redis" doc:"Optional Redis shared by replicas for descriptor caching and locks."`
+	Auth     Auth    `yaml:"auth" doc:"Who may pull, push and delete. With nothing set, everyone may do everything."`
+	GC       GC      `yaml:"gc" doc:"Garbage collection while serving."`
+	Uploads  Uploads `yaml:"uploads" doc:"Resumable upload sessions."`
+	ReadOnly bool    `yaml:"readonly" doc:"Refuse every write with an OCI error while reads go on, e.g. during a migration."`
+	Deletes  Deletes `yaml:"deletes" doc:"Manifest, tag and blob deletion through the API."`
+}
+
+// HTTP configures the listener and its limits.
+type HTTP struct {
+	Addr              string        `yaml:"addr" doc:"host:port the registry listens on; an empty host means every interface."`
+	TLS               TLS           `yaml:"tls" doc:"Serve HTTPS (and HTTP/2) when cert and key are set."`
+	ReadHeaderTimeout time.Duration `yaml:"readheadertimeout" doc:"How long a client may take to send request headers; bounds slow-header attacks."`
+	IdleTimeout       time.Duration `yaml:"idletimeout" doc:"How long an idle keep-alive connection is kept open."`
+	DrainTimeout      time.Duration `yaml:"draintimeout" doc:"On SIGTERM/SIGINT, how long in-flight requests may run before the process exits."`
+	DebugAddr         string        `yaml:"debugaddr" doc:"host:port of a separate listener for /metrics, /healthz and /readyz; empty serves them on addr."`
+	MaxUploads        int           `yaml:"maxuploads" doc:"Upload requests (PATCH/PUT bodies) served at once; 0 means no limit. Caps memory and disk bandwidth."`
+}
+
+// TLS holds the certificate files. Empty cert and key mean plain HTTP.
+type TLS struct {
+	Cert     string `yaml:"cert" doc:"PEM certificate chain file."`
+	Key      string `yaml:"key" doc:"PEM private key file for cert."`
+	ClientCA string `yaml:"clientca" doc:"PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)."`
+}
+
+// Log configures the process logger.
+type Log struct {
+	Level  string `yaml:"level" doc:"One of debug, info, warn, error."`
+	Format string `yaml:"format" doc:"text for people, json for log pipelines."`
+	Access bool   `yaml:"access" doc:"Write one line per request (method, route, repository, status, bytes, duration)."`
+}
+
+// Storage selects and configures the storage driver.
+type Storage struct {
+	Driver     string     `yaml:"driver" doc:"One of filesystem (one machine), inmemory (tests; lost on exit), s3 (replicas)."`
+	Filesystem Filesystem `yaml:"filesystem" doc:"Settings of the filesystem driver."`
+	S3         S3         `yaml:"s3" doc:"Settings of the s3 driver (AWS S3, Ceph RGW, SeaweedFS, MinIO, ...)."`
+}
+
+// Filesystem configures the filesystem driver.
+type Filesystem struct {
+	Root string `yaml:"root" doc:"Folder holding all registry data; created if missing."`
+}
+
+// S3 configures the S3 driver.
+type S3 struct {
+	Endpoint       string        `yaml:"endpoint" doc:"http(s) URL of an S3-compatible server; empty means AWS."`
+	Region         string        `yaml:"region" doc:"Region used for request signing."`
+	Bucket         string        `yaml:"bucket" doc:"Bucket holding the data; it must exist."`
+	Prefix         string        `yaml:"prefix" doc:"Key prefix inside the bucket, so several registries can share one bucket."`
+	ForcePathStyle bool          `yaml:"forcepathstyle" doc:"Address the bucket as endpoint/bucket instead of bucket.endpoint; most self-hosted servers need it."`
+	AccessKey      string        `yaml:"accesskey" doc:"Static access key; empty uses the SDK's default credential chain (env, profile, instance role)."`
+	SecretKey      Secret        `yaml:"secretkey" doc:"Static secret key, set together with accesskey. Never printed."`
+	StorageClass   string        `yaml:"storageclass" doc:"Storage class for new objects, e.g. STANDARD_IA; empty uses the bucket's default."`
+	SSE            string        `yaml:"sse" doc:"Server-side encryption: empty (bucket default), AES256 or aws:kms."`
+	KMSKeyID       string        `yaml:"kmskeyid" doc:"KMS key for sse aws:kms; empty uses the account's default key."`
+	Redirect       bool          `yaml:"redirect" doc:"Answer blob GETs with a 307 to a presigned URL so bytes bypass the registry."`
+	RedirectExpiry time.Duration `yaml:"redirectexpiry" doc:"Lifetime of presigned redirect URLs."`
+}
+
+// Redis configures the optional shared cache.
+type Redis struct {
+	Addr     string `yaml:"addr" doc:"host:port of Redis; empty turns Redis off (each replica caches alone)."`
+	Password Secret `yaml:"password" doc:"Redis AUTH password. Never printed."`
+	DB       int    `yaml:"db" doc:"Redis database number."`
+}
+
+// Auth configures authentication and access control.
+type Auth struct {
+	Htpasswd Htpasswd `yaml:"htpasswd" doc:"Basic authentication."`
+	Token    Token    `yaml:"token" doc:"Bearer token authentication (the Docker registry token protocol)."`
+	Policy   string   `yaml:"policy" doc:"Access policy file (users and groups x repository globs x actions); empty lets any authenticated user do anything."`
+}
+
+// Htpasswd configures basic authentication.
+type Htpasswd struct {
+	Path string `yaml:"path" doc:"htpasswd file with bcrypt hashes; empty turns basic authentication off."`
+}
+
+// Token configures bearer tokens, verified here and optionally issued here.
+type Token struct {
+	Realm      string      `yaml:"realm" doc:"URL of the token server sent in the WWW-Authenticate challenge; empty with the built-in server means this registry's /auth/token."`
+	Service    string      `yaml:"service" doc:"Service name sent in the challenge and expected as the token audience."`
+	Issuer     string      `yaml:"issuer" doc:"Expected iss claim."`
+	Audience   string      `yaml:"audience" doc:"Expected aud claim; empty means the service name."`
+	CertBundle string      `yaml:"certbundle" doc:"PEM certificates whose keys may sign tokens."`
+	JWKS       string      `yaml:"jwks" doc:"http(s) URL of a JWKS document whose keys may sign tokens."`
+	Server     TokenServer `yaml:"server" doc:"The built-in token server, so one binary is enough."`
+}
+
+// TokenServer configures the built-in token issuer.
+type TokenServer struct {
+	Enabled bool          `yaml:"enabled" doc:"Issue tokens at /auth/token from htpasswd users and the access policy."`
+	Key     string        `yaml:"key" doc:"PEM private key (RSA, ECDSA or Ed25519) signing issued tokens; empty generates one at start, which replicas cannot share."`
+	Expiry  time.Duration `yaml:"expiry" doc:"Lifetime of issued tokens."`
+}
+
+// GC configures the collector that runs inside lading serve.
+type GC struct {
+	Interval time.Duration `yaml:"interval" doc:"Time between collections; 0 turns scheduled collection off (lading gc still works)."`
+	Grace    time.Duration `yaml:"grace" doc:"Blobs and untagged manifests younger than this are never collected, which protects pushes in flight."`
+	Untagged bool          `yaml:"untagged" doc:"Also remove manifests no tag points to (and no kept index or subject references)."`
+}
+
+// Uploads configures upload sessions.
+type Uploads struct {
+	PurgeAge time.Duration `yaml:"purgeage" doc:"Upload sessions untouched for this long are removed, with their partial data."`
+}
+
+// Deletes configures deletion through the API.
+type Deletes struct {
+	Enabled bool `yaml:"enabled" doc:"Allow DELETE of manifests, tags and blobs; when false they answer UNSUPPORTED."`
+}
+
+// Default returns the configuration used when nothing is set: a registry on
+// :5000 keeping everything under ./lading-data.
+func Default() *Config {
+	return &Config{
+		HTTP: HTTP{
+			Addr:              ":5000",
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			DrainTimeout:      30 * time.Second,
+		},
+		Log: Log{Level: "info", Format: "text", Access: true},
+		Storage: Storage{
+			Driver:     "filesystem",
+			Filesystem: Filesystem{Root: "./lading-data"},
+			S3: S3{
+				Region:         "us-east-1",
+				RedirectExpiry: 20 * time.Minute,
+			},
+		},
+		Auth: Auth{Token: Token{Server: TokenServer{Expiry: 5 * time.Minute}}},
+		GC: GC{
+			Interval: 24 * time.Hour,
+			Grace:    24 * time.Hour,
+		},
+		Uploads: Uploads{PurgeAge: 7 * 24 * time.Hour},
+		Deletes: Deletes{Enabled: true},
+	}
+}

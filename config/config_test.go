@@ -1,0 +1,379 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "lading.yaml")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func parseFlags(t *testing.T, args ...string) *flag.FlagSet {
+	t.Helper()
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return fs
+}
+
+func TestNothingSetGivesDefaults(t *testing.T) {
+	c, err := Load("", nil, parseFlags(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTP.Addr != ":5000" || c.Storage.Driver != "filesystem" || c.Storage.Filesystem.Root != "./lading-data" || !c.Deletes.Enabled {
+		t.Fatalf("defaults not applied: %s", c)
+	}
+}
+
+// TestPrecedence sets each key in every layer and removes layers from the
+// top, checking that the highest layer present wins.
+func TestPrecedence(t *testing.T) {
+	file := writeFile(t, `
+http:
+  addr: "127.0.0.1:1001"
+  idletimeout: 1m
+log:
+  level: debug
+storage:
+  filesystem:
+    root: /from/file
+readonly: false
+`)
+	env := []string{
+		"LADING_HTTP_ADDR=127.0.0.1:1002",
+		"LADING_HTTP_IDLETIMEOUT=2m",
+		"LADING_LOG_LEVEL=warn",
+		"LADING_STORAGE_FILESYSTEM_ROOT=/from/env",
+		"LADING_READONLY=true",
+		"PATH=/usr/bin", // not ours: ignored
+	}
+	flags := []string{"--addr", "127.0.0.1:1003", "--set", "http.idletimeout=3m", "--log-level", "error", "--root", "/from/flag", "--read-only=false"}
+
+	type want struct {
+		addr, level, root string
+		idle              time.Duration
+		readOnly          bool
+	}
+	for _, tc := range []struct {
+		name  string
+		file  string
+		env   []string
+		flags []string
+		want  want
+	}{
+		{"defaults", "", nil, nil, want{":5000", "info", "./lading-data", 2 * time.Minute, false}},
+		{"file over defaults", file, nil, nil, want{"127.0.0.1:1001", "debug", "/from/file", time.Minute, false}},
+		{"env over file", file, env, nil, want{"127.0.0.1:1002", "warn", "/from/env", 2 * time.Minute, true}},
+		{"env over defaults", "", env, nil, want{"127.0.0.1:1002", "warn", "/from/env", 2 * time.Minute, true}},
+		{"flags over env", file, env, flags, want{"127.0.0.1:1003", "error", "/from/flag", 3 * time.Minute, false}},
+		{"unset flags keep env", file, env, []string{"--log-format", "json"}, want{"127.0.0.1:1002", "warn", "/from/env", 2 * time.Minute, true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Load(tc.file, tc.env, parseFlags(t, tc.flags...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := want{c.HTTP.Addr, c.Log.Level, c.Storage.Filesystem.Root, c.HTTP.IdleTimeout, c.ReadOnly}
+			if got != tc.want {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestConfigFileFromFlagOrEnv(t *testing.T) {
+	fromFlag := writeFile(t, "http:\n  addr: :1111\n")
+	fromEnv := writeFile(t, "http:\n  addr: :2222\n")
+	env := []string{ConfigEnv + "=" + fromEnv}
+
+	c, err := Load("", env, parseFlags(t, "--config", fromFlag))
+	if err != nil || c.HTTP.Addr != ":1111" {
+		t.Fatalf("--config: addr %v, err %v", c, err)
+	}
+	c, err = Load("", env, parseFlags(t))
+	if err != nil || c.HTTP.Addr != ":2222" {
+		t.Fatalf("%s: addr %v, err %v", ConfigEnv, c, err)
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.yaml"), nil, nil); err == nil {
+		t.Fatal("a missing config file must be an error")
+	}
+}
+
+// TestBadValues checks that each bad setting stops the load with a message
+// naming the key, what is allowed, and where the value came from.
+func TestBadValues(t *testing.T) {
+	notAFile := t.TempDir()
+	for _, tc := range []struct {
+		name  string
+		yaml  string
+		env   []string
+		flags []string
+		want  []string // substrings of the error
+	}{
+		{name: "addr not host:port", yaml: "http:\n  addr: x\n",
+			want: []string{`http.addr: "x" is not host:port`, "line 2"}},
+		{name: "addr bad port", flags: []string{"--addr", ":99999"},
+			want: []string{"http.addr", `port "99999"`, "flag --addr"}},
+		{name: "unknown driver", yaml: "storage:\n  driver: foo\n",
+			want: []string{`storage.driver: "foo" must be one of filesystem, inmemory, s3`}},
+		{name: "duration in file", yaml: "http:\n  idletimeout: forever\n",
+			want: []string{`http.idletimeout: "forever" is not a duration`, "line 2"}},
+		{name: "duration in env", env: []string{"LADING_GC_GRACE=1 day"},
+			want: []string{`gc.grace: "1 day" is not a duration`, "env LADING_GC_GRACE"}},
+		{name: "bool in env", env: []string{"LADING_READONLY=maybe"},
+			want: []string{`readonly: "maybe" is not true or false`, "LADING_READONLY"}},
+		{name: "int in file", yaml: "redis:\n  db: two\n",
+			want: []string{`redis.db: "two" is not a whole number`}},
+		{name: "unknown env var", env: []string{"LADING_HTTP_ADR=:1"},
+			want: []string{"LADING_HTTP_ADR: is not a Lading setting", "LADING_HTTP_ADDR"}},
+		{name: "unknown --set key", flags: []string{"--set", "http.adr=:1"},
+			want: []string{"http.adr: unknown key", "flag --set"}},
+		{name: "log level", env: []string{"LADING_LOG_LEVEL=verbose"},
+			want: []string{`log.level: "verbose" must be one of debug, info, warn, error`, "LADING_LOG_LEVEL"}},
+		{name: "log format", yaml: "log:\n  format: xml\n",
+			want: []string{`log.format: "xml" must be one of text, json`}},
+		{name: "negative drain", yaml: "http:\n  draintimeout: -1s\n",
+			want: []string{"http.draintimeout: -1s must be 0 or more"}},
+		{name: "zero header timeout", yaml: "http:\n  readheadertimeout: 0s\n",
+			want: []string{"http.readheadertimeout: 0s must be greater than 0"}},
+		{name: "tls cert without key", yaml: "http:\n  tls:\n    cert: " + notAFile + "\n",
+			want: []string{"http.tls.key: must be set together with http.tls.cert", "http.tls.cert: " + fmt.Sprintf("%q", notAFile) + " is a folder"}},
+		{name: "missing htpasswd", env: []string{"LADING_AUTH_HTPASSWD_PATH=/nonexistent/htpasswd"},
+			want: []string{`auth.htpasswd.path: cannot use "/nonexistent/htpasswd"`, "env LADING_AUTH_HTPASSWD_PATH"}},
+		{name: "s3 without bucket", env: []string{"LADING_STORAGE_DRIVER=s3"},
+			want: []string{"storage.s3.bucket: must be set when storage.driver is s3"}},
+		{name: "s3 bad bucket", env: []string{"LADING_STORAGE_DRIVER=s3", "LADING_STORAGE_S3_BUCKET=Bad_Bucket"},
+			want: []string{`storage.s3.bucket: "Bad_Bucket" is not a bucket name`}},
+		{name: "s3 key without secret", yaml: "storage:\n  driver: s3\n  s3:\n    bucket: images\n    accesskey: AK\n",
+			want: []string{"storage.s3.secretkey: must be set together with storage.s3.accesskey"}},
+		{name: "s3 endpoint", yaml: "storage:\n  driver: s3\n  s3:\n    bucket: images\n    endpoint: localhost:9000\n",
+			want: []string{`storage.s3.endpoint: "localhost:9000" is not an http:// or https:// URL`}},
+		{name: "s3 sse", env: []string{"LADING_STORAGE_DRIVER=s3", "LADING_STORAGE_S3_BUCKET=images", "LADING_STORAGE_S3_SSE=rot13"},
+			want: []string{`storage.s3.sse: "rot13" must be one of , AES256, aws:kms`}},
+		{name: "redis addr", env: []string{"LADING_REDIS_ADDR=redis"},
+			want: []string{`redis.addr: "redis" is not host:port`}},
+		{name: "token realm without verifier", yaml: "auth:\n  token:\n    realm: https://auth.example.com/token\n",
+			want: []string{"auth.token.realm: is set but nothing verifies tokens"}},
+		{name: "external token without issuer", env: []string{"LADING_AUTH_TOKEN_JWKS=https://auth.example.com/jwks", "LADING_AUTH_TOKEN_REALM=https://auth.example.com/token", "LADING_AUTH_TOKEN_SERVICE=registry"},
+			want: []string{"auth.token.issuer: must be set when tokens come from an external server"}},
+		{name: "section as scalar", yaml: "http: yes\n",
+			want: []string{"http: must be a mapping"}},
+		{name: "key as list", yaml: "http:\n  addr: [a, b]\n",
+			want: []string{"http.addr: must be a single value"}},
+		{name: "key twice", yaml: "http:\n  addr: :1\n  addr: :2\n",
+			want: []string{"http.addr: is set twice"}},
+		{name: "two problems at once", yaml: "storage:\n  driver: foo\nlog:\n  level: loud\n",
+			want: []string{"storage.driver", "log.level"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := ""
+			if tc.yaml != "" {
+				path = writeFile(t, tc.yaml)
+			}
+			c, err := Load(path, tc.env, parseFlags(t, tc.flags...))
+			if err == nil {
+				t.Fatalf("loaded without error: %s", c)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q\ndoes not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestUnknownYAMLKey(t *testing.T) {
+	_, err := Parse("lading.yaml", []byte("http:\n  addr: :5000\n  adr: :5001\nstorge:\n  driver: s3\n"))
+	if err == nil {
+		t.Fatal("unknown keys accepted")
+	}
+	for _, w := range []string{
+		"http.adr: unknown key; allowed in http: addr, tls,", "lading.yaml line 3",
+		"storge: unknown key; allowed here: http, log, storage,", "lading.yaml line 4",
+	} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q\ndoes not contain %q", err, w)
+		}
+	}
+}
+
+func TestEmptyAndNullValues(t *testing.T) {
+	for _, doc := range []string{"", "# nothing\n", "http:\n", "http:\n  addr:\n"} {
+		c, err := Parse("x", []byte(doc))
+		if err != nil {
+			t.Fatalf("%q: %v", doc, err)
+		}
+		if c.HTTP.Addr != ":5000" {
+			t.Errorf("%q changed http.addr to %q", doc, c.HTTP.Addr)
+		}
+	}
+}
+
+// TestExample checks that Example loads, equals the defaults, and names
+// every key of Config exactly once, each documented.
+func TestExample(t *testing.T) {
+	ex := Example()
+	c, err := Parse("example", []byte(ex))
+	if err != nil {
+		t.Fatalf("Example does not load: %v\n%s", err, ex)
+	}
+	if !reflect.DeepEqual(c, Default()) {
+		t.Errorf("Example loads as\n%s\nwant the defaults\n%s", c, Default())
+	}
+
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(ex), &doc); err != nil {
+		t.Fatal(err)
+	}
+	var inExample []string
+	var leaves func(n *yaml.Node, prefix string)
+	leaves = func(n *yaml.Node, prefix string) {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			path := strings.TrimPrefix(prefix+"."+n.Content[i].Value, ".")
+			if n.Content[i+1].Kind == yaml.MappingNode {
+				leaves(n.Content[i+1], path)
+				continue
+			}
+			inExample = append(inExample, path)
+		}
+	}
+	leaves(doc.Content[0], "")
+
+	var inStruct []string
+	var fields func(t reflect.Type, prefix string)
+	fields = func(t reflect.Type, prefix string) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			path := strings.TrimPrefix(prefix+"."+f.Tag.Get("yaml"), ".")
+			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeFor[time.Duration]() {
+				fields(f.Type, path)
+				continue
+			}
+			inStruct = append(inStruct, path)
+		}
+	}
+	fields(reflect.TypeFor[Config](), "")
+
+	if !slices.Equal(inExample, inStruct) {
+		t.Errorf("Example keys\n%v\nstruct keys\n%v", inExample, inStruct)
+	}
+	keys, sections := schema()
+	envs := map[string]bool{}
+	for _, k := range keys {
+		if k.Doc == "" {
+			t.Errorf("%s has no doc tag", k.Path)
+		}
+		if envs[k.Env] {
+			t.Errorf("%s: environment name %s used twice", k.Path, k.Env)
+		}
+		envs[k.Env] = true
+		if !strings.Contains(ex, "["+k.Env+"]") {
+			t.Errorf("Example does not name %s", k.Env)
+		}
+	}
+	for _, s := range sections {
+		if s.Doc == "" {
+			t.Errorf("section %s has no doc tag", s.Path)
+		}
+	}
+}
+
+func TestEnvNames(t *testing.T) {
+	for path, want := range map[string]string{
+		"http.addr":               "LADING_HTTP_ADDR",
+		"storage.filesystem.root": "LADING_STORAGE_FILESYSTEM_ROOT",
+		"storage.s3.accesskey":    "LADING_STORAGE_S3_ACCESSKEY",
+		"auth.htpasswd.path":      "LADING_AUTH_HTPASSWD_PATH",
+		"redis.addr":              "LADING_REDIS_ADDR",
+	} {
+		if !slices.Contains(Keys(), path) {
+			t.Errorf("no key %s", path)
+		}
+		if got := EnvName(path); got != want {
+			t.Errorf("EnvName(%s) = %s, want %s", path, got, want)
+		}
+	}
+	c, err := Load("", []string{
+		"LADING_STORAGE_DRIVER=s3",
+		"LADING_STORAGE_S3_BUCKET=images",
+		"LADING_STORAGE_S3_ACCESSKEY=AK",
+		"LADING_STORAGE_S3_SECRETKEY=SK",
+		"LADING_STORAGE_S3_FORCEPATHSTYLE=true",
+		"LADING_STORAGE_S3_ENDPOINT=http://127.0.0.1:7070",
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Storage.S3
+	if s.Bucket != "images" || s.AccessKey != "AK" || s.SecretKey.Reveal() != "SK" || !s.ForcePathStyle || s.Endpoint != "http://127.0.0.1:7070" {
+		t.Fatalf("S3 settings from env: %+v", s)
+	}
+}
+
+func TestSecretsNeverPrinted(t *testing.T) {
+	const s3Secret, redisSecret = "s3-very-secret", "redis-very-secret"
+	c, err := Load("", []string{
+		"LADING_STORAGE_S3_ACCESSKEY=AK",
+		"LADING_STORAGE_S3_SECRETKEY=" + s3Secret,
+		"LADING_REDIS_ADDR=127.0.0.1:6379",
+		"LADING_REDIS_PASSWORD=" + redisSecret,
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Storage.S3.SecretKey.Reveal() != s3Secret || c.Redis.Password.Reveal() != redisSecret {
+		t.Fatal("secrets not loaded")
+	}
+	var logged bytes.Buffer
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("config", "config", c)
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("config", "config", *c, "s3", c.Storage.S3)
+	asJSON, _ := json.Marshal(c)
+	outputs := map[string]string{
+		"String":   c.String(),
+		"%v":       fmt.Sprintf("%v", c),
+		"%+v":      fmt.Sprintf("%+v", *c),
+		"%#v":      fmt.Sprintf("%#v", *c),
+		"s3 %+v":   fmt.Sprintf("%+v", c.Storage.S3),
+		"redis %s": fmt.Sprintf("%s %q", c.Redis.Password, c.Redis.Password),
+		"slog":     logged.String(),
+		"json":     string(asJSON),
+	}
+	for name, out := range outputs {
+		if strings.Contains(out, s3Secret) || strings.Contains(out, redisSecret) {
+			t.Errorf("%s shows a secret: %s", name, out)
+		}
+		if !strings.Contains(out, redacted) {
+			t.Errorf("%s does not show %s: %s", name, redacted, out)
+		}
+	}
+	// String is YAML that loads back, with the secret replaced.
+	back, err := Parse("string", []byte(c.String()))
+	if err != nil {
+		t.Fatalf("String does not load back: %v", err)
+	}
+	if back.Storage.S3.AccessKey != "AK" || back.Storage.S3.SecretKey.Reveal() != redacted {
+		t.Errorf("String round trip: %+v", back.Storage.S3)
+	}
+}

@@ -1,0 +1,86 @@
+package config
+
+import (
+	"flag"
+	"fmt"
+	"reflect"
+	"strings"
+)
+
+// flagKeys are the settings common enough to deserve their own flag; every
+// other key is reachable with --set key=value.
+var flagKeys = []struct{ name, key, usage string }{
+	{"addr", "http.addr", "listen address, host:port"},
+	{"debug-addr", "http.debugaddr", "separate listener for /metrics and health, host:port"},
+	{"tls-cert", "http.tls.cert", "PEM certificate file; with --tls-key serves HTTPS"},
+	{"tls-key", "http.tls.key", "PEM private key file"},
+	{"driver", "storage.driver", "storage driver: filesystem, inmemory or s3"},
+	{"root", "storage.filesystem.root", "data folder of the filesystem driver"},
+	{"log-level", "log.level", "debug, info, warn or error"},
+	{"log-format", "log.format", "text or json"},
+	{"read-only", "readonly", "refuse writes, keep serving reads"},
+}
+
+// BindFlags registers --config, the common settings' flags and a
+// repeatable --set key=value on fs. Load applies the ones given on the
+// command line last, over file and environment.
+func BindFlags(fs *flag.FlagSet) {
+	fs.String("config", "", "YAML configuration file (or "+ConfigEnv+")")
+	for _, f := range flagKeys {
+		k, ok := lookupKey(f.key)
+		if !ok {
+			panic("config: flag for unknown key " + f.key) // a programming error caught by any test
+		}
+		isBool := k.Type.Kind() == reflect.Bool
+		usage := fmt.Sprintf("%s (%s, %s)", f.usage, k.Path, k.Env)
+		fs.Var(&keyFlag{key: k.Path, isBool: isBool}, f.name, usage)
+	}
+	fs.Var(&setFlag{}, "set", "set any key, e.g. --set storage.s3.bucket=images (repeatable)")
+}
+
+// keyFlag holds the text of one flag until Load parses it like any other
+// source, so flags, file and environment share one parser and one message.
+type keyFlag struct {
+	key, value string
+	isBool     bool
+}
+
+func (f *keyFlag) String() string     { return f.value }
+func (f *keyFlag) Set(s string) error { f.value = s; return nil }
+func (f *keyFlag) IsBoolFlag() bool   { return f.isBool }
+
+type setFlag struct{ pairs []string }
+
+func (f *setFlag) String() string { return strings.Join(f.pairs, " ") }
+func (f *setFlag) Set(s string) error {
+	if !strings.Contains(s, "=") {
+		return fmt.Errorf("want key=value, e.g. http.addr=:5000")
+	}
+	f.pairs = append(f.pairs, s)
+	return nil
+}
+
+// flags applies the bound flags that were given; fs.Visit skips the rest,
+// so an unset flag never hides a file or environment value.
+func (l *loader) flags(fs *flag.FlagSet) {
+	if fs == nil {
+		return
+	}
+	fs.Visit(func(fl *flag.Flag) {
+		switch v := fl.Value.(type) {
+		case *keyFlag:
+			k, _ := lookupKey(v.key)
+			l.set(k, v.value, "flag --"+fl.Name)
+		case *setFlag:
+			for _, pair := range v.pairs {
+				path, value, _ := strings.Cut(pair, "=")
+				k, ok := lookupKey(path)
+				if !ok {
+					l.fail(path, "flag --set", "unknown key; see `lading config example` for every key")
+					continue
+				}
+				l.set(k, value, "flag --set "+path)
+			}
+		}
+	})
+}

@@ -1,0 +1,162 @@
+package config
+
+import (
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// EnvPrefix starts every environment variable Lading reads.
+const EnvPrefix = "LADING_"
+
+// key is one settable leaf of Config, found by reflection so that the file,
+// the environment, the flags, validation messages and Example all agree on
+// its name.
+type key struct {
+	Path   string // "storage.s3.accesskey"
+	Env    string // "LADING_STORAGE_S3_ACCESSKEY"
+	Doc    string
+	Index  []int // field index path from Config
+	Type   reflect.Type
+	Secret bool
+}
+
+// section is a struct-valued field: its keys nest below it.
+type section struct {
+	Path string
+	Doc  string
+}
+
+var (
+	durationType = reflect.TypeFor[time.Duration]()
+	secretType   = reflect.TypeFor[Secret]()
+)
+
+// schema lists every key and section of Config in declaration order.
+var schema = sync.OnceValues(func() ([]key, []section) {
+	var keys []key
+	var sections []section
+	var walk func(t reflect.Type, prefix string, index []int)
+	walk = func(t reflect.Type, prefix string, index []int) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name := f.Tag.Get("yaml")
+			path := name
+			if prefix != "" {
+				path = prefix + "." + name
+			}
+			idx := append(append([]int(nil), index...), i)
+			if f.Type.Kind() == reflect.Struct && f.Type != durationType {
+				sections = append(sections, section{Path: path, Doc: f.Tag.Get("doc")})
+				walk(f.Type, path, idx)
+				continue
+			}
+			keys = append(keys, key{
+				Path:   path,
+				Env:    EnvName(path),
+				Doc:    f.Tag.Get("doc"),
+				Index:  idx,
+				Type:   f.Type,
+				Secret: f.Type == secretType,
+			})
+		}
+	}
+	walk(reflect.TypeFor[Config](), "", nil)
+	return keys, sections
+})
+
+// Keys returns the path of every setting, e.g. "http.addr", in the order
+// they are declared.
+func Keys() []string {
+	keys, _ := schema()
+	paths := make([]string, len(keys))
+	for i, k := range keys {
+		paths[i] = k.Path
+	}
+	return paths
+}
+
+// EnvName is the environment variable overriding the key at path.
+func EnvName(path string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(path, ".", "_"))
+}
+
+func lookupKey(path string) (key, bool) {
+	keys, _ := schema()
+	for _, k := range keys {
+		if k.Path == path {
+			return k, true
+		}
+	}
+	return key{}, false
+}
+
+// field is the settable value of k inside c.
+func (k key) field(c *Config) reflect.Value {
+	return reflect.ValueOf(c).Elem().FieldByIndex(k.Index)
+}
+
+// set parses text as k's type and stores it in c. File, environment and
+// flags all come through here, so a value means the same wherever it is
+// written. The message never repeats a secret's text.
+func (k key) set(c *Config, text string) error {
+	v := k.field(c)
+	switch {
+	case k.Type == durationType:
+		d, err := time.ParseDuration(strings.TrimSpace(text))
+		if err != nil {
+			return fmt.Errorf("%q is not a duration (write e.g. 30s, 5m, 24h)", text)
+		}
+		v.SetInt(int64(d))
+	case k.Type.Kind() == reflect.String:
+		v.SetString(text)
+	case k.Type.Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(strings.TrimSpace(text))
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", text)
+		}
+		v.SetBool(b)
+	case k.Type.Kind() == reflect.Int || k.Type.Kind() == reflect.Int64:
+		n, err := strconv.ParseInt(strings.TrimSpace(text), 10, 64)
+		if err != nil {
+			return fmt.Errorf("%q is not a whole number", text)
+		}
+		v.SetInt(n)
+	default:
+		// Only reachable by adding a field of a new kind; the schema test
+		// catches it before any user can.
+		return fmt.Errorf("settings of type %s are not supported", k.Type)
+	}
+	return nil
+}
+
+// format writes k's value in c the way set reads it back.
+func (k key) format(c *Config) string {
+	v := k.field(c)
+	switch {
+	case k.Secret:
+		return Secret(v.String()).String()
+	case k.Type == durationType:
+		return formatDuration(time.Duration(v.Int()))
+	case k.Type.Kind() == reflect.String:
+		return v.String()
+	default:
+		return fmt.Sprint(v.Interface())
+	}
+}
+
+// formatDuration drops the zero tails of time.Duration.String ("24h0m0s"
+// becomes "24h") so printed files read as a person would write them.
+func formatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}

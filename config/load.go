@@ -1,0 +1,238 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// ConfigEnv names the configuration file when neither Load's path nor the
+// --config flag does.
+const ConfigEnv = EnvPrefix + "CONFIG"
+
+// Error is a problem with one setting: Key is its path ("http.addr") or,
+// for a name Lading does not know, the name as written; Source says where
+// the value came from ("lading.yaml line 3", "env LADING_HTTP_ADDR",
+// "flag --addr"), empty for a default.
+type Error struct {
+	Key    string
+	Source string
+	Msg    string
+}
+
+func (e *Error) Error() string {
+	if e.Source == "" {
+		return e.Key + ": " + e.Msg
+	}
+	return e.Key + ": " + e.Msg + " (" + e.Source + ")"
+}
+
+// Load builds the configuration: defaults, then the YAML file at path,
+// then LADING_* variables from env (os.Environ() form), then the flags bound
+// by BindFlags that were set on flags. An empty path falls back to --config,
+// then to LADING_CONFIG; with none of them there is no file. flags may be
+// nil. Every problem found is returned together, each naming its key.
+func Load(path string, env []string, flags *flag.FlagSet) (*Config, error) {
+	l := loader{cfg: Default(), origin: map[string]string{}}
+	if path == "" {
+		path = configPath(flags, env)
+	}
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config file: %w", err)
+		}
+		if err := l.file(path, data); err != nil {
+			return nil, err
+		}
+	}
+	l.env(env)
+	l.flags(flags)
+	if len(l.errs) == 0 {
+		l.errs = validate(l.cfg, l.origin)
+	}
+	if len(l.errs) > 0 {
+		return nil, errors.Join(l.errs...)
+	}
+	return l.cfg, nil
+}
+
+// Parse reads one YAML document over the defaults and validates it, with
+// name used in messages. It is what `lading config check` needs.
+func Parse(name string, data []byte) (*Config, error) {
+	l := loader{cfg: Default(), origin: map[string]string{}}
+	if err := l.file(name, data); err != nil {
+		return nil, err
+	}
+	if len(l.errs) == 0 {
+		l.errs = validate(l.cfg, l.origin)
+	}
+	if len(l.errs) > 0 {
+		return nil, errors.Join(l.errs...)
+	}
+	return l.cfg, nil
+}
+
+func configPath(flags *flag.FlagSet, env []string) string {
+	if flags != nil {
+		if f := flags.Lookup("config"); f != nil && f.Value.String() != "" {
+			return f.Value.String()
+		}
+	}
+	for _, kv := range slices.Backward(env) {
+		if v, ok := strings.CutPrefix(kv, ConfigEnv+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// loader applies layers onto cfg, remembering where each key was last set
+// so validation can point at the right line, variable or flag.
+type loader struct {
+	cfg    *Config
+	origin map[string]string
+	errs   []error
+}
+
+func (l *loader) set(k key, text, source string) {
+	if err := k.set(l.cfg, text); err != nil {
+		l.errs = append(l.errs, &Error{Key: k.Path, Source: source, Msg: err.Error()})
+		return
+	}
+	l.origin[k.Path] = source
+}
+
+func (l *loader) fail(keyPath, source, format string, args ...any) {
+	l.errs = append(l.errs, &Error{Key: keyPath, Source: source, Msg: fmt.Sprintf(format, args...)})
+}
+
+// file decodes YAML strictly: every key must be one Config declares, so a
+// typo stops the start instead of silently keeping a default. A syntax
+// error is returned at once; key errors are collected.
+func (l *loader) file(name string, data []byte) error {
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil // an empty file sets nothing
+		}
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if len(doc.Content) == 0 {
+		return nil
+	}
+	root := doc.Content[0]
+	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
+		return nil
+	}
+	l.mapping(name, root, "")
+	return nil
+}
+
+func (l *loader) mapping(name string, n *yaml.Node, prefix string) {
+	where := func(n *yaml.Node) string { return fmt.Sprintf("%s line %d", name, n.Line) }
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	label := prefix
+	if label == "" {
+		label = "(top level)"
+	}
+	if n.Kind != yaml.MappingNode {
+		l.fail(label, where(n), "must be a mapping of keys to values")
+		return
+	}
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		kn, vn := n.Content[i], n.Content[i+1]
+		if vn.Kind == yaml.AliasNode {
+			vn = vn.Alias
+		}
+		path := kn.Value
+		if prefix != "" {
+			path = prefix + "." + kn.Value
+		}
+		if seen[kn.Value] {
+			l.fail(path, where(kn), "is set twice")
+			continue
+		}
+		seen[kn.Value] = true
+		if isSection(path) {
+			if vn.Tag == "!!null" {
+				continue
+			}
+			l.mapping(name, vn, path)
+			continue
+		}
+		k, ok := lookupKey(path)
+		if !ok {
+			l.fail(path, where(kn), "unknown key; %s", known(prefix))
+			continue
+		}
+		switch {
+		case vn.Kind != yaml.ScalarNode:
+			l.fail(path, where(vn), "must be a single value, not a list or mapping")
+		case vn.Tag == "!!null":
+			// "key:" with no value keeps the default.
+		default:
+			l.set(k, vn.Value, where(vn))
+		}
+	}
+}
+
+func isSection(path string) bool {
+	_, sections := schema()
+	return slices.ContainsFunc(sections, func(s section) bool { return s.Path == path })
+}
+
+// known lists the keys allowed beside an unknown one, which is usually
+// enough to spot the typo.
+func known(prefix string) string {
+	t := reflect.TypeFor[Config]()
+	if prefix != "" {
+		for _, name := range strings.Split(prefix, ".") {
+			for i := range t.NumField() {
+				if t.Field(i).Tag.Get("yaml") == name {
+					t = t.Field(i).Type
+					break
+				}
+			}
+		}
+	}
+	names := make([]string, t.NumField())
+	for i := range t.NumField() {
+		names[i] = t.Field(i).Tag.Get("yaml")
+	}
+	where := "here"
+	if prefix != "" {
+		where = "in " + prefix
+	}
+	return "allowed " + where + ": " + strings.Join(names, ", ")
+}
+
+// env applies LADING_* variables. A LADING_ name that matches no key is an
+// error rather than ignored: a misspelt override must not go unnoticed.
+func (l *loader) env(env []string) {
+	keys, _ := schema()
+	for _, kv := range env {
+		name, value, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, EnvPrefix) || name == ConfigEnv {
+			continue
+		}
+		i := slices.IndexFunc(keys, func(k key) bool { return k.Env == name })
+		if i < 0 {
+			l.fail(name, "environment", "is not a Lading setting (settings are %s plus the key path, e.g. %s)", EnvPrefix, EnvName("http.addr"))
+			continue
+		}
+		l.set(keys[i], value, "env "+name)
+	}
+}

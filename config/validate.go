@@ -1,0 +1,227 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// validate checks every setting and returns one error per problem, each
+// naming the key, what is allowed, and where the bad value came from.
+func validate(c *Config, origin map[string]string) []error {
+	v := &validator{origin: origin}
+
+	v.hostPort("http.addr", c.HTTP.Addr, false)
+	v.hostPort("http.debugaddr", c.HTTP.DebugAddr, true)
+	if c.HTTP.DebugAddr != "" && c.HTTP.DebugAddr == c.HTTP.Addr {
+		v.fail("http.debugaddr", "must differ from http.addr; leave it empty to serve metrics on http.addr")
+	}
+	v.together("http.tls.cert", c.HTTP.TLS.Cert, "http.tls.key", c.HTTP.TLS.Key)
+	v.file("http.tls.cert", c.HTTP.TLS.Cert)
+	v.file("http.tls.key", c.HTTP.TLS.Key)
+	v.file("http.tls.clientca", c.HTTP.TLS.ClientCA)
+	if c.HTTP.TLS.ClientCA != "" && c.HTTP.TLS.Cert == "" {
+		v.fail("http.tls.clientca", "needs http.tls.cert and http.tls.key: client certificates are only asked for over TLS")
+	}
+	v.positive("http.readheadertimeout", c.HTTP.ReadHeaderTimeout)
+	v.notNegative("http.idletimeout", c.HTTP.IdleTimeout)
+	v.notNegative("http.draintimeout", c.HTTP.DrainTimeout)
+	if c.HTTP.MaxUploads < 0 {
+		v.fail("http.maxuploads", "%d must be 0 (no limit) or more", c.HTTP.MaxUploads)
+	}
+
+	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	v.oneOf("log.format", c.Log.Format, "text", "json")
+
+	v.oneOf("storage.driver", c.Storage.Driver, "filesystem", "inmemory", "s3")
+	switch c.Storage.Driver {
+	case "filesystem":
+		v.root("storage.filesystem.root", c.Storage.Filesystem.Root)
+	case "s3":
+		v.s3(&c.Storage.S3)
+	}
+
+	v.hostPort("redis.addr", c.Redis.Addr, true)
+	if c.Redis.Password != "" && c.Redis.Addr == "" {
+		v.fail("redis.password", "is set but redis.addr is empty")
+	}
+	if c.Redis.DB < 0 {
+		v.fail("redis.db", "%d must be 0 or more", c.Redis.DB)
+	}
+
+	v.file("auth.htpasswd.path", c.Auth.Htpasswd.Path)
+	v.file("auth.policy", c.Auth.Policy)
+	v.token(&c.Auth.Token)
+
+	v.notNegative("gc.interval", c.GC.Interval)
+	v.notNegative("gc.grace", c.GC.Grace)
+	v.positive("uploads.purgeage", c.Uploads.PurgeAge)
+	return v.errs
+}
+
+type validator struct {
+	origin map[string]string
+	errs   []error
+}
+
+func (v *validator) fail(key, format string, args ...any) {
+	v.errs = append(v.errs, &Error{Key: key, Source: v.origin[key], Msg: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) hostPort(key, s string, optional bool) {
+	if s == "" {
+		if !optional {
+			v.fail(key, "must be set, as host:port (e.g. :5000 or 127.0.0.1:5000)")
+		}
+		return
+	}
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		v.fail(key, "%q is not host:port (e.g. :5000 or 127.0.0.1:5000)", s)
+		return
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		v.fail(key, "%q: port %q is not a number from 0 to 65535", s, port)
+	}
+}
+
+func (v *validator) oneOf(key, s string, allowed ...string) {
+	for _, a := range allowed {
+		if s == a {
+			return
+		}
+	}
+	v.fail(key, "%q must be one of %s", s, strings.Join(allowed, ", "))
+}
+
+func (v *validator) positive(key string, d time.Duration) {
+	if d <= 0 {
+		v.fail(key, "%s must be greater than 0", formatDuration(d))
+	}
+}
+
+func (v *validator) notNegative(key string, d time.Duration) {
+	if d < 0 {
+		v.fail(key, "%s must be 0 or more", formatDuration(d))
+	}
+}
+
+// together reports a pair of settings of which only one is set.
+func (v *validator) together(keyA, a, keyB, b string) {
+	switch {
+	case a != "" && b == "":
+		v.fail(keyB, "must be set together with %s", keyA)
+	case a == "" && b != "":
+		v.fail(keyA, "must be set together with %s", keyB)
+	}
+}
+
+// file checks now that a named file can be opened, so a typo in a path
+// stops the start instead of failing the first request that needs it.
+func (v *validator) file(key, path string) {
+	if path == "" {
+		return
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		v.fail(key, "cannot use %q: %v", path, unwrapPathError(err))
+		return
+	}
+	if info.IsDir() {
+		v.fail(key, "%q is a folder, not a file", path)
+	}
+}
+
+func (v *validator) root(key, path string) {
+	if path == "" {
+		v.fail(key, "must be set: the folder holding registry data")
+		return
+	}
+	if info, err := os.Stat(path); err == nil && !info.IsDir() {
+		v.fail(key, "%q is a file, not a folder", path)
+	}
+}
+
+func (v *validator) url(key, s string) {
+	if s == "" {
+		return
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		v.fail(key, "%q is not an http:// or https:// URL", s)
+	}
+}
+
+// bucketName follows S3's rules for bucket names, which every compatible
+// server accepts.
+var bucketName = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+
+func (v *validator) s3(s *S3) {
+	switch {
+	case s.Bucket == "":
+		v.fail("storage.s3.bucket", "must be set when storage.driver is s3")
+	case !bucketName.MatchString(s.Bucket):
+		v.fail("storage.s3.bucket", "%q is not a bucket name (3 to 63 of a-z, 0-9, '.', '-')", s.Bucket)
+	}
+	if s.Region == "" {
+		v.fail("storage.s3.region", "must be set when storage.driver is s3 (any value, e.g. us-east-1, for servers that ignore it)")
+	}
+	v.url("storage.s3.endpoint", s.Endpoint)
+	v.together("storage.s3.accesskey", s.AccessKey, "storage.s3.secretkey", string(s.SecretKey))
+	v.oneOf("storage.s3.sse", s.SSE, "", "AES256", "aws:kms")
+	if s.KMSKeyID != "" && s.SSE != "aws:kms" {
+		v.fail("storage.s3.kmskeyid", "needs storage.s3.sse aws:kms")
+	}
+	// SigV4 presigned URLs live at most a week.
+	if s.RedirectExpiry <= 0 || s.RedirectExpiry > 7*24*time.Hour {
+		v.fail("storage.s3.redirectexpiry", "%s must be greater than 0 and at most 168h", formatDuration(s.RedirectExpiry))
+	}
+}
+
+func (v *validator) token(t *Token) {
+	v.url("auth.token.realm", t.Realm)
+	v.url("auth.token.jwks", t.JWKS)
+	v.file("auth.token.certbundle", t.CertBundle)
+	v.file("auth.token.server.key", t.Server.Key)
+	external := t.CertBundle != "" || t.JWKS != ""
+	if external {
+		for _, req := range []struct{ key, value string }{
+			{"auth.token.realm", t.Realm},
+			{"auth.token.service", t.Service},
+			{"auth.token.issuer", t.Issuer},
+		} {
+			if req.value == "" {
+				v.fail(req.key, "must be set when tokens come from an external server (auth.token.certbundle or auth.token.jwks)")
+			}
+		}
+	}
+	if !external && !t.Server.Enabled {
+		for _, set := range []struct{ key, value string }{
+			{"auth.token.realm", t.Realm},
+			{"auth.token.service", t.Service},
+			{"auth.token.issuer", t.Issuer},
+			{"auth.token.audience", t.Audience},
+		} {
+			if set.value != "" {
+				v.fail(set.key, "is set but nothing verifies tokens: set auth.token.certbundle, auth.token.jwks or auth.token.server.enabled")
+			}
+		}
+	}
+	if t.Server.Enabled {
+		v.positive("auth.token.server.expiry", t.Server.Expiry)
+	}
+}
+
+// unwrapPathError drops the path an *os.PathError repeats, since the
+// message already quotes it.
+func unwrapPathError(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
