@@ -49,41 +49,28 @@ func group(v reflect.Value) slog.Value {
 
 func render(c *Config, docs bool) string {
 	var b strings.Builder
-	var walk func(t reflect.Type, prefix string, depth int)
-	walk = func(t reflect.Type, prefix string, depth int) {
+	walkFields(func(path string, f reflect.StructField, _ []int, depth int) {
 		indent := strings.Repeat("  ", depth)
-		for i := range t.NumField() {
-			f := t.Field(i)
-			name := f.Tag.Get("yaml")
-			path := name
-			if prefix != "" {
-				path = prefix + "." + name
-			}
-			if f.Type.Kind() == reflect.Struct && f.Type != durationType {
-				if docs {
-					if depth == 0 {
-						b.WriteString("\n")
-					}
-					fmt.Fprintf(&b, "%s# %s\n", indent, f.Tag.Get("doc"))
-				}
-				fmt.Fprintf(&b, "%s%s:\n", indent, name)
-				walk(f.Type, path, depth+1)
-				continue
-			}
-			k, _ := lookupKey(path)
-			if docs {
-				if depth == 0 {
-					b.WriteString("\n")
-				}
-				fmt.Fprintf(&b, "%s# %s [%s]\n", indent, k.Doc, k.Env)
-			}
-			value := k.format(c)
-			if k.Type.Kind() == reflect.String {
-				value = strconv.Quote(value)
-			}
-			fmt.Fprintf(&b, "%s%s: %s\n", indent, name, value)
+		if docs && depth == 0 {
+			b.WriteString("\n")
 		}
-	}
-	walk(reflect.TypeFor[Config](), "", 0)
+		name := f.Tag.Get("yaml")
+		if isSectionType(f.Type) {
+			if docs {
+				fmt.Fprintf(&b, "%s# %s\n", indent, f.Tag.Get("doc"))
+			}
+			fmt.Fprintf(&b, "%s%s:\n", indent, name)
+			return
+		}
+		k, _ := lookupKey(path)
+		if docs {
+			fmt.Fprintf(&b, "%s# %s [%s]\n", indent, k.Doc, k.Env)
+		}
+		value := k.format(c)
+		if k.Type.Kind() == reflect.String {
+			value = strconv.Quote(value)
+		}
+		fmt.Fprintf(&b, "%s%s: %s\n", indent, name, value)
+	})
 	return b.String()
 }

@@ -35,36 +35,50 @@ var (
 	secretType   = reflect.TypeFor[Secret]()
 )
 
-// schema lists every key and section of Config in declaration order.
-var schema = sync.OnceValues(func() ([]key, []section) {
-	var keys []key
-	var sections []section
+// isSectionType tells nested sections from leaf settings.
+func isSectionType(t reflect.Type) bool {
+	return t.Kind() == reflect.Struct && t != durationType
+}
+
+// walkFields calls fn for every field of Config in declaration order, a
+// section before its contents, with its dotted path and nesting depth.
+func walkFields(fn func(path string, f reflect.StructField, index []int, depth int)) {
 	var walk func(t reflect.Type, prefix string, index []int)
 	walk = func(t reflect.Type, prefix string, index []int) {
 		for i := range t.NumField() {
 			f := t.Field(i)
-			name := f.Tag.Get("yaml")
-			path := name
+			path := f.Tag.Get("yaml")
 			if prefix != "" {
-				path = prefix + "." + name
+				path = prefix + "." + path
 			}
 			idx := append(append([]int(nil), index...), i)
-			if f.Type.Kind() == reflect.Struct && f.Type != durationType {
-				sections = append(sections, section{Path: path, Doc: f.Tag.Get("doc")})
+			fn(path, f, idx, len(index))
+			if isSectionType(f.Type) {
 				walk(f.Type, path, idx)
-				continue
 			}
-			keys = append(keys, key{
-				Path:   path,
-				Env:    EnvName(path),
-				Doc:    f.Tag.Get("doc"),
-				Index:  idx,
-				Type:   f.Type,
-				Secret: f.Type == secretType,
-			})
 		}
 	}
 	walk(reflect.TypeFor[Config](), "", nil)
+}
+
+// schema lists every key and section of Config in declaration order.
+var schema = sync.OnceValues(func() ([]key, []section) {
+	var keys []key
+	var sections []section
+	walkFields(func(path string, f reflect.StructField, index []int, _ int) {
+		if isSectionType(f.Type) {
+			sections = append(sections, section{Path: path, Doc: f.Tag.Get("doc")})
+			return
+		}
+		keys = append(keys, key{
+			Path:   path,
+			Env:    EnvName(path),
+			Doc:    f.Tag.Get("doc"),
+			Index:  index,
+			Type:   f.Type,
+			Secret: f.Type == secretType,
+		})
+	})
 	return keys, sections
 })
 

@@ -197,26 +197,26 @@ func isSection(path string) bool {
 // known lists the keys allowed beside an unknown one, which is usually
 // enough to spot the typo.
 func known(prefix string) string {
-	t := reflect.TypeFor[Config]()
-	if prefix != "" {
-		for _, name := range strings.Split(prefix, ".") {
-			for i := range t.NumField() {
-				if t.Field(i).Tag.Get("yaml") == name {
-					t = t.Field(i).Type
-					break
-				}
-			}
+	var names []string
+	walkFields(func(path string, f reflect.StructField, _ []int, _ int) {
+		if parent(path) == prefix {
+			names = append(names, f.Tag.Get("yaml"))
 		}
-	}
-	names := make([]string, t.NumField())
-	for i := range t.NumField() {
-		names[i] = t.Field(i).Tag.Get("yaml")
-	}
+	})
 	where := "here"
 	if prefix != "" {
 		where = "in " + prefix
 	}
 	return "allowed " + where + ": " + strings.Join(names, ", ")
+}
+
+// parent is the section holding path, "" at the top level.
+func parent(path string) string {
+	i := strings.LastIndexByte(path, '.')
+	if i < 0 {
+		return ""
+	}
+	return path[:i]
 }
 
 // env applies LADING_* variables. A LADING_ name that matches no key is an
