@@ -1,0 +1,181 @@
+package driver
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"time"
+)
+
+// Observer is told about every call through an instrumented driver: the
+// operation ("GetContent", "Reader", "Writer.Write", ...), how long it took
+// and its error. A not-found error is a normal outcome rather than a
+// failure; IsNotFound tells the two apart.
+type Observer func(op string, elapsed time.Duration, err error)
+
+// Instrument wraps d so that every path is checked with ValidatePath before
+// d sees it (an invalid one gets an InvalidPathError and never reaches d),
+// and every call is reported to observe, which may be nil.
+//
+// The reader returned by Reader is always d's own, never wrapped: the
+// filesystem driver returns an *os.File, and net/http reaches sendfile only
+// through it. Only the opening of a reader is observed.
+func Instrument(d Driver, observe Observer) Driver {
+	return &instrumented{d: d, observe: observe}
+}
+
+type instrumented struct {
+	d       Driver
+	observe Observer
+}
+
+// report is deferred with a pointer to the call's named error result, so it
+// sees the error actually returned.
+func (i *instrumented) report(op string, began time.Time, err *error) {
+	if i.observe != nil {
+		i.observe(op, time.Since(began), *err)
+	}
+}
+
+// check validates paths in the name of the wrapped driver.
+func (i *instrumented) check(paths ...string) error {
+	for _, p := range paths {
+		err := ValidatePath(p)
+		if ip, ok := err.(InvalidPathError); ok {
+			ip.Driver = i.d.Name()
+			return ip
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (i *instrumented) Name() string { return i.d.Name() }
+
+func (i *instrumented) GetContent(ctx context.Context, path string) (content []byte, err error) {
+	defer i.report("GetContent", time.Now(), &err)
+	if err := i.check(path); err != nil {
+		return nil, err
+	}
+	return i.d.GetContent(ctx, path)
+}
+
+func (i *instrumented) PutContent(ctx context.Context, path string, content []byte) (err error) {
+	defer i.report("PutContent", time.Now(), &err)
+	if err := i.check(path); err != nil {
+		return err
+	}
+	return i.d.PutContent(ctx, path, content)
+}
+
+func (i *instrumented) Create(ctx context.Context, path string, content []byte) (err error) {
+	defer i.report("Create", time.Now(), &err)
+	if err := i.check(path); err != nil {
+		return err
+	}
+	return i.d.Create(ctx, path, content)
+}
+
+func (i *instrumented) Reader(ctx context.Context, path string, offset int64) (r io.ReadCloser, err error) {
+	defer i.report("Reader", time.Now(), &err)
+	if err := i.check(path); err != nil {
+		return nil, err
+	}
+	return i.d.Reader(ctx, path, offset)
+}
+
+func (i *instrumented) Writer(ctx context.Context, path string, append bool) (w FileWriter, err error) {
+	defer i.report("Writer", time.Now(), &err)
+	if err := i.check(path); err != nil {
+		return nil, err
+	}
+	w, err = i.d.Writer(ctx, path, append)
+	if err != nil || i.observe == nil {
+		return w, err
+	}
+	return &instrumentedWriter{w: w, i: i}, nil
+}
+
+func (i *instrumented) Stat(ctx context.Context, path string) (fi FileInfo, err error) {
+	defer i.report("Stat", time.Now(), &err)
+	if err := i.check(path); err != nil {
+		return FileInfo{}, err
+	}
+	return i.d.Stat(ctx, path)
+}
+
+func (i *instrumented) List(ctx context.Context, path string) (children []string, err error) {
+	defer i.report("List", time.Now(), &err)
+	if err := i.check(path); err != nil {
+		return nil, err
+	}
+	return i.d.List(ctx, path)
+}
+
+func (i *instrumented) Move(ctx context.Context, src, dst string) (err error) {
+	defer i.report("Move", time.Now(), &err)
+	if err := i.check(src, dst); err != nil {
+		return err
+	}
+	return i.d.Move(ctx, src, dst)
+}
+
+func (i *instrumented) Delete(ctx context.Context, path string) (err error) {
+	defer i.report("Delete", time.Now(), &err)
+	if err := i.check(path); err != nil {
+		return err
+	}
+	return i.d.Delete(ctx, path)
+}
+
+// Walk is observed as a whole, fn's time included: a walk's cost is the
+// page it produces.
+func (i *instrumented) Walk(ctx context.Context, path, from string, fn WalkFunc) (err error) {
+	defer i.report("Walk", time.Now(), &err)
+	if err := i.check(path); err != nil {
+		return err
+	}
+	if from != "" {
+		if err := i.check(from); err != nil {
+			return err
+		}
+	}
+	return i.d.Walk(ctx, path, from, fn)
+}
+
+func (i *instrumented) RedirectURL(r *http.Request, path string) (url string, err error) {
+	defer i.report("RedirectURL", time.Now(), &err)
+	if err := i.check(path); err != nil {
+		return "", err
+	}
+	return i.d.RedirectURL(r, path)
+}
+
+type instrumentedWriter struct {
+	w FileWriter
+	i *instrumented
+}
+
+func (w *instrumentedWriter) Write(p []byte) (n int, err error) {
+	defer w.i.report("Writer.Write", time.Now(), &err)
+	return w.w.Write(p)
+}
+
+func (w *instrumentedWriter) Close() (err error) {
+	defer w.i.report("Writer.Close", time.Now(), &err)
+	return w.w.Close()
+}
+
+func (w *instrumentedWriter) Size() int64 { return w.w.Size() }
+
+func (w *instrumentedWriter) Cancel(ctx context.Context) (err error) {
+	defer w.i.report("Writer.Cancel", time.Now(), &err)
+	return w.w.Cancel(ctx)
+}
+
+func (w *instrumentedWriter) Commit(ctx context.Context) (err error) {
+	defer w.i.report("Writer.Commit", time.Now(), &err)
+	return w.w.Commit(ctx)
+}
