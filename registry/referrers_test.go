@@ -1,0 +1,137 @@
+package registry
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/specs-go"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+const (
+	sbomType = "application/vnd.example.sbom.v1"
+	sigType  = "application/vnd.example.signature.v1"
+)
+
+// artifact returns an artifact manifest about subject, with the empty
+// config the image spec recommends for artifacts.
+func (f *fixture) artifact(subject v1.Descriptor, artifactType string, annotations map[string]string) v1.Manifest {
+	f.t.Helper()
+	return v1.Manifest{
+		Versioned:    specs.Versioned{SchemaVersion: 2},
+		MediaType:    MediaTypeOCIManifest,
+		ArtifactType: artifactType,
+		Config:       f.blob(v1.MediaTypeEmptyJSON, []byte("{}")),
+		Layers:       []v1.Descriptor{f.blob("application/octet-stream", randomContent(32))},
+		Subject:      &subject,
+		Annotations:  annotations,
+	}
+}
+
+func TestReferrers(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, reg *Registry) {
+		f := newFixture(t, reg, "signed/app")
+		payload, d := f.pushImage("v1")
+		subject := v1.Descriptor{MediaType: MediaTypeOCIManifest, Digest: d, Size: int64(len(payload))}
+
+		sbom := f.put("sbom", mustJSON(t, f.artifact(subject, sbomType, map[string]string{"org.example.format": "spdx"})))
+		sig := mustJSON(t, f.artifact(subject, sigType, nil))
+		sigM := f.put(digest.FromBytes(sig).String(), sig)
+		if sigM.Subject == nil || sigM.Subject.Digest != d {
+			t.Fatalf("put did not report the subject: %+v", sigM.Subject)
+		}
+		// No artifactType: the config's media type stands in for it.
+		plain := f.image()
+		plain.Subject = &subject
+		plainM := f.put("plain", mustJSON(t, plain))
+		// An index referrer without artifactType has none in the listing.
+		idx := v1.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: MediaTypeOCIIndex, Manifests: []v1.Descriptor{},
+			Subject: &subject, Annotations: map[string]string{"k": "v"}}
+		idxM := f.put("idx", mustJSON(t, idx))
+		// A referrer of something else is not listed.
+		f.put("unrelated", mustJSON(t, f.artifact(v1.Descriptor{MediaType: MediaTypeOCIManifest, Digest: digest.FromString("x"), Size: 1}, sbomType, nil)))
+
+		want := map[digest.Digest]v1.Descriptor{
+			sbom.Descriptor.Digest: {MediaType: MediaTypeOCIManifest, Digest: sbom.Descriptor.Digest, Size: sbom.Descriptor.Size, ArtifactType: sbomType,
+				Annotations: map[string]string{"org.example.format": "spdx"}},
+			sigM.Descriptor.Digest:   {MediaType: MediaTypeOCIManifest, Digest: sigM.Descriptor.Digest, Size: sigM.Descriptor.Size, ArtifactType: sigType},
+			plainM.Descriptor.Digest: {MediaType: MediaTypeOCIManifest, Digest: plainM.Descriptor.Digest, Size: plainM.Descriptor.Size, ArtifactType: testConfigType},
+			idxM.Descriptor.Digest:   {MediaType: MediaTypeOCIIndex, Digest: idxM.Descriptor.Digest, Size: idxM.Descriptor.Size, Annotations: map[string]string{"k": "v"}},
+		}
+		got, err := f.ms.Referrers(f.ctx, d, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("got %d referrers, want %d: %+v", len(got), len(want), got)
+		}
+		for _, g := range got {
+			if !sameDescriptor(g, want[g.Digest]) {
+				t.Fatalf("referrer %+v, want %+v", g, want[g.Digest])
+			}
+		}
+
+		filtered, err := f.ms.Referrers(f.ctx, d, sigType)
+		if err != nil || len(filtered) != 1 || filtered[0].Digest != sigM.Descriptor.Digest {
+			t.Fatalf("filtered by %s: %+v %v", sigType, filtered, err)
+		}
+		none, err := f.ms.Referrers(f.ctx, d, "application/vnd.example.none")
+		if err != nil || none == nil || len(none) != 0 {
+			t.Fatalf("filter matching nothing: %#v %v", none, err)
+		}
+
+		// Deleting a referrer removes its entry; the others stay.
+		if err := f.ms.Delete(f.ctx, sigM.Descriptor.Digest.String()); err != nil {
+			t.Fatal(err)
+		}
+		got, _ = f.ms.Referrers(f.ctx, d, "")
+		if len(got) != len(want)-1 || slices.ContainsFunc(got, func(g v1.Descriptor) bool { return g.Digest == sigM.Descriptor.Digest }) {
+			t.Fatalf("after deleting the signature: %+v", got)
+		}
+		_, err = f.ms.Referrers(f.ctx, "sha256:short", "")
+		wantErrCode(t, err, CodeDigestInvalid)
+	})
+}
+
+func sameDescriptor(a, b v1.Descriptor) bool {
+	if a.MediaType != b.MediaType || a.Digest != b.Digest || a.Size != b.Size || a.ArtifactType != b.ArtifactType || len(a.Annotations) != len(b.Annotations) {
+		return false
+	}
+	for k, v := range b.Annotations {
+		if a.Annotations[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func TestReferrerBeforeSubject(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, reg *Registry) {
+		f := newFixture(t, reg, "early")
+		image := mustJSON(t, f.image())
+		subject := v1.Descriptor{MediaType: MediaTypeOCIManifest, Digest: digest.FromBytes(image), Size: int64(len(image))}
+		sig := f.put("sig", mustJSON(t, f.artifact(subject, sigType, nil)))
+
+		got, err := f.ms.Referrers(f.ctx, subject.Digest, "")
+		if err != nil || len(got) != 1 || got[0].Digest != sig.Descriptor.Digest {
+			t.Fatalf("referrers of an absent subject: %+v %v", got, err)
+		}
+		f.put("image", image)
+		got, _ = f.ms.Referrers(f.ctx, subject.Digest, sigType)
+		if len(got) != 1 || got[0].Digest != sig.Descriptor.Digest {
+			t.Fatalf("after the subject arrived: %+v", got)
+		}
+	})
+}
+
+func TestReferrersOfUnknownRepositoryAreEmpty(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, reg *Registry) {
+		f := newFixture(t, reg, "nobody/here")
+		got, err := f.ms.Referrers(f.ctx, digest.FromString(strings.Repeat("s", 3)), "")
+		if err != nil || got == nil || len(got) != 0 {
+			t.Fatalf("%#v %v", got, err)
+		}
+	})
+}
