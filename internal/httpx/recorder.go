@@ -20,13 +20,23 @@ type Recorder struct {
 	written atomic.Int64
 }
 
-// Record wraps w, or returns w itself when an outer middleware has already
-// wrapped it, so nested middlewares share one count.
-func Record(w http.ResponseWriter) *Recorder {
-	if rec, ok := w.(*Recorder); ok {
-		return rec
+// Record returns the Recorder measuring w and the writer to pass on. When
+// a middleware further out already records (found through Unwrap, since
+// every write passes through it), that Recorder is shared and w is passed
+// on unchanged, so a response is measured once.
+func Record(w http.ResponseWriter) (*Recorder, http.ResponseWriter) {
+	for u := w; ; {
+		if rec, ok := u.(*Recorder); ok {
+			return rec, w
+		}
+		uw, ok := u.(interface{ Unwrap() http.ResponseWriter })
+		if !ok {
+			break
+		}
+		u = uw.Unwrap()
 	}
-	return &Recorder{ResponseWriter: w}
+	rec := &Recorder{ResponseWriter: w}
+	return rec, rec
 }
 
 // Status is the response status: the first final (non-1xx) code written,

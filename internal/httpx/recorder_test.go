@@ -40,7 +40,7 @@ func blobFile(t *testing.T, size int) *os.File {
 }
 
 func TestRecorderKeepsInterfaces(t *testing.T) {
-	var w http.ResponseWriter = Record(httptest.NewRecorder())
+	_, w := Record(httptest.NewRecorder())
 	if _, ok := w.(io.ReaderFrom); !ok {
 		t.Error("Recorder hides io.ReaderFrom")
 	}
@@ -50,8 +50,14 @@ func TestRecorderKeepsInterfaces(t *testing.T) {
 	if _, ok := w.(interface{ Unwrap() http.ResponseWriter }); !ok {
 		t.Error("Recorder has no Unwrap")
 	}
-	if Record(w) != w {
+	if rec, passOn := Record(w); rec != w || passOn != w {
 		t.Error("Record wrapped a Recorder again instead of sharing it")
+	}
+	// A wrapper between middlewares: the Recorder beneath is shared and
+	// the wrapper is what gets passed on.
+	outer := &unwrapper{w}
+	if rec, passOn := Record(outer); rec != w || passOn != outer {
+		t.Error("Record did not find the Recorder through Unwrap")
 	}
 }
 
@@ -61,7 +67,7 @@ func TestRecorderKeepsInterfaces(t *testing.T) {
 func TestReadFromReachesUnderlyingWriter(t *testing.T) {
 	const size = 1<<20 + 7
 	spy := &spyWriter{ResponseRecorder: httptest.NewRecorder()}
-	rec := Record(spy)
+	rec, _ := Record(spy)
 
 	n, err := io.Copy(rec, blobFile(t, size))
 	if err != nil || n != size {
@@ -77,7 +83,7 @@ func TestReadFromReachesUnderlyingWriter(t *testing.T) {
 
 func TestReadFromWithoutUnderlyingReadFrom(t *testing.T) {
 	under := httptest.NewRecorder() // has no ReadFrom
-	rec := Record(under)
+	rec, _ := Record(under)
 	n, err := rec.ReadFrom(strings.NewReader("hello"))
 	if err != nil || n != 5 || rec.Written() != 5 || under.Body.String() != "hello" {
 		t.Fatalf("n %d err %v written %d body %q", n, err, rec.Written(), under.Body)
@@ -85,7 +91,7 @@ func TestReadFromWithoutUnderlyingReadFrom(t *testing.T) {
 }
 
 func TestStatus(t *testing.T) {
-	rec := Record(httptest.NewRecorder())
+	rec, _ := Record(httptest.NewRecorder())
 	if rec.Status() != http.StatusOK {
 		t.Errorf("nothing written: status %d, want 200", rec.Status())
 	}
@@ -108,7 +114,7 @@ func TestOverRealServer(t *testing.T) {
 		deadlineErr   error
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rw := Record(w)
+		rw, _ := Record(w)
 		body := CountBody(r)
 		io.Copy(io.Discard, r.Body)
 		got.deadlineErr = http.NewResponseController(rw).SetWriteDeadline(time.Now().Add(time.Minute))
@@ -147,5 +153,27 @@ func TestCountBodyShared(t *testing.T) {
 	empty := httptest.NewRequest("GET", "/", nil)
 	if CountBody(empty).BytesRead() != 0 || empty.Body != http.NoBody {
 		t.Fatal("empty body replaced")
+	}
+}
+
+type unwrapper struct{ http.ResponseWriter }
+
+func (u *unwrapper) Unwrap() http.ResponseWriter { return u.ResponseWriter }
+
+func TestLabels(t *testing.T) {
+	r := httptest.NewRequest("GET", "/v2/a/b/manifests/latest", nil)
+	labels, r := WithLabels(r)
+	if again, r2 := WithLabels(r); again != labels || r2 != r {
+		t.Fatal("WithLabels installed a second Labels")
+	}
+	routed := r.WithContext(r.Context()) // what a router passes inward
+	h := Label(func(*http.Request) (string, string) { return "manifest", "a/b" })(http.NotFoundHandler())
+	h.ServeHTTP(httptest.NewRecorder(), routed)
+	if labels.Route != "manifest" || labels.Repository != "a/b" {
+		t.Fatalf("labels %+v", labels)
+	}
+	labels.Resolve(r, func(*http.Request) (string, string) { return "other", "" })
+	if labels.Route != "manifest" {
+		t.Fatal("Resolve overwrote labels set inside")
 	}
 }

@@ -1,0 +1,52 @@
+package httpx
+
+import (
+	"context"
+	"net/http"
+)
+
+// Labels name what a request was for, in bounded vocabulary fit for
+// metrics: the route ("manifest", "blob-upload") and the repository.
+//
+// Middleware outside the router cannot see what the router learned, since
+// the router hands a new request inward. So the outermost middleware puts
+// an empty Labels in the context, a middleware inside the router (Label)
+// fills it, and the outer one reads it once the handler returned. Requests
+// the router refuses keep empty labels and are still measured.
+type Labels struct {
+	Route      string
+	Repository string
+}
+
+type labelsKey struct{}
+
+// WithLabels returns the request's Labels, installing an empty one (and
+// returning the request carrying it) when no outer middleware did.
+func WithLabels(r *http.Request) (*Labels, *http.Request) {
+	if l, ok := r.Context().Value(labelsKey{}).(*Labels); ok {
+		return l, r
+	}
+	l := &Labels{}
+	return l, r.WithContext(context.WithValue(r.Context(), labelsKey{}, l))
+}
+
+// Label returns a middleware, for a place where the route is known, that
+// fills the Labels an outer middleware installed, using info.
+func Label(info func(*http.Request) (route, repo string)) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if l, ok := r.Context().Value(labelsKey{}).(*Labels); ok {
+				l.Route, l.Repository = info(r)
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// Resolve fills l from info when nothing inside labelled the request, for
+// handlers that can name their route from the request alone.
+func (l *Labels) Resolve(r *http.Request, info func(*http.Request) (route, repo string)) {
+	if l.Route == "" && info != nil {
+		l.Route, l.Repository = info(r)
+	}
+}

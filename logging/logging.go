@@ -1,0 +1,58 @@
+// Package logging builds Lading's slog logger and the access log written
+// once per HTTP request.
+package logging
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+)
+
+var levels = map[string]slog.Level{
+	"debug": slog.LevelDebug,
+	"info":  slog.LevelInfo,
+	"warn":  slog.LevelWarn,
+	"error": slog.LevelError,
+}
+
+// New returns a logger writing records at level and above to w; level is
+// debug, info, warn or error, format is text or json. Attributes whose key
+// names a credential are redacted whatever their value, as a last line of
+// defence behind code that should never log them.
+func New(w io.Writer, level, format string) (*slog.Logger, error) {
+	lvl, ok := levels[level]
+	if !ok {
+		return nil, fmt.Errorf("log level %q must be one of debug, info, warn, error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl, ReplaceAttr: redact}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log format %q must be text or json", format)
+}
+
+// sensitiveKeys are attribute keys whose values are credentials.
+var sensitiveKeys = map[string]bool{
+	"authorization":       true,
+	"proxy-authorization": true,
+	"cookie":              true,
+	"set-cookie":          true,
+	"password":            true,
+	"passwd":              true,
+	"secret":              true,
+	"secretkey":           true,
+	"token":               true,
+	"access_token":        true,
+	"refresh_token":       true,
+}
+
+func redact(_ []string, a slog.Attr) slog.Attr {
+	if sensitiveKeys[strings.ToLower(a.Key)] {
+		return slog.String(a.Key, "[redacted]")
+	}
+	return a
+}
