@@ -1,0 +1,117 @@
+package filesystem
+
+import (
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// placeAttempts bounds the retries of a creation racing with the pruning of
+// its directory; each retry needs another prune to land in a window of a
+// few syscalls, so a handful is plenty.
+const placeAttempts = 8
+
+// place runs create, which makes the file (a rename, link or open), making
+// its missing parent directories first if needed, and syncs the directory
+// it lands in so the new name survives a crash. A Delete may prune a
+// directory between its making and create; create then sees ENOENT and
+// place makes the directory again.
+func (d *Driver) place(file string, create func() error) error {
+	dir := filepath.Dir(file)
+	for attempt := 1; ; attempt++ {
+		err := create()
+		if err == nil {
+			return syncDir(dir)
+		}
+		if !errors.Is(err, fs.ErrNotExist) || attempt == placeAttempts {
+			return err
+		}
+		if err := d.mkdirs(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+}
+
+// mkdirs makes dir and its missing parents, syncing each parent a new
+// directory is made in, so the chain down to a new file is durable.
+func (d *Driver) mkdirs(dir string) error {
+	err := os.Mkdir(dir, 0o755)
+	if errors.Is(err, fs.ErrNotExist) && dir != d.root {
+		if err := d.mkdirs(filepath.Dir(dir)); err != nil {
+			return err
+		}
+		err = os.Mkdir(dir, 0o755)
+	}
+	switch {
+	case err == nil:
+		return syncDir(filepath.Dir(dir))
+	case errors.Is(err, fs.ErrExist):
+		return nil
+	}
+	return err
+}
+
+// prune removes dir and its parents up to the root while they are empty:
+// a directory is the prefix of the objects below it and goes with the last
+// of them. rmdir(2) itself refuses a directory that is not empty, so a
+// racing creator either finds its directory or recreates it in place.
+func (d *Driver) prune(dir string) {
+	for dir != d.root && len(dir) > len(d.root) {
+		if syscall.Rmdir(dir) != nil {
+			return
+		}
+		dir = filepath.Dir(dir)
+	}
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// hasEntries reports whether dir holds anything a path can name.
+func hasEntries(dir string) bool {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	for {
+		names, err := f.Readdirnames(16)
+		for _, n := range names {
+			if validName(n) {
+				return true
+			}
+		}
+		if err == io.EOF || len(names) == 0 {
+			return false
+		}
+	}
+}
+
+// readNames returns the names in dir that a path can name.
+func readNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	valid := names[:0]
+	for _, n := range names {
+		if validName(n) {
+			valid = append(valid, n)
+		}
+	}
+	return valid, err
+}

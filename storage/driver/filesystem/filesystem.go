@@ -1,0 +1,333 @@
+// Package filesystem is the embedded default storage driver: objects are
+// files below one root directory, /a/b being root/a/b.
+//
+// Data appears at its final path only when complete: small content is
+// written to a temporary file, synced, and then renamed (or, for Create,
+// hard-linked) into place. Directories are object-store prefixes: they are
+// made on demand and removed again with the last file below them.
+package filesystem
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/lading-registry/lading/storage/driver"
+)
+
+const name = "filesystem"
+
+// tempDir holds files being written by PutContent and Create. Its name has
+// a character no valid path may hold, so no path can ever name it or what
+// is inside, and listings skip it like any other invalid name.
+const tempDir = "#tmp"
+
+// staleTemp is the age after which a temporary file can only be the litter
+// of a crashed process: a PutContent takes milliseconds.
+const staleTemp = time.Hour
+
+// Driver is a driver.Driver over a directory.
+type Driver struct {
+	root string
+	tmp  string
+}
+
+var _ driver.Driver = (*Driver)(nil)
+
+// New returns a driver storing below root, creating it if needed.
+func New(root string) (*Driver, error) {
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
+	d := &Driver{root: root, tmp: filepath.Join(root, tempDir)}
+	if err := os.MkdirAll(d.tmp, 0o755); err != nil {
+		return nil, err
+	}
+	d.removeStaleTemps()
+	return d, nil
+}
+
+// Name implements driver.Driver.
+func (d *Driver) Name() string { return name }
+
+// GetContent implements driver.Driver.
+func (d *Driver) GetContent(_ context.Context, path string) ([]byte, error) {
+	file, err := d.file(path)
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(file)
+	return b, d.pathErr(path, err)
+}
+
+// PutContent implements driver.Driver.
+func (d *Driver) PutContent(_ context.Context, path string, content []byte) error {
+	file, err := d.file(path)
+	if err != nil {
+		return err
+	}
+	tmp, err := d.writeTemp(content)
+	if err != nil {
+		return err
+	}
+	err = d.place(file, func() error { return os.Rename(tmp, file) })
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
+// Create implements driver.Driver. link(2) fails when the name is taken,
+// which makes first-writer-wins atomic where rename would overwrite.
+func (d *Driver) Create(_ context.Context, path string, content []byte) error {
+	file, err := d.file(path)
+	if err != nil {
+		return err
+	}
+	// Taken paths are the common case of a lease; spare them the write.
+	if _, err := os.Lstat(file); err == nil {
+		return driver.ErrExists
+	}
+	tmp, err := d.writeTemp(content)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	err = d.place(file, func() error { return os.Link(tmp, file) })
+	if errors.Is(err, fs.ErrExist) {
+		return driver.ErrExists
+	}
+	return err
+}
+
+// Reader implements driver.Driver. The reader is the *os.File itself, so
+// that net/http can hand it to sendfile(2).
+func (d *Driver) Reader(_ context.Context, path string, offset int64) (io.ReadCloser, error) {
+	file, err := d.file(path)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, d.pathErr(path, err)
+	}
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+	case fi.IsDir():
+		err = d.notFound(path)
+	case offset < 0 || offset > fi.Size():
+		err = driver.InvalidOffsetError{Driver: name, Path: path, Offset: offset}
+	case offset > 0:
+		_, err = f.Seek(offset, io.SeekStart)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// Stat implements driver.Driver.
+func (d *Driver) Stat(_ context.Context, path string) (driver.FileInfo, error) {
+	file, err := d.file(path)
+	if err != nil {
+		return driver.FileInfo{}, err
+	}
+	fi, err := os.Stat(file)
+	if err != nil {
+		return driver.FileInfo{}, d.pathErr(path, err)
+	}
+	info := driver.FileInfo{Path: path, ModTime: fi.ModTime(), IsDir: fi.IsDir()}
+	if !fi.IsDir() {
+		info.Size = fi.Size()
+	} else if !hasEntries(file) {
+		// Left behind by a race with pruning; object stores have no such thing.
+		return driver.FileInfo{}, d.notFound(path)
+	}
+	return info, nil
+}
+
+// List implements driver.Driver.
+func (d *Driver) List(_ context.Context, path string) ([]string, error) {
+	file, err := d.file(path)
+	if err != nil {
+		return nil, err
+	}
+	names, err := readNames(file)
+	if err != nil {
+		return nil, d.pathErr(path, err)
+	}
+	children := make([]string, 0, len(names))
+	for _, n := range names {
+		if validName(n) {
+			children = append(children, join(path, n))
+		}
+	}
+	if len(children) == 0 {
+		return nil, d.notFound(path)
+	}
+	slices.Sort(children)
+	return children, nil
+}
+
+// Move implements driver.Driver. Only objects move; a directory is not one.
+func (d *Driver) Move(_ context.Context, src, dst string) error {
+	from, err := d.file(src)
+	if err != nil {
+		return err
+	}
+	to, err := d.file(dst)
+	if err != nil {
+		return err
+	}
+	if fi, err := os.Lstat(from); err != nil || fi.IsDir() {
+		return d.notFound(src)
+	}
+	if src == dst {
+		return nil
+	}
+	if err := d.place(to, func() error { return os.Rename(from, to) }); err != nil {
+		return d.pathErr(src, err)
+	}
+	d.prune(filepath.Dir(from))
+	return nil
+}
+
+// Delete implements driver.Driver.
+func (d *Driver) Delete(_ context.Context, path string) error {
+	file, err := d.file(path)
+	if err != nil {
+		return err
+	}
+	fi, err := os.Lstat(file)
+	if err != nil {
+		return d.pathErr(path, err)
+	}
+	switch {
+	case !fi.IsDir():
+		err = os.Remove(file)
+	case path == "/":
+		return d.deleteAll()
+	default:
+		empty := !hasEntries(file)
+		if err := os.RemoveAll(file); err != nil {
+			return err
+		}
+		d.prune(filepath.Dir(file))
+		if empty { // what Stat does not show cannot be deleted either
+			return d.notFound(path)
+		}
+		return nil
+	}
+	if err != nil {
+		return d.pathErr(path, err)
+	}
+	d.prune(filepath.Dir(file))
+	return nil
+}
+
+// deleteAll empties the root but keeps it, and the temporary directory.
+func (d *Driver) deleteAll() error {
+	names, err := readNames(d.root)
+	if err != nil {
+		return err
+	}
+	if len(names) == 0 {
+		return d.notFound("/")
+	}
+	for _, n := range names {
+		if err := os.RemoveAll(filepath.Join(d.root, n)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RedirectURL implements driver.Driver: the files are only reachable here.
+func (d *Driver) RedirectURL(*http.Request, string) (string, error) { return "", nil }
+
+// file maps a path to its file. The path is checked again here although
+// driver.Instrument checks it first: on a file system an unchecked ".."
+// would reach outside the root, and the check costs nanoseconds.
+func (d *Driver) file(path string) (string, error) {
+	err := driver.ValidatePath(path)
+	if ip, ok := err.(driver.InvalidPathError); ok {
+		ip.Driver = name
+		return "", ip
+	}
+	if err != nil {
+		return "", err
+	}
+	return d.root + filepath.FromSlash(path), nil
+}
+
+// writeTemp writes content to a new durable temporary file.
+func (d *Driver) writeTemp(content []byte) (string, error) {
+	var id [12]byte
+	rand.Read(id[:])
+	tmp := filepath.Join(d.tmp, hex.EncodeToString(id[:]))
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return "", err
+	}
+	_, err = f.Write(content)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return "", err
+	}
+	return tmp, nil
+}
+
+func (d *Driver) removeStaleTemps() {
+	entries, _ := os.ReadDir(d.tmp)
+	for _, e := range entries {
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > staleTemp {
+			os.Remove(filepath.Join(d.tmp, e.Name()))
+		}
+	}
+}
+
+func (d *Driver) notFound(path string) error {
+	return driver.PathNotFoundError{Driver: name, Path: path}
+}
+
+// pathErr turns the ways a file system says "nothing there" into
+// PathNotFoundError: a missing name, a file where a directory was expected,
+// or a directory where a file was.
+func (d *Driver) pathErr(path string, err error) error {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EISDIR) {
+		return d.notFound(path)
+	}
+	return err
+}
+
+// join makes the path of a directory's child.
+func join(dir, name string) string {
+	if dir == "/" {
+		return "/" + name
+	}
+	return dir + "/" + name
+}
+
+// validName tells the names of objects and directories from the temporary
+// directory and from anything else that no path could have put there.
+func validName(name string) bool {
+	return driver.ValidatePath("/"+name) == nil
+}

@@ -1,0 +1,129 @@
+package filesystem
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+
+	"github.com/lading-registry/lading/storage/driver"
+)
+
+var (
+	errClosed    = errors.New(name + ": writer closed")
+	errCommitted = errors.New(name + ": writer committed")
+	errCancelled = errors.New(name + ": writer cancelled")
+)
+
+// Writer implements driver.Driver. The writer writes in place at the path:
+// what is seen there before Commit is unspecified, and a large object is
+// not worth copying once more at the end.
+func (d *Driver) Writer(_ context.Context, path string, append bool) (driver.FileWriter, error) {
+	file, err := d.file(path)
+	if err != nil {
+		return nil, err
+	}
+	var f *os.File
+	if append {
+		f, err = os.OpenFile(file, os.O_WRONLY|os.O_APPEND, 0)
+	} else {
+		// Committing syncs the directory; opening need not.
+		err = d.place(file, func() (err error) {
+			f, err = os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+			return err
+		})
+	}
+	if err != nil {
+		if f != nil {
+			f.Close()
+		}
+		return nil, d.pathErr(path, err)
+	}
+	w := &writer{d: d, f: f, file: file}
+	if append {
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		w.size = fi.Size()
+	}
+	return w, nil
+}
+
+type writer struct {
+	d    *Driver
+	f    *os.File
+	file string
+	size int64
+	// done is set by Commit or Cancel: the error a later Write gets.
+	done   error
+	closed bool
+}
+
+func (w *writer) Write(p []byte) (int, error) {
+	if err := w.usable(); err != nil {
+		return 0, err
+	}
+	n, err := w.f.Write(p)
+	w.size += int64(n)
+	return n, err
+}
+
+func (w *writer) Size() int64 { return w.size }
+
+// Close keeps the data without syncing it: a writer reopened later goes on
+// from whatever the kernel holds, and only Commit promises durability.
+func (w *writer) Close() error {
+	if w.closed {
+		if w.done == errCancelled {
+			return nil
+		}
+		return errClosed
+	}
+	w.closed = true
+	return w.f.Close()
+}
+
+func (w *writer) Commit(context.Context) error {
+	if err := w.usable(); err != nil {
+		return err
+	}
+	if err := w.f.Sync(); err != nil {
+		return err
+	}
+	if err := syncDir(filepath.Dir(w.file)); err != nil {
+		return err
+	}
+	w.done = errCommitted
+	return nil
+}
+
+// Cancel needs the writer open: once closed, another writer may have taken
+// the path over, and this one must not destroy its work.
+func (w *writer) Cancel(context.Context) error {
+	switch {
+	case w.done == errCancelled:
+		return nil
+	case w.closed || w.done != nil:
+		return w.usable()
+	}
+	w.done = errCancelled
+	w.closed = true
+	w.f.Close()
+	if err := os.Remove(w.file); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	w.d.prune(filepath.Dir(w.file))
+	return nil
+}
+
+func (w *writer) usable() error {
+	switch {
+	case w.closed:
+		return errClosed
+	case w.done != nil:
+		return w.done
+	}
+	return nil
+}
