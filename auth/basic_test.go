@@ -1,0 +1,170 @@
+package auth
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// needFromRequest lets a test say what the route needs in the query, the
+// way the server derives it from the path and method.
+func needFromRequest(r *http.Request) []Access {
+	need, _ := ParseScopes(r.URL.Query()["need"])
+	return need
+}
+
+func newBasicRequest(user string, need ...string) *http.Request {
+	target := "/v2/"
+	for i, n := range need {
+		if i == 0 {
+			target += "?"
+		} else {
+			target += "&"
+		}
+		target += "need=" + n
+	}
+	r := httptest.NewRequest(http.MethodGet, target, nil)
+	if user != "" {
+		r.SetBasicAuth(user, password(user))
+	}
+	return r
+}
+
+func TestBasicAllowDeny(t *testing.T) {
+	b := &Basic{Realm: "lading", Users: testUsers(t), Policy: mustPolicy(t, testPolicy), Limiter: NewLimiter(0, 0), Logger: quietLogger}
+	h := guarded(b, needFromRequest)
+	for _, tc := range []struct {
+		user   string
+		need   []string
+		status int
+	}{
+		// The base route asks for credentials unless they are there.
+		{"", nil, 401},
+		{"mallory", nil, 200},
+		// Anonymous pull on a public glob; its push asks to log in.
+		{"", []string{"repository:public/busybox:pull"}, 200},
+		{"", []string{"repository:public/busybox:pull,push"}, 401},
+		{"", []string{"repository:team/app:pull"}, 401},
+		// Per action.
+		{"bob", []string{"repository:team/app:pull"}, 200},
+		{"bob", []string{"repository:team/app:push"}, 200},
+		{"bob", []string{"repository:team/app:delete"}, 403},
+		{"bob", []string{"repository:team/app/scratch:delete"}, 200},
+		{"bob", []string{"repository:carol/x:pull"}, 403},
+		{"bob", []string{"repository:public/busybox:pull"}, 200},
+		{"bob", []string{"repository:public/busybox:push"}, 403},
+		{"mallory", []string{"repository:team/app:pull"}, 403},
+		// Every need must be met.
+		{"bob", []string{"repository:team/app:push", "repository:carol/x:pull"}, 403},
+		// The admin may do everything.
+		{"alice", []string{"repository:secret/db:pull,push,delete"}, 200},
+		{"alice", []string{"registry:catalog:*"}, 200},
+		{"mallory", []string{"registry:catalog:*"}, 200},
+	} {
+		resp := do(t, h, newBasicRequest(tc.user, tc.need...))
+		if resp.StatusCode != tc.status {
+			t.Errorf("%q %v: status %d, want %d", tc.user, tc.need, resp.StatusCode, tc.status)
+		}
+		if got := resp.Header.Get("WWW-Authenticate"); (tc.status == 401) != (got == `Basic realm="lading"`) {
+			t.Errorf("%q %v: challenge %q", tc.user, tc.need, got)
+		}
+	}
+}
+
+func TestBasicErrors(t *testing.T) {
+	b := &Basic{Realm: "lading", Users: testUsers(t), Policy: mustPolicy(t, testPolicy), Logger: quietLogger}
+	need := []Access{Repository("team/app", ActionPush)}
+
+	r := newBasicRequest("")
+	r.SetBasicAuth("bob", "wrong")
+	_, err := b.Authorize(r, need)
+	if !errors.Is(err, ErrBadCredentials) {
+		t.Errorf("wrong password: %v", err)
+	}
+	r.SetBasicAuth("nobody", "x")
+	if _, err = b.Authorize(r, need); !errors.Is(err, ErrBadCredentials) {
+		t.Errorf("unknown user: %v", err)
+	}
+	_, err = b.Authorize(newBasicRequest(""), need)
+	if status, challenge, ok := Challenge(err); !ok || status != 401 || challenge != `Basic realm="lading"` || !errors.Is(err, ErrNoCredentials) {
+		t.Errorf("no credentials: %v %d %q", err, status, challenge)
+	}
+	id, err := b.Authorize(newBasicRequest("mallory"), need)
+	if e, ok := AsError(err); !ok || e.Status != 403 || e.Code != CodeDenied || e.Challenge != "" {
+		t.Errorf("denied: %v", err)
+	}
+	if id.Name != "mallory" {
+		t.Errorf("a denied request still knows who asked, got %q", id.Name)
+	}
+}
+
+func TestBasicCanAndFilter(t *testing.T) {
+	b := &Basic{Users: testUsers(t), Policy: mustPolicy(t, testPolicy)}
+	bob, err := b.Authorize(newBasicRequest("bob"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !b.Can(bob, Repository("team/lib", ActionPull)) || b.Can(bob, Repository("carol/x", ActionPull)) {
+		t.Error("mount check wrong")
+	}
+	repos := []string{"carol/x", "public/a", "team/app"}
+	if got := b.Filter(bob, repos); !slices.Equal(got, []string{"public/a", "team/app"}) {
+		t.Errorf("bob's catalog: %v", got)
+	}
+	if got := b.Filter(Anonymous, repos); !slices.Equal(got, []string{"public/a"}) {
+		t.Errorf("anonymous catalog: %v", got)
+	}
+}
+
+func TestFailedLoginsRateLimited(t *testing.T) {
+	limiter := NewLimiter(3, 0)
+	b := &Basic{Realm: "lading", Users: testUsers(t), Limiter: limiter, Logger: quietLogger}
+	h := guarded(b, needFromRequest)
+	attempt := func(addr, pass string) *http.Response {
+		r := newBasicRequest("")
+		r.RemoteAddr = addr
+		r.SetBasicAuth("bob", pass)
+		return do(t, h, r)
+	}
+	for i := range 3 {
+		if resp := attempt("192.0.2.1:1234", "guess"+strconv.Itoa(i)); resp.StatusCode != 401 {
+			t.Fatalf("failure %d: status %d", i, resp.StatusCode)
+		}
+	}
+	// Locked out, even with the right password, from any port of the address.
+	resp := attempt("192.0.2.1:5678", password("bob"))
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "6" {
+		t.Fatalf("after the burst: status %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	// Other addresses are not affected.
+	if resp := attempt("192.0.2.2:1234", password("bob")); resp.StatusCode != 200 {
+		t.Errorf("other address: status %d", resp.StatusCode)
+	}
+}
+
+func TestLimiterRefills(t *testing.T) {
+	l := NewLimiter(2, 10)
+	now := l.now()
+	l.now = func() time.Time { return now }
+	r := httptest.NewRequest("GET", "/", nil)
+	l.Fail(r)
+	l.Fail(r)
+	if l.Wait(r) != 10 {
+		t.Fatalf("empty bucket: wait %v", l.Wait(r))
+	}
+	now = now.Add(10)
+	if l.Wait(r) != 0 {
+		t.Errorf("refilled bucket: wait %v", l.Wait(r))
+	}
+	for i := range maxBuckets + 10 {
+		r.RemoteAddr = "[2001:db8::" + strconv.FormatInt(int64(i), 16) + "]:1"
+		l.Fail(r)
+	}
+	if len(l.buckets) > maxBuckets {
+		t.Errorf("%d buckets kept, limit %d", len(l.buckets), maxBuckets)
+	}
+}

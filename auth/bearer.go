@@ -1,0 +1,188 @@
+package auth
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// TokenPath is where the built-in token server is mounted by default.
+const TokenPath = "/auth/token"
+
+// DefaultLeeway absorbs clock skew between token issuer and registry.
+const DefaultLeeway = 30 * time.Second
+
+// signingMethods are the JWT algorithms accepted; "none" and HMAC never are.
+var signingMethods = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+
+// Bearer authorizes requests carrying a token from a Docker-style token
+// server (https://distribution.github.io/distribution/spec/auth/token/): a
+// JWT signed by one of Keys, issued by Issuer for audience Service, whose
+// "access" claim grants what the route needs. Without a fitting token the
+// client is sent, by the challenge, to Realm for one.
+type Bearer struct {
+	// Realm is the token server's URL. Empty derives it from the request:
+	// scheme://host/auth/token, the built-in token server on this host.
+	Realm   string
+	Service string
+	Issuer  string
+	Keys    Keys
+	// Policy, when the token server's policy is known here (always with the
+	// built-in one), tells a user who may not do something (403 DENIED)
+	// apart from a token that merely lacks scope (401 insufficient_scope,
+	// the client fetches a better one), and filters the catalog. Nil: the
+	// issuer's grants are all we know.
+	Policy *Policy
+	Leeway time.Duration // 0: DefaultLeeway
+	Logger *slog.Logger
+
+	now func() time.Time // tests move the clock
+}
+
+var _ Authorizer = (*Bearer)(nil)
+
+// tokenClaims are the claims of the Docker token specification, and the
+// marks of our own refresh tokens.
+type tokenClaims struct {
+	jwt.RegisteredClaims
+	Access []Access `json:"access,omitempty"`
+	// Use is "refresh" on refresh tokens, which never authorize a request.
+	Use string `json:"use,omitempty"`
+	// PasswordHash fingerprints the user's hash when a refresh token was
+	// issued; a new password revokes it.
+	PasswordHash string `json:"pwh,omitempty"`
+}
+
+func (b *Bearer) Authorize(r *http.Request, need []Access) (Identity, error) {
+	raw, ok := bearerToken(r)
+	if !ok {
+		return Identity{}, unauthorized(ErrNoCredentials, bearerChallenge(b.realm(r), b.Service, need, ""))
+	}
+	id, err := b.Verify(r.Context(), raw)
+	if err != nil {
+		e := err.(*Error)
+		e.Challenge = bearerChallenge(b.realm(r), b.Service, need, "invalid_token")
+		return Identity{}, e
+	}
+	for _, a := range need {
+		if !covers(id.granted, a) {
+			if b.Policy != nil && !id.IsAnonymous() && !b.Policy.allowsAll(id.Name, need) {
+				return id, denied()
+			}
+			return id, unauthorized(ErrInsufficientScope, bearerChallenge(b.realm(r), b.Service, need, "insufficient_scope"))
+		}
+	}
+	return id, nil
+}
+
+// Verify checks a raw token and returns whom it identifies and what it
+// grants. Errors are *Error with a Reason telling which check failed.
+func (b *Bearer) Verify(ctx context.Context, raw string) (Identity, error) {
+	now := b.now
+	if now == nil {
+		now = time.Now
+	}
+	var claims tokenClaims
+	_, err := jwt.ParseWithClaims(raw, &claims, b.keyfunc(ctx),
+		jwt.WithValidMethods(signingMethods),
+		jwt.WithIssuer(b.Issuer),
+		jwt.WithAudience(b.Service),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(cmp.Or(b.Leeway, DefaultLeeway)),
+		jwt.WithTimeFunc(now),
+	)
+	if err != nil {
+		return Identity{}, unauthorized(tokenReason(err), "")
+	}
+	if claims.Use != "" {
+		return Identity{}, unauthorized(ErrTokenMalformed, "")
+	}
+	return Identity{Name: claims.Subject, Method: MethodBearer, granted: claims.Access}, nil
+}
+
+func (b *Bearer) keyfunc(ctx context.Context) jwt.Keyfunc {
+	return func(t *jwt.Token) (any, error) {
+		kid, _ := t.Header["kid"].(string)
+		keys, err := b.Keys.Lookup(ctx, kid)
+		if err != nil {
+			orDefault(b.Logger).Error("auth: token keys unavailable", "err", err)
+			return nil, err
+		}
+		set := jwt.VerificationKeySet{}
+		for _, k := range keys {
+			set.Keys = append(set.Keys, k)
+		}
+		return set, nil
+	}
+}
+
+// tokenReason names the first check a token failed.
+func tokenReason(err error) error {
+	switch {
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return ErrTokenMalformed
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
+		return ErrTokenSignature
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return ErrTokenExpired
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return ErrTokenNotYetValid
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return ErrTokenAudience
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return ErrTokenIssuer
+	}
+	return ErrTokenMalformed
+}
+
+// Can trusts the token's grants, and the policy where it is known: a push
+// token that did not ask for the mount source may still mount it if the
+// user may pull it.
+func (b *Bearer) Can(id Identity, a Access) bool {
+	return covers(id.granted, a) || (b.Policy != nil && b.Policy.Allows(id.Name, a))
+}
+
+// Filter uses the policy where it is known. Otherwise a token granting the
+// catalog shows all of it (the issuer decided), and any other only the
+// repositories it may pull.
+func (b *Bearer) Filter(id Identity, repos []string) []string {
+	if b.Policy != nil {
+		return b.Policy.Filter(id.Name, repos)
+	}
+	if covers(id.granted, Catalog) {
+		return repos
+	}
+	out := make([]string, 0, len(repos))
+	for _, r := range repos {
+		if covers(id.granted, Repository(r, ActionPull)) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (b *Bearer) realm(r *http.Request) string {
+	if b.Realm != "" {
+		return b.Realm
+	}
+	scheme := "http"
+	if r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host + TokenPath
+}
+
+func bearerToken(r *http.Request) (string, bool) {
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimSpace(token)
+	return token, token != ""
+}

@@ -1,0 +1,157 @@
+package auth
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// Config is the auth section of the registry's configuration. The zero
+// value turns auth off. Modes, by what is set:
+//
+//   - htpasswd.path (and/or policy.path): Basic auth under the policy;
+//   - token.builtin: this process issues tokens at TokenPath from the
+//     htpasswd users and the policy, and accepts only those tokens;
+//   - token.realm with token.certbundle or token.jwks: tokens from an
+//     external token server (policy.path optional, see Bearer.Policy).
+type Config struct {
+	Htpasswd  HtpasswdConfig  `yaml:"htpasswd"`
+	Policy    PolicyConfig    `yaml:"policy"`
+	Token     TokenConfig     `yaml:"token"`
+	RateLimit RateLimitConfig `yaml:"ratelimit"`
+}
+
+type HtpasswdConfig struct {
+	Path string `yaml:"path"` // bcrypt htpasswd file, re-read on change
+}
+
+type PolicyConfig struct {
+	Path string `yaml:"path"` // YAML, see Policy; re-read on change
+}
+
+type TokenConfig struct {
+	Builtin bool `yaml:"builtin"`
+	// Realm is the token server URL put in challenges. With the built-in
+	// server it may stay empty: scheme://host/auth/token of each request.
+	Realm   string `yaml:"realm"`
+	Service string `yaml:"service"` // token audience; default "lading"
+	Issuer  string `yaml:"issuer"`  // default: the service
+	// Where an external issuer's public keys come from: one of these.
+	CertBundle string `yaml:"certbundle"` // PEM certificates or public keys
+	JWKS       string `yaml:"jwks"`       // JWK Set URL, fetched and cached
+	// Key is the built-in server's signing key (PEM, Ed25519 or ECDSA).
+	// Empty generates one at start: tokens then die with the process, and
+	// several replicas must share a key file instead.
+	Key    string        `yaml:"key"`
+	Expiry time.Duration `yaml:"expiry"` // default 5m
+}
+
+type RateLimitConfig struct {
+	Burst int           `yaml:"burst"` // failed logins per address before 429; default 10
+	Per   time.Duration `yaml:"per"`   // one more allowed after each; default 6s
+}
+
+// Auth is what the server wires in: Authorizer for every request, and the
+// built-in token server's handlers when there is one.
+type Auth struct {
+	Authorizer Authorizer
+	// TokenServer is nil unless token.builtin; mount it at TokenPath.
+	TokenServer *TokenServer
+}
+
+// DefaultService names the registry in tokens when nothing else does.
+const DefaultService = "lading"
+
+// New builds auth from its configuration, loading every file it names, so
+// that a mistake is an error at start rather than a lock-out later.
+func New(cfg Config, logger *slog.Logger) (*Auth, error) {
+	logger = orDefault(logger)
+	t := cfg.Token
+	external := t.CertBundle != "" || t.JWKS != ""
+	switch {
+	case t.Builtin && external:
+		return nil, errors.New("auth: token.builtin excludes token.certbundle and token.jwks")
+	case !t.Builtin && external && t.Realm == "":
+		return nil, errors.New("auth: token.realm is required with an external token issuer")
+	case !t.Builtin && t.Realm != "" && !external:
+		return nil, errors.New("auth: token.realm needs token.certbundle or token.jwks to verify tokens")
+	case t.CertBundle != "" && t.JWKS != "":
+		return nil, errors.New("auth: token.certbundle and token.jwks are exclusive")
+	case external && cfg.Htpasswd.Path != "":
+		return nil, errors.New("auth: htpasswd.path has no use with an external token issuer")
+	}
+
+	var users *Users
+	var policy *Policy
+	var err error
+	if cfg.Htpasswd.Path != "" {
+		if users, err = LoadHtpasswd(cfg.Htpasswd.Path, logger); err != nil {
+			return nil, fmt.Errorf("auth: %w", err)
+		}
+	}
+	if cfg.Policy.Path != "" {
+		if policy, err = LoadPolicy(cfg.Policy.Path, logger); err != nil {
+			return nil, fmt.Errorf("auth: %w", err)
+		}
+	}
+	limiter := NewLimiter(cfg.RateLimit.Burst, cfg.RateLimit.Per)
+	service := cmp.Or(t.Service, DefaultService)
+	issuer := cmp.Or(t.Issuer, service)
+
+	switch {
+	case t.Builtin:
+		key, err := signingKey(t.Key, logger)
+		if err != nil {
+			return nil, fmt.Errorf("auth: token.key: %w", err)
+		}
+		ts := &TokenServer{Service: service, Issuer: issuer, Users: users, Policy: policy,
+			Key: key, Expiry: t.Expiry, Limiter: limiter, Logger: logger}
+		return &Auth{Authorizer: ts.Authorizer(t.Realm), TokenServer: ts}, nil
+	case external:
+		var keys Keys
+		if t.JWKS != "" {
+			keys = &JWKS{URL: t.JWKS}
+		} else if keys, err = LoadCertBundle(t.CertBundle); err != nil {
+			return nil, fmt.Errorf("auth: token.certbundle: %w", err)
+		}
+		return &Auth{Authorizer: &Bearer{Realm: t.Realm, Service: service, Issuer: issuer,
+			Keys: keys, Policy: policy, Logger: logger}}, nil
+	case users != nil || policy != nil:
+		return &Auth{Authorizer: &Basic{Realm: service, Users: users, Policy: policy, Limiter: limiter, Logger: logger}}, nil
+	}
+	return &Auth{Authorizer: Open{}}, nil
+}
+
+func signingKey(path string, logger *slog.Logger) (*SigningKey, error) {
+	if path != "" {
+		return LoadSigningKey(path)
+	}
+	logger.Warn("auth: no token.key, signing with a key generated now; tokens die with this process and other replicas reject them")
+	return GenerateSigningKey()
+}
+
+// Handler mounts the token server's routes (TokenPath, and its JWK Set at
+// JWKSPath) in front of next; with no token server it is next itself.
+func (a *Auth) Handler(next http.Handler) http.Handler {
+	if a.TokenServer == nil {
+		return next
+	}
+	jwks := a.TokenServer.JWKS()
+	// Not a ServeMux: its path cleaning would redirect registry requests.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case TokenPath:
+			a.TokenServer.ServeHTTP(w, r)
+		case JWKSPath:
+			jwks.ServeHTTP(w, r)
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+// JWKSPath is where Handler publishes the built-in server's public key.
+const JWKSPath = "/auth/jwks"

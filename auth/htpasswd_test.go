@@ -1,0 +1,75 @@
+package auth
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestHtpasswdVerify(t *testing.T) {
+	u := testUsers(t)
+	if !u.Verify("bob", password("bob")) {
+		t.Error("right password refused")
+	}
+	for _, tc := range [][2]string{{"bob", "wrong"}, {"bob", ""}, {"nobody", password("nobody")}, {"", ""}} {
+		if u.Verify(tc[0], tc[1]) {
+			t.Errorf("Verify(%q, %q) accepted", tc[0], tc[1])
+		}
+	}
+}
+
+func TestHtpasswdRejectsWeakHashes(t *testing.T) {
+	for _, line := range []string{
+		"bob:$apr1$ZkgK2xQ5$A3S5yDdL0QJcEaZ3rMClp/", // htpasswd -m
+		"bob:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=",     // htpasswd -s
+		"bob:rlUDq9iKbsvBQ",                         // crypt(3)
+		"bob:plain",
+		"no-colon",
+	} {
+		_, err := ParseHtpasswd([]byte("# users\n" + line + "\n"))
+		if err == nil {
+			t.Errorf("%q accepted", line)
+		} else if strings.Contains(line, ":") && !strings.Contains(err.Error(), "only bcrypt") {
+			t.Errorf("%q: error %q does not say why", line, err)
+		}
+	}
+}
+
+func TestHtpasswdReloadsOnChange(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(path, htpasswdFor(t, "bob"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	u, err := LoadHtpasswd(path, quietLogger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !u.Verify("bob", password("bob")) || u.Verify("carol", password("carol")) {
+		t.Fatal("initial content wrong")
+	}
+	replace := func(content []byte) {
+		t.Helper()
+		if err := os.WriteFile(path, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// Make the change visible without sleeping through mtime granularity.
+		future := time.Now().Add(time.Duration(len(content)) * time.Second)
+		os.Chtimes(path, future, future)
+		u.file.mu.Lock()
+		u.file.checked = time.Time{}
+		u.file.mu.Unlock()
+	}
+	replace(htpasswdFor(t, "carol"))
+	if u.Verify("bob", password("bob")) || !u.Verify("carol", password("carol")) {
+		t.Error("change not picked up")
+	}
+	replace([]byte("carol:$apr1$broken\n"))
+	if !u.Verify("carol", password("carol")) {
+		t.Error("a broken edit must keep the last good file in force")
+	}
+	if _, err := LoadHtpasswd(path, quietLogger); err == nil {
+		t.Error("loading a broken file must fail")
+	}
+}

@@ -1,0 +1,181 @@
+package auth
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestGlob(t *testing.T) {
+	for _, tc := range []struct {
+		glob, name string
+		want       bool
+	}{
+		{"**", "a", true},
+		{"**", "a/b/c", true},
+		{"team/**", "team", true},
+		{"team/**", "team/app", true},
+		{"team/**", "team/app/web", true},
+		{"team/**", "teams/app", false},
+		{"team/*", "team/app", true},
+		{"team/*", "team/app/web", false},
+		{"team/*", "team", false},
+		{"team/*/scratch", "team/app/scratch", true},
+		{"team/*/scratch", "team/a/b/scratch", false},
+		{"team/**/scratch", "team/a/b/scratch", true},
+		{"team/**/scratch", "team/scratch", true},
+		{"lib-?", "lib-a", true},
+		{"lib-[ab]", "lib-c", false},
+		{"*", "a/b", false},
+		{"a/b", "a/b", true},
+		{"a/b", "a/bc", false},
+	} {
+		glob, err := compileGlob(tc.glob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := matchGlob(glob, strings.Split(tc.name, "/")); got != tc.want {
+			t.Errorf("%q matches %q = %v, want %v", tc.glob, tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestPolicyAllows(t *testing.T) {
+	p := mustPolicy(t, testPolicy)
+	for _, tc := range []struct {
+		user string
+		a    Access
+		want bool
+	}{
+		{"", Repository("public/busybox", "pull"), true},
+		{"", Repository("public/x/y", "pull"), true},
+		{"", Repository("public/busybox", "push"), false},
+		{"", Repository("team/app", "pull"), false},
+		{"mallory", Repository("public/busybox", "pull"), true}, // what anonymous may, users may
+		{"mallory", Repository("team/app", "pull"), false},
+		{"bob", Repository("team/app", "pull", "push"), true},
+		{"bob", Repository("team/app", "delete"), false},
+		{"bob", Repository("team/app/scratch", "delete"), true},
+		{"bob", Repository("team/app", "*"), false},
+		{"carol", Repository("carol/x", "*"), true},
+		{"carol", Repository("carol/x", "delete"), true},
+		{"carol", Repository("carol/x/y", "pull"), false},
+		{"alice", Repository("anything/at/all", "pull", "push", "delete"), true},
+		{"alice", Repository("x", "*"), true},
+		{"alice", Catalog, true},
+		{"mallory", Catalog, true},
+		{"", Catalog, true}, // a rule grants anonymous access
+		{"bob", Access{Type: "plugin", Name: "x", Actions: []string{"pull"}}, false},
+	} {
+		if got := p.Allows(tc.user, tc.a); got != tc.want {
+			t.Errorf("Allows(%q, %v) = %v, want %v", tc.user, tc.a, got, tc.want)
+		}
+	}
+}
+
+func TestPolicyGrantNarrows(t *testing.T) {
+	p := mustPolicy(t, testPolicy)
+	for _, tc := range []struct {
+		user, want string
+		scope      string
+	}{
+		{"bob", "repository:team/app:pull,push", "repository:team/app:pull,push,delete"},
+		{"bob", "repository:team/app:pull,push", "repository:team/app:*"},
+		{"", "repository:public/a:pull", "repository:public/a:pull,push"},
+		{"", "repository:team/app:", "repository:team/app:pull"},
+		{"alice", "repository:x:delete,pull,push", "repository:x:*"},
+		{"mallory", "registry:catalog:*", "registry:catalog:*"},
+	} {
+		want, _ := ParseScope(tc.scope)
+		got := p.Grant(tc.user, want)
+		gotSorted := got
+		slices.Sort(gotSorted.Actions)
+		if gotSorted.String() != tc.want {
+			t.Errorf("Grant(%q, %s) = %s, want %s", tc.user, tc.scope, gotSorted, tc.want)
+		}
+	}
+}
+
+func TestDefaultPolicy(t *testing.T) {
+	var p *Policy
+	if !p.Allows("anyone", Repository("a/b", "*")) || !p.Allows("anyone", Catalog) {
+		t.Error("nil policy must let users do everything")
+	}
+	if p.Allows("", Repository("a", "pull")) || p.Allows("", Catalog) {
+		t.Error("nil policy must let anonymous do nothing")
+	}
+}
+
+func TestPolicyFilter(t *testing.T) {
+	p := mustPolicy(t, testPolicy)
+	repos := []string{"carol/x", "public/busybox", "secret/db", "team/app", "team/app/scratch"}
+	for user, want := range map[string][]string{
+		"":        {"public/busybox"},
+		"bob":     {"public/busybox", "team/app", "team/app/scratch"},
+		"carol":   {"carol/x", "public/busybox"},
+		"alice":   repos,
+		"mallory": {"public/busybox"},
+	} {
+		if got := p.Filter(user, repos); !slices.Equal(got, want) {
+			t.Errorf("Filter(%q) = %v, want %v", user, got, want)
+		}
+	}
+}
+
+func TestParsePolicyErrors(t *testing.T) {
+	for _, tc := range []struct{ yaml, wantErr string }{
+		{"rules: [{repositories: [a], users: [x], actions: [write]}]", `unknown action "write"`},
+		{"rules: [{repositories: ['a/[b'], users: [x], actions: [pull]}]", "syntax error in pattern"},
+		{"rules: [{repositories: ['a//b'], users: [x], actions: [pull]}]", "empty component"},
+		{"rules: [{users: [x], actions: [pull]}]", "no repositories"},
+		{"rules: [{repositories: [a], groups: [nope], actions: [pull]}]", `unknown group "nope"`},
+		{"rules: [{repositories: [a], actions: [pull]}]", "actions for no users or groups"},
+		{"admins: {groups: [ops]}", `unknown group "ops"`},
+		{"rules: [{repository: [a], users: [x], actions: [pull]}]", "field repository not found"},
+	} {
+		_, err := ParsePolicy([]byte(tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+			t.Errorf("ParsePolicy(%s) = %v, want an error with %q", tc.yaml, err, tc.wantErr)
+		}
+	}
+	if p, err := ParsePolicy(nil); err != nil || p.Allows("x", Repository("a", "pull")) {
+		t.Errorf("empty policy: %v; it must allow nothing", err)
+	}
+}
+
+// A policy file: who may do what where. Rules add up; anonymous grants
+// apply to users too; "**" spans any number of path components.
+func ExamplePolicy() {
+	p, err := ParsePolicy([]byte(`
+admins:
+  users: [alice]
+groups:
+  devs: [bob, carol]
+rules:
+  - repositories: ["public/**"]
+    anonymous: [pull]
+  - repositories: ["team/**"]
+    groups: [devs]
+    actions: [pull, push]
+  - repositories: ["**"]
+    users: ["*"]
+    actions: [pull]
+`))
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(p.Allows("", Repository("public/tools/jq", "pull")))
+	fmt.Println(p.Allows("", Repository("team/app", "pull")))
+	fmt.Println(p.Allows("bob", Repository("team/app", "push")))
+	fmt.Println(p.Allows("bob", Repository("team/app", "delete")))
+	fmt.Println(p.Allows("alice", Repository("team/app", "delete")))
+	fmt.Println(p.Grant("dave", Repository("team/app", "pull", "push")))
+	// Output:
+	// true
+	// false
+	// true
+	// false
+	// true
+	// repository:team/app:pull
+}

@@ -1,0 +1,91 @@
+package auth
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+)
+
+// recheckEvery bounds how often a watched file is stat'ed: edits show up
+// within a second without a syscall per request.
+const recheckEvery = time.Second
+
+// watchedFile holds what was parsed from a file and re-parses it when the
+// file changes. A change that does not parse is logged and the last good
+// content stays in force, so a half-saved edit never locks everyone out.
+type watchedFile[T any] struct {
+	path   string
+	parse  func([]byte) (T, error)
+	logger *slog.Logger
+
+	mu      sync.Mutex
+	current T
+	stamp   fileStamp
+	checked time.Time
+}
+
+// staticFile holds content that did not come from a file and never changes.
+func staticFile[T any](v T) *watchedFile[T] { return &watchedFile[T]{current: v} }
+
+func orDefault(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.Default()
+	}
+	return l
+}
+
+type fileStamp struct {
+	mod  time.Time
+	size int64
+}
+
+func watchFile[T any](path string, parse func([]byte) (T, error), logger *slog.Logger) (*watchedFile[T], error) {
+	w := &watchedFile[T]{path: path, parse: parse, logger: logger}
+	stamp, v, err := w.read()
+	if err != nil {
+		return nil, err
+	}
+	w.current, w.stamp, w.checked = v, stamp, time.Now()
+	return w, nil
+}
+
+func (w *watchedFile[T]) read() (fileStamp, T, error) {
+	var zero T
+	fi, err := os.Stat(w.path)
+	if err != nil {
+		return fileStamp{}, zero, err
+	}
+	data, err := os.ReadFile(w.path)
+	if err != nil {
+		return fileStamp{}, zero, err
+	}
+	v, err := w.parse(bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")))
+	if err != nil {
+		return fileStamp{}, zero, err
+	}
+	return fileStamp{fi.ModTime(), fi.Size()}, v, nil
+}
+
+func (w *watchedFile[T]) get() T {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.path == "" || time.Since(w.checked) < recheckEvery {
+		return w.current
+	}
+	w.checked = time.Now()
+	fi, err := os.Stat(w.path)
+	if err != nil || (fileStamp{fi.ModTime(), fi.Size()}) == w.stamp {
+		return w.current
+	}
+	stamp, v, err := w.read()
+	if err != nil {
+		w.logger.Error("auth: keeping previous content of changed file", "path", w.path, "err", err)
+		w.stamp = fileStamp{fi.ModTime(), fi.Size()} // do not re-parse the bad version every second
+		return w.current
+	}
+	w.current, w.stamp = v, stamp
+	w.logger.Info("auth: reloaded", "path", w.path)
+	return w.current
+}
