@@ -20,8 +20,9 @@ import (
 )
 
 // manifestDrivers are the backends the manifest tests run on.
+// Instrument checks every path the registry makes against the path rules.
 var manifestDrivers = map[string]func(t *testing.T) driver.Driver{
-	"inmemory": func(*testing.T) driver.Driver { return inmemory.New() },
+	"inmemory": func(*testing.T) driver.Driver { return driver.Instrument(inmemory.New(), nil) },
 }
 
 // forEachDriver runs fn on a fresh registry over every backend.
