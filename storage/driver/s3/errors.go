@@ -1,0 +1,47 @@
+package s3
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/smithy-go"
+
+	"github.com/lading-registry/lading/storage/driver"
+)
+
+// mapErr turns an S3 error about path into the driver's typed errors where
+// one fits, and otherwise names the operation and path.
+func mapErr(op, path string, err error) error {
+	if err == nil {
+		return nil
+	}
+	switch errorCode(err) {
+	case "NoSuchKey", "NotFound", "NoSuchUpload":
+		return driver.PathNotFoundError{Driver: name, Path: path}
+	case "NoSuchBucket":
+		// A 404 too, but about the configuration, not the path.
+		return fmt.Errorf("%s: %s %s: bucket missing: %w", name, op, path, err)
+	}
+	if httpStatus(err) == http.StatusNotFound {
+		return driver.PathNotFoundError{Driver: name, Path: path}
+	}
+	return fmt.Errorf("%s: %s %s: %w", name, op, path, err)
+}
+
+func errorCode(err error) string {
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode()
+	}
+	return ""
+}
+
+func httpStatus(err error) int {
+	var respErr *awshttp.ResponseError
+	if errors.As(err, &respErr) {
+		return respErr.HTTPStatusCode()
+	}
+	return 0
+}

@@ -1,0 +1,150 @@
+package s3
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/lading-registry/lading/storage/driver"
+)
+
+// createAttempts bounds retries of a conditional put that S3 refused with
+// 409 because another conditional write to the key was in flight.
+const createAttempts = 3
+
+// GetContent implements driver.Driver.
+func (d *Driver) GetContent(ctx context.Context, path string) ([]byte, error) {
+	b, err := d.getObject(ctx, d.key(path))
+	return b, mapErr("get", path, err)
+}
+
+func (d *Driver) getObject(ctx context.Context, key string) ([]byte, error) {
+	out, err := d.client.GetObject(ctx, &s3.GetObjectInput{Bucket: d.bucket, Key: aws.String(key)})
+	if err != nil {
+		return nil, err
+	}
+	defer out.Body.Close()
+	return io.ReadAll(out.Body)
+}
+
+// PutContent implements driver.Driver. A single PUT is atomic in S3.
+func (d *Driver) PutContent(ctx context.Context, path string, content []byte) error {
+	_, err := d.client.PutObject(ctx, d.putInput(d.key(path), content))
+	return mapErr("put", path, err)
+}
+
+// Create implements driver.Driver with a conditional PUT (If-None-Match: *),
+// which S3 evaluates atomically against concurrent writers.
+func (d *Driver) Create(ctx context.Context, path string, content []byte) error {
+	in := d.putInput(d.key(path), content)
+	in.IfNoneMatch = aws.String("*")
+	for attempt := 1; ; attempt++ {
+		_, err := d.client.PutObject(ctx, in)
+		switch code := errorCode(err); {
+		case err == nil:
+			return nil
+		case code == "PreconditionFailed" || httpStatus(err) == http.StatusPreconditionFailed:
+			return driver.ErrExists
+		case code == "ExistingObjectIsDirectory":
+			// A server backed by a file system refuses a key that is
+			// already a directory; for the driver that path is taken.
+			return driver.ErrExists
+		case code == "ConditionalRequestConflict" && attempt < createAttempts:
+			in.Body = bytes.NewReader(content)
+			continue
+		default:
+			return mapErr("create", path, err)
+		}
+	}
+}
+
+func (d *Driver) putInput(key string, content []byte) *s3.PutObjectInput {
+	in := &s3.PutObjectInput{
+		Bucket:        d.bucket,
+		Key:           aws.String(key),
+		Body:          bytes.NewReader(content),
+		ContentLength: aws.Int64(int64(len(content))),
+		ContentType:   aws.String("application/octet-stream"),
+	}
+	in.StorageClass, in.ServerSideEncryption, in.SSEKMSKeyId = d.storageOptions()
+	return in
+}
+
+func (d *Driver) storageOptions() (types.StorageClass, types.ServerSideEncryption, *string) {
+	var kms *string
+	if d.cfg.KMSKeyID != "" {
+		kms = aws.String(d.cfg.KMSKeyID)
+	}
+	return types.StorageClass(d.cfg.StorageClass), types.ServerSideEncryption(d.cfg.ServerSideEncryption), kms
+}
+
+// Reader implements driver.Driver with a ranged GET from offset.
+func (d *Driver) Reader(ctx context.Context, path string, offset int64) (io.ReadCloser, error) {
+	if offset < 0 {
+		return nil, driver.InvalidOffsetError{Driver: name, Path: path, Offset: offset}
+	}
+	in := &s3.GetObjectInput{Bucket: d.bucket, Key: aws.String(d.key(path))}
+	if offset > 0 {
+		in.Range = aws.String("bytes=" + strconv.FormatInt(offset, 10) + "-")
+	}
+	out, err := d.client.GetObject(ctx, in)
+	if err == nil {
+		return out.Body, nil
+	}
+	if errorCode(err) != "InvalidRange" && httpStatus(err) != http.StatusRequestedRangeNotSatisfiable {
+		return nil, mapErr("read", path, err)
+	}
+	// A range starting at the size is unsatisfiable to S3, but a reader at
+	// io.EOF to the driver; only beyond the size is the offset wrong.
+	fi, err := d.Stat(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	if fi.IsDir || offset != fi.Size {
+		return nil, driver.InvalidOffsetError{Driver: name, Path: path, Offset: offset}
+	}
+	return io.NopCloser(bytes.NewReader(nil)), nil
+}
+
+// Stat implements driver.Driver: an object, else a directory if any object
+// lies below path.
+func (d *Driver) Stat(ctx context.Context, path string) (driver.FileInfo, error) {
+	if path != "/" {
+		out, err := d.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: d.bucket, Key: aws.String(d.key(path))})
+		if err == nil {
+			return driver.FileInfo{Path: path, Size: aws.ToInt64(out.ContentLength), ModTime: aws.ToTime(out.LastModified)}, nil
+		}
+		if err = mapErr("stat", path, err); !driver.IsNotFound(err) {
+			return driver.FileInfo{}, err
+		}
+	}
+	out, err := d.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: d.bucket, Prefix: aws.String(d.dirPrefix(path)), MaxKeys: aws.Int32(1)})
+	if err != nil {
+		return driver.FileInfo{}, mapErr("stat", path, err)
+	}
+	if len(out.Contents) == 0 || d.isHidden(aws.ToString(out.Contents[0].Key)) {
+		return driver.FileInfo{}, driver.PathNotFoundError{Driver: name, Path: path}
+	}
+	return driver.FileInfo{Path: path, IsDir: true}, nil
+}
+
+// RedirectURL implements driver.Driver: a presigned GET when Config.Redirect
+// enables it.
+func (d *Driver) RedirectURL(r *http.Request, path string) (string, error) {
+	if d.cfg.Redirect.Expiry <= 0 {
+		return "", nil
+	}
+	req, err := d.presign.PresignGetObject(r.Context(),
+		&s3.GetObjectInput{Bucket: d.bucket, Key: aws.String(d.key(path))},
+		s3.WithPresignExpires(d.cfg.Redirect.Expiry))
+	if err != nil {
+		return "", mapErr("presign", path, err)
+	}
+	return req.URL, nil
+}

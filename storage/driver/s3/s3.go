@@ -1,0 +1,159 @@
+// Package s3 is a storage driver over an S3-compatible object store.
+//
+// Paths map to keys below Config.Prefix ("/a/b" → "<prefix>/a/b"). Data of
+// writers not yet committed lives in a hidden tree, "<prefix>/~writers/",
+// which no path can name ('~' is outside the path alphabet) and which sorts
+// after every path, so List, Walk and Stat skip it by stopping there rather
+// than filtering through it. See writer.go for its layout.
+package s3
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/lading-registry/lading/storage/driver"
+)
+
+const (
+	name = "s3"
+	// hiddenDir is the top-level name of the writer tree below the prefix.
+	hiddenDir = "~writers"
+	// maxAttempts bounds retries of a failed request (with backoff).
+	maxAttempts = 5
+)
+
+// Driver is a driver.Driver over one bucket.
+type Driver struct {
+	client   *s3.Client
+	presign  *s3.PresignClient
+	cfg      Config
+	bucket   *string
+	root     string // the prefix without slashes; keys are root + path
+	partSize int64
+	// maxCopySize is the largest object CopyObject may copy in one request;
+	// a variable so tests can reach the multipart copy path.
+	maxCopySize int64
+}
+
+var _ driver.Driver = (*Driver)(nil)
+
+// New checks cfg, connects and verifies the bucket is reachable. opts adjust
+// the S3 client after the driver's own settings (tests use them to observe
+// requests).
+func New(ctx context.Context, cfg Config, opts ...func(*s3.Options)) (*Driver, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Region == "" && cfg.Endpoint != "" {
+		cfg.Region = "us-east-1"
+	}
+	loadOpts := []func(*config.LoadOptions) error{
+		config.WithHTTPClient(httpClient()),
+		config.WithRetryer(func() aws.Retryer {
+			return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = maxAttempts })
+		}),
+		// Only checksums S3 requires: self-hosted servers differ in which
+		// optional ones (and trailing, aws-chunked bodies) they accept.
+		config.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
+		config.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired),
+	}
+	if cfg.Region != "" {
+		loadOpts = append(loadOpts, config.WithRegion(cfg.Region))
+	}
+	if cfg.AccessKey != "" {
+		loadOpts = append(loadOpts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(cfg.AccessKey, cfg.SecretKey, "")))
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("s3: load AWS config: %w", err)
+	}
+	if awsCfg.Region == "" {
+		return nil, errors.New("s3 config: region is required (or AWS_REGION)")
+	}
+	client := s3.NewFromConfig(awsCfg, append([]func(*s3.Options){func(o *s3.Options) {
+		if cfg.Endpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.Endpoint)
+		}
+		o.UsePathStyle = cfg.ForcePathStyle
+	}}, opts...)...)
+
+	d := &Driver{
+		client:      client,
+		presign:     s3.NewPresignClient(client),
+		cfg:         cfg,
+		bucket:      aws.String(cfg.Bucket),
+		root:        strings.Trim(cfg.Prefix, "/"),
+		partSize:    cfg.PartSize,
+		maxCopySize: maxPartSize,
+	}
+	if d.partSize == 0 {
+		d.partSize = DefaultPartSize
+	}
+	if _, err := client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: d.bucket}); err != nil {
+		return nil, fmt.Errorf("s3: bucket %q: %w", cfg.Bucket, err)
+	}
+	return d, nil
+}
+
+// httpClient bounds connecting and waiting for answers, but not transfers:
+// a large GET may legitimately stream for a long time, and the caller's
+// context ends it.
+func httpClient() *awshttp.BuildableClient {
+	return awshttp.NewBuildableClient().
+		WithDialerOptions(func(d *net.Dialer) { d.Timeout = 10 * time.Second }).
+		WithTransportOptions(func(t *http.Transport) {
+			t.TLSHandshakeTimeout = 10 * time.Second
+			t.ResponseHeaderTimeout = 2 * time.Minute
+			t.ExpectContinueTimeout = time.Second
+			t.MaxIdleConnsPerHost = 64
+		})
+}
+
+// Name implements driver.Driver.
+func (d *Driver) Name() string { return name }
+
+// key is the object key of path.
+func (d *Driver) key(path string) string {
+	if path == "/" {
+		return d.root
+	}
+	if d.root == "" {
+		return path[1:]
+	}
+	return d.root + path
+}
+
+// dirPrefix is what the keys of every object below path start with.
+func (d *Driver) dirPrefix(path string) string {
+	if k := d.key(path); k != "" {
+		return k + "/"
+	}
+	return ""
+}
+
+// pathOf is the inverse of key.
+func (d *Driver) pathOf(key string) string {
+	if d.root == "" {
+		return "/" + key
+	}
+	return key[len(d.root):]
+}
+
+// hiddenPrefix starts every key of the writer tree.
+func (d *Driver) hiddenPrefix() string { return d.dirPrefix("/") + hiddenDir + "/" }
+
+// isHidden reports whether key lies in the writer tree. Only listings of
+// the root can meet such keys, and always after every visible one.
+func (d *Driver) isHidden(key string) bool { return strings.HasPrefix(key, d.hiddenPrefix()) }

@@ -1,0 +1,209 @@
+package s3
+
+import (
+	"context"
+	"errors"
+	"iter"
+	"slices"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/lading-registry/lading/storage/driver"
+)
+
+// deleteBatch is the most keys one DeleteObjects request may name.
+const deleteBatch = 1000
+
+// List implements driver.Driver with a delimited listing: one request per
+// thousand children, whatever lies deeper.
+func (d *Driver) List(ctx context.Context, path string) ([]string, error) {
+	in := &s3.ListObjectsV2Input{Bucket: d.bucket, Prefix: aws.String(d.dirPrefix(path)), Delimiter: aws.String("/")}
+	var children []string
+	for page, err := range d.pages(ctx, in) {
+		if err != nil {
+			return nil, mapErr("list", path, err)
+		}
+		for _, o := range page.Contents {
+			children = append(children, d.pathOf(aws.ToString(o.Key)))
+		}
+		for _, p := range page.CommonPrefixes {
+			if k := aws.ToString(p.Prefix); !d.isHidden(k) {
+				children = append(children, d.pathOf(strings.TrimSuffix(k, "/")))
+			}
+		}
+	}
+	if len(children) == 0 {
+		return nil, driver.PathNotFoundError{Driver: name, Path: path}
+	}
+	// S3 returns objects and prefixes as two sorted lists.
+	slices.Sort(children)
+	return children, nil
+}
+
+// Walk implements driver.Driver: S3 lists in key order, which is path order,
+// and StartAfter resumes there without reading what came before.
+func (d *Driver) Walk(ctx context.Context, path, from string, fn driver.WalkFunc) error {
+	in := &s3.ListObjectsV2Input{Bucket: d.bucket, Prefix: aws.String(d.dirPrefix(path))}
+	if from != "" {
+		in.StartAfter = aws.String(d.key(from))
+	}
+	for page, err := range d.pages(ctx, in) {
+		if err != nil {
+			return mapErr("walk", path, err)
+		}
+		for _, o := range page.Contents {
+			k := aws.ToString(o.Key)
+			if d.isHidden(k) {
+				return nil // sorts last: nothing visible follows
+			}
+			err := fn(driver.FileInfo{Path: d.pathOf(k), Size: aws.ToInt64(o.Size), ModTime: aws.ToTime(o.LastModified)})
+			if errors.Is(err, driver.ErrStopWalk) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// pages yields the pages of a listing; each is fetched only when the
+// previous one has been consumed.
+func (d *Driver) pages(ctx context.Context, in *s3.ListObjectsV2Input) iter.Seq2[*s3.ListObjectsV2Output, error] {
+	return func(yield func(*s3.ListObjectsV2Output, error) bool) {
+		p := s3.NewListObjectsV2Paginator(d.client, in)
+		for p.HasMorePages() {
+			page, err := p.NextPage(ctx)
+			if !yield(page, err) || err != nil {
+				return
+			}
+		}
+	}
+}
+
+// keysUnder returns every key starting with prefix.
+func (d *Driver) keysUnder(ctx context.Context, prefix string) ([]types.Object, error) {
+	var objs []types.Object
+	for page, err := range d.pages(ctx, &s3.ListObjectsV2Input{Bucket: d.bucket, Prefix: aws.String(prefix)}) {
+		if err != nil {
+			return nil, err
+		}
+		objs = append(objs, page.Contents...)
+	}
+	return objs, nil
+}
+
+// Move implements driver.Driver by a server-side copy and a delete: the
+// bytes never pass through this process.
+func (d *Driver) Move(ctx context.Context, src, dst string) error {
+	head, err := d.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: d.bucket, Key: aws.String(d.key(src))})
+	if err != nil {
+		return mapErr("move", src, err)
+	}
+	if src == dst {
+		return nil
+	}
+	if err := d.copyObject(ctx, d.key(src), d.key(dst), aws.ToInt64(head.ContentLength)); err != nil {
+		return mapErr("move", src+" to "+dst, err)
+	}
+	_, err = d.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: d.bucket, Key: aws.String(d.key(src))})
+	return mapErr("move", src, err)
+}
+
+// Delete implements driver.Driver. Besides the objects at and below path it
+// removes the data of writers there and aborts their multipart uploads, so
+// deleting an abandoned upload's directory leaves nothing billed behind.
+func (d *Driver) Delete(ctx context.Context, path string) error {
+	key := d.key(path)
+	var doomed []string
+	if path != "/" {
+		_, err := d.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: d.bucket, Key: aws.String(key)})
+		if err = mapErr("delete", path, err); err == nil {
+			doomed = append(doomed, key)
+		} else if !driver.IsNotFound(err) {
+			return err
+		}
+	}
+	if len(doomed) == 0 {
+		// An object is never also a directory, so only look below a path
+		// that is not one.
+		below, err := d.keysUnder(ctx, d.dirPrefix(path))
+		if err != nil {
+			return mapErr("delete", path, err)
+		}
+		for _, o := range below {
+			doomed = append(doomed, aws.ToString(o.Key))
+		}
+	}
+	if path != "/" {
+		writers, err := d.keysUnder(ctx, d.writersPrefix(path))
+		if err != nil {
+			return mapErr("delete", path, err)
+		}
+		for _, o := range writers {
+			doomed = append(doomed, aws.ToString(o.Key))
+		}
+	}
+	aborted, err := d.abortUploads(ctx, path)
+	if err != nil {
+		return err
+	}
+	if len(doomed) == 0 && aborted == 0 {
+		return driver.PathNotFoundError{Driver: name, Path: path}
+	}
+	return mapErr("delete", path, d.deleteKeys(ctx, doomed))
+}
+
+// abortUploads aborts every multipart upload for the object at path or any
+// object below it, and returns how many there were.
+func (d *Driver) abortUploads(ctx context.Context, path string) (int, error) {
+	key, prefix := d.key(path), d.dirPrefix(path)
+	n := 0
+	p := s3.NewListMultipartUploadsPaginator(d.client, &s3.ListMultipartUploadsInput{Bucket: d.bucket, Prefix: aws.String(key)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return n, mapErr("abort uploads", path, err)
+		}
+		for _, u := range page.Uploads {
+			k := aws.ToString(u.Key)
+			// The prefix "a/b" also matches "a/bc".
+			if k != key && !strings.HasPrefix(k, prefix) {
+				continue
+			}
+			_, err := d.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: d.bucket, Key: u.Key, UploadId: u.UploadId})
+			if err != nil && errorCode(err) != "NoSuchUpload" {
+				return n, mapErr("abort upload", d.pathOf(k), err)
+			}
+			n++
+		}
+	}
+	return n, nil
+}
+
+// deleteKeys removes keys, a thousand per request.
+func (d *Driver) deleteKeys(ctx context.Context, keys []string) error {
+	for batch := range slices.Chunk(keys, deleteBatch) {
+		ids := make([]types.ObjectIdentifier, len(batch))
+		for i, k := range batch {
+			ids[i] = types.ObjectIdentifier{Key: aws.String(k)}
+		}
+		out, err := d.client.DeleteObjects(ctx, &s3.DeleteObjectsInput{
+			Bucket: d.bucket,
+			Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)},
+		})
+		if err != nil {
+			return err
+		}
+		for _, e := range out.Errors {
+			if aws.ToString(e.Code) != "NoSuchKey" {
+				return errors.New("delete " + aws.ToString(e.Key) + ": " + aws.ToString(e.Code) + ": " + aws.ToString(e.Message))
+			}
+		}
+	}
+	return nil
+}

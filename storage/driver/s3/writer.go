@@ -1,0 +1,532 @@
+package s3
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/lading-registry/lading/storage/driver"
+)
+
+// A writer's state lives in the bucket, in its directory of the hidden
+// tree ("<prefix>/~writers/<path>/"), so that any process can continue it:
+//
+//	~upload                 the multipart upload's id, once one is started
+//	~part.<n>.<end>         empty marker: parts 1..n are uploaded and hold
+//	                        bytes [0, end); only the latest marker is kept
+//	~piece.<offset>         bytes from offset on that are not in a part yet
+//
+// The multipart upload targets the path's own key, so Commit completes it
+// in place and nothing is visible at the path before then.
+//
+// A Close with less than MinPartSize pending stores what it has as one more
+// piece. Once the pieces and new bytes reach MinPartSize they are joined
+// into the next part and the pieces deleted, so every byte is written at
+// most three times (piece, read back, part) whatever the number of writes.
+//
+// Every step is ordered so that a crash between any two requests leaves a
+// state the next writer reads correctly: a part is uploaded before its
+// marker is written, and the marker before the pieces it absorbed are
+// deleted; pieces below the latest marker's end are recognised as absorbed.
+// Listing the directory (one request) is all it takes to reopen a writer.
+const (
+	uploadEntry = "~upload"
+	partEntry   = "~part."
+	pieceEntry  = "~piece."
+)
+
+var (
+	errClosed    = errors.New(name + ": writer closed")
+	errCommitted = errors.New(name + ": writer committed")
+	errCancelled = errors.New(name + ": writer cancelled")
+)
+
+// writersPrefix is the directory of the writer for path, which also holds
+// the directories of writers below path.
+func (d *Driver) writersPrefix(path string) string { return d.hiddenPrefix() + path[1:] + "/" }
+
+type piece struct {
+	key          string
+	offset, size int64
+}
+
+type writer struct {
+	d              *Driver
+	ctx            context.Context // for Write and Close, which take none
+	path, key, dir string
+
+	uploadID   string // "" until needed
+	hasUpload  bool   // the ~upload entry exists
+	parts      int32
+	partsEnd   int64  // bytes in parts 1..parts
+	partMarker string // key of the latest ~part entry, or ""
+	pieces     []piece
+	pending    int64    // bytes in pieces
+	stale      []string // entries superseded, removed at the next cleanup
+	persisted  bool     // the directory holds something
+
+	// base is the size of an object already committed at the path that
+	// this writer continues, until its bytes are taken into the writer's
+	// own state; -1 when there is none.
+	base int64
+
+	buf  []byte // written, not yet stored
+	size int64
+	done error // errClosed, errCommitted or errCancelled once finished
+	err  error // a failed store; the writer cannot go on
+}
+
+// Writer implements driver.Driver.
+func (d *Driver) Writer(ctx context.Context, path string, append bool) (driver.FileWriter, error) {
+	w := &writer{d: d, ctx: context.WithoutCancel(ctx), path: path, key: d.key(path), dir: d.writersPrefix(path), base: -1}
+	entries, err := d.keysUnder(ctx, w.dir)
+	if err != nil {
+		return nil, mapErr("writer", path, err)
+	}
+	// Writers below path would be below an object: never ours to touch.
+	entries = slices.DeleteFunc(entries, func(o types.Object) bool { return strings.Contains(aws.ToString(o.Key)[len(w.dir):], "/") })
+	if !append {
+		return w, w.discard(ctx, entries)
+	}
+	if len(entries) == 0 {
+		head, err := d.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: d.bucket, Key: aws.String(w.key)})
+		if err != nil {
+			return nil, mapErr("writer", path, err)
+		}
+		w.base = aws.ToInt64(head.ContentLength)
+		w.size = w.base
+		return w, nil
+	}
+	if err := w.load(entries); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// discard removes an earlier writer's state so that this one starts empty.
+func (w *writer) discard(ctx context.Context, entries []types.Object) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	keys := make([]string, len(entries))
+	for i, o := range entries {
+		keys[i] = aws.ToString(o.Key)
+		if keys[i] == w.dir+uploadEntry {
+			w.hasUpload = true
+		}
+	}
+	if w.hasUpload {
+		if err := w.abort(ctx); err != nil {
+			return err
+		}
+	}
+	return mapErr("writer", w.path, w.d.deleteKeys(ctx, keys))
+}
+
+// load reads a writer's state from its directory listing.
+func (w *writer) load(entries []types.Object) error {
+	corrupt := func(format string, args ...any) error {
+		return fmt.Errorf("%s: writer state of %s is inconsistent: %s", name, w.path, fmt.Sprintf(format, args...))
+	}
+	var pieces []piece
+	for _, o := range entries {
+		key := aws.ToString(o.Key)
+		entry := key[len(w.dir):]
+		switch {
+		case entry == uploadEntry:
+			w.hasUpload = true
+		case strings.HasPrefix(entry, partEntry):
+			n, end, ok := parsePartEntry(entry)
+			if !ok {
+				return corrupt("bad entry %q", entry)
+			}
+			if n > w.parts {
+				if w.partMarker != "" {
+					w.stale = append(w.stale, w.partMarker)
+				}
+				w.parts, w.partsEnd, w.partMarker = n, end, key
+			} else {
+				w.stale = append(w.stale, key)
+			}
+		case strings.HasPrefix(entry, pieceEntry):
+			off, err := strconv.ParseInt(entry[len(pieceEntry):], 10, 64)
+			if err != nil {
+				return corrupt("bad entry %q", entry)
+			}
+			pieces = append(pieces, piece{key: key, offset: off, size: aws.ToInt64(o.Size)})
+		default:
+			return corrupt("unknown entry %q", entry)
+		}
+	}
+	slices.SortFunc(pieces, func(a, b piece) int { return int(a.offset - b.offset) })
+	end := w.partsEnd
+	for _, p := range pieces {
+		switch {
+		case p.offset < w.partsEnd:
+			w.stale = append(w.stale, p.key) // absorbed by a part
+		case p.offset != end:
+			return corrupt("piece at %d, expected %d", p.offset, end)
+		default:
+			w.pieces = append(w.pieces, p)
+			end += p.size
+		}
+	}
+	if w.parts > 0 && !w.hasUpload {
+		return corrupt("parts without an upload")
+	}
+	w.pending = end - w.partsEnd
+	w.size = end
+	w.persisted = true
+	return nil
+}
+
+func parsePartEntry(entry string) (n int32, end int64, ok bool) {
+	num, endStr, ok := strings.Cut(entry[len(partEntry):], ".")
+	if !ok {
+		return 0, 0, false
+	}
+	n64, err1 := strconv.ParseInt(num, 10, 32)
+	end, err2 := strconv.ParseInt(endStr, 10, 64)
+	return int32(n64), end, err1 == nil && err2 == nil && n64 > 0
+}
+
+func partEntryName(n int32, end int64) string { return fmt.Sprintf("%s%05d.%020d", partEntry, n, end) }
+
+func pieceEntryName(offset int64) string { return fmt.Sprintf("%s%020d", pieceEntry, offset) }
+
+// Write buffers p and uploads a part whenever the pending pieces and the
+// buffer make a full one.
+func (w *writer) Write(p []byte) (int, error) {
+	if w.done != nil {
+		return 0, w.done
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	written := 0
+	for len(p) > 0 {
+		n := int(min(int64(len(p)), w.d.partSize-w.pending-int64(len(w.buf))))
+		w.buf = append(w.buf, p[:n]...)
+		p = p[n:]
+		written += n
+		w.size += int64(n)
+		if w.pending+int64(len(w.buf)) >= w.d.partSize {
+			if err := w.flushPart(w.ctx); err != nil {
+				w.err = err
+				return written, err
+			}
+		}
+	}
+	return written, nil
+}
+
+// Size implements driver.FileWriter.
+func (w *writer) Size() int64 { return w.size }
+
+// Close stores what was written: as a part when it and the pending pieces
+// reach MinPartSize, else as one more piece.
+func (w *writer) Close() error {
+	switch w.done {
+	case errClosed:
+		return errClosed
+	case nil:
+	default:
+		w.done = errClosed
+		return nil
+	}
+	w.done = errClosed
+	if w.err != nil {
+		return w.err
+	}
+	var err error
+	switch {
+	case w.pending+int64(len(w.buf)) >= MinPartSize:
+		err = w.flushPart(w.ctx)
+	case len(w.buf) > 0 || (!w.persisted && w.base < 0):
+		// Also an empty writer leaves a piece, so it can be reopened.
+		err = w.putPiece(w.ctx)
+	}
+	if err != nil {
+		return err
+	}
+	w.cleanStale(w.ctx)
+	return nil
+}
+
+// Commit completes the object at its path.
+func (w *writer) Commit(ctx context.Context) error {
+	if w.done != nil {
+		return w.done
+	}
+	if w.err != nil {
+		return w.err
+	}
+	if w.base >= 0 && len(w.buf) == 0 {
+		w.done = errCommitted // the object at the path is already whole
+		return nil
+	}
+	if err := w.adoptBase(ctx); err != nil {
+		return w.fail(err)
+	}
+	var err error
+	switch {
+	case !w.hasUpload && len(w.buf) == 0 && len(w.pieces) == 1:
+		err = w.d.copyObject(ctx, w.pieces[0].key, w.key, w.pieces[0].size)
+	case !w.hasUpload:
+		var data []byte
+		if data, err = w.pendingData(ctx); err == nil {
+			_, err = w.d.client.PutObject(ctx, w.d.putInput(w.key, data))
+		}
+	default:
+		err = w.completeUpload(ctx)
+	}
+	if err != nil {
+		return w.fail(err)
+	}
+	w.done = errCommitted
+	keys := append(w.stale, w.partMarker, w.dir+uploadEntry)
+	for _, p := range w.pieces {
+		keys = append(keys, p.key)
+	}
+	_ = w.d.deleteKeys(ctx, slices.DeleteFunc(keys, func(k string) bool { return k == "" }))
+	return nil
+}
+
+// completeUpload uploads what is pending as the last part and completes
+// the multipart upload.
+func (w *writer) completeUpload(ctx context.Context) error {
+	data, err := w.pendingData(ctx)
+	if err != nil {
+		return err
+	}
+	if err := w.ensureUpload(ctx); err != nil {
+		return err
+	}
+	if len(data) > 0 || w.parts == 0 {
+		if _, err := w.uploadPart(ctx, w.parts+1, data); err != nil {
+			return err
+		}
+		w.parts++
+	}
+	var parts []types.CompletedPart
+	var total int64
+	p := s3.NewListPartsPaginator(w.d.client, &s3.ListPartsInput{Bucket: w.d.bucket, Key: aws.String(w.key), UploadId: aws.String(w.uploadID)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return err
+		}
+		for _, part := range page.Parts {
+			// A part beyond ours is from a writer that crashed before
+			// recording it; its bytes were never acknowledged.
+			if aws.ToInt32(part.PartNumber) <= w.parts {
+				parts = append(parts, types.CompletedPart{PartNumber: part.PartNumber, ETag: part.ETag})
+				total += aws.ToInt64(part.Size)
+			}
+		}
+	}
+	if int32(len(parts)) != w.parts || total != w.size {
+		return fmt.Errorf("upload holds %d parts with %d bytes, expected %d parts with %d", len(parts), total, w.parts, w.size)
+	}
+	_, err = w.d.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+		Bucket: w.d.bucket, Key: aws.String(w.key), UploadId: aws.String(w.uploadID),
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
+	})
+	return err
+}
+
+// Cancel discards the writer's state, its upload and the object at its path.
+func (w *writer) Cancel(ctx context.Context) error {
+	if w.done == errClosed || w.done == errCommitted {
+		return w.done
+	}
+	w.done = errCancelled
+	if _, err := w.d.abortUploads(ctx, w.path); err != nil {
+		return err
+	}
+	entries, err := w.d.keysUnder(ctx, w.dir)
+	if err != nil {
+		return mapErr("cancel", w.path, err)
+	}
+	keys := []string{w.key}
+	for _, o := range entries {
+		keys = append(keys, aws.ToString(o.Key))
+	}
+	return mapErr("cancel", w.path, w.d.deleteKeys(ctx, keys))
+}
+
+// flushPart uploads the pending pieces and the buffer as the next part.
+func (w *writer) flushPart(ctx context.Context) error {
+	if err := w.adoptBase(ctx); err != nil {
+		return err
+	}
+	data, err := w.pendingData(ctx)
+	if err != nil {
+		return err
+	}
+	if err := w.ensureUpload(ctx); err != nil {
+		return err
+	}
+	if _, err := w.uploadPart(ctx, w.parts+1, data); err != nil {
+		return err
+	}
+	return w.recordParts(ctx, w.parts+1, w.partsEnd+int64(len(data)))
+}
+
+// recordParts writes the marker for parts 1..n ending at end and drops the
+// pieces (and buffer) they absorbed.
+func (w *writer) recordParts(ctx context.Context, n int32, end int64) error {
+	marker := w.dir + partEntryName(n, end)
+	if _, err := w.d.client.PutObject(ctx, w.d.putInput(marker, nil)); err != nil {
+		return err
+	}
+	if w.partMarker != "" {
+		w.stale = append(w.stale, w.partMarker)
+	}
+	for _, p := range w.pieces {
+		w.stale = append(w.stale, p.key)
+	}
+	w.parts, w.partsEnd, w.partMarker = n, end, marker
+	w.pieces, w.pending, w.buf = nil, 0, w.buf[:0]
+	w.persisted = true
+	w.cleanStale(ctx)
+	return nil
+}
+
+// putPiece stores the buffer as the next piece.
+func (w *writer) putPiece(ctx context.Context) error {
+	if err := w.adoptBase(ctx); err != nil {
+		return err
+	}
+	off := w.partsEnd + w.pending
+	key := w.dir + pieceEntryName(off)
+	if _, err := w.d.client.PutObject(ctx, w.d.putInput(key, w.buf)); err != nil {
+		return err
+	}
+	w.pieces = append(w.pieces, piece{key: key, offset: off, size: int64(len(w.buf))})
+	w.pending += int64(len(w.buf))
+	w.buf = w.buf[:0]
+	w.persisted = true
+	return nil
+}
+
+// adoptBase takes a committed object this writer continues into its own
+// state, by server-side copies: as the first parts when it is large enough
+// to be one, else as the first piece.
+func (w *writer) adoptBase(ctx context.Context) error {
+	if w.base < 0 {
+		return nil
+	}
+	size := w.base
+	if size >= MinPartSize {
+		if err := w.ensureUpload(ctx); err != nil {
+			return err
+		}
+		parts, err := w.d.copyParts(ctx, w.uploadID, w.key, w.key, 1, size)
+		if err != nil {
+			return err
+		}
+		if err := w.recordParts(ctx, int32(len(parts)), size); err != nil {
+			return err
+		}
+	} else if size > 0 {
+		key := w.dir + pieceEntryName(0)
+		if err := w.d.copyObject(ctx, w.key, key, size); err != nil {
+			return err
+		}
+		w.pieces, w.pending, w.persisted = []piece{{key: key, size: size}}, size, true
+	}
+	w.base = -1
+	return nil
+}
+
+// pendingData reads the pending pieces back and appends the buffer.
+func (w *writer) pendingData(ctx context.Context) ([]byte, error) {
+	if len(w.pieces) == 0 {
+		return w.buf, nil
+	}
+	data := make([]byte, 0, w.pending+int64(len(w.buf)))
+	for _, p := range w.pieces {
+		out, err := w.d.client.GetObject(ctx, &s3.GetObjectInput{Bucket: w.d.bucket, Key: aws.String(p.key)})
+		if err != nil {
+			return nil, err
+		}
+		buf := bytes.NewBuffer(data)
+		_, err = io.Copy(buf, out.Body)
+		out.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		data = buf.Bytes()
+	}
+	if int64(len(data)) != w.pending {
+		return nil, fmt.Errorf("pending pieces hold %d bytes, expected %d", len(data), w.pending)
+	}
+	return append(data, w.buf...), nil
+}
+
+// ensureUpload finds or starts the multipart upload.
+func (w *writer) ensureUpload(ctx context.Context) error {
+	if w.uploadID != "" {
+		return nil
+	}
+	if w.hasUpload {
+		id, err := w.d.getObject(ctx, w.dir+uploadEntry)
+		w.uploadID = string(id)
+		return err
+	}
+	id, err := w.d.createUpload(ctx, w.key)
+	if err != nil {
+		return err
+	}
+	if _, err := w.d.client.PutObject(ctx, w.d.putInput(w.dir+uploadEntry, []byte(id))); err != nil {
+		return err
+	}
+	w.uploadID, w.hasUpload = id, true
+	return nil
+}
+
+func (w *writer) uploadPart(ctx context.Context, n int32, data []byte) (*s3.UploadPartOutput, error) {
+	return w.d.client.UploadPart(ctx, &s3.UploadPartInput{
+		Bucket: w.d.bucket, Key: aws.String(w.key), UploadId: aws.String(w.uploadID),
+		PartNumber: aws.Int32(n), Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data))),
+	})
+}
+
+// abort aborts the upload named in the writer's directory.
+func (w *writer) abort(ctx context.Context) error {
+	if err := w.ensureUpload(ctx); err != nil {
+		if driver.IsNotFound(err) {
+			return nil
+		}
+		return mapErr("writer", w.path, err)
+	}
+	_, err := w.d.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: w.d.bucket, Key: aws.String(w.key), UploadId: aws.String(w.uploadID)})
+	if err != nil && errorCode(err) != "NoSuchUpload" {
+		return mapErr("writer", w.path, err)
+	}
+	w.uploadID, w.hasUpload = "", false
+	return nil
+}
+
+// cleanStale removes superseded entries; any left over are recognised as
+// stale by the next writer, so failure here costs nothing but litter.
+func (w *writer) cleanStale(ctx context.Context) {
+	if len(w.stale) > 0 && w.d.deleteKeys(ctx, w.stale) == nil {
+		w.stale = nil
+	}
+}
+
+func (w *writer) fail(err error) error {
+	w.err = mapErr("commit", w.path, err)
+	return w.err
+}
