@@ -16,6 +16,7 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/lading-registry/lading/storage/driver"
+	"github.com/lading-registry/lading/storage/driver/filesystem"
 	"github.com/lading-registry/lading/storage/driver/inmemory"
 )
 
@@ -23,6 +24,13 @@ import (
 // Instrument checks every path the registry makes against the path rules.
 var manifestDrivers = map[string]func(t *testing.T) driver.Driver{
 	"inmemory": func(*testing.T) driver.Driver { return driver.Instrument(inmemory.New(), nil) },
+	"filesystem": func(t *testing.T) driver.Driver {
+		d, err := filesystem.New(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return driver.Instrument(d, nil)
+	},
 }
 
 // forEachDriver runs fn on a fresh registry over every backend.
