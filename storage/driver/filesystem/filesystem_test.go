@@ -1,9 +1,14 @@
 package filesystem_test
 
 import (
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/lading-registry/lading/storage/driver"
 	"github.com/lading-registry/lading/storage/driver/filesystem"
@@ -44,5 +49,145 @@ func wantPristine(t *testing.T, root string) {
 	temps, err := os.ReadDir(filepath.Join(root, "#tmp"))
 	if err != nil || len(temps) > 0 {
 		t.Errorf("temporary directory holds %d entries (%v)", len(temps), err)
+	}
+}
+
+// The reader must be the file itself, so net/http reaches sendfile(2).
+func TestReaderIsTheFile(t *testing.T) {
+	d, _ := newDriver(t)
+	ctx := t.Context()
+	if err := d.PutContent(ctx, "/blob", []byte("0123456789")); err != nil {
+		t.Fatal(err)
+	}
+	for _, drv := range []driver.Driver{d, driver.Instrument(d, nil), driver.Instrument(d, func(string, time.Duration, error) {})} {
+		r, err := drv.Reader(ctx, "/blob", 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, ok := r.(*os.File)
+		if !ok {
+			t.Fatalf("Reader returned %T, want *os.File", r)
+		}
+		if pos, _ := f.Seek(0, io.SeekCurrent); pos != 4 {
+			t.Errorf("file positioned at %d, want 4", pos)
+		}
+		r.Close()
+	}
+}
+
+// Nothing outside the path charset is ever shown: not the temporary
+// directory, not stray files an operator left in the root.
+func TestInvalidNamesAreInvisible(t *testing.T) {
+	d, root := newDriver(t)
+	ctx := t.Context()
+	for _, junk := range []string{"#tmp/pending", "a b", "dir/x y", ".hidden-is-valid"} {
+		p := filepath.Join(root, junk)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte("junk"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.PutContent(ctx, "/dir/obj", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	list, err := d.List(ctx, "/")
+	if want := []string{"/.hidden-is-valid", "/dir"}; err != nil || !slices.Equal(list, want) {
+		t.Errorf("List(/) = %q, %v; want %q", list, err, want)
+	}
+	var walked []string
+	d.Walk(ctx, "/", "", func(fi driver.FileInfo) error {
+		walked = append(walked, fi.Path)
+		return nil
+	})
+	if want := []string{"/.hidden-is-valid", "/dir/obj"}; !slices.Equal(walked, want) {
+		t.Errorf("Walk(/) = %q, want %q", walked, want)
+	}
+	if err := d.Delete(ctx, "/"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Stat(ctx, "/"); !driver.IsNotFound(err) {
+		t.Errorf("Stat of an emptied root: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "#tmp")); err != nil {
+		t.Errorf("Delete(/) took the temporary directory: %v", err)
+	}
+}
+
+// The driver checks paths itself: on a file system a bad one escapes the root.
+func TestPathsCannotLeaveTheRoot(t *testing.T) {
+	d, root := newDriver(t)
+	secret := filepath.Join(filepath.Dir(root), "secret")
+	os.WriteFile(secret, []byte("s"), 0o644)
+	defer os.Remove(secret)
+	for _, p := range []string{"/../secret", "/a/../../secret", "/#tmp"} {
+		if _, err := d.GetContent(t.Context(), p); !driver.IsInvalidPath(err) {
+			t.Errorf("GetContent(%q): %v, want InvalidPathError", p, err)
+		}
+	}
+}
+
+// Creators and deleters share directories: a Delete prunes a directory
+// that a concurrent PutContent, Create, Writer or Move has just made, and
+// that one must make it again rather than fail.
+func TestCreationRacesPruning(t *testing.T) {
+	d, root := newDriver(t)
+	ctx := t.Context()
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 200 {
+				p := fmt.Sprintf("/r/s/%d-%d", g, i)
+				var err error
+				switch i % 4 {
+				case 0:
+					err = d.PutContent(ctx, p, []byte("x"))
+				case 1:
+					err = d.Create(ctx, p, []byte("x"))
+				case 2:
+					var w driver.FileWriter
+					if w, err = d.Writer(ctx, p, false); err == nil {
+						err = w.Commit(ctx)
+						w.Close()
+					}
+				case 3:
+					src := fmt.Sprintf("/m/%d-%d", g, i)
+					if err = d.PutContent(ctx, src, []byte("x")); err == nil {
+						err = d.Move(ctx, src, p)
+					}
+				}
+				if err != nil {
+					t.Errorf("%s: %v", p, err)
+					return
+				}
+				if err := d.Delete(ctx, p); err != nil {
+					t.Errorf("Delete(%s): %v", p, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	wantPristine(t, root)
+}
+
+// A crashed process's temporary files go at the next start; fresh ones
+// may belong to another driver over the same root and stay.
+func TestStaleTemporaryFilesAreRemoved(t *testing.T) {
+	root := t.TempDir()
+	tmp := filepath.Join(root, "#tmp")
+	os.MkdirAll(tmp, 0o755)
+	old, fresh := filepath.Join(tmp, "old"), filepath.Join(tmp, "fresh")
+	os.WriteFile(old, nil, 0o644)
+	os.WriteFile(fresh, nil, 0o644)
+	longAgo := time.Now().Add(-2 * time.Hour)
+	os.Chtimes(old, longAgo, longAgo)
+	if _, err := filesystem.New(root); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Errorf("stale temporary file kept: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("fresh temporary file removed: %v", err)
 	}
 }

@@ -29,8 +29,11 @@ func (d *Driver) Walk(ctx context.Context, path, from string, fn driver.WalkFunc
 	return err
 }
 
+// readDir is a variable so a test can see which directories a walk reads.
+var readDir = os.ReadDir
+
 func (d *Driver) walk(ctx context.Context, dir, path, from string, fn driver.WalkFunc) error {
-	entries, err := os.ReadDir(dir)
+	entries, err := readDir(dir)
 	if err != nil {
 		// Nothing below a missing path or a file; a directory pruned while
 		// the walk went on is just as empty.
