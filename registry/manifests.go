@@ -134,7 +134,7 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 		}
 	}
 	for _, t := range tags {
-		if err := ms.driver().PutContent(ctx, tagPath(ms.repo.name, t), []byte(d)); err != nil {
+		if err := ms.tag(ctx, t, d); err != nil {
 			return nil, err
 		}
 	}

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"path"
 
 	"github.com/opencontainers/go-digest"
@@ -63,31 +64,55 @@ func (ms *ManifestStore) tagDigest(ctx context.Context, tag string) (digest.Dige
 	return d, nil
 }
 
-// untag removes every tag pointing at d. It reads each tag of the
-// repository: deletes by digest are rare, and a reverse index would be one
-// more thing to keep consistent on every push.
+// Each tag also leaves a marker under the digest it points at, written
+// before the tag: every tag pointing at d has a marker under d, so a delete
+// by digest finds its tags by listing d's markers rather than reading every
+// tag of the repository (thousands of reads on an object store for a CI
+// repository). A marker is not removed when its tag moves or is deleted,
+// since that could race a push re-pointing the tag at d; a stale marker is
+// harmless, as untag reads the tag before deleting it, and it goes with its
+// digest's delete.
+
+func tagRefsPath(repo string, d digest.Digest) string {
+	return repoPath(repo) + "/_tagrefs/" + string(d.Algorithm()) + "/" + d.Encoded()
+}
+
+func tagRefPath(repo string, d digest.Digest, tag string) string {
+	return tagRefsPath(repo, d) + "/" + tag
+}
+
+// tag points tag at d, marker first.
+func (ms *ManifestStore) tag(ctx context.Context, tag string, d digest.Digest) error {
+	if err := ms.driver().PutContent(ctx, tagRefPath(ms.repo.name, d, tag), nil); err != nil {
+		return err
+	}
+	return ms.driver().PutContent(ctx, tagPath(ms.repo.name, tag), []byte(d))
+}
+
+// untag removes every tag pointing at d, then d's markers.
 func (ms *ManifestStore) untag(ctx context.Context, d digest.Digest) error {
-	var doomed []string
-	err := ms.driver().Walk(ctx, tagsPath(ms.repo.name), "", func(fi driver.FileInfo) error {
-		b, err := ms.driver().GetContent(ctx, fi.Path)
-		if driver.IsNotFound(err) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if string(b) == string(d) {
-			doomed = append(doomed, fi.Path)
-		}
+	var tags []string
+	err := ms.driver().Walk(ctx, tagRefsPath(ms.repo.name, d), "", func(fi driver.FileInfo) error {
+		tags = append(tags, path.Base(fi.Path))
 		return nil
 	})
 	if err != nil && !driver.IsNotFound(err) {
 		return err
 	}
-	for _, p := range doomed {
-		if err := ms.driver().Delete(ctx, p); err != nil && !driver.IsNotFound(err) {
+	for _, t := range tags {
+		cur, err := ms.tagDigest(ctx, t)
+		if err != nil && !errors.Is(err, ErrManifestUnknown) && !errors.Is(err, ErrTagInvalid) {
 			return err
 		}
+		if err != nil || cur != d {
+			continue // deleted, or moved to another manifest
+		}
+		if err := ms.driver().Delete(ctx, tagPath(ms.repo.name, t)); err != nil && !driver.IsNotFound(err) {
+			return err
+		}
+	}
+	if err := ms.driver().Delete(ctx, tagRefsPath(ms.repo.name, d)); err != nil && !driver.IsNotFound(err) {
+		return err
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync/atomic"
@@ -11,11 +12,17 @@ import (
 	"github.com/lading-registry/lading/storage/driver/inmemory"
 )
 
-// walkCounter counts the objects its driver's walks visit, to show that a
-// page costs what the page holds rather than what the store holds.
+// walkCounter counts the objects its driver's walks visit and the objects
+// it reads, to show that a page (or a delete) costs what it touches rather
+// than what the store holds.
 type walkCounter struct {
 	driver.Driver
-	visited atomic.Int64
+	visited, reads atomic.Int64
+}
+
+func (w *walkCounter) GetContent(ctx context.Context, path string) ([]byte, error) {
+	w.reads.Add(1)
+	return w.Driver.GetContent(ctx, path)
 }
 
 func (w *walkCounter) Walk(ctx context.Context, path, from string, fn driver.WalkFunc) error {
@@ -110,20 +117,43 @@ func TestTagsOfEmptyAndUnknownRepositories(t *testing.T) {
 	})
 }
 
-func TestTagsPageCost(t *testing.T) {
+// crowded returns a repository holding one image under count tags t0000,
+// t0001, ..., on a counting driver whose counters start at zero.
+func crowded(t *testing.T, count int) (*fixture, *walkCounter) {
 	counter := &walkCounter{Driver: inmemory.New()}
-	reg := New(counter, Options{})
-	f := newFixture(t, reg, "many")
+	f := newFixture(t, New(counter, Options{}), "crowded")
 	payload, _ := f.pushImage("t0000")
-	for i := 1; i < 1000; i++ {
+	for i := 1; i < count; i++ {
 		f.put(fmt.Sprintf("t%04d", i), payload)
 	}
 	counter.visited.Store(0)
+	counter.reads.Store(0)
+	return f, counter
+}
+
+func TestTagsPageCost(t *testing.T) {
+	f, counter := crowded(t, 1000)
 	page, more, err := f.ms.Tags(f.ctx, "t0500", 10)
 	if err != nil || !more || len(page) != 10 || page[0] != "t0501" {
 		t.Fatalf("page %v more=%v err=%v", page, more, err)
 	}
 	if v := counter.visited.Load(); v > 11 {
 		t.Fatalf("a page of 10 visited %d objects", v)
+	}
+}
+
+func TestDigestDeleteCost(t *testing.T) {
+	f, counter := crowded(t, 500)
+	_, d := f.pushImage("mine")
+	counter.visited.Store(0)
+	counter.reads.Store(0)
+	if err := f.ms.Delete(f.ctx, d.String()); err != nil {
+		t.Fatal(err)
+	}
+	if v, r := counter.visited.Load(), counter.reads.Load(); v > 2 || r > 3 {
+		t.Fatalf("deleting a manifest with one tag visited %d objects and read %d among 500 tags", v, r)
+	}
+	if _, err := f.ms.Stat(f.ctx, "mine"); !errors.Is(err, ErrManifestUnknown) {
+		t.Fatalf("tag survived: %v", err)
 	}
 }
