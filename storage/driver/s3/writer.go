@@ -379,11 +379,15 @@ func (w *writer) flushPart(ctx context.Context) error {
 	if _, err := w.uploadPart(ctx, w.parts+1, data); err != nil {
 		return err
 	}
-	return w.recordParts(ctx, w.parts+1, w.partsEnd+int64(len(data)))
+	if err := w.recordParts(ctx, w.parts+1, w.partsEnd+int64(len(data))); err != nil {
+		return err
+	}
+	w.buf = w.buf[:0]
+	return nil
 }
 
 // recordParts writes the marker for parts 1..n ending at end and drops the
-// pieces (and buffer) they absorbed.
+// pieces they absorbed.
 func (w *writer) recordParts(ctx context.Context, n int32, end int64) error {
 	marker := w.dir + partEntryName(n, end)
 	if _, err := w.d.client.PutObject(ctx, w.d.putInput(marker, nil)); err != nil {
@@ -396,7 +400,7 @@ func (w *writer) recordParts(ctx context.Context, n int32, end int64) error {
 		w.stale = append(w.stale, p.key)
 	}
 	w.parts, w.partsEnd, w.partMarker = n, end, marker
-	w.pieces, w.pending, w.buf = nil, 0, w.buf[:0]
+	w.pieces, w.pending = nil, 0
 	w.persisted = true
 	w.cleanStale(ctx)
 	return nil

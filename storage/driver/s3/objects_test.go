@@ -1,0 +1,223 @@
+package s3
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/lading-registry/lading/internal/testenv"
+	"github.com/lading-registry/lading/storage/driver"
+)
+
+// TestServerHonoursIfNoneMatch pins down what Create relies on: the server
+// itself refuses a conditional PUT over an existing key with 412, rather
+// than ignoring the header and overwriting.
+func TestServerHonoursIfNoneMatch(t *testing.T) {
+	d := newTestDriver(t, testenv.S3(t), "")
+	ctx := context.Background()
+	put := func(body string) error {
+		in := d.putInput("lease", []byte(body))
+		in.IfNoneMatch = aws.String("*")
+		_, err := d.client.PutObject(ctx, in)
+		return err
+	}
+	if err := put("first"); err != nil {
+		t.Fatal(err)
+	}
+	err := put("second")
+	if httpStatus(err) != http.StatusPreconditionFailed {
+		t.Fatalf("conditional PUT over an existing key: %v, want 412", err)
+	}
+	if got, _ := d.GetContent(ctx, "/lease"); string(got) != "first" {
+		t.Fatalf("content after refused PUT = %q", got)
+	}
+}
+
+// TestCreateRace has many writers race for one key: exactly one wins and
+// its content is the one stored.
+func TestCreateRace(t *testing.T) {
+	d := newTestDriver(t, testenv.S3(t), "")
+	ctx := context.Background()
+	const racers = 16
+	var wg sync.WaitGroup
+	results := make([]error, racers)
+	for i := range racers {
+		wg.Go(func() { results[i] = d.Create(ctx, "/locks/x", []byte{byte('a' + i)}) })
+	}
+	wg.Wait()
+	winner := -1
+	for i, err := range results {
+		switch {
+		case err == nil && winner >= 0:
+			t.Fatalf("racers %d and %d both created the key", winner, i)
+		case err == nil:
+			winner = i
+		case !errors.Is(err, driver.ErrExists):
+			t.Fatalf("racer %d: %v", i, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatal("no racer created the key")
+	}
+	if got, _ := d.GetContent(ctx, "/locks/x"); string(got) != string(rune('a'+winner)) {
+		t.Fatalf("stored %q, but racer %d won", got, winner)
+	}
+}
+
+// TestMoveCopiesServerSide checks Move never moves the bytes through the
+// driver, including the part-by-part copy S3 needs above 5 GiB (here made
+// to happen at 10 MiB).
+func TestMoveCopiesServerSide(t *testing.T) {
+	var counter requestCounter
+	d := newTestDriver(t, testenv.S3(t), "", countRequests(&counter))
+	d.maxCopySize = 10 * mib
+	ctx := context.Background()
+	for _, size := range []int{mib, 25 * mib} {
+		data := pattern(size, 7)
+		if err := d.PutContent(ctx, "/src", data); err != nil {
+			t.Fatal(err)
+		}
+		counter.reset()
+		if err := d.Move(ctx, "/src", "/blobs/dst"); err != nil {
+			t.Fatal(err)
+		}
+		if counter.count("GetObject") > 0 || counter.count("PutObject") > 0 || counter.count("UploadPart") > 0 || counter.sent > 4<<10 {
+			t.Errorf("size %d: Move transferred data: %s, %d bytes", size, &counter, counter.sent)
+		}
+		if size > 10*mib && counter.count("UploadPartCopy") != 3 {
+			t.Errorf("size %d: %d part copies, want 3", size, counter.count("UploadPartCopy"))
+		}
+		wantSum(t, d, "/blobs/dst", sha256.Sum256(data))
+		if _, err := d.Stat(ctx, "/src"); !driver.IsNotFound(err) {
+			t.Errorf("size %d: source still there: %v", size, err)
+		}
+	}
+	if u := uploads(t, d); len(u) != 0 {
+		t.Errorf("%d uploads left by multipart copies", len(u))
+	}
+}
+
+func TestRedirectURL(t *testing.T) {
+	srv := testenv.S3(t)
+	ctx := context.Background()
+	req := httptest.NewRequest("GET", "/v2/r/blobs/x", nil)
+
+	plain := newTestDriver(t, srv, "")
+	if err := plain.PutContent(ctx, "/blob", []byte("direct")); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := plain.RedirectURL(req, "/blob"); u != "" || err != nil {
+		t.Errorf("RedirectURL without redirects configured = %q, %v", u, err)
+	}
+
+	d, err := New(ctx, Config{
+		Endpoint: srv.Endpoint, Region: srv.Region, Bucket: srv.Bucket, ForcePathStyle: true,
+		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
+		Redirect: RedirectConfig{Expiry: time.Minute},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := d.RedirectURL(req, "/blob")
+	if err != nil || !strings.HasPrefix(u, srv.Endpoint) {
+		t.Fatalf("RedirectURL = %q, %v", u, err)
+	}
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "direct" {
+		t.Fatalf("GET of the presigned URL: %s %q", resp.Status, body)
+	}
+}
+
+func TestErrorsAreTyped(t *testing.T) {
+	d := newTestDriver(t, testenv.S3(t), "")
+	ctx := context.Background()
+	if _, err := d.GetContent(ctx, "/missing"); !driver.IsNotFound(err) {
+		t.Errorf("GetContent: %v", err)
+	}
+	if _, err := d.Reader(ctx, "/missing", 3); !driver.IsNotFound(err) {
+		t.Errorf("Reader at an offset: %v", err)
+	}
+	if err := d.PutContent(ctx, "/obj", []byte("abc")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Reader(ctx, "/obj", 4); !driver.IsInvalidOffset(err) {
+		t.Errorf("Reader beyond the end: %v", err)
+	}
+	if _, err := d.Reader(ctx, "/obj", -1); !driver.IsInvalidOffset(err) {
+		t.Errorf("Reader at a negative offset: %v", err)
+	}
+
+	// A missing bucket is a configuration error, not a missing path.
+	gone := *d
+	gone.bucket = aws.String("no-such-bucket")
+	if _, err := gone.GetContent(ctx, "/obj"); err == nil || driver.IsNotFound(err) {
+		t.Errorf("GetContent from a missing bucket: %v, want an error that is not PathNotFound", err)
+	}
+	srv := testenv.S3(t)
+	srv.Bucket = "no-such-bucket"
+	if _, err := New(ctx, Config{Endpoint: srv.Endpoint, Bucket: srv.Bucket, ForcePathStyle: true, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey}); err == nil {
+		t.Error("New with a missing bucket succeeded")
+	}
+}
+
+// TestUnreachableServerFailsFast checks the driver gives up on a server
+// that does not answer rather than hanging.
+func TestUnreachableServerFailsFast(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := New(ctx, Config{Endpoint: "http://127.0.0.1:1", Bucket: "b", AccessKey: "a", SecretKey: "s"})
+	if err == nil {
+		t.Fatal("New against a closed port succeeded")
+	}
+	if time.Since(start) > 20*time.Second {
+		t.Errorf("New took %v to fail", time.Since(start))
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	ok := Config{Bucket: "b", Region: "r"}
+	for name, c := range map[string]Config{
+		"no bucket":       {Region: "r"},
+		"bad endpoint":    {Bucket: "b", Endpoint: "localhost:9000"},
+		"key only":        {Bucket: "b", AccessKey: "a"},
+		"secret only":     {Bucket: "b", SecretKey: "s"},
+		"bad prefix":      {Bucket: "b", Prefix: "a/../b"},
+		"odd prefix":      {Bucket: "b", Prefix: "a b"},
+		"storage class":   {Bucket: "b", StorageClass: "COLD"},
+		"sse":             {Bucket: "b", ServerSideEncryption: "rot13"},
+		"kms without sse": {Bucket: "b", KMSKeyID: "k"},
+		"small parts":     {Bucket: "b", PartSize: mib},
+		"long redirect":   {Bucket: "b", Redirect: RedirectConfig{Expiry: 8 * 24 * time.Hour}},
+	} {
+		if err := c.validate(); err == nil {
+			t.Errorf("%s: %+v accepted", name, c)
+		}
+	}
+	for _, c := range []Config{
+		ok,
+		{Bucket: "b", Endpoint: "https://s3.example.com", Prefix: "/reg/v1/", StorageClass: "STANDARD_IA",
+			ServerSideEncryption: "aws:kms", KMSKeyID: "k", PartSize: 64 * mib, Redirect: RedirectConfig{Expiry: time.Hour}},
+	} {
+		if err := c.validate(); err != nil {
+			t.Errorf("%+v refused: %v", c, err)
+		}
+	}
+}
+
+var _ s3.HTTPClient = (*requestCounter)(nil)

@@ -1,0 +1,332 @@
+package s3
+
+import (
+	"context"
+	"crypto/sha256"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/lading-registry/lading/internal/testenv"
+	"github.com/lading-registry/lading/storage/driver"
+)
+
+const mib = 1 << 20
+
+// appendChunk writes chunk through a writer reopened for the purpose and
+// closes it, the way each PATCH of a chunked upload arrives.
+func appendChunk(t testing.TB, d *Driver, path string, chunk []byte, first bool) {
+	t.Helper()
+	ctx := context.Background()
+	w, err := d.Writer(ctx, path, !first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := w.Size()
+	if _, err := w.Write(chunk); err != nil {
+		t.Fatal(err)
+	}
+	if w.Size() != before+int64(len(chunk)) {
+		t.Fatalf("Size after writing %d bytes at %d = %d", len(chunk), before, w.Size())
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func commit(t testing.TB, d *Driver, path string) {
+	t.Helper()
+	ctx := context.Background()
+	w, err := d.Writer(ctx, path, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestChunkedUploadRequests counts what a 64 MiB upload sent as 64 chunks
+// of 1 MiB costs: each chunk reopens the writer, writes and closes it.
+// Requests and bytes must grow linearly with the chunks, never with the
+// square of them (re-copying a growing object).
+func TestChunkedUploadRequests(t *testing.T) {
+	var counter requestCounter
+	d := newTestDriver(t, testenv.S3(t), "", countRequests(&counter))
+	const chunks = 64
+	path := "/repositories/r/_uploads/u/data"
+	h := sha256.New()
+	counter.reset()
+	for i := range chunks {
+		chunk := pattern(mib, byte(i))
+		h.Write(chunk)
+		appendChunk(t, d, path, chunk, i == 0)
+	}
+	commit(t, d, path)
+	requests, sent := counter.total(), counter.sent
+	t.Logf("%d × 1 MiB: %d requests (%.2f per chunk), %.1f MiB sent: %s", chunks, requests, float64(requests)/chunks, float64(sent)/mib, &counter)
+
+	if requests >= 4*chunks {
+		t.Errorf("%d requests for %d chunks, want fewer than 4 per chunk", requests, chunks)
+	}
+	if sent > 3*chunks*mib {
+		t.Errorf("%d bytes sent for %d MiB, want at most 3 times the data", sent, chunks)
+	}
+	if n := counter.count("UploadPart"); n < chunks*mib/(16*mib) || n > chunks*mib/MinPartSize+1 {
+		t.Errorf("%d parts for %d MiB", n, chunks)
+	}
+	wantSum(t, d, path, [sha256.Size]byte(h.Sum(nil)))
+	if left := hiddenKeys(t, d); len(left) > 0 {
+		t.Errorf("writer state left after commit: %q", left)
+	}
+	if u := uploads(t, d); len(u) > 0 {
+		t.Errorf("%d multipart uploads left after commit", len(u))
+	}
+}
+
+// TestSmallChunksArePiecesUntilAPart follows the backend state through
+// small writes: separate small pieces, joined into a part once they reach
+// S3's minimum, and all of it invisible to Stat, List and Walk.
+func TestSmallChunksArePiecesUntilAPart(t *testing.T) {
+	srv := testenv.S3(t)
+	d := newTestDriver(t, srv, "")
+	ctx := context.Background()
+	dir, path := "/uploads/u", "/uploads/u/data"
+	if err := d.PutContent(ctx, dir+"/state", []byte("s")); err != nil {
+		t.Fatal(err)
+	}
+	var data []byte
+	for i := range 4 {
+		chunk := pattern(mib+i, byte(i))
+		data = append(data, chunk...)
+		appendChunk(t, d, path, chunk, i == 0)
+	}
+	state := hiddenKeys(t, d)
+	if len(state) != 4 || slices.ContainsFunc(state, func(k string) bool { return !strings.Contains(k, pieceEntry) }) {
+		t.Fatalf("after 4 small chunks the writer state is %q, want 4 pieces", state)
+	}
+	if u := uploads(t, d); len(u) != 0 {
+		t.Fatalf("%d multipart uploads before a part was due", len(u))
+	}
+	// Nothing of it is visible through the driver.
+	if ls, err := d.List(ctx, dir); err != nil || !slices.Equal(ls, []string{dir + "/state"}) {
+		t.Errorf("List(%s) = %q, %v", dir, ls, err)
+	}
+	if ls, err := d.List(ctx, "/"); err != nil || !slices.Equal(ls, []string{"/uploads"}) {
+		t.Errorf("List(/) = %q, %v", ls, err)
+	}
+	var walked []string
+	if err := d.Walk(ctx, "/", "", func(fi driver.FileInfo) error { walked = append(walked, fi.Path); return nil }); err != nil || !slices.Equal(walked, []string{dir + "/state"}) {
+		t.Errorf("Walk(/) = %q, %v", walked, err)
+	}
+
+	// A second driver, as another replica would, continues from the bucket
+	// alone; the fifth chunk reaches the minimum and makes the first part.
+	other := newTestDriver(t, srv, "")
+	chunk := pattern(2*mib, 9)
+	data = append(data, chunk...)
+	appendChunk(t, other, path, chunk, false)
+	state = hiddenKeys(t, d)
+	if len(state) != 2 || !strings.HasSuffix(state[0], partEntryName(1, int64(len(data)))) || !strings.HasSuffix(state[1], uploadEntry) {
+		t.Fatalf("after reaching a part the writer state is %q, want one part marker and the upload", state)
+	}
+	if u := uploads(t, d); len(u) != 1 {
+		t.Fatalf("%d multipart uploads, want 1", len(u))
+	}
+	chunk = []byte("tail")
+	data = append(data, chunk...)
+	appendChunk(t, d, path, chunk, false)
+	commit(t, other, path)
+	got, err := d.GetContent(ctx, path)
+	if err != nil || string(got) != string(data) {
+		t.Fatalf("committed %d bytes (%v), want the %d written", len(got), err, len(data))
+	}
+	if left := hiddenKeys(t, d); len(left) > 0 {
+		t.Errorf("writer state left after commit: %q", left)
+	}
+}
+
+// TestWriterSurvivesInterruptedFlush recreates what crashes between the
+// steps of storing a part leave behind: pieces a part already absorbed
+// (crash before deleting them) and a part never recorded (crash before
+// writing its marker).
+func TestWriterSurvivesInterruptedFlush(t *testing.T) {
+	d := newTestDriver(t, testenv.S3(t), "p")
+	ctx := context.Background()
+	path := "/u/data"
+	var data []byte
+	for i := range 3 {
+		chunk := pattern(2*mib, byte(i))
+		data = append(data, chunk...)
+		appendChunk(t, d, path, chunk, i == 0)
+	}
+	dir := d.writersPrefix(path)
+	if _, err := d.client.PutObject(ctx, d.putInput(dir+pieceEntryName(0), data[:2*mib])); err != nil {
+		t.Fatal(err)
+	}
+	w, err := d.Writer(ctx, path, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Size() != int64(len(data)) {
+		t.Fatalf("Size with an absorbed piece left = %d, want %d", w.Size(), len(data))
+	}
+	w.Close()
+
+	u := uploads(t, d)
+	if len(u) != 1 {
+		t.Fatalf("%d uploads, want 1", len(u))
+	}
+	if _, err := d.client.UploadPart(ctx, &s3.UploadPartInput{
+		Bucket: d.bucket, Key: u[0].Key, UploadId: u[0].UploadId, PartNumber: aws.Int32(2),
+		Body: strings.NewReader("never acknowledged"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	data = append(data, "tail"...)
+	appendChunk(t, d, path, []byte("tail"), false)
+	commit(t, d, path)
+	got, err := d.GetContent(ctx, path)
+	if err != nil || string(got) != string(data) {
+		t.Fatalf("committed %d bytes (%v), want the %d written", len(got), err, len(data))
+	}
+	if left := hiddenKeys(t, d); len(left) > 0 {
+		t.Errorf("writer state left after commit: %q", left)
+	}
+}
+
+// TestWriterContinuesCommittedObject reopens a committed object, as a
+// resumed upload does after a commit whose digest did not match.
+func TestWriterContinuesCommittedObject(t *testing.T) {
+	d := newTestDriver(t, testenv.S3(t), "")
+	ctx := context.Background()
+	for _, size := range []int{3, 6 * mib} {
+		path := "/obj"
+		base := pattern(size, 1)
+		appendChunk(t, d, path, base, true)
+		commit(t, d, path)
+		commit(t, d, path) // nothing new: the object stays as it is
+		if got, _ := d.GetContent(ctx, path); string(got) != string(base) {
+			t.Fatalf("size %d: recommitting changed the object", size)
+		}
+		appendChunk(t, d, path, []byte("more"), false)
+		commit(t, d, path)
+		got, err := d.GetContent(ctx, path)
+		if err != nil || string(got) != string(base)+"more" {
+			t.Fatalf("size %d: got %d bytes (%v), want %d", size, len(got), err, size+4)
+		}
+		if err := d.Delete(ctx, path); err != nil {
+			t.Fatal(err)
+		}
+		if left := hiddenKeys(t, d); len(left) > 0 {
+			t.Errorf("writer state left: %q", left)
+		}
+	}
+}
+
+// TestDeleteAbortsUploads purges an abandoned upload session by deleting
+// its directory: its multipart upload is aborted and its pieces removed,
+// including an upload the writer never got to record.
+func TestDeleteAbortsUploads(t *testing.T) {
+	d := newTestDriver(t, testenv.S3(t), "")
+	ctx := context.Background()
+	session := "/repositories/r/_uploads/abandoned"
+	appendChunk(t, d, session+"/data", pattern(6*mib, 1), true)
+	appendChunk(t, d, session+"/data", pattern(mib, 2), false)
+	if err := d.PutContent(ctx, session+"/state", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.createUpload(ctx, d.key(session+"/orphan")); err != nil {
+		t.Fatal(err)
+	}
+	keep := "/repositories/r/_uploads/abandoned-not"
+	appendChunk(t, d, keep+"/data", pattern(6*mib, 3), true)
+	if n := len(uploads(t, d)); n != 3 {
+		t.Fatalf("%d uploads before Delete, want 3", n)
+	}
+
+	if err := d.Delete(ctx, session); err != nil {
+		t.Fatal(err)
+	}
+	u := uploads(t, d)
+	if len(u) != 1 || *u[0].Key != d.key(keep+"/data") {
+		t.Errorf("uploads after Delete: %d, want only the one of %s", len(u), keep)
+	}
+	for _, k := range hiddenKeys(t, d) {
+		if strings.Contains(k, "abandoned/") {
+			t.Errorf("writer state left after Delete: %s", k)
+		}
+	}
+	if _, err := d.Stat(ctx, session); !driver.IsNotFound(err) {
+		t.Errorf("Stat of the deleted session: %v", err)
+	}
+	if _, err := d.Writer(ctx, session+"/data", true); !driver.IsNotFound(err) {
+		t.Errorf("Writer(append) of the deleted session: %v", err)
+	}
+	// A directory holding nothing but a writer's data is still deletable.
+	if err := d.Delete(ctx, keep); err != nil {
+		t.Fatalf("Delete of a directory holding only a writer: %v", err)
+	}
+	if u := uploads(t, d); len(u) != 0 {
+		t.Errorf("%d uploads left", len(u))
+	}
+}
+
+// TestCancelAbortsUpload checks Cancel of a writer that has parts.
+func TestCancelAbortsUpload(t *testing.T) {
+	d := newTestDriver(t, testenv.S3(t), "")
+	ctx := context.Background()
+	appendChunk(t, d, "/u/data", pattern(6*mib, 1), true)
+	w, err := d.Writer(ctx, "/u/data", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("x"))
+	if err := w.Cancel(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if u := uploads(t, d); len(u) != 0 {
+		t.Errorf("%d uploads left after Cancel", len(u))
+	}
+	if left := hiddenKeys(t, d); len(left) > 0 {
+		t.Errorf("writer state left after Cancel: %q", left)
+	}
+}
+
+// TestStreamingWriter writes a large object through one writer in small
+// writes: parts of the configured size, no pieces.
+func TestStreamingWriter(t *testing.T) {
+	var counter requestCounter
+	d := newTestDriver(t, testenv.S3(t), "", countRequests(&counter))
+	ctx := context.Background()
+	w, err := d.Writer(ctx, "/big", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	chunk := pattern(32<<10, 5)
+	for range 40 * mib / len(chunk) {
+		h.Write(chunk)
+		if _, err := w.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if n := counter.count("UploadPart"); n != 3 {
+		t.Errorf("%d parts for 40 MiB in parts of %d MiB, want 3", n, DefaultPartSize/mib)
+	}
+	if n := counter.count("PutObject"); n > 3 {
+		t.Errorf("%d PutObjects streaming one object: %s", n, &counter)
+	}
+	wantSum(t, d, "/big", [sha256.Size]byte(h.Sum(nil)))
+}
