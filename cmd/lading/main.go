@@ -1,0 +1,43 @@
+// Command lading runs the Lading container registry.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `Lading is a container image registry (OCI Distribution API v1.1).
+
+Usage:
+  lading serve [--root DIR] [--addr HOST:PORT]   serve the registry
+  lading version                                 print version information
+  lading help                                    print this help
+
+Run "lading serve -h" for the flags of serve.
+`
+
+// run is the whole command line, callable from tests; it returns the exit
+// status.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return runServe(args[1:], stdout, stderr)
+	case "version":
+		printVersion(stdout)
+		return 0
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "lading: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}

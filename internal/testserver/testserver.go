@@ -1,0 +1,208 @@
+// Package testserver builds Go programs of this module for tests and runs
+// `lading serve` as a real process on a free loopback port, so end-to-end
+// and conformance tests exercise the binary users run.
+package testserver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Build compiles the package pkg (an import path, or a path relative to the
+// module root such as "./cmd/lading") into the test's temporary directory
+// and returns the binary's path. The go command's cache makes repeated
+// builds cheap.
+func Build(t testing.TB, pkg string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Dir = ModuleRoot(t)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return out
+}
+
+var moduleRoot = sync.OnceValues(func() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", err
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("not inside a Go module")
+	}
+	return filepath.Dir(gomod), nil
+})
+
+// ModuleRoot is the directory holding go.mod.
+func ModuleRoot(t testing.TB) string {
+	t.Helper()
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatalf("module root: %v", err)
+	}
+	return root
+}
+
+// Options choose how lading runs. The zero value builds ./cmd/lading and
+// serves on the filesystem driver under a temporary root.
+type Options struct {
+	// Binary is the lading executable; empty builds ./cmd/lading.
+	Binary string
+	// Args are extra arguments after `serve --root DIR --addr HOST:PORT`,
+	// such as a configuration file for S3 or auth.
+	Args []string
+	// Env is added to the test's environment.
+	Env []string
+}
+
+// Server is a running `lading serve`.
+type Server struct {
+	// Addr is host:port on 127.0.0.1.
+	Addr string
+	// URL is "http://" + Addr.
+	URL string
+	// Root is the data directory given with --root.
+	Root string
+
+	cmd    *exec.Cmd
+	logs   *syncBuffer
+	exited chan struct{}
+}
+
+// Start runs lading and waits until /v2/ answers. The process is stopped
+// (SIGTERM, then SIGKILL) when the test ends, and its log is printed if
+// the test failed.
+func Start(t testing.TB, opts Options) *Server {
+	t.Helper()
+	bin := opts.Binary
+	if bin == "" {
+		bin = Build(t, "./cmd/lading")
+	}
+	root := t.TempDir()
+	var lastErr error
+	// A free port found by listening and closing can be taken by another
+	// process before lading binds it; try again with another.
+	for range 3 {
+		addr, err := freeAddr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := &Server{Addr: addr, URL: "http://" + addr, Root: root, logs: &syncBuffer{}, exited: make(chan struct{})}
+		args := append([]string{"serve", "--root", root, "--addr", addr}, opts.Args...)
+		s.cmd = exec.Command(bin, args...)
+		s.cmd.Env = append(os.Environ(), opts.Env...)
+		s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
+		if err := s.cmd.Start(); err != nil {
+			t.Fatalf("starting lading: %v", err)
+		}
+		go func() { _ = s.cmd.Wait(); close(s.exited) }()
+		if lastErr = s.waitReady(30 * time.Second); lastErr == nil {
+			t.Cleanup(func() { s.stop(t) })
+			return s
+		}
+		s.kill()
+	}
+	t.Fatalf("lading did not start: %v", lastErr)
+	return nil
+}
+
+// Logs returns what the process wrote so far.
+func (s *Server) Logs() string { return s.logs.String() }
+
+func (s *Server) waitReady(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	client := &http.Client{Timeout: time.Second}
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.exited:
+			return fmt.Errorf("lading exited early: %s", s.Logs())
+		default:
+		}
+		resp, err := client.Get(s.URL + "/v2/")
+		if err == nil {
+			resp.Body.Close()
+			// 401 is up too: the registry may require authentication.
+			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("no answer on %s/v2/ within %v", s.URL, timeout)
+}
+
+// stop asks for a graceful shutdown and checks that it happens.
+func (s *Server) stop(t testing.TB) {
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+		if code := s.cmd.ProcessState.ExitCode(); code != 0 {
+			t.Errorf("lading exited with status %d after SIGTERM", code)
+		}
+	case <-time.After(40 * time.Second):
+		t.Errorf("lading did not stop within 40s of SIGTERM")
+		s.kill()
+	}
+	if t.Failed() {
+		t.Logf("lading log (last %d lines):\n%s", logTail, tail(s.Logs(), logTail))
+	}
+}
+
+func (s *Server) kill() {
+	_ = s.cmd.Process.Kill()
+	<-s.exited
+}
+
+// logTail bounds the log printed for a failed test: a conformance run logs
+// thousands of requests, and the end is where a failure shows.
+const logTail = 200
+
+func tail(s string, lines int) string {
+	parts := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(parts) > lines {
+		parts = parts[len(parts)-lines:]
+	}
+	return strings.Join(parts, "\n")
+}
+
+func freeAddr() (string, error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// syncBuffer collects a process's output, written from exec's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

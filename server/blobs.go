@@ -1,0 +1,93 @@
+package server
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/lading-registry/lading/registry"
+)
+
+func (h *handlers) blob(w http.ResponseWriter, r *http.Request, rt Route) error {
+	d, err := registry.ParseDigest(rt.Reference)
+	if err != nil {
+		return err
+	}
+	repo, err := h.repository(rt)
+	if err != nil {
+		return err
+	}
+	blobs := repo.Blobs()
+	switch r.Method {
+	case http.MethodDelete:
+		if err := h.deletesDisabled(); err != nil {
+			return err
+		}
+		if err := blobs.Delete(r.Context(), d); err != nil {
+			return err
+		}
+		writeEmpty(w, http.StatusAccepted)
+		return nil
+	case http.MethodHead:
+		desc, err := blobs.Stat(r.Context(), d)
+		if err != nil {
+			return err
+		}
+		off, n, kind := parseRange(r.Header.Get("Range"), desc.Size)
+		return writeBlobHeader(w, d, desc.Size, off, n, kind)
+	}
+
+	br, err := blobs.Open(r.Context(), d)
+	if err != nil {
+		return err
+	}
+	defer br.Close()
+	if target, err := br.RedirectURL(r); err != nil {
+		return err
+	} else if target != "" {
+		w.Header().Set("Location", target)
+		writeEmpty(w, http.StatusTemporaryRedirect)
+		return nil
+	}
+	size := br.Descriptor().Size
+	off, n, kind := parseRange(r.Header.Get("Range"), size)
+	if err := writeBlobHeader(w, d, size, off, n, kind); err != nil {
+		return err
+	}
+	if n == 0 {
+		return nil
+	}
+	// The status is sent: a failure now can only cut the body short, which
+	// the client sees against Content-Length.
+	if _, err := br.CopyRange(w, off, n); err != nil && r.Context().Err() == nil {
+		h.log.WarnContext(r.Context(), "blob body cut short", "repository", rt.Repository, "digest", d, "error", err)
+	}
+	return nil
+}
+
+// writeBlobHeader sends the status and headers of a blob response; the
+// body, if any, is n bytes from off. An unsatisfiable range is returned as
+// an error for mapError to answer, with the blob's size in Content-Range.
+func writeBlobHeader(w http.ResponseWriter, d digest.Digest, size, off, n int64, kind rangeKind) error {
+	hdr := w.Header()
+	hdr.Set("Accept-Ranges", "bytes")
+	hdr.Set("Docker-Content-Digest", d.String())
+	hdr.Set("ETag", `"`+d.String()+`"`)
+	sizeStr := strconv.FormatInt(size, 10)
+	switch kind {
+	case rangeUnsatisfiable:
+		hdr.Set("Content-Range", "bytes */"+sizeStr)
+		return withStatus(http.StatusRequestedRangeNotSatisfiable, registry.CodeRangeInvalid, "range not satisfiable for a blob of %d bytes", size)
+	case rangePartial:
+		hdr.Set("Content-Type", "application/octet-stream")
+		hdr.Set("Content-Range", "bytes "+strconv.FormatInt(off, 10)+"-"+strconv.FormatInt(off+n-1, 10)+"/"+sizeStr)
+		hdr.Set("Content-Length", strconv.FormatInt(n, 10))
+		w.WriteHeader(http.StatusPartialContent)
+	default:
+		hdr.Set("Content-Type", "application/octet-stream")
+		hdr.Set("Content-Length", sizeStr)
+		w.WriteHeader(http.StatusOK)
+	}
+	return nil
+}

@@ -1,0 +1,128 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/lading-registry/lading/registry"
+)
+
+// statusError is a registry error whose status the server decides rather
+// than its code: an unknown route is a 404 whatever code explains it.
+type statusError struct {
+	status int
+	err    *registry.Error
+}
+
+func (e *statusError) Error() string { return e.err.Error() }
+func (e *statusError) Unwrap() error { return e.err }
+
+func withStatus(status int, code registry.Code, format string, args ...any) error {
+	return &statusError{status: status, err: &registry.Error{Code: code, Message: fmt.Sprintf(format, args...)}}
+}
+
+func errNotFound(path string) error {
+	return withStatus(http.StatusNotFound, registry.CodeUnsupported, "no endpoint at %q", path)
+}
+
+func errMethodNotAllowed(method string) error {
+	return withStatus(http.StatusMethodNotAllowed, registry.CodeUnsupported, "method %s is not allowed here", method)
+}
+
+// codeStatus is the HTTP status of each error code, per the distribution
+// specification where it names one.
+var codeStatus = map[registry.Code]int{
+	registry.CodeBlobUnknown:         http.StatusNotFound,
+	registry.CodeBlobUploadUnknown:   http.StatusNotFound,
+	registry.CodeManifestUnknown:     http.StatusNotFound,
+	registry.CodeNameUnknown:         http.StatusNotFound,
+	registry.CodeBlobUploadInvalid:   http.StatusBadRequest,
+	registry.CodeDigestInvalid:       http.StatusBadRequest,
+	registry.CodeManifestBlobUnknown: http.StatusBadRequest,
+	registry.CodeManifestInvalid:     http.StatusBadRequest,
+	registry.CodeNameInvalid:         http.StatusBadRequest,
+	registry.CodeSizeInvalid:         http.StatusBadRequest,
+	registry.CodeTagInvalid:          http.StatusBadRequest,
+	registry.CodeManifestTooLarge:    http.StatusRequestEntityTooLarge,
+	registry.CodeRangeInvalid:        http.StatusRequestedRangeNotSatisfiable,
+	registry.CodeUnsupported:         http.StatusMethodNotAllowed,
+	registry.CodeUnauthorized:        http.StatusUnauthorized,
+	registry.CodeDenied:              http.StatusForbidden,
+	registry.CodeTooManyRequests:     http.StatusTooManyRequests,
+}
+
+// errorBody is the OCI error document.
+type errorBody struct {
+	Errors []errorEntry `json:"errors"`
+}
+
+type errorEntry struct {
+	Code    registry.Code `json:"code"`
+	Message string        `json:"message"`
+	Detail  any           `json:"detail,omitempty"`
+}
+
+// mapError is the one place an error becomes an HTTP answer: its status,
+// the headers it implies, and the OCI error body. Errors that are not the
+// client's to act on become 500 UNKNOWN with a generic message; the caller
+// logs the real one.
+func mapError(err error) (status int, header http.Header, body errorBody) {
+	header = http.Header{}
+	var rangeErr *registry.RangeError
+	if errors.As(err, &rangeErr) {
+		header.Set("Range", uploadRange(rangeErr.Offset))
+		return http.StatusRequestedRangeNotSatisfiable, header, errorBody{Errors: []errorEntry{{
+			Code: registry.CodeRangeInvalid, Message: rangeErr.Error(),
+		}}}
+	}
+	var se *statusError
+	if errors.As(err, &se) {
+		return se.status, header, entry(se.err)
+	}
+	if e, ok := registry.AsError(err); ok {
+		if status, ok := codeStatus[e.Code]; ok {
+			return status, header, entry(e)
+		}
+	}
+	return http.StatusInternalServerError, header, errorBody{Errors: []errorEntry{{
+		Code: registry.CodeUnknown, Message: "internal server error",
+	}}}
+}
+
+func entry(e *registry.Error) errorBody {
+	msg := e.Message
+	if msg == "" {
+		msg = string(e.Code)
+	}
+	return errorBody{Errors: []errorEntry{{Code: e.Code, Message: msg, Detail: e.Detail}}}
+}
+
+// writeError answers the request with err. Server faults are logged with
+// the real error; client mistakes at debug level only.
+func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	status, header, body := mapError(err)
+	if status >= 500 {
+		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+	} else {
+		log.DebugContext(r.Context(), "request refused", "method", r.Method, "path", r.URL.Path, "status", status, "error", err)
+	}
+	for k, v := range header {
+		w.Header()[k] = v
+	}
+	payload, merr := json.Marshal(body)
+	if merr != nil {
+		// A Detail that cannot be encoded must not turn the answer into a 500.
+		body.Errors[0].Detail = nil
+		payload, _ = json.Marshal(body)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(payload)))
+	w.WriteHeader(status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(payload)
+	}
+}

@@ -1,0 +1,114 @@
+package server
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/lading-registry/lading/registry"
+)
+
+// Page sizes for listings. A page costs the registry in proportion to its
+// size, so an unbounded request is cut at maxPage and continued by Link.
+const (
+	defaultCatalogPage = 1000
+	maxPage            = 10000
+)
+
+// pageRequest is a listing's ?n= and ?last=.
+type pageRequest struct {
+	n    int  // entries wanted, at most maxPage
+	none bool // n=0: the spec's way to ask for an empty page
+	last string
+}
+
+// parsePage reads n and last; defaultN applies when n is absent (0: all).
+func parsePage(q url.Values, defaultN int) (pageRequest, error) {
+	p := pageRequest{n: defaultN, last: q.Get("last")}
+	if s := q.Get("n"); s != "" {
+		n, ok := parseDecimal(s)
+		if !ok {
+			return p, withStatus(http.StatusBadRequest, registry.CodeUnsupported, "invalid page size n=%q", s)
+		}
+		p.n = int(min(n, maxPage))
+		p.none = n == 0
+	}
+	return p, nil
+}
+
+// setNextLink adds the RFC 8288 Link to the page after last.
+func setNextLink(w http.ResponseWriter, path string, n int, last string) {
+	q := url.Values{}
+	if n > 0 {
+		q.Set("n", strconv.Itoa(n))
+	}
+	q.Set("last", last)
+	w.Header().Set("Link", "<"+path+"?"+q.Encode()+`>; rel="next"`)
+}
+
+type tagList struct {
+	Name string   `json:"name"`
+	Tags []string `json:"tags"`
+}
+
+func (h *handlers) tags(w http.ResponseWriter, r *http.Request, rt Route) error {
+	page, err := parsePage(r.URL.Query(), 0)
+	if err != nil {
+		return err
+	}
+	if page.last != "" {
+		if err := registry.ValidateTag(page.last); err != nil {
+			return err
+		}
+	}
+	repo, err := h.repository(rt)
+	if err != nil {
+		return err
+	}
+	list := tagList{Name: rt.Repository, Tags: []string{}}
+	if !page.none {
+		tags, more, err := repo.Manifests().Tags(r.Context(), page.last, page.n)
+		if err != nil {
+			return err
+		}
+		if tags != nil {
+			list.Tags = tags
+		}
+		if more && len(tags) > 0 {
+			setNextLink(w, "/v2/"+rt.Repository+"/tags/list", page.n, tags[len(tags)-1])
+		}
+	}
+	writeJSON(w, r, http.StatusOK, list)
+	return nil
+}
+
+type catalogList struct {
+	Repositories []string `json:"repositories"`
+}
+
+func (h *handlers) catalog(w http.ResponseWriter, r *http.Request, _ Route) error {
+	page, err := parsePage(r.URL.Query(), defaultCatalogPage)
+	if err != nil {
+		return err
+	}
+	if page.last != "" {
+		if err := registry.ValidateName(page.last); err != nil {
+			return err
+		}
+	}
+	list := catalogList{Repositories: []string{}}
+	if !page.none {
+		names, more, err := h.reg.Catalog(r.Context(), page.last, page.n)
+		if err != nil {
+			return err
+		}
+		if names != nil {
+			list.Repositories = names
+		}
+		if more && len(names) > 0 {
+			setNextLink(w, "/v2/_catalog", page.n, names[len(names)-1])
+		}
+	}
+	writeJSON(w, r, http.StatusOK, list)
+	return nil
+}

@@ -1,0 +1,86 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// nextLink extracts the target of a Link: <...>; rel="next" header.
+func nextLink(t testing.TB, h http.Header) string {
+	t.Helper()
+	link := h.Get("Link")
+	if link == "" {
+		return ""
+	}
+	target, rest, ok := strings.Cut(strings.TrimPrefix(link, "<"), ">")
+	if !ok || strings.TrimSpace(rest) != `; rel="next"` {
+		t.Fatalf("malformed Link %q", link)
+	}
+	return target
+}
+
+// collectPages follows Link headers from target and returns every page's
+// entries, as picked out of the JSON body by entries.
+func collectPages(t testing.TB, h http.Handler, target string, entries func([]byte) []string) []string {
+	t.Helper()
+	var all []string
+	for pages := 0; target != ""; pages++ {
+		if pages > 10 {
+			t.Fatal("pagination does not end")
+		}
+		rec := serve(t, h, request{method: "GET", target: target})
+		wantStatus(t, rec, 200, "")
+		all = append(all, entries(rec.Body.Bytes())...)
+		target = nextLink(t, rec.Header())
+	}
+	return all
+}
+
+func TestTagsPagination(t *testing.T) {
+	h := newHandler(t, Options{})
+	payload := imageManifest(t, h, "a", nil)
+	tags := []string{"a1", "b2", "c3", "d4", "e5"}
+	for _, tag := range tags {
+		wantStatus(t, putManifest(t, h, "a", tag, payload), 201, "")
+	}
+	all := collectPages(t, h, "/v2/a/tags/list?n=2", func(body []byte) []string {
+		var list tagList
+		if err := json.Unmarshal(body, &list); err != nil || list.Name != "a" || len(list.Tags) > 2 {
+			t.Fatalf("page %s (%v)", body, err)
+		}
+		return list.Tags
+	})
+	if strings.Join(all, ",") != strings.Join(tags, ",") {
+		t.Fatalf("paged tags %v", all)
+	}
+
+	rec := serve(t, h, request{method: "GET", target: "/v2/a/tags/list?last=b2"})
+	if !strings.Contains(rec.Body.String(), `"tags":["c3","d4","e5"]`) || rec.Header().Get("Link") != "" {
+		t.Fatalf("after b2: %s %v", rec.Body, rec.Header())
+	}
+	rec = serve(t, h, request{method: "GET", target: "/v2/a/tags/list?n=0"})
+	if !strings.Contains(rec.Body.String(), `"tags":[]`) {
+		t.Fatalf("n=0: %s", rec.Body)
+	}
+}
+
+func TestCatalogPagination(t *testing.T) {
+	h := newHandler(t, Options{})
+	repos := []string{"a", "a/b", "b", "c-d"}
+	for _, repo := range repos {
+		payload := imageManifest(t, h, repo, nil)
+		wantStatus(t, putManifest(t, h, repo, "latest", payload), 201, "")
+	}
+	all := collectPages(t, h, "/v2/_catalog?n=3", func(body []byte) []string {
+		var list catalogList
+		if err := json.Unmarshal(body, &list); err != nil || len(list.Repositories) > 3 {
+			t.Fatalf("page %s (%v)", body, err)
+		}
+		return list.Repositories
+	})
+	if strings.Join(all, ",") != strings.Join(repos, ",") {
+		t.Fatalf("catalog %v", all)
+	}
+}

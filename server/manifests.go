@@ -1,0 +1,133 @@
+package server
+
+import (
+	"bytes"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/lading-registry/lading/registry"
+)
+
+func (h *handlers) manifest(w http.ResponseWriter, r *http.Request, rt Route) error {
+	if err := validateReference(rt.Reference); err != nil {
+		return err
+	}
+	repo, err := h.repository(rt)
+	if err != nil {
+		return err
+	}
+	ms := repo.Manifests()
+	ctx := r.Context()
+	switch r.Method {
+	case http.MethodHead:
+		desc, err := ms.Stat(ctx, rt.Reference)
+		if err != nil {
+			return err
+		}
+		setManifestHeaders(w, desc)
+		w.WriteHeader(http.StatusOK)
+		return nil
+	case http.MethodGet:
+		m, err := ms.Get(ctx, rt.Reference)
+		if err != nil {
+			return err
+		}
+		setManifestHeaders(w, m.Descriptor)
+		w.Header().Set("Content-Length", strconv.Itoa(len(m.Payload)))
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(m.Payload)
+		return nil
+	case http.MethodDelete:
+		if err := h.deletesDisabled(); err != nil {
+			return err
+		}
+		if err := ms.Delete(ctx, rt.Reference); err != nil {
+			return err
+		}
+		writeEmpty(w, http.StatusAccepted)
+		return nil
+	}
+	return h.putManifest(w, r, rt, ms)
+}
+
+// putManifest stores the body under the reference and every ?tag=
+// parameter, which are all checked before the body is read.
+func (h *handlers) putManifest(w http.ResponseWriter, r *http.Request, rt Route, ms *registry.ManifestStore) error {
+	tags := r.URL.Query()["tag"]
+	for _, tag := range tags {
+		if err := registry.ValidateTag(tag); err != nil {
+			return err
+		}
+	}
+	payload, err := h.readManifest(r)
+	if err != nil {
+		return err
+	}
+	mediaType := r.Header.Get("Content-Type")
+	if mt, _, err := mime.ParseMediaType(mediaType); err == nil {
+		mediaType = mt
+	}
+	m, err := ms.Put(r.Context(), rt.Reference, mediaType, payload, tags...)
+	if err != nil {
+		return err
+	}
+	for _, tag := range tags {
+		w.Header().Add("OCI-Tag", tag)
+	}
+	hdr := w.Header()
+	d := m.Descriptor.Digest
+	hdr.Set("Location", "/v2/"+rt.Repository+"/manifests/"+d.String())
+	hdr.Set("Docker-Content-Digest", d.String())
+	if m.Subject != nil {
+		hdr.Set("OCI-Subject", m.Subject.Digest.String())
+	}
+	writeEmpty(w, http.StatusCreated)
+	return nil
+}
+
+// readManifest reads a manifest body of at most the configured size. A
+// declared length over the limit is refused unread; an undeclared one is
+// read only up to the limit.
+func (h *handlers) readManifest(r *http.Request) ([]byte, error) {
+	limit := h.opts.MaxManifestSize
+	if r.ContentLength > limit {
+		return nil, withStatus(http.StatusRequestEntityTooLarge, registry.CodeManifestTooLarge,
+			"manifest of %d bytes exceeds the limit of %d", r.ContentLength, limit)
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength))
+	}
+	body := newClientBody(io.LimitReader(r.Body, limit+1), -1)
+	if _, err := buf.ReadFrom(body); err != nil {
+		return nil, body.blame(r.Context(), err, registry.CodeManifestInvalid)
+	}
+	if int64(buf.Len()) > limit {
+		return nil, withStatus(http.StatusRequestEntityTooLarge, registry.CodeManifestTooLarge,
+			"manifest exceeds the limit of %d bytes", limit)
+	}
+	return buf.Bytes(), nil
+}
+
+func setManifestHeaders(w http.ResponseWriter, desc v1.Descriptor) {
+	hdr := w.Header()
+	hdr.Set("Content-Type", desc.MediaType)
+	hdr.Set("Content-Length", strconv.FormatInt(desc.Size, 10))
+	hdr.Set("Docker-Content-Digest", desc.Digest.String())
+	hdr.Set("ETag", `"`+desc.Digest.String()+`"`)
+}
+
+// validateReference checks that a manifest reference is a digest (it has
+// the algorithm's colon) or a tag, before any storage is touched.
+func validateReference(ref string) error {
+	if strings.Contains(ref, ":") {
+		_, err := registry.ParseDigest(ref)
+		return err
+	}
+	return registry.ValidateTag(ref)
+}

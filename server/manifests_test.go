@@ -1,0 +1,184 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/specs-go"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/lading-registry/lading/registry"
+)
+
+// imageManifest pushes a config and a layer to repo and returns the bytes of
+// an OCI image manifest over them.
+func imageManifest(t testing.TB, h http.Handler, repo string, mutate func(*v1.Manifest)) []byte {
+	t.Helper()
+	config := []byte(`{"architecture":"amd64","os":"linux"}`)
+	layer := randomBlob(t, 300)
+	m := v1.Manifest{
+		Versioned: specs.Versioned{SchemaVersion: 2},
+		MediaType: v1.MediaTypeImageManifest,
+		Config:    v1.Descriptor{MediaType: v1.MediaTypeImageConfig, Digest: pushBlob(t, h, repo, config), Size: int64(len(config))},
+		Layers:    []v1.Descriptor{{MediaType: v1.MediaTypeImageLayerGzip, Digest: pushBlob(t, h, repo, layer), Size: int64(len(layer))}},
+	}
+	if mutate != nil {
+		mutate(&m)
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func putManifest(t testing.TB, h http.Handler, repo, ref string, payload []byte) *httptest.ResponseRecorder {
+	t.Helper()
+	return serve(t, h, request{method: "PUT", target: "/v2/" + repo + "/manifests/" + ref, body: payload,
+		header: map[string]string{"Content-Type": v1.MediaTypeImageManifest}})
+}
+
+func TestManifestPushPullDelete(t *testing.T) {
+	h := newHandler(t, Options{})
+	payload := imageManifest(t, h, "a/b", nil)
+	d := digest.FromBytes(payload)
+
+	rec := putManifest(t, h, "a/b", "v1", payload)
+	wantStatus(t, rec, 201, "")
+	if rec.Header().Get("Location") != "/v2/a/b/manifests/"+d.String() || rec.Header().Get("Docker-Content-Digest") != d.String() {
+		t.Fatalf("PUT headers %v", rec.Header())
+	}
+	if rec.Header().Get("OCI-Subject") != "" {
+		t.Fatal("OCI-Subject on a manifest without subject")
+	}
+
+	for _, ref := range []string{"v1", d.String()} {
+		rec = serve(t, h, request{method: "GET", target: "/v2/a/b/manifests/" + ref})
+		wantStatus(t, rec, 200, "")
+		if !bytes.Equal(rec.Body.Bytes(), payload) {
+			t.Fatalf("GET %s: body differs", ref)
+		}
+		if rec.Header().Get("Content-Type") != v1.MediaTypeImageManifest || rec.Header().Get("Docker-Content-Digest") != d.String() {
+			t.Fatalf("GET %s headers %v", ref, rec.Header())
+		}
+		rec = serve(t, h, request{method: "HEAD", target: "/v2/a/b/manifests/" + ref})
+		wantStatus(t, rec, 200, "")
+		if rec.Body.Len() != 0 || rec.Header().Get("Content-Length") != strconv.Itoa(len(payload)) {
+			t.Fatalf("HEAD %s: %d body bytes, headers %v", ref, rec.Body.Len(), rec.Header())
+		}
+	}
+
+	wantStatus(t, serve(t, h, request{method: "DELETE", target: "/v2/a/b/manifests/v1"}), 202, "")
+	wantStatus(t, serve(t, h, request{method: "GET", target: "/v2/a/b/manifests/v1"}), 404, registry.CodeManifestUnknown)
+	wantStatus(t, serve(t, h, request{method: "GET", target: "/v2/a/b/manifests/" + d.String()}), 200, "")
+	wantStatus(t, serve(t, h, request{method: "DELETE", target: "/v2/a/b/manifests/" + d.String()}), 202, "")
+	wantStatus(t, serve(t, h, request{method: "HEAD", target: "/v2/a/b/manifests/" + d.String()}), 404, "")
+}
+
+func TestManifestTagParams(t *testing.T) {
+	h := newHandler(t, Options{})
+	payload := imageManifest(t, h, "a", nil)
+	d := digest.FromBytes(payload)
+	rec := putManifest(t, h, "a", d.String()+"?tag=one&tag=two", payload)
+	wantStatus(t, rec, 201, "")
+	if got := rec.Header().Values("OCI-Tag"); len(got) != 2 || got[0] != "one" || got[1] != "two" {
+		t.Fatalf("OCI-Tag %q", got)
+	}
+	for _, tag := range []string{"one", "two"} {
+		wantStatus(t, serve(t, h, request{method: "HEAD", target: "/v2/a/manifests/" + tag}), 200, "")
+	}
+}
+
+func TestManifestErrors(t *testing.T) {
+	h := newHandler(t, Options{})
+	good := imageManifest(t, h, "a", nil)
+	missingBlob := imageManifest(t, h, "a", func(m *v1.Manifest) {
+		m.Layers[0].Digest = digest.FromString("never pushed")
+	})
+	big := bytes.Repeat([]byte(" "), registry.DefaultMaxManifestSize+1)
+	tests := []struct {
+		name   string
+		req    request
+		status int
+		code   registry.Code
+	}{
+		{"not json", request{method: "PUT", target: "/v2/a/manifests/x", body: []byte("{nope")}, 400, registry.CodeManifestInvalid},
+		{"missing blob", request{method: "PUT", target: "/v2/a/manifests/x", body: missingBlob}, 400, registry.CodeManifestBlobUnknown},
+		{"digest mismatch", request{method: "PUT", target: "/v2/a/manifests/" + digest.FromString("other").String(), body: good}, 400, registry.CodeDigestInvalid},
+		{"too large declared", request{method: "PUT", target: "/v2/a/manifests/x", body: big}, 413, registry.CodeManifestTooLarge},
+		{"too large chunked", request{method: "PUT", target: "/v2/a/manifests/x", body: big, chunked: true}, 413, registry.CodeManifestTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.req.header == nil {
+				tt.req.header = map[string]string{"Content-Type": v1.MediaTypeImageManifest}
+			}
+			wantStatus(t, serve(t, h, tt.req), tt.status, tt.code)
+		})
+	}
+	wantStatus(t, putManifest(t, h, "a", "x", good), 201, "")
+	wantStatus(t, serve(t, h, request{method: "GET", target: "/v2/a/manifests/nope"}), 404, registry.CodeManifestUnknown)
+
+	h = newHandler(t, Options{DisableDeletes: true})
+	good = imageManifest(t, h, "a", nil)
+	wantStatus(t, putManifest(t, h, "a", "x", good), 201, "")
+	wantStatus(t, serve(t, h, request{method: "DELETE", target: "/v2/a/manifests/x"}), 405, registry.CodeUnsupported)
+}
+
+func TestReferrers(t *testing.T) {
+	h := newHandler(t, Options{})
+	subject := imageManifest(t, h, "a", nil)
+	sd := digest.FromBytes(subject)
+	wantStatus(t, putManifest(t, h, "a", "base", subject), 201, "")
+
+	const at = "application/vnd.example.sbom"
+	referrer := imageManifest(t, h, "a", func(m *v1.Manifest) {
+		m.ArtifactType = at
+		m.Subject = &v1.Descriptor{MediaType: v1.MediaTypeImageManifest, Digest: sd, Size: int64(len(subject))}
+	})
+	rd := digest.FromBytes(referrer)
+	rec := putManifest(t, h, "a", rd.String(), referrer)
+	wantStatus(t, rec, 201, "")
+	if rec.Header().Get("OCI-Subject") != sd.String() {
+		t.Fatalf("OCI-Subject %q", rec.Header().Get("OCI-Subject"))
+	}
+
+	list := func(target string) (v1.Index, http.Header) {
+		rec := serve(t, h, request{method: "GET", target: target})
+		wantStatus(t, rec, 200, "")
+		if rec.Header().Get("Content-Type") != v1.MediaTypeImageIndex {
+			t.Fatalf("Content-Type %q", rec.Header().Get("Content-Type"))
+		}
+		var idx v1.Index
+		if err := json.Unmarshal(rec.Body.Bytes(), &idx); err != nil {
+			t.Fatal(err)
+		}
+		if idx.SchemaVersion != 2 || idx.MediaType != v1.MediaTypeImageIndex || idx.Manifests == nil {
+			t.Fatalf("not an index: %s", rec.Body)
+		}
+		return idx, rec.Header()
+	}
+	idx, _ := list("/v2/a/referrers/" + sd.String())
+	if len(idx.Manifests) != 1 || idx.Manifests[0].Digest != rd || idx.Manifests[0].ArtifactType != at {
+		t.Fatalf("referrers %+v", idx.Manifests)
+	}
+	idx, hdr := list("/v2/a/referrers/" + sd.String() + "?artifactType=" + at)
+	if len(idx.Manifests) != 1 || hdr.Get("OCI-Filters-Applied") != "artifactType" {
+		t.Fatalf("filtered: %+v, %v", idx.Manifests, hdr)
+	}
+	idx, _ = list("/v2/a/referrers/" + sd.String() + "?artifactType=other")
+	if len(idx.Manifests) != 0 {
+		t.Fatalf("filter kept %+v", idx.Manifests)
+	}
+	// No referrers, and no such repository: an empty index.
+	idx, _ = list("/v2/a/referrers/" + rd.String())
+	if len(idx.Manifests) != 0 {
+		t.Fatal("referrers of a referrer")
+	}
+	list("/v2/nowhere/referrers/" + sd.String())
+}

@@ -1,0 +1,182 @@
+// Package server serves a registry over the OCI Distribution API v1.1.
+//
+// The handler is a chain: an outer layer that records, logs and recovers;
+// the router, which resolves every request into a Route (or refuses it)
+// and stores it in the request's context; then Options.Middleware, where
+// authorization, metrics and read-only modes plug in knowing the route;
+// and last the endpoint handlers, which call the registry and map its
+// errors to HTTP in one place (mapError).
+package server
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/lading-registry/lading/internal/httpx"
+	"github.com/lading-registry/lading/registry"
+)
+
+// Middleware wraps the endpoint handlers. It runs after routing, so
+// RouteOf(r.Context()) is set, and inside the outer recorder, so
+// httpx.Record(w) returns that recorder (status and size once the inner
+// handler returned) rather than wrapping the writer again.
+type Middleware func(http.Handler) http.Handler
+
+// Options configure the HTTP layer. The zero value serves every endpoint.
+type Options struct {
+	// Logger receives access and error logs. Nil means slog.Default().
+	Logger *slog.Logger
+	// DisableDeletes answers DELETE of blobs, manifests and tags with 405
+	// UNSUPPORTED. Cancelling an upload stays allowed.
+	DisableDeletes bool
+	// MaxManifestSize bounds a manifest body; 0 means the registry's default.
+	// Bodies declared or found larger are refused (413) without being read
+	// beyond the limit.
+	MaxManifestSize int64
+	// Middleware is applied in order, the first outermost, between the
+	// router and the endpoint handlers.
+	Middleware []Middleware
+}
+
+// New returns the HTTP handler of the distribution API over reg.
+func New(reg *registry.Registry, opts Options) http.Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.MaxManifestSize <= 0 {
+		opts.MaxManifestSize = registry.DefaultMaxManifestSize
+	}
+	h := &handlers{reg: reg, log: opts.Logger, opts: opts}
+	h.endpoints = h.endpointTable()
+	var inner http.Handler = http.HandlerFunc(h.serve)
+	for i := len(opts.Middleware) - 1; i >= 0; i-- {
+		inner = opts.Middleware[i](inner)
+	}
+	return h.outer(h.route(inner))
+}
+
+type handlers struct {
+	reg       *registry.Registry
+	log       *slog.Logger
+	opts      Options
+	endpoints map[RouteName]endpoint
+}
+
+// outer records the response, logs it and turns a panic into a 500, so a
+// bug in one request neither kills the process nor goes unanswered.
+func (h *handlers) outer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec, w := httpx.Record(w)
+		w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+		defer func() {
+			h.logAccess(r, rec, time.Since(start))
+		}()
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v != http.ErrAbortHandler {
+				h.log.ErrorContext(r.Context(), "panic serving request", "method", r.Method, "path", r.URL.EscapedPath(), "panic", v)
+			}
+			if v == http.ErrAbortHandler || rec.Written() > 0 || rec.Status() != http.StatusOK {
+				// Part of a response is out: cut the connection so the
+				// client cannot take it for a whole one.
+				panic(http.ErrAbortHandler)
+			}
+			writeError(w, r, h.log, errPanic)
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+var errPanic = &registry.Error{Code: registry.CodeUnknown, Message: "internal server error"}
+
+func (h *handlers) logAccess(r *http.Request, rec *httpx.Recorder, took time.Duration) {
+	attrs := []any{
+		"method", r.Method,
+		"path", r.URL.EscapedPath(),
+		"status", rec.Status(),
+		"bytes", rec.Written(),
+		"duration", took,
+		"remote", r.RemoteAddr,
+	}
+	if rt, ok := RouteOf(r.Context()); ok {
+		attrs = append(attrs, "route", string(rt.Name))
+		if rt.Repository != "" {
+			attrs = append(attrs, "repository", rt.Repository)
+		}
+	}
+	h.log.InfoContext(r.Context(), "request", attrs...)
+}
+
+// route resolves the request's Route, or answers it: 404 for a path that
+// names no endpoint, 400 for a malformed name, 405 for a wrong method.
+func (h *handlers) route(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rt, err := parseRoute(r)
+		if err != nil {
+			writeError(w, r, h.log, err)
+			return
+		}
+		if !allowed(rt, r.Method) {
+			for _, m := range methods[rt.Name] {
+				w.Header().Add("Allow", m)
+			}
+			writeError(w, r, h.log, errMethodNotAllowed(r.Method))
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(withRoute(r.Context(), rt)))
+	})
+}
+
+// serve dispatches a routed request to its endpoint handler and writes the
+// handler's error, if any, through mapError.
+func (h *handlers) serve(w http.ResponseWriter, r *http.Request) {
+	rt, _ := RouteOf(r.Context())
+	endpoint, ok := h.endpoints[rt.Name]
+	if !ok {
+		writeError(w, r, h.log, errNotFound(r.URL.EscapedPath()))
+		return
+	}
+	if err := endpoint(w, r, rt); err != nil {
+		writeError(w, r, h.log, err)
+	}
+}
+
+// endpoint serves one route. It returns an error only before writing
+// anything, so the error can still become the response.
+type endpoint func(http.ResponseWriter, *http.Request, Route) error
+
+func (h *handlers) endpointTable() map[RouteName]endpoint {
+	return map[RouteName]endpoint{
+		RouteBase:        h.base,
+		RouteCatalog:     h.catalog,
+		RouteTags:        h.tags,
+		RouteManifest:    h.manifest,
+		RouteBlob:        h.blob,
+		RouteUploadStart: h.startUpload,
+		RouteUpload:      h.upload,
+		RouteReferrers:   h.referrers,
+	}
+}
+
+func (h *handlers) base(w http.ResponseWriter, r *http.Request, _ Route) error {
+	writeJSON(w, r, http.StatusOK, struct{}{})
+	return nil
+}
+
+// repository returns the route's repository; the router has validated the
+// name already.
+func (h *handlers) repository(rt Route) (*registry.Repository, error) {
+	return h.reg.Repository(rt.Repository)
+}
+
+func (h *handlers) deletesDisabled() error {
+	if h.opts.DisableDeletes {
+		return withStatus(http.StatusMethodNotAllowed, registry.CodeUnsupported, "deletes are disabled on this registry")
+	}
+	return nil
+}

@@ -1,0 +1,172 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/lading-registry/lading/registry"
+)
+
+// startUpload serves POST /v2/<name>/blobs/uploads/: a mount, a whole blob
+// in one request (?digest=), or a new session.
+func (h *handlers) startUpload(w http.ResponseWriter, r *http.Request, rt Route) error {
+	repo, err := h.repository(rt)
+	if err != nil {
+		return err
+	}
+	blobs := repo.Blobs()
+	q := r.URL.Query()
+	ctx := r.Context()
+
+	if q.Has("mount") {
+		d, err := registry.ParseDigest(q.Get("mount"))
+		if err != nil {
+			return err
+		}
+		if rt.MountFrom != "" {
+			if err := registry.ValidateName(rt.MountFrom); err != nil {
+				return err
+			}
+		}
+		_, err = blobs.Mount(ctx, rt.MountFrom, d)
+		if err == nil {
+			blobCreated(w, rt.Repository, d)
+			return nil
+		}
+		if !errors.Is(err, registry.ErrBlobUnknown) {
+			return err
+		}
+		// The source lacks the blob: the spec has the client upload it
+		// through a session instead.
+	} else if q.Has("digest") {
+		d, err := registry.ParseDigest(q.Get("digest"))
+		if err != nil {
+			return err
+		}
+		body := newClientBody(r.Body, -1)
+		if _, err := blobs.Put(ctx, d, body); err != nil {
+			return body.blame(ctx, err, registry.CodeBlobUploadInvalid)
+		}
+		blobCreated(w, rt.Repository, d)
+		return nil
+	}
+
+	up, err := blobs.Upload(ctx, registry.UploadOptions{})
+	if err != nil {
+		return err
+	}
+	uploadAccepted(w, rt.Repository, up, http.StatusAccepted)
+	return nil
+}
+
+// upload serves an existing session: status, a chunk, the final PUT, or
+// cancellation.
+func (h *handlers) upload(w http.ResponseWriter, r *http.Request, rt Route) error {
+	if !validUploadID(rt.Reference) {
+		return &registry.Error{Code: registry.CodeBlobUploadUnknown, Message: "unknown upload session"}
+	}
+	repo, err := h.repository(rt)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+
+	var d digest.Digest
+	if r.Method == http.MethodPut {
+		// Refuse a bad digest before touching the session or the body.
+		if d, err = registry.ParseDigest(r.URL.Query().Get("digest")); err != nil {
+			return err
+		}
+	}
+	up, err := repo.Blobs().Resume(ctx, rt.Reference)
+	if err != nil {
+		return err
+	}
+
+	switch r.Method {
+	case http.MethodGet:
+		uploadAccepted(w, rt.Repository, up, http.StatusNoContent)
+		return nil
+	case http.MethodDelete:
+		if err := up.Cancel(ctx); err != nil {
+			return err
+		}
+		writeEmpty(w, http.StatusNoContent)
+		return nil
+	case http.MethodPatch:
+		if err := appendChunk(r, up); err != nil {
+			return err
+		}
+		uploadAccepted(w, rt.Repository, up, http.StatusAccepted)
+		return nil
+	}
+
+	// PUT: an optional last chunk, then the commit.
+	if r.ContentLength != 0 || r.Header.Get("Content-Range") != "" {
+		if err := appendChunk(r, up); err != nil {
+			return err
+		}
+	}
+	if _, err := up.Commit(ctx, d, -1); err != nil {
+		return err
+	}
+	blobCreated(w, rt.Repository, d)
+	return nil
+}
+
+// appendChunk writes the request body at the end of the session. With a
+// Content-Range the chunk must start where the session stands (else the
+// registry's RangeError becomes a 416) and hold exactly the bytes named.
+func appendChunk(r *http.Request, up *registry.Upload) error {
+	at, length := int64(-1), int64(-1)
+	if cr := r.Header.Get("Content-Range"); cr != "" {
+		start, end, ok := parseContentRange(cr)
+		if !ok {
+			return withStatus(http.StatusBadRequest, registry.CodeBlobUploadInvalid, "malformed Content-Range %q", cr)
+		}
+		at, length = start, end-start+1
+		if r.ContentLength >= 0 && r.ContentLength != length {
+			return withStatus(http.StatusBadRequest, registry.CodeBlobUploadInvalid,
+				"Content-Length %d does not match Content-Range %q", r.ContentLength, cr)
+		}
+	}
+	body := newClientBody(r.Body, length)
+	_, err := up.Append(r.Context(), body, at)
+	return body.blame(r.Context(), err, registry.CodeBlobUploadInvalid)
+}
+
+// validUploadID keeps session ids to the shape the registry hands out, so
+// a crafted id never reaches the storage layout.
+func validUploadID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func uploadLocation(repo, id string) string {
+	return "/v2/" + repo + "/blobs/uploads/" + id
+}
+
+func uploadAccepted(w http.ResponseWriter, repo string, up *registry.Upload, status int) {
+	hdr := w.Header()
+	hdr.Set("Location", uploadLocation(repo, up.ID()))
+	hdr.Set("Range", uploadRange(up.Offset()))
+	hdr.Set("Docker-Upload-UUID", up.ID())
+	writeEmpty(w, status)
+}
+
+func blobCreated(w http.ResponseWriter, repo string, d digest.Digest) {
+	hdr := w.Header()
+	hdr.Set("Location", "/v2/"+repo+"/blobs/"+d.String())
+	hdr.Set("Docker-Content-Digest", d.String())
+	writeEmpty(w, http.StatusCreated)
+}
