@@ -197,8 +197,12 @@ func (d *Driver) Move(_ context.Context, src, dst string) error {
 	if src == dst {
 		return nil
 	}
-	if err := d.place(to, func() error { return os.Rename(from, to) }); err != nil {
-		return d.pathErr(src, err)
+	err = d.place(to, func() error { return os.Rename(from, to) })
+	if errors.Is(err, fs.ErrNotExist) {
+		return d.notFound(src) // moved or deleted by someone else meanwhile
+	}
+	if err != nil {
+		return err
 	}
 	d.prune(filepath.Dir(from))
 	return nil
