@@ -25,6 +25,12 @@ func (bs *BlobStore) Stat(ctx context.Context, d digest.Digest) (v1.Descriptor, 
 	if err := checkDigest(d); err != nil {
 		return v1.Descriptor{}, err
 	}
+	key := linkKey(bs.repo.name, d.String())
+	if v, ok := bs.repo.reg.cacheGet(ctx, key); ok {
+		if size, err := strconv.ParseInt(string(v), 10, 64); err == nil && size >= 0 {
+			return blobDescriptor(d, size), nil
+		}
+	}
 	link, err := bs.driver().GetContent(ctx, layerLinkPath(bs.repo.name, d))
 	if driver.IsNotFound(err) {
 		return v1.Descriptor{}, newError(CodeBlobUnknown, "blob %s unknown to repository %s", d, bs.repo.name)
@@ -42,6 +48,7 @@ func (bs *BlobStore) Stat(ctx context.Context, d digest.Digest) (v1.Descriptor, 
 		}
 		size = fi.Size
 	}
+	bs.repo.reg.cacheSet(ctx, key, strconv.AppendInt(nil, size, 10), linkTTL)
 	return blobDescriptor(d, size), nil
 }
 
@@ -61,6 +68,8 @@ func (bs *BlobStore) Delete(ctx context.Context, d digest.Digest) error {
 		return err
 	}
 	err := bs.driver().Delete(ctx, layerLinkPath(bs.repo.name, d))
+	// Invalidate even when the link was already gone: a stale entry may remain.
+	bs.repo.reg.cacheDelete(ctx, linkKey(bs.repo.name, d.String()))
 	if driver.IsNotFound(err) {
 		return newError(CodeBlobUnknown, "blob %s unknown to repository %s", d, bs.repo.name)
 	}

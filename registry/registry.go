@@ -16,6 +16,10 @@ type Options struct {
 	// Locker serialises writers of one upload session. Nil means an
 	// in-process locker, right for a single process on its own storage.
 	Locker Locker
+	// Cache, when set, keeps blob links so a HEAD is not a backend read.
+	Cache Cache
+	// CacheObserver, when set, is told of every cache hit and miss.
+	CacheObserver func(hit bool)
 	// Logger receives the registry's own logs. Nil means slog.Default().
 	Logger *slog.Logger
 	// MaxManifestSize bounds a manifest's payload; 0 means 4 MiB.
@@ -34,11 +38,14 @@ type Registry struct {
 	log    *slog.Logger
 	maxMan int64
 	now    func() time.Time
+
+	cache    Cache
+	cacheObs func(hit bool)
 }
 
 // New returns a Registry over d.
 func New(d driver.Driver, opts Options) *Registry {
-	r := &Registry{driver: d, locker: opts.Locker, log: opts.Logger, maxMan: opts.MaxManifestSize, now: opts.Now}
+	r := &Registry{driver: d, locker: opts.Locker, log: opts.Logger, maxMan: opts.MaxManifestSize, now: opts.Now, cache: opts.Cache, cacheObs: opts.CacheObserver}
 	if r.locker == nil {
 		r.locker = NewLocalLocker()
 	}

@@ -1,0 +1,93 @@
+package cache_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/lading-registry/lading/cache"
+	"github.com/lading-registry/lading/internal/testenv"
+	"github.com/lading-registry/lading/registry"
+)
+
+func testCache(t *testing.T, c registry.Cache) {
+	ctx := context.Background()
+	if _, err := c.Get(ctx, "a"); !errors.Is(err, registry.ErrCacheMiss) {
+		t.Fatalf("get of absent key: %v", err)
+	}
+	if err := c.Set(ctx, "a", []byte("1"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.Get(ctx, "a"); err != nil || string(v) != "1" {
+		t.Fatalf("get = %q, %v", v, err)
+	}
+	if err := c.Delete(ctx, "a", "b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Get(ctx, "a"); !errors.Is(err, registry.ErrCacheMiss) {
+		t.Fatalf("get after delete: %v", err)
+	}
+}
+
+func TestMemory(t *testing.T) {
+	testCache(t, cache.NewMemory(2))
+	m := cache.NewMemory(2)
+	ctx := context.Background()
+	for _, k := range []string{"a", "b", "c"} {
+		m.Set(ctx, k, []byte(k), time.Minute)
+	}
+	n := 0
+	for _, k := range []string{"a", "b", "c"} {
+		if _, err := m.Get(ctx, k); err == nil {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Fatalf("%d entries kept, want the bound 2", n)
+	}
+	m.Set(ctx, "short", []byte("x"), time.Nanosecond)
+	time.Sleep(time.Millisecond)
+	if _, err := m.Get(ctx, "short"); !errors.Is(err, registry.ErrCacheMiss) {
+		t.Fatal("expired entry served")
+	}
+}
+
+func TestRedis(t *testing.T) {
+	r := cache.NewRedis(cache.RedisOptions{Addr: testenv.Redis(t), LockTTL: 300 * time.Millisecond})
+	defer r.Close()
+	testCache(t, r)
+
+	ctx := context.Background()
+	unlock, err := r.TryLock(ctx, "repo/u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.TryLock(ctx, "repo/u1"); !errors.Is(err, registry.ErrLocked) {
+		t.Fatalf("second lock: %v", err)
+	}
+	// Held past its TTL: the holder's renewals keep it.
+	time.Sleep(700 * time.Millisecond)
+	if _, err := r.TryLock(ctx, "repo/u1"); !errors.Is(err, registry.ErrLocked) {
+		t.Fatalf("lock lapsed while held: %v", err)
+	}
+	unlock()
+	unlock2, err := r.TryLock(ctx, "repo/u1")
+	if err != nil {
+		t.Fatalf("after release: %v", err)
+	}
+	unlock2()
+}
+
+// With Redis gone the cache misses instead of failing, and locks are refused.
+func TestRedisDown(t *testing.T) {
+	r := cache.NewRedis(cache.RedisOptions{Addr: "127.0.0.1:1"})
+	defer r.Close()
+	ctx := context.Background()
+	if _, err := r.Get(ctx, "a"); err == nil || errors.Is(err, registry.ErrCacheMiss) {
+		t.Fatalf("get with Redis down: %v, want a connection error", err)
+	}
+	if _, err := r.TryLock(ctx, "k"); err == nil {
+		t.Fatal("lock granted with Redis down")
+	}
+}

@@ -1,0 +1,126 @@
+// Package cache holds the state replicas may share besides the storage
+// backend: a Redis-backed cache for the registry's small lookups and a Redis
+// lock for upload sessions, plus an in-process cache for a single process.
+package cache
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/lading-registry/lading/registry"
+)
+
+// Redis is a registry.Cache and registry.Locker on one Redis server, shared
+// by every replica.
+type Redis struct {
+	c       *redis.Client
+	prefix  string
+	lockTTL time.Duration
+}
+
+// RedisOptions configure NewRedis.
+type RedisOptions struct {
+	Addr     string
+	Password string
+	DB       int
+	// Prefix namespaces every key, so registries can share a server.
+	Prefix string
+	// LockTTL bounds how long a crashed holder keeps an upload locked.
+	LockTTL time.Duration
+}
+
+// NewRedis connects lazily: a Redis that is down at start only makes the
+// cache miss, as it would later.
+func NewRedis(opts RedisOptions) *Redis {
+	if opts.LockTTL <= 0 {
+		opts.LockTTL = 2 * time.Minute
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = "lading:"
+	}
+	c := redis.NewClient(&redis.Options{
+		Addr:         opts.Addr,
+		Password:     opts.Password,
+		DB:           opts.DB,
+		DialTimeout:  time.Second,
+		ReadTimeout:  time.Second,
+		WriteTimeout: time.Second,
+		MaxRetries:   1,
+	})
+	return &Redis{c: c, prefix: opts.Prefix, lockTTL: opts.LockTTL}
+}
+
+// Close closes the connection pool.
+func (r *Redis) Close() error { return r.c.Close() }
+
+// Ping reports whether the server answers.
+func (r *Redis) Ping(ctx context.Context) error { return r.c.Ping(ctx).Err() }
+
+// Get implements registry.Cache.
+func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
+	v, err := r.c.Get(ctx, r.prefix+key).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, registry.ErrCacheMiss
+	}
+	return v, err
+}
+
+// Set implements registry.Cache.
+func (r *Redis) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	return r.c.Set(ctx, r.prefix+key, value, ttl).Err()
+}
+
+// Delete implements registry.Cache.
+func (r *Redis) Delete(ctx context.Context, keys ...string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	full := make([]string, len(keys))
+	for i, k := range keys {
+		full[i] = r.prefix + k
+	}
+	return r.c.Del(ctx, full...).Err()
+}
+
+// Only the holder, known by its token, may renew or release a lock.
+var (
+	renewScript   = redis.NewScript(`if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("pexpire", KEYS[1], ARGV[2]) else return 0 end`)
+	releaseScript = redis.NewScript(`if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) else return 0 end`)
+)
+
+// TryLock implements registry.Locker with SET NX PX. The holder renews the
+// lock while it holds it, so a long chunk does not outlive its lock, and a
+// crashed holder's lock lapses after LockTTL. When Redis cannot be reached
+// the lock is refused rather than assumed: two writers interleaving bytes
+// is worse than a retry.
+func (r *Redis) TryLock(ctx context.Context, key string) (func(), error) {
+	var b [16]byte
+	rand.Read(b[:])
+	token := hex.EncodeToString(b[:])
+	k := r.prefix + "lock:" + key
+	ok, err := r.c.SetNX(ctx, k, token, r.lockTTL).Result()
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, registry.ErrLocked
+	}
+	stop := registry.KeepAlive(r.lockTTL/3, func() bool {
+		renewScript.Run(context.Background(), r.c, []string{k}, token, r.lockTTL.Milliseconds())
+		return true
+	})
+	return func() {
+		stop()
+		releaseScript.Run(context.Background(), r.c, []string{k}, token)
+	}, nil
+}
+
+var (
+	_ registry.Cache  = (*Redis)(nil)
+	_ registry.Locker = (*Redis)(nil)
+)

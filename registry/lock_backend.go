@@ -1,0 +1,104 @@
+package registry
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/lading-registry/lading/storage/driver"
+)
+
+// NewBackendLocker returns a Locker whose locks are leases kept in the
+// storage backend itself, for replicas that share a bucket and nothing else.
+// A lease is created with the driver's first-writer-wins Create, renewed by
+// its holder while held, and may be broken by anyone once it has expired,
+// so a crashed replica never wedges a session for longer than ttl.
+//
+// Breaking an expired lease is delete-then-create: two processes that find
+// the same expired lease at the same instant can both believe they hold it.
+// Renewal keeps that to replicas stalled for longer than ttl; Redis, when
+// configured, gives locks without that window.
+func NewBackendLocker(d driver.Driver, ttl time.Duration) Locker {
+	if ttl <= 0 {
+		ttl = 2 * time.Minute
+	}
+	return &backendLocker{d: d, ttl: ttl, now: time.Now}
+}
+
+type backendLocker struct {
+	d   driver.Driver
+	ttl time.Duration
+	now func() time.Time
+}
+
+type lease struct {
+	Token   string    `json:"token"`
+	Expires time.Time `json:"expires"`
+}
+
+func lockPath(key string) string { return "/locks/" + escapeName(key) }
+
+func (l *backendLocker) TryLock(ctx context.Context, key string) (func(), error) {
+	path := lockPath(key)
+	var tok [16]byte
+	rand.Read(tok[:])
+	mine := lease{Token: hex.EncodeToString(tok[:])}
+	for attempt := 0; ; attempt++ {
+		mine.Expires = l.now().Add(l.ttl)
+		raw, _ := json.Marshal(mine)
+		err := l.d.Create(ctx, path, raw)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, driver.ErrExists) || attempt > 0 {
+			if errors.Is(err, driver.ErrExists) {
+				return nil, ErrLocked
+			}
+			return nil, err
+		}
+		held, gerr := l.read(ctx, path)
+		if gerr == nil && l.now().Before(held.Expires) {
+			return nil, ErrLocked
+		}
+		if gerr != nil && !driver.IsNotFound(gerr) {
+			return nil, gerr
+		}
+		if derr := l.d.Delete(ctx, path); derr != nil && !driver.IsNotFound(derr) {
+			return nil, derr
+		}
+	}
+	stop := KeepAlive(l.ttl/3, func() bool {
+		ctx := context.Background()
+		held, err := l.read(ctx, path)
+		if err != nil || held.Token != mine.Token {
+			return false // broken by another after expiry: nothing left to renew
+		}
+		mine.Expires = l.now().Add(l.ttl)
+		raw, _ := json.Marshal(mine)
+		_ = l.d.PutContent(ctx, path, raw)
+		return true
+	})
+	return func() {
+		stop()
+		ctx := context.Background()
+		if held, err := l.read(ctx, path); err == nil && held.Token == mine.Token {
+			_ = l.d.Delete(ctx, path)
+		}
+	}, nil
+}
+
+func (l *backendLocker) read(ctx context.Context, path string) (lease, error) {
+	var ls lease
+	raw, err := l.d.GetContent(ctx, path)
+	if err != nil {
+		return ls, err
+	}
+	if err := json.Unmarshal(raw, &ls); err != nil {
+		// Unreadable lease: treat as expired so it cannot wedge the key.
+		return lease{}, nil
+	}
+	return ls, nil
+}

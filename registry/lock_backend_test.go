@@ -1,0 +1,79 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lading-registry/lading/storage/driver/inmemory"
+)
+
+func TestBackendLocker(t *testing.T) {
+	ctx := context.Background()
+	d := inmemory.New()
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	a := &backendLocker{d: d, ttl: time.Hour, now: now}
+	b := &backendLocker{d: d, ttl: time.Hour, now: now}
+
+	unlock, err := a.TryLock(ctx, "repo/x/0000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.TryLock(ctx, "repo/x/0000"); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second holder: %v, want ErrLocked", err)
+	}
+	if u, err := b.TryLock(ctx, "repo/x/0001"); err != nil {
+		t.Fatalf("other key: %v", err)
+	} else {
+		u()
+	}
+	unlock()
+	unlock2, err := b.TryLock(ctx, "repo/x/0000")
+	if err != nil {
+		t.Fatalf("after unlock: %v", err)
+	}
+
+	// A holder that vanished (never unlocks) loses the lease at expiry.
+	clock.Add(int64(2 * time.Hour))
+	unlock3, err := a.TryLock(ctx, "repo/x/0000")
+	if err != nil {
+		t.Fatalf("expired lease not broken: %v", err)
+	}
+	unlock2() // the old holder's unlock must not release the new lease
+	if _, err := b.TryLock(ctx, "repo/x/0000"); !errors.Is(err, ErrLocked) {
+		t.Fatalf("stale unlock released the new holder's lease: %v", err)
+	}
+	unlock3()
+	if _, err := d.Stat(ctx, "/locks"); err == nil {
+		t.Fatal("lease objects left behind")
+	}
+}
+
+func TestBackendLockerOneWinner(t *testing.T) {
+	ctx := context.Background()
+	l := NewBackendLocker(inmemory.New(), time.Minute)
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	gate := make(chan struct{})
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-gate
+			if unlock, err := l.TryLock(ctx, "k"); err == nil {
+				wins.Add(1)
+				t.Cleanup(unlock)
+			}
+		}()
+	}
+	close(gate)
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d holders at once", wins.Load())
+	}
+}
