@@ -68,34 +68,20 @@ func mustPolicy(t testing.TB, yaml string) *Policy {
 var quietLogger = slog.New(slog.DiscardHandler)
 
 // guarded serves what a registry route would: it asks the authorizer for
-// need (taken from the request by needOf) and answers 200 or the refusal
-// with its challenge, the way the server's error function will.
+// what needOf says the request needs and answers 200 with the caller's name,
+// or the refusal the way the server's error function will.
 func guarded(a Authorizer, needOf func(*http.Request) []Access) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, err := a.Authorize(r, needOf(r))
 		if err != nil {
-			e, ok := AsError(err)
-			if !ok {
-				http.Error(w, err.Error(), http.StatusInternalServerError)
-				return
-			}
-			e.SetHeaders(w.Header())
-			w.WriteHeader(e.Status)
-			fmt.Fprintf(w, `{"errors":[{"code":%q,"message":%q}]}`, e.Code, e.Message())
+			writeErrors(w, err)
 			return
 		}
 		fmt.Fprint(w, id.Name)
 	})
 }
 
-type call struct {
-	user   string // "" for no credentials
-	need   []Access
-	status int
-}
-
-// do sends one request through h with the need in a header the test
-// handler reads back, and returns the response.
+// do serves req with h and returns the response.
 func do(t *testing.T, h http.Handler, req *http.Request) *http.Response {
 	t.Helper()
 	rec := httptest.NewRecorder()

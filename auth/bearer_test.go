@@ -1,0 +1,300 @@
+package auth
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// issuerKey is a token issuer's private key with the algorithm it signs with.
+type issuerKey struct {
+	method  jwt.SigningMethod
+	private crypto.Signer
+}
+
+func newIssuerKey(t testing.TB, alg string) issuerKey {
+	t.Helper()
+	var k crypto.Signer
+	var err error
+	switch alg {
+	case "RS256":
+		k, err = rsa.GenerateKey(rand.Reader, 2048)
+	case "ES256":
+		k, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case "EdDSA":
+		_, k, err = ed25519.GenerateKey(rand.Reader)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return issuerKey{jwt.GetSigningMethod(alg), k}
+}
+
+func (k issuerKey) sign(t testing.TB, claims tokenClaims, kid string) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(k.method, claims)
+	if kid != "" {
+		tok.Header["kid"] = kid
+	}
+	s, err := tok.SignedString(k.private)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// certPEM is k's public key in a self-signed certificate, as issuers of
+// the Docker token era hand out.
+func (k issuerKey) certPEM(t testing.TB) []byte {
+	t.Helper()
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "token issuer"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, k.private.Public(), k.private)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+const (
+	testService = "registry.test"
+	testIssuer  = "issuer.test"
+	testRealm   = "https://auth.test/token"
+)
+
+// validClaims are those of a token bob might hold: pull and push on team/app.
+func validClaims(now time.Time) tokenClaims {
+	return tokenClaims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    testIssuer,
+			Subject:   "bob",
+			Audience:  jwt.ClaimStrings{testService},
+			ExpiresAt: jwt.NewNumericDate(now.Add(5 * time.Minute)),
+			NotBefore: jwt.NewNumericDate(now),
+			IssuedAt:  jwt.NewNumericDate(now),
+		},
+		Access: []Access{Repository("team/app", ActionPull, ActionPush)},
+	}
+}
+
+func bearerRequest(token string) *http.Request {
+	r := httptest.NewRequest(http.MethodGet, "https://registry.test/v2/", nil)
+	if token != "" {
+		r.Header.Set("Authorization", "Bearer "+token)
+	}
+	return r
+}
+
+func TestBearerAcceptsAlgorithmsFromCertBundle(t *testing.T) {
+	var bundle []byte
+	keys := map[string]issuerKey{}
+	for _, alg := range []string{"RS256", "ES256", "EdDSA"} {
+		keys[alg] = newIssuerKey(t, alg)
+		bundle = append(bundle, keys[alg].certPEM(t)...)
+	}
+	path := filepath.Join(t.TempDir(), "issuer.pem")
+	if err := os.WriteFile(path, bundle, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	set, err := LoadCertBundle(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &Bearer{Realm: testRealm, Service: testService, Issuer: testIssuer, Keys: set}
+	need := []Access{Repository("team/app", ActionPush)}
+	for alg, k := range keys {
+		// Issuers name keys their own way; the kid need not match ours.
+		for _, kid := range []string{"", "libtrust:ABCD:EFGH"} {
+			id, err := b.Authorize(bearerRequest(k.sign(t, validClaims(time.Now()), kid)), need)
+			if err != nil || id.Name != "bob" || id.Method != MethodBearer {
+				t.Errorf("%s token (kid %q): %v, %+v", alg, kid, err, id)
+			}
+		}
+	}
+}
+
+func TestBearerRejectsBadTokens(t *testing.T) {
+	key := newIssuerKey(t, "ES256")
+	other := newIssuerKey(t, "ES256")
+	set, err := NewKeySet(key.private.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	b := &Bearer{Realm: testRealm, Service: testService, Issuer: testIssuer, Keys: set, Leeway: 10 * time.Second}
+	need := []Access{Repository("team/app", ActionPull)}
+	with := func(change func(*tokenClaims)) string {
+		c := validClaims(now)
+		change(&c)
+		return key.sign(t, c, "")
+	}
+	for _, tc := range []struct {
+		name   string
+		token  string
+		reason error
+	}{
+		{"expired", with(func(c *tokenClaims) { c.ExpiresAt = jwt.NewNumericDate(now.Add(-time.Minute)) }), ErrTokenExpired},
+		{"no expiry", with(func(c *tokenClaims) { c.ExpiresAt = nil }), ErrTokenMalformed},
+		{"not yet valid", with(func(c *tokenClaims) { c.NotBefore = jwt.NewNumericDate(now.Add(time.Minute)) }), ErrTokenNotYetValid},
+		{"wrongly signed", other.sign(t, validClaims(now), ""), ErrTokenSignature},
+		{"wrong audience", with(func(c *tokenClaims) { c.Audience = jwt.ClaimStrings{"other.registry"} }), ErrTokenAudience},
+		{"wrong issuer", with(func(c *tokenClaims) { c.Issuer = "evil.test" }), ErrTokenIssuer},
+		{"refresh token", with(func(c *tokenClaims) { c.Use = "refresh" }), ErrTokenMalformed},
+		{"garbage", "not.a.jwt", ErrTokenMalformed},
+		{"unsigned", unsignedToken(t, validClaims(now)), ErrTokenSignature},
+		{"hmac with the public key", hmacWithPublicKey(t, key, validClaims(now)), ErrTokenSignature},
+	} {
+		_, err := b.Authorize(bearerRequest(tc.token), need)
+		if !errors.Is(err, tc.reason) {
+			t.Errorf("%s: error %v, want %v", tc.name, err, tc.reason)
+			continue
+		}
+		status, challenge, _ := Challenge(err)
+		want := `Bearer realm="https://auth.test/token",service="registry.test",scope="repository:team/app:pull",error="invalid_token"`
+		if status != 401 || challenge != want {
+			t.Errorf("%s: %d %s", tc.name, status, challenge)
+		}
+	}
+
+	// Within the leeway, clocks may disagree.
+	skewed := with(func(c *tokenClaims) {
+		c.ExpiresAt = jwt.NewNumericDate(now.Add(-5 * time.Second))
+		c.NotBefore = jwt.NewNumericDate(now.Add(5 * time.Second))
+	})
+	if _, err := b.Authorize(bearerRequest(skewed), need); err != nil {
+		t.Errorf("token within leeway: %v", err)
+	}
+}
+
+func unsignedToken(t *testing.T, c tokenClaims) string {
+	s, err := jwt.NewWithClaims(jwt.SigningMethodNone, c).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// hmacWithPublicKey is the algorithm-confusion attack: an HS256 token keyed
+// with the issuer's public key, which anyone has.
+func hmacWithPublicKey(t *testing.T, k issuerKey, c tokenClaims) string {
+	der, _ := x509.MarshalPKIXPublicKey(k.private.Public())
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestBearerScope(t *testing.T) {
+	key := newIssuerKey(t, "EdDSA")
+	set, _ := NewKeySet(key.private.Public())
+	b := &Bearer{Realm: testRealm, Service: testService, Issuer: testIssuer, Keys: set}
+	token := key.sign(t, validClaims(time.Now()), "")
+
+	// No token: the challenge names what to ask for, without an error.
+	need := []Access{Repository("team/app", ActionPull)}
+	_, err := b.Authorize(bearerRequest(""), need)
+	if _, c, _ := Challenge(err); !errors.Is(err, ErrNoCredentials) ||
+		c != `Bearer realm="https://auth.test/token",service="registry.test",scope="repository:team/app:pull"` {
+		t.Errorf("no token: %v, %s", err, c)
+	}
+	// Basic credentials sent to a token registry are no credentials.
+	r := bearerRequest("")
+	r.SetBasicAuth("bob", "pw")
+	if _, err := b.Authorize(r, need); !errors.Is(err, ErrNoCredentials) {
+		t.Errorf("basic to bearer: %v", err)
+	}
+
+	for _, tc := range []struct {
+		need []Access
+		ok   bool
+	}{
+		{nil, true},
+		{[]Access{Repository("team/app", ActionPull)}, true},
+		{[]Access{Repository("team/app", ActionPull, ActionPush)}, true},
+		{[]Access{Repository("team/app", ActionDelete)}, false},
+		{[]Access{Repository("team/app2", ActionPull)}, false},
+		{[]Access{Repository("team", ActionPull)}, false},
+		{[]Access{Repository("team/app", ActionPush), Repository("team/lib", ActionPull)}, false},
+		{[]Access{Catalog}, false},
+	} {
+		_, err := b.Authorize(bearerRequest(token), tc.need)
+		if tc.ok {
+			if err != nil {
+				t.Errorf("need %v: %v", tc.need, err)
+			}
+			continue
+		}
+		status, challenge, _ := Challenge(err)
+		want := `Bearer realm="https://auth.test/token",service="registry.test",scope="` + FormatScopes(tc.need) + `",error="insufficient_scope"`
+		if !errors.Is(err, ErrInsufficientScope) || status != 401 || challenge != want {
+			t.Errorf("need %v: %v %d %s", tc.need, err, status, challenge)
+		}
+	}
+
+	// Where the policy is known, a user it refuses is told so plainly.
+	b.Policy = mustPolicy(t, testPolicy)
+	if _, err := b.Authorize(bearerRequest(token), []Access{Repository("team/app", ActionDelete)}); !errors.Is(err, ErrDenied) {
+		t.Errorf("policy refuses delete: %v", err)
+	}
+	// ... while one it allows is sent back for a better token.
+	if _, err := b.Authorize(bearerRequest(token), []Access{Repository("team/lib", ActionPull)}); !errors.Is(err, ErrInsufficientScope) {
+		t.Errorf("policy allows pull: %v", err)
+	}
+}
+
+func TestBearerCanAndFilterWithoutPolicy(t *testing.T) {
+	key := newIssuerKey(t, "EdDSA")
+	set, _ := NewKeySet(key.private.Public())
+	b := &Bearer{Realm: testRealm, Service: testService, Issuer: testIssuer, Keys: set}
+	c := validClaims(time.Now())
+	c.Access = append(c.Access, Repository("team/lib", ActionPull))
+	id, err := b.Authorize(bearerRequest(key.sign(t, c, "")), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !b.Can(id, Repository("team/lib", ActionPull)) || b.Can(id, Repository("team/other", ActionPull)) {
+		t.Error("mount check follows the token's grants")
+	}
+	repos := []string{"public/a", "team/app", "team/lib"}
+	if got := b.Filter(id, repos); !slices.Equal(got, []string{"team/app", "team/lib"}) {
+		t.Errorf("filter: %v", got)
+	}
+	c.Access = []Access{Catalog}
+	id, _ = b.Authorize(bearerRequest(key.sign(t, c, "")), nil)
+	if got := b.Filter(id, repos); !slices.Equal(got, repos) {
+		t.Errorf("a catalog grant shows everything: %v", got)
+	}
+}
+
+func TestBearerRealmFromRequest(t *testing.T) {
+	b := &Bearer{Service: testService, Issuer: testIssuer, Keys: &KeySet{}}
+	r := httptest.NewRequest(http.MethodGet, "http://reg.example:5000/v2/", nil)
+	_, err := b.Authorize(r, nil)
+	if _, c, _ := Challenge(err); !strings.HasPrefix(c, `Bearer realm="http://reg.example:5000/auth/token",`) {
+		t.Errorf("plain: %s", c)
+	}
+	r.Header.Set("X-Forwarded-Proto", "https")
+	_, err = b.Authorize(r, nil)
+	if _, c, _ := Challenge(err); !strings.HasPrefix(c, `Bearer realm="https://reg.example:5000/auth/token",`) {
+		t.Errorf("behind TLS proxy: %s", c)
+	}
+}
