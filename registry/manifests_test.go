@@ -16,9 +16,11 @@ import (
 	"github.com/opencontainers/image-spec/specs-go"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/lading-registry/lading/internal/testenv"
 	"github.com/lading-registry/lading/storage/driver"
 	"github.com/lading-registry/lading/storage/driver/filesystem"
 	"github.com/lading-registry/lading/storage/driver/inmemory"
+	"github.com/lading-registry/lading/storage/driver/s3"
 )
 
 // manifestDrivers are the backends the manifest tests run on.
@@ -27,6 +29,15 @@ var manifestDrivers = map[string]func(t *testing.T) driver.Driver{
 	"inmemory": func(*testing.T) driver.Driver { return driver.Instrument(inmemory.New(), nil) },
 	"filesystem": func(t *testing.T) driver.Driver {
 		d, err := filesystem.New(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return driver.Instrument(d, nil)
+	},
+	"s3": func(t *testing.T) driver.Driver {
+		srv := testenv.S3(t)
+		d, err := s3.New(t.Context(), s3.Config{Endpoint: srv.Endpoint, Region: srv.Region, Bucket: srv.Bucket, ForcePathStyle: true,
+			AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})
 		if err != nil {
 			t.Fatal(err)
 		}
