@@ -60,6 +60,9 @@ const (
 	DefaultPartSize = 16 << 20
 	maxPartSize     = 5 << 30
 	maxPresign      = 7 * 24 * time.Hour
+	// maxPrefixLength keeps every key, including the writer tree's below
+	// the longest path, within S3's 1024 bytes.
+	maxPrefixLength = 64
 )
 
 func (c Config) validate() error {
@@ -76,6 +79,9 @@ func (c Config) validate() error {
 	}
 	if (c.AccessKey == "") != (c.SecretKey == "") {
 		bad("accesskey and secretkey must be set together")
+	}
+	if p := strings.Trim(c.Prefix, "/"); len(p) > maxPrefixLength {
+		bad("prefix %q is longer than %d bytes", c.Prefix, maxPrefixLength)
 	}
 	if err := validatePrefix(c.Prefix); err != nil {
 		bad("prefix %q: %v", c.Prefix, err)

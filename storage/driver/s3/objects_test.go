@@ -199,6 +199,7 @@ func TestConfigValidation(t *testing.T) {
 		"secret only":     {Bucket: "b", SecretKey: "s"},
 		"bad prefix":      {Bucket: "b", Prefix: "a/../b"},
 		"odd prefix":      {Bucket: "b", Prefix: "a b"},
+		"long prefix":     {Bucket: "b", Prefix: strings.Repeat("p", 65)},
 		"storage class":   {Bucket: "b", StorageClass: "COLD"},
 		"sse":             {Bucket: "b", ServerSideEncryption: "rot13"},
 		"kms without sse": {Bucket: "b", KMSKeyID: "k"},

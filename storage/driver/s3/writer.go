@@ -3,6 +3,7 @@ package s3
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -20,7 +21,9 @@ import (
 // A writer's state lives in the bucket, in its directory of the hidden
 // tree ("<prefix>/~writers/<path>/"), so that any process can continue it:
 //
-//	~upload                 the multipart upload's id, once one is started
+//	~upload.<id>            the multipart upload, once one is started (its
+//	                        id in base64url; in the content of "~upload"
+//	                        if the name would be too long a key)
 //	~part.<n>.<end>         empty marker: parts 1..n are uploaded and hold
 //	                        bytes [0, end); only the latest marker is kept
 //	~piece.<offset>         bytes from offset on that are not in a part yet
@@ -42,6 +45,8 @@ const (
 	uploadEntry = "~upload"
 	partEntry   = "~part."
 	pieceEntry  = "~piece."
+	// maxKeyLength is S3's limit on a key, in bytes.
+	maxKeyLength = 1024
 )
 
 var (
@@ -65,7 +70,7 @@ type writer struct {
 	path, key, dir string
 
 	uploadID   string // "" until needed
-	hasUpload  bool   // the ~upload entry exists
+	uploadKey  string // key of the ~upload entry, or ""
 	parts      int32
 	partsEnd   int64  // bytes in parts 1..parts
 	partMarker string // key of the latest ~part entry, or ""
@@ -120,11 +125,9 @@ func (w *writer) discard(ctx context.Context, entries []types.Object) error {
 	keys := make([]string, len(entries))
 	for i, o := range entries {
 		keys[i] = aws.ToString(o.Key)
-		if keys[i] == w.dir+uploadEntry {
-			w.hasUpload = true
-		}
+		w.noteUpload(keys[i])
 	}
-	if w.hasUpload {
+	if w.uploadKey != "" {
 		if err := w.abort(ctx); err != nil {
 			return err
 		}
@@ -142,8 +145,10 @@ func (w *writer) load(entries []types.Object) error {
 		key := aws.ToString(o.Key)
 		entry := key[len(w.dir):]
 		switch {
-		case entry == uploadEntry:
-			w.hasUpload = true
+		case strings.HasPrefix(entry, uploadEntry):
+			if !w.noteUpload(key) {
+				return corrupt("bad entry %q", entry)
+			}
 		case strings.HasPrefix(entry, partEntry):
 			n, end, ok := parsePartEntry(entry)
 			if !ok {
@@ -180,13 +185,33 @@ func (w *writer) load(entries []types.Object) error {
 			end += p.size
 		}
 	}
-	if w.parts > 0 && !w.hasUpload {
+	if w.parts > 0 && w.uploadKey == "" {
 		return corrupt("parts without an upload")
 	}
 	w.pending = end - w.partsEnd
 	w.size = end
 	w.persisted = true
 	return nil
+}
+
+// noteUpload records key if it is the ~upload entry, and the upload id if
+// its name holds it.
+func (w *writer) noteUpload(key string) bool {
+	entry := key[len(w.dir):]
+	if entry == uploadEntry {
+		w.uploadKey = key
+		return true
+	}
+	encoded, ok := strings.CutPrefix(entry, uploadEntry+".")
+	if !ok {
+		return false
+	}
+	id, err := base64.RawURLEncoding.DecodeString(encoded)
+	if err != nil || len(id) == 0 {
+		return false
+	}
+	w.uploadKey, w.uploadID = key, string(id)
+	return true
 }
 
 func parsePartEntry(entry string) (n int32, end int64, ok bool) {
@@ -279,9 +304,9 @@ func (w *writer) Commit(ctx context.Context) error {
 	}
 	var err error
 	switch {
-	case !w.hasUpload && len(w.buf) == 0 && len(w.pieces) == 1:
+	case w.uploadKey == "" && len(w.buf) == 0 && len(w.pieces) == 1:
 		err = w.d.copyObject(ctx, w.pieces[0].key, w.key, w.pieces[0].size)
-	case !w.hasUpload:
+	case w.uploadKey == "":
 		var data []byte
 		if data, err = w.pendingData(ctx); err == nil {
 			_, err = w.d.client.PutObject(ctx, w.d.putInput(w.key, data))
@@ -293,7 +318,7 @@ func (w *writer) Commit(ctx context.Context) error {
 		return w.fail(err)
 	}
 	w.done = errCommitted
-	keys := append(w.stale, w.partMarker, w.dir+uploadEntry)
+	keys := append(w.stale, w.partMarker, w.uploadKey)
 	for _, p := range w.pieces {
 		keys = append(keys, p.key)
 	}
@@ -483,8 +508,8 @@ func (w *writer) ensureUpload(ctx context.Context) error {
 	if w.uploadID != "" {
 		return nil
 	}
-	if w.hasUpload {
-		id, err := w.d.getObject(ctx, w.dir+uploadEntry)
+	if w.uploadKey != "" {
+		id, err := w.d.getObject(ctx, w.uploadKey)
 		w.uploadID = string(id)
 		return err
 	}
@@ -492,10 +517,15 @@ func (w *writer) ensureUpload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := w.d.client.PutObject(ctx, w.d.putInput(w.dir+uploadEntry, []byte(id))); err != nil {
+	// In the name, the id comes with the listing that reopens the writer.
+	key, content := w.dir+uploadEntry+"."+base64.RawURLEncoding.EncodeToString([]byte(id)), []byte(nil)
+	if len(key) > maxKeyLength {
+		key, content = w.dir+uploadEntry, []byte(id)
+	}
+	if _, err := w.d.client.PutObject(ctx, w.d.putInput(key, content)); err != nil {
 		return err
 	}
-	w.uploadID, w.hasUpload = id, true
+	w.uploadID, w.uploadKey = id, key
 	return nil
 }
 
@@ -518,7 +548,7 @@ func (w *writer) abort(ctx context.Context) error {
 	if err != nil && errorCode(err) != "NoSuchUpload" {
 		return mapErr("writer", w.path, err)
 	}
-	w.uploadID, w.hasUpload = "", false
+	w.uploadID, w.uploadKey = "", ""
 	return nil
 }
 

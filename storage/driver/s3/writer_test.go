@@ -52,6 +52,18 @@ func commit(t testing.TB, d *Driver, path string) {
 	}
 }
 
+// wantCommitted checks path holds data and no writer state is left.
+func wantCommitted(t testing.TB, d *Driver, path string, data []byte) {
+	t.Helper()
+	got, err := d.GetContent(context.Background(), path)
+	if err != nil || string(got) != string(data) {
+		t.Fatalf("committed %d bytes (%v), want the %d written", len(got), err, len(data))
+	}
+	if left := hiddenKeys(t, d); len(left) > 0 {
+		t.Errorf("writer state left after commit: %q", left)
+	}
+}
+
 // TestChunkedUploadRequests counts what a 64 MiB upload sent as 64 chunks
 // of 1 MiB costs: each chunk reopens the writer, writes and closes it.
 // Requests and bytes must grow linearly with the chunks, never with the
@@ -133,7 +145,7 @@ func TestSmallChunksArePiecesUntilAPart(t *testing.T) {
 	data = append(data, chunk...)
 	appendChunk(t, other, path, chunk, false)
 	state = hiddenKeys(t, d)
-	if len(state) != 2 || !strings.HasSuffix(state[0], partEntryName(1, int64(len(data)))) || !strings.HasSuffix(state[1], uploadEntry) {
+	if len(state) != 2 || !strings.HasSuffix(state[0], partEntryName(1, int64(len(data)))) || !strings.Contains(state[1], "/"+uploadEntry+".") {
 		t.Fatalf("after reaching a part the writer state is %q, want one part marker and the upload", state)
 	}
 	if u := uploads(t, d); len(u) != 1 {
@@ -143,13 +155,7 @@ func TestSmallChunksArePiecesUntilAPart(t *testing.T) {
 	data = append(data, chunk...)
 	appendChunk(t, d, path, chunk, false)
 	commit(t, other, path)
-	got, err := d.GetContent(ctx, path)
-	if err != nil || string(got) != string(data) {
-		t.Fatalf("committed %d bytes (%v), want the %d written", len(got), err, len(data))
-	}
-	if left := hiddenKeys(t, d); len(left) > 0 {
-		t.Errorf("writer state left after commit: %q", left)
-	}
+	wantCommitted(t, d, path, data)
 }
 
 // TestWriterSurvivesInterruptedFlush recreates what crashes between the
@@ -192,13 +198,7 @@ func TestWriterSurvivesInterruptedFlush(t *testing.T) {
 	data = append(data, "tail"...)
 	appendChunk(t, d, path, []byte("tail"), false)
 	commit(t, d, path)
-	got, err := d.GetContent(ctx, path)
-	if err != nil || string(got) != string(data) {
-		t.Fatalf("committed %d bytes (%v), want the %d written", len(got), err, len(data))
-	}
-	if left := hiddenKeys(t, d); len(left) > 0 {
-		t.Errorf("writer state left after commit: %q", left)
-	}
+	wantCommitted(t, d, path, data)
 }
 
 // TestWriterContinuesCommittedObject reopens a committed object, as a
@@ -329,4 +329,29 @@ func TestStreamingWriter(t *testing.T) {
 		t.Errorf("%d PutObjects streaming one object: %s", n, &counter)
 	}
 	wantSum(t, d, "/big", [sha256.Size]byte(h.Sum(nil)))
+}
+
+// TestLongestPathWriter writes a multipart object at the longest path below
+// the longest prefix: every key of the writer tree must still fit S3's
+// limit, the upload's id moving into an object's content when its name
+// would not.
+func TestLongestPathWriter(t *testing.T) {
+	prefix := strings.Repeat("p", maxPrefixLength)
+	d := newTestDriver(t, testenv.S3(t), prefix)
+	// Segments stay short enough for servers that store keys as files.
+	path := strings.Repeat("/"+strings.Repeat("x", 199), driver.MaxPathLength/200) + "/"
+	path += strings.Repeat("y", driver.MaxPathLength-len(path))
+	data := pattern(6*mib, 1)
+	appendChunk(t, d, path, data, true)
+	for _, k := range hiddenKeys(t, d) {
+		if len(k) > maxKeyLength {
+			t.Errorf("key of %d bytes", len(k))
+		}
+		if strings.Contains(k, uploadEntry+".") {
+			t.Errorf("upload id in a name too long for a key: %s", k)
+		}
+	}
+	appendChunk(t, d, path, []byte("tail"), false)
+	commit(t, d, path)
+	wantCommitted(t, d, path, append(data, "tail"...))
 }
