@@ -67,7 +67,10 @@ func (d *Driver) GetContent(_ context.Context, path string) ([]byte, error) {
 		return nil, err
 	}
 	b, err := os.ReadFile(file)
-	return b, d.pathErr(path, err)
+	if err != nil {
+		return nil, d.pathErr(path, err)
+	}
+	return b, nil
 }
 
 // PutContent implements driver.Driver.
@@ -214,30 +217,22 @@ func (d *Driver) Delete(_ context.Context, path string) error {
 	if err != nil {
 		return err
 	}
+	if path == "/" {
+		return d.deleteAll()
+	}
 	fi, err := os.Lstat(file)
 	if err != nil {
 		return d.pathErr(path, err)
 	}
-	switch {
-	case !fi.IsDir():
-		err = os.Remove(file)
-	case path == "/":
-		return d.deleteAll()
-	default:
-		empty := !hasEntries(file)
-		if err := os.RemoveAll(file); err != nil {
-			return err
-		}
-		d.prune(filepath.Dir(file))
-		if empty { // what Stat does not show cannot be deleted either
-			return d.notFound(path)
-		}
-		return nil
-	}
-	if err != nil {
-		return d.pathErr(path, err)
+	// An empty directory is what Stat does not show: it goes, but was not there.
+	found := !fi.IsDir() || hasEntries(file)
+	if err := os.RemoveAll(file); err != nil {
+		return err
 	}
 	d.prune(filepath.Dir(file))
+	if !found {
+		return d.notFound(path)
+	}
 	return nil
 }
 

@@ -2,6 +2,12 @@
 // a driver's test calls Run with a constructor. Each subtest works below its
 // own unique prefix and checks on the way out that nothing is left there, so
 // the suite can run against a bucket shared with other users.
+//
+// Where driver.Driver leaves room, the suite settles on what an object store
+// does naturally: a directory exists only while objects lie below it, so
+// Stat, List and Delete of an emptied one say not found; a directory is not
+// an object to GetContent or Reader; and Walk below a path holding no
+// objects calls nothing and returns nil.
 package testsuite
 
 import (
