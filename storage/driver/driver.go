@@ -7,7 +7,7 @@
 // never "." or "..". No path is ever both an object and the prefix of other
 // objects: object stores allow it, file systems do not, so the registry's
 // layout never asks for it. ValidatePath enforces the rules once, in the
-// Validate decorator, so each backend can assume valid input.
+// Instrument decorator, so each backend can assume valid input.
 package driver
 
 import (
@@ -52,7 +52,9 @@ type Driver interface {
 	// List returns the full paths of the direct children of path, sorted.
 	List(ctx context.Context, path string) ([]string, error)
 
-	// Move renames src to dst, replacing whatever is at dst.
+	// Move renames the object src to dst, replacing whatever is at dst.
+	// It moves objects only: a directory is PathNotFoundError, since an
+	// object store cannot move a prefix in one step.
 	Move(ctx context.Context, src, dst string) error
 
 	// Delete removes the object at path, or every object below it.
@@ -61,7 +63,8 @@ type Driver interface {
 	// Walk calls fn for every object below path (never for directories), in
 	// lexical order of the full path, starting strictly after the path from
 	// (empty: from the start). fn returns ErrStopWalk to end the walk early
-	// without error. Walk is how listings resume after a key and stay
+	// without error. A path with no objects below it calls nothing and
+	// returns nil. Walk is how listings resume after a key and stay
 	// proportional to the page they produce.
 	Walk(ctx context.Context, path, from string, fn WalkFunc) error
 
