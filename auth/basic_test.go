@@ -2,6 +2,7 @@ package auth
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -161,10 +162,26 @@ func TestLimiterRefills(t *testing.T) {
 		t.Errorf("refilled bucket: wait %v", l.Wait(r))
 	}
 	for i := range maxBuckets + 10 {
-		r.RemoteAddr = "[2001:db8::" + strconv.FormatInt(int64(i), 16) + "]:1"
+		r.RemoteAddr = fmt.Sprintf("[2001:db8:%x::1]:1", i)
 		l.Fail(r)
 	}
-	if len(l.buckets) > maxBuckets {
+	if len(l.buckets) > maxBuckets || len(l.buckets) < maxBuckets/2 {
 		t.Errorf("%d buckets kept, limit %d", len(l.buckets), maxBuckets)
+	}
+}
+
+func TestClientAddr(t *testing.T) {
+	for remote, want := range map[string]string{
+		"192.0.2.1:1234":             "192.0.2.1",
+		"[::ffff:192.0.2.1]:1234":    "192.0.2.1",
+		"[2001:db8:1:2:3:4:5:6]:443": "2001:db8:1:2::/64",
+		"[2001:db8:1:2::9]:443":      "2001:db8:1:2::/64",
+		"@":                          "@", // a unix socket
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = remote
+		if got := clientAddr(r); got != want {
+			t.Errorf("clientAddr(%q) = %q, want %q", remote, got, want)
+		}
 	}
 }

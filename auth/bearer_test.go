@@ -11,6 +11,8 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
+	"log/slog"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -296,5 +298,24 @@ func TestBearerRealmFromRequest(t *testing.T) {
 	_, err = b.Authorize(r, nil)
 	if _, c, _ := Challenge(err); !strings.HasPrefix(c, `Bearer realm="https://reg.example:5000/auth/token",`) {
 		t.Errorf("behind TLS proxy: %s", c)
+	}
+}
+
+func TestIdentityLogsNoSecret(t *testing.T) {
+	key := newIssuerKey(t, "EdDSA")
+	set, _ := NewKeySet(key.private.Public())
+	b := &Bearer{Realm: testRealm, Service: testService, Issuer: testIssuer, Keys: set}
+	token := key.sign(t, validClaims(time.Now()), "")
+	id, err := b.Authorize(bearerRequest(token), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	logger := slog.New(slog.NewTextHandler(&out, nil))
+	logger.Info("request", "identity", id)
+	logger.Info("request", "identity", fmt.Sprint(id), "plus", fmt.Sprintf("%v %+v", id, id))
+	if strings.Contains(out.String(), token) || strings.Contains(out.String(), "team/app") ||
+		!strings.Contains(out.String(), "identity.user=bob identity.method=bearer") {
+		t.Errorf("log: %s", out.String())
 	}
 }

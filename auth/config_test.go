@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 func writePEM(t *testing.T, typ string, der []byte) string {
@@ -136,5 +138,33 @@ func TestLoadSigningKey(t *testing.T) {
 	}
 	if _, err := LoadSigningKey(writePEM(t, "CERTIFICATE", []byte("x"))); err == nil {
 		t.Error("a PEM without a private key must fail")
+	}
+}
+
+func TestConfigYAMLKeys(t *testing.T) {
+	var cfg Config
+	err := yaml.Unmarshal([]byte(`
+htpasswd: {path: /etc/lading/htpasswd}
+policy: {path: /etc/lading/policy.yaml}
+token:
+  builtin: true
+  realm: https://registry.example/auth/token
+  service: registry.example
+  issuer: lading-auth
+  key: /etc/lading/token-key.pem
+  expiry: 10m
+ratelimit: {burst: 5, per: 1m}
+`), &cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		Htpasswd:  HtpasswdConfig{"/etc/lading/htpasswd"},
+		Policy:    PolicyConfig{"/etc/lading/policy.yaml"},
+		Token:     TokenConfig{Builtin: true, Realm: "https://registry.example/auth/token", Service: "registry.example", Issuer: "lading-auth", Key: "/etc/lading/token-key.pem", Expiry: 10 * time.Minute},
+		RateLimit: RateLimitConfig{Burst: 5, Per: time.Minute},
+	}
+	if cfg != want {
+		t.Errorf("decoded %+v\nwant %+v", cfg, want)
 	}
 }

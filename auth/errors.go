@@ -41,11 +41,16 @@ type Error struct {
 	Reason     error
 }
 
-func (e *Error) Error() string { return e.Reason.Error() }
+func (e *Error) Error() string {
+	if e.Reason == nil {
+		return e.Code
+	}
+	return e.Reason.Error()
+}
 func (e *Error) Unwrap() error { return e.Reason }
 
 // Message is the text for the OCI error body.
-func (e *Error) Message() string { return e.Reason.Error() }
+func (e *Error) Message() string { return e.Error() }
 
 // SetHeaders puts the challenge and Retry-After, if any, on h.
 func (e *Error) SetHeaders(h http.Header) {

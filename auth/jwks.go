@@ -4,8 +4,10 @@ import (
 	"cmp"
 	"context"
 	"crypto"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
@@ -20,6 +22,7 @@ type JWKS struct {
 	Client     *http.Client  // nil: a client with a 10s timeout
 	MaxAge     time.Duration // keys are refetched when older; 0: one hour
 	MinRefresh time.Duration // 0: 30 seconds
+	Logger     *slog.Logger
 
 	mu      sync.Mutex
 	keys    *KeySet
@@ -35,11 +38,19 @@ func (j *JWKS) Lookup(ctx context.Context, kid string) ([]crypto.PublicKey, erro
 	defer j.mu.Unlock()
 	age := time.Since(j.fetched)
 	_, known := j.lookupKid(kid)
-	stale := j.keys == nil || age > cmp.Or(j.MaxAge, time.Hour)
-	if stale || (!known && kid != "" && age > cmp.Or(j.MinRefresh, 30*time.Second)) {
-		if err := j.fetch(ctx); err != nil && j.keys == nil {
-			return nil, err
+	wanted := j.keys == nil || age > cmp.Or(j.MaxAge, time.Hour) || (!known && kid != "")
+	// Even while the issuer is down, at most one fetch per MinRefresh: the
+	// others answer at once from the cache, or fail, instead of queueing.
+	if wanted && (j.fetched.IsZero() || age > cmp.Or(j.MinRefresh, 30*time.Second)) {
+		if err := j.fetch(ctx); err != nil {
+			if j.keys == nil {
+				return nil, err
+			}
+			orDefault(j.Logger).Warn("auth: JWKS refresh failed, keeping cached keys", "url", j.URL, "err", err)
 		}
+	}
+	if j.keys == nil {
+		return nil, errors.New("JWKS: no keys fetched yet")
 	}
 	if k, ok := j.lookupKid(kid); ok {
 		return []crypto.PublicKey{k}, nil

@@ -92,13 +92,22 @@ func TestJWKSRefetchesAreSpaced(t *testing.T) {
 }
 
 func TestJWKSUnreachable(t *testing.T) {
-	srv := httptest.NewServer(http.NotFoundHandler())
-	srv.Close()
+	var fetches atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
 	key := newIssuerKey(t, "EdDSA")
 	b := &Bearer{Realm: testRealm, Service: testService, Issuer: testIssuer, Keys: &JWKS{URL: srv.URL}, Logger: quietLogger}
-	_, err := b.Authorize(bearerRequest(key.sign(t, validClaims(time.Now()), "")), nil)
-	if status, _, _ := Challenge(err); status != 401 {
-		t.Errorf("issuer keys unreachable: %v", err)
+	for range 3 {
+		_, err := b.Authorize(bearerRequest(key.sign(t, validClaims(time.Now()), "")), nil)
+		if status, _, _ := Challenge(err); status != 401 || !errors.Is(err, ErrTokenSignature) {
+			t.Errorf("issuer keys unreachable: %v", err)
+		}
+	}
+	if n := fetches.Load(); n != 1 {
+		t.Errorf("%d fetches while the issuer is down, want 1", n)
 	}
 }
 

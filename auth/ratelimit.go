@@ -3,6 +3,7 @@ package auth
 import (
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -13,9 +14,9 @@ import (
 // without even checking the password, so a correct guess cannot be told
 // apart; successful logins cost nothing.
 //
-// The address is the host of the request's RemoteAddr: behind a proxy the
-// server must put the real client address there, or every client shares
-// one bucket.
+// The address is the host of the request's RemoteAddr (for IPv6, its /64):
+// behind a proxy the server must put the real client address there, or
+// every client shares one bucket.
 type Limiter struct {
 	burst float64
 	per   time.Duration
@@ -51,12 +52,22 @@ func NewLimiter(burst int, per time.Duration) *Limiter {
 	return &Limiter{burst: float64(burst), per: per, now: time.Now, buckets: map[string]*bucket{}}
 }
 
+// clientAddr is the bucket key: the IPv4 address, or the IPv6 /64, since
+// one host commonly holds a whole /64.
 func clientAddr(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
 	}
-	return host
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	if addr = addr.Unmap(); addr.Is6() {
+		prefix, _ := addr.Prefix(64)
+		return prefix.String()
+	}
+	return addr.String()
 }
 
 // Wait returns how long r's address must wait before its next login

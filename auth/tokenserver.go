@@ -187,7 +187,7 @@ func (ts *TokenServer) issue(w http.ResponseWriter, id Identity, scopes []Access
 			ts.logger().Error("auth: signing refresh token", "err", err)
 		}
 	}
-	ts.logger().Info("auth: token issued", "identity", id, "scope", FormatScopes(granted))
+	ts.logger().Debug("auth: token issued", "identity", id, "scope", FormatScopes(granted))
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(resp)
 }
