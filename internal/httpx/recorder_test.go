@@ -121,7 +121,6 @@ func TestOverRealServer(t *testing.T) {
 		http.ServeContent(rw, r, "blob", time.Time{}, f)
 		got.written, got.read = rw.Written(), body.BytesRead()
 	}))
-	defer srv.Close()
 
 	resp, err := http.Post(srv.URL, "application/octet-stream", strings.NewReader("twelve bytes"))
 	if err != nil {
@@ -129,6 +128,7 @@ func TestOverRealServer(t *testing.T) {
 	}
 	n, _ := io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
+	srv.Close() // the handler records after the client has its bytes
 	if n != size || got.written != size {
 		t.Errorf("client got %d bytes, recorder counted %d, want %d", n, got.written, size)
 	}

@@ -1,0 +1,200 @@
+// Package metrics holds Lading's Prometheus metrics on a registry of their
+// own, created by New and passed to whoever records: nothing is registered
+// globally, so tests and several servers in one process never collide.
+//
+// Every recording method is safe on a nil *Metrics and does nothing, so a
+// component can take metrics as an optional dependency.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/lading-registry/lading/storage/driver"
+)
+
+const namespace = "lading"
+
+// Metrics is the set of Lading's metrics and the registry they live in.
+type Metrics struct {
+	registry *prometheus.Registry
+
+	requests      *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
+	bytesIn       *prometheus.CounterVec
+	bytesOut      *prometheus.CounterVec
+	uploads       prometheus.Gauge
+	driverLatency *prometheus.HistogramVec
+	driverErrors  *prometheus.CounterVec
+	cacheHits     *prometheus.CounterVec
+	cacheMisses   *prometheus.CounterVec
+	gcRuns        prometheus.Counter
+	gcBlobs       prometheus.Counter
+	gcBytes       prometheus.Counter
+}
+
+// New creates the metrics on a fresh registry, with the Go runtime and
+// process collectors beside them.
+func New() *Metrics {
+	reg := prometheus.NewRegistry()
+	f := factory{reg}
+	m := &Metrics{
+		registry: reg,
+		requests: f.counterVec("http_requests_total",
+			"HTTP requests answered, by route, method and status code.", "route", "method", "status"),
+		duration: f.histogramVec("http_request_duration_seconds",
+			"Time from request to the end of the response body, by route and method.",
+			// 5ms to about 5.5 minutes: manifests at the low end, multi-GiB layers at the top.
+			prometheus.ExponentialBuckets(0.005, 4, 9), "route", "method"),
+		bytesIn: f.counterVec("http_request_bytes_total",
+			"Request body bytes read, by route.", "route"),
+		bytesOut: f.counterVec("http_response_bytes_total",
+			"Response body bytes sent, by route.", "route"),
+		uploads: f.gauge("upload_sessions_in_progress",
+			"Upload sessions begun and not yet committed or cancelled through this process. With replicas, sum over instances: a session may begin on one and end on another."),
+		driverLatency: f.histogramVec("storage_operation_duration_seconds",
+			"Latency of storage driver operations, by driver and operation.",
+			// 0.1ms (memory, page cache) to about 26s (a large object-store copy).
+			prometheus.ExponentialBuckets(0.0001, 4, 10), "driver", "op"),
+		driverErrors: f.counterVec("storage_operation_errors_total",
+			"Storage driver operations that failed, by driver and operation. Not-found, already-exists and cancelled calls are normal outcomes and not counted.", "driver", "op"),
+		cacheHits: f.counterVec("cache_hits_total",
+			"Cache lookups answered from the cache, by cache.", "cache"),
+		cacheMisses: f.counterVec("cache_misses_total",
+			"Cache lookups that went to storage, by cache.", "cache"),
+		gcRuns: f.counter("gc_runs_total",
+			"Garbage collection runs completed."),
+		gcBlobs: f.counter("gc_blobs_deleted_total",
+			"Blobs removed by garbage collection."),
+		gcBytes: f.counter("gc_bytes_reclaimed_total",
+			"Bytes of blobs removed by garbage collection."),
+	}
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+// factory registers each metric on one registry as it is made.
+type factory struct{ reg *prometheus.Registry }
+
+func (f factory) counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help}, labels)
+	f.reg.MustRegister(c)
+	return c
+}
+
+func (f factory) histogramVec(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: name, Help: help, Buckets: buckets}, labels)
+	f.reg.MustRegister(h)
+	return h
+}
+
+func (f factory) counter(name, help string) prometheus.Counter {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help})
+	f.reg.MustRegister(c)
+	return c
+}
+
+func (f factory) gauge(name, help string) prometheus.Gauge {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help})
+	f.reg.MustRegister(g)
+	return g
+}
+
+// Registry is where the metrics live, for components that bring their own
+// collectors (a Redis pool's statistics, say).
+func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
+
+// Handler serves the metrics in the Prometheus exposition format, for
+// /metrics.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
+}
+
+// UploadStarted counts an upload session begun here.
+func (m *Metrics) UploadStarted() {
+	if m != nil {
+		m.uploads.Inc()
+	}
+}
+
+// UploadEnded counts an upload session committed, cancelled or purged here.
+func (m *Metrics) UploadEnded() {
+	if m != nil {
+		m.uploads.Dec()
+	}
+}
+
+// CacheHit counts a lookup in the named cache ("descriptors", "redis")
+// answered from it.
+func (m *Metrics) CacheHit(cache string) {
+	if m != nil {
+		m.cacheHits.WithLabelValues(cache).Inc()
+	}
+}
+
+// CacheMiss counts a lookup in the named cache that had to go to storage.
+func (m *Metrics) CacheMiss(cache string) {
+	if m != nil {
+		m.cacheMisses.WithLabelValues(cache).Inc()
+	}
+}
+
+// CacheObserver returns a func for registry.Options.CacheObserver that
+// counts the named cache's hits and misses.
+func (m *Metrics) CacheObserver(cache string) func(hit bool) {
+	if m == nil {
+		return nil
+	}
+	hits, misses := m.cacheHits.WithLabelValues(cache), m.cacheMisses.WithLabelValues(cache)
+	return func(hit bool) {
+		if hit {
+			hits.Inc()
+		} else {
+			misses.Inc()
+		}
+	}
+}
+
+// GCRun records one completed garbage collection and what it reclaimed.
+func (m *Metrics) GCRun(blobsDeleted, bytesReclaimed int64) {
+	if m != nil {
+		m.gcRuns.Inc()
+		m.gcBlobs.Add(float64(blobsDeleted))
+		m.gcBytes.Add(float64(bytesReclaimed))
+	}
+}
+
+// DriverObserver returns the observer to give driver.Instrument for the
+// named driver: it times every operation and counts the failed ones.
+func (m *Metrics) DriverObserver(driverName string) driver.Observer {
+	if m == nil {
+		return nil
+	}
+	return func(op string, elapsed time.Duration, err error) {
+		m.driverLatency.WithLabelValues(driverName, op).Observe(elapsed.Seconds())
+		if failed(err) {
+			m.driverErrors.WithLabelValues(driverName, op).Inc()
+		}
+	}
+}
+
+// failed tells a backend failure from the outcomes a registry expects:
+// a missing path (a HEAD for an unknown blob), a lost Create race (the
+// compare-and-set working) and a caller that went away.
+func failed(err error) bool {
+	switch {
+	case err == nil, driver.IsNotFound(err), errors.Is(err, driver.ErrExists),
+		errors.Is(err, driver.ErrStopWalk), errors.Is(err, context.Canceled):
+		return false
+	}
+	return true
+}
