@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
-	"sync"
 
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -238,10 +237,6 @@ func (ms *ManifestStore) explain(ctx context.Context, err error) error {
 	return err
 }
 
-// referenceChecks bounds the concurrent stats of one push: enough to hide a
-// round trip to an object store, few enough not to flood it.
-const referenceChecks = 8
-
 // checkReferences verifies that the repository holds what m points at.
 func (ms *ManifestStore) checkReferences(ctx context.Context, m *parsedManifest) error {
 	var refs []reference
@@ -252,24 +247,8 @@ func (ms *ManifestStore) checkReferences(ctx context.Context, m *parsedManifest)
 			refs = append(refs, r)
 		}
 	}
-	errs := make([]error, len(refs))
-	sem := make(chan struct{}, referenceChecks)
-	var wg sync.WaitGroup
-	for i, r := range refs {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			errs[i] = ms.checkReference(ctx, r)
-		})
-	}
-	wg.Wait()
 	// The first failure in document order, so the answer is deterministic.
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return forEach(len(refs), func(i int) error { return ms.checkReference(ctx, refs[i]) })
 }
 
 func (ms *ManifestStore) checkReference(ctx context.Context, r reference) error {

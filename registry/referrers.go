@@ -26,9 +26,13 @@ func (ms *ManifestStore) Referrers(ctx context.Context, subject digest.Digest, a
 	if _, err := ParseDigest(string(subject)); err != nil {
 		return nil, err
 	}
-	out := []v1.Descriptor{}
-	err := ms.driver().Walk(ctx, referrersPath(ms.repo.name, subject), "", func(fi driver.FileInfo) error {
-		b, err := ms.driver().GetContent(ctx, fi.Path)
+	entries, err := listAll(ctx, ms.driver(), referrersPath(ms.repo.name, subject))
+	if err != nil {
+		return nil, err
+	}
+	descs := make([]*v1.Descriptor, len(entries))
+	err = forEach(len(entries), func(i int) error {
+		b, err := ms.driver().GetContent(ctx, entries[i])
 		if driver.IsNotFound(err) {
 			return nil // deleted since the listing saw it
 		}
@@ -37,15 +41,19 @@ func (ms *ManifestStore) Referrers(ctx context.Context, subject digest.Digest, a
 		}
 		var desc v1.Descriptor
 		if err := json.Unmarshal(b, &desc); err != nil {
-			return errors.Join(errors.New("registry: corrupt referrer entry "+fi.Path), err)
+			return errors.Join(errors.New("registry: corrupt referrer entry "+entries[i]), err)
 		}
-		if artifactType == "" || desc.ArtifactType == artifactType {
-			out = append(out, desc)
-		}
+		descs[i] = &desc
 		return nil
 	})
-	if err != nil && !driver.IsNotFound(err) {
+	if err != nil {
 		return nil, err
+	}
+	out := []v1.Descriptor{}
+	for _, d := range descs {
+		if d != nil && (artifactType == "" || d.ArtifactType == artifactType) {
+			out = append(out, *d)
+		}
 	}
 	return out, nil
 }

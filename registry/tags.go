@@ -91,30 +91,44 @@ func (ms *ManifestStore) tag(ctx context.Context, tag string, d digest.Digest) e
 
 // untag removes every tag pointing at d, then d's markers.
 func (ms *ManifestStore) untag(ctx context.Context, d digest.Digest) error {
-	var tags []string
-	err := ms.driver().Walk(ctx, tagRefsPath(ms.repo.name, d), "", func(fi driver.FileInfo) error {
-		tags = append(tags, path.Base(fi.Path))
-		return nil
-	})
-	if err != nil && !driver.IsNotFound(err) {
+	markers, err := listAll(ctx, ms.driver(), tagRefsPath(ms.repo.name, d))
+	if err != nil {
 		return err
 	}
-	for _, t := range tags {
+	err = forEach(len(markers), func(i int) error {
+		t := path.Base(markers[i])
 		cur, err := ms.tagDigest(ctx, t)
 		if err != nil && !errors.Is(err, ErrManifestUnknown) && !errors.Is(err, ErrTagInvalid) {
 			return err
 		}
 		if err != nil || cur != d {
-			continue // deleted, or moved to another manifest
+			return nil // deleted, or moved to another manifest
 		}
 		if err := ms.driver().Delete(ctx, tagPath(ms.repo.name, t)); err != nil && !driver.IsNotFound(err) {
 			return err
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if err := ms.driver().Delete(ctx, tagRefsPath(ms.repo.name, d)); err != nil && !driver.IsNotFound(err) {
 		return err
 	}
 	return nil
+}
+
+// listAll returns the paths of every object below dir; none if dir is absent.
+func listAll(ctx context.Context, drv driver.Driver, dir string) ([]string, error) {
+	var paths []string
+	err := drv.Walk(ctx, dir, "", func(fi driver.FileInfo) error {
+		paths = append(paths, fi.Path)
+		return nil
+	})
+	if err != nil && !driver.IsNotFound(err) {
+		return nil, err
+	}
+	return paths, nil
 }
 
 // page collects up to n entries (n <= 0: all) of the objects below dir
