@@ -31,10 +31,13 @@ import (
 // The multipart upload targets the path's own key, so Commit completes it
 // in place and nothing is visible at the path before then.
 //
-// A Close with less than MinPartSize pending stores what it has as one more
-// piece. Once the pieces and new bytes reach MinPartSize they are joined
-// into the next part and the pieces deleted, so every byte is written at
-// most three times (piece, read back, part) whatever the number of writes.
+// A Close with less than a part's worth pending stores what it has as one
+// more piece. Once the pieces and new bytes reach MinPartSize they are
+// joined into the next part and the pieces deleted, so every byte is written
+// at most three times (piece, read back, part) whatever the number of
+// writes. As the object grows, parts made this way grow too (up to the part
+// size), so small writes do not run into S3's limit of 10,000 parts before
+// the object reaches about 120 GiB.
 //
 // Every step is ordered so that a crash between any two requests leaves a
 // state the next writer reads correctly: a part is uploaded before its
@@ -258,7 +261,7 @@ func (w *writer) Write(p []byte) (int, error) {
 func (w *writer) Size() int64 { return w.size }
 
 // Close stores what was written: as a part when it and the pending pieces
-// reach MinPartSize, else as one more piece.
+// make a part, else as one more piece.
 func (w *writer) Close() error {
 	switch w.done {
 	case errClosed:
@@ -274,7 +277,7 @@ func (w *writer) Close() error {
 	}
 	var err error
 	switch {
-	case w.pending+int64(len(w.buf)) >= MinPartSize:
+	case w.pending+int64(len(w.buf)) >= w.closingPartSize():
 		err = w.flushPart(w.ctx)
 	case len(w.buf) > 0 || (!w.persisted && w.base < 0):
 		// Also an empty writer leaves a piece, so it can be reopened.
@@ -285,6 +288,12 @@ func (w *writer) Close() error {
 	}
 	w.cleanStale(w.ctx)
 	return nil
+}
+
+// closingPartSize is how much Close needs pending to make a part: S3's
+// minimum, or a 2000th of the parts so far, up to the part size.
+func (w *writer) closingPartSize() int64 {
+	return min(max(MinPartSize, w.partsEnd/2000), w.d.partSize)
 }
 
 // Commit completes the object at its path.

@@ -355,3 +355,20 @@ func TestLongestPathWriter(t *testing.T) {
 	commit(t, d, path)
 	wantCommitted(t, d, path, append(data, "tail"...))
 }
+
+// TestPartLimitWithSmallChunks works out how large an object written in
+// 1 MiB chunks can grow within S3's 10,000 parts, given how Close sizes
+// parts. With fixed 5 MiB parts it would stop at 50 GiB.
+func TestPartLimitWithSmallChunks(t *testing.T) {
+	w := &writer{d: &Driver{partSize: DefaultPartSize}}
+	for range 10_000 {
+		// Chunks arrive until the pending bytes reach the threshold.
+		part := (w.closingPartSize() + mib - 1) / mib * mib
+		w.partsEnd += part
+	}
+	if gib := w.partsEnd >> 30; gib < 100 {
+		t.Errorf("10,000 parts of 1 MiB chunks hold %d GiB, want at least 100", gib)
+	} else {
+		t.Logf("10,000 parts of 1 MiB chunks hold %d GiB", gib)
+	}
+}
