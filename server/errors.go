@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/lading-registry/lading/logging"
 	"github.com/lading-registry/lading/registry"
 )
 
@@ -106,9 +107,11 @@ func entry(e *registry.Error) errorBody {
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	status, header, body := mapError(err)
 	if status >= 500 {
-		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.EscapedPath(),
+			"request_id", logging.RequestID(r.Context()), "error", err)
 	} else {
-		log.DebugContext(r.Context(), "request refused", "method", r.Method, "path", r.URL.Path, "status", status, "error", err)
+		log.DebugContext(r.Context(), "request refused", "method", r.Method, "path", r.URL.EscapedPath(),
+			"request_id", logging.RequestID(r.Context()), "status", status, "error", err)
 	}
 	for k, v := range header {
 		w.Header()[k] = v

@@ -1,6 +1,6 @@
 // Package server serves a registry over the OCI Distribution API v1.1.
 //
-// The handler is a chain: an outer layer that records, logs and recovers;
+// The handler is a chain: an outer layer that recovers from panics;
 // the router, which resolves every request into a Route (or refuses it)
 // and stores it in the request's context; then Options.Middleware, where
 // authorization, metrics and read-only modes plug in knowing the route;
@@ -11,9 +11,10 @@ package server
 import (
 	"log/slog"
 	"net/http"
-	"time"
+	"runtime/debug"
 
 	"github.com/lading-registry/lading/internal/httpx"
+	"github.com/lading-registry/lading/logging"
 	"github.com/lading-registry/lading/registry"
 )
 
@@ -63,23 +64,22 @@ type handlers struct {
 	endpoints map[RouteName]endpoint
 }
 
-// outer records the response, logs it and turns a panic into a 500, so a
-// bug in one request neither kills the process nor goes unanswered.
+// outer turns a panic into a 500, so a bug in one request neither kills
+// the process nor goes unanswered, and sets the API version header every
+// response carries. Access logs and metrics wrap the whole handler from
+// outside (see RouteLabels).
 func (h *handlers) outer(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
 		rec, w := httpx.Record(w)
 		w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
-		defer func() {
-			h.logAccess(r, rec, time.Since(start))
-		}()
 		defer func() {
 			v := recover()
 			if v == nil {
 				return
 			}
 			if v != http.ErrAbortHandler {
-				h.log.ErrorContext(r.Context(), "panic serving request", "method", r.Method, "path", r.URL.EscapedPath(), "panic", v)
+				h.log.ErrorContext(r.Context(), "panic serving request", "method", r.Method, "path", r.URL.EscapedPath(),
+					"request_id", logging.RequestID(r.Context()), "panic", v, "stack", string(debug.Stack()))
 			}
 			if v == http.ErrAbortHandler || rec.Written() > 0 || rec.Status() != http.StatusOK {
 				// Part of a response is out: cut the connection so the
@@ -94,27 +94,25 @@ func (h *handlers) outer(next http.Handler) http.Handler {
 
 var errPanic = &registry.Error{Code: registry.CodeUnknown, Message: "internal server error"}
 
-func (h *handlers) logAccess(r *http.Request, rec *httpx.Recorder, took time.Duration) {
-	attrs := []any{
-		"method", r.Method,
-		"path", r.URL.EscapedPath(),
-		"status", rec.Status(),
-		"bytes", rec.Written(),
-		"duration", took,
-		"remote", r.RemoteAddr,
-	}
-	if rt, ok := RouteOf(r.Context()); ok {
-		attrs = append(attrs, "route", string(rt.Name))
-		if rt.Repository != "" {
-			attrs = append(attrs, "repository", rt.Repository)
+// RouteLabels names a request's route and repository for access logs and
+// metrics wrapped around the server: from the route the router attached,
+// or, outside the router, by routing r again. Refused requests have none.
+func RouteLabels(r *http.Request) (route, repository string) {
+	rt, ok := RouteOf(r.Context())
+	if !ok {
+		var err error
+		if rt, err = parseRoute(r); err != nil {
+			return "", ""
 		}
 	}
-	h.log.InfoContext(r.Context(), "request", attrs...)
+	return string(rt.Name), rt.Repository
 }
 
 // route resolves the request's Route, or answers it: 404 for a path that
 // names no endpoint, 400 for a malformed name, 405 for a wrong method.
 func (h *handlers) route(next http.Handler) http.Handler {
+	// Fill the labels of an access log or metrics middleware outside.
+	next = httpx.Label(RouteLabels)(next)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rt, err := parseRoute(r)
 		if err != nil {

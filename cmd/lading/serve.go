@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lading-registry/lading/logging"
 	"github.com/lading-registry/lading/registry"
 	"github.com/lading-registry/lading/server"
 	"github.com/lading-registry/lading/storage/driver"
@@ -51,7 +52,11 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "lading serve: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	log, err := logging.New(stderr, "info", "text")
+	if err != nil {
+		fmt.Fprintf(stderr, "lading serve: %v\n", err)
+		return 1
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := serve(ctx, cfg, log); err != nil {
@@ -69,7 +74,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	}
 	reg := registry.New(driver.Instrument(fsd, nil), registry.Options{Logger: log})
 	srv := &http.Server{
-		Handler:           server.New(reg, server.Options{Logger: log}),
+		Handler:           logging.AccessLog(log, server.New(reg, server.Options{Logger: log}), server.RouteLabels),
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
