@@ -19,7 +19,10 @@ import (
 // keeps a small record of it (manifestRecord), its tags, and one referrer
 // entry under its subject. Writes go payload → record → referrer → tags and
 // deletes go the other way, so a reader never finds a tag without its record
-// or a record without its bytes.
+// or a record without its bytes, whatever step a crash stops at. (One race
+// remains: a push of a tag onto a manifest being deleted by digest may land
+// after the delete listed the manifest's tags; that tag then reads as
+// MANIFEST_UNKNOWN until it is pushed again or removed by fsck.)
 type ManifestStore struct {
 	repo *Repository
 }
@@ -56,6 +59,7 @@ func (ms *ManifestStore) Get(ctx context.Context, reference string) (*Manifest, 
 	payload, err := ms.driver().GetContent(ctx, blobPath(rec.Digest))
 	if driver.IsNotFound(err) {
 		// Only a collector that ignored the record can get here.
+		ms.repo.reg.log.Error("manifest record without its bytes", "repository", ms.repo.name, "digest", rec.Digest)
 		return nil, manifestUnknown(ms.repo.name, reference)
 	}
 	if err != nil {
