@@ -21,12 +21,22 @@ func validate(c *Config, origin map[string]string) []error {
 	if c.HTTP.DebugAddr != "" && c.HTTP.DebugAddr == c.HTTP.Addr {
 		v.fail("http.debugaddr", "must differ from http.addr; leave it empty to serve metrics on http.addr")
 	}
+	tlsErrs := len(v.errs)
 	v.together("http.tls.cert", c.HTTP.TLS.Cert, "http.tls.key", c.HTTP.TLS.Key)
 	v.file("http.tls.cert", c.HTTP.TLS.Cert)
 	v.file("http.tls.key", c.HTTP.TLS.Key)
 	v.file("http.tls.clientca", c.HTTP.TLS.ClientCA)
 	if c.HTTP.TLS.ClientCA != "" && c.HTTP.TLS.Cert == "" {
 		v.fail("http.tls.clientca", "needs http.tls.cert and http.tls.key: client certificates are only asked for over TLS")
+	}
+	if len(v.errs) == tlsErrs && c.HTTP.TLS.Cert != "" {
+		// Parse now so a wrong key or a non-PEM file stops the start.
+		if _, err := c.HTTP.TLS.ServerConfig(); err != nil {
+			if ke, ok := err.(*Error); ok {
+				ke.Source = v.origin[ke.Key]
+			}
+			v.errs = append(v.errs, err)
+		}
 	}
 	v.positive("http.readheadertimeout", c.HTTP.ReadHeaderTimeout)
 	v.notNegative("http.idletimeout", c.HTTP.IdleTimeout)
