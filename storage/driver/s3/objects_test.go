@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -222,3 +224,32 @@ func TestConfigValidation(t *testing.T) {
 }
 
 var _ s3.HTTPClient = (*requestCounter)(nil)
+
+// TestNewRefusesServerIgnoringIfNoneMatch puts a proxy in front of the
+// server that answers conditional PUTs with success without storing
+// anything, as a server ignoring the condition would: New must refuse it.
+func TestNewRefusesServerIgnoringIfNoneMatch(t *testing.T) {
+	srv := testenv.S3(t)
+	target, err := url.Parse(srv.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forward := httputil.NewSingleHostReverseProxy(target)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && r.Header.Get("If-None-Match") != "" {
+			io.Copy(io.Discard, r.Body)
+			return
+		}
+		forward.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	cfg := Config{Endpoint: proxy.URL, Bucket: srv.Bucket, ForcePathStyle: true, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey}
+	_, err = New(context.Background(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "If-None-Match") {
+		t.Fatalf("New through a server ignoring If-None-Match: %v", err)
+	}
+	cfg.Endpoint = srv.Endpoint
+	if _, err := New(context.Background(), cfg); err != nil {
+		t.Fatalf("New on the server itself: %v", err)
+	}
+}

@@ -9,6 +9,8 @@ package s3
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -104,7 +106,38 @@ func New(ctx context.Context, cfg Config, opts ...func(*s3.Options)) (*Driver, e
 	if _, err := client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: d.bucket}); err != nil {
 		return nil, fmt.Errorf("s3: bucket %q: %w", cfg.Bucket, err)
 	}
+	if err := d.checkConditionalPut(ctx); err != nil {
+		return nil, err
+	}
 	return d, nil
+}
+
+// checkConditionalPut makes sure the server refuses a PUT with
+// If-None-Match: * over an existing key. Create relies on it for leases;
+// a server that ignores the header would let two writers both "win", so
+// such a server is refused at start rather than misbehaving later.
+func (d *Driver) checkConditionalPut(ctx context.Context) error {
+	var id [8]byte
+	_, _ = rand.Read(id[:])
+	key := d.hiddenPrefix() + "~probe-" + hex.EncodeToString(id[:])
+	defer d.client.DeleteObject(context.WithoutCancel(ctx), &s3.DeleteObjectInput{Bucket: d.bucket, Key: aws.String(key)})
+	put := func() error {
+		in := d.putInput(key, nil)
+		in.IfNoneMatch = aws.String("*")
+		_, err := d.client.PutObject(ctx, in)
+		return err
+	}
+	if err := put(); err != nil {
+		return fmt.Errorf("s3: conditional PUT (If-None-Match: *), which Create needs, failed: %w", err)
+	}
+	err := put()
+	if err == nil {
+		return errors.New("s3: the server ignores If-None-Match on PUT, so Create cannot be atomic; use a server with conditional writes")
+	}
+	if httpStatus(err) != http.StatusPreconditionFailed {
+		return fmt.Errorf("s3: conditional PUT over an existing key: %w", err)
+	}
+	return nil
 }
 
 // httpClient bounds connecting and waiting for answers, but not transfers:
