@@ -23,16 +23,18 @@ var signingMethods = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS51
 
 // Bearer authorizes requests carrying a token from a Docker-style token
 // server (https://distribution.github.io/distribution/spec/auth/token/): a
-// JWT signed by one of Keys, issued by Issuer for audience Service, whose
+// JWT signed by one of Keys, issued by Issuer for Audience, whose
 // "access" claim grants what the route needs. Without a fitting token the
 // client is sent, by the challenge, to Realm for one.
 type Bearer struct {
 	// Realm is the token server's URL. Empty derives it from the request:
 	// scheme://host/auth/token, the built-in token server on this host.
 	Realm   string
-	Service string
+	Service string // names the registry in challenges
 	Issuer  string
-	Keys    Keys
+	// Audience is the aud claim tokens must carry; empty: Service.
+	Audience string
+	Keys     Keys
 	// Policy, when the token server's policy is known here (always with the
 	// built-in one), tells a user who may not do something (403 DENIED)
 	// apart from a token that merely lacks scope (401 insufficient_scope,
@@ -92,7 +94,7 @@ func (b *Bearer) Verify(ctx context.Context, raw string) (Identity, error) {
 	_, err := jwt.ParseWithClaims(raw, &claims, b.keyfunc(ctx),
 		jwt.WithValidMethods(signingMethods),
 		jwt.WithIssuer(b.Issuer),
-		jwt.WithAudience(b.Service),
+		jwt.WithAudience(cmp.Or(b.Audience, b.Service)),
 		jwt.WithExpirationRequired(),
 		jwt.WithLeeway(cmp.Or(b.Leeway, DefaultLeeway)),
 		jwt.WithTimeFunc(now),

@@ -319,3 +319,17 @@ func TestIdentityLogsNoSecret(t *testing.T) {
 		t.Errorf("log: %s", out.String())
 	}
 }
+
+func TestBearerAudienceApartFromService(t *testing.T) {
+	key := newIssuerKey(t, "ES256")
+	set, _ := NewKeySet(key.private.Public())
+	b := &Bearer{Realm: testRealm, Service: testService, Issuer: testIssuer, Audience: "registry-aud", Keys: set}
+	c := validClaims(time.Now())
+	if _, err := b.Authorize(bearerRequest(key.sign(t, c, "")), nil); !errors.Is(err, ErrTokenAudience) {
+		t.Errorf("token for the service name: %v", err)
+	}
+	c.Audience = []string{"registry-aud"}
+	if _, err := b.Authorize(bearerRequest(key.sign(t, c, "")), nil); err != nil {
+		t.Errorf("token for the audience: %v", err)
+	}
+}

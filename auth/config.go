@@ -9,17 +9,18 @@ import (
 	"time"
 )
 
-// Config is the auth section of the registry's configuration. The zero
-// value turns auth off. Modes, by what is set:
+// Config is the auth section of the registry's configuration; its keys
+// mirror the config package's auth.* keys one to one. The zero value turns
+// auth off. Modes, by what is set:
 //
-//   - htpasswd.path (and/or policy.path): Basic auth under the policy;
-//   - token.builtin: this process issues tokens at TokenPath from the
-//     htpasswd users and the policy, and accepts only those tokens;
+//   - htpasswd.path (and/or policy): Basic auth under the policy;
+//   - token.server.enabled: this process issues tokens at TokenPath from
+//     the htpasswd users and the policy, and accepts only those tokens;
 //   - token.realm with token.certbundle or token.jwks: tokens from an
-//     external token server (policy.path optional, see Bearer.Policy).
+//     external token server (policy optional, see Bearer.Policy).
 type Config struct {
 	Htpasswd  HtpasswdConfig  `yaml:"htpasswd"`
-	Policy    PolicyConfig    `yaml:"policy"`
+	Policy    string          `yaml:"policy"` // YAML, see Policy; re-read on change
 	Token     TokenConfig     `yaml:"token"`
 	RateLimit RateLimitConfig `yaml:"ratelimit"`
 }
@@ -28,22 +29,23 @@ type HtpasswdConfig struct {
 	Path string `yaml:"path"` // bcrypt htpasswd file, re-read on change
 }
 
-type PolicyConfig struct {
-	Path string `yaml:"path"` // YAML, see Policy; re-read on change
-}
-
 type TokenConfig struct {
-	Builtin bool `yaml:"builtin"`
 	// Realm is the token server URL put in challenges. With the built-in
 	// server it may stay empty: scheme://host/auth/token of each request.
-	Realm   string `yaml:"realm"`
-	Service string `yaml:"service"` // token audience; default "lading"
-	Issuer  string `yaml:"issuer"`  // default: the service
+	Realm    string `yaml:"realm"`
+	Service  string `yaml:"service"`  // default "lading"
+	Issuer   string `yaml:"issuer"`   // default: the service
+	Audience string `yaml:"audience"` // default: the service
 	// Where an external issuer's public keys come from: one of these.
-	CertBundle string `yaml:"certbundle"` // PEM certificates or public keys
-	JWKS       string `yaml:"jwks"`       // JWK Set URL, fetched and cached
-	// Key is the built-in server's signing key (PEM, Ed25519 or ECDSA).
-	// Empty generates one at start: tokens then die with the process, and
+	CertBundle string            `yaml:"certbundle"` // PEM certificates or public keys
+	JWKS       string            `yaml:"jwks"`       // JWK Set URL, fetched and cached
+	Server     TokenServerConfig `yaml:"server"`
+}
+
+type TokenServerConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// Key is the signing key (PEM: Ed25519, ECDSA or RSA). Empty generates
+	// an Ed25519 key at start: tokens then die with the process, and
 	// several replicas must share a key file instead.
 	Key    string        `yaml:"key"`
 	Expiry time.Duration `yaml:"expiry"` // default 5m
@@ -58,7 +60,7 @@ type RateLimitConfig struct {
 // built-in token server's handlers when there is one.
 type Auth struct {
 	Authorizer Authorizer
-	// TokenServer is nil unless token.builtin; mount it at TokenPath.
+	// TokenServer is nil unless token.server.enabled; Handler mounts it.
 	TokenServer *TokenServer
 }
 
@@ -72,11 +74,11 @@ func New(cfg Config, logger *slog.Logger) (*Auth, error) {
 	t := cfg.Token
 	external := t.CertBundle != "" || t.JWKS != ""
 	switch {
-	case t.Builtin && external:
-		return nil, errors.New("auth: token.builtin excludes token.certbundle and token.jwks")
-	case !t.Builtin && external && t.Realm == "":
+	case t.Server.Enabled && external:
+		return nil, errors.New("auth: token.server.enabled excludes token.certbundle and token.jwks")
+	case !t.Server.Enabled && external && t.Realm == "":
 		return nil, errors.New("auth: token.realm is required with an external token issuer")
-	case !t.Builtin && t.Realm != "" && !external:
+	case !t.Server.Enabled && t.Realm != "" && !external:
 		return nil, errors.New("auth: token.realm needs token.certbundle or token.jwks to verify tokens")
 	case t.CertBundle != "" && t.JWKS != "":
 		return nil, errors.New("auth: token.certbundle and token.jwks are exclusive")
@@ -92,23 +94,24 @@ func New(cfg Config, logger *slog.Logger) (*Auth, error) {
 			return nil, fmt.Errorf("auth: %w", err)
 		}
 	}
-	if cfg.Policy.Path != "" {
-		if policy, err = LoadPolicy(cfg.Policy.Path, logger); err != nil {
+	if cfg.Policy != "" {
+		if policy, err = LoadPolicy(cfg.Policy, logger); err != nil {
 			return nil, fmt.Errorf("auth: %w", err)
 		}
 	}
 	limiter := NewLimiter(cfg.RateLimit.Burst, cfg.RateLimit.Per)
 	service := cmp.Or(t.Service, DefaultService)
 	issuer := cmp.Or(t.Issuer, service)
+	audience := cmp.Or(t.Audience, service)
 
 	switch {
-	case t.Builtin:
-		key, err := signingKey(t.Key, logger)
+	case t.Server.Enabled:
+		key, err := signingKey(t.Server.Key, logger)
 		if err != nil {
-			return nil, fmt.Errorf("auth: token.key: %w", err)
+			return nil, fmt.Errorf("auth: token.server.key: %w", err)
 		}
-		ts := &TokenServer{Service: service, Issuer: issuer, Users: users, Policy: policy,
-			Key: key, Expiry: t.Expiry, Limiter: limiter, Logger: logger}
+		ts := &TokenServer{Service: service, Issuer: issuer, Audience: audience, Users: users, Policy: policy,
+			Key: key, Expiry: t.Server.Expiry, Limiter: limiter, Logger: logger}
 		return &Auth{Authorizer: ts.Authorizer(t.Realm), TokenServer: ts}, nil
 	case external:
 		var keys Keys
@@ -117,7 +120,7 @@ func New(cfg Config, logger *slog.Logger) (*Auth, error) {
 		} else if keys, err = LoadCertBundle(t.CertBundle); err != nil {
 			return nil, fmt.Errorf("auth: token.certbundle: %w", err)
 		}
-		return &Auth{Authorizer: &Bearer{Realm: t.Realm, Service: service, Issuer: issuer,
+		return &Auth{Authorizer: &Bearer{Realm: t.Realm, Service: service, Issuer: issuer, Audience: audience,
 			Keys: keys, Policy: policy, Logger: logger}}, nil
 	case users != nil || policy != nil:
 		return &Auth{Authorizer: &Basic{Realm: service, Users: users, Policy: policy, Limiter: limiter, Logger: logger}}, nil
@@ -129,7 +132,7 @@ func signingKey(path string, logger *slog.Logger) (*SigningKey, error) {
 	if path != "" {
 		return LoadSigningKey(path)
 	}
-	logger.Warn("auth: no token.key, signing with a key generated now; tokens die with this process and other replicas reject them")
+	logger.Warn("auth: no token.server.key, signing with a key generated now; tokens die with this process and other replicas reject them")
 	return GenerateSigningKey()
 }
 

@@ -41,7 +41,7 @@ func TestNewModes(t *testing.T) {
 	} else if _, ok := a.Authorizer.(*Basic); !ok {
 		t.Errorf("htpasswd: %T", a.Authorizer)
 	}
-	if a := newAuthFromFiles(t, Config{Token: TokenConfig{Builtin: true}}); a.TokenServer == nil || a.TokenServer.Service != DefaultService {
+	if a := newAuthFromFiles(t, Config{Token: TokenConfig{Server: TokenServerConfig{Enabled: true}}}); a.TokenServer == nil || a.TokenServer.Service != DefaultService {
 		t.Error("builtin: no token server, or not for the default service")
 	} else if b, ok := a.Authorizer.(*Bearer); !ok || b.Policy == nil || b.Issuer != DefaultService {
 		t.Errorf("builtin: %+v", a.Authorizer)
@@ -76,13 +76,13 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	}{
 		{"md5 htpasswd", Config{Htpasswd: HtpasswdConfig{md5}}, "only bcrypt"},
 		{"missing htpasswd", Config{Htpasswd: HtpasswdConfig{filepath.Join(dir, "nope")}}, "no such file"},
-		{"bad policy", Config{Policy: PolicyConfig{badPolicy}}, `unknown action "write"`},
-		{"builtin and jwks", Config{Token: TokenConfig{Builtin: true, JWKS: "http://127.0.0.1/jwks"}}, "excludes"},
+		{"bad policy", Config{Policy: badPolicy}, `unknown action "write"`},
+		{"builtin and jwks", Config{Token: TokenConfig{Server: TokenServerConfig{Enabled: true}, JWKS: "http://127.0.0.1/jwks"}}, "excludes"},
 		{"realm without keys", Config{Token: TokenConfig{Realm: testRealm}}, "needs token.certbundle or token.jwks"},
 		{"keys without realm", Config{Token: TokenConfig{JWKS: "http://127.0.0.1/jwks"}}, "token.realm is required"},
 		{"both key sources", Config{Token: TokenConfig{Realm: testRealm, JWKS: "x", CertBundle: "y"}}, "exclusive"},
 		{"htpasswd with external", Config{Htpasswd: HtpasswdConfig{md5}, Token: TokenConfig{Realm: testRealm, JWKS: "x"}}, "no use"},
-		{"missing key", Config{Token: TokenConfig{Builtin: true, Key: filepath.Join(dir, "nope")}}, "token.key"},
+		{"missing key", Config{Token: TokenConfig{Server: TokenServerConfig{Enabled: true, Key: filepath.Join(dir, "nope")}}}, "token.server.key"},
 	} {
 		_, err := New(tc.cfg, quietLogger)
 		if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
@@ -96,7 +96,7 @@ func TestSharedSigningKey(t *testing.T) {
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	der, _ := x509.MarshalPKCS8PrivateKey(priv)
 	keyPath := writePEM(t, "PRIVATE KEY", der)
-	cfg := Config{Token: TokenConfig{Builtin: true, Key: keyPath}}
+	cfg := Config{Token: TokenConfig{Server: TokenServerConfig{Enabled: true, Key: keyPath}}}
 	replicaA, replicaB := newAuthFromFiles(t, cfg), newAuthFromFiles(t, cfg)
 
 	srvA := httptest.NewServer(replicaA.Handler(http.NotFoundHandler()))
@@ -132,9 +132,17 @@ func TestLoadSigningKey(t *testing.T) {
 		t.Errorf("PKCS #8 P-384: %v", err)
 	}
 	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
-	pkcs8, _ = x509.MarshalPKCS8PrivateKey(rsaKey)
-	if _, err := LoadSigningKey(writePEM(t, "PRIVATE KEY", pkcs8)); err == nil || !strings.Contains(err.Error(), "want Ed25519 or ECDSA") {
+	if k, err := LoadSigningKey(writePEM(t, "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(rsaKey))); err != nil || k.method.Alg() != "RS256" {
 		t.Errorf("RSA key: %v", err)
+	}
+	weak, _ := rsa.GenerateKey(rand.Reader, 1024)
+	if _, err := LoadSigningKey(writePEM(t, "RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(weak))); err == nil || !strings.Contains(err.Error(), "at least 2048") {
+		t.Errorf("1024-bit RSA key: %v", err)
+	}
+	p224, _ := ecdsa.GenerateKey(elliptic.P224(), rand.Reader)
+	sec1, _ = x509.MarshalECPrivateKey(p224)
+	if _, err := LoadSigningKey(writePEM(t, "EC PRIVATE KEY", sec1)); err == nil || !strings.Contains(err.Error(), "unsupported ECDSA curve") {
+		t.Errorf("P-224 key: %v", err)
 	}
 	if _, err := LoadSigningKey(writePEM(t, "CERTIFICATE", []byte("x"))); err == nil {
 		t.Error("a PEM without a private key must fail")
@@ -145,23 +153,23 @@ func TestConfigYAMLKeys(t *testing.T) {
 	var cfg Config
 	err := yaml.Unmarshal([]byte(`
 htpasswd: {path: /etc/lading/htpasswd}
-policy: {path: /etc/lading/policy.yaml}
+policy: /etc/lading/policy.yaml
 token:
-  builtin: true
   realm: https://registry.example/auth/token
   service: registry.example
   issuer: lading-auth
-  key: /etc/lading/token-key.pem
-  expiry: 10m
+  audience: registry
+  server: {enabled: true, key: /etc/lading/token-key.pem, expiry: 10m}
 ratelimit: {burst: 5, per: 1m}
 `), &cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Config{
-		Htpasswd:  HtpasswdConfig{"/etc/lading/htpasswd"},
-		Policy:    PolicyConfig{"/etc/lading/policy.yaml"},
-		Token:     TokenConfig{Builtin: true, Realm: "https://registry.example/auth/token", Service: "registry.example", Issuer: "lading-auth", Key: "/etc/lading/token-key.pem", Expiry: 10 * time.Minute},
+		Htpasswd: HtpasswdConfig{"/etc/lading/htpasswd"},
+		Policy:   "/etc/lading/policy.yaml",
+		Token: TokenConfig{Realm: "https://registry.example/auth/token", Service: "registry.example", Issuer: "lading-auth", Audience: "registry",
+			Server: TokenServerConfig{Enabled: true, Key: "/etc/lading/token-key.pem", Expiry: 10 * time.Minute}},
 		RateLimit: RateLimitConfig{Burst: 5, Per: time.Minute},
 	}
 	if cfg != want {

@@ -12,8 +12,8 @@ import (
 func Example() {
 	a, err := auth.New(auth.Config{
 		Htpasswd: auth.HtpasswdConfig{Path: "/etc/lading/htpasswd"},
-		Policy:   auth.PolicyConfig{Path: "/etc/lading/policy.yaml"},
-		Token:    auth.TokenConfig{Builtin: true, Key: "/etc/lading/token-key.pem"},
+		Policy:   "/etc/lading/policy.yaml",
+		Token:    auth.TokenConfig{Server: auth.TokenServerConfig{Enabled: true, Key: "/etc/lading/token-key.pem"}},
 	}, slog.Default())
 	if err != nil {
 		return // the files are not there in this example

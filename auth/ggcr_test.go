@@ -61,9 +61,9 @@ func newAuthFromFiles(t *testing.T, cfg Config) *Auth {
 	t.Helper()
 	dir := t.TempDir()
 	cfg.Htpasswd.Path = filepath.Join(dir, "htpasswd")
-	cfg.Policy.Path = filepath.Join(dir, "policy.yaml")
+	cfg.Policy = filepath.Join(dir, "policy.yaml")
 	os.WriteFile(cfg.Htpasswd.Path, htpasswdFor(t, "alice", "bob", "carol", "mallory"), 0o600)
-	os.WriteFile(cfg.Policy.Path, []byte(testPolicy), 0o600)
+	os.WriteFile(cfg.Policy, []byte(testPolicy), 0o600)
 	a, err := New(cfg, quietLogger)
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +113,7 @@ func TestGoContainerRegistryClient(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			var a *Auth
 			if mode == "bearer" {
-				a = newAuthFromFiles(t, Config{Token: TokenConfig{Builtin: true, Service: testService}})
+				a = newAuthFromFiles(t, Config{Token: TokenConfig{Service: testService, Server: TokenServerConfig{Enabled: true}}})
 			} else {
 				a = newAuthFromFiles(t, Config{})
 			}
@@ -167,7 +167,7 @@ func TestGoContainerRegistryClient(t *testing.T) {
 }
 
 func TestGoContainerRegistryCatalog(t *testing.T) {
-	a := newAuthFromFiles(t, Config{Token: TokenConfig{Builtin: true}})
+	a := newAuthFromFiles(t, Config{Token: TokenConfig{Server: TokenServerConfig{Enabled: true}}})
 	srv := httptest.NewServer(a.Handler(dummyRegistry(a.Authorizer)))
 	defer srv.Close()
 	reg, _ := name.NewRegistry(strings.TrimPrefix(srv.URL, "http://"), name.Insecure)
@@ -201,7 +201,7 @@ func TestGoContainerRegistryCatalog(t *testing.T) {
 // Bearer challenge, the client fetches a token with Basic credentials from
 // the realm, and retries with it.
 func TestDockerLoginFlow(t *testing.T) {
-	a := newAuthFromFiles(t, Config{Token: TokenConfig{Builtin: true, Service: testService}})
+	a := newAuthFromFiles(t, Config{Token: TokenConfig{Service: testService, Server: TokenServerConfig{Enabled: true}}})
 	srv := httptest.NewServer(a.Handler(dummyRegistry(a.Authorizer)))
 	defer srv.Close()
 

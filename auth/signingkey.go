@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -16,7 +17,7 @@ import (
 
 // SigningKey signs the built-in token server's tokens.
 type SigningKey struct {
-	private any // ed25519.PrivateKey or *ecdsa.PrivateKey, as jwt wants them
+	private any // ed25519.PrivateKey, *ecdsa.PrivateKey or *rsa.PrivateKey, as jwt wants them
 	method  jwt.SigningMethod
 	kid     string
 	public  *KeySet
@@ -34,9 +35,10 @@ func GenerateSigningKey() (*SigningKey, error) {
 	return newSigningKey(priv)
 }
 
-// LoadSigningKey reads an Ed25519 or ECDSA (P-256, P-384, P-521) private key
-// from a PEM file, PKCS #8 ("PRIVATE KEY", as from
-// `openssl genpkey -algorithm ed25519`) or SEC 1 ("EC PRIVATE KEY").
+// LoadSigningKey reads an Ed25519, ECDSA (P-256, P-384, P-521) or RSA
+// private key from a PEM file: PKCS #8 ("PRIVATE KEY", as from
+// `openssl genpkey -algorithm ed25519`), SEC 1 ("EC PRIVATE KEY") or
+// PKCS #1 ("RSA PRIVATE KEY").
 func LoadSigningKey(path string) (*SigningKey, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -45,7 +47,7 @@ func LoadSigningKey(path string) (*SigningKey, error) {
 	for {
 		var block *pem.Block
 		if block, data = pem.Decode(data); block == nil {
-			return nil, fmt.Errorf("%s: no PRIVATE KEY or EC PRIVATE KEY in PEM", path)
+			return nil, fmt.Errorf("%s: no PRIVATE KEY, EC PRIVATE KEY or RSA PRIVATE KEY in PEM", path)
 		}
 		var key any
 		switch block.Type {
@@ -53,6 +55,8 @@ func LoadSigningKey(path string) (*SigningKey, error) {
 			key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
 		case "EC PRIVATE KEY":
 			key, err = x509.ParseECPrivateKey(block.Bytes)
+		case "RSA PRIVATE KEY":
+			key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
 		default:
 			continue
 		}
@@ -84,8 +88,13 @@ func newSigningKey(key any) (*SigningKey, error) {
 			return nil, fmt.Errorf("unsupported ECDSA curve %s", key.Curve.Params().Name)
 		}
 		pub = key.Public()
+	case *rsa.PrivateKey:
+		if key.N.BitLen() < 2048 {
+			return nil, fmt.Errorf("RSA signing key of %d bits; want at least 2048", key.N.BitLen())
+		}
+		k.method, pub = jwt.SigningMethodRS256, key.Public()
 	default:
-		return nil, fmt.Errorf("signing key is %T; want Ed25519 or ECDSA", key)
+		return nil, fmt.Errorf("signing key is %T; want Ed25519, ECDSA or RSA", key)
 	}
 	var err error
 	if k.public, err = NewKeySet(pub); err != nil {

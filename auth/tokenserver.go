@@ -35,10 +35,12 @@ const (
 type TokenServer struct {
 	Service string
 	Issuer  string
-	Users   *Users
-	Policy  *Policy // nil: DefaultPolicy
-	Key     *SigningKey
-	Expiry  time.Duration // access tokens; 0: DefaultTokenExpiry
+	// Audience goes into access tokens; empty: Service.
+	Audience string
+	Users    *Users
+	Policy   *Policy // nil: DefaultPolicy
+	Key      *SigningKey
+	Expiry   time.Duration // access tokens; 0: DefaultTokenExpiry
 	// RefreshExpiry bounds refresh tokens; a password change revokes them
 	// sooner. 0: DefaultRefreshExpiry.
 	RefreshExpiry time.Duration
@@ -53,12 +55,13 @@ type TokenServer struct {
 // (scheme://host/auth/token).
 func (ts *TokenServer) Authorizer(realm string) *Bearer {
 	return &Bearer{
-		Realm:   realm,
-		Service: ts.Service,
-		Issuer:  ts.Issuer,
-		Keys:    ts.Key.Public(),
-		Policy:  cmp.Or(ts.Policy, DefaultPolicy),
-		Logger:  ts.Logger,
+		Realm:    realm,
+		Service:  ts.Service,
+		Issuer:   ts.Issuer,
+		Audience: ts.Audience,
+		Keys:     ts.Key.Public(),
+		Policy:   cmp.Or(ts.Policy, DefaultPolicy),
+		Logger:   ts.Logger,
 	}
 }
 
@@ -168,7 +171,7 @@ func (ts *TokenServer) issue(w http.ResponseWriter, id Identity, scopes []Access
 	}
 	expiry := cmp.Or(ts.Expiry, DefaultTokenExpiry)
 	token, err := ts.Key.sign(tokenClaims{
-		RegisteredClaims: ts.registered(id.Name, ts.Service, now, expiry),
+		RegisteredClaims: ts.registered(id.Name, cmp.Or(ts.Audience, ts.Service), now, expiry),
 		Access:           granted,
 	})
 	if err != nil {
