@@ -377,3 +377,16 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		t.Errorf("String round trip: %+v", back.Storage.S3)
 	}
 }
+
+func TestEveryProblemReportedOnce(t *testing.T) {
+	_, err := Load("", []string{"LADING_HTTP_IDLETIMEOUT=soon", "LADING_STORAGE_DRIVER=tape", "LADING_NOPE=1"}, nil)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	msg := err.Error()
+	for _, w := range []string{"http.idletimeout", "storage.driver", "LADING_NOPE"} {
+		if strings.Count(msg, w) != 1 {
+			t.Errorf("%q appears %d times in\n%s", w, strings.Count(msg, w), msg)
+		}
+	}
+}

@@ -41,7 +41,7 @@ func (e *Error) Error() string {
 // then to LADING_CONFIG; with none of them there is no file. flags may be
 // nil. Every problem found is returned together, each naming its key.
 func Load(path string, env []string, flags *flag.FlagSet) (*Config, error) {
-	l := loader{cfg: Default(), origin: map[string]string{}}
+	l := newLoader()
 	if path == "" {
 		path = configPath(flags, env)
 	}
@@ -56,29 +56,17 @@ func Load(path string, env []string, flags *flag.FlagSet) (*Config, error) {
 	}
 	l.env(env)
 	l.flags(flags)
-	if len(l.errs) == 0 {
-		l.errs = validate(l.cfg, l.origin)
-	}
-	if len(l.errs) > 0 {
-		return nil, errors.Join(l.errs...)
-	}
-	return l.cfg, nil
+	return l.result()
 }
 
 // Parse reads one YAML document over the defaults and validates it, with
 // name used in messages. It is what `lading config check` needs.
 func Parse(name string, data []byte) (*Config, error) {
-	l := loader{cfg: Default(), origin: map[string]string{}}
+	l := newLoader()
 	if err := l.file(name, data); err != nil {
 		return nil, err
 	}
-	if len(l.errs) == 0 {
-		l.errs = validate(l.cfg, l.origin)
-	}
-	if len(l.errs) > 0 {
-		return nil, errors.Join(l.errs...)
-	}
-	return l.cfg, nil
+	return l.result()
 }
 
 func configPath(flags *flag.FlagSet, env []string) string {
@@ -101,6 +89,21 @@ type loader struct {
 	cfg    *Config
 	origin map[string]string
 	errs   []error
+}
+
+func newLoader() *loader {
+	return &loader{cfg: Default(), origin: map[string]string{}}
+}
+
+// result validates what the layers built and reports every problem at
+// once; a value that did not parse left its default, so it is not
+// reported twice.
+func (l *loader) result() (*Config, error) {
+	l.errs = append(l.errs, validate(l.cfg, l.origin)...)
+	if len(l.errs) > 0 {
+		return nil, errors.Join(l.errs...)
+	}
+	return l.cfg, nil
 }
 
 func (l *loader) set(k key, text, source string) {
