@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 func TestHtpasswdVerify(t *testing.T) {
@@ -71,5 +73,30 @@ func TestHtpasswdReloadsOnChange(t *testing.T) {
 	}
 	if _, err := LoadHtpasswd(path, quietLogger); err == nil {
 		t.Error("loading a broken file must fail")
+	}
+}
+
+// An unknown user must cost a bcrypt comparison like a wrong password, or
+// response times would list the accounts. The bound is loose: without the
+// dummy comparison the ratio is in the thousands.
+func TestHtpasswdUnknownUserTakesBcryptTime(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("secret"), bcrypt.DefaultCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := ParseHtpasswd([]byte("bob:" + string(hash) + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	timed := func(user string) time.Duration {
+		start := time.Now()
+		for range 3 {
+			u.Verify(user, "wrong")
+		}
+		return time.Since(start)
+	}
+	known, unknown := timed("bob"), timed("nobody")
+	if unknown < known/4 {
+		t.Errorf("unknown user %v, known user %v", unknown, known)
 	}
 }
