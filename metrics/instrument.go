@@ -12,17 +12,14 @@ import (
 // status, times it, and adds up body bytes in and out by route.
 //
 // The route comes from Labels filled inside the router (httpx.Label), or
-// from info(r) when nothing filled them and info is not nil; requests that
-// never reached a route are counted as route "none". Route names must be
-// a small fixed set, never paths or repositories, or every repository
-// would become a time series.
-func (m *Metrics) Instrument(next http.Handler, info func(*http.Request) (route string)) http.Handler {
+// from info(r) when nothing filled them and info is not nil; info has the
+// shape of logging.AccessLog's so one function (server.RouteLabels) feeds
+// both. Requests that never reached a route count as route "none". The
+// repository is never a label: every repository would become a time
+// series.
+func (m *Metrics) Instrument(next http.Handler, info func(*http.Request) (route, repo string)) http.Handler {
 	if m == nil {
 		return next
-	}
-	var resolve func(*http.Request) (string, string)
-	if info != nil {
-		resolve = func(r *http.Request) (string, string) { return info(r), "" }
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -32,7 +29,7 @@ func (m *Metrics) Instrument(next http.Handler, info func(*http.Request) (route 
 
 		next.ServeHTTP(w, r)
 
-		labels.Resolve(r, resolve)
+		labels.Resolve(r, info)
 		route := labels.Route
 		if route == "" {
 			route = "none"

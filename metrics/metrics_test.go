@@ -126,7 +126,7 @@ func TestInstrumentCountsRequests(t *testing.T) {
 // labelling middleware inside.
 func TestInstrumentWithInfo(t *testing.T) {
 	m := New()
-	h := m.Instrument(http.NotFoundHandler(), func(*http.Request) string { return "catalog" })
+	h := m.Instrument(http.NotFoundHandler(), func(*http.Request) (string, string) { return "catalog", "" })
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/v2/_catalog", nil))
 	if got := value(scrape(t, m), "lading_http_requests_total", "route", "catalog", "method", "GET", "status", "404"); got != 1 {
 		t.Fatalf("requests = %v", got)

@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/lading-registry/lading/internal/httpx"
 	"github.com/lading-registry/lading/logging"
 	"github.com/lading-registry/lading/metrics"
 	"github.com/lading-registry/lading/registry"
@@ -36,15 +35,11 @@ func TestPushMovesCounters(t *testing.T) {
 	}
 	mem := inmemory.New()
 	reg := registry.New(driver.Instrument(mem, m.DriverObserver(mem.Name())), registry.Options{Logger: logger})
-	routeInfo := func(r *http.Request) (string, string) {
-		rt, _ := server.RouteOf(r.Context())
-		return string(rt.Name), rt.Repository
-	}
-	api := server.New(reg, server.Options{Logger: logger, Middleware: []server.Middleware{httpx.Label(routeInfo)}})
+	api := server.New(reg, server.Options{Logger: logger})
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", m.Handler())
-	mux.Handle("/", logging.AccessLog(logger, m.Instrument(api, nil), nil))
+	mux.Handle("/", logging.AccessLog(logger, m.Instrument(api, server.RouteLabels), server.RouteLabels))
 	srv := httptest.NewServer(mux)
 
 	img, err := random.Image(1<<20, 3)

@@ -48,6 +48,10 @@ func (r *Recorder) Status() int {
 	return r.status
 }
 
+// WroteHeader reports whether a status has gone out (explicitly or by a
+// first write), after which an error can no longer be answered cleanly.
+func (r *Recorder) WroteHeader() bool { return r.status != 0 }
+
 // Written is the number of body bytes sent.
 func (r *Recorder) Written() int64 { return r.written.Load() }
 

@@ -92,10 +92,13 @@ func TestReadFromWithoutUnderlyingReadFrom(t *testing.T) {
 
 func TestStatus(t *testing.T) {
 	rec, _ := Record(httptest.NewRecorder())
-	if rec.Status() != http.StatusOK {
-		t.Errorf("nothing written: status %d, want 200", rec.Status())
+	if rec.Status() != http.StatusOK || rec.WroteHeader() {
+		t.Errorf("nothing written: status %d, want 200, and WroteHeader %v", rec.Status(), rec.WroteHeader())
 	}
 	rec.WriteHeader(http.StatusEarlyHints)
+	if rec.WroteHeader() {
+		t.Error("an informational status counted as the response's")
+	}
 	rec.WriteHeader(http.StatusCreated)
 	rec.WriteHeader(http.StatusInternalServerError) // ignored by net/http too
 	if rec.Status() != http.StatusCreated {
