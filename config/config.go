@@ -33,6 +33,7 @@ type HTTP struct {
 	DrainTimeout      time.Duration `yaml:"draintimeout" doc:"On SIGTERM/SIGINT, how long in-flight requests may run before the process exits."`
 	DebugAddr         string        `yaml:"debugaddr" doc:"host:port of a separate listener for /metrics, /healthz and /readyz; empty serves them on addr."`
 	MaxUploads        int           `yaml:"maxuploads" doc:"Upload requests (PATCH/PUT bodies) served at once; 0 means no limit. Caps memory and disk bandwidth."`
+	MaxManifestSize   Bytes         `yaml:"maxmanifestsize" doc:"Largest manifest accepted; larger ones get 413 without being read."`
 }
 
 // TLS holds the certificate files. Empty cert and key mean plain HTTP.
@@ -64,7 +65,7 @@ type Filesystem struct {
 // S3 configures the S3 driver.
 type S3 struct {
 	Endpoint       string        `yaml:"endpoint" doc:"http(s) URL of an S3-compatible server; empty means AWS."`
-	Region         string        `yaml:"region" doc:"Region used for request signing."`
+	Region         string        `yaml:"region" doc:"Bucket region; empty uses the SDK's default (AWS_REGION, shared config), or us-east-1 with an endpoint."`
 	Bucket         string        `yaml:"bucket" doc:"Bucket holding the data; it must exist."`
 	Prefix         string        `yaml:"prefix" doc:"Key prefix inside the bucket, so several registries can share one bucket."`
 	ForcePathStyle bool          `yaml:"forcepathstyle" doc:"Address the bucket as endpoint/bucket instead of bucket.endpoint; most self-hosted servers need it."`
@@ -73,6 +74,7 @@ type S3 struct {
 	StorageClass   string        `yaml:"storageclass" doc:"Storage class for new objects, e.g. STANDARD_IA; empty uses the bucket's default."`
 	SSE            string        `yaml:"sse" doc:"Server-side encryption: empty (bucket default), AES256 or aws:kms."`
 	KMSKeyID       string        `yaml:"kmskeyid" doc:"KMS key for sse aws:kms; empty uses the account's default key."`
+	PartSize       Bytes         `yaml:"partsize" doc:"Multipart part size, 5MiB to 5GiB: memory per upload in flight against request count."`
 	Redirect       bool          `yaml:"redirect" doc:"Answer blob GETs with a 307 to a presigned URL so bytes bypass the registry."`
 	RedirectExpiry time.Duration `yaml:"redirectexpiry" doc:"Lifetime of presigned redirect URLs."`
 }
@@ -86,30 +88,37 @@ type Redis struct {
 
 // Auth configures authentication and access control.
 type Auth struct {
-	Htpasswd Htpasswd `yaml:"htpasswd" doc:"Basic authentication."`
-	Token    Token    `yaml:"token" doc:"Bearer token authentication (the Docker registry token protocol)."`
-	Policy   string   `yaml:"policy" doc:"Access policy file (users and groups x repository globs x actions); empty lets any authenticated user do anything."`
+	Htpasswd  Htpasswd  `yaml:"htpasswd" doc:"Basic authentication."`
+	Token     Token     `yaml:"token" doc:"Bearer token authentication (the Docker registry token protocol)."`
+	Policy    string    `yaml:"policy" doc:"Access policy file (users and groups x repository globs x actions); empty lets any authenticated user do anything. Re-read when it changes."`
+	RateLimit RateLimit `yaml:"ratelimit" doc:"Failed logins allowed per client address."`
+}
+
+// RateLimit slows password guessing: a token bucket per client address.
+type RateLimit struct {
+	Burst int           `yaml:"burst" doc:"Failed logins in a row before answers become 429."`
+	Per   time.Duration `yaml:"per" doc:"One more failed login is allowed after each such interval."`
 }
 
 // Htpasswd configures basic authentication.
 type Htpasswd struct {
-	Path string `yaml:"path" doc:"htpasswd file with bcrypt hashes; empty turns basic authentication off."`
+	Path string `yaml:"path" doc:"htpasswd file with bcrypt hashes; empty turns basic authentication off. Re-read when it changes."`
 }
 
 // Token configures bearer tokens, verified here and optionally issued here.
 type Token struct {
 	Realm      string      `yaml:"realm" doc:"URL of the token server sent in the WWW-Authenticate challenge; empty with the built-in server means this registry's /auth/token."`
-	Service    string      `yaml:"service" doc:"Service name sent in the challenge and expected as the token audience."`
-	Issuer     string      `yaml:"issuer" doc:"Expected iss claim."`
+	Service    string      `yaml:"service" doc:"Service name sent in the challenge; empty means lading."`
+	Issuer     string      `yaml:"issuer" doc:"Expected (or, built in, issued) iss claim; empty means the service name."`
 	Audience   string      `yaml:"audience" doc:"Expected aud claim; empty means the service name."`
-	CertBundle string      `yaml:"certbundle" doc:"PEM certificates whose keys may sign tokens."`
-	JWKS       string      `yaml:"jwks" doc:"http(s) URL of a JWKS document whose keys may sign tokens."`
+	CertBundle string      `yaml:"certbundle" doc:"PEM certificates or public keys of an external token issuer; excludes jwks."`
+	JWKS       string      `yaml:"jwks" doc:"http(s) URL of an external issuer's JWK Set; excludes certbundle."`
 	Server     TokenServer `yaml:"server" doc:"The built-in token server, so one binary is enough."`
 }
 
 // TokenServer configures the built-in token issuer.
 type TokenServer struct {
-	Enabled bool          `yaml:"enabled" doc:"Issue tokens at /auth/token from htpasswd users and the access policy."`
+	Enabled bool          `yaml:"enabled" doc:"Issue tokens at /auth/token from htpasswd users and the access policy; excludes certbundle and jwks."`
 	Key     string        `yaml:"key" doc:"PEM private key (RSA, ECDSA or Ed25519) signing issued tokens; empty generates one at start, which replicas cannot share."`
 	Expiry  time.Duration `yaml:"expiry" doc:"Lifetime of issued tokens."`
 }
@@ -128,7 +137,7 @@ type Uploads struct {
 
 // Deletes configures deletion through the API.
 type Deletes struct {
-	Enabled bool `yaml:"enabled" doc:"Allow DELETE of manifests, tags and blobs; when false they answer UNSUPPORTED."`
+	Enabled bool `yaml:"enabled" doc:"Allow DELETE of manifests, tags and blobs; when false they answer 405 UNSUPPORTED (cancelling an upload stays allowed)."`
 }
 
 // Default returns the configuration used when nothing is set: a registry on
@@ -140,17 +149,21 @@ func Default() *Config {
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
 			DrainTimeout:      30 * time.Second,
+			MaxManifestSize:   4 << 20,
 		},
 		Log: Log{Level: "info", Format: "text", Access: true},
 		Storage: Storage{
 			Driver:     "filesystem",
 			Filesystem: Filesystem{Root: "./lading-data"},
 			S3: S3{
-				Region:         "us-east-1",
+				PartSize:       16 << 20,
 				RedirectExpiry: 20 * time.Minute,
 			},
 		},
-		Auth: Auth{Token: Token{Server: TokenServer{Expiry: 5 * time.Minute}}},
+		Auth: Auth{
+			Token:     Token{Server: TokenServer{Expiry: 5 * time.Minute}},
+			RateLimit: RateLimit{Burst: 10, Per: 6 * time.Second},
+		},
 		GC: GC{
 			Interval: 24 * time.Hour,
 			Grace:    24 * time.Hour,

@@ -175,8 +175,16 @@ func TestBadValues(t *testing.T) {
 			want: []string{`redis.addr: "redis" is not host:port`}},
 		{name: "token realm without verifier", yaml: "auth:\n  token:\n    realm: https://auth.example.com/token\n",
 			want: []string{"auth.token.realm: is set but nothing verifies tokens"}},
-		{name: "external token without issuer", env: []string{"LADING_AUTH_TOKEN_JWKS=https://auth.example.com/jwks", "LADING_AUTH_TOKEN_REALM=https://auth.example.com/token", "LADING_AUTH_TOKEN_SERVICE=registry"},
-			want: []string{"auth.token.issuer: must be set when tokens come from an external server"}},
+		{name: "external token without realm", env: []string{"LADING_AUTH_TOKEN_JWKS=https://auth.example.com/jwks"},
+			want: []string{"auth.token.realm: must be set with an external token issuer"}},
+		{name: "built-in and external issuer", env: []string{"LADING_AUTH_TOKEN_JWKS=https://auth.example.com/jwks", "LADING_AUTH_TOKEN_SERVER_ENABLED=true"},
+			want: []string{"auth.token.server.enabled: excludes auth.token.certbundle and auth.token.jwks", "env LADING_AUTH_TOKEN_SERVER_ENABLED"}},
+		{name: "rate limit", yaml: "auth:\n  ratelimit:\n    burst: 0\n",
+			want: []string{"auth.ratelimit.burst: 0 must be 1 or more"}},
+		{name: "size", env: []string{"LADING_HTTP_MAXMANIFESTSIZE=4 megs"},
+			want: []string{`http.maxmanifestsize: "4 megs" is not a size`, "LADING_HTTP_MAXMANIFESTSIZE"}},
+		{name: "s3 part size", yaml: "storage:\n  driver: s3\n  s3:\n    bucket: images\n    partsize: 1MiB\n",
+			want: []string{"storage.s3.partsize: 1MiB must be from 5MiB to 5GiB"}},
 		{name: "section as scalar", yaml: "http: yes\n",
 			want: []string{"http: must be a mapping"}},
 		{name: "key as list", yaml: "http:\n  addr: [a, b]\n",
@@ -388,5 +396,25 @@ func TestEveryProblemReportedOnce(t *testing.T) {
 		if strings.Count(msg, w) != 1 {
 			t.Errorf("%q appears %d times in\n%s", w, strings.Count(msg, w), msg)
 		}
+	}
+}
+
+func TestBytes(t *testing.T) {
+	for text, want := range map[string]Bytes{"4MiB": 4 << 20, "512KiB": 512 << 10, " 5 GiB ": 5 << 30, "1048576": 1 << 20, "10B": 10, "0": 0} {
+		got, err := parseBytes(text)
+		if err != nil || got != want {
+			t.Errorf("parseBytes(%q) = %d, %v; want %d", text, got, err, want)
+		}
+		if back, err := parseBytes(got.String()); err != nil || back != got {
+			t.Errorf("%d prints as %q, which reads back as %d, %v", got, got.String(), back, err)
+		}
+	}
+	for _, bad := range []string{"", "4MB", "-1", "1.5GiB", "99999999999TiB", "MiB"} {
+		if _, err := parseBytes(bad); err == nil {
+			t.Errorf("parseBytes(%q) accepted", bad)
+		}
+	}
+	if s := Bytes(16 << 20).String(); s != "16MiB" {
+		t.Errorf("16MiB prints as %s", s)
 	}
 }

@@ -33,6 +33,7 @@ type section struct {
 var (
 	durationType = reflect.TypeFor[time.Duration]()
 	secretType   = reflect.TypeFor[Secret]()
+	bytesType    = reflect.TypeFor[Bytes]()
 )
 
 // isSectionType tells nested sections from leaf settings.
@@ -125,6 +126,12 @@ func (k key) set(c *Config, text string) error {
 			return fmt.Errorf("%q is not a duration (write e.g. 30s, 5m, 24h)", text)
 		}
 		v.SetInt(int64(d))
+	case k.Type == bytesType:
+		b, err := parseBytes(text)
+		if err != nil {
+			return err
+		}
+		v.SetInt(int64(b))
 	case k.Type.Kind() == reflect.String:
 		v.SetString(text)
 	case k.Type.Kind() == reflect.Bool:
@@ -155,6 +162,8 @@ func (k key) format(c *Config) string {
 		return Secret(v.String()).String()
 	case k.Type == durationType:
 		return formatDuration(time.Duration(v.Int()))
+	case k.Type == bytesType:
+		return Bytes(v.Int()).String()
 	case k.Type.Kind() == reflect.String:
 		return v.String()
 	default:

@@ -44,6 +44,9 @@ func validate(c *Config, origin map[string]string) []error {
 	if c.HTTP.MaxUploads < 0 {
 		v.fail("http.maxuploads", "%d must be 0 (no limit) or more", c.HTTP.MaxUploads)
 	}
+	if c.HTTP.MaxManifestSize <= 0 {
+		v.fail("http.maxmanifestsize", "must be greater than 0")
+	}
 
 	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	v.oneOf("log.format", c.Log.Format, "text", "json")
@@ -64,9 +67,7 @@ func validate(c *Config, origin map[string]string) []error {
 		v.fail("redis.db", "%d must be 0 or more", c.Redis.DB)
 	}
 
-	v.file("auth.htpasswd.path", c.Auth.Htpasswd.Path)
-	v.file("auth.policy", c.Auth.Policy)
-	v.token(&c.Auth.Token)
+	v.auth(&c.Auth)
 
 	v.notNegative("gc.interval", c.GC.Interval)
 	v.notNegative("gc.grace", c.GC.Grace)
@@ -178,14 +179,14 @@ func (v *validator) s3(s *S3) {
 	case !bucketName.MatchString(s.Bucket):
 		v.fail("storage.s3.bucket", "%q is not a bucket name (3 to 63 of a-z, 0-9, '.', '-')", s.Bucket)
 	}
-	if s.Region == "" {
-		v.fail("storage.s3.region", "must be set when storage.driver is s3 (any value, e.g. us-east-1, for servers that ignore it)")
-	}
 	v.url("storage.s3.endpoint", s.Endpoint)
 	v.together("storage.s3.accesskey", s.AccessKey, "storage.s3.secretkey", string(s.SecretKey))
 	v.oneOf("storage.s3.sse", s.SSE, "", "AES256", "aws:kms")
 	if s.KMSKeyID != "" && s.SSE != "aws:kms" {
 		v.fail("storage.s3.kmskeyid", "needs storage.s3.sse aws:kms")
+	}
+	if s.PartSize < 5<<20 || s.PartSize > 5<<30 {
+		v.fail("storage.s3.partsize", "%s must be from 5MiB to 5GiB, the part sizes S3 allows", s.PartSize)
 	}
 	// SigV4 presigned URLs live at most a week.
 	if s.RedirectExpiry <= 0 || s.RedirectExpiry > 7*24*time.Hour {
@@ -193,34 +194,31 @@ func (v *validator) s3(s *S3) {
 	}
 }
 
-func (v *validator) token(t *Token) {
+func (v *validator) auth(a *Auth) {
+	v.file("auth.htpasswd.path", a.Htpasswd.Path)
+	v.file("auth.policy", a.Policy)
+	if a.RateLimit.Burst < 1 {
+		v.fail("auth.ratelimit.burst", "%d must be 1 or more", a.RateLimit.Burst)
+	}
+	v.positive("auth.ratelimit.per", a.RateLimit.Per)
+
+	t := &a.Token
 	v.url("auth.token.realm", t.Realm)
 	v.url("auth.token.jwks", t.JWKS)
 	v.file("auth.token.certbundle", t.CertBundle)
 	v.file("auth.token.server.key", t.Server.Key)
 	external := t.CertBundle != "" || t.JWKS != ""
-	if external {
-		for _, req := range []struct{ key, value string }{
-			{"auth.token.realm", t.Realm},
-			{"auth.token.service", t.Service},
-			{"auth.token.issuer", t.Issuer},
-		} {
-			if req.value == "" {
-				v.fail(req.key, "must be set when tokens come from an external server (auth.token.certbundle or auth.token.jwks)")
-			}
-		}
-	}
-	if !external && !t.Server.Enabled {
-		for _, set := range []struct{ key, value string }{
-			{"auth.token.realm", t.Realm},
-			{"auth.token.service", t.Service},
-			{"auth.token.issuer", t.Issuer},
-			{"auth.token.audience", t.Audience},
-		} {
-			if set.value != "" {
-				v.fail(set.key, "is set but nothing verifies tokens: set auth.token.certbundle, auth.token.jwks or auth.token.server.enabled")
-			}
-		}
+	switch {
+	case t.CertBundle != "" && t.JWKS != "":
+		v.fail("auth.token.jwks", "excludes auth.token.certbundle: an external issuer's keys come from one of them")
+	case t.Server.Enabled && external:
+		v.fail("auth.token.server.enabled", "excludes auth.token.certbundle and auth.token.jwks: tokens come from this server or an external one")
+	case external && t.Realm == "":
+		v.fail("auth.token.realm", "must be set with an external token issuer (auth.token.certbundle or auth.token.jwks): it is where clients get tokens")
+	case external && a.Htpasswd.Path != "":
+		v.fail("auth.htpasswd.path", "has no use with an external token issuer: clients log in there")
+	case !external && !t.Server.Enabled && t.Realm != "":
+		v.fail("auth.token.realm", "is set but nothing verifies tokens: set auth.token.certbundle, auth.token.jwks or auth.token.server.enabled")
 	}
 	if t.Server.Enabled {
 		v.positive("auth.token.server.expiry", t.Server.Expiry)
