@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/lading-registry/lading/registry"
@@ -192,10 +193,5 @@ func withAction(rt Route, r *http.Request) Route {
 }
 
 func allowed(rt Route, method string) bool {
-	for _, m := range methods[rt.Name] {
-		if m == method {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(methods[rt.Name], method)
 }

@@ -96,7 +96,7 @@ func (h *handlers) upload(w http.ResponseWriter, r *http.Request, rt Route) erro
 		writeEmpty(w, http.StatusNoContent)
 		return nil
 	case http.MethodPatch:
-		if err := appendChunk(r, up); err != nil {
+		if err := appendChunk(w, r, rt.Repository, up); err != nil {
 			return err
 		}
 		uploadAccepted(w, rt.Repository, up, http.StatusAccepted)
@@ -105,7 +105,7 @@ func (h *handlers) upload(w http.ResponseWriter, r *http.Request, rt Route) erro
 
 	// PUT: an optional last chunk, then the commit.
 	if r.ContentLength != 0 || r.Header.Get("Content-Range") != "" {
-		if err := appendChunk(r, up); err != nil {
+		if err := appendChunk(w, r, rt.Repository, up); err != nil {
 			return err
 		}
 	}
@@ -118,8 +118,10 @@ func (h *handlers) upload(w http.ResponseWriter, r *http.Request, rt Route) erro
 
 // appendChunk writes the request body at the end of the session. With a
 // Content-Range the chunk must start where the session stands (else the
-// registry's RangeError becomes a 416) and hold exactly the bytes named.
-func appendChunk(r *http.Request, up *registry.Upload) error {
+// registry's RangeError becomes a 416, which still names the session so
+// the client can ask where it stands and resume) and hold exactly the
+// bytes named.
+func appendChunk(w http.ResponseWriter, r *http.Request, repo string, up *registry.Upload) error {
 	at, length := int64(-1), int64(-1)
 	if cr := r.Header.Get("Content-Range"); cr != "" {
 		start, end, ok := parseContentRange(cr)
@@ -134,6 +136,11 @@ func appendChunk(r *http.Request, up *registry.Upload) error {
 	}
 	body := newClientBody(r.Body, length)
 	_, err := up.Append(r.Context(), body, at)
+	var rangeErr *registry.RangeError
+	if errors.As(err, &rangeErr) {
+		w.Header().Set("Location", uploadLocation(repo, up.ID()))
+		w.Header().Set("Docker-Upload-UUID", up.ID())
+	}
 	return body.blame(r.Context(), err, registry.CodeBlobUploadInvalid)
 }
 

@@ -60,7 +60,8 @@ func ModuleRoot(t testing.TB) string {
 // Options choose how lading runs. The zero value builds ./cmd/lading and
 // serves on the filesystem driver under a temporary root.
 type Options struct {
-	// Binary is the lading executable; empty builds ./cmd/lading.
+	// Binary is the lading executable; empty means $LADING_TEST_BINARY
+	// (to test a release build), else ./cmd/lading built for the test.
 	Binary string
 	// Args are extra arguments after `serve --root DIR --addr HOST:PORT`,
 	// such as a configuration file for S3 or auth.
@@ -89,6 +90,9 @@ type Server struct {
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
 	bin := opts.Binary
+	if bin == "" {
+		bin = os.Getenv("LADING_TEST_BINARY")
+	}
 	if bin == "" {
 		bin = Build(t, "./cmd/lading")
 	}
