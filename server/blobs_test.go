@@ -213,7 +213,7 @@ func TestChunkedUpload(t *testing.T) {
 	// A gap and an overlap: 416 with the session's Range, which is unharmed.
 	for _, bad := range []request{chunk(2000, 3000), chunk(500, 1500)} {
 		rec = serve(t, h, bad)
-		wantStatus(t, rec, 416, "")
+		wantStatus(t, rec, 416, registry.CodeRangeInvalid)
 		if rec.Header().Get("Range") != "0-999" || rec.Header().Get("Location") != loc {
 			t.Fatalf("416 headers %v", rec.Header())
 		}

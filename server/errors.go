@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
 
+	"github.com/lading-registry/lading/auth"
 	"github.com/lading-registry/lading/logging"
 	"github.com/lading-registry/lading/registry"
 )
@@ -84,6 +84,10 @@ func mapError(err error) (status int, header http.Header, body errorBody) {
 	if errors.As(err, &se) {
 		return se.status, header, entry(se.err)
 	}
+	if ae, ok := auth.AsError(err); ok {
+		ae.SetHeaders(header)
+		return ae.Status, header, errorBody{Errors: []errorEntry{{Code: registry.Code(ae.Code), Message: ae.Message()}}}
+	}
 	if e, ok := registry.AsError(err); ok {
 		if status, ok := codeStatus[e.Code]; ok {
 			return status, header, entry(e)
@@ -105,7 +109,7 @@ func entry(e *registry.Error) errorBody {
 // writeError answers the request with err. Server faults are logged with
 // the real error; client mistakes at debug level only.
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
-	status, header, body := mapError(err)
+	status := WriteError(w, r, err)
 	if status >= 500 {
 		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.EscapedPath(),
 			"request_id", logging.RequestID(r.Context()), "error", err)
@@ -113,6 +117,15 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		log.DebugContext(r.Context(), "request refused", "method", r.Method, "path", r.URL.EscapedPath(),
 			"request_id", logging.RequestID(r.Context()), "status", status, "error", err)
 	}
+}
+
+// WriteError answers the request with err as an OCI error response and
+// returns the status sent. It is exported for Options.Middleware (auth,
+// read-only mode, rate limits), so their refusals take the same shape:
+// a registry *Error, an *auth.Error (with its challenge), or anything else
+// as a 500 the caller should log.
+func WriteError(w http.ResponseWriter, r *http.Request, err error) int {
+	status, header, body := mapError(err)
 	for k, v := range header {
 		w.Header()[k] = v
 	}
@@ -122,10 +135,6 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		body.Errors[0].Detail = nil
 		payload, _ = json.Marshal(body)
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(payload)))
-	w.WriteHeader(status)
-	if r.Method != http.MethodHead {
-		_, _ = w.Write(payload)
-	}
+	writeBody(w, r, status, "application/json", payload)
+	return status
 }

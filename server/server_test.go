@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lading-registry/lading/auth"
 	"github.com/lading-registry/lading/logging"
 	"github.com/lading-registry/lading/registry"
 )
@@ -51,4 +52,24 @@ func TestPanicIsAnswered(t *testing.T) {
 	if rec.Code != 500 || errorCode(t, rec) != registry.CodeUnknown || strings.Contains(rec.Body.String(), "bug") {
 		t.Fatalf("status %d, body %s", rec.Code, rec.Body)
 	}
+}
+
+// TestMiddlewareRefusal shows how an auth middleware answers through the
+// server's error function: status, challenge and OCI body from *auth.Error.
+func TestMiddlewareRefusal(t *testing.T) {
+	h := newHandler(t, Options{Middleware: []Middleware{func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if rt, _ := RouteOf(r.Context()); rt.Action == ActionPush {
+				WriteError(w, r, &auth.Error{Status: 401, Code: auth.CodeUnauthorized, Challenge: `Basic realm="lading"`, Reason: auth.ErrNoCredentials})
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}}})
+	rec := serve(t, h, request{method: "POST", target: "/v2/a/blobs/uploads/"})
+	wantStatus(t, rec, 401, registry.CodeUnauthorized)
+	if rec.Header().Get("WWW-Authenticate") != `Basic realm="lading"` {
+		t.Fatalf("challenge %q", rec.Header().Get("WWW-Authenticate"))
+	}
+	wantStatus(t, serve(t, h, request{method: "GET", target: "/v2/a/tags/list"}), 404, registry.CodeNameUnknown)
 }
