@@ -140,18 +140,21 @@ func (d *Driver) checkConditionalPut(ctx context.Context) error {
 	return nil
 }
 
-// httpClient bounds connecting and waiting for answers, but not transfers:
-// a large GET may legitimately stream for a long time, and the caller's
-// context ends it.
+// httpClient gives up on a server that stops answering, without bounding
+// transfers: a large GET may stream for as long as its reader wants, and
+// the caller's context ends it. A server-side copy of 5 GiB may keep a
+// server silent for a while, hence the generous silence allowed.
 func httpClient() *awshttp.BuildableClient {
+	const silence = 5 * time.Minute
 	return awshttp.NewBuildableClient().
 		WithDialerOptions(func(d *net.Dialer) { d.Timeout = 10 * time.Second }).
 		WithTransportOptions(func(t *http.Transport) {
 			t.TLSHandshakeTimeout = 10 * time.Second
-			t.ResponseHeaderTimeout = 2 * time.Minute
+			t.ResponseHeaderTimeout = silence
 			t.ExpectContinueTimeout = time.Second
 			t.MaxIdleConnsPerHost = 64
-		})
+		}).
+		WithReadTimeout(silence)
 }
 
 // Name implements driver.Driver.

@@ -41,8 +41,9 @@ import (
 //
 // Every step is ordered so that a crash between any two requests leaves a
 // state the next writer reads correctly: a part is uploaded before its
-// marker is written, and the marker before the pieces it absorbed are
-// deleted; pieces below the latest marker's end are recognised as absorbed.
+// marker is written (once, when the writer closes), and the marker before
+// the pieces it absorbed are deleted; pieces below the latest marker's end
+// are recognised as absorbed, parts beyond it are ignored and overwritten.
 // Listing the directory (one request) is all it takes to reopen a writer.
 const (
 	uploadEntry = "~upload"
@@ -77,6 +78,7 @@ type writer struct {
 	parts      int32
 	partsEnd   int64  // bytes in parts 1..parts
 	partMarker string // key of the latest ~part entry, or ""
+	markerDue  bool   // parts were uploaded since partMarker was written
 	pieces     []piece
 	pending    int64    // bytes in pieces
 	stale      []string // entries superseded, removed at the next cleanup
@@ -275,16 +277,26 @@ func (w *writer) Close() error {
 	if w.err != nil {
 		return w.err
 	}
-	var err error
-	switch {
-	case w.pending+int64(len(w.buf)) >= w.closingPartSize():
-		err = w.flushPart(w.ctx)
-	case len(w.buf) > 0 || (!w.persisted && w.base < 0):
-		// Also an empty writer leaves a piece, so it can be reopened.
-		err = w.putPiece(w.ctx)
+	if len(w.buf) > 0 {
+		if err := w.adoptBase(w.ctx); err != nil {
+			return err
+		}
 	}
-	if err != nil {
+	if w.pending+int64(len(w.buf)) >= w.closingPartSize() {
+		if err := w.flushPart(w.ctx); err != nil {
+			return err
+		}
+	}
+	// The marker goes first: a piece stored after parts it does not
+	// record would leave a gap for the next writer.
+	if err := w.saveMarker(w.ctx); err != nil {
 		return err
+	}
+	if len(w.buf) > 0 || (!w.persisted && w.base < 0) {
+		// Also an empty writer leaves a piece, so it can be reopened.
+		if err := w.putPiece(w.ctx); err != nil {
+			return err
+		}
 	}
 	w.cleanStale(w.ctx)
 	return nil
@@ -413,29 +425,38 @@ func (w *writer) flushPart(ctx context.Context) error {
 	if _, err := w.uploadPart(ctx, w.parts+1, data); err != nil {
 		return err
 	}
-	if err := w.recordParts(ctx, w.parts+1, w.partsEnd+int64(len(data))); err != nil {
-		return err
-	}
+	w.advance(w.parts+1, w.partsEnd+int64(len(data)))
 	w.buf = w.buf[:0]
 	return nil
 }
 
-// recordParts writes the marker for parts 1..n ending at end and drops the
-// pieces they absorbed.
-func (w *writer) recordParts(ctx context.Context, n int32, end int64) error {
-	marker := w.dir + partEntryName(n, end)
+// advance notes that parts 1..n, ending at end, are uploaded and absorbed
+// the pending pieces. Until saveMarker records it, the bucket still says
+// what the last Close left, which is all the next writer may rely on; the
+// pieces stay until then.
+func (w *writer) advance(n int32, end int64) {
+	for _, p := range w.pieces {
+		w.stale = append(w.stale, p.key)
+	}
+	w.parts, w.partsEnd = n, end
+	w.pieces, w.pending = nil, 0
+	w.markerDue = true
+}
+
+// saveMarker records the uploaded parts in the bucket, and then lets the
+// entries they superseded go.
+func (w *writer) saveMarker(ctx context.Context) error {
+	if !w.markerDue {
+		return nil
+	}
+	marker := w.dir + partEntryName(w.parts, w.partsEnd)
 	if _, err := w.d.client.PutObject(ctx, w.d.putInput(marker, nil)); err != nil {
 		return err
 	}
 	if w.partMarker != "" {
 		w.stale = append(w.stale, w.partMarker)
 	}
-	for _, p := range w.pieces {
-		w.stale = append(w.stale, p.key)
-	}
-	w.parts, w.partsEnd, w.partMarker = n, end, marker
-	w.pieces, w.pending = nil, 0
-	w.persisted = true
+	w.partMarker, w.markerDue, w.persisted = marker, false, true
 	w.cleanStale(ctx)
 	return nil
 }
@@ -473,9 +494,7 @@ func (w *writer) adoptBase(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := w.recordParts(ctx, int32(len(parts)), size); err != nil {
-			return err
-		}
+		w.advance(int32(len(parts)), size)
 	} else if size > 0 {
 		key := w.dir + pieceEntryName(0)
 		if err := w.d.copyObject(ctx, w.key, key, size); err != nil {
@@ -564,7 +583,7 @@ func (w *writer) abort(ctx context.Context) error {
 // cleanStale removes superseded entries; any left over are recognised as
 // stale by the next writer, so failure here costs nothing but litter.
 func (w *writer) cleanStale(ctx context.Context) {
-	if len(w.stale) > 0 && w.d.deleteKeys(ctx, w.stale) == nil {
+	if len(w.stale) > 0 && !w.markerDue && w.d.deleteKeys(ctx, w.stale) == nil {
 		w.stale = nil
 	}
 }
