@@ -315,3 +315,32 @@ func TestClientBodyFailureIs4xx(t *testing.T) {
 		t.Fatalf("Range after a broken chunk: %q", rec.Header().Get("Range"))
 	}
 }
+
+// TestConcurrentChunksDoNotInterleave holds one PATCH mid-body and sends a
+// second to the same session: the second is refused with 416 and the
+// first completes whole.
+func TestConcurrentChunksDoNotInterleave(t *testing.T) {
+	h := newHandler(t, Options{})
+	loc := startSession(t, h, "a")
+	pr, pw := io.Pipe()
+	first := httptest.NewRequest("PATCH", loc, pr)
+	first.ContentLength = -1
+	firstRec := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() { h.ServeHTTP(firstRec, first); close(done) }()
+	// The pipe hands these bytes over only once the registry is reading the
+	// body, which it does holding the session.
+	if _, err := pw.Write([]byte("0123456789")); err != nil {
+		t.Fatal(err)
+	}
+	rec := serve(t, h, request{method: "PATCH", target: loc, body: []byte("intruder")})
+	wantStatus(t, rec, 416, registry.CodeRangeInvalid)
+	pw.Write([]byte("abcdef"))
+	pw.Close()
+	<-done
+	if firstRec.Code != 202 || firstRec.Header().Get("Range") != "0-15" {
+		t.Fatalf("first chunk: %d %v", firstRec.Code, firstRec.Header())
+	}
+	d := digest.FromString("0123456789abcdef")
+	wantStatus(t, serve(t, h, request{method: "PUT", target: withQuery(loc, "digest="+d.String())}), 201, "")
+}

@@ -132,34 +132,45 @@ func TestImageRoundTrip(t *testing.T) {
 
 func TestIndexRoundTrip(t *testing.T) {
 	addr := start(t)
-	idx, err := random.Index(512, 2, 3)
+	oci, err := random.Index(512, 2, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := ref(t, addr+"/e2e/index:multi")
-	if err := remote.WriteIndex(r, idx); err != nil {
-		t.Fatal(err)
-	}
-	got, err := remote.Index(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, _ := idx.RawManifest()
-	raw, err := got.RawManifest()
-	if err != nil || !bytes.Equal(raw, want) {
-		t.Fatalf("index differs (%v):\nwant %s\ngot  %s", err, want, raw)
-	}
-	im, _ := idx.IndexManifest()
-	for _, child := range im.Manifests {
-		wantImg, err := idx.Image(child.Digest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		gotImg, err := remote.Image(ref(t, addr+"/e2e/index@"+child.Digest.String()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		sameImage(t, wantImg, gotImg)
+	docker := mutate.IndexMediaType(oci, types.DockerManifestList)
+	for _, tc := range []struct {
+		repo string
+		idx  v1.ImageIndex
+	}{
+		{"e2e/oci-index", oci},
+		{"e2e/docker-list", docker},
+	} {
+		t.Run(tc.repo, func(t *testing.T) {
+			r := ref(t, addr+"/"+tc.repo+":multi")
+			if err := remote.WriteIndex(r, tc.idx); err != nil {
+				t.Fatal(err)
+			}
+			desc, err := remote.Get(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantType, _ := tc.idx.MediaType()
+			want, _ := tc.idx.RawManifest()
+			if desc.MediaType != wantType || !bytes.Equal(desc.Manifest, want) {
+				t.Fatalf("index differs: %s\nwant %s\ngot  %s", desc.MediaType, want, desc.Manifest)
+			}
+			im, _ := tc.idx.IndexManifest()
+			for _, child := range im.Manifests {
+				wantImg, err := tc.idx.Image(child.Digest)
+				if err != nil {
+					t.Fatal(err)
+				}
+				gotImg, err := remote.Image(ref(t, addr+"/"+tc.repo+"@"+child.Digest.String()))
+				if err != nil {
+					t.Fatal(err)
+				}
+				sameImage(t, wantImg, gotImg)
+			}
+		})
 	}
 }
 
