@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/lading-registry/lading/storage/driver"
 )
@@ -506,29 +507,35 @@ func (w *writer) adoptBase(ctx context.Context) error {
 	return nil
 }
 
-// pendingData reads the pending pieces back and appends the buffer.
+// pendingData reads the pending pieces back, in parallel, and appends the
+// buffer.
 func (w *writer) pendingData(ctx context.Context) ([]byte, error) {
 	if len(w.pieces) == 0 {
 		return w.buf, nil
 	}
-	data := make([]byte, 0, w.pending+int64(len(w.buf)))
+	data := make([]byte, w.pending+int64(len(w.buf)))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
 	for _, p := range w.pieces {
-		out, err := w.d.client.GetObject(ctx, &s3.GetObjectInput{Bucket: w.d.bucket, Key: aws.String(p.key)})
-		if err != nil {
-			return nil, err
-		}
-		buf := bytes.NewBuffer(data)
-		_, err = io.Copy(buf, out.Body)
-		out.Body.Close()
-		if err != nil {
-			return nil, err
-		}
-		data = buf.Bytes()
+		g.Go(func() error {
+			out, err := w.d.client.GetObject(gctx, &s3.GetObjectInput{Bucket: w.d.bucket, Key: aws.String(p.key)})
+			if err != nil {
+				return err
+			}
+			defer out.Body.Close()
+			if aws.ToInt64(out.ContentLength) != p.size {
+				return fmt.Errorf("piece %s holds %d bytes, listed with %d", p.key, aws.ToInt64(out.ContentLength), p.size)
+			}
+			start := p.offset - w.partsEnd
+			_, err = io.ReadFull(out.Body, data[start:start+p.size])
+			return err
+		})
 	}
-	if int64(len(data)) != w.pending {
-		return nil, fmt.Errorf("pending pieces hold %d bytes, expected %d", len(data), w.pending)
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
-	return append(data, w.buf...), nil
+	copy(data[w.pending:], w.buf)
+	return data, nil
 }
 
 // ensureUpload finds or starts the multipart upload.
