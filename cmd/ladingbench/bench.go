@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// target is one registry under test.
+type target struct {
+	name  string
+	index int
+	url   *url.URL
+	pid   int // 0: not sampled
+	c     *client
+	// bigBlob is the last large blob pushed, which the pull reads back.
+	bigBlob *pushedBlob
+}
+
+type pushedBlob struct {
+	repo string
+	d    digest.Digest
+	size int64
+}
+
+// settings are the scale knobs; the defaults are the sizes of the issue.
+type settings struct {
+	rounds        int
+	blobSize      int64
+	chunkSize     int64
+	rangeSize     int64
+	rangeReads    int
+	smallCount    int
+	smallSize     int64
+	concurrency   int
+	manifestCount int
+	tagListReads  int
+	imageLayers   []int64
+	imageJobs     int
+	singlePost    bool
+}
+
+// metric describes one number a scenario reports per round.
+type metric struct {
+	Name         string `json:"name"`
+	Unit         string `json:"unit"`
+	HigherBetter bool   `json:"higherBetter"`
+}
+
+var (
+	mMBps = func(name string) metric { return metric{name, "MB/s", true} }
+	mOps  = func(name string) metric { return metric{name, "ops/s", true} }
+	mMs   = func(name string) metric { return metric{name, "ms", false} }
+	mRSS  = metric{"server peak RSS", "MiB", false}
+	mCPU  = metric{"server CPU", "s", false}
+)
+
+// round is what one scenario run against one registry measured.
+type round struct {
+	values map[string]float64
+	usage  *procUsage
+}
+
+// recorder collects a round's values and watches the server around the
+// timed part.
+type recorder struct {
+	t     *target
+	r     round
+	watch *procWatch
+}
+
+func (rec *recorder) start() {
+	if rec.t.pid > 0 {
+		rec.watch = watchProc(rec.t.pid)
+	}
+}
+
+func (rec *recorder) stop() {
+	if rec.watch != nil {
+		u := rec.watch.done()
+		rec.r.usage = &u
+		rec.watch = nil
+	}
+}
+
+func (rec *recorder) set(name string, v float64) { rec.r.values[name] = v }
+
+// scenario is one workload. run prepares untimed, then brackets the timed
+// part with rec.start and rec.stop.
+type scenario struct {
+	name    string
+	metrics []metric
+	run     func(ctx context.Context, b *bench, t *target, roundNo int, rec *recorder) error
+}
+
+type bench struct {
+	s       settings
+	targets []*target
+	nonce   uint64
+	log     func(format string, args ...any)
+}
+
+var seedHash = maphash.MakeSeed()
+
+// seed gives content that no registry has seen: a new value for every run,
+// scenario, round, registry and item.
+func (b *bench) seed(parts ...any) uint64 {
+	var h maphash.Hash
+	h.SetSeed(seedHash)
+	fmt.Fprint(&h, b.nonce)
+	for _, p := range parts {
+		fmt.Fprint(&h, "/", p)
+	}
+	return h.Sum64()
+}
+
+func (b *bench) repo(scenario string, t *target, roundNo int) string {
+	return fmt.Sprintf("bench/%s-%x-%s-r%d", scenario, b.nonce&0xffffff, t.name, roundNo)
+}
+
+// runAll runs each scenario for every round, registries in turn within a
+// round (A B A B …), so drift of the machine falls on all of them alike.
+func (b *bench) runAll(ctx context.Context, scs []scenario) (*report, error) {
+	rep := newReport(b)
+	for _, sc := range scs {
+		rep.addScenario(sc)
+		for r := 1; r <= b.s.rounds; r++ {
+			for _, t := range b.targets {
+				rec := &recorder{t: t, r: round{values: map[string]float64{}}}
+				b.log("%s: round %d/%d, %s", sc.name, r, b.s.rounds, t.name)
+				err := sc.run(ctx, b, t, r, rec)
+				rec.stop()
+				if err != nil {
+					return nil, fmt.Errorf("%s on %s, round %d: %w", sc.name, t.name, r, err)
+				}
+				rep.addRound(sc.name, t.name, rec.r)
+			}
+		}
+	}
+	return rep, nil
+}
+
+// parallel runs fn(i) for i in [0, n) on conc workers and returns each
+// call's latency and the wall time of the whole.
+func parallel(ctx context.Context, conc, n int, fn func(ctx context.Context, i int) error) ([]time.Duration, time.Duration, error) {
+	lat := make([]time.Duration, n)
+	var next atomic.Int64
+	var firstErr error
+	var once sync.Once
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range min(conc, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				t0 := time.Now()
+				if err := fn(ctx, i); err != nil {
+					once.Do(func() { firstErr = err; cancel() })
+					return
+				}
+				lat[i] = time.Since(t0)
+			}
+		}()
+	}
+	wg.Wait()
+	return lat, time.Since(start), firstErr
+}
+
+// setOps records the throughput and latency percentiles of a parallel phase.
+func (rec *recorder) setOps(phase string, lat []time.Duration, wall time.Duration) {
+	rec.set(phase+" ops/s", float64(len(lat))/wall.Seconds())
+	l := msAll(lat)
+	rec.set(phase+" p50", percentile(l, 50))
+	rec.set(phase+" p99", percentile(l, 99))
+}
+
+func opsMetrics(phase string) []metric {
+	return []metric{mOps(phase + " ops/s"), mMs(phase + " p50"), mMs(phase + " p99")}
+}
