@@ -3,8 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -95,4 +99,94 @@ func TestServeFailsOnBadRoot(t *testing.T) {
 	if code := run([]string{"serve", "--root", file, "--addr", "127.0.0.1:0"}, io.Discard, &stderr); code != 1 {
 		t.Fatalf("exit %d; stderr %s", code, &stderr)
 	}
+}
+
+// TestShutdownDrainsUploads cancels serve while a chunk is still arriving:
+// the chunk completes and serve returns cleanly.
+func TestShutdownDrainsUploads(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	root := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	served := make(chan error, 1)
+	go func() {
+		served <- serve(ctx, serveConfig{root: root, addr: addr}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}()
+	base := "http://" + addr
+	var loc string
+	for i := 0; loc == ""; i++ {
+		if i > 100 {
+			t.Fatal("lading did not come up")
+		}
+		resp, err := http.Post(base+"/v2/a/blobs/uploads/", "", nil)
+		if err != nil {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		resp.Body.Close()
+		loc = resp.Header.Get("Location")
+	}
+
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest(http.MethodPatch, base+loc, pr)
+	answered := make(chan *http.Response, 1)
+	// A connection of its own: the shutdown may close an idle kept-alive
+	// one just as a new request starts on it, which is not what is tested.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	go func() {
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Error(err)
+		}
+		answered <- resp
+	}()
+	first := bytes.Repeat([]byte("x"), 3<<20) // beyond the registry's copy buffer, so some reaches disk
+	pw.Write(first)
+	// Cancel only once the handler is writing the chunk: before that the
+	// connection may still wait in the listener's backlog, which closing
+	// the listener resets.
+	waitForUploadData(t, root)
+	cancel()
+	time.Sleep(100 * time.Millisecond)
+	pw.Write([]byte("second half"))
+	pw.Close()
+	resp := <-answered
+	if resp == nil {
+		return
+	}
+	resp.Body.Close()
+	if want := fmt.Sprintf("0-%d", len(first)+len("second half")-1); resp.StatusCode != http.StatusAccepted || resp.Header.Get("Range") != want {
+		t.Fatalf("in-flight chunk: %d %v", resp.StatusCode, resp.Header)
+	}
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitForUploadData waits until some upload's data file under root holds
+// bytes.
+func waitForUploadData(t *testing.T, root string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		found := false
+		filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && d.Name() == "data" && strings.Contains(path, "_uploads") {
+				if info, err := d.Info(); err == nil && info.Size() > 0 {
+					found = true
+				}
+			}
+			return nil
+		})
+		if found {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("no upload data appeared")
 }

@@ -59,6 +59,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Once the first signal starts the drain, a second one ends the
+	// process at once, as an impatient operator expects.
+	context.AfterFunc(ctx, stop)
 	if err := serve(ctx, cfg, log); err != nil {
 		log.Error("lading serve failed", "error", err)
 		return 1
