@@ -171,22 +171,17 @@ func checkComponent(part string, last bool) error {
 }
 
 func withAction(rt Route, r *http.Request) Route {
-	switch r.Method {
-	case http.MethodGet, http.MethodHead:
-		rt.Action = ActionPull
-	case http.MethodPost, http.MethodPut, http.MethodPatch:
-		rt.Action = ActionPush
-	case http.MethodDelete:
-		rt.Action = ActionDelete
-		if rt.Name == RouteUpload {
-			// Cancelling one's own upload is part of pushing.
-			rt.Action = ActionPush
-		}
-	}
-	if rt.Name == RouteBase {
+	switch {
+	case rt.Name == RouteBase:
 		rt.Action = ActionNone
-	}
-	if rt.Name == RouteUpload && r.Method == http.MethodGet {
+	case rt.Name == RouteUploadStart || rt.Name == RouteUpload:
+		// Asking for a session's status or cancelling it is part of pushing.
+		rt.Action = ActionPush
+	case r.Method == http.MethodGet || r.Method == http.MethodHead:
+		rt.Action = ActionPull
+	case r.Method == http.MethodDelete:
+		rt.Action = ActionDelete
+	default:
 		rt.Action = ActionPush
 	}
 	return rt

@@ -26,7 +26,8 @@ type Middleware func(http.Handler) http.Handler
 
 // Options configure the HTTP layer. The zero value serves every endpoint.
 type Options struct {
-	// Logger receives access and error logs. Nil means slog.Default().
+	// Logger receives error logs (access logs wrap the handler from
+	// outside, see RouteLabels). Nil means slog.Default().
 	Logger *slog.Logger
 	// DisableDeletes answers DELETE of blobs, manifests and tags with 405
 	// UNSUPPORTED. Cancelling an upload stays allowed.

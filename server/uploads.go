@@ -46,8 +46,9 @@ func (h *handlers) startUpload(w http.ResponseWriter, r *http.Request, rt Route)
 			return err
 		}
 		body := newClientBody(r.Body, -1)
-		if _, err := blobs.Put(ctx, d, body); err != nil {
-			return body.blame(ctx, err, registry.CodeBlobUploadInvalid)
+		_, err = blobs.Put(ctx, d, body)
+		if err := body.blame(ctx, err, registry.CodeBlobUploadInvalid); err != nil {
+			return err
 		}
 		blobCreated(w, rt.Repository, d)
 		return nil
@@ -64,9 +65,6 @@ func (h *handlers) startUpload(w http.ResponseWriter, r *http.Request, rt Route)
 // upload serves an existing session: status, a chunk, the final PUT, or
 // cancellation.
 func (h *handlers) upload(w http.ResponseWriter, r *http.Request, rt Route) error {
-	if !validUploadID(rt.Reference) {
-		return &registry.Error{Code: registry.CodeBlobUploadUnknown, Message: "unknown upload session"}
-	}
 	repo, err := h.repository(rt)
 	if err != nil {
 		return err
@@ -80,6 +78,8 @@ func (h *handlers) upload(w http.ResponseWriter, r *http.Request, rt Route) erro
 			return err
 		}
 	}
+	// Resume refuses ids of any other shape than its own, before they
+	// could reach a storage path.
 	up, err := repo.Blobs().Resume(ctx, rt.Reference)
 	if err != nil {
 		return err
@@ -142,21 +142,6 @@ func appendChunk(w http.ResponseWriter, r *http.Request, repo string, up *regist
 		w.Header().Set("Docker-Upload-UUID", up.ID())
 	}
 	return body.blame(r.Context(), err, registry.CodeBlobUploadInvalid)
-}
-
-// validUploadID keeps session ids to the shape the registry hands out, so
-// a crafted id never reaches the storage layout.
-func validUploadID(id string) bool {
-	if id == "" || len(id) > 128 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
 }
 
 func uploadLocation(repo, id string) string {
