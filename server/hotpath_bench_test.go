@@ -3,17 +3,18 @@ package server
 import (
 	"bytes"
 	"crypto/rand"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
 	"strconv"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/lading-registry/lading/logging"
 	"github.com/lading-registry/lading/registry"
 	"github.com/lading-registry/lading/storage/driver"
 	"github.com/lading-registry/lading/storage/driver/filesystem"
@@ -45,7 +46,7 @@ func BenchmarkParseContentRange(b *testing.B) {
 }
 
 // The BenchmarkServe* benchmarks run the HTTP layer over loopback on the
-// filesystem driver, as `lading serve` does (less its access log), so that
+// filesystem driver, as `lading serve` does, so that
 //
 //	go test ./server -run - -bench Serve -cpuprofile cpu.out
 //	go tool pprof -top server.test cpu.out
@@ -66,9 +67,10 @@ func benchServer(b *testing.B) *httptest.Server {
 	if err != nil {
 		b.Fatal(err)
 	}
-	log := slog.New(slog.DiscardHandler)
+	// Logs are formatted and dropped, so their cost stays in the profile.
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := registry.New(driver.Instrument(fsd, nil), registry.Options{Logger: log})
-	srv := httptest.NewServer(New(reg, Options{Logger: log}))
+	srv := httptest.NewServer(logging.AccessLog(log, New(reg, Options{Logger: log}), RouteLabels))
 	b.Cleanup(srv.Close)
 	return srv
 }
@@ -126,7 +128,7 @@ func BenchmarkServePull64MiB(b *testing.B) {
 func BenchmarkServeSmallBlobs(b *testing.B) {
 	srv := benchServer(b)
 	http.DefaultTransport.(*http.Transport).MaxIdleConnsPerHost = 64
-	b.SetParallelism(max(1, 32/max(1, testingProcs())))
+	b.SetParallelism(max(1, 32/runtime.GOMAXPROCS(0)))
 	b.SetBytes(4 << 10)
 	b.RunParallel(func(pb *testing.PB) {
 		p := make([]byte, 4<<10)
@@ -135,12 +137,4 @@ func BenchmarkServeSmallBlobs(b *testing.B) {
 			benchPush(b, srv.URL, p)
 		}
 	})
-}
-
-func testingProcs() int {
-	n, _ := strconv.Atoi(fmt.Sprint(os.Getenv("GOMAXPROCS")))
-	if n > 0 {
-		return n
-	}
-	return 2
 }

@@ -9,7 +9,10 @@ import (
 )
 
 // Page sizes for listings. A page costs the registry in proportion to its
-// size, so an unbounded request is cut at maxPage and continued by Link.
+// size, so no page is unbounded: a request without n, or with a larger
+// one, gets at most these many entries and a Link to the rest. Tags come
+// in big pages, since clients that ignore Link are common and repositories
+// with more tags than maxPage are not.
 const (
 	defaultCatalogPage = 1000
 	maxPage            = 10000
@@ -22,7 +25,7 @@ type pageRequest struct {
 	last string
 }
 
-// parsePage reads n and last; defaultN applies when n is absent (0: all).
+// parsePage reads n and last; defaultN applies when n is absent.
 func parsePage(q url.Values, defaultN int) (pageRequest, error) {
 	p := pageRequest{n: defaultN, last: q.Get("last")}
 	if s := q.Get("n"); s != "" {
@@ -52,7 +55,7 @@ type tagList struct {
 }
 
 func (h *handlers) tags(w http.ResponseWriter, r *http.Request, rt Route) error {
-	page, err := parsePage(r.URL.Query(), 0)
+	page, err := parsePage(r.URL.Query(), maxPage)
 	if err != nil {
 		return err
 	}

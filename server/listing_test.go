@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -82,5 +83,28 @@ func TestCatalogPagination(t *testing.T) {
 	})
 	if strings.Join(all, ",") != strings.Join(repos, ",") {
 		t.Fatalf("catalog %v", all)
+	}
+}
+
+func TestParsePage(t *testing.T) {
+	tests := []struct {
+		query string
+		want  pageRequest
+		bad   bool
+	}{
+		{"", pageRequest{n: 7}, false},
+		{"n=3&last=b", pageRequest{n: 3, last: "b"}, false},
+		{"n=0", pageRequest{n: 0, none: true}, false},
+		{"n=99999999", pageRequest{n: maxPage}, false},
+		{"n=99999999999999999999999", pageRequest{}, true},
+		{"n=-1", pageRequest{}, true},
+		{"n=x", pageRequest{}, true},
+	}
+	for _, tt := range tests {
+		q, _ := url.ParseQuery(tt.query)
+		got, err := parsePage(q, 7)
+		if (err != nil) != tt.bad || (!tt.bad && got != tt.want) {
+			t.Errorf("parsePage(%q) = %+v, %v", tt.query, got, err)
+		}
 	}
 }
