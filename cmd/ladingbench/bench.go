@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"net/url"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,6 +60,9 @@ var (
 	mMs   = func(name string) metric { return metric{name, "ms", false} }
 	mRSS  = metric{"server peak RSS", "MiB", false}
 	mCPU  = metric{"server CPU", "s", false}
+	// The client shares the machine: on few cores its own CPU time bounds
+	// what any server can show.
+	mClientCPU = metric{"bench client CPU", "s", false}
 )
 
 // round is what one scenario run against one registry measured.
@@ -70,18 +74,26 @@ type round struct {
 // recorder collects a round's values and watches the server around the
 // timed part.
 type recorder struct {
-	t     *target
-	r     round
-	watch *procWatch
+	t       *target
+	r       round
+	watch   *procWatch
+	client0 float64 // own CPU seconds at start; -1 when not started
 }
 
 func (rec *recorder) start() {
 	if rec.t.pid > 0 {
 		rec.watch = watchProc(rec.t.pid)
 	}
+	if cpu, err := procCPU(os.Getpid()); err == nil {
+		rec.client0 = cpu
+	}
 }
 
 func (rec *recorder) stop() {
+	if cpu, err := procCPU(os.Getpid()); err == nil && rec.client0 >= 0 {
+		rec.set(mClientCPU.Name, cpu-rec.client0)
+		rec.client0 = -1
+	}
 	if rec.watch != nil {
 		u := rec.watch.done()
 		rec.r.usage = &u
@@ -132,7 +144,7 @@ func (b *bench) runAll(ctx context.Context, scs []scenario) (*report, error) {
 		rep.addScenario(sc)
 		for r := 1; r <= b.s.rounds; r++ {
 			for _, t := range b.targets {
-				rec := &recorder{t: t, r: round{values: map[string]float64{}}}
+				rec := &recorder{t: t, r: round{values: map[string]float64{}}, client0: -1}
 				b.log("%s: round %d/%d, %s", sc.name, r, b.s.rounds, t.name)
 				err := sc.run(ctx, b, t, r, rec)
 				rec.stop()

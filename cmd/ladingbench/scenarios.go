@@ -14,12 +14,12 @@ import (
 
 // The scenarios by the name their flag selects.
 var allScenarios = []scenario{
-	{name: "push", metrics: []metric{mMBps("push monolithic"), mRSS, mCPU}, run: runPushMonolithic},
-	{name: "chunked", metrics: []metric{mMBps("push 16 MiB chunks"), mRSS, mCPU}, run: runPushChunked},
-	{name: "pull", metrics: []metric{mMBps("pull"), mMs("1 MiB range in the middle"), mRSS, mCPU}, run: runPull},
-	{name: "small", metrics: append(append(append(opsMetrics("push"), opsMetrics("HEAD")...), opsMetrics("GET")...), mRSS, mCPU), run: runSmall},
-	{name: "manifests", metrics: append(append(opsMetrics("PUT"), opsMetrics("GET")...), mMs("tags list"), mRSS, mCPU), run: runManifests},
-	{name: "image", metrics: []metric{mMBps("image push"), mMBps("image pull"), mRSS, mCPU}, run: runImage},
+	{name: "push", metrics: []metric{mMBps("push monolithic"), mRSS, mCPU, mClientCPU}, run: runPushMonolithic},
+	{name: "chunked", metrics: []metric{mMBps("push 16 MiB chunks"), mRSS, mCPU, mClientCPU}, run: runPushChunked},
+	{name: "pull", metrics: []metric{mMBps("pull"), mMs("1 MiB range in the middle"), mRSS, mCPU, mClientCPU}, run: runPull},
+	{name: "small", metrics: append(append(append(opsMetrics("push"), opsMetrics("HEAD")...), opsMetrics("GET")...), mRSS, mCPU, mClientCPU), run: runSmall},
+	{name: "manifests", metrics: append(append(opsMetrics("PUT"), opsMetrics("GET")...), mMs("tags list"), mRSS, mCPU, mClientCPU), run: runManifests},
+	{name: "image", metrics: []metric{mMBps("image push"), mMBps("image pull"), mRSS, mCPU, mClientCPU}, run: runImage},
 }
 
 func (b *bench) bigContent(scenario string, t *target, roundNo int) (content, digest.Digest) {
