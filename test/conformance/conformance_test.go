@@ -97,8 +97,8 @@ func run(t *testing.T, srv *testserver.Server, extraEnv []string) {
 			}
 		}
 	}
-	t.Logf("conformance: %d passed, %d failed, %d errors, %d skipped",
-		counts["passed"], counts["failure"], counts["error"], counts["skipped"])
+	t.Logf("conformance: %d cases passed, %d failed, %d errors, %d skipped\n%s",
+		counts["passed"], counts["failure"], counts["error"], counts["skipped"], totals(out))
 	for _, c := range failed {
 		t.Errorf("%s: %s\n%s", c.Status, c.Name, indent(c.SystemOut))
 	}
@@ -137,6 +137,15 @@ func withoutOCI(env []string) []string {
 
 func indent(s string) string {
 	return "    " + strings.ReplaceAll(strings.TrimSpace(s), "\n", "\n    ")
+}
+
+// totals is the suite's own count of results, from its console report.
+func totals(out []byte) string {
+	s := summary(out)
+	if i := strings.Index(s, "\n\n"); i >= 0 {
+		return s[:i]
+	}
+	return s
 }
 
 // summary is the suite's console report from its result counts on, which
