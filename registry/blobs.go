@@ -83,6 +83,11 @@ func (bs *BlobStore) Mount(ctx context.Context, from string, d digest.Digest) (v
 	if err := checkDigest(d); err != nil {
 		return v1.Descriptor{}, err
 	}
+	// Guarded against a garbage collection in progress (gcguard.go).
+	guard, err := bs.repo.reg.guardWrite(ctx, d)
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
 	var size int64
 	if from != "" {
 		src, err := bs.repo.reg.Repository(from)
@@ -94,6 +99,12 @@ func (bs *BlobStore) Mount(ctx context.Context, from string, d digest.Digest) (v
 			return v1.Descriptor{}, err
 		}
 		size = desc.Size
+		// The source's link may come from the cache; the bytes must exist.
+		if _, err := bs.driver().Stat(ctx, blobPath(d)); driver.IsNotFound(err) {
+			return v1.Descriptor{}, newError(CodeBlobUnknown, "blob %s unknown to the registry", d)
+		} else if err != nil {
+			return v1.Descriptor{}, err
+		}
 	} else {
 		fi, err := bs.driver().Stat(ctx, blobPath(d))
 		if driver.IsNotFound(err) {
@@ -105,6 +116,9 @@ func (bs *BlobStore) Mount(ctx context.Context, from string, d digest.Digest) (v
 		size = fi.Size
 	}
 	if err := bs.link(ctx, d, size); err != nil {
+		return v1.Descriptor{}, err
+	}
+	if err := guard.settle(ctx, func(ctx context.Context) error { return bs.ensureMounted(ctx, d, size) }); err != nil {
 		return v1.Descriptor{}, err
 	}
 	return blobDescriptor(d, size), nil

@@ -18,6 +18,8 @@ import (
 //	                                                 subject → referrer descriptor
 //	/repositories/<name>/_uploads/<id>/data          upload bytes so far
 //	/repositories/<name>/_uploads/<id>/state         offset, hash state, start time
+//	/gc/state                                        the collector's progress, read by writers
+//	/gc/pins/<alg>/<hex>                             digest a writer uses during a collection
 //
 // Repository name components never start with "_", so the "_" directories
 // cannot collide with a nested repository. The catalog is flat so a page of
@@ -64,6 +66,15 @@ func uploadDataPath(repo, id string) string { return uploadPath(repo, id) + "/da
 func uploadStatePath(repo, id string) string { return uploadPath(repo, id) + "/state" }
 
 func catalogPath(repo string) string { return catalog + "/" + escapeName(repo) }
+
+const (
+	gcStatePath = "/gc/state"
+	gcPinsPath  = "/gc/pins"
+)
+
+func gcPinPath(d digest.Digest) string {
+	return gcPinsPath + "/" + string(d.Algorithm()) + "/" + d.Encoded()
+}
 
 // escapeName flattens a repository name into one path segment while keeping
 // lexical order, so a listing of /catalog is already in name order: '-', '.'

@@ -250,7 +250,14 @@ func (u *Upload) finish(ctx context.Context, d digest.Digest, size int64) (v1.De
 	if got != d {
 		return v1.Descriptor{}, &Error{Code: CodeDigestInvalid, Message: fmt.Sprintf("upload digest is %s, %s declared", got, d)}
 	}
+	// Guarded against a garbage collection in progress (gcguard.go): the
+	// blob may be stored yet unreferenced, and about to be collected.
+	guard, err := u.bs.repo.reg.guardWrite(ctx, d)
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
 	dst := blobPath(d)
+	moved := false
 	if _, err := drv.Stat(ctx, dst); err == nil {
 		// Already stored: content addressing makes this upload redundant.
 	} else if !driver.IsNotFound(err) {
@@ -259,10 +266,14 @@ func (u *Upload) finish(ctx context.Context, d digest.Digest, size int64) (v1.De
 		if err := drv.Move(ctx, dataPath, dst); err != nil {
 			return v1.Descriptor{}, err
 		}
+		moved = true
 	} else if err := drv.PutContent(ctx, dst, nil); err != nil {
 		return v1.Descriptor{}, err
 	}
 	if err := u.bs.link(ctx, d, u.state.Offset); err != nil {
+		return v1.Descriptor{}, err
+	}
+	if err := guard.settle(ctx, func(ctx context.Context) error { return u.ensureCommitted(ctx, d, dataPath, moved) }); err != nil {
 		return v1.Descriptor{}, err
 	}
 	if err := drv.Delete(context.WithoutCancel(ctx), uploadPath(u.state.Repository, u.state.ID)); err != nil && !driver.IsNotFound(err) {

@@ -1,0 +1,380 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"path"
+	"strconv"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/lading-registry/lading/storage/driver"
+)
+
+// FsckOptions configure a check of the store.
+type FsckOptions struct {
+	// Repair fixes what can be fixed without losing anything readable:
+	// dangling tags, links and referrer entries go, corrupt blobs go with
+	// their links (so clients upload them again), manifest records without
+	// their bytes go, wrong link sizes are rewritten, and lost catalog
+	// markers are written again. A manifest whose layers are missing is
+	// only reported: its owner must push them again.
+	Repair bool
+	// Problem, when set, is called for each problem found.
+	Problem func(FsckProblem)
+	// Progress, when set, is called now and then with the counts so far.
+	Progress func(FsckReport)
+}
+
+// FsckProblem is one inconsistency.
+type FsckProblem struct {
+	Kind       string // one of the Problem constants
+	Repository string
+	Path       string
+	Digest     digest.Digest
+	Detail     string
+	// Repaired is set when Repair fixed it.
+	Repaired bool
+}
+
+// Kinds of FsckProblem.
+const (
+	ProblemCorruptBlob      = "corrupt blob"
+	ProblemUnexpectedObject = "unexpected object"
+	ProblemDanglingLink     = "dangling link"
+	ProblemLinkSize         = "wrong link size"
+	ProblemDanglingTag      = "dangling tag"
+	ProblemCorruptRecord    = "corrupt manifest record"
+	ProblemManifestBytes    = "manifest without its bytes"
+	ProblemMissingBlob      = "manifest references a missing blob"
+	ProblemStaleReferrer    = "stale referrer entry"
+	ProblemUnlisted         = "repository missing from the catalog"
+)
+
+// FsckReport counts what a check saw.
+type FsckReport struct {
+	Blobs        int
+	Bytes        int64
+	Repositories int
+	Manifests    int
+	Links        int
+	Tags         int
+	Problems     int
+	Repaired     int
+	Duration     time.Duration
+}
+
+// Fsck verifies every blob's digest by reading it whole, and every link,
+// tag, manifest record and referrer entry against what it names. It is safe
+// to run while the registry serves: each repair re-checks its problem just
+// before it acts.
+func (r *Registry) Fsck(ctx context.Context, opts FsckOptions) (FsckReport, error) {
+	start := time.Now()
+	f := &fsck{reg: r, opts: opts, corrupt: map[digest.Digest]bool{}}
+	err := f.blobs(ctx)
+	if err == nil {
+		err = r.eachRepository(ctx, func(name string) error {
+			f.report.Repositories++
+			f.progress()
+			return f.repository(ctx, name)
+		})
+	}
+	f.report.Duration = time.Since(start)
+	return f.report, err
+}
+
+type fsck struct {
+	reg     *Registry
+	opts    FsckOptions
+	report  FsckReport
+	corrupt map[digest.Digest]bool // removed by repair; few by nature
+	last    time.Time
+}
+
+func (f *fsck) progress() {
+	if f.opts.Progress != nil && time.Since(f.last) > 200*time.Millisecond {
+		f.last = time.Now()
+		f.opts.Progress(f.report)
+	}
+}
+
+// problem reports p, first running fix when repairing; fix returns whether
+// it repaired (false: the problem went away by itself on re-check).
+func (f *fsck) problem(ctx context.Context, p FsckProblem, fix func(context.Context) (bool, error)) error {
+	if f.opts.Repair && fix != nil {
+		fixed, err := fix(ctx)
+		if err != nil {
+			return err
+		}
+		if !fixed {
+			return nil
+		}
+		p.Repaired = true
+		f.report.Repaired++
+	}
+	f.report.Problems++
+	if f.opts.Problem != nil {
+		f.opts.Problem(p)
+	}
+	return nil
+}
+
+func (f *fsck) blobs(ctx context.Context) error {
+	drv := f.reg.driver
+	err := drv.Walk(ctx, blobsRoot, "", func(fi driver.FileInfo) error {
+		f.report.Blobs++
+		f.report.Bytes += fi.Size
+		f.progress()
+		d, ok := digestAt(fi.Path, 2)
+		if !ok || blobPath(d) != fi.Path {
+			return f.problem(ctx, FsckProblem{Kind: ProblemUnexpectedObject, Path: fi.Path}, nil)
+		}
+		got, err := f.hash(ctx, fi.Path, d.Algorithm())
+		if driver.IsNotFound(err) {
+			return nil // collected since the walk saw it
+		}
+		if err != nil {
+			return err
+		}
+		if got == d {
+			return nil
+		}
+		return f.problem(ctx, FsckProblem{Kind: ProblemCorruptBlob, Path: fi.Path, Digest: d, Detail: "content hashes to " + got.String()},
+			func(ctx context.Context) (bool, error) {
+				f.corrupt[d] = true
+				err := drv.Delete(ctx, fi.Path)
+				return !driver.IsNotFound(err), ignoreNotFound(err)
+			})
+	})
+	return ignoreNotFound(err)
+}
+
+func (f *fsck) hash(ctx context.Context, p string, alg digest.Algorithm) (digest.Digest, error) {
+	rc, err := f.reg.driver.Reader(ctx, p, 0)
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	h := alg.Digester()
+	bufp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bufp)
+	if _, err := io.CopyBuffer(h.Hash(), rc, *bufp); err != nil {
+		return "", err
+	}
+	return h.Digest(), nil
+}
+
+func (f *fsck) repository(ctx context.Context, name string) error {
+	repo, err := f.reg.Repository(name)
+	if err != nil {
+		return err
+	}
+	ms := repo.Manifests()
+	for _, step := range []func(context.Context, *ManifestStore) error{f.links, f.manifests, f.tags, f.referrers, f.listed} {
+		if err := step(ctx, ms); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *fsck) links(ctx context.Context, ms *ManifestStore) error {
+	drv, name := f.reg.driver, ms.repo.name
+	err := drv.Walk(ctx, repoPath(name)+"/_layers", "", func(fi driver.FileInfo) error {
+		f.report.Links++
+		d, ok := digestAt(fi.Path, 1)
+		if !ok || layerLinkPath(name, d) != fi.Path {
+			return f.problem(ctx, FsckProblem{Kind: ProblemUnexpectedObject, Repository: name, Path: fi.Path}, nil)
+		}
+		blob, err := drv.Stat(ctx, blobPath(d))
+		if driver.IsNotFound(err) || f.corrupt[d] {
+			return f.problem(ctx, FsckProblem{Kind: ProblemDanglingLink, Repository: name, Path: fi.Path, Digest: d},
+				func(ctx context.Context) (bool, error) {
+					if _, err := drv.Stat(ctx, blobPath(d)); err == nil && !f.corrupt[d] {
+						return false, nil // committed again meanwhile
+					}
+					err := drv.Delete(ctx, fi.Path)
+					f.reg.cacheDelete(ctx, linkKey(name, d.String()))
+					return !driver.IsNotFound(err), ignoreNotFound(err)
+				})
+		}
+		if err != nil {
+			return err
+		}
+		raw, err := drv.GetContent(ctx, fi.Path)
+		if driver.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if size, err := strconv.ParseInt(string(raw), 10, 64); err == nil && size == blob.Size {
+			return nil
+		}
+		return f.problem(ctx, FsckProblem{Kind: ProblemLinkSize, Repository: name, Path: fi.Path, Digest: d, Detail: "link says " + strconv.Quote(string(raw)) + ", blob has " + strconv.FormatInt(blob.Size, 10)},
+			func(ctx context.Context) (bool, error) {
+				f.reg.cacheDelete(ctx, linkKey(name, d.String()))
+				return true, drv.PutContent(ctx, fi.Path, strconv.AppendInt(nil, blob.Size, 10))
+			})
+	})
+	return ignoreNotFound(err)
+}
+
+func (f *fsck) manifests(ctx context.Context, ms *ManifestStore) error {
+	drv, name := f.reg.driver, ms.repo.name
+	err := drv.Walk(ctx, repoPath(name)+"/_manifests", "", func(fi driver.FileInfo) error {
+		f.report.Manifests++
+		d, ok := digestAt(fi.Path, 1)
+		if !ok || manifestLinkPath(name, d) != fi.Path {
+			return f.problem(ctx, FsckProblem{Kind: ProblemUnexpectedObject, Repository: name, Path: fi.Path}, nil)
+		}
+		raw, err := drv.GetContent(ctx, fi.Path)
+		if driver.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var rec manifestRecord
+		if err := json.Unmarshal(raw, &rec); err != nil || rec.Digest != d {
+			return f.problem(ctx, FsckProblem{Kind: ProblemCorruptRecord, Repository: name, Path: fi.Path, Digest: d}, nil)
+		}
+		payload, err := drv.GetContent(ctx, blobPath(d))
+		if driver.IsNotFound(err) {
+			return f.problem(ctx, FsckProblem{Kind: ProblemManifestBytes, Repository: name, Path: fi.Path, Digest: d},
+				func(ctx context.Context) (bool, error) {
+					if _, err := drv.Stat(ctx, blobPath(d)); err == nil {
+						return false, nil
+					}
+					err := ms.Delete(ctx, d.String())
+					return !isUnknown(err), ignoreUnknown(err)
+				})
+		}
+		if err != nil {
+			return err
+		}
+		for _, ref := range storedReferences(payload, rec.MediaType) {
+			if err := f.reference(ctx, ms, d, ref); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return ignoreNotFound(err)
+}
+
+// reference checks that what manifest d points at can be pulled.
+func (f *fsck) reference(ctx context.Context, ms *ManifestStore, d digest.Digest, ref reference) error {
+	drv, name, rd := f.reg.driver, ms.repo.name, ref.desc.Digest
+	if checkDigest(rd) != nil {
+		return nil // refused at push; nothing stored to check
+	}
+	if ref.kind == refManifest {
+		if _, err := drv.Stat(ctx, manifestLinkPath(name, rd)); err == nil {
+			return nil
+		} else if !driver.IsNotFound(err) {
+			return err
+		}
+	}
+	_, lerr := drv.Stat(ctx, layerLinkPath(name, rd))
+	_, berr := drv.Stat(ctx, blobPath(rd))
+	if lerr == nil && berr == nil {
+		return nil
+	}
+	for _, err := range []error{lerr, berr} {
+		if err != nil && !driver.IsNotFound(err) {
+			return err
+		}
+	}
+	return f.problem(ctx, FsckProblem{Kind: ProblemMissingBlob, Repository: name, Path: manifestLinkPath(name, d), Digest: d, Detail: rd.String()}, nil)
+}
+
+func (f *fsck) tags(ctx context.Context, ms *ManifestStore) error {
+	drv, name := f.reg.driver, ms.repo.name
+	err := drv.Walk(ctx, tagsPath(name), "", func(fi driver.FileInfo) error {
+		f.report.Tags++
+		tag := path.Base(fi.Path)
+		d, err := ms.tagDigest(ctx, tag)
+		if err == nil {
+			if _, err = drv.Stat(ctx, manifestLinkPath(name, d)); err == nil {
+				return nil
+			}
+		}
+		if !isUnknown(err) && !driver.IsNotFound(err) && !errors.Is(err, ErrTagInvalid) {
+			return err
+		}
+		return f.problem(ctx, FsckProblem{Kind: ProblemDanglingTag, Repository: name, Path: fi.Path, Digest: d, Detail: "tag " + tag},
+			func(ctx context.Context) (bool, error) {
+				// Re-read: a push may have pointed the tag at a manifest meanwhile.
+				if d, err := ms.tagDigest(ctx, tag); err == nil {
+					if _, err := drv.Stat(ctx, manifestLinkPath(name, d)); err == nil {
+						return false, nil
+					}
+				}
+				err := drv.Delete(ctx, fi.Path)
+				return !driver.IsNotFound(err), ignoreNotFound(err)
+			})
+	})
+	return ignoreNotFound(err)
+}
+
+func (f *fsck) referrers(ctx context.Context, ms *ManifestStore) error {
+	drv, name := f.reg.driver, ms.repo.name
+	root := repoPath(name) + "/_referrers"
+	err := drv.Walk(ctx, root, "", func(fi driver.FileInfo) error {
+		d, ok := digestAt(fi.Path, 1)
+		if !ok {
+			return f.problem(ctx, FsckProblem{Kind: ProblemUnexpectedObject, Repository: name, Path: fi.Path}, nil)
+		}
+		stale := func(ctx context.Context) (bool, error) {
+			_, err := drv.Stat(ctx, manifestLinkPath(name, d))
+			if err == nil || !driver.IsNotFound(err) {
+				return false, err
+			}
+			return true, nil
+		}
+		if gone, err := stale(ctx); err != nil || !gone {
+			return err
+		}
+		return f.problem(ctx, FsckProblem{Kind: ProblemStaleReferrer, Repository: name, Path: fi.Path, Digest: d},
+			func(ctx context.Context) (bool, error) {
+				if gone, err := stale(ctx); err != nil || !gone {
+					return false, err
+				}
+				err := drv.Delete(ctx, fi.Path)
+				return !driver.IsNotFound(err), ignoreNotFound(err)
+			})
+	})
+	return ignoreNotFound(err)
+}
+
+// listed checks that a repository with content is in the catalog.
+func (f *fsck) listed(ctx context.Context, ms *ManifestStore) error {
+	exists, err := ms.repo.exists(ctx)
+	if err != nil || exists {
+		return err
+	}
+	empty, err := f.reg.repoEmpty(ctx, ms.repo.name)
+	if err != nil || empty {
+		return err
+	}
+	return f.problem(ctx, FsckProblem{Kind: ProblemUnlisted, Repository: ms.repo.name, Path: catalogPath(ms.repo.name)},
+		func(ctx context.Context) (bool, error) { return true, ms.repo.register(ctx) })
+}
+
+func ignoreNotFound(err error) error {
+	if driver.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+func ignoreUnknown(err error) error {
+	if isUnknown(err) {
+		return nil
+	}
+	return err
+}

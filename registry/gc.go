@@ -1,0 +1,271 @@
+// Garbage collection while serving.
+//
+// The collector runs beside pushes, on any number of replicas, with no
+// read-only window and no lock that writers take. It keeps this invariant:
+//
+//	Nothing a published manifest, a committed upload or a mount relies on is
+//	removed, unless the write that relied on it fails rather than succeeds.
+//
+// One run (one at a time across replicas: a lease in the backend):
+//
+//  1. Announce: delete old pins, write /gc/state {run, window W}, sleep W.
+//  2. Mark, repository by repository: roots are tags, plus manifests younger
+//     than the untagged grace, plus (unless untagged manifests are
+//     collected) every manifest without a subject. From the roots follow
+//     index children and referrers (a signature or SBOM is kept exactly
+//     while its subject is). Record what the kept manifests use.
+//  3. Sweep, in batches: unkept manifests older than the untagged grace,
+//     then links no kept manifest uses that are older than the grace; the
+//     links that stay go to the blob mark set; finally blobs not in that
+//     set and older than the grace. Each batch writes /gc/state {inBatch,
+//     until}, reads the pins, re-checks each candidate (gone, touched since
+//     it was listed, or pinned: keep) and deletes before its deadline, then
+//     writes /gc/state {batch done}.
+//  4. Remove catalog markers of repositories left empty, write /gc/state
+//     {last: run}.
+//
+// A writer (gcguard.go) reads /gc/state before its checks and after it
+// published. If a run was active it pins its digests (/gc/pins) and waits
+// out a batch in progress before checking that what it builds on exists.
+// Why every interleaving is safe, for a write w and a run r:
+//
+//   - w finished before r announced itself: r's marking reads what w
+//     published (listings are strongly consistent on every backend).
+//   - w started before r announced itself and published within W: r marks
+//     only after W, so it reads what w published. w sees that by the
+//     state having changed with less than W elapsed.
+//   - w started while r was active: w's pins were written before w's checks,
+//     and every batch either began after them (it reads the pins and keeps
+//     the digests) or had begun before; w waited for that batch to end, so
+//     its checks see what it deleted (a blob committed onto data that was
+//     just collected is placed again from the upload; a manifest whose
+//     blob was collected is refused with MANIFEST_BLOB_UNKNOWN).
+//   - anything else (w took longer than W, or a run came and went): w sees
+//     the state changed, pins in the current run, waits out its batch and
+//     verifies what it published; if a blob is gone it withdraws the write
+//     and fails, so the client uploads again (rare, and never silent).
+//
+// This is Dekker's mutual exclusion on two objects: the collector writes
+// its batch flag before it reads pins, a writer writes pins before it reads
+// the flag, so at least one of them sees the other. The cases the brief of
+// the design names: a blob committed during a run (new bytes or dedup onto
+// stored bytes) and a cross-repository mount are writes like any other; a
+// manifest that validated a link just before a batch deletes it either
+// pinned it first or waited for the batch and then saw it gone; an old
+// unreferenced blob that a new push uses again is pinned by that push.
+// Links and manifest records re-written during a run also look young to
+// the re-check, which protects layer uploads that precede their manifest.
+//
+// What it assumes: a batch deadline far longer than clock skew between
+// replicas (60 s against the half of it the collector leaves unused);
+// a stalled collector that loses its lease is caught by the deadline of
+// its batch, not by the lease. Memory: digest sets spill sorted runs to a
+// temporary directory (8.6 MB in memory each) and are merged with sorted
+// walks of the store, so memory does not grow with the number of blobs;
+// per repository, the referrer index and a capped visited set are held.
+package registry
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/lading-registry/lading/storage/driver"
+)
+
+// GCOptions configure one collection.
+type GCOptions struct {
+	// DryRun reports what would be removed and removes nothing.
+	DryRun bool
+	// Grace protects blobs and repository links younger than this, which
+	// covers layers uploaded ahead of their manifest.
+	Grace time.Duration
+	// DeleteUntagged also removes manifests that no tag, kept index or kept
+	// subject reaches. Without it only referrers of deleted subjects go.
+	DeleteUntagged bool
+	// UntaggedGrace protects manifests younger than this; 0 means Grace.
+	UntaggedGrace time.Duration
+	// Progress, when set, is called as the run advances.
+	Progress func(GCProgress)
+	// Removed, when set, is called for each item removed (with DryRun,
+	// each item that would be).
+	Removed func(GCItem)
+	// TempDir holds the spilled mark sets; empty means os.TempDir().
+	TempDir string
+	// Window is how long a run waits after announcing itself before it
+	// marks; writes that take longer verify what they published. 0 means
+	// DefaultGCWindow.
+	Window time.Duration
+}
+
+// DefaultGCWindow comfortably exceeds the time between a push's checks and
+// its last write.
+const DefaultGCWindow = 5 * time.Second
+
+// gcBatchTTL bounds one sweep batch; the collector stops deleting at half
+// of it, so writers may wait that long at most.
+const gcBatchTTL = 60 * time.Second
+
+// gcBatchSize is how many candidates one batch re-checks and deletes.
+const gcBatchSize = 256
+
+// GCItem is one thing a collection removed.
+type GCItem struct {
+	// Kind is "manifest", "link", "blob" or "repository".
+	Kind       string
+	Repository string
+	Digest     digest.Digest
+	Size       int64
+}
+
+// GCProgress tells how far a run has come.
+type GCProgress struct {
+	Phase        string // "announce", "mark", "blobs", "done"
+	Repositories int
+	Manifests    int
+	Links        int
+	Blobs        int
+	Removed      int
+}
+
+// GCReport summarises a run.
+type GCReport struct {
+	DryRun              bool
+	ManifestsRemoved    int
+	LinksRemoved        int
+	BlobsRemoved        int
+	RepositoriesRemoved int
+	BytesReclaimed      int64
+	Duration            time.Duration
+}
+
+// ErrCollectorBusy means another collection holds the lease.
+var ErrCollectorBusy = errors.New("registry: another garbage collection is running")
+
+const gcLeaseKey = "gc"
+
+// CollectGarbage removes what nothing reachable uses, while the registry
+// keeps serving; see the top of this file for how and why it is safe.
+func (r *Registry) CollectGarbage(ctx context.Context, opts GCOptions) (GCReport, error) {
+	start := time.Now()
+	if opts.UntaggedGrace <= 0 {
+		opts.UntaggedGrace = opts.Grace
+	}
+	if opts.Window <= 0 {
+		opts.Window = DefaultGCWindow
+	}
+	unlock, err := NewBackendLocker(r.driver, 0).TryLock(ctx, gcLeaseKey)
+	if errors.Is(err, ErrLocked) {
+		return GCReport{}, ErrCollectorBusy
+	}
+	if err != nil {
+		return GCReport{}, err
+	}
+	defer unlock()
+
+	now := r.now()
+	c := &collector{
+		reg:            r,
+		opts:           opts,
+		cutoff:         now.Add(-opts.Grace),
+		untaggedCutoff: now.Add(-opts.UntaggedGrace),
+		tmp:            tempDirFor(opts.TempDir),
+	}
+	c.report.DryRun = opts.DryRun
+	c.marked = newDigestSet(c.tmp, 0)
+	defer c.marked.Close()
+
+	if !opts.DryRun {
+		if err := c.announce(ctx); err != nil {
+			return c.report, err
+		}
+		defer c.finish(ctx)
+	}
+	c.progress("mark")
+	err = r.eachRepository(ctx, func(name string) error {
+		c.prog.Repositories++
+		return c.collectRepository(ctx, name)
+	})
+	if err == nil {
+		c.progress("blobs")
+		err = c.sweepBlobs(ctx)
+	}
+	if err == nil {
+		err = c.sweepCatalog(ctx)
+	}
+	c.report.Duration = time.Since(start)
+	c.progress("done")
+	return c.report, err
+}
+
+// collector is one run's state.
+type collector struct {
+	reg            *Registry
+	opts           GCOptions
+	cutoff         time.Time
+	untaggedCutoff time.Time
+	tmp            string
+	marked         *digestSet // blobs some surviving link uses
+	state          gcState
+	pending        []gcCandidate
+	report         GCReport
+	prog           GCProgress
+	lastProgress   time.Time
+}
+
+// announce tells writers a run begins, then gives writes already past their
+// first look at the state the window to publish.
+func (c *collector) announce(ctx context.Context) error {
+	c.progress("announce")
+	prev, err := c.reg.readGCState(ctx)
+	if err != nil {
+		return err
+	}
+	if err := c.reg.driver.Delete(ctx, gcPinsPath); err != nil && !driver.IsNotFound(err) {
+		return err
+	}
+	var id [8]byte
+	rand.Read(id[:])
+	c.state, err = c.reg.writeGCState(ctx, gcState{Run: hex.EncodeToString(id[:]), Last: prev.Last, Window: c.opts.Window})
+	if err != nil {
+		return err
+	}
+	t := time.NewTimer(c.opts.Window)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+	}
+	return nil
+}
+
+// finish tells writers the run is over, even when it failed.
+func (c *collector) finish(ctx context.Context) {
+	ctx = context.WithoutCancel(ctx)
+	if c.state.Run == "" {
+		return
+	}
+	if _, err := c.reg.writeGCState(ctx, gcState{Last: c.state.Run, Window: c.opts.Window}); err != nil {
+		c.reg.log.Error("garbage collection: state left as running; writers will pin until the next run", "err", err)
+	}
+	if err := c.reg.driver.Delete(ctx, gcPinsPath); err != nil && !driver.IsNotFound(err) {
+		c.reg.log.Warn("garbage collection: pins left behind", "err", err)
+	}
+}
+
+func (c *collector) progress(phase string) {
+	if c.opts.Progress == nil {
+		return
+	}
+	if c.prog.Phase == phase && time.Since(c.lastProgress) < 200*time.Millisecond {
+		return
+	}
+	c.prog.Phase = phase
+	c.lastProgress = time.Now()
+	c.opts.Progress(c.prog)
+}

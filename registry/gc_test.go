@@ -1,0 +1,416 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/specs-go"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/lading-registry/lading/storage/driver"
+	"github.com/lading-registry/lading/storage/driver/inmemory"
+)
+
+// forEachGCDriver runs fn on the local backends; the concurrent tests run
+// the collector on S3.
+func forEachGCDriver(t *testing.T, fn func(t *testing.T, reg *Registry)) {
+	for _, name := range []string{"inmemory", "filesystem"} {
+		t.Run(name, func(t *testing.T) { fn(t, New(manifestDrivers[name](t), Options{})) })
+	}
+}
+
+// quickGC is a collection with no grace, as a test wants after its pushes.
+func quickGC(untagged bool) GCOptions {
+	return GCOptions{DeleteUntagged: untagged, Window: time.Millisecond}
+}
+
+func collect(t *testing.T, reg *Registry, opts GCOptions) GCReport {
+	t.Helper()
+	if opts.TempDir == "" {
+		opts.TempDir = t.TempDir()
+	}
+	rep, err := reg.CollectGarbage(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("collect garbage: %v", err)
+	}
+	return rep
+}
+
+// storedBlobs lists the digests under /blobs.
+func storedBlobs(t *testing.T, reg *Registry) []digest.Digest {
+	t.Helper()
+	var out []digest.Digest
+	err := reg.driver.Walk(context.Background(), blobsRoot, "", func(fi driver.FileInfo) error {
+		d, ok := digestAt(fi.Path, 2)
+		if !ok {
+			t.Errorf("unexpected object %s", fi.Path)
+		}
+		out = append(out, d)
+		return nil
+	})
+	if err != nil && !driver.IsNotFound(err) {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// pullable fails unless reference resolves to a manifest whose bytes, and
+// every blob it points at, read back with the right digest.
+func pullable(ctx context.Context, repo *Repository, reference string) error {
+	m, err := repo.Manifests().Get(ctx, reference)
+	if err != nil {
+		return fmt.Errorf("%s:%s: %w", repo.name, reference, err)
+	}
+	if m.Descriptor.Digest.Algorithm().FromBytes(m.Payload) != m.Descriptor.Digest {
+		return fmt.Errorf("%s:%s: manifest bytes do not match %s", repo.name, reference, m.Descriptor.Digest)
+	}
+	var doc manifestDoc
+	if err := json.Unmarshal(m.Payload, &doc); err != nil {
+		return err
+	}
+	descs := slices.Clone(doc.Layers)
+	if doc.Config != nil {
+		descs = append(descs, *doc.Config)
+	}
+	for _, c := range doc.Manifests {
+		if err := pullable(ctx, repo, c.Digest.String()); err != nil {
+			return err
+		}
+	}
+	for _, desc := range descs {
+		br, err := repo.Blobs().Open(ctx, desc.Digest)
+		if err != nil {
+			return fmt.Errorf("%s:%s: blob %s: %w", repo.name, reference, desc.Digest, err)
+		}
+		h := desc.Digest.Algorithm().Digester()
+		_, err = io.Copy(h.Hash(), br)
+		br.Close()
+		if err != nil {
+			return fmt.Errorf("%s:%s: reading %s: %w", repo.name, reference, desc.Digest, err)
+		}
+		if h.Digest() != desc.Digest {
+			return fmt.Errorf("%s:%s: blob %s reads as %s", repo.name, reference, desc.Digest, h.Digest())
+		}
+	}
+	return nil
+}
+
+func mustPullable(t *testing.T, f *fixture, reference string) {
+	t.Helper()
+	if err := pullable(f.ctx, f.repo, reference); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func hasBlob(t *testing.T, reg *Registry, d digest.Digest) bool {
+	t.Helper()
+	_, err := reg.driver.Stat(context.Background(), blobPath(d))
+	if err != nil && !driver.IsNotFound(err) {
+		t.Fatal(err)
+	}
+	return err == nil
+}
+
+func TestGCKeepsTaggedAndUntaggedByDefault(t *testing.T) {
+	forEachGCDriver(t, func(t *testing.T, reg *Registry) {
+		f := newFixture(t, reg, "team/app")
+		f.pushImage("v1")
+		untaggedImg := f.image()
+		untagged := f.put(digest.FromBytes(mustJSON(t, untaggedImg)).String(), mustJSON(t, untaggedImg))
+		stray := f.blob(testLayerType, randomContent(77)) // uploaded, never used
+
+		var removed []GCItem
+		opts := quickGC(false)
+		opts.Removed = func(it GCItem) { removed = append(removed, it) }
+		rep := collect(t, reg, opts)
+		if rep.BlobsRemoved != 1 || rep.LinksRemoved != 1 || rep.ManifestsRemoved != 0 || rep.BytesReclaimed != 77 {
+			t.Fatalf("report %+v, want exactly the stray blob and its link removed", rep)
+		}
+		if len(removed) != 2 || removed[1].Kind != "blob" || removed[1].Digest != stray.Digest || removed[1].Size != 77 {
+			t.Fatalf("removed %+v", removed)
+		}
+		mustPullable(t, f, "v1")
+		mustPullable(t, f, untagged.Descriptor.Digest.String())
+		if hasBlob(t, reg, stray.Digest) {
+			t.Fatal("stray blob survived")
+		}
+		// Nothing left to do: a second run removes nothing.
+		if rep := collect(t, reg, quickGC(false)); rep.BlobsRemoved+rep.LinksRemoved+rep.ManifestsRemoved != 0 {
+			t.Fatalf("second run removed %+v", rep)
+		}
+	})
+}
+
+func TestGCUntaggedDryRunThenReal(t *testing.T) {
+	forEachGCDriver(t, func(t *testing.T, reg *Registry) {
+		f := newFixture(t, reg, "team/app")
+		shared := f.blob(testLayerType, randomContent(50))
+		img := func() v1.Manifest {
+			m := f.image()
+			m.Layers = append(m.Layers, shared)
+			return m
+		}
+		keep := f.put("keep", mustJSON(t, img()))
+		gone := f.put("gone", mustJSON(t, img()))
+		if err := f.ms.Delete(f.ctx, "gone"); err != nil { // untagged now
+			t.Fatal(err)
+		}
+		other := newFixture(t, reg, "team/other")
+		_, otherD := other.pushImage("only")
+		if err := other.ms.Delete(f.ctx, otherD.String()); err != nil {
+			t.Fatal(err)
+		}
+		before := storedBlobs(t, reg)
+
+		opts := quickGC(true)
+		opts.DryRun = true
+		var listed []GCItem
+		opts.Removed = func(it GCItem) { listed = append(listed, it) }
+		dry := collect(t, reg, opts)
+		if after := storedBlobs(t, reg); !slices.Equal(before, after) {
+			t.Fatal("a dry run deleted blobs")
+		}
+		mustPullable(t, f, gone.Descriptor.Digest.String())
+
+		done := collect(t, reg, quickGC(true))
+		// gone: manifest, its bytes, config and own layer; other: config, layer,
+		// manifest bytes (its record went with the API delete).
+		if done.ManifestsRemoved != 1 || done.BlobsRemoved != 6 || done.LinksRemoved != 6 || done.RepositoriesRemoved != 1 {
+			t.Fatalf("report %+v", done)
+		}
+		dry.Duration, done.Duration, dry.DryRun = 0, 0, false
+		dry.RepositoriesRemoved = done.RepositoriesRemoved // a dry run cannot see repositories empty out
+		if dry != done {
+			t.Fatalf("dry run reported %+v, the real run %+v", dry, done)
+		}
+		if len(listed) != dry.ManifestsRemoved+dry.LinksRemoved+dry.BlobsRemoved {
+			t.Fatalf("dry run listed %d items for %+v", len(listed), dry)
+		}
+		mustPullable(t, f, "keep")
+		if _, err := f.ms.Get(f.ctx, gone.Descriptor.Digest.String()); !errors.Is(err, ErrManifestUnknown) {
+			t.Fatalf("untagged manifest still there: %v", err)
+		}
+		if !hasBlob(t, reg, shared.Digest) || !hasBlob(t, reg, keep.Descriptor.Digest) {
+			t.Fatal("shared blob or kept manifest bytes collected")
+		}
+		names, _, err := reg.Catalog(f.ctx, "", 0)
+		if err != nil || !slices.Equal(names, []string{"team/app"}) {
+			t.Fatalf("catalog %v %v, want the emptied repository gone", names, err)
+		}
+	})
+}
+
+func TestGCGrace(t *testing.T) {
+	forEachGCDriver(t, func(t *testing.T, reg *Registry) {
+		f := newFixture(t, reg, "young")
+		stray := f.blob(testLayerType, randomContent(10))
+		payload := mustJSON(t, f.image())
+		d := f.put(digest.FromBytes(payload).String(), payload)
+		opts := quickGC(true)
+		opts.Grace = time.Hour
+		if rep := collect(t, reg, opts); rep.BlobsRemoved+rep.LinksRemoved+rep.ManifestsRemoved != 0 {
+			t.Fatalf("young content collected: %+v", rep)
+		}
+		// Clock moved past the grace: all of it goes.
+		reg.now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+		rep := collect(t, reg, opts)
+		if rep.ManifestsRemoved != 1 || hasBlob(t, reg, stray.Digest) || hasBlob(t, reg, d.Descriptor.Digest) {
+			t.Fatalf("old content kept: %+v", rep)
+		}
+	})
+}
+
+func TestGCIndexKeepsChildren(t *testing.T) {
+	forEachGCDriver(t, func(t *testing.T, reg *Registry) {
+		f := newFixture(t, reg, "multi")
+		var children []v1.Descriptor
+		for range 2 {
+			payload := mustJSON(t, f.image())
+			m := f.put(digest.FromBytes(payload).String(), payload)
+			children = append(children, m.Descriptor)
+		}
+		idx := v1.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: MediaTypeOCIIndex, Manifests: children}
+		f.put("latest", mustJSON(t, idx))
+		rep := collect(t, reg, quickGC(true))
+		if rep.ManifestsRemoved+rep.BlobsRemoved != 0 {
+			t.Fatalf("index children collected: %+v", rep)
+		}
+		mustPullable(t, f, "latest")
+	})
+}
+
+func TestGCReferrersLiveAndDieWithSubject(t *testing.T) {
+	for _, untagged := range []bool{false, true} {
+		t.Run(fmt.Sprintf("untagged=%v", untagged), func(t *testing.T) {
+			forEachGCDriver(t, func(t *testing.T, reg *Registry) {
+				f := newFixture(t, reg, "signed")
+				payload, d := f.pushImage("v1")
+				subject := v1.Descriptor{MediaType: MediaTypeOCIManifest, Digest: d, Size: int64(len(payload))}
+				sigPayload := mustJSON(t, f.artifact(subject, sigType, nil))
+				sig := f.put(digest.FromBytes(sigPayload).String(), sigPayload)
+				// A signature of the SBOM of the image: kept transitively.
+				sbomPayload := mustJSON(t, f.artifact(subject, sbomType, nil))
+				sbom := f.put(digest.FromBytes(sbomPayload).String(), sbomPayload)
+				sbomSig := mustJSON(t, f.artifact(sbom.Descriptor, sigType, nil))
+				sbomSigM := f.put(digest.FromBytes(sbomSig).String(), sbomSig)
+
+				if rep := collect(t, reg, quickGC(untagged)); rep.ManifestsRemoved+rep.BlobsRemoved != 0 {
+					t.Fatalf("referrers of a tagged subject collected: %+v", rep)
+				}
+				for _, m := range []*Manifest{sig, sbom, sbomSigM} {
+					mustPullable(t, f, m.Descriptor.Digest.String())
+				}
+				if refs, err := f.ms.Referrers(f.ctx, d, ""); err != nil || len(refs) != 2 {
+					t.Fatalf("referrers %v %v", refs, err)
+				}
+
+				if err := f.ms.Delete(f.ctx, d.String()); err != nil {
+					t.Fatal(err)
+				}
+				rep := collect(t, reg, quickGC(untagged))
+				if rep.ManifestsRemoved != 3 {
+					t.Fatalf("report %+v, want the three referrers removed", rep)
+				}
+				for _, m := range []*Manifest{sig, sbom, sbomSigM} {
+					if _, err := f.ms.Get(f.ctx, m.Descriptor.Digest.String()); !errors.Is(err, ErrManifestUnknown) && !errors.Is(err, ErrNameUnknown) {
+						t.Fatalf("referrer %s survived its subject: %v", m.Descriptor.Digest, err)
+					}
+				}
+				if blobs := storedBlobs(t, reg); len(blobs) != 0 {
+					t.Fatalf("blobs left: %v", blobs)
+				}
+			})
+		})
+	}
+}
+
+// A tagged referrer is a root of its own, whatever happens to its subject.
+func TestGCTaggedReferrerStays(t *testing.T) {
+	forEachGCDriver(t, func(t *testing.T, reg *Registry) {
+		f := newFixture(t, reg, "signed")
+		payload, d := f.pushImage("v1")
+		subject := v1.Descriptor{MediaType: MediaTypeOCIManifest, Digest: d, Size: int64(len(payload))}
+		f.put("sig", mustJSON(t, f.artifact(subject, sigType, nil)))
+		if err := f.ms.Delete(f.ctx, d.String()); err != nil {
+			t.Fatal(err)
+		}
+		collect(t, reg, quickGC(true))
+		mustPullable(t, f, "sig")
+	})
+}
+
+func TestGCOneAtATime(t *testing.T) {
+	reg := New(driver.Instrument(inmemory.New(), nil), Options{})
+	unlock, err := NewBackendLocker(reg.driver, 0).TryLock(context.Background(), gcLeaseKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	if _, err := reg.CollectGarbage(context.Background(), quickGC(false)); !errors.Is(err, ErrCollectorBusy) {
+		t.Fatalf("second collector: %v", err)
+	}
+	if _, err := reg.PurgeUploads(context.Background(), time.Hour); err != nil {
+		t.Fatalf("upload purge is serialised apart from collection: %v", err)
+	}
+}
+
+// deleteHook runs fn before each Delete of path.
+type deleteHook struct {
+	driver.Driver
+	path string
+	fn   func()
+}
+
+func (h *deleteHook) Delete(ctx context.Context, path string) error {
+	if path == h.path && h.fn != nil {
+		h.fn()
+		h.fn = nil
+	}
+	return h.Driver.Delete(ctx, path)
+}
+
+// A blob about to be collected is uploaded again elsewhere while its batch
+// runs: the commit waits for the batch, finds the bytes gone, and places the
+// upload's own data.
+func TestGCCommitOntoCollectedBlob(t *testing.T) {
+	for _, name := range []string{"inmemory", "filesystem"} {
+		t.Run(name, func(t *testing.T) {
+			content := randomContent(64)
+			d := digest.FromBytes(content)
+			hook := &deleteHook{Driver: manifestDrivers[name](t), path: blobPath(d)}
+			reg := New(hook, Options{})
+			old := newFixture(t, reg, "old")
+			old.blob(testLayerType, content) // unreferenced: garbage
+			fresh := newFixture(t, reg, "fresh")
+			done := make(chan error, 1)
+			hook.fn = func() {
+				go func() {
+					_, err := fresh.repo.Blobs().Put(context.Background(), d, bytes.NewReader(content))
+					done <- err
+				}()
+				time.Sleep(50 * time.Millisecond) // let the commit reach its wait
+			}
+			rep := collect(t, reg, quickGC(true))
+			if rep.BlobsRemoved != 1 {
+				t.Fatalf("report %+v", rep)
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if got, err := fresh.repo.Blobs().Open(fresh.ctx, d); err != nil {
+				t.Fatalf("blob committed during its collection is gone: %v", err)
+			} else {
+				b, _ := io.ReadAll(got)
+				got.Close()
+				if !bytes.Equal(b, content) {
+					t.Fatal("wrong bytes")
+				}
+			}
+		})
+	}
+}
+
+// A pinned digest survives a batch that found it garbage.
+func TestGCPinnedSurvives(t *testing.T) {
+	reg := New(driver.Instrument(inmemory.New(), nil), Options{})
+	f := newFixture(t, reg, "pinned")
+	stray := f.blob(testLayerType, randomContent(9))
+	ctx := context.Background()
+	// The mount of the stray blob begins during the run, before the batch.
+	var guard *gcGuard
+	c := &collector{reg: reg, opts: quickGC(true), cutoff: time.Now(), untaggedCutoff: time.Now(), tmp: t.TempDir()}
+	c.marked = newDigestSet(c.tmp, 0)
+	defer c.marked.Close()
+	if err := c.announce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	g, err := reg.guardWrite(ctx, stray.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	guard = g
+	if guard.pinnedIn != c.state.Run {
+		t.Fatalf("writer did not pin during a run: %+v", guard)
+	}
+	if err := c.collectRepository(ctx, "pinned"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.sweepBlobs(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.finish(ctx)
+	if c.report.LinksRemoved+c.report.BlobsRemoved != 0 || !hasBlob(t, reg, stray.Digest) {
+		t.Fatalf("pinned digest collected: %+v", c.report)
+	}
+	if err := guard.settle(ctx, func(context.Context) error { t.Fatal("verify ran for a pinned write"); return nil }); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,165 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/lading-registry/lading/storage/driver"
+)
+
+// The writers' half of collecting while serving (see gc.go for the whole
+// argument). A write that makes content reachable (an upload's commit, a
+// mount, a manifest push) is bracketed by guardWrite and settle:
+//
+//	g := guardWrite(digests)   read /gc/state; during a run pin the digests
+//	                           and wait out a sweep batch in progress
+//	... validate, publish ...
+//	g.settle(verify)           read /gc/state again; if a run could have
+//	                           missed the write, pin, wait, and verify
+//
+// Outside collections this costs two small reads of one object.
+
+// gcState is what the collector tells writers, in one object written only by
+// the collector holding the lease. Every write of it differs from the one
+// before (run ids are random, batches count up), so a writer that reads the
+// same bytes twice knows the collector did nothing in between.
+type gcState struct {
+	// Run is the collection in progress; empty when none is.
+	Run string `json:"run,omitempty"`
+	// Last is the collection that finished most recently.
+	Last string `json:"last,omitempty"`
+	// Window is how long the collection waited after announcing itself
+	// before it began marking.
+	Window time.Duration `json:"window,omitempty"`
+	// Batch counts the run's sweep batches; InBatch is set while one may
+	// delete, until Until at the latest.
+	Batch   int64     `json:"batch,omitempty"`
+	InBatch bool      `json:"inBatch,omitempty"`
+	Until   time.Time `json:"until,omitzero"`
+
+	raw []byte
+}
+
+func (s gcState) active() bool { return s.Run != "" }
+
+// sweeping reports a batch that may still delete. A batch whose deadline
+// has passed was abandoned: its collector stops deleting before then.
+func (s gcState) sweeping(now time.Time) bool { return s.InBatch && now.Before(s.Until) }
+
+func (r *Registry) readGCState(ctx context.Context) (gcState, error) {
+	raw, err := r.driver.GetContent(ctx, gcStatePath)
+	if driver.IsNotFound(err) {
+		return gcState{}, nil
+	}
+	if err != nil {
+		return gcState{}, err
+	}
+	var s gcState
+	if err := json.Unmarshal(raw, &s); err != nil {
+		// Unreadable: assume a run, so writers pin, which costs little.
+		s = gcState{Run: "unreadable"}
+	}
+	s.raw = raw
+	return s, nil
+}
+
+func (r *Registry) writeGCState(ctx context.Context, s gcState) (gcState, error) {
+	raw, err := json.Marshal(s)
+	if err != nil {
+		return s, err
+	}
+	s.raw = raw
+	return s, r.driver.PutContent(ctx, gcStatePath, raw)
+}
+
+// awaitBatch returns the state once no sweep batch is in progress.
+func (r *Registry) awaitBatch(ctx context.Context) (gcState, error) {
+	delay := 5 * time.Millisecond
+	for {
+		s, err := r.readGCState(ctx)
+		if err != nil || !s.sweeping(r.now()) {
+			return s, err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return s, ctx.Err()
+		case <-t.C:
+		}
+		delay = min(2*delay, 200*time.Millisecond)
+	}
+}
+
+// gcGuard brackets one write; see guardWrite.
+type gcGuard struct {
+	reg      *Registry
+	digests  []digest.Digest
+	s0       gcState
+	start    time.Time
+	pinnedIn string // the run the digests are pinned in, if any
+}
+
+// guardWrite begins a write that will make digests reachable. It must come
+// before the write checks that what it builds on exists, so that the check
+// sees every delete that could have missed the write.
+func (r *Registry) guardWrite(ctx context.Context, digests ...digest.Digest) (*gcGuard, error) {
+	g := &gcGuard{reg: r, digests: digests, start: time.Now()}
+	s, err := r.readGCState(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if s.active() {
+		if s, err = g.pin(ctx, s.Run); err != nil {
+			return nil, err
+		}
+	}
+	g.s0 = s
+	return g, nil
+}
+
+// pin records the digests for the collection run, then waits out a batch
+// that may have looked for pins before these were written.
+func (g *gcGuard) pin(ctx context.Context, run string) (gcState, error) {
+	err := forEach(len(g.digests), func(i int) error {
+		return g.reg.driver.PutContent(ctx, gcPinPath(g.digests[i]), nil)
+	})
+	if err != nil {
+		return gcState{}, err
+	}
+	g.pinnedIn = run
+	return g.reg.awaitBatch(ctx)
+}
+
+// settle ends a write once it is published. When a collection may have
+// missed the write, it makes sure none deletes the digests from now on and
+// calls verify, which must check that what the write built on still exists
+// and repair it, or fail so the client writes again.
+func (g *gcGuard) settle(ctx context.Context, verify func(context.Context) error) error {
+	s1, err := g.reg.readGCState(ctx)
+	if err != nil {
+		return err
+	}
+	switch {
+	case bytes.Equal(s1.raw, g.s0.raw) && !s1.sweeping(g.reg.now()):
+		// The collector did nothing while we wrote.
+		return nil
+	case g.pinnedIn != "" && (s1.Run == g.pinnedIn || s1.Last == g.pinnedIn):
+		// Pinned before the checks, in the run that is (or was) going on.
+		return nil
+	case time.Since(g.start) < s1.Window:
+		// Published within the window: the run that began meanwhile was
+		// still waiting, and its marking will see the write.
+		return nil
+	}
+	if s1.active() {
+		if _, err := g.pin(ctx, s1.Run); err != nil {
+			return err
+		}
+	}
+	return verify(ctx)
+}

@@ -1,0 +1,158 @@
+package registry
+
+import (
+	"context"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/lading-registry/lading/storage/driver"
+)
+
+// The verify steps of the writers' guards (gcguard.go), and the repair of
+// the race between a push and a delete of the same manifest. Each checks
+// with uncached reads, since a cache may remember what a collector removed.
+
+// ensureCommitted checks that a committed upload's blob and link exist.
+// A blob collected meanwhile is placed again from the session's data when
+// the commit did not move it there (the blob was already stored); when it
+// did, the bytes are gone and the client must upload again.
+func (u *Upload) ensureCommitted(ctx context.Context, d digest.Digest, dataPath string, moved bool) error {
+	drv := u.bs.driver()
+	_, err := drv.Stat(ctx, blobPath(d))
+	if driver.IsNotFound(err) {
+		switch {
+		case u.state.Offset == 0:
+			err = drv.PutContent(ctx, blobPath(d), nil)
+		case !moved:
+			err = drv.Move(ctx, dataPath, blobPath(d))
+		default:
+			u.bs.unlink(ctx, d)
+			return newError(CodeBlobUploadUnknown, "blob %s was collected while it was committed; upload it again", d)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return u.bs.ensureLinked(ctx, d, u.state.Offset)
+}
+
+// ensureMounted checks that a mounted blob and its new link exist.
+func (bs *BlobStore) ensureMounted(ctx context.Context, d digest.Digest, size int64) error {
+	_, err := bs.driver().Stat(ctx, blobPath(d))
+	if driver.IsNotFound(err) {
+		bs.unlink(ctx, d)
+		return newError(CodeBlobUnknown, "blob %s was collected while it was mounted", d)
+	}
+	if err != nil {
+		return err
+	}
+	return bs.ensureLinked(ctx, d, size)
+}
+
+func (bs *BlobStore) ensureLinked(ctx context.Context, d digest.Digest, size int64) error {
+	_, err := bs.driver().Stat(ctx, layerLinkPath(bs.repo.name, d))
+	if driver.IsNotFound(err) {
+		return bs.link(ctx, d, size)
+	}
+	return err
+}
+
+// unlink removes a link whose blob is gone; the write that made it fails.
+func (bs *BlobStore) unlink(ctx context.Context, d digest.Digest) {
+	ctx = context.WithoutCancel(ctx)
+	if err := bs.driver().Delete(ctx, layerLinkPath(bs.repo.name, d)); err != nil && !driver.IsNotFound(err) {
+		bs.repo.reg.log.Warn("dangling blob link left behind", "repository", bs.repo.name, "digest", d, "err", err)
+	}
+	bs.repo.reg.cacheDelete(ctx, linkKey(bs.repo.name, d.String()))
+}
+
+// guardPut begins a manifest push for the collector: call it after parsing
+// and before checkReferences.
+func (ms *ManifestStore) guardPut(ctx context.Context, d digest.Digest, m *parsedManifest) (*gcGuard, error) {
+	digests := []digest.Digest{d}
+	for _, r := range m.references() {
+		if r.kind != refExternal {
+			digests = append(digests, r.desc.Digest)
+		}
+	}
+	return ms.repo.reg.guardWrite(ctx, digests...)
+}
+
+// settlePut ends a manifest push once its tags are written: it settles the
+// guard, then makes sure a concurrent delete of the same digest did not
+// remove the record from under the tags just written (the delete lists the
+// tags before it removes the record; a push landing between the two would
+// otherwise leave tags pointing at nothing). The push then wins: the record,
+// its referrer entry and its tags are written again.
+func (ms *ManifestStore) settlePut(ctx context.Context, g *gcGuard, rec manifestRecord, m *parsedManifest, tags []string) error {
+	if err := g.settle(ctx, func(ctx context.Context) error { return ms.ensureReferences(ctx, rec.Digest, m) }); err != nil {
+		return err
+	}
+	_, err := ms.driver().Stat(ctx, manifestLinkPath(ms.repo.name, rec.Digest))
+	if !driver.IsNotFound(err) {
+		return err
+	}
+	if err := ms.writeRecord(ctx, rec); err != nil {
+		return err
+	}
+	if m.subject != nil {
+		if err := ms.addReferrer(ctx, m, rec.Descriptor); err != nil {
+			return err
+		}
+	}
+	for _, t := range tags {
+		if err := ms.tag(ctx, t, rec.Digest); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ensureReferences is a manifest push's verify step: what the manifest
+// points at must still be in the repository. If a collection removed a blob
+// meanwhile, the manifest cannot be pulled whole: it is withdrawn and the
+// push fails as if the blob had never been there, so the client uploads it
+// again.
+func (ms *ManifestStore) ensureReferences(ctx context.Context, d digest.Digest, m *parsedManifest) error {
+	var missing digest.Digest
+	for _, r := range m.references() {
+		if r.kind == refExternal {
+			continue
+		}
+		rd := r.desc.Digest
+		if r.kind == refManifest {
+			if _, err := ms.driver().Stat(ctx, manifestLinkPath(ms.repo.name, rd)); err == nil {
+				continue
+			} else if !driver.IsNotFound(err) {
+				return err
+			}
+		}
+		_, err := ms.driver().Stat(ctx, blobPath(rd))
+		if driver.IsNotFound(err) {
+			missing = rd
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if err := ms.repo.Blobs().ensureLinked(ctx, rd, r.desc.Size); err != nil {
+			return err
+		}
+	}
+	if missing == "" {
+		return nil
+	}
+	if err := ms.Delete(context.WithoutCancel(ctx), d.String()); err != nil && !isUnknown(err) {
+		ms.repo.reg.log.Error("manifest left referencing a collected blob", "repository", ms.repo.name, "digest", d, "blob", missing, "err", err)
+	}
+	return &Error{Code: CodeManifestBlobUnknown, Message: "blob " + missing.String() + " was collected during the push", Detail: map[string]string{"digest": missing.String()}}
+}
+
+// afterDelete ends a delete by digest once the record is gone: a push of a
+// tag onto the manifest that landed after the delete listed the tags is
+// undone, so no tag is left pointing at nothing. With settlePut on the push
+// side, either the push sees the record gone and restores it, or this sees
+// the push's tag marker and removes the tag.
+func (ms *ManifestStore) afterDelete(ctx context.Context, d digest.Digest) error {
+	return ms.untag(ctx, d)
+}

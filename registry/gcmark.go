@@ -1,0 +1,301 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/lading-registry/lading/storage/driver"
+)
+
+// eachRepository calls fn for every repository holding anything, found by
+// listing /repositories level by level rather than through the catalog, so
+// a repository whose catalog marker was lost is collected like any other
+// (its links must count, or its blobs would go).
+func (r *Registry) eachRepository(ctx context.Context, fn func(name string) error) error {
+	return r.eachRepositoryUnder(ctx, reposRoot, fn)
+}
+
+func (r *Registry) eachRepositoryUnder(ctx context.Context, dir string, fn func(name string) error) error {
+	children, err := r.driver.List(ctx, dir)
+	if driver.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	isRepo := false
+	var nested []string
+	for _, child := range children {
+		if strings.HasPrefix(path.Base(child), "_") {
+			isRepo = true
+		} else {
+			nested = append(nested, child)
+		}
+	}
+	if name := strings.TrimPrefix(dir, reposRoot+"/"); isRepo && ValidateName(name) == nil {
+		if err := fn(name); err != nil {
+			return err
+		}
+	}
+	for _, sub := range nested {
+		if err := r.eachRepositoryUnder(ctx, sub, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// maxVisited caps the manifests a repository's marking remembers having
+// followed. Past it a manifest reached twice is followed twice: slower,
+// never wrong, since the graph has no cycles (a digest cannot name itself).
+const maxVisited = 1 << 17
+
+// repoMarker marks one repository.
+type repoMarker struct {
+	c         *collector
+	ms        *ManifestStore
+	kept      *digestSet // manifests kept
+	uses      *digestSet // digests kept manifests need linked
+	visited   map[digestKey]struct{}
+	referrers map[digestKey][]digest.Digest // subject → referrers
+	// sweeping is set once kept is being read: a manifest the sweep finds
+	// pinned or re-written then only adds what it uses.
+	sweeping bool
+}
+
+// collectRepository marks one repository, removes its unkept manifests and
+// unused links, and adds its surviving links to the blob mark set.
+func (c *collector) collectRepository(ctx context.Context, name string) error {
+	repo, err := c.reg.Repository(name)
+	if err != nil {
+		return err
+	}
+	m := &repoMarker{
+		c:       c,
+		ms:      repo.Manifests(),
+		kept:    newDigestSet(c.tmp, 0),
+		uses:    newDigestSet(c.tmp, 0),
+		visited: map[digestKey]struct{}{},
+	}
+	defer m.kept.Close()
+	defer m.uses.Close()
+	if err := m.indexReferrers(ctx); err != nil {
+		return err
+	}
+	if err := m.markRoots(ctx); err != nil {
+		return err
+	}
+	if err := m.sweepManifests(ctx); err != nil {
+		return err
+	}
+	return m.sweepLinks(ctx)
+}
+
+// indexReferrers reads the repository's referrer entries once, so that
+// following a kept manifest's referrers costs no listing.
+func (m *repoMarker) indexReferrers(ctx context.Context) error {
+	m.referrers = map[digestKey][]digest.Digest{}
+	root := repoPath(m.ms.repo.name) + "/_referrers"
+	err := m.c.reg.driver.Walk(ctx, root, "", func(fi driver.FileInfo) error {
+		// <root>/<subject alg>/<subject hex>/<alg>/<hex>
+		segs := strings.Split(strings.TrimPrefix(fi.Path, root+"/"), "/")
+		if len(segs) != 4 {
+			return nil
+		}
+		subject, ok1 := keyOf(digest.Digest(segs[0] + ":" + segs[1]))
+		referrer := digest.Digest(segs[2] + ":" + segs[3])
+		if _, ok2 := keyOf(referrer); ok1 && ok2 {
+			m.referrers[subject] = append(m.referrers[subject], referrer)
+		}
+		return nil
+	})
+	if driver.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// markRoots keeps what tags point at, then young manifests, and (unless
+// untagged manifests are collected) every manifest that is not a referrer.
+func (m *repoMarker) markRoots(ctx context.Context) error {
+	drv := m.c.reg.driver
+	err := drv.Walk(ctx, tagsPath(m.ms.repo.name), "", func(fi driver.FileInfo) error {
+		b, err := drv.GetContent(ctx, fi.Path)
+		if driver.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		d, err := digest.Parse(string(b))
+		if err != nil {
+			return nil // names nothing; fsck reports it
+		}
+		return m.keep(ctx, d, nil)
+	})
+	if err != nil && !driver.IsNotFound(err) {
+		return err
+	}
+	err = drv.Walk(ctx, repoPath(m.ms.repo.name)+"/_manifests", "", func(fi driver.FileInfo) error {
+		m.c.prog.Manifests++
+		m.c.progress("mark")
+		d, ok := digestAt(fi.Path, 1)
+		if !ok {
+			return nil
+		}
+		if !fi.ModTime.Before(m.c.untaggedCutoff) {
+			return m.keep(ctx, d, nil)
+		}
+		if m.c.opts.DeleteUntagged {
+			return nil
+		}
+		rec, err := m.ms.record(ctx, d)
+		if isUnknown(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if rec.Subject != nil {
+			return nil // kept with its subject, or not at all
+		}
+		return m.keep(ctx, d, &rec)
+	})
+	if driver.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// keep marks manifest d and everything it reaches: its bytes, config and
+// layers, its index children, and its referrers. rec, when known, saves a
+// read.
+func (m *repoMarker) keep(ctx context.Context, d digest.Digest, rec *manifestRecord) error {
+	k, ok := keyOf(d)
+	if !ok {
+		return nil
+	}
+	if _, seen := m.visited[k]; seen {
+		return nil
+	}
+	if len(m.visited) < maxVisited {
+		m.visited[k] = struct{}{}
+	}
+	if rec == nil {
+		r, err := m.ms.record(ctx, d)
+		if isUnknown(err) {
+			return nil // a tag or referrer entry naming nothing
+		}
+		if err != nil {
+			return err
+		}
+		rec = &r
+	}
+	if !m.sweeping {
+		m.kept.Add(d)
+	}
+	m.uses.Add(d)
+	payload, err := m.c.reg.driver.GetContent(ctx, blobPath(d))
+	if driver.IsNotFound(err) {
+		return nil // damage for fsck; nothing below it to keep
+	}
+	if err != nil {
+		return err
+	}
+	for _, ref := range storedReferences(payload, rec.MediaType) {
+		m.uses.Add(ref.desc.Digest)
+		if ref.kind == refManifest {
+			if err := m.keep(ctx, ref.desc.Digest, nil); err != nil {
+				return err
+			}
+		}
+	}
+	for _, referrer := range m.referrers[k] {
+		if err := m.keep(ctx, referrer, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// storedReferences lists what a stored manifest needs the repository to
+// hold. Stored manifests were valid when pushed; one that no longer passes
+// validation is read loosely, so that its layers are kept, not dropped.
+func storedReferences(payload []byte, mediaType string) []reference {
+	pm, err := parseManifest(payload, mediaType)
+	if err != nil {
+		var doc manifestDoc
+		_ = json.Unmarshal(payload, &doc)
+		pm = &parsedManifest{config: doc.Config, layers: doc.Layers, manifests: doc.Manifests}
+	}
+	return slices.DeleteFunc(pm.references(), func(r reference) bool { return r.kind == refExternal })
+}
+
+// sweepManifests removes the repository's manifests that marking did not
+// keep and that are older than the untagged grace.
+func (m *repoMarker) sweepManifests(ctx context.Context) error {
+	kept, err := m.kept.Iterate()
+	if err != nil {
+		return err
+	}
+	defer kept.Close()
+	m.sweeping = true
+	name := m.ms.repo.name
+	err = m.c.reg.driver.Walk(ctx, repoPath(name)+"/_manifests", "", func(fi driver.FileInfo) error {
+		d, ok := digestAt(fi.Path, 1)
+		if !ok || manifestLinkPath(name, d) != fi.Path {
+			return nil
+		}
+		k, _ := keyOf(d)
+		if kept.Contains(k) || !fi.ModTime.Before(m.c.untaggedCutoff) {
+			return nil
+		}
+		return m.c.remove(ctx, gcCandidate{kind: "manifest", repo: name, digest: d, path: fi.Path, ms: m.ms,
+			// A writer is using it after all: so is everything it points at.
+			kept: func(ctx context.Context) error { return m.keep(ctx, d, nil) }})
+	})
+	if err != nil && !driver.IsNotFound(err) {
+		return err
+	}
+	if err := kept.Err(); err != nil {
+		return err
+	}
+	return m.c.flush(ctx)
+}
+
+// sweepLinks removes links no kept manifest uses that are older than the
+// grace; every other link's digest joins the blob mark set.
+func (m *repoMarker) sweepLinks(ctx context.Context) error {
+	uses, err := m.uses.Iterate()
+	if err != nil {
+		return err
+	}
+	defer uses.Close()
+	name := m.ms.repo.name
+	err = m.c.reg.driver.Walk(ctx, repoPath(name)+"/_layers", "", func(fi driver.FileInfo) error {
+		m.c.prog.Links++
+		d, ok := digestAt(fi.Path, 1)
+		if !ok || layerLinkPath(name, d) != fi.Path {
+			return nil
+		}
+		k, _ := keyOf(d)
+		if uses.Contains(k) || !fi.ModTime.Before(m.c.cutoff) {
+			m.c.marked.addKey(k)
+			return nil
+		}
+		return m.c.remove(ctx, gcCandidate{kind: "link", repo: name, digest: d, path: fi.Path,
+			kept: func(context.Context) error { m.c.marked.addKey(k); return nil }})
+	})
+	if err != nil && !driver.IsNotFound(err) {
+		return err
+	}
+	if err := uses.Err(); err != nil {
+		return err
+	}
+	return m.c.flush(ctx)
+}

@@ -1,0 +1,252 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"path"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/lading-registry/lading/storage/driver"
+)
+
+// gcCandidate is something marking did not keep, awaiting its batch.
+type gcCandidate struct {
+	kind   string // "manifest", "link", "blob"
+	repo   string
+	digest digest.Digest
+	path   string
+	size   int64
+	ms     *ManifestStore // for manifests
+	// kept, if set, is called when the re-check keeps the candidate.
+	kept func(context.Context) error
+}
+
+type recheck int
+
+const (
+	recheckRemoved recheck = iota
+	recheckKept
+	recheckGone
+)
+
+// remove queues a candidate for deletion; a dry run only counts it.
+func (c *collector) remove(ctx context.Context, cand gcCandidate) error {
+	if c.opts.DryRun {
+		c.removed(cand)
+		return nil
+	}
+	c.pending = append(c.pending, cand)
+	if len(c.pending) >= gcBatchSize {
+		return c.flush(ctx)
+	}
+	return nil
+}
+
+// flush runs one sweep batch over the pending candidates: flag the batch,
+// read the pins, re-check and delete each, clear the flag.
+func (c *collector) flush(ctx context.Context) error {
+	batch := c.pending
+	c.pending = nil
+	if len(batch) == 0 {
+		return nil
+	}
+	st := c.state
+	st.Batch++
+	st.InBatch = true
+	st.Until = c.reg.now().Add(gcBatchTTL)
+	var err error
+	if c.state, err = c.reg.writeGCState(ctx, st); err != nil {
+		return err
+	}
+	began := time.Now()
+	outcome := make([]recheck, len(batch))
+	pins, err := c.loadPins(ctx)
+	if err == nil {
+		err = forEach(len(batch), func(i int) error {
+			outcome[i] = recheckKept
+			if time.Since(began) > gcBatchTTL/2 {
+				return nil // past what writers wait for: stop deleting
+			}
+			var err error
+			outcome[i], err = c.recheckAndDelete(ctx, &batch[i], pins)
+			return err
+		})
+	}
+	st = c.state
+	st.InBatch = false
+	st.Until = time.Time{}
+	var werr error
+	c.state, werr = c.reg.writeGCState(context.WithoutCancel(ctx), st)
+	if err = errors.Join(err, werr); err != nil {
+		return err
+	}
+	for i := range batch {
+		switch outcome[i] {
+		case recheckRemoved:
+			c.removed(batch[i])
+		case recheckKept:
+			if batch[i].kept != nil {
+				if err := batch[i].kept(ctx); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// loadPins reads the digests writers pinned during this run.
+func (c *collector) loadPins(ctx context.Context) (map[digestKey]struct{}, error) {
+	pins := map[digestKey]struct{}{}
+	err := c.reg.driver.Walk(ctx, gcPinsPath, "", func(fi driver.FileInfo) error {
+		if d, ok := digestAt(fi.Path, 1); ok {
+			if k, ok := keyOf(d); ok {
+				pins[k] = struct{}{}
+			}
+		}
+		return nil
+	})
+	if driver.IsNotFound(err) {
+		err = nil
+	}
+	return pins, err
+}
+
+// recheckAndDelete deletes a candidate unless it has gone, was written
+// again since marking listed it, or is pinned.
+func (c *collector) recheckAndDelete(ctx context.Context, cand *gcCandidate, pins map[digestKey]struct{}) (recheck, error) {
+	drv := c.reg.driver
+	fi, err := drv.Stat(ctx, cand.path)
+	if driver.IsNotFound(err) {
+		return recheckGone, nil
+	}
+	if err != nil {
+		return recheckKept, err
+	}
+	cutoff := c.cutoff
+	if cand.kind == "manifest" {
+		cutoff = c.untaggedCutoff
+	}
+	if !fi.ModTime.Before(cutoff) {
+		return recheckKept, nil
+	}
+	if k, ok := keyOf(cand.digest); !ok {
+		return recheckKept, nil
+	} else if _, pinned := pins[k]; pinned {
+		return recheckKept, nil
+	}
+	switch cand.kind {
+	case "manifest":
+		err = cand.ms.Delete(ctx, cand.digest.String())
+		if isUnknown(err) {
+			return recheckGone, nil
+		}
+	case "link":
+		err = drv.Delete(ctx, cand.path)
+		c.reg.cacheDelete(ctx, linkKey(cand.repo, cand.digest.String()))
+	case "blob":
+		cand.size = fi.Size
+		err = drv.Delete(ctx, cand.path)
+	}
+	if driver.IsNotFound(err) {
+		return recheckGone, nil
+	}
+	if err != nil {
+		return recheckKept, err
+	}
+	return recheckRemoved, nil
+}
+
+func (c *collector) removed(cand gcCandidate) {
+	switch cand.kind {
+	case "manifest":
+		c.report.ManifestsRemoved++
+	case "link":
+		c.report.LinksRemoved++
+	case "blob":
+		c.report.BlobsRemoved++
+		c.report.BytesReclaimed += cand.size
+	case "repository":
+		c.report.RepositoriesRemoved++
+	}
+	c.prog.Removed++
+	if c.opts.Removed != nil {
+		c.opts.Removed(GCItem{Kind: cand.kind, Repository: cand.repo, Digest: cand.digest, Size: cand.size})
+	}
+}
+
+// sweepBlobs removes blobs no surviving link uses, merging the sorted mark
+// set with the sorted walk of /blobs.
+func (c *collector) sweepBlobs(ctx context.Context) error {
+	marked, err := c.marked.Iterate()
+	if err != nil {
+		return err
+	}
+	defer marked.Close()
+	err = c.reg.driver.Walk(ctx, blobsRoot, "", func(fi driver.FileInfo) error {
+		c.prog.Blobs++
+		c.progress("blobs")
+		d, ok := digestAt(fi.Path, 2)
+		if !ok || blobPath(d) != fi.Path {
+			return nil // not ours to judge
+		}
+		k, ok := keyOf(d)
+		if !ok || marked.Contains(k) || !fi.ModTime.Before(c.cutoff) {
+			return nil
+		}
+		return c.remove(ctx, gcCandidate{kind: "blob", digest: d, path: fi.Path, size: fi.Size})
+	})
+	if err != nil && !driver.IsNotFound(err) {
+		return err
+	}
+	if err := marked.Err(); err != nil {
+		return err
+	}
+	return c.flush(ctx)
+}
+
+// sweepCatalog removes the catalog markers of repositories that hold no
+// manifest, tag or link. A writer links before it checks the marker, and
+// the collector checks for links after it removed the marker, so one of
+// them puts it back when content arrives meanwhile.
+func (c *collector) sweepCatalog(ctx context.Context) error {
+	drv := c.reg.driver
+	return drv.Walk(ctx, catalog, "", func(fi driver.FileInfo) error {
+		name, ok := unescapeName(path.Base(fi.Path))
+		if !ok || ValidateName(name) != nil {
+			return nil
+		}
+		empty, err := c.reg.repoEmpty(ctx, name)
+		if err != nil || !empty {
+			return err
+		}
+		if c.opts.DryRun {
+			c.removed(gcCandidate{kind: "repository", repo: name})
+			return nil
+		}
+		if err := drv.Delete(ctx, fi.Path); err != nil && !driver.IsNotFound(err) {
+			return err
+		}
+		if empty, err = c.reg.repoEmpty(ctx, name); err != nil || !empty {
+			return errors.Join(err, drv.PutContent(context.WithoutCancel(ctx), fi.Path, nil))
+		}
+		c.removed(gcCandidate{kind: "repository", repo: name})
+		return nil
+	})
+}
+
+// repoEmpty reports whether a repository holds no manifest, tag or link.
+func (r *Registry) repoEmpty(ctx context.Context, name string) (bool, error) {
+	for _, dir := range []string{"/_manifests", "/_tags", "/_layers"} {
+		_, err := r.driver.List(ctx, repoPath(name)+dir)
+		if err == nil {
+			return false, nil
+		}
+		if !driver.IsNotFound(err) {
+			return false, err
+		}
+	}
+	return true, nil
+}

@@ -1,0 +1,99 @@
+package registry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"path"
+	"time"
+
+	"github.com/lading-registry/lading/storage/driver"
+)
+
+const purgeLeaseKey = "purge-uploads"
+
+// PurgeUploads removes upload sessions started longer than olderThan ago,
+// with their data (on S3 the driver's Delete aborts their multipart
+// uploads too). A leftover with data but no readable state goes by the age
+// of its newest object. A session some request is writing to right now is
+// skipped. One purge runs at a time across replicas, through a lease in
+// the backend; a purge that finds another running returns at once with
+// ErrCollectorBusy.
+func (r *Registry) PurgeUploads(ctx context.Context, olderThan time.Duration) (int, error) {
+	unlock, err := NewBackendLocker(r.driver, 0).TryLock(ctx, purgeLeaseKey)
+	if errors.Is(err, ErrLocked) {
+		return 0, ErrCollectorBusy
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer unlock()
+	cutoff := r.now().Add(-olderThan)
+	n := 0
+	err = r.eachRepository(ctx, func(name string) error {
+		sessions, err := r.driver.List(ctx, uploadsPath(name))
+		if driver.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		for _, dir := range sessions {
+			purged, err := r.purgeUpload(ctx, name, path.Base(dir), cutoff)
+			if err != nil {
+				return err
+			}
+			if purged {
+				n++
+			}
+		}
+		return nil
+	})
+	return n, err
+}
+
+// purgeUpload removes one session if it is stale, under the session's own
+// lock so that no chunk is being written while it goes.
+func (r *Registry) purgeUpload(ctx context.Context, repo, id string, cutoff time.Time) (bool, error) {
+	unlock, err := r.locker.TryLock(ctx, repo+"/"+id)
+	if errors.Is(err, ErrLocked) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	stale, err := r.uploadStale(ctx, repo, id, cutoff)
+	if err != nil || !stale {
+		return false, err
+	}
+	err = r.driver.Delete(ctx, uploadPath(repo, id))
+	if driver.IsNotFound(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (r *Registry) uploadStale(ctx context.Context, repo, id string, cutoff time.Time) (bool, error) {
+	raw, err := r.driver.GetContent(ctx, uploadStatePath(repo, id))
+	if err == nil {
+		var st uploadState
+		if json.Unmarshal(raw, &st) == nil && !st.StartedAt.IsZero() {
+			return st.StartedAt.Before(cutoff), nil
+		}
+	} else if !driver.IsNotFound(err) {
+		return false, err
+	}
+	// No readable state: a crash leftover. Judge it by its newest object.
+	newest := time.Time{}
+	err = r.driver.Walk(ctx, uploadPath(repo, id), "", func(fi driver.FileInfo) error {
+		if fi.ModTime.After(newest) {
+			newest = fi.ModTime
+		}
+		return nil
+	})
+	if err != nil && !driver.IsNotFound(err) {
+		return false, err
+	}
+	return !newest.IsZero() && newest.Before(cutoff), nil
+}
