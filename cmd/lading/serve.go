@@ -36,7 +36,7 @@ type serveConfig struct {
 	addr string
 }
 
-func runServe(args []string, stdout, stderr io.Writer) int {
+func runServe(args []string, _, stderr io.Writer) int {
 	fs := flag.NewFlagSet("lading serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg serveConfig
