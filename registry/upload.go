@@ -162,7 +162,7 @@ func (u *Upload) write(ctx context.Context, r io.Reader) (int64, error) {
 	var rerr, werr error
 	for rerr == nil && werr == nil {
 		var m int
-		m, rerr = io.ReadFull(r, buf)
+		m, rerr = fill(r, buf)
 		if m == 0 {
 			break
 		}
@@ -174,7 +174,7 @@ func (u *Upload) write(ctx context.Context, r io.Reader) (int64, error) {
 		}
 		n += int64(m)
 	}
-	if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+	if rerr == io.EOF {
 		rerr = nil
 	}
 	if cerr := w.Close(); werr == nil {
@@ -191,6 +191,22 @@ func (u *Upload) write(ctx context.Context, r io.Reader) (int64, error) {
 	}
 	if rerr != nil {
 		return n, &Error{Code: CodeBlobUploadInvalid, Message: "reading request body: " + rerr.Error()}
+	}
+	return n, nil
+}
+
+// fill reads into buf until it is full or r fails. Unlike io.ReadFull it
+// passes r's error through unchanged: io.EOF is the body's end, anything
+// else (io.ErrUnexpectedEOF from a body cut short, a reset connection) is a
+// broken chunk the caller must report, even though the bytes before it count.
+func fill(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
 	}
 	return n, nil
 }
