@@ -224,11 +224,14 @@ func parent(path string) string {
 
 // env applies LADING_* variables. A LADING_ name that matches no key is an
 // error rather than ignored: a misspelt override must not go unnoticed.
+// LADING_TEST_* and LADING_BENCH_* belong to the project's own test and
+// benchmark tooling, which runs lading with them in its environment.
 func (l *loader) env(env []string) {
 	keys, _ := schema()
 	for _, kv := range env {
 		name, value, _ := strings.Cut(kv, "=")
-		if !strings.HasPrefix(name, EnvPrefix) || name == ConfigEnv {
+		if !strings.HasPrefix(name, EnvPrefix) || name == ConfigEnv ||
+			strings.HasPrefix(name, EnvPrefix+"TEST_") || strings.HasPrefix(name, EnvPrefix+"BENCH_") {
 			continue
 		}
 		i := slices.IndexFunc(keys, func(k key) bool { return k.Env == name })

@@ -28,7 +28,7 @@ if ! go version -m "$GOBIN_DIR/versitygw" 2>/dev/null | grep -Eq "^\s+mod\s+gith
 fi
 
 # Fuzz targets run briefly each, as real fuzzing, after the ordinary tests.
-FUZZTIME="${LADING_FUZZTIME:-10s}"
+FUZZTIME="${LADING_TEST_FUZZTIME:-10s}"
 
 go vet ./...
 go test -count=1 -timeout 25m "$@" ./...
