@@ -105,7 +105,7 @@ func (h *handlers) catalog(w http.ResponseWriter, r *http.Request, _ Route) erro
 		if err != nil {
 			return err
 		}
-		if names != nil {
+		if names = h.visible(r, names); names != nil {
 			list.Repositories = names
 		}
 		if more && len(names) > 0 {

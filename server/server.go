@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"runtime/debug"
 
+	"github.com/lading-registry/lading/auth"
 	"github.com/lading-registry/lading/internal/httpx"
 	"github.com/lading-registry/lading/logging"
 	"github.com/lading-registry/lading/registry"
@@ -39,6 +40,9 @@ type Options struct {
 	// Middleware is applied in order, the first outermost, between the
 	// router and the endpoint handlers.
 	Middleware []Middleware
+	// Authorizer, when set, decides every routed request before Middleware
+	// runs, filters the catalog and guards cross-repository mounts.
+	Authorizer auth.Authorizer
 }
 
 // New returns the HTTP handler of the distribution API over reg.
@@ -54,6 +58,9 @@ func New(reg *registry.Registry, opts Options) http.Handler {
 	var inner http.Handler = http.HandlerFunc(h.serve)
 	for i := len(opts.Middleware) - 1; i >= 0; i-- {
 		inner = opts.Middleware[i](inner)
+	}
+	if opts.Authorizer != nil {
+		inner = h.authorize(opts.Authorizer)(inner)
 	}
 	return h.outer(h.route(inner))
 }

@@ -20,7 +20,7 @@ func (h *handlers) startUpload(w http.ResponseWriter, r *http.Request, rt Route)
 	q := r.URL.Query()
 	ctx := r.Context()
 
-	if q.Has("mount") {
+	if q.Has("mount") && h.mayMountFrom(r, rt.MountFrom) {
 		d, err := registry.ParseDigest(q.Get("mount"))
 		if err != nil {
 			return err
@@ -38,8 +38,8 @@ func (h *handlers) startUpload(w http.ResponseWriter, r *http.Request, rt Route)
 		if !errors.Is(err, registry.ErrBlobUnknown) {
 			return err
 		}
-		// The source lacks the blob: the spec has the client upload it
-		// through a session instead.
+		// The source lacks the blob (or the caller may not read it): the
+		// spec has the client upload it through a session instead.
 	} else if q.Has("digest") {
 		d, err := registry.ParseDigest(q.Get("digest"))
 		if err != nil {
