@@ -40,6 +40,8 @@ type Options struct {
 	// Middleware is applied in order, the first outermost, between the
 	// router and the endpoint handlers.
 	Middleware []Middleware
+	// ReadOnly refuses pushes and deletes with 405 UNSUPPORTED; reads go on.
+	ReadOnly bool
 	// Authorizer, when set, decides every routed request before Middleware
 	// runs, filters the catalog and guards cross-repository mounts.
 	Authorizer auth.Authorizer
@@ -58,6 +60,9 @@ func New(reg *registry.Registry, opts Options) http.Handler {
 	var inner http.Handler = http.HandlerFunc(h.serve)
 	for i := len(opts.Middleware) - 1; i >= 0; i-- {
 		inner = opts.Middleware[i](inner)
+	}
+	if opts.ReadOnly {
+		inner = h.readOnly(inner)
 	}
 	if opts.Authorizer != nil {
 		inner = h.authorize(opts.Authorizer)(inner)

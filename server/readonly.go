@@ -1,0 +1,20 @@
+package server
+
+import (
+	"net/http"
+
+	"github.com/lading-registry/lading/registry"
+)
+
+// readOnly refuses every request that would change the registry, so reads
+// go on during a migration or a storage incident. Cancelling an upload is
+// a write too: the session was begun before the switch and stays for later.
+func (h *handlers) readOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rt, _ := RouteOf(r.Context()); rt.Action == ActionPush || rt.Action == ActionDelete {
+			writeError(w, r, h.log, withStatus(http.StatusMethodNotAllowed, registry.CodeUnsupported, "the registry is in read-only mode"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
