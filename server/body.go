@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
 
 	"github.com/lading-registry/lading/registry"
 )
@@ -79,6 +80,9 @@ func (b *clientBody) blame(ctx context.Context, err error, code registry.Code) e
 	var tooBig *http.MaxBytesError
 	if errors.As(cause, &tooBig) {
 		return withStatus(http.StatusRequestEntityTooLarge, code, "request body exceeds %d bytes", tooBig.Limit)
+	}
+	if errors.Is(cause, os.ErrDeadlineExceeded) {
+		return withStatus(http.StatusRequestTimeout, code, "request body stalled: %v", cause)
 	}
 	return withStatus(http.StatusBadRequest, code, "reading the request body: %v", cause)
 }

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"time"
 
 	"github.com/lading-registry/lading/auth"
 	"github.com/lading-registry/lading/internal/httpx"
@@ -37,6 +38,14 @@ type Options struct {
 	// Bodies declared or found larger are refused (413) without being read
 	// beyond the limit.
 	MaxManifestSize int64
+	// MaxUploads bounds the requests streaming blob data at once (PATCH,
+	// PUT and monolithic POST); beyond it they get 429 TOOMANYREQUESTS with
+	// a Retry-After. 0 means DefaultMaxUploads, negative no limit.
+	MaxUploads int
+	// BodyIdleTimeout fails a request body (an upload or a manifest) that
+	// sends nothing for this long, with 408, so a stalled client frees its
+	// connection. 0 means DefaultBodyIdleTimeout, negative no limit.
+	BodyIdleTimeout time.Duration
 	// Middleware is applied in order, the first outermost, between the
 	// router and the endpoint handlers.
 	Middleware []Middleware
@@ -55,7 +64,10 @@ func New(reg *registry.Registry, opts Options) http.Handler {
 	if opts.MaxManifestSize <= 0 {
 		opts.MaxManifestSize = registry.DefaultMaxManifestSize
 	}
-	h := &handlers{reg: reg, log: opts.Logger, opts: opts}
+	if opts.BodyIdleTimeout == 0 {
+		opts.BodyIdleTimeout = DefaultBodyIdleTimeout
+	}
+	h := &handlers{reg: reg, log: opts.Logger, opts: opts, uploads: newUploadSlots(opts.MaxUploads)}
 	h.endpoints = h.endpointTable()
 	var inner http.Handler = http.HandlerFunc(h.serve)
 	for i := len(opts.Middleware) - 1; i >= 0; i-- {
@@ -75,6 +87,7 @@ type handlers struct {
 	log       *slog.Logger
 	opts      Options
 	endpoints map[RouteName]endpoint
+	uploads   uploadSlots
 }
 
 // outer turns a panic into a 500, so a bug in one request neither kills
@@ -152,6 +165,11 @@ func (h *handlers) serve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, h.log, errNotFound(r.URL.EscapedPath()))
 		return
 	}
+	release, ok := h.limit(w, r, rt)
+	if !ok {
+		return
+	}
+	defer release()
 	if err := endpoint(w, r, rt); err != nil {
 		writeError(w, r, h.log, err)
 	}

@@ -1,0 +1,119 @@
+package server
+
+import (
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/lading-registry/lading/registry"
+)
+
+// Defaults of the limits in Options, used where a field is zero.
+const (
+	// DefaultMaxUploads bounds the upload requests served at once. Each
+	// holds a 1 MiB copy buffer and a backend writer, so the default keeps
+	// both in the low hundreds of megabytes and descriptors.
+	DefaultMaxUploads = 128
+	// DefaultBodyIdleTimeout is how long a request body may stall between
+	// bytes: long enough for a congested client, short enough that a
+	// stalled one gives back its upload slot, goroutine and descriptor.
+	DefaultBodyIdleTimeout = time.Minute
+)
+
+// uploadRetryAfter is the Retry-After, in seconds, of an upload refused
+// for want of a slot: slots free up as fast as chunks finish.
+const uploadRetryAfter = 1
+
+var errTooManyUploads = &registry.Error{Code: registry.CodeTooManyRequests,
+	Message: "too many uploads in progress; retry later"}
+
+// uploadSlots counts upload requests in progress; nil means no limit.
+type uploadSlots chan struct{}
+
+func newUploadSlots(n int) uploadSlots {
+	if n < 0 {
+		return nil
+	}
+	if n == 0 {
+		n = DefaultMaxUploads
+	}
+	return make(uploadSlots, n)
+}
+
+// take claims a slot without waiting: a client told to come back holds
+// nothing, where one queued would hold its connection and body.
+func (s uploadSlots) take() (release func(), ok bool) {
+	if s == nil {
+		return func() {}, true
+	}
+	select {
+	case s <- struct{}{}:
+		return func() { <-s }, true
+	default:
+		return nil, false
+	}
+}
+
+// streamsBlob reports whether the request carries blob bytes into storage:
+// a chunk, a final PUT, or a monolithic POST.
+func streamsBlob(rt Route, r *http.Request) bool {
+	switch rt.Name {
+	case RouteUpload:
+		return r.Method == http.MethodPatch || r.Method == http.MethodPut
+	case RouteUploadStart:
+		return r.ContentLength != 0
+	}
+	return false
+}
+
+// readsBody reports whether the endpoint reads the request body at all.
+func readsBody(rt Route, r *http.Request) bool {
+	return streamsBlob(rt, r) || rt.Name == RouteManifest && r.Method == http.MethodPut
+}
+
+// limit applies the per-request limits before the endpoint runs: an upload
+// slot for requests that stream a blob, and the idle deadline of a body
+// the endpoint will read. It returns false when it answered the request.
+func (h *handlers) limit(w http.ResponseWriter, r *http.Request, rt Route) (release func(), ok bool) {
+	release = func() {}
+	if streamsBlob(rt, r) {
+		if release, ok = h.uploads.take(); !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(uploadRetryAfter))
+			writeError(w, r, h.log, errTooManyUploads)
+			return nil, false
+		}
+	}
+	if timeout := h.opts.BodyIdleTimeout; timeout > 0 && readsBody(rt, r) {
+		r.Body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), timeout: timeout}
+	}
+	return release, true
+}
+
+// idleBody fails a body read that waits longer than timeout for data, by
+// pushing the connection's read deadline ahead as bytes arrive. The server
+// resets the deadline before the connection's next request.
+type idleBody struct {
+	io.ReadCloser
+	rc       *http.ResponseController
+	timeout  time.Duration
+	pushed   time.Time
+	disabled bool
+}
+
+// deadlineSlack is how often the deadline is pushed at most: every read
+// would cost a timer update, and a second is nothing against the timeout.
+const deadlineSlack = time.Second
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	if !b.disabled {
+		if now := time.Now(); now.Sub(b.pushed) >= deadlineSlack {
+			if err := b.rc.SetReadDeadline(now.Add(b.timeout)); err != nil {
+				// Not a network connection (a test recorder): nothing to bound.
+				b.disabled = true
+			}
+			b.pushed = now
+		}
+	}
+	return b.ReadCloser.Read(p)
+}

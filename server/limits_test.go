@@ -1,0 +1,165 @@
+package server
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lading-registry/lading/registry"
+)
+
+// TestUploadSlots holds the only upload slot with a stalled chunk and
+// checks that further uploads are turned away with 429 and a Retry-After,
+// that status requests are not, and that the slot comes back.
+func TestUploadSlots(t *testing.T) {
+	// reading tells when the held chunk's body is being read, by which
+	// time its request has its slot.
+	reading := make(chan struct{})
+	var first string
+	h := newHandler(t, Options{MaxUploads: 1, Middleware: []Middleware{func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPatch && r.URL.Path == first {
+				r.Body = &firstRead{ReadCloser: r.Body, reading: reading}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}}})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	first = startSession(t, h, "a")
+	second := startSession(t, h, "a")
+
+	pr, pw := io.Pipe()
+	held := make(chan *http.Response, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodPatch, srv.URL+first, pr)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			close(held)
+			return
+		}
+		held <- resp
+	}()
+	if _, err := pw.Write([]byte("abc")); err != nil {
+		t.Fatal(err)
+	}
+	<-reading
+
+	resp := do(t, http.MethodPatch, srv.URL+second, "xyz")
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "1" || resp.code != registry.CodeTooManyRequests {
+		t.Fatalf("second upload: %d, Retry-After %q, code %q", resp.StatusCode, resp.Header.Get("Retry-After"), resp.code)
+	}
+	digest := "sha256:" + strings.Repeat("0", 64)
+	if resp := do(t, http.MethodPost, srv.URL+"/v2/a/blobs/uploads/?digest="+digest, "xyz"); resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("monolithic upload: %d", resp.StatusCode)
+	}
+	if resp := do(t, http.MethodGet, srv.URL+second, ""); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("status request: %d", resp.StatusCode)
+	}
+	if resp := do(t, http.MethodPost, srv.URL+"/v2/a/blobs/uploads/", ""); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("opening a session: %d", resp.StatusCode)
+	}
+
+	pw.Close()
+	if r := <-held; r == nil || r.StatusCode != http.StatusAccepted {
+		t.Fatalf("held upload: %v", r)
+	}
+	if resp := do(t, http.MethodPatch, srv.URL+second, "xyz"); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("upload after the slot came back: %d", resp.StatusCode)
+	}
+}
+
+type firstRead struct {
+	io.ReadCloser
+	reading chan struct{}
+	once    sync.Once
+}
+
+func (b *firstRead) Read(p []byte) (int, error) {
+	b.once.Do(func() { close(b.reading) })
+	return b.ReadCloser.Read(p)
+}
+
+type response struct {
+	*http.Response
+	code registry.Code
+}
+
+func do(t *testing.T, method, url, body string) response {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	rec := httptest.NewRecorder()
+	rec.Code = resp.StatusCode
+	io.Copy(rec.Body, resp.Body)
+	return response{resp, errorCode(t, rec)}
+}
+
+// TestStalledBodyTimesOut sends part of a declared chunk and stalls: the
+// server gives up with 408 after the idle timeout, and the session keeps
+// the bytes that did arrive.
+func TestStalledBodyTimesOut(t *testing.T) {
+	h := newHandler(t, Options{BodyIdleTimeout: 300 * time.Millisecond})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	loc := startSession(t, h, "a")
+
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	began := time.Now()
+	fmt.Fprintf(conn, "PATCH %s HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc", loc)
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to a stalled body: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Fatalf("status %d, want 408", resp.StatusCode)
+	}
+	if took := time.Since(began); took > 5*time.Second {
+		t.Fatalf("answered after %v", took)
+	}
+	rec := serve(t, h, request{method: http.MethodGet, target: loc})
+	if got := rec.Header().Get("Range"); got != "0-2" {
+		t.Fatalf("session Range %q after 3 bytes, want 0-2", got)
+	}
+}
+
+// TestManifestLengthNotAllocated declares a manifest of the largest size
+// allowed and sends a few bytes: the server allocates for what arrived.
+func TestManifestLengthNotAllocated(t *testing.T) {
+	h := newHandler(t, Options{MaxManifestSize: 64 << 20})
+	req := httptest.NewRequest(http.MethodPut, "/v2/a/manifests/latest", strings.NewReader(`{"schemaVersion":2}`))
+	req.ContentLength = 64 << 20
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	runtime.ReadMemStats(&after)
+	if rec.Code >= 500 {
+		t.Fatalf("status %d", rec.Code)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 8<<20 {
+		t.Fatalf("a %d-byte body with a declared 64 MiB allocated %d bytes", req.ContentLength, grew)
+	}
+}
