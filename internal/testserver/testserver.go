@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -68,6 +69,14 @@ type Options struct {
 	Args []string
 	// Env is added to the test's environment.
 	Env []string
+	// Root is the data directory; empty means a new temporary one. A test
+	// restarts lading on the data of a previous run by passing its Root.
+	Root string
+	// Allow5xx lets the test pass although lading answered a request with
+	// a 5xx: for tests that break the storage under the server on purpose.
+	// Otherwise every 5xx in the access log fails the test, since a
+	// client's mistake must never be answered with one.
+	Allow5xx bool
 }
 
 // Server is a running `lading serve`.
@@ -79,9 +88,11 @@ type Server struct {
 	// Root is the data directory given with --root.
 	Root string
 
-	cmd    *exec.Cmd
-	logs   *syncBuffer
-	exited chan struct{}
+	cmd      *exec.Cmd
+	logs     *syncBuffer
+	exited   chan struct{}
+	allow5xx bool
+	killed   bool
 }
 
 // Start runs lading and waits until /v2/ answers. The process is stopped
@@ -96,7 +107,10 @@ func Start(t testing.TB, opts Options) *Server {
 	if bin == "" {
 		bin = Build(t, "./cmd/lading")
 	}
-	root := t.TempDir()
+	root := opts.Root
+	if root == "" {
+		root = t.TempDir()
+	}
 	var lastErr error
 	// A free port found by listening and closing can be taken by another
 	// process before lading binds it; try again with another.
@@ -105,7 +119,7 @@ func Start(t testing.TB, opts Options) *Server {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := &Server{Addr: addr, URL: "http://" + addr, Root: root, logs: &syncBuffer{}, exited: make(chan struct{})}
+		s := &Server{Addr: addr, URL: "http://" + addr, Root: root, logs: &syncBuffer{}, exited: make(chan struct{}), allow5xx: opts.Allow5xx}
 		args := append([]string{"serve", "--root", root, "--addr", addr}, opts.Args...)
 		s.cmd = exec.Command(bin, args...)
 		s.cmd.Env = append(os.Environ(), opts.Env...)
@@ -149,17 +163,41 @@ func (s *Server) waitReady(timeout time.Duration) error {
 	return fmt.Errorf("no answer on %s/v2/ within %v", s.URL, timeout)
 }
 
-// stop asks for a graceful shutdown and checks that it happens.
+// PID is the process id of the running lading, for tests that watch its
+// resources in /proc.
+func (s *Server) PID() int { return s.cmd.Process.Pid }
+
+// Kill ends lading with SIGKILL, as a crash would, and waits for it to be
+// gone. The test can then Start another on the same Root.
+func (s *Server) Kill() {
+	s.killed = true
+	s.kill()
+}
+
+// serverErrorLine matches an access log line (text or JSON) of a 5xx,
+// which the access log writes at level ERROR; anchored at the line's start
+// so that no logged client value can forge one.
+var serverErrorLine = regexp.MustCompile(`(?m)^(?:time=\S+ level=ERROR msg=request |\{"time":"[^"]*","level":"ERROR","msg":"request").*$`)
+
+// stop asks for a graceful shutdown and checks that it happens, and that
+// no request was answered with a 5xx.
 func (s *Server) stop(t testing.TB) {
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	if !s.killed {
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	}
 	select {
 	case <-s.exited:
-		if code := s.cmd.ProcessState.ExitCode(); code != 0 {
+		if code := s.cmd.ProcessState.ExitCode(); code != 0 && !s.killed {
 			t.Errorf("lading exited with status %d after SIGTERM", code)
 		}
 	case <-time.After(40 * time.Second):
 		t.Errorf("lading did not stop within 40s of SIGTERM")
 		s.kill()
+	}
+	if !s.allow5xx {
+		if lines := serverErrorLine.FindAllString(s.Logs(), 10); len(lines) > 0 {
+			t.Errorf("lading answered with a server error:\n%s", strings.Join(lines, "\n"))
+		}
 	}
 	if t.Failed() {
 		t.Logf("lading log (last %d lines):\n%s", logTail, tail(s.Logs(), logTail))
