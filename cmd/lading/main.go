@@ -14,11 +14,15 @@ func main() {
 const usage = `Lading is a container image registry (OCI Distribution API v1.1).
 
 Usage:
-  lading serve [--root DIR] [--addr HOST:PORT]   serve the registry
-  lading version                                 print version information
-  lading help                                    print this help
+  lading serve [--config FILE] [--root DIR] [--addr HOST:PORT] ...
+                                  serve the registry
+  lading config example           print a commented configuration file
+  lading config check FILE        validate a configuration file
+  lading version                  print version information
+  lading help                     print this help
 
-Run "lading serve -h" for the flags of serve.
+Run "lading serve -h" for the flags of serve. Every setting can also be
+given in the environment as LADING_<KEY PATH> (http.addr: LADING_HTTP_ADDR).
 `
 
 // run is the whole command line, callable from tests; it returns the exit
@@ -31,6 +35,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		return runServe(args[1:], stdout, stderr)
+	case "config":
+		return runConfig(args[1:], stdout, stderr)
 	case "version":
 		printVersion(stdout)
 		return 0

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lading-registry/lading/config"
 )
 
 func TestRun(t *testing.T) {
@@ -32,7 +34,11 @@ func TestRun(t *testing.T) {
 		{args: []string{"frobnicate"}, code: 2, stderr: `unknown command "frobnicate"`},
 		{args: []string{"serve", "--nope"}, code: 2, stderr: "flag provided but not defined"},
 		{args: []string{"serve", "extra"}, code: 2, stderr: "unexpected arguments"},
-		{args: []string{"serve", "-h"}, code: 0, stderr: "-root directory"},
+		{args: []string{"serve", "-h"}, code: 0, stderr: "-root"},
+		{args: []string{"serve", "--addr", "nonsense"}, code: 2, stderr: "http.addr"},
+		{args: []string{"config", "example"}, code: 0, stdout: "storage:"},
+		{args: []string{"config"}, code: 2, stderr: "usage: lading config"},
+		{args: []string{"config", "check", "/nonexistent.yaml"}, code: 1, stderr: "nonexistent"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -73,7 +79,7 @@ func TestServeStopsWhenCancelled(t *testing.T) {
 	done := make(chan error, 1)
 	root := filepath.Join(t.TempDir(), "data")
 	go func() {
-		done <- serve(ctx, serveConfig{root: root, addr: "127.0.0.1:0"}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		done <- serve(ctx, testConfig(root, "127.0.0.1:0"), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	}()
 	time.Sleep(100 * time.Millisecond)
 	cancel()
@@ -90,13 +96,24 @@ func TestServeStopsWhenCancelled(t *testing.T) {
 	}
 }
 
+// testConfig is the embedded default on root, listening on addr.
+func testConfig(root, addr string) *config.Config {
+	cfg := config.Default()
+	cfg.Storage.Filesystem.Root = root
+	cfg.HTTP.Addr = addr
+	return cfg
+}
+
 func TestServeFailsOnBadRoot(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "file")
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var stderr bytes.Buffer
-	if code := run([]string{"serve", "--root", file, "--addr", "127.0.0.1:0"}, io.Discard, &stderr); code != 1 {
+	// A root that cannot be a folder is a configuration mistake, caught
+	// before anything starts, and named by its key.
+	code := run([]string{"serve", "--root", file, "--addr", "127.0.0.1:0"}, io.Discard, &stderr)
+	if code != 2 || !strings.Contains(stderr.String(), "storage.filesystem.root") {
 		t.Fatalf("exit %d; stderr %s", code, &stderr)
 	}
 }
@@ -115,7 +132,7 @@ func TestShutdownDrainsUploads(t *testing.T) {
 	defer cancel()
 	served := make(chan error, 1)
 	go func() {
-		served <- serve(ctx, serveConfig{root: root, addr: addr}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		served <- serve(ctx, testConfig(root, addr), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	}()
 	base := "http://" + addr
 	var loc string

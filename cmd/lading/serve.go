@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,34 +15,28 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lading-registry/lading/auth"
+	"github.com/lading-registry/lading/cache"
+	"github.com/lading-registry/lading/config"
+	"github.com/lading-registry/lading/health"
 	"github.com/lading-registry/lading/logging"
+	"github.com/lading-registry/lading/metrics"
 	"github.com/lading-registry/lading/registry"
 	"github.com/lading-registry/lading/server"
 	"github.com/lading-registry/lading/storage/driver"
 	"github.com/lading-registry/lading/storage/driver/filesystem"
+	"github.com/lading-registry/lading/storage/driver/inmemory"
+	"github.com/lading-registry/lading/storage/driver/s3"
 )
 
-const (
-	readHeaderTimeout = 30 * time.Second
-	idleTimeout       = 2 * time.Minute
-	// shutdownTimeout bounds how long in-flight requests (a large layer
-	// upload, say) may finish after SIGINT or SIGTERM.
-	shutdownTimeout = 30 * time.Second
-)
-
-// serveConfig is what serve needs to start; the flags fill it today, a
-// configuration file may later.
-type serveConfig struct {
-	root string
-	addr string
-}
+// maxHeaderBytes bounds request headers: registry requests carry a few
+// short headers and at most a bearer token.
+const maxHeaderBytes = 64 << 10
 
 func runServe(args []string, _, stderr io.Writer) int {
 	fs := flag.NewFlagSet("lading serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var cfg serveConfig
-	fs.StringVar(&cfg.root, "root", "./lading-data", "`directory` holding all registry data; created if missing")
-	fs.StringVar(&cfg.addr, "addr", ":5000", "`host:port` to listen on")
+	config.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -52,54 +47,226 @@ func runServe(args []string, _, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "lading serve: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
-	log, err := logging.New(stderr, "info", "text")
+	cfg, err := config.Load("", os.Environ(), fs)
+	if err != nil {
+		fmt.Fprintf(stderr, "lading serve: configuration:\n%v\n", err)
+		return 2
+	}
+	log, err := logging.New(stderr, cfg.Log.Level, cfg.Log.Format)
 	if err != nil {
 		fmt.Fprintf(stderr, "lading serve: %v\n", err)
-		return 1
+		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// Once the first signal starts the drain, a second one ends the
 	// process at once, as an impatient operator expects.
 	context.AfterFunc(ctx, stop)
-	if err := serve(ctx, cfg, log); err != nil {
+	if err := serve(ctx, cfg, log, nil); err != nil {
 		log.Error("lading serve failed", "error", err)
 		return 1
 	}
 	return 0
 }
 
-// serve runs the registry until ctx ends, then drains in-flight requests.
-func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
-	fsd, err := filesystem.New(cfg.root)
+// serve runs the registry until ctx ends, then drains in-flight requests
+// for up to http.draintimeout. listening, when not nil, receives the
+// address the registry listens on.
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, listening chan<- string) error {
+	m := metrics.New()
+	backend, err := openStorage(ctx, cfg.Storage)
 	if err != nil {
 		return fmt.Errorf("storage: %w", err)
 	}
-	reg := registry.New(driver.Instrument(fsd, nil), registry.Options{Logger: log})
-	srv := &http.Server{
-		Handler:           logging.AccessLog(log, server.New(reg, server.Options{Logger: log}), server.RouteLabels),
-		ReadHeaderTimeout: readHeaderTimeout,
-		IdleTimeout:       idleTimeout,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	drv := driver.Instrument(backend, m.DriverObserver(backend.Name()))
+
+	opts := registry.Options{
+		Logger:          log,
+		MaxManifestSize: int64(cfg.HTTP.MaxManifestSize),
+		CacheObserver:   m.CacheObserver("links"),
 	}
-	ln, err := net.Listen("tcp", cfg.addr)
+	shared := cfg.Storage.Driver == "s3"
+	switch {
+	case cfg.Redis.Addr != "":
+		rc := cache.NewRedis(cache.RedisOptions{Addr: cfg.Redis.Addr, Password: cfg.Redis.Password.Reveal(), DB: cfg.Redis.DB})
+		defer rc.Close()
+		opts.Cache = rc
+		opts.Locker = registry.NewFallbackLocker(rc, registry.NewBackendLocker(drv, 0))
+	case shared:
+		// Replicas share the bucket and nothing else: locks live in it, and
+		// nothing is cached, since another replica's delete would not reach
+		// a private cache.
+		opts.Locker = registry.NewBackendLocker(drv, 0)
+	default:
+		// One process owns the storage, so its own deletes keep a private
+		// cache exact.
+		opts.Cache = cache.NewMemory(100_000)
+	}
+	reg := registry.New(drv, opts)
+
+	az, err := auth.New(authConfig(cfg.Auth), log)
 	if err != nil {
 		return err
 	}
-	log.Info("lading serving", "addr", ln.Addr().String(), "root", cfg.root, "version", version)
+	var authorizer auth.Authorizer
+	if _, open := az.Authorizer.(auth.Open); !open {
+		authorizer = az.Authorizer
+	}
+	api := server.New(reg, server.Options{
+		Logger:          log,
+		DisableDeletes:  !cfg.Deletes.Enabled,
+		ReadOnly:        cfg.ReadOnly,
+		MaxManifestSize: int64(cfg.HTTP.MaxManifestSize),
+		Authorizer:      authorizer,
+	})
+	var handler http.Handler = az.Handler(api)
+	handler = m.Instrument(handler, server.RouteLabels)
+	if cfg.Log.Access {
+		handler = logging.AccessLog(log, handler, server.RouteLabels)
+	}
 
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	ops := opsHandler(m, drv, log)
+	if cfg.HTTP.DebugAddr == "" {
+		handler = withOps(ops, handler)
+	}
+	tlsConfig, err := cfg.HTTP.TLS.ServerConfig()
+	if err != nil {
+		return err
+	}
+	srv := newHTTPServer(cfg, handler, tlsConfig, log)
+	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+	if err != nil {
+		return err
+	}
+	servers := []*http.Server{srv}
+	served := make(chan error, 2)
+	if cfg.HTTP.DebugAddr != "" {
+		dln, err := net.Listen("tcp", cfg.HTTP.DebugAddr)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		dsrv := newHTTPServer(cfg, ops, nil, log)
+		servers = append(servers, dsrv)
+		go func() { served <- dsrv.Serve(dln) }()
+		log.Info("debug listener", "addr", dln.Addr().String())
+	}
+	log.Info("lading serving", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "storage", backend.Name(), "auth", authorizer != nil, "version", version)
+	go func() {
+		if tlsConfig != nil {
+			served <- srv.ServeTLS(ln, "", "")
+		} else {
+			served <- srv.Serve(ln)
+		}
+	}()
+	if listening != nil {
+		listening <- ln.Addr().String()
+	}
 	select {
 	case err := <-served:
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down", "timeout", shutdownTimeout)
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	log.Info("shutting down", "drain", cfg.HTTP.DrainTimeout)
+	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.DrainTimeout)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	var errs []error
+	for _, s := range servers {
+		if err := s.Shutdown(drainCtx); err != nil {
+			errs = append(errs, fmt.Errorf("shutdown: %w", err))
+		}
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+func newHTTPServer(cfg *config.Config, h http.Handler, tlsConfig *tls.Config, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		TLSConfig:         tlsConfig,
+		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+		IdleTimeout:       cfg.HTTP.IdleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// opsHandler serves what operators and orchestrators poll: metrics,
+// liveness and readiness.
+func opsHandler(m *metrics.Metrics, d driver.Driver, log *slog.Logger) http.Handler {
+	metricsH, live, ready := m.Handler(), health.Live(), health.Ready(health.Storage(d), log)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/metrics":
+			metricsH.ServeHTTP(w, r)
+		case "/healthz":
+			live.ServeHTTP(w, r)
+		case "/readyz":
+			ready.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// withOps answers the operational paths on the registry's own listener.
+// Not a ServeMux: its path cleaning would redirect registry requests.
+func withOps(ops, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/metrics", "/healthz", "/readyz":
+			ops.ServeHTTP(w, r)
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+// openStorage builds the configured backend, without decoration.
+func openStorage(ctx context.Context, cfg config.Storage) (driver.Driver, error) {
+	switch cfg.Driver {
+	case "inmemory":
+		return inmemory.New(), nil
+	case "s3":
+		c := cfg.S3
+		return s3.New(ctx, s3.Config{
+			Endpoint:             c.Endpoint,
+			Region:               c.Region,
+			Bucket:               c.Bucket,
+			Prefix:               c.Prefix,
+			ForcePathStyle:       c.ForcePathStyle,
+			AccessKey:            c.AccessKey,
+			SecretKey:            c.SecretKey.Reveal(),
+			StorageClass:         c.StorageClass,
+			ServerSideEncryption: c.SSE,
+			KMSKeyID:             c.KMSKeyID,
+			PartSize:             int64(c.PartSize),
+			Redirect:             s3.RedirectConfig{Expiry: redirectExpiry(c)},
+		})
+	}
+	return filesystem.New(cfg.Filesystem.Root)
+}
+
+func redirectExpiry(c config.S3) time.Duration {
+	if !c.Redirect {
+		return 0
+	}
+	return c.RedirectExpiry
+}
+
+// authConfig carries the auth section over; the two share their key names.
+func authConfig(c config.Auth) auth.Config {
+	return auth.Config{
+		Htpasswd: auth.HtpasswdConfig{Path: c.Htpasswd.Path},
+		Policy:   c.Policy,
+		Token: auth.TokenConfig{
+			Realm:      c.Token.Realm,
+			Service:    c.Token.Service,
+			Issuer:     c.Token.Issuer,
+			Audience:   c.Token.Audience,
+			CertBundle: c.Token.CertBundle,
+			JWKS:       c.Token.JWKS,
+			Server:     auth.TokenServerConfig{Enabled: c.Token.Server.Enabled, Key: c.Token.Server.Key, Expiry: c.Token.Server.Expiry},
+		},
+		RateLimit: auth.RateLimitConfig{Burst: c.RateLimit.Burst, Per: c.RateLimit.Per},
+	}
 }
