@@ -225,8 +225,10 @@ func (c *collector) announce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Pins left over only keep more than needed: failing to clear them
+	// (a writer pinning meanwhile) is no reason to stop.
 	if err := c.reg.driver.Delete(ctx, gcPinsPath); err != nil && !driver.IsNotFound(err) {
-		return err
+		c.reg.log.Debug("garbage collection: old pins kept", "err", err)
 	}
 	var id [8]byte
 	rand.Read(id[:])
@@ -253,8 +255,8 @@ func (c *collector) finish(ctx context.Context) {
 	if _, err := c.reg.writeGCState(ctx, gcState{Last: c.state.Run, Window: c.opts.Window}); err != nil {
 		c.reg.log.Error("garbage collection: state left as running; writers will pin until the next run", "err", err)
 	}
-	if err := c.reg.driver.Delete(ctx, gcPinsPath); err != nil && !driver.IsNotFound(err) {
-		c.reg.log.Warn("garbage collection: pins left behind", "err", err)
+	if err := c.reg.driver.Delete(ctx, gcRunPinsPath(c.state.Run)); err != nil && !driver.IsNotFound(err) {
+		c.reg.log.Debug("garbage collection: pins left for the next run", "err", err)
 	}
 }
 

@@ -113,26 +113,37 @@ func (r *Registry) guardWrite(ctx context.Context, digests ...digest.Digest) (*g
 	if err != nil {
 		return nil, err
 	}
-	if s.active() {
-		if s, err = g.pin(ctx, s.Run); err != nil {
-			return nil, err
-		}
+	if g.s0, err = g.pin(ctx, s); err != nil {
+		return nil, err
 	}
-	g.s0 = s
 	return g, nil
 }
 
-// pin records the digests for the collection run, then waits out a batch
-// that may have looked for pins before these were written.
-func (g *gcGuard) pin(ctx context.Context, run string) (gcState, error) {
-	err := forEach(len(g.digests), func(i int) error {
-		return g.reg.driver.PutContent(ctx, gcPinPath(g.digests[i]), nil)
-	})
-	if err != nil {
-		return gcState{}, err
+// pin records the digests for the run s announces, then waits out a batch
+// that may have looked for pins before these were written. It returns the
+// state once the digests are pinned in the active run, or no run is active.
+func (g *gcGuard) pin(ctx context.Context, s gcState) (gcState, error) {
+	for s.active() && g.pinnedIn != s.Run {
+		run := s.Run
+		err := forEach(len(g.digests), func(i int) error {
+			return g.reg.driver.PutContent(ctx, gcPinPath(run, g.digests[i]), nil)
+		})
+		if err != nil {
+			// The run may have ended and its pins gone meanwhile; then
+			// pinning for it is moot.
+			now, rerr := g.reg.readGCState(ctx)
+			if rerr != nil || now.Run == run {
+				return s, err
+			}
+			s = now
+			continue
+		}
+		g.pinnedIn = run
+		if s, err = g.reg.awaitBatch(ctx); err != nil {
+			return s, err
+		}
 	}
-	g.pinnedIn = run
-	return g.reg.awaitBatch(ctx)
+	return s, nil
 }
 
 // settle ends a write once it is published. When a collection may have
@@ -148,18 +159,17 @@ func (g *gcGuard) settle(ctx context.Context, verify func(context.Context) error
 	case bytes.Equal(s1.raw, g.s0.raw) && !s1.sweeping(g.reg.now()):
 		// The collector did nothing while we wrote.
 		return nil
-	case g.pinnedIn != "" && (s1.Run == g.pinnedIn || s1.Last == g.pinnedIn):
-		// Pinned before the checks, in the run that is (or was) going on.
+	case g.pinnedIn != "" && (s1.Run == g.pinnedIn || !s1.active() && s1.Last == g.pinnedIn):
+		// Pinned before the checks, in the run still going on, or in the
+		// last one with none begun since.
 		return nil
 	case time.Since(g.start) < s1.Window:
 		// Published within the window: the run that began meanwhile was
 		// still waiting, and its marking will see the write.
 		return nil
 	}
-	if s1.active() {
-		if _, err := g.pin(ctx, s1.Run); err != nil {
-			return err
-		}
+	if _, err := g.pin(ctx, s1); err != nil {
+		return err
 	}
 	return verify(ctx)
 }

@@ -85,7 +85,19 @@ func (ms *ManifestStore) guardPut(ctx context.Context, d digest.Digest, m *parse
 // otherwise leave tags pointing at nothing). The push then wins: the record,
 // its referrer entry and its tags are written again.
 func (ms *ManifestStore) settlePut(ctx context.Context, g *gcGuard, rec manifestRecord, m *parsedManifest, tags []string) error {
-	if err := g.settle(ctx, func(ctx context.Context) error { return ms.ensureReferences(ctx, rec.Digest, m) }); err != nil {
+	verify := func(ctx context.Context) error {
+		if err := ms.ensureReferences(ctx, rec.Digest, m); err != nil {
+			return err
+		}
+		// The collector may have taken the tags' markers as stale.
+		for _, t := range tags {
+			if err := ms.driver().PutContent(ctx, tagRefPath(ms.repo.name, rec.Digest, t), nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := g.settle(ctx, verify); err != nil {
 		return err
 	}
 	_, err := ms.driver().Stat(ctx, manifestLinkPath(ms.repo.name, rec.Digest))

@@ -61,6 +61,7 @@ type repoMarker struct {
 	ms        *ManifestStore
 	kept      *digestSet // manifests kept
 	uses      *digestSet // digests kept manifests need linked
+	records   *digestSet // manifests the repository holds
 	visited   map[digestKey]struct{}
 	referrers map[digestKey][]digest.Digest // subject → referrers
 	// sweeping is set once kept is being read: a manifest the sweep finds
@@ -80,10 +81,12 @@ func (c *collector) collectRepository(ctx context.Context, name string) error {
 		ms:      repo.Manifests(),
 		kept:    newDigestSet(c.tmp, 0),
 		uses:    newDigestSet(c.tmp, 0),
+		records: newDigestSet(c.tmp, 0),
 		visited: map[digestKey]struct{}{},
 	}
 	defer m.kept.Close()
 	defer m.uses.Close()
+	defer m.records.Close()
 	if err := m.indexReferrers(ctx); err != nil {
 		return err
 	}
@@ -91,6 +94,9 @@ func (c *collector) collectRepository(ctx context.Context, name string) error {
 		return err
 	}
 	if err := m.sweepManifests(ctx); err != nil {
+		return err
+	}
+	if err := m.sweepMarkers(ctx); err != nil {
 		return err
 	}
 	return m.sweepLinks(ctx)
@@ -148,6 +154,7 @@ func (m *repoMarker) markRoots(ctx context.Context) error {
 		if !ok {
 			return nil
 		}
+		m.records.Add(d)
 		if !fi.ModTime.Before(m.c.untaggedCutoff) {
 			return m.keep(ctx, d, nil)
 		}
@@ -263,6 +270,37 @@ func (m *repoMarker) sweepManifests(ctx context.Context) error {
 		return err
 	}
 	if err := kept.Err(); err != nil {
+		return err
+	}
+	return m.c.flush(ctx)
+}
+
+// sweepMarkers removes the tag markers (tags.go) of digests the repository
+// held no manifest of when marking listed its manifests.
+func (m *repoMarker) sweepMarkers(ctx context.Context) error {
+	records, err := m.records.Iterate()
+	if err != nil {
+		return err
+	}
+	defer records.Close()
+	name := m.ms.repo.name
+	root := repoPath(name) + "/_tagrefs"
+	err = m.c.reg.driver.Walk(ctx, root, "", func(fi driver.FileInfo) error {
+		// <root>/<alg>/<hex>/<tag>
+		d, ok := digestAt(path.Dir(fi.Path), 1)
+		if !ok || tagRefsPath(name, d) != path.Dir(fi.Path) {
+			return nil
+		}
+		k, _ := keyOf(d)
+		if records.Contains(k) || !fi.ModTime.Before(m.c.cutoff) {
+			return nil
+		}
+		return m.c.remove(ctx, gcCandidate{kind: "marker", repo: name, digest: d, path: fi.Path})
+	})
+	if err != nil && !driver.IsNotFound(err) {
+		return err
+	}
+	if err := records.Err(); err != nil {
 		return err
 	}
 	return m.c.flush(ctx)

@@ -13,7 +13,7 @@ import (
 
 // gcCandidate is something marking did not keep, awaiting its batch.
 type gcCandidate struct {
-	kind   string // "manifest", "link", "blob"
+	kind   string // "manifest", "link", "blob", "marker" (a tag marker)
 	repo   string
 	digest digest.Digest
 	path   string
@@ -100,7 +100,7 @@ func (c *collector) flush(ctx context.Context) error {
 // loadPins reads the digests writers pinned during this run.
 func (c *collector) loadPins(ctx context.Context) (map[digestKey]struct{}, error) {
 	pins := map[digestKey]struct{}{}
-	err := c.reg.driver.Walk(ctx, gcPinsPath, "", func(fi driver.FileInfo) error {
+	err := c.reg.driver.Walk(ctx, gcRunPinsPath(c.state.Run), "", func(fi driver.FileInfo) error {
 		if d, ok := digestAt(fi.Path, 1); ok {
 			if k, ok := keyOf(d); ok {
 				pins[k] = struct{}{}
@@ -146,6 +146,11 @@ func (c *collector) recheckAndDelete(ctx context.Context, cand *gcCandidate, pin
 	case "link":
 		err = drv.Delete(ctx, cand.path)
 		c.reg.cacheDelete(ctx, linkKey(cand.repo, cand.digest.String()))
+	case "marker":
+		if _, err := drv.Stat(ctx, manifestLinkPath(cand.repo, cand.digest)); !driver.IsNotFound(err) {
+			return recheckKept, err // pushed again
+		}
+		err = drv.Delete(ctx, cand.path)
 	case "blob":
 		cand.size = fi.Size
 		err = drv.Delete(ctx, cand.path)
@@ -170,6 +175,8 @@ func (c *collector) removed(cand gcCandidate) {
 		c.report.BytesReclaimed += cand.size
 	case "repository":
 		c.report.RepositoriesRemoved++
+	case "marker":
+		return // bookkeeping of the tags, not content
 	}
 	c.prog.Removed++
 	if c.opts.Removed != nil {

@@ -19,7 +19,7 @@ import (
 //	/repositories/<name>/_uploads/<id>/data          upload bytes so far
 //	/repositories/<name>/_uploads/<id>/state         offset, hash state, start time
 //	/gc/state                                        the collector's progress, read by writers
-//	/gc/pins/<alg>/<hex>                             digest a writer uses during a collection
+//	/gc/pins/<run>/<alg>/<hex>                       digest a writer uses during a collection
 //
 // Repository name components never start with "_", so the "_" directories
 // cannot collide with a nested repository. The catalog is flat so a page of
@@ -72,8 +72,10 @@ const (
 	gcPinsPath  = "/gc/pins"
 )
 
-func gcPinPath(d digest.Digest) string {
-	return gcPinsPath + "/" + string(d.Algorithm()) + "/" + d.Encoded()
+func gcRunPinsPath(run string) string { return gcPinsPath + "/" + run }
+
+func gcPinPath(run string, d digest.Digest) string {
+	return gcRunPinsPath(run) + "/" + string(d.Algorithm()) + "/" + d.Encoded()
 }
 
 // escapeName flattens a repository name into one path segment while keeping

@@ -66,8 +66,12 @@ func (l *backendLocker) TryLock(ctx context.Context, key string) (func(), error)
 		if gerr != nil && !driver.IsNotFound(gerr) {
 			return nil, gerr
 		}
-		if derr := l.d.Delete(ctx, path); derr != nil && !driver.IsNotFound(derr) {
-			return nil, derr
+		// Released meanwhile (not found): just try again, since deleting
+		// now could remove a lease another process has just taken.
+		if gerr == nil {
+			if derr := l.d.Delete(ctx, path); derr != nil && !driver.IsNotFound(derr) {
+				return nil, derr
+			}
 		}
 	}
 	stop := KeepAlive(l.ttl/3, func() bool {

@@ -19,10 +19,10 @@ import (
 // keeps a small record of it (manifestRecord), its tags, and one referrer
 // entry under its subject. Writes go payload → record → referrer → tags and
 // deletes go the other way, so a reader never finds a tag without its record
-// or a record without its bytes, whatever step a crash stops at. (One race
-// remains: a push of a tag onto a manifest being deleted by digest may land
-// after the delete listed the manifest's tags; that tag then reads as
-// MANIFEST_UNKNOWN until it is pushed again or removed by fsck.)
+// or a record without its bytes, whatever step a crash stops at. A push of
+// a tag onto a manifest being deleted by digest may land after the delete
+// listed the manifest's tags: settlePut and afterDelete (gchooks.go) settle
+// that race so that no tag is left pointing at nothing.
 type ManifestStore struct {
 	repo *Repository
 }
@@ -116,6 +116,10 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 	if err != nil {
 		return nil, err
 	}
+	guard, err := ms.guardPut(ctx, d, m)
+	if err != nil {
+		return nil, err
+	}
 	if err := ms.checkReferences(ctx, m); err != nil {
 		return nil, err
 	}
@@ -140,6 +144,9 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 		if err := ms.tag(ctx, t, d); err != nil {
 			return nil, err
 		}
+	}
+	if err := ms.settlePut(ctx, guard, rec, m, tags); err != nil {
+		return nil, err
 	}
 	return &Manifest{Descriptor: rec.Descriptor, Payload: payload, Subject: rec.Subject}, nil
 }
@@ -178,11 +185,11 @@ func (ms *ManifestStore) Delete(ctx context.Context, reference string) error {
 		}
 	}
 	err = ms.driver().Delete(ctx, manifestLinkPath(ms.repo.name, d))
-	if driver.IsNotFound(err) {
-		// A concurrent delete got there first; the outcome is the same.
-		return nil
+	if err != nil && !driver.IsNotFound(err) {
+		return err
 	}
-	return err
+	// A concurrent delete may have got there first; the outcome is the same.
+	return ms.afterDelete(ctx, d)
 }
 
 // resolve finds the record of the manifest named by reference.

@@ -70,8 +70,10 @@ func (ms *ManifestStore) tagDigest(ctx context.Context, tag string) (digest.Dige
 // tag of the repository (thousands of reads on an object store for a CI
 // repository). A marker is not removed when its tag moves or is deleted,
 // since that could race a push re-pointing the tag at d; a stale marker is
-// harmless, as untag reads the tag before deleting it, and it goes with its
-// digest's delete.
+// harmless, as untag reads the tag before deleting it. Markers are not
+// removed by a delete either: a push racing the delete may have written one
+// the delete's second pass (afterDelete) must still find. The collector
+// removes the markers of digests the repository no longer holds.
 
 func tagRefsPath(repo string, d digest.Digest) string {
 	return repoPath(repo) + "/_tagrefs/" + string(d.Algorithm()) + "/" + d.Encoded()
@@ -89,7 +91,7 @@ func (ms *ManifestStore) tag(ctx context.Context, tag string, d digest.Digest) e
 	return ms.driver().PutContent(ctx, tagPath(ms.repo.name, tag), []byte(d))
 }
 
-// untag removes every tag pointing at d, then d's markers.
+// untag removes every tag pointing at d.
 func (ms *ManifestStore) untag(ctx context.Context, d digest.Digest) error {
 	markers, err := listAll(ctx, ms.driver(), tagRefsPath(ms.repo.name, d))
 	if err != nil {
@@ -109,13 +111,7 @@ func (ms *ManifestStore) untag(ctx context.Context, d digest.Digest) error {
 		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	if err := ms.driver().Delete(ctx, tagRefsPath(ms.repo.name, d)); err != nil && !driver.IsNotFound(err) {
-		return err
-	}
-	return nil
+	return err
 }
 
 // listAll returns the paths of every object below dir; none if dir is absent.

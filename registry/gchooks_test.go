@@ -1,0 +1,293 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/lading-registry/lading/storage/driver"
+	"github.com/lading-registry/lading/storage/driver/inmemory"
+)
+
+// hookDriver runs a function once, before or after the first call of an
+// operation on a path.
+type hookDriver struct {
+	driver.Driver
+	mu     sync.Mutex
+	hooks  map[string]func() // "delete /path", "put /path", "get /path"
+	before map[string]bool
+	fail   map[string]error
+}
+
+func newHookDriver(d driver.Driver) *hookDriver {
+	return &hookDriver{Driver: d, hooks: map[string]func(){}, before: map[string]bool{}, fail: map[string]error{}}
+}
+
+func (h *hookDriver) on(op, p string, before bool, fn func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.hooks[op+" "+p] = fn
+	h.before[op+" "+p] = before
+}
+
+func (h *hookDriver) run(op, p string, before bool) {
+	h.mu.Lock()
+	key := op + " " + p
+	fn := h.hooks[key]
+	if fn == nil || h.before[key] != before {
+		h.mu.Unlock()
+		return
+	}
+	delete(h.hooks, key)
+	h.mu.Unlock()
+	fn()
+}
+
+func (h *hookDriver) failing(op, p string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.fail[op+" "+p]
+}
+
+func (h *hookDriver) Delete(ctx context.Context, p string) error {
+	if err := h.failing("delete", p); err != nil {
+		return err
+	}
+	h.run("delete", p, true)
+	err := h.Driver.Delete(ctx, p)
+	h.run("delete", p, false)
+	return err
+}
+
+func (h *hookDriver) PutContent(ctx context.Context, p string, b []byte) error {
+	h.run("put", p, true)
+	err := h.Driver.PutContent(ctx, p, b)
+	h.run("put", p, false)
+	return err
+}
+
+func (h *hookDriver) GetContent(ctx context.Context, p string) ([]byte, error) {
+	h.run("get", p, true)
+	return h.Driver.GetContent(ctx, p)
+}
+
+// noDanglingTags fails if a tag of the repository names a manifest the
+// repository does not have.
+func noDanglingTags(t *testing.T, f *fixture) {
+	t.Helper()
+	tags, _, err := f.ms.Tags(f.ctx, "", 0)
+	if err != nil && !errors.Is(err, ErrNameUnknown) {
+		t.Fatal(err)
+	}
+	for _, tag := range tags {
+		if _, err := f.ms.Get(f.ctx, tag); err != nil {
+			t.Fatalf("tag %s points at nothing: %v", tag, err)
+		}
+	}
+}
+
+func hookedFixture(t *testing.T) (*fixture, *hookDriver) {
+	h := newHookDriver(driver.Instrument(inmemory.New(), nil))
+	return newFixture(t, New(h, Options{}), "race"), h
+}
+
+// A blob unlinked from one repository stays readable in another; the
+// collector takes its bytes only when no link is left.
+func TestBlobUnlinkKeepsOtherRepositories(t *testing.T) {
+	forEachGCDriver(t, func(t *testing.T, reg *Registry) {
+		f := newFixture(t, reg, "deletes")
+		other := newFixture(t, reg, "other")
+		desc := f.blob(testLayerType, randomContent(20))
+		if _, err := other.repo.Blobs().Mount(f.ctx, "deletes", desc.Digest); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.repo.Blobs().Delete(f.ctx, desc.Digest); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.repo.Blobs().Stat(f.ctx, desc.Digest); !errors.Is(err, ErrBlobUnknown) {
+			t.Fatalf("unlinked blob: %v", err)
+		}
+		opts := quickGC(false)
+		opts.Grace = time.Hour // the other repository's link is young
+		collect(t, reg, opts)
+		if _, err := other.repo.Blobs().Stat(f.ctx, desc.Digest); err != nil || !hasBlob(t, reg, desc.Digest) {
+			t.Fatalf("blob gone from the other repository: %v", err)
+		}
+		if err := other.repo.Blobs().Delete(f.ctx, desc.Digest); err != nil {
+			t.Fatal(err)
+		}
+		collect(t, reg, quickGC(false))
+		if hasBlob(t, reg, desc.Digest) {
+			t.Fatal("blob without links survived")
+		}
+	})
+}
+
+// A digest delete that stops at any step leaves no tag pointing at nothing.
+func TestDeleteFailingAtEachStepLeavesNoDanglingTag(t *testing.T) {
+	for _, step := range []string{"tag", "record"} {
+		t.Run(step, func(t *testing.T) {
+			f, h := hookedFixture(t)
+			payload, d := f.pushImage("v1")
+			f.put(d.String(), payload, "v2")
+			broken := errors.New("backend went away")
+			switch step {
+			case "tag":
+				h.fail["delete "+tagPath("race", "v2")] = broken
+			case "record":
+				h.fail["delete "+manifestLinkPath("race", d)] = broken
+			}
+			if err := f.ms.Delete(f.ctx, d.String()); !errors.Is(err, broken) {
+				t.Fatalf("delete: %v", err)
+			}
+			noDanglingTags(t, f)
+		})
+	}
+}
+
+// A push of a tag onto a manifest being deleted by digest, at each point of
+// the delete: afterwards every tag names a manifest.
+func TestPushDuringDigestDelete(t *testing.T) {
+	cases := []struct {
+		name   string
+		op     func(d digest.Digest) (op, p string)
+		before bool
+	}{
+		{"before the record goes", func(d digest.Digest) (string, string) { return "delete", manifestLinkPath("race", d) }, true},
+		{"after the record went", func(d digest.Digest) (string, string) { return "delete", manifestLinkPath("race", d) }, false},
+		{"while tags are read", func(d digest.Digest) (string, string) { return "get", tagPath("race", "v1") }, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f, h := hookedFixture(t)
+			payload, d := f.pushImage("v1")
+			op, p := tc.op(d)
+			h.on(op, p, tc.before, func() {
+				if _, err := f.ms.Put(f.ctx, d.String(), "", payload, "late"); err != nil {
+					t.Errorf("push during delete: %v", err)
+				}
+			})
+			if err := f.ms.Delete(f.ctx, d.String()); err != nil {
+				t.Fatal(err)
+			}
+			noDanglingTags(t, f)
+		})
+	}
+	// The other way round: the delete runs entirely between the push's
+	// tag and its end; the push wins.
+	t.Run("delete inside the push", func(t *testing.T) {
+		f, h := hookedFixture(t)
+		payload, d := f.pushImage("v1")
+		h.on("put", tagPath("race", "late"), false, func() {
+			if err := f.ms.Delete(f.ctx, d.String()); err != nil {
+				t.Errorf("delete during push: %v", err)
+			}
+		})
+		if _, err := f.ms.Put(f.ctx, d.String(), "", payload, "late"); err != nil {
+			t.Fatal(err)
+		}
+		noDanglingTags(t, f)
+		mustPullable(t, f, "late")
+	})
+}
+
+// A manifest push whose blob is collected between its checks and its end
+// (a write slower than the window) is withdrawn and fails, rather than
+// leave a tag on a manifest that cannot be pulled.
+func TestSlowPushLosingItsBlobFails(t *testing.T) {
+	f, h := hookedFixture(t)
+	img := f.image()
+	layer := img.Layers[0].Digest
+	// A run announces itself (window 0: every write after it verifies) and
+	// collects the layer while the push writes its record.
+	reg := f.repo.reg
+	payload := mustJSON(t, img)
+	d := digest.FromBytes(payload)
+	h.on("put", manifestLinkPath("race", d), true, func() {
+		if _, err := reg.writeGCState(f.ctx, gcState{Run: "r1"}); err != nil {
+			t.Error(err)
+		}
+		_ = reg.driver.Delete(f.ctx, layerLinkPath("race", layer))
+		_ = reg.driver.Delete(f.ctx, blobPath(layer))
+	})
+	_, err := f.ms.Put(f.ctx, "v1", "", payload)
+	wantErrCode(t, err, CodeManifestBlobUnknown)
+	noDanglingTags(t, f)
+	if _, err := f.ms.Get(f.ctx, d.String()); !errors.Is(err, ErrManifestUnknown) {
+		t.Fatalf("withdrawn manifest still there: %v", err)
+	}
+}
+
+// A lease released between a contender's failed create and its read must
+// not be deleted by that contender: a third process may hold it by then.
+func TestLeaseNotStolenWhenReleasedMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	shared := driver.Instrument(inmemory.New(), nil)
+	unlockA, err := NewBackendLocker(shared, 0).TryLock(ctx, "gc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var unlockC func()
+	gap := &readInGap{Driver: shared, path: lockPath("gc"), gap: func() {
+		unlockA()
+		if unlockC, err = NewBackendLocker(shared, 0).TryLock(ctx, "gc"); err != nil {
+			t.Errorf("third contender: %v", err)
+		}
+	}}
+	if _, err := NewBackendLocker(gap, 0).TryLock(ctx, "gc"); !errors.Is(err, ErrLocked) {
+		t.Fatalf("contender took a lease another holds: %v", err)
+	}
+	if raw, err := shared.GetContent(ctx, lockPath("gc")); err != nil || !strings.Contains(string(raw), "token") {
+		t.Fatalf("the third contender's lease was removed: %q %v", raw, err)
+	}
+	unlockC()
+}
+
+// readInGap's first read of path runs gap and answers not-found, as a read
+// that landed between one holder's release and the next one's create.
+type readInGap struct {
+	driver.Driver
+	path string
+	gap  func()
+}
+
+func (r *readInGap) GetContent(ctx context.Context, p string) ([]byte, error) {
+	if p == r.path && r.gap != nil {
+		r.gap()
+		r.gap = nil
+		return nil, driver.PathNotFoundError{Driver: "test", Path: p}
+	}
+	return r.Driver.GetContent(ctx, p)
+}
+
+// Digest deletes leave their tag markers; the collector removes those of
+// digests the repository no longer holds, and only those.
+func TestGCRemovesTagMarkersOfDeletedManifests(t *testing.T) {
+	forEachGCDriver(t, func(t *testing.T, reg *Registry) {
+		f := newFixture(t, reg, "markers")
+		_, gone := f.pushImage("a")
+		_, kept := f.pushImage("b")
+		if err := f.ms.Delete(f.ctx, gone.String()); err != nil {
+			t.Fatal(err)
+		}
+		collect(t, reg, quickGC(false))
+		if left, err := listAll(f.ctx, reg.driver, tagRefsPath("markers", gone)); err != nil || len(left) != 0 {
+			t.Fatalf("markers of a deleted manifest: %v %v", left, err)
+		}
+		if left, err := listAll(f.ctx, reg.driver, tagRefsPath("markers", kept)); err != nil || len(left) != 1 {
+			t.Fatalf("markers of a kept manifest: %v %v", left, err)
+		}
+		// The kept manifest's tag still goes with a digest delete.
+		if err := f.ms.Delete(f.ctx, kept.String()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.ms.Get(f.ctx, "b"); !errors.Is(err, ErrManifestUnknown) {
+			t.Fatalf("tag after its manifest's delete: %v", err)
+		}
+	})
+}
