@@ -19,16 +19,16 @@ import (
 	"github.com/lading-registry/lading/internal/testserver"
 )
 
-// loadDuration is how long TestLoad runs: $LADING_LOAD_DURATION, else 10s
-// (the acceptance run is LADING_LOAD_DURATION=60s).
+// loadDuration is how long TestLoad runs: $LADING_TEST_LOAD_DURATION, else 10s
+// (the acceptance run is LADING_TEST_LOAD_DURATION=60s).
 func loadDuration(t *testing.T) time.Duration {
-	s := os.Getenv("LADING_LOAD_DURATION")
+	s := os.Getenv("LADING_TEST_LOAD_DURATION")
 	if s == "" {
 		return 10 * time.Second
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d <= 0 {
-		t.Fatalf("LADING_LOAD_DURATION=%q: want a positive duration", s)
+		t.Fatalf("LADING_TEST_LOAD_DURATION=%q: want a positive duration", s)
 	}
 	return d
 }
