@@ -1,0 +1,103 @@
+package registry
+
+import (
+	"context"
+	"slices"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+)
+
+func fsckProblems(t *testing.T, reg *Registry, repair bool) (FsckReport, map[string][]FsckProblem) {
+	t.Helper()
+	got := map[string][]FsckProblem{}
+	rep, err := reg.Fsck(context.Background(), FsckOptions{Repair: repair, Problem: func(p FsckProblem) {
+		got[p.Kind] = append(got[p.Kind], p)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep, got
+}
+
+func kinds(m map[string][]FsckProblem) []string {
+	var ks []string
+	for k, ps := range m {
+		for range ps {
+			ks = append(ks, k)
+		}
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+func TestFsck(t *testing.T) {
+	forEachGCDriver(t, func(t *testing.T, reg *Registry) {
+		ctx := context.Background()
+		drv := reg.driver
+		f := newFixture(t, reg, "checked")
+		f.pushImage("good")
+		if rep, got := fsckProblems(t, reg, false); len(got) != 0 || rep.Blobs != 3 || rep.Manifests != 1 || rep.Tags != 1 || rep.Links != 3 {
+			t.Fatalf("clean store: %+v %v", rep, got)
+		}
+
+		// Damage of every kind fsck knows.
+		bad := f.image()
+		corrupt := bad.Layers[0].Digest
+		f.put("bad", mustJSON(t, bad))
+		put := func(p string, b []byte) {
+			if err := drv.PutContent(ctx, p, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		put(blobPath(corrupt), []byte("not what was pushed"))
+		nothing := digest.FromString("nothing")
+		put(layerLinkPath("checked", nothing), []byte("7"))
+		put(tagPath("checked", "dangling"), []byte(nothing))
+		put(referrerPath("checked", nothing, digest.FromString("gone")), []byte(`{}`))
+		config := bad.Config.Digest
+		put(layerLinkPath("checked", config), []byte("999"))
+		lost := f.image()
+		lostM := f.put(digest.FromBytes(mustJSON(t, lost)).String(), mustJSON(t, lost))
+		if err := drv.Delete(ctx, blobPath(lostM.Descriptor.Digest)); err != nil {
+			t.Fatal(err)
+		}
+		other := newFixture(t, reg, "unlisted")
+		other.pushImage("x")
+		if err := drv.Delete(ctx, catalogPath("unlisted")); err != nil {
+			t.Fatal(err)
+		}
+
+		// Two dangling links: the one to nothing, and the lost manifest's
+		// bytes. Two wrong sizes: the config's link, and the corrupt layer's
+		// (its bytes changed length).
+		want := []string{ProblemCorruptBlob, ProblemDanglingLink, ProblemDanglingLink, ProblemDanglingTag,
+			ProblemManifestBytes, ProblemUnlisted, ProblemStaleReferrer, ProblemLinkSize, ProblemLinkSize}
+		_, got := fsckProblems(t, reg, false)
+		if !slices.Equal(kinds(got), want) {
+			t.Fatalf("problems %v, want %v", kinds(got), want)
+		}
+		if got[ProblemCorruptBlob][0].Digest != corrupt {
+			t.Fatalf("corrupt blob reported: %+v", got[ProblemCorruptBlob])
+		}
+
+		// Repair fixes all but the image whose corrupt layer it removed:
+		// only a push can bring that back.
+		rep, got := fsckProblems(t, reg, true)
+		if rep.Repaired != rep.Problems-1 || len(got[ProblemMissingBlob]) != 1 || got[ProblemMissingBlob][0].Repaired {
+			t.Fatalf("repaired %d of %d: %v", rep.Repaired, rep.Problems, kinds(got))
+		}
+		_, got = fsckProblems(t, reg, true)
+		if !slices.Equal(kinds(got), []string{ProblemMissingBlob}) || got[ProblemMissingBlob][0].Detail != corrupt.String() {
+			t.Fatalf("after repair: %v", got)
+		}
+		mustPullable(t, f, "good")
+		mustPullable(t, other, "x")
+		if names, _, _ := reg.Catalog(ctx, "", 0); !slices.Contains(names, "unlisted") {
+			t.Fatalf("catalog marker not restored: %v", names)
+		}
+		if desc, err := f.repo.Blobs().Stat(ctx, config); err != nil || desc.Size != bad.Config.Size {
+			t.Fatalf("link size not rewritten: %+v %v", desc, err)
+		}
+	})
+}
