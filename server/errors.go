@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,6 +34,10 @@ func errNotFound(path string) error {
 func errMethodNotAllowed(method string) error {
 	return withStatus(http.StatusMethodNotAllowed, registry.CodeUnsupported, "method %s is not allowed here", method)
 }
+
+// statusClientClosed is the status logged for a request whose client went
+// away before the answer (nginx's convention).
+const statusClientClosed = 499
 
 // codeStatus is the HTTP status of each error code, per the distribution
 // specification where it names one.
@@ -125,6 +130,11 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 // a registry *Error, an *auth.Error (with its challenge), or anything else
 // as a 500 the caller should log.
 func WriteError(w http.ResponseWriter, r *http.Request, err error) int {
+	if r.Context().Err() != nil && errors.Is(err, context.Canceled) {
+		// The client hung up and the storage call gave up with it: no one
+		// reads this answer, and logs and alerts must not count it as ours.
+		err = withStatus(statusClientClosed, registry.CodeUnknown, "the client closed the request")
+	}
 	status, header, body := mapError(err)
 	for k, v := range header {
 		w.Header()[k] = v

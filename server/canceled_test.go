@@ -1,0 +1,44 @@
+package server
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/lading-registry/lading/registry"
+	"github.com/lading-registry/lading/storage/driver"
+	"github.com/lading-registry/lading/storage/driver/inmemory"
+)
+
+// ctxDriver gives up when its context ends, as network backends do.
+type ctxDriver struct{ driver.Driver }
+
+func (d ctxDriver) GetContent(ctx context.Context, path string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return d.Driver.GetContent(ctx, path)
+}
+
+// TestClientGone checks that a storage call abandoned because the client
+// hung up is not answered (nor logged) as a server fault.
+func TestClientGone(t *testing.T) {
+	reg := registry.New(ctxDriver{inmemory.New()}, registry.Options{})
+	h := New(reg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v2/a/manifests/latest", nil).WithContext(ctx))
+	if rec.Code != statusClientClosed {
+		t.Fatalf("status %d, want %d; %s", rec.Code, statusClientClosed, rec.Body)
+	}
+	// A cancellation of the server's own making stays a 500.
+	rec = httptest.NewRecorder()
+	WriteError(rec, httptest.NewRequest(http.MethodGet, "/v2/", nil), context.Canceled)
+	if rec.Code != http.StatusInternalServerError {
+		t.Fatalf("status %d for a server-side cancellation", rec.Code)
+	}
+}
