@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/lading-registry/lading/registry"
+)
+
+// runFsck checks the store; the exit status is 1 when problems remain
+// (found and not repaired), so scripts can act on it.
+func runFsck(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("lading fsck", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var store storeFlags
+	store.bind(fs)
+	repair := fs.Bool("repair", false, "fix what can be fixed without losing anything readable (dangling tags and links, corrupt blobs, lost catalog entries)")
+	if status, ok := parseCommand(fs, args, stderr); !ok {
+		return status
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	_, drv, err := store.open(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "lading fsck: %v\n", err)
+		return 2
+	}
+	progress := newProgress(stderr)
+	opts := registry.FsckOptions{
+		Repair: *repair,
+		Problem: func(p registry.FsckProblem) {
+			progress.clear()
+			fmt.Fprintln(stdout, describeProblem(p))
+		},
+		Progress: func(r registry.FsckReport) {
+			progress.show("blobs %d (%s)  repositories %d  problems %d", r.Blobs, byteSize(r.Bytes), r.Repositories, r.Problems)
+		},
+	}
+	rep, err := registry.New(drv, registry.Options{}).Fsck(ctx, opts)
+	progress.clear()
+	if err != nil {
+		fmt.Fprintf(stderr, "lading fsck: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "checked %d blobs (%s), %d repositories, %d manifests, %d links, %d tags in %v: %d problems, %d repaired\n",
+		rep.Blobs, byteSize(rep.Bytes), rep.Repositories, rep.Manifests, rep.Links, rep.Tags,
+		rep.Duration.Round(time.Millisecond), rep.Problems, rep.Repaired)
+	if rep.Problems > rep.Repaired {
+		return 1
+	}
+	return 0
+}
+
+func describeProblem(p registry.FsckProblem) string {
+	s := p.Kind + ": " + p.Path
+	if p.Detail != "" {
+		s += " (" + p.Detail + ")"
+	}
+	if p.Repaired {
+		s += ": repaired"
+	}
+	return s
+}

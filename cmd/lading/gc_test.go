@@ -1,0 +1,131 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/specs-go"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/lading-registry/lading/registry"
+	"github.com/lading-registry/lading/storage/driver"
+	"github.com/lading-registry/lading/storage/driver/filesystem"
+)
+
+// testStore is a filesystem registry root holding one tagged image and one
+// blob nothing uses.
+func testStore(t *testing.T) (root string, stray digest.Digest) {
+	t.Helper()
+	root = t.TempDir()
+	fsd, err := filesystem.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := registry.New(driver.Instrument(fsd, nil), registry.Options{})
+	repo, _ := reg.Repository("team/app")
+	ctx := context.Background()
+	put := func(b []byte) v1.Descriptor {
+		d := digest.FromBytes(b)
+		if _, err := repo.Blobs().Put(ctx, d, bytes.NewReader(b)); err != nil {
+			t.Fatal(err)
+		}
+		return v1.Descriptor{MediaType: v1.MediaTypeImageLayer, Digest: d, Size: int64(len(b))}
+	}
+	config := put([]byte(`{"architecture":"amd64","os":"linux"}`))
+	config.MediaType = v1.MediaTypeImageConfig
+	m, _ := json.Marshal(v1.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: v1.MediaTypeImageManifest,
+		Config: config, Layers: []v1.Descriptor{put([]byte("layer"))}})
+	if _, err := repo.Manifests().Put(ctx, "v1", "", m); err != nil {
+		t.Fatal(err)
+	}
+	return root, put([]byte("nothing uses this")).Digest
+}
+
+func blobFile(root string, d digest.Digest) string {
+	return filepath.Join(root, "blobs", string(d.Algorithm()), d.Encoded()[:2], d.Encoded())
+}
+
+func TestGCCommand(t *testing.T) {
+	root, stray := testStore(t)
+	t.Setenv("LADING_CONFIG", "")
+	var out, errOut bytes.Buffer
+	args := []string{"--root", root, "--grace", "0s", "--window", "1ms"}
+	if code := runGC(append(args, "--dry-run"), &out, &errOut); code != 0 {
+		t.Fatalf("dry run: %d %s", code, errOut.String())
+	}
+	if !strings.Contains(out.String(), "would remove blob "+stray.String()+" (17 B)") ||
+		!strings.Contains(out.String(), "would remove 0 manifests, 1 repository links, 1 blobs (17 B)") {
+		t.Fatalf("dry run printed:\n%s", out.String())
+	}
+	if _, err := os.Stat(blobFile(root, stray)); err != nil {
+		t.Fatalf("dry run removed the blob: %v", err)
+	}
+	out.Reset()
+	if code := runGC(args, &out, &errOut); code != 0 {
+		t.Fatalf("gc: %d %s", code, errOut.String())
+	}
+	if !strings.HasPrefix(out.String(), "removed 0 manifests, 1 repository links, 1 blobs (17 B) and 0 repositories in ") {
+		t.Fatalf("gc printed:\n%s", out.String())
+	}
+	if _, err := os.Stat(blobFile(root, stray)); !os.IsNotExist(err) {
+		t.Fatalf("stray blob: %v", err)
+	}
+	// The configured grace (24 hours by default) protects what is young.
+	out.Reset()
+	root2, stray2 := testStore(t)
+	if code := runGC([]string{"--root", root2, "--window", "1ms"}, &out, &errOut); code != 0 || !strings.HasPrefix(out.String(), "removed 0 manifests, 0 repository links, 0 blobs") {
+		t.Fatalf("gc with the default grace: %d %s %s", code, out.String(), errOut.String())
+	}
+	if _, err := os.Stat(blobFile(root2, stray2)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestGCCommandRefusals(t *testing.T) {
+	t.Setenv("LADING_CONFIG", "")
+	for _, tc := range []struct {
+		args []string
+		code int
+		err  string
+	}{
+		{[]string{"--root", filepath.Join(t.TempDir(), "missing")}, 2, "no such file"},
+		{[]string{"--grace", "soon"}, 2, "invalid value"},
+		{[]string{"extra"}, 2, "unexpected arguments"},
+		{[]string{"--config", filepath.Join(t.TempDir(), "none.yaml")}, 2, "configuration"},
+	} {
+		var out, errOut bytes.Buffer
+		if code := runGC(tc.args, &out, &errOut); code != tc.code || !strings.Contains(errOut.String(), tc.err) {
+			t.Errorf("gc %v: %d %q", tc.args, code, errOut.String())
+		}
+	}
+}
+
+func TestFsckCommand(t *testing.T) {
+	root, stray := testStore(t)
+	t.Setenv("LADING_CONFIG", "")
+	var out, errOut bytes.Buffer
+	if code := runFsck([]string{"--root", root}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "checked 4 blobs") {
+		t.Fatalf("clean store: %d %s %s", code, out.String(), errOut.String())
+	}
+	if err := os.WriteFile(blobFile(root, stray), []byte("bit rot"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if code := runFsck([]string{"--root", root}, &out, &errOut); code != 1 || !strings.Contains(out.String(), "corrupt blob: /blobs/sha256/") {
+		t.Fatalf("corrupt store: %d %s", code, out.String())
+	}
+	out.Reset()
+	if code := runFsck([]string{"--root", root, "--repair"}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "2 problems, 2 repaired") {
+		t.Fatalf("repair: %d %s", code, out.String())
+	}
+	out.Reset()
+	if code := runFsck([]string{"--root", root}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "0 problems") {
+		t.Fatalf("after repair: %d %s", code, out.String())
+	}
+}
