@@ -2,38 +2,30 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
+	"github.com/lading-registry/lading/config"
 	"github.com/lading-registry/lading/registry"
+	"github.com/lading-registry/lading/storage/driver"
 )
 
 // runFsck checks the store; the exit status is 1 when problems remain
 // (found and not repaired), so scripts can act on it.
 func runFsck(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("lading fsck", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var store storeFlags
-	store.bind(fs)
-	repair := fs.Bool("repair", false, "fix what can be fixed without losing anything readable (dangling tags and links, corrupt blobs, lost catalog entries)")
-	if status, ok := parseCommand(fs, args, stderr); !ok {
-		return status
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	_, drv, err := store.open(ctx)
-	if err != nil {
-		fmt.Fprintf(stderr, "lading fsck: %v\n", err)
-		return 2
-	}
+	cmd := newStoreCommand("lading fsck", stderr)
+	repair := cmd.fs.Bool("repair", false, "fix what can be fixed without losing anything readable (dangling tags and links, corrupt blobs, lost catalog entries)")
+	return cmd.run(args, func(ctx context.Context, _ *config.Config, drv driver.Driver) int {
+		return check(ctx, drv, *repair, stdout, stderr)
+	})
+}
+
+// check runs fsck and prints what it finds.
+func check(ctx context.Context, drv driver.Driver, repair bool, stdout, stderr io.Writer) int {
 	progress := newProgress(stderr)
 	opts := registry.FsckOptions{
-		Repair: *repair,
+		Repair: repair,
 		Problem: func(p registry.FsckProblem) {
 			progress.clear()
 			fmt.Fprintln(stdout, describeProblem(p))

@@ -16,25 +16,56 @@ import (
 	"github.com/lading-registry/lading/storage/driver"
 )
 
-// storeFlags are the flags gc and fsck share: where the store is.
-type storeFlags struct {
-	config, root string
+// storeCommand is the frame of a command over the store (gc, fsck): the
+// flags saying where the store is, and a context that SIGINT or SIGTERM
+// cancels.
+type storeCommand struct {
+	fs         *flag.FlagSet
+	stderr     io.Writer
+	configFile string
+	root       string
 }
 
-func (s *storeFlags) bind(fs *flag.FlagSet) {
-	fs.StringVar(&s.config, "config", "", "YAML configuration `file` (or "+config.ConfigEnv+"); its storage section says where the store is")
-	fs.StringVar(&s.root, "root", "", "`directory` of a filesystem store; overrides the configuration")
+func newStoreCommand(name string, stderr io.Writer) *storeCommand {
+	c := &storeCommand{fs: flag.NewFlagSet(name, flag.ContinueOnError), stderr: stderr}
+	c.fs.SetOutput(stderr)
+	c.fs.StringVar(&c.configFile, "config", "", "YAML configuration `file` (or "+config.ConfigEnv+"); its storage section says where the store is")
+	c.fs.StringVar(&c.root, "root", "", "`directory` of a filesystem store; overrides the configuration")
+	return c
+}
+
+// run parses args, opens the store and runs body, returning the exit
+// status: 2 for a mistake in the command line or configuration.
+func (c *storeCommand) run(args []string, body func(ctx context.Context, cfg *config.Config, drv driver.Driver) int) int {
+	if err := c.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if c.fs.NArg() > 0 {
+		fmt.Fprintf(c.stderr, "%s: unexpected arguments %q\n", c.fs.Name(), c.fs.Args())
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg, drv, err := c.open(ctx)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "%s: %v\n", c.fs.Name(), err)
+		return 2
+	}
+	return body(ctx, cfg, drv)
 }
 
 // open loads the configuration and opens the store it names.
-func (s *storeFlags) open(ctx context.Context) (*config.Config, driver.Driver, error) {
-	cfg, err := config.Load(s.config, os.Environ(), nil)
+func (c *storeCommand) open(ctx context.Context) (*config.Config, driver.Driver, error) {
+	cfg, err := config.Load(c.configFile, os.Environ(), nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("configuration:\n%w", err)
 	}
-	if s.root != "" {
+	if c.root != "" {
 		cfg.Storage.Driver = "filesystem"
-		cfg.Storage.Filesystem.Root = s.root
+		cfg.Storage.Filesystem.Root = c.root
 	}
 	if cfg.Storage.Driver == "filesystem" {
 		// A missing root would be created empty: say so instead.
@@ -49,22 +80,7 @@ func (s *storeFlags) open(ctx context.Context) (*config.Config, driver.Driver, e
 	return cfg, driver.Instrument(backend, nil), nil
 }
 
-// parseCommand parses args for a command that takes flags only; ok false
-// carries the exit status.
-func parseCommand(fs *flag.FlagSet, args []string, stderr io.Writer) (status int, ok bool) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0, false
-		}
-		return 2, false
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "%s: unexpected arguments %q\n", fs.Name(), fs.Args())
-		return 2, false
-	}
-	return 0, true
-}
-
+// flagSet reports whether the command line gave flag name.
 func flagSet(fs *flag.FlagSet, name string) bool {
 	set := false
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
@@ -72,31 +88,25 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 }
 
 func runGC(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("lading gc", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var store storeFlags
-	store.bind(fs)
-	dryRun := fs.Bool("dry-run", false, "list what would be removed, and remove nothing")
-	grace := fs.Duration("grace", 0, "keep blobs, links and untagged manifests younger than this (default: gc.grace, 24h)")
-	untagged := fs.Bool("untagged", false, "also remove manifests no tag, index or kept subject reaches (default: gc.untagged)")
-	window := fs.Duration("window", registry.DefaultGCWindow, "how long a run waits, once announced, for pushes in flight before it marks")
-	if status, ok := parseCommand(fs, args, stderr); !ok {
-		return status
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	cfg, drv, err := store.open(ctx)
-	if err != nil {
-		fmt.Fprintf(stderr, "lading gc: %v\n", err)
-		return 2
-	}
-	opts := registry.GCOptions{DryRun: *dryRun, Grace: cfg.GC.Grace, DeleteUntagged: cfg.GC.Untagged, Window: *window}
-	if flagSet(fs, "grace") {
-		opts.Grace = *grace
-	}
-	if flagSet(fs, "untagged") {
-		opts.DeleteUntagged = *untagged
-	}
+	cmd := newStoreCommand("lading gc", stderr)
+	dryRun := cmd.fs.Bool("dry-run", false, "list what would be removed, and remove nothing")
+	grace := cmd.fs.Duration("grace", 0, "keep blobs, links and untagged manifests younger than this (default: gc.grace, 24h)")
+	untagged := cmd.fs.Bool("untagged", false, "also remove manifests no tag, index or kept subject reaches (default: gc.untagged)")
+	window := cmd.fs.Duration("window", registry.DefaultGCWindow, "how long a run waits, once announced, for pushes in flight before it marks")
+	return cmd.run(args, func(ctx context.Context, cfg *config.Config, drv driver.Driver) int {
+		opts := registry.GCOptions{DryRun: *dryRun, Grace: cfg.GC.Grace, DeleteUntagged: cfg.GC.Untagged, Window: *window}
+		if flagSet(cmd.fs, "grace") {
+			opts.Grace = *grace
+		}
+		if flagSet(cmd.fs, "untagged") {
+			opts.DeleteUntagged = *untagged
+		}
+		return collect(ctx, drv, opts, stdout, stderr)
+	})
+}
+
+// collect runs one collection and prints its report.
+func collect(ctx context.Context, drv driver.Driver, opts registry.GCOptions, stdout, stderr io.Writer) int {
 	progress := newProgress(stderr)
 	opts.Progress = func(p registry.GCProgress) {
 		progress.show("%-8s repositories %d  manifests %d  links %d  blobs %d  removed %d",
