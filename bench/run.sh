@@ -3,15 +3,22 @@
 # both on the filesystem driver in fresh directories on the same disk, after
 # measuring the machine's ceilings and (with strace) the fsyncs each server
 # makes per committed blob. Writes bench/results/latest.{json,md,txt}.
+# With S3=1 it then runs the same benchmark with both registries on the S3
+# driver against versitygw, into bench/results/latest-s3.* (no targets;
+# Distribution's redirects to the S3 server are turned off, so both
+# registries serve the bytes themselves).
 #
 #   bench/run.sh [--quick] [more ladingbench flags, e.g. --rounds 5 --push]
 #
 # Environment:
 #   BENCH_DIR     where the temporary data directories go (default: the
 #                 repository's parent, so on the disk of the checkout)
-#   LADING_PORT   DIST_PORT   listen ports on 127.0.0.1 (default 5101, 5102)
+#   LADING_PORT   DIST_PORT   S3_PORT   ports on 127.0.0.1 (5101, 5102, 5103)
 #   CEILING_SIZE  file size for the ceilings (default 1GiB)
 #   FSYNC_BLOBS   small blobs pushed under strace; 0 skips it (default 200)
+#   S3=1          add the S3 pass (needs versitygw in GOPATH/bin)
+#   S3_ARGS       ladingbench flags for the S3 pass (default: the same as
+#                 the filesystem pass)
 #   KEEP=1        keep the data directories and logs
 set -euo pipefail
 
@@ -19,23 +26,30 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 bench_dir=${BENCH_DIR:-$(dirname "$repo")}
 lading_port=${LADING_PORT:-5101}
 dist_port=${DIST_PORT:-5102}
+s3_port=${S3_PORT:-5103}
 ceiling_size=${CEILING_SIZE:-1GiB}
 fsync_blobs=${FSYNC_BLOBS:-200}
 dist_version=v3.1.1
 results=$repo/bench/results
+dist_url=http://127.0.0.1:$dist_port
+lading_url=http://127.0.0.1:$lading_port
 
 work=$(mktemp -d "$bench_dir/ladingbench.XXXXXX")
 pids=()
-cleanup() {
+stop_all() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	pids=()
+}
+cleanup() {
+	stop_all
 	if [[ ${KEEP:-} == 1 ]]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$lading_port" "$dist_port"; do
-	port_free "$p" || { echo "port $p is in use; set LADING_PORT / DIST_PORT" >&2; exit 1; }
+for p in "$lading_port" "$dist_port" "$s3_port"; do
+	port_free "$p" || { echo "port $p is in use; set LADING_PORT, DIST_PORT or S3_PORT" >&2; exit 1; }
 done
 
 # Distribution: installed once into GOPATH/bin and reused.
@@ -54,14 +68,17 @@ bench=$work/ladingbench
 echo "== ceilings (load: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
 "$bench" ceilings --dir "$work" --size "$ceiling_size" --json "$work/ceilings.json"
 
-mkdir -p "$work/distribution-data" "$work/lading-data"
-cat >"$work/distribution.yml" <<YAML
+# start_registries STORAGE_YAML LADING_ENV...: Distribution with the given
+# storage section of its config, Lading with the given environment.
+start_registries() {
+	local storage=$1
+	shift
+	cat >"$work/distribution.yml" <<YAML
 version: 0.1
 log:
   level: info
 storage:
-  filesystem:
-    rootdirectory: $work/distribution-data
+$storage
   delete:
     enabled: true
   maintenance:
@@ -70,15 +87,31 @@ storage:
 http:
   addr: 127.0.0.1:$dist_port
 YAML
-"$registry" serve "$work/distribution.yml" >"$work/distribution.log" 2>&1 &
-dist_pid=$!
-pids+=("$dist_pid")
-"$work/lading" serve --root "$work/lading-data" --addr "127.0.0.1:$lading_port" >"$work/lading.log" 2>&1 &
-lading_pid=$!
-pids+=("$lading_pid")
+	"$registry" serve "$work/distribution.yml" >>"$work/distribution.log" 2>&1 &
+	dist_pid=$!
+	pids+=("$dist_pid")
+	env "$@" "$work/lading" serve --addr "127.0.0.1:$lading_port" >>"$work/lading.log" 2>&1 &
+	lading_pid=$!
+	pids+=("$lading_pid")
+}
 
-dist_url=http://127.0.0.1:$dist_port
-lading_url=http://127.0.0.1:$lading_port
+# run_bench SUFFIX FLAGS...: the timed, interleaved run, baseline first.
+run_bench() {
+	local suffix=$1
+	shift
+	echo "== benchmark$suffix (load: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+	mkdir -p "$results"
+	"$bench" --data-dir "$work" \
+		--json "$results/latest$suffix.json" --markdown "$results/latest$suffix.md" "$@" \
+		"distribution=$dist_url" "distribution=$dist_pid" "lading=$lading_url" "lading=$lading_pid" |
+		tee "$results/latest$suffix.txt"
+}
+
+# --- filesystem ---
+mkdir -p "$work/distribution-data" "$work/lading-data"
+start_registries "  filesystem:
+    rootdirectory: $work/distribution-data" \
+	LADING_STORAGE_DRIVER=filesystem "LADING_STORAGE_FILESYSTEM_ROOT=$work/lading-data"
 
 # fsyncs per committed blob: strace counts fsync and fdatasync in every
 # thread of the server while a batch of small blobs is pushed. Tracing
@@ -105,9 +138,36 @@ else
 	echo "== strace not found (apt-get install strace) or FSYNC_BLOBS=0: fsyncs not counted" >&2
 fi
 
-echo "== benchmark (load: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
-mkdir -p "$results"
-"$bench" --data-dir "$work" --ceilings "$work/ceilings.json" "${fsync_args[@]}" \
-	--json "$results/latest.json" --markdown "$results/latest.md" "$@" \
-	"distribution=$dist_url" "distribution=$dist_pid" "lading=$lading_url" "lading=$lading_pid" |
-	tee "$results/latest.txt"
+run_bench "" --ceilings "$work/ceilings.json" "${fsync_args[@]}" "$@"
+stop_all
+
+# --- S3 on versitygw ---
+[[ ${S3:-} == 1 ]] || exit 0
+versitygw=$gobin/versitygw
+[[ -x $versitygw ]] || { echo "S3=1 needs versitygw: go install github.com/versity/versitygw/cmd/versitygw@v1.8.0" >&2; exit 1; }
+key=bench$RANDOM$RANDOM
+secret=secret$RANDOM$RANDOM$RANDOM
+# versitygw's posix backend serves each directory below its root as a bucket.
+mkdir -p "$work/s3/distribution" "$work/s3/lading"
+ROOT_ACCESS_KEY=$key ROOT_SECRET_KEY=$secret "$versitygw" --port "127.0.0.1:$s3_port" --quiet posix "$work/s3" >"$work/versitygw.log" 2>&1 &
+pids+=("$!")
+sleep 1
+start_registries "  s3:
+    accesskey: $key
+    secretkey: $secret
+    region: us-east-1
+    regionendpoint: http://127.0.0.1:$s3_port
+    forcepathstyle: true
+    secure: false
+    bucket: distribution
+  redirect:
+    disable: true" \
+	LADING_STORAGE_DRIVER=s3 "LADING_STORAGE_S3_ENDPOINT=http://127.0.0.1:$s3_port" LADING_STORAGE_S3_REGION=us-east-1 \
+	LADING_STORAGE_S3_BUCKET=lading LADING_STORAGE_S3_FORCEPATHSTYLE=true \
+	"LADING_STORAGE_S3_ACCESSKEY=$key" "LADING_STORAGE_S3_SECRETKEY=$secret"
+if [[ -n ${S3_ARGS:-} ]]; then
+	read -r -a s3_args <<<"$S3_ARGS"
+	run_bench -s3 --targets=false "${s3_args[@]}"
+else
+	run_bench -s3 --targets=false "$@"
+fi

@@ -69,6 +69,7 @@ func run(args []string, stdout io.Writer) error {
 	jsonOut := fs.String("json", "", "write the report as JSON to `file` (- for standard output)")
 	mdOut := fs.String("markdown", "", "write the report as a Markdown table to `file`")
 	ceilFile := fs.String("ceilings", "", "`file` written by `ladingbench ceilings --json`, for the targets stated against the machine")
+	targets := fs.Bool("targets", true, "check issue 8's targets (filesystem driver) for each registry against the baseline")
 	fsyncFile := fs.String("fsyncs", "", "JSON `file` mapping registry name to fsyncs per committed small blob, for that target")
 	selected := map[string]*bool{}
 	for _, sc := range allScenarios {
@@ -99,7 +100,7 @@ func run(args []string, stdout io.Writer) error {
 		return errors.New("counts and sizes must be positive")
 	}
 
-	targets, err := parseTargets(fs.Args())
+	regs, err := parseTargets(fs.Args())
 	if err != nil {
 		return err
 	}
@@ -116,13 +117,13 @@ func run(args []string, stdout io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	tr := newTransport()
-	for _, t := range targets {
+	for _, t := range regs {
 		t.c = newClient(t.url, tr)
 		if err := waitReady(ctx, t); err != nil {
 			return err
 		}
 	}
-	b := &bench{s: s, targets: targets, nonce: uint64(time.Now().UnixNano()), log: func(f string, a ...any) {
+	b := &bench{s: s, targets: regs, nonce: uint64(time.Now().UnixNano()), log: func(f string, a ...any) {
 		fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05 ")+f+"\n", a...)
 	}}
 	mach := describeMachine(*dataDir)
@@ -144,7 +145,7 @@ func run(args []string, stdout io.Writer) error {
 			return err
 		}
 	}
-	rep.finish()
+	rep.finish(*targets)
 	rep.write(stdout, false)
 	if *mdOut != "" {
 		f, err := os.Create(*mdOut)

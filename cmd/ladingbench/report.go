@@ -98,8 +98,8 @@ func (r *report) addRound(scenario, registry string, rd round) {
 	}
 }
 
-// finish computes medians, ranges, speedups and the target checks.
-func (r *report) finish() {
+// finish computes medians, ranges, speedups and, with targets, the checks.
+func (r *report) finish(targets bool) {
 	for _, s := range r.Scenarios {
 		for _, m := range s.Metrics {
 			for _, sum := range m.Results {
@@ -122,7 +122,9 @@ func (r *report) finish() {
 			}
 		}
 	}
-	r.checkTargets()
+	if targets {
+		r.checkTargets()
+	}
 }
 
 func (r *report) result(scenario, metric, registry string) *summary {
