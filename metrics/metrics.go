@@ -29,7 +29,8 @@ type Metrics struct {
 	duration      *prometheus.HistogramVec
 	bytesIn       *prometheus.CounterVec
 	bytesOut      *prometheus.CounterVec
-	uploads       prometheus.Gauge
+	uploadsBegun  prometheus.Counter
+	uploadsEnded  prometheus.Counter
 	driverLatency *prometheus.HistogramVec
 	driverErrors  *prometheus.CounterVec
 	cacheHits     *prometheus.CounterVec
@@ -56,8 +57,15 @@ func New() *Metrics {
 			"Request body bytes read, by route.", "route"),
 		bytesOut: f.counterVec("http_response_bytes_total",
 			"Response body bytes sent, by route.", "route"),
-		uploads: f.gauge("upload_sessions_in_progress",
-			"Upload sessions begun and not yet committed or cancelled through this process. With replicas, sum over instances: a session may begin on one and end on another."),
+		// Counters, not a gauge of sessions in progress: sessions outlive
+		// the process that began them (a restart, another replica ends
+		// them, an abandoned one is purged by lading gc), so a per-process
+		// gauge would drift, even below zero. Sums over replicas of the
+		// counters' increases stay exact.
+		uploadsBegun: f.counter("upload_sessions_started_total",
+			"Upload sessions created through this process."),
+		uploadsEnded: f.counter("upload_sessions_ended_total",
+			"Upload sessions committed or cancelled through this process, wherever they began. Abandoned sessions removed by purging are not counted."),
 		driverLatency: f.histogramVec("storage_operation_duration_seconds",
 			"Latency of storage driver operations, by driver and operation.",
 			// 0.1ms (memory, page cache) to about 26s (a large object-store copy).
@@ -103,12 +111,6 @@ func (f factory) counter(name, help string) prometheus.Counter {
 	return c
 }
 
-func (f factory) gauge(name, help string) prometheus.Gauge {
-	g := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help})
-	f.reg.MustRegister(g)
-	return g
-}
-
 // Registry is where the metrics live, for components that bring their own
 // collectors (a Redis pool's statistics, say).
 func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
@@ -119,17 +121,32 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
 }
 
-// UploadStarted counts an upload session begun here.
+// UploadStarted counts an upload session created here.
 func (m *Metrics) UploadStarted() {
 	if m != nil {
-		m.uploads.Inc()
+		m.uploadsBegun.Inc()
 	}
 }
 
-// UploadEnded counts an upload session committed, cancelled or purged here.
+// UploadEnded counts an upload session committed or cancelled here.
 func (m *Metrics) UploadEnded() {
 	if m != nil {
-		m.uploads.Dec()
+		m.uploadsEnded.Inc()
+	}
+}
+
+// UploadObserver returns a func for registry.Options.UploadObserver: +1
+// counts a session started, -1 one ended.
+func (m *Metrics) UploadObserver() func(delta int) {
+	if m == nil {
+		return nil
+	}
+	return func(delta int) {
+		if delta > 0 {
+			m.UploadStarted()
+		} else {
+			m.UploadEnded()
+		}
 	}
 }
 

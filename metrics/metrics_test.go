@@ -179,8 +179,9 @@ func TestDriverObserver(t *testing.T) {
 func TestRecordingMethods(t *testing.T) {
 	m := New()
 	m.UploadStarted()
-	m.UploadStarted()
-	m.UploadEnded()
+	observe := m.UploadObserver()
+	observe(+1)
+	observe(-1)
 	m.CacheHit("descriptors")
 	m.CacheHit("descriptors")
 	m.CacheMiss("descriptors")
@@ -193,7 +194,8 @@ func TestRecordingMethods(t *testing.T) {
 		labels []string
 		want   float64
 	}{
-		{"lading_upload_sessions_in_progress", nil, 1},
+		{"lading_upload_sessions_started_total", nil, 2},
+		{"lading_upload_sessions_ended_total", nil, 1},
 		{"lading_cache_hits_total", []string{"cache", "descriptors"}, 2},
 		{"lading_cache_misses_total", []string{"cache", "descriptors"}, 1},
 		{"lading_gc_runs_total", nil, 2},
@@ -228,7 +230,7 @@ func TestNilMetricsDoNothing(t *testing.T) {
 	m.CacheHit("x")
 	m.CacheMiss("x")
 	m.GCRun(1, 1)
-	if m.DriverObserver("filesystem") != nil {
+	if m.DriverObserver("filesystem") != nil || m.UploadObserver() != nil {
 		t.Error("nil metrics gave an observer")
 	}
 	h := http.NotFoundHandler()

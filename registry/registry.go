@@ -20,6 +20,9 @@ type Options struct {
 	Cache Cache
 	// CacheObserver, when set, is told of every cache hit and miss.
 	CacheObserver func(hit bool)
+	// UploadObserver, when set, is told +1 when this process creates an
+	// upload session and -1 when it commits or cancels one.
+	UploadObserver func(delta int)
 	// Logger receives the registry's own logs. Nil means slog.Default().
 	Logger *slog.Logger
 	// MaxManifestSize bounds a manifest's payload; 0 means 4 MiB.
@@ -39,13 +42,14 @@ type Registry struct {
 	maxMan int64
 	now    func() time.Time
 
-	cache    Cache
-	cacheObs func(hit bool)
+	cache     Cache
+	cacheObs  func(hit bool)
+	uploadObs func(delta int)
 }
 
 // New returns a Registry over d.
 func New(d driver.Driver, opts Options) *Registry {
-	r := &Registry{driver: d, locker: opts.Locker, log: opts.Logger, maxMan: opts.MaxManifestSize, now: opts.Now, cache: opts.Cache, cacheObs: opts.CacheObserver}
+	r := &Registry{driver: d, locker: opts.Locker, log: opts.Logger, maxMan: opts.MaxManifestSize, now: opts.Now, cache: opts.Cache, cacheObs: opts.CacheObserver, uploadObs: opts.UploadObserver}
 	if r.locker == nil {
 		r.locker = NewLocalLocker()
 	}
@@ -57,6 +61,9 @@ func New(d driver.Driver, opts Options) *Registry {
 	}
 	if r.now == nil {
 		r.now = time.Now
+	}
+	if r.uploadObs == nil {
+		r.uploadObs = func(int) {}
 	}
 	return r
 }

@@ -71,6 +71,7 @@ func (bs *BlobStore) Upload(ctx context.Context, opts UploadOptions) (*Upload, e
 	if err := u.save(ctx); err != nil {
 		return nil, err
 	}
+	bs.repo.reg.uploadObs(+1)
 	return u, nil
 }
 
@@ -231,6 +232,7 @@ func (u *Upload) Commit(ctx context.Context, d digest.Digest, size int64) (v1.De
 	if err != nil {
 		return v1.Descriptor{}, err
 	}
+	u.bs.repo.reg.uploadObs(-1)
 	return desc, nil
 }
 
@@ -330,6 +332,9 @@ func (u *Upload) Cancel(ctx context.Context) error {
 	err = u.bs.driver().Delete(ctx, uploadPath(u.state.Repository, u.state.ID))
 	if driver.IsNotFound(err) {
 		return newError(CodeBlobUploadUnknown, "upload %s unknown", u.state.ID)
+	}
+	if err == nil {
+		u.bs.repo.reg.uploadObs(-1)
 	}
 	return err
 }

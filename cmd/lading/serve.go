@@ -84,6 +84,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, listening 
 		Logger:          log,
 		MaxManifestSize: int64(cfg.HTTP.MaxManifestSize),
 		CacheObserver:   m.CacheObserver("links"),
+		UploadObserver:  m.UploadObserver(),
 	}
 	shared := cfg.Storage.Driver == "s3"
 	switch {

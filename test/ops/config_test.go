@@ -1,0 +1,173 @@
+package ops
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestPrecedence starts lading with one setting in a file, overridden by
+// the environment, and another overridden by a flag, and watches the
+// running process: the port it answers on and the format of its logs.
+func TestPrecedence(t *testing.T) {
+	root := t.TempDir()
+	fileAddr, envAddr, flagAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	file := func(format string) string {
+		return writeFile(t, "lading.yaml", fmt.Sprintf(`
+http:
+  addr: %q
+log:
+  format: %s
+storage:
+  filesystem:
+    root: %q
+`, fileAddr, format, root))
+	}
+
+	t.Run("env over file, flag over file", func(t *testing.T) {
+		p := serveOn(t, nil, "http://"+envAddr+"/v2/",
+			[]string{"LADING_HTTP_ADDR=" + envAddr},
+			"--config", file("json"), "--log-format", "text")
+		if !refused(fileAddr) {
+			t.Errorf("the file's http.addr %s is served although LADING_HTTP_ADDR overrides it", fileAddr)
+		}
+		if p.stop(t) != 0 {
+			t.Errorf("exit status %d after SIGTERM", p.cmd.ProcessState.ExitCode())
+		}
+		checkLogFormat(t, p.output(), "text")
+	})
+
+	t.Run("flag over env, env over file", func(t *testing.T) {
+		// The file is named by LADING_CONFIG this time.
+		p := serveOn(t, nil, "http://"+flagAddr+"/v2/",
+			[]string{"LADING_CONFIG=" + file("text"), "LADING_HTTP_ADDR=" + envAddr, "LADING_LOG_FORMAT=json"},
+			"--addr", flagAddr)
+		for _, addr := range []string{fileAddr, envAddr} {
+			if !refused(addr) {
+				t.Errorf("%s is served although --addr %s overrides it", addr, flagAddr)
+			}
+		}
+		if p.stop(t) != 0 {
+			t.Errorf("exit status %d after SIGTERM", p.cmd.ProcessState.ExitCode())
+		}
+		checkLogFormat(t, p.output(), "json")
+	})
+}
+
+// checkLogFormat checks that every line lading wrote, including the access
+// line of the request that found it ready, is in format.
+func checkLogFormat(t *testing.T, out, format string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	access := 0
+	for _, line := range lines {
+		var rec map[string]any
+		isJSON := json.Unmarshal([]byte(line), &rec) == nil
+		switch {
+		case format == "json" && !isJSON:
+			t.Errorf("not a JSON log line: %s", line)
+		case format == "text" && (isJSON || !strings.HasPrefix(line, "time=")):
+			t.Errorf("not a text log line: %s", line)
+		}
+		if strings.Contains(line, "msg=request") || rec["msg"] == "request" {
+			access++
+		}
+	}
+	if access == 0 {
+		t.Errorf("no access log line in:\n%s", out)
+	}
+}
+
+// TestBadConfigNamesTheKey starts lading with broken settings: each start
+// fails with a non-zero status and a message naming the key, never a panic.
+func TestBadConfigNamesTheKey(t *testing.T) {
+	root := t.TempDir()
+	tests := []struct {
+		name string
+		yaml string
+		env  []string
+		want []string // every one must appear in the message
+	}{
+		{name: "unknown key", yaml: "http:\n  adr: :5000\n", want: []string{"http.adr", "unknown key", "addr", "line 2"}},
+		{name: "unknown section", yaml: "htp:\n  addr: :5000\n", want: []string{"htp", "unknown key"}},
+		{name: "duration", yaml: "http:\n  draintimeout: soon\n", want: []string{"http.draintimeout", `"soon" is not a duration`}},
+		{name: "negative duration", yaml: "http:\n  draintimeout: -5s\n", want: []string{"http.draintimeout", "0 or more"}},
+		{name: "enum", yaml: "log:\n  format: xml\n", want: []string{"log.format", "text, json"}},
+		{name: "port", yaml: "http:\n  addr: \":70000\"\n", want: []string{"http.addr", "65535"}},
+		{name: "bool", yaml: "readonly: maybe\n", want: []string{"readonly", "true or false"}},
+		{name: "list for a value", yaml: "http:\n  addr: [1, 2]\n", want: []string{"http.addr", "single value"}},
+		{name: "scalar for a section", yaml: "http: 5\n", want: []string{"http", "mapping"}},
+		{name: "size", yaml: "http:\n  maxmanifestsize: lots\n", want: []string{"http.maxmanifestsize"}},
+		{name: "cert without key", yaml: "http:\n  tls:\n    cert: /etc/hostname\n", want: []string{"http.tls.key", "together"}},
+		{name: "missing cert file", yaml: "http:\n  tls:\n    cert: /nonexistent/c.pem\n    key: /nonexistent/k.pem\n", want: []string{"http.tls.cert", "http.tls.key", "no such file"}},
+		{name: "s3 without bucket", yaml: "storage:\n  driver: s3\n", want: []string{"storage.s3.bucket"}},
+		{name: "debug on the main address", yaml: "http:\n  addr: 127.0.0.1:5000\n  debugaddr: 127.0.0.1:5000\n", want: []string{"http.debugaddr", "differ"}},
+		{name: "several at once", yaml: "log:\n  level: loud\n  format: xml\n", want: []string{"log.level", "log.format"}},
+		{name: "yaml syntax", yaml: "http:\n  addr: [\n", want: []string{"bad.yaml", "line"}},
+		{name: "env typo", env: []string{"LADING_HTTP_ADRR=:5000"}, want: []string{"LADING_HTTP_ADRR", "not a Lading setting"}},
+		{name: "env value", env: []string{"LADING_HTTP_IDLETIMEOUT=forever"}, want: []string{"http.idletimeout", "env LADING_HTTP_IDLETIMEOUT"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			file := writeFile(t, "bad.yaml", tt.yaml)
+			args := []string{"serve", "--config", file, "--root", root}
+			if !strings.Contains(tt.yaml, "addr:") {
+				// A free port, in case the start wrongly succeeds.
+				args = append(args, "--addr", freeAddr(t))
+			}
+			p := launch(t, tt.env, args...)
+			code := p.exit(t, 10*time.Second)
+			out := p.output()
+			if code == 0 {
+				t.Fatalf("exit status 0 with a bad setting:\n%s", out)
+			}
+			if strings.Contains(out, "panic") || strings.Contains(out, "goroutine ") {
+				t.Fatalf("panicked:\n%s", out)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("message lacks %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+
+	t.Run("missing file", func(t *testing.T) {
+		p := launch(t, nil, "serve", "--config", "/nonexistent/lading.yaml")
+		if code := p.exit(t, 10*time.Second); code == 0 || !strings.Contains(p.output(), "/nonexistent/lading.yaml") {
+			t.Fatalf("exit %d:\n%s", code, p.output())
+		}
+	})
+
+	t.Run("check agrees with serve", func(t *testing.T) {
+		file := writeFile(t, "bad.yaml", "http:\n  adr: :5000\n")
+		p := launch(t, nil, "config", "check", file)
+		if code := p.exit(t, 10*time.Second); code == 0 || !strings.Contains(p.output(), "http.adr") {
+			t.Fatalf("exit %d:\n%s", code, p.output())
+		}
+	})
+}
+
+// TestExampleStarts checks that the file `lading config example` prints
+// is one lading accepts and serves with.
+func TestExampleStarts(t *testing.T) {
+	p := launch(t, nil, "config", "example")
+	if p.exit(t, 10*time.Second) != 0 {
+		t.Fatalf("config example:\n%s", p.output())
+	}
+	file := writeFile(t, "example.yaml", p.output())
+	addr := freeAddr(t)
+	s := serveOn(t, nil, "http://"+addr+"/v2/", nil, "--config", file, "--addr", addr, "--root", t.TempDir())
+	resp, err := http.Get("http://" + addr + "/healthz")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("healthz: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if s.stop(t) != 0 {
+		t.Fatalf("exit status %d", s.cmd.ProcessState.ExitCode())
+	}
+}

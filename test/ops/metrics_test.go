@@ -1,0 +1,194 @@
+package ops
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// TestMetricsMoveWithAPush scrapes /metrics before and after a push with
+// go-containerregistry, on the registry's listener and on a separate debug
+// listener.
+func TestMetricsMoveWithAPush(t *testing.T) {
+	t.Run("main listener", func(t *testing.T) {
+		addr := freeAddr(t)
+		p := serveOn(t, nil, "http://"+addr+"/v2/", nil, "--addr", addr, "--root", t.TempDir())
+		checkPushMovesMetrics(t, addr, "http://"+addr+"/metrics")
+		if p.stop(t) != 0 {
+			t.Error("exit status after SIGTERM is not 0")
+		}
+	})
+
+	t.Run("debug listener", func(t *testing.T) {
+		addr, debug := freeAddr(t), freeAddr(t)
+		p := serveOn(t, nil, "http://"+addr+"/v2/", nil, "--addr", addr, "--debug-addr", debug, "--root", t.TempDir())
+		for _, path := range []string{"/metrics", "/healthz", "/readyz"} {
+			resp, err := http.Get("http://" + addr + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusNotFound || strings.Contains(string(body), "lading_") {
+				t.Errorf("main listener answers %s with %d although http.debugaddr is set:\n%.200s", path, resp.StatusCode, body)
+			}
+			if resp, err := http.Get("http://" + debug + path); err != nil || resp.StatusCode != http.StatusOK {
+				t.Errorf("debug listener %s: %v %v", path, resp, err)
+			} else {
+				resp.Body.Close()
+			}
+		}
+		// The debug listener serves nothing of the registry.
+		if resp, err := http.Get("http://" + debug + "/v2/"); err != nil || resp.StatusCode != http.StatusNotFound {
+			t.Errorf("debug listener /v2/: %v %v", resp, err)
+		} else {
+			resp.Body.Close()
+		}
+		checkPushMovesMetrics(t, addr, "http://"+debug+"/metrics")
+		if p.stop(t) != 0 {
+			t.Error("exit status after SIGTERM is not 0")
+		}
+	})
+}
+
+func checkPushMovesMetrics(t *testing.T, addr, metricsURL string) {
+	t.Helper()
+	before := scrape(t, metricsURL)
+	const layerSize, layers = 256 << 10, 3
+	img, err := random.Image(layerSize, layers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.ParseReference(addr + "/ops/metrics:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	after := scrape(t, metricsURL)
+	moved := func(name string, labels ...string) float64 {
+		return after.sum(name, labels...) - before.sum(name, labels...)
+	}
+
+	// go-containerregistry pushes each blob as POST then PUT with the body
+	// (a monolithic upload); the manifest is one PUT.
+	blobs := float64(layers + 1)
+	if got := moved("lading_http_requests_total", "route=blob-upload-start", "method=POST", "status=202"); got < blobs {
+		t.Errorf("POST blob-upload-start 202 moved by %v, want at least %v", got, blobs)
+	}
+	if got := moved("lading_http_requests_total", "route=blob-upload", "status=201"); got < blobs {
+		t.Errorf("blob-upload 201 moved by %v, want at least %v", got, blobs)
+	}
+	if got := moved("lading_http_requests_total", "route=manifest", "method=PUT", "status=201"); got != 1 {
+		t.Errorf("PUT manifest 201 moved by %v, want 1", got)
+	}
+	if got := moved("lading_http_request_duration_seconds_count", "route=manifest", "method=PUT"); got != 1 {
+		t.Errorf("manifest PUT duration count moved by %v, want 1", got)
+	}
+	layersIn := moved("lading_http_request_bytes_total", "route=blob-upload")
+	if layersIn < layers*layerSize {
+		t.Errorf("bytes in on blob-upload moved by %v, want at least %d", layersIn, layers*layerSize)
+	}
+	manifest, _ := img.RawManifest()
+	if got := moved("lading_http_request_bytes_total", "route=manifest"); got != float64(len(manifest)) {
+		t.Errorf("bytes in on manifest moved by %v, want %d", got, len(manifest))
+	}
+	for _, op := range []string{"Writer", "Move", "PutContent", "Stat"} {
+		if got := moved("lading_storage_operation_duration_seconds_count", "driver=filesystem", "op="+op); got < 1 {
+			t.Errorf("storage %s latency count moved by %v", op, got)
+		}
+	}
+	if got := moved("lading_storage_operation_errors_total"); got != 0 {
+		t.Errorf("storage errors moved by %v during a clean push", got)
+	}
+	if got := moved("lading_upload_sessions_started_total"); got < blobs {
+		t.Errorf("upload sessions started moved by %v, want at least %v", got, blobs)
+	}
+	if s, e := after.sum("lading_upload_sessions_started_total"), after.sum("lading_upload_sessions_ended_total"); s != e {
+		t.Errorf("after a complete push %v sessions started and %v ended", s, e)
+	}
+}
+
+// samples is one scrape: the text exposition's sample lines by series.
+type samples map[string]float64
+
+func scrape(t *testing.T, url string) samples {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	s := samples{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("bad sample line %q", line)
+		}
+		s[line[:i]] = v
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// sum adds up the series of metric name that carry every label given as
+// key=value.
+func (s samples) sum(metric string, labels ...string) float64 {
+	var total float64
+	for series, v := range s {
+		n, rest, _ := strings.Cut(series, "{")
+		if n != metric {
+			continue
+		}
+		all := true
+		for _, l := range labels {
+			k, val, _ := strings.Cut(l, "=")
+			if !strings.Contains("{"+rest, "{"+k+`="`+val+`"`) && !strings.Contains(rest, ","+k+`="`+val+`"`) {
+				all = false
+				break
+			}
+		}
+		if all {
+			total += v
+		}
+	}
+	return total
+}
+
+// pushRandom pushes a small random image to ref through opts.
+func pushRandom(t *testing.T, ref string, opts ...remote.Option) v1.Image {
+	t.Helper()
+	img, err := random.Image(64<<10, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img, opts...); err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
