@@ -83,8 +83,11 @@ type FileWriter interface {
 	Size() int64
 	// Cancel discards the object and everything written to it.
 	Cancel(ctx context.Context) error
-	// Commit makes the written data durable and readable at the path.
-	// Close must still be called afterwards.
+	// Commit makes the written data readable at the path and its bytes
+	// durable, so a Move afterwards publishes bytes that survive a crash.
+	// The path's own name need not survive one: writers hold data in
+	// progress, and the registry publishes it with Move. Close must still
+	// be called afterwards.
 	Commit(ctx context.Context) error
 }
 

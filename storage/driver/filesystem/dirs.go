@@ -15,16 +15,19 @@ import (
 const placeAttempts = 8
 
 // place runs create, which makes the file (a rename, link or open), making
-// its missing parent directories first if needed, and syncs the directory
-// it lands in so the new name survives a crash. A Delete may prune a
-// directory between its making and create; create then sees ENOENT and
-// place makes the directory again.
-func (d *Driver) place(file string, create func() error) error {
+// its missing parent directories first if needed; with durable set it then
+// waits for the barrier so the new name, and any directory made for it,
+// survive a crash. A Delete may prune a directory between its making and
+// create; create then sees ENOENT and place makes the directory again.
+func (d *Driver) place(file string, durable bool, create func() error) error {
 	dir := filepath.Dir(file)
 	for attempt := 1; ; attempt++ {
 		err := create()
 		if err == nil {
-			return syncDir(dir)
+			if !durable {
+				return nil
+			}
+			return d.barrier.wait()
 		}
 		if !errors.Is(err, fs.ErrNotExist) || attempt == placeAttempts {
 			return err
@@ -35,8 +38,8 @@ func (d *Driver) place(file string, create func() error) error {
 	}
 }
 
-// mkdirs makes dir and its missing parents, syncing each parent a new
-// directory is made in, so the chain down to a new file is durable.
+// mkdirs makes dir and its missing parents. Their durability comes from
+// the barrier that place waits for after creating the file below them.
 func (d *Driver) mkdirs(dir string) error {
 	err := os.Mkdir(dir, 0o755)
 	if errors.Is(err, fs.ErrNotExist) && dir != d.root {
@@ -45,10 +48,7 @@ func (d *Driver) mkdirs(dir string) error {
 		}
 		err = os.Mkdir(dir, 0o755)
 	}
-	switch {
-	case err == nil:
-		return syncDir(filepath.Dir(dir))
-	case errors.Is(err, fs.ErrExist):
+	if err == nil || errors.Is(err, fs.ErrExist) {
 		return nil
 	}
 	return err
@@ -65,18 +65,6 @@ func (d *Driver) prune(dir string) {
 		}
 		dir = filepath.Dir(dir)
 	}
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // hasEntries reports whether dir holds anything a path can name.

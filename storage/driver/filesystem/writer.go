@@ -27,8 +27,8 @@ func (d *Driver) Writer(_ context.Context, path string, append bool) (driver.Fil
 	if append {
 		f, err = os.OpenFile(file, os.O_WRONLY|os.O_APPEND, 0)
 	} else {
-		// Committing syncs the directory; opening need not.
-		err = d.place(file, func() (err error) {
+		// Data in progress needs no durable name: Move publishes it.
+		err = d.place(file, false, func() (err error) {
 			f, err = os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 			return err
 		})
@@ -89,10 +89,9 @@ func (w *writer) Commit(context.Context) error {
 	if err := w.usable(); err != nil {
 		return err
 	}
+	// The bytes must be durable before a Move publishes them; the name
+	// here is transient and is not synced.
 	if err := w.f.Sync(); err != nil {
-		return err
-	}
-	if err := syncDir(filepath.Dir(w.file)); err != nil {
 		return err
 	}
 	w.done = errCommitted
