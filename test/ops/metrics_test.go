@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
@@ -79,8 +78,8 @@ func checkPushMovesMetrics(t *testing.T, addr, metricsURL string) {
 		return after.sum(name, labels...) - before.sum(name, labels...)
 	}
 
-	// go-containerregistry pushes each blob as POST then PUT with the body
-	// (a monolithic upload); the manifest is one PUT.
+	// go-containerregistry pushes each blob as a POST, a PATCH with the
+	// bytes and a PUT; the manifest is one PUT.
 	blobs := float64(layers + 1)
 	if got := moved("lading_http_requests_total", "route=blob-upload-start", "method=POST", "status=202"); got < blobs {
 		t.Errorf("POST blob-upload-start 202 moved by %v, want at least %v", got, blobs)
@@ -174,21 +173,4 @@ func (s samples) sum(metric string, labels ...string) float64 {
 		}
 	}
 	return total
-}
-
-// pushRandom pushes a small random image to ref through opts.
-func pushRandom(t *testing.T, ref string, opts ...remote.Option) v1.Image {
-	t.Helper()
-	img, err := random.Image(64<<10, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(r, img, opts...); err != nil {
-		t.Fatal(err)
-	}
-	return img
 }

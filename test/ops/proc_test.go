@@ -168,6 +168,18 @@ func (p *proc) output() string {
 	return string(b)
 }
 
+// logged waits up to timeout for the process to write s.
+func (p *proc) logged(s string, timeout time.Duration) bool {
+	for deadline := time.Now().Add(timeout); ; time.Sleep(20 * time.Millisecond) {
+		if strings.Contains(p.output(), s) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
 // freeAddr returns a loopback host:port nothing listens on right now.
 func freeAddr(t *testing.T) string {
 	t.Helper()
