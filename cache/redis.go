@@ -43,14 +43,18 @@ func NewRedis(opts RedisOptions) *Redis {
 	if opts.Prefix == "" {
 		opts.Prefix = "lading:"
 	}
+	// Every caller falls back to the backend when Redis fails, so a Redis
+	// that is down must fail fast: one dial per attempt, not the client's
+	// default five with pauses between, which cost each request ~1s.
 	c := redis.NewClient(&redis.Options{
-		Addr:         opts.Addr,
-		Password:     opts.Password,
-		DB:           opts.DB,
-		DialTimeout:  time.Second,
-		ReadTimeout:  time.Second,
-		WriteTimeout: time.Second,
-		MaxRetries:   1,
+		Addr:          opts.Addr,
+		Password:      opts.Password,
+		DB:            opts.DB,
+		DialTimeout:   time.Second,
+		ReadTimeout:   time.Second,
+		WriteTimeout:  time.Second,
+		MaxRetries:    1,
+		DialerRetries: 1,
 	})
 	return &Redis{c: c, prefix: opts.Prefix, lockTTL: opts.LockTTL}
 }

@@ -9,11 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -257,23 +256,6 @@ func compressed(t testing.TB, l v1.Layer) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// eventually retries check until it passes or a few seconds have gone,
-// for effects that are allowed to take time (a Redis reconnect).
-func eventually(t testing.TB, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
