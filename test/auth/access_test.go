@@ -126,4 +126,6 @@ func testAccess(t *testing.T, m mode) {
 		}
 	})
 	t.Run("mount", func(t *testing.T) { testMount(t, m, srv.URL, seed) })
+	t.Run("challenges", func(t *testing.T) { testChallenges(t, m, srv.URL) })
+	t.Run("secrets stay out of the log", func(t *testing.T) { testSecretsNotLogged(t, m, addr, srv.Logs) })
 }

@@ -2,6 +2,9 @@ package authtest
 
 import (
 	"net/http"
+	"regexp"
+	"slices"
+	"strings"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -57,7 +60,14 @@ func testMount(t *testing.T, m mode, baseURL string, seed map[string]v1.Image) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		mustPush(t, addr, "team/copied:1", src, login("bob"))
+		rec := &recorder{}
+		if err := remote.Write(ref(t, addr, "team/copied:1"), src, remote.WithAuth(login("bob")), remote.WithTransport(rec)); err != nil {
+			t.Fatalf("bob copying: %v", err)
+		}
+		mountRefused := regexp.MustCompile(`^POST /v2/team/copied/blobs/uploads/\?.*from=secret%2Fvault.* 202$`)
+		if !slices.ContainsFunc(rec.exchanges, mountRefused.MatchString) {
+			t.Fatalf("no mount from secret/vault answered 202 among\n%s", strings.Join(rec.exchanges, "\n"))
+		}
 		got, err := remote.Image(ref(t, addr, "team/copied:1"), remote.WithAuth(login("bob")))
 		if err != nil {
 			t.Fatal(err)
