@@ -173,7 +173,15 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, listening 
 	defer cancel()
 	var errs []error
 	for _, s := range servers {
-		if err := s.Shutdown(drainCtx); err != nil {
+		err := s.Shutdown(drainCtx)
+		if errors.Is(err, context.DeadlineExceeded) {
+			// The stop asked for has happened, on time: not a failure of
+			// the process, so it still exits 0. The requests cut are the
+			// operator's to know about.
+			log.Warn("drain timeout reached: closing connections with requests still in flight", "drain", cfg.HTTP.DrainTimeout)
+			err = s.Close()
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("shutdown: %w", err))
 		}
 	}

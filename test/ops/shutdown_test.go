@@ -1,0 +1,231 @@
+package ops
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// slowBody streams size pseudo-random bytes, one piece every interval,
+// hashing them as they go out.
+type slowBody struct {
+	left     int64
+	piece    int
+	inPiece  int // bytes of the current piece already read
+	interval time.Duration
+	src      *rand.ChaCha8
+	sum      hash.Hash
+	sent     atomic.Int64
+}
+
+func newSlowBody(size int64, piece int, interval time.Duration) *slowBody {
+	return &slowBody{left: size, piece: piece, interval: interval, src: rand.NewChaCha8([32]byte{'o', 'p', 's'}), sum: sha256.New()}
+}
+
+func (b *slowBody) Read(p []byte) (int, error) {
+	if b.left == 0 {
+		return 0, io.EOF
+	}
+	if b.inPiece == b.piece {
+		time.Sleep(b.interval)
+		b.inPiece = 0
+	}
+	n := int(min(int64(len(p)), int64(b.piece-b.inPiece), b.left))
+	b.inPiece += n
+	b.src.Read(p[:n])
+	b.sum.Write(p[:n])
+	b.left -= int64(n)
+	b.sent.Add(int64(n))
+	return n, nil
+}
+
+func (b *slowBody) digest() string { return "sha256:" + hex.EncodeToString(b.sum.Sum(nil)) }
+
+// startUpload opens an upload session in repo and returns its path.
+func startUpload(t *testing.T, base, repo string) string {
+	t.Helper()
+	resp, err := http.Post(base+"/v2/"+repo+"/blobs/uploads/", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusAccepted || !strings.HasPrefix(loc, "/v2/") {
+		t.Fatalf("POST upload: %s, Location %q", resp.Status, loc)
+	}
+	return loc
+}
+
+// patch sends body as one chunk on a connection of its own, so that the
+// shutdown cannot close it as idle just before the request starts.
+func patch(base, loc string, body io.Reader, size int64) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodPatch, base+loc, body)
+	if err != nil {
+		return nil, err
+	}
+	req.ContentLength = size
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set("Content-Range", fmt.Sprintf("0-%d", size-1))
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	return client.Do(req)
+}
+
+// waitForUploadData waits until an upload's data under root holds at
+// least n bytes: the request is then surely being served, not waiting in
+// the listener's backlog.
+func waitForUploadData(t *testing.T, root string, n int64) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		found := false
+		filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if err == nil && d.Name() == "data" && strings.Contains(path, "_uploads") {
+				if info, err := d.Info(); err == nil && info.Size() >= n {
+					found = true
+				}
+			}
+			return nil
+		})
+		if found {
+			return
+		}
+	}
+	t.Fatalf("no upload data of %d bytes appeared under %s", n, root)
+}
+
+// TestShutdownFinishesAnUploadInFlight sends SIGTERM while a 64 MiB chunk
+// is streaming slowly: the listener closes at once, the chunk completes,
+// the process exits 0, and a new process on the same root commits the
+// session.
+func TestShutdownFinishesAnUploadInFlight(t *testing.T) {
+	const size = 64 << 20
+	root, addr := t.TempDir(), freeAddr(t)
+	base := "http://" + addr
+	p := serveOn(t, nil, base+"/v2/", nil, "--addr", addr, "--root", root)
+	loc := startUpload(t, base, "ops/drain")
+
+	// 1 MiB every 40ms: about 2.6s for the whole chunk.
+	body := newSlowBody(size, 1<<20, 40*time.Millisecond)
+	answered := make(chan *http.Response, 1)
+	go func() {
+		resp, err := patch(base, loc, body, size)
+		if err != nil {
+			t.Errorf("PATCH in flight during shutdown: %v", err)
+		}
+		answered <- resp
+	}()
+	waitForUploadData(t, root, 4<<20)
+	signalled := body.sent.Load()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(2 * time.Second); !refused(addr); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("still accepting connections 2s after SIGTERM")
+		}
+	}
+
+	resp := <-answered
+	if resp == nil {
+		t.FailNow()
+	}
+	resp.Body.Close()
+	t.Logf("SIGTERM after %d MiB of %d sent", signalled>>20, size>>20)
+	if want := fmt.Sprintf("0-%d", size-1); resp.StatusCode != http.StatusAccepted || resp.Header.Get("Range") != want {
+		t.Fatalf("chunk in flight: %s, Range %q, want 202 and %s", resp.Status, resp.Header.Get("Range"), want)
+	}
+	if code := p.exit(t, 10*time.Second); code != 0 {
+		t.Fatalf("exit status %d after a complete drain", code)
+	}
+
+	// The session, whole, is there for the next process.
+	addr2 := freeAddr(t)
+	base2 := "http://" + addr2
+	p2 := serveOn(t, nil, base2+"/v2/", nil, "--addr", addr2, "--root", root)
+	status, err := http.Get(base2 + loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status.Body.Close()
+	if status.StatusCode != http.StatusNoContent || status.Header.Get("Range") != fmt.Sprintf("0-%d", size-1) {
+		t.Fatalf("session after restart: %s, Range %q", status.Status, status.Header.Get("Range"))
+	}
+	req, _ := http.NewRequest(http.MethodPut, base2+loc+"?digest="+body.digest(), nil)
+	commit, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit.Body.Close()
+	if commit.StatusCode != http.StatusCreated {
+		t.Fatalf("commit after restart: %s", commit.Status)
+	}
+	head, err := http.Head(base2 + "/v2/ops/drain/blobs/" + body.digest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	head.Body.Close()
+	if head.StatusCode != http.StatusOK || head.ContentLength != size {
+		t.Fatalf("blob after commit: %s, %d bytes", head.Status, head.ContentLength)
+	}
+	if p2.stop(t) != 0 {
+		t.Errorf("exit status %d after SIGTERM", p2.cmd.ProcessState.ExitCode())
+	}
+}
+
+// TestDrainTimeoutCutsARequest keeps a chunk streaming past
+// http.draintimeout: the request is cut, and the process exits 0 on time,
+// since stopping is what it was asked to do; the log says what was cut.
+func TestDrainTimeoutCutsARequest(t *testing.T) {
+	root, addr := t.TempDir(), freeAddr(t)
+	base := "http://" + addr
+	p := serveOn(t, nil, base+"/v2/", nil, "--addr", addr, "--root", root, "--set", "http.draintimeout=1s")
+	loc := startUpload(t, base, "ops/cut")
+
+	// 64 KiB every 50ms: 1 MiB/s, far from done when the drain ends.
+	const size = 1 << 30
+	body := newSlowBody(size, 64<<10, 50*time.Millisecond)
+	answered := make(chan error, 1)
+	go func() {
+		resp, err := patch(base, loc, body, size)
+		if err == nil {
+			resp.Body.Close()
+			err = fmt.Errorf("answered %s", resp.Status)
+		}
+		answered <- err
+	}()
+	waitForUploadData(t, root, 1)
+	start := time.Now()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	code := p.exit(t, 10*time.Second)
+	took := time.Since(start)
+	if code != 0 {
+		t.Errorf("exit status %d, want 0", code)
+	}
+	if took < time.Second || took > 4*time.Second {
+		t.Errorf("exited %v after SIGTERM with a 1s drain timeout", took)
+	}
+	select {
+	case err := <-answered:
+		t.Logf("client of the cut request: %v", err)
+		if err == nil || strings.Contains(err.Error(), "answered") {
+			t.Errorf("the request outliving the drain was not cut: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the client of the cut request is still waiting")
+	}
+	if !strings.Contains(p.output(), "drain timeout") {
+		t.Errorf("the log does not say the drain timeout cut requests")
+	}
+}
