@@ -116,13 +116,20 @@ func (u *Upload) Append(ctx context.Context, r io.Reader, at int64) (int64, erro
 		return 0, err
 	}
 	defer unlock()
-	if err := u.load(ctx); err != nil {
-		return 0, err
+	// The state this handle holds (from Resume, or its last chunk) is
+	// checked against the data's size once the writer is open, rather than
+	// read again here: one backend read less per chunk. With no data yet
+	// there is nothing to check against, and a mismatch with the client's
+	// offset may only mean the handle is stale.
+	if u.state.Offset == 0 || (at >= 0 && at != u.state.Offset) {
+		if err := u.load(ctx); err != nil {
+			return 0, err
+		}
 	}
 	if at >= 0 && at != u.state.Offset {
-		return 0, &RangeError{Offset: u.state.Offset, Message: fmt.Sprintf("chunk starts at %d", at)}
+		return 0, u.rangeError(at)
 	}
-	n, werr := u.write(ctx, r)
+	n, werr := u.write(ctx, r, at)
 	if n == 0 && werr != nil {
 		return 0, werr
 	}
@@ -134,15 +141,16 @@ func (u *Upload) Append(ctx context.Context, r io.Reader, at int64) (int64, erro
 	return n, werr
 }
 
+func (u *Upload) rangeError(at int64) error {
+	return &RangeError{Offset: u.state.Offset, Message: fmt.Sprintf("chunk starts at %d", at)}
+}
+
 // write appends r to the data, hashing as it goes, and advances the
-// in-memory state. The caller holds the lock (or owns the session alone).
-func (u *Upload) write(ctx context.Context, r io.Reader) (int64, error) {
+// in-memory state. at is the client's offset (-1: none), as in Append. The
+// caller holds the lock (or owns the session alone).
+func (u *Upload) write(ctx context.Context, r io.Reader, at int64) (int64, error) {
 	drv := u.bs.driver()
 	path := uploadDataPath(u.state.Repository, u.state.ID)
-	hashers, err := u.hashers()
-	if err != nil {
-		return 0, err
-	}
 	w, err := drv.Writer(ctx, path, u.state.Offset > 0)
 	if err != nil {
 		if driver.IsNotFound(err) {
@@ -151,10 +159,28 @@ func (u *Upload) write(ctx context.Context, r io.Reader) (int64, error) {
 		return 0, err
 	}
 	if w.Size() != u.state.Offset {
-		// Only a crash between writing data and saving state gets here; the
-		// hash state no longer matches the bytes, so the session cannot go on.
+		// The handle's state predates another request's chunk, or a crash
+		// came between writing data and saving state. The stored state
+		// tells which.
+		if err := u.load(ctx); err != nil {
+			w.Close()
+			return 0, err
+		}
+		if w.Size() != u.state.Offset {
+			// The hash state no longer matches the bytes: the session
+			// cannot go on.
+			w.Close()
+			return 0, u.lost(ctx, fmt.Sprintf("data holds %d bytes, state %d", w.Size(), u.state.Offset))
+		}
+		if at >= 0 && at != u.state.Offset {
+			w.Close()
+			return 0, u.rangeError(at)
+		}
+	}
+	hashers, err := u.hashers()
+	if err != nil {
 		w.Close()
-		return 0, u.lost(ctx, fmt.Sprintf("data holds %d bytes, state %d", w.Size(), u.state.Offset))
+		return 0, err
 	}
 	bufp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bufp)
@@ -373,7 +399,10 @@ func (u *Upload) save(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return u.bs.driver().PutContent(ctx, uploadStatePath(u.state.Repository, u.state.ID), raw)
+	// Not synced: after a crash, a state older or newer than the data
+	// shows as a size mismatch and the session is dropped cleanly, while
+	// a sync per chunk would stall every chunk on the disk.
+	return u.bs.driver().PutState(ctx, uploadStatePath(u.state.Repository, u.state.ID), raw)
 }
 
 // lost removes a session that can no longer be continued safely and says so

@@ -30,6 +30,13 @@ type Driver interface {
 	// when PutContent returns.
 	PutContent(ctx context.Context, path string, content []byte) error
 
+	// PutState is PutContent without the durability: atomic, but after a
+	// crash the path may hold what it held before. It is for state the
+	// caller checks against other data and can discard (an upload
+	// session's offset and hash), where a sync per write would cost more
+	// than a lost session.
+	PutState(ctx context.Context, path string, content []byte) error
+
 	// Create writes content at path only if no object is there yet, as one
 	// atomic step; otherwise it returns ErrExists and changes nothing. It is
 	// the backend's compare-and-set, used for leases and first-writer-wins.

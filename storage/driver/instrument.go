@@ -70,6 +70,14 @@ func (i *instrumented) PutContent(ctx context.Context, path string, content []by
 	return i.d.PutContent(ctx, path, content)
 }
 
+func (i *instrumented) PutState(ctx context.Context, path string, content []byte) (err error) {
+	defer i.report("PutState", time.Now(), &err)
+	if err := i.check(path); err != nil {
+		return err
+	}
+	return i.d.PutState(ctx, path, content)
+}
+
 func (i *instrumented) Create(ctx context.Context, path string, content []byte) (err error) {
 	defer i.report("Create", time.Now(), &err)
 	if err := i.check(path); err != nil {

@@ -90,11 +90,29 @@ func (d *Driver) PutContent(_ context.Context, path string, content []byte) erro
 	if err != nil {
 		return err
 	}
-	tmp, err := d.writeTemp(content)
+	tmp, err := d.writeTemp(content, true)
 	if err != nil {
 		return err
 	}
 	err = d.place(file, true, func() error { return os.Rename(tmp, file) })
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
+// PutState implements driver.Driver: a rename of an unsynced temporary
+// file, atomic for readers and with no sync at all.
+func (d *Driver) PutState(_ context.Context, path string, content []byte) error {
+	file, err := d.file(path)
+	if err != nil {
+		return err
+	}
+	tmp, err := d.writeTemp(content, false)
+	if err != nil {
+		return err
+	}
+	err = d.place(file, false, func() error { return os.Rename(tmp, file) })
 	if err != nil {
 		os.Remove(tmp)
 	}
@@ -112,7 +130,7 @@ func (d *Driver) Create(_ context.Context, path string, content []byte) error {
 	if _, err := os.Lstat(file); err == nil {
 		return driver.ErrExists
 	}
-	tmp, err := d.writeTemp(content)
+	tmp, err := d.writeTemp(content, true)
 	if err != nil {
 		return err
 	}
@@ -282,8 +300,8 @@ func (d *Driver) file(path string) (string, error) {
 	return d.root + filepath.FromSlash(path), nil
 }
 
-// writeTemp writes content to a new durable temporary file.
-func (d *Driver) writeTemp(content []byte) (string, error) {
+// writeTemp writes content to a new temporary file, synced when durable.
+func (d *Driver) writeTemp(content []byte, durable bool) (string, error) {
 	var id [12]byte
 	rand.Read(id[:])
 	tmp := filepath.Join(d.tmp, hex.EncodeToString(id[:]))
@@ -292,7 +310,7 @@ func (d *Driver) writeTemp(content []byte) (string, error) {
 		return "", err
 	}
 	_, err = f.Write(content)
-	if err == nil && len(content) > 0 {
+	if err == nil && durable && len(content) > 0 {
 		// An empty file has no bytes to lose: the barrier that publishes
 		// its name is all the durability it needs.
 		err = f.Sync()

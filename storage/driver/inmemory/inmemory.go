@@ -66,6 +66,11 @@ func (d *Driver) PutContent(_ context.Context, path string, content []byte) erro
 	return d.store(path, &object{data: bytes.Clone(content), modTime: time.Now()})
 }
 
+// PutState implements driver.Driver; memory is never durable anyway.
+func (d *Driver) PutState(ctx context.Context, path string, content []byte) error {
+	return d.PutContent(ctx, path, content)
+}
+
 // Create implements driver.Driver.
 func (d *Driver) Create(_ context.Context, path string, content []byte) error {
 	d.mu.Lock()

@@ -165,3 +165,48 @@ func testCreateConcurrent(e *env) {
 	}
 	e.wantContent(p, []byte{byte(winners[0])})
 }
+
+// testPutState checks PutState is PutContent for readers: whole contents,
+// replaced atomically, never a mix, even while readers race the writes.
+func testPutState(e *env) {
+	p := e.path("state")
+	long, short := bytes.Repeat([]byte("L"), 64<<10), []byte("short")
+	if err := e.d.PutState(e.ctx, p, long); err != nil {
+		e.t.Fatal(err)
+	}
+	e.wantContent(p, long)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				got, err := e.d.GetContent(e.ctx, p)
+				if err != nil || !bytes.Equal(got, long) && !bytes.Equal(got, short) {
+					e.t.Errorf("read during PutState: %d bytes, %v", len(got), err)
+					return
+				}
+			}
+		}()
+	}
+	for i := range 50 {
+		content := long
+		if i%2 == 0 {
+			content = short
+		}
+		if err := e.d.PutState(e.ctx, p, content); err != nil {
+			e.t.Error(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if err := e.d.Delete(e.ctx, p); err != nil {
+		e.t.Fatal(err)
+	}
+}

@@ -42,6 +42,7 @@ var cases = []struct {
 }{
 	{"content-small", testSmallContent},
 	{"content-large", testLargeContent},
+	{"put-state", testPutState},
 	{"create", testCreate},
 	{"create-concurrent", testCreateConcurrent},
 	{"reader-offsets", testReaderOffsets},
