@@ -17,7 +17,8 @@ import (
 // Users checks passwords against an htpasswd file of bcrypt hashes
 // (htpasswd -B), re-read when the file changes.
 type Users struct {
-	file *watchedFile[*htpasswd]
+	file     *watchedFile[*htpasswd]
+	verified *verifiedCache
 }
 
 type htpasswd struct {
@@ -34,7 +35,7 @@ func LoadHtpasswd(path string, logger *slog.Logger) (*Users, error) {
 	if err != nil {
 		return nil, fmt.Errorf("htpasswd %s: %w", path, err)
 	}
-	return &Users{file: f}, nil
+	return &Users{file: f, verified: newVerifiedCache()}, nil
 }
 
 // ParseHtpasswd builds Users from htpasswd content, for tests and callers
@@ -44,7 +45,7 @@ func ParseHtpasswd(data []byte) (*Users, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Users{file: staticFile(h)}, nil
+	return &Users{file: staticFile(h), verified: newVerifiedCache()}, nil
 }
 
 func parseHtpasswd(data []byte) (*htpasswd, error) {
@@ -96,10 +97,17 @@ func dummyHash(cost int) []byte {
 func (u *Users) Verify(user, password string) bool {
 	h := u.file.get()
 	hash, known := h.hashes[user]
+	if known && u.verified.has(user, password, hash) {
+		return true
+	}
 	if !known {
 		hash = h.dummy
 	}
-	return bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil && known
+	ok := bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil && known
+	if ok {
+		u.verified.add(user, password, hash)
+	}
+	return ok
 }
 
 // fingerprint identifies user's current hash; refresh tokens carry it so
