@@ -86,8 +86,16 @@ func (l *backendLocker) TryLock(ctx context.Context, key string) (func(), error)
 		return true
 	})
 	return func() {
-		stop()
+		stop() // after it, mine is no longer renewed concurrently
 		ctx := context.Background()
+		// Nobody breaks a lease before it expires, so one well within its
+		// term is still ours and needs no read before the delete: the read
+		// is for a holder that stalled past expiry. The margin covers clock
+		// skew between replicas.
+		if l.now().Add(l.ttl / 2).Before(mine.Expires) {
+			_ = l.d.Delete(ctx, path)
+			return
+		}
 		if held, err := l.read(ctx, path); err == nil && held.Token == mine.Token {
 			_ = l.d.Delete(ctx, path)
 		}
