@@ -32,8 +32,9 @@ func TestRacingChunks(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// The first chunk trickles in through a pipe, so the second surely
-		// arrives while the first holds the session.
+		// The first chunk comes through a pipe and stops half way, once the
+		// server has written its first buffer: the second arrives while the
+		// first surely holds the session.
 		pr, pw := io.Pipe()
 		first := make(chan error, 1)
 		go func() {
@@ -47,10 +48,11 @@ func TestRacingChunks(t *testing.T) {
 			}
 			first <- err
 		}()
-		if _, err := pw.Write(a[:64<<10]); err != nil {
+		const half = 1<<20 + 64<<10
+		if _, err := pw.Write(a[:half]); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		waitHeld(t, srv.Root, "race/chunks", loc, 1<<20)
 		r, err := c.do(http.MethodPatch, loc, b)
 		if err != nil {
 			t.Fatal(err)
@@ -58,7 +60,7 @@ func TestRacingChunks(t *testing.T) {
 		if r.status != http.StatusRequestedRangeNotSatisfiable || r.header.Get("Location") == "" || r.header.Get("Range") == "" {
 			t.Fatalf("round %d: second chunk during the first: %s (Location %q, Range %q)", round, r, r.header.Get("Location"), r.header.Get("Range"))
 		}
-		if _, err := pw.Write(a[64<<10:]); err != nil {
+		if _, err := pw.Write(a[half:]); err != nil {
 			t.Fatal(err)
 		}
 		pw.Close()
@@ -108,13 +110,31 @@ func TestRacingChunks(t *testing.T) {
 	}
 }
 
+// waitHeld returns once a chunk is being written to the session: its
+// data file on disk has grown to at least n bytes. (Asking the API would
+// not do: a probe chunk would take the session itself.)
+func waitHeld(t *testing.T, root, repo, loc string, n int64) {
+	t.Helper()
+	data := sessionDataPath(root, repo, loc)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if fi, err := os.Stat(data); err == nil && fi.Size() >= n {
+			return
+		}
+	}
+	t.Fatal("the first chunk never reached the disk")
+}
+
+func sessionDataPath(root, repo, loc string) string {
+	id := path.Base(strings.SplitN(loc, "?", 2)[0])
+	return filepath.Join(root, "repositories", repo, "_uploads", id, "data")
+}
+
 // wholeChunks reads the session's data where the filesystem driver keeps
 // it and checks that it is the taken chunks, each whole, in some order;
 // it returns the digest to commit with.
 func wholeChunks(t *testing.T, root, repo, loc string, taken [][]byte) digest.Digest {
 	t.Helper()
-	id := path.Base(strings.SplitN(loc, "?", 2)[0])
-	data, err := os.ReadFile(filepath.Join(root, "repositories", repo, "_uploads", id, "data"))
+	data, err := os.ReadFile(sessionDataPath(root, repo, loc))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,8 +32,10 @@ func sendShort(t *testing.T, addr, method, target string, declared int, body []b
 	}
 }
 
-// waitOffset polls a session until it reports want bytes: the server
-// saves the session's state once it has noticed the connection is gone.
+// waitOffset polls a session until it reports want bytes and is free for
+// the next chunk: the server saves the session's state once it has noticed
+// the connection is gone, and lets go of the session just after. An empty
+// chunk is accepted only once it has.
 func waitOffset(t *testing.T, c *client, loc string, want int64) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -43,10 +45,23 @@ func waitOffset(t *testing.T, c *client, loc string, want int64) {
 			t.Fatal(err)
 		}
 		if got == want {
-			return
+			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("session %s at %d (%s), want %d", loc, got, r, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for {
+		r, err := c.do(http.MethodPatch, loc, []byte{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case r.status == http.StatusAccepted:
+			return
+		case r.status != http.StatusRequestedRangeNotSatisfiable || time.Now().After(deadline):
+			t.Fatalf("empty chunk to %s: %s", loc, r)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
