@@ -80,9 +80,13 @@ func (l *backendLocker) TryLock(ctx context.Context, key string) (func(), error)
 		if err != nil || held.Token != mine.Token {
 			return false // broken by another after expiry: nothing left to renew
 		}
-		mine.Expires = l.now().Add(l.ttl)
-		raw, _ := json.Marshal(mine)
-		_ = l.d.PutContent(ctx, path, raw)
+		renewed := mine
+		renewed.Expires = l.now().Add(l.ttl)
+		raw, _ := json.Marshal(renewed)
+		// Only a stored renewal extends what unlock trusts without a read.
+		if l.d.PutContent(ctx, path, raw) == nil {
+			mine = renewed
+		}
 		return true
 	})
 	return func() {
