@@ -229,3 +229,20 @@ func TestDrainTimeoutCutsARequest(t *testing.T) {
 		t.Errorf("the log does not say the drain timeout cut requests")
 	}
 }
+
+// TestShutdownIsPromptWhenIdle stops lading right after a push with
+// go-containerregistry, whose ping races an HTTPS and an HTTP connection
+// and keeps the loser open without a request on it: such connections must
+// not hold up the exit.
+func TestShutdownIsPromptWhenIdle(t *testing.T) {
+	addr := freeAddr(t)
+	p := serveOn(t, nil, "http://"+addr+"/v2/", nil, "--addr", addr, "--root", t.TempDir())
+	pushRandom(t, addr+"/ops/prompt:v1")
+	start := time.Now()
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("exit status %d", code)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("exit took %v after SIGTERM with nothing in flight", took)
+	}
+}
