@@ -34,20 +34,10 @@ func Write(t testing.TB, users map[string]string, policy string) *Files {
 	dir := t.TempDir()
 	f := &Files{Htpasswd: filepath.Join(dir, "htpasswd"), Key: filepath.Join(dir, "token.key")}
 
-	var lines []string
-	for name, password := range users {
-		hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lines = append(lines, name+":"+string(hash))
-	}
-	slices.Sort(lines)
-	writeFile(t, f.Htpasswd, strings.Join(lines, "\n")+"\n")
-
+	f.SetUsers(t, users)
 	if policy != "" {
 		f.Policy = filepath.Join(dir, "policy.yaml")
-		writeFile(t, f.Policy, policy)
+		f.SetPolicy(t, policy)
 	}
 
 	_, key, err := ed25519.GenerateKey(rand.Reader)
@@ -61,6 +51,28 @@ func Write(t testing.TB, users map[string]string, policy string) *Files {
 	writeFile(t, f.Key, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
 	f.Signer = key
 	return f
+}
+
+// SetUsers replaces the htpasswd file; a running lading picks it up
+// within a second or so.
+func (f *Files) SetUsers(t testing.TB, users map[string]string) {
+	t.Helper()
+	var lines []string
+	for name, password := range users {
+		hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, name+":"+string(hash))
+	}
+	slices.Sort(lines)
+	writeFile(t, f.Htpasswd, strings.Join(lines, "\n")+"\n")
+}
+
+// SetPolicy replaces the policy file, as SetUsers does the users.
+func (f *Files) SetPolicy(t testing.TB, policy string) {
+	t.Helper()
+	writeFile(t, f.Policy, policy)
 }
 
 func writeFile(t testing.TB, path, content string) {
