@@ -127,7 +127,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, listening 
 		handler = logging.AccessLog(log, handler, server.RouteLabels)
 	}
 
-	ops := opsHandler(m, drv, log)
+	ops := opsHandler(m, readiness(ctx, drv), log)
 	if cfg.HTTP.DebugAddr == "" {
 		handler = withOps(ops, handler)
 	}
@@ -239,8 +239,8 @@ func (u *unusedConns) close() {
 
 // opsHandler serves what operators and orchestrators poll: metrics,
 // liveness and readiness.
-func opsHandler(m *metrics.Metrics, d driver.Driver, log *slog.Logger) http.Handler {
-	metricsH, live, ready := m.Handler(), health.Live(), health.Ready(health.Storage(d), log)
+func opsHandler(m *metrics.Metrics, ready func(context.Context) error, log *slog.Logger) http.Handler {
+	metricsH, live, readyH := m.Handler(), health.Live(), health.Ready(ready, log)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/metrics":
@@ -248,11 +248,27 @@ func opsHandler(m *metrics.Metrics, d driver.Driver, log *slog.Logger) http.Hand
 		case "/healthz":
 			live.ServeHTTP(w, r)
 		case "/readyz":
-			ready.ServeHTTP(w, r)
+			readyH.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
 	})
+}
+
+// errDraining makes /readyz fail once shutdown begins: with a debug
+// listener, which outlives the registry's own, balancers see the instance
+// leave before its in-flight requests end.
+var errDraining = errors.New("shutting down")
+
+// readiness is the /readyz check: storage answers and no shutdown began.
+func readiness(ctx context.Context, d driver.Driver) func(context.Context) error {
+	storage := health.Storage(d)
+	return func(c context.Context) error {
+		if ctx.Err() != nil {
+			return errDraining
+		}
+		return storage(c)
+	}
 }
 
 // withOps answers the operational paths on the registry's own listener.

@@ -109,9 +109,9 @@ func waitForUploadData(t *testing.T, root string, n int64) {
 // session.
 func TestShutdownFinishesAnUploadInFlight(t *testing.T) {
 	const size = 64 << 20
-	root, addr := t.TempDir(), freeAddr(t)
+	root, addr, debug := t.TempDir(), freeAddr(t), freeAddr(t)
 	base := "http://" + addr
-	p := serveOn(t, nil, base+"/v2/", nil, "--addr", addr, "--root", root)
+	p := serveOn(t, nil, base+"/v2/", nil, "--addr", addr, "--root", root, "--debug-addr", debug)
 	loc := startUpload(t, base, "ops/drain")
 
 	// 1 MiB every 40ms: about 2.6s for the whole chunk.
@@ -133,6 +133,23 @@ func TestShutdownFinishesAnUploadInFlight(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("still accepting connections 2s after SIGTERM")
 		}
+	}
+	// The debug listener stays up through the drain and says the
+	// instance is leaving.
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		code, _ := get(t, "http://"+debug+"/readyz")
+		if code == http.StatusServiceUnavailable {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz during the drain: %d, want 503", code)
+		}
+	}
+	if code, _ := get(t, "http://"+debug+"/metrics"); code != http.StatusOK {
+		t.Errorf("/metrics during the drain: %d", code)
+	}
+	if body.sent.Load() == size {
+		t.Error("the chunk ended before the drain was observed; the test proves less than it says")
 	}
 
 	resp := <-answered

@@ -1,0 +1,90 @@
+package ops
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/lading-registry/lading/internal/testenv"
+)
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestHealthOnFilesystem(t *testing.T) {
+	addr := freeAddr(t)
+	base := "http://" + addr
+	p := serveOn(t, nil, base+"/v2/", nil, "--addr", addr, "--root", t.TempDir())
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if code, body := get(t, base+path); code != http.StatusOK || body != "ok\n" {
+			t.Errorf("%s: %d %q", path, code, body)
+		}
+	}
+	if p.stop(t) != 0 {
+		t.Error("exit status after SIGTERM is not 0")
+	}
+}
+
+// TestReadyFollowsStorage serves from a real S3 server, then stops it:
+// /readyz turns 503 while /healthz stays 200, since restarting the process
+// would not bring the storage back.
+func TestReadyFollowsStorage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs lading and an S3 server")
+	}
+	s3, stopS3, err := testenv.StartS3()
+	if errors.Is(err, testenv.ErrNotInstalled) && os.Getenv("CI") != "true" {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stopS3)
+
+	addr := freeAddr(t)
+	base := "http://" + addr
+	p := serveOn(t, nil, base+"/v2/", []string{
+		"LADING_STORAGE_DRIVER=s3",
+		"LADING_STORAGE_S3_ENDPOINT=" + s3.Endpoint,
+		"LADING_STORAGE_S3_REGION=" + s3.Region,
+		"LADING_STORAGE_S3_BUCKET=" + s3.Bucket,
+		"LADING_STORAGE_S3_ACCESSKEY=" + s3.AccessKey,
+		"LADING_STORAGE_S3_SECRETKEY=" + s3.SecretKey,
+		"LADING_STORAGE_S3_FORCEPATHSTYLE=true",
+	}, "--addr", addr)
+	if code, _ := get(t, base+"/readyz"); code != http.StatusOK {
+		t.Fatalf("/readyz with S3 up: %d", code)
+	}
+	pushRandom(t, addr+"/ops/s3:v1")
+
+	stopS3()
+	var code int
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if code, _ = get(t, base+"/readyz"); code == http.StatusServiceUnavailable || time.Now().After(deadline) {
+			break
+		}
+	}
+	if code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz with S3 down: %d, want 503", code)
+	}
+	if code, _ := get(t, base+"/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz with S3 down: %d, want 200", code)
+	}
+	if !p.logged(`msg="not ready"`, 2*time.Second) {
+		t.Error("the reason for 503 is not logged")
+	}
+	if p.stop(t) != 0 {
+		t.Error("exit status after SIGTERM is not 0")
+	}
+}
