@@ -149,7 +149,10 @@ func Default() *Config {
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
 			DrainTimeout:      30 * time.Second,
-			MaxManifestSize:   4 << 20,
+			// Each upload in progress holds a 1 MiB buffer and a backend
+			// writer: 128 keeps both in the low hundreds of megabytes.
+			MaxUploads:      128,
+			MaxManifestSize: 4 << 20,
 		},
 		Log: Log{Level: "info", Format: "text", Access: true},
 		Storage: Storage{

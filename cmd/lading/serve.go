@@ -119,6 +119,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, listening 
 		DisableDeletes:  !cfg.Deletes.Enabled,
 		ReadOnly:        cfg.ReadOnly,
 		MaxManifestSize: int64(cfg.HTTP.MaxManifestSize),
+		MaxUploads:      maxUploads(cfg.HTTP.MaxUploads),
 		Authorizer:      authorizer,
 	})
 	var handler http.Handler = az.Handler(api)
@@ -307,6 +308,15 @@ func openStorage(ctx context.Context, cfg config.Storage) (driver.Driver, error)
 		})
 	}
 	return filesystem.New(cfg.Filesystem.Root)
+}
+
+// maxUploads translates http.maxuploads, where 0 means no limit, for the
+// server, where 0 means its default and a negative number no limit.
+func maxUploads(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 func redirectExpiry(c config.S3) time.Duration {

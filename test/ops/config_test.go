@@ -171,3 +171,46 @@ func TestExampleStarts(t *testing.T) {
 		t.Fatalf("exit status %d", s.cmd.ProcessState.ExitCode())
 	}
 }
+
+// TestMaxUploadsApplies sets http.maxuploads to 1 and holds one chunk
+// streaming: a second is told to come back later, and once the first ends
+// it goes through.
+func TestMaxUploadsApplies(t *testing.T) {
+	root, addr := t.TempDir(), freeAddr(t)
+	base := "http://" + addr
+	p := serveOn(t, nil, base+"/v2/", nil, "--addr", addr, "--root", root, "--set", "http.maxuploads=1")
+	first, second := startUpload(t, base, "ops/slots"), startUpload(t, base, "ops/slots")
+
+	const size = 8 << 20
+	done := make(chan *http.Response, 1)
+	go func() {
+		resp, err := patch(base, first, newSlowBody(size, 1<<20, 100*time.Millisecond), size)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- resp
+	}()
+	waitForUploadData(t, root, 1)
+	resp, err := patch(base, second, strings.NewReader("x"), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("second upload while the only slot is taken: %s %v", resp.Status, resp.Header)
+	}
+	if r := <-done; r == nil || r.StatusCode != http.StatusAccepted {
+		t.Fatalf("first upload: %v", r)
+	}
+	resp, err = patch(base, second, strings.NewReader("x"), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("second upload once the slot is free: %s", resp.Status)
+	}
+	if p.stop(t) != 0 {
+		t.Error("exit status after SIGTERM is not 0")
+	}
+}
