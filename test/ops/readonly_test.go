@@ -81,6 +81,9 @@ func TestReadOnly(t *testing.T) {
 	} else {
 		sameLayers(t, img, again)
 	}
+	if tags, err := remote.List(r.Context()); err != nil || len(tags) != 1 || tags[0] != "v1" {
+		t.Errorf("tags after refused writes: %v %v", tags, err)
+	}
 	repos, err := remote.Catalog(t.Context(), r.Context().Registry)
 	if err != nil || len(repos) != 1 || repos[0] != "ops/frozen" {
 		t.Errorf("catalog after refused writes: %v %v", repos, err)
