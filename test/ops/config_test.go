@@ -108,6 +108,7 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 		{name: "several at once", yaml: "log:\n  level: loud\n  format: xml\n", want: []string{"log.level", "log.format"}},
 		{name: "yaml syntax", yaml: "http:\n  addr: [\n", want: []string{"bad.yaml", "line"}},
 		{name: "env typo", env: []string{"LADING_HTTP_ADRR=:5000"}, want: []string{"LADING_HTTP_ADRR", "not a Lading setting"}},
+		{name: "secret not repeated", env: []string{"LADING_REDIS_PASSWORD=hunter2-secret"}, want: []string{"redis.password", "redis.addr is empty"}},
 		{name: "env value", env: []string{"LADING_HTTP_IDLETIMEOUT=forever"}, want: []string{"http.idletimeout", "env LADING_HTTP_IDLETIMEOUT"}},
 	}
 	for _, tt := range tests {
@@ -127,6 +128,11 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 			}
 			if strings.Contains(out, "panic") || strings.Contains(out, "goroutine ") {
 				t.Fatalf("panicked:\n%s", out)
+			}
+			for _, e := range tt.env {
+				if _, secret, _ := strings.Cut(e, "="); strings.Contains(secret, "secret") && strings.Contains(out, secret) {
+					t.Errorf("the message repeats the secret %q", secret)
+				}
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(out, w) {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -83,6 +84,9 @@ func TestReadyFollowsStorage(t *testing.T) {
 	}
 	if !p.logged(`msg="not ready"`, 2*time.Second) {
 		t.Error("the reason for 503 is not logged")
+	}
+	if strings.Contains(p.output(), s3.SecretKey) {
+		t.Error("the S3 secret key appears in the log")
 	}
 	if p.stop(t) != 0 {
 		t.Error("exit status after SIGTERM is not 0")

@@ -179,6 +179,15 @@ func TestTLS(t *testing.T) {
 		}
 	})
 
+	t.Run("key of another certificate", func(t *testing.T) {
+		_, otherKey := serverCA.issue(t, registryHost, x509.ExtKeyUsageServerAuth)
+		p := launch(t, nil, "serve", "--addr", freeAddr(t), "--root", t.TempDir(),
+			"--tls-cert", cert, "--tls-key", writeFile(t, "other-key.pem", string(otherKey)))
+		if code := p.exit(t, 10*time.Second); code != 2 || !strings.Contains(p.output(), "http.tls.cert") {
+			t.Fatalf("exit %d:\n%s", code, p.output())
+		}
+	})
+
 	t.Run("client certificates", func(t *testing.T) {
 		clientCA, rogueCA := newCA(t, "lading test client CA"), newCA(t, "someone else's CA")
 		addr := freeAddr(t)
