@@ -91,8 +91,11 @@ func (h *handlers) limit(w http.ResponseWriter, r *http.Request, rt Route) (rele
 }
 
 // idleBody fails a body read that waits longer than timeout for data, by
-// pushing the connection's read deadline ahead as bytes arrive. The server
-// resets the deadline before the connection's next request.
+// pushing the connection's read deadline ahead as bytes arrive. At the
+// body's end the server lifts the deadline itself and starts reading the
+// connection in the background to notice a client hanging up; no later
+// read may set one again, or work after the body (a long commit) would be
+// cancelled when it passed.
 type idleBody struct {
 	io.ReadCloser
 	rc       *http.ResponseController
@@ -115,5 +118,9 @@ func (b *idleBody) Read(p []byte) (int, error) {
 			b.pushed = now
 		}
 	}
-	return b.ReadCloser.Read(p)
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.disabled = true
+	}
+	return n, err
 }

@@ -163,3 +163,30 @@ func TestManifestLengthNotAllocated(t *testing.T) {
 		t.Fatalf("a %d-byte body with a declared 64 MiB allocated %d bytes", req.ContentLength, grew)
 	}
 }
+
+// TestBodyDeadlineEndsWithBody reads a body to its end, then reads again
+// past the deadline's slack as a careless reader might, and then works for
+// longer than the timeout: the request must not be cancelled, which it
+// would be if the late read had armed the deadline again under the
+// server's background read.
+func TestBodyDeadlineEndsWithBody(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	cancelled := make(chan error, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body := &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), timeout: timeout}
+		io.ReadAll(body)
+		time.Sleep(deadlineSlack + 100*time.Millisecond)
+		body.Read(make([]byte, 1))
+		time.Sleep(3 * timeout)
+		cancelled <- r.Context().Err()
+	}))
+	defer srv.Close()
+	resp, err := http.Post(srv.URL, "application/octet-stream", strings.NewReader("body"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if err := <-cancelled; err != nil {
+		t.Fatalf("request cancelled after its body ended: %v", err)
+	}
+}
