@@ -39,12 +39,18 @@ type ceilings struct {
 	// through user space in 32 KiB writes, as servers whose blob reader is
 	// not an *os.File do.
 	FileServerCopy float64 `json:"fileServerCopyMBps"`
+	// HeadOps is HEAD requests per second, 32 at a time, against a Go
+	// server that answers with headers only: the most requests this client
+	// and net/http can exchange on the machine, the ceiling of any
+	// small-object rate.
+	HeadOps float64 `json:"headOpsPerSecond"`
 }
 
 func (c *ceilings) summary() string {
 	return fmt.Sprintf("SHA-256 %.0f MB/s; disk write+fsync of a new file %.0f MB/s, of a file rewritten over a deleted one %.0f MB/s; "+
-		"SHA-256+write+fsync %.0f MB/s; plain Go file server GET %.0f MB/s with sendfile, %.0f MB/s without (%s file)",
-		c.SHA256, c.DiskWriteFsync, c.DiskRewriteFsync, c.HashWriteFsync, c.FileServer, c.FileServerCopy, sizeString(c.Size))
+		"SHA-256+write+fsync %.0f MB/s; plain Go file server GET %.0f MB/s with sendfile, %.0f MB/s without (%s file); "+
+		"HEADs of an empty Go handler, 32 at a time, %.0f/s",
+		c.SHA256, c.DiskWriteFsync, c.DiskRewriteFsync, c.HashWriteFsync, c.FileServer, c.FileServerCopy, sizeString(c.Size), c.HeadOps)
 }
 
 func runCeilings(args []string) error {
@@ -64,7 +70,7 @@ func runCeilings(args []string) error {
 	c := &ceilings{Machine: describeMachine(tmp), Size: *size}
 	rewritten := filepath.Join(tmp, "rewritten")
 
-	var shas, news, rewrites, both, serves, copies []float64
+	var shas, news, rewrites, both, serves, copies, heads []float64
 	for r := range *rounds {
 		ct := content{seed: uint64(r + 1), size: *size}
 		shas = append(shas, measureSHA256(ct))
@@ -78,6 +84,7 @@ func runCeilings(args []string) error {
 			{&both, func() (float64, error) { return measureWrite(rewritten, ct, true) }},
 			{&serves, func() (float64, error) { return measureFileServer(kept, *size, true) }},
 			{&copies, func() (float64, error) { return measureFileServer(kept, *size, false) }},
+			{&heads, measureHeadOps},
 		}
 		for _, st := range steps {
 			v, err := st.run()
@@ -86,11 +93,11 @@ func runCeilings(args []string) error {
 			}
 			*st.into = append(*st.into, v)
 		}
-		fmt.Fprintf(os.Stderr, "ceilings round %d: sha256 %.0f, new file write+fsync %.0f, rewrite+fsync %.0f, sha256+rewrite+fsync %.0f, file server %.0f (copy %.0f) MB/s\n",
-			r+1, shas[r], news[r], rewrites[r], both[r], serves[r], copies[r])
+		fmt.Fprintf(os.Stderr, "ceilings round %d: sha256 %.0f, new file write+fsync %.0f, rewrite+fsync %.0f, sha256+rewrite+fsync %.0f, file server %.0f (copy %.0f) MB/s, %.0f HEAD/s\n",
+			r+1, shas[r], news[r], rewrites[r], both[r], serves[r], copies[r], heads[r])
 	}
 	c.SHA256, c.DiskWriteFsync, c.DiskRewriteFsync, c.HashWriteFsync = median(shas), median(news), median(rewrites), median(both)
-	c.FileServer, c.FileServerCopy = median(serves), median(copies)
+	c.FileServer, c.FileServerCopy, c.HeadOps = median(serves), median(copies), median(heads)
 	c.Machine.LoadAfter = loadAverage()
 	fmt.Printf("%s\nCeilings: %s\n", c.Machine.summary(), c.summary())
 	if *jsonOut != "" {
@@ -142,14 +149,39 @@ func measureWrite(file string, ct content, hash bool) (float64, error) {
 	return mbps(ct.size, time.Since(t0)), nil
 }
 
-// measureFileServer GETs file from a plain net/http server over loopback
-// with the client the benchmark uses.
-func measureFileServer(file string, size int64, sendfile bool) (float64, error) {
+// loopbackServer serves h on a free loopback port until stop is called.
+func loopbackServer(h http.Handler) (c *client, stop func(), err error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	base := &url.URL{Scheme: "http", Host: ln.Addr().String()}
+	return newClient(base, newTransport()), func() { srv.Shutdown(context.Background()) }, nil
+}
+
+func measureHeadOps() (float64, error) {
+	c, stop, err := loopbackServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "4096")
+		w.WriteHeader(http.StatusOK)
+	}))
 	if err != nil {
 		return 0, err
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	defer stop()
+	const n = 20000
+	_, wall, err := parallel(context.Background(), 32, n, func(ctx context.Context, _ int) error {
+		_, err := c.roundTrip(newRequest(ctx, http.MethodHead, c.url("/blob"), nil, 0), http.StatusOK)
+		return err
+	})
+	return n / wall.Seconds(), err
+}
+
+// measureFileServer GETs file from a plain net/http server over loopback
+// with the client the benchmark uses.
+func measureFileServer(file string, size int64, sendfile bool) (float64, error) {
+	c, stop, err := loopbackServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f, err := os.Open(file)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -161,11 +193,11 @@ func measureFileServer(file string, size int64, sendfile bool) (float64, error) 
 			content = struct{ io.ReadSeeker }{f} // no longer an *os.File
 		}
 		http.ServeContent(w, r, "", time.Time{}, content)
-	})}
-	go srv.Serve(ln)
-	defer srv.Shutdown(context.Background())
-	base := &url.URL{Scheme: "http", Host: ln.Addr().String()}
-	c := newClient(base, newTransport())
+	}))
+	if err != nil {
+		return 0, err
+	}
+	defer stop()
 	t0 := time.Now()
 	resp, err := c.do(newRequest(context.Background(), http.MethodGet, c.url("/blob"), nil, 0), http.StatusOK)
 	if err != nil {
