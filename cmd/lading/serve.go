@@ -100,9 +100,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, listening 
 		// a private cache.
 		opts.Locker = registry.NewBackendLocker(drv, 0)
 	default:
-		// One process owns the storage, so its own deletes keep a private
-		// cache exact.
-		opts.Cache = cache.NewMemory(100_000)
+		// No cache on a file system: a stat costs microseconds, and a
+		// private cache would miss the deletes of a `lading gc` run beside
+		// this process.
 	}
 	reg := registry.New(drv, opts)
 
