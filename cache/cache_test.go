@@ -30,29 +30,6 @@ func testCache(t *testing.T, c registry.Cache) {
 	}
 }
 
-func TestMemory(t *testing.T) {
-	testCache(t, cache.NewMemory(2))
-	m := cache.NewMemory(2)
-	ctx := context.Background()
-	for _, k := range []string{"a", "b", "c"} {
-		m.Set(ctx, k, []byte(k), time.Minute)
-	}
-	n := 0
-	for _, k := range []string{"a", "b", "c"} {
-		if _, err := m.Get(ctx, k); err == nil {
-			n++
-		}
-	}
-	if n != 2 {
-		t.Fatalf("%d entries kept, want the bound 2", n)
-	}
-	m.Set(ctx, "short", []byte("x"), time.Nanosecond)
-	time.Sleep(time.Millisecond)
-	if _, err := m.Get(ctx, "short"); !errors.Is(err, registry.ErrCacheMiss) {
-		t.Fatal("expired entry served")
-	}
-}
-
 func TestRedis(t *testing.T) {
 	r := cache.NewRedis(cache.RedisOptions{Addr: testenv.Redis(t), LockTTL: 300 * time.Millisecond})
 	defer r.Close()

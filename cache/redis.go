@@ -1,6 +1,6 @@
 // Package cache holds the state replicas may share besides the storage
 // backend: a Redis-backed cache for the registry's small lookups and a Redis
-// lock for upload sessions, plus an in-process cache for a single process.
+// lock for upload sessions.
 package cache
 
 import (
