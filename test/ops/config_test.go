@@ -185,19 +185,19 @@ func TestMaxUploadsApplies(t *testing.T) {
 	root, addr := t.TempDir(), freeAddr(t)
 	base := "http://" + addr
 	p := serveOn(t, nil, base+"/v2/", nil, "--addr", addr, "--root", root, "--set", "http.maxuploads=1")
-	first, second := startUpload(t, base, "ops/slots"), startUpload(t, base, "ops/slots")
+	first, second := startUpload(t, nil, base, "ops/slots"), startUpload(t, nil, base, "ops/slots")
 
 	const size = 8 << 20
 	done := make(chan *http.Response, 1)
 	go func() {
-		resp, err := patch(base, first, newSlowBody(size, 1<<20, 100*time.Millisecond), size)
+		resp, err := patch(nil, base, first, newSlowBody(size, 1<<20, 100*time.Millisecond), size)
 		if err != nil {
 			t.Error(err)
 		}
 		done <- resp
 	}()
 	waitForUploadData(t, root, 1)
-	resp, err := patch(base, second, strings.NewReader("x"), 1)
+	resp, err := patch(nil, base, second, strings.NewReader("x"), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +208,7 @@ func TestMaxUploadsApplies(t *testing.T) {
 	if r := <-done; r == nil || r.StatusCode != http.StatusAccepted {
 		t.Fatalf("first upload: %v", r)
 	}
-	resp, err = patch(base, second, strings.NewReader("x"), 1)
+	resp, err = patch(nil, base, second, strings.NewReader("x"), 1)
 	if err != nil {
 		t.Fatal(err)
 	}

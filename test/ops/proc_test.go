@@ -84,9 +84,7 @@ func launch(t *testing.T, env []string, args ...string) *proc {
 	defer out.Close()
 	p := &proc{out: out.Name(), exited: make(chan struct{})}
 	p.cmd = exec.Command(ladingBinary(t), args...)
-	p.cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool {
-		return strings.HasPrefix(kv, "LADING_")
-	}), env...)
+	p.cmd.Env = cleanEnv(env...)
 	p.cmd.Stdout, p.cmd.Stderr = out, out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -104,6 +102,14 @@ func launch(t *testing.T, env []string, args ...string) *proc {
 		}
 	})
 	return p
+}
+
+// cleanEnv is the test's environment without any LADING_ variable, which
+// lading would take for a setting, plus extra.
+func cleanEnv(extra ...string) []string {
+	return append(slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		return strings.HasPrefix(kv, "LADING_")
+	}), extra...)
 }
 
 // serveOn launches `lading serve` with args and waits until url answers

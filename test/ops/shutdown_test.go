@@ -52,10 +52,14 @@ func (b *slowBody) Read(p []byte) (int, error) {
 
 func (b *slowBody) digest() string { return "sha256:" + hex.EncodeToString(b.sum.Sum(nil)) }
 
-// startUpload opens an upload session in repo and returns its path.
-func startUpload(t *testing.T, base, repo string) string {
+// startUpload opens an upload session in repo through client (nil: a
+// plain one) and returns its path.
+func startUpload(t *testing.T, client *http.Client, base, repo string) string {
 	t.Helper()
-	resp, err := http.Post(base+"/v2/"+repo+"/blobs/uploads/", "", nil)
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Post(base+"/v2/"+repo+"/blobs/uploads/", "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,9 +71,10 @@ func startUpload(t *testing.T, base, repo string) string {
 	return loc
 }
 
-// patch sends body as one chunk on a connection of its own, so that the
-// shutdown cannot close it as idle just before the request starts.
-func patch(base, loc string, body io.Reader, size int64) (*http.Response, error) {
+// patch sends body as one chunk through client; nil means on a
+// connection of its own, so that a shutdown cannot close it as idle just
+// before the request starts.
+func patch(client *http.Client, base, loc string, body io.Reader, size int64) (*http.Response, error) {
 	req, err := http.NewRequest(http.MethodPatch, base+loc, body)
 	if err != nil {
 		return nil, err
@@ -77,7 +82,9 @@ func patch(base, loc string, body io.Reader, size int64) (*http.Response, error)
 	req.ContentLength = size
 	req.Header.Set("Content-Type", "application/octet-stream")
 	req.Header.Set("Content-Range", fmt.Sprintf("0-%d", size-1))
-	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	if client == nil {
+		client = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	}
 	return client.Do(req)
 }
 
@@ -112,13 +119,13 @@ func TestShutdownFinishesAnUploadInFlight(t *testing.T) {
 	root, addr, debug := t.TempDir(), freeAddr(t), freeAddr(t)
 	base := "http://" + addr
 	p := serveOn(t, nil, base+"/v2/", nil, "--addr", addr, "--root", root, "--debug-addr", debug)
-	loc := startUpload(t, base, "ops/drain")
+	loc := startUpload(t, nil, base, "ops/drain")
 
 	// 1 MiB every 40ms: about 2.6s for the whole chunk.
 	body := newSlowBody(size, 1<<20, 40*time.Millisecond)
 	answered := make(chan *http.Response, 1)
 	go func() {
-		resp, err := patch(base, loc, body, size)
+		resp, err := patch(nil, base, loc, body, size)
 		if err != nil {
 			t.Errorf("PATCH in flight during shutdown: %v", err)
 		}
@@ -206,14 +213,14 @@ func TestDrainTimeoutCutsARequest(t *testing.T) {
 	root, addr := t.TempDir(), freeAddr(t)
 	base := "http://" + addr
 	p := serveOn(t, nil, base+"/v2/", nil, "--addr", addr, "--root", root, "--set", "http.draintimeout=1s")
-	loc := startUpload(t, base, "ops/cut")
+	loc := startUpload(t, nil, base, "ops/cut")
 
 	// 64 KiB every 50ms: 1 MiB/s, far from done when the drain ends.
 	const size = 1 << 30
 	body := newSlowBody(size, 64<<10, 50*time.Millisecond)
 	answered := make(chan error, 1)
 	go func() {
-		resp, err := patch(base, loc, body, size)
+		resp, err := patch(nil, base, loc, body, size)
 		if err == nil {
 			resp.Body.Close()
 			err = fmt.Errorf("answered %s", resp.Status)

@@ -9,11 +9,13 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -176,6 +178,42 @@ func TestTLS(t *testing.T) {
 		}
 		if p.stop(t) != 0 {
 			t.Errorf("exit status %d after SIGTERM", p.cmd.ProcessState.ExitCode())
+		}
+	})
+
+	t.Run("drain over http2", func(t *testing.T) {
+		// HTTP/2 drains its own way (GOAWAY, then streams finish): a chunk
+		// streaming at SIGTERM must still complete.
+		root, addr := t.TempDir(), freeAddr(t)
+		tr := newTransport(t, serverCA, addr, nil)
+		client := &http.Client{Transport: tr}
+		base := "https://" + registryHost
+		p := serveOn(t, client, base+"/v2/", nil,
+			"--addr", addr, "--root", root, "--tls-cert", cert, "--tls-key", key)
+		loc := startUpload(t, client, base, "ops/drain2")
+		const size = 32 << 20
+		answered := make(chan *http.Response, 1)
+		go func() {
+			resp, err := patch(client, base, loc, newSlowBody(size, 1<<20, 40*time.Millisecond), size)
+			if err != nil {
+				t.Errorf("PATCH in flight during shutdown: %v", err)
+			}
+			answered <- resp
+		}()
+		waitForUploadData(t, root, 4<<20)
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		resp := <-answered
+		if resp == nil {
+			t.FailNow()
+		}
+		resp.Body.Close()
+		if want := fmt.Sprintf("0-%d", size-1); resp.StatusCode != http.StatusAccepted || resp.Header.Get("Range") != want || resp.ProtoMajor != 2 {
+			t.Fatalf("chunk in flight: %s %s, Range %q, want HTTP/2 202 and %s", resp.Proto, resp.Status, resp.Header.Get("Range"), want)
+		}
+		if code := p.exit(t, 10*time.Second); code != 0 {
+			t.Fatalf("exit status %d after a complete drain", code)
 		}
 	})
 
