@@ -60,7 +60,7 @@ func (h *handlers) blob(w http.ResponseWriter, r *http.Request, rt Route) error 
 	}
 	// The status is sent: a failure now can only cut the body short, which
 	// the client sees against Content-Length.
-	if _, err := br.CopyRange(w, off, n); err != nil && r.Context().Err() == nil {
+	if _, err := br.CopyRange(h.stallGuard(w), off, n); err != nil && r.Context().Err() == nil {
 		h.log.WarnContext(r.Context(), "blob body cut short", "repository", rt.Repository, "digest", d, "error", err)
 	}
 	return nil

@@ -124,3 +124,66 @@ func (b *idleBody) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// sendPiece is how much of a response body is handed to the connection
+// per write deadline: a client must take this much per BodyIdleTimeout
+// (1 MiB a minute by default), and each piece still goes to sendfile whole.
+const sendPiece = 1 << 20
+
+// stallGuard returns the writer a response body goes through when the
+// client must keep taking bytes: a client that stops reading for
+// BodyIdleTimeout loses the connection, rather than holding the handler's
+// goroutine, its file and its connection for ever. net/http lifts the
+// deadline once the response is done, before the connection's next request.
+func (h *handlers) stallGuard(w http.ResponseWriter) io.Writer {
+	if h.opts.BodyIdleTimeout <= 0 {
+		return w
+	}
+	return &idleWriter{w: w, rc: http.NewResponseController(w), timeout: h.opts.BodyIdleTimeout}
+}
+
+// idleWriter pushes the connection's write deadline ahead of every write,
+// and splits a ReadFrom into pieces of sendPiece bytes so that each gets
+// its own deadline while keeping the zero-copy path: a piece of an
+// *io.LimitedReader over a file is again an *io.LimitedReader over that
+// file, which net/http hands to sendfile.
+type idleWriter struct {
+	w        http.ResponseWriter
+	rc       *http.ResponseController
+	timeout  time.Duration
+	disabled bool
+}
+
+func (g *idleWriter) push() {
+	if !g.disabled && g.rc.SetWriteDeadline(time.Now().Add(g.timeout)) != nil {
+		g.disabled = true
+	}
+}
+
+func (g *idleWriter) Write(p []byte) (int, error) {
+	g.push()
+	return g.w.Write(p)
+}
+
+func (g *idleWriter) ReadFrom(src io.Reader) (int64, error) {
+	lr, ok := src.(*io.LimitedReader)
+	rf, canReadFrom := g.w.(io.ReaderFrom)
+	if !ok || !canReadFrom {
+		buf := make([]byte, 32<<10)
+		return io.CopyBuffer(writeOnly{g}, src, buf)
+	}
+	var total int64
+	for lr.N > 0 {
+		g.push()
+		n, err := rf.ReadFrom(&io.LimitedReader{R: lr.R, N: min(lr.N, sendPiece)})
+		lr.N -= n
+		total += n
+		if err != nil || n == 0 {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// writeOnly hides idleWriter's ReadFrom from io.CopyBuffer.
+type writeOnly struct{ io.Writer }

@@ -1,0 +1,138 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/lading-registry/lading/registry"
+	"github.com/lading-registry/lading/storage/driver"
+	"github.com/lading-registry/lading/storage/driver/filesystem"
+)
+
+// fsServer serves a registry on the filesystem driver (the sendfile path)
+// over a real listener, holding one blob of size bytes.
+func fsServer(t testing.TB, opts Options, size int) (*httptest.Server, digest.Digest, []byte) {
+	t.Helper()
+	fsd, err := filesystem.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	reg := registry.New(driver.Instrument(fsd, nil), registry.Options{Logger: opts.Logger})
+	blob := make([]byte, size)
+	rand.Read(blob)
+	repo, _ := reg.Repository("a")
+	d := digest.FromBytes(blob)
+	if _, err := repo.Blobs().Put(context.Background(), d, bytes.NewReader(blob)); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(New(reg, opts))
+	t.Cleanup(srv.Close)
+	return srv, d, blob
+}
+
+// TestStalledDownloadCut asks for a blob far larger than the socket
+// buffers and reads nothing: the server gives up on the client after the
+// idle timeout and closes the connection.
+func TestStalledDownloadCut(t *testing.T) {
+	srv, d, blob := fsServer(t, Options{BodyIdleTimeout: 300 * time.Millisecond}, 48<<20)
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /v2/a/blobs/%s HTTP/1.1\r\nHost: x\r\n\r\n", d)
+	time.Sleep(2 * time.Second)
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := io.Copy(io.Discard, conn)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("connection still open after the client stalled (%d bytes read)", n)
+	}
+	if n >= int64(len(blob)) {
+		t.Fatalf("the whole blob arrived (%d bytes): the client did not stall the server", n)
+	}
+}
+
+// TestDownloadDeadlineLifted downloads a blob, idles past the timeout and
+// sends a second request on the same connection: the deadline of the
+// first download (which net/http lifts after each response) must not cut
+// the second answer.
+func TestDownloadDeadlineLifted(t *testing.T) {
+	srv, d, blob := fsServer(t, Options{BodyIdleTimeout: 200 * time.Millisecond}, 3<<20)
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	for i := range 2 {
+		fmt.Fprintf(conn, "GET /v2/a/blobs/%s HTTP/1.1\r\nHost: x\r\n\r\n", d)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || !bytes.Equal(got, blob) {
+			t.Fatalf("request %d: %d bytes, %v", i, len(got), err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// sourceRecorder is a ResponseWriter whose ReadFrom notes what it was given.
+type sourceRecorder struct {
+	httptest.ResponseRecorder
+	sources []io.Reader
+}
+
+func (s *sourceRecorder) ReadFrom(src io.Reader) (int64, error) {
+	s.sources = append(s.sources, src)
+	return io.Copy(&s.ResponseRecorder, src)
+}
+
+// TestStallGuardKeepsSendfile checks that the guard hands the response
+// writer pieces of the same shape it was given, a limited reader straight
+// over the file, which is what net/http passes to sendfile.
+func TestStallGuardKeepsSendfile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "blob")
+	content := make([]byte, 2*sendPiece+123)
+	rand.Read(content)
+	if err := os.WriteFile(path, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rec := &sourceRecorder{ResponseRecorder: *httptest.NewRecorder()}
+	g := &idleWriter{w: rec, rc: http.NewResponseController(rec), timeout: time.Minute}
+	n, err := io.Copy(g, io.LimitReader(f, int64(len(content))))
+	if err != nil || n != int64(len(content)) || !bytes.Equal(rec.Body.Bytes(), content) {
+		t.Fatalf("copied %d bytes (%v)", n, err)
+	}
+	if len(rec.sources) != 3 {
+		t.Fatalf("%d pieces, want 3", len(rec.sources))
+	}
+	for i, src := range rec.sources {
+		lr, ok := src.(*io.LimitedReader)
+		if !ok || lr.R != f {
+			t.Fatalf("piece %d is a %T, not a limited reader over the file", i, src)
+		}
+	}
+}
