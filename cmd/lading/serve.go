@@ -128,7 +128,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, listening 
 		handler = logging.AccessLog(log, handler, server.RouteLabels)
 	}
 
-	ops := opsHandler(m, readiness(ctx, drv), log)
+	ops := opsHandler(m, readiness(ctx, drv, cfg.Storage), log)
 	if cfg.HTTP.DebugAddr == "" {
 		handler = withOps(ops, handler)
 	}
@@ -262,14 +262,34 @@ func opsHandler(m *metrics.Metrics, ready func(context.Context) error, log *slog
 var errDraining = errors.New("shutting down")
 
 // readiness is the /readyz check: storage answers and no shutdown began.
-func readiness(ctx context.Context, d driver.Driver) func(context.Context) error {
+func readiness(ctx context.Context, d driver.Driver, cfg config.Storage) func(context.Context) error {
 	storage := health.Storage(d)
 	return func(c context.Context) error {
 		if ctx.Err() != nil {
 			return errDraining
 		}
+		if cfg.Driver == "filesystem" {
+			if err := rootPresent(cfg.Filesystem.Root); err != nil {
+				return err
+			}
+		}
 		return storage(c)
 	}
+}
+
+// rootPresent fails when the filesystem root is gone or is no longer a
+// folder. The driver cannot tell an empty store from a missing one, and
+// a registry whose data vanished would answer every pull with 404, which
+// clients take for "no such image" rather than an outage.
+func rootPresent(root string) error {
+	info, err := os.Stat(root)
+	if err != nil {
+		return err
+	}
+	if !info.IsDir() {
+		return fmt.Errorf("storage root %s is not a folder", root)
+	}
+	return nil
 }
 
 // withOps answers the operational paths on the registry's own listener.

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,14 +25,29 @@ func get(t *testing.T, url string) (int, string) {
 }
 
 func TestHealthOnFilesystem(t *testing.T) {
-	addr := freeAddr(t)
+	root, addr := filepath.Join(t.TempDir(), "data"), freeAddr(t)
 	base := "http://" + addr
-	p := serveOn(t, nil, base+"/v2/", nil, "--addr", addr, "--root", t.TempDir())
+	p := serveOn(t, nil, base+"/v2/", nil, "--addr", addr, "--root", root)
 	for _, path := range []string{"/healthz", "/readyz"} {
 		if code, body := get(t, base+path); code != http.StatusOK || body != "ok\n" {
 			t.Errorf("%s: %d %q", path, code, body)
 		}
 	}
+
+	// The data folder disappears (an unmounted volume, a mistaken rm):
+	// not ready, still alive; back, ready again.
+	moved := root + ".moved"
+	if err := os.Rename(root, moved); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, base, http.StatusServiceUnavailable)
+	if code, _ := get(t, base+"/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz without the data folder: %d", code)
+	}
+	if err := os.Rename(moved, root); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, base, http.StatusOK)
 	if p.stop(t) != 0 {
 		t.Error("exit status after SIGTERM is not 0")
 	}
@@ -70,15 +86,7 @@ func TestReadyFollowsStorage(t *testing.T) {
 	pushRandom(t, addr+"/ops/s3:v1")
 
 	stopS3()
-	var code int
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if code, _ = get(t, base+"/readyz"); code == http.StatusServiceUnavailable || time.Now().After(deadline) {
-			break
-		}
-	}
-	if code != http.StatusServiceUnavailable {
-		t.Fatalf("/readyz with S3 down: %d, want 503", code)
-	}
+	waitReady(t, base, http.StatusServiceUnavailable)
 	if code, _ := get(t, base+"/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz with S3 down: %d, want 200", code)
 	}
@@ -91,4 +99,17 @@ func TestReadyFollowsStorage(t *testing.T) {
 	if p.stop(t) != 0 {
 		t.Error("exit status after SIGTERM is not 0")
 	}
+}
+
+// waitReady polls /readyz until it answers want; results are reused for a
+// second, and a failing storage call may take a few more.
+func waitReady(t *testing.T, base string, want int) {
+	t.Helper()
+	var code int
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if code, _ = get(t, base+"/readyz"); code == want {
+			return
+		}
+	}
+	t.Fatalf("/readyz answers %d, want %d", code, want)
 }
