@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -268,5 +269,39 @@ func TestShutdownIsPromptWhenIdle(t *testing.T) {
 	}
 	if took := time.Since(start); took > 2*time.Second {
 		t.Fatalf("exit took %v after SIGTERM with nothing in flight", took)
+	}
+}
+
+// TestSecondSignalEndsTheDrain: an operator who signals again does not
+// wait for the drain.
+func TestSecondSignalEndsTheDrain(t *testing.T) {
+	root, addr := t.TempDir(), freeAddr(t)
+	base := "http://" + addr
+	p := serveOn(t, nil, base+"/v2/", nil, "--addr", addr, "--root", root)
+	loc := startUpload(t, nil, base, "ops/impatient")
+	const size = 1 << 30
+	go func() {
+		resp, err := patch(nil, base, loc, newSlowBody(size, 64<<10, 50*time.Millisecond), size)
+		if err == nil {
+			resp.Body.Close()
+		}
+	}()
+	waitForUploadData(t, root, 1)
+	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if !p.logged(`msg="shutting down"`, 5*time.Second) {
+		t.Fatal("SIGINT did not start a drain")
+	}
+	start := time.Now()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	p.exit(t, 5*time.Second)
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("exit took %v after the second signal", took)
+	}
+	if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
+		t.Errorf("process state %v, want ended by the second SIGTERM", p.cmd.ProcessState)
 	}
 }
