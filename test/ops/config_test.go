@@ -166,6 +166,10 @@ func TestExampleStarts(t *testing.T) {
 		t.Fatalf("config example:\n%s", p.output())
 	}
 	file := writeFile(t, "example.yaml", p.output())
+	check := launch(t, nil, "config", "check", file)
+	if code := check.exit(t, 10*time.Second); code != 0 || !strings.Contains(check.output(), ": ok") {
+		t.Fatalf("config check of the example: exit %d\n%s", code, check.output())
+	}
 	addr := freeAddr(t)
 	s := serveOn(t, nil, "http://"+addr+"/v2/", nil, "--config", file, "--addr", addr, "--root", t.TempDir())
 	resp, err := http.Get("http://" + addr + "/healthz")

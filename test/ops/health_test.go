@@ -84,6 +84,10 @@ func TestReadyFollowsStorage(t *testing.T) {
 		t.Fatalf("/readyz with S3 up: %d", code)
 	}
 	pushRandom(t, addr+"/ops/s3:v1")
+	m := scrape(t, base+"/metrics")
+	if m.sum("lading_storage_operation_duration_seconds_count", "driver=s3") == 0 || m.sum("lading_storage_operation_errors_total") != 0 {
+		t.Errorf("S3 operations not timed, or failing, during a push")
+	}
 
 	stopS3()
 	waitReady(t, base, http.StatusServiceUnavailable)
