@@ -414,3 +414,28 @@ func TestGCPinnedSurvives(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestMaintainCollectsAndPurges(t *testing.T) {
+	reg := New(driver.Instrument(inmemory.New(), nil), Options{})
+	f := newFixture(t, reg, "kept")
+	f.pushImage("v1")
+	stray := f.blob(testLayerType, randomContent(11))
+	old := startUpload(t, reg, "kept", time.Now().Add(-2*time.Hour), randomContent(5))
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() {
+		reg.Maintain(ctx, Maintenance{GCInterval: 20 * time.Millisecond, GC: GCOptions{Window: time.Millisecond, TempDir: t.TempDir()},
+			PurgeAge: time.Hour, PurgeInterval: 20 * time.Millisecond})
+		close(stopped)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for hasBlob(t, reg, stray.Digest) || uploadExists(t, reg, "kept", old.ID()) {
+		if time.Now().After(deadline) {
+			t.Fatal("scheduled collection or purge did not happen")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-stopped
+	mustPullable(t, f, "v1")
+}
