@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -132,6 +133,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, listening 
 	if cfg.HTTP.DebugAddr == "" {
 		handler = withOps(ops, handler)
 	}
+	var running runningHandlers
+	handler = running.track(handler)
 	tlsConfig, err := cfg.HTTP.TLS.ServerConfig()
 	if err != nil {
 		return err
@@ -182,12 +185,43 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, listening 
 			// operator's to know about.
 			log.Warn("drain timeout reached: closing connections with requests still in flight", "drain", cfg.HTTP.DrainTimeout)
 			err = s.Close()
+			// A handler whose connection just closed returns at its next
+			// read; waiting for it lets an upload record the bytes it
+			// received, so its client can resume there.
+			if !running.wait(cutGrace) {
+				log.Warn("requests still running after their connections closed", "waited", cutGrace)
+			}
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("shutdown: %w", err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// cutGrace bounds the wait for handlers after the drain timeout closed
+// their connections.
+const cutGrace = 5 * time.Second
+
+// runningHandlers counts the registry's requests being handled.
+type runningHandlers struct{ n atomic.Int64 }
+
+func (r *runningHandlers) track(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.n.Add(1)
+		defer r.n.Add(-1)
+		next.ServeHTTP(w, req)
+	})
+}
+
+// wait reports whether every handler returned within timeout.
+func (r *runningHandlers) wait(timeout time.Duration) bool {
+	for deadline := time.Now().Add(timeout); r.n.Load() > 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
 }
 
 func newHTTPServer(cfg *config.Config, h http.Handler, tlsConfig *tls.Config, log *slog.Logger) *http.Server {

@@ -253,6 +253,51 @@ func TestDrainTimeoutCutsARequest(t *testing.T) {
 	if !strings.Contains(p.output(), "drain timeout") {
 		t.Errorf("the log does not say the drain timeout cut requests")
 	}
+
+	// What arrived before the cut is kept: the client resumes there on
+	// the next process and completes the blob.
+	addr2 := freeAddr(t)
+	base2 := "http://" + addr2
+	p2 := serveOn(t, nil, base2+"/v2/", nil, "--addr", addr2, "--root", root)
+	status, err := http.Get(base2 + loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status.Body.Close()
+	var last int64
+	// At 1 MiB/s for the 1s drain, about a MiB had arrived.
+	if _, err := fmt.Sscanf(status.Header.Get("Range"), "0-%d", &last); status.StatusCode != http.StatusNoContent || err != nil || last < 256<<10 {
+		t.Fatalf("session after the cut: %s, Range %q, want the bytes received kept", status.Status, status.Header.Get("Range"))
+	}
+	kept := last + 1
+	const more = 1 << 20
+	rest := newSlowBody(kept+more, 1<<30, 0)
+	io.CopyN(io.Discard, rest, kept) // the same stream, hashed from its start
+	req, _ := http.NewRequest(http.MethodPatch, base2+loc, io.LimitReader(rest, more))
+	req.ContentLength = more
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set("Content-Range", fmt.Sprintf("%d-%d", kept, kept+more-1))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("resuming at %d after the cut: %s", kept, resp.Status)
+	}
+	req, _ = http.NewRequest(http.MethodPut, base2+loc+"?digest="+rest.digest(), nil)
+	commit, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit.Body.Close()
+	if commit.StatusCode != http.StatusCreated {
+		t.Fatalf("commit of %d bytes after the cut: %s", kept+more, commit.Status)
+	}
+	t.Logf("%d bytes kept from the cut chunk", kept)
+	if p2.stop(t) != 0 {
+		t.Error("exit status after SIGTERM is not 0")
+	}
 }
 
 // TestShutdownIsPromptWhenIdle stops lading right after a push with
