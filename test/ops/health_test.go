@@ -91,6 +91,20 @@ func TestReadyFollowsStorage(t *testing.T) {
 
 	stopS3()
 	waitReady(t, base, http.StatusServiceUnavailable)
+	// A pull meanwhile fails as the server's fault, and metrics say so.
+	if code, body := get(t, base+"/v2/ops/s3/manifests/v1"); code < 500 {
+		t.Errorf("pull with S3 down: %d, want a 5xx", code)
+	} else {
+		t.Logf("pull with S3 down: %d %s", code, body)
+	}
+	m = scrape(t, base+"/metrics")
+	if m.sum("lading_storage_operation_errors_total", "driver=s3", "op=List") == 0 {
+		t.Error("failed S3 listings not counted")
+	}
+	if m.sum("lading_http_requests_total", "route=manifest", "method=GET") == 0 ||
+		m.sum("lading_http_requests_total", "route=manifest", "method=GET", "status=200") != 0 {
+		t.Error("the failed pull is not counted as such")
+	}
 	if code, _ := get(t, base+"/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz with S3 down: %d, want 200", code)
 	}
