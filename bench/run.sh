@@ -104,8 +104,9 @@ run_bench() {
 	"$bench" --data-dir "$work" \
 		--json "$results/latest$suffix.json" --markdown "$results/latest$suffix.md" "$@" \
 		"distribution=$dist_url" "distribution=$dist_pid" "lading=$lading_url" "lading=$lading_pid" |
-		tee "$results/latest$suffix.txt"
+		tee "$results/latest$suffix.txt" || failed=1
 }
+failed=0
 
 # --- filesystem ---
 mkdir -p "$work/distribution-data" "$work/lading-data"
@@ -113,9 +114,11 @@ start_registries "  filesystem:
     rootdirectory: $work/distribution-data" \
 	LADING_STORAGE_DRIVER=filesystem "LADING_STORAGE_FILESYSTEM_ROOT=$work/lading-data"
 
-# fsyncs per committed blob: strace counts fsync and fdatasync in every
-# thread of the server while a batch of small blobs is pushed. Tracing
-# slows the server, so this pass is separate from the timed one.
+# fsyncs per committed blob: strace counts every call that makes data
+# durable (fsync, fdatasync, syncfs, sync, sync_file_range) in every thread
+# of the server while a batch of small blobs is pushed; a syncfs shared by
+# concurrent commits counts once. Tracing slows the server, so this pass
+# is separate from the timed one.
 fsync_args=()
 if [[ $fsync_blobs != 0 ]] && command -v strace >/dev/null; then
 	echo "== fsyncs per blob ($fsync_blobs small blobs under strace)" >&2
@@ -123,13 +126,14 @@ if [[ $fsync_blobs != 0 ]] && command -v strace >/dev/null; then
 	for spec in "distribution $dist_url $dist_pid" "lading $lading_url $lading_pid"; do
 		read -r name url pid <<<"$spec"
 		out=$work/$name.strace
-		strace -f -c -e trace=fsync,fdatasync -o "$out" -p "$pid" 2>/dev/null &
+		strace -f -c -e trace=fsync,fdatasync,syncfs,sync,sync_file_range -o "$out" -p "$pid" 2>/dev/null &
 		sp=$!
 		sleep 1
 		"$bench" --small --rounds 1 --small-count "$fsync_blobs" "$name=$url" >/dev/null
 		kill -INT "$sp"
 		wait "$sp" || true
-		calls=$(awk '$NF=="fsync" || $NF=="fdatasync" {s+=$4} END {print s+0}' "$out")
+		calls=$(awk '$NF ~ /^(fsync|fdatasync|syncfs|sync|sync_file_range)$/ {s+=$4} END {print s+0}' "$out")
+		echo "$name: $(awk '$NF ~ /sync/ {printf "%s %s, ", $NF, $4}' "$out")for $fsync_blobs blobs" >&2
 		entries+=("\"$name\": $(awk -v c="$calls" -v n="$fsync_blobs" 'BEGIN {printf "%.2f", c/n}')")
 	done
 	(IFS=,; echo "{${entries[*]}}") >"$work/fsyncs.json"
@@ -142,7 +146,7 @@ run_bench "" --ceilings "$work/ceilings.json" "${fsync_args[@]}" "$@"
 stop_all
 
 # --- S3 on versitygw ---
-[[ ${S3:-} == 1 ]] || exit 0
+[[ ${S3:-} == 1 ]] || exit $failed
 versitygw=$gobin/versitygw
 [[ -x $versitygw ]] || { echo "S3=1 needs versitygw: go install github.com/versity/versitygw/cmd/versitygw@v1.8.0" >&2; exit 1; }
 key=bench$RANDOM$RANDOM
@@ -171,3 +175,4 @@ if [[ -n ${S3_ARGS:-} ]]; then
 else
 	run_bench -s3 --targets=false "$@"
 fi
+exit $failed

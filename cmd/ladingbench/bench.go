@@ -138,18 +138,32 @@ func (b *bench) repo(scenario string, t *target, roundNo int) string {
 
 // runAll runs each scenario for every round, registries in turn within a
 // round (A B A B …), so drift of the machine falls on all of them alike.
+// A registry that fails a scenario is left out of its remaining rounds and
+// the failure goes into the report: one registry's bug does not cost the
+// other numbers of the run. Only a cancelled run ends early.
 func (b *bench) runAll(ctx context.Context, scs []scenario) (*report, error) {
 	rep := newReport(b)
 	for _, sc := range scs {
 		rep.addScenario(sc)
+		failed := map[string]bool{}
 		for r := 1; r <= b.s.rounds; r++ {
 			for _, t := range b.targets {
+				if failed[t.name] {
+					continue
+				}
 				rec := &recorder{t: t, r: round{values: map[string]float64{}}, client0: -1}
 				b.log("%s: round %d/%d, %s", sc.name, r, b.s.rounds, t.name)
 				err := sc.run(ctx, b, t, r, rec)
 				rec.stop()
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
 				if err != nil {
-					return nil, fmt.Errorf("%s on %s, round %d: %w", sc.name, t.name, r, err)
+					failed[t.name] = true
+					msg := fmt.Sprintf("%s on %s, round %d: %v", sc.name, t.name, r, err)
+					b.log("FAILED %s", msg)
+					rep.Failures = append(rep.Failures, msg)
+					continue
 				}
 				rep.addRound(sc.name, t.name, rec.r)
 			}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -87,12 +88,52 @@ func TestParseTargetsKeepsOrderAndPIDs(t *testing.T) {
 	}
 }
 
-func newLading(t *testing.T) string {
+func newLading(t *testing.T) string { return serveLading(t, nil) }
+
+// serveLading serves a fresh in-memory Lading; fail, when set, answers
+// the requests it picks with a 500.
+func serveLading(t *testing.T, fail func(*http.Request) bool) string {
 	log := slog.New(slog.DiscardHandler)
 	reg := registry.New(inmemory.New(), registry.Options{Logger: log})
-	srv := httptest.NewServer(server.New(reg, server.Options{Logger: log}))
+	h := server.New(reg, server.Options{Logger: log})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if fail != nil && fail(r) {
+			http.Error(w, "broken on purpose", http.StatusInternalServerError)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// TestRunGoesOnWhenARegistryFails checks that a registry failing one
+// scenario is reported as such, keeps its numbers for the others, and that
+// the run still fails in the end.
+func TestRunGoesOnWhenARegistryFails(t *testing.T) {
+	broken := serveLading(t, func(r *http.Request) bool {
+		return r.Method == http.MethodPut && strings.Contains(r.URL.Path, "/manifests/")
+	})
+	jsonFile := filepath.Join(t.TempDir(), "r.json")
+	err := run([]string{"--small", "--manifests", "--rounds", "2", "--small-count", "10", "--manifest-count", "5",
+		"--tag-lists", "1", "--json", jsonFile, "ok=" + newLading(t), "broken=" + broken}, io.Discard)
+	if err == nil {
+		t.Fatal("run succeeded although a registry failed")
+	}
+	var rep report
+	b, _ := os.ReadFile(jsonFile)
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Failures) != 1 || !strings.Contains(rep.Failures[0], "manifests on broken, round 1") {
+		t.Fatalf("failures %q, want the manifests scenario on broken", rep.Failures)
+	}
+	if s := rep.result("small", "push ops/s", "broken"); s == nil || len(s.Samples) != 2 {
+		t.Errorf("small on broken: %+v, want two rounds", s)
+	}
+	if s := rep.result("manifests", "PUT ops/s", "ok"); s == nil || len(s.Samples) != 2 {
+		t.Errorf("manifests on ok: %+v, want two rounds", s)
+	}
 }
 
 // TestRunEveryScenario runs the whole benchmark, tiny, against two

@@ -168,7 +168,12 @@ func run(args []string, stdout io.Writer) error {
 		} else {
 			err = os.WriteFile(*jsonOut, out, 0o644)
 		}
-		return err
+		if err != nil {
+			return err
+		}
+	}
+	if len(rep.Failures) > 0 {
+		return fmt.Errorf("%d scenario runs failed (see the report)", len(rep.Failures))
 	}
 	return nil
 }
