@@ -166,9 +166,17 @@ func (u *Upload) write(ctx context.Context, r io.Reader, at int64) (int64, error
 			w.Close()
 			return 0, err
 		}
+		if w.Size() > u.state.Offset {
+			// A crash between a chunk's data and its state: the bytes are
+			// the client's, in order, so hash them in and go on from there.
+			if err := u.catchUp(ctx, path, w.Size()); err != nil {
+				w.Close()
+				return 0, u.lost(ctx, fmt.Sprintf("data holds %d bytes, state %d: %v", w.Size(), u.state.Offset, err))
+			}
+		}
 		if w.Size() != u.state.Offset {
-			// The hash state no longer matches the bytes: the session
-			// cannot go on.
+			// Less data than the state vouches for: the hash state no
+			// longer matches the bytes, and the session cannot go on.
 			w.Close()
 			return 0, u.lost(ctx, fmt.Sprintf("data holds %d bytes, state %d", w.Size(), u.state.Offset))
 		}
@@ -238,6 +246,34 @@ func fill(r io.Reader, buf []byte) (int, error) {
 	return n, nil
 }
 
+// catchUp hashes the data between the state's offset and size into the
+// state and saves it. It reads back at most what one chunk wrote; a backend
+// that cannot read data in progress (S3 before completion) fails it, and the
+// session is then dropped as before.
+func (u *Upload) catchUp(ctx context.Context, path string, size int64) error {
+	hashers, err := u.hashers()
+	if err != nil {
+		return err
+	}
+	rc, err := u.bs.driver().Reader(ctx, path, u.state.Offset)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	ws := make([]io.Writer, 0, len(hashers))
+	for _, h := range hashers {
+		ws = append(ws, h)
+	}
+	if _, err := io.CopyN(io.MultiWriter(ws...), rc, size-u.state.Offset); err != nil {
+		return err
+	}
+	if err := u.keepHashes(hashers); err != nil {
+		return err
+	}
+	u.state.Offset = size
+	return u.save(context.WithoutCancel(ctx))
+}
+
 // Commit checks the session's bytes against d (and size, unless -1), moves
 // them to their content address and links the blob into the repository.
 // On a mismatch it returns DIGEST_INVALID or SIZE_INVALID and the session
@@ -275,16 +311,22 @@ func (u *Upload) finish(ctx context.Context, d digest.Digest, size int64) (v1.De
 	hasData := u.state.Offset > 0
 	if hasData {
 		w, err := drv.Writer(ctx, dataPath, true)
-		if err != nil {
-			if driver.IsNotFound(err) {
+		switch {
+		case driver.IsNotFound(err):
+			// A commit cut short after its move left the bytes at their
+			// address and the session behind: finish linking them.
+			if !u.storedAs(ctx, d) {
 				return v1.Descriptor{}, u.lost(ctx, "its data is gone")
 			}
+			hasData = false
+		case err != nil:
 			return v1.Descriptor{}, err
-		}
-		err = w.Commit(ctx)
-		w.Close()
-		if err != nil {
-			return v1.Descriptor{}, err
+		default:
+			err = w.Commit(ctx)
+			w.Close()
+			if err != nil {
+				return v1.Descriptor{}, err
+			}
 		}
 	}
 	got, err := u.digest(ctx, d.Algorithm(), dataPath)
@@ -324,6 +366,20 @@ func (u *Upload) finish(ctx context.Context, d digest.Digest, size int64) (v1.De
 		u.bs.repo.reg.log.Warn("upload session left behind after commit", "repository", u.state.Repository, "upload", u.state.ID, "err", err)
 	}
 	return blobDescriptor(d, u.state.Offset), nil
+}
+
+// storedAs reports whether the session's running hash says its bytes are d
+// and a blob of their size is stored as d.
+func (u *Upload) storedAs(ctx context.Context, d digest.Digest) bool {
+	if _, kept := u.state.Hashes[d.Algorithm()]; !kept {
+		return false
+	}
+	hashers, err := u.hashers()
+	if err != nil || digest.NewDigest(d.Algorithm(), hashers[d.Algorithm()]) != d {
+		return false
+	}
+	fi, err := u.bs.driver().Stat(ctx, blobPath(d))
+	return err == nil && fi.Size == u.state.Offset
 }
 
 // digest returns the digest of the session's bytes with algorithm alg,

@@ -1,0 +1,91 @@
+package registry_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/lading-registry/lading/registry"
+	"github.com/lading-registry/lading/storage/driver"
+	"github.com/lading-registry/lading/storage/driver/filesystem"
+)
+
+// A crash after a chunk's bytes reached the data but before its state was
+// saved leaves the data ahead: the session goes on from the data's end.
+func TestDataAheadOfStateCatchesUp(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	repo := repository(t, newFSRegistry(t, root), "r")
+	data := randomBytes(t, 9000)
+	u, _ := repo.Blobs().Upload(ctx, registry.UploadOptions{})
+	if _, err := u.Append(ctx, bytes.NewReader(data[:3000]), 0); err != nil {
+		t.Fatal(err)
+	}
+	// The "crashed" chunk: bytes appended behind the registry's back.
+	fsd, _ := filesystem.New(root)
+	w, err := fsd.Writer(ctx, "/repositories/r/_uploads/"+u.ID()+"/data", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(data[3000:6000])
+	w.Close()
+
+	u, _ = repository(t, newFSRegistry(t, root), "r").Blobs().Resume(ctx, u.ID())
+	_, err = u.Append(ctx, bytes.NewReader(data[3000:6000]), 3000)
+	var re *registry.RangeError
+	if !errors.As(err, &re) || re.Offset != 6000 {
+		t.Fatalf("resending the lost chunk: %v, want a RangeError at 6000", err)
+	}
+	if u, _ = repo.Blobs().Resume(ctx, u.ID()); u.Offset() != 6000 {
+		t.Fatalf("status offset %d, want 6000", u.Offset())
+	}
+	if _, err := u.Append(ctx, bytes.NewReader(data[6000:]), 6000); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.Commit(ctx, digest.FromBytes(data), 9000); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(readBlob(t, repo, digest.FromBytes(data)), data) {
+		t.Fatal("content differs")
+	}
+}
+
+// A crash after a commit's move, before its link: the retried commit finds
+// the bytes at their address and links them.
+func TestCommitAfterInterruptedMove(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	repo := repository(t, newFSRegistry(t, root), "r")
+	data := randomBytes(t, 5000)
+	d := digest.FromBytes(data)
+	u, _ := repo.Blobs().Upload(ctx, registry.UploadOptions{})
+	if _, err := u.Append(ctx, bytes.NewReader(data), 0); err != nil {
+		t.Fatal(err)
+	}
+	fsd, _ := filesystem.New(root)
+	var drv driver.Driver = fsd
+	hex := d.Encoded()
+	if err := drv.Move(ctx, "/repositories/r/_uploads/"+u.ID()+"/data", "/blobs/sha256/"+hex[:2]+"/"+hex); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.Commit(ctx, d, 5000); err != nil {
+		t.Fatalf("commit after an interrupted move: %v", err)
+	}
+	if !bytes.Equal(readBlob(t, repo, d), data) {
+		t.Fatal("content differs")
+	}
+	// Without the bytes at their address, the same state is a lost session.
+	u, _ = repo.Blobs().Upload(ctx, registry.UploadOptions{})
+	if _, err := u.Append(ctx, bytes.NewReader([]byte("other")), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := drv.Delete(ctx, "/repositories/r/_uploads/"+u.ID()+"/data"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.Commit(ctx, digest.FromBytes([]byte("other")), 5); !errors.Is(err, registry.ErrBlobUploadUnknown) {
+		t.Fatalf("commit with data gone: %v, want BLOB_UPLOAD_UNKNOWN", err)
+	}
+}
