@@ -15,6 +15,7 @@
 #                 repository's parent, so on the disk of the checkout)
 #   LADING_PORT   DIST_PORT   S3_PORT   ports on 127.0.0.1 (5101, 5102, 5103)
 #   CEILING_SIZE  file size for the ceilings (default 1GiB)
+#   CEILING_ROUNDS  repetitions of the ceilings, median kept (default 5)
 #   FSYNC_BLOBS   small blobs pushed under strace; 0 skips it (default 200)
 #   S3=1          add the S3 pass (needs versitygw in GOPATH/bin)
 #   S3_ARGS       ladingbench flags for the S3 pass (default: the same as
@@ -28,6 +29,7 @@ lading_port=${LADING_PORT:-5101}
 dist_port=${DIST_PORT:-5102}
 s3_port=${S3_PORT:-5103}
 ceiling_size=${CEILING_SIZE:-1GiB}
+ceiling_rounds=${CEILING_ROUNDS:-5}
 fsync_blobs=${FSYNC_BLOBS:-200}
 dist_version=v3.1.1
 results=$repo/bench/results
@@ -66,7 +68,7 @@ go build -o "$work/ladingbench" ./cmd/ladingbench
 bench=$work/ladingbench
 
 echo "== ceilings (load: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
-"$bench" ceilings --dir "$work" --size "$ceiling_size" --json "$work/ceilings.json"
+"$bench" ceilings --dir "$work" --size "$ceiling_size" --rounds "$ceiling_rounds" --json "$work/ceilings.json"
 
 # start_registries STORAGE_YAML LADING_ENV...: Distribution with the given
 # storage section of its config, Lading with the given environment.
