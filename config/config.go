@@ -32,6 +32,7 @@ type HTTP struct {
 	IdleTimeout       time.Duration `yaml:"idletimeout" doc:"How long an idle keep-alive connection is kept open."`
 	DrainTimeout      time.Duration `yaml:"draintimeout" doc:"On SIGTERM/SIGINT, how long in-flight requests may run before the process exits."`
 	DebugAddr         string        `yaml:"debugaddr" doc:"host:port of a separate listener for /metrics, /healthz and /readyz; empty serves them on addr."`
+	BodyIdleTimeout   time.Duration `yaml:"bodyidletimeout" doc:"How long a request body (an upload chunk, a manifest) may stall before the request fails with 408; the session keeps what arrived. 0 means no limit."`
 	MaxUploads        int           `yaml:"maxuploads" doc:"Upload requests (PATCH/PUT bodies) served at once; 0 means no limit. Caps memory and disk bandwidth."`
 	MaxManifestSize   Bytes         `yaml:"maxmanifestsize" doc:"Largest manifest accepted; larger ones get 413 without being read."`
 }
@@ -152,6 +153,7 @@ func Default() *Config {
 			// Each upload in progress holds a 1 MiB buffer and a backend
 			// writer: 128 keeps both in the low hundreds of megabytes.
 			MaxUploads:      128,
+			BodyIdleTimeout: time.Minute,
 			MaxManifestSize: 4 << 20,
 		},
 		Log: Log{Level: "info", Format: "text", Access: true},

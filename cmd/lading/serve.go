@@ -121,6 +121,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, listening 
 		ReadOnly:        cfg.ReadOnly,
 		MaxManifestSize: int64(cfg.HTTP.MaxManifestSize),
 		MaxUploads:      maxUploads(cfg.HTTP.MaxUploads),
+		BodyIdleTimeout: noLimitIfZero(cfg.HTTP.BodyIdleTimeout),
 		Authorizer:      authorizer,
 	})
 	var handler http.Handler = az.Handler(api)
@@ -371,6 +372,15 @@ func maxUploads(n int) int {
 		return -1
 	}
 	return n
+}
+
+// noLimitIfZero maps the config's "0 means no limit" to the server's
+// negative, where 0 means its default.
+func noLimitIfZero(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 func redirectExpiry(c config.S3) time.Duration {
