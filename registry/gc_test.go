@@ -439,3 +439,26 @@ func TestMaintainCollectsAndPurges(t *testing.T) {
 	<-stopped
 	mustPullable(t, f, "v1")
 }
+
+// A damaged manifest record neither stops a collection nor loses what its
+// payload points at.
+func TestGCSurvivesDamagedRecord(t *testing.T) {
+	for _, untagged := range []bool{false, true} {
+		reg := New(driver.Instrument(inmemory.New(), nil), Options{})
+		f := newFixture(t, reg, "damaged")
+		img := f.image()
+		m := f.put("v1", mustJSON(t, img))
+		if err := reg.driver.PutContent(f.ctx, manifestLinkPath("damaged", m.Descriptor.Digest), []byte("{not json")); err != nil {
+			t.Fatal(err)
+		}
+		if untagged { // no tag either: a candidate the re-check must keep
+			if err := reg.driver.Delete(f.ctx, tagPath("damaged", "v1")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rep := collect(t, reg, quickGC(untagged))
+		if rep.ManifestsRemoved+rep.BlobsRemoved != 0 || !hasBlob(t, reg, img.Layers[0].Digest) {
+			t.Fatalf("untagged=%v: %+v", untagged, rep)
+		}
+	}
+}

@@ -161,14 +161,15 @@ func (m *repoMarker) markRoots(ctx context.Context) error {
 		if m.c.opts.DeleteUntagged {
 			return nil
 		}
-		rec, err := m.ms.record(ctx, d)
-		if isUnknown(err) {
+		raw, err := m.c.reg.driver.GetContent(ctx, fi.Path)
+		if driver.IsNotFound(err) {
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		if rec.Subject != nil {
+		var rec manifestRecord
+		if json.Unmarshal(raw, &rec) == nil && rec.Subject != nil {
 			return nil // kept with its subject, or not at all
 		}
 		return m.keep(ctx, d, &rec)
@@ -190,18 +191,21 @@ func (m *repoMarker) keep(ctx context.Context, d digest.Digest, rec *manifestRec
 	if _, seen := m.visited[k]; seen {
 		return nil
 	}
-	if len(m.visited) < maxVisited {
-		m.visited[k] = struct{}{}
-	}
 	if rec == nil {
-		r, err := m.ms.record(ctx, d)
-		if isUnknown(err) {
-			return nil // a tag or referrer entry naming nothing
+		raw, err := m.c.reg.driver.GetContent(ctx, manifestLinkPath(m.ms.repo.name, d))
+		if driver.IsNotFound(err) {
+			return nil // a tag or referrer entry naming nothing (yet)
 		}
 		if err != nil {
 			return err
 		}
-		rec = &r
+		// A damaged record (fsck reports it) still keeps what the
+		// payload, read without its media type, points at.
+		rec = &manifestRecord{}
+		_ = json.Unmarshal(raw, rec)
+	}
+	if len(m.visited) < maxVisited {
+		m.visited[k] = struct{}{}
 	}
 	if !m.sweeping {
 		m.kept.Add(d)

@@ -139,6 +139,11 @@ func (c *collector) recheckAndDelete(ctx context.Context, cand *gcCandidate, pin
 	}
 	switch cand.kind {
 	case "manifest":
+		if _, err := cand.ms.record(ctx, cand.digest); err != nil && !isUnknown(err) && !driver.IsNotFound(err) {
+			// Damaged (fsck reports it) or unreadable now: leave it be.
+			c.reg.log.Warn("garbage collection: manifest record kept", "repository", cand.repo, "digest", cand.digest, "err", err)
+			return recheckKept, nil
+		}
 		err = cand.ms.Delete(ctx, cand.digest.String())
 		if isUnknown(err) {
 			return recheckGone, nil
