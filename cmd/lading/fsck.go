@@ -8,7 +8,6 @@ import (
 
 	"github.com/lading-registry/lading/config"
 	"github.com/lading-registry/lading/registry"
-	"github.com/lading-registry/lading/storage/driver"
 )
 
 // runFsck checks the store; the exit status is 1 when problems remain
@@ -16,13 +15,13 @@ import (
 func runFsck(args []string, stdout, stderr io.Writer) int {
 	cmd := newStoreCommand("lading fsck", stderr)
 	repair := cmd.fs.Bool("repair", false, "fix what can be fixed without losing anything readable (dangling tags and links, corrupt blobs, lost catalog entries)")
-	return cmd.run(args, func(ctx context.Context, _ *config.Config, drv driver.Driver) int {
-		return check(ctx, drv, *repair, stdout, stderr)
+	return cmd.run(args, func(ctx context.Context, _ *config.Config, reg *registry.Registry) int {
+		return check(ctx, reg, *repair, stdout, stderr)
 	})
 }
 
 // check runs fsck and prints what it finds.
-func check(ctx context.Context, drv driver.Driver, repair bool, stdout, stderr io.Writer) int {
+func check(ctx context.Context, reg *registry.Registry, repair bool, stdout, stderr io.Writer) int {
 	progress := newProgress(stderr)
 	opts := registry.FsckOptions{
 		Repair: repair,
@@ -34,7 +33,7 @@ func check(ctx context.Context, drv driver.Driver, repair bool, stdout, stderr i
 			progress.show("blobs %d (%s)  repositories %d  problems %d", r.Blobs, byteSize(r.Bytes), r.Repositories, r.Problems)
 		},
 	}
-	rep, err := registry.New(drv, registry.Options{}).Fsck(ctx, opts)
+	rep, err := reg.Fsck(ctx, opts)
 	progress.clear()
 	if err != nil {
 		fmt.Fprintf(stderr, "lading fsck: %v\n", err)

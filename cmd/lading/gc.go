@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lading-registry/lading/cache"
 	"github.com/lading-registry/lading/config"
 	"github.com/lading-registry/lading/registry"
 	"github.com/lading-registry/lading/storage/driver"
@@ -34,9 +35,10 @@ func newStoreCommand(name string, stderr io.Writer) *storeCommand {
 	return c
 }
 
-// run parses args, opens the store and runs body, returning the exit
-// status: 2 for a mistake in the command line or configuration.
-func (c *storeCommand) run(args []string, body func(ctx context.Context, cfg *config.Config, drv driver.Driver) int) int {
+// run parses args, opens the store and runs body with a registry over it,
+// returning the exit status: 2 for a mistake in the command line or
+// configuration.
+func (c *storeCommand) run(args []string, body func(ctx context.Context, cfg *config.Config, reg *registry.Registry) int) int {
 	if err := c.fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -54,7 +56,15 @@ func (c *storeCommand) run(args []string, body func(ctx context.Context, cfg *co
 		fmt.Fprintf(c.stderr, "%s: %v\n", c.fs.Name(), err)
 		return 2
 	}
-	return body(ctx, cfg, drv)
+	opts := registry.Options{}
+	if cfg.Redis.Addr != "" {
+		// The serving replicas cache links there: what this process
+		// deletes must leave their cache too.
+		rc := cache.NewRedis(cache.RedisOptions{Addr: cfg.Redis.Addr, Password: cfg.Redis.Password.Reveal(), DB: cfg.Redis.DB})
+		defer rc.Close()
+		opts.Cache = rc
+	}
+	return body(ctx, cfg, registry.New(drv, opts))
 }
 
 // open loads the configuration and opens the store it names.
@@ -93,7 +103,7 @@ func runGC(args []string, stdout, stderr io.Writer) int {
 	grace := cmd.fs.Duration("grace", 0, "keep blobs, links and untagged manifests younger than this (default: gc.grace, 24h)")
 	untagged := cmd.fs.Bool("untagged", false, "also remove manifests no tag, index or kept subject reaches (default: gc.untagged)")
 	window := cmd.fs.Duration("window", registry.DefaultGCWindow, "how long a run waits, once announced, for pushes in flight before it marks")
-	return cmd.run(args, func(ctx context.Context, cfg *config.Config, drv driver.Driver) int {
+	return cmd.run(args, func(ctx context.Context, cfg *config.Config, reg *registry.Registry) int {
 		opts := registry.GCOptions{DryRun: *dryRun, Grace: cfg.GC.Grace, DeleteUntagged: cfg.GC.Untagged, Window: *window}
 		if flagSet(cmd.fs, "grace") {
 			opts.Grace = *grace
@@ -101,12 +111,15 @@ func runGC(args []string, stdout, stderr io.Writer) int {
 		if flagSet(cmd.fs, "untagged") {
 			opts.DeleteUntagged = *untagged
 		}
-		return collect(ctx, drv, opts, stdout, stderr)
+		if !opts.DryRun && cfg.Storage.Driver == "filesystem" {
+			fmt.Fprintln(stderr, "lading gc: if lading serve runs on this root, let it collect (gc.interval) instead: it caches links this process cannot invalidate")
+		}
+		return collect(ctx, reg, opts, stdout, stderr)
 	})
 }
 
 // collect runs one collection and prints its report.
-func collect(ctx context.Context, drv driver.Driver, opts registry.GCOptions, stdout, stderr io.Writer) int {
+func collect(ctx context.Context, reg *registry.Registry, opts registry.GCOptions, stdout, stderr io.Writer) int {
 	progress := newProgress(stderr)
 	opts.Progress = func(p registry.GCProgress) {
 		progress.show("%-8s repositories %d  manifests %d  links %d  blobs %d  removed %d",
@@ -118,7 +131,7 @@ func collect(ctx context.Context, drv driver.Driver, opts registry.GCOptions, st
 			fmt.Fprintln(stdout, "would remove", describeItem(it))
 		}
 	}
-	rep, err := registry.New(drv, registry.Options{}).CollectGarbage(ctx, opts)
+	rep, err := reg.CollectGarbage(ctx, opts)
 	progress.clear()
 	if err != nil {
 		fmt.Fprintf(stderr, "lading gc: %v\n", err)

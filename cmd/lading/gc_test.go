@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,8 @@ import (
 	"github.com/opencontainers/image-spec/specs-go"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/lading-registry/lading/cache"
+	"github.com/lading-registry/lading/internal/testenv"
 	"github.com/lading-registry/lading/registry"
 	"github.com/lading-registry/lading/storage/driver"
 	"github.com/lading-registry/lading/storage/driver/filesystem"
@@ -127,5 +130,36 @@ func TestFsckCommand(t *testing.T) {
 	out.Reset()
 	if code := runFsck([]string{"--root", root}, &out, &errOut); code != 0 || !strings.Contains(out.String(), "0 problems") {
 		t.Fatalf("after repair: %d %s", code, out.String())
+	}
+}
+
+// With Redis configured, what lading gc removes leaves the cache the
+// serving replicas share, so none answers from a stale entry.
+func TestGCCommandInvalidatesRedis(t *testing.T) {
+	root, stray := testStore(t)
+	addr := testenv.Redis(t)
+	t.Setenv("LADING_CONFIG", "")
+	fsd, err := filesystem.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := cache.NewRedis(cache.RedisOptions{Addr: addr})
+	defer rc.Close()
+	serving := registry.New(driver.Instrument(fsd, nil), registry.Options{Cache: rc})
+	repo, _ := serving.Repository("team/app")
+	if _, err := repo.Blobs().Stat(context.Background(), stray); err != nil { // now cached
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "lading.yaml")
+	yaml := "storage:\n  driver: filesystem\n  filesystem:\n    root: " + root + "\nredis:\n  addr: " + addr + "\n"
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := runGC([]string{"--config", cfg, "--grace", "0s", "--window", "1ms"}, &out, &errOut); code != 0 {
+		t.Fatalf("gc: %d %s", code, errOut.String())
+	}
+	if _, err := repo.Blobs().Stat(context.Background(), stray); !errors.Is(err, registry.ErrBlobUnknown) {
+		t.Fatalf("serving replica still sees the collected blob: %v", err)
 	}
 }
