@@ -67,15 +67,24 @@ func (bs *BlobStore) unlink(ctx context.Context, d digest.Digest) {
 }
 
 // guardPut begins a manifest push for the collector: call it after parsing
-// and before checkReferences.
+// and before checkReferences. It also drops the cached links of what the
+// manifest uses, so the checks read the store: a reader that looked up a
+// link just before a collection removed it may have put it back in the
+// cache after the collector's invalidation.
 func (ms *ManifestStore) guardPut(ctx context.Context, d digest.Digest, m *parsedManifest) (*gcGuard, error) {
 	digests := []digest.Digest{d}
+	var keys []string
 	for _, r := range m.references() {
 		if r.kind != refExternal {
 			digests = append(digests, r.desc.Digest)
+			keys = append(keys, linkKey(ms.repo.name, r.desc.Digest.String()))
 		}
 	}
-	return ms.repo.reg.guardWrite(ctx, digests...)
+	g, err := ms.repo.reg.guardWrite(ctx, digests...)
+	if err == nil && len(keys) > 0 {
+		ms.repo.reg.cacheDelete(ctx, keys...)
+	}
+	return g, err
 }
 
 // settlePut ends a manifest push once its tags are written: it settles the

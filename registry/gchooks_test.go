@@ -291,3 +291,50 @@ func TestGCRemovesTagMarkersOfDeletedManifests(t *testing.T) {
 		}
 	})
 }
+
+// A link left in the cache after the collector removed it (a reader's
+// refill racing the invalidation) does not let a manifest through.
+func TestPushIgnoresStaleCachedLink(t *testing.T) {
+	reg := New(driver.Instrument(inmemory.New(), nil), Options{Cache: &mapCache{m: map[string][]byte{}}})
+	f := newFixture(t, reg, "cached")
+	img := f.image()
+	layer := img.Layers[0].Digest
+	if _, err := f.repo.Blobs().Stat(f.ctx, layer); err != nil { // cached now
+		t.Fatal(err)
+	}
+	_ = reg.driver.Delete(f.ctx, layerLinkPath("cached", layer))
+	_ = reg.driver.Delete(f.ctx, blobPath(layer))
+	_, err := f.ms.Put(f.ctx, "v1", "", mustJSON(t, img))
+	wantErrCode(t, err, CodeManifestBlobUnknown)
+}
+
+// mapCache is the simplest Cache (the cache package imports this one).
+type mapCache struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func (c *mapCache) Get(_ context.Context, key string) ([]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v, ok := c.m[key]; ok {
+		return v, nil
+	}
+	return nil, ErrCacheMiss
+}
+
+func (c *mapCache) Set(_ context.Context, key string, v []byte, _ time.Duration) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.m[key] = v
+	return nil
+}
+
+func (c *mapCache) Delete(_ context.Context, keys ...string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, k := range keys {
+		delete(c.m, k)
+	}
+	return nil
+}
