@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"net/url"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -137,7 +138,10 @@ func (b *bench) repo(scenario string, t *target, roundNo int) string {
 }
 
 // runAll runs each scenario for every round, registries in turn within a
-// round (A B A B …), so drift of the machine falls on all of them alike.
+// round, so drift of the machine falls on all of them alike. Even rounds
+// take them in reverse order (A B, B A, A B …): whoever goes first in a
+// round meets the machine as the previous scenario left it (dirty pages
+// still being written back, say), and that falls on each in turn.
 // A registry that fails a scenario is left out of its remaining rounds and
 // the failure goes into the report: one registry's bug does not cost the
 // other numbers of the run. Only a cancelled run ends early.
@@ -147,7 +151,11 @@ func (b *bench) runAll(ctx context.Context, scs []scenario) (*report, error) {
 		rep.addScenario(sc)
 		failed := map[string]bool{}
 		for r := 1; r <= b.s.rounds; r++ {
-			for _, t := range b.targets {
+			order := slices.Clone(b.targets)
+			if r%2 == 0 {
+				slices.Reverse(order)
+			}
+			for _, t := range order {
 				if failed[t.name] {
 					continue
 				}
