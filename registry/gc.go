@@ -188,10 +188,10 @@ func (r *Registry) CollectGarbage(ctx context.Context, opts GCOptions) (GCReport
 	defer c.marked.Close()
 
 	if !opts.DryRun {
+		defer c.finish(ctx)
 		if err := c.announce(ctx); err != nil {
 			return c.report, err
 		}
-		defer c.finish(ctx)
 	}
 	c.progress("mark")
 	err = r.eachRepository(ctx, func(name string) error {

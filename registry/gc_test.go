@@ -462,3 +462,17 @@ func TestGCSurvivesDamagedRecord(t *testing.T) {
 		}
 	}
 }
+
+// A run cancelled while it waits tells writers it is over.
+func TestGCCancelledLeavesNoRunBehind(t *testing.T) {
+	reg := New(driver.Instrument(inmemory.New(), nil), Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := reg.CollectGarbage(ctx, GCOptions{Window: time.Hour}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("collect: %v", err)
+	}
+	s, err := reg.readGCState(context.Background())
+	if err != nil || s.active() || s.Last == "" {
+		t.Fatalf("state after a cancelled run: %+v %v", s, err)
+	}
+}
