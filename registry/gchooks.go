@@ -14,18 +14,19 @@ import (
 
 // ensureCommitted checks that a committed upload's blob and link exist.
 // A blob collected meanwhile is placed again from the session's data when
-// the commit did not move it there (the blob was already stored); when it
-// did, the bytes are gone and the client must upload again.
-func (u *Upload) ensureCommitted(ctx context.Context, d digest.Digest, dataPath string, moved bool) error {
+// the commit left it there (dataLeft: the blob was already stored); else
+// the bytes are gone and the client must upload again.
+func (u *Upload) ensureCommitted(ctx context.Context, d digest.Digest, dataPath string, dataLeft bool) error {
 	drv := u.bs.driver()
 	_, err := drv.Stat(ctx, blobPath(d))
 	if driver.IsNotFound(err) {
 		switch {
 		case u.state.Offset == 0:
 			err = drv.PutContent(ctx, blobPath(d), nil)
-		case !moved:
+		case dataLeft:
 			err = drv.Move(ctx, dataPath, blobPath(d))
-		default:
+		}
+		if u.state.Offset > 0 && (!dataLeft || driver.IsNotFound(err)) {
 			u.bs.unlink(ctx, d)
 			return newError(CodeBlobUploadUnknown, "blob %s was collected while it was committed; upload it again", d)
 		}

@@ -359,7 +359,8 @@ func (u *Upload) finish(ctx context.Context, d digest.Digest, size int64) (v1.De
 	if err := u.bs.link(ctx, d, u.state.Offset); err != nil {
 		return v1.Descriptor{}, err
 	}
-	if err := guard.settle(ctx, func(ctx context.Context) error { return u.ensureCommitted(ctx, d, dataPath, moved) }); err != nil {
+	dataLeft := hasData && !moved
+	if err := guard.settle(ctx, func(ctx context.Context) error { return u.ensureCommitted(ctx, d, dataPath, dataLeft) }); err != nil {
 		return v1.Descriptor{}, err
 	}
 	if err := drv.Delete(context.WithoutCancel(ctx), uploadPath(u.state.Repository, u.state.ID)); err != nil && !driver.IsNotFound(err) {

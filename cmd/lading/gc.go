@@ -111,9 +111,6 @@ func runGC(args []string, stdout, stderr io.Writer) int {
 		if flagSet(cmd.fs, "untagged") {
 			opts.DeleteUntagged = *untagged
 		}
-		if !opts.DryRun && cfg.Storage.Driver == "filesystem" {
-			fmt.Fprintln(stderr, "lading gc: if lading serve runs on this root, let it collect (gc.interval) instead: it caches links this process cannot invalidate")
-		}
 		return collect(ctx, reg, opts, stdout, stderr)
 	})
 }
