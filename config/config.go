@@ -133,7 +133,7 @@ type GC struct {
 
 // Uploads configures upload sessions.
 type Uploads struct {
-	PurgeAge time.Duration `yaml:"purgeage" doc:"Upload sessions untouched for this long are removed, with their partial data."`
+	PurgeAge time.Duration `yaml:"purgeage" doc:"Upload sessions begun this long ago and not finished are removed, with their partial data."`
 }
 
 // Deletes configures deletion through the API.

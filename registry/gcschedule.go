@@ -18,6 +18,8 @@ type Maintenance struct {
 	// PurgeInterval is the time between purges; 0 means a tenth of
 	// PurgeAge, at most an hour.
 	PurgeInterval time.Duration
+	// Collected, when set, hears of every collection this process ran.
+	Collected func(GCReport)
 }
 
 // Maintain runs the scheduled collector and upload purger until ctx ends.
@@ -41,6 +43,9 @@ func (r *Registry) Maintain(ctx context.Context, m Maintenance) {
 	if m.GCInterval > 0 {
 		every(ctx, m.GCInterval, func() {
 			rep, err := r.CollectGarbage(ctx, m.GC)
+			if err == nil && m.Collected != nil {
+				m.Collected(rep)
+			}
 			r.logTurn("garbage collection", err, "manifests", rep.ManifestsRemoved, "links", rep.LinksRemoved,
 				"blobs", rep.BlobsRemoved, "bytes", rep.BytesReclaimed, "repositories", rep.RepositoriesRemoved, "duration", rep.Duration)
 		})

@@ -16,6 +16,10 @@ const usage = `Lading is a container image registry (OCI Distribution API v1.1).
 Usage:
   lading serve [--config FILE] [--root DIR] [--addr HOST:PORT] ...
                                   serve the registry
+  lading gc [--config FILE] [--root DIR] [--dry-run] [--grace DURATION] [--untagged]
+                                  collect garbage, while serving goes on
+  lading fsck [--config FILE] [--root DIR] [--repair]
+                                  verify every blob and reference
   lading config example           print a commented configuration file
   lading config check FILE        validate a configuration file
   lading version                  print version information
@@ -35,6 +39,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		return runServe(args[1:], stdout, stderr)
+	case "gc":
+		return runGC(args[1:], stdout, stderr)
+	case "fsck":
+		return runFsck(args[1:], stdout, stderr)
 	case "config":
 		return runConfig(args[1:], stdout, stderr)
 	case "version":

@@ -106,6 +106,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, listening 
 		// this process.
 	}
 	reg := registry.New(drv, opts)
+	// Collection and upload purging run beside serving; with replicas,
+	// leases in the backend let one replica at a time do each.
+	go reg.Maintain(ctx, registry.Maintenance{
+		GCInterval: cfg.GC.Interval,
+		GC:         registry.GCOptions{Grace: cfg.GC.Grace, DeleteUntagged: cfg.GC.Untagged},
+		PurgeAge:   cfg.Uploads.PurgeAge,
+		Collected:  func(rep registry.GCReport) { m.GCRun(int64(rep.BlobsRemoved), rep.BytesReclaimed) },
+	})
 
 	az, err := auth.New(authConfig(cfg.Auth), log)
 	if err != nil {
