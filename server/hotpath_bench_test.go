@@ -138,3 +138,20 @@ func BenchmarkServeSmallBlobs(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkServeHeadBlob HEADs one small blob, 32 requests at a time: the
+// per-request cost of the HTTP layer, routing, logging and a link lookup.
+func BenchmarkServeHeadBlob(b *testing.B) {
+	srv := benchServer(b)
+	http.DefaultTransport.(*http.Transport).MaxIdleConnsPerHost = 64
+	p := make([]byte, 4<<10)
+	rand.Read(p)
+	d := benchPush(b, srv.URL, p)
+	b.SetParallelism(max(1, 32/runtime.GOMAXPROCS(0)))
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req, _ := http.NewRequest(http.MethodHead, srv.URL+"/v2/bench/serve/blobs/"+d.String(), nil)
+			benchDo(b, req, http.StatusOK)
+		}
+	})
+}

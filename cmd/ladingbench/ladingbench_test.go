@@ -196,3 +196,24 @@ func TestRunEveryScenario(t *testing.T) {
 		t.Errorf("text report lacks the target checks:\n%s", out.String())
 	}
 }
+
+// TestSpeedupPairsRounds checks that the speedup compares each round with
+// the baseline's same round, so a drift shared by both cancels out.
+func TestSpeedupPairsRounds(t *testing.T) {
+	rep := &report{Baseline: "a", Registries: []string{"a", "b"}}
+	rep.addScenario(scenario{name: "s", metrics: []metric{mMBps("rate"), mMs("latency")}})
+	rep.addRound("s", "a", round{values: map[string]float64{"rate": 100, "latency": 10}})
+	rep.addRound("s", "b", round{values: map[string]float64{"rate": 150, "latency": 5}})
+	rep.addRound("s", "a", round{values: map[string]float64{"rate": 400, "latency": 40}})
+	rep.addRound("s", "b", round{values: map[string]float64{"rate": 440, "latency": 40}})
+	rep.finish(false)
+	if got := rep.result("s", "rate", "b").Speedup; got != 1.3 { // ratios 1.5 and 1.1
+		t.Errorf("rate speedup %v, want 1.3", got)
+	}
+	if got := rep.result("s", "rate", "b").SpeedupOfMedians; got != 295.0/250 {
+		t.Errorf("rate speedup of medians %v, want %v", got, 295.0/250)
+	}
+	if got := rep.result("s", "latency", "b").Speedup; got != 1.5 { // ratios 2 and 1
+		t.Errorf("latency speedup %v, want 1.5", got)
+	}
+}
