@@ -246,6 +246,33 @@ func fill(r io.Reader, buf []byte) (int, error) {
 	return n, nil
 }
 
+// Refresh brings the session up to the bytes its data holds, which after a
+// crash may be ahead of its saved state, so that the status a client resumes
+// from is where the data really ends. It costs one stat when nothing is to
+// be done, and does nothing while another request writes to the session.
+func (u *Upload) Refresh(ctx context.Context) error {
+	path := uploadDataPath(u.state.Repository, u.state.ID)
+	fi, err := u.bs.driver().Stat(ctx, path)
+	if err != nil || fi.Size <= u.state.Offset {
+		return nil // nothing ahead, or data a backend keeps out of sight until commit
+	}
+	unlock, err := u.lock(ctx)
+	if err != nil {
+		return nil // a chunk is arriving: the state will be right after it
+	}
+	defer unlock()
+	if err := u.load(ctx); err != nil {
+		return err
+	}
+	if fi, err = u.bs.driver().Stat(ctx, path); err != nil || fi.Size <= u.state.Offset {
+		return nil
+	}
+	if err := u.catchUp(ctx, path, fi.Size); err != nil {
+		return u.lost(ctx, fmt.Sprintf("data holds %d bytes, state %d: %v", fi.Size, u.state.Offset, err))
+	}
+	return nil
+}
+
 // catchUp hashes the data between the state's offset and size into the
 // state and saves it. It reads back at most what one chunk wrote; a backend
 // that cannot read data in progress (S3 before completion) fails it, and the

@@ -33,16 +33,25 @@ func TestDataAheadOfStateCatchesUp(t *testing.T) {
 	w.Write(data[3000:6000])
 	w.Close()
 
+	// Asking where the session stands finds the data's end.
+	status, _ := repository(t, newFSRegistry(t, root), "r").Blobs().Resume(ctx, u.ID())
+	if err := status.Refresh(ctx); err != nil || status.Offset() != 6000 {
+		t.Fatalf("refreshed status at %d, %v; want 6000", status.Offset(), err)
+	}
+	// A client that resends from the old offset is told the true one.
+	w, _ = fsd.Writer(ctx, "/repositories/r/_uploads/"+u.ID()+"/data", true)
+	w.Write(data[6000:7000])
+	w.Close()
 	u, _ = repository(t, newFSRegistry(t, root), "r").Blobs().Resume(ctx, u.ID())
-	_, err = u.Append(ctx, bytes.NewReader(data[3000:6000]), 3000)
+	_, err = u.Append(ctx, bytes.NewReader(data[6000:7000]), 6000)
 	var re *registry.RangeError
-	if !errors.As(err, &re) || re.Offset != 6000 {
-		t.Fatalf("resending the lost chunk: %v, want a RangeError at 6000", err)
+	if !errors.As(err, &re) || re.Offset != 7000 {
+		t.Fatalf("resending the lost chunk: %v, want a RangeError at 7000", err)
 	}
-	if u, _ = repo.Blobs().Resume(ctx, u.ID()); u.Offset() != 6000 {
-		t.Fatalf("status offset %d, want 6000", u.Offset())
+	if u, _ = repo.Blobs().Resume(ctx, u.ID()); u.Offset() != 7000 {
+		t.Fatalf("status offset %d, want 7000", u.Offset())
 	}
-	if _, err := u.Append(ctx, bytes.NewReader(data[6000:]), 6000); err != nil {
+	if _, err := u.Append(ctx, bytes.NewReader(data[7000:]), 7000); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := u.Commit(ctx, digest.FromBytes(data), 9000); err != nil {

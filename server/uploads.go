@@ -87,6 +87,9 @@ func (h *handlers) upload(w http.ResponseWriter, r *http.Request, rt Route) erro
 
 	switch r.Method {
 	case http.MethodGet:
+		if err := up.Refresh(ctx); err != nil {
+			return err
+		}
 		uploadAccepted(w, rt.Repository, up, http.StatusNoContent)
 		return nil
 	case http.MethodDelete:
