@@ -5,7 +5,6 @@ package e2e
 import (
 	"bytes"
 	"errors"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/lading-registry/lading/internal/imagetest"
 	"github.com/lading-registry/lading/internal/testserver"
 )
 
@@ -40,57 +40,6 @@ func ref(t *testing.T, s string) name.Reference {
 		t.Fatal(err)
 	}
 	return r
-}
-
-// sameImage checks that got, read back from the registry, is want byte for
-// byte: manifest, config and every compressed layer.
-func sameImage(t *testing.T, want, got v1.Image) {
-	t.Helper()
-	wm, err := want.RawManifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	gm, err := got.RawManifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(wm, gm) {
-		t.Fatalf("manifest differs:\nwant %s\ngot  %s", wm, gm)
-	}
-	wc, _ := want.RawConfigFile()
-	gc, err := got.RawConfigFile()
-	if err != nil || !bytes.Equal(wc, gc) {
-		t.Fatalf("config differs (%v)", err)
-	}
-	wl, _ := want.Layers()
-	gl, err := got.Layers()
-	if err != nil || len(gl) != len(wl) {
-		t.Fatalf("%d layers, want %d (%v)", len(gl), len(wl), err)
-	}
-	for i := range wl {
-		wd, _ := wl[i].Digest()
-		gd, err := gl[i].Digest()
-		if err != nil || gd != wd {
-			t.Fatalf("layer %d digest %v, want %v (%v)", i, gd, wd, err)
-		}
-		if !bytes.Equal(compressed(t, wl[i]), compressed(t, gl[i])) {
-			t.Fatalf("layer %d bytes differ", i)
-		}
-	}
-}
-
-func compressed(t *testing.T, l v1.Layer) []byte {
-	t.Helper()
-	rc, err := l.Compressed()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 func TestImageRoundTrip(t *testing.T) {
@@ -125,7 +74,7 @@ func TestImageRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sameImage(t, tc.img, got)
+			imagetest.Same(t, tc.img, got)
 		})
 	}
 }
@@ -168,7 +117,7 @@ func TestIndexRoundTrip(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				sameImage(t, wantImg, gotImg)
+				imagetest.Same(t, wantImg, gotImg)
 			}
 		})
 	}
@@ -232,7 +181,7 @@ func TestCopyMountsBlobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sameImage(t, img, got)
+	imagetest.Same(t, img, got)
 }
 
 func TestTagsAndCatalog(t *testing.T) {

@@ -1,8 +1,6 @@
 package ops
 
 import (
-	"bytes"
-	"io"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -32,39 +30,4 @@ func randomImage(t *testing.T) v1.Image {
 		t.Fatal(err)
 	}
 	return img
-}
-
-// sameLayers checks that got, read back from the registry, has want's
-// manifest and the bytes of every one of its layers.
-func sameLayers(t *testing.T, want, got v1.Image) {
-	t.Helper()
-	wm, _ := want.RawManifest()
-	gm, err := got.RawManifest()
-	if err != nil || !bytes.Equal(wm, gm) {
-		t.Fatalf("manifest differs (%v)", err)
-	}
-	wl, _ := want.Layers()
-	gl, err := got.Layers()
-	if err != nil || len(gl) != len(wl) {
-		t.Fatalf("%d layers, want %d (%v)", len(gl), len(wl), err)
-	}
-	for i := range wl {
-		if !bytes.Equal(compressed(t, wl[i]), compressed(t, gl[i])) {
-			t.Fatalf("layer %d differs", i)
-		}
-	}
-}
-
-func compressed(t *testing.T, l v1.Layer) []byte {
-	t.Helper()
-	rc, err := l.Compressed()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }

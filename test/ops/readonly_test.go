@@ -11,6 +11,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/lading-registry/lading/internal/imagetest"
 )
 
 // TestReadOnly restarts a registry holding an image in read-only mode:
@@ -33,7 +35,7 @@ func TestReadOnly(t *testing.T) {
 	if err != nil {
 		t.Fatalf("pull from a read-only registry: %v", err)
 	}
-	sameLayers(t, img, got)
+	imagetest.Same(t, img, got)
 
 	// go-containerregistry's push stops at the first refusal and shows it.
 	other, _ := name.ParseReference(addr + "/ops/new:v1")
@@ -79,7 +81,7 @@ func TestReadOnly(t *testing.T) {
 	if again, err := remote.Image(r); err != nil {
 		t.Fatal(err)
 	} else {
-		sameLayers(t, img, again)
+		imagetest.Same(t, img, again)
 	}
 	if tags, err := remote.List(r.Context()); err != nil || len(tags) != 1 || tags[0] != "v1" {
 		t.Errorf("tags after refused writes: %v %v", tags, err)

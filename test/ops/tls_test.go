@@ -21,6 +21,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/lading-registry/lading/internal/imagetest"
 )
 
 // registryHost is the name the server certificate is issued for.
@@ -282,5 +284,5 @@ func pushAndPull(t *testing.T, ref string, tr http.RoundTripper) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sameLayers(t, img, got)
+	imagetest.Same(t, img, got)
 }

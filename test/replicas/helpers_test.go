@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/lading-registry/lading/internal/imagetest"
 	"github.com/lading-registry/lading/internal/testenv"
 	"github.com/lading-registry/lading/internal/testserver"
 )
@@ -222,40 +223,9 @@ func pullSame(t testing.TB, srv *testserver.Server, s string, want v1.Image) {
 	if err != nil {
 		t.Fatalf("pull %s through %s: %v", s, srv.Addr, err)
 	}
-	wm, _ := want.RawManifest()
-	gm, err := got.RawManifest()
-	if err != nil || !bytes.Equal(wm, gm) {
-		t.Fatalf("manifest through %s differs (%v)", srv.Addr, err)
+	if err := imagetest.Diff(want, got); err != nil {
+		t.Fatalf("through %s: %v", srv.Addr, err)
 	}
-	wc, _ := want.RawConfigFile()
-	gc, err := got.RawConfigFile()
-	if err != nil || !bytes.Equal(wc, gc) {
-		t.Fatalf("config through %s differs (%v)", srv.Addr, err)
-	}
-	wl, _ := want.Layers()
-	gl, err := got.Layers()
-	if err != nil || len(gl) != len(wl) {
-		t.Fatalf("%d layers through %s, want %d (%v)", len(gl), srv.Addr, len(wl), err)
-	}
-	for i := range wl {
-		if !bytes.Equal(compressed(t, wl[i]), compressed(t, gl[i])) {
-			t.Fatalf("layer %d through %s differs", i, srv.Addr)
-		}
-	}
-}
-
-func compressed(t testing.TB, l v1.Layer) []byte {
-	t.Helper()
-	rc, err := l.Compressed()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
