@@ -12,6 +12,16 @@ var (
 	ErrExists = errors.New("driver: path exists")
 	// ErrUnsupported is returned by operations a backend cannot offer.
 	ErrUnsupported = errors.New("driver: unsupported operation")
+
+	// A finished FileWriter answers later calls with how it finished, so
+	// a caller using it by mistake learns why it refuses.
+
+	// ErrWriterClosed is returned by a FileWriter used after Close.
+	ErrWriterClosed = errors.New("driver: writer closed")
+	// ErrWriterCommitted is returned by Write or Commit after Commit.
+	ErrWriterCommitted = errors.New("driver: writer committed")
+	// ErrWriterCancelled is returned by Write or Commit after Cancel.
+	ErrWriterCancelled = errors.New("driver: writer cancelled")
 )
 
 // PathNotFoundError means nothing exists at Path.

@@ -2,17 +2,10 @@ package filesystem
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 
 	"github.com/lading-registry/lading/storage/driver"
-)
-
-var (
-	errClosed    = errors.New(name + ": writer closed")
-	errCommitted = errors.New(name + ": writer committed")
-	errCancelled = errors.New(name + ": writer cancelled")
 )
 
 // Writer implements driver.Driver. The writer writes in place at the path:
@@ -76,10 +69,10 @@ func (w *writer) Size() int64 { return w.size }
 // from whatever the kernel holds, and only Commit promises durability.
 func (w *writer) Close() error {
 	if w.closed {
-		if w.done == errCancelled {
+		if w.done == driver.ErrWriterCancelled {
 			return nil
 		}
-		return errClosed
+		return driver.ErrWriterClosed
 	}
 	w.closed = true
 	return w.f.Close()
@@ -94,7 +87,7 @@ func (w *writer) Commit(context.Context) error {
 	if err := w.f.Sync(); err != nil {
 		return err
 	}
-	w.done = errCommitted
+	w.done = driver.ErrWriterCommitted
 	return nil
 }
 
@@ -102,12 +95,12 @@ func (w *writer) Commit(context.Context) error {
 // the path over, and this one must not destroy its work.
 func (w *writer) Cancel(context.Context) error {
 	switch {
-	case w.done == errCancelled:
+	case w.done == driver.ErrWriterCancelled:
 		return nil
 	case w.closed || w.done != nil:
 		return w.usable()
 	}
-	w.done = errCancelled
+	w.done = driver.ErrWriterCancelled
 	w.closed = true
 	w.f.Close()
 	if err := os.Remove(w.file); err != nil && !os.IsNotExist(err) {
@@ -120,7 +113,7 @@ func (w *writer) Cancel(context.Context) error {
 func (w *writer) usable() error {
 	switch {
 	case w.closed:
-		return errClosed
+		return driver.ErrWriterClosed
 	case w.done != nil:
 		return w.done
 	}

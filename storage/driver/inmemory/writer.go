@@ -2,14 +2,9 @@ package inmemory
 
 import (
 	"context"
-	"errors"
 	"time"
-)
 
-var (
-	errClosed    = errors.New(name + ": writer closed")
-	errCommitted = errors.New(name + ": writer committed")
-	errCancelled = errors.New(name + ": writer cancelled")
+	"github.com/lading-registry/lading/storage/driver"
 )
 
 // writer appends straight to the stored object: what Reader sees before
@@ -42,10 +37,10 @@ func (w *writer) Size() int64 {
 func (w *writer) Close() error {
 	w.d.mu.Lock()
 	defer w.d.mu.Unlock()
-	if w.done == errClosed {
-		return errClosed
+	if w.done == driver.ErrWriterClosed {
+		return driver.ErrWriterClosed
 	}
-	w.done = errClosed
+	w.done = driver.ErrWriterClosed
 	return nil
 }
 
@@ -55,17 +50,17 @@ func (w *writer) Commit(context.Context) error {
 	if w.done != nil {
 		return w.done
 	}
-	w.done = errCommitted
+	w.done = driver.ErrWriterCommitted
 	return nil
 }
 
 func (w *writer) Cancel(context.Context) error {
 	w.d.mu.Lock()
 	defer w.d.mu.Unlock()
-	if w.done == errClosed || w.done == errCommitted {
+	if w.done == driver.ErrWriterClosed || w.done == driver.ErrWriterCommitted {
 		return w.done
 	}
-	w.done = errCancelled
+	w.done = driver.ErrWriterCancelled
 	// Only the object this writer wrote; a later PutContent's stays.
 	if w.d.objects[w.path] == w.obj {
 		w.d.remove(w.path)

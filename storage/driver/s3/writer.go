@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -16,12 +15,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/lading-registry/lading/storage/driver"
-)
-
-var (
-	errClosed    = errors.New(name + ": writer closed")
-	errCommitted = errors.New(name + ": writer committed")
-	errCancelled = errors.New(name + ": writer cancelled")
 )
 
 // writer is a driver.FileWriter whose state lives in the bucket, laid out
@@ -50,7 +43,7 @@ type writer struct {
 
 	buf  []byte // written, not yet stored
 	size int64
-	done error // errClosed, errCommitted or errCancelled once finished
+	done error // driver.ErrWriterClosed, driver.ErrWriterCommitted or driver.ErrWriterCancelled once finished
 	err  error // a failed store; the writer cannot go on
 }
 
@@ -132,14 +125,14 @@ func (w *writer) Size() int64 { return w.size }
 // make a part, else as one more piece.
 func (w *writer) Close() error {
 	switch w.done {
-	case errClosed:
-		return errClosed
+	case driver.ErrWriterClosed:
+		return driver.ErrWriterClosed
 	case nil:
 	default:
-		w.done = errClosed
+		w.done = driver.ErrWriterClosed
 		return nil
 	}
-	w.done = errClosed
+	w.done = driver.ErrWriterClosed
 	if w.err != nil {
 		return w.err
 	}
@@ -183,7 +176,7 @@ func (w *writer) Commit(ctx context.Context) error {
 		return w.err
 	}
 	if w.base >= 0 && len(w.buf) == 0 {
-		w.done = errCommitted // the object at the path is already whole
+		w.done = driver.ErrWriterCommitted // the object at the path is already whole
 		return nil
 	}
 	if err := w.adoptBase(ctx); err != nil {
@@ -204,7 +197,7 @@ func (w *writer) Commit(ctx context.Context) error {
 	if err != nil {
 		return w.fail(err)
 	}
-	w.done = errCommitted
+	w.done = driver.ErrWriterCommitted
 	keys := append(w.stale, w.partMarker, w.uploadKey)
 	for _, p := range w.pieces {
 		keys = append(keys, p.key)
@@ -258,10 +251,10 @@ func (w *writer) completeUpload(ctx context.Context) error {
 
 // Cancel discards the writer's state, its upload and the object at its path.
 func (w *writer) Cancel(ctx context.Context) error {
-	if w.done == errClosed || w.done == errCommitted {
+	if w.done == driver.ErrWriterClosed || w.done == driver.ErrWriterCommitted {
 		return w.done
 	}
-	w.done = errCancelled
+	w.done = driver.ErrWriterCancelled
 	if _, err := w.d.abortUploads(ctx, w.path); err != nil {
 		return err
 	}

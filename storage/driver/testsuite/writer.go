@@ -1,7 +1,10 @@
 package testsuite
 
 import (
+	"errors"
 	"io"
+
+	"github.com/lading-registry/lading/storage/driver"
 )
 
 func testWriterAppendReopened(e *env) {
@@ -91,7 +94,7 @@ func testWriterClosed(e *env) {
 	if err := w.Close(); err != nil {
 		e.t.Fatal(err)
 	}
-	if _, err := io.WriteString(w, "def"); err == nil {
-		e.t.Error("Write after Close succeeded")
+	if _, err := io.WriteString(w, "def"); !errors.Is(err, driver.ErrWriterClosed) {
+		e.t.Errorf("Write after Close: %v, want %v", err, driver.ErrWriterClosed)
 	}
 }
