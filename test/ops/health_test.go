@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/lading-registry/lading/internal/testenv"
+	"github.com/lading-registry/lading/internal/testserver"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -71,15 +72,7 @@ func TestReadyFollowsStorage(t *testing.T) {
 
 	addr := freeAddr(t)
 	base := "http://" + addr
-	p := serveOn(t, nil, base+"/v2/", []string{
-		"LADING_STORAGE_DRIVER=s3",
-		"LADING_STORAGE_S3_ENDPOINT=" + s3.Endpoint,
-		"LADING_STORAGE_S3_REGION=" + s3.Region,
-		"LADING_STORAGE_S3_BUCKET=" + s3.Bucket,
-		"LADING_STORAGE_S3_ACCESSKEY=" + s3.AccessKey,
-		"LADING_STORAGE_S3_SECRETKEY=" + s3.SecretKey,
-		"LADING_STORAGE_S3_FORCEPATHSTYLE=true",
-	}, "--addr", addr)
+	p := serveOn(t, nil, base+"/v2/", testserver.S3Env(s3), "--addr", addr)
 	if code, _ := get(t, base+"/readyz"); code != http.StatusOK {
 		t.Fatalf("/readyz with S3 up: %d", code)
 	}
