@@ -86,33 +86,27 @@ func (d *Driver) GetContent(_ context.Context, path string) ([]byte, error) {
 
 // PutContent implements driver.Driver.
 func (d *Driver) PutContent(_ context.Context, path string, content []byte) error {
-	file, err := d.file(path)
-	if err != nil {
-		return err
-	}
-	tmp, err := d.writeTemp(content, true)
-	if err != nil {
-		return err
-	}
-	err = d.place(file, true, func() error { return os.Rename(tmp, file) })
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
+	return d.put(path, content, true)
 }
 
 // PutState implements driver.Driver: a rename of an unsynced temporary
 // file, atomic for readers and with no sync at all.
 func (d *Driver) PutState(_ context.Context, path string, content []byte) error {
+	return d.put(path, content, false)
+}
+
+// put renames a complete temporary file onto path, so readers see the old
+// content or the new, never a part.
+func (d *Driver) put(path string, content []byte, durable bool) error {
 	file, err := d.file(path)
 	if err != nil {
 		return err
 	}
-	tmp, err := d.writeTemp(content, false)
+	tmp, err := d.writeTemp(content, durable)
 	if err != nil {
 		return err
 	}
-	err = d.place(file, false, func() error { return os.Rename(tmp, file) })
+	err = d.place(file, durable, func() error { return os.Rename(tmp, file) })
 	if err != nil {
 		os.Remove(tmp)
 	}
