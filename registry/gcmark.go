@@ -270,13 +270,7 @@ func (m *repoMarker) sweepManifests(ctx context.Context) error {
 			// A writer is using it after all: so is everything it points at.
 			kept: func(ctx context.Context) error { return m.keep(ctx, d, nil) }})
 	})
-	if err != nil && !driver.IsNotFound(err) {
-		return err
-	}
-	if err := kept.Err(); err != nil {
-		return err
-	}
-	return m.c.flush(ctx)
+	return m.c.endSweep(ctx, err, kept)
 }
 
 // sweepMarkers removes the tag markers (tags.go) of digests the repository
@@ -301,13 +295,7 @@ func (m *repoMarker) sweepMarkers(ctx context.Context) error {
 		}
 		return m.c.remove(ctx, gcCandidate{kind: "marker", repo: name, digest: d, path: fi.Path})
 	})
-	if err != nil && !driver.IsNotFound(err) {
-		return err
-	}
-	if err := records.Err(); err != nil {
-		return err
-	}
-	return m.c.flush(ctx)
+	return m.c.endSweep(ctx, err, records)
 }
 
 // sweepLinks removes links no kept manifest uses that are older than the
@@ -333,11 +321,5 @@ func (m *repoMarker) sweepLinks(ctx context.Context) error {
 		return m.c.remove(ctx, gcCandidate{kind: "link", repo: name, digest: d, path: fi.Path,
 			kept: func(context.Context) error { m.c.marked.addKey(k); return nil }})
 	})
-	if err != nil && !driver.IsNotFound(err) {
-		return err
-	}
-	if err := uses.Err(); err != nil {
-		return err
-	}
-	return m.c.flush(ctx)
+	return m.c.endSweep(ctx, err, uses)
 }

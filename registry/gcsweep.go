@@ -44,6 +44,19 @@ func (c *collector) remove(ctx context.Context, cand gcCandidate) error {
 	return nil
 }
 
+// endSweep finishes a sweep that walked with set open, given the walk's
+// error: a folder that does not exist was merely empty, and the removals
+// still pending go out.
+func (c *collector) endSweep(ctx context.Context, walkErr error, set *keyIter) error {
+	if walkErr != nil && !driver.IsNotFound(walkErr) {
+		return walkErr
+	}
+	if err := set.Err(); err != nil {
+		return err
+	}
+	return c.flush(ctx)
+}
+
 // flush runs one sweep batch over the pending candidates: flag the batch,
 // read the pins, re-check and delete each, clear the flag.
 func (c *collector) flush(ctx context.Context) error {
@@ -210,13 +223,7 @@ func (c *collector) sweepBlobs(ctx context.Context) error {
 		}
 		return c.remove(ctx, gcCandidate{kind: "blob", digest: d, path: fi.Path, size: fi.Size})
 	})
-	if err != nil && !driver.IsNotFound(err) {
-		return err
-	}
-	if err := marked.Err(); err != nil {
-		return err
-	}
-	return c.flush(ctx)
+	return c.endSweep(ctx, err, marked)
 }
 
 // sweepCatalog removes the catalog markers of repositories that hold no
