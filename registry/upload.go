@@ -116,6 +116,50 @@ func (u *Upload) Append(ctx context.Context, r io.Reader, at int64) (int64, erro
 		return 0, err
 	}
 	defer unlock()
+	n, err := u.appendLocked(ctx, r, at)
+	if n > 0 {
+		// Whatever reached the backend is part of the session, even when
+		// the body broke off: the client resumes from the new offset.
+		if serr := u.save(context.WithoutCancel(ctx)); serr != nil {
+			return n, serr
+		}
+	}
+	return n, err
+}
+
+// AppendCommit is Append then Commit(d, -1) under one hold of the session,
+// for a final PUT that carries the last (or only) chunk: the state in
+// between is never written. Should the write or the commit fail, the bytes
+// that arrived are kept in the session as Append would, so it stays
+// resumable.
+func (u *Upload) AppendCommit(ctx context.Context, r io.Reader, at int64, d digest.Digest) (v1.Descriptor, error) {
+	if err := checkDigest(d); err != nil {
+		return v1.Descriptor{}, err
+	}
+	unlock, err := u.lock(ctx)
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	defer unlock()
+	n, err := u.appendLocked(ctx, r, at)
+	var desc v1.Descriptor
+	if err == nil {
+		if desc, err = u.finish(ctx, d, -1); err == nil {
+			u.bs.repo.reg.uploadObs(-1)
+			return desc, nil
+		}
+	}
+	if n > 0 {
+		if serr := u.save(context.WithoutCancel(ctx)); serr != nil {
+			return v1.Descriptor{}, errors.Join(err, serr)
+		}
+	}
+	return v1.Descriptor{}, err
+}
+
+// appendLocked writes r at the session's end; the caller holds the lock
+// and saves the state.
+func (u *Upload) appendLocked(ctx context.Context, r io.Reader, at int64) (int64, error) {
 	// The state this handle holds (from Resume, or its last chunk) is
 	// checked against the data's size once the writer is open, rather than
 	// read again here: one backend read less per chunk. With no data yet
@@ -129,16 +173,7 @@ func (u *Upload) Append(ctx context.Context, r io.Reader, at int64) (int64, erro
 	if at >= 0 && at != u.state.Offset {
 		return 0, u.rangeError(at)
 	}
-	n, werr := u.write(ctx, r, at)
-	if n == 0 && werr != nil {
-		return 0, werr
-	}
-	// Whatever reached the backend is part of the session, even when the
-	// body broke off: the client resumes from the new offset.
-	if err := u.save(context.WithoutCancel(ctx)); err != nil {
-		return n, err
-	}
-	return n, werr
+	return u.write(ctx, r, at)
 }
 
 func (u *Upload) rangeError(at int64) error {

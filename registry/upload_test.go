@@ -428,3 +428,33 @@ func TestMountAndDelete(t *testing.T) {
 		t.Fatalf("second delete: %v", err)
 	}
 }
+
+func TestAppendCommit(t *testing.T) {
+	ctx := context.Background()
+	repo := repository(t, newFSRegistry(t, t.TempDir()), "r")
+	data := randomBytes(t, 8000)
+	u, _ := repo.Blobs().Upload(ctx, registry.UploadOptions{})
+	if _, err := u.Append(ctx, bytes.NewReader(data[:3000]), 0); err != nil {
+		t.Fatal(err)
+	}
+	_, err := u.AppendCommit(ctx, bytes.NewReader(data[3000:5000]), 2000, digest.FromBytes(data))
+	var re *registry.RangeError
+	if !errors.As(err, &re) || re.Offset != 3000 {
+		t.Fatalf("final chunk at the wrong offset: %v", err)
+	}
+	// A wrong digest keeps the chunk: the session goes on after it.
+	_, err = u.AppendCommit(ctx, bytes.NewReader(data[3000:5000]), 3000, digest.FromBytes(data))
+	wantCode(t, err, registry.CodeDigestInvalid)
+	if u, err = repo.Blobs().Resume(ctx, u.ID()); err != nil || u.Offset() != 5000 {
+		t.Fatalf("after a failed final chunk: offset %d, %v", u.Offset(), err)
+	}
+	if _, err := u.AppendCommit(ctx, bytes.NewReader(data[5000:]), 5000, digest.FromBytes(data)); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(readBlob(t, repo, digest.FromBytes(data)), data) {
+		t.Fatal("content differs")
+	}
+	if _, err := repo.Blobs().Resume(ctx, u.ID()); !errors.Is(err, registry.ErrBlobUploadUnknown) {
+		t.Fatalf("session after commit: %v", err)
+	}
+}

@@ -99,20 +99,20 @@ func (h *handlers) upload(w http.ResponseWriter, r *http.Request, rt Route) erro
 		writeEmpty(w, http.StatusNoContent)
 		return nil
 	case http.MethodPatch:
-		if err := appendChunk(w, r, rt.Repository, up); err != nil {
+		if err := appendChunk(w, r, rt.Repository, up, ""); err != nil {
 			return err
 		}
 		uploadAccepted(w, rt.Repository, up, http.StatusAccepted)
 		return nil
 	}
 
-	// PUT: an optional last chunk, then the commit.
+	// PUT: an optional last chunk, then the commit — in one hold of the
+	// session when there is a chunk.
 	if r.ContentLength != 0 || r.Header.Get("Content-Range") != "" {
-		if err := appendChunk(w, r, rt.Repository, up); err != nil {
+		if err := appendChunk(w, r, rt.Repository, up, d); err != nil {
 			return err
 		}
-	}
-	if _, err := up.Commit(ctx, d, -1); err != nil {
+	} else if _, err := up.Commit(ctx, d, -1); err != nil {
 		return err
 	}
 	blobCreated(w, rt.Repository, d)
@@ -124,7 +124,10 @@ func (h *handlers) upload(w http.ResponseWriter, r *http.Request, rt Route) erro
 // registry's RangeError becomes a 416, which still names the session so
 // the client can ask where it stands and resume) and hold exactly the
 // bytes named.
-func appendChunk(w http.ResponseWriter, r *http.Request, repo string, up *registry.Upload) error {
+//
+// With commit set (a final PUT), the chunk is committed as that digest in
+// the same step.
+func appendChunk(w http.ResponseWriter, r *http.Request, repo string, up *registry.Upload, commit digest.Digest) error {
 	at, length := int64(-1), int64(-1)
 	if cr := r.Header.Get("Content-Range"); cr != "" {
 		start, end, ok := parseContentRange(cr)
@@ -138,7 +141,12 @@ func appendChunk(w http.ResponseWriter, r *http.Request, repo string, up *regist
 		}
 	}
 	body := newClientBody(r.Body, length)
-	_, err := up.Append(r.Context(), body, at)
+	var err error
+	if commit != "" {
+		_, err = up.AppendCommit(r.Context(), body, at, commit)
+	} else {
+		_, err = up.Append(r.Context(), body, at)
+	}
 	var rangeErr *registry.RangeError
 	if errors.As(err, &rangeErr) {
 		w.Header().Set("Location", uploadLocation(repo, up.ID()))
