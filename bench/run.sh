@@ -13,7 +13,7 @@
 # Environment:
 #   BENCH_DIR     where the temporary data directories go (default: the
 #                 repository's parent, so on the disk of the checkout)
-#   LADING_PORT   DIST_PORT   S3_PORT   ports on 127.0.0.1 (5101, 5102, 5103)
+#   BENCH_LADING_PORT   BENCH_DIST_PORT   S3_PORT   ports on 127.0.0.1 (5101, 5102, 5103)
 #   CEILING_SIZE  file size for the ceilings (default 1GiB)
 #   CEILING_ROUNDS  repetitions of the ceilings, median kept (default 5)
 #   FSYNC_BLOBS   small blobs pushed under strace; 0 skips it (default 200)
@@ -25,8 +25,8 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 bench_dir=${BENCH_DIR:-$(dirname "$repo")}
-lading_port=${LADING_PORT:-5101}
-dist_port=${DIST_PORT:-5102}
+lading_port=${BENCH_LADING_PORT:-5101}
+dist_port=${BENCH_DIST_PORT:-5102}
 s3_port=${S3_PORT:-5103}
 ceiling_size=${CEILING_SIZE:-1GiB}
 ceiling_rounds=${CEILING_ROUNDS:-5}
@@ -51,7 +51,7 @@ trap cleanup EXIT
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for p in "$lading_port" "$dist_port" "$s3_port"; do
-	port_free "$p" || { echo "port $p is in use; set LADING_PORT, DIST_PORT or S3_PORT" >&2; exit 1; }
+	port_free "$p" || { echo "port $p is in use; set BENCH_LADING_PORT, BENCH_DIST_PORT or S3_PORT" >&2; exit 1; }
 done
 
 # Distribution: installed once into GOPATH/bin and reused.
