@@ -105,11 +105,13 @@ func (h *handlers) catalog(w http.ResponseWriter, r *http.Request, _ Route) erro
 		if err != nil {
 			return err
 		}
-		if names = h.visible(r, names); names != nil {
-			list.Repositories = names
-		}
+		// The next page starts after the last name read, visible or not,
+		// so a page the caller may see little of still leads on.
 		if more && len(names) > 0 {
 			setNextLink(w, "/v2/_catalog", page.n, names[len(names)-1])
+		}
+		if names = h.visible(r, names); names != nil {
+			list.Repositories = names
 		}
 	}
 	writeJSON(w, r, http.StatusOK, list)
