@@ -142,6 +142,52 @@ func (bs *BlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) (v1.
 	return desc, err
 }
 
+// putWhole stores content held in memory as blob d and links it into the
+// repository, under the same guard as an upload's commit. The bytes go to
+// their address in one durable write (one fsync, one barrier) instead of
+// through a session's data file, commit, move and removal. alongside, when
+// set, runs while the link is written: it must need only the blob's bytes
+// to be durable, never the link. The link still follows the bytes, so a
+// reader (or an online fsck) never meets a link whose blob is not yet there.
+func (bs *BlobStore) putWhole(ctx context.Context, d digest.Digest, content []byte, alongside func(context.Context) error) error {
+	guard, err := bs.repo.reg.guardWrite(ctx, d)
+	if err != nil {
+		return err
+	}
+	drv, dst := bs.driver(), blobPath(d)
+	if _, err := drv.Stat(ctx, dst); driver.IsNotFound(err) {
+		// A concurrent push of the same bytes may rename its copy over this
+		// one: readers see either, and both are whole.
+		if err := drv.PutContent(ctx, dst, content); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	size := int64(len(content))
+	if err := together(ctx, func(ctx context.Context) error { return bs.link(ctx, d, size) }, alongside); err != nil {
+		return err
+	}
+	return guard.settle(ctx, func(ctx context.Context) error { return bs.ensureStored(ctx, d, content) })
+}
+
+// together runs a and b (b may be nil) at once and returns a's error, else
+// b's. Two durable writes side by side share the barrier that publishes
+// them, so the caller waits for one instead of two in a row.
+func together(ctx context.Context, a, b func(context.Context) error) error {
+	if b == nil {
+		return a(ctx)
+	}
+	done := make(chan error, 1)
+	go func() { done <- b(ctx) }()
+	aerr := a(ctx)
+	berr := <-done
+	if aerr != nil {
+		return aerr
+	}
+	return berr
+}
+
 // link records the blob in the repository. The link is empty: a file
 // system makes an empty file durable without syncing any bytes, which
 // halves the syncs of a small blob's push, and the size is the blob's own.

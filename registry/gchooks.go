@@ -37,6 +37,19 @@ func (u *Upload) ensureCommitted(ctx context.Context, d digest.Digest, dataPath 
 	return u.bs.ensureLinked(ctx, d, u.state.Offset)
 }
 
+// ensureStored is putWhole's verify step: content collected meanwhile is
+// written again, since it is still at hand, and the link restored.
+func (bs *BlobStore) ensureStored(ctx context.Context, d digest.Digest, content []byte) error {
+	_, err := bs.driver().Stat(ctx, blobPath(d))
+	if driver.IsNotFound(err) {
+		err = bs.driver().PutContent(ctx, blobPath(d), content)
+	}
+	if err != nil {
+		return err
+	}
+	return bs.ensureLinked(ctx, d, int64(len(content)))
+}
+
 // ensureMounted checks that a mounted blob and its new link exist.
 func (bs *BlobStore) ensureMounted(ctx context.Context, d digest.Digest, size int64) error {
 	_, err := bs.driver().Stat(ctx, blobPath(d))
