@@ -14,12 +14,14 @@ import (
 //	/repositories/<name>/_layers/<alg>/<hex>         blob linked into the repo
 //	/repositories/<name>/_manifests/<alg>/<hex>      manifest in the repo
 //	/repositories/<name>/_tags/<tag>                 tag → manifest digest
+//	/repositories/<name>/_tagrefs/<alg>/<hex>/<tag>  marker: tag was pointed at digest
 //	/repositories/<name>/_referrers/<alg>/<hex>/<alg>/<hex>
 //	                                                 subject → referrer descriptor
 //	/repositories/<name>/_uploads/<id>/data          upload bytes so far
 //	/repositories/<name>/_uploads/<id>/state         offset, hash state, start time
 //	/gc/state                                        the collector's progress, read by writers
 //	/gc/pins/<run>/<alg>/<hex>                       digest a writer uses during a collection
+//	/locks/<escaped key>                             lease of a backend lock (upload session)
 //
 // Repository name components never start with "_", so the "_" directories
 // cannot collide with a nested repository. The catalog is flat so a page of
@@ -56,6 +58,16 @@ func referrersPath(repo string, subject digest.Digest) string {
 func referrerPath(repo string, subject, referrer digest.Digest) string {
 	return referrersPath(repo, subject) + "/" + string(referrer.Algorithm()) + "/" + referrer.Encoded()
 }
+
+func tagRefsPath(repo string, d digest.Digest) string {
+	return repoPath(repo) + "/_tagrefs/" + string(d.Algorithm()) + "/" + d.Encoded()
+}
+
+func tagRefPath(repo string, d digest.Digest, tag string) string {
+	return tagRefsPath(repo, d) + "/" + tag
+}
+
+func lockPath(key string) string { return "/locks/" + escapeName(key) }
 
 func uploadsPath(repo string) string { return repoPath(repo) + "/_uploads" }
 

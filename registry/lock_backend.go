@@ -39,8 +39,6 @@ type lease struct {
 	Expires time.Time `json:"expires"`
 }
 
-func lockPath(key string) string { return "/locks/" + escapeName(key) }
-
 func (l *backendLocker) TryLock(ctx context.Context, key string) (func(), error) {
 	path := lockPath(key)
 	var tok [16]byte

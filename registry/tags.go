@@ -74,14 +74,7 @@ func (ms *ManifestStore) tagDigest(ctx context.Context, tag string) (digest.Dige
 // removed by a delete either: a push racing the delete may have written one
 // the delete's second pass (afterDelete) must still find. The collector
 // removes the markers of digests the repository no longer holds.
-
-func tagRefsPath(repo string, d digest.Digest) string {
-	return repoPath(repo) + "/_tagrefs/" + string(d.Algorithm()) + "/" + d.Encoded()
-}
-
-func tagRefPath(repo string, d digest.Digest, tag string) string {
-	return tagRefsPath(repo, d) + "/" + tag
-}
+// (The markers' paths are in layout.go, with every other path.)
 
 // tag points tag at d, marker first.
 func (ms *ManifestStore) tag(ctx context.Context, tag string, d digest.Digest) error {
