@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strconv"
 	"testing"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/opencontainers/image-spec/specs-go"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/lading-registry/lading/internal/testenv"
 	"github.com/lading-registry/lading/storage/driver"
 	"github.com/lading-registry/lading/storage/driver/filesystem"
 )
@@ -26,14 +26,7 @@ import (
 
 func benchRegistry(b *testing.B) *Registry {
 	b.Helper()
-	dir := b.TempDir()
-	if d := os.Getenv("LADING_BENCH_DIR"); d != "" {
-		var err error
-		if dir, err = os.MkdirTemp(d, "bench"); err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { os.RemoveAll(dir) })
-	}
+	dir := testenv.BenchDir(b)
 	fsd, err := filesystem.New(dir)
 	if err != nil {
 		b.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -231,12 +230,4 @@ func validateDescriptor(d v1.Descriptor) error {
 		return manifestInvalid("descriptor %s: data does not match its digest and size", d.Digest)
 	}
 	return nil
-}
-
-// digestOf returns payload's digest in alg; sha256 when alg is empty.
-func digestOf(payload []byte, alg digest.Algorithm) digest.Digest {
-	if alg == "" {
-		alg = digest.Canonical
-	}
-	return alg.FromBytes(payload)
 }

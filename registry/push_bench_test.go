@@ -11,6 +11,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/lading-registry/lading/internal/testenv"
 	"github.com/lading-registry/lading/registry"
 )
 
@@ -38,7 +39,7 @@ func stamp(chunk []byte, iter, i int) {
 func BenchmarkPush1GiBContentStore(b *testing.B) {
 	ctx := context.Background()
 	chunk := pushData(b)
-	root := benchDir(b)
+	root := testenv.BenchDir(b)
 	repo := repository(b, newFSRegistry(b, root), "bench/push")
 	b.SetBytes(pushTotal)
 	b.ResetTimer()
@@ -76,7 +77,7 @@ func BenchmarkPush1GiBContentStore(b *testing.B) {
 
 func BenchmarkPush1GiBPlainWrite(b *testing.B) {
 	chunk := pushData(b)
-	dir := benchDir(b)
+	dir := testenv.BenchDir(b)
 	b.SetBytes(pushTotal)
 	b.ResetTimer()
 	for iter := 0; iter < b.N; iter++ {
@@ -106,17 +107,4 @@ func BenchmarkPush1GiBPlainWrite(b *testing.B) {
 		os.Remove(f.Name())
 		b.StartTimer()
 	}
-}
-
-// benchDir is on the disk under test: LADING_BENCH_DIR, else the temp dir.
-func benchDir(b *testing.B) string {
-	if d := os.Getenv("LADING_BENCH_DIR"); d != "" {
-		dir, err := os.MkdirTemp(d, "bench")
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { os.RemoveAll(dir) })
-		return dir
-	}
-	return b.TempDir()
 }

@@ -12,7 +12,6 @@ import (
 	"hash"
 	"io"
 	"regexp"
-	"slices"
 	"sync"
 	"time"
 
@@ -102,9 +101,6 @@ func (u *Upload) ID() string { return u.state.ID }
 
 // Offset is the number of bytes the session held when last read.
 func (u *Upload) Offset() int64 { return u.state.Offset }
-
-// StartedAt is when the session began.
-func (u *Upload) StartedAt() time.Time { return u.state.StartedAt }
 
 // Append writes r at the session's end. at is where the client says the
 // chunk starts (-1: wherever the session stands); a mismatch, or another
@@ -206,7 +202,7 @@ func (u *Upload) write(ctx context.Context, r io.Reader, at int64) (int64, error
 			// the client's, in order, so hash them in and go on from there.
 			if err := u.catchUp(ctx, path, w.Size()); err != nil {
 				w.Close()
-				return 0, u.lost(ctx, fmt.Sprintf("data holds %d bytes, state %d: %v", w.Size(), u.state.Offset, err))
+				return 0, err
 			}
 		}
 		if w.Size() != u.state.Offset {
@@ -302,17 +298,21 @@ func (u *Upload) Refresh(ctx context.Context) error {
 	if fi, err = u.bs.driver().Stat(ctx, path); err != nil || fi.Size <= u.state.Offset {
 		return nil
 	}
-	if err := u.catchUp(ctx, path, fi.Size); err != nil {
-		return u.lost(ctx, fmt.Sprintf("data holds %d bytes, state %d: %v", fi.Size, u.state.Offset, err))
+	return u.catchUp(ctx, path, fi.Size)
+}
+
+// catchUp hashes the data between the state's offset and size into the
+// state and saves it. It reads back at most what one chunk wrote. When that
+// fails (a backend that cannot read data in progress, as S3 before
+// completion) the session is dropped, and the error says so.
+func (u *Upload) catchUp(ctx context.Context, path string, size int64) error {
+	if err := u.hashTail(ctx, path, size); err != nil {
+		return u.lost(ctx, fmt.Sprintf("data holds %d bytes, state %d: %v", size, u.state.Offset, err))
 	}
 	return nil
 }
 
-// catchUp hashes the data between the state's offset and size into the
-// state and saves it. It reads back at most what one chunk wrote; a backend
-// that cannot read data in progress (S3 before completion) fails it, and the
-// session is then dropped as before.
-func (u *Upload) catchUp(ctx context.Context, path string, size int64) error {
+func (u *Upload) hashTail(ctx context.Context, path string, size int64) error {
 	hashers, err := u.hashers()
 	if err != nil {
 		return err
@@ -556,16 +556,6 @@ func (u *Upload) keepHashes(hs map[digest.Algorithm]hash.Hash) error {
 		u.state.Hashes[alg] = st
 	}
 	return nil
-}
-
-// Algorithms reports which digests the session computes as bytes arrive.
-func (u *Upload) Algorithms() []digest.Algorithm {
-	algs := make([]digest.Algorithm, 0, len(u.state.Hashes))
-	for a := range u.state.Hashes {
-		algs = append(algs, a)
-	}
-	slices.Sort(algs)
-	return algs
 }
 
 func newUploadID() string {

@@ -7,13 +7,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"runtime"
 	"strconv"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/lading-registry/lading/internal/testenv"
 	"github.com/lading-registry/lading/logging"
 	"github.com/lading-registry/lading/registry"
 	"github.com/lading-registry/lading/storage/driver"
@@ -55,14 +55,7 @@ func BenchmarkParseContentRange(b *testing.B) {
 // the data on the disk under test.
 func benchServer(b *testing.B) *httptest.Server {
 	b.Helper()
-	dir := b.TempDir()
-	if d := os.Getenv("LADING_BENCH_DIR"); d != "" {
-		var err error
-		if dir, err = os.MkdirTemp(d, "bench"); err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { os.RemoveAll(dir) })
-	}
+	dir := testenv.BenchDir(b)
 	fsd, err := filesystem.New(dir)
 	if err != nil {
 		b.Fatal(err)

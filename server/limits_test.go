@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/lading-registry/lading/registry"
+	"github.com/lading-registry/lading/storage/driver/inmemory"
 )
 
 // TestUploadSlots holds the only upload slot with a stalled chunk and
@@ -148,7 +150,9 @@ func TestStalledBodyTimesOut(t *testing.T) {
 // TestManifestLengthNotAllocated declares a manifest of the largest size
 // allowed and sends a few bytes: the server allocates for what arrived.
 func TestManifestLengthNotAllocated(t *testing.T) {
-	h := newHandler(t, Options{MaxManifestSize: 64 << 20})
+	discard := slog.New(slog.DiscardHandler)
+	reg := registry.New(inmemory.New(), registry.Options{Logger: discard, MaxManifestSize: 64 << 20})
+	h := New(reg, Options{Logger: discard})
 	req := httptest.NewRequest(http.MethodPut, "/v2/a/manifests/latest", strings.NewReader(`{"schemaVersion":2}`))
 	req.ContentLength = 64 << 20
 	var before, after runtime.MemStats

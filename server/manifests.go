@@ -95,7 +95,7 @@ func (h *handlers) putManifest(w http.ResponseWriter, r *http.Request, rt Route,
 // read only up to the limit. The buffer grows with the bytes received, not
 // with the length declared, which costs a client nothing to send.
 func (h *handlers) readManifest(r *http.Request) ([]byte, error) {
-	limit := h.opts.MaxManifestSize
+	limit := h.reg.MaxManifestSize()
 	if r.ContentLength > limit {
 		return nil, withStatus(http.StatusRequestEntityTooLarge, registry.CodeManifestTooLarge,
 			"manifest of %d bytes exceeds the limit of %d", r.ContentLength, limit)

@@ -34,10 +34,6 @@ type Options struct {
 	// DisableDeletes answers DELETE of blobs, manifests and tags with 405
 	// UNSUPPORTED. Cancelling an upload stays allowed.
 	DisableDeletes bool
-	// MaxManifestSize bounds a manifest body; 0 means the registry's default.
-	// Bodies declared or found larger are refused (413) without being read
-	// beyond the limit.
-	MaxManifestSize int64
 	// MaxUploads bounds the requests streaming blob data at once (PATCH,
 	// PUT and monolithic POST); beyond it they get 429 TOOMANYREQUESTS with
 	// a Retry-After. 0 means DefaultMaxUploads, negative no limit.
@@ -62,9 +58,6 @@ type Options struct {
 func New(reg *registry.Registry, opts Options) http.Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
-	}
-	if opts.MaxManifestSize <= 0 {
-		opts.MaxManifestSize = registry.DefaultMaxManifestSize
 	}
 	if opts.BodyIdleTimeout == 0 {
 		opts.BodyIdleTimeout = DefaultBodyIdleTimeout

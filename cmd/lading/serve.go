@@ -127,7 +127,6 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, listening 
 		Logger:          log,
 		DisableDeletes:  !cfg.Deletes.Enabled,
 		ReadOnly:        cfg.ReadOnly,
-		MaxManifestSize: int64(cfg.HTTP.MaxManifestSize),
 		MaxUploads:      maxUploads(cfg.HTTP.MaxUploads),
 		BodyIdleTimeout: noLimitIfZero(cfg.HTTP.BodyIdleTimeout),
 		Authorizer:      authorizer,
