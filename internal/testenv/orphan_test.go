@@ -29,7 +29,7 @@ func TestServerDiesWithTestBinary(t *testing.T) {
 		select {}
 	}
 	if _, err := findBinary("redis-server"); err != nil {
-		failOrSkip(t, fmt.Errorf("%w: %v", ErrNotInstalled, err))
+		FailOrSkip(t, fmt.Errorf("%w: %v", ErrNotInstalled, err))
 	}
 	child := exec.Command(os.Args[0], "-test.run=^TestServerDiesWithTestBinary$")
 	child.Env = append(os.Environ(), "TESTENV_ORPHAN_CHILD=1")

@@ -24,7 +24,7 @@ func S3(t testing.TB) S3Server {
 	t.Helper()
 	srv, stop, err := StartS3()
 	if err != nil {
-		failOrSkip(t, err)
+		FailOrSkip(t, err)
 	}
 	t.Cleanup(stop)
 	return srv
@@ -36,13 +36,16 @@ func Redis(t testing.TB) string {
 	t.Helper()
 	addr, stop, err := StartRedis()
 	if err != nil {
-		failOrSkip(t, err)
+		FailOrSkip(t, err)
 	}
 	t.Cleanup(stop)
 	return addr
 }
 
-func failOrSkip(t testing.TB, err error) {
+// FailOrSkip ends a test that could not start a server: a skip when the
+// server's binary is missing, except under CI=true, where a skip would hide
+// a gap in coverage; a failure for any other error.
+func FailOrSkip(t testing.TB, err error) {
 	t.Helper()
 	if errors.Is(err, ErrNotInstalled) && os.Getenv("CI") != "true" {
 		t.Skip(err)

@@ -3,10 +3,8 @@ package replicas
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -104,10 +102,7 @@ func stoppableRedis(t *testing.T) (string, func()) {
 	t.Helper()
 	addr, stop, err := testenv.StartRedis()
 	if err != nil {
-		if errors.Is(err, testenv.ErrNotInstalled) && os.Getenv("CI") != "true" {
-			t.Skip(err)
-		}
-		t.Fatal(err)
+		testenv.FailOrSkip(t, err)
 	}
 	stop = sync.OnceFunc(stop)
 	t.Cleanup(stop)
