@@ -1,12 +1,15 @@
 package filesystem
 
 import (
+	"context"
 	"errors"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/lading-registry/lading/storage/driver"
 )
 
 // placeAttempts bounds the retries of a creation racing with the pruning of
@@ -19,12 +22,13 @@ const placeAttempts = 8
 // waits for the barrier so the new name, and any directory made for it,
 // survive a crash. A Delete may prune a directory between its making and
 // create; create then sees ENOENT and place makes the directory again.
-func (d *Driver) place(file string, durable bool, create func() error) error {
+// Under a driver.Batch the wait is left to the batch's Commit.
+func (d *Driver) place(ctx context.Context, file string, durable bool, create func() error) error {
 	dir := filepath.Dir(file)
 	for attempt := 1; ; attempt++ {
 		err := create()
 		if err == nil {
-			if !durable {
+			if !durable || driver.Defer(ctx, d.barrier, d.barrier.wait) {
 				return nil
 			}
 			return d.barrier.wait()

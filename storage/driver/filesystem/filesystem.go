@@ -3,15 +3,16 @@
 //
 // Data appears at its final path only when complete: small content is
 // written to a temporary file, synced, and then renamed (or, for Create,
-// hard-linked) into place. Directories are object-store prefixes: they are
-// made on demand and removed again with the last file below them.
+// hard-linked) into place; an empty object, having no bytes to see half of,
+// is made in place. Directories are object-store prefixes: they are made on
+// demand and removed again with the last file below them.
 //
 // Durability costs one fsync of the file's bytes where bytes are new
 // (PutContent, Create, a Writer's Commit) and, for every name made durable
 // (PutContent, Create, Move), a share of one syncfs barrier that concurrent
-// operations join (see barrier). A Writer's own file name is not made
-// durable: writers hold data in progress, which the registry publishes with
-// Move.
+// operations join (see barrier), or under a driver.Batch one wait at its
+// Commit. A Writer's own file name is not made durable: writers hold data
+// in progress, which the registry publishes with Move.
 package filesystem
 
 import (
@@ -29,6 +30,7 @@ import (
 	"time"
 
 	"github.com/lading-registry/lading/storage/driver"
+	"golang.org/x/sys/unix"
 )
 
 const name = "filesystem"
@@ -85,37 +87,80 @@ func (d *Driver) GetContent(_ context.Context, path string) ([]byte, error) {
 }
 
 // PutContent implements driver.Driver.
-func (d *Driver) PutContent(_ context.Context, path string, content []byte) error {
-	return d.put(path, content, true)
+func (d *Driver) PutContent(ctx context.Context, path string, content []byte) error {
+	return d.put(ctx, path, content, true)
 }
 
 // PutState implements driver.Driver: a rename of an unsynced temporary
 // file, atomic for readers and with no sync at all.
-func (d *Driver) PutState(_ context.Context, path string, content []byte) error {
-	return d.put(path, content, false)
+func (d *Driver) PutState(ctx context.Context, path string, content []byte) error {
+	return d.put(ctx, path, content, false)
 }
 
 // put renames a complete temporary file onto path, so readers see the old
 // content or the new, never a part.
-func (d *Driver) put(path string, content []byte, durable bool) error {
+func (d *Driver) put(ctx context.Context, path string, content []byte, durable bool) error {
 	file, err := d.file(path)
 	if err != nil {
 		return err
+	}
+	if len(content) == 0 {
+		if done, err := d.putEmpty(ctx, file, durable); done || err != nil {
+			return err
+		}
 	}
 	tmp, err := d.writeTemp(content, durable)
 	if err != nil {
 		return err
 	}
-	err = d.place(file, durable, func() error { return os.Rename(tmp, file) })
+	err = d.place(ctx, file, durable, func() error { return os.Rename(tmp, file) })
 	if err != nil {
 		os.Remove(tmp)
 	}
 	return err
 }
 
+// putEmpty puts an empty object (a marker or link, the most frequent write)
+// in place: with no bytes, a reader can only see the file whole, so no
+// temporary file and rename are needed. An empty file already there is
+// touched instead, since the collector reads a recent write from the
+// modification time. done is false when the path holds content, which
+// only a rename may replace atomically.
+func (d *Driver) putEmpty(ctx context.Context, file string, durable bool) (done bool, err error) {
+	err = d.place(ctx, file, false, func() error {
+		fd, err := unix.Open(file, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
+		if err == nil {
+			return unix.Close(fd)
+		}
+		if err != unix.EEXIST {
+			return &fs.PathError{Op: "open", Path: file, Err: err}
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(file, &st); err != nil {
+			return &fs.PathError{Op: "lstat", Path: file, Err: err}
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != 0 {
+			return errNotEmpty
+		}
+		now := time.Now()
+		return os.Chtimes(file, now, now)
+	})
+	switch {
+	case err == errNotEmpty:
+		return false, nil
+	case err != nil:
+		return true, err
+	case durable && !driver.Defer(ctx, d.barrier, d.barrier.wait):
+		return true, d.barrier.wait()
+	}
+	return true, nil
+}
+
+var errNotEmpty = errors.New("not an empty file")
+
 // Create implements driver.Driver. link(2) fails when the name is taken,
 // which makes first-writer-wins atomic where rename would overwrite.
-func (d *Driver) Create(_ context.Context, path string, content []byte) error {
+func (d *Driver) Create(ctx context.Context, path string, content []byte) error {
 	file, err := d.file(path)
 	if err != nil {
 		return err
@@ -129,7 +174,7 @@ func (d *Driver) Create(_ context.Context, path string, content []byte) error {
 		return err
 	}
 	defer os.Remove(tmp)
-	err = d.place(file, true, func() error { return os.Link(tmp, file) })
+	err = d.place(ctx, file, true, func() error { return os.Link(tmp, file) })
 	if errors.Is(err, fs.ErrExist) {
 		return driver.ErrExists
 	}
@@ -208,7 +253,7 @@ func (d *Driver) List(_ context.Context, path string) ([]string, error) {
 }
 
 // Move implements driver.Driver. Only objects move; a directory is not one.
-func (d *Driver) Move(_ context.Context, src, dst string) error {
+func (d *Driver) Move(ctx context.Context, src, dst string) error {
 	from, err := d.file(src)
 	if err != nil {
 		return err
@@ -223,7 +268,7 @@ func (d *Driver) Move(_ context.Context, src, dst string) error {
 	if src == dst {
 		return nil
 	}
-	err = d.place(to, true, func() error { return os.Rename(from, to) })
+	err = d.place(ctx, to, true, func() error { return os.Rename(from, to) })
 	if errors.Is(err, fs.ErrNotExist) {
 		return d.notFound(src) // moved or deleted by someone else meanwhile
 	}

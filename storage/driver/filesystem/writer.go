@@ -11,7 +11,7 @@ import (
 // Writer implements driver.Driver. The writer writes in place at the path:
 // what is seen there before Commit is unspecified, and a large object is
 // not worth copying once more at the end.
-func (d *Driver) Writer(_ context.Context, path string, append bool) (driver.FileWriter, error) {
+func (d *Driver) Writer(ctx context.Context, path string, append bool) (driver.FileWriter, error) {
 	file, err := d.file(path)
 	if err != nil {
 		return nil, err
@@ -21,7 +21,7 @@ func (d *Driver) Writer(_ context.Context, path string, append bool) (driver.Fil
 		f, err = os.OpenFile(file, os.O_WRONLY|os.O_APPEND, 0)
 	} else {
 		// Data in progress needs no durable name: Move publishes it.
-		err = d.place(file, false, func() (err error) {
+		err = d.place(ctx, file, false, func() (err error) {
 			f, err = os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 			return err
 		})

@@ -43,6 +43,8 @@ var cases = []struct {
 	{"content-small", testSmallContent},
 	{"content-large", testLargeContent},
 	{"put-state", testPutState},
+	{"content-empty", testEmptyContent},
+	{"batch", testBatch},
 	{"create", testCreate},
 	{"create-concurrent", testCreateConcurrent},
 	{"reader-offsets", testReaderOffsets},

@@ -1,0 +1,71 @@
+package driver
+
+import (
+	"context"
+	"sync"
+)
+
+// Batch lets one request make several changes durable with one wait.
+//
+// Some backends (a file system) make a new name durable with a sync shared
+// by every change made before it, so a request that makes several names (a
+// blob, then its link; a manifest, its record, then its tags) need wait only
+// once, after the last. Under a context from WithBatch, PutContent, Create
+// and Move may return once their change is visible but before it is durable,
+// and Commit then waits once for all of them. Changes become visible in the
+// order they are made, and a backend that defers must make them durable in
+// that order too (a journaling file system commits a prefix of its metadata
+// operations), so a crash before Commit returns keeps a prefix of the batch.
+// Backends whose changes are durable on return (an object store) ignore
+// batches. Nothing made under a batch may be reported as stored before
+// Commit returns nil.
+type Batch struct {
+	mu   sync.Mutex
+	keys []any
+	owed map[any]func() error
+}
+
+type batchKey struct{}
+
+// WithBatch returns ctx carrying a new, empty batch.
+func WithBatch(ctx context.Context) (context.Context, *Batch) {
+	b := &Batch{}
+	return context.WithValue(ctx, batchKey{}, b), b
+}
+
+// Defer is for drivers: when ctx carries a batch it records sync as owed
+// under key (one call of it makes every change before it durable, so a key
+// is owed once however many changes share it) and returns true; the
+// driver may then return without waiting. Without a batch it returns false
+// and the driver waits itself.
+func Defer(ctx context.Context, key any, sync func() error) bool {
+	b, _ := ctx.Value(batchKey{}).(*Batch)
+	if b == nil {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.owed == nil {
+		b.owed = make(map[any]func() error)
+	}
+	if _, ok := b.owed[key]; !ok {
+		b.keys = append(b.keys, key)
+		b.owed[key] = sync
+	}
+	return true
+}
+
+// Commit makes every change made under the batch so far durable. The
+// batch may be used again afterwards.
+func (b *Batch) Commit() error {
+	b.mu.Lock()
+	keys, owed := b.keys, b.owed
+	b.keys, b.owed = nil, nil
+	b.mu.Unlock()
+	for _, k := range keys {
+		if err := owed[k](); err != nil {
+			return err
+		}
+	}
+	return nil
+}

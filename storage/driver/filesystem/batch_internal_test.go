@@ -1,0 +1,49 @@
+package filesystem
+
+import (
+	"testing"
+
+	"github.com/lading-registry/lading/storage/driver"
+)
+
+// Under a batch, durable writes leave the barrier to Commit, which syncs
+// once for all of them; without one, each write waits itself.
+func TestBatchDefersTheBarrier(t *testing.T) {
+	d, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncs := func() uint64 {
+		d.barrier.mu.Lock()
+		defer d.barrier.mu.Unlock()
+		return d.barrier.done
+	}
+	ctx, batch := driver.WithBatch(t.Context())
+	if err := d.PutContent(ctx, "/a/blob", []byte("bytes")); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.PutContent(ctx, "/b/link", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Create(ctx, "/c/lease", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Move(ctx, "/a/blob", "/d/blob"); err != nil {
+		t.Fatal(err)
+	}
+	if n := syncs(); n != 0 {
+		t.Fatalf("%d syncs before Commit, want 0", n)
+	}
+	if err := batch.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if n := syncs(); n != 1 {
+		t.Fatalf("%d syncs after Commit, want 1", n)
+	}
+	if err := d.PutContent(t.Context(), "/e/link", nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := syncs(); n != 2 {
+		t.Fatalf("%d syncs after a write outside the batch, want 2", n)
+	}
+}

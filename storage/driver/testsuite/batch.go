@@ -1,0 +1,70 @@
+package testsuite
+
+import (
+	"errors"
+	"time"
+
+	"github.com/lading-registry/lading/storage/driver"
+)
+
+// testBatch checks what a caller of driver.WithBatch relies on: every
+// change is visible as soon as its call returns, in the order made, and
+// Commit succeeds once for all of them and again for an empty batch.
+func testBatch(e *env) {
+	ctx, batch := driver.WithBatch(e.ctx)
+	e.put("src", []byte("blob"))
+	steps := []struct {
+		what string
+		do   func() error
+		path string
+		want []byte
+	}{
+		{"PutContent", func() error { return e.d.PutContent(ctx, e.path("a/put"), []byte("put")) }, "a/put", []byte("put")},
+		{"PutContent empty", func() error { return e.d.PutContent(ctx, e.path("a/link"), nil) }, "a/link", []byte{}},
+		{"Create", func() error { return e.d.Create(ctx, e.path("b/lease"), []byte("lease")) }, "b/lease", []byte("lease")},
+		{"Move", func() error { return e.d.Move(ctx, e.path("src"), e.path("c/moved")) }, "c/moved", []byte("blob")},
+	}
+	for _, s := range steps {
+		if err := s.do(); err != nil {
+			e.t.Fatalf("%s under a batch: %v", s.what, err)
+		}
+		e.wantContent(e.path(s.path), s.want)
+	}
+	if err := e.d.Create(ctx, e.path("b/lease"), []byte("other")); !errors.Is(err, driver.ErrExists) {
+		e.t.Errorf("Create of a taken path under a batch = %v, want ErrExists", err)
+	}
+	if err := batch.Commit(); err != nil {
+		e.t.Fatalf("Commit: %v", err)
+	}
+	if err := batch.Commit(); err != nil {
+		e.t.Fatalf("Commit of an emptied batch: %v", err)
+	}
+	e.wantGone(e.path("src"))
+}
+
+// testEmptyContent checks the markers the registry writes most: an empty
+// object replaces content whole, and writing one again where one is keeps
+// it but counts as a write (the collector reads recency from ModTime).
+func testEmptyContent(e *env) {
+	p := e.put("obj", []byte("content"))
+	e.put("obj", nil)
+	e.wantContent(p, []byte{})
+	before, err := e.d.Stat(e.ctx, p)
+	if err != nil || before.Size != 0 {
+		e.t.Fatalf("Stat of an empty object = %+v, %v", before, err)
+	}
+	// Object stores keep whole seconds.
+	time.Sleep(1100 * time.Millisecond)
+	e.put("obj", nil)
+	after, err := e.d.Stat(e.ctx, p)
+	if err != nil || after.Size != 0 {
+		e.t.Fatalf("Stat of an empty object written again = %+v, %v", after, err)
+	}
+	if !after.ModTime.After(before.ModTime) {
+		e.t.Errorf("ModTime %v did not move on after a second write (first %v)", after.ModTime, before.ModTime)
+	}
+	if err := e.d.PutState(e.ctx, e.path("state"), nil); err != nil {
+		e.t.Fatal(err)
+	}
+	e.wantContent(e.path("state"), []byte{})
+}
