@@ -131,11 +131,11 @@ func (bs *BlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) (v1.
 		return v1.Descriptor{}, err
 	}
 	u := bs.newUpload([]digest.Algorithm{d.Algorithm()})
-	if _, err := u.write(ctx, r, -1); err != nil {
+	if _, err := u.write(ctx, r, -1, true); err != nil {
 		_ = bs.driver().Delete(context.WithoutCancel(ctx), uploadPath(bs.repo.name, u.state.ID))
 		return v1.Descriptor{}, err
 	}
-	desc, err := u.finish(ctx, d, -1)
+	desc, err := u.finish(ctx, d, -1, true)
 	if err != nil {
 		_ = bs.driver().Delete(context.WithoutCancel(ctx), uploadPath(bs.repo.name, u.state.ID))
 	}
@@ -144,8 +144,8 @@ func (bs *BlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) (v1.
 
 // putWhole stores content held in memory as blob d and links it into the
 // repository, under the same guard as an upload's commit. The bytes go to
-// their address in one durable write (one fsync, one barrier) instead of
-// through a session's data file, commit, move and removal. alongside, when
+// their address in one durable write instead of through a session's data
+// file, commit, move and removal. alongside, when
 // set, runs while the link is written: it must need only the blob's bytes
 // to be durable, never the link. The link still follows the bytes, so a
 // reader (or an online fsck) never meets a link whose blob is not yet there.
@@ -172,8 +172,8 @@ func (bs *BlobStore) putWhole(ctx context.Context, d digest.Digest, content []by
 }
 
 // together runs a and b (b may be nil) at once and returns a's error, else
-// b's. Two durable writes side by side share the barrier that publishes
-// them, so the caller waits for one instead of two in a row.
+// b's. Two durable writes side by side share the syncs that make them
+// durable, so the caller waits for one instead of two in a row.
 func together(ctx context.Context, a, b func(context.Context) error) error {
 	if b == nil {
 		return a(ctx)

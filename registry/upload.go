@@ -67,7 +67,16 @@ func (bs *BlobStore) Upload(ctx context.Context, opts UploadOptions) (*Upload, e
 		}
 	}
 	u := bs.newUpload(opts.Algorithms)
-	if err := u.save(ctx); err != nil {
+	var err error
+	if len(opts.Algorithms) == 0 {
+		// The common session (sha256 only, nothing yet) is an empty state:
+		// a backend writes no bytes for it, and a file system makes it in
+		// place (see load).
+		err = bs.driver().PutState(ctx, uploadStatePath(bs.repo.name, u.state.ID), nil)
+	} else {
+		err = u.save(ctx)
+	}
+	if err != nil {
 		return nil, err
 	}
 	bs.repo.reg.uploadObs(+1)
@@ -112,7 +121,7 @@ func (u *Upload) Append(ctx context.Context, r io.Reader, at int64) (int64, erro
 		return 0, err
 	}
 	defer unlock()
-	n, err := u.appendLocked(ctx, r, at)
+	n, err := u.appendLocked(ctx, r, at, false)
 	if n > 0 {
 		// Whatever reached the backend is part of the session, even when
 		// the body broke off: the client resumes from the new offset.
@@ -137,10 +146,10 @@ func (u *Upload) AppendCommit(ctx context.Context, r io.Reader, at int64, d dige
 		return v1.Descriptor{}, err
 	}
 	defer unlock()
-	n, err := u.appendLocked(ctx, r, at)
+	n, err := u.appendLocked(ctx, r, at, true)
 	var desc v1.Descriptor
 	if err == nil {
-		if desc, err = u.finish(ctx, d, -1); err == nil {
+		if desc, err = u.finish(ctx, d, -1, true); err == nil {
 			u.bs.repo.reg.uploadObs(-1)
 			return desc, nil
 		}
@@ -154,8 +163,8 @@ func (u *Upload) AppendCommit(ctx context.Context, r io.Reader, at int64, d dige
 }
 
 // appendLocked writes r at the session's end; the caller holds the lock
-// and saves the state.
-func (u *Upload) appendLocked(ctx context.Context, r io.Reader, at int64) (int64, error) {
+// and saves the state. commit is as for write.
+func (u *Upload) appendLocked(ctx context.Context, r io.Reader, at int64, commit bool) (int64, error) {
 	// The state this handle holds (from Resume, or its last chunk) is
 	// checked against the data's size once the writer is open, rather than
 	// read again here: one backend read less per chunk. With no data yet
@@ -169,7 +178,7 @@ func (u *Upload) appendLocked(ctx context.Context, r io.Reader, at int64) (int64
 	if at >= 0 && at != u.state.Offset {
 		return 0, u.rangeError(at)
 	}
-	return u.write(ctx, r, at)
+	return u.write(ctx, r, at, commit)
 }
 
 func (u *Upload) rangeError(at int64) error {
@@ -177,9 +186,12 @@ func (u *Upload) rangeError(at int64) error {
 }
 
 // write appends r to the data, hashing as it goes, and advances the
-// in-memory state. at is the client's offset (-1: none), as in Append. The
-// caller holds the lock (or owns the session alone).
-func (u *Upload) write(ctx context.Context, r io.Reader, at int64) (int64, error) {
+// in-memory state. at is the client's offset (-1: none), as in Append. With
+// commit set, the last chunk is coming: once r has ended cleanly the data
+// is made durable through the same writer, ready for finish, instead of
+// through another opened for it. The caller holds the lock (or owns the
+// session alone).
+func (u *Upload) write(ctx context.Context, r io.Reader, at int64, commit bool) (int64, error) {
 	drv := u.bs.driver()
 	path := uploadDataPath(u.state.Repository, u.state.ID)
 	w, err := drv.Writer(ctx, path, u.state.Offset > 0)
@@ -242,6 +254,9 @@ func (u *Upload) write(ctx context.Context, r io.Reader, at int64) (int64, error
 	}
 	if rerr == io.EOF {
 		rerr = nil
+	}
+	if commit && rerr == nil && werr == nil && u.state.Offset+n > 0 {
+		werr = w.Commit(ctx)
 	}
 	if cerr := w.Close(); werr == nil {
 		werr = cerr
@@ -352,7 +367,7 @@ func (u *Upload) Commit(ctx context.Context, d digest.Digest, size int64) (v1.De
 	if err := u.load(ctx); err != nil {
 		return v1.Descriptor{}, err
 	}
-	desc, err := u.finish(ctx, d, size)
+	desc, err := u.finish(ctx, d, size, false)
 	if err != nil {
 		return v1.Descriptor{}, err
 	}
@@ -364,14 +379,15 @@ func (u *Upload) Commit(ctx context.Context, d digest.Digest, size int64) (v1.De
 // blob becomes visible at its content address whole (a move), and in the
 // repository only after that (the link), so a failure at any step leaves
 // nothing half-visible: at worst an unlinked blob for the collector.
-func (u *Upload) finish(ctx context.Context, d digest.Digest, size int64) (v1.Descriptor, error) {
+// committed says the caller's write has already made the data durable.
+func (u *Upload) finish(ctx context.Context, d digest.Digest, size int64, committed bool) (v1.Descriptor, error) {
 	drv := u.bs.driver()
 	if size >= 0 && size != u.state.Offset {
 		return v1.Descriptor{}, newError(CodeSizeInvalid, "upload holds %d bytes, %d declared", u.state.Offset, size)
 	}
 	dataPath := uploadDataPath(u.state.Repository, u.state.ID)
 	hasData := u.state.Offset > 0
-	if hasData {
+	if hasData && !committed {
 		w, err := drv.Writer(ctx, dataPath, true)
 		switch {
 		case driver.IsNotFound(err):
@@ -404,6 +420,9 @@ func (u *Upload) finish(ctx context.Context, d digest.Digest, size int64) (v1.De
 	if err != nil {
 		return v1.Descriptor{}, err
 	}
+	// The bytes, then their link, become visible in that order and durable
+	// with one wait (driver.Batch), before the guard settles.
+	bctx, batch := driver.WithBatch(ctx)
 	dst := blobPath(d)
 	moved := false
 	if _, err := drv.Stat(ctx, dst); err == nil {
@@ -411,21 +430,30 @@ func (u *Upload) finish(ctx context.Context, d digest.Digest, size int64) (v1.De
 	} else if !driver.IsNotFound(err) {
 		return v1.Descriptor{}, err
 	} else if hasData {
-		if err := drv.Move(ctx, dataPath, dst); err != nil {
+		if err := drv.Move(bctx, dataPath, dst); err != nil {
 			return v1.Descriptor{}, err
 		}
 		moved = true
-	} else if err := drv.PutContent(ctx, dst, nil); err != nil {
+	} else if err := drv.PutContent(bctx, dst, nil); err != nil {
 		return v1.Descriptor{}, err
 	}
-	if err := u.bs.link(ctx, d, u.state.Offset); err != nil {
+	if err := u.bs.link(bctx, d, u.state.Offset); err != nil {
+		return v1.Descriptor{}, err
+	}
+	if err := batch.Commit(); err != nil {
 		return v1.Descriptor{}, err
 	}
 	dataLeft := hasData && !moved
 	if err := guard.settle(ctx, func(ctx context.Context) error { return u.ensureCommitted(ctx, d, dataPath, dataLeft) }); err != nil {
 		return v1.Descriptor{}, err
 	}
-	if err := drv.Delete(context.WithoutCancel(ctx), uploadPath(u.state.Repository, u.state.ID)); err != nil && !driver.IsNotFound(err) {
+	// Once the data has moved only the state is left, and deleting that
+	// one file prunes the session's directory with it.
+	leftover := uploadPath(u.state.Repository, u.state.ID)
+	if moved {
+		leftover = uploadStatePath(u.state.Repository, u.state.ID)
+	}
+	if err := drv.Delete(context.WithoutCancel(ctx), leftover); err != nil && !driver.IsNotFound(err) {
 		u.bs.repo.reg.log.Warn("upload session left behind after commit", "repository", u.state.Repository, "upload", u.state.ID, "err", err)
 	}
 	return blobDescriptor(d, u.state.Offset), nil
@@ -504,6 +532,14 @@ func (u *Upload) load(ctx context.Context) error {
 	}
 	if err != nil {
 		return err
+	}
+	if len(raw) == 0 {
+		// A new session hashing sha256 only, written as nothing by Upload.
+		// Its start is taken as now: purging judges sessions by that, and
+		// one begun moments ago is not a candidate either way.
+		u.state = uploadState{ID: u.state.ID, Repository: repo, StartedAt: u.bs.repo.reg.now().UTC(),
+			Hashes: map[digest.Algorithm][]byte{digest.SHA256: nil}}
+		return nil
 	}
 	var st uploadState
 	if err := json.Unmarshal(raw, &st); err != nil || st.ID != u.state.ID || st.Repository != repo || st.Offset < 0 {
