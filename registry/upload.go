@@ -421,7 +421,8 @@ func (u *Upload) finish(ctx context.Context, d digest.Digest, size int64, commit
 		return v1.Descriptor{}, err
 	}
 	// The bytes, then their link, become visible in that order and durable
-	// with one wait (driver.Batch), before the guard settles.
+	// with one wait (driver.Batch), before the guard settles. A crash before
+	// the wait may keep the link without the bytes: it reads as absent.
 	bctx, batch := driver.WithBatch(ctx)
 	dst := blobPath(d)
 	moved := false

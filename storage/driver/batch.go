@@ -9,16 +9,15 @@ import (
 //
 // Some backends (a file system) make a new name durable with a sync shared
 // by every change made before it, so a request that makes several names (a
-// blob, then its link; a manifest, its record, then its tags) need wait only
-// once, after the last. Under a context from WithBatch, PutContent, Create
-// and Move may return once their change is visible but before it is durable,
-// and Commit then waits once for all of them. Changes become visible in the
-// order they are made, and a backend that defers must make them durable in
-// that order too (a journaling file system commits a prefix of its metadata
-// operations), so a crash before Commit returns keeps a prefix of the batch.
-// Backends whose changes are durable on return (an object store) ignore
-// batches. Nothing made under a batch may be reported as stored before
-// Commit returns nil.
+// blob, then its link) need wait only once, after the last. Under a context
+// from WithBatch, PutContent, Create and Move may return once their change
+// is visible but before it is durable, and Commit then waits once for all
+// of them. Changes are visible in the order they are made, but until Commit
+// returns a crash may keep any subset of them: batch only changes of which
+// every subset is harmless (a link without its blob reads as absent), and
+// Commit between changes whose order must survive a crash. Backends whose
+// changes are durable on return (an object store) ignore batches. Nothing
+// made under a batch may be reported as stored before Commit returns nil.
 type Batch struct {
 	mu   sync.Mutex
 	keys []any
