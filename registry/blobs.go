@@ -132,12 +132,12 @@ func (bs *BlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) (v1.
 	}
 	u := bs.newUpload([]digest.Algorithm{d.Algorithm()})
 	if _, err := u.write(ctx, r, -1, true); err != nil {
-		_ = bs.driver().Delete(context.WithoutCancel(ctx), uploadPath(bs.repo.name, u.state.ID))
+		_ = bs.driver().Delete(context.WithoutCancel(ctx), uploadDataPath(bs.repo.name, u.state.ID))
 		return v1.Descriptor{}, err
 	}
 	desc, err := u.finish(ctx, d, -1, true)
 	if err != nil {
-		_ = bs.driver().Delete(context.WithoutCancel(ctx), uploadPath(bs.repo.name, u.state.ID))
+		_ = bs.driver().Delete(context.WithoutCancel(ctx), uploadDataPath(bs.repo.name, u.state.ID))
 	}
 	return desc, err
 }

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"path"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -17,8 +18,8 @@ import (
 //	/repositories/<name>/_tagrefs/<alg>/<hex>/<tag>  marker: tag was pointed at digest
 //	/repositories/<name>/_referrers/<alg>/<hex>/<alg>/<hex>
 //	                                                 subject → referrer descriptor
-//	/repositories/<name>/_uploads/<id>/data          upload bytes so far
-//	/repositories/<name>/_uploads/<id>/state         offset, hash state, start time
+//	/repositories/<name>/_uploads/<id>.data          upload bytes so far
+//	/repositories/<name>/_uploads/<id>.state         offset, hash state, start time
 //	/gc/state                                        the collector's progress, read by writers
 //	/gc/pins/<run>/<alg>/<hex>                       digest a writer uses during a collection
 //	/locks/<escaped key>                             lease of a backend lock (upload session)
@@ -26,6 +27,9 @@ import (
 // Repository name components never start with "_", so the "_" directories
 // cannot collide with a nested repository. The catalog is flat so a page of
 // it is one ordered listing, never a walk over every repository's contents.
+// An upload session is two objects side by side, not a directory of its
+// own: on a file system a directory per session costs a block to allocate,
+// sync and free for every blob pushed.
 const (
 	blobsRoot = "/blobs"
 	reposRoot = "/repositories"
@@ -71,11 +75,26 @@ func lockPath(key string) string { return "/locks/" + escapeName(key) }
 
 func uploadsPath(repo string) string { return repoPath(repo) + "/_uploads" }
 
-func uploadPath(repo, id string) string { return uploadsPath(repo) + "/" + id }
+const (
+	uploadDataSuffix  = ".data"
+	uploadStateSuffix = ".state"
+)
 
-func uploadDataPath(repo, id string) string { return uploadPath(repo, id) + "/data" }
+func uploadDataPath(repo, id string) string { return uploadsPath(repo) + "/" + id + uploadDataSuffix }
 
-func uploadStatePath(repo, id string) string { return uploadPath(repo, id) + "/state" }
+func uploadStatePath(repo, id string) string { return uploadsPath(repo) + "/" + id + uploadStateSuffix }
+
+// uploadEntryID returns the session an entry of a repository's _uploads
+// belongs to; ok is false for anything else there.
+func uploadEntryID(entry string) (id string, ok bool) {
+	base := path.Base(entry)
+	for _, suffix := range []string{uploadDataSuffix, uploadStateSuffix} {
+		if id, found := strings.CutSuffix(base, suffix); found && uploadIDRE.MatchString(id) {
+			return id, true
+		}
+	}
+	return "", false
+}
 
 func catalogPath(repo string) string { return catalog + "/" + escapeName(repo) }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"path"
 	"time"
 
 	"github.com/lading-registry/lading/storage/driver"
@@ -31,15 +30,22 @@ func (r *Registry) PurgeUploads(ctx context.Context, olderThan time.Duration) (i
 	cutoff := r.now().Add(-olderThan)
 	n := 0
 	err = r.eachRepository(ctx, func(name string) error {
-		sessions, err := r.driver.List(ctx, uploadsPath(name))
+		entries, err := r.driver.List(ctx, uploadsPath(name))
 		if driver.IsNotFound(err) {
 			return nil
 		}
 		if err != nil {
 			return err
 		}
-		for _, dir := range sessions {
-			purged, err := r.purgeUpload(ctx, name, path.Base(dir), cutoff)
+		last := ""
+		for _, e := range entries {
+			id, ok := uploadEntryID(e)
+			if !ok || id == last {
+				// Not a session's, or its second object (they sort together).
+				continue
+			}
+			last = id
+			purged, err := r.purgeUpload(ctx, name, id, cutoff)
 			if err != nil {
 				return err
 			}
@@ -67,7 +73,7 @@ func (r *Registry) purgeUpload(ctx context.Context, repo, id string, cutoff time
 	if err != nil || !stale {
 		return false, err
 	}
-	err = r.driver.Delete(ctx, uploadPath(repo, id))
+	err = r.deleteUpload(ctx, repo, id, true)
 	if driver.IsNotFound(err) {
 		return false, nil
 	}
@@ -84,16 +90,17 @@ func (r *Registry) uploadStale(ctx context.Context, repo, id string, cutoff time
 	} else if !driver.IsNotFound(err) {
 		return false, err
 	}
-	// No readable state: a crash leftover. Judge it by its newest object.
+	// No readable state (a crash leftover, or a new session's empty one):
+	// judge it by its newest object.
 	newest := time.Time{}
-	err = r.driver.Walk(ctx, uploadPath(repo, id), "", func(fi driver.FileInfo) error {
-		if fi.ModTime.After(newest) {
+	for _, p := range []string{uploadStatePath(repo, id), uploadDataPath(repo, id)} {
+		fi, err := r.driver.Stat(ctx, p)
+		if err != nil && !driver.IsNotFound(err) {
+			return false, err
+		}
+		if err == nil && fi.ModTime.After(newest) {
 			newest = fi.ModTime
 		}
-		return nil
-	})
-	if err != nil && !driver.IsNotFound(err) {
-		return false, err
 	}
 	return !newest.IsZero() && newest.Before(cutoff), nil
 }

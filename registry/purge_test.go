@@ -37,11 +37,15 @@ func startUpload(t *testing.T, reg *Registry, repo string, start time.Time, cont
 
 func uploadExists(t *testing.T, reg *Registry, repo, id string) bool {
 	t.Helper()
-	_, err := reg.driver.Stat(context.Background(), uploadPath(repo, id))
-	if err != nil && !driver.IsNotFound(err) {
-		t.Fatal(err)
+	exists := false
+	for _, p := range []string{uploadStatePath(repo, id), uploadDataPath(repo, id)} {
+		_, err := reg.driver.Stat(context.Background(), p)
+		if err != nil && !driver.IsNotFound(err) {
+			t.Fatal(err)
+		}
+		exists = exists || err == nil
 	}
-	return err == nil
+	return exists
 }
 
 func TestPurgeUploads(t *testing.T) {
@@ -113,5 +117,21 @@ func TestPurgeUploadsAbortsMultipartUploads(t *testing.T) {
 	}
 	if uploadExists(t, reg, "big", u.ID()) {
 		t.Fatal("session left")
+	}
+}
+
+func TestUploadEntryID(t *testing.T) {
+	id := newUploadID()
+	for entry, want := range map[string]string{
+		uploadDataPath("a/b", id):              id,
+		uploadStatePath("a/b", id):             id,
+		uploadsPath("a/b") + "/" + id:          "", // not a session's object
+		uploadsPath("a/b") + "/" + id + ".tmp": "",
+		uploadsPath("a/b") + "/x.data":         "",
+	} {
+		got, ok := uploadEntryID(entry)
+		if got != want || ok != (want != "") {
+			t.Errorf("uploadEntryID(%q) = %q, %v; want %q", entry, got, ok, want)
+		}
 	}
 }

@@ -448,13 +448,7 @@ func (u *Upload) finish(ctx context.Context, d digest.Digest, size int64, commit
 	if err := guard.settle(ctx, func(ctx context.Context) error { return u.ensureCommitted(ctx, d, dataPath, dataLeft) }); err != nil {
 		return v1.Descriptor{}, err
 	}
-	// Once the data has moved only the state is left, and deleting that
-	// one file prunes the session's directory with it.
-	leftover := uploadPath(u.state.Repository, u.state.ID)
-	if moved {
-		leftover = uploadStatePath(u.state.Repository, u.state.ID)
-	}
-	if err := drv.Delete(context.WithoutCancel(ctx), leftover); err != nil && !driver.IsNotFound(err) {
+	if err := u.bs.repo.reg.deleteUpload(context.WithoutCancel(ctx), u.state.Repository, u.state.ID, !moved); err != nil && !driver.IsNotFound(err) {
 		u.bs.repo.reg.log.Warn("upload session left behind after commit", "repository", u.state.Repository, "upload", u.state.ID, "err", err)
 	}
 	return blobDescriptor(d, u.state.Offset), nil
@@ -503,7 +497,7 @@ func (u *Upload) Cancel(ctx context.Context) error {
 		return err
 	}
 	defer unlock()
-	err = u.bs.driver().Delete(ctx, uploadPath(u.state.Repository, u.state.ID))
+	err = u.bs.repo.reg.deleteUpload(ctx, u.state.Repository, u.state.ID, true)
 	if driver.IsNotFound(err) {
 		return newError(CodeBlobUploadUnknown, "upload %s unknown", u.state.ID)
 	}
@@ -565,8 +559,24 @@ func (u *Upload) save(ctx context.Context) error {
 // in the client's terms: the upload is unknown, start again.
 func (u *Upload) lost(ctx context.Context, why string) error {
 	u.bs.repo.reg.log.Warn("dropping damaged upload session", "repository", u.state.Repository, "upload", u.state.ID, "reason", why)
-	_ = u.bs.driver().Delete(context.WithoutCancel(ctx), uploadPath(u.state.Repository, u.state.ID))
+	_ = u.bs.repo.reg.deleteUpload(context.WithoutCancel(ctx), u.state.Repository, u.state.ID, true)
 	return newError(CodeBlobUploadUnknown, "upload %s can no longer be resumed: %s", u.state.ID, why)
+}
+
+// deleteUpload removes a session's state and, with data set, its data; it
+// is PathNotFoundError when none of them was there. The state goes first:
+// without it the session is unknown to every request at once, and data
+// left by a crash in between is purged by its age.
+func (r *Registry) deleteUpload(ctx context.Context, repo, id string, data bool) error {
+	serr := r.driver.Delete(ctx, uploadStatePath(repo, id))
+	if serr != nil && !driver.IsNotFound(serr) || !data {
+		return serr
+	}
+	derr := r.driver.Delete(ctx, uploadDataPath(repo, id))
+	if driver.IsNotFound(derr) && serr == nil {
+		return nil // the state was there
+	}
+	return derr
 }
 
 // hashers restores the running hashes from the state.

@@ -26,7 +26,7 @@ func TestDataAheadOfStateCatchesUp(t *testing.T) {
 	}
 	// The "crashed" chunk: bytes appended behind the registry's back.
 	fsd, _ := filesystem.New(root)
-	w, err := fsd.Writer(ctx, "/repositories/r/_uploads/"+u.ID()+"/data", true)
+	w, err := fsd.Writer(ctx, "/repositories/r/_uploads/"+u.ID()+".data", true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func TestDataAheadOfStateCatchesUp(t *testing.T) {
 		t.Fatalf("refreshed status at %d, %v; want 6000", status.Offset(), err)
 	}
 	// A client that resends from the old offset is told the true one.
-	w, _ = fsd.Writer(ctx, "/repositories/r/_uploads/"+u.ID()+"/data", true)
+	w, _ = fsd.Writer(ctx, "/repositories/r/_uploads/"+u.ID()+".data", true)
 	w.Write(data[6000:7000])
 	w.Close()
 	u, _ = repository(t, newFSRegistry(t, root), "r").Blobs().Resume(ctx, u.ID())
@@ -77,7 +77,7 @@ func TestCommitAfterInterruptedMove(t *testing.T) {
 	fsd, _ := filesystem.New(root)
 	var drv driver.Driver = fsd
 	hex := d.Encoded()
-	if err := drv.Move(ctx, "/repositories/r/_uploads/"+u.ID()+"/data", "/blobs/sha256/"+hex[:2]+"/"+hex); err != nil {
+	if err := drv.Move(ctx, "/repositories/r/_uploads/"+u.ID()+".data", "/blobs/sha256/"+hex[:2]+"/"+hex); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := u.Commit(ctx, d, 5000); err != nil {
@@ -91,7 +91,7 @@ func TestCommitAfterInterruptedMove(t *testing.T) {
 	if _, err := u.Append(ctx, bytes.NewReader([]byte("other")), 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := drv.Delete(ctx, "/repositories/r/_uploads/"+u.ID()+"/data"); err != nil {
+	if err := drv.Delete(ctx, "/repositories/r/_uploads/"+u.ID()+".data"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := u.Commit(ctx, digest.FromBytes([]byte("other")), 5); !errors.Is(err, registry.ErrBlobUploadUnknown) {

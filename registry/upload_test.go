@@ -283,7 +283,7 @@ func TestConcurrentAppendsDoNotInterleave(t *testing.T) {
 	if s.Offset() != int64(won*chunk) {
 		t.Fatalf("offset %d, want %d", s.Offset(), won*chunk)
 	}
-	rc, err := drv.Reader(ctx, "/repositories/r/_uploads/"+u.ID()+"/data", 0)
+	rc, err := drv.Reader(ctx, "/repositories/r/_uploads/"+u.ID()+".data", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

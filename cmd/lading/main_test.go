@@ -193,7 +193,7 @@ func waitForUploadData(t *testing.T, root string) {
 	for time.Now().Before(deadline) {
 		found := false
 		filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-			if err == nil && !d.IsDir() && d.Name() == "data" && strings.Contains(path, "_uploads") {
+			if err == nil && !d.IsDir() && strings.HasSuffix(d.Name(), ".data") && strings.Contains(path, "_uploads") {
 				if info, err := d.Info(); err == nil && info.Size() > 0 {
 					found = true
 				}

@@ -126,7 +126,7 @@ func waitHeld(t *testing.T, root, repo, loc string, n int64) {
 
 func sessionDataPath(root, repo, loc string) string {
 	id := path.Base(strings.SplitN(loc, "?", 2)[0])
-	return filepath.Join(root, "repositories", repo, "_uploads", id, "data")
+	return filepath.Join(root, "repositories", repo, "_uploads", id+".data")
 }
 
 // wholeChunks reads the session's data where the filesystem driver keeps

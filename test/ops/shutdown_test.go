@@ -97,7 +97,7 @@ func waitForUploadData(t *testing.T, root string, n int64) {
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		found := false
 		filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-			if err == nil && d.Name() == "data" && strings.Contains(path, "_uploads") {
+			if err == nil && strings.HasSuffix(d.Name(), ".data") && strings.Contains(path, "_uploads") {
 				if info, err := d.Info(); err == nil && info.Size() >= n {
 					found = true
 				}
