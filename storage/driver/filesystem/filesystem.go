@@ -120,6 +120,53 @@ func (d *Driver) put(ctx context.Context, path string, content []byte, durable b
 	return err
 }
 
+// Stage implements driver.Stager: the temporary file is written and synced
+// now, and renamed into place by Publish.
+func (d *Driver) Stage(ctx context.Context, path string, content []byte) (driver.Staged, error) {
+	file, err := d.file(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(content) == 0 {
+		// Made in place at Publish: there are no bytes to sync first.
+		return &staged{d: d, path: path, file: file}, nil
+	}
+	tmp, err := d.writeTemp(content, true)
+	if err != nil {
+		return nil, err
+	}
+	return &staged{d: d, path: path, file: file, tmp: tmp}, nil
+}
+
+type staged struct {
+	d          *Driver
+	path, file string
+	tmp        string // "" for empty content
+	done       bool
+}
+
+func (s *staged) Publish(ctx context.Context) error {
+	if s.done {
+		return errors.New("filesystem: staged content published or discarded already")
+	}
+	s.done = true
+	if s.tmp == "" {
+		return s.d.put(ctx, s.path, nil, true)
+	}
+	err := s.d.place(ctx, s.file, true, func() error { return os.Rename(s.tmp, s.file) })
+	if err != nil {
+		os.Remove(s.tmp)
+	}
+	return err
+}
+
+func (s *staged) Discard() {
+	if !s.done && s.tmp != "" {
+		os.Remove(s.tmp)
+	}
+	s.done = true
+}
+
 // putEmpty puts an empty object (a marker or link, the most frequent write)
 // in place: with no bytes, a reader can only see the file whole, so no
 // temporary file and rename are needed. An empty file already there is

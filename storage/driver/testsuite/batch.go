@@ -68,3 +68,32 @@ func testEmptyContent(e *env) {
 	}
 	e.wantContent(e.path("state"), []byte{})
 }
+
+// testStage checks driver.Stage: staged content stays invisible until
+// published, then reads as PutContent's would; discarded content never
+// appears and leaves nothing behind.
+func testStage(e *env) {
+	for _, content := range [][]byte{[]byte("staged"), {}} {
+		p := e.path("a/staged")
+		s, err := driver.Stage(e.ctx, e.d, p, content)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if _, err := e.d.Stat(e.ctx, p); !driver.IsNotFound(err) {
+			e.t.Fatalf("staged %d bytes visible before Publish: %v", len(content), err)
+		}
+		if err := s.Publish(e.ctx); err != nil {
+			e.t.Fatal(err)
+		}
+		e.wantContent(p, content)
+		if err := e.d.Delete(e.ctx, p); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	s, err := driver.Stage(e.ctx, e.d, e.path("b/discarded"), []byte("never"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	s.Discard()
+	e.wantGone(e.path("b"))
+}

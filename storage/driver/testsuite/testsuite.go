@@ -45,6 +45,7 @@ var cases = []struct {
 	{"put-state", testPutState},
 	{"content-empty", testEmptyContent},
 	{"batch", testBatch},
+	{"stage", testStage},
 	{"create", testCreate},
 	{"create-concurrent", testCreateConcurrent},
 	{"reader-offsets", testReaderOffsets},
