@@ -57,8 +57,9 @@ func (ms *ManifestStore) Get(ctx context.Context, reference string) (*Manifest, 
 	}
 	payload, err := ms.driver().GetContent(ctx, blobPath(rec.Digest))
 	if driver.IsNotFound(err) {
-		// Only a collector that ignored the record can get here.
-		ms.repo.reg.log.Error("manifest record without its bytes", "repository", ms.repo.name, "digest", rec.Digest)
+		// A crash before a push's first barrier can keep the record
+		// without the bytes (Put): the push was not acknowledged, and the
+		// manifest is not there.
 		return nil, manifestUnknown(ms.repo.name, reference)
 	}
 	if err != nil {
@@ -68,11 +69,17 @@ func (ms *ManifestStore) Get(ctx context.Context, reference string) (*Manifest, 
 }
 
 // Stat describes the manifest named by reference without its payload: one
-// small read by digest, two by tag.
+// small read by digest, two by tag, and a stat of the bytes, which a record
+// may have outlived a crash without (see Get).
 func (ms *ManifestStore) Stat(ctx context.Context, reference string) (v1.Descriptor, error) {
 	rec, err := ms.resolve(ctx, reference)
 	if err != nil {
 		return v1.Descriptor{}, ms.explain(ctx, err)
+	}
+	if _, err := ms.driver().Stat(ctx, blobPath(rec.Digest)); driver.IsNotFound(err) {
+		return v1.Descriptor{}, manifestUnknown(ms.repo.name, reference)
+	} else if err != nil {
+		return v1.Descriptor{}, err
 	}
 	return rec.Descriptor, nil
 }
@@ -126,39 +133,47 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 		Descriptor: v1.Descriptor{MediaType: m.mediaType, Digest: d, Size: int64(len(payload)), ArtifactType: m.artifactType},
 		Subject:    m.subject,
 	}
-	// Each durable write waits for a shared barrier, so the writes that do
-	// not depend on one another go side by side: three waits in a row
-	// instead of five, and the order a reader or a crash can observe is
-	// kept. The tags' markers go with the bytes: a marker only has to be
-	// durable before its tag, and one without its manifest is harmless
-	// (untag reads the tag first; the collector's markers are settled by
-	// settlePut as before). The record goes with the bytes' link, once
-	// the bytes are durable: it needs the bytes, not the link, and the push
-	// is acknowledged only after both. Storing the bytes links them into
-	// the repository, which registers it in the catalog.
+	// The bytes of every write are staged (written and synced) side by
+	// side first, so the push pays for one round of syncs, then published
+	// in two steps, each made durable by one barrier (driver.Batch):
+	//
+	//  1. the payload, its link, the record, the tags' markers and the
+	//     referrer entry. A crash may keep any subset of them, and every
+	//     subset reads as a manifest not there (Stat and Get check the
+	//     bytes behind a record; a marker or referrer entry without its
+	//     record is ignored), while readers meet them in this order.
+	//  2. the tags, which must never outlive a crash that loses what they
+	//     point at.
+	writes, err := ms.stageWrites(ctx, d, payload, rec, m, tags)
+	if err != nil {
+		return nil, err
+	}
+	defer writes.discard()
+	bctx, batch := driver.WithBatch(ctx)
 	marked := make(chan error, 1)
 	go func() {
 		marked <- forEach(len(tags), func(i int) error {
-			return ms.driver().PutContent(ctx, tagRefPath(ms.repo.name, d, tags[i]), nil)
+			return ms.driver().PutContent(bctx, tagRefPath(ms.repo.name, d, tags[i]), nil)
 		})
 	}()
-	err = ms.repo.Blobs().putWhole(ctx, d, payload, func(ctx context.Context) error { return ms.writeRecord(ctx, rec) })
+	err = ms.repo.Blobs().putWhole(bctx, d, payload, writes.payload, writes.record.Publish)
 	if merr := <-marked; err == nil {
 		err = merr
+	}
+	if err == nil && writes.referrer != nil {
+		err = writes.referrer.Publish(bctx)
+	}
+	if err == nil {
+		err = batch.Commit()
 	}
 	if err != nil {
 		return nil, err
 	}
-	if m.subject != nil {
-		if err := ms.addReferrer(ctx, m, rec.Descriptor); err != nil {
-			return nil, err
-		}
+	// The tags are independent of one another.
+	err = forEach(len(tags), func(i int) error { return writes.tags[i].Publish(bctx) })
+	if err == nil {
+		err = batch.Commit()
 	}
-	// The tags are independent of one another; their markers and the
-	// record are durable by now.
-	err = forEach(len(tags), func(i int) error {
-		return ms.driver().PutContent(ctx, tagPath(ms.repo.name, tags[i]), []byte(d))
-	})
 	if err != nil {
 		return nil, err
 	}
@@ -166,6 +181,64 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 		return nil, err
 	}
 	return &Manifest{Descriptor: rec.Descriptor, Payload: payload, Subject: rec.Subject}, nil
+}
+
+// stagedWrites are a manifest push's writes with content, staged.
+type stagedWrites struct {
+	payload  driver.Staged // nil when the bytes were stored already
+	record   driver.Staged
+	referrer driver.Staged // nil without a subject
+	tags     []driver.Staged
+}
+
+// stageWrites stages a push's writes with content all at once.
+func (ms *ManifestStore) stageWrites(ctx context.Context, d digest.Digest, payload []byte, rec manifestRecord, m *parsedManifest, tags []string) (*stagedWrites, error) {
+	drv := ms.driver()
+	w := &stagedWrites{tags: make([]driver.Staged, len(tags))}
+	type write struct {
+		to      *driver.Staged
+		path    string
+		content []byte
+	}
+	recBytes, err := json.Marshal(rec)
+	if err != nil {
+		return nil, err
+	}
+	list := []write{{&w.record, manifestLinkPath(ms.repo.name, d), recBytes}}
+	if _, err := drv.Stat(ctx, blobPath(d)); driver.IsNotFound(err) {
+		list = append(list, write{&w.payload, blobPath(d), payload})
+	} else if err != nil {
+		return nil, err
+	}
+	if m.subject != nil {
+		entry, err := ms.referrerEntry(m, rec.Descriptor)
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, write{&w.referrer, referrerPath(ms.repo.name, m.subject.Digest, d), entry})
+	}
+	for i, t := range tags {
+		list = append(list, write{&w.tags[i], tagPath(ms.repo.name, t), []byte(d)})
+	}
+	err = forEach(len(list), func(i int) (err error) {
+		*list[i].to, err = driver.Stage(ctx, drv, list[i].path, list[i].content)
+		return err
+	})
+	if err != nil {
+		w.discard()
+		return nil, err
+	}
+	return w, nil
+}
+
+// discard drops whatever was not published; Discard after Publish is a
+// no-op.
+func (w *stagedWrites) discard() {
+	for _, s := range append([]driver.Staged{w.payload, w.record, w.referrer}, w.tags...) {
+		if s != nil {
+			s.Discard()
+		}
+	}
 }
 
 // Delete removes a tag, or a manifest by digest together with its tags and

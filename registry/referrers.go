@@ -61,18 +61,22 @@ func (ms *ManifestStore) Referrers(ctx context.Context, subject digest.Digest, a
 // addReferrer records manifest m, described by desc, as a referrer of its
 // subject.
 func (ms *ManifestStore) addReferrer(ctx context.Context, m *parsedManifest, desc v1.Descriptor) error {
-	entry := v1.Descriptor{
+	b, err := ms.referrerEntry(m, desc)
+	if err != nil {
+		return err
+	}
+	return ms.driver().PutContent(ctx, referrerPath(ms.repo.name, m.subject.Digest, desc.Digest), b)
+}
+
+// referrerEntry is what the subject's referrers list says of m.
+func (ms *ManifestStore) referrerEntry(m *parsedManifest, desc v1.Descriptor) ([]byte, error) {
+	return json.Marshal(v1.Descriptor{
 		MediaType:    desc.MediaType,
 		Digest:       desc.Digest,
 		Size:         desc.Size,
 		ArtifactType: m.referrerType(),
 		Annotations:  m.annotations,
-	}
-	b, err := json.Marshal(entry)
-	if err != nil {
-		return err
-	}
-	return ms.driver().PutContent(ctx, referrerPath(ms.repo.name, m.subject.Digest, desc.Digest), b)
+	})
 }
 
 // removeReferrer drops referrer's entry under subject; a missing entry is
