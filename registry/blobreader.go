@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -110,7 +111,16 @@ func (br *BlobReader) CopyRange(w io.Writer, offset, length int64) (int64, error
 		return 0, err
 	}
 	defer rc.Close()
-	n, err := io.Copy(w, io.LimitReader(rc, length))
+	var n int64
+	if _, isFile := rc.(*os.File); isFile {
+		n, err = io.Copy(w, io.LimitReader(rc, length))
+	} else {
+		// No zero-copy path from a network backend: a large buffer, past
+		// w's ReadFrom and its small one, reads its body in few calls.
+		bufp := copyBufs.Get().(*[]byte)
+		defer copyBufs.Put(bufp)
+		n, err = io.CopyBuffer(writerOnly{w}, io.LimitReader(rc, length), *bufp)
+	}
 	if err == nil && n < length {
 		err = io.ErrUnexpectedEOF
 	}
@@ -121,3 +131,6 @@ func (br *BlobReader) CopyRange(w io.Writer, offset, length int64) (int64, error
 func (br *BlobReader) RedirectURL(r *http.Request) (string, error) {
 	return br.drv.RedirectURL(r, br.path)
 }
+
+// writerOnly hides a writer's ReadFrom, so io.CopyBuffer uses its buffer.
+type writerOnly struct{ io.Writer }
