@@ -143,41 +143,31 @@ func (bs *BlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) (v1.
 }
 
 // putWhole stores content held in memory as blob d and links it into the
-// repository, under the same guard as an upload's commit. The bytes go to
-// their address in one durable write instead of through a session's data
-// file, commit, move and removal: staged's, when the caller staged them
-// (driver.Stage; nil: written here), and discarded when d is stored
-// already. alongside, when set, runs while the link is written (a
-// manifest's record): it may need the bytes to be visible, never the link.
-// Both follow the bytes, so a reader (or an online fsck) never meets a link
-// or record whose blob is not yet there.
+// repository. The bytes go to their address in one durable write instead
+// of through a session's data file, commit, move and removal: staged's
+// when the caller staged them (driver.Stage) after finding d missing, else
+// content, if d is missing now. A concurrent push of the same bytes may
+// put its copy over this one: readers see either, and both are whole.
+// alongside, when set, runs while the link is written (a manifest's
+// record): it may need the bytes to be visible, never the link. Both follow
+// the bytes, so a reader (or an online fsck) never meets a link or record
+// whose blob is not yet there. The caller holds a guard that covers d
+// (gcguard.go) and settles it with ensureStored among its checks.
 func (bs *BlobStore) putWhole(ctx context.Context, d digest.Digest, content []byte, staged driver.Staged, alongside func(context.Context) error) error {
-	guard, err := bs.repo.reg.guardWrite(ctx, d)
-	if err != nil {
-		return err
-	}
 	drv, dst := bs.driver(), blobPath(d)
-	if _, err := drv.Stat(ctx, dst); driver.IsNotFound(err) {
-		// A concurrent push of the same bytes may rename its copy over this
-		// one: readers see either, and both are whole.
-		if staged != nil {
-			err = staged.Publish(ctx)
-		} else {
-			err = drv.PutContent(ctx, dst, content)
+	if staged != nil {
+		if err := staged.Publish(ctx); err != nil {
+			return err
 		}
-		if err != nil {
+	} else if _, err := drv.Stat(ctx, dst); driver.IsNotFound(err) {
+		if err := drv.PutContent(ctx, dst, content); err != nil {
 			return err
 		}
 	} else if err != nil {
 		return err
-	} else if staged != nil {
-		staged.Discard()
 	}
 	size := int64(len(content))
-	if err := together(ctx, func(ctx context.Context) error { return bs.link(ctx, d, size) }, alongside); err != nil {
-		return err
-	}
-	return guard.settle(ctx, func(ctx context.Context) error { return bs.ensureStored(ctx, d, content) })
+	return together(ctx, func(ctx context.Context) error { return bs.link(ctx, d, size) }, alongside)
 }
 
 // together runs a and b (b may be nil) at once and returns a's error, else

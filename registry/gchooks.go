@@ -37,8 +37,8 @@ func (u *Upload) ensureCommitted(ctx context.Context, d digest.Digest, dataPath 
 	return u.bs.ensureLinked(ctx, d, u.state.Offset)
 }
 
-// ensureStored is putWhole's verify step: content collected meanwhile is
-// written again, since it is still at hand, and the link restored.
+// ensureStored verifies a putWhole: content collected meanwhile is written
+// again, since it is still at hand, and the link restored.
 func (bs *BlobStore) ensureStored(ctx context.Context, d digest.Digest, content []byte) error {
 	_, err := bs.driver().Stat(ctx, blobPath(d))
 	if driver.IsNotFound(err) {
@@ -107,8 +107,11 @@ func (ms *ManifestStore) guardPut(ctx context.Context, d digest.Digest, m *parse
 // tags before it removes the record; a push landing between the two would
 // otherwise leave tags pointing at nothing). The push then wins: the record,
 // its referrer entry and its tags are written again.
-func (ms *ManifestStore) settlePut(ctx context.Context, g *gcGuard, rec manifestRecord, m *parsedManifest, tags []string) error {
+func (ms *ManifestStore) settlePut(ctx context.Context, g *gcGuard, rec manifestRecord, m *parsedManifest, payload []byte, tags []string) error {
 	verify := func(ctx context.Context) error {
+		if err := ms.repo.Blobs().ensureStored(ctx, rec.Digest, payload); err != nil {
+			return err
+		}
 		if err := ms.ensureReferences(ctx, rec.Digest, m); err != nil {
 			return err
 		}

@@ -177,7 +177,7 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 	if err != nil {
 		return nil, err
 	}
-	if err := ms.settlePut(ctx, guard, rec, m, tags); err != nil {
+	if err := ms.settlePut(ctx, guard, rec, m, payload, tags); err != nil {
 		return nil, err
 	}
 	return &Manifest{Descriptor: rec.Descriptor, Payload: payload, Subject: rec.Subject}, nil

@@ -35,6 +35,43 @@ func TestMeasure(t *testing.T) {
 	}
 	t.Run("throughput", measureThroughput)
 	t.Run("requests", measureRequests)
+	t.Run("small-requests", measureSmallRequests)
+}
+
+// measureSmallRequests counts the S3 requests of the two writes a push
+// makes most: a small blob (POST, then PUT with the body) and a manifest
+// PUT under a tag, each the average of several on a warm repository.
+func measureSmallRequests(t *testing.T) {
+	s3 := testenv.S3(t)
+	counter := countS3(t, s3)
+	srv := startReplica(t, counter.s3, "", testserver.Options{})
+	const n = 10
+	pushBlob := func(data []byte) digest.Digest {
+		d := digest.FromBytes(data)
+		loc := startUpload(t, srv, "measure/small")
+		resp, body := do(t, http.MethodPut, srv.URL+withParam(loc, "digest="+d.String()), data, nil)
+		expect(t, resp, body, http.StatusCreated)
+		return d
+	}
+	config, layer := randomBytes(t, 512), randomBytes(t, 4096)
+	cd, ld := pushBlob(config), pushBlob(layer)
+	counter.reset()
+	for range n {
+		pushBlob(randomBytes(t, 4096))
+	}
+	total, byKind := counter.snapshot()
+	t.Logf("4 KiB blob, POST and PUT: %.1f S3 requests each\n%s", float64(total)/n, byKind)
+	counter.reset()
+	for i := range n {
+		m := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",`+
+			`"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":512},`+
+			`"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"%s","size":4096}],"annotations":{"n":"%d"}}`, cd, ld, i)
+		resp, body := do(t, http.MethodPut, fmt.Sprintf("%s/v2/measure/small/manifests/t%d", srv.URL, i), []byte(m),
+			map[string]string{"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+		expect(t, resp, body, http.StatusCreated)
+	}
+	total, byKind = counter.snapshot()
+	t.Logf("manifest PUT under a new tag: %.1f S3 requests each\n%s", float64(total)/n, byKind)
 }
 
 const measureBlob = 256 << 20
@@ -200,8 +237,16 @@ func keyKind(r *http.Request) string {
 		return "(lock)"
 	case strings.Contains(key, "~writers"):
 		return "(writer state)"
-	case strings.HasSuffix(key, "/state"):
+	case strings.HasSuffix(key, ".state"):
 		return "(session state)"
+	case strings.Contains(key, "/gc/"):
+		return "(gc state)"
+	case strings.Contains(key, "/catalog/"):
+		return "(catalog)"
+	case strings.Contains(key, "/_tags/"), strings.Contains(key, "/_tagrefs/"):
+		return "(tag)"
+	case strings.Contains(key, "/_manifests/"):
+		return "(manifest record)"
 	case strings.Contains(key, "/_uploads/"):
 		return "(session data)"
 	}
