@@ -140,6 +140,26 @@ func (d *Driver) Stat(ctx context.Context, path string) (driver.FileInfo, error)
 	return driver.FileInfo{Path: path, IsDir: true}, nil
 }
 
+// StatObject implements driver.ObjectOps: one HEAD, with no listing to
+// tell a directory from nothing.
+func (d *Driver) StatObject(ctx context.Context, path string) (driver.FileInfo, error) {
+	out, err := d.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: d.bucket, Key: aws.String(d.key(path))})
+	if err != nil {
+		return driver.FileInfo{}, mapErr("stat", path, err)
+	}
+	return driver.FileInfo{Path: path, Size: aws.ToInt64(out.ContentLength), ModTime: aws.ToTime(out.LastModified)}, nil
+}
+
+// RemoveObject implements driver.ObjectOps: one DELETE, which S3 answers
+// alike whether or not the key was there.
+func (d *Driver) RemoveObject(ctx context.Context, path string) error {
+	_, err := d.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: d.bucket, Key: aws.String(d.key(path))})
+	if err = mapErr("delete", path, err); driver.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
 // RedirectURL implements driver.Driver: a presigned GET when Config.Redirect
 // enables it.
 func (d *Driver) RedirectURL(r *http.Request, path string) (string, error) {

@@ -97,3 +97,24 @@ func testStage(e *env) {
 	s.Discard()
 	e.wantGone(e.path("b"))
 }
+
+// testObjectOps checks driver.StatObject and driver.RemoveObject, which a
+// driver may serve more cheaply than Stat and Delete for plain objects.
+func testObjectOps(e *env) {
+	p := e.put("a/obj", []byte("object"))
+	fi, err := driver.StatObject(e.ctx, e.d, p)
+	if err != nil || fi.Size != 6 || fi.IsDir {
+		e.t.Fatalf("StatObject = %+v, %v", fi, err)
+	}
+	_, err = driver.StatObject(e.ctx, e.d, e.path("a"))
+	e.wantNotFound("StatObject of a directory", err)
+	_, err = driver.StatObject(e.ctx, e.d, e.path("missing"))
+	e.wantNotFound("StatObject of a missing path", err)
+	if err := driver.RemoveObject(e.ctx, e.d, p); err != nil {
+		e.t.Fatal(err)
+	}
+	e.wantGone(e.path("a"))
+	if err := driver.RemoveObject(e.ctx, e.d, p); err != nil {
+		e.t.Fatalf("RemoveObject of a missing object: %v", err)
+	}
+}

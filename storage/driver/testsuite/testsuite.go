@@ -46,6 +46,7 @@ var cases = []struct {
 	{"content-empty", testEmptyContent},
 	{"batch", testBatch},
 	{"stage", testStage},
+	{"object-ops", testObjectOps},
 	{"create", testCreate},
 	{"create-concurrent", testCreateConcurrent},
 	{"reader-offsets", testReaderOffsets},

@@ -1,0 +1,65 @@
+package driver
+
+import (
+	"context"
+	"time"
+)
+
+// ObjectOps is implemented by drivers for which an operation on a path
+// known to name a plain object (written by PutContent, PutState or Create,
+// never by a Writer, and never the prefix of other objects) costs less than
+// the general one, which must also look for objects below the path and
+// writers at it: on an object store, one HEAD or DELETE instead of that and
+// several listings. The registry knows which of its paths are such objects
+// (blobs, links, markers, leases, session states).
+type ObjectOps interface {
+	// StatObject is Stat for such a path: PathNotFoundError when no
+	// object is there, whatever may lie below it.
+	StatObject(ctx context.Context, path string) (FileInfo, error)
+	// RemoveObject deletes the object at such a path; none being there is
+	// not an error.
+	RemoveObject(ctx context.Context, path string) error
+}
+
+// StatObject is d's StatObject, or else its Stat with a directory
+// reported as not found.
+func StatObject(ctx context.Context, d Driver, path string) (FileInfo, error) {
+	if o, ok := d.(ObjectOps); ok {
+		return o.StatObject(ctx, path)
+	}
+	fi, err := d.Stat(ctx, path)
+	if err == nil && fi.IsDir {
+		return FileInfo{}, PathNotFoundError{Driver: d.Name(), Path: path}
+	}
+	return fi, err
+}
+
+// RemoveObject is d's RemoveObject, or else its Delete with not found
+// taken as done.
+func RemoveObject(ctx context.Context, d Driver, path string) error {
+	if o, ok := d.(ObjectOps); ok {
+		return o.RemoveObject(ctx, path)
+	}
+	if err := d.Delete(ctx, path); err != nil && !IsNotFound(err) {
+		return err
+	}
+	return nil
+}
+
+// StatObject implements ObjectOps for the wrapped driver.
+func (i *instrumented) StatObject(ctx context.Context, path string) (fi FileInfo, err error) {
+	defer i.report("StatObject", time.Now(), &err)
+	if err := i.check(path); err != nil {
+		return FileInfo{}, err
+	}
+	return StatObject(ctx, i.d, path)
+}
+
+// RemoveObject implements ObjectOps for the wrapped driver.
+func (i *instrumented) RemoveObject(ctx context.Context, path string) (err error) {
+	defer i.report("RemoveObject", time.Now(), &err)
+	if err := i.check(path); err != nil {
+		return err
+	}
+	return RemoveObject(ctx, i.d, path)
+}
