@@ -34,12 +34,12 @@ func (bs *BlobStore) Stat(ctx context.Context, d digest.Digest) (v1.Descriptor, 
 		}
 	}
 	unknown := newError(CodeBlobUnknown, "blob %s unknown to repository %s", d, bs.repo.name)
-	if _, err := bs.driver().Stat(ctx, layerLinkPath(bs.repo.name, d)); driver.IsNotFound(err) {
+	if _, err := driver.StatObject(ctx, bs.driver(), layerLinkPath(bs.repo.name, d)); driver.IsNotFound(err) {
 		return v1.Descriptor{}, unknown
 	} else if err != nil {
 		return v1.Descriptor{}, err
 	}
-	fi, err := bs.driver().Stat(ctx, blobPath(d))
+	fi, err := driver.StatObject(ctx, bs.driver(), blobPath(d))
 	if driver.IsNotFound(err) {
 		// A dangling link (the collector's or fsck's business) must not
 		// answer HEAD with a blob that GET cannot serve.
@@ -99,13 +99,13 @@ func (bs *BlobStore) Mount(ctx context.Context, from string, d digest.Digest) (v
 		}
 		size = desc.Size
 		// The source's link may come from the cache; the bytes must exist.
-		if _, err := bs.driver().Stat(ctx, blobPath(d)); driver.IsNotFound(err) {
+		if _, err := driver.StatObject(ctx, bs.driver(), blobPath(d)); driver.IsNotFound(err) {
 			return v1.Descriptor{}, newError(CodeBlobUnknown, "blob %s unknown to the registry", d)
 		} else if err != nil {
 			return v1.Descriptor{}, err
 		}
 	} else {
-		fi, err := bs.driver().Stat(ctx, blobPath(d))
+		fi, err := driver.StatObject(ctx, bs.driver(), blobPath(d))
 		if driver.IsNotFound(err) {
 			return v1.Descriptor{}, newError(CodeBlobUnknown, "blob %s unknown to the registry", d)
 		}
@@ -159,7 +159,7 @@ func (bs *BlobStore) putWhole(ctx context.Context, d digest.Digest, content []by
 		if err := staged.Publish(ctx); err != nil {
 			return err
 		}
-	} else if _, err := drv.Stat(ctx, dst); driver.IsNotFound(err) {
+	} else if _, err := driver.StatObject(ctx, drv, dst); driver.IsNotFound(err) {
 		if err := drv.PutContent(ctx, dst, content); err != nil {
 			return err
 		}

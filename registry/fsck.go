@@ -189,11 +189,11 @@ func (f *fsck) links(ctx context.Context, ms *ManifestStore) error {
 		if !ok || layerLinkPath(name, d) != fi.Path {
 			return f.problem(ctx, FsckProblem{Kind: ProblemUnexpectedObject, Repository: name, Path: fi.Path}, nil)
 		}
-		blob, err := drv.Stat(ctx, blobPath(d))
+		blob, err := driver.StatObject(ctx, drv, blobPath(d))
 		if driver.IsNotFound(err) || f.corrupt[d] {
 			return f.problem(ctx, FsckProblem{Kind: ProblemDanglingLink, Repository: name, Path: fi.Path, Digest: d},
 				func(ctx context.Context) (bool, error) {
-					if _, err := drv.Stat(ctx, blobPath(d)); err == nil && !f.corrupt[d] {
+					if _, err := driver.StatObject(ctx, drv, blobPath(d)); err == nil && !f.corrupt[d] {
 						return false, nil // committed again meanwhile
 					}
 					err := drv.Delete(ctx, fi.Path)
@@ -248,7 +248,7 @@ func (f *fsck) manifests(ctx context.Context, ms *ManifestStore) error {
 		if driver.IsNotFound(err) {
 			return f.problem(ctx, FsckProblem{Kind: ProblemManifestBytes, Repository: name, Path: fi.Path, Digest: d},
 				func(ctx context.Context) (bool, error) {
-					if _, err := drv.Stat(ctx, blobPath(d)); err == nil {
+					if _, err := driver.StatObject(ctx, drv, blobPath(d)); err == nil {
 						return false, nil
 					}
 					err := ms.Delete(ctx, d.String())
@@ -281,8 +281,8 @@ func (f *fsck) reference(ctx context.Context, ms *ManifestStore, d digest.Digest
 			return err
 		}
 	}
-	_, lerr := drv.Stat(ctx, layerLinkPath(name, rd))
-	_, berr := drv.Stat(ctx, blobPath(rd))
+	_, lerr := driver.StatObject(ctx, drv, layerLinkPath(name, rd))
+	_, berr := driver.StatObject(ctx, drv, blobPath(rd))
 	if lerr == nil && berr == nil {
 		return nil
 	}

@@ -18,7 +18,7 @@ import (
 // the bytes are gone and the client must upload again.
 func (u *Upload) ensureCommitted(ctx context.Context, d digest.Digest, dataPath string, dataLeft bool) error {
 	drv := u.bs.driver()
-	_, err := drv.Stat(ctx, blobPath(d))
+	_, err := driver.StatObject(ctx, drv, blobPath(d))
 	if driver.IsNotFound(err) {
 		switch {
 		case u.state.Offset == 0:
@@ -40,7 +40,7 @@ func (u *Upload) ensureCommitted(ctx context.Context, d digest.Digest, dataPath 
 // ensureStored verifies a putWhole: content collected meanwhile is written
 // again, since it is still at hand, and the link restored.
 func (bs *BlobStore) ensureStored(ctx context.Context, d digest.Digest, content []byte) error {
-	_, err := bs.driver().Stat(ctx, blobPath(d))
+	_, err := driver.StatObject(ctx, bs.driver(), blobPath(d))
 	if driver.IsNotFound(err) {
 		err = bs.driver().PutContent(ctx, blobPath(d), content)
 	}
@@ -52,7 +52,7 @@ func (bs *BlobStore) ensureStored(ctx context.Context, d digest.Digest, content 
 
 // ensureMounted checks that a mounted blob and its new link exist.
 func (bs *BlobStore) ensureMounted(ctx context.Context, d digest.Digest, size int64) error {
-	_, err := bs.driver().Stat(ctx, blobPath(d))
+	_, err := driver.StatObject(ctx, bs.driver(), blobPath(d))
 	if driver.IsNotFound(err) {
 		bs.unlink(ctx, d)
 		return newError(CodeBlobUnknown, "blob %s was collected while it was mounted", d)
@@ -64,7 +64,7 @@ func (bs *BlobStore) ensureMounted(ctx context.Context, d digest.Digest, size in
 }
 
 func (bs *BlobStore) ensureLinked(ctx context.Context, d digest.Digest, size int64) error {
-	_, err := bs.driver().Stat(ctx, layerLinkPath(bs.repo.name, d))
+	_, err := driver.StatObject(ctx, bs.driver(), layerLinkPath(bs.repo.name, d))
 	if driver.IsNotFound(err) {
 		return bs.link(ctx, d, size)
 	}
@@ -165,7 +165,7 @@ func (ms *ManifestStore) ensureReferences(ctx context.Context, d digest.Digest, 
 				return err
 			}
 		}
-		_, err := ms.driver().Stat(ctx, blobPath(rd))
+		_, err := driver.StatObject(ctx, ms.driver(), blobPath(rd))
 		if driver.IsNotFound(err) {
 			missing = rd
 			break

@@ -67,7 +67,7 @@ func (l *backendLocker) TryLock(ctx context.Context, key string) (func(), error)
 		// Released meanwhile (not found): just try again, since deleting
 		// now could remove a lease another process has just taken.
 		if gerr == nil {
-			if derr := l.d.Delete(ctx, path); derr != nil && !driver.IsNotFound(derr) {
+			if derr := driver.RemoveObject(ctx, l.d, path); derr != nil {
 				return nil, derr
 			}
 		}
@@ -95,11 +95,11 @@ func (l *backendLocker) TryLock(ctx context.Context, key string) (func(), error)
 		// is for a holder that stalled past expiry. The margin covers clock
 		// skew between replicas.
 		if l.now().Add(l.ttl / 2).Before(mine.Expires) {
-			_ = l.d.Delete(ctx, path)
+			_ = driver.RemoveObject(ctx, l.d, path)
 			return
 		}
 		if held, err := l.read(ctx, path); err == nil && held.Token == mine.Token {
-			_ = l.d.Delete(ctx, path)
+			_ = driver.RemoveObject(ctx, l.d, path)
 		}
 	}, nil
 }

@@ -76,7 +76,7 @@ func (ms *ManifestStore) Stat(ctx context.Context, reference string) (v1.Descrip
 	if err != nil {
 		return v1.Descriptor{}, ms.explain(ctx, err)
 	}
-	if _, err := ms.driver().Stat(ctx, blobPath(rec.Digest)); driver.IsNotFound(err) {
+	if _, err := driver.StatObject(ctx, ms.driver(), blobPath(rec.Digest)); driver.IsNotFound(err) {
 		return v1.Descriptor{}, manifestUnknown(ms.repo.name, reference)
 	} else if err != nil {
 		return v1.Descriptor{}, err
@@ -205,7 +205,7 @@ func (ms *ManifestStore) stageWrites(ctx context.Context, d digest.Digest, paylo
 		return nil, err
 	}
 	list := []write{{&w.record, manifestLinkPath(ms.repo.name, d), recBytes}}
-	if _, err := drv.Stat(ctx, blobPath(d)); driver.IsNotFound(err) {
+	if _, err := driver.StatObject(ctx, drv, blobPath(d)); driver.IsNotFound(err) {
 		list = append(list, write{&w.payload, blobPath(d), payload})
 	} else if err != nil {
 		return nil, err

@@ -100,7 +100,7 @@ func (repo *Repository) Manifests() *ManifestStore { return &ManifestStore{repo:
 // listed) is a single stat rather than a durable write.
 func (repo *Repository) register(ctx context.Context) error {
 	p := catalogPath(repo.name)
-	if _, err := repo.reg.driver.Stat(ctx, p); err == nil {
+	if _, err := driver.StatObject(ctx, repo.reg.driver, p); err == nil {
 		return nil
 	} else if !driver.IsNotFound(err) {
 		return err

@@ -426,7 +426,7 @@ func (u *Upload) finish(ctx context.Context, d digest.Digest, size int64, commit
 	bctx, batch := driver.WithBatch(ctx)
 	dst := blobPath(d)
 	moved := false
-	if _, err := drv.Stat(ctx, dst); err == nil {
+	if _, err := driver.StatObject(ctx, drv, dst); err == nil {
 		// Already stored: content addressing makes this upload redundant.
 	} else if !driver.IsNotFound(err) {
 		return v1.Descriptor{}, err
@@ -464,7 +464,7 @@ func (u *Upload) storedAs(ctx context.Context, d digest.Digest) bool {
 	if err != nil || digest.NewDigest(d.Algorithm(), hashers[d.Algorithm()]) != d {
 		return false
 	}
-	fi, err := u.bs.driver().Stat(ctx, blobPath(d))
+	fi, err := driver.StatObject(ctx, u.bs.driver(), blobPath(d))
 	return err == nil && fi.Size == u.state.Offset
 }
 
@@ -568,8 +568,11 @@ func (u *Upload) lost(ctx context.Context, why string) error {
 // without it the session is unknown to every request at once, and data
 // left by a crash in between is purged by its age.
 func (r *Registry) deleteUpload(ctx context.Context, repo, id string, data bool) error {
+	if !data {
+		return driver.RemoveObject(ctx, r.driver, uploadStatePath(repo, id))
+	}
 	serr := r.driver.Delete(ctx, uploadStatePath(repo, id))
-	if serr != nil && !driver.IsNotFound(serr) || !data {
+	if serr != nil && !driver.IsNotFound(serr) {
 		return serr
 	}
 	derr := r.driver.Delete(ctx, uploadDataPath(repo, id))

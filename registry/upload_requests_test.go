@@ -109,7 +109,8 @@ func TestStaleHandleAppends(t *testing.T) {
 	}
 }
 
-// Releasing a backend lease within its term costs one delete, no read.
+// Releasing a backend lease within its term costs one object removal, no
+// read.
 func TestBackendLockReleaseWithoutRead(t *testing.T) {
 	ctx := context.Background()
 	var log opLog
@@ -119,8 +120,8 @@ func TestBackendLockReleaseWithoutRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	unlock()
-	if ops := log.take(); !slices.Equal(ops, []string{"Create", "Delete"}) {
-		t.Fatalf("lock and release: %q, want [Create Delete]", ops)
+	if ops := log.take(); !slices.Equal(ops, []string{"Create", "RemoveObject"}) {
+		t.Fatalf("lock and release: %q, want [Create RemoveObject]", ops)
 	}
 	if _, err := l.TryLock(ctx, "r/session"); err != nil {
 		t.Fatalf("after release: %v", err)
