@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -47,6 +48,9 @@ type Driver struct {
 	// maxCopySize is the largest object CopyObject may copy in one request;
 	// a variable so tests can reach the multipart copy path.
 	maxCopySize int64
+	// partBufs holds part-sized buffers between writers: one allocated per
+	// chunk would cost page faults and collections at every PATCH.
+	partBufs *sync.Pool
 }
 
 var _ driver.Driver = (*Driver)(nil)
@@ -98,6 +102,7 @@ func New(ctx context.Context, cfg Config, opts ...func(*s3.Options)) (*Driver, e
 		bucket:      aws.String(cfg.Bucket),
 		root:        strings.Trim(cfg.Prefix, "/"),
 		partSize:    cfg.PartSize,
+		partBufs:    new(sync.Pool),
 		maxCopySize: maxPartSize,
 	}
 	if d.partSize == 0 {

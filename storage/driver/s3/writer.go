@@ -41,10 +41,12 @@ type writer struct {
 	// own state; -1 when there is none.
 	base int64
 
-	buf  []byte // written, not yet stored
-	size int64
-	done error // driver.ErrWriterClosed, driver.ErrWriterCommitted or driver.ErrWriterCancelled once finished
-	err  error // a failed store; the writer cannot go on
+	buf []byte // written, not yet stored
+	// bufBusy: a request carrying buf failed and may still be sending it.
+	bufBusy bool
+	size    int64
+	done    error // driver.ErrWriterClosed, driver.ErrWriterCommitted or driver.ErrWriterCancelled once finished
+	err     error // a failed store; the writer cannot go on
 }
 
 // Writer implements driver.Driver.
@@ -102,6 +104,9 @@ func (w *writer) Write(p []byte) (int, error) {
 		return 0, w.err
 	}
 	written := 0
+	if w.buf == nil && len(p) > 0 {
+		w.buf = w.d.partBuf()
+	}
 	for len(p) > 0 {
 		n := int(min(int64(len(p)), w.d.partSize-w.pending-int64(len(w.buf))))
 		w.buf = append(w.buf, p[:n]...)
@@ -124,6 +129,7 @@ func (w *writer) Size() int64 { return w.size }
 // Close stores what was written: as a part when it and the pending pieces
 // make a part, else as one more piece.
 func (w *writer) Close() error {
+	defer w.releaseBuf()
 	switch w.done {
 	case driver.ErrWriterClosed:
 		return driver.ErrWriterClosed
@@ -161,6 +167,35 @@ func (w *writer) Close() error {
 	return nil
 }
 
+// partBuf returns an empty buffer that holds a part without growing.
+func (d *Driver) partBuf() []byte {
+	if d.partBufs != nil {
+		if b, ok := d.partBufs.Get().(*[]byte); ok && int64(cap(*b)) >= d.partSize {
+			return (*b)[:0]
+		}
+	}
+	return make([]byte, 0, d.partSize)
+}
+
+// sent notes the outcome of a request that carried the buffer: after a
+// failure the transport may still be sending it.
+func (w *writer) sent(err error) error {
+	if err != nil {
+		w.bufBusy = true
+	}
+	return err
+}
+
+// releaseBuf hands the buffer back once the writer is closed, unless a
+// request that failed may still hold it: then it is left to the collector.
+func (w *writer) releaseBuf() {
+	if w.buf != nil && !w.bufBusy && w.d.partBufs != nil && int64(cap(w.buf)) >= w.d.partSize {
+		b := w.buf[:0]
+		w.d.partBufs.Put(&b)
+	}
+	w.buf = nil
+}
+
 // closingPartSize is how much Close needs pending to make a part: S3's
 // minimum, or a 2000th of the parts so far, up to the part size.
 func (w *writer) closingPartSize() int64 {
@@ -190,6 +225,7 @@ func (w *writer) Commit(ctx context.Context) error {
 		var data []byte
 		if data, err = w.pendingData(ctx); err == nil {
 			_, err = w.d.client.PutObject(ctx, w.d.putInput(w.key, data))
+			w.sent(err)
 		}
 	default:
 		err = w.completeUpload(ctx)
@@ -218,7 +254,7 @@ func (w *writer) completeUpload(ctx context.Context) error {
 	}
 	if len(data) > 0 || w.parts == 0 {
 		if _, err := w.uploadPart(ctx, w.parts+1, data); err != nil {
-			return err
+			return w.sent(err)
 		}
 		w.parts++
 	}
@@ -282,7 +318,7 @@ func (w *writer) flushPart(ctx context.Context) error {
 		return err
 	}
 	if _, err := w.uploadPart(ctx, w.parts+1, data); err != nil {
-		return err
+		return w.sent(err)
 	}
 	w.advance(w.parts+1, w.partsEnd+int64(len(data)))
 	w.buf = w.buf[:0]
@@ -328,7 +364,7 @@ func (w *writer) putPiece(ctx context.Context) error {
 	off := w.partsEnd + w.pending
 	key := w.dir + pieceEntryName(off)
 	if _, err := w.d.client.PutObject(ctx, w.d.putInput(key, w.buf)); err != nil {
-		return err
+		return w.sent(err)
 	}
 	w.pieces = append(w.pieces, piece{key: key, offset: off, size: int64(len(w.buf))})
 	w.pending += int64(len(w.buf))
