@@ -25,6 +25,9 @@ const (
 	CodeDenied              Code = "DENIED"
 	CodeUnsupported         Code = "UNSUPPORTED"
 	CodeTooManyRequests     Code = "TOOMANYREQUESTS"
+	// CodeUnavailable is not in the OCI list; it is Distribution's name for
+	// a 503, which clients retry.
+	CodeUnavailable Code = "UNAVAILABLE"
 	// Not in the spec's list, which has no code for these.
 	CodeTagInvalid       Code = "TAG_INVALID"
 	CodeManifestTooLarge Code = "MANIFEST_TOO_LARGE"

@@ -11,6 +11,7 @@ import (
 	"github.com/lading-registry/lading/auth"
 	"github.com/lading-registry/lading/logging"
 	"github.com/lading-registry/lading/registry"
+	"github.com/lading-registry/lading/storage/driver"
 )
 
 // statusError is a registry error whose status the server decides rather
@@ -97,6 +98,14 @@ func mapError(err error) (status int, header http.Header, body errorBody) {
 		if status, ok := codeStatus[e.Code]; ok {
 			return status, header, entry(e)
 		}
+	}
+	if driver.IsUnavailable(err) {
+		// The storage is down or overloaded: clients retry a 503, and the
+		// caller still logs the real error.
+		header.Set("Retry-After", "1")
+		return http.StatusServiceUnavailable, header, errorBody{Errors: []errorEntry{{
+			Code: registry.CodeUnavailable, Message: "storage unavailable, try again",
+		}}}
 	}
 	return http.StatusInternalServerError, header, errorBody{Errors: []errorEntry{{
 		Code: registry.CodeUnknown, Message: "internal server error",

@@ -74,3 +74,24 @@ func IsInvalidOffset(err error) bool {
 	var io InvalidOffsetError
 	return errors.As(err, &io)
 }
+
+// UnavailableError means the backend could not be reached or asked to be
+// called again later (a refused or timed-out connection, a 503 or a
+// throttling answer from an object store): the request may succeed if
+// retried, unlike a fault of the data or of the call.
+type UnavailableError struct {
+	Driver string
+	Err    error
+}
+
+func (e UnavailableError) Error() string {
+	return fmt.Sprintf("%s: backend unavailable: %v", e.Driver, e.Err)
+}
+
+func (e UnavailableError) Unwrap() error { return e.Err }
+
+// IsUnavailable reports whether err says the backend is unavailable.
+func IsUnavailable(err error) bool {
+	var u UnavailableError
+	return errors.As(err, &u)
+}

@@ -1,10 +1,13 @@
 package s3
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go"
 
@@ -27,7 +30,31 @@ func mapErr(op, path string, err error) error {
 	if httpStatus(err) == http.StatusNotFound {
 		return driver.PathNotFoundError{Driver: name, Path: path}
 	}
-	return fmt.Errorf("%s: %s %s: %w", name, op, path, err)
+	err = fmt.Errorf("%s: %s %s: %w", name, op, path, err)
+	if unavailable(err) {
+		return driver.UnavailableError{Driver: name, Err: err}
+	}
+	return err
+}
+
+// unavailable tells a backend that is down, overloaded or unreachable
+// (worth a retry later) from a fault of the request or the data. A request
+// given up by its own caller (context.Canceled) is neither.
+func unavailable(err error) bool {
+	if errors.Is(err, context.Canceled) {
+		return false
+	}
+	switch errorCode(err) {
+	case "SlowDown", "ServiceUnavailable", "Throttling", "ThrottlingException", "RequestTimeout", "InternalError":
+		return true
+	}
+	switch httpStatus(err) {
+	case http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	var netErr net.Error
+	var quota ratelimit.QuotaExceededError
+	return errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &quota)
 }
 
 func errorCode(err error) string {

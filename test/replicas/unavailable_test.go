@@ -1,0 +1,81 @@
+package replicas
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lading-registry/lading/internal/testenv"
+	"github.com/lading-registry/lading/internal/testserver"
+)
+
+// With the object store down or throttling, requests that need it are
+// answered 503 UNAVAILABLE with Retry-After, which clients retry, not a
+// 500; once it is back they succeed again.
+func TestStorageUnavailableIs503(t *testing.T) {
+	skipShort(t)
+	for _, mode := range []struct {
+		name string
+		fail http.HandlerFunc
+	}{
+		{"throttled", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/xml")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`))
+		}},
+		{"connection reset", func(w http.ResponseWriter, r *http.Request) {
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+		}},
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			s3 := testenv.S3(t)
+			target, err := url.Parse(s3.Endpoint)
+			if err != nil {
+				t.Fatal(err)
+			}
+			proxy := httputil.NewSingleHostReverseProxy(target)
+			var down atomic.Bool
+			front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if down.Load() {
+					mode.fail(w, r)
+					return
+				}
+				proxy.ServeHTTP(w, r)
+			}))
+			t.Cleanup(front.Close)
+			s3.Endpoint = front.URL
+			srv := startReplica(t, s3, "", testserver.Options{Allow5xx: true})
+			data := randomBytes(t, 4096)
+			d := pushBlob(t, srv, "down/repo", data)
+			blob := srv.URL + "/v2/down/repo/blobs/" + d.String()
+
+			down.Store(true)
+			start := time.Now()
+			resp, body := do(t, http.MethodGet, blob, nil, nil)
+			if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+				t.Fatalf("GET with the store down: %d, Retry-After %q, %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+			}
+			var doc struct {
+				Errors []struct{ Code string } `json:"errors"`
+			}
+			if err := json.Unmarshal(body, &doc); err != nil || len(doc.Errors) != 1 || doc.Errors[0].Code != "UNAVAILABLE" {
+				t.Fatalf("error body %s (%v), want one UNAVAILABLE", body, err)
+			}
+			t.Logf("answered after %v", time.Since(start).Round(time.Millisecond))
+			loc := srv.URL + "/v2/down/repo/blobs/uploads/"
+			resp, body = do(t, http.MethodPost, loc, nil, nil)
+			expect(t, resp, body, http.StatusServiceUnavailable)
+
+			down.Store(false)
+			getBlob(t, srv, "down/repo", d, data)
+		})
+	}
+}
