@@ -126,7 +126,18 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 	if err != nil {
 		return nil, err
 	}
-	if err := ms.checkReferences(ctx, m); err != nil {
+	// Whether the bytes are stored already is read beside the references'
+	// checks, which take precedence: on an object store each is a round
+	// trip.
+	stored := false
+	err = together(ctx, func(ctx context.Context) error { return ms.checkReferences(ctx, m) }, func(ctx context.Context) error {
+		_, err := driver.StatObject(ctx, ms.driver(), blobPath(d))
+		if stored = err == nil; driver.IsNotFound(err) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
 	rec := manifestRecord{
@@ -144,7 +155,7 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 	//     record is ignored), while readers meet them in this order.
 	//  2. the tags, which must never outlive a crash that loses what they
 	//     point at.
-	writes, err := ms.stageWrites(ctx, d, payload, rec, m, tags)
+	writes, err := ms.stageWrites(ctx, d, payload, stored, rec, m, tags)
 	if err != nil {
 		return nil, err
 	}
@@ -191,8 +202,9 @@ type stagedWrites struct {
 	tags     []driver.Staged
 }
 
-// stageWrites stages a push's writes with content all at once.
-func (ms *ManifestStore) stageWrites(ctx context.Context, d digest.Digest, payload []byte, rec manifestRecord, m *parsedManifest, tags []string) (*stagedWrites, error) {
+// stageWrites stages a push's writes with content all at once; the payload
+// only when it was not stored already.
+func (ms *ManifestStore) stageWrites(ctx context.Context, d digest.Digest, payload []byte, stored bool, rec manifestRecord, m *parsedManifest, tags []string) (*stagedWrites, error) {
 	drv := ms.driver()
 	w := &stagedWrites{tags: make([]driver.Staged, len(tags))}
 	type write struct {
@@ -205,10 +217,8 @@ func (ms *ManifestStore) stageWrites(ctx context.Context, d digest.Digest, paylo
 		return nil, err
 	}
 	list := []write{{&w.record, manifestLinkPath(ms.repo.name, d), recBytes}}
-	if _, err := driver.StatObject(ctx, drv, blobPath(d)); driver.IsNotFound(err) {
+	if !stored {
 		list = append(list, write{&w.payload, blobPath(d), payload})
-	} else if err != nil {
-		return nil, err
 	}
 	if m.subject != nil {
 		entry, err := ms.referrerEntry(m, rec.Descriptor)
