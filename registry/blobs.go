@@ -195,6 +195,8 @@ func (bs *BlobStore) link(ctx context.Context, d digest.Digest, size int64) erro
 		return err
 	}
 	bs.repo.reg.cacheSet(ctx, linkKey(bs.repo.name, d.String()), strconv.AppendInt(nil, size, 10), linkTTL)
+	// Only after the link: the collector's catalog sweep counts on writers
+	// checking the marker once their content is visible (sweepCatalog).
 	return bs.repo.register(ctx)
 }
 
