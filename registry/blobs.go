@@ -131,6 +131,7 @@ func (bs *BlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) (v1.
 		return v1.Descriptor{}, err
 	}
 	u := bs.newUpload([]digest.Algorithm{d.Algorithm()})
+	u.private = true
 	if _, err := u.write(ctx, r, -1, true); err != nil {
 		_ = bs.driver().Delete(context.WithoutCancel(ctx), uploadDataPath(bs.repo.name, u.state.ID))
 		return v1.Descriptor{}, err

@@ -41,6 +41,8 @@ type uploadState struct {
 type Upload struct {
 	bs    *BlobStore
 	state uploadState
+	// private: a session no request can see (Put's), with nothing stored.
+	private bool
 }
 
 // UploadOptions configure a new upload session.
@@ -69,10 +71,10 @@ func (bs *BlobStore) Upload(ctx context.Context, opts UploadOptions) (*Upload, e
 	u := bs.newUpload(opts.Algorithms)
 	var err error
 	if len(opts.Algorithms) == 0 {
-		// The common session (sha256 only, nothing yet) is an empty state:
-		// a backend writes no bytes for it, and a file system makes it in
-		// place (see load).
-		err = bs.driver().PutState(ctx, uploadStatePath(bs.repo.name, u.state.ID), nil)
+		// The common session (sha256 only, nothing yet) is its empty data
+		// and no state (see load): a file system makes the file in place,
+		// and it becomes the blob, so a push frees no inode.
+		err = bs.driver().PutState(ctx, uploadDataPath(bs.repo.name, u.state.ID), nil)
 	} else {
 		err = u.save(ctx)
 	}
@@ -166,17 +168,16 @@ func (u *Upload) AppendCommit(ctx context.Context, r io.Reader, at int64, d dige
 // and saves the state. commit is as for write.
 func (u *Upload) appendLocked(ctx context.Context, r io.Reader, at int64, commit bool) (int64, error) {
 	// The state this handle holds (from Resume, or its last chunk) is
-	// checked against the data's size once the writer is open, rather than
-	// read again here: one backend read less per chunk. With no data yet
-	// there is nothing to check against, and a mismatch with the client's
-	// offset may only mean the handle is stale.
-	if u.state.Offset == 0 || (at >= 0 && at != u.state.Offset) {
+	// checked against the data's size once the writer is open (see write),
+	// rather than read again here: one backend read less per chunk. A
+	// mismatch with the client's offset may only mean the handle is stale.
+	if at >= 0 && at != u.state.Offset {
 		if err := u.load(ctx); err != nil {
 			return 0, err
 		}
-	}
-	if at >= 0 && at != u.state.Offset {
-		return 0, u.rangeError(at)
+		if at != u.state.Offset {
+			return 0, u.rangeError(at)
+		}
 	}
 	return u.write(ctx, r, at, commit)
 }
@@ -194,11 +195,21 @@ func (u *Upload) rangeError(at int64) error {
 func (u *Upload) write(ctx context.Context, r io.Reader, at int64, commit bool) (int64, error) {
 	drv := u.bs.driver()
 	path := uploadDataPath(u.state.Repository, u.state.ID)
-	w, err := drv.Writer(ctx, path, u.state.Offset > 0)
-	if err != nil {
-		if driver.IsNotFound(err) {
+	// Always continuing what is there: the data's size tells whether this
+	// handle's state is stale, even at offset 0 (Upload leaves empty data).
+	w, err := drv.Writer(ctx, path, !u.private)
+	if driver.IsNotFound(err) {
+		// No data: a session begun with a state (announced algorithms)
+		// and no chunk yet, or one that ended meanwhile. The state tells.
+		if err := u.load(ctx); err != nil {
+			return 0, err
+		}
+		if u.state.Offset != 0 {
 			return 0, u.lost(ctx, "its data is gone")
 		}
+		w, err = drv.Writer(ctx, path, false)
+	}
+	if err != nil {
 		return 0, err
 	}
 	if w.Size() != u.state.Offset {
@@ -209,7 +220,14 @@ func (u *Upload) write(ctx context.Context, r io.Reader, at int64, commit bool) 
 			w.Close()
 			return 0, err
 		}
-		if w.Size() > u.state.Offset {
+		if u.state.Offset == 0 && w.Size() > 0 {
+			// A first chunk cut off before any was acknowledged: the
+			// client starts over, so the session does too.
+			w.Close()
+			if w, err = drv.Writer(ctx, path, false); err != nil {
+				return 0, err
+			}
+		} else if w.Size() > u.state.Offset {
 			// A crash between a chunk's data and its state: the bytes are
 			// the client's, in order, so hash them in and go on from there.
 			if err := u.catchUp(ctx, path, w.Size()); err != nil {
@@ -523,18 +541,22 @@ func (u *Upload) load(ctx context.Context) error {
 	repo := u.bs.repo.name
 	raw, err := u.bs.driver().GetContent(ctx, uploadStatePath(repo, u.state.ID))
 	if driver.IsNotFound(err) {
-		return unknown
-	}
-	if err != nil {
-		return err
-	}
-	if len(raw) == 0 {
-		// A new session hashing sha256 only, written as nothing by Upload.
-		// Its start is taken as now: purging judges sessions by that, and
-		// one begun moments ago is not a candidate either way.
+		// No state yet: a new session hashing sha256 only, if Upload left
+		// its data (bytes a crash left there before the first state are
+		// hashed in by the writer's catch-up). Its start is taken as now:
+		// purging judges sessions by that, and one begun moments ago is
+		// not a candidate either way.
+		if _, err := u.bs.driver().Stat(ctx, uploadDataPath(repo, u.state.ID)); driver.IsNotFound(err) {
+			return unknown
+		} else if err != nil {
+			return err
+		}
 		u.state = uploadState{ID: u.state.ID, Repository: repo, StartedAt: u.bs.repo.reg.now().UTC(),
 			Hashes: map[digest.Algorithm][]byte{digest.SHA256: nil}}
 		return nil
+	}
+	if err != nil {
+		return err
 	}
 	var st uploadState
 	if err := json.Unmarshal(raw, &st); err != nil || st.ID != u.state.ID || st.Repository != repo || st.Offset < 0 {

@@ -98,3 +98,34 @@ func TestCommitAfterInterruptedMove(t *testing.T) {
 		t.Fatalf("commit with data gone: %v, want BLOB_UPLOAD_UNKNOWN", err)
 	}
 }
+
+// A first chunk cut off by a crash, before any chunk was acknowledged,
+// leaves data and no state: the client's retry from the start wins.
+func TestFirstChunkCutOffIsRetried(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	repo := repository(t, newFSRegistry(t, root), "r")
+	data := randomBytes(t, 9000)
+	u, err := repo.Blobs().Upload(ctx, registry.UploadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsd, _ := filesystem.New(root)
+	w, err := fsd.Writer(ctx, "/repositories/r/_uploads/"+u.ID()+".data", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(data[:4000])
+	w.Close()
+
+	u, err = repository(t, newFSRegistry(t, root), "r").Blobs().Resume(ctx, u.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.AppendCommit(ctx, bytes.NewReader(data), -1, digest.FromBytes(data)); err != nil {
+		t.Fatalf("whole body after a cut-off first chunk: %v", err)
+	}
+	if !bytes.Equal(readBlob(t, repo, digest.FromBytes(data)), data) {
+		t.Fatal("content differs")
+	}
+}
