@@ -109,6 +109,11 @@ func (h *handlers) outer(next http.Handler) http.Handler {
 			}
 			writeError(w, r, h.log, errPanic)
 		}()
+		if r.Body == nil {
+			// A server request always has a body; one built by hand (a
+			// test, an embedding program) may not, and means the same.
+			r.Body = http.NoBody
+		}
 		next.ServeHTTP(w, r)
 	})
 }
