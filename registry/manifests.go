@@ -148,13 +148,14 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 	// side first, so the push pays for one round of syncs, then published
 	// in two steps, each made durable by one barrier (driver.Batch):
 	//
-	//  1. the payload, its link, the record, the tags' markers and the
-	//     referrer entry. A crash may keep any subset of them, and every
-	//     subset reads as a manifest not there (Stat and Get check the
-	//     bytes behind a record; a marker or referrer entry without its
-	//     record is ignored), while readers meet them in this order.
-	//  2. the tags, which must never outlive a crash that loses what they
-	//     point at.
+	//  1. the payload, its link, the record and the tags' markers. A
+	//     crash may keep any subset of them, and every subset reads as a
+	//     manifest not there (Stat and Get check the bytes behind a record;
+	//     a marker without its record is ignored), while readers meet them
+	//     in this order.
+	//  2. the tags and the subject's referrer entry, which are read without
+	//     a look at the record and so must never outlive a crash that loses
+	//     what they point at.
 	writes, err := ms.stageWrites(ctx, d, payload, stored, rec, m, tags)
 	if err != nil {
 		return nil, err
@@ -171,17 +172,18 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 	if merr := <-marked; err == nil {
 		err = merr
 	}
-	if err == nil && writes.referrer != nil {
-		err = writes.referrer.Publish(bctx)
-	}
 	if err == nil {
 		err = batch.Commit()
 	}
 	if err != nil {
 		return nil, err
 	}
-	// The tags are independent of one another.
-	err = forEach(len(tags), func(i int) error { return writes.tags[i].Publish(bctx) })
+	// The tags and the referrer entry are independent of one another.
+	second := writes.tags
+	if writes.referrer != nil {
+		second = append(second, writes.referrer)
+	}
+	err = forEach(len(second), func(i int) error { return second[i].Publish(bctx) })
 	if err == nil {
 		err = batch.Commit()
 	}
