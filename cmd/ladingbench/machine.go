@@ -64,8 +64,8 @@ func loadAverage() string {
 	return strings.Join(f[:3], " ")
 }
 
-// describeDisk names the mount holding dir: device, file system, and
-// whether the block device is rotational.
+// describeDisk names the mount holding dir: device, file system, whether
+// the block device is rotational and, for ext4, whether it has a journal.
 func describeDisk(dir string) string {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -91,6 +91,16 @@ func describeDisk(dir string) string {
 	kind := ""
 	if rot, err := os.ReadFile("/sys/block/" + filepath.Base(dev) + "/queue/rotational"); err == nil {
 		kind = map[string]string{"0": ", non-rotational", "1": ", rotational"}[strings.TrimSpace(string(rot))]
+	}
+	if fstype == "ext4" {
+		// Without a journal, syncs and inode allocation cost differently.
+		if task, err := os.ReadFile("/sys/fs/ext4/" + filepath.Base(dev) + "/journal_task"); err == nil {
+			if strings.TrimSpace(string(task)) == "<none>" {
+				kind += ", no journal"
+			} else {
+				kind += ", journaled"
+			}
+		}
 	}
 	return fmt.Sprintf("%s (%s%s)", dev, fstype, kind)
 }
