@@ -69,12 +69,17 @@ func (ms *ManifestStore) Get(ctx context.Context, reference string) (*Manifest, 
 }
 
 // Stat describes the manifest named by reference without its payload: one
-// small read by digest, two by tag, and a stat of the bytes, which a record
-// may have outlived a crash without (see Get).
+// small read by digest, two by tag, and on a driver that defers durability
+// a stat of the bytes, which a record may have outlived a crash without
+// there (see Put). On others the bytes are durable before the record is
+// written.
 func (ms *ManifestStore) Stat(ctx context.Context, reference string) (v1.Descriptor, error) {
 	rec, err := ms.resolve(ctx, reference)
 	if err != nil {
 		return v1.Descriptor{}, ms.explain(ctx, err)
+	}
+	if !ms.repo.reg.deferring {
+		return rec.Descriptor, nil
 	}
 	if _, err := driver.StatObject(ctx, ms.driver(), blobPath(rec.Digest)); driver.IsNotFound(err) {
 		return v1.Descriptor{}, manifestUnknown(ms.repo.name, reference)

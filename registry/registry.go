@@ -45,11 +45,15 @@ type Registry struct {
 	cache     Cache
 	cacheObs  func(hit bool)
 	uploadObs func(delta int)
+	// deferring: the driver may leave a batch's writes undurable until its
+	// Commit, so a crash can keep a manifest's record without its bytes.
+	deferring bool
 }
 
 // New returns a Registry over d.
 func New(d driver.Driver, opts Options) *Registry {
-	r := &Registry{driver: d, locker: opts.Locker, log: opts.Logger, maxMan: opts.MaxManifestSize, now: opts.Now, cache: opts.Cache, cacheObs: opts.CacheObserver, uploadObs: opts.UploadObserver}
+	r := &Registry{driver: d, locker: opts.Locker, log: opts.Logger, maxMan: opts.MaxManifestSize, now: opts.Now, cache: opts.Cache, cacheObs: opts.CacheObserver, uploadObs: opts.UploadObserver,
+		deferring: driver.Defers(d)}
 	if r.locker == nil {
 		r.locker = NewLocalLocker()
 	}

@@ -26,6 +26,24 @@ type Batch struct {
 
 type batchKey struct{}
 
+// Deferring is implemented by drivers that use batches: under one, their
+// writes may be visible before they are durable, so after a crash a later
+// write of a batch may be there without an earlier one. Callers that read
+// one object as proof of another (a record of its bytes) check both on
+// such drivers only.
+type Deferring interface {
+	DefersUnderBatch() bool
+}
+
+// Defers reports whether d may defer durability under a Batch.
+func Defers(d Driver) bool {
+	x, ok := d.(Deferring)
+	return ok && x.DefersUnderBatch()
+}
+
+// DefersUnderBatch implements Deferring for the wrapped driver.
+func (i *instrumented) DefersUnderBatch() bool { return Defers(i.d) }
+
 // WithBatch returns ctx carrying a new, empty batch.
 func WithBatch(ctx context.Context) (context.Context, *Batch) {
 	b := &Batch{}

@@ -120,6 +120,10 @@ func (d *Driver) put(ctx context.Context, path string, content []byte, durable b
 	return err
 }
 
+// DefersUnderBatch implements driver.Deferring: under a batch the syncfs
+// barrier waits for the batch's Commit.
+func (d *Driver) DefersUnderBatch() bool { return true }
+
 // Stage implements driver.Stager: the temporary file is written and synced
 // now, and renamed into place by Publish.
 func (d *Driver) Stage(ctx context.Context, path string, content []byte) (driver.Staged, error) {
