@@ -102,9 +102,9 @@ func (h *handlers) outer(next http.Handler) http.Handler {
 				h.log.ErrorContext(r.Context(), "panic serving request", "method", r.Method, "path", r.URL.EscapedPath(),
 					"request_id", logging.RequestID(r.Context()), "panic", v, "stack", string(debug.Stack()))
 			}
-			if v == http.ErrAbortHandler || rec.Written() > 0 || rec.Status() != http.StatusOK {
-				// Part of a response is out: cut the connection so the
-				// client cannot take it for a whole one.
+			if v == http.ErrAbortHandler || rec.WroteHeader() {
+				// A status (and maybe part of a body) is out: cut the
+				// connection so the client cannot take it for a whole one.
 				panic(http.ErrAbortHandler)
 			}
 			writeError(w, r, h.log, errPanic)

@@ -54,6 +54,29 @@ func TestPanicIsAnswered(t *testing.T) {
 	}
 }
 
+// A panic after the status went out, before any body byte, cannot be
+// answered: the connection is cut rather than an error body sent as the
+// start of a 200's body.
+func TestPanicAfterStatusCutsTheConnection(t *testing.T) {
+	h := newHandler(t, Options{Middleware: []Middleware{func(http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(http.StatusOK)
+			panic("bug")
+		})
+	}}})
+	rec := httptest.NewRecorder()
+	defer func() {
+		if v := recover(); v != http.ErrAbortHandler {
+			t.Fatalf("recovered %v, want http.ErrAbortHandler", v)
+		}
+		if rec.Body.Len() != 0 {
+			t.Fatalf("body %q after the status, want none", rec.Body)
+		}
+	}()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/v2/a/tags/list", nil))
+	t.Fatal("the panic was answered")
+}
+
 // TestMiddlewareRefusal shows how an auth middleware answers through the
 // server's error function: status, challenge and OCI body from *auth.Error.
 func TestMiddlewareRefusal(t *testing.T) {
