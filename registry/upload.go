@@ -100,7 +100,7 @@ func (bs *BlobStore) newUpload(algs []digest.Algorithm) *Upload {
 
 // Resume reopens an upload session by id, as stored in the backend.
 func (bs *BlobStore) Resume(ctx context.Context, id string) (*Upload, error) {
-	u := &Upload{bs: bs, state: uploadState{ID: id}}
+	u := &Upload{bs: bs, state: uploadState{ID: id, Repository: bs.repo.name}}
 	if err := u.load(ctx); err != nil {
 		return nil, err
 	}
@@ -542,11 +542,11 @@ func (u *Upload) load(ctx context.Context) error {
 	raw, err := u.bs.driver().GetContent(ctx, uploadStatePath(repo, u.state.ID))
 	if driver.IsNotFound(err) {
 		// No state yet: a new session hashing sha256 only, if Upload left
-		// its data (bytes a crash left there before the first state are
-		// hashed in by the writer's catch-up). Its start is taken as now:
-		// purging judges sessions by that, and one begun moments ago is
-		// not a candidate either way.
-		if _, err := u.bs.driver().Stat(ctx, uploadDataPath(repo, u.state.ID)); driver.IsNotFound(err) {
+		// its data (bytes a crash left there before any chunk was
+		// acknowledged are dealt with by write and Refresh). Its start is
+		// taken as now: purging judges sessions by that, and one begun
+		// moments ago is not a candidate either way.
+		if _, err := driver.StatObject(ctx, u.bs.driver(), uploadDataPath(repo, u.state.ID)); driver.IsNotFound(err) {
 			return unknown
 		} else if err != nil {
 			return err

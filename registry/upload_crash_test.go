@@ -129,3 +129,31 @@ func TestFirstChunkCutOffIsRetried(t *testing.T) {
 		t.Fatal("content differs")
 	}
 }
+
+// A session whose state cannot be read is dropped whole when asked for:
+// unknown to the client, and nothing of it left behind.
+func TestUnreadableStateDropsTheSession(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	repo := repository(t, newFSRegistry(t, root), "r")
+	u, err := repo.Blobs().Upload(ctx, registry.UploadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.Append(ctx, bytes.NewReader([]byte("some bytes")), 0); err != nil {
+		t.Fatal(err)
+	}
+	fsd, _ := filesystem.New(root)
+	session := "/repositories/r/_uploads/" + u.ID()
+	if err := fsd.PutContent(ctx, session+".state", []byte("{not json")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.Blobs().Resume(ctx, u.ID()); !errors.Is(err, registry.ErrBlobUploadUnknown) {
+		t.Fatalf("resume with an unreadable state: %v, want BLOB_UPLOAD_UNKNOWN", err)
+	}
+	for _, p := range []string{session + ".state", session + ".data"} {
+		if _, err := fsd.Stat(ctx, p); !driver.IsNotFound(err) {
+			t.Errorf("%s after the session was dropped: %v", p, err)
+		}
+	}
+}
