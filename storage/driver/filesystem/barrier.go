@@ -19,9 +19,8 @@ type barrier struct {
 
 	mu      sync.Mutex
 	cond    sync.Cond
-	started uint64 // syncs begun
+	started uint64 // syncs begun; one is running while started > done
 	done    uint64 // syncs finished; the latest's error is err
-	running bool
 	err     error
 }
 
@@ -42,16 +41,14 @@ func (b *barrier) wait() error {
 	defer b.mu.Unlock()
 	target := b.started + 1
 	for b.done < target {
-		if b.running {
+		if b.started != b.done {
 			b.cond.Wait()
 			continue
 		}
-		b.running = true
 		b.started++
 		b.mu.Unlock()
 		err := unix.Syncfs(int(b.root.Fd()))
 		b.mu.Lock()
-		b.running = false
 		b.done = b.started
 		b.err = err
 		b.cond.Broadcast()

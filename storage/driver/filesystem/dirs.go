@@ -63,7 +63,7 @@ func (d *Driver) mkdirs(dir string) error {
 // of them. rmdir(2) itself refuses a directory that is not empty, so a
 // racing creator either finds its directory or recreates it in place.
 func (d *Driver) prune(dir string) {
-	for dir != d.root && len(dir) > len(d.root) {
+	for len(dir) > len(d.root) {
 		if syscall.Rmdir(dir) != nil {
 			return
 		}

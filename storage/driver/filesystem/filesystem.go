@@ -113,7 +113,12 @@ func (d *Driver) put(ctx context.Context, path string, content []byte, durable b
 	if err != nil {
 		return err
 	}
-	err = d.place(ctx, file, durable, func() error { return os.Rename(tmp, file) })
+	return d.renameInto(ctx, tmp, file, durable)
+}
+
+// renameInto publishes the temporary file tmp as file, or removes it.
+func (d *Driver) renameInto(ctx context.Context, tmp, file string, durable bool) error {
+	err := d.place(ctx, file, durable, func() error { return os.Rename(tmp, file) })
 	if err != nil {
 		os.Remove(tmp)
 	}
@@ -157,11 +162,7 @@ func (s *staged) Publish(ctx context.Context) error {
 	if s.tmp == "" {
 		return s.d.put(ctx, s.path, nil, true)
 	}
-	err := s.d.place(ctx, s.file, true, func() error { return os.Rename(s.tmp, s.file) })
-	if err != nil {
-		os.Remove(s.tmp)
-	}
-	return err
+	return s.d.renameInto(ctx, s.tmp, s.file, true)
 }
 
 func (s *staged) Discard() {
@@ -178,7 +179,7 @@ func (s *staged) Discard() {
 // modification time. done is false when the path holds content, which
 // only a rename may replace atomically.
 func (d *Driver) putEmpty(ctx context.Context, file string, durable bool) (done bool, err error) {
-	err = d.place(ctx, file, false, func() error {
+	err = d.place(ctx, file, durable, func() error {
 		fd, err := unix.Open(file, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
 		if err == nil {
 			return unix.Close(fd)
@@ -196,15 +197,10 @@ func (d *Driver) putEmpty(ctx context.Context, file string, durable bool) (done 
 		now := time.Now()
 		return os.Chtimes(file, now, now)
 	})
-	switch {
-	case err == errNotEmpty:
+	if err == errNotEmpty {
 		return false, nil
-	case err != nil:
-		return true, err
-	case durable && !driver.Defer(ctx, d.barrier, d.barrier.wait):
-		return true, d.barrier.wait()
 	}
-	return true, nil
+	return true, err
 }
 
 var errNotEmpty = errors.New("not an empty file")

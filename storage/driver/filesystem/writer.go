@@ -27,9 +27,6 @@ func (d *Driver) Writer(ctx context.Context, path string, append bool) (driver.F
 		})
 	}
 	if err != nil {
-		if f != nil {
-			f.Close()
-		}
 		return nil, d.pathErr(path, err)
 	}
 	w := &writer{d: d, f: f, file: file}

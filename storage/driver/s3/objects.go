@@ -122,12 +122,8 @@ func (d *Driver) Reader(ctx context.Context, path string, offset int64) (io.Read
 // lies below path.
 func (d *Driver) Stat(ctx context.Context, path string) (driver.FileInfo, error) {
 	if path != "/" {
-		out, err := d.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: d.bucket, Key: aws.String(d.key(path))})
-		if err == nil {
-			return driver.FileInfo{Path: path, Size: aws.ToInt64(out.ContentLength), ModTime: aws.ToTime(out.LastModified)}, nil
-		}
-		if err = mapErr("stat", path, err); !driver.IsNotFound(err) {
-			return driver.FileInfo{}, err
+		if fi, err := d.StatObject(ctx, path); !driver.IsNotFound(err) {
+			return fi, err
 		}
 	}
 	out, err := d.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: d.bucket, Prefix: aws.String(d.dirPrefix(path)), MaxKeys: aws.Int32(1)})
