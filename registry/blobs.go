@@ -143,31 +143,24 @@ func (bs *BlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) (v1.
 	return desc, err
 }
 
-// putWhole stores content held in memory as blob d and links it into the
-// repository. The bytes go to their address in one durable write instead
-// of through a session's data file, commit, move and removal: staged's
-// when the caller staged them (driver.Stage) after finding d missing, else
-// content, if d is missing now. A concurrent push of the same bytes may
+// putWhole stores a blob of size bytes held in memory as d and links it
+// into the repository. The bytes go to their address in one durable write
+// instead of through a session's data file, commit, move and removal:
+// staged, which the caller staged (driver.Stage) after finding d missing,
+// or nil when d was stored already. A concurrent push of the same bytes may
 // put its copy over this one: readers see either, and both are whole.
 // alongside, when set, runs while the link is written (a manifest's
 // record): it may need the bytes to be visible, never the link. Both follow
 // the bytes, so a reader (or an online fsck) never meets a link or record
-// whose blob is not yet there. The caller holds a guard that covers d
-// (gcguard.go) and settles it with ensureStored among its checks.
-func (bs *BlobStore) putWhole(ctx context.Context, d digest.Digest, content []byte, staged driver.Staged, alongside func(context.Context) error) error {
-	drv, dst := bs.driver(), blobPath(d)
+// whose blob is not yet there. The caller holds a guard that covers d from
+// before its check (gcguard.go) and settles it with ensureStored, which
+// also puts back bytes collected meanwhile.
+func (bs *BlobStore) putWhole(ctx context.Context, d digest.Digest, size int64, staged driver.Staged, alongside func(context.Context) error) error {
 	if staged != nil {
 		if err := staged.Publish(ctx); err != nil {
 			return err
 		}
-	} else if _, err := driver.StatObject(ctx, drv, dst); driver.IsNotFound(err) {
-		if err := drv.PutContent(ctx, dst, content); err != nil {
-			return err
-		}
-	} else if err != nil {
-		return err
 	}
-	size := int64(len(content))
 	return together(ctx, func(ctx context.Context) error { return bs.link(ctx, d, size) }, alongside)
 }
 

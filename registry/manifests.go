@@ -16,9 +16,11 @@ import (
 //
 // A manifest's bytes live in the content store like any blob; the repository
 // keeps a small record of it (manifestRecord), its tags, and one referrer
-// entry under its subject. Writes go payload → record → referrer → tags and
-// deletes go the other way, so a reader never finds a tag without its record
-// or a record without its bytes, whatever step a crash stops at. A push of
+// entry under its subject. Writes go payload → record → tags and referrer
+// entry, and deletes go the other way, so a reader never finds a tag without
+// its record or a record without its bytes (on a driver that defers
+// durability, a crash can keep a record without its bytes, which then reads
+// as absent: see Put and Stat). A push of
 // a tag onto a manifest being deleted by digest may land after the delete
 // listed the manifest's tags: settlePut and afterDelete (gchooks.go) settle
 // that race so that no tag is left pointing at nothing.
@@ -173,7 +175,7 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 			return ms.driver().PutContent(bctx, tagRefPath(ms.repo.name, d, tags[i]), nil)
 		})
 	}()
-	err = ms.repo.Blobs().putWhole(bctx, d, payload, writes.payload, writes.record.Publish)
+	err = ms.repo.Blobs().putWhole(bctx, d, int64(len(payload)), writes.payload, writes.record.Publish)
 	if merr := <-marked; err == nil {
 		err = merr
 	}

@@ -81,20 +81,22 @@ func (r *Registry) purgeUpload(ctx context.Context, repo, id string, cutoff time
 }
 
 func (r *Registry) uploadStale(ctx context.Context, repo, id string, cutoff time.Time) (bool, error) {
+	// Without a readable state (a new session, which is its data alone, or
+	// a crash leftover) a session is judged by its newest object.
+	paths := []string{uploadDataPath(repo, id)}
 	raw, err := r.driver.GetContent(ctx, uploadStatePath(repo, id))
 	if err == nil {
 		var st uploadState
 		if json.Unmarshal(raw, &st) == nil && !st.StartedAt.IsZero() {
 			return st.StartedAt.Before(cutoff), nil
 		}
+		paths = append(paths, uploadStatePath(repo, id))
 	} else if !driver.IsNotFound(err) {
 		return false, err
 	}
-	// No readable state (a crash leftover, or a new session's empty one):
-	// judge it by its newest object.
 	newest := time.Time{}
-	for _, p := range []string{uploadStatePath(repo, id), uploadDataPath(repo, id)} {
-		fi, err := r.driver.Stat(ctx, p)
+	for _, p := range paths {
+		fi, err := driver.StatObject(ctx, r.driver, p)
 		if err != nil && !driver.IsNotFound(err) {
 			return false, err
 		}

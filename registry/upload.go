@@ -34,10 +34,11 @@ type uploadState struct {
 	Hashes     map[digest.Algorithm][]byte `json:"hashes"`
 }
 
-// Upload is a resumable upload session. Its state lives in the backend and
-// is re-read under the session's lock by every operation, so a session
-// begun on one replica continues on another; the handle only caches what it
-// last read.
+// Upload is a resumable upload session. Its state lives in the backend, so
+// a session begun on one replica continues on another. Every operation
+// holds the session's lock and checks the state this handle last read
+// against the stored data's size, reading the state again when they
+// disagree (write, appendLocked).
 type Upload struct {
 	bs    *BlobStore
 	state uploadState
@@ -466,7 +467,7 @@ func (u *Upload) finish(ctx context.Context, d digest.Digest, size int64, commit
 	if err := guard.settle(ctx, func(ctx context.Context) error { return u.ensureCommitted(ctx, d, dataPath, dataLeft) }); err != nil {
 		return v1.Descriptor{}, err
 	}
-	if err := u.bs.repo.reg.deleteUpload(context.WithoutCancel(ctx), u.state.Repository, u.state.ID, !moved); err != nil && !driver.IsNotFound(err) {
+	if err := u.cleanUp(context.WithoutCancel(ctx), moved); err != nil && !driver.IsNotFound(err) {
 		u.bs.repo.reg.log.Warn("upload session left behind after commit", "repository", u.state.Repository, "upload", u.state.ID, "err", err)
 	}
 	return blobDescriptor(d, u.state.Offset), nil
@@ -585,8 +586,21 @@ func (u *Upload) lost(ctx context.Context, why string) error {
 	return newError(CodeBlobUploadUnknown, "upload %s can no longer be resumed: %s", u.state.ID, why)
 }
 
-// deleteUpload removes a session's state and, with data set, its data; it
-// is PathNotFoundError when none of them was there. The state goes first:
+// cleanUp removes what a committed session leaves: its state, and its data
+// when the blob was stored already. Put's private session has no state.
+func (u *Upload) cleanUp(ctx context.Context, moved bool) error {
+	if u.private {
+		if moved {
+			return nil
+		}
+		return u.bs.driver().Delete(ctx, uploadDataPath(u.state.Repository, u.state.ID))
+	}
+	return u.bs.repo.reg.deleteUpload(ctx, u.state.Repository, u.state.ID, !moved)
+}
+
+// deleteUpload removes a session's state and, with data set, its data,
+// and is then PathNotFoundError when neither was there (without data, a
+// missing state is no error). The state goes first:
 // without it the session is unknown to every request at once, and data
 // left by a crash in between is purged by its age.
 func (r *Registry) deleteUpload(ctx context.Context, repo, id string, data bool) error {
