@@ -33,7 +33,7 @@ func (r *Registry) Catalog(ctx context.Context, last string, n int) (names []str
 // exists reports whether the repository is in the catalog, which every write
 // of content into it ensures.
 func (repo *Repository) exists(ctx context.Context) (bool, error) {
-	_, err := repo.reg.driver.Stat(ctx, catalogPath(repo.name))
+	_, err := driver.StatObject(ctx, repo.reg.driver, catalogPath(repo.name))
 	if driver.IsNotFound(err) {
 		return false, nil
 	}

@@ -74,7 +74,7 @@ func (bs *BlobStore) ensureLinked(ctx context.Context, d digest.Digest, size int
 // unlink removes a link whose blob is gone; the write that made it fails.
 func (bs *BlobStore) unlink(ctx context.Context, d digest.Digest) {
 	ctx = context.WithoutCancel(ctx)
-	if err := bs.driver().Delete(ctx, layerLinkPath(bs.repo.name, d)); err != nil && !driver.IsNotFound(err) {
+	if err := driver.RemoveObject(ctx, bs.driver(), layerLinkPath(bs.repo.name, d)); err != nil {
 		bs.repo.reg.log.Warn("dangling blob link left behind", "repository", bs.repo.name, "digest", d, "err", err)
 	}
 	bs.repo.reg.cacheDelete(ctx, linkKey(bs.repo.name, d.String()))

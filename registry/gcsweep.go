@@ -245,7 +245,7 @@ func (c *collector) sweepCatalog(ctx context.Context) error {
 			c.removed(gcCandidate{kind: "repository", repo: name})
 			return nil
 		}
-		if err := drv.Delete(ctx, fi.Path); err != nil && !driver.IsNotFound(err) {
+		if err := driver.RemoveObject(ctx, drv, fi.Path); err != nil {
 			return err
 		}
 		if empty, err = c.reg.repoEmpty(ctx, name); err != nil || !empty {

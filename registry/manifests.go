@@ -293,8 +293,7 @@ func (ms *ManifestStore) Delete(ctx context.Context, reference string) error {
 			return err
 		}
 	}
-	err = ms.driver().Delete(ctx, manifestLinkPath(ms.repo.name, d))
-	if err != nil && !driver.IsNotFound(err) {
+	if err := driver.RemoveObject(ctx, ms.driver(), manifestLinkPath(ms.repo.name, d)); err != nil {
 		return err
 	}
 	// A concurrent delete may have got there first; the outcome is the same.

@@ -82,9 +82,5 @@ func (ms *ManifestStore) referrerEntry(m *parsedManifest, desc v1.Descriptor) ([
 // removeReferrer drops referrer's entry under subject; a missing entry is
 // fine, as an earlier interrupted delete may have removed it.
 func (ms *ManifestStore) removeReferrer(ctx context.Context, subject, referrer digest.Digest) error {
-	err := ms.driver().Delete(ctx, referrerPath(ms.repo.name, subject, referrer))
-	if driver.IsNotFound(err) {
-		return nil
-	}
-	return err
+	return driver.RemoveObject(ctx, ms.driver(), referrerPath(ms.repo.name, subject, referrer))
 }

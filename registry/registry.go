@@ -103,11 +103,8 @@ func (repo *Repository) Manifests() *ManifestStore { return &ManifestStore{repo:
 // write that links content into a repository, so the common case (already
 // listed) is a single stat rather than a durable write.
 func (repo *Repository) register(ctx context.Context) error {
-	p := catalogPath(repo.name)
-	if _, err := driver.StatObject(ctx, repo.reg.driver, p); err == nil {
-		return nil
-	} else if !driver.IsNotFound(err) {
+	if listed, err := repo.exists(ctx); listed || err != nil {
 		return err
 	}
-	return repo.reg.driver.PutContent(ctx, p, nil)
+	return repo.reg.driver.PutContent(ctx, catalogPath(repo.name), nil)
 }

@@ -99,10 +99,7 @@ func (ms *ManifestStore) untag(ctx context.Context, d digest.Digest) error {
 		if err != nil || cur != d {
 			return nil // deleted, or moved to another manifest
 		}
-		if err := ms.driver().Delete(ctx, tagPath(ms.repo.name, t)); err != nil && !driver.IsNotFound(err) {
-			return err
-		}
-		return nil
+		return driver.RemoveObject(ctx, ms.driver(), tagPath(ms.repo.name, t))
 	})
 	return err
 }
