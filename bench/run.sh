@@ -132,8 +132,13 @@ if [[ $fsync_blobs != 0 ]] && command -v strace >/dev/null; then
 		sp=$!
 		sleep 1
 		"$bench" --small --rounds 1 --small-count "$fsync_blobs" "$name=$url" >/dev/null
-		kill -INT "$sp"
+		# strace may have failed to attach (ptrace not allowed): no count then.
+		kill -INT "$sp" 2>/dev/null || true
 		wait "$sp" || true
+		if [[ ! -s $out ]]; then
+			echo "$name: strace could not attach; fsyncs not counted" >&2
+			continue
+		fi
 		calls=$(awk '$NF ~ /^(fsync|fdatasync|syncfs|sync|sync_file_range)$/ {s+=$4} END {print s+0}' "$out")
 		echo "$name: $(awk '$NF ~ /sync/ {printf "%s %s, ", $NF, $4}' "$out")for $fsync_blobs blobs" >&2
 		entries+=("\"$name\": $(awk -v c="$calls" -v n="$fsync_blobs" 'BEGIN {printf "%.2f", c/n}')")

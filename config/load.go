@@ -60,7 +60,7 @@ func Load(path string, env []string, flags *flag.FlagSet) (*Config, error) {
 }
 
 // Parse reads one YAML document over the defaults and validates it, with
-// name used in messages. It is what `lading config check` needs.
+// name used in messages, for callers that hold the YAML in memory.
 func Parse(name string, data []byte) (*Config, error) {
 	l := newLoader()
 	if err := l.file(name, data); err != nil {

@@ -7,7 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VERSITYGW_VERSION=v1.8.0
-GOBIN_DIR="$(go env GOPATH)/bin"
+# Where go install puts binaries: GOBIN, else the first GOPATH's bin.
+GOBIN_DIR="$(go env GOBIN)"
+[ -n "$GOBIN_DIR" ] || GOBIN_DIR="$(go env GOPATH | cut -d: -f1)/bin"
 export PATH="$GOBIN_DIR:$PATH"
 
 as_root() {

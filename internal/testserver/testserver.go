@@ -140,11 +140,11 @@ func Start(t testing.TB, opts Options) *Server {
 }
 
 // serverEnv is the test's environment without the knobs of the tests
-// themselves (LADING_TEST_*, LADING_FUZZTIME): lading takes every other
-// LADING_ variable for a setting and refuses names it does not know.
+// themselves (LADING_TEST_*), which lading ignores anyway: the server runs
+// with exactly the settings a test gives it.
 func serverEnv(env []string) []string {
 	return slices.DeleteFunc(slices.Clone(env), func(kv string) bool {
-		return strings.HasPrefix(kv, "LADING_TEST_") || strings.HasPrefix(kv, "LADING_FUZZTIME=")
+		return strings.HasPrefix(kv, "LADING_TEST_")
 	})
 }
 
