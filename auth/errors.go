@@ -116,5 +116,7 @@ func bearerChallenge(realm, service string, need []Access, errCode string) strin
 
 // quote makes an RFC 7230 quoted-string; scopes and realms never need more.
 func quote(s string) string {
-	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+	return `"` + quoteEscaper.Replace(s) + `"`
 }
+
+var quoteEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)

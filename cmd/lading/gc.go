@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/lading-registry/lading/cache"
 	"github.com/lading-registry/lading/config"
 	"github.com/lading-registry/lading/registry"
 	"github.com/lading-registry/lading/storage/driver"
@@ -60,7 +59,7 @@ func (c *storeCommand) run(args []string, body func(ctx context.Context, cfg *co
 	if cfg.Redis.Addr != "" {
 		// The serving replicas cache links there: what this process
 		// deletes must leave their cache too.
-		rc := cache.NewRedis(cache.RedisOptions{Addr: cfg.Redis.Addr, Password: cfg.Redis.Password.Reveal(), DB: cfg.Redis.DB})
+		rc := newRedis(cfg.Redis)
 		defer rc.Close()
 		opts.Cache = rc
 	}

@@ -91,7 +91,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, listening 
 	shared := cfg.Storage.Driver == "s3"
 	switch {
 	case cfg.Redis.Addr != "":
-		rc := cache.NewRedis(cache.RedisOptions{Addr: cfg.Redis.Addr, Password: cfg.Redis.Password.Reveal(), DB: cfg.Redis.DB})
+		rc := newRedis(cfg.Redis)
 		defer rc.Close()
 		opts.Cache = rc
 		opts.Locker = registry.NewFallbackLocker(rc, registry.NewBackendLocker(drv, 0))
@@ -127,7 +127,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, listening 
 		Logger:          log,
 		DisableDeletes:  !cfg.Deletes.Enabled,
 		ReadOnly:        cfg.ReadOnly,
-		MaxUploads:      maxUploads(cfg.HTTP.MaxUploads),
+		MaxUploads:      noLimitIfZero(cfg.HTTP.MaxUploads),
 		BodyIdleTimeout: noLimitIfZero(cfg.HTTP.BodyIdleTimeout),
 		Authorizer:      authorizer,
 	})
@@ -372,22 +372,18 @@ func openStorage(ctx context.Context, cfg config.Storage) (driver.Driver, error)
 	return filesystem.New(cfg.Filesystem.Root)
 }
 
-// maxUploads translates http.maxuploads, where 0 means no limit, for the
-// server, where 0 means its default and a negative number no limit.
-func maxUploads(n int) int {
-	if n == 0 {
-		return -1
-	}
-	return n
-}
-
 // noLimitIfZero maps the config's "0 means no limit" to the server's
 // negative, where 0 means its default.
-func noLimitIfZero(d time.Duration) time.Duration {
-	if d == 0 {
+func noLimitIfZero[T int | time.Duration](v T) T {
+	if v == 0 {
 		return -1
 	}
-	return d
+	return v
+}
+
+// newRedis connects to the Redis the configuration names.
+func newRedis(c config.Redis) *cache.Redis {
+	return cache.NewRedis(cache.RedisOptions{Addr: c.Addr, Password: c.Password.Reveal(), DB: c.DB})
 }
 
 func redirectExpiry(c config.S3) time.Duration {
