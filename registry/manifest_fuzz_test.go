@@ -55,7 +55,7 @@ func FuzzParseManifest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, payload []byte, contentType string) {
 		m, err := parseManifest(payload, contentType)
 		if err != nil {
-			wantCodeOnly(t, err, CodeManifestInvalid)
+			wantErrCode(t, err, CodeManifestInvalid)
 		} else {
 			checkParsed(t, payload, m)
 		}

@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"errors"
 	"strings"
 	"testing"
 
@@ -15,14 +14,6 @@ import (
 // whatever a validator accepts makes storage paths the driver accepts.
 
 // wantCodeOnly fails unless err is a *Error of code.
-func wantCodeOnly(t *testing.T, err error, code Code) {
-	t.Helper()
-	var e *Error
-	if !errors.As(err, &e) || e.Code != code {
-		t.Fatalf("error %v (%T), want a *Error %s", err, err, code)
-	}
-}
-
 func lowerAlnum(c byte) bool { return 'a' <= c && c <= 'z' || '0' <= c && c <= '9' }
 
 // grammarName is the spec's name grammar: components of lower-case
@@ -66,7 +57,7 @@ func FuzzValidateName(f *testing.F) {
 			t.Fatalf("ValidateName(%q) = %v, grammar says valid=%v", name, err, ok)
 		}
 		if err != nil {
-			wantCodeOnly(t, err, CodeNameInvalid)
+			wantErrCode(t, err, CodeNameInvalid)
 			return
 		}
 		// The longest paths a valid name can reach must still be valid ones:
@@ -128,7 +119,7 @@ func FuzzValidateTag(f *testing.F) {
 			t.Fatalf("ValidateTag(%q) = %v, grammar says valid=%v", tag, err, ok)
 		}
 		if err != nil {
-			wantCodeOnly(t, err, CodeTagInvalid)
+			wantErrCode(t, err, CodeTagInvalid)
 			return
 		}
 		if p := tagPath("a", tag); driver.ValidatePath(p) != nil {
@@ -175,7 +166,7 @@ func FuzzParseDigest(f *testing.F) {
 			t.Fatalf("ParseDigest(%q) = %v, grammar says valid=%v", s, err, ok)
 		}
 		if err != nil {
-			wantCodeOnly(t, err, CodeDigestInvalid)
+			wantErrCode(t, err, CodeDigestInvalid)
 			if checkDigest(digest.Digest(s)) == nil {
 				t.Fatalf("checkDigest accepts %q", s)
 			}

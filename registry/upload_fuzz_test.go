@@ -92,7 +92,7 @@ func FuzzResumeUpload(f *testing.F) {
 		if err == nil {
 			t.Fatalf("Resume(%q) found a session", id)
 		}
-		wantCodeOnly(t, err, CodeBlobUploadUnknown)
+		wantErrCode(t, err, CodeBlobUploadUnknown)
 		touched := log.take()
 		if !uploadIDRE.MatchString(id) && len(touched) > 0 {
 			t.Fatalf("id %q of the wrong shape reached the driver as %q", id, touched)

@@ -9,6 +9,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/lading-registry/lading/internal/imagetest"
 )
 
 // testMount shows that a cross-repository mount happens only when the caller
@@ -72,17 +74,7 @@ func testMount(t *testing.T, m mode, baseURL string, seed map[string]v1.Image) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		layers, err := got.Layers()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, l := range layers {
-			rc, err := l.Compressed()
-			if err != nil {
-				t.Fatalf("bob reading his copy: %v", err)
-			}
-			rc.Close()
-		}
+		imagetest.Same(t, src, got)
 		_, err = remote.Image(ref(t, addr, "secret/vault:1"), remote.WithAuth(login("bob")))
 		wantRefused(t, err, http.StatusForbidden, "DENIED")
 	})

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -227,5 +226,3 @@ func pullSame(t testing.TB, srv *testserver.Server, s string, want v1.Image) {
 		t.Fatalf("through %s: %v", srv.Addr, err)
 	}
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }

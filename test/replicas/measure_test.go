@@ -46,7 +46,7 @@ func measureSmallRequests(t *testing.T) {
 	counter := countS3(t, s3)
 	srv := startReplica(t, counter.s3, "", testserver.Options{})
 	const n = 10
-	pushBlob := func(data []byte) digest.Digest {
+	postPut := func(data []byte) digest.Digest {
 		d := digest.FromBytes(data)
 		loc := startUpload(t, srv, "measure/small")
 		resp, body := do(t, http.MethodPut, srv.URL+withParam(loc, "digest="+d.String()), data, nil)
@@ -54,10 +54,10 @@ func measureSmallRequests(t *testing.T) {
 		return d
 	}
 	config, layer := randomBytes(t, 512), randomBytes(t, 4096)
-	cd, ld := pushBlob(config), pushBlob(layer)
+	cd, ld := postPut(config), postPut(layer)
 	counter.reset()
 	for range n {
-		pushBlob(randomBytes(t, 4096))
+		postPut(randomBytes(t, 4096))
 	}
 	total, byKind := counter.snapshot()
 	t.Logf("4 KiB blob, POST and PUT: %.1f S3 requests each\n%s", float64(total)/n, byKind)

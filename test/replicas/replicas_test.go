@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -61,7 +62,7 @@ func uploadAcross(t *testing.T, a, b *testserver.Server) {
 		chunk := data[cuts[i]:cuts[i+1]]
 		resp, body := do(t, http.MethodPatch, srv.URL+loc, chunk, chunkHeader(cuts[i], len(chunk)))
 		expect(t, resp, body, http.StatusAccepted)
-		if got, want := resp.Header.Get("Range"), "0-"+itoa(cuts[i+1]-1); got != want {
+		if got, want := resp.Header.Get("Range"), "0-"+strconv.Itoa(cuts[i+1]-1); got != want {
 			t.Fatalf("after PATCH %d through %s: Range %q, want %q", i, srv.Addr, got, want)
 		}
 		loc = resp.Header.Get("Location")
@@ -69,7 +70,7 @@ func uploadAcross(t *testing.T, a, b *testserver.Server) {
 	// The other replica sees where the session stands.
 	resp, body := do(t, http.MethodGet, b.URL+loc, nil, nil)
 	expect(t, resp, body, http.StatusNoContent)
-	if got, want := resp.Header.Get("Range"), "0-"+itoa(cuts[2]-1); got != want {
+	if got, want := resp.Header.Get("Range"), "0-"+strconv.Itoa(cuts[2]-1); got != want {
 		t.Fatalf("status through B: Range %q, want %q", got, want)
 	}
 
