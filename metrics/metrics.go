@@ -111,28 +111,10 @@ func (f factory) counter(name, help string) prometheus.Counter {
 	return c
 }
 
-// Registry is where the metrics live, for components that bring their own
-// collectors (a Redis pool's statistics, say).
-func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
-
 // Handler serves the metrics in the Prometheus exposition format, for
 // /metrics.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
-}
-
-// UploadStarted counts an upload session created here.
-func (m *Metrics) UploadStarted() {
-	if m != nil {
-		m.uploadsBegun.Inc()
-	}
-}
-
-// UploadEnded counts an upload session committed or cancelled here.
-func (m *Metrics) UploadEnded() {
-	if m != nil {
-		m.uploadsEnded.Inc()
-	}
 }
 
 // UploadObserver returns a func for registry.Options.UploadObserver: +1
@@ -143,30 +125,15 @@ func (m *Metrics) UploadObserver() func(delta int) {
 	}
 	return func(delta int) {
 		if delta > 0 {
-			m.UploadStarted()
+			m.uploadsBegun.Inc()
 		} else {
-			m.UploadEnded()
+			m.uploadsEnded.Inc()
 		}
 	}
 }
 
-// CacheHit counts a lookup in the named cache ("descriptors", "redis")
-// answered from it.
-func (m *Metrics) CacheHit(cache string) {
-	if m != nil {
-		m.cacheHits.WithLabelValues(cache).Inc()
-	}
-}
-
-// CacheMiss counts a lookup in the named cache that had to go to storage.
-func (m *Metrics) CacheMiss(cache string) {
-	if m != nil {
-		m.cacheMisses.WithLabelValues(cache).Inc()
-	}
-}
-
 // CacheObserver returns a func for registry.Options.CacheObserver that
-// counts the named cache's hits and misses.
+// counts the named cache's ("links") hits and misses.
 func (m *Metrics) CacheObserver(cache string) func(hit bool) {
 	if m == nil {
 		return nil

@@ -178,13 +178,14 @@ func TestDriverObserver(t *testing.T) {
 
 func TestRecordingMethods(t *testing.T) {
 	m := New()
-	m.UploadStarted()
 	observe := m.UploadObserver()
 	observe(+1)
+	observe(+1)
 	observe(-1)
-	m.CacheHit("descriptors")
-	m.CacheHit("descriptors")
-	m.CacheMiss("descriptors")
+	cache := m.CacheObserver("links")
+	cache(true)
+	cache(true)
+	cache(false)
 	m.GCRun(3, 4096)
 	m.GCRun(0, 0)
 
@@ -196,8 +197,8 @@ func TestRecordingMethods(t *testing.T) {
 	}{
 		{"lading_upload_sessions_started_total", nil, 2},
 		{"lading_upload_sessions_ended_total", nil, 1},
-		{"lading_cache_hits_total", []string{"cache", "descriptors"}, 2},
-		{"lading_cache_misses_total", []string{"cache", "descriptors"}, 1},
+		{"lading_cache_hits_total", []string{"cache", "links"}, 2},
+		{"lading_cache_misses_total", []string{"cache", "links"}, 1},
 		{"lading_gc_runs_total", nil, 2},
 		{"lading_gc_blobs_deleted_total", nil, 3},
 		{"lading_gc_bytes_reclaimed_total", nil, 4096},
@@ -217,7 +218,7 @@ func TestRecordingMethods(t *testing.T) {
 // registration would refuse, and checks they do not share counts.
 func TestIndependentRegistries(t *testing.T) {
 	a, b := New(), New()
-	a.CacheHit("x")
+	a.CacheObserver("x")(true)
 	if got := value(scrape(t, b), "lading_cache_hits_total", "cache", "x"); got != -1 {
 		t.Fatalf("b sees a's hit: %v", got)
 	}
@@ -225,12 +226,8 @@ func TestIndependentRegistries(t *testing.T) {
 
 func TestNilMetricsDoNothing(t *testing.T) {
 	var m *Metrics
-	m.UploadStarted()
-	m.UploadEnded()
-	m.CacheHit("x")
-	m.CacheMiss("x")
 	m.GCRun(1, 1)
-	if m.DriverObserver("filesystem") != nil || m.UploadObserver() != nil {
+	if m.DriverObserver("filesystem") != nil || m.UploadObserver() != nil || m.CacheObserver("x") != nil {
 		t.Error("nil metrics gave an observer")
 	}
 	h := http.NotFoundHandler()

@@ -134,10 +134,10 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 }
 
 // WriteError answers the request with err as an OCI error response and
-// returns the status sent. It is exported for Options.Middleware (auth,
-// read-only mode, rate limits), so their refusals take the same shape:
-// a registry *Error, an *auth.Error (with its challenge), or anything else
-// as a 500 the caller should log.
+// returns the status sent. It is exported for Options.Middleware, so its
+// refusals take the same shape as the server's own: a registry *Error, an
+// *auth.Error (with its challenge), or anything else as a 500 the caller
+// should log.
 func WriteError(w http.ResponseWriter, r *http.Request, err error) int {
 	if r.Context().Err() != nil && errors.Is(err, context.Canceled) {
 		// The client hung up and the storage call gave up with it: no one

@@ -2,10 +2,11 @@
 //
 // The handler is a chain: an outer layer that recovers from panics;
 // the router, which resolves every request into a Route (or refuses it)
-// and stores it in the request's context; then Options.Middleware, where
-// authorization, metrics and read-only modes plug in knowing the route;
-// and last the endpoint handlers, which call the registry and map its
-// errors to HTTP in one place (mapError).
+// and stores it in the request's context; authorization
+// (Options.Authorizer) and read-only mode; then Options.Middleware, which
+// knows the route; and last the endpoint handlers, which call the registry
+// and map its errors to HTTP in one place (mapError). Access logs and
+// metrics wrap the whole handler from outside (see RouteLabels).
 package server
 
 import (
@@ -122,7 +123,8 @@ var errPanic = &registry.Error{Code: registry.CodeUnknown, Message: "internal se
 
 // RouteLabels names a request's route and repository for access logs and
 // metrics wrapped around the server: from the route the router attached,
-// or, outside the router, by routing r again. Refused requests have none.
+// or, outside the router, by routing r again. Requests with no route (404,
+// 400) have none.
 func RouteLabels(r *http.Request) (route, repository string) {
 	rt, ok := RouteOf(r.Context())
 	if !ok {
@@ -197,8 +199,7 @@ func (h *handlers) base(w http.ResponseWriter, r *http.Request, _ Route) error {
 	return nil
 }
 
-// repository returns the route's repository; the router has validated the
-// name already.
+// repository returns the route's repository.
 func (h *handlers) repository(rt Route) (*registry.Repository, error) {
 	return h.reg.Repository(rt.Repository)
 }

@@ -12,7 +12,7 @@ import (
 // the router hands a new request inward. So the outermost middleware puts
 // an empty Labels in the context, a middleware inside the router (Label)
 // fills it, and the outer one reads it once the handler returned. Requests
-// the router refuses keep empty labels and are still measured.
+// with no route (404, 400) keep empty labels and are still measured.
 type Labels struct {
 	Route      string
 	Repository string
