@@ -201,8 +201,8 @@ func (f *fsck) links(ctx context.Context, ms *ManifestStore) error {
 					return !driver.IsNotFound(err), ignoreNotFound(err)
 				})
 		}
-		if err != nil {
-			return err
+		if err != nil || fi.Size == 0 {
+			return err // an empty link is as it should be
 		}
 		raw, err := drv.GetContent(ctx, fi.Path)
 		if driver.IsNotFound(err) {
@@ -275,7 +275,7 @@ func (f *fsck) reference(ctx context.Context, ms *ManifestStore, d digest.Digest
 		return nil // refused at push; nothing stored to check
 	}
 	if ref.kind == refManifest {
-		if _, err := drv.Stat(ctx, manifestLinkPath(name, rd)); err == nil {
+		if _, err := driver.StatObject(ctx, drv, manifestLinkPath(name, rd)); err == nil {
 			return nil
 		} else if !driver.IsNotFound(err) {
 			return err
@@ -301,7 +301,7 @@ func (f *fsck) tags(ctx context.Context, ms *ManifestStore) error {
 		tag := path.Base(fi.Path)
 		d, err := ms.tagDigest(ctx, tag)
 		if err == nil {
-			if _, err = drv.Stat(ctx, manifestLinkPath(name, d)); err == nil {
+			if _, err = driver.StatObject(ctx, drv, manifestLinkPath(name, d)); err == nil {
 				return nil
 			}
 		}
@@ -312,7 +312,7 @@ func (f *fsck) tags(ctx context.Context, ms *ManifestStore) error {
 			func(ctx context.Context) (bool, error) {
 				// Re-read: a push may have pointed the tag at a manifest meanwhile.
 				if d, err := ms.tagDigest(ctx, tag); err == nil {
-					if _, err := drv.Stat(ctx, manifestLinkPath(name, d)); err == nil {
+					if _, err := driver.StatObject(ctx, drv, manifestLinkPath(name, d)); err == nil {
 						return false, nil
 					}
 				}
@@ -332,7 +332,7 @@ func (f *fsck) referrers(ctx context.Context, ms *ManifestStore) error {
 			return f.problem(ctx, FsckProblem{Kind: ProblemUnexpectedObject, Repository: name, Path: fi.Path}, nil)
 		}
 		stale := func(ctx context.Context) (bool, error) {
-			_, err := drv.Stat(ctx, manifestLinkPath(name, d))
+			_, err := driver.StatObject(ctx, drv, manifestLinkPath(name, d))
 			if err == nil || !driver.IsNotFound(err) {
 				return false, err
 			}

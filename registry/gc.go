@@ -181,7 +181,7 @@ func (r *Registry) CollectGarbage(ctx context.Context, opts GCOptions) (GCReport
 		opts:           opts,
 		cutoff:         now.Add(-opts.Grace),
 		untaggedCutoff: now.Add(-opts.UntaggedGrace),
-		tmp:            tempDirFor(opts.TempDir),
+		tmp:            opts.TempDir, // "": the system's (os.CreateTemp)
 	}
 	c.report.DryRun = opts.DryRun
 	c.marked = newDigestSet(c.tmp, 0)

@@ -126,7 +126,7 @@ func (ms *ManifestStore) settlePut(ctx context.Context, g *gcGuard, rec manifest
 	if err := g.settle(ctx, verify); err != nil {
 		return err
 	}
-	_, err := ms.driver().Stat(ctx, manifestLinkPath(ms.repo.name, rec.Digest))
+	_, err := driver.StatObject(ctx, ms.driver(), manifestLinkPath(ms.repo.name, rec.Digest))
 	if !driver.IsNotFound(err) {
 		return err
 	}
@@ -159,7 +159,7 @@ func (ms *ManifestStore) ensureReferences(ctx context.Context, d digest.Digest, 
 		}
 		rd := r.desc.Digest
 		if r.kind == refManifest {
-			if _, err := ms.driver().Stat(ctx, manifestLinkPath(ms.repo.name, rd)); err == nil {
+			if _, err := driver.StatObject(ctx, ms.driver(), manifestLinkPath(ms.repo.name, rd)); err == nil {
 				continue
 			} else if !driver.IsNotFound(err) {
 				return err

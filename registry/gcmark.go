@@ -161,6 +161,11 @@ func (m *repoMarker) markRoots(ctx context.Context) error {
 		if m.c.opts.DeleteUntagged {
 			return nil
 		}
+		if k, ok := keyOf(d); ok {
+			if _, seen := m.visited[k]; seen {
+				return nil // kept already: no need to read its record again
+			}
+		}
 		raw, err := m.c.reg.driver.GetContent(ctx, fi.Path)
 		if driver.IsNotFound(err) {
 			return nil

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -268,10 +267,3 @@ func (it *keyIter) Close() {
 	it.heap = nil
 }
 
-// tempDirFor returns dir, or the system's temporary directory.
-func tempDirFor(dir string) string {
-	if dir == "" {
-		return os.TempDir()
-	}
-	return filepath.Clean(dir)
-}

@@ -131,7 +131,7 @@ func (c *collector) loadPins(ctx context.Context) (map[digestKey]struct{}, error
 // again since marking listed it, or is pinned.
 func (c *collector) recheckAndDelete(ctx context.Context, cand *gcCandidate, pins map[digestKey]struct{}) (recheck, error) {
 	drv := c.reg.driver
-	fi, err := drv.Stat(ctx, cand.path)
+	fi, err := driver.StatObject(ctx, drv, cand.path)
 	if driver.IsNotFound(err) {
 		return recheckGone, nil
 	}
@@ -165,7 +165,7 @@ func (c *collector) recheckAndDelete(ctx context.Context, cand *gcCandidate, pin
 		err = drv.Delete(ctx, cand.path)
 		c.reg.cacheDelete(ctx, linkKey(cand.repo, cand.digest.String()))
 	case "marker":
-		if _, err := drv.Stat(ctx, manifestLinkPath(cand.repo, cand.digest)); !driver.IsNotFound(err) {
+		if _, err := driver.StatObject(ctx, drv, manifestLinkPath(cand.repo, cand.digest)); !driver.IsNotFound(err) {
 			return recheckKept, err // pushed again
 		}
 		err = drv.Delete(ctx, cand.path)

@@ -84,6 +84,10 @@ func uploadDataPath(repo, id string) string { return uploadsPath(repo) + "/" + i
 
 func uploadStatePath(repo, id string) string { return uploadsPath(repo) + "/" + id + uploadStateSuffix }
 
+// uploadLockKey names the lock that one request at a time holds on a
+// session (its chunks, its commit, its purge).
+func uploadLockKey(repo, id string) string { return repo + "/" + id }
+
 // uploadEntryID returns the session an entry of a repository's _uploads
 // belongs to; ok is false for anything else there.
 func uploadEntryID(entry string) (id string, ok bool) {

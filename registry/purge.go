@@ -61,7 +61,7 @@ func (r *Registry) PurgeUploads(ctx context.Context, olderThan time.Duration) (i
 // purgeUpload removes one session if it is stale, under the session's own
 // lock so that no chunk is being written while it goes.
 func (r *Registry) purgeUpload(ctx context.Context, repo, id string, cutoff time.Time) (bool, error) {
-	unlock, err := r.locker.TryLock(ctx, repo+"/"+id)
+	unlock, err := r.locker.TryLock(ctx, uploadLockKey(repo, id))
 	if errors.Is(err, ErrLocked) {
 		return false, nil
 	}

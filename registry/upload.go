@@ -527,7 +527,7 @@ func (u *Upload) Cancel(ctx context.Context) error {
 }
 
 func (u *Upload) lock(ctx context.Context) (func(), error) {
-	unlock, err := u.bs.repo.reg.locker.TryLock(ctx, u.state.Repository+"/"+u.state.ID)
+	unlock, err := u.bs.repo.reg.locker.TryLock(ctx, uploadLockKey(u.state.Repository, u.state.ID))
 	if errors.Is(err, ErrLocked) {
 		return nil, &RangeError{Offset: u.state.Offset, Message: "another request is writing to this upload"}
 	}
