@@ -266,4 +266,3 @@ func (it *keyIter) Close() {
 	}
 	it.heap = nil
 }
-

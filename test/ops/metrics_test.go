@@ -101,7 +101,7 @@ func checkPushMovesMetrics(t *testing.T, addr, metricsURL string) {
 	if got := moved("lading_http_request_bytes_total", "route=manifest"); got != float64(len(manifest)) {
 		t.Errorf("bytes in on manifest moved by %v, want %d", got, len(manifest))
 	}
-	for _, op := range []string{"Writer", "Move", "PutContent", "Stat"} {
+	for _, op := range []string{"Writer", "Move", "PutContent", "StatObject"} {
 		if got := moved("lading_storage_operation_duration_seconds_count", "driver=filesystem", "op="+op); got < 1 {
 			t.Errorf("storage %s latency count moved by %v", op, got)
 		}
