@@ -201,8 +201,6 @@ func blobDescriptor(d digest.Digest, size int64) v1.Descriptor {
 // checkDigest refuses digests the store cannot address, so a malformed one
 // never reaches a storage path.
 func checkDigest(d digest.Digest) error {
-	if _, err := ParseDigest(string(d)); err != nil {
-		return err
-	}
-	return nil
+	_, err := ParseDigest(string(d))
+	return err
 }

@@ -51,11 +51,11 @@ func (l *backendLocker) TryLock(ctx context.Context, key string) (func(), error)
 		if err == nil {
 			break
 		}
-		if !errors.Is(err, driver.ErrExists) || attempt > 0 {
-			if errors.Is(err, driver.ErrExists) {
-				return nil, ErrLocked
-			}
+		if !errors.Is(err, driver.ErrExists) {
 			return nil, err
+		}
+		if attempt > 0 {
+			return nil, ErrLocked
 		}
 		held, gerr := l.read(ctx, path)
 		if gerr == nil && l.now().Before(held.Expires) {

@@ -302,14 +302,13 @@ func (ms *ManifestStore) Delete(ctx context.Context, reference string) error {
 
 // resolve finds the record of the manifest named by reference.
 func (ms *ManifestStore) resolve(ctx context.Context, reference string) (manifestRecord, error) {
+	var d digest.Digest
+	var err error
 	if isDigestReference(reference) {
-		d, err := ParseDigest(reference)
-		if err != nil {
-			return manifestRecord{}, err
-		}
-		return ms.record(ctx, d)
+		d, err = ParseDigest(reference)
+	} else {
+		d, err = ms.tagDigest(ctx, reference)
 	}
-	d, err := ms.tagDigest(ctx, reference)
 	if err != nil {
 		return manifestRecord{}, err
 	}
