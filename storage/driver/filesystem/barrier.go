@@ -7,13 +7,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// barrier makes every name change (rename, link, mkdir) made before it
-// durable, with one syncfs(2) of the file system shared by every caller that
-// arrives while the previous one runs. A directory fsync per operation costs
-// a journal commit each; concurrent pushes would pay one per blob twice
-// over. File contents are synced by their writers before they are renamed
-// into place, so the barrier never publishes a name whose bytes could still
-// be lost.
+// barrier makes every change made before it (bytes written, rename, link,
+// mkdir) durable, with one syncfs(2) of the file system shared by every
+// caller that arrives while the previous one runs. An fsync per file or
+// directory costs a journal commit or a device flush each, and concurrent
+// fsyncs queue behind one another; concurrent pushes would pay several per
+// blob. New bytes wait for a barrier of their own before their name is
+// made, so a barrier never publishes a name whose bytes could still be lost.
 type barrier struct {
 	root *os.File
 

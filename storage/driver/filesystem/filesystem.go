@@ -7,10 +7,10 @@
 // is made in place. Directories are object-store prefixes: they are made on
 // demand and removed again with the last file below them.
 //
-// Durability costs one fsync of the file's bytes where bytes are new
-// (PutContent, Create, a Writer's Commit) and, for every name made durable
-// (PutContent, Create, Move), a share of one syncfs barrier that concurrent
-// operations join (see barrier), or under a driver.Batch one wait at its
+// Durability costs a share of one syncfs barrier that concurrent
+// operations join (see barrier): once for new bytes (PutContent, Create, a
+// Writer's Commit), before their name is made, and once for every name made
+// durable (PutContent, Create, Move), or under a driver.Batch one wait at its
 // Commit. A Writer's own file name is not made durable: writers hold data
 // in progress, which the registry publishes with Move.
 package filesystem
@@ -386,7 +386,8 @@ func (d *Driver) file(path string) (string, error) {
 	return d.root + filepath.FromSlash(path), nil
 }
 
-// writeTemp writes content to a new temporary file, synced when durable.
+// writeTemp writes content to a new temporary file, durable when asked:
+// through the shared barrier, not an fsync of its own (see barrier).
 func (d *Driver) writeTemp(content []byte, durable bool) (string, error) {
 	var id [12]byte
 	rand.Read(id[:])
@@ -396,13 +397,13 @@ func (d *Driver) writeTemp(content []byte, durable bool) (string, error) {
 		return "", err
 	}
 	_, err = f.Write(content)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
 	if err == nil && durable && len(content) > 0 {
 		// An empty file has no bytes to lose: the barrier that publishes
 		// its name is all the durability it needs.
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
+		err = d.barrier.wait()
 	}
 	if err != nil {
 		os.Remove(tmp)

@@ -80,8 +80,8 @@ func (w *writer) Commit(context.Context) error {
 		return err
 	}
 	// The bytes must be durable before a Move publishes them; the name
-	// here is transient and is not synced.
-	if err := w.f.Sync(); err != nil {
+	// here is transient, but the barrier makes it durable too.
+	if err := w.d.barrier.wait(); err != nil {
 		return err
 	}
 	w.done = driver.ErrWriterCommitted
