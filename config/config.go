@@ -56,6 +56,9 @@ type Storage struct {
 	Driver     string     `yaml:"driver" doc:"One of filesystem (one machine), inmemory (tests; lost on exit), s3 (replicas)."`
 	Filesystem Filesystem `yaml:"filesystem" doc:"Settings of the filesystem driver."`
 	S3         S3         `yaml:"s3" doc:"Settings of the s3 driver (AWS S3, Ceph RGW, SeaweedFS, MinIO, ...)."`
+	// Bytes named by their digest never change, so replicas can each keep
+	// their own copy with nothing to invalidate.
+	ManifestCache Bytes `yaml:"manifestcache" doc:"Memory for manifest payloads kept by digest in each process, so a pull reads only the tag and the manifest's small record; whether the repository holds the manifest is read every time. 0 turns it off."`
 }
 
 // Filesystem configures the filesystem driver.
@@ -158,8 +161,9 @@ func Default() *Config {
 		},
 		Log: Log{Level: "info", Format: "text", Access: true},
 		Storage: Storage{
-			Driver:     "filesystem",
-			Filesystem: Filesystem{Root: "./lading-data"},
+			Driver:        "filesystem",
+			Filesystem:    Filesystem{Root: "./lading-data"},
+			ManifestCache: 32 << 20,
 			S3: S3{
 				PartSize:       16 << 20,
 				RedirectExpiry: 20 * time.Minute,

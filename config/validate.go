@@ -53,6 +53,9 @@ func validate(c *Config, origin map[string]string) []error {
 	v.oneOf("log.format", c.Log.Format, "text", "json")
 
 	v.oneOf("storage.driver", c.Storage.Driver, "filesystem", "inmemory", "s3")
+	if c.Storage.ManifestCache < 0 {
+		v.fail("storage.manifestcache", "must be 0 (off) or more")
+	}
 	switch c.Storage.Driver {
 	case "filesystem":
 		v.root("storage.filesystem.root", c.Storage.Filesystem.Root)

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -57,15 +58,22 @@ func (ms *ManifestStore) Get(ctx context.Context, reference string) (*Manifest, 
 	if err != nil {
 		return nil, ms.explain(ctx, err)
 	}
-	payload, err := ms.driver().GetContent(ctx, blobPath(rec.Digest))
-	if driver.IsNotFound(err) {
-		// A crash before a push's first barrier can keep the record
-		// without the bytes (Put): the push was not acknowledged, and the
-		// manifest is not there.
-		return nil, manifestUnknown(ms.repo.name, reference)
-	}
-	if err != nil {
-		return nil, err
+	payload, cached := ms.repo.reg.payloads.get(rec.Digest)
+	if !cached {
+		payload, err = ms.driver().GetContent(ctx, blobPath(rec.Digest))
+		if driver.IsNotFound(err) {
+			// A crash before a push's first barrier can keep the record
+			// without the bytes (Put): the push was not acknowledged, and
+			// the manifest is not there.
+			return nil, manifestUnknown(ms.repo.name, reference)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if int64(len(payload)) != rec.Size {
+			return nil, errors.New("registry: manifest bytes of " + rec.Digest.String() + " disagree with their record")
+		}
+		ms.repo.reg.payloads.put(rec.Digest, payload)
 	}
 	return &Manifest{Descriptor: rec.Descriptor, Payload: payload, Subject: rec.Subject}, nil
 }
@@ -80,7 +88,9 @@ func (ms *ManifestStore) Stat(ctx context.Context, reference string) (v1.Descrip
 	if err != nil {
 		return v1.Descriptor{}, ms.explain(ctx, err)
 	}
-	if !ms.repo.reg.deferring {
+	if _, cached := ms.repo.reg.payloads.get(rec.Digest); cached || !ms.repo.reg.deferring {
+		// Bytes this process has held were there, durable, since it
+		// started: no crash since can have lost them.
 		return rec.Descriptor, nil
 	}
 	if _, err := driver.StatObject(ctx, ms.driver(), blobPath(rec.Digest)); driver.IsNotFound(err) {
@@ -200,6 +210,7 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 	if err := ms.settlePut(ctx, guard, rec, m, payload, tags); err != nil {
 		return nil, err
 	}
+	ms.repo.reg.payloads.put(d, bytes.Clone(payload)) // the caller's buffer may be reused
 	return &Manifest{Descriptor: rec.Descriptor, Payload: payload, Subject: rec.Subject}, nil
 }
 

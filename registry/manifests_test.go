@@ -45,10 +45,11 @@ var manifestDrivers = map[string]func(t *testing.T) driver.Driver{
 	},
 }
 
-// forEachDriver runs fn on a fresh registry over every backend.
+// forEachDriver runs fn on a fresh registry over every backend, with the
+// payload cache that serve turns on by default.
 func forEachDriver(t *testing.T, fn func(t *testing.T, reg *Registry)) {
 	for name, mk := range manifestDrivers {
-		t.Run(name, func(t *testing.T) { fn(t, New(mk(t), Options{})) })
+		t.Run(name, func(t *testing.T) { fn(t, New(mk(t), Options{ManifestCacheSize: 1 << 20})) })
 	}
 }
 
@@ -565,6 +566,48 @@ func TestRecordWithoutBytesReadsAsAbsent(t *testing.T) {
 				}
 				if _, err := f.ms.Get(f.ctx, ref); !errors.Is(err, ErrManifestUnknown) {
 					t.Errorf("Get %s without its bytes: %v, want MANIFEST_UNKNOWN", ref, err)
+				}
+			}
+		})
+	}
+}
+
+// The payload cache serves bytes by digest without a read, but never a
+// manifest the repository no longer holds: the record is read every time.
+func TestPayloadCache(t *testing.T) {
+	for name, mk := range manifestDrivers {
+		t.Run(name, func(t *testing.T) {
+			drv := mk(t)
+			for _, size := range []int64{1 << 20, 0} {
+				reg := New(drv, Options{ManifestCacheSize: size})
+				cached := size > 0
+				f := newFixture(t, reg, "library/app"+strconv.FormatInt(size, 10))
+				payload, d := f.pushImage("v1")
+				if err := drv.Delete(f.ctx, blobPath(d)); err != nil {
+					t.Fatal(err)
+				}
+				for _, ref := range []string{"v1", d.String()} {
+					m, err := f.ms.Get(f.ctx, ref)
+					switch {
+					case cached && (err != nil || !bytes.Equal(m.Payload, payload)):
+						t.Fatalf("Get %s from the cache: %v", ref, err)
+					case !cached && err == nil:
+						t.Fatalf("Get %s of bytes gone, with nothing cached: no error", ref)
+					}
+					if _, err := f.ms.Stat(f.ctx, ref); cached && err != nil {
+						t.Fatalf("Stat %s of cached bytes: %v", ref, err)
+					}
+				}
+				if err := f.ms.Delete(f.ctx, d.String()); err != nil {
+					t.Fatal(err)
+				}
+				for _, ref := range []string{"v1", d.String()} {
+					if _, err := f.ms.Get(f.ctx, ref); !errors.Is(err, ErrManifestUnknown) {
+						t.Errorf("Get %s after its delete: %v, want MANIFEST_UNKNOWN", ref, err)
+					}
+					if _, err := f.ms.Stat(f.ctx, ref); !errors.Is(err, ErrManifestUnknown) {
+						t.Errorf("Stat %s after its delete: %v, want MANIFEST_UNKNOWN", ref, err)
+					}
 				}
 			}
 		})

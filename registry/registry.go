@@ -27,6 +27,9 @@ type Options struct {
 	Logger *slog.Logger
 	// MaxManifestSize bounds a manifest's payload; 0 means 4 MiB.
 	MaxManifestSize int64
+	// ManifestCacheSize is the memory, in bytes, for manifest payloads
+	// kept by digest in this process (see payloadCache); 0 keeps none.
+	ManifestCacheSize int64
 	// Now is the clock; nil means time.Now. Tests move it.
 	Now func() time.Time
 }
@@ -44,6 +47,7 @@ type Registry struct {
 
 	cache     Cache
 	cacheObs  func(hit bool)
+	payloads  *payloadCache
 	uploadObs func(delta int)
 	// deferring: the driver may leave a batch's writes undurable until its
 	// Commit, so a crash can keep a manifest's record without its bytes.
@@ -53,7 +57,7 @@ type Registry struct {
 // New returns a Registry over d.
 func New(d driver.Driver, opts Options) *Registry {
 	r := &Registry{driver: d, locker: opts.Locker, log: opts.Logger, maxMan: opts.MaxManifestSize, now: opts.Now, cache: opts.Cache, cacheObs: opts.CacheObserver, uploadObs: opts.UploadObserver,
-		deferring: driver.Defers(d)}
+		payloads: newPayloadCache(opts.ManifestCacheSize), deferring: driver.Defers(d)}
 	if r.locker == nil {
 		r.locker = NewLocalLocker()
 	}

@@ -83,10 +83,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, listening 
 	drv := driver.Instrument(backend, m.DriverObserver(backend.Name()))
 
 	opts := registry.Options{
-		Logger:          log,
-		MaxManifestSize: int64(cfg.HTTP.MaxManifestSize),
-		CacheObserver:   m.CacheObserver("links"),
-		UploadObserver:  m.UploadObserver(),
+		Logger:            log,
+		MaxManifestSize:   int64(cfg.HTTP.MaxManifestSize),
+		ManifestCacheSize: int64(cfg.Storage.ManifestCache),
+		CacheObserver:     m.CacheObserver("links"),
+		UploadObserver:    m.UploadObserver(),
 	}
 	shared := cfg.Storage.Driver == "s3"
 	switch {
