@@ -79,7 +79,7 @@ func TestServeStopsWhenCancelled(t *testing.T) {
 	done := make(chan error, 1)
 	root := filepath.Join(t.TempDir(), "data")
 	go func() {
-		done <- serve(ctx, testConfig(root, "127.0.0.1:0"), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+		done <- serve(ctx, testConfig(root, "127.0.0.1:0"), discard, discard, nil)
 	}()
 	time.Sleep(100 * time.Millisecond)
 	cancel()
@@ -97,6 +97,8 @@ func TestServeStopsWhenCancelled(t *testing.T) {
 }
 
 // testConfig is the embedded default on root, listening on addr.
+var discard = slog.New(slog.DiscardHandler)
+
 func testConfig(root, addr string) *config.Config {
 	cfg := config.Default()
 	cfg.Storage.Filesystem.Root = root
@@ -132,7 +134,7 @@ func TestShutdownDrainsUploads(t *testing.T) {
 	defer cancel()
 	served := make(chan error, 1)
 	go func() {
-		served <- serve(ctx, testConfig(root, addr), slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+		served <- serve(ctx, testConfig(root, addr), discard, discard, nil)
 	}()
 	base := "http://" + addr
 	var loc string

@@ -35,6 +35,9 @@ import (
 // short headers and at most a bearer token.
 const maxHeaderBytes = 64 << 10
 
+// accessFlushInterval bounds how long an access line waits in its batch.
+const accessFlushInterval = 250 * time.Millisecond
+
 func runServe(args []string, _, stderr io.Writer) int {
 	fs := flag.NewFlagSet("lading serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -59,12 +62,16 @@ func runServe(args []string, _, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "lading serve: %v\n", err)
 		return 2
 	}
+	// Access lines go out in batches, process lines at once.
+	batched := logging.NewBuffered(stderr, accessFlushInterval)
+	defer batched.Close()
+	access, _ := logging.New(batched, cfg.Log.Level, cfg.Log.Format)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// Once the first signal starts the drain, a second one ends the
 	// process at once, as an impatient operator expects.
 	context.AfterFunc(ctx, stop)
-	if err := serve(ctx, cfg, log, nil); err != nil {
+	if err := serve(ctx, cfg, log, access, nil); err != nil {
 		log.Error("lading serve failed", "error", err)
 		return 1
 	}
@@ -72,9 +79,10 @@ func runServe(args []string, _, stderr io.Writer) int {
 }
 
 // serve runs the registry until ctx ends, then drains in-flight requests
-// for up to http.draintimeout. listening, when not nil, receives the
-// address the registry listens on.
-func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, listening chan<- string) error {
+// for up to http.draintimeout. Access lines go to access, everything else
+// to log. listening, when not nil, receives the address the registry
+// listens on.
+func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, listening chan<- string) error {
 	m := metrics.New()
 	backend, err := openStorage(ctx, cfg.Storage)
 	if err != nil {
@@ -135,7 +143,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, listening 
 	var handler http.Handler = az.Handler(api)
 	handler = m.Instrument(handler, server.RouteLabels)
 	if cfg.Log.Access {
-		handler = logging.AccessLog(log, handler, server.RouteLabels)
+		handler = logging.AccessLog(access, handler, server.RouteLabels)
 	}
 
 	ops := opsHandler(m, readiness(ctx, drv, cfg.Storage), log)

@@ -1,0 +1,97 @@
+package logging
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// lockedBuffer is written by the flusher and read by the test.
+type lockedBuffer struct {
+	mu     sync.Mutex
+	b      bytes.Buffer
+	writes int
+	fail   bool
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fail {
+		return 0, errors.New("disk full")
+	}
+	l.writes++
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestBufferedBatchesLinesAndFlushesThem(t *testing.T) {
+	out := &lockedBuffer{}
+	b := NewBuffered(out, 20*time.Millisecond)
+	defer b.Close()
+	for range 100 {
+		b.Write([]byte("line\n"))
+	}
+	if out.String() != "" {
+		t.Fatal("lines written at once, not batched")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for strings.Count(out.String(), "line\n") != 100 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 5 s the output holds %q", out.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	out.mu.Lock()
+	defer out.mu.Unlock()
+	if out.writes != 1 {
+		t.Errorf("100 lines took %d writes, want 1", out.writes)
+	}
+}
+
+func TestBufferedKeepsLinesWholeAndLosesNoneAtClose(t *testing.T) {
+	out := &lockedBuffer{}
+	b := NewBuffered(out, time.Hour)
+	line := strings.Repeat("x", 1000) + "\n"
+	for range 200 { // three buffers' worth
+		b.Write([]byte(line))
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	if strings.Count(got, line) != 200 || len(got) != 200*len(line) {
+		t.Fatalf("got %d bytes, want 200 whole lines", len(got))
+	}
+	if out.writes < 3 {
+		t.Errorf("a full buffer waited for the ticker: %d writes", out.writes)
+	}
+}
+
+// A refused batch costs its lines, not every later one.
+func TestBufferedRecoversFromAFailedWrite(t *testing.T) {
+	out := &lockedBuffer{fail: true}
+	b := NewBuffered(out, time.Hour)
+	b.Write([]byte("lost\n"))
+	if err := b.Flush(); err == nil {
+		t.Fatal("flush to a failing writer: no error")
+	}
+	out.mu.Lock()
+	out.fail = false
+	out.mu.Unlock()
+	b.Write([]byte("kept\n"))
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); got != "kept\n" {
+		t.Fatalf("output %q, want the line after the failure only", got)
+	}
+}
