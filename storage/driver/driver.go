@@ -57,6 +57,8 @@ type Driver interface {
 	Stat(ctx context.Context, path string) (FileInfo, error)
 
 	// List returns the full paths of the direct children of path, sorted.
+	// A child may hold nothing: a file system keeps the folder that a
+	// Move emptied, which Stat and List of it then find absent.
 	List(ctx context.Context, path string) ([]string, error)
 
 	// Move renames the object src to dst, replacing whatever is at dst.

@@ -353,11 +353,12 @@ func (d *Driver) Move(ctx context.Context, src, dst string) error {
 	if errors.Is(err, fs.ErrNotExist) {
 		return d.notFound(src) // moved or deleted by someone else meanwhile
 	}
-	if err != nil {
-		return err
-	}
-	d.prune(filepath.Dir(from))
-	return nil
+	// The source's folder stays even when emptied (see driver.Driver.List):
+	// it is an upload folder that the next push fills again, and removing
+	// it each time freed an inode that the next push allocated, which on
+	// ext4 without a journal makes every later create scan the inodes freed
+	// in the last half minute.
+	return err
 }
 
 // Delete implements driver.Driver.

@@ -167,6 +167,10 @@ func TestCreationRacesPruning(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	// Move keeps the folder it emptied, and only that one, empty.
+	if err := os.Remove(filepath.Join(root, "m")); err != nil {
+		t.Errorf("the folder moves emptied: %v", err)
+	}
 	wantPristine(t, root)
 }
 

@@ -171,7 +171,12 @@ func testMove(e *env) {
 	}
 	e.wantContent(dst, []byte("moved"))
 	e.wantGone(src)
-	e.wantGone(e.path("uploads")) // its last object moved away
+	// Its last object moved away: the folder may stay (a file system
+	// keeps it for the next upload) but holds nothing.
+	e.wantGone(e.path("uploads/u1"))
+	if left := e.walk(e.path("uploads"), ""); len(left) > 0 {
+		e.t.Errorf("Walk(uploads) after its last object moved finds %q", left)
+	}
 
 	// Onto an existing object: replaced.
 	src = e.put("uploads/u2/data", []byte("newer"))
