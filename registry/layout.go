@@ -93,7 +93,7 @@ func uploadLockKey(repo, id string) string { return repo + "/" + id }
 func uploadEntryID(entry string) (id string, ok bool) {
 	base := path.Base(entry)
 	for _, suffix := range []string{uploadDataSuffix, uploadStateSuffix} {
-		if id, found := strings.CutSuffix(base, suffix); found && uploadIDRE.MatchString(id) {
+		if id, found := strings.CutSuffix(base, suffix); found && validUploadID(id) {
 			return id, true
 		}
 	}

@@ -1,7 +1,7 @@
 package registry
 
 import (
-	"regexp"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -12,25 +12,66 @@ const (
 	MaxTagLength  = 128
 )
 
-var (
-	nameRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
-	tagRE  = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
-)
-
-// ValidateName checks a repository name against the spec's grammar.
+// ValidateName checks a repository name against the spec's grammar:
+// components of lower-case alphanumerics joined by one '.', one or two
+// '_', or any number of '-', separated by '/'. It runs on every request, so
+// it scans the name once by hand rather than through a regular expression.
 func ValidateName(name string) error {
 	if len(name) == 0 || len(name) > MaxNameLength {
 		return newError(CodeNameInvalid, "repository name must be 1 to %d characters", MaxNameLength)
 	}
-	if !nameRE.MatchString(name) {
-		return newError(CodeNameInvalid, "invalid repository name %q", name)
+	for comp := range strings.SplitSeq(name, "/") {
+		if !validComponent(comp) {
+			return newError(CodeNameInvalid, "invalid repository name %q", name)
+		}
 	}
 	return nil
 }
 
-// ValidateTag checks a tag against the spec's grammar.
+func validComponent(c string) bool {
+	i := 0
+	for {
+		start := i
+		for i < len(c) && isLowerAlnum(c[i]) {
+			i++
+		}
+		switch {
+		case i == start:
+			return false // empty, or a separator first or doubled
+		case i == len(c):
+			return true
+		}
+		switch c[i] {
+		case '.':
+			i++
+		case '_':
+			if i++; i < len(c) && c[i] == '_' {
+				i++
+			}
+		case '-':
+			for i < len(c) && c[i] == '-' {
+				i++
+			}
+		default:
+			return false
+		}
+	}
+}
+
+func isLowerAlnum(c byte) bool { return 'a' <= c && c <= 'z' || '0' <= c && c <= '9' }
+
+func isTagChar(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-'
+}
+
+// ValidateTag checks a tag against the spec's grammar,
+// [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}.
 func ValidateTag(tag string) error {
-	if !tagRE.MatchString(tag) {
+	ok := len(tag) > 0 && len(tag) <= MaxTagLength && tag[0] != '.' && tag[0] != '-'
+	for i := 0; ok && i < len(tag); i++ {
+		ok = isTagChar(tag[i])
+	}
+	if !ok {
 		return newError(CodeTagInvalid, "invalid tag %q", tag)
 	}
 	return nil
@@ -39,6 +80,9 @@ func ValidateTag(tag string) error {
 // ParseDigest parses and validates a digest of an algorithm the registry
 // supports (sha256, sha512). Anything else is DIGEST_INVALID.
 func ParseDigest(s string) (digest.Digest, error) {
+	if hexDigest(s, "sha256:", 64) || hexDigest(s, "sha512:", 128) {
+		return digest.Digest(s), nil // the common case, without go-digest's regular expression
+	}
 	d, err := digest.Parse(s)
 	if err != nil {
 		return "", newError(CodeDigestInvalid, "invalid digest %q", s)
@@ -48,4 +92,17 @@ func ParseDigest(s string) (digest.Digest, error) {
 		return d, nil
 	}
 	return "", newError(CodeDigestInvalid, "unsupported digest algorithm %q", d.Algorithm())
+}
+
+// hexDigest reports whether s is prefix followed by n lower-case hex digits.
+func hexDigest(s, prefix string, n int) bool {
+	if len(s) != len(prefix)+n || !strings.HasPrefix(s, prefix) {
+		return false
+	}
+	for i := len(prefix); i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 
@@ -10,8 +11,15 @@ import (
 )
 
 // The fuzz targets below check the validators against grammars written out
-// by hand, independently of their regular expressions, and check that
-// whatever a validator accepts makes storage paths the driver accepts.
+// by hand another way and against the spec's regular expressions, and
+// check that whatever a validator accepts makes storage paths the driver
+// accepts.
+
+// The spec's grammar for names and tags, as regular expressions.
+var (
+	specName = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
+	specTag  = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
+)
 
 // wantCodeOnly fails unless err is a *Error of code.
 func lowerAlnum(c byte) bool { return 'a' <= c && c <= 'z' || '0' <= c && c <= '9' }
@@ -55,6 +63,9 @@ func FuzzValidateName(f *testing.F) {
 		err := ValidateName(name)
 		if ok := grammarName(name); ok != (err == nil) {
 			t.Fatalf("ValidateName(%q) = %v, grammar says valid=%v", name, err, ok)
+		}
+		if ok := len(name) <= MaxNameLength && specName.MatchString(name); ok != (err == nil) {
+			t.Fatalf("ValidateName(%q) = %v, the spec's expression says valid=%v", name, err, ok)
 		}
 		if err != nil {
 			wantErrCode(t, err, CodeNameInvalid)
@@ -117,6 +128,9 @@ func FuzzValidateTag(f *testing.F) {
 		err := ValidateTag(tag)
 		if ok := grammarTag(tag); ok != (err == nil) {
 			t.Fatalf("ValidateTag(%q) = %v, grammar says valid=%v", tag, err, ok)
+		}
+		if ok := specTag.MatchString(tag); ok != (err == nil) {
+			t.Fatalf("ValidateTag(%q) = %v, the spec's expression says valid=%v", tag, err, ok)
 		}
 		if err != nil {
 			wantErrCode(t, err, CodeTagInvalid)

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"regexp"
 	"sync"
 	"time"
 
@@ -54,7 +53,25 @@ type UploadOptions struct {
 	Algorithms []digest.Algorithm
 }
 
-var uploadIDRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+// validUploadID reports whether id has the shape newUploadID makes,
+// 8-4-4-4-12 lower-case hex digits, checked on every upload request before
+// the id names a path.
+func validUploadID(id string) bool {
+	if len(id) != 36 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			if c != '-' {
+				return false
+			}
+		} else if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // copyBufSize is large enough that a chunk of a big blob is written in few
 // system calls, small enough to pool one per concurrent upload.
@@ -536,7 +553,7 @@ func (u *Upload) lock(ctx context.Context) (func(), error) {
 
 func (u *Upload) load(ctx context.Context) error {
 	unknown := newError(CodeBlobUploadUnknown, "upload %s unknown", u.state.ID)
-	if !uploadIDRE.MatchString(u.state.ID) {
+	if !validUploadID(u.state.ID) {
 		return unknown
 	}
 	repo := u.bs.repo.name

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -76,10 +77,11 @@ func FuzzResumeUpload(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(real.ID())
-	if !uploadIDRE.MatchString(real.ID()) {
+	if !validUploadID(real.ID()) {
 		f.Fatalf("new session id %q is not of the shape Resume accepts", real.ID())
 	}
 
+	uploadIDPattern := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 	f.Fuzz(func(t *testing.T, id string) {
 		log.take()
 		up, err := blobs.Resume(ctx, id)
@@ -94,7 +96,10 @@ func FuzzResumeUpload(f *testing.F) {
 		}
 		wantErrCode(t, err, CodeBlobUploadUnknown)
 		touched := log.take()
-		if !uploadIDRE.MatchString(id) && len(touched) > 0 {
+		if validUploadID(id) != uploadIDPattern.MatchString(id) {
+			t.Fatalf("validUploadID(%q) = %v, the pattern disagrees", id, validUploadID(id))
+		}
+		if !validUploadID(id) && len(touched) > 0 {
 			t.Fatalf("id %q of the wrong shape reached the driver as %q", id, touched)
 		}
 		for _, p := range touched {
