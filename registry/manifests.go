@@ -161,9 +161,10 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 		Descriptor: v1.Descriptor{MediaType: m.mediaType, Digest: d, Size: int64(len(payload)), ArtifactType: m.artifactType},
 		Subject:    m.subject,
 	}
-	// The bytes of every write are staged (written and synced) side by
-	// side first, so the push pays for one round of syncs, then published
-	// in two steps, each made durable by one barrier (driver.Batch):
+	// The bytes of every write are staged side by side first, so the push
+	// pays for one round of syncs (on a file system, at the first Publish),
+	// then published in two steps, each made durable by one barrier
+	// (driver.Batch):
 	//
 	//  1. the payload, its link, the record and the tags' markers. A
 	//     crash may keep any subset of them, and every subset reads as a

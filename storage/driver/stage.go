@@ -5,19 +5,21 @@ import (
 	"time"
 )
 
-// Staged is a PutContent split in two: its bytes are durable already, and
-// Publish makes them visible at their path (durable on return, or under a
-// Batch at its Commit). Several writes that must become visible in a given
-// order can so pay for their bytes' syncs side by side, and only the
-// publications in order. A Staged is published or discarded exactly once.
+// Staged is a PutContent split in two: its bytes are written already, and
+// Publish makes them durable if they are not yet, then visible at their
+// path (durable on return, or under a Batch at its Commit). Several writes
+// that must become visible in a given order can so pay for their bytes'
+// syncs side by side (a file system syncs them all at the first Publish),
+// and only the publications in order. A Staged is published or discarded
+// exactly once.
 type Staged interface {
 	Publish(ctx context.Context) error
 	Discard()
 }
 
 // Stager is implemented by drivers for which making bytes durable and
-// publishing a name are separate steps (a file system: sync a temporary
-// file, then rename it).
+// publishing a name are separate steps (a file system: write and sync a
+// temporary file, then rename it).
 type Stager interface {
 	Stage(ctx context.Context, path string, content []byte) (Staged, error)
 }

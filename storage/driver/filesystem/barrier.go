@@ -36,11 +36,23 @@ func newBarrier(root string) (*barrier, error) {
 
 // wait returns once a sync that began after the call has finished: one
 // already running may have missed this caller's changes.
-func (b *barrier) wait() error {
+func (b *barrier) wait() error { return b.waitFor(b.ticket()) }
+
+// ticket names the first sync that begins after the call: one that covers
+// every change made before it.
+func (b *barrier) ticket() uint64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	target := b.started + 1
-	for b.done < target {
+	return b.started + 1
+}
+
+// waitFor returns once sync number t has finished, starting it if none is
+// running. A caller may thus make a change, take a ticket, and wait later:
+// by then another caller's sync may have covered it already.
+func (b *barrier) waitFor(t uint64) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for b.done < t {
 		if b.started != b.done {
 			b.cond.Wait()
 			continue

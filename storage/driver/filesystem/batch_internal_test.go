@@ -49,3 +49,45 @@ func TestBatchDefersTheBarrier(t *testing.T) {
 		t.Fatalf("%d syncs after an empty write outside the batch, want 4", n)
 	}
 }
+
+// Contents staged side by side share one barrier for their bytes: the
+// first Publish waits for it, the others find it done.
+func TestStagedBytesShareABarrier(t *testing.T) {
+	d, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncs := func() uint64 {
+		d.barrier.mu.Lock()
+		defer d.barrier.mu.Unlock()
+		return d.barrier.done
+	}
+	var staged []driver.Staged
+	for _, p := range []string{"/a/one", "/b/two", "/c/three"} {
+		s, err := d.Stage(t.Context(), p, []byte(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		staged = append(staged, s)
+	}
+	if n := syncs(); n != 0 {
+		t.Fatalf("%d syncs while staging, want 0", n)
+	}
+	ctx, batch := driver.WithBatch(t.Context())
+	for _, s := range staged {
+		if err := s.Publish(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := batch.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if n := syncs(); n != 2 {
+		t.Fatalf("%d syncs for three staged contents published in a batch, want 2 (their bytes, their names)", n)
+	}
+	for _, p := range []string{"/a/one", "/b/two", "/c/three"} {
+		if b, err := d.GetContent(t.Context(), p); err != nil || string(b) != p {
+			t.Errorf("GetContent(%s) = %q, %v", p, b, err)
+		}
+	}
+}
