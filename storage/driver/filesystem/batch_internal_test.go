@@ -6,20 +6,25 @@ import (
 	"github.com/lading-registry/lading/storage/driver"
 )
 
+// countingSyncs returns a driver and a count of the barrier's syncs.
+func countingSyncs(t *testing.T) (*Driver, func() uint64) {
+	d, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, func() uint64 {
+		d.barrier.mu.Lock()
+		defer d.barrier.mu.Unlock()
+		return d.barrier.done
+	}
+}
+
 // Under a batch, durable writes leave the barrier that makes their names
 // durable to Commit, which syncs once for all of them; without one, each
 // write waits itself. New bytes wait for a barrier before their name is
 // made, batch or not.
 func TestBatchDefersTheBarrier(t *testing.T) {
-	d, err := New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	syncs := func() uint64 {
-		d.barrier.mu.Lock()
-		defer d.barrier.mu.Unlock()
-		return d.barrier.done
-	}
+	d, syncs := countingSyncs(t)
 	ctx, batch := driver.WithBatch(t.Context())
 	if err := d.PutContent(ctx, "/a/blob", []byte("bytes")); err != nil {
 		t.Fatal(err)
@@ -53,15 +58,7 @@ func TestBatchDefersTheBarrier(t *testing.T) {
 // Contents staged side by side share one barrier for their bytes: the
 // first Publish waits for it, the others find it done.
 func TestStagedBytesShareABarrier(t *testing.T) {
-	d, err := New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	syncs := func() uint64 {
-		d.barrier.mu.Lock()
-		defer d.barrier.mu.Unlock()
-		return d.barrier.done
-	}
+	d, syncs := countingSyncs(t)
 	var staged []driver.Staged
 	for _, p := range []string{"/a/one", "/b/two", "/c/three"} {
 		s, err := d.Stage(t.Context(), p, []byte(p))
