@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
 )
 
 // target is one registry under test.
@@ -140,8 +141,10 @@ func (b *bench) repo(scenario string, t *target, roundNo int) string {
 // runAll runs each scenario for every round, registries in turn within a
 // round, so drift of the machine falls on all of them alike. Even rounds
 // take them in reverse order (A B, B A, A B …): whoever goes first in a
-// round meets the machine as the previous scenario left it (dirty pages
-// still being written back, say), and that falls on each in turn.
+// round meets the machine as the previous scenario left it, and that falls
+// on each in turn. Before each run the kernel writes out whatever the last
+// one left dirty (sync(2)), so that no registry pays, in its own syncs, for
+// the writes another left to the kernel.
 // A registry that fails a scenario is left out of its remaining rounds and
 // the failure goes into the report: one registry's bug does not cost the
 // other numbers of the run. Only a cancelled run ends early.
@@ -161,6 +164,7 @@ func (b *bench) runAll(ctx context.Context, scs []scenario) (*report, error) {
 				}
 				rec := &recorder{t: t, r: round{values: map[string]float64{}}, client0: -1}
 				b.log("%s: round %d/%d, %s", sc.name, r, b.s.rounds, t.name)
+				unix.Sync()
 				err := sc.run(ctx, b, t, r, rec)
 				rec.stop()
 				if ctx.Err() != nil {
