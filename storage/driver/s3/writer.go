@@ -104,11 +104,11 @@ func (w *writer) Write(p []byte) (int, error) {
 		return 0, w.err
 	}
 	written := 0
-	if w.buf == nil && len(p) > 0 {
-		w.buf = w.d.partBuf()
-	}
 	for len(p) > 0 {
 		n := int(min(int64(len(p)), w.d.partSize-w.pending-int64(len(w.buf))))
+		if len(w.buf)+n > cap(w.buf) {
+			w.growBuf(len(w.buf) + n)
+		}
 		w.buf = append(w.buf, p[:n]...)
 		p = p[n:]
 		written += n
@@ -165,6 +165,25 @@ func (w *writer) Close() error {
 	}
 	w.cleanStale(w.ctx)
 	return nil
+}
+
+// smallBuf is the most a writer holds in a buffer of its own before it
+// takes a pooled part-sized one. Most blobs are small (configs, manifests,
+// small layers): a part-sized buffer for each would hold part size × uploads
+// in flight (16 MiB × 32 pushes of 4 KiB blobs: 500 MiB).
+const smallBuf = 1 << 20
+
+// growBuf makes room for need bytes in the buffer, which never needs more
+// than a part: a buffer of its own while need is small, a pooled part
+// buffer beyond, taken at once by a writer whose first write is large.
+func (w *writer) growBuf(need int) {
+	var b []byte
+	if need > smallBuf || (w.buf == nil && need >= smallBuf/4) {
+		b = w.d.partBuf()
+	} else {
+		b = make([]byte, 0, min(max(need, 2*cap(w.buf), 16<<10), smallBuf))
+	}
+	w.buf = append(b, w.buf...)
 }
 
 // partBuf returns an empty buffer that holds a part without growing.

@@ -409,3 +409,38 @@ func TestPartLimitWithSmallChunks(t *testing.T) {
 		t.Logf("10,000 parts of 1 MiB chunks hold %d GiB", gib)
 	}
 }
+
+// A writer holds a buffer the size of what it was given while that is
+// small, and a part-sized one only beyond: 32 pushes of 4 KiB blobs must
+// not hold 32 parts.
+func TestSmallWritesHoldSmallBuffers(t *testing.T) {
+	d := newTestDriver(t, testenv.S3(t), "")
+	ctx := context.Background()
+	w, err := d.Writer(ctx, "/uploads/small/data", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var data []byte
+	write := func(p []byte) {
+		t.Helper()
+		if _, err := w.Write(p); err != nil {
+			t.Fatal(err)
+		}
+		data = append(data, p...)
+	}
+	write(pattern(4<<10, 1))
+	if c := cap(w.(*writer).buf); c > smallBuf {
+		t.Fatalf("a 4 KiB write took a %d-byte buffer", c)
+	}
+	for i := range 3 * mib / (64 << 10) {
+		write(pattern(64<<10, byte(i)))
+	}
+	if c := int64(cap(w.(*writer).buf)); c < d.partSize {
+		t.Fatalf("after 3 MiB the buffer holds %d bytes, want a part's %d", c, d.partSize)
+	}
+	if err := w.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	wantCommitted(t, d, "/uploads/small/data", data)
+}
