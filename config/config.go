@@ -56,9 +56,10 @@ type Storage struct {
 	Driver     string     `yaml:"driver" doc:"One of filesystem (one machine), inmemory (tests; lost on exit), s3 (replicas)."`
 	Filesystem Filesystem `yaml:"filesystem" doc:"Settings of the filesystem driver."`
 	S3         S3         `yaml:"s3" doc:"Settings of the s3 driver (AWS S3, Ceph RGW, SeaweedFS, MinIO, ...)."`
-	// Bytes named by their digest never change, so replicas can each keep
-	// their own copy with nothing to invalidate.
-	ManifestCache Bytes `yaml:"manifestcache" doc:"Memory for manifest payloads kept by digest in each process, so a pull reads only the tag and the manifest's small record; whether the repository holds the manifest is read every time. 0 turns it off."`
+	// Bytes named by their digest never change, and a record is checked by
+	// a stat, so replicas can each keep their own copy with nothing to
+	// invalidate.
+	ManifestCache Bytes `yaml:"manifestcache" doc:"Memory for manifest payloads and records kept in each process, so a pull reads the tag and stats the record; whether the repository holds the manifest is checked every time. 0 turns it off."`
 }
 
 // Filesystem configures the filesystem driver.

@@ -58,7 +58,7 @@ func (ms *ManifestStore) Get(ctx context.Context, reference string) (*Manifest, 
 	if err != nil {
 		return nil, ms.explain(ctx, err)
 	}
-	payload, cached := ms.repo.reg.payloads.get(rec.Digest)
+	payload, cached := ms.repo.reg.manifests.payload(rec.Digest.String())
 	if !cached {
 		payload, err = ms.driver().GetContent(ctx, blobPath(rec.Digest))
 		if driver.IsNotFound(err) {
@@ -73,7 +73,7 @@ func (ms *ManifestStore) Get(ctx context.Context, reference string) (*Manifest, 
 		if int64(len(payload)) != rec.Size {
 			return nil, errors.New("registry: manifest bytes of " + rec.Digest.String() + " disagree with their record")
 		}
-		ms.repo.reg.payloads.put(rec.Digest, payload)
+		ms.repo.reg.manifests.putPayload(rec.Digest.String(), payload)
 	}
 	return &Manifest{Descriptor: rec.Descriptor, Payload: payload, Subject: rec.Subject}, nil
 }
@@ -88,7 +88,7 @@ func (ms *ManifestStore) Stat(ctx context.Context, reference string) (v1.Descrip
 	if err != nil {
 		return v1.Descriptor{}, ms.explain(ctx, err)
 	}
-	if _, cached := ms.repo.reg.payloads.get(rec.Digest); cached || !ms.repo.reg.deferring {
+	if _, cached := ms.repo.reg.manifests.payload(rec.Digest.String()); cached || !ms.repo.reg.deferring {
 		// Bytes this process has held were there, durable, since it
 		// started: no crash since can have lost them.
 		return rec.Descriptor, nil
@@ -211,16 +211,18 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 	if err := ms.settlePut(ctx, guard, rec, m, payload, tags); err != nil {
 		return nil, err
 	}
-	ms.repo.reg.payloads.put(d, bytes.Clone(payload)) // the caller's buffer may be reused
+	ms.repo.reg.manifests.putPayload(d.String(), bytes.Clone(payload)) // the caller's buffer may be reused
+	ms.repo.reg.manifests.putRecord(manifestLinkPath(ms.repo.name, d), writes.recordSize, rec)
 	return &Manifest{Descriptor: rec.Descriptor, Payload: payload, Subject: rec.Subject}, nil
 }
 
 // stagedWrites are a manifest push's writes with content, staged.
 type stagedWrites struct {
-	payload  driver.Staged // nil when the bytes were stored already
-	record   driver.Staged
-	referrer driver.Staged // nil without a subject
-	tags     []driver.Staged
+	payload    driver.Staged // nil when the bytes were stored already
+	record     driver.Staged
+	recordSize int64
+	referrer   driver.Staged // nil without a subject
+	tags       []driver.Staged
 }
 
 // stageWrites stages a push's writes with content all at once; the payload
@@ -237,6 +239,7 @@ func (ms *ManifestStore) stageWrites(ctx context.Context, d digest.Digest, paylo
 	if err != nil {
 		return nil, err
 	}
+	w.recordSize = int64(len(recBytes))
 	list := []write{{&w.record, manifestLinkPath(ms.repo.name, d), recBytes}}
 	if !stored {
 		list = append(list, write{&w.payload, blobPath(d), payload})
@@ -327,10 +330,23 @@ func (ms *ManifestStore) resolve(ctx context.Context, reference string) (manifes
 	return ms.record(ctx, d)
 }
 
-// record reads the repository's record of manifest d.
+// record reads the repository's record of manifest d: a stat when this
+// process holds a record of the same size (see manifestCache).
 func (ms *ManifestStore) record(ctx context.Context, d digest.Digest) (manifestRecord, error) {
 	var rec manifestRecord
-	b, err := ms.driver().GetContent(ctx, manifestLinkPath(ms.repo.name, d))
+	p := manifestLinkPath(ms.repo.name, d)
+	if cached, ok := ms.repo.reg.manifests.record(p); ok {
+		fi, err := driver.StatObject(ctx, ms.driver(), p)
+		switch {
+		case driver.IsNotFound(err):
+			return rec, manifestUnknown(ms.repo.name, d.String())
+		case err != nil:
+			return rec, err
+		case fi.Size == cached.size:
+			return cached.rec, nil
+		}
+	}
+	b, err := ms.driver().GetContent(ctx, p)
 	if driver.IsNotFound(err) {
 		return rec, manifestUnknown(ms.repo.name, d.String())
 	}
@@ -338,8 +354,9 @@ func (ms *ManifestStore) record(ctx context.Context, d digest.Digest) (manifestR
 		return rec, err
 	}
 	if err := json.Unmarshal(b, &rec); err != nil || rec.Digest != d {
-		return rec, errors.Join(errors.New("registry: corrupt manifest record "+manifestLinkPath(ms.repo.name, d)), err)
+		return rec, errors.Join(errors.New("registry: corrupt manifest record "+p), err)
 	}
+	ms.repo.reg.manifests.putRecord(p, int64(len(b)), rec)
 	return rec, nil
 }
 

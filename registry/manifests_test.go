@@ -613,3 +613,52 @@ func TestPayloadCache(t *testing.T) {
 		})
 	}
 }
+
+// The record cache trusts a record whose size is unchanged (manifestCache),
+// which holds because a record differs only by its media type and the
+// accepted media types all differ in length.
+func TestAcceptedMediaTypesDifferInLength(t *testing.T) {
+	seen := map[int]string{}
+	for _, mt := range []string{MediaTypeOCIManifest, MediaTypeOCIIndex, MediaTypeDockerManifest, MediaTypeDockerManifestList} {
+		if other, ok := seen[len(mt)]; ok {
+			t.Fatalf("%s and %s have the same length: the record cache could not tell their records apart", mt, other)
+		}
+		seen[len(mt)] = mt
+	}
+}
+
+// A record rewritten by another process (a replica) is read again: a
+// manifest deleted there and pushed again under another media type is
+// served with the new one here.
+func TestRecordCacheSeesAnotherProcesssRewrite(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, here *Registry) {
+		there := New(here.driver, Options{})
+		f := newFixture(t, here, "library/app")
+		m := f.image()
+		m.MediaType = "" // so the request's Content-Type decides
+		payload := mustJSON(t, m)
+		d := digest.FromBytes(payload)
+		if _, err := f.ms.Put(f.ctx, "v1", MediaTypeOCIManifest, payload); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := f.ms.Stat(f.ctx, d.String()); err != nil || got.MediaType != MediaTypeOCIManifest {
+			t.Fatalf("Stat = %v, %v", got.MediaType, err)
+		}
+		other := newFixture(t, there, "library/app")
+		if err := other.ms.Delete(f.ctx, d.String()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.ms.Get(f.ctx, d.String()); !errors.Is(err, ErrManifestUnknown) {
+			t.Fatalf("Get after another process deleted it: %v", err)
+		}
+		if _, err := other.ms.Put(f.ctx, "v1", MediaTypeDockerManifest, payload); err != nil {
+			t.Fatal(err)
+		}
+		for _, ref := range []string{"v1", d.String()} {
+			got, err := f.ms.Get(f.ctx, ref)
+			if err != nil || got.Descriptor.MediaType != MediaTypeDockerManifest || !bytes.Equal(got.Payload, payload) {
+				t.Fatalf("Get %s after another process pushed it as Docker: %v, %v", ref, got.Descriptor.MediaType, err)
+			}
+		}
+	})
+}

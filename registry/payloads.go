@@ -4,44 +4,85 @@ import (
 	"math"
 
 	"github.com/maypok86/otter/v2"
-	"github.com/opencontainers/go-digest"
 )
 
-// payloadCache keeps manifest payloads by digest in this process. Bytes
-// named by their digest never change, so an entry never goes stale and no
-// other process need invalidate it; whether a repository holds the manifest
-// is still read from its record every time. A hit spares a pull the payload
-// read (a round trip on an object store) and a HEAD the stat of the bytes.
-type payloadCache struct {
-	c *otter.Cache[digest.Digest, []byte]
+// manifestCache keeps, in this process, what a pull reads of a manifest
+// besides its tag, so that a hit costs one stat:
+//
+//   - payloads by digest. Bytes named by their digest never change, so an
+//     entry never goes stale and no other process need invalidate it.
+//   - records by path, with their size. A record is a function of the
+//     manifest's bytes and of its media type, and the media types Lading
+//     accepts all differ in length, so a record whose size is unchanged is
+//     unchanged: a stat both proves the repository still holds the
+//     manifest and validates the entry, whichever process rewrote it.
+type manifestCache struct {
+	payloads *memo[[]byte]
+	records  *memo[recordEntry]
 }
 
-// entryOverhead approximates an entry's bookkeeping beyond its bytes, so
-// that many tiny manifests are weighed fairly.
-const entryOverhead = 128
+type recordEntry struct {
+	size int64
+	rec  manifestRecord
+}
 
-func newPayloadCache(maxBytes int64) *payloadCache {
+// recordWeight approximates a record entry's memory: the descriptor's
+// strings and their bookkeeping.
+const recordWeight = 512
+
+// newManifestCache spends a quarter of maxBytes on records, the rest on
+// payloads; nil (nothing cached) when maxBytes is 0.
+func newManifestCache(maxBytes int64) *manifestCache {
 	if maxBytes <= 0 {
 		return nil
 	}
-	return &payloadCache{c: otter.Must(&otter.Options[digest.Digest, []byte]{
-		MaximumWeight: uint64(maxBytes),
-		Weigher: func(d digest.Digest, b []byte) uint32 {
-			return uint32(min(len(d)+len(b)+entryOverhead, math.MaxUint32))
-		},
-	})}
+	return &manifestCache{
+		payloads: newMemo(maxBytes-maxBytes/4, func(b []byte) int { return len(b) }),
+		records:  newMemo(maxBytes/4, func(recordEntry) int { return recordWeight }),
+	}
 }
 
-func (p *payloadCache) get(d digest.Digest) ([]byte, bool) {
-	if p == nil {
+func (m *manifestCache) payload(d string) ([]byte, bool) {
+	if m == nil {
 		return nil, false
 	}
-	return p.c.GetIfPresent(d)
+	return m.payloads.c.GetIfPresent(d)
 }
 
-// put keeps payload, which must be the bytes of d.
-func (p *payloadCache) put(d digest.Digest, payload []byte) {
-	if p != nil {
-		p.c.Set(d, payload)
+// putPayload keeps payload, which must be the bytes of d.
+func (m *manifestCache) putPayload(d string, payload []byte) {
+	if m != nil {
+		m.payloads.c.Set(d, payload)
 	}
+}
+
+func (m *manifestCache) record(path string) (recordEntry, bool) {
+	if m == nil {
+		return recordEntry{}, false
+	}
+	return m.records.c.GetIfPresent(path)
+}
+
+func (m *manifestCache) putRecord(path string, size int64, rec manifestRecord) {
+	if m != nil {
+		m.records.c.Set(path, recordEntry{size: size, rec: rec})
+	}
+}
+
+// memo is an otter cache bounded by the bytes its entries weigh.
+type memo[V any] struct {
+	c *otter.Cache[string, V]
+}
+
+// entryOverhead approximates an entry's bookkeeping beyond its value, so
+// that many tiny entries are weighed fairly.
+const entryOverhead = 128
+
+func newMemo[V any](maxBytes int64, weigh func(V) int) *memo[V] {
+	return &memo[V]{c: otter.Must(&otter.Options[string, V]{
+		MaximumWeight: uint64(maxBytes),
+		Weigher: func(k string, v V) uint32 {
+			return uint32(min(len(k)+weigh(v)+entryOverhead, math.MaxUint32))
+		},
+	})}
 }

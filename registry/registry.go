@@ -27,8 +27,8 @@ type Options struct {
 	Logger *slog.Logger
 	// MaxManifestSize bounds a manifest's payload; 0 means 4 MiB.
 	MaxManifestSize int64
-	// ManifestCacheSize is the memory, in bytes, for manifest payloads
-	// kept by digest in this process (see payloadCache); 0 keeps none.
+	// ManifestCacheSize is the memory, in bytes, for manifest payloads and
+	// records kept in this process (see manifestCache); 0 keeps none.
 	ManifestCacheSize int64
 	// Now is the clock; nil means time.Now. Tests move it.
 	Now func() time.Time
@@ -47,7 +47,7 @@ type Registry struct {
 
 	cache     Cache
 	cacheObs  func(hit bool)
-	payloads  *payloadCache
+	manifests *manifestCache
 	uploadObs func(delta int)
 	// deferring: the driver may leave a batch's writes undurable until its
 	// Commit, so a crash can keep a manifest's record without its bytes.
@@ -57,7 +57,7 @@ type Registry struct {
 // New returns a Registry over d.
 func New(d driver.Driver, opts Options) *Registry {
 	r := &Registry{driver: d, locker: opts.Locker, log: opts.Logger, maxMan: opts.MaxManifestSize, now: opts.Now, cache: opts.Cache, cacheObs: opts.CacheObserver, uploadObs: opts.UploadObserver,
-		payloads: newPayloadCache(opts.ManifestCacheSize), deferring: driver.Defers(d)}
+		manifests: newManifestCache(opts.ManifestCacheSize), deferring: driver.Defers(d)}
 	if r.locker == nil {
 		r.locker = NewLocalLocker()
 	}

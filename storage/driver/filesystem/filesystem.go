@@ -86,38 +86,62 @@ func (d *Driver) GetContent(_ context.Context, path string) ([]byte, error) {
 	return b, nil
 }
 
-// readWhole reads a file in four system calls: open, fstat, one read of the
-// size fstat gave, close. os.ReadFile spends as many again (the *os.File's
-// set-up, a read to find the end), on the path of every tag and record
-// read. Content is replaced by rename, never rewritten in place, so the
-// size an open file had is the size it keeps.
+// readWhole reads a small file in three system calls: open, one read, close.
+// os.ReadFile spends as many again (the *os.File's set-up, an fstat, a read
+// to find the end), on the path of every tag and record read. A read of a
+// regular file that returns less than asked has reached the end (POSIX), so
+// only a file that fills the first buffer costs an fstat and a second read.
+// Content is replaced by rename, never rewritten in place, so the size an
+// open file had is the size it keeps.
 func readWhole(name string) ([]byte, error) {
 	fd, err := unix.Open(name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
 	}
 	defer unix.Close(fd)
+	var small [smallRead]byte
+	n, err := unix.Read(fd, small[:])
+	for err == unix.EINTR {
+		n, err = unix.Read(fd, small[:])
+	}
+	if err != nil {
+		return nil, &fs.PathError{Op: "read", Path: name, Err: err}
+	}
+	if n < len(small) {
+		return append([]byte(nil), small[:n]...), nil
+	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, &fs.PathError{Op: "fstat", Path: name, Err: err}
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, &fs.PathError{Op: "read", Path: name, Err: unix.EISDIR}
+	b := make([]byte, max(st.Size, int64(n)))
+	copy(b, small[:])
+	m, err := readFull(fd, b[n:])
+	if err != nil {
+		return nil, &fs.PathError{Op: "read", Path: name, Err: err}
 	}
-	b := make([]byte, st.Size)
-	for n := 0; n < len(b); {
+	return b[:n+m], nil
+}
+
+// smallRead covers tags, links, records and upload states whole.
+const smallRead = 4 << 10
+
+// readFull reads into b until it is full or the file ends.
+func readFull(fd int, b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
 		m, err := unix.Read(fd, b[n:])
 		switch {
 		case err == unix.EINTR:
 			continue
 		case err != nil:
-			return nil, &fs.PathError{Op: "read", Path: name, Err: err}
+			return n, err
 		case m == 0:
-			return b[:n], nil
+			return n, nil
 		}
 		n += m
 	}
-	return b, nil
+	return n, nil
 }
 
 // PutContent implements driver.Driver.

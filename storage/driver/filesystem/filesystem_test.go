@@ -1,6 +1,7 @@
 package filesystem_test
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -193,5 +194,27 @@ func TestStaleTemporaryFilesAreRemoved(t *testing.T) {
 	}
 	if _, err := os.Stat(fresh); err != nil {
 		t.Errorf("fresh temporary file removed: %v", err)
+	}
+}
+
+// GetContent reads small files in one read and larger ones after an fstat:
+// every size around the boundary comes back whole.
+func TestGetContentSizes(t *testing.T) {
+	d, _ := newDriver(t)
+	for _, n := range []int{0, 1, 4095, 4096, 4097, 8192, 100000} {
+		want := bytes.Repeat([]byte{byte(n)}, n)
+		for i := range want {
+			want[i] += byte(i)
+		}
+		p := fmt.Sprintf("/sizes/%d", n)
+		if err := d.PutContent(t.Context(), p, want); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := d.GetContent(t.Context(), p); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("GetContent of %d bytes: %d bytes, %v", n, len(got), err)
+		}
+	}
+	if _, err := d.GetContent(t.Context(), "/sizes"); !driver.IsNotFound(err) {
+		t.Errorf("GetContent of a directory: %v, want not found", err)
 	}
 }
