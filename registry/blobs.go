@@ -33,9 +33,9 @@ func (bs *BlobStore) Stat(ctx context.Context, d digest.Digest) (v1.Descriptor, 
 			return blobDescriptor(d, size), nil
 		}
 	}
-	unknown := newError(CodeBlobUnknown, "blob %s unknown to repository %s", d, bs.repo.name)
+	unknown := func() error { return newError(CodeBlobUnknown, "blob %s unknown to repository %s", d, bs.repo.name) }
 	if _, err := driver.StatObject(ctx, bs.driver(), layerLinkPath(bs.repo.name, d)); driver.IsNotFound(err) {
-		return v1.Descriptor{}, unknown
+		return v1.Descriptor{}, unknown()
 	} else if err != nil {
 		return v1.Descriptor{}, err
 	}
@@ -43,7 +43,7 @@ func (bs *BlobStore) Stat(ctx context.Context, d digest.Digest) (v1.Descriptor, 
 	if driver.IsNotFound(err) {
 		// A dangling link (the collector's or fsck's business) must not
 		// answer HEAD with a blob that GET cannot serve.
-		return v1.Descriptor{}, unknown
+		return v1.Descriptor{}, unknown()
 	} else if err != nil {
 		return v1.Descriptor{}, err
 	}

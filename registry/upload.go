@@ -552,9 +552,9 @@ func (u *Upload) lock(ctx context.Context) (func(), error) {
 }
 
 func (u *Upload) load(ctx context.Context) error {
-	unknown := newError(CodeBlobUploadUnknown, "upload %s unknown", u.state.ID)
+	unknown := func() error { return newError(CodeBlobUploadUnknown, "upload %s unknown", u.state.ID) }
 	if !validUploadID(u.state.ID) {
-		return unknown
+		return unknown()
 	}
 	repo := u.bs.repo.name
 	raw, err := u.bs.driver().GetContent(ctx, uploadStatePath(repo, u.state.ID))
@@ -565,7 +565,7 @@ func (u *Upload) load(ctx context.Context) error {
 		// taken as now: purging judges sessions by that, and one begun
 		// moments ago is not a candidate either way.
 		if _, err := driver.StatObject(ctx, u.bs.driver(), uploadDataPath(repo, u.state.ID)); driver.IsNotFound(err) {
-			return unknown
+			return unknown()
 		} else if err != nil {
 			return err
 		}
