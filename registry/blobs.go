@@ -20,7 +20,8 @@ type BlobStore struct {
 func (bs *BlobStore) driver() driver.Driver { return bs.repo.reg.driver }
 
 // Stat describes a blob linked into the repository (BLOB_UNKNOWN otherwise).
-// It costs two stats, of the link and of the blob, unless the cache knows:
+// It costs two stats, of the link and of the blob (side by side on an object
+// store), unless the cache knows:
 // a link is an empty object, so writing one needs no data made durable
 // (see link), and the blob's own size is the truth.
 func (bs *BlobStore) Stat(ctx context.Context, d digest.Digest) (v1.Descriptor, error) {
@@ -33,19 +34,37 @@ func (bs *BlobStore) Stat(ctx context.Context, d digest.Digest) (v1.Descriptor, 
 			return blobDescriptor(d, size), nil
 		}
 	}
-	unknown := func() error { return newError(CodeBlobUnknown, "blob %s unknown to repository %s", d, bs.repo.name) }
-	if _, err := driver.StatObject(ctx, bs.driver(), layerLinkPath(bs.repo.name, d)); driver.IsNotFound(err) {
-		return v1.Descriptor{}, unknown()
-	} else if err != nil {
-		return v1.Descriptor{}, err
+	var fi driver.FileInfo
+	var linkErr, blobErr error
+	statLink := func(ctx context.Context) error {
+		_, linkErr = driver.StatObject(ctx, bs.driver(), layerLinkPath(bs.repo.name, d))
+		return nil
 	}
-	fi, err := driver.StatObject(ctx, bs.driver(), blobPath(d))
-	if driver.IsNotFound(err) {
+	statBlob := func(ctx context.Context) error {
+		fi, blobErr = driver.StatObject(ctx, bs.driver(), blobPath(d))
+		return nil
+	}
+	if bs.repo.reg.deferring {
+		// A file system: a stat costs less than a goroutine.
+		if statLink(ctx); linkErr == nil {
+			statBlob(ctx)
+		}
+	} else {
+		// An object store: each stat is a round trip; wait for one.
+		together(ctx, statLink, statBlob)
+	}
+	unknown := func() error { return newError(CodeBlobUnknown, "blob %s unknown to repository %s", d, bs.repo.name) }
+	switch {
+	case driver.IsNotFound(linkErr):
+		return v1.Descriptor{}, unknown()
+	case linkErr != nil:
+		return v1.Descriptor{}, linkErr
+	case driver.IsNotFound(blobErr):
 		// A dangling link (the collector's or fsck's business) must not
 		// answer HEAD with a blob that GET cannot serve.
 		return v1.Descriptor{}, unknown()
-	} else if err != nil {
-		return v1.Descriptor{}, err
+	case blobErr != nil:
+		return v1.Descriptor{}, blobErr
 	}
 	bs.repo.reg.cacheSet(ctx, key, strconv.AppendInt(nil, fi.Size, 10), linkTTL)
 	return blobDescriptor(d, fi.Size), nil
