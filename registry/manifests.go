@@ -78,11 +78,11 @@ func (ms *ManifestStore) Get(ctx context.Context, reference string) (*Manifest, 
 	return &Manifest{Descriptor: rec.Descriptor, Payload: payload, Subject: rec.Subject}, nil
 }
 
-// Stat describes the manifest named by reference without its payload: one
-// small read by digest, two by tag, and on a driver that defers durability
-// a stat of the bytes, which a record may have outlived a crash without
-// there (see Put). On others the bytes are durable before the record is
-// written.
+// Stat describes the manifest named by reference without its payload: the
+// record (a stat when cached), after the tag's read for a tag, and on a
+// driver that defers durability a stat of the bytes, which a record may
+// have outlived a crash without there (see Put), unless this process holds
+// them. On others the bytes are durable before the record is written.
 func (ms *ManifestStore) Stat(ctx context.Context, reference string) (v1.Descriptor, error) {
 	rec, err := ms.resolve(ctx, reference)
 	if err != nil {

@@ -2,10 +2,11 @@
 // files below one root directory, /a/b being root/a/b.
 //
 // Data appears at its final path only when complete: small content is
-// written to a temporary file, synced, and then renamed (or, for Create,
-// hard-linked) into place; an empty object, having no bytes to see half of,
-// is made in place. Directories are object-store prefixes: they are made on
-// demand and removed again with the last file below them.
+// written to a temporary file, made durable, and then renamed (or, for
+// Create, hard-linked) into place; an empty object, having no bytes to see
+// half of, is made in place. Directories are object-store prefixes: they are
+// made on demand and removed again with the last file a Delete takes from
+// them (a Move leaves the folder it empties, which reads as absent).
 //
 // Durability costs a share of one syncfs barrier that concurrent
 // operations join (see barrier): once for new bytes (PutContent, Create, a
