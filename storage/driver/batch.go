@@ -60,6 +60,12 @@ func Defer(ctx context.Context, key any, sync func() error) bool {
 	if b == nil {
 		return false
 	}
+	b.owe(key, sync)
+	return true
+}
+
+// owe records sync as owed under key, once.
+func (b *Batch) owe(key any, sync func() error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.owed == nil {
@@ -69,18 +75,22 @@ func Defer(ctx context.Context, key any, sync func() error) bool {
 		b.keys = append(b.keys, key)
 		b.owed[key] = sync
 	}
-	return true
 }
 
 // Commit makes every change made under the batch so far durable. The
-// batch may be used again afterwards.
+// batch may be used again afterwards; after a failure, what was not made
+// durable stays owed, so a later Commit tries again rather than report it
+// done.
 func (b *Batch) Commit() error {
 	b.mu.Lock()
 	keys, owed := b.keys, b.owed
 	b.keys, b.owed = nil, nil
 	b.mu.Unlock()
-	for _, k := range keys {
+	for i, k := range keys {
 		if err := owed[k](); err != nil {
+			for _, left := range keys[i:] {
+				b.owe(left, owed[left])
+			}
 			return err
 		}
 	}

@@ -15,13 +15,17 @@ import (
 // blob. New bytes wait for a barrier of their own before their name is
 // made, so a barrier never publishes a name whose bytes could still be lost.
 type barrier struct {
-	root *os.File
+	sync func() error // syncfs of the root; tests replace it
 
 	mu      sync.Mutex
 	cond    sync.Cond
 	started uint64 // syncs begun; one is running while started > done
-	done    uint64 // syncs finished; the latest's error is err
-	err     error
+	done    uint64 // syncs finished
+	// failed numbers the latest sync that failed, with its error. syncfs
+	// reports a writeback error once, so a later sync's success does not
+	// clear it for the callers that failed sync covered.
+	failed    uint64
+	failedErr error
 }
 
 func newBarrier(root string) (*barrier, error) {
@@ -29,7 +33,7 @@ func newBarrier(root string) (*barrier, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &barrier{root: f}
+	b := &barrier{sync: func() error { return unix.Syncfs(int(f.Fd())) }}
 	b.cond.L = &b.mu
 	return b, nil
 }
@@ -59,11 +63,16 @@ func (b *barrier) waitFor(t uint64) error {
 		}
 		b.started++
 		b.mu.Unlock()
-		err := unix.Syncfs(int(b.root.Fd()))
+		err := b.sync()
 		b.mu.Lock()
 		b.done = b.started
-		b.err = err
+		if err != nil {
+			b.failed, b.failedErr = b.done, err
+		}
 		b.cond.Broadcast()
 	}
-	return b.err
+	if b.failed >= t {
+		return b.failedErr
+	}
+	return nil
 }

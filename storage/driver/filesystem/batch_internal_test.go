@@ -1,6 +1,7 @@
 package filesystem
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/lading-registry/lading/storage/driver"
@@ -86,5 +87,31 @@ func TestStagedBytesShareABarrier(t *testing.T) {
 		if b, err := d.GetContent(t.Context(), p); err != nil || string(b) != p {
 			t.Errorf("GetContent(%s) = %q, %v", p, b, err)
 		}
+	}
+}
+
+// syncfs reports a writeback error once: a caller whose change the failed
+// sync covered gets its error even when it waits after a later sync
+// succeeded; a caller after that later sync does not.
+func TestBarrierKeepsAFailureForWhomItCovered(t *testing.T) {
+	d, _ := countingSyncs(t)
+	b := d.barrier
+	eio := errors.New("EIO")
+	results := []error{eio, nil}
+	b.sync = func() error {
+		err := results[0]
+		results = results[1:]
+		return err
+	}
+	covered := b.ticket()
+	if err := b.waitFor(covered); err != eio {
+		t.Fatalf("the failed sync's own caller: %v", err)
+	}
+	later := b.ticket()
+	if err := b.waitFor(later); err != nil {
+		t.Fatalf("a caller after the failure, whose sync succeeded: %v", err)
+	}
+	if err := b.waitFor(covered); err != eio {
+		t.Fatalf("the failed sync's caller, waiting after a later success: %v", err)
 	}
 }
