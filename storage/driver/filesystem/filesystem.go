@@ -87,24 +87,19 @@ func (d *Driver) GetContent(_ context.Context, path string) ([]byte, error) {
 	return b, nil
 }
 
-// readWhole reads a small file in three system calls: open, one read, close.
-// os.ReadFile spends as many again (the *os.File's set-up, an fstat, a read
-// to find the end), on the path of every tag and record read. A read of a
-// regular file that returns less than asked has reached the end (POSIX), so
-// only a file that fills the first buffer costs an fstat and a second read.
-// Content is replaced by rename, never rewritten in place, so the size an
-// open file had is the size it keeps.
+// readWhole reads a file with open, reads to its end and close: os.ReadFile
+// adds the *os.File's set-up and an fstat, on the path of every tag and
+// record read. Only a file that fills the first buffer costs an fstat, to
+// size the rest. It reads until a read returns nothing rather than trusting
+// a short one, which network and FUSE file systems may return early.
 func readWhole(name string) ([]byte, error) {
-	fd, err := unix.Open(name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, err := openFD(name, unix.O_RDONLY, 0)
 	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+		return nil, err
 	}
 	defer unix.Close(fd)
 	var small [smallRead]byte
-	n, err := unix.Read(fd, small[:])
-	for err == unix.EINTR {
-		n, err = unix.Read(fd, small[:])
-	}
+	n, err := readFull(fd, small[:])
 	if err != nil {
 		return nil, &fs.PathError{Op: "read", Path: name, Err: err}
 	}
@@ -115,17 +110,37 @@ func readWhole(name string) ([]byte, error) {
 	if err := unix.Fstat(fd, &st); err != nil {
 		return nil, &fs.PathError{Op: "fstat", Path: name, Err: err}
 	}
-	b := make([]byte, max(st.Size, int64(n)))
-	copy(b, small[:])
-	m, err := readFull(fd, b[n:])
-	if err != nil {
-		return nil, &fs.PathError{Op: "read", Path: name, Err: err}
+	// Room for one read past the size, which finds the end.
+	b := append(make([]byte, 0, max(st.Size, int64(n))+512), small[:n]...)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		m, err := unix.Read(fd, b[len(b):cap(b)])
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return nil, &fs.PathError{Op: "read", Path: name, Err: err}
+		case m == 0:
+			return b, nil
+		}
+		b = b[:len(b)+m]
 	}
-	return b[:n+m], nil
 }
 
 // smallRead covers tags, links, records and upload states whole.
 const smallRead = 4 << 10
+
+// openFD opens a file as a bare descriptor: an *os.File spends five more
+// system calls trying to make a regular file pollable.
+func openFD(name string, flags int, perm uint32) (int, error) {
+	fd, err := unix.Open(name, flags|unix.O_CLOEXEC, perm)
+	if err != nil {
+		return -1, &fs.PathError{Op: "open", Path: name, Err: err}
+	}
+	return fd, nil
+}
 
 // readFull reads into b until it is full or the file ends.
 func readFull(fd int, b []byte) (int, error) {
@@ -168,8 +183,8 @@ func (d *Driver) put(ctx context.Context, path string, content []byte, durable b
 			return err
 		}
 	}
-	tmp, ticket, err := d.writeTemp(content)
-	if err == nil && durable {
+	tmp, ticket, err := d.writeTemp(content, durable)
+	if err == nil {
 		err = d.bytesDurable(tmp, ticket)
 	}
 	if err != nil {
@@ -204,7 +219,7 @@ func (d *Driver) Stage(ctx context.Context, path string, content []byte) (driver
 		// Made in place at Publish: there are no bytes to sync first.
 		return &staged{d: d, path: path, file: file}, nil
 	}
-	tmp, ticket, err := d.writeTemp(content)
+	tmp, ticket, err := d.writeTemp(content, true)
 	if err != nil {
 		return nil, err
 	}
@@ -248,12 +263,12 @@ func (s *staged) Discard() {
 // only a rename may replace atomically.
 func (d *Driver) putEmpty(ctx context.Context, file string, durable bool) (done bool, err error) {
 	err = d.place(ctx, file, durable, func() error {
-		fd, err := unix.Open(file, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
+		fd, err := openFD(file, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o644)
 		if err == nil {
 			return unix.Close(fd)
 		}
-		if err != unix.EEXIST {
-			return &fs.PathError{Op: "open", Path: file, Err: err}
+		if !errors.Is(err, unix.EEXIST) {
+			return err
 		}
 		var st unix.Stat_t
 		if err := unix.Lstat(file, &st); err != nil {
@@ -284,7 +299,7 @@ func (d *Driver) Create(ctx context.Context, path string, content []byte) error 
 	if _, err := os.Lstat(file); err == nil {
 		return driver.ErrExists
 	}
-	tmp, ticket, err := d.writeTemp(content)
+	tmp, ticket, err := d.writeTemp(content, true)
 	if err != nil {
 		return err
 	}
@@ -458,17 +473,16 @@ func (d *Driver) file(path string) (string, error) {
 	return d.root + filepath.FromSlash(path), nil
 }
 
-// writeTemp writes content to a new temporary file, whose bytes are
-// durable once the barrier's sync numbered ticket has finished (see
-// bytesDurable). It uses the file descriptor directly: an *os.File spends
-// five more system calls trying to make a regular file pollable.
-func (d *Driver) writeTemp(content []byte) (tmp string, ticket uint64, err error) {
+// writeTemp writes content to a new temporary file. When durable, its
+// bytes are durable once the barrier's sync numbered ticket has finished
+// (see bytesDurable); ticket 0 owes nothing.
+func (d *Driver) writeTemp(content []byte, durable bool) (tmp string, ticket uint64, err error) {
 	var id [12]byte
 	rand.Read(id[:])
 	tmp = filepath.Join(d.tmp, hex.EncodeToString(id[:]))
-	fd, err := unix.Open(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o644)
+	fd, err := openFD(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o644)
 	if err != nil {
-		return "", 0, &fs.PathError{Op: "open", Path: tmp, Err: err}
+		return "", 0, err
 	}
 	for rest := content; len(rest) > 0; {
 		n, werr := unix.Write(fd, rest)
@@ -488,7 +502,7 @@ func (d *Driver) writeTemp(content []byte) (tmp string, ticket uint64, err error
 		os.Remove(tmp)
 		return "", 0, &fs.PathError{Op: "write", Path: tmp, Err: err}
 	}
-	if len(content) > 0 {
+	if durable && len(content) > 0 {
 		// An empty file has no bytes to lose: the barrier that publishes
 		// its name is all the durability it needs.
 		ticket = d.barrier.ticket()

@@ -2,7 +2,6 @@ package filesystem
 
 import (
 	"context"
-	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -43,13 +42,12 @@ func (d *Driver) Writer(ctx context.Context, path string, append bool) (driver.F
 	return w, nil
 }
 
-// openFile opens a file for writing through the descriptor: os.OpenFile
-// spends five more system calls trying to make a regular file pollable, on
-// every chunk of every upload.
+// openFile opens a file for writing through openFD, as every chunk of
+// every upload does.
 func openFile(name string, flags int, perm uint32) (*os.File, error) {
-	fd, err := unix.Open(name, flags|unix.O_CLOEXEC, perm)
+	fd, err := openFD(name, flags, perm)
 	if err != nil {
-		return nil, &fs.PathError{Op: "open", Path: name, Err: err}
+		return nil, err
 	}
 	return os.NewFile(uintptr(fd), name), nil
 }
