@@ -3,10 +3,6 @@ package replicas
 import (
 	"encoding/json"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,11 +19,7 @@ func TestStorageUnavailableIs503(t *testing.T) {
 		name string
 		fail http.HandlerFunc
 	}{
-		{"throttled", func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "application/xml")
-			w.WriteHeader(http.StatusServiceUnavailable)
-			w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>`))
-		}},
+		{"throttled", testenv.SlowDown},
 		{"connection reset", func(w http.ResponseWriter, r *http.Request) {
 			conn, _, err := http.NewResponseController(w).Hijack()
 			if err == nil {
@@ -37,21 +29,7 @@ func TestStorageUnavailableIs503(t *testing.T) {
 	} {
 		t.Run(mode.name, func(t *testing.T) {
 			s3 := testenv.S3(t)
-			target, err := url.Parse(s3.Endpoint)
-			if err != nil {
-				t.Fatal(err)
-			}
-			proxy := httputil.NewSingleHostReverseProxy(target)
-			var down atomic.Bool
-			front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if down.Load() {
-					mode.fail(w, r)
-					return
-				}
-				proxy.ServeHTTP(w, r)
-			}))
-			t.Cleanup(front.Close)
-			s3.Endpoint = front.URL
+			down := testenv.S3Outage(t, &s3, mode.fail)
 			srv := startReplica(t, s3, "", testserver.Options{Allow5xx: true})
 			data := randomBytes(t, 4096)
 			d := pushBlob(t, srv, "down/repo", data)

@@ -115,8 +115,8 @@ func (w *writer) Write(p []byte) (int, error) {
 		w.size += int64(n)
 		if w.pending+int64(len(w.buf)) >= w.d.partSize {
 			if err := w.flushPart(w.ctx); err != nil {
-				w.err = err
-				return written, err
+				w.err = w.mapped("write", err)
+				return written, w.err
 			}
 		}
 	}
@@ -142,6 +142,11 @@ func (w *writer) Close() error {
 	if w.err != nil {
 		return w.err
 	}
+	return w.mapped("close", w.store())
+}
+
+// store is Close's work once the writer is usable.
+func (w *writer) store() error {
 	if len(w.buf) > 0 {
 		if err := w.adoptBase(w.ctx); err != nil {
 			return err
@@ -509,6 +514,16 @@ func (w *writer) cleanStale(ctx context.Context) {
 }
 
 func (w *writer) fail(err error) error {
-	w.err = mapErr("commit", w.path, err)
+	w.err = w.mapped("commit", err)
 	return w.err
+}
+
+// mapped gives an error of the writer's requests the driver's types (an
+// object store down is UnavailableError, so the client is told to retry),
+// as mapErr does, unless it has them already.
+func (w *writer) mapped(op string, err error) error {
+	if err == nil || driver.IsNotFound(err) || driver.IsUnavailable(err) {
+		return err
+	}
+	return mapErr(op, w.path, err)
 }

@@ -444,3 +444,34 @@ func TestSmallWritesHoldSmallBuffers(t *testing.T) {
 	w.Close()
 	wantCommitted(t, d, "/uploads/small/data", data)
 }
+
+// A writer's requests failing because the object store is down or
+// throttling come back as UnavailableError, as every other operation's do,
+// so a PATCH is answered 503 rather than 500: from a part flushed by Write
+// and from the piece stored by Close.
+func TestWriterTellsAnOutage(t *testing.T) {
+	srv := testenv.S3(t)
+	down := testenv.S3Outage(t, &srv, testenv.SlowDown)
+	d := newTestDriver(t, srv, "", func(o *s3.Options) { o.RetryMaxAttempts = 1 })
+	ctx := context.Background()
+
+	w, err := d.Writer(ctx, "/uploads/out/data", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	down.Store(true)
+	if _, err := w.Write(pattern(int(d.partSize), 1)); !driver.IsUnavailable(err) {
+		t.Errorf("Write of a part with the store down: %v, want UnavailableError", err)
+	}
+	w.Close()
+
+	down.Store(false)
+	if w, err = d.Writer(ctx, "/uploads/out2/data", false); err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("a few bytes"))
+	down.Store(true)
+	if err := w.Close(); !driver.IsUnavailable(err) {
+		t.Errorf("Close with the store down: %v, want UnavailableError", err)
+	}
+}
