@@ -35,36 +35,31 @@ func (bs *BlobStore) Stat(ctx context.Context, d digest.Digest) (v1.Descriptor, 
 		}
 	}
 	var fi driver.FileInfo
-	var linkErr, blobErr error
 	statLink := func(ctx context.Context) error {
-		_, linkErr = driver.StatObject(ctx, bs.driver(), layerLinkPath(bs.repo.name, d))
-		return nil
+		_, err := driver.StatObject(ctx, bs.driver(), layerLinkPath(bs.repo.name, d))
+		return err
 	}
-	statBlob := func(ctx context.Context) error {
-		fi, blobErr = driver.StatObject(ctx, bs.driver(), blobPath(d))
-		return nil
+	statBlob := func(ctx context.Context) (err error) {
+		fi, err = driver.StatObject(ctx, bs.driver(), blobPath(d))
+		return err
 	}
+	var err error
 	if bs.repo.reg.deferring {
-		// A file system: a stat costs less than a goroutine.
-		if statLink(ctx); linkErr == nil {
-			statBlob(ctx)
+		// The local file system (the one driver that defers): a stat costs
+		// less than a goroutine.
+		if err = statLink(ctx); err == nil {
+			err = statBlob(ctx)
 		}
 	} else {
 		// An object store: each stat is a round trip; wait for one.
-		together(ctx, statLink, statBlob)
+		err = together(ctx, statLink, statBlob)
 	}
-	unknown := func() error { return newError(CodeBlobUnknown, "blob %s unknown to repository %s", d, bs.repo.name) }
-	switch {
-	case driver.IsNotFound(linkErr):
-		return v1.Descriptor{}, unknown()
-	case linkErr != nil:
-		return v1.Descriptor{}, linkErr
-	case driver.IsNotFound(blobErr):
-		// A dangling link (the collector's or fsck's business) must not
-		// answer HEAD with a blob that GET cannot serve.
-		return v1.Descriptor{}, unknown()
-	case blobErr != nil:
-		return v1.Descriptor{}, blobErr
+	if driver.IsNotFound(err) {
+		// No link, or a dangling one (the collector's or fsck's business),
+		// which must not answer HEAD with a blob that GET cannot serve.
+		return v1.Descriptor{}, newError(CodeBlobUnknown, "blob %s unknown to repository %s", d, bs.repo.name)
+	} else if err != nil {
+		return v1.Descriptor{}, err
 	}
 	bs.repo.reg.cacheSet(ctx, key, strconv.AppendInt(nil, fi.Size, 10), linkTTL)
 	return blobDescriptor(d, fi.Size), nil
@@ -133,12 +128,13 @@ func (bs *BlobStore) Mount(ctx context.Context, from string, d digest.Digest) (v
 		}
 		size = fi.Size
 	}
-	if err := bs.link(ctx, d, size); err != nil {
+	if err := bs.link(ctx, d); err != nil {
 		return v1.Descriptor{}, err
 	}
-	if err := guard.settle(ctx, func(ctx context.Context) error { return bs.ensureMounted(ctx, d, size) }); err != nil {
+	if err := guard.settle(ctx, func(ctx context.Context) error { return bs.ensureMounted(ctx, d) }); err != nil {
 		return v1.Descriptor{}, err
 	}
+	bs.cacheLink(ctx, d, size)
 	return blobDescriptor(d, size), nil
 }
 
@@ -162,11 +158,10 @@ func (bs *BlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) (v1.
 	return desc, err
 }
 
-// putWhole stores a blob of size bytes held in memory as d and links it
-// into the repository. The bytes go to their address in one durable write
-// instead of through a session's data file, commit, move and removal:
-// staged, which the caller staged (driver.Stage) after finding d missing,
-// or nil when d was stored already. A concurrent push of the same bytes may
+// putWhole publishes a blob the caller staged (driver.Stage) after finding
+// d missing, or nil when d was stored already, and links it into the
+// repository: one write to its address instead of a session's data file,
+// commit, move and removal; durable on return, or at a batch's Commit. A concurrent push of the same bytes may
 // put its copy over this one: readers see either, and both are whole.
 // alongside, when set, runs while the link is written (a manifest's
 // record): it may need the bytes to be visible, never the link. Both follow
@@ -174,18 +169,18 @@ func (bs *BlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) (v1.
 // whose blob is not yet there. The caller holds a guard that covers d from
 // before its check (gcguard.go) and settles it with ensureStored, which
 // also puts back bytes collected meanwhile.
-func (bs *BlobStore) putWhole(ctx context.Context, d digest.Digest, size int64, staged driver.Staged, alongside func(context.Context) error) error {
+func (bs *BlobStore) putWhole(ctx context.Context, d digest.Digest, staged driver.Staged, alongside func(context.Context) error) error {
 	if staged != nil {
 		if err := staged.Publish(ctx); err != nil {
 			return err
 		}
 	}
-	return together(ctx, func(ctx context.Context) error { return bs.link(ctx, d, size) }, alongside)
+	return together(ctx, func(ctx context.Context) error { return bs.link(ctx, d) }, alongside)
 }
 
 // together runs a and b (b may be nil) at once and returns a's error, else
-// b's. Two durable writes side by side share the syncs that make them
-// durable, so the caller waits for one instead of two in a row.
+// b's: two durable writes side by side share the syncs that make them
+// durable, and two requests to an object store cost one round trip.
 func together(ctx context.Context, a, b func(context.Context) error) error {
 	if b == nil {
 		return a(ctx)
@@ -203,14 +198,20 @@ func together(ctx context.Context, a, b func(context.Context) error) error {
 // link records the blob in the repository. The link is empty: a file
 // system makes an empty file durable without syncing any bytes, which
 // halves the syncs of a small blob's push, and the size is the blob's own.
-func (bs *BlobStore) link(ctx context.Context, d digest.Digest, size int64) error {
+func (bs *BlobStore) link(ctx context.Context, d digest.Digest) error {
 	if err := bs.driver().PutContent(ctx, layerLinkPath(bs.repo.name, d), nil); err != nil {
 		return err
 	}
-	bs.repo.reg.cacheSet(ctx, linkKey(bs.repo.name, d.String()), strconv.AppendInt(nil, size, 10), linkTTL)
 	// Only after the link: the collector's catalog sweep counts on writers
 	// checking the marker once their content is visible (sweepCatalog).
 	return bs.repo.register(ctx)
+}
+
+// cacheLink tells the shared cache the repository holds d, once its link
+// is durable (after a batch's Commit): a crash before then could leave the
+// cache naming a link that is gone, for every replica.
+func (bs *BlobStore) cacheLink(ctx context.Context, d digest.Digest, size int64) {
+	bs.repo.reg.cacheSet(ctx, linkKey(bs.repo.name, d.String()), strconv.AppendInt(nil, size, 10), linkTTL)
 }
 
 func blobDescriptor(d digest.Digest, size int64) v1.Descriptor {

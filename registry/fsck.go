@@ -275,9 +275,9 @@ func (f *fsck) reference(ctx context.Context, ms *ManifestStore, d digest.Digest
 		return nil // refused at push; nothing stored to check
 	}
 	if ref.kind == refManifest {
-		if _, err := driver.StatObject(ctx, drv, manifestLinkPath(name, rd)); err == nil {
+		if _, err := ms.Stat(ctx, rd.String()); err == nil {
 			return nil
-		} else if !driver.IsNotFound(err) {
+		} else if !isUnknown(err) {
 			return err
 		}
 	}

@@ -181,10 +181,9 @@ func (r *Registry) CollectGarbage(ctx context.Context, opts GCOptions) (GCReport
 		opts:           opts,
 		cutoff:         now.Add(-opts.Grace),
 		untaggedCutoff: now.Add(-opts.UntaggedGrace),
-		tmp:            opts.TempDir, // "": the system's (os.CreateTemp)
 	}
 	c.report.DryRun = opts.DryRun
-	c.marked = newDigestSet(c.tmp, 0)
+	c.marked = newDigestSet(c.opts.TempDir, 0)
 	defer c.marked.Close()
 
 	if !opts.DryRun {
@@ -216,7 +215,6 @@ type collector struct {
 	opts           GCOptions
 	cutoff         time.Time
 	untaggedCutoff time.Time
-	tmp            string
 	marked         *digestSet // blobs some surviving link uses
 	state          gcState
 	pending        []gcCandidate

@@ -386,8 +386,10 @@ func TestGCPinnedSurvives(t *testing.T) {
 	ctx := context.Background()
 	// The mount of the stray blob begins during the run, before the batch.
 	var guard *gcGuard
-	c := &collector{reg: reg, opts: quickGC(true), cutoff: time.Now(), untaggedCutoff: time.Now(), tmp: t.TempDir()}
-	c.marked = newDigestSet(c.tmp, 0)
+	opts := quickGC(true)
+	opts.TempDir = t.TempDir()
+	c := &collector{reg: reg, opts: opts, cutoff: time.Now(), untaggedCutoff: time.Now()}
+	c.marked = newDigestSet(c.opts.TempDir, 0)
 	defer c.marked.Close()
 	if err := c.announce(ctx); err != nil {
 		t.Fatal(err)

@@ -34,7 +34,7 @@ func (u *Upload) ensureCommitted(ctx context.Context, d digest.Digest, dataPath 
 	if err != nil {
 		return err
 	}
-	return u.bs.ensureLinked(ctx, d, u.state.Offset)
+	return u.bs.ensureLinked(ctx, d)
 }
 
 // ensureStored verifies a putWhole: content collected meanwhile is written
@@ -47,11 +47,11 @@ func (bs *BlobStore) ensureStored(ctx context.Context, d digest.Digest, content 
 	if err != nil {
 		return err
 	}
-	return bs.ensureLinked(ctx, d, int64(len(content)))
+	return bs.ensureLinked(ctx, d)
 }
 
 // ensureMounted checks that a mounted blob and its new link exist.
-func (bs *BlobStore) ensureMounted(ctx context.Context, d digest.Digest, size int64) error {
+func (bs *BlobStore) ensureMounted(ctx context.Context, d digest.Digest) error {
 	_, err := driver.StatObject(ctx, bs.driver(), blobPath(d))
 	if driver.IsNotFound(err) {
 		bs.unlink(ctx, d)
@@ -60,13 +60,13 @@ func (bs *BlobStore) ensureMounted(ctx context.Context, d digest.Digest, size in
 	if err != nil {
 		return err
 	}
-	return bs.ensureLinked(ctx, d, size)
+	return bs.ensureLinked(ctx, d)
 }
 
-func (bs *BlobStore) ensureLinked(ctx context.Context, d digest.Digest, size int64) error {
+func (bs *BlobStore) ensureLinked(ctx context.Context, d digest.Digest) error {
 	_, err := driver.StatObject(ctx, bs.driver(), layerLinkPath(bs.repo.name, d))
 	if driver.IsNotFound(err) {
-		return bs.link(ctx, d, size)
+		return bs.link(ctx, d)
 	}
 	return err
 }
@@ -159,9 +159,9 @@ func (ms *ManifestStore) ensureReferences(ctx context.Context, d digest.Digest, 
 		}
 		rd := r.desc.Digest
 		if r.kind == refManifest {
-			if _, err := driver.StatObject(ctx, ms.driver(), manifestLinkPath(ms.repo.name, rd)); err == nil {
+			if _, err := ms.Stat(ctx, rd.String()); err == nil {
 				continue
-			} else if !driver.IsNotFound(err) {
+			} else if !isUnknown(err) {
 				return err
 			}
 		}
@@ -173,7 +173,7 @@ func (ms *ManifestStore) ensureReferences(ctx context.Context, d digest.Digest, 
 		if err != nil {
 			return err
 		}
-		if err := ms.repo.Blobs().ensureLinked(ctx, rd, r.desc.Size); err != nil {
+		if err := ms.repo.Blobs().ensureLinked(ctx, rd); err != nil {
 			return err
 		}
 	}

@@ -79,9 +79,9 @@ func (c *collector) collectRepository(ctx context.Context, name string) error {
 	m := &repoMarker{
 		c:       c,
 		ms:      repo.Manifests(),
-		kept:    newDigestSet(c.tmp, 0),
-		uses:    newDigestSet(c.tmp, 0),
-		records: newDigestSet(c.tmp, 0),
+		kept:    newDigestSet(c.opts.TempDir, 0),
+		uses:    newDigestSet(c.opts.TempDir, 0),
+		records: newDigestSet(c.opts.TempDir, 0),
 		visited: map[digestKey]struct{}{},
 	}
 	defer m.kept.Close()

@@ -186,7 +186,7 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 			return ms.driver().PutContent(bctx, tagRefPath(ms.repo.name, d, tags[i]), nil)
 		})
 	}()
-	err = ms.repo.Blobs().putWhole(bctx, d, int64(len(payload)), writes.payload, writes.record.Publish)
+	err = ms.repo.Blobs().putWhole(bctx, d, writes.payload, writes.record.Publish)
 	if merr := <-marked; err == nil {
 		err = merr
 	}
@@ -403,9 +403,9 @@ func (ms *ManifestStore) checkReference(ctx context.Context, r reference) error 
 	var size int64
 	found := false
 	if r.kind == refManifest {
-		rec, err := ms.record(ctx, d)
+		desc, err := ms.Stat(ctx, d.String())
 		if err == nil {
-			size, found = rec.Size, true
+			size, found = desc.Size, true
 		} else if !isUnknown(err) {
 			return err
 		}

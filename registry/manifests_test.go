@@ -124,6 +124,20 @@ func (f *fixture) pushImage(reference string) ([]byte, digest.Digest) {
 	return payload, m.Descriptor.Digest
 }
 
+// wantUnknown checks that Stat and Get of each reference are
+// MANIFEST_UNKNOWN, the manifest being in the state why says.
+func (f *fixture) wantUnknown(why string, refs ...string) {
+	f.t.Helper()
+	for _, ref := range refs {
+		if _, err := f.ms.Stat(f.ctx, ref); !errors.Is(err, ErrManifestUnknown) {
+			f.t.Errorf("Stat %s %s: %v, want MANIFEST_UNKNOWN", ref, why, err)
+		}
+		if _, err := f.ms.Get(f.ctx, ref); !errors.Is(err, ErrManifestUnknown) {
+			f.t.Errorf("Get %s %s: %v, want MANIFEST_UNKNOWN", ref, why, err)
+		}
+	}
+}
+
 func wantErrCode(t *testing.T, err error, code Code) {
 	t.Helper()
 	e, ok := AsError(err)
@@ -560,20 +574,19 @@ func TestRecordWithoutBytesReadsAsAbsent(t *testing.T) {
 			if err := drv.Delete(f.ctx, blobPath(d)); err != nil {
 				t.Fatal(err)
 			}
-			for _, ref := range []string{"v1", d.String()} {
-				if _, err := f.ms.Stat(f.ctx, ref); !errors.Is(err, ErrManifestUnknown) {
-					t.Errorf("Stat %s without its bytes: %v, want MANIFEST_UNKNOWN", ref, err)
-				}
-				if _, err := f.ms.Get(f.ctx, ref); !errors.Is(err, ErrManifestUnknown) {
-					t.Errorf("Get %s without its bytes: %v, want MANIFEST_UNKNOWN", ref, err)
-				}
+			f.wantUnknown("without its bytes", "v1", d.String())
+			// Nor may an index name it as a child.
+			idx := mustJSON(t, v1.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: MediaTypeOCIIndex,
+				Manifests: []v1.Descriptor{{MediaType: MediaTypeOCIManifest, Digest: d, Size: 1}}})
+			if _, err := f.ms.Put(f.ctx, "index", "", idx); !errors.Is(err, ErrManifestBlobUnknown) {
+				t.Errorf("index of a child without its bytes: %v, want MANIFEST_BLOB_UNKNOWN", err)
 			}
 		})
 	}
 }
 
 // The payload cache serves bytes by digest without a read, but never a
-// manifest the repository no longer holds: the record is read every time.
+// manifest the repository no longer holds: its record is checked every time.
 func TestPayloadCache(t *testing.T) {
 	for name, mk := range manifestDrivers {
 		t.Run(name, func(t *testing.T) {
@@ -601,14 +614,7 @@ func TestPayloadCache(t *testing.T) {
 				if err := f.ms.Delete(f.ctx, d.String()); err != nil {
 					t.Fatal(err)
 				}
-				for _, ref := range []string{"v1", d.String()} {
-					if _, err := f.ms.Get(f.ctx, ref); !errors.Is(err, ErrManifestUnknown) {
-						t.Errorf("Get %s after its delete: %v, want MANIFEST_UNKNOWN", ref, err)
-					}
-					if _, err := f.ms.Stat(f.ctx, ref); !errors.Is(err, ErrManifestUnknown) {
-						t.Errorf("Stat %s after its delete: %v, want MANIFEST_UNKNOWN", ref, err)
-					}
-				}
+				f.wantUnknown("after its delete", "v1", d.String())
 			}
 		})
 	}
@@ -619,7 +625,7 @@ func TestPayloadCache(t *testing.T) {
 // accepted media types all differ in length.
 func TestAcceptedMediaTypesDifferInLength(t *testing.T) {
 	seen := map[int]string{}
-	for _, mt := range []string{MediaTypeOCIManifest, MediaTypeOCIIndex, MediaTypeDockerManifest, MediaTypeDockerManifestList} {
+	for _, mt := range acceptedMediaTypes {
 		if other, ok := seen[len(mt)]; ok {
 			t.Fatalf("%s and %s have the same length: the record cache could not tell their records apart", mt, other)
 		}

@@ -414,7 +414,9 @@ func (u *Upload) Commit(ctx context.Context, d digest.Digest, size int64) (v1.De
 // finish verifies and publishes the blob, then removes the session. The
 // blob becomes visible at its content address whole (a move), and in the
 // repository only after that (the link), so a failure at any step leaves
-// nothing half-visible: at worst an unlinked blob for the collector.
+// nothing half-visible: at worst an unlinked blob for the collector, or
+// after a crash before the batch's Commit a link without its blob, which
+// reads as absent.
 // committed says the caller's write has already made the data durable.
 func (u *Upload) finish(ctx context.Context, d digest.Digest, size int64, committed bool) (v1.Descriptor, error) {
 	drv := u.bs.driver()
@@ -474,12 +476,13 @@ func (u *Upload) finish(ctx context.Context, d digest.Digest, size int64, commit
 	} else if err := drv.PutContent(bctx, dst, nil); err != nil {
 		return v1.Descriptor{}, err
 	}
-	if err := u.bs.link(bctx, d, u.state.Offset); err != nil {
+	if err := u.bs.link(bctx, d); err != nil {
 		return v1.Descriptor{}, err
 	}
 	if err := batch.Commit(); err != nil {
 		return v1.Descriptor{}, err
 	}
+	u.bs.cacheLink(ctx, d, u.state.Offset)
 	dataLeft := hasData && !moved
 	if err := guard.settle(ctx, func(ctx context.Context) error { return u.ensureCommitted(ctx, d, dataPath, dataLeft) }); err != nil {
 		return v1.Descriptor{}, err
