@@ -86,7 +86,7 @@ type S3 struct {
 
 // Redis configures the optional shared cache.
 type Redis struct {
-	Addr     string `yaml:"addr" doc:"host:port of Redis; empty turns Redis off: nothing is cached, and with s3 the upload locks live in the bucket."`
+	Addr     string `yaml:"addr" doc:"host:port of Redis; empty turns Redis off: blob links are not cached, and with s3 the upload locks live in the bucket."`
 	Password Secret `yaml:"password" doc:"Redis AUTH password. Never printed."`
 	DB       int    `yaml:"db" doc:"Redis database number."`
 }

@@ -11,13 +11,14 @@ import (
 // most interval after each line, or as soon as bufferSize bytes wait. One
 // write(2) per request to a pipe or file costs a HEAD about a fifth of its
 // time; the lines of the last interval lost in a crash are the price, and
-// Close loses none.
+// Close loses none: lines written after it go straight through.
 type Buffered struct {
-	mu   sync.Mutex
-	out  io.Writer
-	w    *bufio.Writer
-	stop chan struct{}
-	done chan struct{}
+	mu     sync.Mutex
+	out    io.Writer
+	w      *bufio.Writer
+	closed bool
+	stop   chan struct{}
+	done   chan struct{}
 }
 
 const bufferSize = 64 << 10
@@ -41,14 +42,16 @@ func NewBuffered(w io.Writer, interval time.Duration) *Buffered {
 	return b
 }
 
-// Write keeps p, one line from slog, whole in one batch.
+// Write keeps p, one line from slog, whole in one batch. A batch its
+// writer refuses is dropped, not p.
 func (b *Buffered) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.closed {
+		return b.out.Write(p)
+	}
 	if len(p) > b.w.Available() && b.w.Buffered() > 0 {
-		if err := b.flush(); err != nil {
-			return 0, err
-		}
+		b.flush()
 	}
 	return b.w.Write(p)
 }
@@ -70,9 +73,18 @@ func (b *Buffered) flush() error {
 	return err
 }
 
-// Close stops the flushing and writes what waits.
+// Close stops the flushing and writes what waits; later lines are
+// written at once.
 func (b *Buffered) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	err := b.flush()
+	b.mu.Unlock()
 	close(b.stop)
 	<-b.done
-	return b.Flush()
+	return err
 }

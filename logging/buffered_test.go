@@ -95,3 +95,21 @@ func TestBufferedRecoversFromAFailedWrite(t *testing.T) {
 		t.Fatalf("output %q, want the line after the failure only", got)
 	}
 }
+
+// A line written after Close (a handler the drain cut short) goes straight
+// to the output; a second Close is harmless.
+func TestBufferedWritesThroughAfterClose(t *testing.T) {
+	out := &lockedBuffer{}
+	b := NewBuffered(out, time.Hour)
+	b.Write([]byte("before\n"))
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b.Write([]byte("after\n"))
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); got != "before\nafter\n" {
+		t.Fatalf("output %q", got)
+	}
+}

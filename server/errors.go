@@ -60,6 +60,7 @@ var codeStatus = map[registry.Code]int{
 	registry.CodeUnauthorized:        http.StatusUnauthorized,
 	registry.CodeDenied:              http.StatusForbidden,
 	registry.CodeTooManyRequests:     http.StatusTooManyRequests,
+	registry.CodeUnavailable:         http.StatusServiceUnavailable,
 }
 
 // errorBody is the OCI error document.
@@ -94,18 +95,19 @@ func mapError(err error) (status int, header http.Header, body errorBody) {
 		ae.SetHeaders(header)
 		return ae.Status, header, errorBody{Errors: []errorEntry{{Code: registry.Code(ae.Code), Message: ae.Message()}}}
 	}
-	if e, ok := registry.AsError(err); ok {
-		if status, ok := codeStatus[e.Code]; ok {
+	e, ok := registry.AsError(err)
+	if (!ok || codeStatus[e.Code] == 0) && driver.IsUnavailable(err) {
+		// The storage is down or overloaded; the caller still logs the
+		// real error.
+		e, ok = &registry.Error{Code: registry.CodeUnavailable, Message: "storage unavailable, try again"}, true
+	}
+	if ok {
+		if status, known := codeStatus[e.Code]; known {
+			if status == http.StatusServiceUnavailable {
+				header.Set("Retry-After", "1") // clients retry a 503
+			}
 			return status, header, entry(e)
 		}
-	}
-	if driver.IsUnavailable(err) {
-		// The storage is down or overloaded: clients retry a 503, and the
-		// caller still logs the real error.
-		header.Set("Retry-After", "1")
-		return http.StatusServiceUnavailable, header, errorBody{Errors: []errorEntry{{
-			Code: registry.CodeUnavailable, Message: "storage unavailable, try again",
-		}}}
 	}
 	return http.StatusInternalServerError, header, errorBody{Errors: []errorEntry{{
 		Code: registry.CodeUnknown, Message: "internal server error",

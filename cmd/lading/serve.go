@@ -62,10 +62,16 @@ func runServe(args []string, _, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "lading serve: %v\n", err)
 		return 2
 	}
-	// Access lines go out in batches, process lines at once.
-	batched := logging.NewBuffered(stderr, accessFlushInterval)
-	defer batched.Close()
-	access, _ := logging.New(batched, cfg.Log.Level, cfg.Log.Format)
+	var access *slog.Logger
+	if cfg.Log.Access {
+		// Access lines go out in batches, process lines at once.
+		batched := logging.NewBuffered(stderr, accessFlushInterval)
+		defer batched.Close()
+		if access, err = logging.New(batched, cfg.Log.Level, cfg.Log.Format); err != nil {
+			fmt.Fprintf(stderr, "lading serve: %v\n", err)
+			return 2
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// Once the first signal starts the drain, a second one ends the
@@ -106,13 +112,14 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 		opts.Locker = registry.NewFallbackLocker(rc, registry.NewBackendLocker(drv, 0))
 	case shared:
 		// Replicas share the bucket and nothing else: locks live in it, and
-		// nothing is cached, since another replica's delete would not reach
-		// a private cache.
+		// links are not cached, since another replica's delete would not
+		// reach a private cache (storage.manifestcache needs no such
+		// invalidation).
 		opts.Locker = registry.NewBackendLocker(drv, 0)
 	default:
-		// No cache on a file system: a stat costs microseconds, and a
-		// private cache would miss the deletes of a `lading gc` run beside
-		// this process.
+		// No link cache on a file system: a stat costs microseconds, and
+		// a private cache would miss the deletes of a `lading gc` run
+		// beside this process.
 	}
 	reg := registry.New(drv, opts)
 	// Collection and upload purging run beside serving; with replicas,

@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -123,7 +122,7 @@ func Start(t testing.TB, opts Options) *Server {
 		s := &Server{Addr: addr, URL: "http://" + addr, Root: root, logs: &syncBuffer{}, exited: make(chan struct{}), allow5xx: opts.Allow5xx}
 		args := append([]string{"serve", "--root", root, "--addr", addr}, opts.Args...)
 		s.cmd = exec.Command(bin, args...)
-		s.cmd.Env = append(serverEnv(os.Environ()), opts.Env...)
+		s.cmd.Env = append(os.Environ(), opts.Env...)
 		s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 		if err := s.cmd.Start(); err != nil {
 			t.Fatalf("starting lading: %v", err)
@@ -137,15 +136,6 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 	t.Fatalf("lading did not start: %v", lastErr)
 	return nil
-}
-
-// serverEnv is the test's environment without the knobs of the tests
-// themselves (LADING_TEST_*), which lading ignores anyway: the server runs
-// with exactly the settings a test gives it.
-func serverEnv(env []string) []string {
-	return slices.DeleteFunc(slices.Clone(env), func(kv string) bool {
-		return strings.HasPrefix(kv, "LADING_TEST_")
-	})
 }
 
 // Logs returns what the process wrote so far.
