@@ -21,7 +21,13 @@ import (
 type Batch struct {
 	mu   sync.Mutex
 	keys []any
-	owed map[any]func() error
+	owed map[any]Owed
+}
+
+// Owed is what a batch owes one backend: a sync that makes every change
+// recorded in it durable.
+type Owed interface {
+	Sync() error
 }
 
 type batchKey struct{}
@@ -50,46 +56,51 @@ func WithBatch(ctx context.Context) (context.Context, *Batch) {
 	return context.WithValue(ctx, batchKey{}, b), b
 }
 
-// Defer is for drivers: when ctx carries a batch it records sync as owed
-// under key (one call of it makes every change before it durable, so a key
-// is owed once however many changes share it) and returns true; the
-// driver may then return without waiting. Without a batch it returns false
-// and the driver waits itself.
-func Defer(ctx context.Context, key any, sync func() error) bool {
+// Defer is for drivers: when ctx carries a batch it calls add, under the
+// batch's lock, with what the batch owes under key (made by mk the first
+// time: one Sync of it makes every change recorded in it durable) and
+// returns true; the driver may then return without waiting. Without a
+// batch it returns false and the driver waits itself.
+func Defer[T Owed](ctx context.Context, key any, mk func() T, add func(T)) bool {
 	b, _ := ctx.Value(batchKey{}).(*Batch)
 	if b == nil {
 		return false
 	}
-	b.owe(key, sync)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	o, ok := b.owed[key]
+	if !ok {
+		o = mk()
+		b.oweLocked(key, o)
+	}
+	add(o.(T))
 	return true
 }
 
-// owe records sync as owed under key, once.
-func (b *Batch) owe(key any, sync func() error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+// oweLocked records o as owed under key; b.mu is held.
+func (b *Batch) oweLocked(key any, o Owed) {
 	if b.owed == nil {
-		b.owed = make(map[any]func() error)
+		b.owed = make(map[any]Owed)
 	}
-	if _, ok := b.owed[key]; !ok {
-		b.keys = append(b.keys, key)
-		b.owed[key] = sync
-	}
+	b.keys = append(b.keys, key)
+	b.owed[key] = o
 }
 
 // Commit makes every change made under the batch so far durable. The
 // batch may be used again afterwards; after a failure, what was not made
 // durable stays owed, so a later Commit tries again rather than report it
-// done.
+// done. Changes under the batch must not be made while Commit runs.
 func (b *Batch) Commit() error {
 	b.mu.Lock()
 	keys, owed := b.keys, b.owed
 	b.keys, b.owed = nil, nil
 	b.mu.Unlock()
 	for i, k := range keys {
-		if err := owed[k](); err != nil {
+		if err := owed[k].Sync(); err != nil {
+			b.mu.Lock()
+			defer b.mu.Unlock()
 			for _, left := range keys[i:] {
-				b.owe(left, owed[left])
+				b.oweLocked(left, owed[left])
 			}
 			return err
 		}

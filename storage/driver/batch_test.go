@@ -16,12 +16,14 @@ func TestFailedCommitStaysOwed(t *testing.T) {
 	var calls []string
 	results := map[string][]error{"a": {fail, nil}, "b": {nil}}
 	owe := func(key string) {
-		driver.Defer(ctx, key, func() error {
-			calls = append(calls, key)
-			err := results[key][0]
-			results[key] = results[key][1:]
-			return err
-		})
+		driver.Defer(ctx, key, func() syncFunc {
+			return func() error {
+				calls = append(calls, key)
+				err := results[key][0]
+				results[key] = results[key][1:]
+				return err
+			}
+		}, func(syncFunc) {})
 	}
 	owe("a")
 	owe("b")
@@ -38,3 +40,7 @@ func TestFailedCommitStaysOwed(t *testing.T) {
 		t.Fatalf("a third Commit with nothing owed ran %v: %v", calls, err)
 	}
 }
+
+type syncFunc func() error
+
+func (f syncFunc) Sync() error { return f() }

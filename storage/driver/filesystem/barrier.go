@@ -1,8 +1,10 @@
 package filesystem
 
 import (
+	"bytes"
 	"os"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -14,13 +16,23 @@ import (
 // fsyncs queue behind one another; concurrent pushes would pay several per
 // blob. New bytes wait for a barrier of their own before their name is
 // made, so a barrier never publishes a name whose bytes could still be lost.
+//
+// syncfs also writes whatever else is dirty on the file system: another
+// program's gigabytes, or a large upload in flight, can hold it for
+// seconds. So no sync begins while the machine holds much unwritten data
+// (crowded), and a caller that has waited patience for a sync gives up on
+// it; either way the caller makes its own changes durable instead, with an
+// fsync of each file or directory they touched, which waits for those
+// alone.
 type barrier struct {
-	sync func() error // syncfs of the root; tests replace it
+	sync     func() error // syncfs of the root; tests replace it
+	crowded  func() bool  // whether a sync would have much to write
+	patience time.Duration
 
 	mu      sync.Mutex
-	cond    sync.Cond
-	started uint64 // syncs begun; one is running while started > done
-	done    uint64 // syncs finished
+	started uint64   // syncs begun; running is the latest while started > done
+	done    uint64   // syncs finished
+	running *syncRun // nil when idle
 	// failed numbers the latest sync that failed, with its error. syncfs
 	// reports a writeback error once, so a later sync's success does not
 	// clear it for the callers that failed sync covered.
@@ -28,19 +40,28 @@ type barrier struct {
 	failedErr error
 }
 
+// syncRun is one sync in progress.
+type syncRun struct {
+	began time.Time
+	done  chan struct{} // closed when it has finished
+}
+
+// patience is how long a caller waits for a sync before syncing its own
+// changes: many times what a sync of a registry's own writes takes, even
+// on a slow disk, so that only a sync held up by others' data is given up.
+const patience = 50 * time.Millisecond
+
 func newBarrier(root string) (*barrier, error) {
 	f, err := os.Open(root)
 	if err != nil {
 		return nil, err
 	}
-	b := &barrier{sync: func() error { return unix.Syncfs(int(f.Fd())) }}
-	b.cond.L = &b.mu
-	return b, nil
+	return &barrier{
+		sync:     func() error { return unix.Syncfs(int(f.Fd())) },
+		crowded:  newDirtyGauge(crowdedBytes).over,
+		patience: patience,
+	}, nil
 }
-
-// wait returns once a sync that began after the call has finished: one
-// already running may have missed this caller's changes.
-func (b *barrier) wait() error { return b.waitFor(b.ticket()) }
 
 // ticket names the first sync that begins after the call: one that covers
 // every change made before it.
@@ -50,29 +71,148 @@ func (b *barrier) ticket() uint64 {
 	return b.started + 1
 }
 
-// waitFor returns once sync number t has finished, starting it if none is
-// running. A caller may thus make a change, take a ticket, and wait later:
-// by then another caller's sync may have covered it already.
-func (b *barrier) waitFor(t uint64) error {
+// covered reports whether sync number t has finished.
+func (b *barrier) covered(t uint64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return b.done >= t
+}
+
+// waitFor returns once sync number t has finished, starting it if none is
+// running. A caller may thus make a change, take a ticket, and wait later:
+// by then another caller's sync may have covered it already. When the sync
+// it waits for has run for longer than patience, or would begin while the
+// machine is crowded, waitFor returns what own returns instead: own must
+// make the caller's changes durable by itself. A nil own waits for the
+// sync however long it takes.
+func (b *barrier) waitFor(t uint64, own func() error) error {
+	b.mu.Lock()
 	for b.done < t {
-		if b.started != b.done {
-			b.cond.Wait()
-			continue
+		r := b.running
+		if r == nil {
+			if own != nil && b.crowded() {
+				b.mu.Unlock()
+				return own()
+			}
+			r = b.start()
 		}
-		b.started++
 		b.mu.Unlock()
-		err := b.sync()
-		b.mu.Lock()
-		b.done = b.started
-		if err != nil {
-			b.failed, b.failedErr = b.done, err
+		if own == nil {
+			<-r.done
+		} else if !waitUntil(r.done, r.began.Add(b.patience)) {
+			return own()
 		}
-		b.cond.Broadcast()
+		b.mu.Lock()
 	}
+	defer b.mu.Unlock()
 	if b.failed >= t {
 		return b.failedErr
 	}
 	return nil
+}
+
+// start begins the next sync; b.mu is held. It runs apart from its callers
+// so that each can stop waiting for it.
+func (b *barrier) start() *syncRun {
+	b.started++
+	n := b.started
+	r := &syncRun{began: time.Now(), done: make(chan struct{})}
+	b.running = r
+	go func() {
+		err := b.sync()
+		b.mu.Lock()
+		b.done, b.running = n, nil
+		if err != nil {
+			b.failed, b.failedErr = n, err
+		}
+		b.mu.Unlock()
+		close(r.done)
+	}()
+	return r
+}
+
+// waitUntil reports whether done is closed by deadline.
+func waitUntil(done <-chan struct{}, deadline time.Time) bool {
+	select {
+	case <-done:
+		return true
+	default:
+	}
+	wait := time.Until(deadline)
+	if wait <= 0 {
+		return false
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+// crowdedBytes is how much unwritten data makes a sync not worth
+// starting: a fraction of a second of writing at a few hundred MB/s, and
+// more than a layer or two in flight leave pending.
+const crowdedBytes = 64 << 20
+
+// dirtyGauge reads how much data the kernel holds unwritten, dirty or
+// being written back, on all file systems together: Linux does not tell
+// it per file system cheaply, and a sync of this one also waits for its
+// share of the writeback in flight.
+type dirtyGauge struct {
+	mu    sync.Mutex
+	fd    int // /proc/meminfo, or -1
+	limit int64
+	buf   [8 << 10]byte
+}
+
+func newDirtyGauge(limit int64) *dirtyGauge {
+	fd, err := unix.Open("/proc/meminfo", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		fd = -1
+	}
+	return &dirtyGauge{fd: fd, limit: limit}
+}
+
+// over reports whether more than the limit is unwritten; false when it
+// cannot tell.
+func (g *dirtyGauge) over() bool {
+	if g.fd < 0 {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n, err := unix.Pread(g.fd, g.buf[:], 0)
+	if err != nil || n <= 0 {
+		return false
+	}
+	return meminfoBytes(g.buf[:n], "Dirty:")+meminfoBytes(g.buf[:n], "Writeback:") > g.limit
+}
+
+// meminfoBytes returns the value of a /proc/meminfo line, given in kB, or
+// 0 when the line is missing.
+func meminfoBytes(info []byte, key string) int64 {
+	i := 0
+	if !bytes.HasPrefix(info, []byte(key)) {
+		if i = bytes.Index(info, []byte("\n"+key)); i < 0 {
+			return 0
+		}
+		i++
+	}
+	var kb int64
+	for _, c := range info[i+len(key):] {
+		switch {
+		case c == ' ':
+			if kb > 0 {
+				return kb << 10
+			}
+		case c >= '0' && c <= '9':
+			kb = kb*10 + int64(c-'0')
+		default:
+			return kb << 10
+		}
+	}
+	return kb << 10
 }

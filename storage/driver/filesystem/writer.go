@@ -92,7 +92,7 @@ func (w *writer) Commit(context.Context) error {
 	}
 	// The bytes must be durable before a Move publishes them; the name
 	// here is transient, but the barrier makes it durable too.
-	if err := w.d.barrier.wait(); err != nil {
+	if err := w.d.barrier.waitFor(w.d.barrier.ticket(), func() error { return w.d.fsync(w.file) }); err != nil {
 		return err
 	}
 	w.done = driver.ErrWriterCommitted

@@ -1,0 +1,232 @@
+package filesystem
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lading-registry/lading/storage/driver"
+)
+
+// stuckSyncs returns a driver whose syncs hang until the test ends, as
+// syncfs does behind gigabytes of another program's data, and the paths
+// (below the root, the temporary directory as "#tmp") that its callers
+// fsynced instead since the last call.
+func stuckSyncs(t *testing.T) (*Driver, func() []string) {
+	d, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	d.barrier.sync = func() error { <-release; return nil }
+	d.barrier.crowded = func() bool { return false }
+	d.barrier.patience = 10 * time.Millisecond
+	return d, recordFsyncs(d)
+}
+
+func recordFsyncs(d *Driver) func() []string {
+	var mu sync.Mutex
+	var paths []string
+	d.fsync = func(name string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		rel := strings.TrimPrefix(name, d.root)
+		if strings.HasPrefix(rel, "/"+tempDir+"/") {
+			rel = "#tmp"
+		}
+		if rel == "" {
+			rel = "/"
+		}
+		paths = append(paths, rel)
+		return fsyncPath(name)
+	}
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		p := paths
+		paths = nil
+		slices.Sort(p)
+		return p
+	}
+}
+
+// within fails the test unless f returns within a few seconds.
+func within(t *testing.T, what string, f func() error) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s still waits for a sync that hangs", what)
+	}
+}
+
+// A write whose sync hangs fsyncs what it wrote instead: the bytes, the
+// directory holding the name, and the parent of each directory made for
+// it that no sync has covered yet.
+func TestWriteOutlivesAHangingSync(t *testing.T) {
+	d, fsynced := stuckSyncs(t)
+	ctx := t.Context()
+	within(t, "PutContent", func() error { return d.PutContent(ctx, "/a/b/blob", []byte("bytes")) })
+	if got, want := fsynced(), []string{"#tmp", "/", "/a", "/a/b"}; !slices.Equal(got, want) {
+		t.Fatalf("fsynced %q, want %q", got, want)
+	}
+	// Those directories' names are durable now.
+	within(t, "second PutContent", func() error { return d.PutContent(ctx, "/a/b/other", []byte("more")) })
+	if got, want := fsynced(), []string{"#tmp", "/a/b"}; !slices.Equal(got, want) {
+		t.Fatalf("second write fsynced %q, want %q", got, want)
+	}
+	within(t, "empty PutContent", func() error { return d.PutContent(ctx, "/c/link", nil) })
+	if got, want := fsynced(), []string{"/", "/c"}; !slices.Equal(got, want) {
+		t.Fatalf("an empty write fsynced %q, want %q", got, want)
+	}
+	if b, err := d.GetContent(ctx, "/a/b/blob"); err != nil || string(b) != "bytes" {
+		t.Fatalf("GetContent = %q, %v", b, err)
+	}
+}
+
+// Under a batch, staged bytes and the names Commit owes fall back alike.
+func TestBatchOutlivesAHangingSync(t *testing.T) {
+	d, fsynced := stuckSyncs(t)
+	var staged []driver.Staged
+	for _, p := range []string{"/x/one", "/y/two"} {
+		s, err := d.Stage(t.Context(), p, []byte(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		staged = append(staged, s)
+	}
+	ctx, batch := driver.WithBatch(t.Context())
+	within(t, "Publish and Commit", func() error {
+		for _, s := range staged {
+			if err := s.Publish(ctx); err != nil {
+				return err
+			}
+		}
+		if err := d.PutContent(ctx, "/x/marker", nil); err != nil {
+			return err
+		}
+		if err := d.Move(ctx, "/x/one", "/z/one"); err != nil {
+			return err
+		}
+		return batch.Commit()
+	})
+	if got, want := fsynced(), []string{"#tmp", "#tmp", "/", "/x", "/y", "/z"}; !slices.Equal(got, want) {
+		t.Fatalf("fsynced %q, want %q", got, want)
+	}
+}
+
+// A writer's Commit fsyncs its file when the sync hangs.
+func TestWriterCommitOutlivesAHangingSync(t *testing.T) {
+	d, fsynced := stuckSyncs(t)
+	w, err := d.Writer(t.Context(), "/up/data", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.Write([]byte("chunk")); err != nil {
+		t.Fatal(err)
+	}
+	within(t, "Commit", func() error { return w.Commit(t.Context()) })
+	if got, want := fsynced(), []string{"/up/data"}; !slices.Equal(got, want) {
+		t.Fatalf("fsynced %q, want %q", got, want)
+	}
+}
+
+// While syncs are in time, nothing is fsynced on its own.
+func TestQuickSyncsNeedNoFsync(t *testing.T) {
+	d, syncs := countingSyncs(t)
+	fsynced := recordFsyncs(d)
+	ctx, batch := driver.WithBatch(t.Context())
+	if err := d.PutContent(ctx, "/a/blob", []byte("bytes")); err != nil {
+		t.Fatal(err)
+	}
+	if err := batch.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.PutContent(t.Context(), "/b/blob", []byte("bytes")); err != nil {
+		t.Fatal(err)
+	}
+	if got := fsynced(); len(got) != 0 {
+		t.Fatalf("fsynced %q with syncs in time", got)
+	}
+	if syncs() == 0 {
+		t.Fatal("no sync ran")
+	}
+}
+
+// A failed fsync fails the write, whose temporary file goes and whose name
+// is never made.
+func TestFailedFsyncFailsTheWrite(t *testing.T) {
+	d, _ := stuckSyncs(t)
+	eio := errors.New("EIO")
+	d.fsync = func(string) error { return eio }
+	done := make(chan error, 1)
+	go func() { done <- d.PutContent(t.Context(), "/a/blob", []byte("bytes")) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, eio) {
+			t.Fatalf("PutContent: %v, want the fsync's error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("PutContent still waits")
+	}
+	if _, err := d.Stat(t.Context(), "/a/blob"); !errors.As(err, new(driver.PathNotFoundError)) {
+		t.Fatalf("Stat after the failure: %v", err)
+	}
+	if left, _ := os.ReadDir(filepath.Join(d.root, tempDir)); len(left) != 0 {
+		t.Fatalf("temporary files left: %v", left)
+	}
+}
+
+// On a crowded machine no sync begins: each write fsyncs its own.
+func TestCrowdedMachineStartsNoSync(t *testing.T) {
+	d, syncs := countingSyncs(t)
+	d.barrier.crowded = func() bool { return true }
+	fsynced := recordFsyncs(d)
+	if err := d.PutContent(t.Context(), "/a/blob", []byte("bytes")); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fsynced(), []string{"#tmp", "/", "/a"}; !slices.Equal(got, want) {
+		t.Fatalf("fsynced %q, want %q", got, want)
+	}
+	if n := syncs(); n != 0 {
+		t.Fatalf("%d syncs on a crowded machine", n)
+	}
+	d.barrier.crowded = func() bool { return false }
+	if err := d.PutContent(t.Context(), "/a/other", []byte("bytes")); err != nil {
+		t.Fatal(err)
+	}
+	if got := fsynced(); len(got) != 0 {
+		t.Fatalf("fsynced %q once the machine is quiet", got)
+	}
+}
+
+func TestMeminfoBytes(t *testing.T) {
+	info := []byte("MemTotal:       24576000 kB\nDirty:             18628 kB\nWriteback:            56 kB\nWritebackTmp:          0 kB\n")
+	for key, want := range map[string]int64{"Dirty:": 18628 << 10, "Writeback:": 56 << 10, "Missing:": 0, "MemTotal:": 24576000 << 10} {
+		if got := meminfoBytes(info, key); got != want {
+			t.Errorf("%s = %d, want %d", key, got, want)
+		}
+	}
+	g := newDirtyGauge(1 << 62)
+	if g.fd < 0 {
+		t.Skip("no /proc/meminfo")
+	}
+	if g.over() {
+		t.Error("more than 4 EiB unwritten")
+	}
+	if !newDirtyGauge(-1).over() {
+		t.Error("less than nothing unwritten")
+	}
+}
