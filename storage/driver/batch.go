@@ -100,7 +100,9 @@ func (b *Batch) Commit() error {
 			b.mu.Lock()
 			defer b.mu.Unlock()
 			for _, left := range keys[i:] {
-				b.oweLocked(left, owed[left])
+				if _, ok := b.owed[left]; !ok {
+					b.oweLocked(left, owed[left])
+				}
 			}
 			return err
 		}

@@ -58,7 +58,7 @@ func newBarrier(root string) (*barrier, error) {
 	}
 	return &barrier{
 		sync:     func() error { return unix.Syncfs(int(f.Fd())) },
-		crowded:  newDirtyGauge(crowdedBytes).over,
+		crowded:  machineGauge().over,
 		patience: patience,
 	}, nil
 }
@@ -71,11 +71,12 @@ func (b *barrier) ticket() uint64 {
 	return b.started + 1
 }
 
-// covered reports whether sync number t has finished.
-func (b *barrier) covered(t uint64) bool {
+// finished returns the number of the latest sync finished: every change
+// made before a ticket up to it is durable.
+func (b *barrier) finished() uint64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.done >= t
+	return b.done
 }
 
 // waitFor returns once sync number t has finished, starting it if none is
@@ -165,8 +166,15 @@ type dirtyGauge struct {
 	mu    sync.Mutex
 	fd    int // /proc/meminfo, or -1
 	limit int64
-	buf   [8 << 10]byte
+	// The answer is kept for a millisecond: a busy registry starts a sync
+	// about that often.
+	read time.Time
+	was  bool
+	buf  [8 << 10]byte
 }
+
+// machineGauge is the process's one gauge, shared by every driver.
+var machineGauge = sync.OnceValue(func() *dirtyGauge { return newDirtyGauge(crowdedBytes) })
 
 func newDirtyGauge(limit int64) *dirtyGauge {
 	fd, err := unix.Open("/proc/meminfo", unix.O_RDONLY|unix.O_CLOEXEC, 0)
@@ -184,11 +192,17 @@ func (g *dirtyGauge) over() bool {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	now := time.Now()
+	if now.Sub(g.read) < time.Millisecond {
+		return g.was
+	}
 	n, err := unix.Pread(g.fd, g.buf[:], 0)
 	if err != nil || n <= 0 {
 		return false
 	}
-	return meminfoBytes(g.buf[:n], "Dirty:")+meminfoBytes(g.buf[:n], "Writeback:") > g.limit
+	g.read = now
+	g.was = meminfoBytes(g.buf[:n], "Dirty:")+meminfoBytes(g.buf[:n], "Writeback:") > g.limit
+	return g.was
 }
 
 // meminfoBytes returns the value of a /proc/meminfo line, given in kB, or

@@ -11,17 +11,28 @@ import (
 	"time"
 
 	"github.com/lading-registry/lading/storage/driver"
+	"golang.org/x/sys/unix"
 )
+
+// settled returns a new driver once the sync begun at its start has
+// finished, so that a test may replace its sync.
+func settled(t *testing.T) *Driver {
+	d, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.barrier.waitFor(d.fresh.startup, nil); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
 
 // stuckSyncs returns a driver whose syncs hang until the test ends, as
 // syncfs does behind gigabytes of another program's data, and the paths
 // (below the root, the temporary directory as "#tmp") that its callers
 // fsynced instead since the last call.
 func stuckSyncs(t *testing.T) (*Driver, func() []string) {
-	d, err := New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := settled(t)
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) })
 	d.barrier.sync = func() error { <-release; return nil }
@@ -33,7 +44,7 @@ func stuckSyncs(t *testing.T) (*Driver, func() []string) {
 func recordFsyncs(d *Driver) func() []string {
 	var mu sync.Mutex
 	var paths []string
-	d.fsync = func(name string) error {
+	d.fsync = func(name string, f *os.File) error {
 		mu.Lock()
 		defer mu.Unlock()
 		rel := strings.TrimPrefix(name, d.root)
@@ -44,7 +55,7 @@ func recordFsyncs(d *Driver) func() []string {
 			rel = "/"
 		}
 		paths = append(paths, rel)
-		return fsyncPath(name)
+		return fsyncPath(name, f)
 	}
 	return func() []string {
 		mu.Lock()
@@ -170,7 +181,7 @@ func TestQuickSyncsNeedNoFsync(t *testing.T) {
 func TestFailedFsyncFailsTheWrite(t *testing.T) {
 	d, _ := stuckSyncs(t)
 	eio := errors.New("EIO")
-	d.fsync = func(string) error { return eio }
+	d.fsync = func(string, *os.File) error { return eio }
 	done := make(chan error, 1)
 	go func() { done <- d.PutContent(t.Context(), "/a/blob", []byte("bytes")) }()
 	select {
@@ -219,14 +230,90 @@ func TestMeminfoBytes(t *testing.T) {
 			t.Errorf("%s = %d, want %d", key, got, want)
 		}
 	}
-	g := newDirtyGauge(1 << 62)
-	if g.fd < 0 {
+	huge, none := newDirtyGauge(1<<62), newDirtyGauge(-1)
+	defer unix.Close(huge.fd)
+	defer unix.Close(none.fd)
+	if huge.fd < 0 {
 		t.Skip("no /proc/meminfo")
 	}
-	if g.over() {
+	if huge.over() {
 		t.Error("more than 4 EiB unwritten")
 	}
-	if !newDirtyGauge(-1).over() {
+	if !none.over() {
 		t.Error("less than nothing unwritten")
+	}
+}
+
+// A write that only touches a file already there fsyncs the file.
+func TestTouchOutlivesAHangingSync(t *testing.T) {
+	d, fsynced := stuckSyncs(t)
+	ctx := t.Context()
+	within(t, "PutContent", func() error { return d.PutContent(ctx, "/a/link", nil) })
+	fsynced()
+	within(t, "PutContent again", func() error { return d.PutContent(ctx, "/a/link", nil) })
+	if got, want := fsynced(), []string{"/a", "/a/link"}; !slices.Equal(got, want) {
+		t.Fatalf("a touch fsynced %q, want %q", got, want)
+	}
+}
+
+// Directories pruned and made again are fresh again.
+func TestRemadeDirectoriesAreFresh(t *testing.T) {
+	d, fsynced := stuckSyncs(t)
+	ctx := t.Context()
+	put := func(p string) {
+		t.Helper()
+		within(t, "PutContent "+p, func() error { return d.PutContent(ctx, p, []byte(p)) })
+	}
+	put("/p/q/x")
+	put("/p/q/y")
+	if got, want := fsynced(), []string{"#tmp", "#tmp", "/", "/p", "/p/q", "/p/q"}; !slices.Equal(got, want) {
+		t.Fatalf("fsynced %q, want %q", got, want)
+	}
+	for _, p := range []string{"/p/q/x", "/p/q/y"} {
+		if err := d.Delete(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("/p/q/z")
+	if got, want := fsynced(), []string{"#tmp", "/", "/p", "/p/q"}; !slices.Equal(got, want) {
+		t.Fatalf("after pruning, fsynced %q, want %q", got, want)
+	}
+}
+
+// Until the sync begun at start has finished, any directory may be a
+// previous process's, unsynced: a fallback fsyncs up to the root.
+func TestDirectoriesBeforeStartAreNotTrusted(t *testing.T) {
+	d, fsynced := stuckSyncs(t)
+	ctx := t.Context()
+	if err := os.MkdirAll(filepath.Join(d.root, "e", "f"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d.fresh.startup = d.barrier.ticket() // a start whose sync hangs
+	within(t, "PutContent", func() error { return d.PutContent(ctx, "/e/f/x", []byte("x")) })
+	if got, want := fsynced(), []string{"#tmp", "/", "/e", "/e/f"}; !slices.Equal(got, want) {
+		t.Fatalf("fsynced %q, want %q", got, want)
+	}
+}
+
+// While no sync covers them, fresh directories past the cap have their
+// parents fsynced and are dropped, so that the map stays bounded.
+func TestFreshDirectoriesStayBounded(t *testing.T) {
+	d, fsynced := stuckSyncs(t)
+	bound, limit := freshBound, freshCap
+	freshBound, freshCap = 4, 8
+	t.Cleanup(func() { freshBound, freshCap = bound, limit })
+	ctx := t.Context()
+	for i := range 20 {
+		p := "/r/" + strings.Repeat("d", i+1) + "/x"
+		within(t, "PutContent", func() error { return d.PutState(ctx, p, []byte("s")) })
+	}
+	d.fresh.mu.Lock()
+	n := len(d.fresh.m)
+	d.fresh.mu.Unlock()
+	if n >= 2*freshCap {
+		t.Fatalf("%d fresh directories kept, cap %d", n, freshCap)
+	}
+	if got := fsynced(); !slices.Contains(got, "/r") {
+		t.Fatalf("fsynced %q, want the parent /r of the dropped directories", got)
 	}
 }

@@ -12,17 +12,11 @@ import (
 // machine never counts as crowded for it and its callers never give up on
 // a sync, however slow other tests make the disk.
 func countingSyncs(t *testing.T) (*Driver, func() uint64) {
-	d, err := New(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := settled(t)
 	d.barrier.crowded = func() bool { return false }
 	d.barrier.patience = time.Hour
-	return d, func() uint64 {
-		d.barrier.mu.Lock()
-		defer d.barrier.mu.Unlock()
-		return d.barrier.done
-	}
+	base := d.barrier.finished()
+	return d, func() uint64 { return d.barrier.finished() - base }
 }
 
 // Under a batch, durable writes leave the barrier that makes their names

@@ -53,7 +53,7 @@ type Driver struct {
 	tmp     string
 	barrier *barrier
 	fresh   freshDirs
-	fsync   func(name string) error // fsyncPath; tests replace it
+	fsync   func(name string, f *os.File) error // fsyncPath; tests replace it
 }
 
 var _ driver.Driver = (*Driver)(nil)
@@ -71,6 +71,10 @@ func New(root string) (*Driver, error) {
 	if d.barrier, err = newBarrier(root); err != nil {
 		return nil, err
 	}
+	// What a previous process made may not be durable: until this sync
+	// has finished, a fallback fsyncs every directory up to the root.
+	d.fresh.startup = d.barrier.ticket()
+	go d.barrier.waitFor(d.fresh.startup, nil)
 	d.removeStaleTemps()
 	return d, nil
 }
@@ -199,7 +203,7 @@ func (d *Driver) put(ctx context.Context, path string, content []byte, durable b
 
 // renameInto publishes the temporary file tmp as file, or removes it.
 func (d *Driver) renameInto(ctx context.Context, tmp, file string, durable bool) error {
-	err := d.place(ctx, file, durable, func() error { return rename(tmp, file) })
+	err := d.place(ctx, file, durable, func() (bool, error) { return made(rename(tmp, file)) })
 	if err != nil {
 		os.Remove(tmp)
 	}
@@ -266,23 +270,23 @@ func (s *staged) Discard() {
 // modification time. done is false when the path holds content, which
 // only a rename may replace atomically.
 func (d *Driver) putEmpty(ctx context.Context, file string, durable bool) (done bool, err error) {
-	err = d.place(ctx, file, durable, func() error {
+	err = d.place(ctx, file, durable, func() (bool, error) {
 		fd, err := openFD(file, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o644)
 		if err == nil {
-			return unix.Close(fd)
+			return made(unix.Close(fd))
 		}
 		if !errors.Is(err, unix.EEXIST) {
-			return err
+			return made(err)
 		}
 		var st unix.Stat_t
 		if err := unix.Lstat(file, &st); err != nil {
-			return &fs.PathError{Op: "lstat", Path: file, Err: err}
+			return made(&fs.PathError{Op: "lstat", Path: file, Err: err})
 		}
 		if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != 0 {
-			return errNotEmpty
+			return made(errNotEmpty)
 		}
 		now := time.Now()
-		return os.Chtimes(file, now, now)
+		return true, os.Chtimes(file, now, now)
 	})
 	if err == errNotEmpty {
 		return false, nil
@@ -311,7 +315,7 @@ func (d *Driver) Create(ctx context.Context, path string, content []byte) error 
 	if err := d.bytesDurable(tmp, ticket); err != nil {
 		return err
 	}
-	err = d.place(ctx, file, true, func() error { return os.Link(tmp, file) })
+	err = d.place(ctx, file, true, func() (bool, error) { return made(os.Link(tmp, file)) })
 	if errors.Is(err, fs.ErrExist) {
 		return driver.ErrExists
 	}
@@ -405,7 +409,7 @@ func (d *Driver) Move(ctx context.Context, src, dst string) error {
 	if src == dst {
 		return nil
 	}
-	err = d.place(ctx, to, true, func() error { return rename(from, to) })
+	err = d.place(ctx, to, true, func() (bool, error) { return made(rename(from, to)) })
 	if errors.Is(err, fs.ErrNotExist) {
 		return d.notFound(src) // moved or deleted by someone else meanwhile
 	}
@@ -520,7 +524,7 @@ func (d *Driver) bytesDurable(tmp string, ticket uint64) error {
 	if ticket == 0 {
 		return nil
 	}
-	err := d.barrier.waitFor(ticket, func() error { return d.fsync(tmp) })
+	err := d.barrier.waitFor(ticket, func() error { return d.fsync(tmp, nil) })
 	if err != nil {
 		os.Remove(tmp)
 	}

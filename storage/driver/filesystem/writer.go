@@ -22,9 +22,9 @@ func (d *Driver) Writer(ctx context.Context, path string, append bool) (driver.F
 		f, err = openFile(file, unix.O_WRONLY|unix.O_APPEND, 0)
 	} else {
 		// Data in progress needs no durable name: Move publishes it.
-		err = d.place(ctx, file, false, func() (err error) {
+		err = d.place(ctx, file, false, func() (bool, error) {
 			f, err = openFile(file, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC, 0o644)
-			return err
+			return made(err)
 		})
 	}
 	if err != nil {
@@ -92,7 +92,7 @@ func (w *writer) Commit(context.Context) error {
 	}
 	// The bytes must be durable before a Move publishes them; the name
 	// here is transient, but the barrier makes it durable too.
-	if err := w.d.barrier.waitFor(w.d.barrier.ticket(), func() error { return w.d.fsync(w.file) }); err != nil {
+	if err := w.d.barrier.waitFor(w.d.barrier.ticket(), func() error { return w.d.fsync(w.file, w.f) }); err != nil {
 		return err
 	}
 	w.done = driver.ErrWriterCommitted

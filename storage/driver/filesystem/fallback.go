@@ -1,0 +1,221 @@
+package filesystem
+
+import (
+	"errors"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// When the barrier is slow (see barrier), each operation makes what it
+// changed durable by itself: the bytes of a new file with an fsync of it,
+// a new name with an fsync of the directory holding it and of the parent
+// of every directory on the way up whose own name may not be durable yet.
+
+// change is one name made, or one file touched in place, that must be
+// made durable.
+type change struct {
+	file    string
+	touched bool // the file's times changed, not its directory
+}
+
+// changes are what a batch has changed: one barrier makes them durable,
+// or, when it is slow, syncChanges.
+type changes struct {
+	d    *Driver
+	list []change
+}
+
+func (d *Driver) newChanges() *changes { return &changes{d: d} }
+
+func (cs *changes) Sync() error {
+	return cs.d.barrier.waitFor(cs.d.barrier.ticket(), func() error { return cs.d.syncChanges(cs.list...) })
+}
+
+// syncChanges makes changes durable without the barrier.
+func (d *Driver) syncChanges(cs ...change) error {
+	var paths []string
+	var seen []freshSeen
+	for _, c := range cs {
+		if c.touched {
+			paths = append(paths, c.file)
+		}
+		paths, seen = d.fresh.chain(filepath.Dir(c.file), d, paths, seen)
+	}
+	slices.Sort(paths)
+	for _, p := range slices.Compact(paths) {
+		if err := d.fsync(p, nil); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			// A directory pruned meanwhile lost its files to a Delete.
+			return err
+		}
+	}
+	d.fresh.synced(seen)
+	return nil
+}
+
+// freshDirs are the directories whose names the barrier may not have made
+// durable yet: made since the last sync, being made, or, until the sync
+// begun at start has finished, any (a previous process may have made them
+// and left them unsynced).
+type freshDirs struct {
+	mu      sync.Mutex
+	m       map[string]freshDir
+	last    uint64 // the latest freshDir.seq
+	startup uint64 // the ticket of the sync begun at start
+	bound   int    // the size at which making looks for entries to drop
+}
+
+type freshDir struct {
+	ticket uint64 // the sync that makes its name durable; MaxUint64 while being made
+	making int    // mkdirs of it in progress
+	seq    uint64 // changes whenever it is made again
+}
+
+// freshSeen is a fresh directory seen by chain, made (not being made) then.
+type freshSeen struct {
+	dir string
+	seq uint64
+}
+
+// freshBound is where the map starts to drop entries; freshCap is where,
+// when no sync has covered them (the machine is crowded for long), their
+// parents are fsynced so that they can go. Tests lower them.
+var freshBound, freshCap = 1 << 10, 1 << 16
+
+// making notes dir as being made.
+func (f *freshDirs) making(dir string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m == nil {
+		f.m = make(map[string]freshDir)
+	}
+	e := f.m[dir]
+	e.making++
+	e.ticket = math.MaxUint64
+	f.last++
+	e.seq = f.last
+	f.m[dir] = e
+}
+
+// made notes that a mkdir of dir, made or failed, has returned: its name
+// is durable once the next sync has finished.
+func (f *freshDirs) made(dir string, d *Driver) {
+	t := d.barrier.ticket()
+	f.mu.Lock()
+	e := f.m[dir]
+	e.making--
+	e.ticket = t
+	f.m[dir] = e
+	full := len(f.m) >= max(f.bound, freshBound)
+	f.mu.Unlock()
+	if full {
+		f.trim(d)
+	}
+}
+
+// trim drops the entries a sync has covered; when too many remain, it
+// fsyncs their parents and drops them too.
+func (f *freshDirs) trim(d *Driver) {
+	f.mu.Lock()
+	done := d.barrier.finished()
+	for dir, e := range f.m {
+		if e.making == 0 && e.ticket <= done {
+			delete(f.m, dir)
+		}
+	}
+	var seen []freshSeen
+	var parents []string
+	if len(f.m) >= freshCap {
+		for dir, e := range f.m {
+			if e.making == 0 {
+				seen = append(seen, freshSeen{dir, e.seq})
+				parents = append(parents, filepath.Dir(dir))
+			}
+		}
+	}
+	f.bound = 2 * len(f.m)
+	f.mu.Unlock()
+	if len(seen) == 0 {
+		return
+	}
+	slices.Sort(parents)
+	for _, p := range slices.Compact(parents) {
+		if err := d.fsync(p, nil); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return // kept, for a sync or the next trim
+		}
+	}
+	f.synced(seen)
+}
+
+// forget drops dir, removed, unless it is being made again.
+func (f *freshDirs) forget(dir string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if e, ok := f.m[dir]; ok && e.making == 0 {
+		delete(f.m, dir)
+	}
+}
+
+// chain appends dir to paths, then its parents while the one before may
+// not be durable: the directories whose fsync makes a name in dir durable.
+// The fresh directories seen, made, are appended to seen. dir must exist,
+// so that every directory on the way has been made.
+func (f *freshDirs) chain(dir string, d *Driver, paths []string, seen []freshSeen) ([]string, []freshSeen) {
+	done := d.barrier.finished()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	paths = append(paths, dir)
+	for len(dir) > len(d.root) {
+		e, ok := f.m[dir]
+		switch {
+		case ok && e.making == 0 && e.ticket <= done:
+			return paths, seen
+		case ok && e.making == 0:
+			seen = append(seen, freshSeen{dir, e.seq})
+		case !ok && f.startup <= done:
+			return paths, seen
+		}
+		dir = filepath.Dir(dir)
+		paths = append(paths, dir)
+	}
+	return paths, seen
+}
+
+// synced drops the directories seen, whose parents have been fsynced,
+// unless made again since.
+func (f *freshDirs) synced(seen []freshSeen) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, s := range seen {
+		if e, ok := f.m[s.dir]; ok && e.seq == s.seq && e.making == 0 {
+			delete(f.m, s.dir)
+		}
+	}
+}
+
+// fsyncPath makes a file's bytes, or a directory's entries, durable:
+// through f when given (an open file sees a writeback error that another
+// descriptor of it has reported already), else through a descriptor of
+// its own.
+func fsyncPath(name string, f *os.File) error {
+	if f != nil {
+		return f.Sync()
+	}
+	fd, err := openFD(name, unix.O_RDONLY, 0)
+	if err != nil {
+		return err
+	}
+	err = unix.Fsync(fd)
+	if cerr := unix.Close(fd); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return &fs.PathError{Op: "fsync", Path: name, Err: err}
+	}
+	return nil
+}
