@@ -317,3 +317,29 @@ func TestFreshDirectoriesStayBounded(t *testing.T) {
 		t.Fatalf("fsynced %q, want the parent /r of the dropped directories", got)
 	}
 }
+
+// A writer whose bytes could not be made durable loses its file: a later
+// Commit would report success over pages the disk never took.
+func TestFailedWriterCommitDropsTheFile(t *testing.T) {
+	d := settled(t)
+	eio := errors.New("EIO")
+	d.barrier.sync = func() error { return eio }
+	d.barrier.crowded = func() bool { return false }
+	ctx := t.Context()
+	w, err := d.Writer(ctx, "/up/data", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("chunk")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(ctx); !errors.Is(err, eio) {
+		t.Fatalf("Commit: %v, want the sync's error", err)
+	}
+	if _, err := w.Write([]byte("more")); err == nil {
+		t.Fatal("Write after a failed Commit succeeded")
+	}
+	if _, err := d.Writer(ctx, "/up/data", true); !errors.As(err, new(driver.PathNotFoundError)) {
+		t.Fatalf("resuming after a failed Commit: %v, want not found", err)
+	}
+}

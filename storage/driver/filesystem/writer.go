@@ -93,6 +93,12 @@ func (w *writer) Commit(context.Context) error {
 	// The bytes must be durable before a Move publishes them; the name
 	// here is transient, but the barrier makes it durable too.
 	if err := w.d.barrier.waitFor(w.d.barrier.ticket(), func() error { return w.d.fsync(w.file, w.f) }); err != nil {
+		// syncfs and fsync report a failed writeback once: a later Commit
+		// would succeed over bytes that never reached the disk. The file
+		// goes, so that whoever resumes it finds nothing rather than them.
+		w.done, w.closed = err, true
+		w.f.Close()
+		os.Remove(w.file)
 		return err
 	}
 	w.done = driver.ErrWriterCommitted
