@@ -82,10 +82,11 @@ func (b *barrier) finished() uint64 {
 // waitFor returns once sync number t has finished, starting it if none is
 // running. A caller may thus make a change, take a ticket, and wait later:
 // by then another caller's sync may have covered it already. When the sync
-// it waits for has run for longer than patience, or would begin while the
-// machine is crowded, waitFor returns what own returns instead: own must
-// make the caller's changes durable by itself. A nil own waits for the
-// sync however long it takes.
+// it waits for has run for longer than patience (counted from that sync's
+// start), would begin while the machine is crowded, or failed, waitFor
+// returns what own returns instead: own must make the caller's changes
+// durable by itself. A nil own waits for the sync however long it takes,
+// and gets its error.
 func (b *barrier) waitFor(t uint64, own func() error) error {
 	b.mu.Lock()
 	for b.done < t {
@@ -105,9 +106,16 @@ func (b *barrier) waitFor(t uint64, own func() error) error {
 		}
 		b.mu.Lock()
 	}
-	defer b.mu.Unlock()
-	if b.failed >= t {
-		return b.failedErr
+	failed := b.failed >= t
+	err := b.failedErr
+	b.mu.Unlock()
+	if failed && own != nil {
+		// The sync may have failed on another file's pages: the caller's
+		// own fsync tells for its changes alone.
+		return own()
+	}
+	if failed {
+		return err
 	}
 	return nil
 }

@@ -44,7 +44,7 @@ func stuckSyncs(t *testing.T) (*Driver, func() []string) {
 func recordFsyncs(d *Driver) func() []string {
 	var mu sync.Mutex
 	var paths []string
-	d.fsync = func(name string, f *os.File) error {
+	d.fsync = func(name string, fd int) error {
 		mu.Lock()
 		defer mu.Unlock()
 		rel := strings.TrimPrefix(name, d.root)
@@ -55,7 +55,7 @@ func recordFsyncs(d *Driver) func() []string {
 			rel = "/"
 		}
 		paths = append(paths, rel)
-		return fsyncPath(name, f)
+		return fsyncPath(name, fd)
 	}
 	return func() []string {
 		mu.Lock()
@@ -181,7 +181,7 @@ func TestQuickSyncsNeedNoFsync(t *testing.T) {
 func TestFailedFsyncFailsTheWrite(t *testing.T) {
 	d, _ := stuckSyncs(t)
 	eio := errors.New("EIO")
-	d.fsync = func(string, *os.File) error { return eio }
+	d.fsync = func(string, int) error { return eio }
 	done := make(chan error, 1)
 	go func() { done <- d.PutContent(t.Context(), "/a/blob", []byte("bytes")) }()
 	select {
@@ -319,27 +319,79 @@ func TestFreshDirectoriesStayBounded(t *testing.T) {
 }
 
 // A writer whose bytes could not be made durable loses its file: a later
-// Commit would report success over pages the disk never took.
+// Commit would report success over pages the disk never took. A sync that
+// fails on some other file's pages costs it nothing when its own fsync
+// succeeds.
 func TestFailedWriterCommitDropsTheFile(t *testing.T) {
-	d := settled(t)
 	eio := errors.New("EIO")
-	d.barrier.sync = func() error { return eio }
-	d.barrier.crowded = func() bool { return false }
-	ctx := t.Context()
-	w, err := d.Writer(ctx, "/up/data", false)
+	for _, c := range []struct {
+		name                     string
+		syncErr, fsyncErr, wbErr error
+		dropped                  bool
+	}{
+		{"sync and fsync fail", eio, eio, nil, true},
+		{"sync fails, fsync succeeds", eio, nil, nil, false},
+		{"an earlier writeback failed", nil, nil, eio, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d, _ := countingSyncs(t)
+			d.barrier.sync = func() error { return c.syncErr }
+			d.fsync = func(string, int) error { return c.fsyncErr }
+			d.writebackErr = func(int) error { return c.wbErr }
+			ctx := t.Context()
+			w, err := d.Writer(ctx, "/up/data", false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.Write([]byte("chunk")); err != nil {
+				t.Fatal(err)
+			}
+			err = w.Commit(ctx)
+			if !c.dropped {
+				if err != nil {
+					t.Fatalf("Commit: %v", err)
+				}
+				if err := w.Close(); err != nil {
+					t.Fatal(err)
+				}
+				if b, err := d.GetContent(ctx, "/up/data"); err != nil || string(b) != "chunk" {
+					t.Fatalf("after Commit: %q, %v", b, err)
+				}
+				return
+			}
+			if !errors.Is(err, eio) {
+				t.Fatalf("Commit: %v, want EIO", err)
+			}
+			if _, err := w.Write([]byte("more")); !errors.Is(err, eio) {
+				t.Fatalf("Write after a failed Commit: %v", err)
+			}
+			if err := w.Close(); err != nil {
+				t.Fatalf("Close after a failed Commit: %v", err)
+			}
+			if _, err := d.Writer(ctx, "/up/data", true); !errors.As(err, new(driver.PathNotFoundError)) {
+				t.Fatalf("resuming after a failed Commit: %v, want not found", err)
+			}
+		})
+	}
+}
+
+// Staged bytes whose writeback failed before the sync that covers them
+// (reported to that sync's own callers) are never published.
+func TestEarlierWritebackFailureStopsPublish(t *testing.T) {
+	d, _ := countingSyncs(t)
+	eio := errors.New("EIO")
+	d.writebackErr = func(int) error { return eio }
+	s, err := d.Stage(t.Context(), "/a/record", []byte("bytes"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.Write([]byte("chunk")); err != nil {
-		t.Fatal(err)
+	if err := s.Publish(t.Context()); !errors.Is(err, eio) {
+		t.Fatalf("Publish: %v, want EIO", err)
 	}
-	if err := w.Commit(ctx); !errors.Is(err, eio) {
-		t.Fatalf("Commit: %v, want the sync's error", err)
+	if _, err := d.Stat(t.Context(), "/a/record"); !errors.As(err, new(driver.PathNotFoundError)) {
+		t.Fatalf("Stat: %v", err)
 	}
-	if _, err := w.Write([]byte("more")); err == nil {
-		t.Fatal("Write after a failed Commit succeeded")
-	}
-	if _, err := d.Writer(ctx, "/up/data", true); !errors.As(err, new(driver.PathNotFoundError)) {
-		t.Fatalf("resuming after a failed Commit: %v, want not found", err)
+	if left, _ := os.ReadDir(filepath.Join(d.root, tempDir)); len(left) != 0 {
+		t.Fatalf("temporary files left: %v", left)
 	}
 }

@@ -113,4 +113,30 @@ func TestBarrierKeepsAFailureForWhomItCovered(t *testing.T) {
 	if err := b.waitFor(covered, nil); err != eio {
 		t.Fatalf("the failed sync's caller, waiting after a later success: %v", err)
 	}
+	// A caller that can sync its own changes does so instead: the sync may
+	// have failed on another file.
+	if err := b.waitFor(covered, func() error { return nil }); err != nil {
+		t.Fatalf("the failed sync's caller with its own fsync: %v", err)
+	}
+}
+
+// A batch's Commit retried after its sync failed does not take a later
+// sync's success for its own: it must make its names durable itself.
+func TestRetriedCommitMeetsItsFailure(t *testing.T) {
+	d, _ := countingSyncs(t)
+	eio := errors.New("EIO")
+	syncErr := error(eio)
+	d.barrier.sync = func() error { return syncErr }
+	d.fsync = func(string, int) error { return eio }
+	ctx, batch := driver.WithBatch(t.Context())
+	if err := d.PutContent(ctx, "/a/link", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := batch.Commit(); !errors.Is(err, eio) {
+		t.Fatalf("Commit: %v, want EIO", err)
+	}
+	syncErr = nil // later syncs succeed; the names' own fsync still fails
+	if err := batch.Commit(); !errors.Is(err, eio) {
+		t.Fatalf("retried Commit: %v, want EIO", err)
+	}
 }

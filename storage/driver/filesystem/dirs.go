@@ -80,7 +80,6 @@ func (d *Driver) prune(dir string) {
 		if syscall.Rmdir(dir) != nil {
 			return
 		}
-		d.fresh.forget(dir)
 		dir = filepath.Dir(dir)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io/fs"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -25,16 +24,20 @@ type change struct {
 }
 
 // changes are what a batch has changed: one barrier makes them durable,
-// or, when it is slow, syncChanges.
+// or, when it is slow or fails, syncChanges.
 type changes struct {
-	d    *Driver
-	list []change
+	d      *Driver
+	list   []change
+	ticket uint64 // the first Sync's, kept so that a retry meets its failure
 }
 
 func (d *Driver) newChanges() *changes { return &changes{d: d} }
 
 func (cs *changes) Sync() error {
-	return cs.d.barrier.waitFor(cs.d.barrier.ticket(), func() error { return cs.d.syncChanges(cs.list...) })
+	if cs.ticket == 0 {
+		cs.ticket = cs.d.barrier.ticket()
+	}
+	return cs.d.barrier.waitFor(cs.ticket, func() error { return cs.d.syncChanges(cs.list...) })
 }
 
 // syncChanges makes changes durable without the barrier.
@@ -49,7 +52,7 @@ func (d *Driver) syncChanges(cs ...change) error {
 	}
 	slices.Sort(paths)
 	for _, p := range slices.Compact(paths) {
-		if err := d.fsync(p, nil); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := d.fsync(p, -1); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			// A directory pruned meanwhile lost its files to a Delete.
 			return err
 		}
@@ -145,20 +148,11 @@ func (f *freshDirs) trim(d *Driver) {
 	}
 	slices.Sort(parents)
 	for _, p := range slices.Compact(parents) {
-		if err := d.fsync(p, nil); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := d.fsync(p, -1); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return // kept, for a sync or the next trim
 		}
 	}
 	f.synced(seen)
-}
-
-// forget drops dir, removed, unless it is being made again.
-func (f *freshDirs) forget(dir string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if e, ok := f.m[dir]; ok && e.making == 0 {
-		delete(f.m, dir)
-	}
 }
 
 // chain appends dir to paths, then its parents while the one before may
@@ -199,23 +193,33 @@ func (f *freshDirs) synced(seen []freshSeen) {
 }
 
 // fsyncPath makes a file's bytes, or a directory's entries, durable:
-// through f when given (an open file sees a writeback error that another
-// descriptor of it has reported already), else through a descriptor of
-// its own.
-func fsyncPath(name string, f *os.File) error {
-	if f != nil {
-		return f.Sync()
+// through fd when one is open (it sees a writeback error that another
+// descriptor of the file has reported already), else through a descriptor
+// of its own.
+func fsyncPath(name string, fd int) error {
+	own := fd < 0
+	if own {
+		var err error
+		if fd, err = openFD(name, unix.O_RDONLY, 0); err != nil {
+			return err
+		}
 	}
-	fd, err := openFD(name, unix.O_RDONLY, 0)
-	if err != nil {
-		return err
-	}
-	err = unix.Fsync(fd)
-	if cerr := unix.Close(fd); err == nil {
-		err = cerr
+	err := unix.Fsync(fd)
+	if own {
+		if cerr := unix.Close(fd); err == nil {
+			err = cerr
+		}
 	}
 	if err != nil {
 		return &fs.PathError{Op: "fsync", Path: name, Err: err}
 	}
 	return nil
+}
+
+// writebackErr returns a failed writeback of fd's file that fd has not
+// seen: a sync reports one once, possibly to another request, so a sync
+// that succeeded says nothing of pages written out (and lost) before it.
+// It waits for no I/O once a sync has run.
+func writebackErr(fd int) error {
+	return unix.SyncFileRange(fd, 0, 0, unix.SYNC_FILE_RANGE_WAIT_BEFORE)
 }

@@ -53,7 +53,9 @@ type Driver struct {
 	tmp     string
 	barrier *barrier
 	fresh   freshDirs
-	fsync   func(name string, f *os.File) error // fsyncPath; tests replace it
+	// fsyncPath and writebackErr; tests replace them.
+	fsync        func(name string, fd int) error
+	writebackErr func(fd int) error
 }
 
 var _ driver.Driver = (*Driver)(nil)
@@ -64,7 +66,7 @@ func New(root string) (*Driver, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Driver{root: root, tmp: filepath.Join(root, tempDir), fsync: fsyncPath}
+	d := &Driver{root: root, tmp: filepath.Join(root, tempDir), fsync: fsyncPath, writebackErr: writebackErr}
 	if err := os.MkdirAll(d.tmp, 0o755); err != nil {
 		return nil, err
 	}
@@ -191,9 +193,9 @@ func (d *Driver) put(ctx context.Context, path string, content []byte, durable b
 			return err
 		}
 	}
-	tmp, ticket, err := d.writeTemp(content, durable)
+	tmp, fd, ticket, err := d.writeTemp(content, durable)
 	if err == nil {
-		err = d.bytesDurable(tmp, ticket)
+		err = d.bytesDurable(tmp, fd, ticket)
 	}
 	if err != nil {
 		return err
@@ -227,17 +229,18 @@ func (d *Driver) Stage(ctx context.Context, path string, content []byte) (driver
 		// Made in place at Publish: there are no bytes to sync first.
 		return &staged{d: d, path: path, file: file}, nil
 	}
-	tmp, ticket, err := d.writeTemp(content, true)
+	tmp, fd, ticket, err := d.writeTemp(content, true)
 	if err != nil {
 		return nil, err
 	}
-	return &staged{d: d, path: path, file: file, tmp: tmp, ticket: ticket}, nil
+	return &staged{d: d, path: path, file: file, tmp: tmp, fd: fd, ticket: ticket}, nil
 }
 
 type staged struct {
 	d          *Driver
 	path, file string
 	tmp        string // "" for empty content
+	fd         int    // tmp, open until its bytes are durable
 	ticket     uint64 // the barrier sync that makes tmp's bytes durable
 	done       bool
 }
@@ -250,7 +253,7 @@ func (s *staged) Publish(ctx context.Context) error {
 	if s.tmp == "" {
 		return s.d.put(ctx, s.path, nil, true)
 	}
-	if err := s.d.bytesDurable(s.tmp, s.ticket); err != nil {
+	if err := s.d.bytesDurable(s.tmp, s.fd, s.ticket); err != nil {
 		return err
 	}
 	return s.d.renameInto(ctx, s.tmp, s.file, true)
@@ -258,6 +261,7 @@ func (s *staged) Publish(ctx context.Context) error {
 
 func (s *staged) Discard() {
 	if !s.done && s.tmp != "" {
+		unix.Close(s.fd)
 		os.Remove(s.tmp)
 	}
 	s.done = true
@@ -307,12 +311,12 @@ func (d *Driver) Create(ctx context.Context, path string, content []byte) error 
 	if _, err := os.Lstat(file); err == nil {
 		return driver.ErrExists
 	}
-	tmp, ticket, err := d.writeTemp(content, true)
+	tmp, fd, ticket, err := d.writeTemp(content, true)
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp)
-	if err := d.bytesDurable(tmp, ticket); err != nil {
+	if err := d.bytesDurable(tmp, fd, ticket); err != nil {
 		return err
 	}
 	err = d.place(ctx, file, true, func() (bool, error) { return made(os.Link(tmp, file)) })
@@ -483,14 +487,15 @@ func (d *Driver) file(path string) (string, error) {
 
 // writeTemp writes content to a new temporary file. When durable, its
 // bytes are durable once the barrier's sync numbered ticket has finished
-// (see bytesDurable); ticket 0 owes nothing.
-func (d *Driver) writeTemp(content []byte, durable bool) (tmp string, ticket uint64, err error) {
+// (see bytesDurable), and the file stays open as fd until then; ticket 0
+// owes nothing, and fd is then -1.
+func (d *Driver) writeTemp(content []byte, durable bool) (tmp string, fd int, ticket uint64, err error) {
 	var id [12]byte
 	rand.Read(id[:])
 	tmp = filepath.Join(d.tmp, hex.EncodeToString(id[:]))
-	fd, err := openFD(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o644)
+	fd, err = openFD(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o644)
 	if err != nil {
-		return "", 0, err
+		return "", -1, 0, err
 	}
 	for rest := content; len(rest) > 0; {
 		n, werr := unix.Write(fd, rest)
@@ -503,28 +508,36 @@ func (d *Driver) writeTemp(content []byte, durable bool) (tmp string, ticket uin
 		}
 		rest = rest[n:]
 	}
-	if cerr := unix.Close(fd); err == nil {
-		err = cerr
+	// An empty file has no bytes to lose: the barrier that publishes its
+	// name is all the durability it needs.
+	keep := err == nil && durable && len(content) > 0
+	if !keep {
+		if cerr := unix.Close(fd); err == nil {
+			err = cerr
+		}
+		fd = -1
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return "", 0, &fs.PathError{Op: "write", Path: tmp, Err: err}
+		return "", -1, 0, &fs.PathError{Op: "write", Path: tmp, Err: err}
 	}
-	if durable && len(content) > 0 {
-		// An empty file has no bytes to lose: the barrier that publishes
-		// its name is all the durability it needs.
+	if keep {
 		ticket = d.barrier.ticket()
 	}
-	return tmp, ticket, nil
+	return tmp, fd, ticket, nil
 }
 
 // bytesDurable waits until the bytes writeTemp wrote to tmp are durable,
-// and removes tmp if they cannot be made so.
-func (d *Driver) bytesDurable(tmp string, ticket uint64) error {
+// closes fd, and removes tmp if they cannot be made so.
+func (d *Driver) bytesDurable(tmp string, fd int, ticket uint64) error {
 	if ticket == 0 {
 		return nil
 	}
-	err := d.barrier.waitFor(ticket, func() error { return d.fsync(tmp, nil) })
+	err := d.barrier.waitFor(ticket, func() error { return d.fsync(tmp, fd) })
+	if err == nil {
+		err = d.writebackErr(fd)
+	}
+	unix.Close(fd)
 	if err != nil {
 		os.Remove(tmp)
 	}

@@ -63,6 +63,8 @@ type writer struct {
 	// done is set by Commit or Cancel: the error a later Write gets.
 	done   error
 	closed bool
+	// dropped says a failed Commit closed the writer and removed its file.
+	dropped bool
 }
 
 func (w *writer) Write(p []byte) (int, error) {
@@ -91,7 +93,7 @@ func (w *writer) Size() int64 { return w.size }
 // from whatever the kernel holds, and only Commit promises durability.
 func (w *writer) Close() error {
 	if w.closed {
-		if w.done == driver.ErrWriterCancelled {
+		if w.done == driver.ErrWriterCancelled || w.dropped {
 			return nil
 		}
 		return driver.ErrWriterClosed
@@ -104,15 +106,21 @@ func (w *writer) Commit(context.Context) error {
 	if err := w.usable(); err != nil {
 		return err
 	}
-	// The bytes must be durable before a Move publishes them; the name
-	// here is transient, but the barrier makes it durable too.
-	if err := w.d.barrier.waitFor(w.d.barrier.ticket(), func() error { return w.d.fsync(w.file, w.f) }); err != nil {
-		// syncfs and fsync report a failed writeback once: a later Commit
-		// would succeed over bytes that never reached the disk. The file
-		// goes, so that whoever resumes it finds nothing rather than them.
-		w.done, w.closed = err, true
+	// The bytes must be durable before a Move publishes them (the name
+	// here is transient): the barrier's sync, or an fsync of the file.
+	fd := int(w.f.Fd())
+	err := w.d.barrier.waitFor(w.d.barrier.ticket(), func() error { return w.d.fsync(w.file, fd) })
+	if err == nil {
+		err = w.d.writebackErr(fd)
+	}
+	if err != nil {
+		// A failed writeback is reported once: a later Commit would
+		// succeed over bytes that never reached the disk. The file goes,
+		// so that whoever resumes it finds nothing rather than them.
+		w.done, w.closed, w.dropped = err, true, true
 		w.f.Close()
 		os.Remove(w.file)
+		w.d.prune(filepath.Dir(w.file))
 		return err
 	}
 	w.done = driver.ErrWriterCommitted
@@ -140,6 +148,8 @@ func (w *writer) Cancel(context.Context) error {
 
 func (w *writer) usable() error {
 	switch {
+	case w.dropped:
+		return w.done
 	case w.closed:
 		return driver.ErrWriterClosed
 	case w.done != nil:
