@@ -102,6 +102,27 @@ readonly: false
 	}
 }
 
+// The last flag for a key wins, whether it is the key's own or --set.
+func TestFlagsApplyInCommandLineOrder(t *testing.T) {
+	for _, tc := range []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"--addr", ":1", "--set", "http.addr=:2"}, ":2"},
+		{[]string{"--set", "http.addr=:2", "--addr", ":1"}, ":1"},
+		{[]string{"--addr", ":1", "--addr", ":3"}, ":3"},
+		{[]string{"--set", "http.addr=:2", "--set", "http.addr=:4"}, ":4"},
+	} {
+		c, err := Load("", nil, parseFlags(t, tc.flags...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.HTTP.Addr != tc.want {
+			t.Errorf("%q: addr %s, want %s", tc.flags, c.HTTP.Addr, tc.want)
+		}
+	}
+}
+
 func TestConfigFileFromFlagOrEnv(t *testing.T) {
 	fromFlag := writeFile(t, "http:\n  addr: :1111\n")
 	fromEnv := writeFile(t, "http:\n  addr: :2222\n")

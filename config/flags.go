@@ -26,6 +26,7 @@ var flagKeys = []struct{ name, key, usage string }{
 // command line last, over file and environment.
 func BindFlags(fs *flag.FlagSet) {
 	fs.String("config", "", "YAML configuration file (or "+ConfigEnv+")")
+	g := &given{}
 	for _, f := range flagKeys {
 		k, ok := lookupKey(f.key)
 		if !ok {
@@ -33,23 +34,37 @@ func BindFlags(fs *flag.FlagSet) {
 		}
 		isBool := k.Type.Kind() == reflect.Bool
 		usage := fmt.Sprintf("%s (%s, %s)", f.usage, k.Path, k.Env)
-		fs.Var(&keyFlag{key: k.Path, isBool: isBool}, f.name, usage)
+		fs.Var(&keyFlag{key: k.Path, name: f.name, isBool: isBool, given: g}, f.name, usage)
 	}
-	fs.Var(&setFlag{}, "set", "set any key, e.g. --set storage.s3.bucket=images (repeatable)")
+	fs.Var(&setFlag{given: g}, "set", "set any key, e.g. --set storage.s3.bucket=images (repeatable)")
 }
+
+// given keeps the settings flags give, in command-line order, so that the
+// last one for a key wins whether it came as its own flag or by --set.
+type given struct{ settings []givenSetting }
+
+type givenSetting struct{ key, value, source string }
 
 // keyFlag holds the text of one flag until Load parses it like any other
 // source, so flags, file and environment share one parser and one message.
 type keyFlag struct {
-	key, value string
-	isBool     bool
+	key, name, value string
+	isBool           bool
+	given            *given
 }
 
-func (f *keyFlag) String() string     { return f.value }
-func (f *keyFlag) Set(s string) error { f.value = s; return nil }
-func (f *keyFlag) IsBoolFlag() bool   { return f.isBool }
+func (f *keyFlag) String() string { return f.value }
+func (f *keyFlag) Set(s string) error {
+	f.value = s
+	f.given.settings = append(f.given.settings, givenSetting{f.key, s, "flag --" + f.name})
+	return nil
+}
+func (f *keyFlag) IsBoolFlag() bool { return f.isBool }
 
-type setFlag struct{ pairs []string }
+type setFlag struct {
+	pairs []string
+	given *given
+}
 
 func (f *setFlag) String() string { return strings.Join(f.pairs, " ") }
 func (f *setFlag) Set(s string) error {
@@ -57,30 +72,31 @@ func (f *setFlag) Set(s string) error {
 		return fmt.Errorf("want key=value, e.g. http.addr=:5000")
 	}
 	f.pairs = append(f.pairs, s)
+	path, value, _ := strings.Cut(s, "=")
+	f.given.settings = append(f.given.settings, givenSetting{path, value, "flag --set " + path})
 	return nil
 }
 
-// flags applies the bound flags that were given; fs.Visit skips the rest,
-// so an unset flag never hides a file or environment value.
+// flags applies the settings the bound flags gave, in command-line order;
+// an unset flag gives none, so it never hides a file or environment value.
 func (l *loader) flags(fs *flag.FlagSet) {
 	if fs == nil {
 		return
 	}
-	fs.Visit(func(fl *flag.Flag) {
-		switch v := fl.Value.(type) {
-		case *keyFlag:
-			k, _ := lookupKey(v.key)
-			l.set(k, v.value, "flag --"+fl.Name)
-		case *setFlag:
-			for _, pair := range v.pairs {
-				path, value, _ := strings.Cut(pair, "=")
-				k, ok := lookupKey(path)
-				if !ok {
-					l.fail(path, "flag --set", "unknown key; see `lading config example` for every key")
-					continue
-				}
-				l.set(k, value, "flag --set "+path)
-			}
+	fl := fs.Lookup("set")
+	if fl == nil {
+		return
+	}
+	set, ok := fl.Value.(*setFlag)
+	if !ok {
+		return
+	}
+	for _, g := range set.given.settings {
+		k, ok := lookupKey(g.key)
+		if !ok {
+			l.fail(g.key, g.source, "unknown key; see `lading config example` for every key")
+			continue
 		}
-	})
+		l.set(k, g.value, g.source)
+	}
 }
