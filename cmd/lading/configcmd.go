@@ -16,8 +16,9 @@ func runConfig(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case len(args) == 2 && args[0] == "check":
 		if _, err := config.Load(args[1], nil, nil); err != nil {
+			// 2, as serve exits on the same mistakes.
 			fmt.Fprintf(stderr, "%s:\n%v\n", args[1], err)
-			return 1
+			return 2
 		}
 		fmt.Fprintf(stdout, "%s: ok\n", args[1])
 		return 0

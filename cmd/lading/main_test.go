@@ -38,7 +38,7 @@ func TestRun(t *testing.T) {
 		{args: []string{"serve", "--addr", "nonsense"}, code: 2, stderr: "http.addr"},
 		{args: []string{"config", "example"}, code: 0, stdout: "storage:"},
 		{args: []string{"config"}, code: 2, stderr: "usage: lading config"},
-		{args: []string{"config", "check", "/nonexistent.yaml"}, code: 1, stderr: "nonexistent"},
+		{args: []string{"config", "check", "/nonexistent.yaml"}, code: 2, stderr: "nonexistent"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
