@@ -17,8 +17,8 @@ import (
 //     unchanged: a stat both proves the repository still holds the
 //     manifest and validates the entry, whichever process rewrote it.
 type manifestCache struct {
-	payloads *memo[[]byte]
-	records  *memo[recordEntry]
+	payloads *otter.Cache[string, []byte]
+	records  *otter.Cache[string, recordEntry]
 }
 
 type recordEntry struct {
@@ -37,8 +37,8 @@ func newManifestCache(maxBytes int64) *manifestCache {
 		return nil
 	}
 	return &manifestCache{
-		payloads: newMemo(maxBytes-maxBytes/4, func(b []byte) int { return len(b) }),
-		records:  newMemo(maxBytes/4, func(recordEntry) int { return recordWeight }),
+		payloads: newWeighed(maxBytes-maxBytes/4, func(b []byte) int { return len(b) }),
+		records:  newWeighed(maxBytes/4, func(recordEntry) int { return recordWeight }),
 	}
 }
 
@@ -46,13 +46,13 @@ func (m *manifestCache) payload(d string) ([]byte, bool) {
 	if m == nil {
 		return nil, false
 	}
-	return m.payloads.c.GetIfPresent(d)
+	return m.payloads.GetIfPresent(d)
 }
 
 // putPayload keeps payload, which must be the bytes of d.
 func (m *manifestCache) putPayload(d string, payload []byte) {
 	if m != nil {
-		m.payloads.c.Set(d, payload)
+		m.payloads.Set(d, payload)
 	}
 }
 
@@ -60,29 +60,25 @@ func (m *manifestCache) record(path string) (recordEntry, bool) {
 	if m == nil {
 		return recordEntry{}, false
 	}
-	return m.records.c.GetIfPresent(path)
+	return m.records.GetIfPresent(path)
 }
 
 func (m *manifestCache) putRecord(path string, size int64, rec manifestRecord) {
 	if m != nil {
-		m.records.c.Set(path, recordEntry{size: size, rec: rec})
+		m.records.Set(path, recordEntry{size: size, rec: rec})
 	}
-}
-
-// memo is an otter cache bounded by the bytes its entries weigh.
-type memo[V any] struct {
-	c *otter.Cache[string, V]
 }
 
 // entryOverhead approximates an entry's bookkeeping beyond its value, so
 // that many tiny entries are weighed fairly.
 const entryOverhead = 128
 
-func newMemo[V any](maxBytes int64, weigh func(V) int) *memo[V] {
-	return &memo[V]{c: otter.Must(&otter.Options[string, V]{
+// newWeighed returns an otter cache bounded by the bytes its entries weigh.
+func newWeighed[V any](maxBytes int64, weigh func(V) int) *otter.Cache[string, V] {
+	return otter.Must(&otter.Options[string, V]{
 		MaximumWeight: uint64(maxBytes),
 		Weigher: func(k string, v V) uint32 {
 			return uint32(min(len(k)+weigh(v)+entryOverhead, math.MaxUint32))
 		},
-	})}
+	})
 }

@@ -3,7 +3,6 @@ package filesystem
 import (
 	"errors"
 	"io/fs"
-	"math"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -50,14 +49,22 @@ func (d *Driver) syncChanges(cs ...change) error {
 		}
 		paths, seen = d.fresh.chain(filepath.Dir(c.file), d, paths, seen)
 	}
+	if err := d.fsyncAll(paths); err != nil {
+		return err
+	}
+	d.fresh.synced(seen)
+	return nil
+}
+
+// fsyncAll fsyncs each of paths once. A directory pruned meanwhile lost its
+// files to a Delete: there is nothing left in it to make durable.
+func (d *Driver) fsyncAll(paths []string) error {
 	slices.Sort(paths)
 	for _, p := range slices.Compact(paths) {
 		if err := d.fsync(p, -1); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			// A directory pruned meanwhile lost its files to a Delete.
 			return err
 		}
 	}
-	d.fresh.synced(seen)
 	return nil
 }
 
@@ -74,8 +81,8 @@ type freshDirs struct {
 }
 
 type freshDir struct {
-	ticket uint64 // the sync that makes its name durable; MaxUint64 while being made
-	making int    // mkdirs of it in progress
+	ticket uint64 // the sync that makes its name durable, once made
+	making int    // mkdirs of it in progress: fresh whatever the ticket
 	seq    uint64 // changes whenever it is made again
 }
 
@@ -99,7 +106,6 @@ func (f *freshDirs) making(dir string) {
 	}
 	e := f.m[dir]
 	e.making++
-	e.ticket = math.MaxUint64
 	f.last++
 	e.seq = f.last
 	f.m[dir] = e
@@ -146,13 +152,9 @@ func (f *freshDirs) trim(d *Driver) {
 	if len(seen) == 0 {
 		return
 	}
-	slices.Sort(parents)
-	for _, p := range slices.Compact(parents) {
-		if err := d.fsync(p, -1); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return // kept, for a sync or the next trim
-		}
+	if d.fsyncAll(parents) == nil { // else kept, for a sync or the next trim
+		f.synced(seen)
 	}
-	f.synced(seen)
 }
 
 // chain appends dir to paths, then its parents while the one before may

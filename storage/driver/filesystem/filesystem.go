@@ -533,13 +533,22 @@ func (d *Driver) bytesDurable(tmp string, fd int, ticket uint64) error {
 	if ticket == 0 {
 		return nil
 	}
-	err := d.barrier.waitFor(ticket, func() error { return d.fsync(tmp, fd) })
-	if err == nil {
-		err = d.writebackErr(fd)
-	}
+	err := d.fileDurable(tmp, fd, ticket)
 	unix.Close(fd)
 	if err != nil {
 		os.Remove(tmp)
+	}
+	return err
+}
+
+// fileDurable waits until the bytes of file, open as fd, are durable: by
+// the barrier's sync numbered ticket, or an fsync of fd. A writeback of
+// them that failed earlier, reported to another request's sync, is still
+// fd's to see, so fd is asked after a sync succeeds.
+func (d *Driver) fileDurable(file string, fd int, ticket uint64) error {
+	err := d.barrier.waitFor(ticket, func() error { return d.fsync(file, fd) })
+	if err == nil {
+		err = d.writebackErr(fd)
 	}
 	return err
 }

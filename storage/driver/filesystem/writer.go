@@ -108,19 +108,12 @@ func (w *writer) Commit(context.Context) error {
 	}
 	// The bytes must be durable before a Move publishes them (the name
 	// here is transient): the barrier's sync, or an fsync of the file.
-	fd := int(w.f.Fd())
-	err := w.d.barrier.waitFor(w.d.barrier.ticket(), func() error { return w.d.fsync(w.file, fd) })
-	if err == nil {
-		err = w.d.writebackErr(fd)
-	}
-	if err != nil {
+	if err := w.d.fileDurable(w.file, int(w.f.Fd()), w.d.barrier.ticket()); err != nil {
 		// A failed writeback is reported once: a later Commit would
 		// succeed over bytes that never reached the disk. The file goes,
 		// so that whoever resumes it finds nothing rather than them.
-		w.done, w.closed, w.dropped = err, true, true
-		w.f.Close()
-		os.Remove(w.file)
-		w.d.prune(filepath.Dir(w.file))
+		w.dropped = true
+		w.discard(err)
 		return err
 	}
 	w.done = driver.ErrWriterCommitted
@@ -136,8 +129,12 @@ func (w *writer) Cancel(context.Context) error {
 	case w.closed || w.done != nil:
 		return w.usable()
 	}
-	w.done = driver.ErrWriterCancelled
-	w.closed = true
+	return w.discard(driver.ErrWriterCancelled)
+}
+
+// discard closes the writer with done and removes its file.
+func (w *writer) discard(done error) error {
+	w.done, w.closed = done, true
 	w.f.Close()
 	if err := os.Remove(w.file); err != nil && !os.IsNotExist(err) {
 		return err
