@@ -21,6 +21,7 @@ func settled(t *testing.T) *Driver {
 	if err != nil {
 		t.Fatal(err)
 	}
+	d.unnamed = d.unnamed && !namedTemps
 	if err := d.barrier.waitFor(d.fresh.startup, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -67,6 +68,32 @@ func recordFsyncs(d *Driver) func() []string {
 	}
 }
 
+// namedTemps makes settled's drivers name their temporary files, as on a
+// file system without O_TMPFILE.
+var namedTemps bool
+
+// bothTemps runs test with unnamed temporary files, where the file system
+// has them, and with named ones.
+func bothTemps(t *testing.T, test func(t *testing.T)) {
+	for _, named := range []bool{false, true} {
+		t.Run(map[bool]string{false: "unnamed", true: "named"}[named], func(t *testing.T) {
+			namedTemps = named
+			t.Cleanup(func() { namedTemps = false })
+			test(t)
+		})
+	}
+}
+
+// linked adds to want the files given, which a fallback fsyncs when they
+// were linked from an unnamed file, and sorts it.
+func linked(d *Driver, want []string, files ...string) []string {
+	if d.unnamed {
+		want = append(want, files...)
+	}
+	slices.Sort(want)
+	return want
+}
+
 // within fails the test unless f returns within a few seconds.
 func within(t *testing.T, what string, f func() error) {
 	t.Helper()
@@ -86,55 +113,59 @@ func within(t *testing.T, what string, f func() error) {
 // directory holding the name, and the parent of each directory made for
 // it that no sync has covered yet.
 func TestWriteOutlivesAHangingSync(t *testing.T) {
-	d, fsynced := stuckSyncs(t)
-	ctx := t.Context()
-	within(t, "PutContent", func() error { return d.PutContent(ctx, "/a/b/blob", []byte("bytes")) })
-	if got, want := fsynced(), []string{"#tmp", "/", "/a", "/a/b"}; !slices.Equal(got, want) {
-		t.Fatalf("fsynced %q, want %q", got, want)
-	}
-	// Those directories' names are durable now.
-	within(t, "second PutContent", func() error { return d.PutContent(ctx, "/a/b/other", []byte("more")) })
-	if got, want := fsynced(), []string{"#tmp", "/a/b"}; !slices.Equal(got, want) {
-		t.Fatalf("second write fsynced %q, want %q", got, want)
-	}
-	within(t, "empty PutContent", func() error { return d.PutContent(ctx, "/c/link", nil) })
-	if got, want := fsynced(), []string{"/", "/c"}; !slices.Equal(got, want) {
-		t.Fatalf("an empty write fsynced %q, want %q", got, want)
-	}
-	if b, err := d.GetContent(ctx, "/a/b/blob"); err != nil || string(b) != "bytes" {
-		t.Fatalf("GetContent = %q, %v", b, err)
-	}
+	bothTemps(t, func(t *testing.T) {
+		d, fsynced := stuckSyncs(t)
+		ctx := t.Context()
+		within(t, "PutContent", func() error { return d.PutContent(ctx, "/a/b/blob", []byte("bytes")) })
+		if got, want := fsynced(), linked(d, []string{"#tmp", "/", "/a", "/a/b"}, "/a/b/blob"); !slices.Equal(got, want) {
+			t.Fatalf("fsynced %q, want %q", got, want)
+		}
+		// Those directories' names are durable now.
+		within(t, "second PutContent", func() error { return d.PutContent(ctx, "/a/b/other", []byte("more")) })
+		if got, want := fsynced(), linked(d, []string{"#tmp", "/a/b"}, "/a/b/other"); !slices.Equal(got, want) {
+			t.Fatalf("second write fsynced %q, want %q", got, want)
+		}
+		within(t, "empty PutContent", func() error { return d.PutContent(ctx, "/c/link", nil) })
+		if got, want := fsynced(), []string{"/", "/c"}; !slices.Equal(got, want) {
+			t.Fatalf("an empty write fsynced %q, want %q", got, want)
+		}
+		if b, err := d.GetContent(ctx, "/a/b/blob"); err != nil || string(b) != "bytes" {
+			t.Fatalf("GetContent = %q, %v", b, err)
+		}
+	})
 }
 
 // Under a batch, staged bytes and the names Commit owes fall back alike.
 func TestBatchOutlivesAHangingSync(t *testing.T) {
-	d, fsynced := stuckSyncs(t)
-	var staged []driver.Staged
-	for _, p := range []string{"/x/one", "/y/two"} {
-		s, err := d.Stage(t.Context(), p, []byte(p))
-		if err != nil {
-			t.Fatal(err)
+	bothTemps(t, func(t *testing.T) {
+		d, fsynced := stuckSyncs(t)
+		var staged []driver.Staged
+		for _, p := range []string{"/x/one", "/y/two"} {
+			s, err := d.Stage(t.Context(), p, []byte(p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			staged = append(staged, s)
 		}
-		staged = append(staged, s)
-	}
-	ctx, batch := driver.WithBatch(t.Context())
-	within(t, "Publish and Commit", func() error {
-		for _, s := range staged {
-			if err := s.Publish(ctx); err != nil {
+		ctx, batch := driver.WithBatch(t.Context())
+		within(t, "Publish and Commit", func() error {
+			for _, s := range staged {
+				if err := s.Publish(ctx); err != nil {
+					return err
+				}
+			}
+			if err := d.PutContent(ctx, "/x/marker", nil); err != nil {
 				return err
 			}
+			if err := d.Move(ctx, "/x/one", "/z/one"); err != nil {
+				return err
+			}
+			return batch.Commit()
+		})
+		if got, want := fsynced(), linked(d, []string{"#tmp", "#tmp", "/", "/x", "/y", "/z"}, "/x/one", "/y/two", "/z/one"); !slices.Equal(got, want) {
+			t.Fatalf("fsynced %q, want %q", got, want)
 		}
-		if err := d.PutContent(ctx, "/x/marker", nil); err != nil {
-			return err
-		}
-		if err := d.Move(ctx, "/x/one", "/z/one"); err != nil {
-			return err
-		}
-		return batch.Commit()
 	})
-	if got, want := fsynced(), []string{"#tmp", "#tmp", "/", "/x", "/y", "/z"}; !slices.Equal(got, want) {
-		t.Fatalf("fsynced %q, want %q", got, want)
-	}
 }
 
 // A writer's Commit fsyncs its file when the sync hangs.
@@ -202,25 +233,27 @@ func TestFailedFsyncFailsTheWrite(t *testing.T) {
 
 // On a crowded machine no sync begins: each write fsyncs its own.
 func TestCrowdedMachineStartsNoSync(t *testing.T) {
-	d, syncs := countingSyncs(t)
-	d.barrier.crowded = func() bool { return true }
-	fsynced := recordFsyncs(d)
-	if err := d.PutContent(t.Context(), "/a/blob", []byte("bytes")); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := fsynced(), []string{"#tmp", "/", "/a"}; !slices.Equal(got, want) {
-		t.Fatalf("fsynced %q, want %q", got, want)
-	}
-	if n := syncs(); n != 0 {
-		t.Fatalf("%d syncs on a crowded machine", n)
-	}
-	d.barrier.crowded = func() bool { return false }
-	if err := d.PutContent(t.Context(), "/a/other", []byte("bytes")); err != nil {
-		t.Fatal(err)
-	}
-	if got := fsynced(); len(got) != 0 {
-		t.Fatalf("fsynced %q once the machine is quiet", got)
-	}
+	bothTemps(t, func(t *testing.T) {
+		d, syncs := countingSyncs(t)
+		d.barrier.crowded = func() bool { return true }
+		fsynced := recordFsyncs(d)
+		if err := d.PutContent(t.Context(), "/a/blob", []byte("bytes")); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := fsynced(), linked(d, []string{"#tmp", "/", "/a"}, "/a/blob"); !slices.Equal(got, want) {
+			t.Fatalf("fsynced %q, want %q", got, want)
+		}
+		if n := syncs(); n != 0 {
+			t.Fatalf("%d syncs on a crowded machine", n)
+		}
+		d.barrier.crowded = func() bool { return false }
+		if err := d.PutContent(t.Context(), "/a/other", []byte("bytes")); err != nil {
+			t.Fatal(err)
+		}
+		if got := fsynced(); len(got) != 0 {
+			t.Fatalf("fsynced %q once the machine is quiet", got)
+		}
+	})
 }
 
 func TestMeminfoBytes(t *testing.T) {
@@ -258,41 +291,45 @@ func TestTouchOutlivesAHangingSync(t *testing.T) {
 
 // Directories pruned and made again are fresh again.
 func TestRemadeDirectoriesAreFresh(t *testing.T) {
-	d, fsynced := stuckSyncs(t)
-	ctx := t.Context()
-	put := func(p string) {
-		t.Helper()
-		within(t, "PutContent "+p, func() error { return d.PutContent(ctx, p, []byte(p)) })
-	}
-	put("/p/q/x")
-	put("/p/q/y")
-	if got, want := fsynced(), []string{"#tmp", "#tmp", "/", "/p", "/p/q", "/p/q"}; !slices.Equal(got, want) {
-		t.Fatalf("fsynced %q, want %q", got, want)
-	}
-	for _, p := range []string{"/p/q/x", "/p/q/y"} {
-		if err := d.Delete(ctx, p); err != nil {
-			t.Fatal(err)
+	bothTemps(t, func(t *testing.T) {
+		d, fsynced := stuckSyncs(t)
+		ctx := t.Context()
+		put := func(p string) {
+			t.Helper()
+			within(t, "PutContent "+p, func() error { return d.PutContent(ctx, p, []byte(p)) })
 		}
-	}
-	put("/p/q/z")
-	if got, want := fsynced(), []string{"#tmp", "/", "/p", "/p/q"}; !slices.Equal(got, want) {
-		t.Fatalf("after pruning, fsynced %q, want %q", got, want)
-	}
+		put("/p/q/x")
+		put("/p/q/y")
+		if got, want := fsynced(), linked(d, []string{"#tmp", "#tmp", "/", "/p", "/p/q", "/p/q"}, "/p/q/x", "/p/q/y"); !slices.Equal(got, want) {
+			t.Fatalf("fsynced %q, want %q", got, want)
+		}
+		for _, p := range []string{"/p/q/x", "/p/q/y"} {
+			if err := d.Delete(ctx, p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		put("/p/q/z")
+		if got, want := fsynced(), linked(d, []string{"#tmp", "/", "/p", "/p/q"}, "/p/q/z"); !slices.Equal(got, want) {
+			t.Fatalf("after pruning, fsynced %q, want %q", got, want)
+		}
+	})
 }
 
 // Until the sync begun at start has finished, any directory may be a
 // previous process's, unsynced: a fallback fsyncs up to the root.
 func TestDirectoriesBeforeStartAreNotTrusted(t *testing.T) {
-	d, fsynced := stuckSyncs(t)
-	ctx := t.Context()
-	if err := os.MkdirAll(filepath.Join(d.root, "e", "f"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	d.fresh.startup = d.barrier.ticket() // a start whose sync hangs
-	within(t, "PutContent", func() error { return d.PutContent(ctx, "/e/f/x", []byte("x")) })
-	if got, want := fsynced(), []string{"#tmp", "/", "/e", "/e/f"}; !slices.Equal(got, want) {
-		t.Fatalf("fsynced %q, want %q", got, want)
-	}
+	bothTemps(t, func(t *testing.T) {
+		d, fsynced := stuckSyncs(t)
+		ctx := t.Context()
+		if err := os.MkdirAll(filepath.Join(d.root, "e", "f"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		d.fresh.startup = d.barrier.ticket() // a start whose sync hangs
+		within(t, "PutContent", func() error { return d.PutContent(ctx, "/e/f/x", []byte("x")) })
+		if got, want := fsynced(), linked(d, []string{"#tmp", "/", "/e", "/e/f"}, "/e/f/x"); !slices.Equal(got, want) {
+			t.Fatalf("fsynced %q, want %q", got, want)
+		}
+	})
 }
 
 // While no sync covers them, fresh directories past the cap have their

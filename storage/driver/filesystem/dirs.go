@@ -25,6 +25,12 @@ const placeAttempts = 8
 // create then sees ENOENT and place makes the directory again. Under a
 // driver.Batch the wait is left to the batch's Commit.
 func (d *Driver) place(ctx context.Context, file string, durable bool, create func() (touched bool, err error)) error {
+	return d.placeChange(ctx, change{file: file}, durable, create)
+}
+
+// placeChange is place for a change that says more than its file.
+func (d *Driver) placeChange(ctx context.Context, c change, durable bool, create func() (touched bool, err error)) error {
+	file := c.file
 	dir := filepath.Dir(file)
 	for attempt := 1; ; attempt++ {
 		touched, err := create()
@@ -32,7 +38,7 @@ func (d *Driver) place(ctx context.Context, file string, durable bool, create fu
 			if !durable {
 				return nil
 			}
-			c := change{file: file, touched: touched}
+			c.touched = touched
 			if driver.Defer(ctx, d.barrier, d.newChanges, func(cs *changes) { cs.list = append(cs.list, c) }) {
 				return nil
 			}

@@ -19,7 +19,8 @@ import (
 // made durable.
 type change struct {
 	file    string
-	touched bool // the file's times changed, not its directory
+	touched bool   // the file's inode changed (times, link count), not only its directory
+	from    string // the file moved from there: a touch of it owed by the same batch moved too
 }
 
 // changes are what a batch has changed: one barrier makes them durable,
@@ -44,7 +45,7 @@ func (d *Driver) syncChanges(cs ...change) error {
 	var paths []string
 	var seen []freshSeen
 	for _, c := range cs {
-		if c.touched {
+		if c.touched || c.from != "" && slices.ContainsFunc(cs, func(o change) bool { return o.touched && o.file == c.from }) {
 			paths = append(paths, c.file)
 		}
 		paths, seen = d.fresh.chain(filepath.Dir(c.file), d, paths, seen)

@@ -2,8 +2,8 @@
 // files below one root directory, /a/b being root/a/b.
 //
 // Data appears at its final path only when complete: small content is
-// written to a temporary file, made durable, and then renamed (or, for
-// Create, hard-linked) into place; an empty object, having no bytes to see
+// written to a temporary file, made durable, and then linked (or renamed,
+// to replace what is there) into place; an empty object, having no bytes to see
 // half of, is made in place. Directories are object-store prefixes: they are
 // made on demand and removed again with the last file a Delete takes from
 // them (a Move leaves the folder it empties, which reads as absent).
@@ -20,8 +20,6 @@ package filesystem
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"io"
 	"io/fs"
@@ -53,6 +51,7 @@ type Driver struct {
 	tmp     string
 	barrier *barrier
 	fresh   freshDirs
+	unnamed bool // temporary files are unnamed (see temp)
 	// fsyncPath and writebackErr; tests replace them.
 	fsync        func(name string, fd int) error
 	writebackErr func(fd int) error
@@ -70,6 +69,7 @@ func New(root string) (*Driver, error) {
 	if err := os.MkdirAll(d.tmp, 0o755); err != nil {
 		return nil, err
 	}
+	d.unnamed = canLinkUnnamed(d.tmp)
 	if d.barrier, err = newBarrier(root); err != nil {
 		return nil, err
 	}
@@ -193,23 +193,14 @@ func (d *Driver) put(ctx context.Context, path string, content []byte, durable b
 			return err
 		}
 	}
-	tmp, fd, ticket, err := d.writeTemp(content, durable)
-	if err == nil {
-		err = d.bytesDurable(tmp, fd, ticket)
-	}
+	t, err := d.writeTemp(content, durable)
 	if err != nil {
 		return err
 	}
-	return d.renameInto(ctx, tmp, file, durable)
-}
-
-// renameInto publishes the temporary file tmp as file, or removes it.
-func (d *Driver) renameInto(ctx context.Context, tmp, file string, durable bool) error {
-	err := d.place(ctx, file, durable, func() (bool, error) { return made(rename(tmp, file)) })
-	if err != nil {
-		os.Remove(tmp)
+	if err := t.bytesDurable(d); err != nil {
+		return err
 	}
-	return err
+	return d.publish(ctx, t, file, durable, true)
 }
 
 // DefersUnderBatch implements driver.Deferring: under a batch the syncfs
@@ -229,19 +220,17 @@ func (d *Driver) Stage(ctx context.Context, path string, content []byte) (driver
 		// Made in place at Publish: there are no bytes to sync first.
 		return &staged{d: d, path: path, file: file}, nil
 	}
-	tmp, fd, ticket, err := d.writeTemp(content, true)
+	t, err := d.writeTemp(content, true)
 	if err != nil {
 		return nil, err
 	}
-	return &staged{d: d, path: path, file: file, tmp: tmp, fd: fd, ticket: ticket}, nil
+	return &staged{d: d, path: path, file: file, t: t}, nil
 }
 
 type staged struct {
 	d          *Driver
 	path, file string
-	tmp        string // "" for empty content
-	fd         int    // tmp, open until its bytes are durable
-	ticket     uint64 // the barrier sync that makes tmp's bytes durable
+	t          *temp // nil for empty content
 	done       bool
 }
 
@@ -250,19 +239,18 @@ func (s *staged) Publish(ctx context.Context) error {
 		return errors.New("filesystem: staged content published or discarded already")
 	}
 	s.done = true
-	if s.tmp == "" {
+	if s.t == nil {
 		return s.d.put(ctx, s.path, nil, true)
 	}
-	if err := s.d.bytesDurable(s.tmp, s.fd, s.ticket); err != nil {
+	if err := s.t.bytesDurable(s.d); err != nil {
 		return err
 	}
-	return s.d.renameInto(ctx, s.tmp, s.file, true)
+	return s.d.publish(ctx, s.t, s.file, true, true)
 }
 
 func (s *staged) Discard() {
-	if !s.done && s.tmp != "" {
-		unix.Close(s.fd)
-		os.Remove(s.tmp)
+	if !s.done && s.t != nil {
+		s.t.discard()
 	}
 	s.done = true
 }
@@ -311,15 +299,14 @@ func (d *Driver) Create(ctx context.Context, path string, content []byte) error 
 	if _, err := os.Lstat(file); err == nil {
 		return driver.ErrExists
 	}
-	tmp, fd, ticket, err := d.writeTemp(content, true)
+	t, err := d.writeTemp(content, true)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp)
-	if err := d.bytesDurable(tmp, fd, ticket); err != nil {
+	if err := t.bytesDurable(d); err != nil {
 		return err
 	}
-	err = d.place(ctx, file, true, func() (bool, error) { return made(os.Link(tmp, file)) })
+	err = d.publish(ctx, t, file, true, false)
 	if errors.Is(err, fs.ErrExist) {
 		return driver.ErrExists
 	}
@@ -413,7 +400,7 @@ func (d *Driver) Move(ctx context.Context, src, dst string) error {
 	if src == dst {
 		return nil
 	}
-	err = d.place(ctx, to, true, func() (bool, error) { return made(rename(from, to)) })
+	err = d.placeChange(ctx, change{file: to, from: from}, true, func() (bool, error) { return made(rename(from, to)) })
 	if errors.Is(err, fs.ErrNotExist) {
 		return d.notFound(src) // moved or deleted by someone else meanwhile
 	}
@@ -483,62 +470,6 @@ func (d *Driver) file(path string) (string, error) {
 		return "", err
 	}
 	return d.root + filepath.FromSlash(path), nil
-}
-
-// writeTemp writes content to a new temporary file. When durable, its
-// bytes are durable once the barrier's sync numbered ticket has finished
-// (see bytesDurable), and the file stays open as fd until then; ticket 0
-// owes nothing, and fd is then -1.
-func (d *Driver) writeTemp(content []byte, durable bool) (tmp string, fd int, ticket uint64, err error) {
-	var id [12]byte
-	rand.Read(id[:])
-	tmp = filepath.Join(d.tmp, hex.EncodeToString(id[:]))
-	fd, err = openFD(tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o644)
-	if err != nil {
-		return "", -1, 0, err
-	}
-	for rest := content; len(rest) > 0; {
-		n, werr := unix.Write(fd, rest)
-		if werr == unix.EINTR {
-			continue
-		}
-		if werr != nil {
-			err = werr
-			break
-		}
-		rest = rest[n:]
-	}
-	// An empty file has no bytes to lose: the barrier that publishes its
-	// name is all the durability it needs.
-	keep := err == nil && durable && len(content) > 0
-	if !keep {
-		if cerr := unix.Close(fd); err == nil {
-			err = cerr
-		}
-		fd = -1
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return "", -1, 0, &fs.PathError{Op: "write", Path: tmp, Err: err}
-	}
-	if keep {
-		ticket = d.barrier.ticket()
-	}
-	return tmp, fd, ticket, nil
-}
-
-// bytesDurable waits until the bytes writeTemp wrote to tmp are durable,
-// closes fd, and removes tmp if they cannot be made so.
-func (d *Driver) bytesDurable(tmp string, fd int, ticket uint64) error {
-	if ticket == 0 {
-		return nil
-	}
-	err := d.fileDurable(tmp, fd, ticket)
-	unix.Close(fd)
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
 }
 
 // fileDurable waits until the bytes of file, open as fd, are durable: by

@@ -14,6 +14,7 @@ import (
 	"github.com/lading-registry/lading/storage/driver"
 	"github.com/lading-registry/lading/storage/driver/filesystem"
 	"github.com/lading-registry/lading/storage/driver/testsuite"
+	"golang.org/x/sys/unix"
 )
 
 func newDriver(t testing.TB) (*filesystem.Driver, string) {
@@ -25,13 +26,40 @@ func newDriver(t testing.TB) (*filesystem.Driver, string) {
 	return d, root
 }
 
+// The suite runs with temporary files unnamed (O_TMPFILE), as on the
+// file systems Lading is run on, and named, as where they are missing.
 func TestConformance(t *testing.T) {
-	testsuite.Run(t, func(t *testing.T) driver.Driver {
-		d, root := newDriver(t)
-		// Runs after the suite's own cleanup: the root must be as new.
-		t.Cleanup(func() { wantPristine(t, root) })
-		return d
-	})
+	for _, named := range []bool{false, true} {
+		t.Run(map[bool]string{false: "unnamed", true: "named"}[named], func(t *testing.T) {
+			testsuite.Run(t, func(t *testing.T) driver.Driver {
+				d, root := newDriver(t)
+				if named {
+					filesystem.NameTemps(d)
+				}
+				// Runs after the suite's own cleanup: the root must be as new.
+				t.Cleanup(func() { wantPristine(t, root) })
+				return d
+			})
+		})
+	}
+}
+
+// Temporary files are unnamed on the usual Linux file systems, so that
+// the suite's unnamed pass is not the named one twice.
+func TestTempsAreUnnamedOnLinux(t *testing.T) {
+	d, root := newDriver(t)
+	var st unix.Statfs_t
+	if err := unix.Statfs(root, &st); err != nil {
+		t.Fatal(err)
+	}
+	switch st.Type {
+	case unix.EXT4_SUPER_MAGIC, unix.TMPFS_MAGIC, unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC:
+	default:
+		t.Skipf("file system type %#x", st.Type)
+	}
+	if !filesystem.NameTemps(d) {
+		t.Fatal("temporary files are named on a file system with O_TMPFILE")
+	}
 }
 
 // wantPristine checks that root holds nothing but an empty temporary

@@ -1,0 +1,188 @@
+package filesystem
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// A temp is new content not yet at its path. Where the file system makes
+// unnamed files (O_TMPFILE), it is one, linked into place once durable:
+// neither its write nor its publication then adds or removes a name in
+// the temporary directory, which every write would otherwise share (a
+// lookup, an entry added, one removed and a rename across directories,
+// about a third of a manifest push's processor time). Elsewhere it is a
+// file named in the temporary directory, renamed into place.
+type temp struct {
+	name    string // for errors and the fallback's fsync; in the temporary directory
+	fd      int    // open while the bytes owe a sync, or while unnamed; else -1
+	ticket  uint64 // the barrier sync that makes its bytes durable; 0 owes nothing
+	unnamed bool
+}
+
+// unnamedName stands for an unnamed file where a name is wanted.
+const unnamedName = "(unnamed)"
+
+// openTemp makes a new, empty temporary file.
+func (d *Driver) openTemp() (*temp, error) {
+	if d.unnamed {
+		fd, err := openFD(d.tmp, unix.O_TMPFILE|unix.O_WRONLY, 0o644)
+		if err == nil {
+			return &temp{name: filepath.Join(d.tmp, unnamedName), fd: fd, unnamed: true}, nil
+		}
+	}
+	name := d.tempName()
+	fd, err := openFD(name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return &temp{name: name, fd: fd}, nil
+}
+
+func (d *Driver) tempName() string {
+	var id [12]byte
+	rand.Read(id[:])
+	return filepath.Join(d.tmp, hex.EncodeToString(id[:]))
+}
+
+// writeTemp writes content to a new temporary file. When durable, its
+// bytes are durable once the barrier's sync numbered ticket has finished
+// (see bytesDurable); ticket 0 owes nothing.
+func (d *Driver) writeTemp(content []byte, durable bool) (*temp, error) {
+	t, err := d.openTemp()
+	if err != nil {
+		return nil, err
+	}
+	for rest := content; len(rest) > 0; {
+		n, werr := unix.Write(t.fd, rest)
+		if werr == unix.EINTR {
+			continue
+		}
+		if werr != nil {
+			err = werr
+			break
+		}
+		rest = rest[n:]
+	}
+	// An empty file has no bytes to lose: the barrier that publishes its
+	// name is all the durability it needs.
+	owes := err == nil && durable && len(content) > 0
+	if !owes && !t.unnamed {
+		if cerr := unix.Close(t.fd); err == nil {
+			err = cerr
+		}
+		t.fd = -1
+	}
+	if err != nil {
+		t.discard()
+		return nil, &fs.PathError{Op: "write", Path: t.name, Err: err}
+	}
+	if owes {
+		t.ticket = d.barrier.ticket()
+	}
+	return t, nil
+}
+
+// bytesDurable waits until the bytes writeTemp wrote are durable, and
+// discards the file if they cannot be made so.
+func (t *temp) bytesDurable(d *Driver) error {
+	if t.ticket == 0 {
+		return nil
+	}
+	err := d.fileDurable(t.name, t.fd, t.ticket)
+	t.ticket = 0
+	if err != nil {
+		t.discard()
+		return err
+	}
+	if !t.unnamed {
+		unix.Close(t.fd)
+		t.fd = -1
+	}
+	return nil
+}
+
+// publish gives the temporary file, durable already, the name file (see
+// place for durable), or discards it. With replace, what file names is
+// replaced atomically; without, a taken name is fs.ErrExist.
+func (d *Driver) publish(ctx context.Context, t *temp, file string, durable, replace bool) error {
+	defer t.discard()
+	return d.place(ctx, file, durable, func() (bool, error) { return t.link(d, file, replace) })
+}
+
+// link names the file file; touched reports that the file's link count
+// changed, which a fallback must fsync along with the directory (a
+// directory's fsync alone persists the name, not the count).
+func (t *temp) link(d *Driver, file string, replace bool) (touched bool, err error) {
+	if !t.unnamed {
+		if !replace {
+			return made(os.Link(t.name, file))
+		}
+		if err := rename(t.name, file); err != nil {
+			return made(err)
+		}
+		t.name = "" // nothing left to remove
+		return made(nil)
+	}
+	err = linkFD(t.fd, file)
+	if errors.Is(err, fs.ErrExist) && replace {
+		// The name is taken, and only rename replaces it atomically: by
+		// way of a name in the temporary directory.
+		name := d.tempName()
+		if err = linkFD(t.fd, name); err == nil {
+			if err = rename(name, file); err != nil {
+				os.Remove(name)
+			}
+		}
+	}
+	return err == nil, err
+}
+
+// linkFD names the unnamed file open as fd. linkat(2) of the descriptor
+// itself (AT_EMPTY_PATH) asks for a capability; its /proc link does not.
+func linkFD(fd int, name string) error {
+	from := "/proc/self/fd/" + strconv.Itoa(fd)
+	if err := unix.Linkat(unix.AT_FDCWD, from, unix.AT_FDCWD, name, unix.AT_SYMLINK_FOLLOW); err != nil {
+		return &os.LinkError{Op: "link", Old: from, New: name, Err: err}
+	}
+	return nil
+}
+
+// discard closes the file and removes its name; an unnamed file goes with
+// its last descriptor. A name given by publish stays.
+func (t *temp) discard() {
+	if t.fd >= 0 {
+		unix.Close(t.fd)
+		t.fd = -1
+	}
+	if !t.unnamed && t.name != "" {
+		os.Remove(t.name)
+	}
+	t.name = ""
+}
+
+// canLinkUnnamed reports whether the file system below dir makes unnamed
+// files that can be linked: O_TMPFILE needs Linux 3.11 and a file system
+// that has it, and linking needs /proc.
+func canLinkUnnamed(dir string) bool {
+	fd, err := openFD(dir, unix.O_TMPFILE|unix.O_WRONLY, 0o644)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	var id [12]byte
+	rand.Read(id[:])
+	name := filepath.Join(dir, "probe-"+hex.EncodeToString(id[:]))
+	if linkFD(fd, name) != nil {
+		return false
+	}
+	os.Remove(name)
+	return true
+}
