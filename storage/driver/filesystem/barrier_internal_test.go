@@ -21,7 +21,9 @@ func settled(t *testing.T) *Driver {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.unnamed = d.unnamed && !namedTemps
+	if tempWay != "" {
+		UseTemps(d, tempWay)
+	}
 	if err := d.barrier.waitFor(d.fresh.startup, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -68,17 +70,17 @@ func recordFsyncs(d *Driver) func() []string {
 	}
 }
 
-// namedTemps makes settled's drivers name their temporary files, as on a
-// file system without O_TMPFILE.
-var namedTemps bool
+// tempWay is how settled's drivers make their temporary files (see
+// TempWays); "" leaves it to the driver.
+var tempWay string
 
 // bothTemps runs test with unnamed temporary files, where the file system
 // has them, and with named ones.
 func bothTemps(t *testing.T, test func(t *testing.T)) {
-	for _, named := range []bool{false, true} {
-		t.Run(map[bool]string{false: "unnamed", true: "named"}[named], func(t *testing.T) {
-			namedTemps = named
-			t.Cleanup(func() { namedTemps = false })
+	for _, way := range []string{"unnamed-proc", "named"} {
+		t.Run(way, func(t *testing.T) {
+			tempWay = way
+			t.Cleanup(func() { tempWay = "" })
 			test(t)
 		})
 	}

@@ -52,6 +52,7 @@ type Driver struct {
 	barrier *barrier
 	fresh   freshDirs
 	unnamed bool // temporary files are unnamed (see temp)
+	byFD    bool // and linked by their descriptor (see linkFD)
 	// fsyncPath and writebackErr; tests replace them.
 	fsync        func(name string, fd int) error
 	writebackErr func(fd int) error
@@ -69,7 +70,7 @@ func New(root string) (*Driver, error) {
 	if err := os.MkdirAll(d.tmp, 0o755); err != nil {
 		return nil, err
 	}
-	d.unnamed = canLinkUnnamed(d.tmp)
+	d.unnamed, d.byFD = linkUnnamed(d.tmp)
 	if d.barrier, err = newBarrier(root); err != nil {
 		return nil, err
 	}

@@ -26,16 +26,18 @@ func newDriver(t testing.TB) (*filesystem.Driver, string) {
 	return d, root
 }
 
-// The suite runs with temporary files unnamed (O_TMPFILE), as on the
-// file systems Lading is run on, and named, as where they are missing.
+// The suite runs with every way of making temporary files that this
+// machine has: unnamed (O_TMPFILE) as on the file systems Lading is run on,
+// and named, as where they are missing.
 func TestConformance(t *testing.T) {
-	for _, named := range []bool{false, true} {
-		t.Run(map[bool]string{false: "unnamed", true: "named"}[named], func(t *testing.T) {
+	for _, way := range filesystem.TempWays {
+		t.Run(way, func(t *testing.T) {
+			if d, _ := newDriver(t); !filesystem.UseTemps(d, way) {
+				t.Skipf("temporary files cannot be %s here", way)
+			}
 			testsuite.Run(t, func(t *testing.T) driver.Driver {
 				d, root := newDriver(t)
-				if named {
-					filesystem.NameTemps(d)
-				}
+				filesystem.UseTemps(d, way)
 				// Runs after the suite's own cleanup: the root must be as new.
 				t.Cleanup(func() { wantPristine(t, root) })
 				return d
@@ -45,7 +47,7 @@ func TestConformance(t *testing.T) {
 }
 
 // Temporary files are unnamed on the usual Linux file systems, so that
-// the suite's unnamed pass is not the named one twice.
+// the suite's unnamed passes are not the named one again.
 func TestTempsAreUnnamedOnLinux(t *testing.T) {
 	d, root := newDriver(t)
 	var st unix.Statfs_t
@@ -57,7 +59,7 @@ func TestTempsAreUnnamedOnLinux(t *testing.T) {
 	default:
 		t.Skipf("file system type %#x", st.Type)
 	}
-	if !filesystem.NameTemps(d) {
+	if !filesystem.UseTemps(d, "unnamed-proc") {
 		t.Fatal("temporary files are named on a file system with O_TMPFILE")
 	}
 }

@@ -131,12 +131,12 @@ func (t *temp) link(d *Driver, file string, replace bool) (touched bool, err err
 		t.name = "" // nothing left to remove
 		return made(nil)
 	}
-	err = linkFD(t.fd, file)
+	err = linkFD(t.fd, file, d.byFD)
 	if errors.Is(err, fs.ErrExist) && replace {
 		// The name is taken, and only rename replaces it atomically: by
 		// way of a name in the temporary directory.
 		name := d.tempName()
-		if err = linkFD(t.fd, name); err == nil {
+		if err = linkFD(t.fd, name, d.byFD); err == nil {
 			if err = rename(name, file); err != nil {
 				os.Remove(name)
 			}
@@ -145,12 +145,21 @@ func (t *temp) link(d *Driver, file string, replace bool) (touched bool, err err
 	return err == nil, err
 }
 
-// linkFD names the unnamed file open as fd. linkat(2) of the descriptor
-// itself (AT_EMPTY_PATH) asks for a capability; its /proc link does not.
-func linkFD(fd int, name string) error {
-	from := "/proc/self/fd/" + strconv.Itoa(fd)
-	if err := unix.Linkat(unix.AT_FDCWD, from, unix.AT_FDCWD, name, unix.AT_SYMLINK_FOLLOW); err != nil {
-		return &os.LinkError{Op: "link", Old: from, New: name, Err: err}
+// linkFD names the unnamed file open as fd: by the descriptor itself
+// (AT_EMPTY_PATH) when byFD, which needs CAP_DAC_READ_SEARCH or, since
+// Linux 6.10, being the file's opener, else by its link in /proc, which
+// costs a walk of /proc/self/fd on every link.
+func linkFD(fd int, name string, byFD bool) error {
+	from, flags := "/proc/self/fd/"+strconv.Itoa(fd), unix.AT_SYMLINK_FOLLOW
+	if byFD {
+		from, flags = "", unix.AT_EMPTY_PATH
+	}
+	dirfd := unix.AT_FDCWD
+	if byFD {
+		dirfd = fd
+	}
+	if err := unix.Linkat(dirfd, from, unix.AT_FDCWD, name, flags); err != nil {
+		return &os.LinkError{Op: "link", Old: "/proc/self/fd/" + strconv.Itoa(fd), New: name, Err: err}
 	}
 	return nil
 }
@@ -168,21 +177,24 @@ func (t *temp) discard() {
 	t.name = ""
 }
 
-// canLinkUnnamed reports whether the file system below dir makes unnamed
-// files that can be linked: O_TMPFILE needs Linux 3.11 and a file system
-// that has it, and linking needs /proc.
-func canLinkUnnamed(dir string) bool {
-	fd, err := openFD(dir, unix.O_TMPFILE|unix.O_WRONLY, 0o644)
-	if err != nil {
-		return false
+// linkUnnamed reports whether the file system below dir makes unnamed
+// files that can be linked (O_TMPFILE needs a file system that has it),
+// and whether by their descriptor, or else through /proc.
+func linkUnnamed(dir string) (ok, byFD bool) {
+	for _, byFD := range []bool{true, false} {
+		fd, err := openFD(dir, unix.O_TMPFILE|unix.O_WRONLY, 0o644)
+		if err != nil {
+			return false, false
+		}
+		var id [12]byte
+		rand.Read(id[:])
+		name := filepath.Join(dir, "probe-"+hex.EncodeToString(id[:]))
+		err = linkFD(fd, name, byFD)
+		unix.Close(fd)
+		if err == nil {
+			os.Remove(name)
+			return true, byFD
+		}
 	}
-	defer unix.Close(fd)
-	var id [12]byte
-	rand.Read(id[:])
-	name := filepath.Join(dir, "probe-"+hex.EncodeToString(id[:]))
-	if linkFD(fd, name) != nil {
-		return false
-	}
-	os.Remove(name)
-	return true
+	return false, false
 }
