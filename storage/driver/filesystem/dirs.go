@@ -17,32 +17,25 @@ import (
 // few syscalls, so a handful is plenty.
 const placeAttempts = 8
 
-// place runs create, which makes the file (a rename, link or open) or,
-// reporting touched, changes the one there in place, making its missing
-// parent directories first if needed; with durable set it then waits for
-// the barrier so the change, and any directory made for it, survive a
-// crash. A Delete may prune a directory between its making and create;
-// create then sees ENOENT and place makes the directory again. Under a
-// driver.Batch the wait is left to the batch's Commit.
-func (d *Driver) place(ctx context.Context, file string, durable bool, create func() (touched bool, err error)) error {
-	return d.placeChange(ctx, change{file: file}, durable, create)
-}
-
-// placeChange is place for a change that says more than its file.
-func (d *Driver) placeChange(ctx context.Context, c change, durable bool, create func() (touched bool, err error)) error {
-	file := c.file
+// place runs create, which makes the file (a rename, link or open) or
+// changes the one there in place, making its missing parent directories
+// first if needed; with durable set it then waits for the barrier so the
+// change, and any directory made for it, survive a crash. A Delete may
+// prune a directory between its making and create; create then sees
+// ENOENT and place makes the directory again. Under a driver.Batch the
+// wait is left to the batch's Commit.
+func (d *Driver) place(ctx context.Context, file string, durable bool, create func() error) error {
 	dir := filepath.Dir(file)
 	for attempt := 1; ; attempt++ {
-		touched, err := create()
+		err := create()
 		if err == nil {
 			if !durable {
 				return nil
 			}
-			c.touched = touched
-			if driver.Defer(ctx, d.barrier, d.newChanges, func(cs *changes) { cs.list = append(cs.list, c) }) {
+			if driver.Defer(ctx, d.barrier, d.newChanges, func(cs *changes) { cs.files = append(cs.files, file) }) {
 				return nil
 			}
-			return d.barrier.waitFor(d.barrier.ticket(), func() error { return d.syncChanges(c) })
+			return d.barrier.waitFor(d.barrier.ticket(), func() error { return d.syncChanges(file) })
 		}
 		if !errors.Is(err, fs.ErrNotExist) || attempt == placeAttempts {
 			return err
@@ -52,9 +45,6 @@ func (d *Driver) placeChange(ctx context.Context, c change, durable bool, create
 		}
 	}
 }
-
-// made is create's answer for a new name.
-func made(err error) (touched bool, _ error) { return false, err }
 
 // mkdirs makes dir and its missing parents. Their durability comes from
 // the barrier that place waits for after creating the file below them, or

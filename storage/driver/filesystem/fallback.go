@@ -11,23 +11,19 @@ import (
 )
 
 // When the barrier is slow (see barrier), each operation makes what it
-// changed durable by itself: the bytes of a new file with an fsync of it,
-// a new name with an fsync of the directory holding it and of the parent
-// of every directory on the way up whose own name may not be durable yet.
+// changed durable by itself: an fsync of each file it made, moved or
+// touched, and of the directory holding it and the parent of every
+// directory on the way up whose own name may not be durable yet. The
+// file's own fsync is needed even when its bytes were synced before: on a
+// file system without a journal a directory's fsync writes the directory,
+// not the new file's inode (its link count, its times), without which a
+// check after a crash drops the name.
 
-// change is one name made, or one file touched in place, that must be
-// made durable.
-type change struct {
-	file    string
-	touched bool   // the file's inode changed (times, link count), not only its directory
-	from    string // the file moved from there: a touch of it owed by the same batch moved too
-}
-
-// changes are what a batch has changed: one barrier makes them durable,
-// or, when it is slow or fails, syncChanges.
+// changes are the files a batch has changed: one barrier makes them
+// durable, or, when it is slow or fails, syncChanges.
 type changes struct {
 	d      *Driver
-	list   []change
+	files  []string
 	ticket uint64 // the first Sync's, kept so that a retry meets its failure
 }
 
@@ -37,18 +33,18 @@ func (cs *changes) Sync() error {
 	if cs.ticket == 0 {
 		cs.ticket = cs.d.barrier.ticket()
 	}
-	return cs.d.barrier.waitFor(cs.ticket, func() error { return cs.d.syncChanges(cs.list...) })
+	return cs.d.barrier.waitFor(cs.ticket, func() error { return cs.d.syncChanges(cs.files...) })
 }
 
-// syncChanges makes changes durable without the barrier.
-func (d *Driver) syncChanges(cs ...change) error {
+// syncChanges makes the changes to files durable without the barrier.
+// A file gone meanwhile (moved or deleted by a later change) is skipped:
+// the change that took it fsyncs where it went.
+func (d *Driver) syncChanges(files ...string) error {
 	var paths []string
 	var seen []freshSeen
-	for _, c := range cs {
-		if c.touched || c.from != "" && slices.ContainsFunc(cs, func(o change) bool { return o.touched && o.file == c.from }) {
-			paths = append(paths, c.file)
-		}
-		paths, seen = d.fresh.chain(filepath.Dir(c.file), d, paths, seen)
+	for _, f := range files {
+		paths = append(paths, f)
+		paths, seen = d.fresh.chain(filepath.Dir(f), d, paths, seen)
 	}
 	if err := d.fsyncAll(paths); err != nil {
 		return err

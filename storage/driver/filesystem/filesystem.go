@@ -3,8 +3,8 @@
 //
 // Data appears at its final path only when complete: small content is
 // written to a temporary file, made durable, and then linked (or renamed,
-// to replace what is there) into place; an empty object, having no bytes to see
-// half of, is made in place. Directories are object-store prefixes: they are
+// to replace what is there) into place; an empty object, having no bytes
+// to see half of, is made in place. Directories are object-store prefixes: they are
 // made on demand and removed again with the last file a Delete takes from
 // them (a Move leaves the folder it empties, which reads as absent).
 //
@@ -13,9 +13,10 @@
 // Writer's Commit), before their name is made, and once for every name made
 // durable (PutContent, Create, Move), or under a driver.Batch one wait at its
 // Commit. When a barrier would be slow, each operation fsyncs what it
-// touched instead: the bytes' file, and the directories holding its new
-// names. A Writer's own file name is not made durable: writers hold data
-// in progress, which the registry publishes with Move.
+// touched instead: the bytes' file, each file it named or touched, and
+// the directories holding the names. A Writer's own file name is not made
+// durable: writers hold data in progress, which the registry publishes
+// with Move.
 package filesystem
 
 import (
@@ -263,23 +264,23 @@ func (s *staged) Discard() {
 // modification time. done is false when the path holds content, which
 // only a rename may replace atomically.
 func (d *Driver) putEmpty(ctx context.Context, file string, durable bool) (done bool, err error) {
-	err = d.place(ctx, file, durable, func() (bool, error) {
+	err = d.place(ctx, file, durable, func() error {
 		fd, err := openFD(file, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL, 0o644)
 		if err == nil {
-			return made(unix.Close(fd))
+			return unix.Close(fd)
 		}
 		if !errors.Is(err, unix.EEXIST) {
-			return made(err)
+			return err
 		}
 		var st unix.Stat_t
 		if err := unix.Lstat(file, &st); err != nil {
-			return made(&fs.PathError{Op: "lstat", Path: file, Err: err})
+			return &fs.PathError{Op: "lstat", Path: file, Err: err}
 		}
 		if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != 0 {
-			return made(errNotEmpty)
+			return errNotEmpty
 		}
 		now := time.Now()
-		return true, os.Chtimes(file, now, now)
+		return os.Chtimes(file, now, now)
 	})
 	if err == errNotEmpty {
 		return false, nil
@@ -401,7 +402,7 @@ func (d *Driver) Move(ctx context.Context, src, dst string) error {
 	if src == dst {
 		return nil
 	}
-	err = d.placeChange(ctx, change{file: to, from: from}, true, func() (bool, error) { return made(rename(from, to)) })
+	err = d.place(ctx, to, true, func() error { return rename(from, to) })
 	if errors.Is(err, fs.ErrNotExist) {
 		return d.notFound(src) // moved or deleted by someone else meanwhile
 	}

@@ -205,6 +205,106 @@ func TestCreationRacesPruning(t *testing.T) {
 	wantPristine(t, root)
 }
 
+// A write replacing an object races a Delete of it, which prunes its
+// folder: the write must land, in a folder made again, however the
+// temporary file is made (an unnamed one linked and unlinked again cannot
+// be linked a second time).
+func TestReplaceRacesDelete(t *testing.T) {
+	eachTempWay(t, func(t *testing.T, d *filesystem.Driver, root string) {
+		ctx := t.Context()
+		stop := make(chan struct{})
+		var deleter sync.WaitGroup
+		deleter.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					d.Delete(ctx, "/d/e/x")
+				}
+			}
+		})
+		var wg sync.WaitGroup
+		for g := range 4 {
+			wg.Go(func() {
+				for i := range 400 {
+					var err error
+					if i%2 == 0 {
+						err = d.PutState(ctx, "/d/e/x", []byte{byte(g), byte(i)})
+					} else {
+						err = d.PutContent(ctx, "/d/e/x", []byte{byte(g), byte(i)})
+					}
+					if err != nil {
+						t.Errorf("write %d: %v", i, err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(stop)
+		deleter.Wait()
+		d.Delete(ctx, "/d/e/x")
+		wantPristine(t, root)
+	})
+}
+
+// Every temporary file's descriptor is closed once its call returns,
+// whichever way it went.
+func TestTempsLeaveNoDescriptors(t *testing.T) {
+	eachTempWay(t, func(t *testing.T, d *filesystem.Driver, _ string) {
+		ctx := t.Context()
+		before := openDescriptors(t)
+		d.PutContent(ctx, "/a/x", []byte("one"))
+		d.PutContent(ctx, "/a/x", []byte("two")) // replaces
+		d.PutState(ctx, "/a/s", []byte("state"))
+		d.PutState(ctx, "/a/s", []byte("again"))
+		d.Create(ctx, "/a/c", []byte("first"))
+		if err := d.Create(ctx, "/a/c", []byte("second")); err != driver.ErrExists {
+			t.Errorf("Create over a taken name: %v", err)
+		}
+		if err := d.PutContent(ctx, "/a", []byte("onto a folder")); err == nil {
+			t.Error("PutContent onto a folder succeeded")
+		}
+		s1, _ := d.Stage(ctx, "/b/one", []byte("1"))
+		s2, _ := d.Stage(ctx, "/b/two", []byte("2"))
+		s3, _ := d.Stage(ctx, "/a", []byte("onto a folder"))
+		s1.Publish(ctx)
+		s1.Discard()
+		s2.Discard()
+		if err := s2.Publish(ctx); err == nil {
+			t.Error("Publish after Discard succeeded")
+		}
+		s3.Publish(ctx)
+		if got := openDescriptors(t); got != before {
+			t.Errorf("%d descriptors open, %d before", got, before)
+		}
+	})
+}
+
+// eachTempWay runs test on a new driver for every way of making temporary
+// files that this machine has.
+func eachTempWay(t *testing.T, test func(t *testing.T, d *filesystem.Driver, root string)) {
+	for _, way := range filesystem.TempWays {
+		t.Run(way, func(t *testing.T) {
+			d, root := newDriver(t)
+			if !filesystem.UseTemps(d, way) {
+				t.Skipf("temporary files cannot be %s here", way)
+			}
+			test(t, d, root)
+		})
+	}
+}
+
+func openDescriptors(t *testing.T) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	return len(fds)
+}
+
 // A crashed process's temporary files go at the next start; fresh ones
 // may belong to another driver over the same root and stay.
 func TestStaleTemporaryFilesAreRemoved(t *testing.T) {

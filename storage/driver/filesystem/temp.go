@@ -114,35 +114,34 @@ func (t *temp) bytesDurable(d *Driver) error {
 // replaced atomically; without, a taken name is fs.ErrExist.
 func (d *Driver) publish(ctx context.Context, t *temp, file string, durable, replace bool) error {
 	defer t.discard()
-	return d.place(ctx, file, durable, func() (bool, error) { return t.link(d, file, replace) })
+	return d.place(ctx, file, durable, func() error { return t.link(d, file, replace) })
 }
 
-// link names the file file; touched reports that the file's link count
-// changed, which a fallback must fsync along with the directory (a
-// directory's fsync alone persists the name, not the count).
-func (t *temp) link(d *Driver, file string, replace bool) (touched bool, err error) {
-	if !t.unnamed {
-		if !replace {
-			return made(os.Link(t.name, file))
+// link names the file file.
+func (t *temp) link(d *Driver, file string, replace bool) error {
+	if t.unnamed {
+		err := linkFD(t.fd, file, d.byFD)
+		if !errors.Is(err, fs.ErrExist) || !replace {
+			return err
 		}
-		if err := rename(t.name, file); err != nil {
-			return made(err)
-		}
-		t.name = "" // nothing left to remove
-		return made(nil)
-	}
-	err = linkFD(t.fd, file, d.byFD)
-	if errors.Is(err, fs.ErrExist) && replace {
 		// The name is taken, and only rename replaces it atomically: by
-		// way of a name in the temporary directory.
+		// way of a name in the temporary directory, which the file keeps
+		// until renamed (once linked and unlinked, an unnamed file cannot
+		// be linked again), so that a retry of place renames it.
 		name := d.tempName()
-		if err = linkFD(t.fd, name, d.byFD); err == nil {
-			if err = rename(name, file); err != nil {
-				os.Remove(name)
-			}
+		if err := linkFD(t.fd, name, d.byFD); err != nil {
+			return err
 		}
+		t.name, t.unnamed = name, false
 	}
-	return err == nil, err
+	if !replace {
+		return os.Link(t.name, file)
+	}
+	if err := rename(t.name, file); err != nil {
+		return err
+	}
+	t.name = "" // nothing left to remove
+	return nil
 }
 
 // linkFD names the unnamed file open as fd: by the descriptor itself

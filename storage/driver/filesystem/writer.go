@@ -22,9 +22,9 @@ func (d *Driver) Writer(ctx context.Context, path string, append bool) (driver.F
 		f, err = openFile(file, unix.O_WRONLY|unix.O_APPEND, 0)
 	} else {
 		// Data in progress needs no durable name: Move publishes it.
-		err = d.place(ctx, file, false, func() (bool, error) {
+		err = d.place(ctx, file, false, func() error {
 			f, err = openFile(file, unix.O_WRONLY|unix.O_CREAT|unix.O_TRUNC, 0o644)
-			return made(err)
+			return err
 		})
 	}
 	if err != nil {
