@@ -138,8 +138,8 @@ func (m *repoMarker) markRoots(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		d, err := digest.Parse(string(b))
-		if err != nil {
+		d := digest.Digest(b)
+		if validateDigest(d) != nil {
 			return nil // names nothing; fsck reports it
 		}
 		return m.keep(ctx, d, nil)

@@ -51,7 +51,7 @@ func digestAt(path string, algAt int) (digest.Digest, bool) {
 		return "", false
 	}
 	d := digest.Digest(segs[len(segs)-1-algAt] + ":" + segs[len(segs)-1])
-	if d.Validate() != nil {
+	if validateDigest(d) != nil {
 		return "", false
 	}
 	return d, true

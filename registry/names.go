@@ -91,6 +91,15 @@ func ParseDigest(s string) (digest.Digest, error) {
 	return "", newError(CodeDigestInvalid, "unsupported digest algorithm %q", d.Algorithm())
 }
 
+// validateDigest is d.Validate, without its regular expression for the
+// algorithms the registry supports.
+func validateDigest(d digest.Digest) error {
+	if s := string(d); hexDigest(s, "sha256:", 64) || hexDigest(s, "sha512:", 128) {
+		return nil
+	}
+	return d.Validate()
+}
+
 // hexDigest reports whether s is prefix followed by n lower-case hex digits.
 func hexDigest(s, prefix string, n int) bool {
 	if len(s) != len(prefix)+n || !strings.HasPrefix(s, prefix) {

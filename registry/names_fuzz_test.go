@@ -196,3 +196,40 @@ func FuzzParseDigest(f *testing.F) {
 		}
 	})
 }
+
+// validateDigest agrees with go-digest's Validate, whose regular
+// expressions it skips for sha256 and sha512.
+func FuzzValidateDigest(f *testing.F) {
+	for _, s := range []string{
+		digest.FromString("x").String(), digest.SHA512.FromString("x").String(), digest.SHA384.FromString("x").String(),
+		"sha256:" + strings.Repeat("A", 64), "sha256:" + strings.Repeat("0", 63), "sha512:" + strings.Repeat("g", 128),
+		"sha256+b64u:LCa0a2j_xo_5m0U8HTBBNBNCLXBkg7-g-YpeiGJm564", ":", "sha256:", "",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, want := validateDigest(digest.Digest(s)), digest.Digest(s).Validate()
+		if (got == nil) != (want == nil) {
+			t.Fatalf("validateDigest(%q) = %v, Validate = %v", s, got, want)
+		}
+	})
+}
+
+// The image spec's grammar for media types, as its regular expression.
+var mediaTypeRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$`)
+
+// validMediaType agrees with the grammar's regular expression.
+func FuzzValidMediaType(f *testing.F) {
+	for _, s := range []string{
+		"application/vnd.oci.image.manifest.v1+json", "a/b", "/b", "a/", "a//b", "a/b/c", "-a/b", "a/-b",
+		"text/plain; charset=utf-8", "a/b\n", strings.Repeat("a", 127) + "/b", strings.Repeat("a", 128) + "/b",
+		"a/" + strings.Repeat("b", 127), "a/" + strings.Repeat("b", 128), "A!#$&^_.+-/Z!#$&^_.+-", "é/b", "",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := validMediaType(s), mediaTypeRE.MatchString(s); got != want {
+			t.Fatalf("validMediaType(%q) = %v, the grammar says %v", s, got, want)
+		}
+	})
+}

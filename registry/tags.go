@@ -56,8 +56,8 @@ func (ms *ManifestStore) tagDigest(ctx context.Context, tag string) (digest.Dige
 	if err != nil {
 		return "", err
 	}
-	d, err := digest.Parse(string(b))
-	if err != nil {
+	d := digest.Digest(b)
+	if validateDigest(d) != nil {
 		// Tags are written whole; an unreadable one names nothing.
 		return "", manifestUnknown(ms.repo.name, tag)
 	}
