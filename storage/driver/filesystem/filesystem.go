@@ -54,6 +54,8 @@ type Driver struct {
 	fresh   freshDirs
 	unnamed bool // temporary files are unnamed (see temp)
 	byFD    bool // and linked by their descriptor (see linkFD)
+
+	shortReadEnds bool // see shortReadsEnd
 	// fsyncPath and writebackErr; tests replace them.
 	fsync        func(name string, fd int) error
 	writebackErr func(fd int) error
@@ -72,6 +74,7 @@ func New(root string) (*Driver, error) {
 		return nil, err
 	}
 	d.unnamed, d.byFD = linkUnnamed(d.tmp)
+	d.shortReadEnds = shortReadsEnd(root)
 	if d.barrier, err = newBarrier(root); err != nil {
 		return nil, err
 	}
@@ -92,7 +95,7 @@ func (d *Driver) GetContent(_ context.Context, path string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := readWhole(file)
+	b, err := readWhole(file, d.shortReadEnds)
 	if err != nil {
 		return nil, d.pathErr(path, err)
 	}
@@ -102,16 +105,17 @@ func (d *Driver) GetContent(_ context.Context, path string) ([]byte, error) {
 // readWhole reads a file with open, reads to its end and close: os.ReadFile
 // adds the *os.File's set-up and an fstat, on the path of every tag and
 // record read. Only a file that fills the first buffer costs an fstat, to
-// size the rest. It reads until a read returns nothing rather than trusting
-// a short one, which network and FUSE file systems may return early.
-func readWhole(name string) ([]byte, error) {
+// size the rest. Unless shortEnds, it reads until a read returns nothing
+// rather than trusting a short one, which network and FUSE file systems may
+// return early.
+func readWhole(name string, shortEnds bool) ([]byte, error) {
 	fd, err := openFD(name, unix.O_RDONLY, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer unix.Close(fd)
 	var small [smallRead]byte
-	n, err := readFull(fd, small[:])
+	n, err := readFull(fd, small[:], shortEnds)
 	if err != nil {
 		return nil, &fs.PathError{Op: "read", Path: name, Err: err}
 	}
@@ -154,8 +158,9 @@ func openFD(name string, flags int, perm uint32) (int, error) {
 	return fd, nil
 }
 
-// readFull reads into b until it is full or the file ends.
-func readFull(fd int, b []byte) (int, error) {
+// readFull reads into b until it is full or the file ends; with shortEnds,
+// a short read is taken for the end.
+func readFull(fd int, b []byte, shortEnds bool) (int, error) {
 	n := 0
 	for n < len(b) {
 		m, err := unix.Read(fd, b[n:])
@@ -168,8 +173,27 @@ func readFull(fd int, b []byte) (int, error) {
 			return n, nil
 		}
 		n += m
+		if shortEnds && n < len(b) {
+			return n, nil
+		}
 	}
 	return n, nil
+}
+
+// shortReadsEnd reports whether the file system below dir is one whose
+// read(2) of a regular file returns less than asked only at the file's end
+// (a page-cache read stops early only for a fatal signal): on those, a tag
+// or record read saves the read that would find the end.
+func shortReadsEnd(dir string) bool {
+	var st unix.Statfs_t
+	if unix.Statfs(dir, &st) != nil {
+		return false
+	}
+	switch st.Type {
+	case unix.EXT4_SUPER_MAGIC, unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC, unix.TMPFS_MAGIC:
+		return true
+	}
+	return false
 }
 
 // PutContent implements driver.Driver.
