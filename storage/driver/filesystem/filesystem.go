@@ -48,12 +48,13 @@ const staleTemp = time.Hour
 
 // Driver is a driver.Driver over a directory.
 type Driver struct {
-	root    string
-	tmp     string
-	barrier *barrier
-	fresh   freshDirs
-	unnamed bool // temporary files are unnamed (see temp)
-	byFD    bool // and linked by their descriptor (see linkFD)
+	root       string
+	tmp        string
+	barrier    *barrier
+	fresh      freshDirs
+	unnamed    bool // temporary files are unnamed (see temp)
+	canUnnamed bool // the file system makes linkable unnamed files
+	byFD       bool // and links them by descriptor (see linkFD)
 
 	shortReadEnds bool // see shortReadsEnd
 	// fsyncPath and writebackErr; tests replace them.
@@ -73,7 +74,8 @@ func New(root string) (*Driver, error) {
 	if err := os.MkdirAll(d.tmp, 0o755); err != nil {
 		return nil, err
 	}
-	d.unnamed, d.byFD = linkUnnamed(d.tmp)
+	d.canUnnamed, d.byFD = linkUnnamed(d.tmp)
+	d.unnamed = d.canUnnamed && linksJournaled(root)
 	d.shortReadEnds = shortReadsEnd(root)
 	if d.barrier, err = newBarrier(root); err != nil {
 		return nil, err
@@ -183,7 +185,8 @@ func readFull(fd int, b []byte, shortEnds bool) (int, error) {
 // shortReadsEnd reports whether the file system below dir is one whose
 // read(2) of a regular file returns less than asked only at the file's end
 // (a page-cache read stops early only for a fatal signal): on those, a tag
-// or record read saves the read that would find the end.
+// or record read saves the read that would find the end. Like the syncfs
+// barrier, it takes everything below the root to be one file system.
 func shortReadsEnd(dir string) bool {
 	var st unix.Statfs_t
 	if unix.Statfs(dir, &st) != nil {
@@ -395,7 +398,11 @@ func (d *Driver) StatObject(_ context.Context, path string) (driver.FileInfo, er
 		return driver.FileInfo{}, err
 	}
 	var st unix.Stat_t
-	if err := unix.Stat(file, &st); err != nil {
+	err = unix.Stat(file, &st)
+	for err == unix.EINTR { // as os.Stat: network file systems may be interrupted
+		err = unix.Stat(file, &st)
+	}
+	if err != nil {
 		return driver.FileInfo{}, d.pathErr(path, &fs.PathError{Op: "stat", Path: file, Err: err})
 	}
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
