@@ -45,19 +45,38 @@ func stuckSyncs(t *testing.T) (*Driver, func() []string) {
 }
 
 func recordFsyncs(d *Driver) func() []string {
+	fsynced := fsyncRecorder(d, func(rel string) string {
+		if strings.HasPrefix(rel, "#tmp/") {
+			return "#tmp"
+		}
+		return rel
+	})
+	return func() []string {
+		p := fsynced()
+		slices.Sort(p)
+		return p
+	}
+}
+
+// fsyncRecorder records the paths d fsyncs, in order, relative to the root
+// ("/" for it), temporary files as "#tmp/(unnamed)" or "#tmp/name", each
+// passed through rename.
+func fsyncRecorder(d *Driver, rename func(rel string) string) func() []string {
 	var mu sync.Mutex
 	var paths []string
 	d.fsync = func(name string, fd int) error {
-		mu.Lock()
-		defer mu.Unlock()
 		rel := strings.TrimPrefix(name, d.root)
-		if strings.HasPrefix(rel, "/"+tempDir+"/") {
-			rel = "#tmp"
-		}
-		if rel == "" {
+		switch {
+		case strings.HasSuffix(rel, unnamedName):
+			rel = "#tmp/" + unnamedName
+		case strings.HasPrefix(rel, "/"+tempDir+"/"):
+			rel = "#tmp/name"
+		case rel == "":
 			rel = "/"
 		}
-		paths = append(paths, rel)
+		mu.Lock()
+		paths = append(paths, rename(rel))
+		mu.Unlock()
 		return fsyncPath(name, fd)
 	}
 	return func() []string {
@@ -65,7 +84,6 @@ func recordFsyncs(d *Driver) func() []string {
 		defer mu.Unlock()
 		p := paths
 		paths = nil
-		slices.Sort(p)
 		return p
 	}
 }
@@ -435,4 +453,68 @@ func TestEarlierWritebackFailureStopsPublish(t *testing.T) {
 			t.Fatalf("temporary files left: %v", left)
 		}
 	})
+}
+
+// A name must not reach the disk ahead of its file's inode: the fallback
+// fsyncs each file before the directories that name it.
+func TestFallbackSyncsFilesBeforeDirectories(t *testing.T) {
+	bothTemps(t, func(t *testing.T) {
+		d, _ := stuckSyncs(t)
+		fsynced := fsyncRecorder(d, func(rel string) string { return rel })
+		within(t, "PutContent", func() error { return d.PutContent(t.Context(), "/a/b/blob", []byte("bytes")) })
+		got := fsynced()
+		file := slices.Index(got, "/a/b/blob")
+		if file < 0 {
+			t.Fatalf("fsynced %q: not the file", got)
+		}
+		for _, dir := range []string{"/", "/a", "/a/b"} {
+			if i := slices.Index(got, dir); i < file {
+				t.Errorf("fsynced %q: %s before the file", got, dir)
+			}
+		}
+	})
+}
+
+// A name that holds content is replaced only by a file whose link count is
+// on the disk: written to a named temporary file, or, when the name was
+// taken only after the write, an unnamed one linked in the temporary
+// directory and synced again before the rename.
+func TestReplaceSyncsTheLinkCountFirst(t *testing.T) {
+	d, _ := stuckSyncs(t)
+	if !d.unnamed {
+		t.Skip("no unnamed temporary files here")
+	}
+	ctx := t.Context()
+	fsynced := fsyncRecorder(d, func(rel string) string { return rel })
+	within(t, "PutContent", func() error { return d.PutContent(ctx, "/t/tag", []byte("old")) })
+	if got := fsynced(); got[0] != "#tmp/"+unnamedName {
+		t.Fatalf("a new name's bytes were fsynced as %q, want an unnamed file first", got)
+	}
+	within(t, "PutContent over it", func() error { return d.PutContent(ctx, "/t/tag", []byte("new")) })
+	if got := fsynced(); got[0] != "#tmp/name" {
+		t.Fatalf("a replace's bytes were fsynced as %q, want a named file first", got)
+	}
+	// Taken between the write and the link.
+	s, err := d.Stage(ctx, "/t/other", []byte("staged"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	within(t, "PutContent", func() error { return d.PutContent(ctx, "/t/other", []byte("first")) })
+	fsynced()
+	within(t, "Publish", func() error { return s.Publish(ctx) })
+	got := fsynced()
+	if want := []string{"#tmp/" + unnamedName, "#tmp/name", "/t/other"}; len(got) < 3 || !slices.Equal(got[:3], want) {
+		t.Fatalf("a raced replace fsynced %q, want %q first", got, want)
+	}
+	if b, err := d.GetContent(ctx, "/t/other"); err != nil || string(b) != "staged" {
+		t.Fatalf("GetContent = %q, %v", b, err)
+	}
+	wantNoTemps(t, d)
+}
+
+func wantNoTemps(t *testing.T, d *Driver) {
+	t.Helper()
+	if left, _ := os.ReadDir(filepath.Join(d.root, tempDir)); len(left) != 0 {
+		t.Fatalf("temporary files left: %v", left)
+	}
 }

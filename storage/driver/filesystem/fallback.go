@@ -40,13 +40,17 @@ func (cs *changes) Sync() error {
 // A file gone meanwhile (moved or deleted by a later change) is skipped:
 // the change that took it fsyncs where it went.
 func (d *Driver) syncChanges(files ...string) error {
-	var paths []string
+	var dirs []string
 	var seen []freshSeen
 	for _, f := range files {
-		paths = append(paths, f)
-		paths, seen = d.fresh.chain(filepath.Dir(f), d, paths, seen)
+		dirs, seen = d.fresh.chain(filepath.Dir(f), d, dirs, seen)
 	}
-	if err := d.fsyncAll(paths); err != nil {
+	// Files before the directories naming them: a name must not reach the
+	// disk ahead of its file's inode (see temp).
+	if err := d.fsyncAll(files); err != nil {
+		return err
+	}
+	if err := d.fsyncAll(dirs); err != nil {
 		return err
 	}
 	d.fresh.synced(seen)

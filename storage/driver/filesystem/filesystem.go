@@ -48,13 +48,12 @@ const staleTemp = time.Hour
 
 // Driver is a driver.Driver over a directory.
 type Driver struct {
-	root       string
-	tmp        string
-	barrier    *barrier
-	fresh      freshDirs
-	unnamed    bool // temporary files are unnamed (see temp)
-	canUnnamed bool // the file system makes linkable unnamed files
-	byFD       bool // and links them by descriptor (see linkFD)
+	root    string
+	tmp     string
+	barrier *barrier
+	fresh   freshDirs
+	unnamed bool // temporary files for new names are unnamed (see temp)
+	byFD    bool // and linked by their descriptor (see linkFD)
 
 	shortReadEnds bool // see shortReadsEnd
 	// fsyncPath and writebackErr; tests replace them.
@@ -74,8 +73,7 @@ func New(root string) (*Driver, error) {
 	if err := os.MkdirAll(d.tmp, 0o755); err != nil {
 		return nil, err
 	}
-	d.canUnnamed, d.byFD = linkUnnamed(d.tmp)
-	d.unnamed = d.canUnnamed && linksJournaled(root)
+	d.unnamed, d.byFD = linkUnnamed(d.tmp)
 	d.shortReadEnds = shortReadsEnd(root)
 	if d.barrier, err = newBarrier(root); err != nil {
 		return nil, err
@@ -222,7 +220,7 @@ func (d *Driver) put(ctx context.Context, path string, content []byte, durable b
 			return err
 		}
 	}
-	t, err := d.writeTemp(content, durable)
+	t, err := d.writeTemp(file, content, durable)
 	if err != nil {
 		return err
 	}
@@ -249,7 +247,7 @@ func (d *Driver) Stage(ctx context.Context, path string, content []byte) (driver
 		// Made in place at Publish: there are no bytes to sync first.
 		return &staged{d: d, path: path, file: file}, nil
 	}
-	t, err := d.writeTemp(content, true)
+	t, err := d.writeTemp(file, content, true)
 	if err != nil {
 		return nil, err
 	}
@@ -328,7 +326,7 @@ func (d *Driver) Create(ctx context.Context, path string, content []byte) error 
 	if _, err := os.Lstat(file); err == nil {
 		return driver.ErrExists
 	}
-	t, err := d.writeTemp(content, true)
+	t, err := d.writeTemp(file, content, true)
 	if err != nil {
 		return err
 	}

@@ -46,30 +46,21 @@ func TestConformance(t *testing.T) {
 	}
 }
 
-// The usual Linux file systems make unnamed files, so that the suite's
-// unnamed passes are not the named one again; the driver uses them only
-// where a journal writes a name and its file's link count together.
-func TestTempsAreUnnamedWhereJournaled(t *testing.T) {
+// Temporary files are unnamed on the usual Linux file systems, so that
+// the suite's unnamed passes are not the named one again.
+func TestTempsAreUnnamedOnLinux(t *testing.T) {
 	d, root := newDriver(t)
 	var st unix.Statfs_t
 	if err := unix.Statfs(root, &st); err != nil {
 		t.Fatal(err)
 	}
-	unnamed, could := filesystem.TempsUnnamed(d)
 	switch st.Type {
-	case unix.TMPFS_MAGIC, unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC:
-		if !unnamed {
-			t.Errorf("temporary files are named on file system type %#x", st.Type)
-		}
-	case unix.EXT4_SUPER_MAGIC:
-		if !could {
-			t.Error("ext4 makes no unnamed files")
-		}
-		if journals, _ := os.ReadDir("/proc/fs/jbd2"); len(journals) == 0 && unnamed {
-			t.Error("temporary files are unnamed on ext4 while no ext4 file system has a journal")
-		}
+	case unix.EXT4_SUPER_MAGIC, unix.TMPFS_MAGIC, unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC:
 	default:
 		t.Skipf("file system type %#x", st.Type)
+	}
+	if !filesystem.UseTemps(d, "unnamed-proc") {
+		t.Fatal("temporary files are named on a file system with O_TMPFILE")
 	}
 }
 

@@ -13,22 +13,24 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A temp is new content not yet at its path. Where the file system makes
-// unnamed files (O_TMPFILE) and journals its links, it is one, linked into
+// A temp is new content not yet at its path. For a new name, where the
+// file system makes unnamed files (O_TMPFILE), it is one, linked into
 // place once durable: neither its write nor its publication then adds or
 // removes a name in the temporary directory, which every write would
 // otherwise share (a lookup, an entry added, one removed and a rename
 // across directories: 1.13-1.17x on manifest pushes). Elsewhere it is a
 // file named in the temporary directory, renamed into place.
 //
-// The journal is what makes an unnamed file safe: its bytes are synced
-// while its link count is 0, and the link that names it changes the count
-// again. A journal (or a copy-on-write transaction) writes the new name and
-// the count together; without one (ext2, ext4 without a journal) the
-// directory block may reach the disk first, by a sync of another request
-// or the kernel's own writeback, and a check after a crash then drops the
-// name, and with it what it replaced. A named file's count is 1 when its
-// bytes are synced, before any name for it is published.
+// An unnamed file's bytes are synced while its link count is 0, and the
+// link changes the count again. Without a journal (ext2, ext4 without
+// one) the directory block holding the new name may reach the disk before
+// the file's inode, by another request's fsync or the kernel's writeback,
+// and a check after a crash then drops the name. For a new name that
+// loses only the write not yet answered; a name that held content must
+// never be lost that way, so a replace is written to a named file, whose
+// count is 1 when its bytes are synced, or, when the name turns out taken
+// only at the link, the unnamed file is linked in the temporary directory
+// and synced again before it is renamed over the name.
 type temp struct {
 	name    string // for errors and the fallback's fsync; in the temporary directory
 	fd      int    // open while the bytes owe a sync, or while unnamed; else -1
@@ -39,9 +41,11 @@ type temp struct {
 // unnamedName stands for an unnamed file where a name is wanted.
 const unnamedName = "(unnamed)"
 
-// openTemp makes a new, empty temporary file.
-func (d *Driver) openTemp() (*temp, error) {
-	if d.unnamed {
+// openTemp makes a new, empty temporary file for file: unnamed when file
+// is not there (see temp).
+func (d *Driver) openTemp(file string) (*temp, error) {
+	var st unix.Stat_t
+	if d.unnamed && unix.Lstat(file, &st) == unix.ENOENT {
 		fd, err := openFD(d.tmp, unix.O_TMPFILE|unix.O_WRONLY, 0o644)
 		if err == nil {
 			return &temp{name: filepath.Join(d.tmp, unnamedName), fd: fd, unnamed: true}, nil
@@ -61,11 +65,11 @@ func (d *Driver) tempName() string {
 	return filepath.Join(d.tmp, hex.EncodeToString(id[:]))
 }
 
-// writeTemp writes content to a new temporary file. When durable, its
+// writeTemp writes content to a new temporary file for file. When durable, its
 // bytes are durable once the barrier's sync numbered ticket has finished
 // (see bytesDurable); ticket 0 owes nothing.
-func (d *Driver) writeTemp(content []byte, durable bool) (*temp, error) {
-	t, err := d.openTemp()
+func (d *Driver) writeTemp(file string, content []byte, durable bool) (*temp, error) {
+	t, err := d.openTemp(file)
 	if err != nil {
 		return nil, err
 	}
@@ -123,11 +127,11 @@ func (t *temp) bytesDurable(d *Driver) error {
 // replaced atomically; without, a taken name is fs.ErrExist.
 func (d *Driver) publish(ctx context.Context, t *temp, file string, durable, replace bool) error {
 	defer t.discard()
-	return d.place(ctx, file, durable, func() error { return t.link(d, file, replace) })
+	return d.place(ctx, file, durable, func() error { return t.link(d, file, durable, replace) })
 }
 
 // link names the file file.
-func (t *temp) link(d *Driver, file string, replace bool) error {
+func (t *temp) link(d *Driver, file string, durable, replace bool) error {
 	if t.unnamed {
 		err := linkFD(t.fd, file, d.byFD)
 		if !errors.Is(err, fs.ErrExist) || !replace {
@@ -136,12 +140,18 @@ func (t *temp) link(d *Driver, file string, replace bool) error {
 		// The name is taken, and only rename replaces it atomically: by
 		// way of a name in the temporary directory, which the file keeps
 		// until renamed (once linked and unlinked, an unnamed file cannot
-		// be linked again), so that a retry of place renames it.
+		// be linked again), so that a retry of place renames it. Its link
+		// count must be on the disk before it replaces anything (see temp).
 		name := d.tempName()
 		if err := linkFD(t.fd, name, d.byFD); err != nil {
 			return err
 		}
 		t.name, t.unnamed = name, false
+		if durable {
+			if err := d.fileDurable(name, t.fd, d.barrier.ticket()); err != nil {
+				return err
+			}
+		}
 	}
 	if !replace {
 		return os.Link(t.name, file)
@@ -183,33 +193,6 @@ func (t *temp) discard() {
 		os.Remove(t.name)
 	}
 	t.name = ""
-}
-
-// linksJournaled reports whether the file system below dir writes a new
-// name and the link count of the file it names together: XFS and ext4 with
-// a journal, Btrfs by copy-on-write, tmpfs by never writing at all. An
-// ext4 file system has a journal when jbd2 lists its device.
-func linksJournaled(dir string) bool {
-	var fst unix.Statfs_t
-	if unix.Statfs(dir, &fst) != nil {
-		return false
-	}
-	switch fst.Type {
-	case unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC, unix.TMPFS_MAGIC:
-		return true
-	case unix.EXT4_SUPER_MAGIC:
-		var st unix.Stat_t
-		if unix.Stat(dir, &st) != nil {
-			return false
-		}
-		dev, err := os.Readlink("/sys/dev/block/" + strconv.Itoa(int(unix.Major(st.Dev))) + ":" + strconv.Itoa(int(unix.Minor(st.Dev))))
-		if err != nil {
-			return false
-		}
-		journals, _ := filepath.Glob("/proc/fs/jbd2/" + filepath.Base(dev) + "-*")
-		return len(journals) > 0
-	}
-	return false
 }
 
 // linkUnnamed reports whether the file system below dir makes unnamed
