@@ -2,7 +2,9 @@ package filesystem
 
 import (
 	"bytes"
+	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -33,6 +35,10 @@ type barrier struct {
 	started uint64   // syncs begun; running is the latest while started > done
 	done    uint64   // syncs finished
 	running *syncRun // nil when idle
+	// lag is how many syncs after a change's own must also finish before
+	// it is durable (see newBarrier).
+	lag uint64
+
 	// failed numbers the latest sync that failed, with its error. syncfs
 	// reports a writeback error once, so a later sync's success does not
 	// clear it for the callers that failed sync covered.
@@ -56,11 +62,38 @@ func newBarrier(root string) (*barrier, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &barrier{
-		sync:     func() error { return unix.Syncfs(int(f.Fd())) },
-		crowded:  machineGauge().over,
-		patience: patience,
-	}, nil
+	b := &barrier{sync: func() error { return unix.Syncfs(int(f.Fd())) }, crowded: machineGauge().over, patience: patience}
+	if !journaled(root) {
+		// Without a journal, ext4's syncfs flushes the disk's cache before
+		// its last metadata writes, which may then sit in that cache when
+		// it returns. The next syncfs's flush covers them: a change is
+		// durable once the sync after its own has finished.
+		b.lag = 1
+	}
+	return b, nil
+}
+
+// journaled reports whether the file system below dir commits its metadata
+// through a journal or a copy-on-write transaction, whose sync flushes the
+// disk's cache after everything it wrote: XFS, Btrfs, and ext4 with a
+// journal (when jbd2 lists its device); tmpfs never writes at all.
+func journaled(dir string) bool {
+	switch fsType(dir) {
+	case unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC, unix.TMPFS_MAGIC:
+		return true
+	case unix.EXT4_SUPER_MAGIC:
+		var st unix.Stat_t
+		if unix.Stat(dir, &st) != nil {
+			return false
+		}
+		dev, err := os.Readlink(fmt.Sprintf("/sys/dev/block/%d:%d", unix.Major(st.Dev), unix.Minor(st.Dev)))
+		if err != nil {
+			return false
+		}
+		journals, _ := filepath.Glob("/proc/fs/jbd2/" + filepath.Base(dev) + "-*")
+		return len(journals) > 0
+	}
+	return false
 }
 
 // ticket names the first sync that begins after the call: one that covers
@@ -72,11 +105,20 @@ func (b *barrier) ticket() uint64 {
 }
 
 // finished returns the number of the latest sync finished: every change
-// made before a ticket up to it is durable.
+// made before a ticket up to it has been synced.
 func (b *barrier) finished() uint64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.done
+}
+
+// covered reports whether a change made before ticket t is durable: its
+// sync and every one since finished, and none of them failed (a failed
+// sync's lost pages are not written by a later one).
+func (b *barrier) covered(t uint64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return t+b.lag <= b.done && t > b.failed
 }
 
 // waitFor returns once sync number t has finished, starting it if none is
@@ -89,7 +131,7 @@ func (b *barrier) finished() uint64 {
 // and gets its error.
 func (b *barrier) waitFor(t uint64, own func() error) error {
 	b.mu.Lock()
-	for b.done < t {
+	for b.done < t+b.lag {
 		r := b.running
 		if r == nil {
 			if own != nil && b.crowded() {

@@ -27,6 +27,9 @@ func settled(t *testing.T) *Driver {
 	if err := d.barrier.waitFor(d.fresh.startup, nil); err != nil {
 		t.Fatal(err)
 	}
+	// Tests count syncs as where a sync's own flush covers its writes;
+	// TestBarrierLagsWithoutAJournal checks the lag.
+	d.barrier.lag = 0
 	return d
 }
 
@@ -472,6 +475,10 @@ func TestFallbackSyncsFilesBeforeDirectories(t *testing.T) {
 				t.Errorf("fsynced %q: %s before the file", got, dir)
 			}
 		}
+		// And each directory before its parent, which names it.
+		if b, a, root := slices.Index(got, "/a/b"), slices.Index(got, "/a"), slices.Index(got, "/"); !(b < a && a < root) {
+			t.Errorf("fsynced %q: a parent before its child", got)
+		}
 	})
 }
 
@@ -493,6 +500,10 @@ func TestReplaceSyncsTheLinkCountFirst(t *testing.T) {
 	within(t, "PutContent over it", func() error { return d.PutContent(ctx, "/t/tag", []byte("new")) })
 	if got := fsynced(); got[0] != "#tmp/name" {
 		t.Fatalf("a replace's bytes were fsynced as %q, want a named file first", got)
+	}
+	within(t, "an empty PutContent over it", func() error { return d.PutContent(ctx, "/t/tag", nil) })
+	if got := fsynced(); got[0] != "#tmp/name" {
+		t.Fatalf("an empty replace fsynced %q, want its named file first", got)
 	}
 	// Taken between the write and the link.
 	s, err := d.Stage(ctx, "/t/other", []byte("staged"))
@@ -516,5 +527,74 @@ func wantNoTemps(t *testing.T, d *Driver) {
 	t.Helper()
 	if left, _ := os.ReadDir(filepath.Join(d.root, tempDir)); len(left) != 0 {
 		t.Fatalf("temporary files left: %v", left)
+	}
+}
+
+// A directory's name is durable once a sync that began after its making
+// has finished, and none since failed: a failed sync's lost writes are not
+// made by the next one, so its fresh directories stay fresh.
+func TestFailedSyncLeavesDirectoriesFresh(t *testing.T) {
+	d, _ := countingSyncs(t)
+	dir := filepath.Join(d.root, "f", "g")
+	if err := d.mkdirs(dir); err != nil {
+		t.Fatal(err)
+	}
+	eio := errors.New("EIO")
+	d.barrier.sync = func() error { return eio }
+	if err := d.barrier.waitFor(d.barrier.ticket(), nil); !errors.Is(err, eio) {
+		t.Fatalf("waitFor: %v, want the sync's failure", err)
+	}
+	d.barrier.sync = func() error { return nil }
+	if err := d.barrier.waitFor(d.barrier.ticket(), nil); err != nil {
+		t.Fatal(err)
+	}
+	paths, _ := d.fresh.chain(dir, d, nil, nil)
+	if want := []string{dir, filepath.Dir(dir), d.root}; !slices.Equal(paths, want) {
+		t.Fatalf("chain = %q, want %q: the failed sync's directories are fresh", paths, want)
+	}
+}
+
+// journaled tells ext4 without a journal (whose syncfs flushes the disk's
+// cache before its last metadata writes) from the file systems that commit
+// through a journal or copy-on-write.
+func TestJournaledFileSystems(t *testing.T) {
+	dir := t.TempDir()
+	var fst unix.Statfs_t
+	if err := unix.Statfs(dir, &fst); err != nil {
+		t.Fatal(err)
+	}
+	journals, _ := os.ReadDir("/proc/fs/jbd2")
+	switch {
+	case fst.Type == unix.EXT4_SUPER_MAGIC && len(journals) == 0:
+		if journaled(dir) {
+			t.Fatal("ext4 counted as journaled while no ext4 file system has a journal")
+		}
+	case fst.Type == unix.XFS_SUPER_MAGIC || fst.Type == unix.TMPFS_MAGIC || fst.Type == unix.BTRFS_SUPER_MAGIC:
+		if !journaled(dir) {
+			t.Fatalf("file system %#x counted as without a journal", fst.Type)
+		}
+	default:
+		t.Skipf("file system type %#x", fst.Type)
+	}
+}
+
+// Where a sync's flush may come before its last writes, a change is
+// durable only once the sync after its own has finished: from idle, a
+// wait takes two syncs, and a caller arriving while they run rides them.
+func TestBarrierLagsWithoutAJournal(t *testing.T) {
+	d, syncs := countingSyncs(t)
+	d.barrier.lag = 1
+	tk := d.barrier.ticket()
+	if err := d.barrier.waitFor(tk, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := syncs(); n != 2 {
+		t.Fatalf("%d syncs for one wait, want 2", n)
+	}
+	if d.barrier.covered(tk + 1) {
+		t.Fatal("a later ticket is covered by the sync that only flushed the one before")
+	}
+	if !d.barrier.covered(tk) {
+		t.Fatal("the ticket is not covered after the sync after it")
 	}
 }

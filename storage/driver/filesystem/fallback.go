@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -60,7 +61,14 @@ func (d *Driver) syncChanges(files ...string) error {
 // fsyncAll fsyncs each of paths once. A directory pruned meanwhile lost its
 // files to a Delete: there is nothing left in it to make durable.
 func (d *Driver) fsyncAll(paths []string) error {
-	slices.Sort(paths)
+	// Deepest first: a directory's own name, in its parent, must not reach
+	// the disk ahead of the directory.
+	slices.SortFunc(paths, func(a, b string) int {
+		if da, db := strings.Count(a, "/"), strings.Count(b, "/"); da != db {
+			return db - da
+		}
+		return strings.Compare(a, b)
+	})
 	for _, p := range slices.Compact(paths) {
 		if err := d.fsync(p, -1); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
@@ -132,9 +140,8 @@ func (f *freshDirs) made(dir string, d *Driver) {
 // fsyncs their parents and drops them too.
 func (f *freshDirs) trim(d *Driver) {
 	f.mu.Lock()
-	done := d.barrier.finished()
 	for dir, e := range f.m {
-		if e.making == 0 && e.ticket <= done {
+		if e.making == 0 && d.barrier.covered(e.ticket) {
 			delete(f.m, dir)
 		}
 	}
@@ -163,18 +170,17 @@ func (f *freshDirs) trim(d *Driver) {
 // The fresh directories seen, made, are appended to seen. dir must exist,
 // so that every directory on the way has been made.
 func (f *freshDirs) chain(dir string, d *Driver, paths []string, seen []freshSeen) ([]string, []freshSeen) {
-	done := d.barrier.finished()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	paths = append(paths, dir)
 	for len(dir) > len(d.root) {
 		e, ok := f.m[dir]
 		switch {
-		case ok && e.making == 0 && e.ticket <= done:
+		case ok && e.making == 0 && d.barrier.covered(e.ticket):
 			return paths, seen
 		case ok && e.making == 0:
 			seen = append(seen, freshSeen{dir, e.seq})
-		case !ok && f.startup <= done:
+		case !ok && d.barrier.covered(f.startup):
 			return paths, seen
 		}
 		dir = filepath.Dir(dir)

@@ -186,15 +186,21 @@ func readFull(fd int, b []byte, shortEnds bool) (int, error) {
 // or record read saves the read that would find the end. Like the syncfs
 // barrier, it takes everything below the root to be one file system.
 func shortReadsEnd(dir string) bool {
-	var st unix.Statfs_t
-	if unix.Statfs(dir, &st) != nil {
-		return false
-	}
-	switch st.Type {
+	switch fsType(dir) {
 	case unix.EXT4_SUPER_MAGIC, unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC, unix.TMPFS_MAGIC:
 		return true
 	}
 	return false
+}
+
+// fsType is the type of the file system below dir (statfs(2)'s magic), 0
+// when it cannot tell.
+func fsType(dir string) int64 {
+	var st unix.Statfs_t
+	if unix.Statfs(dir, &st) != nil {
+		return 0
+	}
+	return int64(st.Type)
 }
 
 // PutContent implements driver.Driver.

@@ -85,8 +85,9 @@ func (d *Driver) writeTemp(file string, content []byte, durable bool) (*temp, er
 		rest = rest[n:]
 	}
 	// An empty file has no bytes to lose: the barrier that publishes its
-	// name is all the durability it needs.
-	owes := err == nil && durable && len(content) > 0
+	// name is all the durability it needs, unless it replaces what a name
+	// holds, which needs its link count on the disk first (see temp).
+	owes := err == nil && durable && (len(content) > 0 || !t.unnamed)
 	if !owes && !t.unnamed {
 		if cerr := unix.Close(t.fd); err == nil {
 			err = cerr
