@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/lading-registry/lading/config"
+	"github.com/lading-registry/lading/internal/testserver"
+	"github.com/lading-registry/lading/storage/driver/filesystem"
 )
 
 func TestRun(t *testing.T) {
@@ -208,4 +210,34 @@ func waitForUploadData(t *testing.T, root string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatal("no upload data appeared")
+}
+
+// On a file system without a journal serve warns at start, naming the
+// root; on one with a journal it does not.
+func TestServeWarnsWithoutAJournal(t *testing.T) {
+	root := t.TempDir()
+	fsd, err := filesystem.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs testserver.SyncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	listening := make(chan string, 1)
+	served := make(chan error, 1)
+	go func() { served <- serve(ctx, testConfig(root, "127.0.0.1:0"), log, discard, listening) }()
+	select {
+	case <-listening:
+	case err := <-served:
+		t.Fatalf("serve: %v", err)
+	}
+	cancel()
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+	warned := strings.Contains(logs.String(), "without a journal") && strings.Contains(logs.String(), root)
+	if warned == fsd.Journaled() {
+		t.Fatalf("journaled %v, warned %v:\n%s", fsd.Journaled(), warned, logs.String())
+	}
 }

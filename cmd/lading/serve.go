@@ -94,6 +94,9 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 	if err != nil {
 		return fmt.Errorf("storage: %w", err)
 	}
+	if fsd, ok := backend.(*filesystem.Driver); ok && !fsd.Journaled() {
+		log.Warn("storage.filesystem.root is on a file system without a journal: a power loss can lose files and need a manual fsck (docs/operations.md)", "root", cfg.Storage.Filesystem.Root)
+	}
 	drv := driver.Instrument(backend, m.DriverObserver(backend.Name()))
 
 	opts := registry.Options{

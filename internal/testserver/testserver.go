@@ -89,7 +89,7 @@ type Server struct {
 	Root string
 
 	cmd      *exec.Cmd
-	logs     *syncBuffer
+	logs     *SyncBuffer
 	exited   chan struct{}
 	allow5xx bool
 	killed   bool
@@ -119,7 +119,7 @@ func Start(t testing.TB, opts Options) *Server {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := &Server{Addr: addr, URL: "http://" + addr, Root: root, logs: &syncBuffer{}, exited: make(chan struct{}), allow5xx: opts.Allow5xx}
+		s := &Server{Addr: addr, URL: "http://" + addr, Root: root, logs: &SyncBuffer{}, exited: make(chan struct{}), allow5xx: opts.Allow5xx}
 		args := append([]string{"serve", "--root", root, "--addr", addr}, opts.Args...)
 		s.cmd = exec.Command(bin, args...)
 		s.cmd.Env = append(os.Environ(), opts.Env...)
@@ -231,19 +231,20 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// syncBuffer collects a process's output, written from exec's goroutines.
-type syncBuffer struct {
+// SyncBuffer collects output written from several goroutines: a process's, from
+// exec's, or a logger's while a test reads it.
+type SyncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()

@@ -57,13 +57,13 @@ type syncRun struct {
 // on a slow disk, so that only a sync held up by others' data is given up.
 const patience = 50 * time.Millisecond
 
-func newBarrier(root string) (*barrier, error) {
+func newBarrier(root string, journaled bool) (*barrier, error) {
 	f, err := os.Open(root)
 	if err != nil {
 		return nil, err
 	}
 	b := &barrier{sync: func() error { return unix.Syncfs(int(f.Fd())) }, crowded: machineGauge().over, patience: patience}
-	if !journaled(root) {
+	if !journaled {
 		// Without a journal, ext4's syncfs flushes the disk's cache before
 		// its last metadata writes, which may then sit in that cache when
 		// it returns. The next syncfs's flush covers them: a change is

@@ -56,6 +56,7 @@ type Driver struct {
 	byFD    bool // and linked by their descriptor (see linkFD)
 
 	shortReadEnds bool // see shortReadsEnd
+	journaled     bool // see Journaled
 	// fsyncPath and writebackErr; tests replace them.
 	fsync        func(name string, fd int) error
 	writebackErr func(fd int) error
@@ -75,7 +76,8 @@ func New(root string) (*Driver, error) {
 	}
 	d.unnamed, d.byFD = linkUnnamed(d.tmp)
 	d.shortReadEnds = shortReadsEnd(root)
-	if d.barrier, err = newBarrier(root); err != nil {
+	d.journaled = journaled(root)
+	if d.barrier, err = newBarrier(root, d.journaled); err != nil {
 		return nil, err
 	}
 	// What a previous process made may not be durable: until this sync
@@ -85,6 +87,11 @@ func New(root string) (*Driver, error) {
 	d.removeStaleTemps()
 	return d, nil
 }
+
+// Journaled reports whether the root's file system commits its metadata
+// through a journal or copy-on-write (see journaled). Without one a crash
+// can lose files however they are written (docs/operations.md).
+func (d *Driver) Journaled() bool { return d.journaled }
 
 // Name implements driver.Driver.
 func (d *Driver) Name() string { return name }
