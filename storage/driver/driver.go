@@ -31,10 +31,10 @@ type Driver interface {
 	PutContent(ctx context.Context, path string, content []byte) error
 
 	// PutState is PutContent without the durability: atomic, but after a
-	// crash the path may hold what it held before. It is for state the
-	// caller checks against other data and can discard (an upload
-	// session's offset and hash), where a sync per write would cost more
-	// than a lost session.
+	// crash the path may hold what it held before, or, on a file system
+	// without a journal, nothing at all. It is for state the caller checks
+	// against other data and can discard (an upload session's offset and
+	// hash), where a sync per write would cost more than a lost session.
 	PutState(ctx context.Context, path string, content []byte) error
 
 	// Create writes content at path only if no object is there yet, as one
