@@ -104,14 +104,6 @@ func (b *barrier) ticket() uint64 {
 	return b.started + 1
 }
 
-// finished returns the number of the latest sync finished: every change
-// made before a ticket up to it has been synced.
-func (b *barrier) finished() uint64 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.done
-}
-
 // covered reports whether a change made before ticket t is durable: its
 // sync and every one since finished, and none of them failed (a failed
 // sync's lost pages are not written by a later one).
@@ -121,8 +113,8 @@ func (b *barrier) covered(t uint64) bool {
 	return t+b.lag <= b.done && t > b.failed
 }
 
-// waitFor returns once sync number t has finished, starting it if none is
-// running. A caller may thus make a change, take a ticket, and wait later:
+// waitFor returns once sync number t (and the lag after it) has finished,
+// starting the next sync if none is running. A caller may thus make a change, take a ticket, and wait later:
 // by then another caller's sync may have covered it already. When the sync
 // it waits for has run for longer than patience (counted from that sync's
 // start), would begin while the machine is crowded, or failed, waitFor

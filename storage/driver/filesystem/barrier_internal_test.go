@@ -248,9 +248,7 @@ func TestFailedFsyncFailsTheWrite(t *testing.T) {
 		if _, err := d.Stat(t.Context(), "/a/blob"); !errors.As(err, new(driver.PathNotFoundError)) {
 			t.Fatalf("Stat after the failure: %v", err)
 		}
-		if left, _ := os.ReadDir(filepath.Join(d.root, tempDir)); len(left) != 0 {
-			t.Fatalf("temporary files left: %v", left)
-		}
+		wantNoTemps(t, d)
 	})
 }
 
@@ -452,9 +450,7 @@ func TestEarlierWritebackFailureStopsPublish(t *testing.T) {
 		if _, err := d.Stat(t.Context(), "/a/record"); !errors.As(err, new(driver.PathNotFoundError)) {
 			t.Fatalf("Stat: %v", err)
 		}
-		if left, _ := os.ReadDir(filepath.Join(d.root, tempDir)); len(left) != 0 {
-			t.Fatalf("temporary files left: %v", left)
-		}
+		wantNoTemps(t, d)
 	})
 }
 

@@ -2,6 +2,7 @@ package filesystem
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -15,8 +16,13 @@ func countingSyncs(t *testing.T) (*Driver, func() uint64) {
 	d := settled(t)
 	d.barrier.crowded = func() bool { return false }
 	d.barrier.patience = time.Hour
-	base := d.barrier.finished()
-	return d, func() uint64 { return d.barrier.finished() - base }
+	finished := func() uint64 {
+		d.barrier.mu.Lock()
+		defer d.barrier.mu.Unlock()
+		return d.barrier.done
+	}
+	base := finished()
+	return d, func() uint64 { return finished() - base }
 }
 
 // Under a batch, durable writes leave the barrier that makes their names
@@ -147,4 +153,24 @@ func TestRetriedCommitMeetsItsFailure(t *testing.T) {
 			t.Fatalf("retried Commit: %v, want EIO", err)
 		}
 	})
+}
+
+// The fallback leaves a batch's list of files as it was, for a retried
+// Commit: sorting and dropping duplicates in place would blank its tail.
+func TestFallbackKeepsTheBatchsList(t *testing.T) {
+	d, _ := countingSyncs(t)
+	ctx := t.Context()
+	for _, p := range []string{"/b/x", "/a/x"} {
+		if err := d.PutContent(ctx, p, []byte(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files := []string{d.root + "/b/x", d.root + "/a/x", d.root + "/a/x"}
+	kept := slices.Clone(files)
+	if err := d.syncChanges(files...); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(files, kept) {
+		t.Fatalf("syncChanges left the list %q, was %q", files, kept)
+	}
 }

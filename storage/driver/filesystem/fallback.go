@@ -62,7 +62,9 @@ func (d *Driver) syncChanges(files ...string) error {
 // files to a Delete: there is nothing left in it to make durable.
 func (d *Driver) fsyncAll(paths []string) error {
 	// Deepest first: a directory's own name, in its parent, must not reach
-	// the disk ahead of the directory.
+	// the disk ahead of the directory. A copy: a batch keeps its list for
+	// a retry.
+	paths = slices.Clone(paths)
 	slices.SortFunc(paths, func(a, b string) int {
 		if da, db := strings.Count(a, "/"), strings.Count(b, "/"); da != db {
 			return db - da

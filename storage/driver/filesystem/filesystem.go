@@ -233,7 +233,8 @@ func (d *Driver) put(ctx context.Context, path string, content []byte, durable b
 			return err
 		}
 	}
-	t, err := d.writeTemp(file, content, durable)
+	// Empty content reaches here only over content (see putEmpty).
+	t, err := d.writeTemp(content, durable, len(content) > 0 && d.absent(file))
 	if err != nil {
 		return err
 	}
@@ -260,7 +261,7 @@ func (d *Driver) Stage(ctx context.Context, path string, content []byte) (driver
 		// Made in place at Publish: there are no bytes to sync first.
 		return &staged{d: d, path: path, file: file}, nil
 	}
-	t, err := d.writeTemp(file, content, true)
+	t, err := d.writeTemp(content, true, d.absent(file))
 	if err != nil {
 		return nil, err
 	}
@@ -336,10 +337,12 @@ func (d *Driver) Create(ctx context.Context, path string, content []byte) error 
 		return err
 	}
 	// Taken paths are the common case of a lease; spare them the write.
-	if _, err := os.Lstat(file); err == nil {
+	_, err = os.Lstat(file)
+	if err == nil {
 		return driver.ErrExists
 	}
-	t, err := d.writeTemp(file, content, true)
+	// Create never replaces, so its file may be unnamed (see temp).
+	t, err := d.writeTemp(content, true, errors.Is(err, fs.ErrNotExist))
 	if err != nil {
 		return err
 	}

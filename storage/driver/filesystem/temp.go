@@ -41,11 +41,17 @@ type temp struct {
 // unnamedName stands for an unnamed file where a name is wanted.
 const unnamedName = "(unnamed)"
 
-// openTemp makes a new, empty temporary file for file: unnamed when file
-// is not there (see temp).
-func (d *Driver) openTemp(file string) (*temp, error) {
+// absent reports whether nothing is at file, so that a temporary file for
+// it may be unnamed (see temp); false where none are.
+func (d *Driver) absent(file string) bool {
 	var st unix.Stat_t
-	if d.unnamed && unix.Lstat(file, &st) == unix.ENOENT {
+	return d.unnamed && unix.Lstat(file, &st) == unix.ENOENT
+}
+
+// openTemp makes a new, empty temporary file, unnamed if asked for and
+// the file system makes them.
+func (d *Driver) openTemp(unnamed bool) (*temp, error) {
+	if unnamed && d.unnamed {
 		fd, err := openFD(d.tmp, unix.O_TMPFILE|unix.O_WRONLY, 0o644)
 		if err == nil {
 			return &temp{name: filepath.Join(d.tmp, unnamedName), fd: fd, unnamed: true}, nil
@@ -65,11 +71,12 @@ func (d *Driver) tempName() string {
 	return filepath.Join(d.tmp, hex.EncodeToString(id[:]))
 }
 
-// writeTemp writes content to a new temporary file for file. When durable, its
-// bytes are durable once the barrier's sync numbered ticket has finished
-// (see bytesDurable); ticket 0 owes nothing.
-func (d *Driver) writeTemp(file string, content []byte, durable bool) (*temp, error) {
-	t, err := d.openTemp(file)
+// writeTemp writes content to a new temporary file, unnamed if asked for
+// (for a name found absent). When durable, its bytes are durable once the
+// barrier's sync numbered ticket has finished (see bytesDurable); ticket 0
+// owes nothing.
+func (d *Driver) writeTemp(content []byte, durable, unnamed bool) (*temp, error) {
+	t, err := d.openTemp(unnamed)
 	if err != nil {
 		return nil, err
 	}
@@ -169,16 +176,15 @@ func (t *temp) link(d *Driver, file string, durable, replace bool) error {
 // Linux 6.10, being the file's opener, else by its link in /proc, which
 // costs a walk of /proc/self/fd on every link.
 func linkFD(fd int, name string, byFD bool) error {
-	from, flags := "/proc/self/fd/"+strconv.Itoa(fd), unix.AT_SYMLINK_FOLLOW
+	proc := "/proc/self/fd/" + strconv.Itoa(fd)
+	var err error
 	if byFD {
-		from, flags = "", unix.AT_EMPTY_PATH
+		err = unix.Linkat(fd, "", unix.AT_FDCWD, name, unix.AT_EMPTY_PATH)
+	} else {
+		err = unix.Linkat(unix.AT_FDCWD, proc, unix.AT_FDCWD, name, unix.AT_SYMLINK_FOLLOW)
 	}
-	dirfd := unix.AT_FDCWD
-	if byFD {
-		dirfd = fd
-	}
-	if err := unix.Linkat(dirfd, from, unix.AT_FDCWD, name, flags); err != nil {
-		return &os.LinkError{Op: "link", Old: "/proc/self/fd/" + strconv.Itoa(fd), New: name, Err: err}
+	if err != nil {
+		return &os.LinkError{Op: "link", Old: proc, New: name, Err: err}
 	}
 	return nil
 }
