@@ -98,7 +98,9 @@ func (br *BlobReader) Close() error {
 
 // CopyRange writes length bytes from offset to w straight from the backend's
 // reader, so a file system reader meets an http.ResponseWriter's ReadFrom and
-// the kernel copies the bytes (sendfile). It does not move the position.
+// the kernel copies the bytes (sendfile). A w without ReadFrom gets them
+// through a large buffer instead (see server.kernelCopy). It does not move
+// the position.
 func (br *BlobReader) CopyRange(w io.Writer, offset, length int64) (int64, error) {
 	if offset < 0 || length < 0 || offset+length > br.desc.Size {
 		return 0, fmt.Errorf("blob reader: range %d+%d outside blob of %d bytes", offset, length, br.desc.Size)
@@ -112,11 +114,13 @@ func (br *BlobReader) CopyRange(w io.Writer, offset, length int64) (int64, error
 	}
 	defer rc.Close()
 	var n int64
-	if _, isFile := rc.(*os.File); isFile {
+	_, toKernel := w.(io.ReaderFrom)
+	if _, isFile := rc.(*os.File); isFile && toKernel {
 		n, err = io.Copy(w, io.LimitReader(rc, length))
 	} else {
-		// No zero-copy path from a network backend: a large buffer, past
-		// w's ReadFrom and its small one, reads its body in few calls.
+		// No zero-copy path from a network backend, or none wanted: a
+		// large buffer, past w's ReadFrom and its small one, reads the
+		// body in few calls.
 		bufp := copyBufs.Get().(*[]byte)
 		defer copyBufs.Put(bufp)
 		n, err = io.CopyBuffer(writerOnly{w}, io.LimitReader(rc, length), *bufp)

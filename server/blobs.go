@@ -1,7 +1,10 @@
 package server
 
 import (
+	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 
 	"github.com/opencontainers/go-digest"
@@ -60,7 +63,11 @@ func (h *handlers) blob(w http.ResponseWriter, r *http.Request, rt Route) error 
 	}
 	// The status is sent: a failure now can only cut the body short, which
 	// the client sees against Content-Length.
-	if _, err := br.CopyRange(h.stallGuard(w), off, n); err != nil && r.Context().Err() == nil {
+	body := h.stallGuard(w)
+	if !kernelCopy(r) {
+		body = struct{ io.Writer }{body} // no ReadFrom: CopyRange buffers
+	}
+	if _, err := br.CopyRange(body, off, n); err != nil && r.Context().Err() == nil {
 		h.log.WarnContext(r.Context(), "blob body cut short", "repository", rt.Repository, "digest", d, "error", err)
 	}
 	return nil
@@ -90,4 +97,32 @@ func writeBlobHeader(w http.ResponseWriter, d digest.Digest, size, off, n int64,
 		w.WriteHeader(http.StatusOK)
 	}
 	return nil
+}
+
+// kernelCopy reports whether a blob's body should go to r's connection by
+// sendfile: only over plain TCP to another host. TLS takes no sendfile. To
+// a peer on this host sendfile saves no copy (the peer copies out of the
+// page cache itself, alone on its core, from memory no processor cache
+// holds), and a 1 MiB read and write here split that work across two
+// cores and hand the peer bytes still cached: 1.3x the pull of a 1 GiB blob
+// over loopback, with less processor time on both sides (bench/README.md).
+// That is the case of a registry behind a proxy on its own host.
+func kernelCopy(r *http.Request) bool {
+	if r.TLS != nil {
+		return false
+	}
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return true
+	}
+	ip := peer.Addr().Unmap()
+	if ip.IsLoopback() {
+		return false
+	}
+	local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return true
+	}
+	self, err := netip.ParseAddrPort(local.String())
+	return err != nil || self.Addr().Unmap() != ip
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,9 +24,25 @@ import (
 	"github.com/lading-registry/lading/storage/driver/filesystem"
 )
 
-// fsServer serves a registry on the filesystem driver (the sendfile path)
-// over a real listener, holding one blob of size bytes.
-func fsServer(t testing.TB, opts Options, size int) (*httptest.Server, digest.Digest, []byte) {
+// fsServer serves a registry on the filesystem driver over a real
+// listener, holding one blob of size bytes. With a peer, every request
+// seems to come from there: another host's address takes blob bodies to
+// sendfile (see kernelCopy), though the connection is loopback.
+func fsServer(t testing.TB, opts Options, size int, peer string) (*httptest.Server, digest.Digest, []byte) {
+	t.Helper()
+	h, d, blob := fsHandler(t, opts, size)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if peer != "" {
+			r.RemoteAddr = peer
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, d, blob
+}
+
+// fsHandler is fsServer's handler, without a listener.
+func fsHandler(t testing.TB, opts Options, size int) (http.Handler, digest.Digest, []byte) {
 	t.Helper()
 	fsd, err := filesystem.New(t.TempDir())
 	if err != nil {
@@ -40,16 +57,24 @@ func fsServer(t testing.TB, opts Options, size int) (*httptest.Server, digest.Di
 	if _, err := repo.Blobs().Put(context.Background(), d, bytes.NewReader(blob)); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(New(reg, opts))
-	t.Cleanup(srv.Close)
-	return srv, d, blob
+	return New(reg, opts), d, blob
 }
 
 // TestStalledDownloadCut asks for a blob far larger than the socket
 // buffers and reads nothing: the server gives up on the client after the
 // idle timeout and closes the connection.
 func TestStalledDownloadCut(t *testing.T) {
-	srv, d, blob := fsServer(t, Options{BodyIdleTimeout: 300 * time.Millisecond}, 48<<20)
+	for name, peer := range peers {
+		t.Run(name, func(t *testing.T) { stalledDownloadCut(t, peer) })
+	}
+}
+
+// peers are the two ways a blob's body goes: copied for a peer on this
+// host, by sendfile for another.
+var peers = map[string]string{"copied": "", "sendfile": "192.0.2.7:40000"}
+
+func stalledDownloadCut(t *testing.T, peer string) {
+	srv, d, blob := fsServer(t, Options{BodyIdleTimeout: 300 * time.Millisecond}, 48<<20, peer)
 	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +97,13 @@ func TestStalledDownloadCut(t *testing.T) {
 // first download (which net/http lifts after each response) must not cut
 // the second answer.
 func TestDownloadDeadlineLifted(t *testing.T) {
-	srv, d, blob := fsServer(t, Options{BodyIdleTimeout: 200 * time.Millisecond}, 3<<20)
+	for name, peer := range peers {
+		t.Run(name, func(t *testing.T) { downloadDeadlineLifted(t, peer) })
+	}
+}
+
+func downloadDeadlineLifted(t *testing.T, peer string) {
+	srv, d, blob := fsServer(t, Options{BodyIdleTimeout: 200 * time.Millisecond}, 3<<20, peer)
 	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -133,6 +164,61 @@ func TestStallGuardKeepsSendfile(t *testing.T) {
 		lr, ok := src.(*io.LimitedReader)
 		if !ok || lr.R != f {
 			t.Fatalf("piece %d is a %T, not a limited reader over the file", i, src)
+		}
+	}
+}
+
+// TestBodyPathByPeer checks which way a blob's body goes, by the request's
+// peer: to the response writer's ReadFrom as limited readers over the file
+// (sendfile) for another host, through Write for this host or over TLS.
+func TestBodyPathByPeer(t *testing.T) {
+	h, d, blob := fsHandler(t, Options{BodyIdleTimeout: time.Minute}, 3*sendPiece/2)
+	for _, tc := range []struct {
+		name, peer, local string
+		tls, kernel       bool
+	}{
+		{name: "other host", peer: "192.0.2.7:40000", local: "192.0.2.1:5000", kernel: true},
+		{name: "other host, v6", peer: "[2001:db8::7]:40000", local: "[2001:db8::1]:5000", kernel: true},
+		{name: "loopback", peer: "127.0.0.1:40000", local: "127.0.0.1:5000"},
+		{name: "loopback, v6", peer: "[::1]:40000", local: "[::1]:5000"},
+		{name: "another loopback address", peer: "127.0.0.9:40000", local: "127.0.0.1:5000"},
+		{name: "own address", peer: "192.0.2.1:40000", local: "192.0.2.1:5000"},
+		{name: "own address, mapped", peer: "[::ffff:192.0.2.1]:40000", local: "192.0.2.1:5000"},
+		{name: "other host, TLS", peer: "192.0.2.7:40000", local: "192.0.2.1:5000", tls: true},
+	} {
+		for _, rng := range []string{"", "bytes=1000-"} {
+			t.Run(tc.name+" "+rng, func(t *testing.T) {
+				local, err := net.ResolveTCPAddr("tcp", tc.local)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ctx := context.WithValue(context.Background(), http.LocalAddrContextKey, net.Addr(local))
+				req := httptest.NewRequestWithContext(ctx, http.MethodGet, "/v2/a/blobs/"+d.String(), nil)
+				req.RemoteAddr = tc.peer
+				if tc.tls {
+					req.TLS = &tls.ConnectionState{}
+				}
+				want := blob
+				if rng != "" {
+					req.Header.Set("Range", rng)
+					want = blob[1000:]
+				}
+				rec := &sourceRecorder{ResponseRecorder: *httptest.NewRecorder()}
+				h.ServeHTTP(rec, req)
+				if !bytes.Equal(rec.Body.Bytes(), want) {
+					t.Fatalf("status %d, %d bytes, want %d", rec.Code, rec.Body.Len(), len(want))
+				}
+				if kernel := len(rec.sources) > 0; kernel != tc.kernel {
+					t.Fatalf("%d pieces went to ReadFrom, want sendfile %v", len(rec.sources), tc.kernel)
+				}
+				for i, src := range rec.sources {
+					if lr, ok := src.(*io.LimitedReader); !ok {
+						t.Fatalf("piece %d is a %T, not a limited reader", i, src)
+					} else if _, ok := lr.R.(*os.File); !ok {
+						t.Fatalf("piece %d reads a %T, not the file", i, lr.R)
+					}
+				}
+			})
 		}
 	}
 }
