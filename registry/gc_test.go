@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -476,5 +477,83 @@ func TestGCCancelledLeavesNoRunBehind(t *testing.T) {
 	s, err := reg.readGCState(context.Background())
 	if err != nil || s.active() || s.Last == "" {
 		t.Fatalf("state after a cancelled run: %+v %v", s, err)
+	}
+}
+
+// Writes begun within stateReuse of a read of /gc/state share it, and one
+// that began with a state from before a run that another replica announced
+// settles the slow way: pinned in the run, then verified.
+func TestGuardSharesStateReads(t *testing.T) {
+	var reads atomic.Int64
+	mem := inmemory.New()
+	counted := driver.Instrument(mem, func(op string, _ time.Duration, _ error) {
+		if op == "GetContent" {
+			reads.Add(1)
+		}
+	})
+	reg := New(counted, Options{})
+	other := New(driver.Instrument(mem, nil), Options{}) // another replica
+	defer func(was time.Duration) { stateReuse = was }(stateReuse)
+	stateReuse = time.Hour // however slow the machine
+	ctx := context.Background()
+	d := digest.FromString("shared")
+
+	before := time.Now()
+	first, err := reg.guardWrite(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !first.start.Before(time.Now()) || first.start.Before(before) {
+		t.Fatalf("first write began at %v, outside its own read", first.start)
+	}
+	// A write sharing the read counts as begun when the read began.
+	loop := time.Now()
+	var shared time.Time
+	for range 10 {
+		g, err := reg.guardWrite(ctx, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if shared.IsZero() {
+			shared = g.start
+		}
+		if !g.start.Equal(shared) || g.start.Before(first.start) || !g.start.Before(loop) {
+			t.Fatalf("a write sharing the read began at %v, not when the read began (after %v, before %v)", g.start, first.start, loop)
+		}
+	}
+	if n := reads.Load(); n != 1 {
+		t.Fatalf("%d reads of the state for 11 writes begun at once, want 1", n)
+	}
+
+	// The other replica announces a run; a write here still begins with
+	// the state from before it, and its window passes before it settles.
+	opts := quickGC(true)
+	opts.TempDir = t.TempDir()
+	c := &collector{reg: other, opts: opts, cutoff: time.Now(), untaggedCutoff: time.Now()}
+	if err := c.announce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	g, err := reg.guardWrite(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.pinnedIn != "" || !g.start.Equal(shared) {
+		t.Fatalf("the write did not begin with the shared state: %+v", g)
+	}
+	time.Sleep(10 * opts.Window)
+	verified := false
+	if err := g.settle(ctx, func(context.Context) error { verified = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !verified || g.pinnedIn != c.state.Run {
+		t.Fatalf("a write begun before the run settled without pinning (%q) and verifying (%v)", g.pinnedIn, verified)
+	}
+	if _, err := mem.GetContent(ctx, gcPinPath(c.state.Run, d)); err != nil {
+		t.Fatalf("no pin for the run: %v", err)
+	}
+
+	stateReuse = 0
+	if g, err := reg.guardWrite(ctx, d); err != nil || g.pinnedIn != c.state.Run {
+		t.Fatalf("a write begun after stateReuse did not see the run: %+v, %v", g, err)
 	}
 }

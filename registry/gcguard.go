@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -51,20 +52,54 @@ func (s gcState) active() bool { return s.Run != "" }
 func (s gcState) sweeping(now time.Time) bool { return s.InBatch && now.Before(s.Until) }
 
 func (r *Registry) readGCState(ctx context.Context) (gcState, error) {
+	start := time.Now()
 	raw, err := r.driver.GetContent(ctx, gcStatePath)
-	if driver.IsNotFound(err) {
-		return gcState{}, nil
-	}
-	if err != nil {
-		return gcState{}, err
-	}
 	var s gcState
-	if err := json.Unmarshal(raw, &s); err != nil {
+	switch {
+	case driver.IsNotFound(err):
+	case err != nil:
+		return gcState{}, err
+	case json.Unmarshal(raw, &s) != nil:
 		// Unreadable: assume a run, so writers pin, which costs little.
-		s = gcState{Run: "unreadable"}
+		s = gcState{Run: "unreadable", raw: raw}
+	default:
+		s.raw = raw
 	}
-	s.raw = raw
+	r.lastState.keep(s, start)
 	return s, nil
+}
+
+// lastGCState is the latest read of /gc/state in this process and when it
+// began. A write may begin with it instead of a read of its own (see
+// guardWrite): one round trip fewer per push on an object store.
+type lastGCState struct {
+	mu sync.Mutex
+	s  gcState
+	at time.Time
+}
+
+// stateReuse is how old a read a write may begin with. Any age is safe; an
+// old one only makes more writes settle the slow way during a collection,
+// whose window (DefaultGCWindow) is a hundred times this. A variable for
+// tests.
+var stateReuse = 50 * time.Millisecond
+
+func (l *lastGCState) keep(s gcState, at time.Time) {
+	l.mu.Lock()
+	if at.After(l.at) {
+		l.s, l.at = s, at
+	}
+	l.mu.Unlock()
+}
+
+// recent returns the latest read if it began within stateReuse.
+func (l *lastGCState) recent() (gcState, time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.at.IsZero() || time.Since(l.at) >= stateReuse {
+		return gcState{}, time.Time{}, false
+	}
+	return l.s, l.at, true
 }
 
 func (r *Registry) writeGCState(ctx context.Context, s gcState) (gcState, error) {
@@ -73,7 +108,13 @@ func (r *Registry) writeGCState(ctx context.Context, s gcState) (gcState, error)
 		return s, err
 	}
 	s.raw = raw
-	return s, r.driver.PutContent(ctx, gcStatePath, raw)
+	if err := r.driver.PutContent(ctx, gcStatePath, raw); err != nil {
+		return s, err
+	}
+	// The state as of now (one collector writes it at a time), so that
+	// this process's writes begin with it at once.
+	r.lastState.keep(s, time.Now())
+	return s, nil
 }
 
 // awaitBatch returns the state once no sweep batch is in progress.
@@ -107,12 +148,21 @@ type gcGuard struct {
 // guardWrite begins a write that will make digests reachable. It must come
 // before the write checks that what it builds on exists, so that the check
 // sees every delete that could have missed the write.
+//
+// The state it begins with may come from another request's read that began
+// up to stateReuse earlier: the write then counts as begun when that read
+// began, which makes it a write slower by that much, and every case of
+// settle holds for a write of any length.
 func (r *Registry) guardWrite(ctx context.Context, digests ...digest.Digest) (*gcGuard, error) {
-	g := &gcGuard{reg: r, digests: digests, start: time.Now()}
-	s, err := r.readGCState(ctx)
-	if err != nil {
-		return nil, err
+	var err error
+	s, at, ok := r.lastState.recent()
+	if !ok {
+		at = time.Now()
+		if s, err = r.readGCState(ctx); err != nil {
+			return nil, err
+		}
 	}
+	g := &gcGuard{reg: r, digests: digests, start: at}
 	if g.s0, err = g.pin(ctx, s); err != nil {
 		return nil, err
 	}

@@ -52,6 +52,8 @@ type Registry struct {
 	// deferring: the driver may leave a batch's writes undurable until its
 	// Commit, so a crash can keep a manifest's record without its bytes.
 	deferring bool
+	// lastState is the latest read of /gc/state, for writes to share.
+	lastState lastGCState
 }
 
 // New returns a Registry over d.
