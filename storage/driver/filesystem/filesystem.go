@@ -22,6 +22,7 @@ package filesystem
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
@@ -31,8 +32,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/lading-registry/lading/storage/driver"
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
+
+	"github.com/lading-registry/lading/storage/driver"
 )
 
 const name = "filesystem"
@@ -74,6 +77,9 @@ func New(root string) (*Driver, error) {
 	if err := os.MkdirAll(d.tmp, 0o755); err != nil {
 		return nil, err
 	}
+	if err := nothingMountedBelow(root); err != nil {
+		return nil, err
+	}
 	d.unnamed, d.byFD = linkUnnamed(d.tmp)
 	d.shortReadEnds = shortReadsEnd(root)
 	d.journaled = journaled(root)
@@ -86,6 +92,28 @@ func New(root string) (*Driver, error) {
 	go d.barrier.waitFor(d.fresh.startup, nil)
 	d.removeStaleTemps()
 	return d, nil
+}
+
+// nothingMountedBelow refuses a root with a file system mounted below it:
+// the driver links and renames across its folders, which fails between
+// mounts (EXDEV, on the first push), and its barrier is one syncfs of the
+// root's file system, which would not reach another. A root that is a
+// mount point itself is fine.
+func nothingMountedBelow(root string) error {
+	real, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return err
+	}
+	mounts, err := mountinfo.GetMounts(mountinfo.PrefixFilter(real))
+	if err != nil {
+		return nil // no /proc to tell: nothing to check against
+	}
+	for _, m := range mounts {
+		if m.Mountpoint != real {
+			return fmt.Errorf("filesystem: %s is mounted below the root %s (%s): Lading needs its whole root on one file system; mount the file system at the root itself", m.Mountpoint, root, m.FSType)
+		}
+	}
+	return nil
 }
 
 // Journaled reports whether the root's file system commits its metadata

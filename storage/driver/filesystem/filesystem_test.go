@@ -358,3 +358,24 @@ func TestGetContentSizes(t *testing.T) {
 		t.Errorf("GetContent of a directory: %v, want not found", err)
 	}
 }
+
+// A root with a file system mounted below it is refused at start, naming
+// the mount point; a root that is a mount point itself is not. Mounting
+// needs privileges, which CI has.
+func TestRefusesMountsBelowTheRoot(t *testing.T) {
+	root := t.TempDir()
+	below := filepath.Join(root, "blobs")
+	if err := os.Mkdir(below, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", below, "tmpfs", 0, "size=1m"); err != nil {
+		t.Skipf("cannot mount here: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(below, unix.MNT_DETACH) })
+	if _, err := filesystem.New(root); err == nil || !strings.Contains(err.Error(), below) {
+		t.Fatalf("New over a root with %s mounted below: %v", below, err)
+	}
+	if _, err := filesystem.New(filepath.Join(root, ".", "blobs")); err != nil {
+		t.Fatalf("New over a mount point: %v", err)
+	}
+}
