@@ -184,9 +184,13 @@ func readWhole(name string, shortEnds bool) ([]byte, error) {
 const smallRead = 4 << 10
 
 // openFD opens a file as a bare descriptor: an *os.File spends five more
-// system calls trying to make a regular file pollable.
+// system calls trying to make a regular file pollable. Like os.Open it
+// retries an open a signal interrupted (network and FUSE file systems).
 func openFD(name string, flags int, perm uint32) (int, error) {
 	fd, err := unix.Open(name, flags|unix.O_CLOEXEC, perm)
+	for err == unix.EINTR {
+		fd, err = unix.Open(name, flags|unix.O_CLOEXEC, perm)
+	}
 	if err != nil {
 		return -1, &fs.PathError{Op: "open", Path: name, Err: err}
 	}
