@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,6 +33,14 @@ type uploadState struct {
 	StartedAt  time.Time                   `json:"startedAt"`
 	Offset     int64                       `json:"offset"`
 	Hashes     map[digest.Algorithm][]byte `json:"hashes"`
+	// Boot is the machine's boot (bootID) the hashes were taken in from
+	// the first byte, on a driver that defers durability (a file system):
+	// neither the data nor the state is synced per chunk, so after a crash
+	// of the machine the data may hold less than the state hashed, or
+	// zeros where the disk never got the bytes, at the same size. Hashes
+	// from another boot are rebuilt from the data before they are trusted
+	// (rehash).
+	Boot string `json:"boot,omitempty"`
 }
 
 // Upload is a resumable upload session. Its state lives in the backend, so
@@ -108,12 +118,14 @@ func (bs *BlobStore) newUpload(algs []digest.Algorithm) *Upload {
 	for _, a := range algs {
 		hashes[a] = nil
 	}
-	return &Upload{bs: bs, state: uploadState{
+	u := &Upload{bs: bs, state: uploadState{
 		ID:         newUploadID(),
 		Repository: bs.repo.name,
 		StartedAt:  bs.repo.reg.now().UTC(),
 		Hashes:     hashes,
 	}}
+	u.hashesFromNow()
+	return u
 }
 
 // Resume reopens an upload session by id, as stored in the backend.
@@ -230,39 +242,11 @@ func (u *Upload) write(ctx context.Context, r io.Reader, at int64, commit bool) 
 	if err != nil {
 		return 0, err
 	}
-	if w.Size() != u.state.Offset {
-		// The handle's state predates another request's chunk, or a crash
-		// came between writing data and saving state. The stored state
-		// tells which.
-		if err := u.load(ctx); err != nil {
-			w.Close()
-			return 0, err
-		}
-		if u.state.Offset == 0 && w.Size() > 0 {
-			// A first chunk cut off before any was acknowledged: the
-			// client starts over, so the session does too.
-			w.Close()
-			if w, err = drv.Writer(ctx, path, false); err != nil {
-				return 0, err
-			}
-		} else if w.Size() > u.state.Offset {
-			// A crash between a chunk's data and its state: the bytes are
-			// the client's, in order, so hash them in and go on from there.
-			if err := u.catchUp(ctx, path, w.Size()); err != nil {
-				w.Close()
-				return 0, err
-			}
-		}
-		if w.Size() != u.state.Offset {
-			// Less data than the state vouches for: the hash state no
-			// longer matches the bytes, and the session cannot go on.
-			w.Close()
-			return 0, u.lost(ctx, fmt.Sprintf("data holds %d bytes, state %d", w.Size(), u.state.Offset))
-		}
-		if at >= 0 && at != u.state.Offset {
-			w.Close()
-			return 0, u.rangeError(at)
-		}
+	if w, err = u.reconcile(ctx, w, path, at); err != nil {
+		return 0, err
+	}
+	if u.state.Offset == 0 {
+		u.hashesFromNow() // nothing hashed yet to doubt
 	}
 	hashers, err := u.hashers()
 	if err != nil {
@@ -352,6 +336,108 @@ func (u *Upload) Refresh(ctx context.Context) error {
 	return u.catchUp(ctx, path, fi.Size)
 }
 
+// reconcile checks the data's size, which w holds open, against the
+// handle's state before a write or a commit goes on from there, and
+// returns the writer to use; at is as for Append. On an error w is closed.
+func (u *Upload) reconcile(ctx context.Context, w driver.FileWriter, path string, at int64) (driver.FileWriter, error) {
+	if u.savedInAnotherBoot() {
+		// The handle's state may be older than one saved since.
+		if err := u.load(ctx); err != nil {
+			w.Close()
+			return nil, err
+		}
+		if err := u.rehash(ctx, path, w.Size()); err != nil {
+			w.Close()
+			return nil, err
+		}
+	}
+	if w.Size() == u.state.Offset {
+		return w, nil
+	}
+	// The handle's state predates another request's chunk, or a crash came
+	// between writing data and saving state. The stored state tells which.
+	if err := u.load(ctx); err != nil {
+		w.Close()
+		return nil, err
+	}
+	if u.state.Offset == 0 && w.Size() > 0 {
+		// A first chunk cut off before any was acknowledged: the client
+		// starts over, so the session does too.
+		w.Close()
+		return u.bs.driver().Writer(ctx, path, false)
+	}
+	if w.Size() > u.state.Offset {
+		// A crash between a chunk's data and its state: the bytes are the
+		// client's, in order, so hash them in and go on from there.
+		if err := u.catchUp(ctx, path, w.Size()); err != nil {
+			w.Close()
+			return nil, err
+		}
+	}
+	if w.Size() != u.state.Offset {
+		// Less data than the state vouches for: the hash state no longer
+		// matches the bytes, and the session cannot go on.
+		w.Close()
+		return nil, u.lost(ctx, fmt.Sprintf("data holds %d bytes, state %d", w.Size(), u.state.Offset))
+	}
+	if at >= 0 && at != u.state.Offset {
+		w.Close()
+		return nil, u.rangeError(at)
+	}
+	return w, nil
+}
+
+// savedInAnotherBoot reports a state whose bytes may not be what it hashed
+// (see uploadState.Boot).
+func (u *Upload) savedInAnotherBoot() bool {
+	return u.bs.repo.reg.deferring && u.state.Offset > 0 && u.state.Boot != bootID()
+}
+
+// rehash rebuilds the state's hashes from the bytes the data holds up to
+// its offset, when it was saved in another boot: a crash can leave ranges
+// of the data that never reached the disk reading as zeros while its size
+// agrees, and the running hash would then vouch for bytes that are not
+// there. size is the data's. A failure drops the session.
+func (u *Upload) rehash(ctx context.Context, path string, size int64) error {
+	if !u.savedInAnotherBoot() {
+		return nil
+	}
+	vouched := u.state.Offset
+	if size < vouched {
+		return u.lost(ctx, fmt.Sprintf("data holds %d bytes, state %d", size, vouched))
+	}
+	u.bs.repo.reg.log.Info("rehashing an upload saved before a restart of the machine", "repository", u.state.Repository, "upload", u.state.ID, "bytes", vouched)
+	u.state.Offset = 0
+	for alg := range u.state.Hashes {
+		u.state.Hashes[alg] = nil
+	}
+	u.hashesFromNow()
+	if err := u.hashTail(ctx, path, vouched); err != nil {
+		return u.lost(ctx, fmt.Sprintf("rehashing its data: %v", err))
+	}
+	return nil
+}
+
+// hashesFromNow marks the state's hashes as taken in this boot, from its
+// first byte: only then does a save vouch for them in this boot. Every
+// other save keeps the boot they were first taken in, so that no catch-up
+// over hashes from another boot (Refresh's) passes them off as checked.
+func (u *Upload) hashesFromNow() {
+	if u.bs.repo.reg.deferring {
+		u.state.Boot = bootID()
+	}
+}
+
+// bootID names the running boot of the machine's kernel ("" where it has
+// none to tell). A variable for tests.
+var bootID = sync.OnceValue(func() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+})
+
 // catchUp hashes the data between the state's offset and size into the
 // state and saves it. It reads back at most what one chunk wrote. When that
 // fails (a backend that cannot read data in progress, as S3 before
@@ -420,9 +506,6 @@ func (u *Upload) Commit(ctx context.Context, d digest.Digest, size int64) (v1.De
 // committed says the caller's write has already made the data durable.
 func (u *Upload) finish(ctx context.Context, d digest.Digest, size int64, committed bool) (v1.Descriptor, error) {
 	drv := u.bs.driver()
-	if size >= 0 && size != u.state.Offset {
-		return v1.Descriptor{}, newError(CodeSizeInvalid, "upload holds %d bytes, %d declared", u.state.Offset, size)
-	}
 	dataPath := uploadDataPath(u.state.Repository, u.state.ID)
 	hasData := u.state.Offset > 0
 	if hasData && !committed {
@@ -438,12 +521,20 @@ func (u *Upload) finish(ctx context.Context, d digest.Digest, size int64, commit
 		case err != nil:
 			return v1.Descriptor{}, err
 		default:
+			// The bytes published are the data's, whatever its size: it
+			// must be what the state hashed.
+			if w, err = u.reconcile(ctx, w, dataPath, -1); err != nil {
+				return v1.Descriptor{}, err
+			}
 			err = w.Commit(ctx)
 			w.Close()
 			if err != nil {
 				return v1.Descriptor{}, err
 			}
 		}
+	}
+	if size >= 0 && size != u.state.Offset {
+		return v1.Descriptor{}, newError(CodeSizeInvalid, "upload holds %d bytes, %d declared", u.state.Offset, size)
 	}
 	got, err := u.digest(ctx, d.Algorithm(), dataPath)
 	if err != nil {
@@ -574,6 +665,7 @@ func (u *Upload) load(ctx context.Context) error {
 		}
 		u.state = uploadState{ID: u.state.ID, Repository: repo, StartedAt: u.bs.repo.reg.now().UTC(),
 			Hashes: map[digest.Algorithm][]byte{digest.SHA256: nil}}
+		u.hashesFromNow()
 		return nil
 	}
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -156,4 +158,138 @@ func TestUnreadableStateDropsTheSession(t *testing.T) {
 			t.Errorf("%s after the session was dropped: %v", p, err)
 		}
 	}
+}
+
+// dataFile is where the filesystem driver keeps upload u's bytes below root.
+func dataFile(root string, u *registry.Upload) string {
+	return filepath.Join(root, "repositories", "r", "_uploads", u.ID()+".data")
+}
+
+// After a crash of the machine, part of a session's data that never reached
+// the disk reads as zeros while its size agrees with the state: the hashes
+// are rebuilt from the bytes that are there, so the commit is refused
+// rather than the zeros published under the client's digest, on every way
+// a session goes on.
+func TestMachineRestartRehashes(t *testing.T) {
+	ctx := context.Background()
+	data := randomBytes(t, 9000)
+	d := digest.FromBytes(data)
+	for _, finish := range []string{"commit", "append then commit", "append-commit", "status then commit"} {
+		t.Run(finish, func(t *testing.T) {
+			root := t.TempDir()
+			repo := repository(t, newFSRegistry(t, root), "r")
+			u, _ := repo.Blobs().Upload(ctx, registry.UploadOptions{})
+			sent := len(data)
+			if finish != "commit" {
+				sent = 6000
+			}
+			if _, err := u.Append(ctx, bytes.NewReader(data[:sent]), 0); err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.OpenFile(dataFile(root, u), os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.WriteAt(make([]byte, 1000), 2000)
+			if finish == "status then commit" {
+				// The last chunk's bytes made it, its state did not.
+				f.WriteAt(data[sent:], int64(sent))
+			}
+			f.Close()
+			registry.SetBootID(t, "another boot")
+
+			u, err = repository(t, newFSRegistry(t, root), "r").Blobs().Resume(ctx, u.ID())
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch finish {
+			case "commit":
+				_, err = u.Commit(ctx, d, int64(len(data)))
+			case "append then commit":
+				if _, err = u.Append(ctx, bytes.NewReader(data[sent:]), int64(sent)); err == nil {
+					_, err = u.Commit(ctx, d, int64(len(data)))
+				}
+			case "append-commit":
+				_, err = u.AppendCommit(ctx, bytes.NewReader(data[sent:]), int64(sent), d)
+			case "status then commit":
+				if err = u.Refresh(ctx); err != nil || u.Offset() != int64(len(data)) {
+					t.Fatalf("status at %d, %v", u.Offset(), err)
+				}
+				_, err = u.Commit(ctx, d, int64(len(data)))
+			}
+			if !errors.Is(err, registry.ErrDigestInvalid) {
+				t.Fatalf("commit over zeros left by a crash: %v, want DIGEST_INVALID", err)
+			}
+			if _, err := repo.Blobs().Stat(ctx, d); !errors.Is(err, registry.ErrBlobUnknown) {
+				t.Fatalf("blob after the refused commit: %v", err)
+			}
+		})
+	}
+	// A session the crash left whole goes on as if nothing happened.
+	root := t.TempDir()
+	repo := repository(t, newFSRegistry(t, root), "r")
+	u, _ := repo.Blobs().Upload(ctx, registry.UploadOptions{})
+	if _, err := u.Append(ctx, bytes.NewReader(data[:6000]), 0); err != nil {
+		t.Fatal(err)
+	}
+	registry.SetBootID(t, "yet another boot")
+	u, _ = repository(t, newFSRegistry(t, root), "r").Blobs().Resume(ctx, u.ID())
+	if _, err := u.AppendCommit(ctx, bytes.NewReader(data[6000:]), 6000, d); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(readBlob(t, repo, d), data) {
+		t.Fatal("content differs")
+	}
+}
+
+// A commit without a body publishes the data file whole, so its size must
+// agree with the state: bytes the state never counted (a crash between a
+// chunk and its state) are hashed in first, and less data than the state
+// vouches for drops the session.
+func TestCommitChecksTheDataAgainstTheState(t *testing.T) {
+	ctx := context.Background()
+	data := randomBytes(t, 9000)
+	start := func(t *testing.T) (string, *registry.Repository, *registry.Upload) {
+		root := t.TempDir()
+		repo := repository(t, newFSRegistry(t, root), "r")
+		u, _ := repo.Blobs().Upload(ctx, registry.UploadOptions{})
+		if _, err := u.Append(ctx, bytes.NewReader(data[:6000]), 0); err != nil {
+			t.Fatal(err)
+		}
+		return root, repo, u
+	}
+	t.Run("ahead", func(t *testing.T) {
+		root, repo, u := start(t)
+		f, err := os.OpenFile(dataFile(root, u), os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Write(data[6000:])
+		f.Close()
+		if _, err := u.Commit(ctx, digest.FromBytes(data[:6000]), -1); !errors.Is(err, registry.ErrDigestInvalid) {
+			t.Fatalf("commit of the counted bytes' digest: %v, want DIGEST_INVALID", err)
+		}
+		if _, err := u.Commit(ctx, digest.FromBytes(data), 6000); !errors.Is(err, registry.ErrSizeInvalid) {
+			t.Fatalf("commit declaring the counted size: %v, want SIZE_INVALID", err)
+		}
+		if _, err := u.Commit(ctx, digest.FromBytes(data), int64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(readBlob(t, repo, digest.FromBytes(data)), data) {
+			t.Fatal("content differs")
+		}
+	})
+	t.Run("behind", func(t *testing.T) {
+		root, repo, u := start(t)
+		if err := os.Truncate(dataFile(root, u), 5000); err != nil {
+			t.Fatal(err)
+		}
+		d := digest.FromBytes(data[:6000])
+		if _, err := u.Commit(ctx, d, -1); !errors.Is(err, registry.ErrBlobUploadUnknown) {
+			t.Fatalf("commit over data shorter than the state: %v, want BLOB_UPLOAD_UNKNOWN", err)
+		}
+		if _, err := repo.Blobs().Stat(ctx, d); !errors.Is(err, registry.ErrBlobUnknown) {
+			t.Fatalf("blob after the refused commit: %v", err)
+		}
+	})
 }
