@@ -47,10 +47,13 @@ type Driver interface {
 	Reader(ctx context.Context, path string, offset int64) (io.ReadCloser, error)
 
 	// Writer returns a writer for a large object written in pieces. With
-	// append false it starts empty (replacing any earlier writer's data);
-	// with append true it continues what earlier writers left after Close,
-	// and ErrPathNotFound if there is nothing to continue. What Reader and
-	// Stat see at path before Commit is unspecified.
+	// append false it starts empty (replacing any earlier writer's data,
+	// committed or not); with append true it continues what earlier
+	// writers left after Close, and ErrPathNotFound if there is nothing to
+	// continue. What Reader and Stat see at path before Commit is
+	// unspecified, except that it is never what was there before a writer
+	// with append false began: a Reader either fails or reads the bytes
+	// written since.
 	Writer(ctx context.Context, path string, append bool) (FileWriter, error)
 
 	// Stat describes the object or directory (a prefix of objects) at path.

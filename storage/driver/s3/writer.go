@@ -59,7 +59,13 @@ func (d *Driver) Writer(ctx context.Context, path string, append bool) (driver.F
 	// Writers below path would be below an object: never ours to touch.
 	entries = slices.DeleteFunc(entries, func(o types.Object) bool { return strings.Contains(aws.ToString(o.Key)[len(w.dir):], "/") })
 	if !append {
-		return w, w.discard(ctx, entries)
+		if err := w.discard(ctx, entries); err != nil {
+			return nil, err
+		}
+		// What an earlier writer committed goes too: a reader of the path
+		// (an upload's catch-up, registry/upload.go) must not take it for
+		// this writer's bytes.
+		return w, d.RemoveObject(ctx, path)
 	}
 	if len(entries) == 0 {
 		head, err := d.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: d.bucket, Key: aws.String(w.key)})

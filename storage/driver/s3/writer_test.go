@@ -1,8 +1,10 @@
 package s3
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -473,5 +475,34 @@ func TestWriterTellsAnOutage(t *testing.T) {
 	down.Store(true)
 	if err := w.Close(); !driver.IsUnavailable(err) {
 		t.Errorf("Close with the store down: %v, want UnavailableError", err)
+	}
+}
+
+// A writer begun afresh removes what an earlier writer committed at the
+// path, so that no reader takes those bytes for the new writer's: an
+// upload that restarts after a commit whose session was not saved, then
+// catches up on bytes ahead of its state, would hash the old bytes and
+// publish the new.
+func TestFreshWriterRemovesCommittedBytes(t *testing.T) {
+	d := newTestDriver(t, testenv.S3(t), "")
+	ctx := context.Background()
+	p := "/r/_uploads/x.data"
+	appendChunk(t, d, p, pattern(100, 1), true)
+	commit(t, d, p)
+	appendChunk(t, d, p, pattern(40, 2), true)
+	appendChunk(t, d, p, pattern(60, 3), false)
+	rc, err := d.Reader(ctx, p, 40)
+	if err == nil {
+		got, _ := io.ReadAll(rc)
+		rc.Close()
+		t.Fatalf("a reader of the path found %d bytes an earlier writer committed", len(got))
+	}
+	if !driver.IsNotFound(err) {
+		t.Fatalf("reader: %v, want not found", err)
+	}
+	commit(t, d, p)
+	got, err := d.GetContent(ctx, p)
+	if want := append(pattern(40, 2), pattern(60, 3)...); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("committed %d bytes (%v), want the fresh writer's %d", len(got), err, len(want))
 	}
 }

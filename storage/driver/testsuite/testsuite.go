@@ -54,6 +54,7 @@ var cases = []struct {
 	{"writer-append-reopened", testWriterAppendReopened},
 	{"writer-append-nothing", testWriterAppendNothing},
 	{"writer-replaces", testWriterReplaces},
+	{"writer-fresh-hides-committed", testWriterFreshHidesCommitted},
 	{"writer-zero-bytes", testWriterZeroBytes},
 	{"writer-cancel", testWriterCancel},
 	{"writer-closed", testWriterClosed},

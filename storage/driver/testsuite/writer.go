@@ -1,6 +1,7 @@
 package testsuite
 
 import (
+	"bytes"
 	"errors"
 	"io"
 
@@ -97,4 +98,28 @@ func testWriterClosed(e *env) {
 	if _, err := io.WriteString(w, "def"); !errors.Is(err, driver.ErrWriterClosed) {
 		e.t.Errorf("Write after Close: %v, want %v", err, driver.ErrWriterClosed)
 	}
+}
+
+// testWriterFreshHidesCommitted: once a writer starts afresh over committed
+// bytes, no reader of the path finds those bytes, before or after the new
+// writer commits.
+func testWriterFreshHidesCommitted(e *env) {
+	p := e.path("fresh")
+	e.write(p, false, "the old committed bytes")
+	w := e.writer(p, false)
+	if _, err := io.WriteString(w, "new"); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		e.t.Fatal(err)
+	}
+	if rc, err := e.d.Reader(e.ctx, p, 0); err == nil {
+		got, _ := io.ReadAll(rc)
+		rc.Close()
+		if !bytes.HasPrefix([]byte("new"), got) {
+			e.t.Fatalf("a reader of a path written afresh found %q", got)
+		}
+	}
+	e.write(p, true, " bytes")
+	e.wantContent(p, []byte("new bytes"))
 }
