@@ -259,6 +259,9 @@ func (w *writer) Commit(ctx context.Context) error {
 		}
 	default:
 		err = w.completeUpload(ctx)
+		if errorCode(err) == "NoSuchUpload" && w.completedBefore(ctx) {
+			err = nil
+		}
 	}
 	if err != nil {
 		return w.fail(err)
@@ -270,6 +273,16 @@ func (w *writer) Commit(ctx context.Context) error {
 	}
 	_ = w.d.deleteKeys(ctx, slices.DeleteFunc(keys, func(k string) bool { return k == "" }))
 	return nil
+}
+
+// completedBefore reports whether the object at the path is what this
+// writer's entries describe, completed by an earlier Commit that could not
+// clear them after (a failed cleanup, or its process gone): then their
+// upload is gone, and without this every later Commit of the path would
+// fail on it.
+func (w *writer) completedBefore(ctx context.Context) bool {
+	head, err := w.d.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: w.d.bucket, Key: aws.String(w.key)})
+	return err == nil && aws.ToInt64(head.ContentLength) == w.size
 }
 
 // completeUpload uploads what is pending as the last part and completes

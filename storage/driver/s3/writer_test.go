@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"io"
+	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/lading-registry/lading/internal/testenv"
@@ -504,5 +508,37 @@ func TestFreshWriterRemovesCommittedBytes(t *testing.T) {
 	got, err := d.GetContent(ctx, p)
 	if want := append(pattern(40, 2), pattern(60, 3)...); err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("committed %d bytes (%v), want the fresh writer's %d", len(got), err, len(want))
+	}
+}
+
+// failingDeletes fails DeleteObjects requests while on.
+type failingDeletes struct {
+	next s3.HTTPClient
+	on   atomic.Bool
+}
+
+func (f *failingDeletes) Do(req *http.Request) (*http.Response, error) {
+	if f.on.Load() && awsmiddleware.GetOperationName(req.Context()) == "DeleteObjects" {
+		return nil, errors.New("injected failure")
+	}
+	return f.next.Do(req)
+}
+
+// A Commit whose cleanup failed after the upload completed leaves entries
+// naming an upload that is gone: committing again (a retried commit whose
+// later step failed) finds the object whole rather than failing for ever.
+func TestCommitAgainAfterFailedCleanup(t *testing.T) {
+	f := &failingDeletes{}
+	d := newTestDriver(t, testenv.S3(t), "", func(o *s3.Options) { f.next = o.HTTPClient; o.HTTPClient = f })
+	ctx := context.Background()
+	p := "/u/data"
+	data := pattern(DefaultPartSize+mib, 1) // a part and a piece
+	appendChunk(t, d, p, data, true)
+	f.on.Store(true)
+	commit(t, d, p)
+	f.on.Store(false)
+	commit(t, d, p)
+	if got, err := d.GetContent(ctx, p); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("after committing again: %d bytes, %v", len(got), err)
 	}
 }
