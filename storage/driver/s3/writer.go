@@ -79,6 +79,25 @@ func (d *Driver) Writer(ctx context.Context, path string, append bool) (driver.F
 	if err := w.load(entries); err != nil {
 		return nil, err
 	}
+	if w.size > 0 || w.uploadKey == "" {
+		return w, nil
+	}
+	// An upload begun with nothing recorded in it: a writer that went on
+	// from the object at the path (adoptBase) and stopped before its
+	// Close, or a fresh one stopped before its first part was recorded.
+	// In the first case the object is still what the path holds.
+	head, err := d.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: d.bucket, Key: aws.String(w.key)})
+	if err != nil {
+		if err = mapErr("writer", path, err); driver.IsNotFound(err) {
+			return w, nil
+		}
+		return nil, err
+	}
+	w = &writer{d: d, ctx: w.ctx, path: path, key: w.key, dir: w.dir, base: aws.ToInt64(head.ContentLength)}
+	if err := w.discard(ctx, entries); err != nil {
+		return nil, err
+	}
+	w.size = w.base
 	return w, nil
 }
 

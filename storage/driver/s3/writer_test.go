@@ -542,3 +542,38 @@ func TestCommitAgainAfterFailedCleanup(t *testing.T) {
 		t.Fatalf("after committing again: %d bytes, %v", len(got), err)
 	}
 }
+
+// A writer that went on from a committed object of a part or more and
+// stopped before its Close (its process gone, or a part's upload failed)
+// leaves an upload with nothing recorded: the next writer still finds the
+// object's bytes, and goes on from them.
+func TestWriterAfterAbandonedContinuation(t *testing.T) {
+	d := newTestDriver(t, testenv.S3(t), "")
+	ctx := context.Background()
+	p := "/obj"
+	base := pattern(6*mib, 1)
+	appendChunk(t, d, p, base, true)
+	commit(t, d, p)
+	w, err := d.Writer(ctx, p, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(pattern(DefaultPartSize, 2)); err != nil { // uploads a part: begins the upload
+		t.Fatal(err)
+	}
+	// No Close: abandoned.
+	w, err = d.Writer(ctx, p, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Size() != int64(len(base)) {
+		t.Fatalf("Size after an abandoned writer = %d, want the committed %d", w.Size(), len(base))
+	}
+	w.Close()
+	more := pattern(mib, 3)
+	appendChunk(t, d, p, more, false)
+	commit(t, d, p)
+	if got, err := d.GetContent(ctx, p); err != nil || !bytes.Equal(got, append(base, more...)) {
+		t.Fatalf("after going on: %d bytes, %v", len(got), err)
+	}
+}
