@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/lading-registry/lading/cache"
 	"github.com/lading-registry/lading/internal/testenv"
 	"github.com/lading-registry/lading/registry"
@@ -73,5 +75,34 @@ func TestRedisDown(t *testing.T) {
 	// backoff (at most a second), never the dialer's own retries on top.
 	if took := time.Since(start); took > 500*time.Millisecond {
 		t.Fatalf("two commands with Redis down took %v", took)
+	}
+}
+
+// A lock whose key another took (its holder stalled past LockTTL) is
+// reported lost at the holder's next renewal.
+func TestRedisReportsLostLock(t *testing.T) {
+	addr := testenv.Redis(t)
+	r := cache.NewRedis(cache.RedisOptions{Addr: addr, LockTTL: 300 * time.Millisecond, Prefix: "lost-test:"})
+	defer r.Close()
+	ctx := context.Background()
+	unlock, lost, err := r.TryLockLost(ctx, "repo/u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	select {
+	case <-lost:
+		t.Fatal("a lock kept by its holder reported lost")
+	case <-time.After(500 * time.Millisecond):
+	}
+	other := redis.NewClient(&redis.Options{Addr: addr})
+	defer other.Close()
+	if err := other.Set(ctx, "lost-test:lock:repo/u1", "another holder", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-lost:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a lock taken by another was never reported lost")
 	}
 }

@@ -103,28 +103,42 @@ var (
 // the lock is refused rather than assumed: two writers interleaving bytes
 // is worse than a retry.
 func (r *Redis) TryLock(ctx context.Context, key string) (func(), error) {
+	unlock, _, err := r.TryLockLost(ctx, key)
+	return unlock, err
+}
+
+// TryLockLost implements registry.LossReporter: a renewal that finds the
+// key gone or another's (the holder stalled past LockTTL) reports the
+// loss. One that cannot reach Redis keeps trying.
+func (r *Redis) TryLockLost(ctx context.Context, key string) (func(), <-chan struct{}, error) {
 	var b [16]byte
 	rand.Read(b[:])
 	token := hex.EncodeToString(b[:])
 	k := r.prefix + "lock:" + key
 	ok, err := r.c.SetNX(ctx, k, token, r.lockTTL).Result()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !ok {
-		return nil, registry.ErrLocked
+		return nil, nil, registry.ErrLocked
 	}
+	lost := make(chan struct{})
 	stop := registry.KeepAlive(r.lockTTL/3, func() bool {
-		renewScript.Run(context.Background(), r.c, []string{k}, token, r.lockTTL.Milliseconds())
+		n, err := renewScript.Run(context.Background(), r.c, []string{k}, token, r.lockTTL.Milliseconds()).Int()
+		if err == nil && n == 0 {
+			close(lost)
+			return false
+		}
 		return true
 	})
 	return func() {
 		stop()
 		releaseScript.Run(context.Background(), r.c, []string{k}, token)
-	}, nil
+	}, lost, nil
 }
 
 var (
-	_ registry.Cache  = (*Redis)(nil)
-	_ registry.Locker = (*Redis)(nil)
+	_ registry.Cache        = (*Redis)(nil)
+	_ registry.Locker       = (*Redis)(nil)
+	_ registry.LossReporter = (*Redis)(nil)
 )

@@ -158,7 +158,7 @@ const gcLeaseKey = "gc"
 
 // CollectGarbage removes what nothing reachable uses, while the registry
 // keeps serving; see the top of this file for how and why it is safe.
-func (r *Registry) CollectGarbage(ctx context.Context, opts GCOptions) (GCReport, error) {
+func (r *Registry) CollectGarbage(ctx context.Context, opts GCOptions) (rep GCReport, err error) {
 	start := time.Now()
 	if opts.UntaggedGrace <= 0 {
 		opts.UntaggedGrace = opts.Grace
@@ -166,7 +166,7 @@ func (r *Registry) CollectGarbage(ctx context.Context, opts GCOptions) (GCReport
 	if opts.Window <= 0 {
 		opts.Window = DefaultGCWindow
 	}
-	unlock, err := NewBackendLocker(r.driver, 0).TryLock(ctx, gcLeaseKey)
+	unlock, lost, err := tryLock(ctx, NewBackendLocker(r.driver, 0), gcLeaseKey)
 	if errors.Is(err, ErrLocked) {
 		return GCReport{}, ErrCollectorBusy
 	}
@@ -174,6 +174,11 @@ func (r *Registry) CollectGarbage(ctx context.Context, opts GCOptions) (GCReport
 		return GCReport{}, err
 	}
 	defer unlock()
+	// A collector that lost its lease (stalled past it) stops: another
+	// may be collecting now, and only one may write the state.
+	ctx, stop := whileHeld(ctx, lost)
+	defer stop()
+	defer func() { err = leaseErr(ctx, err) }()
 
 	now := r.now()
 	c := &collector{

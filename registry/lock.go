@@ -16,6 +16,55 @@ type Locker interface {
 	TryLock(ctx context.Context, key string) (unlock func(), err error)
 }
 
+// LossReporter is a Locker whose locks are leases that can lapse while
+// held: a holder stalled past its lease (a pause, a partition) finds the
+// key taken by another. TryLockLost is TryLock plus a channel closed once
+// the lock is no longer the caller's, so that it stops writing.
+type LossReporter interface {
+	TryLockLost(ctx context.Context, key string) (unlock func(), lost <-chan struct{}, err error)
+}
+
+// tryLock takes key from l, with the channel that tells of its loss: nil,
+// never closed, from a Locker that cannot lose a lock.
+func tryLock(ctx context.Context, l Locker, key string) (func(), <-chan struct{}, error) {
+	if lr, ok := l.(LossReporter); ok {
+		return lr.TryLockLost(ctx, key)
+	}
+	unlock, err := l.TryLock(ctx, key)
+	return unlock, nil, err
+}
+
+// errLeaseLost ends work done under a lease that lapsed (see whileHeld).
+var errLeaseLost = errors.New("registry: the lease lapsed and another process may hold it now")
+
+// whileHeld returns ctx, canceled with errLeaseLost as its cause once lost
+// is closed, so that long work under a lease (a collection, a purge) stops
+// at its next request rather than run on beside the lease's new holder.
+// stop releases what it holds.
+func whileHeld(ctx context.Context, lost <-chan struct{}) (context.Context, func()) {
+	if lost == nil {
+		return ctx, func() {}
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-lost:
+			cancel(errLeaseLost)
+		case <-done:
+		}
+	}()
+	return ctx, func() { close(done); cancel(nil) }
+}
+
+// leaseErr names a lost lease as the reason err ended the work, if it did.
+func leaseErr(ctx context.Context, err error) error {
+	if err != nil && errors.Is(context.Cause(ctx), errLeaseLost) {
+		return errors.Join(errLeaseLost, err)
+	}
+	return err
+}
+
 // ErrLocked is returned by TryLock when another writer holds the key.
 var ErrLocked = &Error{Code: CodeBlobUploadInvalid, Message: "upload session is in use by another request"}
 
@@ -53,12 +102,28 @@ func NewFallbackLocker(primary, fallback Locker) Locker {
 type fallbackLocker struct{ primary, fallback Locker }
 
 func (f fallbackLocker) TryLock(ctx context.Context, key string) (func(), error) {
-	unlock, err := f.primary.TryLock(ctx, key)
-	if err == nil || errors.Is(err, ErrLocked) {
-		return unlock, err
-	}
-	return f.fallback.TryLock(ctx, key)
+	unlock, _, err := f.TryLockLost(ctx, key)
+	return unlock, err
 }
+
+func (f fallbackLocker) TryLockLost(ctx context.Context, key string) (func(), <-chan struct{}, error) {
+	unlock, lost, err := tryLock(ctx, f.primary, key)
+	if err == nil || errors.Is(err, ErrLocked) {
+		return unlock, lost, err
+	}
+	return tryLock(ctx, f.fallback, key)
+}
+
+// lossSignal is the channel a LossReporter closes once, when a renewal
+// finds the lease another's.
+type lossSignal struct {
+	ch   chan struct{}
+	once sync.Once
+}
+
+func newLossSignal() *lossSignal { return &lossSignal{ch: make(chan struct{})} }
+
+func (l *lossSignal) lose() { l.once.Do(func() { close(l.ch) }) }
 
 // KeepAlive calls renew every interval until the returned stop is called;
 // stop waits for a renewal in progress. renew returns false to end early

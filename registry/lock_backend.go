@@ -40,6 +40,13 @@ type lease struct {
 }
 
 func (l *backendLocker) TryLock(ctx context.Context, key string) (func(), error) {
+	unlock, _, err := l.TryLockLost(ctx, key)
+	return unlock, err
+}
+
+// TryLockLost implements LossReporter: a renewal that finds the lease gone
+// or another's reports the loss.
+func (l *backendLocker) TryLockLost(ctx context.Context, key string) (func(), <-chan struct{}, error) {
 	path := lockPath(key)
 	var tok [16]byte
 	rand.Read(tok[:])
@@ -52,31 +59,36 @@ func (l *backendLocker) TryLock(ctx context.Context, key string) (func(), error)
 			break
 		}
 		if !errors.Is(err, driver.ErrExists) {
-			return nil, err
+			return nil, nil, err
 		}
 		if attempt > 0 {
-			return nil, ErrLocked
+			return nil, nil, ErrLocked
 		}
 		held, gerr := l.read(ctx, path)
 		if gerr == nil && l.now().Before(held.Expires) {
-			return nil, ErrLocked
+			return nil, nil, ErrLocked
 		}
 		if gerr != nil && !driver.IsNotFound(gerr) {
-			return nil, gerr
+			return nil, nil, gerr
 		}
 		// Released meanwhile (not found): just try again, since deleting
 		// now could remove a lease another process has just taken.
 		if gerr == nil {
 			if derr := driver.RemoveObject(ctx, l.d, path); derr != nil {
-				return nil, derr
+				return nil, nil, derr
 			}
 		}
 	}
+	lost := newLossSignal()
 	stop := KeepAlive(l.ttl/3, func() bool {
 		ctx := context.Background()
 		held, err := l.read(ctx, path)
-		if err != nil || held.Token != mine.Token {
-			return false // broken by another after expiry: nothing left to renew
+		if driver.IsNotFound(err) || err == nil && held.Token != mine.Token {
+			lost.lose() // broken by another after expiry: nothing left to renew
+			return false
+		}
+		if err != nil {
+			return true // the backend may answer next time
 		}
 		renewed := mine
 		renewed.Expires = l.now().Add(l.ttl)
@@ -101,7 +113,7 @@ func (l *backendLocker) TryLock(ctx context.Context, key string) (func(), error)
 		if held, err := l.read(ctx, path); err == nil && held.Token == mine.Token {
 			_ = driver.RemoveObject(ctx, l.d, path)
 		}
-	}, nil
+	}, lost.ch, nil
 }
 
 func (l *backendLocker) read(ctx context.Context, path string) (lease, error) {

@@ -77,3 +77,58 @@ func TestBackendLockerOneWinner(t *testing.T) {
 		t.Fatalf("%d holders at once", wins.Load())
 	}
 }
+
+// A holder stalled past its lease, whose key another then took, is told
+// at its next renewal; one that keeps its lease is not.
+func TestBackendLockerReportsLoss(t *testing.T) {
+	ctx := context.Background()
+	d := inmemory.New()
+	l := &backendLocker{d: d, ttl: 90 * time.Millisecond, now: time.Now}
+	unlock, lost, err := l.TryLockLost(ctx, "repo/x/0000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	select {
+	case <-lost:
+		t.Fatal("a lease kept by its holder reported lost")
+	case <-time.After(200 * time.Millisecond):
+	}
+	// Another took the key (as after an expiry the holder slept through).
+	if err := d.PutContent(ctx, lockPath("repo/x/0000"), []byte(`{"token":"another","expires":"2100-01-01T00:00:00Z"}`)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-lost:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a lease taken by another was never reported lost")
+	}
+}
+
+// Work under a lease stops once the lease is lost, and says why.
+func TestWhileHeld(t *testing.T) {
+	lost := make(chan struct{})
+	ctx, stop := whileHeld(context.Background(), lost)
+	defer stop()
+	if ctx.Err() != nil {
+		t.Fatal("canceled before the lease was lost")
+	}
+	close(lost)
+	select {
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("not canceled once the lease was lost")
+	}
+	if err := leaseErr(ctx, ctx.Err()); !errors.Is(err, errLeaseLost) {
+		t.Fatalf("error %v does not name the lost lease", err)
+	}
+
+	ctx, stop = whileHeld(context.Background(), make(chan struct{}))
+	stop()
+	if err := leaseErr(ctx, errors.New("other")); errors.Is(err, errLeaseLost) {
+		t.Fatalf("work ended for another reason blamed on the lease: %v", err)
+	}
+	if ctx, _ := whileHeld(context.Background(), nil); ctx != context.Background() {
+		t.Fatal("a lease that cannot be lost got a context of its own")
+	}
+}

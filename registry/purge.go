@@ -18,8 +18,8 @@ const purgeLeaseKey = "purge-uploads"
 // skipped. One purge runs at a time across replicas, through a lease in
 // the backend; a purge that finds another running returns at once with
 // ErrCollectorBusy.
-func (r *Registry) PurgeUploads(ctx context.Context, olderThan time.Duration) (int, error) {
-	unlock, err := NewBackendLocker(r.driver, 0).TryLock(ctx, purgeLeaseKey)
+func (r *Registry) PurgeUploads(ctx context.Context, olderThan time.Duration) (purged int, err error) {
+	unlock, lost, err := tryLock(ctx, NewBackendLocker(r.driver, 0), purgeLeaseKey)
 	if errors.Is(err, ErrLocked) {
 		return 0, ErrCollectorBusy
 	}
@@ -27,6 +27,9 @@ func (r *Registry) PurgeUploads(ctx context.Context, olderThan time.Duration) (i
 		return 0, err
 	}
 	defer unlock()
+	ctx, stop := whileHeld(ctx, lost)
+	defer stop()
+	defer func() { err = leaseErr(ctx, err) }()
 	cutoff := r.now().Add(-olderThan)
 	n := 0
 	err = r.eachRepository(ctx, func(name string) error {

@@ -53,6 +53,9 @@ type Upload struct {
 	state uploadState
 	// private: a session no request can see (Put's), with nothing stored.
 	private bool
+	// lockLost is closed if the lock this handle's request holds lapses;
+	// nil (never closed) for a lock that cannot.
+	lockLost <-chan struct{}
 }
 
 // UploadOptions configure a new upload session.
@@ -262,6 +265,9 @@ func (u *Upload) write(ctx context.Context, r io.Reader, at int64, commit bool) 
 		var m int
 		m, rerr = fill(r, buf)
 		if m == 0 {
+			break
+		}
+		if werr = u.held(); werr != nil {
 			break
 		}
 		if _, werr = w.Write(buf[:m]); werr != nil {
@@ -552,6 +558,9 @@ func (u *Upload) finish(ctx context.Context, d digest.Digest, size int64, commit
 	// The bytes, then their link, become visible in that order and durable
 	// with one wait (driver.Batch), before the guard settles. A crash before
 	// the wait may keep the link without the bytes: it reads as absent.
+	if err := u.held(); err != nil {
+		return v1.Descriptor{}, err
+	}
 	bctx, batch := driver.WithBatch(ctx)
 	dst := blobPath(d)
 	moved := false
@@ -638,11 +647,25 @@ func (u *Upload) Cancel(ctx context.Context) error {
 }
 
 func (u *Upload) lock(ctx context.Context) (func(), error) {
-	unlock, err := u.bs.repo.reg.locker.TryLock(ctx, uploadLockKey(u.state.Repository, u.state.ID))
+	unlock, lost, err := tryLock(ctx, u.bs.repo.reg.locker, uploadLockKey(u.state.Repository, u.state.ID))
 	if errors.Is(err, ErrLocked) {
 		return nil, &RangeError{Offset: u.state.Offset, Message: "another request is writing to this upload"}
 	}
+	u.lockLost = lost
 	return unlock, err
+}
+
+// held fails once this request's lock on the session has lapsed (see
+// LossReporter): another request may be writing to it now, so nothing more
+// may be written, saved or published. The client asks where the session
+// stands and goes on from there.
+func (u *Upload) held() error {
+	select {
+	case <-u.lockLost:
+		return &RangeError{Offset: u.state.Offset, Message: "this request's lock on the upload lapsed; another may be writing to it"}
+	default:
+		return nil
+	}
 }
 
 func (u *Upload) load(ctx context.Context) error {
@@ -680,6 +703,9 @@ func (u *Upload) load(ctx context.Context) error {
 }
 
 func (u *Upload) save(ctx context.Context) error {
+	if err := u.held(); err != nil {
+		return err
+	}
 	raw, err := json.Marshal(&u.state)
 	if err != nil {
 		return err
