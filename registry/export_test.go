@@ -8,3 +8,6 @@ func SetBootID(t testing.TB, id string) {
 	bootID = func() string { return id }
 	t.Cleanup(func() { bootID = was })
 }
+
+// Drivers are the backends the package's tests run on, by name.
+var Drivers = manifestDrivers

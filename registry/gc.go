@@ -259,10 +259,12 @@ func (c *collector) announce(ctx context.Context) error {
 
 // finish tells writers the run is over, even when it failed.
 func (c *collector) finish(ctx context.Context) {
-	ctx = context.WithoutCancel(ctx)
-	if c.state.Run == "" {
+	if c.state.Run == "" || leaseLost(ctx) {
+		// Without the lease the state is another collector's to write:
+		// one left showing this run only makes writers pin.
 		return
 	}
+	ctx = context.WithoutCancel(ctx)
 	if _, err := c.reg.writeGCState(ctx, gcState{Last: c.state.Run, Window: c.opts.Window}); err != nil {
 		c.reg.log.Error("garbage collection: state left as running; writers will pin until the next run", "err", err)
 	}

@@ -87,6 +87,11 @@ func (c *collector) flush(ctx context.Context) error {
 			return err
 		})
 	}
+	if leaseLost(ctx) {
+		// The state is the new holder's now; a batch left showing counts
+		// as over at its deadline (gcState.sweeping).
+		return errors.Join(err, errLeaseLost)
+	}
 	st = c.state
 	st.InBatch = false
 	st.Until = time.Time{}

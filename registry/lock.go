@@ -57,9 +57,14 @@ func whileHeld(ctx context.Context, lost <-chan struct{}) (context.Context, func
 	return ctx, func() { close(done); cancel(nil) }
 }
 
+// leaseLost reports whether ctx (from whileHeld) ended with its lease.
+func leaseLost(ctx context.Context) bool {
+	return errors.Is(context.Cause(ctx), errLeaseLost)
+}
+
 // leaseErr names a lost lease as the reason err ended the work, if it did.
 func leaseErr(ctx context.Context, err error) error {
-	if err != nil && errors.Is(context.Cause(ctx), errLeaseLost) {
+	if err != nil && leaseLost(ctx) {
 		return errors.Join(errLeaseLost, err)
 	}
 	return err

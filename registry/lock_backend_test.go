@@ -132,3 +132,23 @@ func TestWhileHeld(t *testing.T) {
 		t.Fatal("a lease that cannot be lost got a context of its own")
 	}
 }
+
+// A collector that lost its lease leaves the state to the new holder.
+func TestCollectorWithoutLeaseWritesNoState(t *testing.T) {
+	ctx := context.Background()
+	reg := New(inmemory.New(), Options{})
+	if _, err := reg.writeGCState(ctx, gcState{Run: "the new holder's", Window: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	lost := make(chan struct{})
+	lctx, stop := whileHeld(ctx, lost)
+	defer stop()
+	close(lost)
+	<-lctx.Done()
+	c := &collector{reg: reg, state: gcState{Run: "stale"}, opts: GCOptions{Window: time.Second}}
+	c.finish(lctx)
+	s, err := reg.readGCState(ctx)
+	if err != nil || s.Run != "the new holder's" {
+		t.Fatalf("state after a stale collector's finish: %+v, %v", s, err)
+	}
+}

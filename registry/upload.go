@@ -281,6 +281,12 @@ func (u *Upload) write(ctx context.Context, r io.Reader, at int64, commit bool) 
 	if rerr == io.EOF {
 		rerr = nil
 	}
+	if err := u.held(); err != nil {
+		// The session is another request's now: let the writer go as a
+		// stopped process would, recording nothing of this chunk there.
+		driver.Abandon(w)
+		return 0, err
+	}
 	if commit && rerr == nil && werr == nil && u.state.Offset+n > 0 {
 		werr = w.Commit(ctx)
 	}
@@ -719,6 +725,11 @@ func (u *Upload) save(ctx context.Context) error {
 // lost removes a session that can no longer be continued safely and says so
 // in the client's terms: the upload is unknown, start again.
 func (u *Upload) lost(ctx context.Context, why string) error {
+	if err := u.held(); err != nil {
+		// The session is another request's now: not ours to drop, and what
+		// looked damaged may be its work in progress.
+		return err
+	}
 	u.bs.repo.reg.log.Warn("dropping damaged upload session", "repository", u.state.Repository, "upload", u.state.ID, "reason", why)
 	_ = u.bs.repo.reg.deleteUpload(context.WithoutCancel(ctx), u.state.Repository, u.state.ID, true)
 	return newError(CodeBlobUploadUnknown, "upload %s can no longer be resumed: %s", u.state.ID, why)

@@ -103,6 +103,23 @@ type FileWriter interface {
 	Commit(ctx context.Context) error
 }
 
+// Abandoner is a FileWriter that can be let go without recording what it
+// wrote since it was opened, as if its process had stopped: for a writer
+// whose right to the path lapsed, while another may be writing there.
+type Abandoner interface {
+	Abandon()
+}
+
+// Abandon lets w go as Abandoner says where it can, else closes it (a
+// writer whose Close records nothing a stopped process would not leave).
+func Abandon(w FileWriter) {
+	if a, ok := w.(Abandoner); ok {
+		a.Abandon()
+		return
+	}
+	w.Close()
+}
+
 // FileInfo describes an object or a directory.
 type FileInfo struct {
 	Path    string

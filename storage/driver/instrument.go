@@ -178,6 +178,8 @@ func (w *instrumentedWriter) Close() (err error) {
 
 func (w *instrumentedWriter) Size() int64 { return w.w.Size() }
 
+func (w *instrumentedWriter) Abandon() { Abandon(w.w) }
+
 func (w *instrumentedWriter) Cancel(ctx context.Context) (err error) {
 	defer w.i.report("Writer.Cancel", time.Now(), &err)
 	return w.w.Cancel(ctx)

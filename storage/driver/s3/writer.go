@@ -170,6 +170,16 @@ func (w *writer) Close() error {
 	return w.mapped("close", w.store())
 }
 
+// Abandon implements driver.Abandoner: nothing more is stored, and parts
+// uploaded since the writer opened stay unrecorded, as a stopped process
+// leaves them (the next writer ignores or overwrites them).
+func (w *writer) Abandon() {
+	if w.done == nil {
+		w.done = driver.ErrWriterClosed
+	}
+	w.releaseBuf()
+}
+
 // store is Close's work once the writer is usable.
 func (w *writer) store() error {
 	if len(w.buf) > 0 {
