@@ -119,17 +119,6 @@ func (f fallbackLocker) TryLockLost(ctx context.Context, key string) (func(), <-
 	return tryLock(ctx, f.fallback, key)
 }
 
-// lossSignal is the channel a LossReporter closes once, when a renewal
-// finds the lease another's.
-type lossSignal struct {
-	ch   chan struct{}
-	once sync.Once
-}
-
-func newLossSignal() *lossSignal { return &lossSignal{ch: make(chan struct{})} }
-
-func (l *lossSignal) lose() { l.once.Do(func() { close(l.ch) }) }
-
 // KeepAlive calls renew every interval until the returned stop is called;
 // stop waits for a renewal in progress. renew returns false to end early
 // (the lease is no longer ours). Lockers with leases use it so a holder

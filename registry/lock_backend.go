@@ -79,13 +79,13 @@ func (l *backendLocker) TryLockLost(ctx context.Context, key string) (func(), <-
 			}
 		}
 	}
-	lost := newLossSignal()
+	lost := make(chan struct{})
 	stop := KeepAlive(l.ttl/3, func() bool {
 		ctx := context.Background()
 		held, err := l.read(ctx, path)
 		if driver.IsNotFound(err) || err == nil && held.Token != mine.Token {
-			lost.lose() // broken by another after expiry: nothing left to renew
-			return false
+			close(lost)  // broken by another after expiry: nothing left to renew
+			return false // so this runs once
 		}
 		if err != nil {
 			return true // the backend may answer next time
@@ -113,7 +113,7 @@ func (l *backendLocker) TryLockLost(ctx context.Context, key string) (func(), <-
 		if held, err := l.read(ctx, path); err == nil && held.Token == mine.Token {
 			_ = driver.RemoveObject(ctx, l.d, path)
 		}
-	}, lost.ch, nil
+	}, lost, nil
 }
 
 func (l *backendLocker) read(ctx context.Context, path string) (lease, error) {

@@ -267,8 +267,8 @@ func (u *Upload) write(ctx context.Context, r io.Reader, at int64, commit bool) 
 		if m == 0 {
 			break
 		}
-		if werr = u.held(); werr != nil {
-			break
+		if u.held() != nil {
+			break // the lock lapsed: the writer is let go below
 		}
 		if _, werr = w.Write(buf[:m]); werr != nil {
 			break

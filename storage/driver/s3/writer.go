@@ -86,14 +86,14 @@ func (d *Driver) Writer(ctx context.Context, path string, append bool) (driver.F
 	// from the object at the path (adoptBase) and stopped before its
 	// Close, or a fresh one stopped before its first part was recorded.
 	// In the first case the object is still what the path holds.
-	head, err := d.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: d.bucket, Key: aws.String(w.key)})
+	fi, err := d.StatObject(ctx, path)
+	if driver.IsNotFound(err) {
+		return w, nil
+	}
 	if err != nil {
-		if err = mapErr("writer", path, err); driver.IsNotFound(err) {
-			return w, nil
-		}
 		return nil, err
 	}
-	w = &writer{d: d, ctx: w.ctx, path: path, key: w.key, dir: w.dir, base: aws.ToInt64(head.ContentLength)}
+	w = &writer{d: d, ctx: w.ctx, path: path, key: w.key, dir: w.dir, base: fi.Size}
 	if err := w.discard(ctx, entries); err != nil {
 		return nil, err
 	}
@@ -310,8 +310,8 @@ func (w *writer) Commit(ctx context.Context) error {
 // upload is gone, and without this every later Commit of the path would
 // fail on it.
 func (w *writer) completedBefore(ctx context.Context) bool {
-	head, err := w.d.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: w.d.bucket, Key: aws.String(w.key)})
-	return err == nil && aws.ToInt64(head.ContentLength) == w.size
+	fi, err := w.d.StatObject(ctx, w.path)
+	return err == nil && fi.Size == w.size
 }
 
 // completeUpload uploads what is pending as the last part and completes
