@@ -44,6 +44,11 @@ type barrier struct {
 	// clear it for the callers that failed sync covered.
 	failed    uint64
 	failedErr error
+
+	// reports says syncfs returns a failed writeback of any file of the
+	// file system that happened since its previous call (Linux 5.8 and
+	// later), which since relies on.
+	reports bool
 }
 
 // syncRun is one sync in progress.
@@ -62,7 +67,7 @@ func newBarrier(root string, journaled bool) (*barrier, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &barrier{sync: func() error { return unix.Syncfs(int(f.Fd())) }, crowded: machineGauge().over, patience: patience}
+	b := &barrier{sync: func() error { return unix.Syncfs(int(f.Fd())) }, crowded: machineGauge().over, patience: patience, reports: syncfsReportsAll()}
 	if !journaled {
 		// Without a journal, ext4's syncfs flushes the disk's cache before
 		// its last metadata writes, which may then sit in that cache when
@@ -104,6 +109,32 @@ func (b *barrier) ticket() uint64 {
 	return b.started + 1
 }
 
+// since returns the first sync that can report a failed writeback of
+// bytes written from now on: the first not finished yet. 0 when a sync
+// reports no other file's failure.
+func (b *barrier) since() uint64 {
+	if !b.reports {
+		return 0
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.done + 1
+}
+
+// syncfsReportsAll reports whether the kernel's syncfs returns writeback
+// errors of every file: Linux 5.8 and later.
+func syncfsReportsAll() bool {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return false
+	}
+	var major, minor int
+	if n, _ := fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &major, &minor); n != 2 {
+		return false
+	}
+	return major > 5 || major == 5 && minor >= 8
+}
+
 // covered reports whether a change made before ticket t is durable: its
 // sync and every one since finished, and none of them failed (a failed
 // sync's lost pages are not written by a later one).
@@ -122,6 +153,17 @@ func (b *barrier) covered(t uint64) bool {
 // durable by itself. A nil own waits for the sync however long it takes,
 // and gets its error.
 func (b *barrier) waitFor(t uint64, own func() error) error {
+	return b.waitSince(t, t, own)
+}
+
+// waitSince is waitFor for a change that a failure reported to any sync
+// numbered since or later undoes, not only to its own: bytes written
+// through one descriptor whose failed writeback an earlier sync (since
+// returned) may have reported to other callers.
+func (b *barrier) waitSince(t, since uint64, own func() error) error {
+	if since == 0 || since > t {
+		since = t
+	}
 	b.mu.Lock()
 	for b.done < t+b.lag {
 		r := b.running
@@ -140,7 +182,7 @@ func (b *barrier) waitFor(t uint64, own func() error) error {
 		}
 		b.mu.Lock()
 	}
-	failed := b.failed >= t
+	failed := b.failed >= since
 	err := b.failedErr
 	b.mu.Unlock()
 	if failed && own != nil {

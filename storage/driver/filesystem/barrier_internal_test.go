@@ -2,6 +2,7 @@ package filesystem
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -379,31 +380,70 @@ func TestFreshDirectoriesStayBounded(t *testing.T) {
 // A writer whose bytes could not be made durable loses its file: a later
 // Commit would report success over pages the disk never took. A sync that
 // fails on some other file's pages costs it nothing when its own fsync
-// succeeds.
+// succeeds. A failed writeback may have been reported to an earlier sync,
+// another request's: for a file written from empty by the writer, any sync
+// since its open that failed sends it to its own fsync; for bytes written
+// before the writer (or when syncs do not report every file's failures),
+// the writer's descriptor is asked, and only then.
 func TestFailedWriterCommitDropsTheFile(t *testing.T) {
 	eio := errors.New("EIO")
 	for _, c := range []struct {
 		name                     string
 		syncErr, fsyncErr, wbErr error
+		before, since            error // a sync's result before the writer's open, and between it and Commit
+		appending, unreported    bool
 		dropped                  bool
 	}{
-		{"sync and fsync fail", eio, eio, nil, true},
-		{"sync fails, fsync succeeds", eio, nil, nil, false},
-		{"an earlier writeback failed", nil, nil, eio, true},
+		{name: "sync and fsync fail", syncErr: eio, fsyncErr: eio, dropped: true},
+		{name: "sync fails, fsync succeeds", syncErr: eio},
+		{name: "a sync since the open failed, and so does fsync", since: eio, fsyncErr: eio, dropped: true},
+		{name: "a sync since the open failed on other files", since: eio},
+		{name: "a sync before the open failed", before: eio, fsyncErr: eio, wbErr: eio},
+		{name: "no sync failed: neither fsync nor descriptor asked", fsyncErr: eio, wbErr: eio},
+		{name: "appending: the descriptor saw an earlier failure", appending: true, wbErr: eio, dropped: true},
+		{name: "appending: a sync since the open failed on other files", appending: true, since: eio},
+		{name: "syncs that do not report: the descriptor saw a failure", unreported: true, wbErr: eio, dropped: true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			d, _ := countingSyncs(t)
-			d.barrier.sync = func() error { return c.syncErr }
-			d.fsync = func(string, int) error { return c.fsyncErr }
-			d.writebackErr = func(int) error { return c.wbErr }
 			ctx := t.Context()
-			w, err := d.Writer(ctx, "/up/data", false)
+			otherSync := func(err error) {
+				d.barrier.sync = func() error { return err }
+				if got := d.barrier.waitFor(d.barrier.ticket(), nil); got != err {
+					t.Fatalf("sync: %v, want %v", got, err)
+				}
+			}
+			d.barrier.reports = !c.unreported
+			want := "chunk"
+			if c.appending {
+				w, err := d.Writer(ctx, "/up/data", false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := w.Write([]byte("first")); err != nil {
+					t.Fatal(err)
+				}
+				if err := w.Close(); err != nil {
+					t.Fatal(err)
+				}
+				want = "firstchunk"
+			}
+			if c.before != nil {
+				otherSync(c.before)
+			}
+			w, err := d.Writer(ctx, "/up/data", c.appending)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if _, err := w.Write([]byte("chunk")); err != nil {
 				t.Fatal(err)
 			}
+			if c.since != nil {
+				otherSync(c.since)
+			}
+			d.barrier.sync = func() error { return c.syncErr }
+			d.fsync = func(string, int) error { return c.fsyncErr }
+			d.writebackErr = func(int) error { return c.wbErr }
 			err = w.Commit(ctx)
 			if !c.dropped {
 				if err != nil {
@@ -412,7 +452,7 @@ func TestFailedWriterCommitDropsTheFile(t *testing.T) {
 				if err := w.Close(); err != nil {
 					t.Fatal(err)
 				}
-				if b, err := d.GetContent(ctx, "/up/data"); err != nil || string(b) != "chunk" {
+				if b, err := d.GetContent(ctx, "/up/data"); err != nil || string(b) != want {
 					t.Fatalf("after Commit: %q, %v", b, err)
 				}
 				return
@@ -434,24 +474,38 @@ func TestFailedWriterCommitDropsTheFile(t *testing.T) {
 }
 
 // Staged bytes whose writeback failed before the sync that covers them
-// (reported to that sync's own callers) are never published.
+// (reported to another caller's sync after they were written) are never
+// published: the staged file's fsync sees the failure, or, where syncs do
+// not report every file's, its descriptor.
 func TestEarlierWritebackFailureStopsPublish(t *testing.T) {
-	bothTemps(t, func(t *testing.T) {
-		d, _ := countingSyncs(t)
-		eio := errors.New("EIO")
-		d.writebackErr = func(int) error { return eio }
-		s, err := d.Stage(t.Context(), "/a/record", []byte("bytes"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Publish(t.Context()); !errors.Is(err, eio) {
-			t.Fatalf("Publish: %v, want EIO", err)
-		}
-		if _, err := d.Stat(t.Context(), "/a/record"); !errors.As(err, new(driver.PathNotFoundError)) {
-			t.Fatalf("Stat: %v", err)
-		}
-		wantNoTemps(t, d)
-	})
+	for _, reports := range []bool{true, false} {
+		t.Run(fmt.Sprintf("reports=%v", reports), func(t *testing.T) {
+			bothTemps(t, func(t *testing.T) {
+				d, _ := countingSyncs(t)
+				d.barrier.reports = reports
+				eio := errors.New("EIO")
+				s, err := d.Stage(t.Context(), "/a/record", []byte("bytes"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if reports {
+					d.barrier.sync = func() error { return eio }
+					d.barrier.waitFor(d.barrier.ticket(), nil)
+					d.barrier.sync = func() error { return nil }
+					d.fsync = func(string, int) error { return eio }
+				} else {
+					d.writebackErr = func(int) error { return eio }
+				}
+				if err := s.Publish(t.Context()); !errors.Is(err, eio) {
+					t.Fatalf("Publish: %v, want EIO", err)
+				}
+				if _, err := d.Stat(t.Context(), "/a/record"); !errors.As(err, new(driver.PathNotFoundError)) {
+					t.Fatalf("Stat: %v", err)
+				}
+				wantNoTemps(t, d)
+			})
+		})
+	}
 }
 
 // A name must not reach the disk ahead of its file's inode: the fallback

@@ -579,10 +579,18 @@ func (d *Driver) file(path string) (string, error) {
 
 // fileDurable waits until the bytes of file, open as fd, are durable: by
 // the barrier's sync numbered ticket, or an fsync of fd. A writeback of
-// them that failed earlier, reported to another request's sync, is still
-// fd's to see, so fd is asked after a sync succeeds.
-func (d *Driver) fileDurable(file string, fd int, ticket uint64) error {
-	err := d.barrier.waitFor(ticket, func() error { return d.fsync(file, fd) })
+// them that failed earlier may have been reported to another request's
+// sync. When since > 0, every byte of the file was written through fd
+// after since was taken (barrier.since): any sync that can have reported
+// such a failure is numbered since or later, and one that failed makes fd
+// fsync, which sees the failure. Otherwise the bytes may predate fd, and fd
+// is asked for a failure it has not seen after a sync succeeds.
+func (d *Driver) fileDurable(file string, fd int, ticket, since uint64) error {
+	own := func() error { return d.fsync(file, fd) }
+	if since > 0 {
+		return d.barrier.waitSince(ticket, since, own)
+	}
+	err := d.barrier.waitFor(ticket, own)
 	if err == nil {
 		err = d.writebackErr(fd)
 	}

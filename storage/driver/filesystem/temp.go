@@ -35,6 +35,7 @@ type temp struct {
 	name    string // for errors and the fallback's fsync; in the temporary directory
 	fd      int    // open while the bytes owe a sync, or while unnamed; else -1
 	ticket  uint64 // the barrier sync that makes its bytes durable; 0 owes nothing
+	since   uint64 // the barrier's since at its creation (see fileDurable)
 	unnamed bool
 }
 
@@ -51,10 +52,11 @@ func (d *Driver) absent(file string) bool {
 // openTemp makes a new, empty temporary file, unnamed if asked for and
 // the file system makes them.
 func (d *Driver) openTemp(unnamed bool) (*temp, error) {
+	since := d.barrier.since()
 	if unnamed && d.unnamed {
 		fd, err := openFD(d.tmp, unix.O_TMPFILE|unix.O_WRONLY, 0o644)
 		if err == nil {
-			return &temp{name: filepath.Join(d.tmp, unnamedName), fd: fd, unnamed: true}, nil
+			return &temp{name: filepath.Join(d.tmp, unnamedName), fd: fd, unnamed: true, since: since}, nil
 		}
 	}
 	name := d.tempName()
@@ -62,7 +64,7 @@ func (d *Driver) openTemp(unnamed bool) (*temp, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &temp{name: name, fd: fd}, nil
+	return &temp{name: name, fd: fd, since: since}, nil
 }
 
 func (d *Driver) tempName() string {
@@ -117,7 +119,7 @@ func (t *temp) bytesDurable(d *Driver) error {
 	if t.ticket == 0 {
 		return nil
 	}
-	err := d.fileDurable(t.name, t.fd, t.ticket)
+	err := d.fileDurable(t.name, t.fd, t.ticket, t.since)
 	t.ticket = 0
 	if err != nil {
 		t.discard()
@@ -156,7 +158,7 @@ func (t *temp) link(d *Driver, file string, durable, replace bool) error {
 		}
 		t.name, t.unnamed = name, false
 		if durable {
-			if err := d.fileDurable(name, t.fd, d.barrier.ticket()); err != nil {
+			if err := d.fileDurable(name, t.fd, d.barrier.ticket(), t.since); err != nil {
 				return err
 			}
 		}

@@ -17,6 +17,7 @@ func (d *Driver) Writer(ctx context.Context, path string, append bool) (driver.F
 	if err != nil {
 		return nil, err
 	}
+	since := d.barrier.since() // before the file's first byte is written
 	var f *os.File
 	if append {
 		f, err = openFile(file, unix.O_WRONLY|unix.O_APPEND, 0)
@@ -40,6 +41,10 @@ func (d *Driver) Writer(ctx context.Context, path string, append bool) (driver.F
 		w.size = fi.Size()
 		w.behind = w.size
 	}
+	if w.size == 0 {
+		// Every byte will go through this writer (see fileDurable).
+		w.since = since
+	}
 	return w, nil
 }
 
@@ -58,6 +63,9 @@ type writer struct {
 	f    *os.File
 	file string
 	size int64
+	// since is the barrier's since when the file was empty at the open,
+	// else 0 (see fileDurable).
+	since uint64
 	// behind is where the bytes not yet handed to writeback begin.
 	behind int64
 	// done is set by Commit or Cancel: the error a later Write gets.
@@ -108,7 +116,7 @@ func (w *writer) Commit(context.Context) error {
 	}
 	// The bytes must be durable before a Move publishes them (the name
 	// here is transient): the barrier's sync, or an fsync of the file.
-	if err := w.d.fileDurable(w.file, int(w.f.Fd()), w.d.barrier.ticket()); err != nil {
+	if err := w.d.fileDurable(w.file, int(w.f.Fd()), w.d.barrier.ticket(), w.since); err != nil {
 		// A failed writeback is reported once: a later Commit would
 		// succeed over bytes that never reached the disk. The file goes,
 		// so that whoever resumes it finds nothing rather than them.
