@@ -564,13 +564,118 @@ func TestReplaceSyncsTheLinkCountFirst(t *testing.T) {
 	fsynced()
 	within(t, "Publish", func() error { return s.Publish(ctx) })
 	got := fsynced()
-	if want := []string{"#tmp/" + unnamedName, "#tmp/name", "/t/other"}; len(got) < 3 || !slices.Equal(got[:3], want) {
+	want := []string{"#tmp/" + unnamedName, "#tmp/name", "/t/other"}
+	if !d.journaled {
+		// And the old content's name, exchanged into the temporary
+		// directory (see replace).
+		want = []string{"#tmp/" + unnamedName, "#tmp/name", "#tmp/name", "/t/other"}
+	}
+	if len(got) < len(want) || !slices.Equal(got[:len(want)], want) {
 		t.Fatalf("a raced replace fsynced %q, want %q first", got, want)
 	}
 	if b, err := d.GetContent(ctx, "/t/other"); err != nil || string(b) != "staged" {
 		t.Fatalf("GetContent = %q, %v", b, err)
 	}
 	wantNoTemps(t, d)
+}
+
+// Without a journal a replaced content's inode lives, named in the
+// temporary directory, until the change that replaced it is durable: a
+// crash before then leaves the old content or the new at the name, never
+// neither. A failed sync keeps it for the retry; with a journal a rename
+// suffices.
+func TestReplaceKeepsTheOldUntilDurable(t *testing.T) {
+	for _, journal := range []bool{false, true} {
+		t.Run(fmt.Sprintf("journaled=%v", journal), func(t *testing.T) {
+			bothTemps(t, func(t *testing.T) {
+				d, _ := countingSyncs(t)
+				d.journaled = journal
+				ctx := t.Context()
+				if err := d.PutContent(ctx, "/t/tag", []byte("old")); err != nil {
+					t.Fatal(err)
+				}
+				longAgo := time.Now().Add(-2 * staleTemp)
+				if err := os.Chtimes(filepath.Join(d.root, "t", "tag"), longAgo, longAgo); err != nil {
+					t.Fatal(err)
+				}
+				bctx, batch := driver.WithBatch(ctx)
+				for _, stage := range []bool{false, true} {
+					content := []byte("new by PutContent")
+					if stage {
+						content = []byte("new by Stage")
+						s, err := d.Stage(ctx, "/t/tag", content)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if err := s.Publish(bctx); err != nil {
+							t.Fatal(err)
+						}
+					} else if err := d.PutContent(bctx, "/t/tag", content); err != nil {
+						t.Fatal(err)
+					}
+					if b, err := d.GetContent(ctx, "/t/tag"); err != nil || string(b) != string(content) {
+						t.Fatalf("GetContent = %q, %v", b, err)
+					}
+				}
+				eio := errors.New("EIO")
+				d.barrier.sync = func() error { return eio }
+				d.fsync = func(string, int) error { return eio }
+				kept := tempContents(t, d)
+				want := []string{"new by PutContent", "old"}
+				if journal {
+					want = nil
+				}
+				if !slices.Equal(kept, want) {
+					t.Fatalf("before Commit the temporary directory holds %q, want %q", kept, want)
+				}
+				// Old contents keep their modification times: a driver
+				// starting meanwhile must not take them for leftovers.
+				if _, err := New(d.root); err != nil {
+					t.Fatal(err)
+				}
+				if kept := tempContents(t, d); !slices.Equal(kept, want) {
+					t.Fatalf("a driver starting on the root left %q, want %q", kept, want)
+				}
+				if err := batch.Commit(); !errors.Is(err, eio) {
+					t.Fatalf("Commit: %v, want EIO", err)
+				}
+				if kept := tempContents(t, d); !slices.Equal(kept, want) {
+					t.Fatalf("after a failed Commit the temporary directory holds %q, want %q", kept, want)
+				}
+				d.barrier.sync = func() error { return nil }
+				d.fsync = fsyncPath
+				if err := batch.Commit(); err != nil {
+					t.Fatal(err)
+				}
+				wantNoTemps(t, d)
+				// Without a batch the write waits, then removes the old.
+				if err := d.PutContent(ctx, "/t/tag", []byte("last")); err != nil {
+					t.Fatal(err)
+				}
+				wantNoTemps(t, d)
+			})
+		})
+	}
+}
+
+// tempContents returns the contents of the temporary directory's files,
+// sorted.
+func tempContents(t *testing.T, d *Driver) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(d.root, tempDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(d.root, tempDir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, string(b))
+	}
+	slices.Sort(out)
+	return out
 }
 
 func wantNoTemps(t *testing.T, d *Driver) {

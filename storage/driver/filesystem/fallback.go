@@ -3,6 +3,7 @@ package filesystem
 import (
 	"errors"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -25,7 +26,8 @@ import (
 type changes struct {
 	d      *Driver
 	files  []string
-	ticket uint64 // the first Sync's, kept so that a retry meets its failure
+	drop   []string // names of replaced contents, removed once durable (see replace)
+	ticket uint64   // the first Sync's, kept so that a retry meets its failure
 }
 
 func (d *Driver) newChanges() *changes { return &changes{d: d} }
@@ -34,7 +36,19 @@ func (cs *changes) Sync() error {
 	if cs.ticket == 0 {
 		cs.ticket = cs.d.barrier.ticket()
 	}
-	return cs.d.barrier.waitFor(cs.ticket, func() error { return cs.d.syncChanges(cs.files...) })
+	err := cs.d.barrier.waitFor(cs.ticket, func() error { return cs.d.syncChanges(cs.files...) })
+	if err == nil {
+		removeAll(cs.drop)
+		cs.drop = nil
+	}
+	return err
+}
+
+// removeAll removes the names of contents replaced by durable changes.
+func removeAll(names []string) {
+	for _, n := range names {
+		os.Remove(n)
+	}
 }
 
 // syncChanges makes the changes to files durable without the barrier.

@@ -29,6 +29,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -58,8 +59,9 @@ type Driver struct {
 	unnamed bool // temporary files for new names are unnamed (see temp)
 	byFD    bool // and linked by their descriptor (see linkFD)
 
-	shortReadEnds bool // see shortReadsEnd
-	journaled     bool // see Journaled
+	shortReadEnds bool        // see shortReadsEnd
+	journaled     bool        // see Journaled
+	exchanges     atomic.Bool // renameat2 exchanges names here (see replace)
 	// fsyncPath and writebackErr; tests replace them.
 	fsync        func(name string, fd int) error
 	writebackErr func(fd int) error
@@ -83,6 +85,7 @@ func New(root string) (*Driver, error) {
 	d.unnamed, d.byFD = linkUnnamed(d.tmp)
 	d.shortReadEnds = shortReadsEnd(root)
 	d.journaled = journaled(root)
+	d.exchanges.Store(true)
 	if d.barrier, err = newBarrier(root, d.journaled); err != nil {
 		return nil, err
 	}

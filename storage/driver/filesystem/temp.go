@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -137,15 +138,20 @@ func (t *temp) bytesDurable(d *Driver) error {
 // replaced atomically; without, a taken name is fs.ErrExist.
 func (d *Driver) publish(ctx context.Context, t *temp, file string, durable, replace bool) error {
 	defer t.discard()
-	return d.place(ctx, file, durable, func() error { return t.link(d, file, durable, replace) })
+	var old string
+	return d.placeKeeping(ctx, file, durable, &old, func() (err error) {
+		old, err = t.link(d, file, durable, replace)
+		return err
+	})
 }
 
-// link names the file file.
-func (t *temp) link(d *Driver, file string, durable, replace bool) error {
+// link names the file file. old names what file held before, when it
+// must outlive the change (see replace).
+func (t *temp) link(d *Driver, file string, durable, replace bool) (old string, err error) {
 	if t.unnamed {
 		err := linkFD(t.fd, file, d.byFD)
 		if !errors.Is(err, fs.ErrExist) || !replace {
-			return err
+			return "", err
 		}
 		// The name is taken, and only rename replaces it atomically: by
 		// way of a name in the temporary directory, which the file keeps
@@ -154,23 +160,57 @@ func (t *temp) link(d *Driver, file string, durable, replace bool) error {
 		// count must be on the disk before it replaces anything (see temp).
 		name := d.tempName()
 		if err := linkFD(t.fd, name, d.byFD); err != nil {
-			return err
+			return "", err
 		}
 		t.name, t.unnamed = name, false
 		if durable {
 			if err := d.fileDurable(name, t.fd, d.barrier.ticket(), t.since); err != nil {
-				return err
+				return "", err
 			}
 		}
 	}
 	if !replace {
-		return os.Link(t.name, file)
+		return "", os.Link(t.name, file)
 	}
-	if err := rename(t.name, file); err != nil {
-		return err
+	if old, err = d.replace(t.name, file, durable); err != nil {
+		return "", err
 	}
-	t.name = "" // nothing left to remove
-	return nil
+	t.name = "" // nothing left to remove: place removes old
+	return old, nil
+}
+
+// replace renames from over to. Without a journal, the disk may take the
+// release of the inode to held before the directory block that stops
+// naming it; a crash between them loses both contents, the old with the
+// new. For a durable change there the names are exchanged instead, so
+// that no inode is released, and from, returned as old, names the old
+// content until place removes it once the change is durable. A rename
+// that puts a name where there was none, or replaces on a journaled file
+// system, releases nothing the disk could lose.
+func (d *Driver) replace(from, to string, durable bool) (old string, err error) {
+	if durable && !d.journaled && d.exchanges.Load() {
+		var st unix.Stat_t
+		if unix.Lstat(to, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
+			err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_EXCHANGE)
+			switch err {
+			case nil:
+				// The old content keeps its modification time, by which
+				// a driver starting on the root would take it for a
+				// crash's leftover.
+				now := time.Now()
+				os.Chtimes(from, now, now)
+				return from, nil
+			case unix.EINVAL, unix.ENOSYS:
+				// A file system that does not exchange (ext2).
+				d.exchanges.Store(false)
+			case unix.ENOENT:
+				// to went meanwhile, or from: rename tells which.
+			default:
+				return "", &os.LinkError{Op: "exchange", Old: from, New: to, Err: err}
+			}
+		}
+	}
+	return "", rename(from, to)
 }
 
 // linkFD names the unnamed file open as fd: by the descriptor itself
