@@ -658,6 +658,45 @@ func TestReplaceKeepsTheOldUntilDurable(t *testing.T) {
 	}
 }
 
+// A Move over a name replaces it as a write does: the source goes at
+// once, and without a journal the old content waits in the temporary
+// directory until the move is durable.
+func TestMoveOverANameKeepsTheOldUntilDurable(t *testing.T) {
+	for _, journal := range []bool{false, true} {
+		t.Run(fmt.Sprintf("journaled=%v", journal), func(t *testing.T) {
+			d, _ := countingSyncs(t)
+			d.journaled = journal
+			ctx := t.Context()
+			for p, content := range map[string]string{"/blob": "stored", "/up/data": "uploaded"} {
+				if err := d.PutContent(ctx, p, []byte(content)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			bctx, batch := driver.WithBatch(ctx)
+			if err := d.Move(bctx, "/up/data", "/blob"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := d.Stat(ctx, "/up/data"); !errors.As(err, new(driver.PathNotFoundError)) {
+				t.Fatalf("the source after Move: %v", err)
+			}
+			if b, err := d.GetContent(ctx, "/blob"); err != nil || string(b) != "uploaded" {
+				t.Fatalf("GetContent = %q, %v", b, err)
+			}
+			want := []string{"stored"}
+			if journal {
+				want = nil
+			}
+			if kept := tempContents(t, d); !slices.Equal(kept, want) {
+				t.Fatalf("before Commit the temporary directory holds %q, want %q", kept, want)
+			}
+			if err := batch.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			wantNoTemps(t, d)
+		})
+	}
+}
+
 // tempContents returns the contents of the temporary directory's files,
 // sorted.
 func tempContents(t *testing.T, d *Driver) []string {

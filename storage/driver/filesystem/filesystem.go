@@ -508,7 +508,11 @@ func (d *Driver) Move(ctx context.Context, src, dst string) error {
 	if src == dst {
 		return nil
 	}
-	err = d.place(ctx, to, true, func() error { return rename(from, to) })
+	var old string
+	err = d.placeKeeping(ctx, to, true, &old, func() (err error) {
+		old, err = d.replace(from, to, true)
+		return err
+	})
 	if errors.Is(err, fs.ErrNotExist) {
 		return d.notFound(src) // moved or deleted by someone else meanwhile
 	}

@@ -194,6 +194,14 @@ func (d *Driver) replace(from, to string, durable bool) (old string, err error) 
 			err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_EXCHANGE)
 			switch err {
 			case nil:
+				if filepath.Dir(from) != d.tmp {
+					// A Move's source: from must go as a rename's does,
+					// and a rename between folders releases nothing.
+					name := d.tempName()
+					if rename(from, name) == nil {
+						from = name
+					}
+				}
 				// The old content keeps its modification time, by which
 				// a driver starting on the root would take it for a
 				// crash's leftover.
