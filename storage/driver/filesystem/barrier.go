@@ -67,7 +67,7 @@ func newBarrier(root string, journaled bool) (*barrier, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &barrier{sync: func() error { return unix.Syncfs(int(f.Fd())) }, crowded: machineGauge().over, patience: patience, reports: syncfsReportsAll()}
+	b := &barrier{sync: func() error { return unix.Syncfs(int(f.Fd())) }, crowded: machineGauge().over, patience: patience, reports: syncfsReportsAll(root)}
 	if !journaled {
 		// Without a journal, ext4's syncfs flushes the disk's cache before
 		// its last metadata writes, which may then sit in that cache when
@@ -121,9 +121,16 @@ func (b *barrier) since() uint64 {
 	return b.done + 1
 }
 
-// syncfsReportsAll reports whether the kernel's syncfs returns writeback
-// errors of every file: Linux 5.8 and later.
-func syncfsReportsAll() bool {
+// syncfsReportsAll reports whether syncfs of root's file system returns
+// writeback errors of every file: Linux 5.8 and later, on a file system
+// whose pages are its own (an overlay's belong to the upper one, whose
+// errors its syncfs need not pass on).
+func syncfsReportsAll(root string) bool {
+	switch fsType(root) {
+	case unix.EXT4_SUPER_MAGIC, unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC, unix.TMPFS_MAGIC:
+	default:
+		return false
+	}
 	var u unix.Utsname
 	if unix.Uname(&u) != nil {
 		return false

@@ -30,7 +30,9 @@ func settled(t *testing.T) *Driver {
 	}
 	// Tests count syncs as where a sync's own flush covers its writes;
 	// TestBarrierLagsWithoutAJournal checks the lag.
+	d.barrier.mu.Lock() // the startup sync's waiter may still read it
 	d.barrier.lag = 0
+	d.barrier.mu.Unlock()
 	return d
 }
 
@@ -620,8 +622,10 @@ func TestReplaceKeepsTheOldUntilDurable(t *testing.T) {
 				eio := errors.New("EIO")
 				d.barrier.sync = func() error { return eio }
 				d.fsync = func(string, int) error { return eio }
+				// The Stage's own sync, for its bytes, made the first
+				// replace durable: only the last one's old content waits.
 				kept := tempContents(t, d)
-				want := []string{"new by PutContent", "old"}
+				want := []string{"new by PutContent"}
 				if journal {
 					want = nil
 				}
@@ -655,6 +659,75 @@ func TestReplaceKeepsTheOldUntilDurable(t *testing.T) {
 				wantNoTemps(t, d)
 			})
 		})
+	}
+}
+
+// An old content whose replace never reached its batch's Commit (the
+// request failed first) goes once a sync has covered the replace, at the
+// next exchange.
+func TestAbandonedReplaceLeavesNoOldContent(t *testing.T) {
+	d, _ := countingSyncs(t)
+	d.journaled = false
+	ctx := t.Context()
+	putOld(t, d, "/t/a", "/t/b")
+	bctx, _ := driver.WithBatch(ctx)
+	if err := d.PutContent(bctx, "/t/a", []byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	if kept := tempContents(t, d); !slices.Equal(kept, []string{"old"}) {
+		t.Fatalf("the temporary directory holds %q, want the old content", kept)
+	}
+	if err := d.PutContent(ctx, "/t/b", []byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	wantNoTemps(t, d)
+}
+
+// A Commit retried after a failure waits for a sync begun after the retry:
+// the changes made since the failure are covered too, and their old
+// contents stay until they are.
+func TestRetriedCommitCoversLaterChanges(t *testing.T) {
+	d, syncs := countingSyncs(t)
+	d.journaled = false
+	ctx := t.Context()
+	putOld(t, d, "/t/a", "/t/b")
+	bctx, batch := driver.WithBatch(ctx)
+	if err := d.PutContent(bctx, "/t/a", []byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	// The machine is crowded: the Commit fsyncs, which fail.
+	eio := errors.New("EIO")
+	d.barrier.crowded = func() bool { return true }
+	d.fsync = func(string, int) error { return eio }
+	if err := batch.Commit(); !errors.Is(err, eio) {
+		t.Fatalf("Commit: %v, want EIO", err)
+	}
+	d.barrier.crowded = func() bool { return false }
+	d.fsync = fsyncPath
+	// Another request's sync covers the first Commit's ticket.
+	if err := d.barrier.waitFor(d.barrier.ticket(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.PutContent(bctx, "/t/b", []byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	before := syncs()
+	if err := batch.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if syncs() == before {
+		t.Fatal("the retried Commit ran no sync for the change made after the failure")
+	}
+	wantNoTemps(t, d)
+}
+
+// putOld writes "old" at each path, durably.
+func putOld(t *testing.T, d *Driver, paths ...string) {
+	t.Helper()
+	for _, p := range paths {
+		if err := d.PutContent(t.Context(), p, []byte("old")); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

@@ -43,7 +43,7 @@ func (d *Driver) placeKeeping(ctx context.Context, file string, durable bool, ol
 				files = append(files, *old)
 			}
 			if !durable {
-				removeAll(files[1:])
+				d.parked.drop(files[1:])
 				return nil
 			}
 			if driver.Defer(ctx, d.barrier, d.newChanges, func(cs *changes) {
@@ -54,7 +54,7 @@ func (d *Driver) placeKeeping(ctx context.Context, file string, durable bool, ol
 			}
 			err := d.barrier.waitFor(d.barrier.ticket(), func() error { return d.syncChanges(files...) })
 			if err == nil {
-				removeAll(files[1:])
+				d.parked.drop(files[1:])
 			}
 			return err
 		}

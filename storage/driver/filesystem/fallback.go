@@ -3,7 +3,6 @@ package filesystem
 import (
 	"errors"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -32,23 +31,20 @@ type changes struct {
 
 func (d *Driver) newChanges() *changes { return &changes{d: d} }
 
+// Sync waits for a sync begun after the call: a retry covers the changes
+// made since the failed Sync too. Any sync since the first Sync's that
+// failed sends it to the files' own fsyncs.
 func (cs *changes) Sync() error {
+	t := cs.d.barrier.ticket()
 	if cs.ticket == 0 {
-		cs.ticket = cs.d.barrier.ticket()
+		cs.ticket = t
 	}
-	err := cs.d.barrier.waitFor(cs.ticket, func() error { return cs.d.syncChanges(cs.files...) })
+	err := cs.d.barrier.waitSince(t, cs.ticket, func() error { return cs.d.syncChanges(cs.files...) })
 	if err == nil {
-		removeAll(cs.drop)
+		cs.d.parked.drop(cs.drop)
 		cs.drop = nil
 	}
 	return err
-}
-
-// removeAll removes the names of contents replaced by durable changes.
-func removeAll(names []string) {
-	for _, n := range names {
-		os.Remove(n)
-	}
 }
 
 // syncChanges makes the changes to files durable without the barrier.

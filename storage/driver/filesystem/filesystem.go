@@ -62,6 +62,7 @@ type Driver struct {
 	shortReadEnds bool        // see shortReadsEnd
 	journaled     bool        // see Journaled
 	exchanges     atomic.Bool // renameat2 exchanges names here (see replace)
+	parked        parked
 	// fsyncPath and writebackErr; tests replace them.
 	fsync        func(name string, fd int) error
 	writebackErr func(fd int) error

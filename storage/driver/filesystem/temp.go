@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -183,42 +184,93 @@ func (t *temp) link(d *Driver, file string, durable, replace bool) (old string, 
 // release of the inode to held before the directory block that stops
 // naming it; a crash between them loses both contents, the old with the
 // new. For a durable change there the names are exchanged instead, so
-// that no inode is released, and from, returned as old, names the old
-// content until place removes it once the change is durable. A rename
-// that puts a name where there was none, or replaces on a journaled file
-// system, releases nothing the disk could lose.
+// that no inode is released, and the old content, named in the temporary
+// directory and returned as old, goes once the change is durable (see
+// parked). A rename that puts a name where there was none, or replaces on
+// a journaled file system, releases nothing the disk could lose.
 func (d *Driver) replace(from, to string, durable bool) (old string, err error) {
-	if durable && !d.journaled && d.exchanges.Load() {
-		var st unix.Stat_t
-		if unix.Lstat(to, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
-			err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_EXCHANGE)
-			switch err {
-			case nil:
-				if filepath.Dir(from) != d.tmp {
-					// A Move's source: from must go as a rename's does,
-					// and a rename between folders releases nothing.
-					name := d.tempName()
-					if rename(from, name) == nil {
-						from = name
-					}
-				}
-				// The old content keeps its modification time, by which
-				// a driver starting on the root would take it for a
-				// crash's leftover.
-				now := time.Now()
-				os.Chtimes(from, now, now)
-				return from, nil
-			case unix.EINVAL, unix.ENOSYS:
-				// A file system that does not exchange (ext2).
-				d.exchanges.Store(false)
-			case unix.ENOENT:
-				// to went meanwhile, or from: rename tells which.
-			default:
-				return "", &os.LinkError{Op: "exchange", Old: from, New: to, Err: err}
-			}
+	if !durable || d.journaled || !d.exchanges.Load() || !regular(to) {
+		return "", rename(from, to)
+	}
+	switch err := unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_EXCHANGE); err {
+	case nil:
+	case unix.ENOENT:
+		// to went meanwhile, or from: rename tells which.
+		return "", rename(from, to)
+	case unix.EINVAL, unix.ENOSYS, unix.EPERM:
+		// A file system that does not exchange (ext2), or a filter
+		// that refuses the call.
+		d.exchanges.Store(false)
+		return "", rename(from, to)
+	default:
+		return "", &os.LinkError{Op: "exchange", Old: from, New: to, Err: err}
+	}
+	if !regular(from) {
+		// to became a directory after the look: rename refuses that.
+		unix.Renameat2(unix.AT_FDCWD, from, unix.AT_FDCWD, to, unix.RENAME_EXCHANGE)
+		return "", &os.LinkError{Op: "rename", Old: from, New: to, Err: unix.EISDIR}
+	}
+	if filepath.Dir(from) != d.tmp {
+		// A Move's source: from must go as a rename's does, and a
+		// rename between folders releases nothing.
+		name := d.tempName()
+		if rename(from, name) == nil {
+			from = name
 		}
 	}
-	return "", rename(from, to)
+	// The old content keeps its modification time, by which a driver
+	// starting on the root would take it for a crash's leftover.
+	now := time.Now()
+	os.Chtimes(from, now, now)
+	d.parked.add(from, d.barrier)
+	return from, nil
+}
+
+// regular reports whether name is a regular file.
+func regular(name string) bool {
+	var st unix.Stat_t
+	return unix.Lstat(name, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG
+}
+
+// parked are the old contents that exchanges keep (see replace), each with
+// the barrier's ticket when it was replaced. The change that replaced one
+// removes it once durable; one whose change never got there (a request
+// that failed before its batch's Commit) goes once a sync has covered its
+// ticket, found by the next exchange.
+type parked struct {
+	mu sync.Mutex
+	m  map[string]uint64
+}
+
+// add parks name, and removes the names parked before whose replacements
+// a sync has made durable since.
+func (p *parked) add(name string, b *barrier) {
+	t := b.ticket()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = make(map[string]uint64)
+	}
+	for n, nt := range p.m {
+		if b.covered(nt) {
+			os.Remove(n)
+			delete(p.m, n)
+		}
+	}
+	p.m[name] = t
+}
+
+// drop removes names, parked old contents whose replacements are durable.
+func (p *parked) drop(names []string) {
+	if len(names) == 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, n := range names {
+		os.Remove(n)
+		delete(p.m, n)
+	}
 }
 
 // linkFD names the unnamed file open as fd: by the descriptor itself
