@@ -101,6 +101,13 @@ func mapError(err error) (status int, header http.Header, body errorBody) {
 		// real error.
 		e, ok = &registry.Error{Code: registry.CodeUnavailable, Message: "storage unavailable, try again"}, true
 	}
+	if (!ok || codeStatus[e.Code] == 0) && driver.IsFull(err) {
+		// Not the client's fault, but its to know: a retry works only
+		// once space is freed.
+		return http.StatusInsufficientStorage, header, errorBody{Errors: []errorEntry{{
+			Code: registry.CodeUnknown, Message: "storage full: the registry has no room for this write",
+		}}}
+	}
 	if ok {
 		if status, known := codeStatus[e.Code]; known {
 			if status == http.StatusServiceUnavailable {

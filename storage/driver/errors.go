@@ -3,6 +3,7 @@ package driver
 import (
 	"errors"
 	"fmt"
+	"syscall"
 )
 
 var (
@@ -94,4 +95,14 @@ func (e UnavailableError) Unwrap() error { return e.Err }
 func IsUnavailable(err error) bool {
 	var u UnavailableError
 	return errors.As(err, &u)
+}
+
+// ErrStorageFull means the backend has no room for a write: a full file
+// system or quota, an object store out of space. A retry helps only once
+// space is freed.
+var ErrStorageFull = errors.New("storage full")
+
+// IsFull reports whether err says the backend had no room for a write.
+func IsFull(err error) bool {
+	return errors.Is(err, ErrStorageFull) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }

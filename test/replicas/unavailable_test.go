@@ -3,8 +3,11 @@ package replicas
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/opencontainers/go-digest"
 
 	"github.com/lading-registry/lading/internal/testenv"
 	"github.com/lading-registry/lading/internal/testserver"
@@ -56,4 +59,24 @@ func TestStorageUnavailableIs503(t *testing.T) {
 			getBlob(t, srv, "down/repo", d, data)
 		})
 	}
+}
+
+// An object store out of space makes a write 507 with a message saying so,
+// not a 500 UNKNOWN nor a 503 that clients would retry at once.
+func TestStorageFullIs507(t *testing.T) {
+	skipShort(t)
+	s3 := testenv.S3(t)
+	full := testenv.S3Full(t, &s3)
+	srv := startReplica(t, s3, "", testserver.Options{Allow5xx: true})
+	data := randomBytes(t, 4096)
+	d := digest.FromBytes(data)
+	loc := startUpload(t, srv, "full/repo")
+	full.Store(true)
+	resp, body := do(t, http.MethodPut, srv.URL+withParam(loc, "digest="+d.String()), data,
+		map[string]string{"Content-Type": "application/octet-stream"})
+	if resp.StatusCode != http.StatusInsufficientStorage || !strings.Contains(string(body), "storage full") {
+		t.Fatalf("PUT with the store full: %d %s, want 507 saying storage full", resp.StatusCode, body)
+	}
+	full.Store(false)
+	pushBlob(t, srv, "full/repo", data)
 }

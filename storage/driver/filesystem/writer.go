@@ -40,6 +40,7 @@ func (d *Driver) Writer(ctx context.Context, path string, append bool) (driver.F
 		}
 		w.size = fi.Size()
 		w.behind = w.size
+		w.start = w.size
 	}
 	if w.size == 0 {
 		// Every byte will go through this writer (see fileDurable).
@@ -63,6 +64,8 @@ type writer struct {
 	f    *os.File
 	file string
 	size int64
+	// start is the file's size at the open.
+	start int64
 	// since is the barrier's since when the file was empty at the open,
 	// else 0 (see fileDurable).
 	since uint64
@@ -81,6 +84,15 @@ func (w *writer) Write(p []byte) (int, error) {
 	}
 	n, err := w.f.Write(p)
 	w.size += int64(n)
+	if err != nil && driver.IsFull(err) && w.start < w.size {
+		// Give the space back: the bytes this writer wrote are no one's
+		// until Commit (the caller counts none of them), and a file system
+		// left full by a failed upload fails every other write too.
+		if unix.Ftruncate(int(w.f.Fd()), w.start) == nil {
+			w.size = w.start
+			w.behind = min(w.behind, w.start)
+		}
+	}
 	if w.size-w.behind >= writeBehind {
 		// Start writing what came so far while more arrives, rather than
 		// all of it at Commit: the disk works during the upload, and a

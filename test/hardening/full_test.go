@@ -1,0 +1,116 @@
+package hardening
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+
+	"github.com/lading-registry/lading/internal/testserver"
+)
+
+// On a full file system a write is answered 507 with a message that says
+// so, never a 500 UNKNOWN; the bytes of a failed upload are given back at
+// once rather than held until the session is purged; a session goes on
+// from the chunks it had acknowledged; reads go on throughout; and writes
+// work again once there is room. It needs a small file system of its own,
+// mounted here (root, as CI runs).
+func TestFullFileSystem(t *testing.T) {
+	root := t.TempDir()
+	if err := unix.Mount("tmpfs", root, "tmpfs", 0, "size=4m"); err != nil {
+		t.Skipf("cannot mount a 4 MiB tmpfs (%v): needs root", err)
+	}
+	t.Cleanup(func() { unix.Unmount(root, unix.MNT_DETACH) }) // after the server stops
+	srv := start(t, testserver.Options{Root: root, Allow5xx: true})
+	c := newClient(srv.URL, 4)
+	defer c.close()
+	const repo = "full/repo"
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantFull := func(r reply, err error) {
+		t.Helper()
+		must(err)
+		if r.status != http.StatusInsufficientStorage || errorCode(r.body) != "UNKNOWN" || !bytes.Contains(r.body, []byte("storage full")) {
+			t.Fatalf("a write with no room: %s, want 507 UNKNOWN saying storage full", r)
+		}
+	}
+	free := func() int64 {
+		var st unix.Statfs_t
+		must(unix.Statfs(root, &st))
+		return int64(st.Bavail) * st.Bsize
+	}
+
+	small, err := c.pushMonolithic(repo, randomBytes(4<<10))
+	must(err)
+	before := free()
+
+	// One request bigger than the room left.
+	big := randomBytes(6 << 20)
+	wantFull(c.do(http.MethodPost, "/v2/"+repo+"/blobs/uploads/?digest=sha256:"+strings.Repeat("0", 64), big))
+	if after := free(); after < before-64<<10 {
+		t.Fatalf("a failed upload holds %d KiB", (before-after)>>10)
+	}
+
+	// A chunk too big for the room left fails alone: the session keeps the
+	// chunks before it and goes on.
+	content := randomBytes(2 << 20)
+	loc, err := c.startSession(repo)
+	must(err)
+	loc, err = c.patch(loc, 0, content[:1<<20])
+	must(err)
+	wantFull(c.do(http.MethodPatch, loc, big, "Content-Range", "1048576-7340031", "Content-Type", "application/octet-stream"))
+	off, _, err := c.sessionOffset(loc)
+	must(err)
+	if off != 1<<20 {
+		t.Fatalf("after a failed chunk the session stands at %d, want %d", off, 1<<20)
+	}
+	loc, err = c.patch(loc, 1<<20, content[1<<20:])
+	must(err)
+	must(c.commit(loc, digest.FromBytes(content)))
+	if ok, err := c.verifyBlob(repo, digest.FromBytes(content)); !ok || err != nil {
+		t.Fatalf("the blob pushed after a failed chunk: %v, %v", ok, err)
+	}
+
+	// Filled by someone else: small writes fail too, reads do not.
+	filler := filepath.Join(root, "filler")
+	fill(t, filler)
+	cfg := randomBytes(64)
+	wantFull(c.do(http.MethodPost, "/v2/"+repo+"/blobs/uploads/?digest="+digest.FromBytes(cfg).String(), cfg))
+	if ok, err := c.verifyBlob(repo, small); !ok || err != nil {
+		t.Fatalf("a read with the disk full: %v, %v", ok, err)
+	}
+	must(os.Remove(filler))
+	_, err = c.pushMonolithic(repo, cfg)
+	must(err)
+	must(c.putManifest(repo, "after", imageManifest(digest.FromBytes(cfg), len(cfg), small, 4<<10, "room again")))
+}
+
+// fill writes name until the file system is full.
+func fill(t *testing.T, name string) {
+	t.Helper()
+	f, err := os.Create(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+}
