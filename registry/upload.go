@@ -290,12 +290,19 @@ func (u *Upload) write(ctx context.Context, r io.Reader, at int64, commit bool) 
 	if commit && rerr == nil && werr == nil && u.state.Offset+n > 0 {
 		werr = w.Commit(ctx)
 	}
+	if driver.IsFull(werr) && u.held() == nil {
+		// Give the space back where the backend can: no one counts these
+		// bytes, and a file system left full by a failed push fails every
+		// other write too.
+		driver.Retract(w)
+	}
 	if cerr := w.Close(); werr == nil {
 		werr = cerr
 	}
 	if werr != nil {
 		// The backend may hold part of the chunk; the next writer will see
-		// a size that disagrees with the state and end the session cleanly.
+		// a size that disagrees with the state and catch up or end the
+		// session cleanly.
 		return 0, fmt.Errorf("writing upload data: %w", werr)
 	}
 	u.state.Offset += n
@@ -455,8 +462,14 @@ var bootID = sync.OnceValue(func() string {
 // fails (a backend that cannot read data in progress, as S3 before
 // completion) the session is dropped, and the error says so.
 func (u *Upload) catchUp(ctx context.Context, path string, size int64) error {
+	offset := u.state.Offset
 	if err := u.hashTail(ctx, path, size); err != nil {
-		return u.lost(ctx, fmt.Sprintf("data holds %d bytes, state %d: %v", size, u.state.Offset, err))
+		if driver.IsFull(err) || driver.IsUnavailable(err) {
+			// The backend cannot take the state (or give the data) now:
+			// nothing is damaged, and the next request catches up again.
+			return err
+		}
+		return u.lost(ctx, fmt.Sprintf("data holds %d bytes, state %d: %v", size, offset, err))
 	}
 	return nil
 }

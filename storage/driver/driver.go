@@ -120,6 +120,23 @@ func Abandon(w FileWriter) {
 	w.Close()
 }
 
+// Retracter is a FileWriter that can take back what it wrote since it was
+// opened, giving the space back: for a write that met a full backend,
+// whose bytes no one counts. It takes back nothing when the object has
+// grown by another writer's bytes meanwhile.
+type Retracter interface {
+	Retract() error
+}
+
+// Retract takes back what w wrote since it was opened where it can (see
+// Retracter); elsewhere the bytes stay, as a failed write leaves them.
+func Retract(w FileWriter) error {
+	if r, ok := w.(Retracter); ok {
+		return r.Retract()
+	}
+	return nil
+}
+
 // FileInfo describes an object or a directory.
 type FileInfo struct {
 	Path    string

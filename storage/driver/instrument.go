@@ -180,6 +180,8 @@ func (w *instrumentedWriter) Size() int64 { return w.w.Size() }
 
 func (w *instrumentedWriter) Abandon() { Abandon(w.w) }
 
+func (w *instrumentedWriter) Retract() error { return Retract(w.w) }
+
 func (w *instrumentedWriter) Cancel(ctx context.Context) (err error) {
 	defer w.i.report("Writer.Cancel", time.Now(), &err)
 	return w.w.Cancel(ctx)

@@ -3,6 +3,7 @@ package hardening
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -62,28 +63,50 @@ func TestFullFileSystem(t *testing.T) {
 		t.Fatalf("a failed upload holds %d KiB", (before-after)>>10)
 	}
 
-	// A chunk too big for the room left fails alone: the session keeps the
-	// chunks before it and goes on.
+	// A chunk too big for the room left fails alone, its bytes given
+	// back: the session keeps the chunks before it and goes on.
 	content := randomBytes(2 << 20)
 	loc, err := c.startSession(repo)
 	must(err)
 	loc, err = c.patch(loc, 0, content[:1<<20])
 	must(err)
+	before = free()
 	wantFull(c.do(http.MethodPatch, loc, big, "Content-Range", "1048576-7340031", "Content-Type", "application/octet-stream"))
+	if after := free(); after < before-64<<10 {
+		t.Fatalf("a failed chunk holds %d KiB", (before-after)>>10)
+	}
 	off, _, err := c.sessionOffset(loc)
 	must(err)
 	if off != 1<<20 {
 		t.Fatalf("after a failed chunk the session stands at %d, want %d", off, 1<<20)
 	}
-	loc, err = c.patch(loc, 1<<20, content[1<<20:])
+
+	// A chunk whose bytes fit but whose state does not: the session is
+	// not dropped while the disk is full, and once there is room it goes
+	// on with the chunk's bytes counted.
+	filler := filepath.Join(root, "filler")
+	fill(t, filler)
+	fi, err := os.Stat(filler)
+	must(err)
+	must(os.Truncate(filler, fi.Size()/4096*4096-64<<10))
+	room := free()
+	r, err := c.do(http.MethodPatch, loc, content[1<<20:1<<20+room],
+		"Content-Range", fmt.Sprintf("%d-%d", 1<<20, 1<<20+room-1), "Content-Type", "application/octet-stream")
+	wantFull(r, err)
+	r, err = c.do(http.MethodGet, loc, nil)
+	wantFull(r, err)
+	must(os.Remove(filler))
+	if off, _, err = c.sessionOffset(loc); err != nil || off != 1<<20+room {
+		t.Fatalf("with room again the session stands at %d (%v), want %d", off, err, 1<<20+room)
+	}
+	loc, err = c.patch(loc, off, content[off:])
 	must(err)
 	must(c.commit(loc, digest.FromBytes(content)))
 	if ok, err := c.verifyBlob(repo, digest.FromBytes(content)); !ok || err != nil {
-		t.Fatalf("the blob pushed after a failed chunk: %v, %v", ok, err)
+		t.Fatalf("the blob pushed after failed chunks: %v, %v", ok, err)
 	}
 
 	// Filled by someone else: small writes fail too, reads do not.
-	filler := filepath.Join(root, "filler")
 	fill(t, filler)
 	cfg := randomBytes(64)
 	wantFull(c.do(http.MethodPost, "/v2/"+repo+"/blobs/uploads/?digest="+digest.FromBytes(cfg).String(), cfg))

@@ -379,3 +379,53 @@ func TestRefusesMountsBelowTheRoot(t *testing.T) {
 		t.Fatalf("New over a mount point: %v", err)
 	}
 }
+
+// Retract takes back what a writer wrote since its open, and nothing when
+// another writer has appended since: its bytes are not the first's to cut.
+func TestRetract(t *testing.T) {
+	ctx := t.Context()
+	d, err := filesystem.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.PutContent(ctx, "/up/data", []byte("kept")); err != nil {
+		t.Fatal(err)
+	}
+	write := func(s string) driver.FileWriter {
+		t.Helper()
+		w, err := d.Writer(ctx, "/up/data", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write([]byte(s)); err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	content := func() string {
+		t.Helper()
+		b, err := d.GetContent(ctx, "/up/data")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	w := write("-retracted")
+	if err := driver.Retract(w); err != nil || w.Size() != 4 {
+		t.Fatalf("Retract: %v, size %d", err, w.Size())
+	}
+	w.Close()
+	if got := content(); got != "kept" {
+		t.Fatalf("after Retract: %q", got)
+	}
+	w = write("-mine")
+	other := write("-theirs")
+	other.Close()
+	if err := driver.Retract(w); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if got := content(); got != "kept-mine-theirs" {
+		t.Fatalf("Retract after another writer appended: %q", got)
+	}
+}

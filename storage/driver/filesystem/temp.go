@@ -106,8 +106,9 @@ func (d *Driver) writeTemp(content []byte, durable, unnamed bool) (*temp, error)
 		t.fd = -1
 	}
 	if err != nil {
+		name := t.name
 		t.discard()
-		return nil, &fs.PathError{Op: "write", Path: t.name, Err: err}
+		return nil, &fs.PathError{Op: "write", Path: name, Err: err}
 	}
 	if owes {
 		t.ticket = d.barrier.ticket()

@@ -84,15 +84,6 @@ func (w *writer) Write(p []byte) (int, error) {
 	}
 	n, err := w.f.Write(p)
 	w.size += int64(n)
-	if err != nil && driver.IsFull(err) && w.start < w.size {
-		// Give the space back: the bytes this writer wrote are no one's
-		// until Commit (the caller counts none of them), and a file system
-		// left full by a failed upload fails every other write too.
-		if unix.Ftruncate(int(w.f.Fd()), w.start) == nil {
-			w.size = w.start
-			w.behind = min(w.behind, w.start)
-		}
-	}
 	if w.size-w.behind >= writeBehind {
 		// Start writing what came so far while more arrives, rather than
 		// all of it at Commit: the disk works during the upload, and a
@@ -101,6 +92,28 @@ func (w *writer) Write(p []byte) (int, error) {
 		w.behind = w.size
 	}
 	return n, err
+}
+
+// Retract implements driver.Retracter: the file is cut back to its size
+// at the open, unless another writer has appended since (its size is not
+// this writer's), which a truncate would cut too.
+func (w *writer) Retract() error {
+	if err := w.usable(); err != nil || w.size == w.start {
+		return err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(w.f.Fd()), &st); err != nil {
+		return err
+	}
+	if st.Size != w.size {
+		return nil
+	}
+	if err := unix.Ftruncate(int(w.f.Fd()), w.start); err != nil {
+		return err
+	}
+	w.size = w.start
+	w.behind = min(w.behind, w.start)
+	return nil
 }
 
 // writeBehind is how much a writer lets the kernel hold before starting to

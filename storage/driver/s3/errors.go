@@ -30,7 +30,7 @@ func mapErr(op, path string, err error) error {
 	if httpStatus(err) == http.StatusNotFound {
 		return driver.PathNotFoundError{Driver: name, Path: path}
 	}
-	if errorCode(err) == "XMinioStorageFull" || httpStatus(err) == http.StatusInsufficientStorage {
+	if code := errorCode(err); code == "XMinioStorageFull" || code == "XMinioAdminBucketQuotaExceeded" || httpStatus(err) == http.StatusInsufficientStorage {
 		return fmt.Errorf("%s: %s %s: %w: %w", name, op, path, driver.ErrStorageFull, err)
 	}
 	err = fmt.Errorf("%s: %s %s: %w", name, op, path, err)
