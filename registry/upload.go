@@ -432,7 +432,7 @@ func (u *Upload) rehash(ctx context.Context, path string, size int64) error {
 	}
 	u.hashesFromNow()
 	if err := u.hashTail(ctx, path, vouched); err != nil {
-		return u.lost(ctx, fmt.Sprintf("rehashing its data: %v", err))
+		return u.lost(ctx, "its data could not be read back", err)
 	}
 	return nil
 }
@@ -469,7 +469,7 @@ func (u *Upload) catchUp(ctx context.Context, path string, size int64) error {
 			// nothing is damaged, and the next request catches up again.
 			return err
 		}
-		return u.lost(ctx, fmt.Sprintf("data holds %d bytes, state %d: %v", size, offset, err))
+		return u.lost(ctx, fmt.Sprintf("data holds %d bytes, state %d, and could not be read back", size, offset), err)
 	}
 	return nil
 }
@@ -715,7 +715,7 @@ func (u *Upload) load(ctx context.Context) error {
 	}
 	var st uploadState
 	if err := json.Unmarshal(raw, &st); err != nil || st.ID != u.state.ID || st.Repository != repo || st.Offset < 0 {
-		return u.lost(ctx, "its state is unreadable")
+		return u.lost(ctx, "its state is unreadable", err)
 	}
 	u.state = st
 	return nil
@@ -737,13 +737,15 @@ func (u *Upload) save(ctx context.Context) error {
 
 // lost removes a session that can no longer be continued safely and says so
 // in the client's terms: the upload is unknown, start again.
-func (u *Upload) lost(ctx context.Context, why string) error {
+func (u *Upload) lost(ctx context.Context, why string, cause ...error) error {
 	if err := u.held(); err != nil {
 		// The session is another request's now: not ours to drop, and what
 		// looked damaged may be its work in progress.
 		return err
 	}
-	u.bs.repo.reg.log.Warn("dropping damaged upload session", "repository", u.state.Repository, "upload", u.state.ID, "reason", why)
+	// The cause goes to the log only: a backend's error names the
+	// server's paths and hosts, which are not the client's to see.
+	u.bs.repo.reg.log.Warn("dropping damaged upload session", "repository", u.state.Repository, "upload", u.state.ID, "reason", why, "error", errors.Join(cause...))
 	_ = u.bs.repo.reg.deleteUpload(context.WithoutCancel(ctx), u.state.Repository, u.state.ID, true)
 	return newError(CodeBlobUploadUnknown, "upload %s can no longer be resumed: %s", u.state.ID, why)
 }
