@@ -169,9 +169,9 @@ func (u *Upload) Append(ctx context.Context, r io.Reader, at int64) (int64, erro
 
 // AppendCommit is Append then Commit(d, -1) under one hold of the session,
 // for a final PUT that carries the last (or only) chunk: the state in
-// between is never written. Should the write or the commit fail, the bytes
-// that arrived are kept in the session as Append would, so it stays
-// resumable.
+// between is never written. Should the write or the commit fail, the
+// session stays resumable as after Append: bytes that arrived are kept,
+// except those a full backend took back.
 func (u *Upload) AppendCommit(ctx context.Context, r io.Reader, at int64, d digest.Digest) (v1.Descriptor, error) {
 	if err := checkDigest(d); err != nil {
 		return v1.Descriptor{}, err
@@ -294,7 +294,9 @@ func (u *Upload) write(ctx context.Context, r io.Reader, at int64, commit bool) 
 		// Give the space back where the backend can: no one counts these
 		// bytes, and a file system left full by a failed push fails every
 		// other write too.
-		driver.Retract(w)
+		if err := driver.Retract(w); err != nil {
+			u.bs.repo.reg.log.Warn("could not take back an upload's bytes on a full backend", "repository", u.state.Repository, "upload", u.state.ID, "error", err)
+		}
 	}
 	if cerr := w.Close(); werr == nil {
 		werr = cerr
@@ -432,6 +434,9 @@ func (u *Upload) rehash(ctx context.Context, path string, size int64) error {
 	}
 	u.hashesFromNow()
 	if err := u.hashTail(ctx, path, vouched); err != nil {
+		if driver.IsFull(err) || driver.IsUnavailable(err) {
+			return err // as in catchUp: the next request rehashes again
+		}
 		return u.lost(ctx, "its data could not be read back", err)
 	}
 	return nil

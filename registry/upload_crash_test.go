@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -245,6 +246,52 @@ func TestMachineRestartRehashes(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(readBlob(t, repo, d), data) {
+		t.Fatal("content differs")
+	}
+}
+
+// fullStates is a file system with no room for upload states.
+type fullStates struct{ driver.Driver }
+
+func (f fullStates) PutState(_ context.Context, path string, _ []byte) error {
+	return &os.PathError{Op: "write", Path: path, Err: syscall.ENOSPC}
+}
+
+func (f fullStates) DefersUnderBatch() bool { return driver.Defers(f.Driver) }
+
+// A session whose hashes must be rebuilt after a restart of the machine,
+// on a disk with no room for its state, is kept: the request fails as the
+// disk does, and the next one rebuilds them again.
+func TestRehashOnAFullDiskKeepsTheSession(t *testing.T) {
+	ctx := context.Background()
+	data := randomBytes(t, 9000)
+	root := t.TempDir()
+	repo := repository(t, newFSRegistry(t, root), "r")
+	u, _ := repo.Blobs().Upload(ctx, registry.UploadOptions{})
+	if _, err := u.Append(ctx, bytes.NewReader(data[:6000]), 0); err != nil {
+		t.Fatal(err)
+	}
+	registry.SetBootID(t, "another boot")
+	fsd, err := filesystem.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := repository(t, registry.New(fullStates{fsd}, registry.Options{}), "r")
+	fu, err := full.Blobs().Resume(ctx, u.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fu.Append(ctx, bytes.NewReader(data[6000:]), 6000); !driver.IsFull(err) {
+		t.Fatalf("a chunk after a restart, with no room for the state: %v, want storage full", err)
+	}
+	u, err = repository(t, newFSRegistry(t, root), "r").Blobs().Resume(ctx, u.ID())
+	if err != nil {
+		t.Fatalf("the session after a full disk: %v", err)
+	}
+	if _, err := u.AppendCommit(ctx, bytes.NewReader(data[6000:]), 6000, digest.FromBytes(data)); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(readBlob(t, repo, digest.FromBytes(data)), data) {
 		t.Fatal("content differs")
 	}
 }

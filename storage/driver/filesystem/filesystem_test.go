@@ -414,6 +414,9 @@ func TestRetract(t *testing.T) {
 	if err := driver.Retract(w); err != nil || w.Size() != 4 {
 		t.Fatalf("Retract: %v, size %d", err, w.Size())
 	}
+	if _, err := w.Write([]byte("more")); err == nil {
+		t.Fatal("Write after Retract succeeded")
+	}
 	w.Close()
 	if got := content(); got != "kept" {
 		t.Fatalf("after Retract: %q", got)
@@ -428,4 +431,29 @@ func TestRetract(t *testing.T) {
 	if got := content(); got != "kept-mine-theirs" {
 		t.Fatalf("Retract after another writer appended: %q", got)
 	}
+}
+
+// A writer's Commit refuses a file another writer changed meanwhile: its
+// caller hashed only its own bytes.
+func TestCommitRefusesAFileChangedByAnother(t *testing.T) {
+	ctx := t.Context()
+	d, err := filesystem.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine, err := d.Writer(ctx, "/up/data", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine.Write([]byte("mine"))
+	theirs, err := d.Writer(ctx, "/up/data", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs.Write([]byte("-theirs"))
+	theirs.Close()
+	if err := mine.Commit(ctx); err == nil {
+		t.Fatal("Commit over another writer's bytes succeeded")
+	}
+	mine.Close()
 }

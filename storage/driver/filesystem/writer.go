@@ -2,6 +2,8 @@ package filesystem
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 
@@ -113,8 +115,13 @@ func (w *writer) Retract() error {
 	}
 	w.size = w.start
 	w.behind = min(w.behind, w.start)
+	// A writer not opened to append would write its next bytes past a
+	// hole: it is done.
+	w.done = errRetracted
 	return nil
 }
+
+var errRetracted = errors.New("filesystem: writer retracted")
 
 // writeBehind is how much a writer lets the kernel hold before starting to
 // write it out.
@@ -138,6 +145,16 @@ func (w *writer) Close() error {
 func (w *writer) Commit(context.Context) error {
 	if err := w.usable(); err != nil {
 		return err
+	}
+	// Only this writer's bytes may be published under the caller's hash
+	// of them: a file another writer changed meanwhile (a request whose
+	// lock lapsed, appending or retracting late) is refused.
+	var st unix.Stat_t
+	if err := unix.Fstat(int(w.f.Fd()), &st); err != nil {
+		return err
+	}
+	if st.Size != w.size {
+		return fmt.Errorf("filesystem: %s holds %d bytes where its writer wrote %d: another writer changed it", w.file, st.Size, w.size)
 	}
 	// The bytes must be durable before a Move publishes them (the name
 	// here is transient): the barrier's sync, or an fsync of the file.
