@@ -434,10 +434,7 @@ func (u *Upload) rehash(ctx context.Context, path string, size int64) error {
 	}
 	u.hashesFromNow()
 	if err := u.hashTail(ctx, path, vouched); err != nil {
-		if driver.IsFull(err) || driver.IsUnavailable(err) {
-			return err // as in catchUp: the next request rehashes again
-		}
-		return u.lost(ctx, "its data could not be read back", err)
+		return u.lostUnlessBackend(ctx, "its data could not be read back", err)
 	}
 	return nil
 }
@@ -469,14 +466,19 @@ var bootID = sync.OnceValue(func() string {
 func (u *Upload) catchUp(ctx context.Context, path string, size int64) error {
 	offset := u.state.Offset
 	if err := u.hashTail(ctx, path, size); err != nil {
-		if driver.IsFull(err) || driver.IsUnavailable(err) {
-			// The backend cannot take the state (or give the data) now:
-			// nothing is damaged, and the next request catches up again.
-			return err
-		}
-		return u.lost(ctx, fmt.Sprintf("data holds %d bytes, state %d, and could not be read back", size, offset), err)
+		return u.lostUnlessBackend(ctx, fmt.Sprintf("data holds %d bytes, state %d, and could not be read back", size, offset), err)
 	}
 	return nil
+}
+
+// lostUnlessBackend drops the session for err, a failed read-back and save
+// of its data, unless the backend is full or unavailable: then nothing is
+// damaged, err is returned, and the next request tries again.
+func (u *Upload) lostUnlessBackend(ctx context.Context, why string, err error) error {
+	if driver.IsFull(err) || driver.IsUnavailable(err) {
+		return err
+	}
+	return u.lost(ctx, why, err)
 }
 
 func (u *Upload) hashTail(ctx context.Context, path string, size int64) error {

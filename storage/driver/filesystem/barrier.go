@@ -126,9 +126,7 @@ func (b *barrier) since() uint64 {
 // whose pages are its own (an overlay's belong to the upper one, whose
 // errors its syncfs need not pass on).
 func syncfsReportsAll(root string) bool {
-	switch fsType(root) {
-	case unix.EXT4_SUPER_MAGIC, unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC, unix.TMPFS_MAGIC:
-	default:
+	if !localPages(root) {
 		return false
 	}
 	var u unix.Utsname

@@ -25,36 +25,36 @@ const placeAttempts = 8
 // ENOENT and place makes the directory again. Under a driver.Batch the
 // wait is left to the batch's Commit.
 func (d *Driver) place(ctx context.Context, file string, durable bool, create func() error) error {
-	return d.placeKeeping(ctx, file, durable, nil, create)
+	return d.placeKeeping(ctx, file, durable, func() (string, error) { return "", create() })
 }
 
-// placeKeeping is place for a create that may set *old to the name of
-// what file held before (see replace): it is removed once the change is
-// durable, by the batch's Commit under one, and kept when that fails.
-func (d *Driver) placeKeeping(ctx context.Context, file string, durable bool, old *string, create func() error) error {
+// placeKeeping is place for a create that returns the name of what file
+// held before, when that must outlive the change (see replace; only a
+// durable change keeps one): it is removed once the change is durable, by
+// the batch's Commit under one, and kept when that fails.
+func (d *Driver) placeKeeping(ctx context.Context, file string, durable bool, create func() (old string, err error)) error {
 	dir := filepath.Dir(file)
 	for attempt := 1; ; attempt++ {
-		err := create()
+		old, err := create()
 		if err == nil {
-			files := []string{file}
-			if old != nil && *old != "" {
+			if !durable {
+				return nil
+			}
+			files, kept := []string{file}, []string(nil)
+			if old != "" {
 				// The old content's name in the temporary directory
 				// is part of the change: a fallback syncs it too.
-				files = append(files, *old)
-			}
-			if !durable {
-				d.parked.drop(files[1:])
-				return nil
+				files, kept = append(files, old), []string{old}
 			}
 			if driver.Defer(ctx, d.barrier, d.newChanges, func(cs *changes) {
 				cs.files = append(cs.files, files...)
-				cs.drop = append(cs.drop, files[1:]...)
+				cs.drop = append(cs.drop, kept...)
 			}) {
 				return nil
 			}
 			err := d.barrier.waitFor(d.barrier.ticket(), func() error { return d.syncChanges(files...) })
 			if err == nil {
-				d.parked.drop(files[1:])
+				d.parked.drop(kept)
 			}
 			return err
 		}

@@ -228,7 +228,12 @@ func readFull(fd int, b []byte, shortEnds bool) (int, error) {
 // (a page-cache read stops early only for a fatal signal): on those, a tag
 // or record read saves the read that would find the end. Like the syncfs
 // barrier, it takes everything below the root to be one file system.
-func shortReadsEnd(dir string) bool {
+func shortReadsEnd(dir string) bool { return localPages(dir) }
+
+// localPages reports whether the file system below dir keeps its files'
+// pages in the page cache as its own: ext4, XFS, Btrfs, tmpfs (not a
+// network, FUSE or overlay file system).
+func localPages(dir string) bool {
 	switch fsType(dir) {
 	case unix.EXT4_SUPER_MAGIC, unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC, unix.TMPFS_MAGIC:
 		return true
@@ -509,11 +514,7 @@ func (d *Driver) Move(ctx context.Context, src, dst string) error {
 	if src == dst {
 		return nil
 	}
-	var old string
-	err = d.placeKeeping(ctx, to, true, &old, func() (err error) {
-		old, err = d.replace(from, to, true)
-		return err
-	})
+	err = d.placeKeeping(ctx, to, true, func() (string, error) { return d.replace(from, to, true) })
 	if errors.Is(err, fs.ErrNotExist) {
 		return d.notFound(src) // moved or deleted by someone else meanwhile
 	}

@@ -140,11 +140,7 @@ func (t *temp) bytesDurable(d *Driver) error {
 // replaced atomically; without, a taken name is fs.ErrExist.
 func (d *Driver) publish(ctx context.Context, t *temp, file string, durable, replace bool) error {
 	defer t.discard()
-	var old string
-	return d.placeKeeping(ctx, file, durable, &old, func() (err error) {
-		old, err = t.link(d, file, durable, replace)
-		return err
-	})
+	return d.placeKeeping(ctx, file, durable, func() (string, error) { return t.link(d, file, durable, replace) })
 }
 
 // link names the file file. old names what file held before, when it

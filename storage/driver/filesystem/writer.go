@@ -103,12 +103,8 @@ func (w *writer) Retract() error {
 	if err := w.usable(); err != nil || w.size == w.start {
 		return err
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(int(w.f.Fd()), &st); err != nil {
-		return err
-	}
-	if st.Size != w.size {
-		return nil
+	if ok, err := w.unchanged(); !ok {
+		return err // another writer's bytes are not this one's to cut
 	}
 	if err := unix.Ftruncate(int(w.f.Fd()), w.start); err != nil {
 		return err
@@ -122,6 +118,17 @@ func (w *writer) Retract() error {
 }
 
 var errRetracted = errors.New("filesystem: writer retracted")
+
+// unchanged reports whether the file holds what this writer believes it
+// wrote: no other writer (a request whose lock lapsed) appended to it or
+// cut it meanwhile.
+func (w *writer) unchanged() (bool, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(w.f.Fd()), &st); err != nil {
+		return false, err
+	}
+	return st.Size == w.size, nil
+}
 
 // writeBehind is how much a writer lets the kernel hold before starting to
 // write it out.
@@ -147,14 +154,11 @@ func (w *writer) Commit(context.Context) error {
 		return err
 	}
 	// Only this writer's bytes may be published under the caller's hash
-	// of them: a file another writer changed meanwhile (a request whose
-	// lock lapsed, appending or retracting late) is refused.
-	var st unix.Stat_t
-	if err := unix.Fstat(int(w.f.Fd()), &st); err != nil {
+	// of them: a file another writer changed meanwhile is refused.
+	if ok, err := w.unchanged(); err != nil {
 		return err
-	}
-	if st.Size != w.size {
-		return fmt.Errorf("filesystem: %s holds %d bytes where its writer wrote %d: another writer changed it", w.file, st.Size, w.size)
+	} else if !ok {
+		return fmt.Errorf("filesystem: %s does not hold the %d bytes its writer wrote: another writer changed it", w.file, w.size)
 	}
 	// The bytes must be durable before a Move publishes them (the name
 	// here is transient): the barrier's sync, or an fsync of the file.
