@@ -21,6 +21,7 @@ import (
 	"github.com/lading-registry/lading/cache"
 	"github.com/lading-registry/lading/config"
 	"github.com/lading-registry/lading/health"
+	"github.com/lading-registry/lading/internal/gcfloor"
 	"github.com/lading-registry/lading/logging"
 	"github.com/lading-registry/lading/metrics"
 	"github.com/lading-registry/lading/registry"
@@ -37,6 +38,11 @@ const maxHeaderBytes = 64 << 10
 
 // accessFlushInterval bounds how long an access line waits in its batch.
 const accessFlushInterval = 250 * time.Millisecond
+
+// gcFloor is the heap below which the collector does not run (see
+// gcfloor): a few milliseconds of requests' garbage under load, instead of
+// Go's 4 MiB, which made it collect every 15 ms.
+const gcFloor = 16 << 20
 
 func runServe(args []string, _, stderr io.Writer) int {
 	fs := flag.NewFlagSet("lading serve", flag.ContinueOnError)
@@ -72,6 +78,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 			return 2
 		}
 	}
+	defer gcfloor.Start(gcFloor)()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// Once the first signal starts the drain, a second one ends the
