@@ -28,10 +28,12 @@ func (bs *BlobStore) Stat(ctx context.Context, d digest.Digest) (v1.Descriptor, 
 	if err := checkDigest(d); err != nil {
 		return v1.Descriptor{}, err
 	}
-	key := linkKey(bs.repo.name, d.String())
-	if v, ok := bs.repo.reg.cacheGet(ctx, key); ok {
-		if size, err := strconv.ParseInt(string(v), 10, 64); err == nil && size >= 0 {
-			return blobDescriptor(d, size), nil
+	cached := bs.repo.reg.cache != nil // (the key costs an allocation)
+	if cached {
+		if v, ok := bs.repo.reg.cacheGet(ctx, linkKey(bs.repo.name, d.String())); ok {
+			if size, err := strconv.ParseInt(string(v), 10, 64); err == nil && size >= 0 {
+				return blobDescriptor(d, size), nil
+			}
 		}
 	}
 	var fi driver.FileInfo
@@ -61,7 +63,9 @@ func (bs *BlobStore) Stat(ctx context.Context, d digest.Digest) (v1.Descriptor, 
 	} else if err != nil {
 		return v1.Descriptor{}, err
 	}
-	bs.repo.reg.cacheSet(ctx, key, strconv.AppendInt(nil, fi.Size, 10), linkTTL)
+	if cached {
+		bs.repo.reg.cacheSet(ctx, linkKey(bs.repo.name, d.String()), strconv.AppendInt(nil, fi.Size, 10), linkTTL)
+	}
 	return blobDescriptor(d, fi.Size), nil
 }
 

@@ -23,11 +23,21 @@ type labelsKey struct{}
 // WithLabels returns the request's Labels, installing an empty one (and
 // returning the request carrying it) when no outer middleware did.
 func WithLabels(r *http.Request) (*Labels, *http.Request) {
-	if l, ok := r.Context().Value(labelsKey{}).(*Labels); ok {
-		return l, r
+	l, ctx := ContextLabels(r.Context())
+	if ctx != r.Context() {
+		r = r.WithContext(ctx)
+	}
+	return l, r
+}
+
+// ContextLabels is WithLabels for a middleware that adds values of its own
+// to the context: each WithContext copies the request.
+func ContextLabels(ctx context.Context) (*Labels, context.Context) {
+	if l, ok := ctx.Value(labelsKey{}).(*Labels); ok {
+		return l, ctx
 	}
 	l := &Labels{}
-	return l, r.WithContext(context.WithValue(r.Context(), labelsKey{}, l))
+	return l, context.WithValue(ctx, labelsKey{}, l)
 }
 
 // Label returns a middleware, for a place where the route is known, that
