@@ -44,6 +44,7 @@ type settings struct {
 	concurrency   int
 	manifestCount int
 	tagListReads  int
+	readTime      time.Duration // least duration of each read phase (see repeatFor)
 	imageLayers   []int64
 	imageJobs     int
 	singlePost    bool
@@ -187,7 +188,17 @@ func (b *bench) runAll(ctx context.Context, scs []scenario) (*report, error) {
 // parallel runs fn(i) for i in [0, n) on conc workers and returns each
 // call's latency and the wall time of the whole.
 func parallel(ctx context.Context, conc, n int, fn func(ctx context.Context, i int) error) ([]time.Duration, time.Duration, error) {
-	lat := make([]time.Duration, n)
+	return repeatFor(ctx, conc, n, 0, func(ctx context.Context, _, i int) error { return fn(ctx, i) })
+}
+
+// repeatFor runs fn(w, i) for i in [0, n) on conc workers, w naming the
+// worker, then again over the same i until at least d has passed. A read
+// phase over a few thousand objects lasts some tens of milliseconds
+// against a fast server, and one collection, scheduling hiccup or the ramp
+// moves its rate by a tenth; a second of reads gives the steady rate. The
+// latencies are of every call.
+func repeatFor(ctx context.Context, conc, n int, d time.Duration, fn func(ctx context.Context, w, i int) error) ([]time.Duration, time.Duration, error) {
+	lats := make([][]time.Duration, conc)
 	var next atomic.Int64
 	var firstErr error
 	var once sync.Once
@@ -195,26 +206,30 @@ func parallel(ctx context.Context, conc, n int, fn func(ctx context.Context, i i
 	defer cancel()
 	var wg sync.WaitGroup
 	start := time.Now()
-	for range min(conc, n) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	end := start.Add(d)
+	for w := range min(conc, n) {
+		wg.Go(func() {
 			for {
 				i := int(next.Add(1) - 1)
-				if i >= n || ctx.Err() != nil {
+				if i >= n && !time.Now().Before(end) || ctx.Err() != nil {
 					return
 				}
 				t0 := time.Now()
-				if err := fn(ctx, i); err != nil {
+				if err := fn(ctx, w, i%n); err != nil {
 					once.Do(func() { firstErr = err; cancel() })
 					return
 				}
-				lat[i] = time.Since(t0)
+				lats[w] = append(lats[w], time.Since(t0))
 			}
-		}()
+		})
 	}
 	wg.Wait()
-	return lat, time.Since(start), firstErr
+	wall := time.Since(start)
+	var lat []time.Duration
+	for _, l := range lats {
+		lat = append(lat, l...)
+	}
+	return lat, wall, firstErr
 }
 
 // setOps records the throughput and latency percentiles of a parallel phase.

@@ -171,8 +171,10 @@ func measureHeadOps() (float64, error) {
 	}
 	defer stop()
 	const n = 20000
-	_, wall, err := parallel(context.Background(), 32, n, func(ctx context.Context, _ int) error {
-		_, err := c.roundTrip(newRequest(ctx, http.MethodHead, c.url("/blob"), nil, 0), http.StatusOK)
+	ws, closeWorkers := c.workers(32)
+	defer closeWorkers()
+	_, wall, err := repeatFor(context.Background(), 32, n, 0, func(ctx context.Context, w, _ int) error {
+		_, err := ws[w].roundTrip(newRequest(ctx, http.MethodHead, c.url("/blob"), nil, 0), http.StatusOK)
 		return err
 	})
 	return n / wall.Seconds(), err

@@ -61,10 +61,11 @@ func run(args []string, stdout io.Writer) error {
 	conc := fs.Int("concurrency", 32, "requests in flight for small blobs and manifests")
 	manifests := fs.Int("manifest-count", 500, "manifests (and tags) per round")
 	tagLists := fs.Int("tag-lists", 10, "tags list reads per round; their median is reported")
+	readTime := fs.Duration("read-time", time.Second, "least `duration` of each HEAD and GET phase of small blobs and manifests, which reads the objects again as many times as it takes")
 	layers := fs.String("image-layers", "50MiB,20MiB,5MiB,1MiB,10KiB", "comma-separated layer `sizes` of the image")
 	imageJobs := fs.Int("image-jobs", 3, "layers transferred at once in the image scenario")
 	singlePost := fs.Bool("single-post", false, "push blobs as one POST ?digest= request instead of POST then PUT (not every registry serves it)")
-	quick := fs.Bool("quick", false, "small sizes for a run of about a minute: 64 MiB blob, 2 rounds, 300 small blobs, 100 manifests, image layers a tenth")
+	quick := fs.Bool("quick", false, "small sizes for a run of about a minute: 64 MiB blob, 2 rounds, 300 small blobs, 100 manifests, reads for 200 ms, image layers a tenth")
 	dataDir := fs.String("data-dir", "", "`directory` holding the registries' data, to note its disk in the report")
 	jsonOut := fs.String("json", "", "write the report as JSON to `file` (- for standard output)")
 	mdOut := fs.String("markdown", "", "write the report as a Markdown table to `file`")
@@ -81,7 +82,7 @@ func run(args []string, stdout io.Writer) error {
 	s := settings{
 		rounds: *rounds, blobSize: *blobSize, chunkSize: *chunkSize, rangeSize: *rangeSize, rangeReads: *rangeReads,
 		smallCount: *smallCount, smallSize: *smallSize, concurrency: *conc, manifestCount: *manifests,
-		tagListReads: *tagLists, imageJobs: *imageJobs, singlePost: *singlePost,
+		tagListReads: *tagLists, readTime: *readTime, imageJobs: *imageJobs, singlePost: *singlePost,
 	}
 	for _, f := range strings.Split(*layers, ",") {
 		n, err := parseSize(strings.TrimSpace(f))
@@ -91,12 +92,12 @@ func run(args []string, stdout io.Writer) error {
 		s.imageLayers = append(s.imageLayers, n)
 	}
 	if *quick {
-		s.rounds, s.blobSize, s.smallCount, s.manifestCount = 2, 64<<20, 300, 100
+		s.rounds, s.blobSize, s.smallCount, s.manifestCount, s.readTime = 2, 64<<20, 300, 100, min(s.readTime, 200*time.Millisecond)
 		for i := range s.imageLayers {
 			s.imageLayers[i] /= 10
 		}
 	}
-	if s.rounds < 1 || s.blobSize < 1 || s.chunkSize < 1 || s.smallCount < 1 || s.concurrency < 1 || s.manifestCount < 1 || s.imageJobs < 1 {
+	if s.rounds < 1 || s.blobSize < 1 || s.chunkSize < 1 || s.smallCount < 1 || s.concurrency < 1 || s.manifestCount < 1 || s.imageJobs < 1 || s.readTime < 0 {
 		return errors.New("counts and sizes must be positive")
 	}
 
@@ -182,7 +183,7 @@ func (s settings) asMap() map[string]any {
 	return map[string]any{
 		"rounds": s.rounds, "blobSize": s.blobSize, "chunkSize": s.chunkSize, "rangeSize": s.rangeSize,
 		"rangeReads": s.rangeReads, "smallCount": s.smallCount, "smallSize": s.smallSize,
-		"concurrency": s.concurrency, "manifests": s.manifestCount, "tagLists": s.tagListReads,
+		"concurrency": s.concurrency, "manifests": s.manifestCount, "tagLists": s.tagListReads, "readTime": s.readTime.String(),
 		"imageLayers": s.imageLayers, "imageJobs": s.imageJobs, "singlePost": s.singlePost,
 	}
 }

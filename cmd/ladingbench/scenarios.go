@@ -109,21 +109,23 @@ func runSmall(ctx context.Context, b *bench, t *target, roundNo int, rec *record
 		blobs[i] = content{seed: b.seed("small", roundNo, t.index, i), size: b.s.smallSize}.bytes()
 		ds[i] = digest.FromBytes(blobs[i])
 	}
+	ws, closeWorkers := t.c.workers(b.s.concurrency)
+	defer closeWorkers()
 	rec.start()
-	push := func(ctx context.Context, i int) error {
+	push := func(ctx context.Context, w, i int) error {
 		if b.s.singlePost {
-			return t.c.pushSingle(ctx, repo, ds[i], bytes.NewReader(blobs[i]), int64(len(blobs[i])))
+			return ws[w].pushSingle(ctx, repo, ds[i], bytes.NewReader(blobs[i]), int64(len(blobs[i])))
 		}
-		return t.c.pushMonolithic(ctx, repo, ds[i], bytes.NewReader(blobs[i]), int64(len(blobs[i])))
+		return ws[w].pushMonolithic(ctx, repo, ds[i], bytes.NewReader(blobs[i]), int64(len(blobs[i])))
 	}
-	lat, wall, err := parallel(ctx, b.s.concurrency, n, push)
+	lat, wall, err := repeatFor(ctx, b.s.concurrency, n, 0, push)
 	if err != nil {
 		return fmt.Errorf("push: %w", err)
 	}
 	rec.setOps("push", lat, wall)
 
-	lat, wall, err = parallel(ctx, b.s.concurrency, n, func(ctx context.Context, i int) error {
-		size, err := t.c.headBlob(ctx, repo, ds[i])
+	lat, wall, err = repeatFor(ctx, b.s.concurrency, n, b.s.readTime, func(ctx context.Context, w, i int) error {
+		size, err := ws[w].headBlob(ctx, repo, ds[i])
 		if err == nil && size != int64(len(blobs[i])) {
 			err = fmt.Errorf("HEAD %s: Content-Length %d, want %d", ds[i], size, len(blobs[i]))
 		}
@@ -134,8 +136,8 @@ func runSmall(ctx context.Context, b *bench, t *target, roundNo int, rec *record
 	}
 	rec.setOps("HEAD", lat, wall)
 
-	lat, wall, err = parallel(ctx, b.s.concurrency, n, func(ctx context.Context, i int) error {
-		got, err := t.c.getBlob(ctx, repo, ds[i], "")
+	lat, wall, err = repeatFor(ctx, b.s.concurrency, n, b.s.readTime, func(ctx context.Context, w, i int) error {
+		got, err := ws[w].getBlob(ctx, repo, ds[i], "")
 		if err == nil && got != int64(len(blobs[i])) {
 			err = fmt.Errorf("GET %s: %d bytes, want %d", ds[i], got, len(blobs[i]))
 		}
@@ -184,17 +186,19 @@ func runManifests(ctx context.Context, b *bench, t *target, roundNo int, rec *re
 	}
 	tag := func(i int) string { return fmt.Sprintf("t%04d", i) }
 
+	ws, closeWorkers := t.c.workers(b.s.concurrency)
+	defer closeWorkers()
 	rec.start()
-	lat, wall, err := parallel(ctx, b.s.concurrency, n, func(ctx context.Context, i int) error {
-		return t.c.putManifest(ctx, repo, tag(i), v1.MediaTypeImageManifest, payloads[i])
+	lat, wall, err := repeatFor(ctx, b.s.concurrency, n, 0, func(ctx context.Context, w, i int) error {
+		return ws[w].putManifest(ctx, repo, tag(i), v1.MediaTypeImageManifest, payloads[i])
 	})
 	if err != nil {
 		return fmt.Errorf("PUT: %w", err)
 	}
 	rec.setOps("PUT", lat, wall)
 
-	lat, wall, err = parallel(ctx, b.s.concurrency, n, func(ctx context.Context, i int) error {
-		got, err := t.c.getManifest(ctx, repo, tag(i), v1.MediaTypeImageManifest)
+	lat, wall, err = repeatFor(ctx, b.s.concurrency, n, b.s.readTime, func(ctx context.Context, w, i int) error {
+		got, err := ws[w].getManifest(ctx, repo, tag(i), v1.MediaTypeImageManifest)
 		if err == nil && got != int64(len(payloads[i])) {
 			err = fmt.Errorf("GET %s: %d bytes, want %d", tag(i), got, len(payloads[i]))
 		}
