@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"os"
 
@@ -82,7 +83,18 @@ func (b *clientBody) blame(ctx context.Context, err error, code registry.Code) e
 		return withStatus(http.StatusRequestEntityTooLarge, code, "request body exceeds %d bytes", tooBig.Limit)
 	}
 	if errors.Is(cause, os.ErrDeadlineExceeded) {
-		return withStatus(http.StatusRequestTimeout, code, "request body stalled: %v", cause)
+		return withStatus(http.StatusRequestTimeout, code, "request body stalled: %v", withoutAddresses(cause))
 	}
-	return withStatus(http.StatusBadRequest, code, "reading the request body: %v", cause)
+	return withStatus(http.StatusBadRequest, code, "reading the request body: %v", withoutAddresses(cause))
+}
+
+// withoutAddresses drops the addresses a network error names ("read tcp
+// 10.0.0.7:5000->…: connection reset by peer"): behind a load balancer
+// they are the server's own, which its answers do not give away.
+func withoutAddresses(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err
+	}
+	return err
 }

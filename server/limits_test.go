@@ -134,9 +134,14 @@ func TestStalledBodyTimesOut(t *testing.T) {
 	if err != nil {
 		t.Fatalf("no answer to a stalled body: %v", err)
 	}
+	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusRequestTimeout {
 		t.Fatalf("status %d, want 408", resp.StatusCode)
+	}
+	// The answer says what happened, not the server's address.
+	if host, _, _ := net.SplitHostPort(srv.Listener.Addr().String()); strings.Contains(string(body), host) || !strings.Contains(string(body), "stalled") {
+		t.Fatalf("answer to a stalled body: %s", body)
 	}
 	if took := time.Since(began); took > 5*time.Second {
 		t.Fatalf("answered after %v", took)
