@@ -20,6 +20,9 @@ func TestNewRejectsBadSettings(t *testing.T) {
 	if _, err := New(io.Discard, "info", "xml"); err == nil || !strings.Contains(err.Error(), "text or json") {
 		t.Errorf("bad format: %v", err)
 	}
+	if _, err := NewAccess(io.Discard, "info", "xml"); err == nil {
+		t.Error("bad format accepted for the access log")
+	}
 }
 
 func TestLevelAndRedaction(t *testing.T) {
@@ -59,7 +62,7 @@ type accessLine struct {
 func serve(t *testing.T, req *http.Request, handler http.HandlerFunc) (*httptest.ResponseRecorder, accessLine, string) {
 	t.Helper()
 	var buf bytes.Buffer
-	log, err := New(&buf, "info", "json")
+	log, err := NewAccess(&buf, "info", "json") // as lading serve does
 	if err != nil {
 		t.Fatal(err)
 	}

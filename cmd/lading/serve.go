@@ -73,7 +73,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 		// Access lines go out in batches, process lines at once.
 		batched := logging.NewBuffered(stderr, accessFlushInterval)
 		defer batched.Close()
-		if access, err = logging.New(batched, cfg.Log.Level, cfg.Log.Format); err != nil {
+		if access, err = logging.NewAccess(batched, cfg.Log.Level, cfg.Log.Format); err != nil {
 			fmt.Fprintf(stderr, "lading serve: %v\n", err)
 			return 2
 		}
