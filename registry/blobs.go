@@ -28,8 +28,7 @@ func (bs *BlobStore) Stat(ctx context.Context, d digest.Digest) (v1.Descriptor, 
 	if err := checkDigest(d); err != nil {
 		return v1.Descriptor{}, err
 	}
-	cached := bs.repo.reg.cache != nil // (the key costs an allocation)
-	if cached {
+	if bs.repo.reg.cache != nil { // (the key costs an allocation)
 		if v, ok := bs.repo.reg.cacheGet(ctx, linkKey(bs.repo.name, d.String())); ok {
 			if size, err := strconv.ParseInt(string(v), 10, 64); err == nil && size >= 0 {
 				return blobDescriptor(d, size), nil
@@ -63,9 +62,7 @@ func (bs *BlobStore) Stat(ctx context.Context, d digest.Digest) (v1.Descriptor, 
 	} else if err != nil {
 		return v1.Descriptor{}, err
 	}
-	if cached {
-		bs.repo.reg.cacheSet(ctx, linkKey(bs.repo.name, d.String()), strconv.AppendInt(nil, fi.Size, 10), linkTTL)
-	}
+	bs.cacheLink(ctx, d, fi.Size)
 	return blobDescriptor(d, fi.Size), nil
 }
 
@@ -215,6 +212,9 @@ func (bs *BlobStore) link(ctx context.Context, d digest.Digest) error {
 // is durable (after a batch's Commit): a crash before then could leave the
 // cache naming a link that is gone, for every replica.
 func (bs *BlobStore) cacheLink(ctx context.Context, d digest.Digest, size int64) {
+	if bs.repo.reg.cache == nil {
+		return // (the key costs an allocation)
+	}
 	bs.repo.reg.cacheSet(ctx, linkKey(bs.repo.name, d.String()), strconv.AppendInt(nil, size, 10), linkTTL)
 }
 
