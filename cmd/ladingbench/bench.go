@@ -207,7 +207,11 @@ func repeatFor(ctx context.Context, conc, n int, d time.Duration, fn func(ctx co
 	var wg sync.WaitGroup
 	start := time.Now()
 	end := start.Add(d)
-	for w := range min(conc, n) {
+	workers := conc
+	if d == 0 {
+		workers = min(conc, n)
+	}
+	for w := range workers {
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1) - 1)

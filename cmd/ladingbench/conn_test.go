@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -32,17 +34,7 @@ func TestWorkerConnections(t *testing.T) {
 		}
 		w.Write([]byte("ok"))
 	}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	srv.Start()
-	defer srv.Close()
-	base, _ := url.Parse(srv.URL)
-	ws, closeWorkers := newClient(base, newTransport()).workers(1)
-	defer closeWorkers()
-	c := ws[0]
+	c := workerOf(t, srv, &conns)
 	get := func(path string) {
 		t.Helper()
 		if _, err := c.roundTrip(newRequest(context.Background(), http.MethodGet, c.url(path), nil, 0), http.StatusOK); err != nil {
@@ -83,4 +75,114 @@ func TestWorkerConnections(t *testing.T) {
 	}
 	get("/")
 	expect(4)
+}
+
+// TestWorkerConnectionElsewhere checks that a redirect to another host
+// goes there (through the pooled transport), and that a keep-alive
+// connection the server dropped while idle costs the next request nothing.
+func TestWorkerConnectionElsewhere(t *testing.T) {
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("elsewhere"))
+	}))
+	defer other.Close()
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/redirect":
+			http.Redirect(w, r, other.URL+"/x", http.StatusTemporaryRedirect)
+		case "/drop":
+			// Answer as if the connection stayed open, then drop it.
+			w.Header().Set("Content-Length", "2")
+			w.Write([]byte("ok"))
+			w.(http.Flusher).Flush()
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				conn.Close()
+			}
+		default:
+			io.Copy(io.Discard, r.Body)
+			w.Write([]byte("here"))
+		}
+	}))
+	c := workerOf(t, srv, &conns)
+	body := func(req *http.Request) string {
+		t.Helper()
+		resp, err := c.do(req, http.StatusOK)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if got := body(newRequest(context.Background(), http.MethodGet, c.url("/redirect"), nil, 0)); got != "elsewhere" {
+		t.Fatalf("after a redirect to another host: %q", got)
+	}
+	if got := body(newRequest(context.Background(), http.MethodGet, c.url("/drop"), nil, 0)); got != "ok" {
+		t.Fatalf("/drop: %q", got)
+	}
+	time.Sleep(20 * time.Millisecond) // the close reaches the client
+	// A body goes again on the new connection.
+	if got := body(newRequest(context.Background(), http.MethodPut, c.url("/"), strings.NewReader("payload"), 7)); got != "here" {
+		t.Fatalf("after the server dropped the connection: %q", got)
+	}
+	if n := conns.Load(); n != 2 {
+		t.Fatalf("%d connections, want 2", n)
+	}
+}
+
+func TestRepeatFor(t *testing.T) {
+	const n, conc = 3, 4
+	var mu sync.Mutex
+	seen := map[int]int{}
+	workers := map[int]bool{}
+	record := func(_ context.Context, w, i int) error {
+		mu.Lock()
+		defer mu.Unlock()
+		seen[i]++
+		workers[w] = true
+		time.Sleep(time.Millisecond)
+		return nil
+	}
+	lat, wall, err := repeatFor(context.Background(), conc, n, 0, record)
+	if err != nil || len(lat) != n || len(seen) != n || len(workers) > n {
+		t.Fatalf("d=0: %d calls, %v seen, %d workers, err %v; want each of %d once", len(lat), seen, len(workers), err, n)
+	}
+	clear(seen)
+	clear(workers)
+	lat, wall, err = repeatFor(context.Background(), conc, n, 60*time.Millisecond, record)
+	if err != nil || wall < 60*time.Millisecond || len(lat) < 4*n || len(workers) != conc {
+		t.Fatalf("d=60ms: %d calls in %v on %d workers, err %v", len(lat), wall, len(workers), err)
+	}
+	for i, k := range seen {
+		if i < 0 || i >= n || k < 4 {
+			t.Fatalf("index %d called %d times: %v", i, k, seen)
+		}
+	}
+	stop := errors.New("stop")
+	_, _, err = repeatFor(context.Background(), conc, n, time.Hour, func(_ context.Context, _, i int) error {
+		if i == 2 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) {
+		t.Fatalf("a failed call: %v", err)
+	}
+}
+
+// workerOf starts srv, counting its connections in conns, and returns one
+// worker's client of it.
+func workerOf(t *testing.T, srv *httptest.Server, conns *atomic.Int64) *client {
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	base, _ := url.Parse(srv.URL)
+	ws, closeWorkers := newClient(base, newTransport()).workers(1)
+	t.Cleanup(closeWorkers)
+	return ws[0]
 }

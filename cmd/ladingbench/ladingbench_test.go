@@ -116,7 +116,7 @@ func TestRunGoesOnWhenARegistryFails(t *testing.T) {
 	})
 	jsonFile := filepath.Join(t.TempDir(), "r.json")
 	err := run([]string{"--small", "--manifests", "--rounds", "2", "--small-count", "10", "--manifest-count", "5",
-		"--tag-lists", "1", "--json", jsonFile, "ok=" + newLading(t), "broken=" + broken}, io.Discard)
+		"--tag-lists", "1", "--read-time", "20ms", "--json", jsonFile, "ok=" + newLading(t), "broken=" + broken}, io.Discard)
 	if err == nil {
 		t.Fatal("run succeeded although a registry failed")
 	}
@@ -147,7 +147,7 @@ func TestRunEveryScenario(t *testing.T) {
 	err := run([]string{
 		"--rounds", "2", "--blob-size", "1MiB", "--chunk-size", "300KiB", "--range-reads", "3",
 		"--small-count", "40", "--concurrency", "8", "--manifest-count", "12", "--tag-lists", "2",
-		"--image-layers", "200KiB,1KiB", "--json", jsonFile, "--markdown", mdFile,
+		"--read-time", "20ms", "--image-layers", "200KiB,1KiB", "--json", jsonFile, "--markdown", mdFile,
 		"base=" + newLading(t), "other=" + newLading(t), "other=" + strconv.Itoa(os.Getpid()),
 	}, &out)
 	if err != nil {
