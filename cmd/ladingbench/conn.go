@@ -50,22 +50,59 @@ var errBusy = errors.New("connTransport: the previous response body is still ope
 
 func (t *connTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme != "http" || hostPort(req.URL.Host, "80") != t.addr {
-		return t.other.RoundTrip(req)
+		return t.elsewhere(req)
 	}
 	if t.busy {
 		closeBody(req)
 		return nil, errBusy
 	}
 	resp, err := t.exchange(req)
-	if err != nil && t.stale(err) && req.Context().Err() == nil {
-		// A keep-alive connection the server had closed: the request
-		// never reached it, so it goes again on a new one, as net/http's
-		// Transport does.
+	if err != nil && t.stale(err) && replayable(req) && req.Context().Err() == nil {
+		// Most likely a keep-alive connection the server had closed while
+		// idle; a request that changes nothing goes again on a new one,
+		// as with net/http's Transport. Others fail: the server may have
+		// acted on them before it dropped the connection.
 		if req, err = rewound(req); err == nil {
 			resp, err = t.exchange(req)
 		}
 	}
 	return resp, err
+}
+
+// replayable is net/http's rule for a request that may be sent again.
+func replayable(req *http.Request) bool {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	}
+	return false
+}
+
+// elsewhere sends a request for another host (a redirect to a CDN, say)
+// through the pooled transport, with the same deadline.
+func (t *connTransport) elsewhere(req *http.Request) (*http.Response, error) {
+	if t.timeout <= 0 {
+		return t.other.RoundTrip(req)
+	}
+	ctx, cancel := context.WithTimeout(req.Context(), t.timeout)
+	resp, err := t.other.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	resp.Body = cancelOnClose{resp.Body, cancel}
+	return resp, nil
+}
+
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
 }
 
 // exchange sends req on the connection, dialing one first when there is
@@ -100,6 +137,12 @@ func (t *connTransport) exchange(req *http.Request) (*http.Response, error) {
 	var resp *http.Response
 	if err == nil {
 		resp, err = http.ReadResponse(t.br, req)
+	} else if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+		if r, rerr := http.ReadResponse(t.br, req); rerr == nil {
+			// The server answered before taking the whole body (a 413, a
+			// 401) and closed: its answer says more than the broken pipe.
+			r.Close, resp, err = true, r, nil
+		}
 	}
 	if err != nil {
 		stop()
@@ -178,13 +221,16 @@ func (b *connBody) Close() error {
 		return nil
 	}
 	b.done = true
-	err := b.body.Close()
-	if !b.stop() || !b.eof || !b.reuse {
-		// Cancelled, cut short, or the server's last answer.
-		b.t.close()
-	}
 	b.t.busy = false
-	return err
+	if !b.stop() || !b.eof || !b.reuse || b.t.br == nil || b.t.br.Buffered() > 0 {
+		// Cancelled, cut short, the server's last answer, or followed by
+		// bytes no request asked for. The connection goes first, so that
+		// closing the body does not read the rest of it.
+		b.t.close()
+		b.body.Close()
+		return nil
+	}
+	return b.body.Close()
 }
 
 // hostPort is host with port added when it names none.

@@ -79,7 +79,7 @@ func TestWorkerConnections(t *testing.T) {
 
 // TestWorkerConnectionElsewhere checks that a redirect to another host
 // goes there (through the pooled transport), and that a keep-alive
-// connection the server dropped while idle costs the next request nothing.
+// connection the server dropped while idle costs the next GET nothing.
 func TestWorkerConnectionElsewhere(t *testing.T) {
 	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("elsewhere"))
@@ -122,8 +122,7 @@ func TestWorkerConnectionElsewhere(t *testing.T) {
 		t.Fatalf("/drop: %q", got)
 	}
 	time.Sleep(20 * time.Millisecond) // the close reaches the client
-	// A body goes again on the new connection.
-	if got := body(newRequest(context.Background(), http.MethodPut, c.url("/"), strings.NewReader("payload"), 7)); got != "here" {
+	if got := body(newRequest(context.Background(), http.MethodGet, c.url("/"), nil, 0)); got != "here" {
 		t.Fatalf("after the server dropped the connection: %q", got)
 	}
 	if n := conns.Load(); n != 2 {
@@ -185,4 +184,56 @@ func workerOf(t *testing.T, srv *httptest.Server, conns *atomic.Int64) *client {
 	ws, closeWorkers := newClient(base, newTransport()).workers(1)
 	t.Cleanup(closeWorkers)
 	return ws[0]
+}
+
+// TestWorkerConnectionNeverSendsAWriteTwice: a server that takes a POST
+// whole and drops the connection without an answer may have acted on it,
+// so the POST fails instead of going again; and a body closed before its
+// end does not wait for the rest.
+func TestWorkerConnectionNeverSendsAWriteTwice(t *testing.T) {
+	var posts atomic.Int64
+	var conns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodPost:
+			io.Copy(io.Discard, r.Body)
+			posts.Add(1)
+			if conn, _, err := w.(http.Hijacker).Hijack(); err == nil {
+				conn.Close()
+			}
+		case r.URL.Path == "/endless":
+			w.Write([]byte("x"))
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+		default:
+			w.Write([]byte("ok"))
+		}
+	}))
+	c := workerOf(t, srv, &conns)
+	if _, err := c.roundTrip(newRequest(context.Background(), http.MethodGet, c.url("/"), nil, 0), http.StatusOK); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.roundTrip(newRequest(context.Background(), http.MethodPost, c.url("/"), strings.NewReader("payload"), 7), http.StatusCreated)
+	if err == nil {
+		t.Fatal("a POST the server dropped succeeded")
+	}
+	if n := posts.Load(); n != 1 {
+		t.Fatalf("the server took the POST %d times", n)
+	}
+
+	resp, err := c.do(newRequest(context.Background(), http.MethodGet, c.url("/endless"), nil, 0), http.StatusOK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Read(make([]byte, 1))
+	closed := make(chan struct{})
+	go func() { resp.Body.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("closing a body cut short waits for the rest of it")
+	}
+	if _, err := c.roundTrip(newRequest(context.Background(), http.MethodGet, c.url("/"), nil, 0), http.StatusOK); err != nil {
+		t.Fatal(err)
+	}
 }

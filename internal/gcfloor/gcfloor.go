@@ -13,6 +13,7 @@
 package gcfloor
 
 import (
+	"math"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -32,6 +33,7 @@ func Start(floor uint64) (stop func()) {
 	if os.Getenv("GOGC") != "" || floor <= minimumPer100 {
 		return func() {}
 	}
+	floor = min(floor, 1<<50) // a petabyte: no overflow below
 	t := &tuner{floor: floor, percent: -1, sample: []metrics.Sample{
 		{Name: "/gc/heap/live:bytes"},
 		{Name: "/gc/scan/stack:bytes"},
@@ -105,5 +107,5 @@ func percentFor(live, scannable, floor uint64) int {
 	if scannable > 0 {
 		p = min(p, (floor-min(live, floor))*100/scannable)
 	}
-	return int(max(p, 100))
+	return int(min(max(p, 100), math.MaxInt32))
 }

@@ -1,6 +1,7 @@
 package gcfloor
 
 import (
+	"math"
 	"runtime"
 	"runtime/debug"
 	"testing"
@@ -13,21 +14,25 @@ func TestPercentFor(t *testing.T) {
 		live, stacks, floor uint64
 		want                int
 	}{
-		{0, 0, 16 * mib, 400},              // nothing measured yet: the minimum sets the goal
-		{1 * mib, 0, 16 * mib, 400},        // goal max(5, 16) MiB
-		{5 * mib, 0, 16 * mib, 220},        // goal max(16.0, 8.8) MiB
-		{8 * mib, 0, 16 * mib, 100},        // Go's own goal is the floor
-		{40 * mib, 0, 16 * mib, 100},       // and past it
-		{1 * mib, 0, 64 * mib, 1600},       // a larger floor
-		{16 * mib, 0, 16 * mib, 100},       // live heap at the floor
-		{100 * mib, 0, 16 * mib, 100},      // and far past it
-		{1 * mib, 3 * mib, 16 * mib, 375},  // stacks count at GOGC%: max(1+4×3.75, 15) MiB
-		{1 * mib, 18 * mib, 16 * mib, 100}, // many goroutines: Go's own goal, 20 MiB, is past the floor
+		{0, 0, 16 * mib, 400},                // nothing measured yet: the minimum sets the goal
+		{1 * mib, 0, 16 * mib, 400},          // goal max(5, 16) MiB
+		{5 * mib, 0, 16 * mib, 220},          // goal max(16.0, 8.8) MiB
+		{8 * mib, 0, 16 * mib, 100},          // Go's own goal is the floor
+		{40 * mib, 0, 16 * mib, 100},         // and past it
+		{1 * mib, 0, 64 * mib, 1600},         // a larger floor
+		{16 * mib, 0, 16 * mib, 100},         // live heap at the floor
+		{100 * mib, 0, 16 * mib, 100},        // and far past it
+		{1 * mib, 3 * mib, 16 * mib, 375},    // stacks count at GOGC%: max(1+4×3.75, 15) MiB
+		{1 * mib, 18 * mib, 16 * mib, 100},   // many goroutines: Go's own goal, 20 MiB, is past the floor
+		{1 * mib, 0, 1 << 50, math.MaxInt32}, // an absurd floor stays a valid GOGC
 	} {
 		scannable := c.live + c.stacks
 		p := percentFor(c.live, scannable, c.floor)
 		if p != c.want {
 			t.Errorf("percentFor(%d MiB live, %d MiB scannable, %d MiB) = %d, want %d", c.live/mib, scannable/mib, c.floor/mib, p, c.want)
+		}
+		if p == math.MaxInt32 {
+			continue // as far as GOGC goes
 		}
 		// The goal the runtime derives from the answer is the floor, or
 		// its own goal at GOGC=100 when that is more (within rounding).
@@ -62,6 +67,7 @@ func TestStartFollowsTheLiveHeap(t *testing.T) {
 	t.Setenv("GOGC", "")
 	defer debug.SetGCPercent(debug.SetGCPercent(150))
 	stop := Start(32 << 20)
+	defer stop() // when a check fails; a second stop does nothing
 	if p := gogc(); p <= 150 {
 		t.Fatalf("GOGC with a small live heap = %d, want more than 150", p)
 	}
