@@ -421,7 +421,7 @@ func (u *Upload) savedInAnotherBoot() bool {
 // there. size is the data's. A failure drops the session.
 func (u *Upload) rehash(ctx context.Context, path string, size int64) error {
 	if !u.savedInAnotherBoot() {
-		return nil
+		return nil // the state as just loaded was saved in this boot since
 	}
 	vouched := u.state.Offset
 	if size < vouched {
