@@ -256,28 +256,11 @@ func (u *Upload) write(ctx context.Context, r io.Reader, at int64, commit bool) 
 		w.Close()
 		return 0, err
 	}
-	bufp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bufp)
-	buf := *bufp
-	var n int64
-	var rerr, werr error
-	for rerr == nil && werr == nil {
-		var m int
-		m, rerr = fill(r, buf)
-		if m == 0 {
-			break
-		}
-		if u.held() != nil {
-			break // the lock lapsed: the writer is let go below
-		}
-		if _, werr = w.Write(buf[:m]); werr != nil {
-			break
-		}
-		for _, h := range hashers {
-			h.Write(buf[:m])
-		}
-		n += int64(m)
+	hs := make([]hash.Hash, 0, len(hashers))
+	for _, h := range hashers {
+		hs = append(hs, h)
 	}
+	n, rerr, werr := copyIn(w, r, hs, u.held)
 	if rerr == io.EOF {
 		rerr = nil
 	}

@@ -1,0 +1,94 @@
+package registry
+
+import (
+	"hash"
+	"io"
+	"sync/atomic"
+)
+
+// writeAhead is how many pieces of a body may wait for the writer while the
+// next is read and hashed.
+const writeAhead = 2
+
+// copyIn writes r to w in pieces of copyBufSize, hashing every piece into
+// hs, until r ends or fails, a write fails, or stop reports an error before
+// a piece is written. n counts the bytes of the pieces w took whole; when
+// werr is nil every byte read was written and hashed. rerr is r's error
+// (io.EOF at a clean end).
+//
+// A body longer than one piece is written by a goroutine of its own while
+// the next piece is read and hashed: the two copies of every byte (into the
+// page cache, and through SHA-256) then take two cores rather than one
+// after the other. The first piece is written in line, so a small blob
+// costs no goroutine.
+func copyIn(w io.Writer, r io.Reader, hs []hash.Hash, stop func() error) (n int64, rerr, werr error) {
+	first := copyBufs.Get().(*[]byte)
+	m, rerr := fill(r, *first)
+	if m == len(*first) && rerr == nil && stop() == nil {
+		return copyPiped(w, r, hs, stop, first)
+	}
+	defer copyBufs.Put(first)
+	if m == 0 || stop() != nil {
+		return 0, rerr, nil
+	}
+	if _, werr = w.Write((*first)[:m]); werr != nil {
+		return 0, rerr, werr
+	}
+	for _, h := range hs {
+		h.Write((*first)[:m])
+	}
+	return int64(m), rerr, nil
+}
+
+// copyPiped is copyIn past its first piece, which fills first.
+func copyPiped(w io.Writer, r io.Reader, hs []hash.Hash, stop func() error, first *[]byte) (n int64, rerr, werr error) {
+	type piece struct {
+		buf *[]byte
+		n   int
+	}
+	todo := make(chan piece, writeAhead)
+	// Room for every buffer, so the writer never waits to give one back.
+	free := make(chan *[]byte, writeAhead+1)
+	done := make(chan error, 1)
+	var failed atomic.Bool
+	go func() {
+		var err error
+		for p := range todo {
+			if err == nil {
+				if _, err = w.Write((*p.buf)[:p.n]); err == nil {
+					n += int64(p.n)
+				} else {
+					failed.Store(true)
+				}
+			}
+			free <- p.buf
+		}
+		done <- err
+	}()
+	bufs := []*[]byte{first}
+	buf, m := first, len(*first)
+	for {
+		for _, h := range hs {
+			h.Write((*buf)[:m])
+		}
+		todo <- piece{buf, m}
+		if rerr != nil || failed.Load() {
+			break
+		}
+		if len(bufs) < cap(free) {
+			buf = copyBufs.Get().(*[]byte)
+			bufs = append(bufs, buf)
+		} else {
+			buf = <-free
+		}
+		if m, rerr = fill(r, *buf); m == 0 || stop() != nil {
+			break
+		}
+	}
+	close(todo)
+	werr = <-done // n is the writer's, final once it has sent
+	for _, b := range bufs {
+		copyBufs.Put(b)
+	}
+	return n, rerr, werr
+}

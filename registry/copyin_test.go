@@ -1,0 +1,111 @@
+package registry
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"hash"
+	"io"
+	"sync/atomic"
+	"testing"
+	"testing/iotest"
+)
+
+// recorder is a writer that keeps what it took and fails from its failAt-th
+// call on (0: never).
+type recorder struct {
+	bytes.Buffer
+	calls, failAt int
+}
+
+var errDisk = errors.New("disk gone")
+
+func (r *recorder) Write(p []byte) (int, error) {
+	r.calls++
+	if r.failAt > 0 && r.calls >= r.failAt {
+		return r.Buffer.Write(p[:len(p)/2]) // part of the piece, as a full disk does
+	}
+	return r.Buffer.Write(p)
+}
+
+func (r *recorder) fails() bool { return r.failAt > 0 && r.calls >= r.failAt }
+
+type failing struct{ *recorder }
+
+func (f failing) Write(p []byte) (int, error) {
+	n, _ := f.recorder.Write(p)
+	if f.fails() {
+		return n, errDisk
+	}
+	return n, nil
+}
+
+func TestCopyInWritesAndHashesEveryByte(t *testing.T) {
+	for _, size := range []int{0, 1, copyBufSize - 1, copyBufSize, copyBufSize + 1, 5*copyBufSize + 17} {
+		body := make([]byte, size)
+		for i := range body {
+			body[i] = byte(i*7 + i>>12)
+		}
+		for name, r := range map[string]io.Reader{
+			"whole":   bytes.NewReader(body),
+			"trickle": iotest.HalfReader(bytes.NewReader(body)),
+		} {
+			rec := &recorder{}
+			h := sha256.New()
+			n, rerr, werr := copyIn(rec, r, []hash.Hash{h}, func() error { return nil })
+			if werr != nil || (rerr != nil && rerr != io.EOF) {
+				t.Fatalf("%d %s: %v %v", size, name, rerr, werr)
+			}
+			want := sha256.Sum256(body)
+			if n != int64(size) || !bytes.Equal(rec.Bytes(), body) || !bytes.Equal(h.Sum(nil), want[:]) {
+				t.Fatalf("%d %s: wrote %d of %d bytes, same bytes %v, same hash %v", size, name, n, size, bytes.Equal(rec.Bytes(), body), bytes.Equal(h.Sum(nil), want[:]))
+			}
+		}
+	}
+}
+
+func TestCopyInCountsOnlyWholePiecesWritten(t *testing.T) {
+	body := bytes.Repeat([]byte("x"), 6*copyBufSize)
+	for failAt := 1; failAt <= 6; failAt++ {
+		rec := &recorder{failAt: failAt}
+		n, _, werr := copyIn(failing{rec}, bytes.NewReader(body), nil, func() error { return nil })
+		if !errors.Is(werr, errDisk) {
+			t.Fatalf("failing at write %d: %v", failAt, werr)
+		}
+		if want := int64(failAt-1) * copyBufSize; n != want {
+			t.Fatalf("failing at write %d: counted %d bytes, want the %d before it", failAt, n, want)
+		}
+		if rec.calls != failAt {
+			t.Fatalf("failing at write %d: %d writes, none may follow a failed one", failAt, rec.calls)
+		}
+	}
+}
+
+func TestCopyInKeepsTheBytesBeforeABrokenBody(t *testing.T) {
+	body := bytes.Repeat([]byte("y"), 3*copyBufSize+5)
+	broken := errors.New("connection reset")
+	rec := &recorder{}
+	h := sha256.New()
+	n, rerr, werr := copyIn(rec, io.MultiReader(bytes.NewReader(body), iotest.ErrReader(broken)), []hash.Hash{h}, func() error { return nil })
+	want := sha256.Sum256(body)
+	if rerr != broken || werr != nil || n != int64(len(body)) || !bytes.Equal(h.Sum(nil), want[:]) {
+		t.Fatalf("rerr %v werr %v n %d: the bytes before the break are written and hashed", rerr, werr, n)
+	}
+}
+
+func TestCopyInStopsWhenTold(t *testing.T) {
+	body := bytes.Repeat([]byte("z"), 8*copyBufSize)
+	var asked atomic.Int32
+	lapsed := errors.New("lapsed")
+	stop := func() error {
+		if asked.Add(1) > 3 {
+			return lapsed
+		}
+		return nil
+	}
+	rec := &recorder{}
+	n, _, werr := copyIn(rec, bytes.NewReader(body), nil, stop)
+	if werr != nil || n != 3*copyBufSize || int64(rec.Len()) != n {
+		t.Fatalf("n %d, %d bytes written, werr %v: a stop ends the copy with the writer done", n, rec.Len(), werr)
+	}
+}
