@@ -115,12 +115,16 @@ func (br *BlobReader) CopyRange(w io.Writer, offset, length int64) (int64, error
 	defer rc.Close()
 	var n int64
 	_, toKernel := w.(io.ReaderFrom)
-	if _, isFile := rc.(*os.File); isFile && toKernel {
+	_, isFile := rc.(*os.File)
+	switch {
+	case isFile && toKernel:
 		n, err = io.Copy(w, io.LimitReader(rc, length))
-	} else {
-		// No zero-copy path from a network backend, or none wanted: a
-		// large buffer, past w's ReadFrom and its small one, reads the
-		// body in few calls.
+	case length > copyBufSize:
+		// No zero-copy path from a network backend, or none wanted:
+		// large buffers, read ahead while the last is sent.
+		n, err = copyOut(w, io.LimitReader(rc, length))
+	default:
+		// One buffer, past w's ReadFrom and its small one.
 		bufp := copyBufs.Get().(*[]byte)
 		defer copyBufs.Put(bufp)
 		n, err = io.CopyBuffer(writerOnly{w}, io.LimitReader(rc, length), *bufp)

@@ -92,3 +92,61 @@ func copyPiped(w io.Writer, r io.Reader, hs []hash.Hash, stop func() error, firs
 	}
 	return n, rerr, werr
 }
+
+// readAhead is how many pieces of a blob may wait for the client while the
+// next is read: two buffers in all, one read into while one is sent.
+const readAhead = 1
+
+// copyOut copies r to w through buffers of copyBufSize, reading the next
+// piece in a goroutine of its own while the last is written: on a peer
+// that copies each byte again (a client on this host, TLS) the reading and
+// the sending then take two cores instead of one after the other. It
+// returns the bytes w took and the first error, w's first.
+func copyOut(w io.Writer, r io.Reader) (int64, error) {
+	type piece struct {
+		buf *[]byte
+		n   int
+		err error
+	}
+	full := make(chan piece, readAhead)
+	free := make(chan *[]byte, readAhead+1)
+	for range readAhead + 1 {
+		free <- copyBufs.Get().(*[]byte)
+	}
+	var stop atomic.Bool
+	go func() {
+		defer close(full)
+		for !stop.Load() {
+			b := <-free
+			m, err := fill(r, *b)
+			full <- piece{b, m, err}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	var n int64
+	var werr, rerr error
+	for p := range full {
+		if werr == nil && p.n > 0 {
+			var k int
+			k, werr = w.Write((*p.buf)[:p.n])
+			n += int64(k)
+			if werr != nil {
+				stop.Store(true) // the reader ends after its piece in hand
+			}
+		}
+		if p.err != nil && p.err != io.EOF {
+			rerr = p.err
+		}
+		free <- p.buf
+	}
+	// The reader has closed full: every buffer is back.
+	for range readAhead + 1 {
+		copyBufs.Put(<-free)
+	}
+	if werr != nil {
+		return n, werr
+	}
+	return n, rerr
+}

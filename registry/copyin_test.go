@@ -109,3 +109,51 @@ func TestCopyInStopsWhenTold(t *testing.T) {
 		t.Fatalf("n %d, %d bytes written, werr %v: a stop ends the copy with the writer done", n, rec.Len(), werr)
 	}
 }
+
+func TestCopyOutSendsEveryByte(t *testing.T) {
+	for _, size := range []int{1, copyBufSize, copyBufSize + 1, 4*copyBufSize + 3} {
+		body := make([]byte, size)
+		for i := range body {
+			body[i] = byte(i*13 + i>>16)
+		}
+		var got bytes.Buffer
+		n, err := copyOut(&got, iotest.HalfReader(bytes.NewReader(body)))
+		if err != nil || n != int64(size) || !bytes.Equal(got.Bytes(), body) {
+			t.Fatalf("%d bytes: sent %d, err %v, same bytes %v", size, n, err, bytes.Equal(got.Bytes(), body))
+		}
+	}
+}
+
+// counting counts the bytes read through it.
+type counting struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *counting) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func TestCopyOutStopsReadingWhenTheClientIsGone(t *testing.T) {
+	r := &counting{r: bytes.NewReader(make([]byte, 64*copyBufSize))}
+	rec := &recorder{failAt: 3}
+	n, err := copyOut(failing{rec}, r)
+	if !errors.Is(err, errDisk) || n != 2*copyBufSize+copyBufSize/2 {
+		t.Fatalf("sent %d, err %v", n, err)
+	}
+	if read := r.n.Load(); read > int64(3+readAhead+1)*copyBufSize {
+		t.Fatalf("read %d MiB for a client gone after 3: reading goes on", read>>20)
+	}
+}
+
+func TestCopyOutReportsABrokenRead(t *testing.T) {
+	broken := errors.New("backend reset")
+	var got bytes.Buffer
+	body := bytes.Repeat([]byte("q"), 2*copyBufSize+9)
+	n, err := copyOut(&got, io.MultiReader(bytes.NewReader(body), iotest.ErrReader(broken)))
+	if err != broken || n != int64(len(body)) || !bytes.Equal(got.Bytes(), body) {
+		t.Fatalf("sent %d of %d, err %v: the bytes before a broken read go out, then its error", n, len(body), err)
+	}
+}
