@@ -8,7 +8,7 @@ import (
 
 // writeAhead is how many pieces of a body may wait for the writer while the
 // next is read and hashed.
-const writeAhead = 2
+const writeAhead = 1
 
 // copyIn writes r to w in pieces of copyBufSize, hashing every piece into
 // hs, until r ends or fails, a write fails, or stop reports an error before
