@@ -143,6 +143,7 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 	if err != nil {
 		return nil, err
 	}
+	defer ms.tagsChanged(tags...)
 	// Whether the bytes are stored already is read beside the references'
 	// checks, which take precedence: on an object store each is a round
 	// trip.
@@ -286,6 +287,7 @@ func (ms *ManifestStore) Delete(ctx context.Context, reference string) error {
 		if err := ValidateTag(reference); err != nil {
 			return err
 		}
+		defer ms.tagsChanged(reference)
 		err := ms.driver().Delete(ctx, tagPath(ms.repo.name, reference))
 		if driver.IsNotFound(err) {
 			return ms.explain(ctx, manifestUnknown(ms.repo.name, reference))
@@ -317,17 +319,29 @@ func (ms *ManifestStore) Delete(ctx context.Context, reference string) error {
 
 // resolve finds the record of the manifest named by reference.
 func (ms *ManifestStore) resolve(ctx context.Context, reference string) (manifestRecord, error) {
-	var d digest.Digest
-	var err error
 	if isDigestReference(reference) {
-		d, err = ParseDigest(reference)
-	} else {
-		d, err = ms.tagDigest(ctx, reference)
+		d, err := ParseDigest(reference)
+		if err != nil {
+			return manifestRecord{}, err
+		}
+		return ms.record(ctx, d)
 	}
+	tags := ms.repo.reg.tags
+	key := tagKey(ms.repo.name, reference)
+	now := ms.repo.reg.now()
+	if rec, ok := tags.get(key, now); ok {
+		return rec, nil
+	}
+	since := tags.begin()
+	d, err := ms.tagDigest(ctx, reference)
 	if err != nil {
 		return manifestRecord{}, err
 	}
-	return ms.record(ctx, d)
+	rec, err := ms.record(ctx, d)
+	if err == nil {
+		tags.fill(key, since, rec, now)
+	}
+	return rec, err
 }
 
 // record reads the repository's record of manifest d: a stat when this

@@ -30,6 +30,10 @@ type Options struct {
 	// ManifestCacheSize is the memory, in bytes, for manifest payloads and
 	// records kept in this process (see manifestCache); 0 keeps none.
 	ManifestCacheSize int64
+	// SoleServer says this process alone serves the storage (a file system
+	// root without Redis): what tags resolve to is then kept in memory
+	// between this process's writes (see tagCache).
+	SoleServer bool
 	// Now is the clock; nil means time.Now. Tests move it.
 	Now func() time.Time
 }
@@ -48,6 +52,7 @@ type Registry struct {
 	cache     Cache
 	cacheObs  func(hit bool)
 	manifests *manifestCache
+	tags      *tagCache // nil unless Options.SoleServer
 	uploadObs func(delta int)
 	// deferring: the driver may leave a batch's writes undurable until its
 	// Commit, so a crash can keep a manifest's record without its bytes.
@@ -60,6 +65,9 @@ type Registry struct {
 func New(d driver.Driver, opts Options) *Registry {
 	r := &Registry{driver: d, locker: opts.Locker, log: opts.Logger, maxMan: opts.MaxManifestSize, now: opts.Now, cache: opts.Cache, cacheObs: opts.CacheObserver, uploadObs: opts.UploadObserver,
 		manifests: newManifestCache(opts.ManifestCacheSize), deferring: driver.Defers(d)}
+	if opts.SoleServer {
+		r.tags = newTagCache()
+	}
 	if r.locker == nil {
 		r.locker = NewLocalLocker()
 	}

@@ -78,10 +78,22 @@ func (ms *ManifestStore) tagDigest(ctx context.Context, tag string) (digest.Dige
 
 // tag points tag at d, marker first.
 func (ms *ManifestStore) tag(ctx context.Context, tag string, d digest.Digest) error {
+	defer ms.tagsChanged(tag)
 	if err := ms.driver().PutContent(ctx, tagRefPath(ms.repo.name, d, tag), nil); err != nil {
 		return err
 	}
 	return ms.driver().PutContent(ctx, tagPath(ms.repo.name, tag), []byte(d))
+}
+
+// tagsChanged tells the tag cache that tags were written, or may have been.
+func (ms *ManifestStore) tagsChanged(tags ...string) {
+	if c := ms.repo.reg.tags; c != nil && len(tags) > 0 {
+		keys := make([]string, len(tags))
+		for i, t := range tags {
+			keys[i] = tagKey(ms.repo.name, t)
+		}
+		c.forget(keys...)
+	}
 }
 
 // untag removes every tag pointing at d.
@@ -99,6 +111,7 @@ func (ms *ManifestStore) untag(ctx context.Context, d digest.Digest) error {
 		if err != nil || cur != d {
 			return nil // deleted, or moved to another manifest
 		}
+		defer ms.tagsChanged(t)
 		return driver.RemoveObject(ctx, ms.driver(), tagPath(ms.repo.name, t))
 	})
 	return err

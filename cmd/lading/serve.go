@@ -129,7 +129,8 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 	default:
 		// No link cache on a file system: a stat costs microseconds, and
 		// a private cache would miss the deletes of a `lading gc` run
-		// beside this process.
+		// beside this process. Tags are this process's alone to write.
+		opts.SoleServer = true
 	}
 	reg := registry.New(drv, opts)
 	// Collection and upload purging run beside serving; with replicas,

@@ -1,0 +1,93 @@
+package registry
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/maypok86/otter/v2"
+)
+
+// tagCache keeps what tags resolved to, in a process that alone serves its
+// storage (Options.SoleServer), so that a pull by tag, which reads a tag and
+// stats the manifest's record, costs no system call while neither changes.
+//
+// Every write of a tag in this process forgets it once the write is done,
+// and a resolution read while any tag changed is not kept, so this
+// process's readers see its writes at once. Changes made by other processes
+// (lading gc and fsck beside the server; a tagged manifest is never
+// collected) are seen within tagTrust, after which a resolution is read
+// again before it is used.
+type tagCache struct {
+	// mu orders fills against forgets: a fill keeps its entry only if no
+	// tag changed since its read began, and a forget then marks the change.
+	mu      sync.Mutex
+	changes atomic.Uint64
+	entries *otter.Cache[string, tagEntry]
+}
+
+type tagEntry struct {
+	rec     manifestRecord
+	checked time.Time
+}
+
+const (
+	// tagTrust is how long a resolution is used without a look at the
+	// storage.
+	tagTrust = time.Second
+	// tagCacheSize bounds the tags kept (about 0.5 KiB each).
+	tagCacheSize = 16 << 10
+)
+
+func newTagCache() *tagCache {
+	return &tagCache{entries: otter.Must(&otter.Options[string, tagEntry]{MaximumSize: tagCacheSize})}
+}
+
+func tagKey(repo, tag string) string { return repo + ":" + tag }
+
+// get returns the record tag resolved to, if checked since now-tagTrust.
+func (c *tagCache) get(key string, now time.Time) (manifestRecord, bool) {
+	if c == nil {
+		return manifestRecord{}, false
+	}
+	e, ok := c.entries.GetIfPresent(key)
+	if !ok || now.Sub(e.checked) >= tagTrust {
+		return manifestRecord{}, false
+	}
+	return e.rec, true
+}
+
+// begin marks the start of a read from the storage, for fill.
+func (c *tagCache) begin() uint64 {
+	if c == nil {
+		return 0
+	}
+	return c.changes.Load()
+}
+
+// fill keeps a resolution read since begin returned since, unless a tag
+// changed meanwhile.
+func (c *tagCache) fill(key string, since uint64, rec manifestRecord, checked time.Time) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.changes.Load() == since {
+		c.entries.Set(key, tagEntry{rec: rec, checked: checked})
+	}
+}
+
+// forget drops keys after their tags were written (or a write failed
+// without saying how far it got).
+func (c *tagCache) forget(keys ...string) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, k := range keys {
+		c.entries.Invalidate(k)
+	}
+	c.changes.Add(1)
+}

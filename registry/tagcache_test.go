@@ -1,0 +1,139 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// A sole server's own writes are seen at once: a tag moved, deleted, or
+// taken away by a digest delete resolves anew on the next read.
+func TestTagCacheSeesThisProcesssWrites(t *testing.T) {
+	clock := time.Now()
+	reg := New(manifestDrivers["filesystem"](t), Options{ManifestCacheSize: 1 << 20, SoleServer: true, Now: func() time.Time { return clock }})
+	f := newFixture(t, reg, "library/app")
+	want := func(ref string, d string) {
+		t.Helper()
+		for range 2 { // the read that fills, then the one it serves
+			m, err := f.ms.Get(f.ctx, ref)
+			if err != nil || m.Descriptor.Digest.String() != d {
+				t.Fatalf("Get %s = %s, %v; want %s", ref, served(m), err, d)
+			}
+		}
+	}
+	_, a := f.pushImage("t")
+	want("t", a.String())
+	bPayload, b := f.pushImage("t")
+	want("t", b.String())
+	if err := f.ms.Delete(f.ctx, "t"); err != nil {
+		t.Fatal(err)
+	}
+	f.wantUnknown("after the tag's delete", "t")
+	f.put("t", bPayload)
+	want("t", b.String())
+	if err := f.ms.Delete(f.ctx, b.String()); err != nil {
+		t.Fatal(err)
+	}
+	f.wantUnknown("after its manifest's delete", "t")
+}
+
+// Another process's change to a tag (lading fsck, say) is seen once the
+// cached resolution is older than tagTrust.
+func TestTagCacheSeesOtherProcessesWithinTrust(t *testing.T) {
+	var mu sync.Mutex
+	clock := time.Now()
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	drv := manifestDrivers["filesystem"](t)
+	here := newFixture(t, New(drv, Options{ManifestCacheSize: 1 << 20, SoleServer: true, Now: now}), "library/app")
+	there := newFixture(t, New(drv, Options{}), "library/app")
+	_, a := here.pushImage("t")
+	if m, err := here.ms.Get(here.ctx, "t"); err != nil || m.Descriptor.Digest != a {
+		t.Fatalf("Get t = %s, %v", served(m), err)
+	}
+	_, b := there.pushImage("t")
+	if m, err := here.ms.Get(here.ctx, "t"); err != nil || m.Descriptor.Digest != a {
+		t.Fatalf("Get t within the trust = %s, %v; want the resolution kept", served(m), err)
+	}
+	mu.Lock()
+	clock = clock.Add(tagTrust)
+	mu.Unlock()
+	if m, err := here.ms.Get(here.ctx, "t"); err != nil || m.Descriptor.Digest != b {
+		t.Fatalf("Get t past the trust = %s, %v; want %s", served(m), err, b)
+	}
+	if err := there.ms.Delete(there.ctx, "t"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	clock = clock.Add(tagTrust)
+	mu.Unlock()
+	if _, err := here.ms.Get(here.ctx, "t"); !errors.Is(err, ErrManifestUnknown) {
+		t.Fatalf("Get t deleted elsewhere, past the trust: %v", err)
+	}
+}
+
+// A resolution read before a tag's write ends is never kept after it.
+func TestTagCacheFillLosesToAWrite(t *testing.T) {
+	c := newTagCache()
+	now := time.Now()
+	old := manifestRecord{}
+	old.Digest = "sha256:" + "aa"
+	since := c.begin()
+	c.forget("r:t") // a write ended while the read was under way
+	c.fill("r:t", since, old, now)
+	if _, ok := c.get("r:t", now); ok {
+		t.Fatal("a resolution read across a write was kept")
+	}
+	since = c.begin()
+	c.fill("r:t", since, old, now)
+	if _, ok := c.get("r:t", now); !ok {
+		t.Fatal("a resolution read with no write under way was not kept")
+	}
+	if _, ok := c.get("r:t", now.Add(tagTrust)); ok {
+		t.Fatal("a resolution older than tagTrust was used")
+	}
+	c.forget("r:t")
+	if _, ok := c.get("r:t", now); ok {
+		t.Fatal("a resolution outlived its tag's write")
+	}
+}
+
+// Readers racing writers of one tag on a sole server end on the last write.
+func TestTagCacheUnderRacingWrites(t *testing.T) {
+	reg := New(manifestDrivers["filesystem"](t), Options{ManifestCacheSize: 1 << 20, SoleServer: true})
+	f := newFixture(t, reg, "race")
+	payloads := make([][]byte, 8)
+	for i := range payloads {
+		payloads[i] = mustJSON(t, f.image())
+	}
+	ctx, cancel := context.WithCancel(f.ctx)
+	var readers sync.WaitGroup
+	for range 4 {
+		readers.Go(func() {
+			for ctx.Err() == nil {
+				f.ms.Get(ctx, "latest")
+			}
+		})
+	}
+	for _, p := range payloads {
+		f.put("latest", p)
+		m, err := f.ms.Get(f.ctx, "latest")
+		if err != nil || m.Descriptor.Digest != digest.FromBytes(p) {
+			cancel()
+			t.Fatalf("Get after a push = %s, %v; want the push's %s", served(m), err, digest.FromBytes(p))
+		}
+	}
+	cancel()
+	readers.Wait()
+}
+
+// served names the manifest a Get returned.
+func served(m *Manifest) string {
+	if m == nil {
+		return "nothing"
+	}
+	return m.Descriptor.Digest.String()
+}
