@@ -12,15 +12,16 @@ const writeAhead = 1
 
 // copyIn writes r to w in pieces of copyBufSize, hashing every piece into
 // hs, until r ends or fails, a write fails, or stop reports an error before
-// a piece is written. n counts the bytes of the pieces w took whole; when
-// werr is nil every byte read was written and hashed. rerr is r's error
-// (io.EOF at a clean end).
+// a piece is written. n counts the bytes of the pieces w took whole. When
+// werr is nil and stop reported nothing, every byte read was written and
+// hashed, and nothing else; otherwise the hashes may have run ahead of n
+// and the caller must drop them. rerr is r's error (io.EOF at a clean end).
 //
 // A body longer than one piece is written by a goroutine of its own while
 // the next piece is read and hashed: the two copies of every byte (into the
 // page cache, and through SHA-256) then take two cores rather than one
-// after the other. The first piece is written in line, so a small blob
-// costs no goroutine.
+// after the other. A body that leaves its first piece short is written in
+// line, so a small blob costs no goroutine.
 func copyIn(w io.Writer, r io.Reader, hs []hash.Hash, stop func() error) (n int64, rerr, werr error) {
 	first := copyBufs.Get().(*[]byte)
 	m, rerr := fill(r, *first)
@@ -49,21 +50,33 @@ func copyPiped(w io.Writer, r io.Reader, hs []hash.Hash, stop func() error, firs
 	todo := make(chan piece, writeAhead)
 	// Room for every buffer, so the writer never waits to give one back.
 	free := make(chan *[]byte, writeAhead+1)
-	done := make(chan error, 1)
-	var failed atomic.Bool
+	done := make(chan any, 1) // the writer's panic, if any
+	var ended atomic.Bool     // the writer writes no more
 	go func() {
-		var err error
-		for p := range todo {
-			if err == nil {
-				if _, err = w.Write((*p.buf)[:p.n]); err == nil {
-					n += int64(p.n)
-				} else {
-					failed.Store(true)
+		defer func() {
+			p := recover()
+			if p != nil {
+				// Keep the loop below from waiting on a writer gone.
+				ended.Store(true)
+				for q := range todo {
+					free <- q.buf
 				}
+			}
+			done <- p
+		}()
+		for p := range todo {
+			// stop is asked again just before each write: a piece queued
+			// before the lock lapsed must not be written after.
+			if !ended.Load() && stop() == nil {
+				if _, werr = w.Write((*p.buf)[:p.n]); werr == nil {
+					n += int64(p.n)
+				}
+			}
+			if werr != nil || stop() != nil {
+				ended.Store(true)
 			}
 			free <- p.buf
 		}
-		done <- err
 	}()
 	bufs := []*[]byte{first}
 	buf, m := first, len(*first)
@@ -72,7 +85,7 @@ func copyPiped(w io.Writer, r io.Reader, hs []hash.Hash, stop func() error, firs
 			h.Write((*buf)[:m])
 		}
 		todo <- piece{buf, m}
-		if rerr != nil || failed.Load() {
+		if rerr != nil || ended.Load() {
 			break
 		}
 		if len(bufs) < cap(free) {
@@ -86,7 +99,10 @@ func copyPiped(w io.Writer, r io.Reader, hs []hash.Hash, stop func() error, firs
 		}
 	}
 	close(todo)
-	werr = <-done // n is the writer's, final once it has sent
+	// n and werr are the writer's, final once it has sent.
+	if p := <-done; p != nil {
+		panic(p) // where net/http recovers it, as from an inline write
+	}
 	for _, b := range bufs {
 		copyBufs.Put(b)
 	}
@@ -114,8 +130,10 @@ func copyOut(w io.Writer, r io.Reader) (int64, error) {
 		free <- copyBufs.Get().(*[]byte)
 	}
 	var stop atomic.Bool
+	var panicked any
 	go func() {
 		defer close(full)
+		defer func() { panicked = recover() }()
 		for !stop.Load() {
 			b := <-free
 			m, err := fill(r, *b)
@@ -132,6 +150,9 @@ func copyOut(w io.Writer, r io.Reader) (int64, error) {
 			var k int
 			k, werr = w.Write((*p.buf)[:p.n])
 			n += int64(k)
+			if werr == nil && k < p.n {
+				werr = io.ErrShortWrite
+			}
 			if werr != nil {
 				stop.Store(true) // the reader ends after its piece in hand
 			}
@@ -142,6 +163,9 @@ func copyOut(w io.Writer, r io.Reader) (int64, error) {
 		free <- p.buf
 	}
 	// The reader has closed full: every buffer is back.
+	if panicked != nil {
+		panic(panicked) // where net/http recovers it, as from an inline read
+	}
 	for range readAhead + 1 {
 		copyBufs.Put(<-free)
 	}

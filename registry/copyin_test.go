@@ -6,9 +6,11 @@ import (
 	"errors"
 	"hash"
 	"io"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"testing/iotest"
+	"time"
 )
 
 // recorder is a writer that keeps what it took and fails from its failAt-th
@@ -95,18 +97,17 @@ func TestCopyInKeepsTheBytesBeforeABrokenBody(t *testing.T) {
 
 func TestCopyInStopsWhenTold(t *testing.T) {
 	body := bytes.Repeat([]byte("z"), 8*copyBufSize)
-	var asked atomic.Int32
 	lapsed := errors.New("lapsed")
+	w := &watched{}
 	stop := func() error {
-		if asked.Add(1) > 3 {
+		if w.writes.Load() >= 3 {
 			return lapsed
 		}
 		return nil
 	}
-	rec := &recorder{}
-	n, _, werr := copyIn(rec, bytes.NewReader(body), nil, stop)
-	if werr != nil || n != 3*copyBufSize || int64(rec.Len()) != n {
-		t.Fatalf("n %d, %d bytes written, werr %v: a stop ends the copy with the writer done", n, rec.Len(), werr)
+	n, _, werr := copyIn(w, bytes.NewReader(body), nil, stop)
+	if werr != nil || n != 3*copyBufSize || w.bytes != n {
+		t.Fatalf("n %d, %d bytes written, werr %v: a stop ends the copy with the writer done", n, w.bytes, werr)
 	}
 }
 
@@ -156,4 +157,88 @@ func TestCopyOutReportsABrokenRead(t *testing.T) {
 	if err != broken || n != int64(len(body)) || !bytes.Equal(got.Bytes(), body) {
 		t.Fatalf("sent %d of %d, err %v: the bytes before a broken read go out, then its error", n, len(body), err)
 	}
+}
+
+// A lapse of the lock stops every write, even of a piece queued before it.
+func TestCopyInWritesNothingAfterAStop(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1)) // the writer lags the loop
+	for range 20 {
+		var lapsed atomic.Bool
+		var asked atomic.Int32
+		stop := func() error {
+			if asked.Add(1) >= 2 {
+				lapsed.Store(true)
+				return errors.New("lapsed")
+			}
+			return nil
+		}
+		w := &watched{lapsed: &lapsed}
+		if _, _, werr := copyIn(w, bytes.NewReader(make([]byte, 4*copyBufSize)), nil, stop); werr != nil {
+			t.Fatal(werr)
+		}
+		if n := w.late.Load(); n > 0 {
+			t.Fatalf("%d writes began after the stop", n)
+		}
+	}
+}
+
+// watched counts the writes it takes, and those begun once lapsed is set.
+type watched struct {
+	lapsed *atomic.Bool
+	late   atomic.Int32
+	writes atomic.Int32
+	bytes  int64 // the writer's goroutine's alone until the copy returns
+}
+
+func (w *watched) Write(p []byte) (int, error) {
+	if w.lapsed != nil && w.lapsed.Load() {
+		w.late.Add(1)
+	}
+	w.bytes += int64(len(p))
+	w.writes.Add(1)
+	return len(p), nil
+}
+
+// A panic in a driver's Write or Read reaches the request's goroutine, where
+// net/http recovers it, rather than ending the process or hanging.
+func TestCopyPanicsReachTheCaller(t *testing.T) {
+	for name, copy := range map[string]func() error{
+		"in": func() error {
+			_, _, err := copyIn(&panicky{at: 2}, bytes.NewReader(make([]byte, 6*copyBufSize)), nil, func() error { return nil })
+			return err
+		},
+		"out": func() error {
+			_, err := copyOut(io.Discard, io.MultiReader(bytes.NewReader(make([]byte, 2*copyBufSize)), &panicky{}))
+			return err
+		},
+	} {
+		done := make(chan any, 1)
+		go func() {
+			defer func() { done <- recover() }()
+			copy()
+		}()
+		select {
+		case p := <-done:
+			if p == nil {
+				t.Fatalf("copy %s: the panic was lost", name)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("copy %s: hung after a panic", name)
+		}
+	}
+}
+
+// panicky panics at its at-th Write, or at its first Read.
+type panicky struct {
+	at     int32
+	writes atomic.Int32
+}
+
+func (p *panicky) Read([]byte) (int, error) { panic("driver bug") }
+
+func (p *panicky) Write(b []byte) (int, error) {
+	if p.writes.Add(1) >= p.at {
+		panic("driver bug")
+	}
+	return len(b), nil
 }

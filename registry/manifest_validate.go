@@ -77,7 +77,11 @@ type manifestDoc struct {
 
 // parsedManifest is a manifest that passed structural validation.
 type parsedManifest struct {
-	mediaType    string
+	mediaType string
+	// typed: the payload names its media type, so its record is the same
+	// whatever the request; else the same bytes pushed with another
+	// Content-Type get another record.
+	typed        bool
 	artifactType string
 	config       *v1.Descriptor
 	layers       []v1.Descriptor
@@ -161,7 +165,7 @@ func parseManifest(payload []byte, contentType string) (*parsedManifest, error) 
 	if doc.SchemaVersion == nil || *doc.SchemaVersion != 2 {
 		return nil, manifestInvalid("schemaVersion must be 2")
 	}
-	m := &parsedManifest{mediaType: mediaType, annotations: doc.Annotations}
+	m := &parsedManifest{mediaType: mediaType, typed: doc.MediaType != "", annotations: doc.Annotations}
 	isOCI := mediaType == MediaTypeOCIManifest || mediaType == MediaTypeOCIIndex
 	if isOCI {
 		// Docker formats predate artifacts and referrers: those fields mean

@@ -143,7 +143,13 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 	if err != nil {
 		return nil, err
 	}
-	defer ms.tagsChanged(tags...)
+	defer func() {
+		if !m.typed {
+			// The record of these bytes may have changed under other tags.
+			ms.repo.reg.tags.forgetAll()
+		}
+		ms.tagsChanged(tags...)
+	}()
 	// Whether the bytes are stored already is read beside the references'
 	// checks, which take precedence: on an object store each is a round
 	// trip.

@@ -12,7 +12,8 @@ import (
 // storage (Options.SoleServer), so that a pull by tag, which reads a tag and
 // stats the manifest's record, costs no system call while neither changes.
 //
-// Every write of a tag in this process forgets it once the write is done,
+// Every write of a tag in this process forgets it once the write is done
+// (and a push that may rewrite a record under other tags forgets them all),
 // and a resolution read while any tag changed is not kept, so this
 // process's readers see its writes at once. Changes made by other processes
 // (lading gc and fsck beside the server; a tagged manifest is never
@@ -89,5 +90,16 @@ func (c *tagCache) forget(keys ...string) {
 	for _, k := range keys {
 		c.entries.Invalidate(k)
 	}
+	c.changes.Add(1)
+}
+
+// forgetAll drops every entry, for a change that may touch any of them.
+func (c *tagCache) forgetAll() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.entries.InvalidateAll()
 	c.changes.Add(1)
 }

@@ -137,3 +137,29 @@ func served(m *Manifest) string {
 	}
 	return m.Descriptor.Digest.String()
 }
+
+// The same bytes pushed again under another Content-Type (a payload without
+// a mediaType field) get another record, which a cached tag of them must
+// not hide.
+func TestTagCacheSeesARecordRewritten(t *testing.T) {
+	reg := New(manifestDrivers["filesystem"](t), Options{ManifestCacheSize: 1 << 20, SoleServer: true})
+	f := newFixture(t, reg, "library/app")
+	img := f.image()
+	img.MediaType = ""
+	payload := mustJSON(t, img)
+	d := digest.FromBytes(payload)
+	if _, err := f.ms.Put(f.ctx, "t", MediaTypeOCIManifest, payload); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.ms.Stat(f.ctx, "t"); err != nil { // fills
+		t.Fatal(err)
+	}
+	if _, err := f.ms.Put(f.ctx, d.String(), MediaTypeDockerManifest, payload); err != nil {
+		t.Fatal(err)
+	}
+	for _, ref := range []string{d.String(), "t"} {
+		if got, err := f.ms.Stat(f.ctx, ref); err != nil || got.MediaType != MediaTypeDockerManifest {
+			t.Fatalf("Stat %s = %s, %v; want the record as pushed last", ref, got.MediaType, err)
+		}
+	}
+}

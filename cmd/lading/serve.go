@@ -129,8 +129,9 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 	default:
 		// No link cache on a file system: a stat costs microseconds, and
 		// a private cache would miss the deletes of a `lading gc` run
-		// beside this process. Tags are this process's alone to write.
-		opts.SoleServer = true
+		// beside this process. Tags are this process's alone to write,
+		// unless it is read-only (a mirror another process fills).
+		opts.SoleServer = !cfg.ReadOnly
 	}
 	reg := registry.New(drv, opts)
 	// Collection and upload purging run beside serving; with replicas,
