@@ -106,3 +106,8 @@ func TestRedisReportsLostLock(t *testing.T) {
 		t.Fatal("a lock taken by another was never reported lost")
 	}
 }
+
+// The in-process cache keeps the same contract.
+func TestMemoryAsRegistryCache(t *testing.T) {
+	testCache(t, cache.NewMemory(16, time.Minute))
+}

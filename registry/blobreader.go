@@ -96,43 +96,85 @@ func (br *BlobReader) Close() error {
 	return err
 }
 
-// CopyRange writes length bytes from offset to w straight from the backend's
-// reader, so a file system reader meets an http.ResponseWriter's ReadFrom and
-// the kernel copies the bytes (sendfile). A w without ReadFrom gets them
-// through a large buffer instead (see server.kernelCopy). It does not move
-// the position.
+// CopyRange writes length bytes from offset to w: Range, then its CopyTo.
+// It does not move the position.
 func (br *BlobReader) CopyRange(w io.Writer, offset, length int64) (int64, error) {
-	if offset < 0 || length < 0 || offset+length > br.desc.Size {
-		return 0, fmt.Errorf("blob reader: range %d+%d outside blob of %d bytes", offset, length, br.desc.Size)
-	}
-	if length == 0 {
-		return 0, nil
-	}
-	rc, err := br.drv.Reader(br.ctx, br.path, offset)
+	rg, err := br.Range(offset, length)
 	if err != nil {
 		return 0, err
 	}
-	defer rc.Close()
+	defer rg.Close()
+	return rg.CopyTo(w)
+}
+
+// Range opens length bytes from offset for CopyTo. Opening before a
+// response's status is sent lets a blob gone since its Stat (collected
+// meanwhile, or known only to a cache) be answered BLOB_UNKNOWN rather
+// than with a body cut short.
+func (br *BlobReader) Range(offset, length int64) (*BlobRange, error) {
+	if offset < 0 || length < 0 || offset+length > br.desc.Size {
+		return nil, fmt.Errorf("blob reader: range %d+%d outside blob of %d bytes", offset, length, br.desc.Size)
+	}
+	rg := &BlobRange{length: length}
+	if length == 0 {
+		return rg, nil
+	}
+	rc, err := br.drv.Reader(br.ctx, br.path, offset)
+	if driver.IsNotFound(err) {
+		return nil, newError(CodeBlobUnknown, "blob %s unknown to the registry", br.desc.Digest)
+	}
+	if err != nil {
+		return nil, err
+	}
+	rg.rc = rc
+	return rg, nil
+}
+
+// BlobRange is an open range of a blob.
+type BlobRange struct {
+	rc     io.ReadCloser // nil for an empty range
+	length int64
+}
+
+// CopyTo writes the range to w straight from the backend's reader, so a
+// file system reader meets an http.ResponseWriter's ReadFrom and the kernel
+// copies the bytes (sendfile). A w without ReadFrom gets them through large
+// buffers instead (see server.kernelCopy).
+func (rg *BlobRange) CopyTo(w io.Writer) (int64, error) {
+	if rg.rc == nil {
+		return 0, nil
+	}
 	var n int64
+	var err error
 	_, toKernel := w.(io.ReaderFrom)
-	_, isFile := rc.(*os.File)
+	_, isFile := rg.rc.(*os.File)
 	switch {
 	case isFile && toKernel:
-		n, err = io.Copy(w, io.LimitReader(rc, length))
-	case length > copyBufSize:
+		n, err = io.Copy(w, io.LimitReader(rg.rc, rg.length))
+	case rg.length > copyBufSize:
 		// No zero-copy path from a network backend, or none wanted:
 		// large buffers, read ahead while the last is sent.
-		n, err = copyOut(w, io.LimitReader(rc, length))
+		n, err = copyOut(w, io.LimitReader(rg.rc, rg.length))
 	default:
 		// One buffer, past w's ReadFrom and its small one.
 		bufp := copyBufs.Get().(*[]byte)
 		defer copyBufs.Put(bufp)
-		n, err = io.CopyBuffer(writerOnly{w}, io.LimitReader(rc, length), *bufp)
+		n, err = io.CopyBuffer(writerOnly{w}, io.LimitReader(rg.rc, rg.length), *bufp)
 	}
-	if err == nil && n < length {
+	if err == nil && n < rg.length {
 		err = io.ErrUnexpectedEOF
 	}
 	return n, err
+}
+
+// Close releases the range's reader.
+func (rg *BlobRange) Close() error {
+	if rg.rc == nil {
+		return nil
+	}
+	err := rg.rc.Close()
+	rg.rc = nil
+	return err
 }
 
 // RedirectURL is where the client may fetch the blob directly, or "".

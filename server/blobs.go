@@ -55,19 +55,24 @@ func (h *handlers) blob(w http.ResponseWriter, r *http.Request, rt Route) error 
 	}
 	size := br.Descriptor().Size
 	off, n, kind := parseRange(r.Header.Get("Range"), size)
-	if err := writeBlobHeader(w, d, size, off, n, kind); err != nil {
+	if kind == rangeUnsatisfiable {
+		return writeBlobHeader(w, d, size, off, n, kind)
+	}
+	rg, err := br.Range(off, n)
+	if err != nil {
 		return err
 	}
-	if n == 0 {
-		return nil
+	defer rg.Close()
+	if err := writeBlobHeader(w, d, size, off, n, kind); err != nil {
+		return err
 	}
 	// The status is sent: a failure now can only cut the body short, which
 	// the client sees against Content-Length.
 	body := h.stallGuard(w)
 	if !kernelCopy(r) {
-		body = struct{ io.Writer }{body} // no ReadFrom: CopyRange buffers
+		body = struct{ io.Writer }{body} // no ReadFrom: CopyTo buffers
 	}
-	if _, err := br.CopyRange(body, off, n); err != nil && r.Context().Err() == nil {
+	if _, err := rg.CopyTo(body); err != nil && r.Context().Err() == nil {
 		h.log.WarnContext(r.Context(), "blob body cut short", "repository", rt.Repository, "digest", d, "error", err)
 	}
 	return nil

@@ -11,13 +11,16 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/lading-registry/lading/cache"
 	"github.com/lading-registry/lading/internal/httpx"
 	"github.com/lading-registry/lading/registry"
 	"github.com/lading-registry/lading/storage/driver"
 	"github.com/lading-registry/lading/storage/driver/filesystem"
+	"github.com/lading-registry/lading/storage/driver/inmemory"
 )
 
 func randomBlob(t testing.TB, n int) []byte {
@@ -352,4 +355,24 @@ func TestConcurrentChunksDoNotInterleave(t *testing.T) {
 	}
 	d := digest.FromString("0123456789abcdef")
 	wantStatus(t, serve(t, h, request{method: "PUT", target: withQuery(loc, "digest="+d.String())}), 201, "")
+}
+
+// A blob whose bytes went after its link was cached (a collection by
+// another process, within the cache's trust) is BLOB_UNKNOWN on GET, not a
+// 200 with a body cut short.
+func TestBlobGoneBehindACachedLink(t *testing.T) {
+	drv := inmemory.New()
+	reg := registry.New(drv, registry.Options{Cache: cache.NewMemory(16, time.Minute)})
+	h := New(reg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	content := randomBlob(t, 2048)
+	d := pushBlob(t, h, "a/b", content)
+	target := "/v2/a/b/blobs/" + d.String()
+	wantStatus(t, serve(t, h, request{method: "HEAD", target: target}), 200, "")
+	if err := drv.Delete(t.Context(), "/blobs/sha256/"+d.Encoded()[:2]+"/"+d.Encoded()); err != nil {
+		t.Fatal(err)
+	}
+	for _, hdr := range []map[string]string{nil, {"Range": "bytes=10-20"}} {
+		rec := serve(t, h, request{method: "GET", target: target, header: hdr})
+		wantStatus(t, rec, 404, registry.CodeBlobUnknown)
+	}
 }

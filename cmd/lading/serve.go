@@ -44,6 +44,10 @@ const accessFlushInterval = 250 * time.Millisecond
 // Go's 4 MiB, which made it collect every 15 ms.
 const gcFloor = 16 << 20
 
+// linkCacheSize bounds the blob links a lone server keeps (about 200 bytes
+// each).
+const linkCacheSize = 64 << 10
+
 func runServe(args []string, _, stderr io.Writer) int {
 	fs := flag.NewFlagSet("lading serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -126,12 +130,13 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 		// reach a private cache (storage.manifestcache needs no such
 		// invalidation).
 		opts.Locker = registry.NewBackendLocker(drv, 0)
-	default:
-		// No link cache on a file system: a stat costs microseconds, and
-		// a private cache would miss the deletes of a `lading gc` run
-		// beside this process. Tags are this process's alone to write,
-		// unless it is read-only (a mirror another process fills).
-		opts.SoleServer = !cfg.ReadOnly
+	case !cfg.ReadOnly:
+		// One process serves the root: tags are its alone to write, and
+		// links its alone to remove but for a `lading gc` or fsck beside
+		// it, whose changes a second's trust lets it see. (A read-only
+		// server may be a mirror another process fills: it keeps none.)
+		opts.SoleServer = true
+		opts.Cache = cache.NewMemory(linkCacheSize, time.Second)
 	}
 	reg := registry.New(drv, opts)
 	// Collection and upload purging run beside serving; with replicas,
