@@ -87,12 +87,15 @@ func (br *BlobReader) Seek(offset int64, whence int) (int64, error) {
 }
 
 // Close releases the backend reader, if one is open.
-func (br *BlobReader) Close() error {
-	if br.rc == nil {
+func (br *BlobReader) Close() error { return closeReader(&br.rc) }
+
+// closeReader closes *rc, if open, and forgets it.
+func closeReader(rc *io.ReadCloser) error {
+	if *rc == nil {
 		return nil
 	}
-	err := br.rc.Close()
-	br.rc = nil
+	err := (*rc).Close()
+	*rc = nil
 	return err
 }
 
@@ -168,14 +171,7 @@ func (rg *BlobRange) CopyTo(w io.Writer) (int64, error) {
 }
 
 // Close releases the range's reader.
-func (rg *BlobRange) Close() error {
-	if rg.rc == nil {
-		return nil
-	}
-	err := rg.rc.Close()
-	rg.rc = nil
-	return err
-}
+func (rg *BlobRange) Close() error { return closeReader(&rg.rc) }
 
 // RedirectURL is where the client may fetch the blob directly, or "".
 func (br *BlobReader) RedirectURL(r *http.Request) (string, error) {
