@@ -16,26 +16,34 @@ import (
 // A deleted key refuses values for maxTTL: a read that began before the
 // delete cannot put back what the delete removed.
 type Memory struct {
-	mu      sync.Mutex // orders Set against Delete
 	entries *otter.Cache[string, memoryEntry]
 	maxTTL  time.Duration
 	now     func() time.Time
+
+	// mu orders Set against Delete. Deleted keys, with the time until
+	// which they refuse values, are kept apart from the entries, where
+	// eviction could drop them early, in two generations each spanning at
+	// least maxTTL: the older is dropped whole, so none needs a sweep.
+	mu             sync.Mutex
+	deleted, older map[string]int64
+	turn           int64
 }
 
 type memoryEntry struct {
-	value   []byte // nil: deleted
-	expires time.Time
+	value   []byte
+	expires int64 // unix nanoseconds
 }
 
 // NewMemory keeps up to size entries, each at most maxTTL.
 func NewMemory(size int, maxTTL time.Duration) *Memory {
-	return &Memory{entries: otter.Must(&otter.Options[string, memoryEntry]{MaximumSize: size}), maxTTL: maxTTL, now: time.Now}
+	return &Memory{entries: otter.Must(&otter.Options[string, memoryEntry]{MaximumSize: size}), maxTTL: maxTTL, now: time.Now,
+		deleted: map[string]int64{}}
 }
 
 // Get implements registry.Cache.
 func (m *Memory) Get(_ context.Context, key string) ([]byte, error) {
 	e, ok := m.entries.GetIfPresent(key)
-	if !ok || e.value == nil || !m.now().Before(e.expires) {
+	if !ok || m.now().UnixNano() >= e.expires {
 		return nil, registry.ErrCacheMiss
 	}
 	return e.value, nil
@@ -46,25 +54,38 @@ func (m *Memory) Set(_ context.Context, key string, value []byte, ttl time.Durat
 	if value == nil {
 		value = []byte{}
 	}
-	now := m.now()
+	now := m.now().UnixNano()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if e, ok := m.entries.GetIfPresent(key); ok && e.value == nil && now.Before(e.expires) {
+	m.turnOver(now)
+	if now < m.deleted[key] || now < m.older[key] {
 		return nil // deleted since the read that found value may have begun
 	}
-	m.entries.Set(key, memoryEntry{value: value, expires: now.Add(min(ttl, m.maxTTL))})
+	m.entries.Set(key, memoryEntry{value: value, expires: now + int64(min(ttl, m.maxTTL))})
 	return nil
 }
 
 // Delete implements registry.Cache.
 func (m *Memory) Delete(_ context.Context, keys ...string) error {
-	expires := m.now().Add(m.maxTTL)
+	now := m.now().UnixNano()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.turnOver(now)
 	for _, k := range keys {
-		m.entries.Set(k, memoryEntry{expires: expires})
+		m.entries.Invalidate(k)
+		m.deleted[k] = now + int64(m.maxTTL)
 	}
 	return nil
+}
+
+// turnOver starts a new generation of deleted keys once the current one
+// has spanned maxTTL: every key of the one it drops has expired.
+func (m *Memory) turnOver(now int64) {
+	if now < m.turn {
+		return
+	}
+	m.older, m.deleted = m.deleted, map[string]int64{}
+	m.turn = now + int64(m.maxTTL)
 }
 
 var _ registry.Cache = (*Memory)(nil)

@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -43,4 +44,29 @@ func TestMemory(t *testing.T) {
 	clock = clock.Add(time.Second)
 	m.Set(ctx, "b", []byte("3"), time.Hour)
 	hit("b", "3")
+}
+
+// A deleted key refuses values for its second however full the cache is,
+// and deleted keys do not outlive two generations.
+func TestMemoryDeletesOutliveEviction(t *testing.T) {
+	ctx := context.Background()
+	clock := time.Now()
+	m := NewMemory(16, time.Second)
+	m.now = func() time.Time { return clock }
+	m.Set(ctx, "k", []byte("1"), time.Hour)
+	m.Delete(ctx, "k")
+	for i := range 1000 { // far past the cache's size
+		m.Set(ctx, strconv.Itoa(i), []byte("x"), time.Hour)
+	}
+	m.Set(ctx, "k", []byte("stale"), time.Hour)
+	if _, err := m.Get(ctx, "k"); !errors.Is(err, registry.ErrCacheMiss) {
+		t.Fatalf("a value set within a second of its delete came back after evictions: %v", err)
+	}
+	for range 3 {
+		clock = clock.Add(time.Second)
+		m.Delete(ctx, "other")
+	}
+	if _, ok := m.older["k"]; ok || m.deleted["k"] != 0 {
+		t.Fatal("a delete is remembered past two generations")
+	}
 }

@@ -119,9 +119,7 @@ func (br *BlobReader) Range(offset, length int64) (*BlobRange, error) {
 		return nil, fmt.Errorf("blob reader: range %d+%d outside blob of %d bytes", offset, length, br.desc.Size)
 	}
 	rg := &BlobRange{length: length}
-	if length == 0 {
-		return rg, nil
-	}
+	// Opened even for no bytes: the open is what tells the blob is there.
 	rc, err := br.drv.Reader(br.ctx, br.path, offset)
 	if driver.IsNotFound(err) {
 		return nil, newError(CodeBlobUnknown, "blob %s unknown to the registry", br.desc.Digest)
@@ -135,7 +133,7 @@ func (br *BlobReader) Range(offset, length int64) (*BlobRange, error) {
 
 // BlobRange is an open range of a blob.
 type BlobRange struct {
-	rc     io.ReadCloser // nil for an empty range
+	rc     io.ReadCloser
 	length int64
 }
 
@@ -144,7 +142,7 @@ type BlobRange struct {
 // copies the bytes (sendfile). A w without ReadFrom gets them through large
 // buffers instead (see server.kernelCopy).
 func (rg *BlobRange) CopyTo(w io.Writer) (int64, error) {
-	if rg.rc == nil {
+	if rg.rc == nil || rg.length == 0 {
 		return 0, nil
 	}
 	var n int64

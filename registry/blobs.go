@@ -25,10 +25,15 @@ func (bs *BlobStore) driver() driver.Driver { return bs.repo.reg.driver }
 // a link is an empty object, so writing one needs no data made durable
 // (see link), and the blob's own size is the truth.
 func (bs *BlobStore) Stat(ctx context.Context, d digest.Digest) (v1.Descriptor, error) {
+	return bs.stat(ctx, d, true)
+}
+
+// stat is Stat, through the cache or (for a check a write depends on) not.
+func (bs *BlobStore) stat(ctx context.Context, d digest.Digest, cached bool) (v1.Descriptor, error) {
 	if err := checkDigest(d); err != nil {
 		return v1.Descriptor{}, err
 	}
-	if bs.repo.reg.cache != nil { // (the key costs an allocation)
+	if cached && bs.repo.reg.cache != nil { // (the key costs an allocation)
 		if v, ok := bs.repo.reg.cacheGet(ctx, linkKey(bs.repo.name, d.String())); ok {
 			if size, err := strconv.ParseInt(string(v), 10, 64); err == nil && size >= 0 {
 				return blobDescriptor(d, size), nil

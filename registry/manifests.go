@@ -431,7 +431,8 @@ func (ms *ManifestStore) checkReference(ctx context.Context, r reference) error 
 		}
 	}
 	if !found {
-		desc, err := ms.repo.Blobs().Stat(ctx, d)
+		// From the store: a cache may hold a link a collection removed.
+		desc, err := ms.repo.Blobs().stat(ctx, d, false)
 		if err != nil {
 			if isUnknown(err) || errors.Is(err, ErrDigestInvalid) {
 				what := "blob"

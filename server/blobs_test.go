@@ -376,3 +376,17 @@ func TestBlobGoneBehindACachedLink(t *testing.T) {
 		wantStatus(t, rec, 404, registry.CodeBlobUnknown)
 	}
 }
+
+// The same holds for an empty blob: the open, not the bytes, tells.
+func TestEmptyBlobGoneBehindACachedLink(t *testing.T) {
+	drv := inmemory.New()
+	reg := registry.New(drv, registry.Options{Cache: cache.NewMemory(16, time.Minute)})
+	h := New(reg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	d := pushBlob(t, h, "a/b", []byte{})
+	target := "/v2/a/b/blobs/" + d.String()
+	wantStatus(t, serve(t, h, request{method: "GET", target: target}), 200, "")
+	if err := drv.Delete(t.Context(), "/blobs/sha256/"+d.Encoded()[:2]+"/"+d.Encoded()); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, serve(t, h, request{method: "GET", target: target}), 404, registry.CodeBlobUnknown)
+}

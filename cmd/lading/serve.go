@@ -44,7 +44,7 @@ const accessFlushInterval = 250 * time.Millisecond
 // Go's 4 MiB, which made it collect every 15 ms.
 const gcFloor = 16 << 20
 
-// linkCacheSize bounds the blob links a lone server keeps (about 200 bytes
+// linkCacheSize bounds the blob links a lone server keeps (about 260 bytes
 // each).
 const linkCacheSize = 64 << 10
 
