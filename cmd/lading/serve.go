@@ -135,6 +135,15 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 		// links its alone to remove but for a `lading gc` or fsck beside
 		// it, whose changes a second's trust lets it see. (A read-only
 		// server may be a mirror another process fills: it keeps none.)
+		// The root is claimed for as long as this process serves it, so a
+		// second server on it stops at once instead of writing beside it.
+		if fsd, ok := backend.(*filesystem.Driver); ok {
+			release, err := fsd.Claim()
+			if err != nil {
+				return fmt.Errorf("storage.filesystem.root %s: %w: one lading serve per root (lading gc and fsck may run beside it; replicas share S3)", cfg.Storage.Filesystem.Root, err)
+			}
+			defer release()
+		}
 		opts.SoleServer = true
 		opts.Cache = cache.NewMemory(linkCacheSize, time.Second)
 	}

@@ -2,11 +2,13 @@ package filesystem_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -456,4 +458,33 @@ func TestCommitRefusesAFileChangedByAnother(t *testing.T) {
 		t.Fatal("Commit over another writer's bytes succeeded")
 	}
 	mine.Close()
+}
+
+// One process serves a root at a time: a second claim fails, naming the
+// holder, until the first is released; then it succeeds.
+func TestClaim(t *testing.T) {
+	root := t.TempDir()
+	a, err := filesystem.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := filesystem.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release, err := a.Claim()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Claim(); !errors.Is(err, filesystem.ErrClaimed) || !strings.Contains(err.Error(), strconv.Itoa(os.Getpid())) {
+		t.Fatalf("second claim: %v, want ErrClaimed naming process %d", err, os.Getpid())
+	}
+	if err := release(); err != nil {
+		t.Fatal(err)
+	}
+	release, err = b.Claim()
+	if err != nil {
+		t.Fatalf("claim after release: %v", err)
+	}
+	release()
 }

@@ -1,0 +1,49 @@
+package filesystem
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// claimFile names the lock a serving process holds on its root.
+const claimFile = "#serving"
+
+// ErrClaimed is returned by Claim while another process holds the root.
+var ErrClaimed = errors.New("another process serves this root")
+
+// Claim marks this process as the one serving the root, until release (or
+// its exit, which the kernel's lock ends with it: a killed server leaves
+// nothing to clean). A server that keeps state between its own writes
+// (tags resolved, links known, upload locks) is only right while no other
+// server writes the root; tools beside it (lading gc, fsck) do not claim.
+// The error names the holder's process id when it can.
+func (d *Driver) Claim() (release func() error, err error) {
+	path := filepath.Join(d.root, claimFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(path)
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			if pid := strings.TrimSpace(string(holder)); pid != "" {
+				return nil, fmt.Errorf("%w (process %s)", ErrClaimed, pid)
+			}
+			return nil, ErrClaimed
+		}
+		return nil, fmt.Errorf("filesystem: locking %s: %w", path, err)
+	}
+	// The holder's id, for the message of the next to try; not synced, as
+	// it only informs.
+	if err := f.Truncate(0); err == nil {
+		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return f.Close, nil
+}
