@@ -26,13 +26,8 @@ func TestOneServerPerRoot(t *testing.T) {
 
 	mirror := freeAddr(t)
 	serveOn(t, nil, "http://"+mirror+"/v2/", nil, "--addr", mirror, "--root", root, "--read-only")
-	resp, err := http.Get("http://" + mirror + "/v2/ops/claimed/manifests/v1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("read-only server beside the first: manifest GET %d", resp.StatusCode)
+	if code, _ := get(t, "http://"+mirror+"/v2/ops/claimed/manifests/v1"); code != http.StatusOK {
+		t.Fatalf("read-only server beside the first: manifest GET %d", code)
 	}
 
 	if first.stop(t) != 0 {
