@@ -139,10 +139,14 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 		// second server on it stops at once instead of writing beside it.
 		if fsd, ok := backend.(*filesystem.Driver); ok {
 			release, err := fsd.Claim()
-			if err != nil {
+			switch {
+			case errors.Is(err, filesystem.ErrUnclaimable):
+				log.Warn("storage.filesystem.root cannot be locked: make sure no other lading serve writes it", "root", cfg.Storage.Filesystem.Root, "error", err)
+			case err != nil:
 				return fmt.Errorf("storage.filesystem.root %s: %w: one lading serve per root (lading gc and fsck may run beside it; replicas share S3)", cfg.Storage.Filesystem.Root, err)
+			default:
+				defer release()
 			}
-			defer release()
 		}
 		opts.SoleServer = true
 		opts.Cache = cache.NewMemory(linkCacheSize, time.Second)

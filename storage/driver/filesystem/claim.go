@@ -17,6 +17,10 @@ const claimFile = "#serving"
 // ErrClaimed is returned by Claim while another process holds the root.
 var ErrClaimed = errors.New("another process serves this root")
 
+// ErrUnclaimable is returned by Claim on a file system without locks (some
+// network file systems): the root cannot be claimed.
+var ErrUnclaimable = errors.New("the file system takes no locks")
+
 // Claim marks this process as the one serving the root, until release (or
 // its exit, which the kernel's lock ends with it: a killed server leaves
 // nothing to clean). A server that keeps state between its own writes
@@ -37,6 +41,9 @@ func (d *Driver) Claim() (release func() error, err error) {
 				return nil, fmt.Errorf("%w (process %s)", ErrClaimed, pid)
 			}
 			return nil, ErrClaimed
+		}
+		if errors.Is(err, unix.ENOLCK) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOTSUP) {
+			return nil, fmt.Errorf("%w: %v", ErrUnclaimable, err)
 		}
 		return nil, fmt.Errorf("filesystem: locking %s: %w", path, err)
 	}
