@@ -142,8 +142,10 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 			switch {
 			case errors.Is(err, filesystem.ErrUnclaimable):
 				log.Warn("storage.filesystem.root cannot be locked: make sure no other lading serve writes it", "root", cfg.Storage.Filesystem.Root, "error", err)
-			case err != nil:
+			case errors.Is(err, filesystem.ErrClaimed):
 				return fmt.Errorf("storage.filesystem.root %s: %w: one lading serve per root (lading gc and fsck may run beside it; replicas share S3)", cfg.Storage.Filesystem.Root, err)
+			case err != nil:
+				return fmt.Errorf("storage.filesystem.root %s: claiming it for this server: %w", cfg.Storage.Filesystem.Root, err)
 			default:
 				defer release()
 			}

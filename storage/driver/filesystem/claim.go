@@ -29,28 +29,44 @@ var ErrUnclaimable = errors.New("the file system takes no locks")
 // The error names the holder's process id when it can.
 func (d *Driver) Claim() (release func() error, err error) {
 	path := filepath.Join(d.root, claimFile)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	writable := true
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o644)
+	if errors.Is(err, unix.EROFS) || errors.Is(err, unix.EACCES) {
+		// A read-only root, or a lock file another user made: a lock
+		// needs no write, only the process id is not recorded.
+		writable = false
+		f, err = os.OpenFile(path, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %s cannot be made", ErrUnclaimable, path)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		holder, _ := os.ReadFile(path)
 		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
+		switch {
+		case errors.Is(err, unix.EWOULDBLOCK):
 			if pid := strings.TrimSpace(string(holder)); pid != "" {
 				return nil, fmt.Errorf("%w (process %s)", ErrClaimed, pid)
 			}
 			return nil, ErrClaimed
-		}
-		if errors.Is(err, unix.ENOLCK) || errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOTSUP) {
+		case errors.Is(err, unix.ENOLCK), errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.ENOTSUP):
 			return nil, fmt.Errorf("%w: %v", ErrUnclaimable, err)
 		}
 		return nil, fmt.Errorf("filesystem: locking %s: %w", path, err)
 	}
+	if !writable {
+		return f.Close, nil
+	}
 	// The holder's id, for the message of the next to try; not synced, as
-	// it only informs.
+	// it only informs, and cleared at release so it never names the dead.
 	if err := f.Truncate(0); err == nil {
 		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
-	return f.Close, nil
+	return func() error {
+		f.Truncate(0)
+		return f.Close()
+	}, nil
 }

@@ -482,9 +482,35 @@ func TestClaim(t *testing.T) {
 	if err := release(); err != nil {
 		t.Fatal(err)
 	}
+	if b, _ := os.ReadFile(filepath.Join(root, "#serving")); len(b) != 0 {
+		t.Fatalf("a released claim still names a process: %q", b)
+	}
 	release, err = b.Claim()
 	if err != nil {
 		t.Fatalf("claim after release: %v", err)
 	}
 	release()
+}
+
+// A lock file planted as a symbolic link is not followed: its target is
+// left as it was.
+func TestClaimFollowsNoLink(t *testing.T) {
+	root, outside := t.TempDir(), filepath.Join(t.TempDir(), "precious")
+	if err := os.WriteFile(outside, []byte("keep"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d, err := filesystem.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(root, "#serving")); err != nil {
+		t.Fatal(err)
+	}
+	if release, err := d.Claim(); err == nil {
+		release()
+		t.Fatal("claimed through a symbolic link")
+	}
+	if b, _ := os.ReadFile(outside); string(b) != "keep" {
+		t.Fatalf("the link's target was changed: %q", b)
+	}
 }
