@@ -118,7 +118,6 @@ func (br *BlobReader) Range(offset, length int64) (*BlobRange, error) {
 	if offset < 0 || length < 0 || offset+length > br.desc.Size {
 		return nil, fmt.Errorf("blob reader: range %d+%d outside blob of %d bytes", offset, length, br.desc.Size)
 	}
-	rg := &BlobRange{length: length}
 	// Opened even for no bytes: the open is what tells the blob is there.
 	rc, err := br.drv.Reader(br.ctx, br.path, offset)
 	if driver.IsNotFound(err) {
@@ -127,8 +126,7 @@ func (br *BlobReader) Range(offset, length int64) (*BlobRange, error) {
 	if err != nil {
 		return nil, err
 	}
-	rg.rc = rc
-	return rg, nil
+	return &BlobRange{rc: rc, length: length}, nil
 }
 
 // BlobRange is an open range of a blob.

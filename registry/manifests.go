@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -144,11 +145,12 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 		return nil, err
 	}
 	defer func() {
-		if !m.typed {
+		if m.typed {
+			ms.tagsChanged(tags...)
+		} else {
 			// The record of these bytes may have changed under other tags.
 			ms.repo.reg.tags.forgetAll()
 		}
-		ms.tagsChanged(tags...)
 	}()
 	// Whether the bytes are stored already is read beside the references'
 	// checks, which take precedence: on an object store each is a round
@@ -333,12 +335,16 @@ func (ms *ManifestStore) resolve(ctx context.Context, reference string) (manifes
 		return ms.record(ctx, d)
 	}
 	tags := ms.repo.reg.tags
-	key := tagKey(ms.repo.name, reference)
-	now := ms.repo.reg.now()
-	if rec, ok := tags.get(key, now); ok {
-		return rec, nil
+	var key string
+	var now time.Time
+	var since uint64
+	if tags != nil { // (the key costs an allocation)
+		key, now = tagKey(ms.repo.name, reference), ms.repo.reg.now()
+		if rec, ok := tags.get(key, now); ok {
+			return rec, nil
+		}
+		since = tags.begin()
 	}
-	since := tags.begin()
 	d, err := ms.tagDigest(ctx, reference)
 	if err != nil {
 		return manifestRecord{}, err

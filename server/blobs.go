@@ -63,7 +63,7 @@ func (h *handlers) blob(w http.ResponseWriter, r *http.Request, rt Route) error 
 		return err
 	}
 	defer rg.Close()
-	if err := writeBlobHeader(w, d, size, off, n, kind); err != nil {
+	if err := writeBlobHeader(w, d, size, off, n, kind); err != nil || n == 0 {
 		return err
 	}
 	// The status is sent: a failure now can only cut the body short, which
