@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs Lading's whole test suite on a fresh Debian machine with Go: installs
-# what the tests need (redis-server from apt, versitygw as the real S3 server,
-# built once into the Go bin directory outside the clone), then runs the Go
-# tests, which start and stop those servers themselves on 127.0.0.1.
+# what the tests need (redis-server and the client programs skopeo, podman
+# and containerd from apt; versitygw as the real S3 server and the clients
+# oras, regctl, helm and cosign, built once into the Go bin directory outside
+# the clone), then runs the Go tests, which start and stop those servers
+# themselves on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,18 +18,33 @@ as_root() {
 	if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-if ! command -v redis-server >/dev/null; then
-	echo "test.sh: installing redis-server" >&2
+missing=()
+for cmd in redis-server:redis-server skopeo:skopeo podman:podman ctr:containerd; do
+	command -v "${cmd%%:*}" >/dev/null || missing+=("${cmd#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "test.sh: installing ${missing[*]}" >&2
 	as_root apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq redis-server >/dev/null
-	# The package starts a system-wide server; the tests start their own.
-	as_root systemctl stop redis-server >/dev/null 2>&1 || true
+	DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+	# The packages start system-wide servers; the tests start their own.
+	as_root systemctl stop redis-server containerd >/dev/null 2>&1 || true
 fi
 
-if ! go version -m "$GOBIN_DIR/versitygw" 2>/dev/null | grep -Eq "^\s+mod\s+github.com/versity/versitygw\s+${VERSITYGW_VERSION}\b"; then
-	echo "test.sh: building versitygw ${VERSITYGW_VERSION}" >&2
-	go install "github.com/versity/versitygw/cmd/versitygw@${VERSITYGW_VERSION}"
-fi
+# go_tool MODULE PACKAGE VERSION builds PACKAGE of MODULE at VERSION into
+# the Go bin directory, unless that exact build is there already.
+go_tool() {
+	local bin="$GOBIN_DIR/$(basename "$2")"
+	if ! go version -m "$bin" 2>/dev/null | grep -Eq "^\s+mod\s+$1\s+$3\b"; then
+		echo "test.sh: building $2@$3" >&2
+		go install "$2@$3"
+	fi
+}
+go_tool github.com/versity/versitygw github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_VERSION"
+# The clients of test/clients, at the versions its install hints name.
+go_tool oras.land/oras oras.land/oras/cmd/oras v1.3.6
+go_tool github.com/regclient/regclient github.com/regclient/regclient/cmd/regctl v0.11.7
+go_tool helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm v3.22.0
+go_tool github.com/sigstore/cosign/v2 github.com/sigstore/cosign/v2/cmd/cosign v2.6.5
 
 # Fuzz targets run briefly each, as real fuzzing, after the ordinary tests.
 # The budget is a count of executions (about 10 s each here), not a

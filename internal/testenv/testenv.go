@@ -14,6 +14,7 @@ package testenv
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"testing"
 )
@@ -58,4 +59,16 @@ func FailOrSkip(t testing.TB, err error) {
 func cleanEnv(extra ...string) []string {
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "TMPDIR=" + os.TempDir()}
 	return append(env, extra...)
+}
+
+// Tool returns the path of a client program the tests drive (oras, helm,
+// skopeo...), found like the servers' binaries; its absence is handled as
+// theirs is. install says how scripts/test.sh installs it.
+func Tool(t testing.TB, name, install string) string {
+	t.Helper()
+	path, err := findBinary(name)
+	if err != nil {
+		FailOrSkip(t, fmt.Errorf("%w: %v (install: %s)", ErrNotInstalled, err, install))
+	}
+	return path
 }
