@@ -18,13 +18,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/lading-registry/lading/internal/testenv"
 	"github.com/lading-registry/lading/internal/testserver"
+	authtest "github.com/lading-registry/lading/test/auth"
 )
 
 // The install commands, as scripts/test.sh runs them.
@@ -42,10 +46,11 @@ const (
 // of its own so that no configuration or credential of the machine's is
 // read and none is left behind.
 type client struct {
-	t    *testing.T
-	path string
-	dir  string
-	env  []string
+	t     *testing.T
+	path  string
+	dir   string
+	env   []string
+	stdin string
 }
 
 func newClient(t *testing.T, name, install string, env ...string) *client {
@@ -73,12 +78,20 @@ func (c *client) run(args ...string) string {
 	return out
 }
 
+// login runs a log-in command that reads the password from its input.
+func (c *client) login(password string, args ...string) {
+	c.t.Helper()
+	c.stdin = password
+	defer func() { c.stdin = "" }()
+	c.run(args...)
+}
+
 // try runs the tool and returns its standard output, or, when it fails,
 // everything it printed with the error.
 func (c *client) try(args ...string) (string, error) {
 	c.t.Helper()
 	cmd := exec.Command(c.path, args...)
-	cmd.Dir, cmd.Env = c.dir, c.env
+	cmd.Dir, cmd.Env, cmd.Stdin = c.dir, c.env, strings.NewReader(c.stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -109,19 +122,41 @@ func (c *client) read(name string) string {
 	return string(b)
 }
 
-func start(t *testing.T) *testserver.Server {
-	t.Helper()
+// setup is one way of running lading that every client is tried against.
+type setup struct {
+	srv *testserver.Server
+	// user and password log in to the registry; empty without auth.
+	user, password string
+}
+
+// The account of the auth setup.
+const user, password = "pusher", "client-s3cret"
+
+// eachSetup runs f against lading on the filesystem, on S3 (versitygw), and
+// behind its built-in token server, where the client logs in first and
+// anonymous requests are refused.
+func eachSetup(t *testing.T, f func(t *testing.T, s setup)) {
 	if testing.Short() {
 		t.Skip("builds and runs lading and client programs")
 	}
-	return testserver.Start(t, testserver.Options{})
+	t.Run("filesystem", func(t *testing.T) {
+		f(t, setup{srv: testserver.Start(t, testserver.Options{})})
+	})
+	t.Run("s3", func(t *testing.T) {
+		s3 := testenv.S3(t)
+		f(t, setup{srv: testserver.Start(t, testserver.Options{Env: testserver.S3Env(s3)})})
+	})
+	t.Run("token-auth", func(t *testing.T) {
+		files := authtest.Write(t, map[string]string{user: password}, "")
+		f(t, setup{srv: testserver.Start(t, testserver.Options{Env: files.TokenEnv()}), user: user, password: password})
+	})
 }
 
-// pushImage pushes a random three-layer image with go-containerregistry and
-// returns its digest.
-func pushImage(t *testing.T, ref string) v1.Hash {
+// pushImage pushes a random image of three layers of size bytes each with
+// go-containerregistry and returns its digest.
+func pushImage(t *testing.T, s setup, ref string, size int64) v1.Hash {
 	t.Helper()
-	img, err := random.Image(64<<10, 3)
+	img, err := random.Image(size, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +164,11 @@ func pushImage(t *testing.T, ref string) v1.Hash {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := remote.Write(r, img); err != nil {
+	auth := authn.Anonymous
+	if s.user != "" {
+		auth = &authn.Basic{Username: s.user, Password: s.password}
+	}
+	if err := remote.Write(r, img, remote.WithAuth(auth)); err != nil {
 		t.Fatal(err)
 	}
 	d, err := img.Digest()
@@ -150,172 +189,235 @@ func mustContain(t *testing.T, what, out string, want ...string) {
 }
 
 func TestOras(t *testing.T) {
-	srv := start(t)
-	oras := newClient(t, "oras", orasInstall)
-	repo := srv.Addr + "/clients/oras"
-	oras.file("notes.txt", "release notes\n")
-	oras.run("push", "--plain-http", repo+":v1", "--artifact-type", "application/vnd.lading.test", "notes.txt:text/plain")
+	eachSetup(t, func(t *testing.T, s setup) {
+		oras := newClient(t, "oras", orasInstall)
+		if s.user != "" {
+			oras.login(s.password, "login", "--plain-http", "-u", s.user, "--password-stdin", s.srv.Addr)
+		}
+		repo := s.srv.Addr + "/clients/oras"
+		oras.file("notes.txt", "release notes\n")
+		oras.run("push", "--plain-http", repo+":v1", "--artifact-type", "application/vnd.lading.test", "notes.txt:text/plain")
 
-	oras.run("pull", "--plain-http", repo+":v1", "-o", "pulled")
-	if got := oras.read("pulled/notes.txt"); got != "release notes\n" {
-		t.Fatalf("pulled %q", got)
-	}
-	mustContain(t, "repo tags", oras.run("repo", "tags", "--plain-http", repo), "v1")
+		oras.run("pull", "--plain-http", repo+":v1", "-o", "pulled")
+		if got := oras.read("pulled/notes.txt"); got != "release notes\n" {
+			t.Fatalf("pulled %q", got)
+		}
+		mustContain(t, "repo tags", oras.run("repo", "tags", "--plain-http", repo), "v1")
 
-	// A referrer, found through the referrers API.
-	oras.file("sig.txt", "signed\n")
-	oras.run("attach", "--plain-http", repo+":v1", "--artifact-type", "application/vnd.lading.sig", "sig.txt:text/plain")
-	var tree struct {
-		Digest    string `json:"digest"`
-		Referrers []struct {
-			Digest       string `json:"digest"`
-			ArtifactType string `json:"artifactType"`
-		} `json:"referrers"`
-	}
-	if err := json.Unmarshal([]byte(oras.run("discover", "--plain-http", "--format", "json", repo+":v1")), &tree); err != nil {
-		t.Fatal(err)
-	}
-	if len(tree.Referrers) != 1 || tree.Referrers[0].ArtifactType != "application/vnd.lading.sig" {
-		t.Fatalf("referrers of %s: %+v", tree.Digest, tree.Referrers)
-	}
+		// A referrer, found through the referrers API.
+		oras.file("sig.txt", "signed\n")
+		oras.run("attach", "--plain-http", repo+":v1", "--artifact-type", "application/vnd.lading.sig", "sig.txt:text/plain")
+		var tree struct {
+			Digest    string `json:"digest"`
+			Referrers []struct {
+				Digest       string `json:"digest"`
+				ArtifactType string `json:"artifactType"`
+			} `json:"referrers"`
+		}
+		if err := json.Unmarshal([]byte(oras.run("discover", "--plain-http", "--format", "json", repo+":v1")), &tree); err != nil {
+			t.Fatal(err)
+		}
+		if len(tree.Referrers) != 1 || tree.Referrers[0].ArtifactType != "application/vnd.lading.sig" {
+			t.Fatalf("referrers of %s: %+v", tree.Digest, tree.Referrers)
+		}
 
-	// A copy with its referrers to another repository mounts the blobs.
-	copied := srv.Addr + "/clients/copy"
-	mustContain(t, "cp", oras.run("cp", "-r", "--from-plain-http", "--to-plain-http", repo+":v1", copied+":v1"), "Mounted")
-	mustContain(t, "discover after cp", oras.run("discover", "--plain-http", "--format", "json", copied+":v1"), tree.Referrers[0].Digest)
-	mustContain(t, "repo ls", oras.run("repo", "ls", "--plain-http", srv.Addr+"/clients"), "oras", "copy")
+		// A copy with its referrers to another repository mounts the blobs.
+		copied := s.srv.Addr + "/clients/copy"
+		mustContain(t, "cp", oras.run("cp", "-r", "--from-plain-http", "--to-plain-http", repo+":v1", copied+":v1"), "Mounted")
+		mustContain(t, "discover after cp", oras.run("discover", "--plain-http", "--format", "json", copied+":v1"), tree.Referrers[0].Digest)
+		mustContain(t, "repo ls", oras.run("repo", "ls", "--plain-http", s.srv.Addr+"/clients"), "oras", "copy")
 
-	// Deleting the referrer takes it out of the referrers list.
-	oras.run("manifest", "delete", "--plain-http", "--force", repo+"@"+tree.Referrers[0].Digest)
-	if out := oras.run("discover", "--plain-http", "--format", "json", repo+":v1"); strings.Contains(out, tree.Referrers[0].Digest) {
-		t.Fatalf("deleted referrer still listed:\n%s", out)
-	}
-	if out, err := oras.try("manifest", "fetch", "--plain-http", repo+"@"+tree.Referrers[0].Digest); err == nil {
-		t.Fatalf("deleted manifest fetched:\n%s", out)
-	}
+		// Deleting the referrer takes it out of the referrers list.
+		oras.run("manifest", "delete", "--plain-http", "--force", repo+"@"+tree.Referrers[0].Digest)
+		if out := oras.run("discover", "--plain-http", "--format", "json", repo+":v1"); strings.Contains(out, tree.Referrers[0].Digest) {
+			t.Fatalf("deleted referrer still listed:\n%s", out)
+		}
+		if out, err := oras.try("manifest", "fetch", "--plain-http", repo+"@"+tree.Referrers[0].Digest); err == nil {
+			t.Fatalf("deleted manifest fetched:\n%s", out)
+		}
+		if s.user != "" {
+			oras.run("logout", s.srv.Addr)
+			if out, err := oras.try("pull", "--plain-http", repo+":v1", "-o", "anonymous"); err == nil {
+				t.Fatalf("pulled without credentials:\n%s", out)
+			}
+		}
+	})
 }
 
 func TestHelm(t *testing.T) {
-	srv := start(t)
-	home := t.TempDir()
-	helm := newClient(t, "helm", helmInstall, "HELM_CACHE_HOME="+filepath.Join(home, "cache"),
-		"HELM_CONFIG_HOME="+filepath.Join(home, "config"), "HELM_DATA_HOME="+filepath.Join(home, "data"))
-	helm.run("create", "lading-chart")
-	helm.run("package", "lading-chart", "-d", "packaged")
-	const chart = "lading-chart-0.1.0.tgz"
-	helm.run("push", filepath.Join("packaged", chart), "oci://"+srv.Addr+"/charts", "--plain-http")
+	eachSetup(t, func(t *testing.T, s setup) {
+		home := t.TempDir()
+		helm := newClient(t, "helm", helmInstall, "HELM_CACHE_HOME="+filepath.Join(home, "cache"),
+			"HELM_CONFIG_HOME="+filepath.Join(home, "config"), "HELM_DATA_HOME="+filepath.Join(home, "data"))
+		if s.user != "" {
+			helm.login(s.password, "registry", "login", "--plain-http", "-u", s.user, "--password-stdin", s.srv.Addr)
+		}
+		helm.run("create", "lading-chart")
+		helm.run("package", "lading-chart", "-d", "packaged")
+		const chart = "lading-chart-0.1.0.tgz"
+		helm.run("push", filepath.Join("packaged", chart), "oci://"+s.srv.Addr+"/charts", "--plain-http")
 
-	ref := "oci://" + srv.Addr + "/charts/lading-chart"
-	mustContain(t, "show chart", helm.run("show", "chart", ref, "--version", "0.1.0", "--plain-http"), "name: lading-chart", "version: 0.1.0")
-	if err := os.Mkdir(filepath.Join(helm.dir, "pulled"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	helm.run("pull", ref, "--version", "0.1.0", "--plain-http", "-d", "pulled")
-	if helm.read(filepath.Join("pulled", chart)) != helm.read(filepath.Join("packaged", chart)) {
-		t.Fatal("pulled chart differs from the pushed one")
-	}
-	mustContain(t, "template", helm.run("template", "release", ref, "--version", "0.1.0", "--plain-http"), "kind: Deployment")
+		ref := "oci://" + s.srv.Addr + "/charts/lading-chart"
+		mustContain(t, "show chart", helm.run("show", "chart", ref, "--version", "0.1.0", "--plain-http"), "name: lading-chart", "version: 0.1.0")
+		if err := os.Mkdir(filepath.Join(helm.dir, "pulled"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		helm.run("pull", ref, "--version", "0.1.0", "--plain-http", "-d", "pulled")
+		if helm.read(filepath.Join("pulled", chart)) != helm.read(filepath.Join("packaged", chart)) {
+			t.Fatal("pulled chart differs from the pushed one")
+		}
+		mustContain(t, "template", helm.run("template", "release", ref, "--version", "0.1.0", "--plain-http"), "kind: Deployment")
+	})
 }
 
 func TestRegctl(t *testing.T) {
-	srv := start(t)
-	regctl := newClient(t, "regctl", regctlInstall)
-	regctl.run("registry", "set", srv.Addr, "--tls", "disabled")
-	src := srv.Addr + "/clients/src"
-	d := pushImage(t, src+":v1")
+	eachSetup(t, func(t *testing.T, s setup) {
+		regctl := newClient(t, "regctl", regctlInstall)
+		regctl.run("registry", "set", s.srv.Addr, "--tls", "disabled")
+		if s.user != "" {
+			regctl.login(s.password, "registry", "login", "-u", s.user, "--pass-stdin", s.srv.Addr)
+		}
+		src := s.srv.Addr + "/clients/src"
+		d := pushImage(t, s, src+":v1", 64<<10)
 
-	if got := strings.TrimSpace(regctl.run("image", "digest", src+":v1")); got != d.String() {
-		t.Fatalf("image digest %s, pushed %s", got, d)
-	}
-	dst := srv.Addr + "/clients/dst"
-	regctl.run("image", "copy", src+":v1", dst+":v1")
-	if got := strings.TrimSpace(regctl.run("image", "digest", dst+":v1")); got != d.String() {
-		t.Fatalf("copy's digest %s, source's %s", got, d)
-	}
-	regctl.run("image", "check-base", dst+":v1", "--base", src+":v1")
-	regctl.run("tag", "ls", dst) // listed below, after a second tag
-	regctl.run("image", "copy", dst+":v1", dst+":v2")
-	if tags := strings.Fields(regctl.run("tag", "ls", dst)); !slices.Equal(tags, []string{"v1", "v2"}) {
-		t.Fatalf("tags %v", tags)
-	}
-	mustContain(t, "repo ls", regctl.run("repo", "ls", srv.Addr), "clients/src", "clients/dst")
+		if got := strings.TrimSpace(regctl.run("image", "digest", src+":v1")); got != d.String() {
+			t.Fatalf("image digest %s, pushed %s", got, d)
+		}
+		dst := s.srv.Addr + "/clients/dst"
+		regctl.run("image", "copy", src+":v1", dst+":v1")
+		if got := strings.TrimSpace(regctl.run("image", "digest", dst+":v1")); got != d.String() {
+			t.Fatalf("copy's digest %s, source's %s", got, d)
+		}
+		regctl.run("image", "check-base", dst+":v1", "--base", src+":v1")
+		regctl.run("image", "copy", dst+":v1", dst+":v2")
+		if tags := strings.Fields(regctl.run("tag", "ls", dst)); !slices.Equal(tags, []string{"v1", "v2"}) {
+			t.Fatalf("tags %v", tags)
+		}
+		mustContain(t, "repo ls", regctl.run("repo", "ls", s.srv.Addr), "clients/src", "clients/dst")
 
-	regctl.file("sbom.json", `{"packages":[]}`)
-	regctl.run("artifact", "put", "--subject", dst+":v1", "--artifact-type", "application/vnd.lading.sbom", "-f", "sbom.json")
-	mustContain(t, "artifact list", regctl.run("artifact", "list", dst+":v1", "--format", "{{range .Descriptors}}{{.ArtifactType}} {{end}}"), "application/vnd.lading.sbom")
-	mustContain(t, "artifact get", regctl.run("artifact", "get", "--subject", dst+":v1", "--filter-artifact-type", "application/vnd.lading.sbom"), `{"packages":[]}`)
+		// New content from an OCI layout, uploaded by regctl itself (a copy
+		// between repositories of one registry only mounts).
+		img, err := random.Image(1<<20, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := layout.Write(filepath.Join(regctl.dir, "layout"), empty.Index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": "v1"})); err != nil {
+			t.Fatal(err)
+		}
+		ld, err := img.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		regctl.run("image", "copy", "ocidir://layout:v1", s.srv.Addr+"/clients/uploaded:v1")
+		if got := strings.TrimSpace(regctl.run("image", "digest", s.srv.Addr+"/clients/uploaded:v1")); got != ld.String() {
+			t.Fatalf("uploaded digest %s, layout's %s", got, ld)
+		}
 
-	regctl.run("tag", "delete", dst+":v2")
-	if tags := strings.Fields(regctl.run("tag", "ls", dst)); !slices.Equal(tags, []string{"v1"}) {
-		t.Fatalf("tags after delete %v", tags)
+		regctl.file("sbom.json", `{"packages":[]}`)
+		regctl.run("artifact", "put", "--subject", dst+":v1", "--artifact-type", "application/vnd.lading.sbom", "-f", "sbom.json")
+		mustContain(t, "artifact list", regctl.run("artifact", "list", dst+":v1", "--format", "{{range .Descriptors}}{{.ArtifactType}} {{end}}"), "application/vnd.lading.sbom")
+		mustContain(t, "artifact get", regctl.run("artifact", "get", "--subject", dst+":v1", "--filter-artifact-type", "application/vnd.lading.sbom"), `{"packages":[]}`)
+
+		regctl.run("tag", "delete", dst+":v2")
+		if tags := strings.Fields(regctl.run("tag", "ls", dst)); !slices.Equal(tags, []string{"v1"}) {
+			t.Fatalf("tags after delete %v", tags)
+		}
+		regctl.run("manifest", "delete", dst+"@"+d.String(), "--force-tag-dereference")
+		if out, err := regctl.try("manifest", "head", dst+"@"+d.String()); err == nil {
+			t.Fatalf("deleted manifest still there:\n%s", out)
+		}
+	})
+}
+
+// containersEnv points skopeo and podman (containers/image) at an auth
+// file of the test's own.
+func containersEnv(t *testing.T) string {
+	file := filepath.Join(t.TempDir(), "auth.json")
+	if err := os.WriteFile(file, []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	regctl.run("manifest", "delete", dst+"@"+d.String(), "--force-tag-dereference")
-	if out, err := regctl.try("manifest", "head", dst+"@"+d.String()); err == nil {
-		t.Fatalf("deleted manifest still there:\n%s", out)
-	}
+	return "REGISTRY_AUTH_FILE=" + file
 }
 
 func TestSkopeo(t *testing.T) {
-	srv := start(t)
-	skopeo := newClient(t, "skopeo", skopeoInstall)
-	src := "docker://" + srv.Addr + "/clients/src"
-	d := pushImage(t, srv.Addr+"/clients/src:v1")
-	var info struct {
-		Digest string
-		Layers []string
-	}
-	if err := json.Unmarshal([]byte(skopeo.run("inspect", "--tls-verify=false", src+":v1")), &info); err != nil {
-		t.Fatal(err)
-	}
-	if info.Digest != d.String() || len(info.Layers) != 3 {
-		t.Fatalf("inspect: %+v, pushed %s with 3 layers", info, d)
-	}
-	// Registry to registry, to an OCI layout and back, converting to OCI
-	// media types on the way.
-	dst := "docker://" + srv.Addr + "/clients/dst"
-	skopeo.run("copy", "--insecure-policy", "--src-tls-verify=false", "--dest-tls-verify=false", src+":v1", dst+":v1")
-	skopeo.run("copy", "--insecure-policy", "--src-tls-verify=false", dst+":v1", "oci:layout:v1")
-	skopeo.run("copy", "--insecure-policy", "--dest-tls-verify=false", "--format", "oci", "oci:layout:v1", dst+":oci")
-	mustContain(t, "inspect --raw", skopeo.run("inspect", "--raw", "--tls-verify=false", dst+":oci"), "application/vnd.oci.image.manifest.v1+json")
-	var tags struct{ Tags []string }
-	if err := json.Unmarshal([]byte(skopeo.run("list-tags", "--tls-verify=false", dst)), &tags); err != nil {
-		t.Fatal(err)
-	}
-	if slices.Sort(tags.Tags); !slices.Equal(tags.Tags, []string{"oci", "v1"}) {
-		t.Fatalf("tags %v", tags.Tags)
-	}
-	skopeo.run("delete", "--tls-verify=false", dst+":v1")
-	if out, err := skopeo.try("inspect", "--tls-verify=false", dst+":v1"); err == nil {
-		t.Fatalf("deleted image still there:\n%s", out)
-	}
+	eachSetup(t, func(t *testing.T, s setup) {
+		skopeo := newClient(t, "skopeo", skopeoInstall, containersEnv(t))
+		if s.user != "" {
+			skopeo.login(s.password, "login", "--tls-verify=false", "-u", s.user, "--password-stdin", s.srv.Addr)
+		}
+		src := "docker://" + s.srv.Addr + "/clients/src"
+		d := pushImage(t, s, s.srv.Addr+"/clients/src:v1", 64<<10)
+		var info struct {
+			Digest string
+			Layers []string
+		}
+		if err := json.Unmarshal([]byte(skopeo.run("inspect", "--tls-verify=false", src+":v1")), &info); err != nil {
+			t.Fatal(err)
+		}
+		if info.Digest != d.String() || len(info.Layers) != 3 {
+			t.Fatalf("inspect: %+v, pushed %s with 3 layers", info, d)
+		}
+		// Registry to registry, to an OCI layout and back, converting to
+		// OCI media types on the way.
+		dst := "docker://" + s.srv.Addr + "/clients/dst"
+		skopeo.run("copy", "--insecure-policy", "--src-tls-verify=false", "--dest-tls-verify=false", src+":v1", dst+":v1")
+		skopeo.run("copy", "--insecure-policy", "--src-tls-verify=false", dst+":v1", "oci:layout:v1")
+		skopeo.run("copy", "--insecure-policy", "--dest-tls-verify=false", "--format", "oci", "oci:layout:v1", dst+":oci")
+		mustContain(t, "inspect --raw", skopeo.run("inspect", "--raw", "--tls-verify=false", dst+":oci"), "application/vnd.oci.image.manifest.v1+json")
+		var tags struct{ Tags []string }
+		if err := json.Unmarshal([]byte(skopeo.run("list-tags", "--tls-verify=false", dst)), &tags); err != nil {
+			t.Fatal(err)
+		}
+		if slices.Sort(tags.Tags); !slices.Equal(tags.Tags, []string{"oci", "v1"}) {
+			t.Fatalf("tags %v", tags.Tags)
+		}
+		skopeo.run("delete", "--tls-verify=false", dst+":v1")
+		if out, err := skopeo.try("inspect", "--tls-verify=false", dst+":v1"); err == nil {
+			t.Fatalf("deleted image still there:\n%s", out)
+		}
+		if s.user != "" {
+			skopeo.run("logout", s.srv.Addr)
+			if out, err := skopeo.try("inspect", "--tls-verify=false", src+":v1"); err == nil {
+				t.Fatalf("inspected without credentials:\n%s", out)
+			}
+		}
+	})
 }
 
 func TestCosign(t *testing.T) {
-	srv := start(t)
-	cosign := newClient(t, "cosign", cosignInstall, "COSIGN_PASSWORD=", "COSIGN_YES=true")
-	ref := srv.Addr + "/clients/signed"
-	d := pushImage(t, ref+":v1")
-	byDigest := ref + "@" + d.String()
-	cosign.run("generate-key-pair")
-	insecure := []string{"--allow-http-registry", "--allow-insecure-registry"}
+	eachSetup(t, func(t *testing.T, s setup) {
+		cosign := newClient(t, "cosign", cosignInstall, "COSIGN_PASSWORD=", "COSIGN_YES=true")
+		if s.user != "" {
+			cosign.run("login", "-u", s.user, "-p", s.password, s.srv.Addr)
+		}
+		ref := s.srv.Addr + "/clients/signed"
+		d := pushImage(t, s, ref+":v1", 64<<10)
+		byDigest := ref + "@" + d.String()
+		cosign.run("generate-key-pair")
+		insecure := []string{"--allow-http-registry", "--allow-insecure-registry"}
 
-	// The classic scheme: the signature under a tag named after the digest.
-	cosign.run(append([]string{"sign", "--key", "cosign.key", "--tlog-upload=false"}, append(insecure, byDigest)...)...)
-	mustContain(t, "triangulate", cosign.run(append([]string{"triangulate"}, append(insecure, byDigest)...)...), "sha256-"+d.Hex+".sig")
-	cosign.run(append([]string{"verify", "--key", "cosign.pub", "--insecure-ignore-tlog"}, append(insecure, ref+":v1")...)...)
+		// The classic scheme: the signature under a tag named after the digest.
+		cosign.run(append([]string{"sign", "--key", "cosign.key", "--tlog-upload=false"}, append(insecure, byDigest)...)...)
+		mustContain(t, "triangulate", cosign.run(append([]string{"triangulate"}, append(insecure, byDigest)...)...), "sha256-"+d.Hex+".sig")
+		cosign.run(append([]string{"verify", "--key", "cosign.pub", "--insecure-ignore-tlog"}, append(insecure, ref+":v1")...)...)
 
-	// The OCI 1.1 scheme: the signature as a referrer of the image.
-	other := srv.Addr + "/clients/referred"
-	od := pushImage(t, other+":v1")
-	cosign.env = append(cosign.env, "COSIGN_EXPERIMENTAL=1")
-	cosign.run(append([]string{"sign", "--key", "cosign.key", "--tlog-upload=false", "--registry-referrers-mode=oci-1-1"}, append(insecure, other+"@"+od.String())...)...)
-	cosign.run(append([]string{"verify", "--key", "cosign.pub", "--insecure-ignore-tlog", "--experimental-oci11"}, append(insecure, other+":v1")...)...)
+		// The OCI 1.1 scheme: the signature as a referrer of the image.
+		other := s.srv.Addr + "/clients/referred"
+		od := pushImage(t, s, other+":v1", 64<<10)
+		cosign.env = append(cosign.env, "COSIGN_EXPERIMENTAL=1")
+		cosign.run(append([]string{"sign", "--key", "cosign.key", "--tlog-upload=false", "--registry-referrers-mode=oci-1-1"}, append(insecure, other+"@"+od.String())...)...)
+		cosign.run(append([]string{"verify", "--key", "cosign.pub", "--insecure-ignore-tlog", "--experimental-oci11"}, append(insecure, other+":v1")...)...)
 
-	// A tampered key does not verify.
-	cosign.run("generate-key-pair", "--output-key-prefix", "other")
-	if out, err := cosign.try(append([]string{"verify", "--key", "other.pub", "--insecure-ignore-tlog"}, append(insecure, ref+":v1")...)...); err == nil {
-		t.Fatalf("verified with the wrong key:\n%s", out)
-	}
+		// Another key does not verify.
+		cosign.run("generate-key-pair", "--output-key-prefix", "other")
+		if out, err := cosign.try(append([]string{"verify", "--key", "other.pub", "--insecure-ignore-tlog"}, append(insecure, ref+":v1")...)...); err == nil {
+			t.Fatalf("verified with the wrong key:\n%s", out)
+		}
+	})
 }
 
 // asRoot skips a test of a client that needs root for its local storage
@@ -328,46 +430,83 @@ func asRoot(t *testing.T) {
 }
 
 func TestPodman(t *testing.T) {
-	srv := start(t)
 	asRoot(t)
-	store := t.TempDir()
-	// The machine's registries are not read; the test's own is plain HTTP,
-	// which podman's `manifest inspect` learns only from this file.
-	conf := filepath.Join(store, "registries.conf")
-	if err := os.WriteFile(conf, []byte("[[registry]]\nlocation = \""+srv.Addr+"\"\ninsecure = true\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	podman := newClient(t, "podman", podmanInstall, "CONTAINERS_REGISTRIES_CONF="+conf)
-	p := func(args ...string) string {
-		t.Helper()
-		return podman.run(append([]string{"--root", filepath.Join(store, "root"), "--runroot", filepath.Join(store, "run"),
-			"--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "none"}, args...)...)
-	}
-	src := srv.Addr + "/clients/src"
-	d := pushImage(t, src+":v1")
-	p("pull", "--tls-verify=false", src+"@"+d.String())
-	p("tag", src+"@"+d.String(), srv.Addr+"/clients/podman:oci", srv.Addr+"/clients/podman:docker")
-	p("push", "--tls-verify=false", "--format", "oci", srv.Addr+"/clients/podman:oci")
-	p("push", "--tls-verify=false", "--format", "v2s2", srv.Addr+"/clients/podman:docker")
+	eachSetup(t, func(t *testing.T, s setup) {
+		store := t.TempDir()
+		// The machine's registries are not read; the test's own is plain
+		// HTTP, which podman's `manifest inspect` learns only from this
+		// file.
+		conf := filepath.Join(store, "registries.conf")
+		if err := os.WriteFile(conf, []byte("[[registry]]\nlocation = \""+s.srv.Addr+"\"\ninsecure = true\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		podman := newClient(t, "podman", podmanInstall, "CONTAINERS_REGISTRIES_CONF="+conf, containersEnv(t))
+		global := []string{"--root", filepath.Join(store, "root"), "--runroot", filepath.Join(store, "run"),
+			"--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "none"}
+		p := func(args ...string) string {
+			t.Helper()
+			return podman.run(append(global, args...)...)
+		}
+		if s.user != "" {
+			podman.login(s.password, append(global, "login", "--tls-verify=false", "-u", s.user, "--password-stdin", s.srv.Addr)...)
+		}
+		addr := s.srv.Addr
+		src := addr + "/clients/src"
+		d := pushImage(t, s, src+":v1", 64<<10)
+		p("pull", "--tls-verify=false", src+"@"+d.String())
+		p("tag", src+"@"+d.String(), addr+"/clients/podman:oci", addr+"/clients/podman:docker")
+		p("push", "--tls-verify=false", "--format", "oci", addr+"/clients/podman:oci")
+		p("push", "--tls-verify=false", "--format", "v2s2", addr+"/clients/podman:docker")
 
-	// A manifest list, pushed with its images.
-	list := srv.Addr + "/clients/podman-list:v1"
-	p("manifest", "create", list)
-	p("manifest", "add", "--tls-verify=false", list, "docker://"+src+"@"+d.String())
-	p("manifest", "push", "--tls-verify=false", "--all", list, "docker://"+list)
-	mustContain(t, "inspect list", p("manifest", "inspect", list), d.String())
+		// A manifest list, pushed with its images.
+		list := addr + "/clients/podman-list:v1"
+		p("manifest", "create", list)
+		p("manifest", "add", "--tls-verify=false", list, "docker://"+src+"@"+d.String())
+		p("manifest", "push", "--tls-verify=false", "--all", list, "docker://"+list)
+		mustContain(t, "inspect list", p("manifest", "inspect", list), d.String())
 
-	// Both formats pull back whole into an empty store.
-	p("rmi", "--all", "--force")
-	p("pull", "--tls-verify=false", srv.Addr+"/clients/podman:oci", srv.Addr+"/clients/podman:docker")
-	mustContain(t, "manifest types", p("image", "inspect", "--format", "{{.ManifestType}}", srv.Addr+"/clients/podman:oci", srv.Addr+"/clients/podman:docker"),
-		"application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json")
-	mustContain(t, "search", p("search", "--tls-verify=false", srv.Addr+"/clients/podman"), "clients/podman")
+		// Both formats pull back whole into an empty store.
+		p("rmi", "--all", "--force")
+		p("pull", "--tls-verify=false", addr+"/clients/podman:oci", addr+"/clients/podman:docker")
+		mustContain(t, "manifest types", p("image", "inspect", "--format", "{{.ManifestType}}", addr+"/clients/podman:oci", addr+"/clients/podman:docker"),
+			"application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json")
+		mustContain(t, "search", p("search", "--tls-verify=false", addr+"/clients/podman"), "clients/podman")
+	})
 }
 
 func TestContainerd(t *testing.T) {
-	srv := start(t)
 	asRoot(t)
+	eachSetup(t, func(t *testing.T, s setup) {
+		ctr := startContainerd(t)
+		var creds []string
+		if s.user != "" {
+			creds = []string{"--user", s.user + ":" + s.password}
+		}
+		c := func(args ...string) string {
+			t.Helper()
+			if len(args) > 1 && args[0] == "images" && (args[1] == "pull" || args[1] == "push") {
+				args = append(append(args[:2:2], creds...), args[2:]...)
+			}
+			return ctr.run(args...)
+		}
+		src := s.srv.Addr + "/clients/src"
+		d := pushImage(t, s, src+":v1", 64<<10)
+		c("images", "pull", "--plain-http", "--snapshotter", "native", src+":v1")
+		mustContain(t, "images ls", c("images", "ls"), d.String())
+		dst := s.srv.Addr + "/clients/containerd:v1"
+		c("images", "tag", src+":v1", dst)
+		c("images", "push", "--plain-http", dst)
+		c("images", "rm", src+":v1", dst)
+		c("content", "prune", "references")
+		c("images", "pull", "--plain-http", "--snapshotter", "native", dst)
+		mustContain(t, "pulled back", c("images", "ls"), d.String())
+	})
+}
+
+// startContainerd runs a containerd daemon of the test's own, with its
+// state in the test's directory, and returns ctr speaking to it.
+func startContainerd(t *testing.T) *client {
+	t.Helper()
 	containerd := testenv.Tool(t, "containerd", ctrInstall)
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "containerd.sock")
@@ -385,7 +524,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 		t.Fatal(err)
 	}
 	daemon := exec.Command(containerd, "--config", conf)
-	var log bytes.Buffer
+	var log testserver.SyncBuffer
 	daemon.Stdout, daemon.Stderr = &log, &log
 	if err := daemon.Start(); err != nil {
 		t.Fatal(err)
@@ -398,25 +537,14 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 		}
 	})
 	ctr := newClient(t, "ctr", ctrInstall, "CONTAINERD_ADDRESS="+sock)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, err := ctr.try("version"); err == nil {
-			break
-		} else if time.Now().After(deadline) {
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		_, err := ctr.try("version")
+		if err == nil {
+			return ctr
+		}
+		if time.Now().After(deadline) {
 			t.Fatalf("containerd did not start: %v\n%s", err, log.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-
-	src := srv.Addr + "/clients/src"
-	d := pushImage(t, src+":v1")
-	ctr.run("images", "pull", "--plain-http", "--snapshotter", "native", src+":v1")
-	mustContain(t, "images ls", ctr.run("images", "ls"), d.String())
-	dst := srv.Addr + "/clients/containerd:v1"
-	ctr.run("images", "tag", src+":v1", dst)
-	ctr.run("images", "push", "--plain-http", dst)
-	ctr.run("images", "rm", src+":v1", dst)
-	ctr.run("content", "prune", "references")
-	ctr.run("images", "pull", "--plain-http", "--snapshotter", "native", dst)
-	mustContain(t, "pulled back", ctr.run("images", "ls"), d.String())
 }
