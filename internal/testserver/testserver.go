@@ -6,6 +6,8 @@ package testserver
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -72,6 +74,13 @@ type Options struct {
 	// Root is the data directory; empty means a new temporary one. A test
 	// restarts lading on the data of a previous run by passing its Root.
 	Root string
+	// Host is the loopback address to serve on; empty means 127.0.0.1.
+	// Clients treat 127.0.0.1 as plain HTTP unless told otherwise; any
+	// other address of 127.0.0.0/8 is just a host to them.
+	Host string
+	// TLS serves HTTPS with this certificate, key and the CA that issued
+	// it (PEM); Start then waits for the server through that CA.
+	TLS *TLSFiles
 	// Allow5xx lets the test pass although lading answered a request with
 	// a 5xx: for tests that break the storage under the server on purpose.
 	// Otherwise every 5xx in the access log fails the test, since a
@@ -79,16 +88,23 @@ type Options struct {
 	Allow5xx bool
 }
 
+// TLSFiles are PEM files of a server certificate (the chain, leaf first),
+// its key, and the CA that issued it.
+type TLSFiles struct {
+	Cert, Key, CA string
+}
+
 // Server is a running `lading serve`.
 type Server struct {
 	// Addr is host:port on 127.0.0.1.
 	Addr string
-	// URL is "http://" + Addr.
+	// URL is "http://" + Addr, or "https://" with TLS.
 	URL string
 	// Root is the data directory given with --root.
 	Root string
 
 	cmd      *exec.Cmd
+	client   *http.Client // trusts the server's CA
 	logs     *SyncBuffer
 	exited   chan struct{}
 	allow5xx bool
@@ -111,16 +127,31 @@ func Start(t testing.TB, opts Options) *Server {
 	if root == "" {
 		root = t.TempDir()
 	}
+	host := opts.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	scheme, client, tlsArgs := "http", &http.Client{Timeout: time.Second}, []string(nil)
+	if opts.TLS != nil {
+		pool := x509.NewCertPool()
+		ca, err := os.ReadFile(opts.TLS.CA)
+		if err != nil || !pool.AppendCertsFromPEM(ca) {
+			t.Fatalf("reading the CA %s: %v", opts.TLS.CA, err)
+		}
+		scheme = "https"
+		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+		tlsArgs = []string{"--tls-cert", opts.TLS.Cert, "--tls-key", opts.TLS.Key}
+	}
 	var lastErr error
 	// A free port found by listening and closing can be taken by another
 	// process before lading binds it; try again with another.
 	for range 3 {
-		addr, err := freeAddr()
+		addr, err := freeAddr(host)
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := &Server{Addr: addr, URL: "http://" + addr, Root: root, logs: &SyncBuffer{}, exited: make(chan struct{}), allow5xx: opts.Allow5xx}
-		args := append([]string{"serve", "--root", root, "--addr", addr}, opts.Args...)
+		s := &Server{Addr: addr, URL: scheme + "://" + addr, Root: root, client: client, logs: &SyncBuffer{}, exited: make(chan struct{}), allow5xx: opts.Allow5xx}
+		args := append(append([]string{"serve", "--root", root, "--addr", addr}, tlsArgs...), opts.Args...)
 		s.cmd = exec.Command(bin, args...)
 		s.cmd.Env = append(os.Environ(), opts.Env...)
 		s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
@@ -143,14 +174,13 @@ func (s *Server) Logs() string { return s.logs.String() }
 
 func (s *Server) waitReady(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	client := &http.Client{Timeout: time.Second}
 	for time.Now().Before(deadline) {
 		select {
 		case <-s.exited:
 			return fmt.Errorf("lading exited early: %s", s.Logs())
 		default:
 		}
-		resp, err := client.Get(s.URL + "/v2/")
+		resp, err := s.client.Get(s.URL + "/v2/")
 		if err == nil {
 			resp.Body.Close()
 			// 401 is up too: the registry may require authentication.
@@ -221,9 +251,9 @@ func tail(s string, lines int) string {
 	return strings.Join(parts, "\n")
 }
 
-func freeAddr() (string, error) {
+func freeAddr(host string) (string, error) {
 	var lc net.ListenConfig
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	ln, err := lc.Listen(context.Background(), "tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return "", err
 	}

@@ -1,6 +1,7 @@
 // Package clients drives a real `lading serve` with the command-line clients
 // users push and pull with: oras, helm, regctl, skopeo, podman, containerd
-// (ctr, against a containerd daemon of the test's own) and cosign.
+// (ctr, against a containerd daemon of the test's own) and cosign, each on
+// the filesystem, on S3, behind token auth and over TLS.
 // scripts/test.sh installs each at the version named below; a test fails
 // under CI=true when one is missing. Every server answer is checked too: a
 // 5xx in the access log fails the test (testserver). The docker command is
@@ -9,7 +10,17 @@ package clients
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,6 +101,7 @@ func (c *client) login(password string, args ...string) {
 // everything it printed with the error.
 func (c *client) try(args ...string) (string, error) {
 	c.t.Helper()
+	args = slices.DeleteFunc(slices.Clone(args), func(a string) bool { return a == "" })
 	cmd := exec.Command(c.path, args...)
 	cmd.Dir, cmd.Env, cmd.Stdin = c.dir, c.env, strings.NewReader(c.stdin)
 	var stdout, stderr bytes.Buffer
@@ -127,14 +139,37 @@ type setup struct {
 	srv *testserver.Server
 	// user and password log in to the registry; empty without auth.
 	user, password string
+	// ca is the PEM file of the CA that issued the server's certificate;
+	// empty for plain HTTP.
+	ca string
+}
+
+// flag returns f, a client's flag allowing plain HTTP, for a setup without
+// TLS; "" (which client drops) with it, so that the client must verify the
+// server's certificate.
+func (s setup) flag(f string) string {
+	if s.ca != "" {
+		return ""
+	}
+	return f
+}
+
+// env is what every client of the setup runs with: with TLS, the CA as the
+// one Go's and the clients' trust stores hold (all are Go programs).
+func (s setup) env() []string {
+	if s.ca == "" {
+		return nil
+	}
+	return []string{"SSL_CERT_FILE=" + s.ca}
 }
 
 // The account of the auth setup.
 const user, password = "pusher", "client-s3cret"
 
-// eachSetup runs f against lading on the filesystem, on S3 (versitygw), and
+// eachSetup runs f against lading on the filesystem, on S3 (versitygw),
 // behind its built-in token server, where the client logs in first and
-// anonymous requests are refused.
+// anonymous requests are refused, and over TLS, where the client verifies
+// the server's certificate (oras, regctl and cosign then speak HTTP/2).
 func eachSetup(t *testing.T, f func(t *testing.T, s setup)) {
 	if testing.Short() {
 		t.Skip("builds and runs lading and client programs")
@@ -150,6 +185,68 @@ func eachSetup(t *testing.T, f func(t *testing.T, s setup)) {
 		files := authtest.Write(t, map[string]string{user: password}, "")
 		f(t, setup{srv: testserver.Start(t, testserver.Options{Env: files.TokenEnv()}), user: user, password: password})
 	})
+	t.Run("tls", func(t *testing.T) {
+		files := writeTLS(t)
+		// Clients take 127.0.0.1 for plain HTTP; any other loopback
+		// address is a host like another.
+		srv := testserver.Start(t, testserver.Options{Host: tlsHost, TLS: files})
+		f(t, setup{srv: srv, ca: files.CA})
+	})
+}
+
+// tlsHost is the loopback address the TLS setup serves on.
+const tlsHost = "127.0.0.2"
+
+// writeTLS makes a CA and a server certificate for tlsHost, as PEM files.
+func writeTLS(t *testing.T) *testserver.TLSFiles {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "lading clients test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: tlsHost},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.ParseIP(tlsHost)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	files := &testserver.TLSFiles{Cert: filepath.Join(dir, "cert.pem"), Key: filepath.Join(dir, "key.pem"), CA: filepath.Join(dir, "ca.pem")}
+	for file, block := range map[string]*pem.Block{
+		files.Cert: {Type: "CERTIFICATE", Bytes: der},
+		files.Key:  {Type: "PRIVATE KEY", Bytes: kder},
+		files.CA:   {Type: "CERTIFICATE", Bytes: caDER},
+	} {
+		if err := os.WriteFile(file, pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return files
 }
 
 // pushImage pushes a random image of three layers of size bytes each with
@@ -168,7 +265,17 @@ func pushImage(t *testing.T, s setup, ref string, size int64) v1.Hash {
 	if s.user != "" {
 		auth = &authn.Basic{Username: s.user, Password: s.password}
 	}
-	if err := remote.Write(r, img, remote.WithAuth(auth)); err != nil {
+	opts := []remote.Option{remote.WithAuth(auth)}
+	if s.ca != "" {
+		pem, err := os.ReadFile(s.ca)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		opts = append(opts, remote.WithTransport(&http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}))
+	}
+	if err := remote.Write(r, img, opts...); err != nil {
 		t.Fatal(err)
 	}
 	d, err := img.Digest()
@@ -190,23 +297,23 @@ func mustContain(t *testing.T, what, out string, want ...string) {
 
 func TestOras(t *testing.T) {
 	eachSetup(t, func(t *testing.T, s setup) {
-		oras := newClient(t, "oras", orasInstall)
+		oras := newClient(t, "oras", orasInstall, s.env()...)
 		if s.user != "" {
-			oras.login(s.password, "login", "--plain-http", "-u", s.user, "--password-stdin", s.srv.Addr)
+			oras.login(s.password, "login", s.flag("--plain-http"), "-u", s.user, "--password-stdin", s.srv.Addr)
 		}
 		repo := s.srv.Addr + "/clients/oras"
 		oras.file("notes.txt", "release notes\n")
-		oras.run("push", "--plain-http", repo+":v1", "--artifact-type", "application/vnd.lading.test", "notes.txt:text/plain")
+		oras.run("push", s.flag("--plain-http"), repo+":v1", "--artifact-type", "application/vnd.lading.test", "notes.txt:text/plain")
 
-		oras.run("pull", "--plain-http", repo+":v1", "-o", "pulled")
+		oras.run("pull", s.flag("--plain-http"), repo+":v1", "-o", "pulled")
 		if got := oras.read("pulled/notes.txt"); got != "release notes\n" {
 			t.Fatalf("pulled %q", got)
 		}
-		mustContain(t, "repo tags", oras.run("repo", "tags", "--plain-http", repo), "v1")
+		mustContain(t, "repo tags", oras.run("repo", "tags", s.flag("--plain-http"), repo), "v1")
 
 		// A referrer, found through the referrers API.
 		oras.file("sig.txt", "signed\n")
-		oras.run("attach", "--plain-http", repo+":v1", "--artifact-type", "application/vnd.lading.sig", "sig.txt:text/plain")
+		oras.run("attach", s.flag("--plain-http"), repo+":v1", "--artifact-type", "application/vnd.lading.sig", "sig.txt:text/plain")
 		var tree struct {
 			Digest    string `json:"digest"`
 			Referrers []struct {
@@ -214,7 +321,7 @@ func TestOras(t *testing.T) {
 				ArtifactType string `json:"artifactType"`
 			} `json:"referrers"`
 		}
-		if err := json.Unmarshal([]byte(oras.run("discover", "--plain-http", "--format", "json", repo+":v1")), &tree); err != nil {
+		if err := json.Unmarshal([]byte(oras.run("discover", s.flag("--plain-http"), "--format", "json", repo+":v1")), &tree); err != nil {
 			t.Fatal(err)
 		}
 		if len(tree.Referrers) != 1 || tree.Referrers[0].ArtifactType != "application/vnd.lading.sig" {
@@ -223,21 +330,21 @@ func TestOras(t *testing.T) {
 
 		// A copy with its referrers to another repository mounts the blobs.
 		copied := s.srv.Addr + "/clients/copy"
-		mustContain(t, "cp", oras.run("cp", "-r", "--from-plain-http", "--to-plain-http", repo+":v1", copied+":v1"), "Mounted")
-		mustContain(t, "discover after cp", oras.run("discover", "--plain-http", "--format", "json", copied+":v1"), tree.Referrers[0].Digest)
-		mustContain(t, "repo ls", oras.run("repo", "ls", "--plain-http", s.srv.Addr+"/clients"), "oras", "copy")
+		mustContain(t, "cp", oras.run("cp", "-r", s.flag("--from-plain-http"), s.flag("--to-plain-http"), repo+":v1", copied+":v1"), "Mounted")
+		mustContain(t, "discover after cp", oras.run("discover", s.flag("--plain-http"), "--format", "json", copied+":v1"), tree.Referrers[0].Digest)
+		mustContain(t, "repo ls", oras.run("repo", "ls", s.flag("--plain-http"), s.srv.Addr+"/clients"), "oras", "copy")
 
 		// Deleting the referrer takes it out of the referrers list.
-		oras.run("manifest", "delete", "--plain-http", "--force", repo+"@"+tree.Referrers[0].Digest)
-		if out := oras.run("discover", "--plain-http", "--format", "json", repo+":v1"); strings.Contains(out, tree.Referrers[0].Digest) {
+		oras.run("manifest", "delete", s.flag("--plain-http"), "--force", repo+"@"+tree.Referrers[0].Digest)
+		if out := oras.run("discover", s.flag("--plain-http"), "--format", "json", repo+":v1"); strings.Contains(out, tree.Referrers[0].Digest) {
 			t.Fatalf("deleted referrer still listed:\n%s", out)
 		}
-		if out, err := oras.try("manifest", "fetch", "--plain-http", repo+"@"+tree.Referrers[0].Digest); err == nil {
+		if out, err := oras.try("manifest", "fetch", s.flag("--plain-http"), repo+"@"+tree.Referrers[0].Digest); err == nil {
 			t.Fatalf("deleted manifest fetched:\n%s", out)
 		}
 		if s.user != "" {
 			oras.run("logout", s.srv.Addr)
-			if out, err := oras.try("pull", "--plain-http", repo+":v1", "-o", "anonymous"); err == nil {
+			if out, err := oras.try("pull", s.flag("--plain-http"), repo+":v1", "-o", "anonymous"); err == nil {
 				t.Fatalf("pulled without credentials:\n%s", out)
 			}
 		}
@@ -247,33 +354,37 @@ func TestOras(t *testing.T) {
 func TestHelm(t *testing.T) {
 	eachSetup(t, func(t *testing.T, s setup) {
 		home := t.TempDir()
-		helm := newClient(t, "helm", helmInstall, "HELM_CACHE_HOME="+filepath.Join(home, "cache"),
-			"HELM_CONFIG_HOME="+filepath.Join(home, "config"), "HELM_DATA_HOME="+filepath.Join(home, "data"))
+		helm := newClient(t, "helm", helmInstall, append(s.env(), "HELM_CACHE_HOME="+filepath.Join(home, "cache"),
+			"HELM_CONFIG_HOME="+filepath.Join(home, "config"), "HELM_DATA_HOME="+filepath.Join(home, "data"))...)
 		if s.user != "" {
-			helm.login(s.password, "registry", "login", "--plain-http", "-u", s.user, "--password-stdin", s.srv.Addr)
+			helm.login(s.password, "registry", "login", s.flag("--plain-http"), "-u", s.user, "--password-stdin", s.srv.Addr)
 		}
 		helm.run("create", "lading-chart")
 		helm.run("package", "lading-chart", "-d", "packaged")
 		const chart = "lading-chart-0.1.0.tgz"
-		helm.run("push", filepath.Join("packaged", chart), "oci://"+s.srv.Addr+"/charts", "--plain-http")
+		helm.run("push", filepath.Join("packaged", chart), "oci://"+s.srv.Addr+"/charts", s.flag("--plain-http"))
 
 		ref := "oci://" + s.srv.Addr + "/charts/lading-chart"
-		mustContain(t, "show chart", helm.run("show", "chart", ref, "--version", "0.1.0", "--plain-http"), "name: lading-chart", "version: 0.1.0")
+		mustContain(t, "show chart", helm.run("show", "chart", ref, "--version", "0.1.0", s.flag("--plain-http")), "name: lading-chart", "version: 0.1.0")
 		if err := os.Mkdir(filepath.Join(helm.dir, "pulled"), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		helm.run("pull", ref, "--version", "0.1.0", "--plain-http", "-d", "pulled")
+		helm.run("pull", ref, "--version", "0.1.0", s.flag("--plain-http"), "-d", "pulled")
 		if helm.read(filepath.Join("pulled", chart)) != helm.read(filepath.Join("packaged", chart)) {
 			t.Fatal("pulled chart differs from the pushed one")
 		}
-		mustContain(t, "template", helm.run("template", "release", ref, "--version", "0.1.0", "--plain-http"), "kind: Deployment")
+		mustContain(t, "template", helm.run("template", "release", ref, "--version", "0.1.0", s.flag("--plain-http")), "kind: Deployment")
 	})
 }
 
 func TestRegctl(t *testing.T) {
 	eachSetup(t, func(t *testing.T, s setup) {
-		regctl := newClient(t, "regctl", regctlInstall)
-		regctl.run("registry", "set", s.srv.Addr, "--tls", "disabled")
+		regctl := newClient(t, "regctl", regctlInstall, s.env()...)
+		tls := "disabled"
+		if s.ca != "" {
+			tls = "enabled"
+		}
+		regctl.run("registry", "set", s.srv.Addr, "--tls", tls)
 		if s.user != "" {
 			regctl.login(s.password, "registry", "login", "-u", s.user, "--pass-stdin", s.srv.Addr)
 		}
@@ -345,9 +456,9 @@ func containersEnv(t *testing.T) string {
 
 func TestSkopeo(t *testing.T) {
 	eachSetup(t, func(t *testing.T, s setup) {
-		skopeo := newClient(t, "skopeo", skopeoInstall, containersEnv(t))
+		skopeo := newClient(t, "skopeo", skopeoInstall, append(s.env(), containersEnv(t))...)
 		if s.user != "" {
-			skopeo.login(s.password, "login", "--tls-verify=false", "-u", s.user, "--password-stdin", s.srv.Addr)
+			skopeo.login(s.password, "login", s.flag("--tls-verify=false"), "-u", s.user, "--password-stdin", s.srv.Addr)
 		}
 		src := "docker://" + s.srv.Addr + "/clients/src"
 		d := pushImage(t, s, s.srv.Addr+"/clients/src:v1", 64<<10)
@@ -355,7 +466,7 @@ func TestSkopeo(t *testing.T) {
 			Digest string
 			Layers []string
 		}
-		if err := json.Unmarshal([]byte(skopeo.run("inspect", "--tls-verify=false", src+":v1")), &info); err != nil {
+		if err := json.Unmarshal([]byte(skopeo.run("inspect", s.flag("--tls-verify=false"), src+":v1")), &info); err != nil {
 			t.Fatal(err)
 		}
 		if info.Digest != d.String() || len(info.Layers) != 3 {
@@ -364,24 +475,24 @@ func TestSkopeo(t *testing.T) {
 		// Registry to registry, to an OCI layout and back, converting to
 		// OCI media types on the way.
 		dst := "docker://" + s.srv.Addr + "/clients/dst"
-		skopeo.run("copy", "--insecure-policy", "--src-tls-verify=false", "--dest-tls-verify=false", src+":v1", dst+":v1")
-		skopeo.run("copy", "--insecure-policy", "--src-tls-verify=false", dst+":v1", "oci:layout:v1")
-		skopeo.run("copy", "--insecure-policy", "--dest-tls-verify=false", "--format", "oci", "oci:layout:v1", dst+":oci")
-		mustContain(t, "inspect --raw", skopeo.run("inspect", "--raw", "--tls-verify=false", dst+":oci"), "application/vnd.oci.image.manifest.v1+json")
+		skopeo.run("copy", "--insecure-policy", s.flag("--src-tls-verify=false"), s.flag("--dest-tls-verify=false"), src+":v1", dst+":v1")
+		skopeo.run("copy", "--insecure-policy", s.flag("--src-tls-verify=false"), dst+":v1", "oci:layout:v1")
+		skopeo.run("copy", "--insecure-policy", s.flag("--dest-tls-verify=false"), "--format", "oci", "oci:layout:v1", dst+":oci")
+		mustContain(t, "inspect --raw", skopeo.run("inspect", "--raw", s.flag("--tls-verify=false"), dst+":oci"), "application/vnd.oci.image.manifest.v1+json")
 		var tags struct{ Tags []string }
-		if err := json.Unmarshal([]byte(skopeo.run("list-tags", "--tls-verify=false", dst)), &tags); err != nil {
+		if err := json.Unmarshal([]byte(skopeo.run("list-tags", s.flag("--tls-verify=false"), dst)), &tags); err != nil {
 			t.Fatal(err)
 		}
 		if slices.Sort(tags.Tags); !slices.Equal(tags.Tags, []string{"oci", "v1"}) {
 			t.Fatalf("tags %v", tags.Tags)
 		}
-		skopeo.run("delete", "--tls-verify=false", dst+":v1")
-		if out, err := skopeo.try("inspect", "--tls-verify=false", dst+":v1"); err == nil {
+		skopeo.run("delete", s.flag("--tls-verify=false"), dst+":v1")
+		if out, err := skopeo.try("inspect", s.flag("--tls-verify=false"), dst+":v1"); err == nil {
 			t.Fatalf("deleted image still there:\n%s", out)
 		}
 		if s.user != "" {
 			skopeo.run("logout", s.srv.Addr)
-			if out, err := skopeo.try("inspect", "--tls-verify=false", src+":v1"); err == nil {
+			if out, err := skopeo.try("inspect", s.flag("--tls-verify=false"), src+":v1"); err == nil {
 				t.Fatalf("inspected without credentials:\n%s", out)
 			}
 		}
@@ -390,7 +501,7 @@ func TestSkopeo(t *testing.T) {
 
 func TestCosign(t *testing.T) {
 	eachSetup(t, func(t *testing.T, s setup) {
-		cosign := newClient(t, "cosign", cosignInstall, "COSIGN_PASSWORD=", "COSIGN_YES=true")
+		cosign := newClient(t, "cosign", cosignInstall, append(s.env(), "COSIGN_PASSWORD=", "COSIGN_YES=true")...)
 		if s.user != "" {
 			cosign.run("login", "-u", s.user, "-p", s.password, s.srv.Addr)
 		}
@@ -398,7 +509,7 @@ func TestCosign(t *testing.T) {
 		d := pushImage(t, s, ref+":v1", 64<<10)
 		byDigest := ref + "@" + d.String()
 		cosign.run("generate-key-pair")
-		insecure := []string{"--allow-http-registry", "--allow-insecure-registry"}
+		insecure := []string{s.flag("--allow-http-registry"), s.flag("--allow-insecure-registry")}
 
 		// The classic scheme: the signature under a tag named after the digest.
 		cosign.run(append([]string{"sign", "--key", "cosign.key", "--tlog-upload=false"}, append(insecure, byDigest)...)...)
@@ -433,14 +544,18 @@ func TestPodman(t *testing.T) {
 	asRoot(t)
 	eachSetup(t, func(t *testing.T, s setup) {
 		store := t.TempDir()
-		// The machine's registries are not read; the test's own is plain
-		// HTTP, which podman's `manifest inspect` learns only from this
-		// file.
+		// The machine's registries are not read. Plain HTTP is allowed
+		// here, where podman's `manifest inspect`, which has no flag for
+		// it, learns it.
 		conf := filepath.Join(store, "registries.conf")
-		if err := os.WriteFile(conf, []byte("[[registry]]\nlocation = \""+s.srv.Addr+"\"\ninsecure = true\n"), 0o644); err != nil {
+		registries := ""
+		if s.ca == "" {
+			registries = "[[registry]]\nlocation = \"" + s.srv.Addr + "\"\ninsecure = true\n"
+		}
+		if err := os.WriteFile(conf, []byte(registries), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		podman := newClient(t, "podman", podmanInstall, "CONTAINERS_REGISTRIES_CONF="+conf, containersEnv(t))
+		podman := newClient(t, "podman", podmanInstall, append(s.env(), "CONTAINERS_REGISTRIES_CONF="+conf, containersEnv(t))...)
 		global := []string{"--root", filepath.Join(store, "root"), "--runroot", filepath.Join(store, "run"),
 			"--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "none"}
 		p := func(args ...string) string {
@@ -448,39 +563,52 @@ func TestPodman(t *testing.T) {
 			return podman.run(append(global, args...)...)
 		}
 		if s.user != "" {
-			podman.login(s.password, append(global, "login", "--tls-verify=false", "-u", s.user, "--password-stdin", s.srv.Addr)...)
+			podman.login(s.password, append(global, "login", s.flag("--tls-verify=false"), "-u", s.user, "--password-stdin", s.srv.Addr)...)
 		}
 		addr := s.srv.Addr
 		src := addr + "/clients/src"
 		d := pushImage(t, s, src+":v1", 64<<10)
-		p("pull", "--tls-verify=false", src+"@"+d.String())
+		p("pull", s.flag("--tls-verify=false"), src+"@"+d.String())
 		p("tag", src+"@"+d.String(), addr+"/clients/podman:oci", addr+"/clients/podman:docker")
-		p("push", "--tls-verify=false", "--format", "oci", addr+"/clients/podman:oci")
-		p("push", "--tls-verify=false", "--format", "v2s2", addr+"/clients/podman:docker")
+		p("push", s.flag("--tls-verify=false"), "--format", "oci", addr+"/clients/podman:oci")
+		p("push", s.flag("--tls-verify=false"), "--format", "v2s2", addr+"/clients/podman:docker")
 
 		// A manifest list, pushed with its images.
 		list := addr + "/clients/podman-list:v1"
 		p("manifest", "create", list)
-		p("manifest", "add", "--tls-verify=false", list, "docker://"+src+"@"+d.String())
-		p("manifest", "push", "--tls-verify=false", "--all", list, "docker://"+list)
+		p("manifest", "add", s.flag("--tls-verify=false"), list, "docker://"+src+"@"+d.String())
+		p("manifest", "push", s.flag("--tls-verify=false"), "--all", list, "docker://"+list)
 		mustContain(t, "inspect list", p("manifest", "inspect", list), d.String())
 
 		// Both formats pull back whole into an empty store.
 		p("rmi", "--all", "--force")
-		p("pull", "--tls-verify=false", addr+"/clients/podman:oci", addr+"/clients/podman:docker")
+		p("pull", s.flag("--tls-verify=false"), addr+"/clients/podman:oci", addr+"/clients/podman:docker")
 		mustContain(t, "manifest types", p("image", "inspect", "--format", "{{.ManifestType}}", addr+"/clients/podman:oci", addr+"/clients/podman:docker"),
 			"application/vnd.oci.image.manifest.v1+json", "application/vnd.docker.distribution.manifest.v2+json")
-		mustContain(t, "search", p("search", "--tls-verify=false", addr+"/clients/podman"), "clients/podman")
+		mustContain(t, "search", p("search", s.flag("--tls-verify=false"), addr+"/clients/podman"), "clients/podman")
 	})
 }
 
 func TestContainerd(t *testing.T) {
 	asRoot(t)
 	eachSetup(t, func(t *testing.T, s setup) {
-		ctr := startContainerd(t)
+		ctr := startContainerd(t, s.env())
 		var creds []string
 		if s.user != "" {
 			creds = []string{"--user", s.user + ":" + s.password}
+		}
+		if s.ca != "" {
+			// ctr speaks plain HTTP to any loopback address unless a
+			// hosts.toml names the scheme.
+			hosts := t.TempDir()
+			toml := "server = \"https://" + s.srv.Addr + "\"\n[host.\"https://" + s.srv.Addr + "\"]\n  ca = \"" + s.ca + "\"\n"
+			if err := os.MkdirAll(filepath.Join(hosts, s.srv.Addr), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(hosts, s.srv.Addr, "hosts.toml"), []byte(toml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			creds = append(creds, "--hosts-dir", hosts)
 		}
 		c := func(args ...string) string {
 			t.Helper()
@@ -491,21 +619,21 @@ func TestContainerd(t *testing.T) {
 		}
 		src := s.srv.Addr + "/clients/src"
 		d := pushImage(t, s, src+":v1", 64<<10)
-		c("images", "pull", "--plain-http", "--snapshotter", "native", src+":v1")
+		c("images", "pull", s.flag("--plain-http"), "--snapshotter", "native", src+":v1")
 		mustContain(t, "images ls", c("images", "ls"), d.String())
 		dst := s.srv.Addr + "/clients/containerd:v1"
 		c("images", "tag", src+":v1", dst)
-		c("images", "push", "--plain-http", dst)
+		c("images", "push", s.flag("--plain-http"), dst)
 		c("images", "rm", src+":v1", dst)
 		c("content", "prune", "references")
-		c("images", "pull", "--plain-http", "--snapshotter", "native", dst)
+		c("images", "pull", s.flag("--plain-http"), "--snapshotter", "native", dst)
 		mustContain(t, "pulled back", c("images", "ls"), d.String())
 	})
 }
 
 // startContainerd runs a containerd daemon of the test's own, with its
 // state in the test's directory, and returns ctr speaking to it.
-func startContainerd(t *testing.T) *client {
+func startContainerd(t *testing.T, env []string) *client {
 	t.Helper()
 	containerd := testenv.Tool(t, "containerd", ctrInstall)
 	dir := t.TempDir()
@@ -536,7 +664,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 			t.Logf("containerd:\n%s", log.String())
 		}
 	})
-	ctr := newClient(t, "ctr", ctrInstall, "CONTAINERD_ADDRESS="+sock)
+	ctr := newClient(t, "ctr", ctrInstall, append(env, "CONTAINERD_ADDRESS="+sock)...)
 	for deadline := time.Now().Add(20 * time.Second); ; {
 		_, err := ctr.try("version")
 		if err == nil {
