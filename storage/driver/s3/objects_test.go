@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"path"
 	"strings"
 	"sync"
 	"testing"
@@ -251,5 +253,43 @@ func TestNewRefusesServerIgnoringIfNoneMatch(t *testing.T) {
 	cfg.Endpoint = srv.Endpoint
 	if _, err := New(context.Background(), cfg); err != nil {
 		t.Fatalf("New on the server itself: %v", err)
+	}
+}
+
+// TestPutBesideDeletes writes into new folders while other objects in them
+// come and go, as concurrent uploads into a new repository do. A server
+// that keeps objects as files (versitygw) prunes a folder a delete emptied,
+// and a write racing that prune is refused with ExistingObjectIsDirectory
+// although no directory holds its key; the write is retried, never failed.
+func TestPutBesideDeletes(t *testing.T) {
+	d := newTestDriver(t, testenv.S3(t), "")
+	ctx := context.Background()
+	for i := range 300 {
+		dir := fmt.Sprintf("/repositories/r%d", i)
+		var wg sync.WaitGroup
+		errs := make(chan error, 4)
+		for w := range 2 {
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				p := fmt.Sprintf("%s/_uploads/u%d/data", dir, w)
+				if err := d.PutContent(ctx, p, []byte("session")); err != nil {
+					errs <- err
+					return
+				}
+				errs <- d.Delete(ctx, path.Dir(p))
+			}()
+			go func() {
+				defer wg.Done()
+				errs <- d.PutContent(ctx, fmt.Sprintf("%s/_layers/sha256/l%d", dir, w), nil)
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatalf("folder %s: %v", dir, err)
+			}
+		}
 	}
 }

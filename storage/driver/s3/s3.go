@@ -68,7 +68,12 @@ func New(ctx context.Context, cfg Config, opts ...func(*s3.Options)) (*Driver, e
 	loadOpts := []func(*config.LoadOptions) error{
 		config.WithHTTPClient(httpClient()),
 		config.WithRetryer(func() aws.Retryer {
-			return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = maxAttempts })
+			r := retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = maxAttempts })
+			// A server keeping objects as files (versitygw) refuses a write
+			// that races the pruning of a folder another delete emptied
+			// as if a directory held the key; the same write then goes
+			// through. Create still reads a lasting refusal as a taken key.
+			return retry.AddWithErrorCodes(r, "ExistingObjectIsDirectory")
 		}),
 		// Only checksums S3 requires: self-hosted servers differ in which
 		// optional ones (and trailing, aws-chunked bodies) they accept.
