@@ -25,7 +25,7 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "test.sh: installing ${missing[*]}" >&2
 	as_root apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 	# The packages start system-wide servers; the tests start their own.
 	as_root systemctl stop redis-server containerd >/dev/null 2>&1 || true
 fi
@@ -34,7 +34,7 @@ fi
 # the Go bin directory, unless that exact build is there already.
 go_tool() {
 	local bin="$GOBIN_DIR/$(basename "$2")"
-	if ! go version -m "$bin" 2>/dev/null | grep -Eq "^\s+mod\s+$1\s+$3\b"; then
+	if ! go version -m "$bin" 2>/dev/null | grep -Eq "^[[:space:]]+mod[[:space:]]+$1[[:space:]]+$3([[:space:]]|$)"; then
 		echo "test.sh: building $2@$3" >&2
 		go install "$2@$3"
 	fi

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"testing"
 )
 
@@ -72,3 +73,8 @@ func Tool(t testing.TB, name, install string) string {
 	}
 	return path
 }
+
+// DieWithParent makes the kernel kill cmd's process when the test binary
+// dies, on Linux, as the servers started here are: for a test's own
+// daemons.
+func DieWithParent(cmd *exec.Cmd) { cmd.SysProcAttr = dieWithParent() }
