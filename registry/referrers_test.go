@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -133,5 +134,89 @@ func TestReferrersOfUnknownRepositoryAreEmpty(t *testing.T) {
 		if err != nil || got == nil || len(got) != 0 {
 			t.Fatalf("%#v %v", got, err)
 		}
+	})
+}
+
+// TestReferrersPages lists many referrers in pages bounded by size and by
+// entries read: each page fits its bound, and the pages, followed from one
+// to the next, give every referrer once, in digest order.
+func TestReferrersPages(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, reg *Registry) {
+		f := newFixture(t, reg, "paged")
+		payload, d := f.pushImage("v1")
+		subject := v1.Descriptor{MediaType: MediaTypeOCIManifest, Digest: d, Size: int64(len(payload))}
+		var want []digest.Digest
+		var sigs []digest.Digest
+		for i := range 23 {
+			at := sbomType
+			if i%4 == 0 {
+				at = sigType
+			}
+			m := f.put(fmt.Sprintf("r%d", i), mustJSON(t, f.artifact(subject, at, map[string]string{"n": strings.Repeat("x", 10*i)})))
+			want = append(want, m.Descriptor.Digest)
+			if at == sigType {
+				sigs = append(sigs, m.Descriptor.Digest)
+			}
+		}
+		slices.Sort(want)
+		slices.Sort(sigs)
+
+		lower := func(bytes, read, batch int) {
+			wasBytes, wasRead, wasBatch := maxReferrersBytes, maxReferrersRead, referrersBatch
+			maxReferrersBytes, maxReferrersRead, referrersBatch = bytes, read, batch
+			t.Cleanup(func() { maxReferrersBytes, maxReferrersRead, referrersBatch = wasBytes, wasRead, wasBatch })
+		}
+		follow := func(artifactType string) (all []digest.Digest, pages int) {
+			var last digest.Digest
+			for {
+				page, next, err := f.ms.ReferrersPage(f.ctx, d, artifactType, last)
+				if err != nil {
+					t.Fatal(err)
+				}
+				size := 0
+				for _, desc := range page {
+					size += len(mustJSON(t, desc)) + 1
+					all = append(all, desc.Digest)
+				}
+				if size > maxReferrersBytes && len(page) > 1 {
+					t.Fatalf("page of %d bytes over its bound of %d", size, maxReferrersBytes)
+				}
+				pages++
+				if next == "" {
+					return all, pages
+				}
+				if next == last {
+					t.Fatal("a page led back to itself")
+				}
+				last = next
+			}
+		}
+
+		all, pages := follow("")
+		if !slices.Equal(all, want) || pages != 1 {
+			t.Fatalf("one page: %d pages, %v, want %v", pages, all, want)
+		}
+		// About three descriptors a page, read three entries at a time.
+		lower(3*len(mustJSON(t, v1.Descriptor{MediaType: MediaTypeOCIManifest, Digest: d, Size: 1000, ArtifactType: sbomType, Annotations: map[string]string{"n": strings.Repeat("x", 100)}})), 10000, 3)
+		all, pages = follow("")
+		if !slices.Equal(all, want) || pages < 5 {
+			t.Fatalf("paged by size: %d pages, %v, want %v", pages, all, want)
+		}
+		filtered, _ := follow(sigType)
+		if !slices.Equal(filtered, sigs) {
+			t.Fatalf("paged with a filter: %v, want %v", filtered, sigs)
+		}
+		// Few matches among many entries: pages end after the entries read.
+		lower(1<<20, 5, 2)
+		filtered, pages = follow(sigType)
+		if !slices.Equal(filtered, sigs) || pages < 4 {
+			t.Fatalf("paged by entries read: %d pages, %v, want %v", pages, filtered, sigs)
+		}
+		// Past the end, and a bad marker.
+		if page, next, err := f.ms.ReferrersPage(f.ctx, d, "", want[len(want)-1]); err != nil || len(page) != 0 || next != "" {
+			t.Fatalf("after the last referrer: %v %q %v", page, next, err)
+		}
+		_, _, err := f.ms.ReferrersPage(f.ctx, d, "", "sha256:short")
+		wantErrCode(t, err, CodeDigestInvalid)
 	})
 }

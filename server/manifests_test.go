@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -181,4 +182,54 @@ func TestReferrers(t *testing.T) {
 		t.Fatal("referrers of a referrer")
 	}
 	list("/v2/nowhere/referrers/" + sd.String())
+}
+
+// TestReferrersPaged has referrers whose descriptors together pass the
+// 4 MiB a client reads of one response: they come in pages joined by Link
+// headers, each under that size, every referrer once, the filter kept.
+func TestReferrersPaged(t *testing.T) {
+	h := newHandler(t, Options{})
+	subject := imageManifest(t, h, "a", nil)
+	sd := digest.FromBytes(subject)
+	wantStatus(t, putManifest(t, h, "a", "base", subject), 201, "")
+	const at = "application/vnd.example.big"
+	want := map[string]bool{}
+	for i := range 4 {
+		referrer := imageManifest(t, h, "a", func(m *v1.Manifest) {
+			m.ArtifactType = at
+			m.Subject = &v1.Descriptor{MediaType: v1.MediaTypeImageManifest, Digest: sd, Size: int64(len(subject))}
+			m.Annotations = map[string]string{"payload": strings.Repeat(strconv.Itoa(i), 1500<<10)}
+		})
+		wantStatus(t, putManifest(t, h, "a", digest.FromBytes(referrer).String(), referrer), 201, "")
+		want[digest.FromBytes(referrer).String()] = true
+	}
+	for _, target := range []string{"/v2/a/referrers/" + sd.String(), "/v2/a/referrers/" + sd.String() + "?artifactType=" + at} {
+		pages := 0
+		got := collectPages(t, h, target, func(b []byte) []string {
+			if len(b) > 4<<20 {
+				t.Fatalf("a page of %d bytes", len(b))
+			}
+			pages++
+			var idx v1.Index
+			if err := json.Unmarshal(b, &idx); err != nil {
+				t.Fatal(err)
+			}
+			var ds []string
+			for _, m := range idx.Manifests {
+				if m.ArtifactType != at {
+					t.Fatalf("referrer of type %q", m.ArtifactType)
+				}
+				ds = append(ds, m.Digest.String())
+			}
+			return ds
+		})
+		if len(got) != len(want) || pages < 2 {
+			t.Fatalf("%s: %d referrers in %d pages, want %d in several", target, len(got), pages, len(want))
+		}
+		for _, d := range got {
+			if !want[d] {
+				t.Fatalf("%s: unexpected or repeated referrer %s", target, d)
+			}
+		}
+	}
 }

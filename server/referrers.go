@@ -3,7 +3,9 @@ package server
 import (
 	"errors"
 	"net/http"
+	"net/url"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -19,12 +21,19 @@ func (h *handlers) referrers(w http.ResponseWriter, r *http.Request, rt Route) e
 	if err != nil {
 		return err
 	}
-	artifactType := r.URL.Query().Get("artifactType")
-	descs, err := repo.Manifests().Referrers(r.Context(), subject, artifactType)
+	q := r.URL.Query()
+	artifactType := q.Get("artifactType")
+	var last digest.Digest
+	if l := q.Get("last"); l != "" {
+		if last, err = registry.ParseDigest(l); err != nil {
+			return err
+		}
+	}
+	descs, next, err := repo.Manifests().ReferrersPage(r.Context(), subject, artifactType, last)
 	switch {
 	case errors.Is(err, registry.ErrNameUnknown), errors.Is(err, registry.ErrManifestUnknown):
 		// The spec answers an unknown subject with an empty index.
-		descs = nil
+		descs, next = nil, ""
 	case err != nil:
 		return err
 	}
@@ -33,6 +42,14 @@ func (h *handlers) referrers(w http.ResponseWriter, r *http.Request, rt Route) e
 	}
 	if artifactType != "" {
 		w.Header().Set("OCI-Filters-Applied", "artifactType")
+	}
+	if next != "" {
+		// A list that does not fit one response goes on in the next.
+		q := url.Values{"last": {next.String()}}
+		if artifactType != "" {
+			q.Set("artifactType", artifactType)
+		}
+		w.Header().Set("Link", "</v2/"+rt.Repository+"/referrers/"+subject.String()+"?"+q.Encode()+`>; rel="next"`)
 	}
 	index := v1.Index{
 		Versioned: specs.Versioned{SchemaVersion: 2},
