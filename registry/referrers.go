@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -34,6 +35,9 @@ func (ms *ManifestStore) Referrers(ctx context.Context, subject digest.Digest, a
 		if next == "" {
 			return out, nil
 		}
+		if next == last {
+			return nil, errors.New("registry: referrers of " + subject.String() + " do not page on past " + last.String())
+		}
 		last = next
 	}
 }
@@ -46,7 +50,7 @@ func (ms *ManifestStore) Referrers(ctx context.Context, subject digest.Digest, a
 var (
 	maxReferrersBytes = 4<<20 - 1<<10 // the descriptors' JSON, the index around them aside
 	maxReferrersRead  = 10000
-	referrersBatch    = 256
+	referrersBatch    = 256 // entries read at once
 )
 
 // ReferrersPage lists the referrers of subject in digest order, starting
@@ -57,7 +61,6 @@ func (ms *ManifestStore) ReferrersPage(ctx context.Context, subject digest.Diges
 	if _, err := ParseDigest(string(subject)); err != nil {
 		return nil, "", err
 	}
-	dir := referrersPath(ms.repo.name, subject)
 	from := ""
 	if last != "" {
 		if _, err := ParseDigest(string(last)); err != nil {
@@ -67,53 +70,81 @@ func (ms *ManifestStore) ReferrersPage(ctx context.Context, subject digest.Diges
 	}
 	page = []v1.Descriptor{}
 	size, read := 0, 0
-	for {
-		entries, more, err := walkPage(ctx, ms.driver(), dir, from, referrersBatch)
+	// take adds a batch of entries, in order, to the page, until the page
+	// is full: next then names the last entry it covers. cut says the
+	// batch did not fit whole.
+	take := func(batch []string) (cut bool, err error) {
+		descs, err := ms.readReferrers(ctx, batch)
 		if err != nil {
-			return nil, "", err
-		}
-		descs, err := ms.readReferrers(ctx, entries)
-		if err != nil {
-			return nil, "", err
+			return false, err
 		}
 		for i, d := range descs {
+			r, ok := digestAt(batch[i], 1)
+			if !ok {
+				continue // not an entry Lading wrote
+			}
 			if d != nil && (artifactType == "" || d.ArtifactType == artifactType) {
-				b, err := json.Marshal(d)
+				b, err := MarshalUnescaped(d)
 				if err != nil {
-					return nil, "", err
+					return false, err
 				}
 				if size += len(b) + 1; size > maxReferrersBytes && len(page) > 0 {
-					// The page ends before this one, after the last read.
-					return page, last, nil
+					next = last // the page ends before this one
+					return true, nil
 				}
 				page = append(page, *d)
 			}
-			last = referrerAt(entries[i], last)
+			last = r
 		}
-		read += len(entries)
-		if !more {
-			return page, "", nil
+		// A page reads a bounded number of entries, once it covers one.
+		if read += len(batch); read >= maxReferrersRead && last != "" && referrerPath(ms.repo.name, subject, last) != from {
+			next = last
 		}
-		if read >= maxReferrersRead {
-			return page, last, nil
-		}
-		from = entries[len(entries)-1]
+		return false, nil
 	}
+	var batch []string
+	more := false
+	err = ms.driver().Walk(ctx, referrersPath(ms.repo.name, subject), from, func(fi driver.FileInfo) error {
+		if next != "" {
+			more = true // an entry past a full page
+			return driver.ErrStopWalk
+		}
+		if batch = append(batch, fi.Path); len(batch) < referrersBatch {
+			return nil
+		}
+		cut, err := take(batch)
+		batch = batch[:0]
+		if cut {
+			more = true
+			return driver.ErrStopWalk
+		}
+		return err
+	})
+	if err != nil && !driver.IsNotFound(err) {
+		return nil, "", err
+	}
+	if next == "" && len(batch) > 0 {
+		if more, err = take(batch); err != nil {
+			return nil, "", err
+		}
+	}
+	if !more {
+		next = ""
+	}
+	return page, next, nil
 }
 
-// walkPage returns up to n paths below dir after from, and whether more
-// remain.
-func walkPage(ctx context.Context, drv driver.Driver, dir, from string, n int) ([]string, bool, error) {
-	return page(ctx, drv, dir, from, n, func(p string) (string, bool) { return p, true })
-}
-
-// referrerAt is the referrer's digest in an entry's path (…/<alg>/<hex>);
-// fallback when the path names none.
-func referrerAt(entry string, fallback digest.Digest) digest.Digest {
-	if d, ok := digestAt(entry, 1); ok {
-		return d
+// MarshalUnescaped is json.Marshal without its escaping of <, > and &
+// (six bytes each), which would let a page of referrers outgrow its bound:
+// the referrers index is written with it.
+func MarshalUnescaped(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
 	}
-	return fallback
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // readReferrers reads the entries' descriptors, nil for one deleted since

@@ -160,6 +160,13 @@ func TestReferrersPages(t *testing.T) {
 		}
 		slices.Sort(want)
 		slices.Sort(sigs)
+		// Objects Lading did not write, first and among the entries, are
+		// passed over.
+		for _, junk := range []string{"/sha256/0", "/sha256/" + want[2].Encoded()[:10], "/sha256/" + want[2].Encoded() + "x", "/zz/1"} {
+			if err := reg.driver.PutContent(f.ctx, referrersPath("paged", d)+junk, mustJSON(t, v1.Descriptor{ArtifactType: sigType})); err != nil {
+				t.Fatal(err)
+			}
+		}
 
 		lower := func(bytes, read, batch int) {
 			wasBytes, wasRead, wasBatch := maxReferrersBytes, maxReferrersRead, referrersBatch

@@ -194,12 +194,21 @@ func TestReferrersPaged(t *testing.T) {
 	wantStatus(t, putManifest(t, h, "a", "base", subject), 201, "")
 	const at = "application/vnd.example.big"
 	want := map[string]bool{}
-	for i := range 4 {
-		referrer := imageManifest(t, h, "a", func(m *v1.Manifest) {
-			m.ArtifactType = at
-			m.Subject = &v1.Descriptor{MediaType: v1.MediaTypeImageManifest, Digest: sd, Size: int64(len(subject))}
-			m.Annotations = map[string]string{"payload": strings.Repeat(strconv.Itoa(i), 1500<<10)}
-		})
+	for i := range 7 {
+		// Sent unescaped, <, > and & are a byte each: json.Marshal would
+		// make each six in the listing, and a page of 4 MiB of them pass
+		// the bound.
+		var m v1.Manifest
+		if err := json.Unmarshal(imageManifest(t, h, "a", nil), &m); err != nil {
+			t.Fatal(err)
+		}
+		m.ArtifactType = at
+		m.Subject = &v1.Descriptor{MediaType: v1.MediaTypeImageManifest, Digest: sd, Size: int64(len(subject))}
+		m.Annotations = map[string]string{"payload": strings.Repeat(strconv.Itoa(i)+"<&>", 225000)}
+		referrer, err := registry.MarshalUnescaped(m)
+		if err != nil {
+			t.Fatal(err)
+		}
 		wantStatus(t, putManifest(t, h, "a", digest.FromBytes(referrer).String(), referrer), 201, "")
 		want[digest.FromBytes(referrer).String()] = true
 	}
@@ -226,10 +235,12 @@ func TestReferrersPaged(t *testing.T) {
 		if len(got) != len(want) || pages < 2 {
 			t.Fatalf("%s: %d referrers in %d pages, want %d in several", target, len(got), pages, len(want))
 		}
+		seen := map[string]bool{}
 		for _, d := range got {
-			if !want[d] {
+			if !want[d] || seen[d] {
 				t.Fatalf("%s: unexpected or repeated referrer %s", target, d)
 			}
+			seen[d] = true
 		}
 	}
 }

@@ -56,6 +56,10 @@ func (h *handlers) referrers(w http.ResponseWriter, r *http.Request, rt Route) e
 		MediaType: v1.MediaTypeImageIndex,
 		Manifests: descs,
 	}
-	writeBody(w, r, http.StatusOK, v1.MediaTypeImageIndex, mustJSON(index))
+	body, err := registry.MarshalUnescaped(index)
+	if err != nil {
+		return err
+	}
+	writeBody(w, r, http.StatusOK, v1.MediaTypeImageIndex, body)
 	return nil
 }
