@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -295,6 +296,10 @@ func pushImage(t *testing.T, s setup, ref string, size int64) v1.Hash {
 	return d
 }
 
+// referrersTag matches the tags of the referrers tag scheme, which cosign's
+// own (sha256-<hex>.sig) do not.
+var referrersTag = regexp.MustCompile(`^sha256-[0-9a-f]{64}$`)
+
 // referredThroughAPI checks that subject (repo@digest) has a referrer of
 // artifactType and that no client fell back to the tag scheme to get it
 // there: clients quietly do when a registry's referrers API fails them, so
@@ -310,7 +315,7 @@ func referredThroughAPI(t *testing.T, s setup, subject, artifactType string) {
 		t.Fatal(err)
 	}
 	for _, tag := range tags {
-		if strings.HasPrefix(tag, "sha256-") {
+		if referrersTag.MatchString(tag) {
 			t.Fatalf("a client fell back to the tag scheme: tag %s in %s", tag, d.Context())
 		}
 	}
@@ -743,4 +748,98 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestCollectBesideClients runs `lading gc` beside a serving lading after
+// the clients have signed, attached and deleted: what a deletion freed
+// goes, and what the clients keep reaching (an image, its cosign
+// signature under a tag, its oras referrer through the API) stays whole.
+func TestCollectBesideClients(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs lading and client programs")
+	}
+	bin := testserver.Build(t, "./cmd/lading")
+	for _, backend := range []string{"filesystem", "s3"} {
+		t.Run(backend, func(t *testing.T) {
+			opts := testserver.Options{Binary: bin}
+			if backend == "s3" {
+				opts.Env = testserver.S3Env(testenv.S3(t))
+			}
+			s := setup{srv: testserver.Start(t, opts)}
+			addr := s.srv.Addr
+			keep := addr + "/clients/keep"
+			kd := pushImage(t, s, keep+":v1", 64<<10)
+			gone := addr + "/clients/gone"
+			gd := pushImage(t, s, gone+":v1", 64<<10)
+			goneLayers := layerDigests(t, s, gone+"@"+gd.String())
+
+			cosign := newClient(t, "cosign", cosignInstall, "COSIGN_PASSWORD=", "COSIGN_YES=true")
+			cosign.run("generate-key-pair")
+			insecure := []string{"--allow-http-registry", "--allow-insecure-registry"}
+			cosign.run(append([]string{"sign", "--key", "cosign.key", "--tlog-upload=false"}, append(insecure, keep+"@"+kd.String())...)...)
+			oras := newClient(t, "oras", orasInstall)
+			oras.file("sbom.json", "{}")
+			oras.run("attach", "--plain-http", "--distribution-spec", "v1.1-referrers-api", keep+":v1", "--artifact-type", "application/vnd.lading.sbom", "sbom.json")
+			skopeo := newClient(t, "skopeo", skopeoInstall, containersEnv(t)...)
+			skopeo.run("delete", "--tls-verify=false", "docker://"+gone+":v1")
+
+			status := func(l v1.Hash) int {
+				resp, err := http.Get(s.srv.URL + "/v2/clients/gone/blobs/" + l.String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			if got := status(goneLayers[0]); got != http.StatusOK {
+				t.Fatalf("a layer of the deleted image before gc: %d", got)
+			}
+
+			gc := exec.Command(bin, "gc", "--grace", "0s", "--untagged", "--window", "10ms")
+			if backend == "filesystem" {
+				gc.Args = append(gc.Args, "--root", s.srv.Root)
+			}
+			gc.Env = append(os.Environ(), opts.Env...)
+			if out, err := gc.CombinedOutput(); err != nil {
+				t.Fatalf("lading gc: %v\n%s", err, out)
+			}
+
+			for _, l := range goneLayers {
+				if got := status(l); got != http.StatusNotFound {
+					t.Fatalf("layer %s of the deleted image: %d after gc", l, got)
+				}
+				if blob, err := os.Stat(filepath.Join(s.srv.Root, "blobs", "sha256", l.Hex[:2], l.Hex)); backend == "filesystem" && err == nil {
+					t.Fatalf("layer %s of the deleted image still stored (%d bytes)", l, blob.Size())
+				}
+			}
+			cosign.run(append([]string{"verify", "--key", "cosign.pub", "--insecure-ignore-tlog"}, append(insecure, keep+":v1")...)...)
+			referredThroughAPI(t, s, keep+"@"+kd.String(), "application/vnd.lading.sbom")
+			skopeo.run("copy", "--insecure-policy", "--src-tls-verify=false", "docker://"+keep+":v1", "dir:kept")
+			if out, err := skopeo.try("inspect", "--tls-verify=false", "docker://"+gone+"@"+gd.String()); err == nil {
+				t.Fatalf("deleted image still there after gc:\n%s", out)
+			}
+		})
+	}
+}
+
+// layerDigests lists the layers of the image at ref.
+func layerDigests(t *testing.T, s setup, ref string) []v1.Hash {
+	t.Helper()
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(r, s.remote(t)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds []v1.Hash
+	for _, l := range m.Layers {
+		ds = append(ds, l.Digest)
+	}
+	return ds
 }
