@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -118,10 +119,7 @@ func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
 	bin := opts.Binary
 	if bin == "" {
-		bin = os.Getenv("LADING_TEST_BINARY")
-	}
-	if bin == "" {
-		bin = Build(t, "./cmd/lading")
+		bin = Binary(t)
 	}
 	root := opts.Root
 	if root == "" {
@@ -278,4 +276,47 @@ func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// Binary is the lading Start runs by default: $LADING_TEST_BINARY (see
+// Main), else one built for the test.
+func Binary(t testing.TB) string {
+	t.Helper()
+	if bin := os.Getenv("LADING_TEST_BINARY"); bin != "" {
+		return bin
+	}
+	return Build(t, "./cmd/lading")
+}
+
+// Main runs a package's tests with lading built once for all of them,
+// unless $LADING_TEST_BINARY names one already: every Start would
+// otherwise link it again, a second or two each. Use it as
+//
+//	func TestMain(m *testing.M) { os.Exit(testserver.Main(m)) }
+func Main(m *testing.M) int {
+	flag.Parse()
+	if testing.Short() || os.Getenv("LADING_TEST_BINARY") != "" {
+		return m.Run()
+	}
+	dir, err := os.MkdirTemp("", "lading-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	root, err := moduleRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	bin := filepath.Join(dir, "lading")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/lading")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build ./cmd/lading: %v\n%s", err, out)
+		return 1
+	}
+	os.Setenv("LADING_TEST_BINARY", bin)
+	defer os.Unsetenv("LADING_TEST_BINARY")
+	return m.Run()
 }

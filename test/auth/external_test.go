@@ -21,7 +21,7 @@ import (
 // loopback address other than the registry's own host:port.
 func TestExternalIssuer(t *testing.T) {
 	issuer, _ := start(t, tokenMode)
-	registry := testserver.Start(t, testserver.Options{Binary: ladingBinary, Env: []string{
+	registry := testserver.Start(t, testserver.Options{Env: []string{
 		"LADING_AUTH_TOKEN_REALM=" + issuer.URL + "/auth/token",
 		"LADING_AUTH_TOKEN_JWKS=" + issuer.URL + "/auth/jwks",
 	}})

@@ -1,11 +1,7 @@
 package authtest
 
 import (
-	"flag"
-	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/lading-registry/lading/internal/testserver"
@@ -45,35 +41,8 @@ rules:
     actions: [pull]
 `
 
-// ladingBinary is built once for all tests of the package: each server
-// start would otherwise link it again.
-var ladingBinary string
-
-func TestMain(m *testing.M) {
-	flag.Parse()
-	os.Exit(runTests(m))
-}
-
-func runTests(m *testing.M) int {
-	if !testing.Short() {
-		ladingBinary = os.Getenv("LADING_TEST_BINARY")
-		if ladingBinary == "" {
-			dir, err := os.MkdirTemp("", "lading-auth-test")
-			if err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				return 1
-			}
-			defer os.RemoveAll(dir)
-			ladingBinary = filepath.Join(dir, "lading")
-			out, err := exec.Command("go", "build", "-o", ladingBinary, "github.com/lading-registry/lading/cmd/lading").CombinedOutput()
-			if err != nil {
-				fmt.Fprintf(os.Stderr, "building lading: %v\n%s", err, out)
-				return 1
-			}
-		}
-	}
-	return m.Run()
-}
+// TestMain builds lading once for every test of the package.
+func TestMain(m *testing.M) { os.Exit(testserver.Main(m)) }
 
 // mode is how clients prove who they are to the server under test.
 type mode string
@@ -98,5 +67,5 @@ func start(t *testing.T, m mode, extraEnv ...string) (*testserver.Server, *Files
 	}
 	env = append(env, "LADING_LOG_LEVEL=debug", "LADING_AUTH_RATELIMIT_BURST=1000")
 	env = append(env, extraEnv...)
-	return testserver.Start(t, testserver.Options{Binary: ladingBinary, Env: env}), files
+	return testserver.Start(t, testserver.Options{Env: env}), files
 }

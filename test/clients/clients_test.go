@@ -758,7 +758,7 @@ func TestCollectBesideClients(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs lading and client programs")
 	}
-	bin := testserver.Build(t, "./cmd/lading")
+	bin := testserver.Binary(t)
 	for _, backend := range []string{"filesystem", "s3"} {
 		t.Run(backend, func(t *testing.T) {
 			opts := testserver.Options{Binary: bin}
