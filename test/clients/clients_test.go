@@ -27,6 +27,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -779,7 +780,14 @@ func TestCollectBesideClients(t *testing.T) {
 			cosign.run(append([]string{"sign", "--key", "cosign.key", "--tlog-upload=false"}, append(insecure, keep+"@"+kd.String())...)...)
 			oras := newClient(t, "oras", orasInstall)
 			oras.file("sbom.json", "{}")
-			oras.run("attach", "--plain-http", "--distribution-spec", "v1.1-referrers-api", keep+":v1", "--artifact-type", "application/vnd.lading.sbom", "sbom.json")
+			var attached struct {
+				Digest string `json:"digest"`
+			}
+			if err := json.Unmarshal([]byte(oras.run("attach", "--plain-http", "--distribution-spec", "v1.1-referrers-api", "--format", "json",
+				keep+":v1", "--artifact-type", "application/vnd.lading.sbom", "sbom.json")), &attached); err != nil {
+				t.Fatal(err)
+			}
+			referrer := attached.Digest
 			skopeo := newClient(t, "skopeo", skopeoInstall, containersEnv(t)...)
 			skopeo.run("delete", "--tls-verify=false", "docker://"+gone+":v1")
 
@@ -791,35 +799,59 @@ func TestCollectBesideClients(t *testing.T) {
 				resp.Body.Close()
 				return resp.StatusCode
 			}
+			stored := func(l v1.Hash) bool {
+				_, err := os.Stat(filepath.Join(s.srv.Root, "blobs", "sha256", l.Hex[:2], l.Hex))
+				return err == nil
+			}
 			if got := status(goneLayers[0]); got != http.StatusOK {
 				t.Fatalf("a layer of the deleted image before gc: %d", got)
+			}
+			if backend == "filesystem" && !stored(goneLayers[0]) {
+				t.Fatal("the layer's file is not where the test looks for it")
 			}
 
 			gc := exec.Command(bin, "gc", "--grace", "0s", "--untagged", "--window", "10ms")
 			if backend == "filesystem" {
 				gc.Args = append(gc.Args, "--root", s.srv.Root)
 			}
-			gc.Env = append(os.Environ(), opts.Env...)
-			if out, err := gc.CombinedOutput(); err != nil {
+			// Only the test's settings: none of the machine's LADING_*.
+			gc.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "LADING_") }), opts.Env...)
+			out, err := gc.CombinedOutput()
+			if err != nil {
 				t.Fatalf("lading gc: %v\n%s", err, out)
 			}
-
+			// The deleted image's three layers and config went, whatever
+			// else: a repository emptied whole also answers 404.
+			if m := regexp.MustCompile(`(\d+) blobs`).FindSubmatch(out); m == nil || atoi(t, string(m[1])) < len(goneLayers)+1 {
+				t.Fatalf("gc removed fewer blobs than the deleted image had:\n%s", out)
+			}
 			for _, l := range goneLayers {
 				if got := status(l); got != http.StatusNotFound {
 					t.Fatalf("layer %s of the deleted image: %d after gc", l, got)
 				}
-				if blob, err := os.Stat(filepath.Join(s.srv.Root, "blobs", "sha256", l.Hex[:2], l.Hex)); backend == "filesystem" && err == nil {
-					t.Fatalf("layer %s of the deleted image still stored (%d bytes)", l, blob.Size())
+				if backend == "filesystem" && stored(l) {
+					t.Fatalf("layer %s of the deleted image still stored", l)
 				}
 			}
+			// What the clients reach stays whole: read, not only listed.
 			cosign.run(append([]string{"verify", "--key", "cosign.pub", "--insecure-ignore-tlog"}, append(insecure, keep+":v1")...)...)
 			referredThroughAPI(t, s, keep+"@"+kd.String(), "application/vnd.lading.sbom")
-			skopeo.run("copy", "--insecure-policy", "--src-tls-verify=false", "docker://"+keep+":v1", "dir:kept")
-			if out, err := skopeo.try("inspect", "--tls-verify=false", "docker://"+gone+"@"+gd.String()); err == nil {
-				t.Fatalf("deleted image still there after gc:\n%s", out)
+			oras.run("pull", "--plain-http", "-o", "pulled", keep+"@"+referrer)
+			if got := oras.read("pulled/sbom.json"); got != "{}" {
+				t.Fatalf("the referrer's file after gc: %q", got)
 			}
+			skopeo.run("copy", "--insecure-policy", "--src-tls-verify=false", "docker://"+keep+":v1", "dir:kept")
 		})
 	}
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // layerDigests lists the layers of the image at ref.
