@@ -166,17 +166,20 @@ func (c *collector) recheckAndDelete(ctx context.Context, cand *gcCandidate, pin
 		if isUnknown(err) {
 			return recheckGone, nil
 		}
+	// Links, markers and blobs are single objects: removed as such, one
+	// request on an object store where Delete would first look for
+	// anything below the path.
 	case "link":
-		err = drv.Delete(ctx, cand.path)
+		err = driver.RemoveObject(ctx, drv, cand.path)
 		c.reg.cacheDelete(ctx, linkKey(cand.repo, cand.digest.String()))
 	case "marker":
 		if _, err := driver.StatObject(ctx, drv, manifestLinkPath(cand.repo, cand.digest)); !driver.IsNotFound(err) {
 			return recheckKept, err // pushed again
 		}
-		err = drv.Delete(ctx, cand.path)
+		err = driver.RemoveObject(ctx, drv, cand.path)
 	case "blob":
 		cand.size = fi.Size
-		err = drv.Delete(ctx, cand.path)
+		err = driver.RemoveObject(ctx, drv, cand.path)
 	}
 	if driver.IsNotFound(err) {
 		return recheckGone, nil
