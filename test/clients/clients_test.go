@@ -810,13 +810,17 @@ func TestCollectBesideClients(t *testing.T) {
 				t.Fatal("the layer's file is not where the test looks for it")
 			}
 
-			gc := exec.Command(bin, "gc", "--grace", "0s", "--untagged", "--window", "10ms")
-			if backend == "filesystem" {
-				gc.Args = append(gc.Args, "--root", s.srv.Root)
+			// lading gc and fsck with only the test's settings: none of the
+			// machine's LADING_*.
+			command := func(args ...string) *exec.Cmd {
+				if backend == "filesystem" {
+					args = append(args, "--root", s.srv.Root)
+				}
+				cmd := exec.Command(bin, args...)
+				cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "LADING_") }), opts.Env...)
+				return cmd
 			}
-			// Only the test's settings: none of the machine's LADING_*.
-			gc.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "LADING_") }), opts.Env...)
-			out, err := gc.CombinedOutput()
+			out, err := command("gc", "--grace", "0s", "--untagged", "--window", "10ms").CombinedOutput()
 			if err != nil {
 				t.Fatalf("lading gc: %v\n%s", err, out)
 			}
@@ -841,6 +845,10 @@ func TestCollectBesideClients(t *testing.T) {
 				t.Fatalf("the referrer's file after gc: %q", got)
 			}
 			skopeo.run("copy", "--insecure-policy", "--src-tls-verify=false", "docker://"+keep+":v1", "dir:kept")
+			// And the store the clients and the collector leave is sound.
+			if out, err := command("fsck").CombinedOutput(); err != nil || !strings.Contains(string(out), " 0 problems") {
+				t.Fatalf("lading fsck: %v\n%s", err, out)
+			}
 		})
 	}
 }
