@@ -27,9 +27,10 @@ import (
 // (100 repositories of 100 manifests, each with a config and 8 layers), half
 // of the manifests untagged, on the filesystem driver. It runs only with
 // LADING_GC_SCALE=1; the collection runs in a child process so its peak
-// memory is its own. LADING_GC_SCALE_DIR=dir writes the store there, and
-// LADING_GC_SCALE_WRITE_ONLY=1 stops after writing it (to time `lading gc
-// --root dir` itself).
+// memory is its own. LADING_GC_SCALE_REPOS=n writes n repositories instead
+// of 100 (1000: a million blobs), LADING_GC_SCALE_DIR=dir writes the store
+// there, and LADING_GC_SCALE_WRITE_ONLY=1 stops after writing it (to time
+// `lading gc --root dir` itself).
 //
 //	LADING_GC_SCALE=1 go test ./registry -run TestGCScale -v
 func TestGCScale(t *testing.T) {
@@ -44,7 +45,10 @@ func TestGCScale(t *testing.T) {
 	if root == "" {
 		root = t.TempDir()
 	}
-	const repos, perRepo, blobsPer = 100, 100, 8
+	repos, perRepo, blobsPer := 100, 100, 8
+	if n, err := strconv.Atoi(os.Getenv("LADING_GC_SCALE_REPOS")); err == nil && n > 0 {
+		repos = n
+	}
 	start := time.Now()
 	writeScaleStore(t, root, repos, perRepo, blobsPer)
 	t.Logf("wrote %d manifests and %d blobs in %v", repos*perRepo, repos*perRepo*(blobsPer+2), time.Since(start).Round(time.Millisecond))
