@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs Lading's whole test suite on a fresh Debian machine with Go: installs
-# what the tests need (redis-server and the client programs skopeo, podman
-# and containerd from apt; versitygw as the real S3 server and the clients
+# what the tests need (redis-server and the client programs skopeo, podman,
+# containerd and docker.io from apt; versitygw as the real S3 server and the clients
 # oras, regctl, helm and cosign, built once into the Go bin directory outside
 # the clone), then runs the Go tests, which start and stop those servers
 # themselves on 127.0.0.1.
@@ -19,7 +19,7 @@ as_root() {
 }
 
 missing=()
-for cmd in redis-server:redis-server skopeo:skopeo podman:podman ctr:containerd; do
+for cmd in redis-server:redis-server skopeo:skopeo podman:podman ctr:containerd dockerd:docker.io; do
 	command -v "${cmd%%:*}" >/dev/null || missing+=("${cmd#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -27,7 +27,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 	as_root apt-get update -qq
 	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 	# The packages start system-wide servers; the tests start their own.
-	as_root systemctl stop redis-server containerd >/dev/null 2>&1 || true
+	as_root systemctl stop redis-server containerd docker >/dev/null 2>&1 || true
 fi
 
 # go_tool MODULE PACKAGE VERSION builds PACKAGE of MODULE at VERSION into

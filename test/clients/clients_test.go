@@ -1,11 +1,11 @@
 // Package clients drives a real `lading serve` with the command-line clients
 // users push and pull with: oras, helm, regctl, skopeo, podman, containerd
-// (ctr, against a containerd daemon of the test's own) and cosign, each on
-// the filesystem, on S3, behind token auth and over TLS.
-// scripts/test.sh installs each at the version named below; a test fails
-// under CI=true when one is missing. Every server answer is checked too: a
-// 5xx in the access log fails the test (testserver). The docker command is
-// not driven: it needs a Docker engine, which these machines do not run.
+// (ctr, against a containerd daemon of the test's own), docker (against a
+// dockerd of the test's own) and cosign, each on the filesystem, on S3,
+// behind token auth and over TLS. scripts/test.sh installs each at the
+// version named below; a test fails under CI=true when one is missing.
+// Every server answer is checked too: a 5xx in the access log fails the
+// test (testserver).
 package clients
 
 import (
@@ -29,6 +29,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -54,6 +55,7 @@ const (
 	skopeoInstall = "apt-get install skopeo"
 	podmanInstall = "apt-get install podman"
 	ctrInstall    = "apt-get install containerd"
+	dockerInstall = "apt-get install docker.io"
 )
 
 // client runs one command-line tool in a directory of its own, with a home
@@ -739,13 +741,21 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 		}
 	})
 	ctr := newClient(t, "ctr", ctrInstall, append(env, "CONTAINERD_ADDRESS="+sock)...)
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		_, err := ctr.try("version")
+	ctr.waitForDaemon("containerd", &log)
+	return ctr
+}
+
+// waitForDaemon waits until the client's `version` reaches its daemon,
+// whose output log is.
+func (c *client) waitForDaemon(daemon string, log *testserver.SyncBuffer) {
+	c.t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		_, err := c.try("version")
 		if err == nil {
-			return ctr
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("containerd did not start: %v\n%s", err, log.String())
+			c.t.Fatalf("%s did not start: %v\n%s", daemon, err, log.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -882,4 +892,99 @@ func layerDigests(t *testing.T, s setup, ref string) []v1.Hash {
 		ds = append(ds, l.Digest)
 	}
 	return ds
+}
+
+// TestDocker drives the docker command through a Docker engine of the
+// test's own (dockerd with its state in the test's folder, vfs storage, no
+// networking of its own: pulls and pushes need no container). dockerd
+// takes every 127.0.0.0/8 registry for an insecure one, so over TLS it
+// talks TLS but does not verify the certificate.
+func TestDocker(t *testing.T) {
+	asRoot(t)
+	eachSetup(t, func(t *testing.T, s setup) {
+		docker := startDocker(t, s.env())
+		if s.user != "" {
+			docker.login(s.password, "login", "-u", s.user, "--password-stdin", s.srv.Addr)
+		}
+		src := s.srv.Addr + "/clients/src"
+		d := pushImage(t, s, src+":v1", 64<<10)
+		dst := s.srv.Addr + "/clients/docker"
+		docker.run("pull", src+":v1")
+		docker.run("tag", src+":v1", dst+":v1")
+		// docker writes a manifest of its own for what it pushes.
+		pushedDigest := func(out string) string {
+			m := regexp.MustCompile(`digest: (sha256:[0-9a-f]{64})`).FindStringSubmatch(out)
+			if m == nil {
+				t.Fatalf("no digest in docker push's output:\n%s", out)
+			}
+			return m[1]
+		}
+		pushed := pushedDigest(docker.run("push", dst+":v1"))
+		// New content, uploaded rather than mounted: an image imported
+		// from a tarball.
+		docker.file("content/hello.txt", "hello\n")
+		cmd := exec.Command("tar", "-C", filepath.Join(docker.dir, "content"), "-cf", filepath.Join(docker.dir, "layer.tar"), "hello.txt")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("tar: %v\n%s", err, out)
+		}
+		docker.run("import", "layer.tar", dst+":imported")
+		imported := pushedDigest(docker.run("push", dst+":imported"))
+		mustContain(t, "manifest inspect", docker.run("manifest", "inspect", "--insecure", dst+":imported"), "application/vnd.docker.distribution.manifest.v2+json")
+
+		// Pulled back into an emptied store, byte for byte what was pushed.
+		docker.run("rmi", src+":v1", dst+":v1", dst+":imported")
+		docker.run("pull", dst+":v1")
+		mustContain(t, "repo digest", docker.run("inspect", "--format", "{{json .RepoDigests}}", dst+":v1"), pushed)
+		docker.run("pull", dst+":imported")
+		mustContain(t, "repo digest", docker.run("inspect", "--format", "{{json .RepoDigests}}", dst+":imported"), imported)
+		// The image pulled from the first push keeps the layers pushed
+		// by go-containerregistry.
+		for _, l := range layerDigests(t, s, src+"@"+d.String()) {
+			mustContain(t, "layers", docker.run("manifest", "inspect", "--insecure", dst+"@"+pushed), l.String())
+		}
+		if s.user != "" {
+			docker.run("logout", s.srv.Addr)
+			if out, err := docker.try("pull", dst+":v1"); err == nil {
+				t.Fatalf("pulled without credentials:\n%s", out)
+			}
+		}
+	})
+}
+
+// startDocker runs a dockerd of the test's own and returns the docker
+// command speaking to it, with a client configuration of its own.
+func startDocker(t *testing.T, env []string) *client {
+	t.Helper()
+	dockerd := testenv.Tool(t, "dockerd", dockerInstall)
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "docker.sock")
+	daemon := exec.Command(dockerd, "--data-root", filepath.Join(dir, "root"), "--exec-root", filepath.Join(dir, "exec"),
+		"--pidfile", filepath.Join(dir, "docker.pid"), "--host", "unix://"+sock, "--storage-driver", "vfs",
+		"--iptables=false", "--ip6tables=false", "--bridge=none", "--ip-masq=false")
+	daemon.Env = append(os.Environ(), env...)
+	testenv.DieWithParent(daemon)
+	var log testserver.SyncBuffer
+	daemon.Stdout, daemon.Stderr = &log, &log
+	if err := daemon.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { daemon.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		// Asked to stop, dockerd stops the containerd it started too.
+		daemon.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(20 * time.Second):
+			daemon.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("dockerd:\n%s", log.String())
+		}
+	})
+	docker := newClient(t, "docker", dockerInstall, append(env, "DOCKER_HOST=unix://"+sock)...)
+	docker.env = append(docker.env, "DOCKER_CONFIG="+filepath.Join(docker.dir, ".docker"))
+	docker.waitForDaemon("dockerd", &log)
+	return docker
 }
