@@ -27,7 +27,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 	as_root apt-get update -qq
 	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 	# The packages start system-wide servers; the tests start their own.
-	as_root systemctl stop redis-server containerd docker >/dev/null 2>&1 || true
+	as_root systemctl stop redis-server docker.socket docker containerd >/dev/null 2>&1 || true
 fi
 
 # go_tool MODULE PACKAGE VERSION builds PACKAGE of MODULE at VERSION into

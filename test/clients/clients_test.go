@@ -662,7 +662,7 @@ func TestPodman(t *testing.T) {
 func TestContainerd(t *testing.T) {
 	asRoot(t)
 	eachSetup(t, func(t *testing.T, s setup) {
-		ctr := startContainerd(t, s.env())
+		ctr, _ := startContainerd(t, s.env())
 		var creds []string
 		if s.user != "" {
 			creds = []string{"--user", s.user + ":" + s.password}
@@ -705,8 +705,9 @@ func TestContainerd(t *testing.T) {
 }
 
 // startContainerd runs a containerd daemon of the test's own, with its
-// state in the test's directory, and returns ctr speaking to it.
-func startContainerd(t *testing.T, env []string) *client {
+// state in the test's directory, and returns ctr speaking to it and its
+// socket.
+func startContainerd(t *testing.T, env []string) (*client, string) {
 	t.Helper()
 	containerd := testenv.Tool(t, "containerd", ctrInstall)
 	dir := t.TempDir()
@@ -742,7 +743,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 	})
 	ctr := newClient(t, "ctr", ctrInstall, append(env, "CONTAINERD_ADDRESS="+sock)...)
 	ctr.waitForDaemon("containerd", &log)
-	return ctr
+	return ctr, sock
 }
 
 // waitForDaemon waits until the client's `version` reaches its daemon,
@@ -919,7 +920,9 @@ func TestDocker(t *testing.T) {
 			}
 			return m[1]
 		}
-		pushed := pushedDigest(docker.run("push", dst+":v1"))
+		out := docker.run("push", dst+":v1")
+		mustContain(t, "push of a pulled image", out, "Mounted from clients/src")
+		pushed := pushedDigest(out)
 		// New content, uploaded rather than mounted: an image imported
 		// from a tarball.
 		docker.file("content/hello.txt", "hello\n")
@@ -928,12 +931,19 @@ func TestDocker(t *testing.T) {
 			t.Fatalf("tar: %v\n%s", err, out)
 		}
 		docker.run("import", "layer.tar", dst+":imported")
-		imported := pushedDigest(docker.run("push", dst+":imported"))
+		out = docker.run("push", dst+":imported")
+		mustContain(t, "push of an imported image", out, "Pushed")
+		imported := pushedDigest(out)
 		mustContain(t, "manifest inspect", docker.run("manifest", "inspect", "--insecure", dst+":imported"), "application/vnd.docker.distribution.manifest.v2+json")
 
 		// Pulled back into an emptied store, byte for byte what was pushed.
 		docker.run("rmi", src+":v1", dst+":v1", dst+":imported")
-		docker.run("pull", dst+":v1")
+		if out := docker.run("images", "-aq"); strings.TrimSpace(out) != "" {
+			t.Fatalf("images left after rmi:\n%s", out)
+		}
+		if out := docker.run("pull", dst+":v1"); strings.Contains(out, "Already exists") {
+			t.Fatalf("a layer was not pulled again:\n%s", out)
+		}
 		mustContain(t, "repo digest", docker.run("inspect", "--format", "{{json .RepoDigests}}", dst+":v1"), pushed)
 		docker.run("pull", dst+":imported")
 		mustContain(t, "repo digest", docker.run("inspect", "--format", "{{json .RepoDigests}}", dst+":imported"), imported)
@@ -944,8 +954,9 @@ func TestDocker(t *testing.T) {
 		}
 		if s.user != "" {
 			docker.run("logout", s.srv.Addr)
-			if out, err := docker.try("pull", dst+":v1"); err == nil {
-				t.Fatalf("pulled without credentials:\n%s", out)
+			docker.run("rmi", dst+":v1")
+			if out, err := docker.try("pull", dst+":v1"); err == nil || !strings.Contains(out, "denied") {
+				t.Fatalf("a pull without credentials: %v\n%s", err, out)
 			}
 		}
 	})
@@ -956,9 +967,19 @@ func TestDocker(t *testing.T) {
 func startDocker(t *testing.T, env []string) *client {
 	t.Helper()
 	dockerd := testenv.Tool(t, "dockerd", dockerInstall)
+	// A containerd of its own: dockerd would use the system's where its
+	// socket exists.
+	_, containerd := startContainerd(t, env)
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "docker.sock")
-	daemon := exec.Command(dockerd, "--data-root", filepath.Join(dir, "root"), "--exec-root", filepath.Join(dir, "exec"),
+	// A configuration of its own, so that none in /etc/docker is read,
+	// and the key dockerd 20.10 makes goes into the test's folder.
+	conf := filepath.Join(dir, "daemon.json")
+	if err := os.WriteFile(conf, []byte(`{"deprecated-key-path": "`+filepath.Join(dir, "key.json")+`"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	daemon := exec.Command(dockerd, "--config-file", conf, "--containerd", containerd,
+		"--data-root", filepath.Join(dir, "root"), "--exec-root", filepath.Join(dir, "exec"),
 		"--pidfile", filepath.Join(dir, "docker.pid"), "--host", "unix://"+sock, "--storage-driver", "vfs",
 		"--iptables=false", "--ip6tables=false", "--bridge=none", "--ip-masq=false")
 	daemon.Env = append(os.Environ(), env...)
@@ -971,7 +992,6 @@ func startDocker(t *testing.T, env []string) *client {
 	exited := make(chan struct{})
 	go func() { daemon.Wait(); close(exited) }()
 	t.Cleanup(func() {
-		// Asked to stop, dockerd stops the containerd it started too.
 		daemon.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-exited:
