@@ -74,7 +74,7 @@ func (ms *ManifestStore) ReferrersPage(ctx context.Context, subject digest.Diges
 	// is full: next then names the last entry it covers. cut says the
 	// batch did not fit whole.
 	take := func(batch []string) (cut bool, err error) {
-		descs, err := ms.readReferrers(ctx, batch)
+		descs, sizes, err := ms.readReferrers(ctx, batch)
 		if err != nil {
 			return false, err
 		}
@@ -84,11 +84,9 @@ func (ms *ManifestStore) ReferrersPage(ctx context.Context, subject digest.Diges
 				continue // not an entry Lading wrote
 			}
 			if d != nil && (artifactType == "" || d.ArtifactType == artifactType) {
-				b, err := MarshalUnescaped(d)
-				if err != nil {
-					return false, err
-				}
-				if size += len(b) + 1; size > maxReferrersBytes && len(page) > 0 {
+				// An entry is json.Marshal of the descriptor, escapes
+				// and all: no shorter than what the index writes of it.
+				if size += sizes[i] + 1; size > maxReferrersBytes && len(page) > 0 {
 					next = last // the page ends before this one
 					return true, nil
 				}
@@ -148,9 +146,9 @@ func MarshalUnescaped(v any) ([]byte, error) {
 }
 
 // readReferrers reads the entries' descriptors, nil for one deleted since
-// it was listed.
-func (ms *ManifestStore) readReferrers(ctx context.Context, entries []string) ([]*v1.Descriptor, error) {
-	descs := make([]*v1.Descriptor, len(entries))
+// it was listed, and the entries' sizes.
+func (ms *ManifestStore) readReferrers(ctx context.Context, entries []string) ([]*v1.Descriptor, []int, error) {
+	descs, sizes := make([]*v1.Descriptor, len(entries)), make([]int, len(entries))
 	err := forEach(len(entries), func(i int) error {
 		b, err := ms.driver().GetContent(ctx, entries[i])
 		if driver.IsNotFound(err) {
@@ -163,10 +161,10 @@ func (ms *ManifestStore) readReferrers(ctx context.Context, entries []string) ([
 		if err := json.Unmarshal(b, &desc); err != nil {
 			return errors.Join(errors.New("registry: corrupt referrer entry "+entries[i]), err)
 		}
-		descs[i] = &desc
+		descs[i], sizes[i] = &desc, len(b)
 		return nil
 	})
-	return descs, err
+	return descs, sizes, err
 }
 
 // addReferrer records manifest m, described by desc, as a referrer of its

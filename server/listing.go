@@ -39,9 +39,12 @@ func parsePage(q url.Values, defaultN int) (pageRequest, error) {
 	return p, nil
 }
 
-// setNextLink adds the RFC 8288 Link to the page after last.
-func setNextLink(w http.ResponseWriter, path string, n int, last string) {
-	q := url.Values{}
+// setNextLink adds the RFC 8288 Link to the page after last; q holds any
+// other parameters the next page keeps.
+func setNextLink(w http.ResponseWriter, path string, n int, last string, q url.Values) {
+	if q == nil {
+		q = url.Values{}
+	}
 	if n > 0 {
 		q.Set("n", strconv.Itoa(n))
 	}
@@ -78,7 +81,7 @@ func (h *handlers) tags(w http.ResponseWriter, r *http.Request, rt Route) error 
 			list.Tags = tags
 		}
 		if more && len(tags) > 0 {
-			setNextLink(w, "/v2/"+rt.Repository+"/tags/list", page.n, tags[len(tags)-1])
+			setNextLink(w, "/v2/"+rt.Repository+"/tags/list", page.n, tags[len(tags)-1], nil)
 		}
 	}
 	writeJSON(w, r, http.StatusOK, list)
@@ -108,7 +111,7 @@ func (h *handlers) catalog(w http.ResponseWriter, r *http.Request, _ Route) erro
 		// The next page starts after the last name read, visible or not,
 		// so a page the caller may see little of still leads on.
 		if more && len(names) > 0 {
-			setNextLink(w, "/v2/_catalog", page.n, names[len(names)-1])
+			setNextLink(w, "/v2/_catalog", page.n, names[len(names)-1], nil)
 		}
 		if names = h.visible(r, names); names != nil {
 			list.Repositories = names

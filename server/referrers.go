@@ -45,11 +45,11 @@ func (h *handlers) referrers(w http.ResponseWriter, r *http.Request, rt Route) e
 	}
 	if next != "" {
 		// A list that does not fit one response goes on in the next.
-		q := url.Values{"last": {next.String()}}
+		q := url.Values{}
 		if artifactType != "" {
 			q.Set("artifactType", artifactType)
 		}
-		w.Header().Set("Link", "</v2/"+rt.Repository+"/referrers/"+subject.String()+"?"+q.Encode()+`>; rel="next"`)
+		setNextLink(w, "/v2/"+rt.Repository+"/referrers/"+subject.String(), 0, next.String(), q)
 	}
 	index := v1.Index{
 		Versioned: specs.Versioned{SchemaVersion: 2},
