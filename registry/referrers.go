@@ -17,31 +17,6 @@ import (
 // subject's referrers is then one listing of that prefix, whatever the size
 // of the repository, and needs neither the subject nor the payloads.
 
-// Referrers lists every manifest whose subject is subject, filtered by
-// artifactType when it is not empty: ReferrersPage, page after page. Each
-// descriptor has the referrer's mediaType, digest, size, annotations, and
-// artifactType (its own, else its config's media type for an image
-// manifest). A subject with no referrers, or a repository that does not
-// exist, gives an empty list: the spec forbids a 404 here.
-func (ms *ManifestStore) Referrers(ctx context.Context, subject digest.Digest, artifactType string) ([]v1.Descriptor, error) {
-	out := []v1.Descriptor{}
-	var last digest.Digest
-	for {
-		page, next, err := ms.ReferrersPage(ctx, subject, artifactType, last)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, page...)
-		if next == "" {
-			return out, nil
-		}
-		if next == last {
-			return nil, errors.New("registry: referrers of " + subject.String() + " do not page on past " + last.String())
-		}
-		last = next
-	}
-}
-
 // Limits of one page of referrers. Clients read a referrers response of at
 // most 4 MiB (oras), and the spec pages a list that does not fit one
 // manifest; a page also reads a bounded number of entries, so that a
@@ -53,10 +28,15 @@ var (
 	referrersBatch    = 256 // entries read at once
 )
 
-// ReferrersPage lists the referrers of subject in digest order, starting
-// after the referrer last ("" from the first), as many as fit a page (see
+// ReferrersPage lists the manifests whose subject is subject, filtered by
+// artifactType when it is not empty, in digest order, starting after the
+// referrer last ("" from the first), as many as fit a page (see
 // maxReferrersBytes). next is the last referrer the page covers, where the
-// following page starts; "" when none remain.
+// following page starts; "" when none remain. Each descriptor has the
+// referrer's mediaType, digest, size, annotations, and artifactType (its
+// own, else its config's media type for an image manifest). A subject with
+// no referrers, or a repository that does not exist, gives an empty page:
+// the spec forbids a 404 here.
 func (ms *ManifestStore) ReferrersPage(ctx context.Context, subject digest.Digest, artifactType string, last digest.Digest) (page []v1.Descriptor, next digest.Digest, err error) {
 	if _, err := ParseDigest(string(subject)); err != nil {
 		return nil, "", err

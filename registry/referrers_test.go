@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -28,6 +30,27 @@ func (f *fixture) artifact(subject v1.Descriptor, artifactType string, annotatio
 		Layers:       []v1.Descriptor{f.blob("application/octet-stream", randomContent(32))},
 		Subject:      &subject,
 		Annotations:  annotations,
+	}
+}
+
+// Referrers lists every referrer of subject: ReferrersPage, page after
+// page, as a client following the Link headers gets them.
+func (ms *ManifestStore) Referrers(ctx context.Context, subject digest.Digest, artifactType string) ([]v1.Descriptor, error) {
+	out := []v1.Descriptor{}
+	var last digest.Digest
+	for {
+		page, next, err := ms.ReferrersPage(ctx, subject, artifactType, last)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page...)
+		if next == "" {
+			return out, nil
+		}
+		if next == last {
+			return nil, errors.New("registry: referrers of " + subject.String() + " do not page on past " + last.String())
+		}
+		last = next
 	}
 }
 
