@@ -32,7 +32,8 @@ func TestServerDiesWithTestBinary(t *testing.T) {
 		FailOrSkip(t, fmt.Errorf("%w: %v", ErrNotInstalled, err))
 	}
 	child := exec.Command(os.Args[0], "-test.run=^TestServerDiesWithTestBinary$")
-	child.Env = append(os.Environ(), "TESTENV_ORPHAN_CHILD=1")
+	// The child dies before its cleanup: its Redis folder goes with the test's.
+	child.Env = append(os.Environ(), "TESTENV_ORPHAN_CHILD=1", "TMPDIR="+t.TempDir())
 	out, err := child.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
