@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 
@@ -96,14 +97,31 @@ func (ms *ManifestStore) tagsChanged(tags ...string) {
 	}
 }
 
+// taggedAs returns the tags of d's markers: every tag that was ever
+// pointed at d, and may still be.
+func (ms *ManifestStore) taggedAs(ctx context.Context, d digest.Digest) ([]string, error) {
+	var tags []string
+	dir, from := tagRefsFrom(ms.repo.name, d)
+	err := ms.driver().Walk(ctx, dir, from, func(fi driver.FileInfo) error {
+		if !strings.HasPrefix(fi.Path, from+".") && !strings.HasPrefix(fi.Path, from+"/") {
+			return driver.ErrStopWalk // past d's markers
+		}
+		if md, t, ok := parseTagRef(ms.repo.name, fi.Path); ok && md == d {
+			tags = append(tags, t)
+		}
+		return nil
+	})
+	return tags, err
+}
+
 // untag removes every tag pointing at d.
 func (ms *ManifestStore) untag(ctx context.Context, d digest.Digest) error {
-	markers, err := listAll(ctx, ms.driver(), tagRefsPath(ms.repo.name, d))
+	markers, err := ms.taggedAs(ctx, d)
 	if err != nil {
 		return err
 	}
 	err = forEach(len(markers), func(i int) error {
-		t := path.Base(markers[i])
+		t := markers[i]
 		cur, err := ms.tagDigest(ctx, t)
 		if err != nil && !errors.Is(err, ErrManifestUnknown) && !errors.Is(err, ErrTagInvalid) {
 			return err
