@@ -174,14 +174,17 @@ func (bs *BlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) (v1.
 // the bytes, so a reader (or an online fsck) never meets a link or record
 // whose blob is not yet there. The caller holds a guard that covers d from
 // before its check (gcguard.go) and settles it with ensureStored, which
-// also puts back bytes collected meanwhile.
+// also puts back bytes collected meanwhile. The caller also registers the
+// repository (Repository.register) once the link is published: a
+// manifest push does so beside its tags, where on an object store it
+// costs no round trip of its own.
 func (bs *BlobStore) putWhole(ctx context.Context, d digest.Digest, staged driver.Staged, alongside func(context.Context) error) error {
 	if staged != nil {
 		if err := staged.Publish(ctx); err != nil {
 			return err
 		}
 	}
-	return together(ctx, func(ctx context.Context) error { return bs.link(ctx, d) }, alongside)
+	return together(ctx, func(ctx context.Context) error { return bs.linkOnly(ctx, d) }, alongside)
 }
 
 // together runs a and b (b may be nil) at once and returns a's error, else
@@ -205,12 +208,18 @@ func together(ctx context.Context, a, b func(context.Context) error) error {
 // system makes an empty file durable without syncing any bytes, which
 // halves the syncs of a small blob's push, and the size is the blob's own.
 func (bs *BlobStore) link(ctx context.Context, d digest.Digest) error {
-	if err := bs.driver().PutContent(ctx, layerLinkPath(bs.repo.name, d), nil); err != nil {
+	if err := bs.linkOnly(ctx, d); err != nil {
 		return err
 	}
 	// Only after the link: the collector's catalog sweep counts on writers
 	// checking the marker once their content is visible (sweepCatalog).
 	return bs.repo.register(ctx)
+}
+
+// linkOnly writes the link, leaving the repository's registration to the
+// caller (see link).
+func (bs *BlobStore) linkOnly(ctx context.Context, d digest.Digest) error {
+	return bs.driver().PutContent(ctx, layerLinkPath(bs.repo.name, d), nil)
 }
 
 // cacheLink tells the shared cache the repository holds d, once its link

@@ -123,11 +123,27 @@ func (ms *ManifestStore) settlePut(ctx context.Context, g *gcGuard, rec manifest
 		}
 		return nil
 	}
-	if err := g.settle(ctx, verify); err != nil {
-		return err
+	// Whether a delete took the record meanwhile is read beside the
+	// collector's state (on an object store each is a round trip), and
+	// again after a verify, which may have repaired what the push wrote.
+	recordGone := func(ctx context.Context) (bool, error) {
+		_, err := driver.StatObject(ctx, ms.driver(), manifestLinkPath(ms.repo.name, rec.Digest))
+		if driver.IsNotFound(err) {
+			return true, nil
+		}
+		return false, err
 	}
-	_, err := driver.StatObject(ctx, ms.driver(), manifestLinkPath(ms.repo.name, rec.Digest))
-	if !driver.IsNotFound(err) {
+	var gone, verified bool
+	err := together(ctx, func(ctx context.Context) error {
+		return g.settle(ctx, func(ctx context.Context) error { verified = true; return verify(ctx) })
+	}, func(ctx context.Context) (err error) {
+		gone, err = recordGone(ctx)
+		return err
+	})
+	if err == nil && verified {
+		gone, err = recordGone(ctx)
+	}
+	if err != nil || !gone {
 		return err
 	}
 	if err := ms.writeRecord(ctx, rec); err != nil {

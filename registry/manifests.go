@@ -182,7 +182,8 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 	//     in this order.
 	//  2. the tags and the subject's referrer entry, which are read without
 	//     a look at the record and so must never outlive a crash that loses
-	//     what they point at.
+	//     what they point at; beside them, the repository's catalog marker
+	//     (fsck puts back one a crash loses).
 	writes, err := ms.stageWrites(ctx, d, payload, stored, rec, m, tags)
 	if err != nil {
 		return nil, err
@@ -205,12 +206,17 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 	if err != nil {
 		return nil, err
 	}
-	// The tags and the referrer entry are independent of one another.
-	second := writes.tags
-	if writes.referrer != nil {
-		second = append(second, writes.referrer)
+	// The tags, the referrer entry and the repository's registration
+	// (after the link, see putWhole) are independent of one another.
+	second := make([]func(context.Context) error, 0, len(writes.tags)+2)
+	for _, t := range writes.tags {
+		second = append(second, t.Publish)
 	}
-	err = forEach(len(second), func(i int) error { return second[i].Publish(bctx) })
+	if writes.referrer != nil {
+		second = append(second, writes.referrer.Publish)
+	}
+	second = append(second, ms.repo.register)
+	err = forEach(len(second), func(i int) error { return second[i](bctx) })
 	if err == nil {
 		err = batch.Commit()
 	}
