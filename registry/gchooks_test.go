@@ -276,10 +276,10 @@ func TestGCRemovesTagMarkersOfDeletedManifests(t *testing.T) {
 			t.Fatal(err)
 		}
 		collect(t, reg, quickGC(false))
-		if left, err := f.ms.taggedAs(f.ctx, gone); err != nil || len(left) != 0 {
+		if left, err := listAll(f.ctx, reg.driver, tagRefsPath("markers", gone)); err != nil || len(left) != 0 {
 			t.Fatalf("markers of a deleted manifest: %v %v", left, err)
 		}
-		if left, err := f.ms.taggedAs(f.ctx, kept); err != nil || len(left) != 1 {
+		if left, err := listAll(f.ctx, reg.driver, tagRefsPath("markers", kept)); err != nil || len(left) != 1 {
 			t.Fatalf("markers of a kept manifest: %v %v", left, err)
 		}
 		// The kept manifest's tag still goes with a digest delete.

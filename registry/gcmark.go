@@ -287,9 +287,11 @@ func (m *repoMarker) sweepMarkers(ctx context.Context) error {
 	}
 	defer records.Close()
 	name := m.ms.repo.name
-	err = m.c.reg.driver.Walk(ctx, tagRefsPath(name), "", func(fi driver.FileInfo) error {
-		d, _, ok := parseTagRef(name, fi.Path)
-		if !ok {
+	root := repoPath(name) + "/_tagrefs"
+	err = m.c.reg.driver.Walk(ctx, root, "", func(fi driver.FileInfo) error {
+		// <root>/<alg>/<hex>/<tag>
+		d, ok := digestAt(path.Dir(fi.Path), 1)
+		if !ok || tagRefsPath(name, d) != path.Dir(fi.Path) {
 			return nil
 		}
 		k, _ := keyOf(d)

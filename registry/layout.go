@@ -15,7 +15,7 @@ import (
 //	/repositories/<name>/_layers/<alg>/<hex>         blob linked into the repo
 //	/repositories/<name>/_manifests/<alg>/<hex>      manifest in the repo
 //	/repositories/<name>/_tags/<tag>                 tag → manifest digest
-//	/repositories/<name>/_tagrefs/<alg>/<hex>.<tag>  marker: tag was pointed at digest
+//	/repositories/<name>/_tagrefs/<alg>/<hex>/<tag>  marker: tag was pointed at digest
 //	/repositories/<name>/_referrers/<alg>/<hex>/<alg>/<hex>
 //	                                                 subject → referrer descriptor
 //	/repositories/<name>/_uploads/<id>.data          upload bytes so far
@@ -63,48 +63,12 @@ func referrerPath(repo string, subject, referrer digest.Digest) string {
 	return referrersPath(repo, subject) + "/" + string(referrer.Algorithm()) + "/" + referrer.Encoded()
 }
 
-func tagRefsPath(repo string) string { return repoPath(repo) + "/_tagrefs" }
-
-// The tag markers of a repository share one folder per algorithm: a folder
-// per digest cost a push a directory to allocate and sync, about a tenth
-// of a manifest push's time on a file system. A name too long for one
-// (sha512 with a tag of 127 characters or more) keeps the earlier layout,
-// <alg>/<hex>/<tag>, which parseTagRef reads as well, so stores written
-// before hold good.
-const maxNameLength = 255
+func tagRefsPath(repo string, d digest.Digest) string {
+	return repoPath(repo) + "/_tagrefs/" + string(d.Algorithm()) + "/" + d.Encoded()
+}
 
 func tagRefPath(repo string, d digest.Digest, tag string) string {
-	sep := "."
-	if len(d.Encoded())+1+len(tag) > maxNameLength {
-		sep = "/"
-	}
-	return tagRefsPath(repo) + "/" + string(d.Algorithm()) + "/" + d.Encoded() + sep + tag
-}
-
-// tagRefsFrom is where the markers of d begin in a Walk of the folder dir:
-// every path after from that starts with from+"." or from+"/" is one.
-func tagRefsFrom(repo string, d digest.Digest) (dir, from string) {
-	dir = tagRefsPath(repo) + "/" + string(d.Algorithm())
-	return dir, dir + "/" + d.Encoded()
-}
-
-// parseTagRef reads the digest and tag of the marker at p, in either
-// layout; ok is false for anything else below the markers' folder.
-func parseTagRef(repo, p string) (d digest.Digest, tag string, ok bool) {
-	rest, ok := strings.CutPrefix(p, tagRefsPath(repo)+"/")
-	if !ok {
-		return "", "", false
-	}
-	alg, rest, ok := strings.Cut(rest, "/")
-	i := strings.IndexAny(rest, "./")
-	if !ok || i < 0 {
-		return "", "", false
-	}
-	d, tag = digest.Digest(alg+":"+rest[:i]), rest[i+1:]
-	if validateDigest(d) != nil || ValidateTag(tag) != nil {
-		return "", "", false
-	}
-	return d, tag, true
+	return tagRefsPath(repo, d) + "/" + tag
 }
 
 func lockPath(key string) string { return "/locks/" + escapeName(key) }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"path"
-	"strings"
 
 	"github.com/opencontainers/go-digest"
 
@@ -97,31 +96,14 @@ func (ms *ManifestStore) tagsChanged(tags ...string) {
 	}
 }
 
-// taggedAs returns the tags of d's markers: every tag that was ever
-// pointed at d, and may still be.
-func (ms *ManifestStore) taggedAs(ctx context.Context, d digest.Digest) ([]string, error) {
-	var tags []string
-	dir, from := tagRefsFrom(ms.repo.name, d)
-	err := ms.driver().Walk(ctx, dir, from, func(fi driver.FileInfo) error {
-		if !strings.HasPrefix(fi.Path, from+".") && !strings.HasPrefix(fi.Path, from+"/") {
-			return driver.ErrStopWalk // past d's markers
-		}
-		if md, t, ok := parseTagRef(ms.repo.name, fi.Path); ok && md == d {
-			tags = append(tags, t)
-		}
-		return nil
-	})
-	return tags, err
-}
-
 // untag removes every tag pointing at d.
 func (ms *ManifestStore) untag(ctx context.Context, d digest.Digest) error {
-	markers, err := ms.taggedAs(ctx, d)
+	markers, err := listAll(ctx, ms.driver(), tagRefsPath(ms.repo.name, d))
 	if err != nil {
 		return err
 	}
 	err = forEach(len(markers), func(i int) error {
-		t := markers[i]
+		t := path.Base(markers[i])
 		cur, err := ms.tagDigest(ctx, t)
 		if err != nil && !errors.Is(err, ErrManifestUnknown) && !errors.Is(err, ErrTagInvalid) {
 			return err

@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/lading-registry/lading/storage/driver"
 	"github.com/lading-registry/lading/storage/driver/inmemory"
-	"github.com/opencontainers/go-digest"
 )
 
 // walkCounter counts the objects its driver's walks visit and the objects
@@ -152,65 +150,10 @@ func TestDigestDeleteCost(t *testing.T) {
 	if err := f.ms.Delete(f.ctx, d.String()); err != nil {
 		t.Fatal(err)
 	}
-	// Each of the delete's two passes over the markers (afterDelete) visits
-	// the manifest's one marker and the path after it, which ends the walk.
-	if v, r := counter.visited.Load(), counter.reads.Load(); v > 4 || r > 3 {
+	if v, r := counter.visited.Load(), counter.reads.Load(); v > 2 || r > 3 {
 		t.Fatalf("deleting a manifest with one tag visited %d objects and read %d among 500 tags", v, r)
 	}
 	if _, err := f.ms.Stat(f.ctx, "mine"); !errors.Is(err, ErrManifestUnknown) {
 		t.Fatalf("tag survived: %v", err)
 	}
-}
-
-// Tag markers share a folder per algorithm, except where a name would pass
-// a file system's 255 bytes; markers in the earlier folder-per-digest
-// layout are read as well. A digest delete finds exactly its own tags in
-// every layout, next to neighbours that sort around it.
-func TestTagMarkerLayouts(t *testing.T) {
-	forEachDriver(t, func(t *testing.T, reg *Registry) {
-		f := newFixture(t, reg, "markers")
-		pa, a := f.pushImage("a1")
-		f.put(a.String(), pa, "a2")
-		payload := mustJSON(t, f.image())
-		b := digest.SHA512.FromBytes(payload)
-		fits, over := strings.Repeat("f", maxNameLength-128-1), strings.Repeat("o", MaxTagLength)
-		f.put(b.String(), payload, "short", fits, over)
-		_, c := f.pushImage("c")
-		if p := tagRefPath("markers", b, fits); !strings.HasSuffix(p, "."+fits) {
-			t.Fatalf("a marker name of 255 bytes is nested: %s", p)
-		}
-		if p := tagRefPath("markers", b, over); !strings.HasSuffix(p, "/"+over) {
-			t.Fatalf("a marker name over 255 bytes is flat: %s", p)
-		}
-		// A tag written before the flat layout.
-		if err := reg.driver.PutContent(f.ctx, tagRefsPath("markers")+"/sha256/"+a.Encoded()+"/legacy", nil); err != nil {
-			t.Fatal(err)
-		}
-		if err := reg.driver.PutContent(f.ctx, tagPath("markers", "legacy"), []byte(a)); err != nil {
-			t.Fatal(err)
-		}
-		for d, want := range map[digest.Digest][]string{a: {"a1", "a2", "legacy"}, b: {fits, over, "short"}, c: {"c"}} {
-			got, err := f.ms.taggedAs(f.ctx, d)
-			slices.Sort(got)
-			if err != nil || !slices.Equal(got, want) {
-				t.Fatalf("markers of %s: %q %v, want %q", d, got, err, want)
-			}
-		}
-		for _, d := range []digest.Digest{a, b} {
-			if err := f.ms.Delete(f.ctx, d.String()); err != nil {
-				t.Fatal(err)
-			}
-		}
-		f.wantUnknown("after its manifest's delete", "a1", "a2", "legacy", "short", fits, over)
-		if _, err := f.ms.Stat(f.ctx, "c"); err != nil {
-			t.Fatalf("a neighbour's tag: %v", err)
-		}
-		// The collector takes the markers of the deleted manifests, in both layouts.
-		collect(t, reg, quickGC(false))
-		for d, want := range map[digest.Digest]int{a: 0, b: 0, c: 1} {
-			if got, err := f.ms.taggedAs(f.ctx, d); err != nil || len(got) != want {
-				t.Fatalf("markers of %s after a collection: %q %v, want %d", d, got, err, want)
-			}
-		}
-	})
 }
