@@ -134,14 +134,19 @@ func (ms *ManifestStore) settlePut(ctx context.Context, g *gcGuard, rec manifest
 		return false, err
 	}
 	var gone, verified bool
+	var statErr error
 	err := together(ctx, func(ctx context.Context) error {
 		return g.settle(ctx, func(ctx context.Context) error { verified = true; return verify(ctx) })
-	}, func(ctx context.Context) (err error) {
-		gone, err = recordGone(ctx)
-		return err
+	}, func(ctx context.Context) error {
+		gone, statErr = recordGone(ctx)
+		return nil
 	})
-	if err == nil && verified {
+	switch {
+	case err != nil:
+	case verified: // the first look is stale, whatever it found
 		gone, err = recordGone(ctx)
+	default:
+		err = statErr
 	}
 	if err != nil || !gone {
 		return err
