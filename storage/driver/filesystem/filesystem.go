@@ -77,15 +77,21 @@ func New(root string) (*Driver, error) {
 		return nil, err
 	}
 	d := &Driver{root: root, tmp: filepath.Join(root, tempDir), fsync: fsyncPath, writebackErr: writebackErr}
-	if err := os.MkdirAll(d.tmp, 0o755); err != nil {
+	if err := os.MkdirAll(root, 0o755); err != nil {
 		return nil, err
 	}
 	if err := nothingMountedBelow(root); err != nil {
 		return nil, err
 	}
+	d.journaled = journaled(root)
+	if !d.journaled {
+		spreadFolders(root)
+	}
+	if err := os.MkdirAll(d.tmp, 0o755); err != nil {
+		return nil, err
+	}
 	d.unnamed, d.byFD = linkUnnamed(d.tmp)
 	d.shortReadEnds = shortReadsEnd(root)
-	d.journaled = journaled(root)
 	d.exchanges.Store(true)
 	if d.barrier, err = newBarrier(root, d.journaled); err != nil {
 		return nil, err
@@ -96,6 +102,30 @@ func New(root string) (*Driver, error) {
 	go d.barrier.waitFor(d.fresh.startup, nil)
 	d.removeStaleTemps()
 	return d, nil
+}
+
+// spreadFolders asks ext2, ext3 and ext4 to place each folder made
+// directly in root (the blobs, the repositories, the temporary folder) in
+// a block group of its own choosing, as for a folder at the top of the
+// file system, rather than next to root. Without a journal, ext4 passes
+// over every inode of a group freed in the last minutes at each inode it
+// allocates there (recently_deleted), so files made next to many deleted
+// ones cost more. Right after a store was removed from the same file
+// system, that scan took 8% of the server's CPU on manifest pushes, 0.5%
+// with the folders spread (3077 -> 3519 pushes/s). Best effort: other
+// file systems ignore or refuse the flag, and folders made before keep
+// their place.
+func spreadFolders(root string) {
+	const topDir = 0x00020000 // FS_TOPDIR_FL of linux/fs.h, which x/sys/unix lacks
+	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	flags, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
+	if err == nil && flags&topDir == 0 {
+		_ = unix.IoctlSetPointerInt(fd, unix.FS_IOC_SETFLAGS, int(flags|topDir))
+	}
 }
 
 // nothingMountedBelow refuses a root with a file system mounted below it:

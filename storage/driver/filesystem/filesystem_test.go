@@ -67,6 +67,31 @@ func TestTempsAreUnnamedOnLinux(t *testing.T) {
 	}
 }
 
+// On ext4 without a journal the root asks for its folders to be spread
+// (spreadFolders), so a push's inodes stay clear of a neighbour's deletes.
+func TestRootSpreadsItsFoldersWithoutAJournal(t *testing.T) {
+	d, root := newDriver(t)
+	var st unix.Statfs_t
+	if err := unix.Statfs(root, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Type != unix.EXT4_SUPER_MAGIC || d.Journaled() {
+		t.Skipf("file system type %#x, journaled %v", st.Type, d.Journaled())
+	}
+	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	flags, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if flags&0x00020000 == 0 { // FS_TOPDIR_FL
+		t.Fatalf("the root's flags are %#x, without FS_TOPDIR_FL", flags)
+	}
+}
+
 // wantPristine checks that root holds nothing but an empty temporary
 // directory: no temporary file outlived its call, no directory its objects.
 func wantPristine(t *testing.T, root string) {
