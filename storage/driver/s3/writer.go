@@ -31,10 +31,17 @@ type writer struct {
 	partsEnd   int64  // bytes in parts 1..parts
 	partMarker string // key of the latest ~part entry, or ""
 	markerDue  bool   // parts were uploaded since partMarker was written
-	pieces     []piece
-	pending    int64    // bytes in pieces
-	stale      []string // entries superseded, removed at the next cleanup
-	persisted  bool     // the directory holds something
+	// The ETags of parts 1..parts, which Commit completes the upload with:
+	// those partMarker records (read from it when first needed; legacy
+	// marks one without them) and then this writer's own.
+	markerETags []string
+	markerParts int32
+	legacy      bool
+	ownETags    []string
+	pieces      []piece
+	pending     int64    // bytes in pieces
+	stale       []string // entries superseded, removed at the next cleanup
+	persisted   bool     // the directory holds something
 
 	// base is the size of an object already committed at the path that
 	// this writer continues, until its bytes are taken into the writer's
@@ -325,12 +332,29 @@ func (w *writer) completeUpload(ctx context.Context) error {
 		return err
 	}
 	if len(data) > 0 || w.parts == 0 {
-		if _, err := w.uploadPart(ctx, w.parts+1, data); err != nil {
+		out, err := w.uploadPart(ctx, w.parts+1, data)
+		if err != nil {
 			return w.sent(err)
 		}
 		w.parts++
+		w.ownETags = append(w.ownETags, aws.ToString(out.ETag))
+	}
+	etags, err := w.etags(ctx)
+	if err != nil {
+		return err
 	}
 	var parts []types.CompletedPart
+	if etags != nil {
+		// Completed with the ETags recorded as each part was uploaded: if
+		// a writer whose lease lapsed has put other bytes in a part since,
+		// S3 refuses the completion (InvalidPart) rather than assemble
+		// them under this upload's digest.
+		for i, e := range etags {
+			parts = append(parts, types.CompletedPart{PartNumber: aws.Int32(int32(i + 1)), ETag: aws.String(e)})
+		}
+		return w.complete(ctx, parts)
+	}
+	// A marker written before ETags were recorded: the parts as listed.
 	var total int64
 	p := s3.NewListPartsPaginator(w.d.client, &s3.ListPartsInput{Bucket: w.d.bucket, Key: aws.String(w.key), UploadId: aws.String(w.uploadID)})
 	for p.HasMorePages() {
@@ -350,11 +374,42 @@ func (w *writer) completeUpload(ctx context.Context) error {
 	if int32(len(parts)) != w.parts || total != w.size {
 		return fmt.Errorf("upload holds %d parts with %d bytes, expected %d parts with %d", len(parts), total, w.parts, w.size)
 	}
-	_, err = w.d.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+	return w.complete(ctx, parts)
+}
+
+func (w *writer) complete(ctx context.Context, parts []types.CompletedPart) error {
+	_, err := w.d.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
 		Bucket: w.d.bucket, Key: aws.String(w.key), UploadId: aws.String(w.uploadID),
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
 	})
 	return err
+}
+
+// etags returns the ETags of parts 1..parts, reading those the writer's
+// marker records the first time; nil when the marker is from before they
+// were recorded.
+func (w *writer) etags(ctx context.Context) ([]string, error) {
+	if w.markerParts > 0 && w.markerETags == nil && !w.legacy {
+		content, err := w.d.getObject(ctx, w.partMarker)
+		if err != nil {
+			return nil, err
+		}
+		if len(content) == 0 {
+			w.legacy = true
+		} else if etags := strings.Split(string(content), "\n"); int32(len(etags)) == w.markerParts {
+			w.markerETags = etags
+		} else {
+			return nil, fmt.Errorf("%s: writer state of %s is inconsistent: marker %s lists %d ETags", name, w.path, w.partMarker, len(etags))
+		}
+	}
+	if w.legacy {
+		return nil, nil
+	}
+	etags := append(slices.Clip(w.markerETags), w.ownETags...)
+	if int32(len(etags)) != w.parts {
+		return nil, fmt.Errorf("%s: writer of %s knows %d ETags for %d parts", name, w.path, len(etags), w.parts)
+	}
+	return etags, nil
 }
 
 // Cancel discards the writer's state, its upload and the object at its path.
@@ -389,22 +444,24 @@ func (w *writer) flushPart(ctx context.Context) error {
 	if err := w.ensureUpload(ctx); err != nil {
 		return err
 	}
-	if _, err := w.uploadPart(ctx, w.parts+1, data); err != nil {
+	out, err := w.uploadPart(ctx, w.parts+1, data)
+	if err != nil {
 		return w.sent(err)
 	}
-	w.advance(w.parts+1, w.partsEnd+int64(len(data)))
+	w.advance(w.parts+1, w.partsEnd+int64(len(data)), aws.ToString(out.ETag))
 	w.buf = w.buf[:0]
 	return nil
 }
 
-// advance notes that parts 1..n, ending at end, are uploaded and absorbed
-// the pending pieces. Until saveMarker records it, the bucket still says
-// what the last Close left, which is all the next writer may rely on; the
-// pieces stay until then.
-func (w *writer) advance(n int32, end int64) {
+// advance notes that parts 1..n, ending at end, are uploaded (the new ones
+// with etags) and absorbed the pending pieces. Until saveMarker records it,
+// the bucket still says what the last Close left, which is all the next
+// writer may rely on; the pieces stay until then.
+func (w *writer) advance(n int32, end int64, etags ...string) {
 	for _, p := range w.pieces {
 		w.stale = append(w.stale, p.key)
 	}
+	w.ownETags = append(w.ownETags, etags...)
 	w.parts, w.partsEnd = n, end
 	w.pieces, w.pending = nil, 0
 	w.markerDue = true
@@ -416,14 +473,19 @@ func (w *writer) saveMarker(ctx context.Context) error {
 	if !w.markerDue {
 		return nil
 	}
+	etags, err := w.etags(ctx)
+	if err != nil {
+		return err
+	}
 	marker := w.dir + partEntryName(w.parts, w.partsEnd)
-	if _, err := w.d.client.PutObject(ctx, w.d.putInput(marker, nil)); err != nil {
+	if _, err := w.d.client.PutObject(ctx, w.d.putInput(marker, []byte(strings.Join(etags, "\n")))); err != nil {
 		return err
 	}
 	if w.partMarker != "" {
 		w.stale = append(w.stale, w.partMarker)
 	}
 	w.partMarker, w.markerDue, w.persisted = marker, false, true
+	w.markerETags, w.markerParts, w.ownETags = etags, w.parts, nil
 	w.cleanStale(ctx)
 	return nil
 }
@@ -461,7 +523,11 @@ func (w *writer) adoptBase(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		w.advance(int32(len(parts)), size)
+		etags := make([]string, len(parts))
+		for i, p := range parts {
+			etags[i] = aws.ToString(p.ETag)
+		}
+		w.advance(int32(len(parts)), size, etags...)
 	} else if size > 0 {
 		key := w.dir + pieceEntryName(0)
 		if err := w.d.copyObject(ctx, w.key, key, size); err != nil {

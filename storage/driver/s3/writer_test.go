@@ -577,3 +577,66 @@ func TestWriterAfterAbandonedContinuation(t *testing.T) {
 		t.Fatalf("after going on: %d bytes, %v", len(got), err)
 	}
 }
+
+// A writer whose lease lapsed may still put bytes in a part after the next
+// writer recorded it: the commit must then fail, never complete the object
+// with bytes the session's hash never saw.
+func TestCommitRefusesAPartReplacedSinceRecorded(t *testing.T) {
+	d := newTestDriver(t, testenv.S3(t), "")
+	ctx := context.Background()
+	path := "/u/data"
+	first := pattern(6*mib, 1)
+	appendChunk(t, d, path, first, true) // part 1, recorded by its marker
+	u := uploads(t, d)
+	if len(u) != 1 {
+		t.Fatalf("%d uploads, want 1", len(u))
+	}
+	if _, err := d.client.UploadPart(ctx, &s3.UploadPartInput{
+		Bucket: d.bucket, Key: u[0].Key, UploadId: u[0].UploadId, PartNumber: aws.Int32(1),
+		Body: bytes.NewReader(pattern(6*mib, 2)),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	appendChunk(t, d, path, []byte("tail"), false)
+	w, err := d.Writer(ctx, path, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.Commit(ctx); err == nil {
+		t.Fatal("commit completed an upload whose first part was replaced")
+	}
+	if _, err := d.StatObject(ctx, path); !driver.IsNotFound(err) {
+		t.Fatalf("the path after a refused commit: %v", err)
+	}
+}
+
+// A marker written before ETags were recorded is empty: its upload still
+// completes, with the parts as S3 lists them.
+func TestCommitWithAMarkerWithoutETags(t *testing.T) {
+	d := newTestDriver(t, testenv.S3(t), "")
+	ctx := context.Background()
+	path := "/u/data"
+	data := pattern(6*mib, 3)
+	appendChunk(t, d, path, data, true)
+	objs, err := d.keysUnder(ctx, d.writersPrefix(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	emptied := 0
+	for _, o := range objs {
+		if k := aws.ToString(o.Key); strings.Contains(k, partEntry) {
+			if _, err := d.client.PutObject(ctx, d.putInput(k, nil)); err != nil {
+				t.Fatal(err)
+			}
+			emptied++
+		}
+	}
+	if emptied != 1 {
+		t.Fatalf("%d part markers, want 1", emptied)
+	}
+	more := pattern(6*mib, 4)
+	appendChunk(t, d, path, more, false) // a second part, under a marker without ETags
+	commit(t, d, path)
+	wantCommitted(t, d, path, append(data, more...))
+}

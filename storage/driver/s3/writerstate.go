@@ -17,8 +17,10 @@ import (
 //	~upload.<id>            the multipart upload, once one is started (its
 //	                        id in base64url; in the content of "~upload"
 //	                        if the name would be too long a key)
-//	~part.<n>.<end>         empty marker: parts 1..n are uploaded and hold
-//	                        bytes [0, end); only the latest marker is kept
+//	~part.<n>.<end>         marker: parts 1..n are uploaded and hold bytes
+//	                        [0, end); its content is their ETags, a line
+//	                        each (empty when written before they were
+//	                        recorded); only the latest marker is kept
 //	~piece.<offset>         bytes from offset on that are not in a part yet
 //
 // The multipart upload targets the path's own key, so Commit completes it
@@ -78,7 +80,7 @@ func (w *writer) load(entries []types.Object) error {
 				if w.partMarker != "" {
 					w.stale = append(w.stale, w.partMarker)
 				}
-				w.parts, w.partsEnd, w.partMarker = n, end, key
+				w.parts, w.partsEnd, w.partMarker, w.markerParts = n, end, key, n
 			} else {
 				w.stale = append(w.stale, key)
 			}
