@@ -284,6 +284,9 @@ func (u *Upload) write(ctx context.Context, r io.Reader, at int64, commit bool) 
 	if cerr := w.Close(); werr == nil {
 		werr = cerr
 	}
+	if errors.Is(werr, driver.ErrWriterConflict) {
+		return 0, u.lost(ctx, "another writer changed its data", werr)
+	}
 	if werr != nil {
 		// The backend may hold part of the chunk; the next writer will see
 		// a size that disagrees with the state and catch up or end the
@@ -543,6 +546,9 @@ func (u *Upload) finish(ctx context.Context, d digest.Digest, size int64, commit
 			}
 			err = w.Commit(ctx)
 			w.Close()
+			if errors.Is(err, driver.ErrWriterConflict) {
+				return v1.Descriptor{}, u.lost(ctx, "another writer changed its data", err)
+			}
 			if err != nil {
 				return v1.Descriptor{}, err
 			}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"testing"
@@ -456,5 +457,47 @@ func TestAppendCommit(t *testing.T) {
 	}
 	if _, err := repo.Blobs().Resume(ctx, u.ID()); !errors.Is(err, registry.ErrBlobUploadUnknown) {
 		t.Fatalf("session after commit: %v", err)
+	}
+}
+
+// conflicted is a backend whose writers find, at Commit, bytes another
+// writer put in their object (one whose lease lapsed).
+type conflicted struct{ driver.Driver }
+
+func (c conflicted) Writer(ctx context.Context, path string, append bool) (driver.FileWriter, error) {
+	w, err := c.Driver.Writer(ctx, path, append)
+	return conflictedWriter{w}, err
+}
+
+type conflictedWriter struct{ driver.FileWriter }
+
+func (conflictedWriter) Commit(context.Context) error {
+	return fmt.Errorf("test: %w", driver.ErrWriterConflict)
+}
+
+// A session whose data another writer changed cannot be committed or
+// resumed: it ends with BLOB_UPLOAD_UNKNOWN, so the client starts over,
+// rather than failing every retry with a server error.
+func TestWriterConflictEndsTheSession(t *testing.T) {
+	ctx := context.Background()
+	drv := inmemory.New()
+	data := randomBytes(t, 5000)
+	d := digest.FromBytes(data)
+	u, _ := repository(t, registry.New(drv, registry.Options{}), "r").Blobs().Upload(ctx, registry.UploadOptions{})
+	if _, err := u.Append(ctx, bytes.NewReader(data), 0); err != nil {
+		t.Fatal(err)
+	}
+	repo := repository(t, registry.New(conflicted{drv}, registry.Options{}), "r")
+	cu, err := repo.Blobs().Resume(ctx, u.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = cu.Commit(ctx, d, int64(len(data)))
+	wantCode(t, err, registry.CodeBlobUploadUnknown)
+	if _, err := repo.Blobs().Resume(ctx, u.ID()); !errors.Is(err, registry.ErrBlobUploadUnknown) {
+		t.Fatalf("resume after the conflict: %v, want BLOB_UPLOAD_UNKNOWN", err)
+	}
+	if _, err := repo.Blobs().Stat(ctx, d); !errors.Is(err, registry.ErrBlobUnknown) {
+		t.Fatalf("the blob after the conflict: %v, want BLOB_UNKNOWN", err)
 	}
 }

@@ -23,6 +23,12 @@ var (
 	ErrWriterCommitted = errors.New("driver: writer committed")
 	// ErrWriterCancelled is returned by Write or Commit after Cancel.
 	ErrWriterCancelled = errors.New("driver: writer cancelled")
+
+	// ErrWriterConflict is returned by a FileWriter that finds bytes it
+	// did not write in its object (another writer's, one whose lease
+	// lapsed): what its caller knows of the object, such as a hash of the
+	// bytes it wrote, no longer holds, and the object cannot go on.
+	ErrWriterConflict = errors.New("driver: another writer changed the object")
 )
 
 // PathNotFoundError means nothing exists at Path.

@@ -158,7 +158,7 @@ func (w *writer) Commit(context.Context) error {
 	if ok, err := w.unchanged(); err != nil {
 		return err
 	} else if !ok {
-		return fmt.Errorf("filesystem: %s does not hold the %d bytes its writer wrote: another writer changed it", w.file, w.size)
+		return fmt.Errorf("filesystem: %s does not hold the %d bytes its writer wrote: %w", w.file, w.size, driver.ErrWriterConflict)
 	}
 	// The bytes must be durable before a Move publishes them (the name
 	// here is transient): the barrier's sync, or an fsync of the file.

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"net/http"
 	"slices"
 	"strings"
 
@@ -382,7 +383,32 @@ func (w *writer) complete(ctx context.Context, parts []types.CompletedPart) erro
 		Bucket: w.d.bucket, Key: aws.String(w.key), UploadId: aws.String(w.uploadID),
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
 	})
+	if errorCode(err) == "InvalidPart" {
+		return fmt.Errorf("%s: completing %s: %w: %w", name, w.path, driver.ErrWriterConflict, err)
+	}
 	return err
+}
+
+// putMarker writes a part marker only where none is: a name is never
+// written twice by writers that agree, so a marker already there with
+// other content is another writer's (one whose lease lapsed), which this
+// one must not overwrite, nor go on beside. The same content is this
+// writer's own request, retried after a lost answer.
+func (w *writer) putMarker(ctx context.Context, key string, content []byte) error {
+	in := w.d.putInput(key, content)
+	in.IfNoneMatch = aws.String("*")
+	_, err := w.d.client.PutObject(ctx, in)
+	if code := errorCode(err); code != "PreconditionFailed" && httpStatus(err) != http.StatusPreconditionFailed {
+		return err
+	}
+	there, gerr := w.d.getObject(ctx, key)
+	if gerr != nil {
+		return gerr
+	}
+	if !bytes.Equal(there, content) {
+		return fmt.Errorf("%s: writer of %s: marker %s is another writer's: %w", name, w.path, key, driver.ErrWriterConflict)
+	}
+	return nil
 }
 
 // etags returns the ETags of parts 1..parts, reading those the writer's
@@ -399,7 +425,7 @@ func (w *writer) etags(ctx context.Context) ([]string, error) {
 		} else if etags := strings.Split(string(content), "\n"); int32(len(etags)) == w.markerParts {
 			w.markerETags = etags
 		} else {
-			return nil, fmt.Errorf("%s: writer state of %s is inconsistent: marker %s lists %d ETags", name, w.path, w.partMarker, len(etags))
+			return nil, fmt.Errorf("%s: writer state of %s is inconsistent: marker %s lists %d ETags: %w", name, w.path, w.partMarker, len(etags), driver.ErrWriterConflict)
 		}
 	}
 	if w.legacy {
@@ -478,7 +504,7 @@ func (w *writer) saveMarker(ctx context.Context) error {
 		return err
 	}
 	marker := w.dir + partEntryName(w.parts, w.partsEnd)
-	if _, err := w.d.client.PutObject(ctx, w.d.putInput(marker, []byte(strings.Join(etags, "\n")))); err != nil {
+	if err := w.putMarker(ctx, marker, []byte(strings.Join(etags, "\n"))); err != nil {
 		return err
 	}
 	if w.partMarker != "" {

@@ -597,17 +597,42 @@ func TestCommitRefusesAPartReplacedSinceRecorded(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	// Its ETag travels through a marker the next part's writer rewrites.
+	appendChunk(t, d, path, pattern(6*mib, 3), false)
 	appendChunk(t, d, path, []byte("tail"), false)
 	w, err := d.Writer(ctx, path, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	if err := w.Commit(ctx); err == nil {
-		t.Fatal("commit completed an upload whose first part was replaced")
+	if err := w.Commit(ctx); !errors.Is(err, driver.ErrWriterConflict) {
+		t.Fatalf("commit of an upload whose first part was replaced: %v, want a writer conflict", err)
 	}
 	if _, err := d.StatObject(ctx, path); !driver.IsNotFound(err) {
 		t.Fatalf("the path after a refused commit: %v", err)
+	}
+}
+
+// A marker is written once: one found at its name with other content is
+// another writer's, and the writer refuses to go on beside it.
+func TestWriterRefusesAnotherWritersMarker(t *testing.T) {
+	d := newTestDriver(t, testenv.S3(t), "")
+	ctx := context.Background()
+	path := "/u/data"
+	appendChunk(t, d, path, pattern(6*mib, 1), true)
+	w, err := d.Writer(ctx, path, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(pattern(6*mib, 2)); err != nil {
+		t.Fatal(err)
+	}
+	marker := d.writersPrefix(path) + partEntryName(2, 12*mib)
+	if _, err := d.client.PutObject(ctx, d.putInput(marker, []byte("\"theirs\"\n\"theirs\""))); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); !errors.Is(err, driver.ErrWriterConflict) {
+		t.Fatalf("close beside another writer's marker: %v, want a writer conflict", err)
 	}
 }
 
