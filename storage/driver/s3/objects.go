@@ -48,7 +48,16 @@ func (d *Driver) PutState(ctx context.Context, path string, content []byte) erro
 // Create implements driver.Driver with a conditional PUT (If-None-Match: *),
 // which S3 evaluates atomically against concurrent writers.
 func (d *Driver) Create(ctx context.Context, path string, content []byte) error {
-	in := d.putInput(d.key(path), content)
+	err := d.createKey(ctx, d.key(path), content)
+	if err == driver.ErrExists {
+		return err
+	}
+	return mapErr("create", path, err)
+}
+
+// createKey puts content at key unless something is there (ErrExists).
+func (d *Driver) createKey(ctx context.Context, key string, content []byte) error {
+	in := d.putInput(key, content)
 	in.IfNoneMatch = aws.String("*")
 	for attempt := 1; ; attempt++ {
 		_, err := d.client.PutObject(ctx, in)
@@ -65,7 +74,7 @@ func (d *Driver) Create(ctx context.Context, path string, content []byte) error 
 			in.Body = bytes.NewReader(content)
 			continue
 		default:
-			return mapErr("create", path, err)
+			return err
 		}
 	}
 }

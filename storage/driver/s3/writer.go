@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
-	"net/http"
 	"slices"
 	"strings"
 
@@ -389,16 +388,14 @@ func (w *writer) complete(ctx context.Context, parts []types.CompletedPart) erro
 	return err
 }
 
-// putMarker writes a part marker only where none is: a name is never
-// written twice by writers that agree, so a marker already there with
-// other content is another writer's (one whose lease lapsed), which this
-// one must not overwrite, nor go on beside. The same content is this
-// writer's own request, retried after a lost answer.
-func (w *writer) putMarker(ctx context.Context, key string, content []byte) error {
-	in := w.d.putInput(key, content)
-	in.IfNoneMatch = aws.String("*")
-	_, err := w.d.client.PutObject(ctx, in)
-	if code := errorCode(err); code != "PreconditionFailed" && httpStatus(err) != http.StatusPreconditionFailed {
+// putOnce writes a part marker or a piece only where nothing is: writers
+// that agree never write one name twice (a piece's is its offset), so an
+// object already there with other content is another writer's (one whose
+// lease lapsed), which this one must not overwrite, nor go on beside. The
+// same content is this writer's own request, retried after a lost answer.
+func (w *writer) putOnce(ctx context.Context, key string, content []byte) error {
+	err := w.d.createKey(ctx, key, content)
+	if err != driver.ErrExists {
 		return err
 	}
 	there, gerr := w.d.getObject(ctx, key)
@@ -406,7 +403,7 @@ func (w *writer) putMarker(ctx context.Context, key string, content []byte) erro
 		return gerr
 	}
 	if !bytes.Equal(there, content) {
-		return fmt.Errorf("%s: writer of %s: marker %s is another writer's: %w", name, w.path, key, driver.ErrWriterConflict)
+		return fmt.Errorf("%s: writer of %s: %s is another writer's: %w", name, w.path, key, driver.ErrWriterConflict)
 	}
 	return nil
 }
@@ -504,7 +501,7 @@ func (w *writer) saveMarker(ctx context.Context) error {
 		return err
 	}
 	marker := w.dir + partEntryName(w.parts, w.partsEnd)
-	if err := w.putMarker(ctx, marker, []byte(strings.Join(etags, "\n"))); err != nil {
+	if err := w.putOnce(ctx, marker, []byte(strings.Join(etags, "\n"))); err != nil {
 		return err
 	}
 	if w.partMarker != "" {
@@ -523,7 +520,7 @@ func (w *writer) putPiece(ctx context.Context) error {
 	}
 	off := w.partsEnd + w.pending
 	key := w.dir + pieceEntryName(off)
-	if _, err := w.d.client.PutObject(ctx, w.d.putInput(key, w.buf)); err != nil {
+	if err := w.putOnce(ctx, key, w.buf); err != nil {
 		return w.sent(err)
 	}
 	w.pieces = append(w.pieces, piece{key: key, offset: off, size: int64(len(w.buf))})

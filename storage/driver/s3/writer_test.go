@@ -665,3 +665,34 @@ func TestCommitWithAMarkerWithoutETags(t *testing.T) {
 	commit(t, d, path)
 	wantCommitted(t, d, path, append(data, more...))
 }
+
+// A piece is written once too: another writer's at the same offset is
+// refused, while the same bytes (a retried request's) are taken as its own.
+func TestWriterRefusesAnotherWritersPiece(t *testing.T) {
+	d := newTestDriver(t, testenv.S3(t), "")
+	ctx := context.Background()
+	for _, tc := range []struct {
+		path, there string
+		conflict    bool
+	}{{"/u/theirs", "theirs", true}, {"/u/retried", "second", false}} {
+		appendChunk(t, d, tc.path, []byte("first"), true)
+		w, err := d.Writer(ctx, tc.path, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write([]byte("second")); err != nil {
+			t.Fatal(err)
+		}
+		piece := d.writersPrefix(tc.path) + pieceEntryName(int64(len("first")))
+		if _, err := d.client.PutObject(ctx, d.putInput(piece, []byte(tc.there))); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); errors.Is(err, driver.ErrWriterConflict) != tc.conflict {
+			t.Fatalf("%s: close beside a piece holding %q: %v", tc.path, tc.there, err)
+		}
+	}
+	commit(t, d, "/u/retried")
+	if got, err := d.GetContent(ctx, "/u/retried"); err != nil || string(got) != "firstsecond" {
+		t.Fatalf("committed %q (%v), want \"firstsecond\"", got, err)
+	}
+}

@@ -26,6 +26,11 @@ import (
 // The multipart upload targets the path's own key, so Commit completes it
 // in place and nothing is visible at the path before then.
 //
+// Markers and pieces are each written once (If-None-Match), and Commit
+// completes the upload with the recorded ETags: bytes a writer whose lease
+// lapsed puts beside the session's are refused (driver.ErrWriterConflict),
+// never taken for the session's own.
+//
 // A Close with less than a part's worth pending stores what it has as one
 // more piece. Once the pieces and new bytes reach MinPartSize they are
 // joined into the next part and the pieces deleted, so every byte is written
