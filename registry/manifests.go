@@ -152,17 +152,23 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 			ms.repo.reg.tags.forgetAll()
 		}
 	}()
-	// Whether the bytes are stored already is read beside the references'
-	// checks, which take precedence: on an object store each is a round
-	// trip.
+	// On a file system, whether the bytes are stored already is read
+	// beside the references' checks (which take precedence), so stored
+	// bytes are not written again. An object store is not asked: the
+	// bytes go with a conditional create (createPayload), one request
+	// where a look and a write would be two.
 	stored := false
-	err = together(ctx, func(ctx context.Context) error { return ms.checkReferences(ctx, m) }, func(ctx context.Context) error {
-		_, err := driver.StatObject(ctx, ms.driver(), blobPath(d))
-		if stored = err == nil; driver.IsNotFound(err) {
-			return nil
+	var isStored func(context.Context) error
+	if ms.repo.reg.deferring {
+		isStored = func(ctx context.Context) error {
+			_, err := driver.StatObject(ctx, ms.driver(), blobPath(d))
+			if stored = err == nil; driver.IsNotFound(err) {
+				return nil
+			}
+			return err
 		}
-		return err
-	})
+	}
+	err = together(ctx, func(ctx context.Context) error { return ms.checkReferences(ctx, m) }, isStored)
 	if err != nil {
 		return nil, err
 	}
@@ -256,7 +262,9 @@ func (ms *ManifestStore) stageWrites(ctx context.Context, d digest.Digest, paylo
 	}
 	w.recordSize = int64(len(recBytes))
 	list := []write{{&w.record, manifestLinkPath(ms.repo.name, d), recBytes}}
-	if !stored {
+	if !ms.repo.reg.deferring {
+		w.payload = createPayload{drv, blobPath(d), payload}
+	} else if !stored {
 		list = append(list, write{&w.payload, blobPath(d), payload})
 	}
 	if m.subject != nil {
@@ -279,6 +287,23 @@ func (ms *ManifestStore) stageWrites(ctx context.Context, d digest.Digest, paylo
 	}
 	return w, nil
 }
+
+// createPayload publishes a manifest's bytes unless they are stored
+// already: content-addressed bytes there are the same bytes.
+type createPayload struct {
+	drv     driver.Driver
+	path    string
+	content []byte
+}
+
+func (c createPayload) Publish(ctx context.Context) error {
+	if err := c.drv.Create(ctx, c.path, c.content); err != driver.ErrExists {
+		return err
+	}
+	return nil
+}
+
+func (createPayload) Discard() {}
 
 // discard drops whatever was not published; Discard after Publish is a
 // no-op.
