@@ -297,7 +297,7 @@ type createPayload struct {
 }
 
 func (c createPayload) Publish(ctx context.Context) error {
-	if err := c.drv.Create(ctx, c.path, c.content); err != driver.ErrExists {
+	if err := c.drv.Create(ctx, c.path, c.content); !errors.Is(err, driver.ErrExists) {
 		return err
 	}
 	return nil

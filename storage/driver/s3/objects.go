@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -71,8 +72,18 @@ func (d *Driver) createKey(ctx context.Context, key string, content []byte) erro
 			// already a directory; for the driver that path is taken.
 			return driver.ErrExists
 		case code == "ConditionalRequestConflict" && attempt < createAttempts:
+			// Another conditional write to the key is in flight (the same
+			// manifest pushed to many repositories at once): give it time.
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(attempt) * 20 * time.Millisecond):
+			}
 			in.Body = bytes.NewReader(content)
 			continue
+		case code == "ConditionalRequestConflict":
+			// Still contended: the client may try again (503).
+			return driver.UnavailableError{Driver: name, Err: err}
 		default:
 			return err
 		}

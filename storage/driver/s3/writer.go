@@ -520,7 +520,18 @@ func (w *writer) putPiece(ctx context.Context) error {
 	}
 	off := w.partsEnd + w.pending
 	key := w.dir + pieceEntryName(off)
-	if err := w.putOnce(ctx, key, w.buf); err != nil {
+	put := w.putOnce
+	if n := len(w.pieces); n > 0 && w.pieces[n-1].key == key {
+		// The empty piece a writer closed with nothing written leaves, so
+		// the object can be reopened: it holds no bytes to keep from
+		// another writer, and these take its place.
+		w.pieces = w.pieces[:n-1]
+		put = func(ctx context.Context, key string, content []byte) error {
+			_, err := w.d.client.PutObject(ctx, w.d.putInput(key, content))
+			return err
+		}
+	}
+	if err := put(ctx, key, w.buf); err != nil {
 		return w.sent(err)
 	}
 	w.pieces = append(w.pieces, piece{key: key, offset: off, size: int64(len(w.buf))})

@@ -52,6 +52,7 @@ var cases = []struct {
 	{"reader-offsets", testReaderOffsets},
 	{"reader-missing", testReaderMissing},
 	{"writer-append-reopened", testWriterAppendReopened},
+	{"writer-append-after-empty", testWriterAppendAfterEmpty},
 	{"writer-append-nothing", testWriterAppendNothing},
 	{"writer-replaces", testWriterReplaces},
 	{"writer-fresh-hides-committed", testWriterFreshHidesCommitted},

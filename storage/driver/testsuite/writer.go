@@ -40,6 +40,27 @@ func testWriterAppendReopened(e *env) {
 	e.wantContent(p, []byte("abcdefghij"))
 }
 
+// A writer closed with nothing written leaves an object that later
+// writers go on from, in small pieces as in large.
+func testWriterAppendAfterEmpty(e *env) {
+	p := e.path("upload/data")
+	for i, piece := range []string{"", "abc", "def"} {
+		w := e.writer(p, i > 0)
+		if _, err := io.WriteString(w, piece); err != nil {
+			e.t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			e.t.Fatalf("Close after %q: %v", piece, err)
+		}
+	}
+	w := e.writer(p, true)
+	if err := w.Commit(e.ctx); err != nil {
+		e.t.Fatal(err)
+	}
+	w.Close()
+	e.wantContent(p, []byte("abcdef"))
+}
+
 func testWriterAppendNothing(e *env) {
 	w, err := e.d.Writer(e.ctx, e.path("missing"), true)
 	if err == nil {
