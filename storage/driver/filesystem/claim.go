@@ -27,8 +27,36 @@ var ErrUnclaimable = errors.New("the file system takes no locks")
 // (tags resolved, links known, upload locks) is only right while no other
 // server writes the root; tools beside it (lading gc, fsck) do not claim.
 // The error names the holder's process id when it can.
+//
+// The lock is taken on the root folder itself as well as on the file: a
+// file can be deleted under its holder (a cleanup, an operator), after
+// which a new one would lock anew, while the folder stays as long as the
+// store does. The file keeps the holder's id, and the lock of servers
+// that took only the file's.
 func (d *Driver) Claim() (release func() error, err error) {
+	dir, err := os.Open(d.root)
+	if err != nil {
+		return nil, err
+	}
+	releaseFile, err := d.claimFile(dir)
+	if err != nil {
+		dir.Close()
+		return nil, err
+	}
+	return func() error {
+		err := releaseFile()
+		dir.Close() // ends the folder's lock
+		return err
+	}, nil
+}
+
+// claimFile locks the root folder open as dir, then the claim file.
+func (d *Driver) claimFile(dir *os.File) (release func() error, err error) {
 	path := filepath.Join(d.root, claimFile)
+	if err := unix.Flock(int(dir.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(path)
+		return nil, lockErr(d.root, err, holder)
+	}
 	writable := true
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o644)
 	if errors.Is(err, unix.EROFS) || errors.Is(err, unix.EACCES) {
@@ -46,16 +74,7 @@ func (d *Driver) Claim() (release func() error, err error) {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		holder, _ := os.ReadFile(path)
 		f.Close()
-		switch {
-		case errors.Is(err, unix.EWOULDBLOCK):
-			if pid := strings.TrimSpace(string(holder)); pid != "" {
-				return nil, fmt.Errorf("%w (process %s)", ErrClaimed, pid)
-			}
-			return nil, ErrClaimed
-		case errors.Is(err, unix.ENOLCK), errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.ENOTSUP):
-			return nil, fmt.Errorf("%w: %v", ErrUnclaimable, err)
-		}
-		return nil, fmt.Errorf("filesystem: locking %s: %w", path, err)
+		return nil, lockErr(path, err, holder)
 	}
 	if !writable {
 		return f.Close, nil
@@ -69,4 +88,18 @@ func (d *Driver) Claim() (release func() error, err error) {
 		f.Truncate(0)
 		return f.Close()
 	}, nil
+}
+
+// lockErr tells why locking path failed; holder is the claim file's content.
+func lockErr(path string, err error, holder []byte) error {
+	switch {
+	case errors.Is(err, unix.EWOULDBLOCK):
+		if pid := strings.TrimSpace(string(holder)); pid != "" {
+			return fmt.Errorf("%w (process %s)", ErrClaimed, pid)
+		}
+		return ErrClaimed
+	case errors.Is(err, unix.ENOLCK), errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.ENOTSUP):
+		return fmt.Errorf("%w: %v", ErrUnclaimable, err)
+	}
+	return fmt.Errorf("filesystem: locking %s: %w", path, err)
 }

@@ -485,18 +485,24 @@ func TestCommitRefusesAFileChangedByAnother(t *testing.T) {
 	mine.Close()
 }
 
+// twoDrivers returns two drivers over one new root, as two servers would open it.
+func twoDrivers(t *testing.T) (root string, a, b *filesystem.Driver) {
+	t.Helper()
+	root = t.TempDir()
+	var err error
+	if a, err = filesystem.New(root); err != nil {
+		t.Fatal(err)
+	}
+	if b, err = filesystem.New(root); err != nil {
+		t.Fatal(err)
+	}
+	return root, a, b
+}
+
 // One process serves a root at a time: a second claim fails, naming the
 // holder, until the first is released; then it succeeds.
 func TestClaim(t *testing.T) {
-	root := t.TempDir()
-	a, err := filesystem.New(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := filesystem.New(root)
-	if err != nil {
-		t.Fatal(err)
-	}
+	root, a, b := twoDrivers(t)
 	release, err := a.Claim()
 	if err != nil {
 		t.Fatal(err)
@@ -509,6 +515,33 @@ func TestClaim(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(root, "#serving")); len(b) != 0 {
 		t.Fatalf("a released claim still names a process: %q", b)
+	}
+	release, err = b.Claim()
+	if err != nil {
+		t.Fatalf("claim after release: %v", err)
+	}
+	release()
+}
+
+// The claim holds with its file deleted: a second server still finds the
+// root taken.
+func TestClaimOutlivesItsFile(t *testing.T) {
+	root, a, b := twoDrivers(t)
+	release, err := a.Claim()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(root, "#serving")); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := b.Claim(); !errors.Is(err, filesystem.ErrClaimed) {
+		if err == nil {
+			r()
+		}
+		t.Fatalf("claim beside a holder whose file was deleted: %v, want ErrClaimed", err)
+	}
+	if err := release(); err != nil {
+		t.Fatal(err)
 	}
 	release, err = b.Claim()
 	if err != nil {
