@@ -32,7 +32,9 @@ var ErrUnclaimable = errors.New("the file system takes no locks")
 // file can be deleted under its holder (a cleanup, an operator), after
 // which a new one would lock anew, while the folder stays as long as the
 // store does. The file keeps the holder's id, and the lock of servers
-// that took only the file's.
+// that took only the file's, and of file systems that lock no folder (NFS
+// turns flock into a write lock, which a folder opened for reading cannot
+// take).
 func (d *Driver) Claim() (release func() error, err error) {
 	dir, err := os.Open(d.root)
 	if err != nil {
@@ -53,7 +55,7 @@ func (d *Driver) Claim() (release func() error, err error) {
 // claimFile locks the root folder open as dir, then the claim file.
 func (d *Driver) claimFile(dir *os.File) (release func() error, err error) {
 	path := filepath.Join(d.root, claimFile)
-	if err := unix.Flock(int(dir.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	if err := unix.Flock(int(dir.Fd()), unix.LOCK_EX|unix.LOCK_NB); errors.Is(err, unix.EWOULDBLOCK) {
 		holder, _ := os.ReadFile(path)
 		return nil, lockErr(d.root, err, holder)
 	}
