@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"path"
 	"time"
 
 	"github.com/lading-registry/lading/storage/driver"
@@ -42,6 +43,16 @@ func (r *Registry) PurgeUploads(ctx context.Context, olderThan time.Duration) (p
 		}
 		last := ""
 		for _, e := range entries {
+			if validUploadID(path.Base(e)) {
+				purged, err := r.purgeFolderUpload(ctx, e, cutoff)
+				if err != nil {
+					return err
+				}
+				if purged {
+					n++
+				}
+				continue
+			}
 			id, ok := uploadEntryID(e)
 			if !ok || id == last {
 				// Not a session's, or its second object (they sort together).
@@ -59,6 +70,27 @@ func (r *Registry) PurgeUploads(ctx context.Context, olderThan time.Duration) (p
 		return nil
 	})
 	return n, err
+}
+
+// purgeFolderUpload removes a session of the layout before sessions were
+// two objects (a folder per session, layout.go), once its newest object is
+// older than cutoff. No request resumes such a session any more; the age
+// spares one a server of that version may still be writing.
+func (r *Registry) purgeFolderUpload(ctx context.Context, dir string, cutoff time.Time) (bool, error) {
+	newest := time.Time{}
+	err := r.driver.Walk(ctx, dir, "", func(fi driver.FileInfo) error {
+		if fi.ModTime.After(newest) {
+			newest = fi.ModTime
+		}
+		return nil
+	})
+	if err != nil || newest.IsZero() || !newest.Before(cutoff) {
+		return false, err
+	}
+	if err := r.driver.Delete(ctx, dir); err != nil && !driver.IsNotFound(err) {
+		return false, err
+	}
+	return true, nil
 }
 
 // purgeUpload removes one session if it is stale, under the session's own

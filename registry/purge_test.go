@@ -86,6 +86,31 @@ func TestPurgeUploads(t *testing.T) {
 	})
 }
 
+// A session of the layout before sessions were two objects (a folder of
+// its own) is purged by the age of its newest object.
+func TestPurgeUploadsOfTheFolderLayout(t *testing.T) {
+	forEachGCDriver(t, func(t *testing.T, reg *Registry) {
+		ctx := context.Background()
+		now := time.Now()
+		dir := uploadsPath("old") + "/" + newUploadID()
+		for _, f := range []string{"data", "startedat", "hashstates/sha256/0"} {
+			if err := reg.driver.PutContent(ctx, dir+"/"+f, []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n, err := reg.PurgeUploads(ctx, time.Hour); err != nil || n != 0 {
+			t.Fatalf("purged %d (%v) while the folder is new", n, err)
+		}
+		reg.now = func() time.Time { return now.Add(3 * time.Hour) }
+		if n, err := reg.PurgeUploads(ctx, time.Hour); err != nil || n != 1 {
+			t.Fatalf("purged %d (%v), want the folder", n, err)
+		}
+		if _, err := reg.driver.List(ctx, dir); !driver.IsNotFound(err) {
+			t.Fatalf("the folder after the purge: %v", err)
+		}
+	})
+}
+
 // On S3 a purged session's multipart upload is aborted, so no parts stay
 // billed.
 func TestPurgeUploadsAbortsMultipartUploads(t *testing.T) {
