@@ -61,6 +61,8 @@ func TestParseManifestRefusals(t *testing.T) {
 		{"artifactType malformed", MediaTypeOCIManifest, `{"schemaVersion":2,"artifactType":"bad type","config":` + cfg + `}`},
 		{"subject malformed", MediaTypeOCIManifest,
 			`{"schemaVersion":2,"config":` + cfg + `,"subject":{"mediaType":"` + MediaTypeOCIManifest + `","digest":"sha256:12","size":1}}`},
+		{"subject of an algorithm the API cannot serve", MediaTypeOCIManifest,
+			`{"schemaVersion":2,"config":` + cfg + `,"subject":{"mediaType":"` + MediaTypeOCIManifest + `","digest":"` + digest.SHA384.FromString("s").String() + `","size":1}}`},
 		{"relative url", MediaTypeOCIManifest,
 			`{"schemaVersion":2,"config":` + cfg + `,"layers":[{"mediaType":"` + testLayerType + `","digest":"` + goodDigest + `","size":1,"urls":["/relative"]}]}`},
 		{"data not base64", MediaTypeOCIManifest,

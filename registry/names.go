@@ -20,12 +20,31 @@ func ValidateName(name string) error {
 	if len(name) == 0 || len(name) > MaxNameLength {
 		return newError(CodeNameInvalid, "repository name must be 1 to %d characters", MaxNameLength)
 	}
+	if n := storedNameLength(name); n > maxStoredName {
+		return newError(CodeNameInvalid, "repository name %q is %d characters once '-', '.' and '/' are counted twice; the limit is %d", name, n, maxStoredName)
+	}
 	for comp := range strings.SplitSeq(name, "/") {
 		if !validComponent(comp) {
 			return newError(CodeNameInvalid, "invalid repository name %q", name)
 		}
 	}
 	return nil
+}
+
+// maxStoredName bounds a name's stored form (escapeName), one path segment,
+// which file systems limit to 255 bytes.
+const maxStoredName = 255
+
+// storedNameLength is len(escapeName(name)): '-', '.' and '/' take two
+// bytes each.
+func storedNameLength(name string) int {
+	n := len(name)
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c == '-' || c == '.' || c == '/' {
+			n++
+		}
+	}
+	return n
 }
 
 func validComponent(c string) bool {
@@ -91,13 +110,12 @@ func ParseDigest(s string) (digest.Digest, error) {
 	return "", newError(CodeDigestInvalid, "unsupported digest algorithm %q", d.Algorithm())
 }
 
-// validateDigest is d.Validate, without its regular expression for the
-// algorithms the registry supports.
+// validateDigest checks that d is a digest the registry can address
+// (ParseDigest): a manifest naming any other, such as sha384, which
+// go-digest would accept, points at what the API can never serve or list.
 func validateDigest(d digest.Digest) error {
-	if s := string(d); hexDigest(s, "sha256:", 64) || hexDigest(s, "sha512:", 128) {
-		return nil
-	}
-	return d.Validate()
+	_, err := ParseDigest(string(d))
+	return err
 }
 
 // hexDigest reports whether s is prefix followed by n lower-case hex digits.
