@@ -1,6 +1,7 @@
 package server
 
 import (
+	"math"
 	"strconv"
 	"strings"
 )
@@ -95,7 +96,8 @@ func parseContentRange(header string) (start, end int64, ok bool) {
 	}
 	start, ok1 := parseDecimal(a)
 	end, ok2 := parseDecimal(b)
-	if !ok1 || !ok2 || end < start {
+	// The span's length, end-start+1, must be an int64 too.
+	if !ok1 || !ok2 || end < start || end-start == math.MaxInt64 {
 		return 0, 0, false
 	}
 	return start, end, true

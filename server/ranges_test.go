@@ -84,6 +84,8 @@ func TestParseContentRange(t *testing.T) {
 		{"-5", 0, 0, false},
 		{"5-", 0, 0, false},
 		{"a-b", 0, 0, false},
+		{"0-9223372036854775807", 0, 0, false}, // a length past int64
+		{"1-9223372036854775807", 1, 9223372036854775807, true},
 		{"", 0, 0, false},
 	}
 	for _, tt := range tests {
