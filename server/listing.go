@@ -72,7 +72,13 @@ func (h *handlers) tags(w http.ResponseWriter, r *http.Request, rt Route) error 
 		return err
 	}
 	list := tagList{Name: rt.Repository, Tags: []string{}}
-	if !page.none {
+	if page.none {
+		// An empty page still tells a repository that is not there; a
+		// page of one costs a look at one tag.
+		if _, _, err := repo.Manifests().Tags(r.Context(), "", 1); err != nil {
+			return err
+		}
+	} else {
 		tags, more, err := repo.Manifests().Tags(r.Context(), page.last, page.n)
 		if err != nil {
 			return err

@@ -65,6 +65,11 @@ func TestTagsPagination(t *testing.T) {
 	if !strings.Contains(rec.Body.String(), `"tags":[]`) {
 		t.Fatalf("n=0: %s", rec.Body)
 	}
+	// An empty page of a repository that is not there is NAME_UNKNOWN too.
+	rec = serve(t, h, request{method: "GET", target: "/v2/nope/tags/list?n=0"})
+	if rec.Code != 404 || !strings.Contains(rec.Body.String(), "NAME_UNKNOWN") {
+		t.Fatalf("n=0 of a missing repository: %d %s", rec.Code, rec.Body)
+	}
 }
 
 func TestCatalogPagination(t *testing.T) {
