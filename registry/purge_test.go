@@ -10,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	s3sdk "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/lading-registry/lading/internal/testenv"
 	"github.com/lading-registry/lading/storage/driver"
@@ -114,23 +116,9 @@ func TestPurgeUploadsOfTheFolderLayout(t *testing.T) {
 // On S3 a purged session's multipart upload is aborted, so no parts stay
 // billed.
 func TestPurgeUploadsAbortsMultipartUploads(t *testing.T) {
-	srv := testenv.S3(t)
-	d, err := s3.New(t.Context(), s3.Config{Endpoint: srv.Endpoint, Region: srv.Region, Bucket: srv.Bucket, ForcePathStyle: true,
-		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, PartSize: s3.MinPartSize})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := New(driver.Instrument(d, nil), Options{})
+	reg, client, bucket := smallPartS3(t)
 	u := startUpload(t, reg, "big", time.Now().Add(-2*time.Hour), randomContent(s3.MinPartSize+1))
-	client := s3sdk.New(s3sdk.Options{BaseEndpoint: aws.String(srv.Endpoint), Region: srv.Region, UsePathStyle: true,
-		Credentials: credentials.NewStaticCredentialsProvider(srv.AccessKey, srv.SecretKey, "")})
-	pending := func() int {
-		out, err := client.ListMultipartUploads(t.Context(), &s3sdk.ListMultipartUploadsInput{Bucket: aws.String(srv.Bucket)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return len(out.Uploads)
-	}
+	pending := func() int { return len(multipartUploads(t, client, bucket)) }
 	if pending() == 0 {
 		t.Fatal("the session holds no multipart upload: the test proves nothing")
 	}
@@ -158,5 +146,65 @@ func TestUploadEntryID(t *testing.T) {
 		if got != want || ok != (want != "") {
 			t.Errorf("uploadEntryID(%q) = %q, %v; want %q", entry, got, ok, want)
 		}
+	}
+}
+
+// smallPartS3 is a registry on S3 whose uploads flush a part every
+// s3.MinPartSize bytes, and a client of the same bucket.
+func smallPartS3(t *testing.T) (*Registry, *s3sdk.Client, string) {
+	srv := testenv.S3(t)
+	d, err := s3.New(t.Context(), s3.Config{Endpoint: srv.Endpoint, Region: srv.Region, Bucket: srv.Bucket, ForcePathStyle: true,
+		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, PartSize: s3.MinPartSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := s3sdk.New(s3sdk.Options{BaseEndpoint: aws.String(srv.Endpoint), Region: srv.Region, UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider(srv.AccessKey, srv.SecretKey, "")})
+	return New(driver.Instrument(d, nil), Options{}), client, srv.Bucket
+}
+
+func multipartUploads(t *testing.T, client *s3sdk.Client, bucket string) []types.MultipartUpload {
+	t.Helper()
+	out, err := client.ListMultipartUploads(t.Context(), &s3sdk.ListMultipartUploadsInput{Bucket: aws.String(bucket)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out.Uploads
+}
+
+// A session whose multipart upload a bucket's lifecycle rule aborted
+// (AbortIncompleteMultipartUpload) ends with BLOB_UPLOAD_UNKNOWN, so the
+// client starts the blob over; it met a 500 at every retry.
+func TestAbortedMultipartUploadEndsTheSession(t *testing.T) {
+	reg, client, bucket := smallPartS3(t)
+	ctx := t.Context()
+	data := randomContent(2*s3.MinPartSize + 10)
+	r, _ := reg.Repository("r")
+	u, err := r.Blobs().Upload(ctx, UploadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.Append(ctx, bytes.NewReader(data[:s3.MinPartSize+5]), 0); err != nil {
+		t.Fatal(err)
+	}
+	uploads := multipartUploads(t, client, bucket)
+	if len(uploads) == 0 {
+		t.Fatal("the session holds no multipart upload: the test proves nothing")
+	}
+	for _, mu := range uploads {
+		if _, err := client.AbortMultipartUpload(ctx, &s3sdk.AbortMultipartUploadInput{Bucket: aws.String(bucket), Key: mu.Key, UploadId: mu.UploadId}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u, err = r.Blobs().Resume(ctx, u.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = u.AppendCommit(ctx, bytes.NewReader(data[s3.MinPartSize+5:]), s3.MinPartSize+5, digest.FromBytes(data))
+	if !errors.Is(err, ErrBlobUploadUnknown) {
+		t.Fatalf("chunk onto an aborted multipart upload: %v, want BLOB_UPLOAD_UNKNOWN", err)
+	}
+	if _, err := r.Blobs().Resume(ctx, u.ID()); !errors.Is(err, ErrBlobUploadUnknown) {
+		t.Fatalf("the session outlived its data: %v", err)
 	}
 }

@@ -151,7 +151,7 @@ func (u *Upload) Offset() int64 { return u.state.Offset }
 // writer holding the session, is a *RangeError. Bytes received before r
 // fails are kept, so the client can resume after them.
 func (u *Upload) Append(ctx context.Context, r io.Reader, at int64) (int64, error) {
-	unlock, err := u.lock(ctx)
+	unlock, err := u.lockForChunk(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -176,7 +176,7 @@ func (u *Upload) AppendCommit(ctx context.Context, r io.Reader, at int64, d dige
 	if err := checkDigest(d); err != nil {
 		return v1.Descriptor{}, err
 	}
-	unlock, err := u.lock(ctx)
+	unlock, err := u.lockForChunk(ctx)
 	if err != nil {
 		return v1.Descriptor{}, err
 	}
@@ -284,8 +284,8 @@ func (u *Upload) write(ctx context.Context, r io.Reader, at int64, commit bool) 
 	if cerr := w.Close(); werr == nil {
 		werr = cerr
 	}
-	if errors.Is(werr, driver.ErrWriterConflict) {
-		return 0, u.lost(ctx, "another writer changed its data", werr)
+	if reason := dataLost(werr); reason != "" {
+		return 0, u.lost(ctx, reason, werr)
 	}
 	if werr != nil {
 		// The backend may hold part of the chunk; the next writer will see
@@ -359,6 +359,12 @@ func (u *Upload) reconcile(ctx context.Context, w driver.FileWriter, path string
 		}
 	}
 	if w.Size() == u.state.Offset {
+		// The state may have been loaded above: the chunk must start where
+		// that one stands.
+		if at >= 0 && at != u.state.Offset {
+			w.Close()
+			return nil, u.rangeError(at)
+		}
 		return w, nil
 	}
 	// The handle's state predates another request's chunk, or a crash came
@@ -392,6 +398,21 @@ func (u *Upload) reconcile(ctx context.Context, w driver.FileWriter, path string
 		return nil, u.rangeError(at)
 	}
 	return w, nil
+}
+
+// dataLost tells why an error of a writer the session opened means its
+// data can no longer be trusted or reached, or "": another writer changed
+// it, or it went (on S3, a multipart upload a bucket's lifecycle rule
+// aborted). The session then ends, so the client starts the blob over
+// rather than meet the same failure at every retry.
+func dataLost(err error) string {
+	switch {
+	case errors.Is(err, driver.ErrWriterConflict):
+		return "another writer changed its data"
+	case driver.IsNotFound(err):
+		return "its data is gone"
+	}
+	return ""
 }
 
 // savedInAnotherBoot reports a state whose bytes may not be what it hashed
@@ -546,8 +567,8 @@ func (u *Upload) finish(ctx context.Context, d digest.Digest, size int64, commit
 			}
 			err = w.Commit(ctx)
 			w.Close()
-			if errors.Is(err, driver.ErrWriterConflict) {
-				return v1.Descriptor{}, u.lost(ctx, "another writer changed its data", err)
+			if reason := dataLost(err); reason != "" {
+				return v1.Descriptor{}, u.lost(ctx, reason, err)
 			}
 			if err != nil {
 				return v1.Descriptor{}, err
@@ -661,12 +682,26 @@ func (u *Upload) Cancel(ctx context.Context) error {
 	return err
 }
 
+// lock holds the session for this request. Another request holding it is
+// TOOMANYREQUESTS (429), which clients retry: a commit or a cancel waits
+// for the chunk in flight to end.
 func (u *Upload) lock(ctx context.Context) (func(), error) {
 	unlock, lost, err := tryLock(ctx, u.bs.repo.reg.locker, uploadLockKey(u.state.Repository, u.state.ID))
 	if errors.Is(err, ErrLocked) {
-		return nil, &RangeError{Offset: u.state.Offset, Message: "another request is writing to this upload"}
+		return nil, newError(CodeTooManyRequests, "another request is writing to upload %s; try again once it has ended", u.state.ID)
 	}
 	u.lockLost = lost
+	return unlock, err
+}
+
+// lockForChunk is lock for a request that brings a chunk: one arriving
+// while another is written is out of order, a *RangeError (416), after
+// which the client asks where the session stands.
+func (u *Upload) lockForChunk(ctx context.Context) (func(), error) {
+	unlock, err := u.lock(ctx)
+	if errors.Is(err, &Error{Code: CodeTooManyRequests}) {
+		return nil, &RangeError{Offset: u.state.Offset, Message: "another request is writing to this upload"}
+	}
 	return unlock, err
 }
 

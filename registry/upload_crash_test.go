@@ -347,3 +347,44 @@ func TestCommitChecksTheDataAgainstTheState(t *testing.T) {
 		}
 	})
 }
+
+// After a machine restart, two requests that resumed the session before
+// either wrote send the same chunk: the second is out of order (a 416),
+// not appended after the first.
+func TestChunkAfterRestartMustStartWhereTheSessionStands(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	repo := repository(t, newFSRegistry(t, root), "r")
+	data := randomBytes(t, 3000)
+	u, err := repo.Blobs().Upload(ctx, registry.UploadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.Append(ctx, bytes.NewReader(data[:1000]), 0); err != nil {
+		t.Fatal(err)
+	}
+	registry.SetBootID(t, "after the restart")
+	repo = repository(t, newFSRegistry(t, root), "r")
+	first, err := repo.Blobs().Resume(ctx, u.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	retry, err := repo.Blobs().Resume(ctx, u.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := retry.Append(ctx, bytes.NewReader(data[1000:2000]), 1000); err != nil {
+		t.Fatal(err)
+	}
+	var re *registry.RangeError
+	if _, err := first.Append(ctx, bytes.NewReader(data[1000:2000]), 1000); !errors.As(err, &re) {
+		t.Fatalf("the same chunk again: %v, want a RangeError", err)
+	}
+	u, err = repo.Blobs().Resume(ctx, u.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.AppendCommit(ctx, bytes.NewReader(data[2000:]), 2000, digest.FromBytes(data)); err != nil {
+		t.Fatalf("the rest of the blob: %v", err)
+	}
+}

@@ -330,7 +330,8 @@ func TestClientBodyFailureIs4xx(t *testing.T) {
 
 // TestConcurrentChunksDoNotInterleave holds one PATCH mid-body and sends a
 // second to the same session: the second is refused with 416 and the
-// first completes whole.
+// first completes whole. A commit or a cancel meanwhile is told to come
+// back (429, Retry-After), not that a range it never sent is wrong.
 func TestConcurrentChunksDoNotInterleave(t *testing.T) {
 	h := newHandler(t, Options{})
 	loc := startSession(t, h, "a")
@@ -347,13 +348,20 @@ func TestConcurrentChunksDoNotInterleave(t *testing.T) {
 	}
 	rec := serve(t, h, request{method: "PATCH", target: loc, body: []byte("intruder")})
 	wantStatus(t, rec, 416, registry.CodeRangeInvalid)
+	d := digest.FromString("0123456789abcdef")
+	for _, req := range []request{{method: "PUT", target: withQuery(loc, "digest="+d.String())}, {method: "DELETE", target: loc}} {
+		rec := serve(t, h, req)
+		wantStatus(t, rec, 429, registry.CodeTooManyRequests)
+		if rec.Header().Get("Retry-After") == "" {
+			t.Errorf("%s while a chunk streams: no Retry-After", req.method)
+		}
+	}
 	pw.Write([]byte("abcdef"))
 	pw.Close()
 	<-done
 	if firstRec.Code != 202 || firstRec.Header().Get("Range") != "0-15" {
 		t.Fatalf("first chunk: %d %v", firstRec.Code, firstRec.Header())
 	}
-	d := digest.FromString("0123456789abcdef")
 	wantStatus(t, serve(t, h, request{method: "PUT", target: withQuery(loc, "digest="+d.String())}), 201, "")
 }
 

@@ -110,8 +110,10 @@ func mapError(err error) (status int, header http.Header, body errorBody) {
 	}
 	if ok {
 		if status, known := codeStatus[e.Code]; known {
-			if status == http.StatusServiceUnavailable {
-				header.Set("Retry-After", "1") // clients retry a 503
+			if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
+				// Clients retry these: upload slots and sessions free up as
+				// fast as chunks finish.
+				header.Set("Retry-After", "1")
 			}
 			return status, header, entry(e)
 		}

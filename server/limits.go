@@ -3,7 +3,6 @@ package server
 import (
 	"io"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/lading-registry/lading/registry"
@@ -20,10 +19,6 @@ const (
 	// stalled one gives back its upload slot, goroutine and descriptor.
 	DefaultBodyIdleTimeout = time.Minute
 )
-
-// uploadRetryAfter is the Retry-After, in seconds, of an upload refused
-// for want of a slot: slots free up as fast as chunks finish.
-const uploadRetryAfter = 1
 
 var errTooManyUploads = &registry.Error{Code: registry.CodeTooManyRequests,
 	Message: "too many uploads in progress; retry later"}
@@ -79,8 +74,7 @@ func (h *handlers) limit(w http.ResponseWriter, r *http.Request, rt Route) (rele
 	release = func() {}
 	if streamsBlob(rt, r) {
 		if release, ok = h.uploads.take(); !ok {
-			w.Header().Set("Retry-After", strconv.Itoa(uploadRetryAfter))
-			writeError(w, r, h.log, errTooManyUploads)
+			writeError(w, r, h.log, errTooManyUploads) // with a Retry-After
 			return nil, false
 		}
 	}
