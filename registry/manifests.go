@@ -131,6 +131,9 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 		tags = append([]string{reference}, tags...)
 		d = digest.Canonical.FromBytes(payload)
 	}
+	if len(tags) > MaxTagsPerPush {
+		return nil, newError(CodeTagInvalid, "%d tags in one push; the limit is %d", len(tags), MaxTagsPerPush)
+	}
 	for _, t := range tags {
 		if err := ValidateTag(t); err != nil {
 			return nil, err

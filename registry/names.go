@@ -12,6 +12,11 @@ const (
 	MaxTagLength  = 128
 )
 
+// MaxTagsPerPush bounds the tags one manifest push points at (its
+// reference and its `?tag=` parameters): each is a write, and the push
+// answers only once all are durable.
+const MaxTagsPerPush = 100
+
 // ValidateName checks a repository name against the spec's grammar:
 // components of lower-case alphanumerics joined by one '.', one or two
 // '_', or any number of '-', separated by '/'. It runs on every request, so

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/opencontainers/go-digest"
 )
 
 // nextLink extracts the target of a Link: <...>; rel="next" header.
@@ -110,6 +112,27 @@ func TestParsePage(t *testing.T) {
 		got, err := parsePage(q, 7)
 		if (err != nil) != tt.bad || (!tt.bad && got != tt.want) {
 			t.Errorf("parsePage(%q) = %+v, %v", tt.query, got, err)
+		}
+	}
+}
+
+// Whatever answers GET answers HEAD, with the same status and headers and
+// no body.
+func TestHeadWhereGetIs(t *testing.T) {
+	h := newHandler(t, Options{})
+	payload := imageManifest(t, h, "a", nil)
+	wantStatus(t, putManifest(t, h, "a", "latest", payload), 201, "")
+	loc := startSession(t, h, "a")
+	for _, target := range []string{"/v2/a/tags/list", "/v2/_catalog", "/v2/a/referrers/" + digest.FromBytes(payload).String(), loc} {
+		get := serve(t, h, request{method: "GET", target: target})
+		head := serve(t, h, request{method: "HEAD", target: target})
+		if head.Code != get.Code || head.Body.Len() != 0 {
+			t.Errorf("HEAD %s: %d with %d bytes; GET: %d", target, head.Code, head.Body.Len(), get.Code)
+		}
+		for _, k := range []string{"Content-Type", "Content-Length", "Range", "Location"} {
+			if head.Header().Get(k) != get.Header().Get(k) {
+				t.Errorf("HEAD %s: %s %q, GET's %q", target, k, head.Header().Get(k), get.Header().Get(k))
+			}
 		}
 	}
 }

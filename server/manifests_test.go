@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -243,4 +244,33 @@ func TestReferrersPaged(t *testing.T) {
 			seen[d] = true
 		}
 	}
+}
+
+// A query that does not parse is refused whole, never acted on in part;
+// a push names at most MaxTagsPerPush tags.
+func TestMalformedQueriesAndTooManyTags(t *testing.T) {
+	h := newHandler(t, Options{})
+	payload := imageManifest(t, h, "a", nil)
+	d := digest.FromBytes(payload).String()
+	for _, target := range []string{
+		"/v2/a/manifests/" + d + "?tag=v1&tag=v2;x",
+		"/v2/a/manifests/" + d + "?tag=v1&tag=v%zz2",
+	} {
+		wantStatus(t, serve(t, h, request{method: "PUT", target: target, body: payload,
+			header: map[string]string{"Content-Type": v1.MediaTypeImageManifest}}), 400, registry.CodeUnsupported)
+	}
+	wantStatus(t, serve(t, h, request{method: "GET", target: "/v2/a/tags/list?n=%zz"}), 400, registry.CodeUnsupported)
+	wantStatus(t, serve(t, h, request{method: "POST", target: "/v2/a/blobs/uploads/?digest=" + d + "%zz", body: []byte("x")}), 400, registry.CodeUnsupported)
+	var q []string
+	for i := range registry.MaxTagsPerPush + 1 {
+		q = append(q, fmt.Sprintf("tag=t%d", i))
+	}
+	wantStatus(t, serve(t, h, request{method: "PUT", target: "/v2/a/manifests/" + d + "?" + strings.Join(q, "&"), body: payload,
+		header: map[string]string{"Content-Type": v1.MediaTypeImageManifest}}), 400, registry.CodeTagInvalid)
+	// Nothing of them was stored.
+	wantStatus(t, serve(t, h, request{method: "GET", target: "/v2/a/manifests/" + d}), 404, registry.CodeManifestUnknown)
+	// At the limit, the push goes through.
+	q = q[:registry.MaxTagsPerPush]
+	wantStatus(t, serve(t, h, request{method: "PUT", target: "/v2/a/manifests/" + d + "?" + strings.Join(q, "&"), body: payload,
+		header: map[string]string{"Content-Type": v1.MediaTypeImageManifest}}), 201, "")
 }

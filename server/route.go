@@ -65,15 +65,16 @@ func withRoute(ctx context.Context, rt Route) context.Context {
 }
 
 // methods lists the methods each endpoint answers, for 405 and Allow.
+// Whatever answers GET answers HEAD, with the same headers and no body.
 var methods = map[RouteName][]string{
 	RouteBase:        {http.MethodGet, http.MethodHead},
-	RouteCatalog:     {http.MethodGet},
-	RouteTags:        {http.MethodGet},
+	RouteCatalog:     {http.MethodGet, http.MethodHead},
+	RouteTags:        {http.MethodGet, http.MethodHead},
 	RouteManifest:    {http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete},
 	RouteBlob:        {http.MethodGet, http.MethodHead, http.MethodDelete},
 	RouteUploadStart: {http.MethodPost},
-	RouteUpload:      {http.MethodGet, http.MethodPatch, http.MethodPut, http.MethodDelete},
-	RouteReferrers:   {http.MethodGet},
+	RouteUpload:      {http.MethodGet, http.MethodHead, http.MethodPatch, http.MethodPut, http.MethodDelete},
+	RouteReferrers:   {http.MethodGet, http.MethodHead},
 }
 
 // parseRoute maps a request to a Route. It reads the escaped path, never a
@@ -83,6 +84,14 @@ var methods = map[RouteName][]string{
 // found from the right end of the path because a name has any number of
 // components, and any of them may be "blobs", "manifests" or "tags".
 func parseRoute(r *http.Request) (Route, error) {
+	// r.URL.Query drops what it cannot parse (a stray ';', a bad escape,
+	// or every parameter past Go's limit on their number): refused here,
+	// so no endpoint acts on part of what was asked.
+	if q := r.URL.RawQuery; q != "" {
+		if _, err := url.ParseQuery(q); err != nil {
+			return Route{}, withStatus(http.StatusBadRequest, registry.CodeUnsupported, "malformed query: %v", err)
+		}
+	}
 	p := r.URL.EscapedPath()
 	rest, ok := strings.CutPrefix(p, "/v2")
 	if !ok || (rest != "" && rest[0] != '/') {

@@ -86,7 +86,7 @@ func (h *handlers) upload(w http.ResponseWriter, r *http.Request, rt Route) erro
 	}
 
 	switch r.Method {
-	case http.MethodGet:
+	case http.MethodGet, http.MethodHead:
 		if err := up.Refresh(ctx); err != nil {
 			return err
 		}
