@@ -179,6 +179,15 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 		Descriptor: v1.Descriptor{MediaType: m.mediaType, Digest: d, Size: int64(len(payload)), ArtifactType: m.artifactType},
 		Subject:    m.subject,
 	}
+	// Bytes that do not name their media type, pushed again under one
+	// without subjects (Docker's), lose the subject their record had: its
+	// referrer entry goes once the new record is durable.
+	var lostSubject digest.Digest
+	if !m.typed {
+		if old, err := ms.record(ctx, d); err == nil && old.Subject != nil && (m.subject == nil || m.subject.Digest != old.Subject.Digest) {
+			lostSubject = old.Subject.Digest
+		}
+	}
 	// The bytes of every write are staged side by side first, so the push
 	// pays for one round of syncs (on a file system, at the first Publish),
 	// then published in two steps, each made durable by one barrier
@@ -228,6 +237,9 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 	err = forEach(len(second), func(i int) error { return second[i](bctx) })
 	if err == nil {
 		err = batch.Commit()
+	}
+	if err == nil && lostSubject != "" {
+		err = ms.removeReferrer(ctx, lostSubject, d)
 	}
 	if err != nil {
 		return nil, err

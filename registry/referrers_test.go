@@ -250,3 +250,37 @@ func TestReferrersPages(t *testing.T) {
 		wantErrCode(t, err, CodeDigestInvalid)
 	})
 }
+
+// The same bytes, naming no media type, pushed as an OCI manifest with a
+// subject and again as a Docker one, which has none: the referrer entry
+// goes with the subject, so neither the list nor a later delete leaves
+// one behind.
+func TestReferrerEntryGoesWithALostSubject(t *testing.T) {
+	forEachDriver(t, func(t *testing.T, reg *Registry) {
+		f := newFixture(t, reg, "retyped")
+		_, subject := f.pushImage("subject")
+		img := f.image()
+		img.MediaType = ""
+		img.Subject = &v1.Descriptor{MediaType: v1.MediaTypeImageManifest, Digest: subject, Size: 1}
+		payload := mustJSON(t, img)
+		d := digest.FromBytes(payload)
+		if _, err := f.ms.Put(f.ctx, d.String(), MediaTypeOCIManifest, payload); err != nil {
+			t.Fatal(err)
+		}
+		if refs, err := f.ms.Referrers(f.ctx, subject, ""); err != nil || len(refs) != 1 {
+			t.Fatalf("referrers after the OCI push: %v %v", refs, err)
+		}
+		if _, err := f.ms.Put(f.ctx, d.String(), MediaTypeDockerManifest, payload); err != nil {
+			t.Fatal(err)
+		}
+		if refs, err := f.ms.Referrers(f.ctx, subject, ""); err != nil || len(refs) != 0 {
+			t.Fatalf("referrers after the Docker push: %v %v", refs, err)
+		}
+		if err := f.ms.Delete(f.ctx, d.String()); err != nil {
+			t.Fatal(err)
+		}
+		if refs, err := f.ms.Referrers(f.ctx, subject, ""); err != nil || len(refs) != 0 {
+			t.Fatalf("referrers after the delete: %v %v", refs, err)
+		}
+	})
+}
