@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path"
+	"strings"
 	"time"
 
 	"github.com/lading-registry/lading/storage/driver"
@@ -15,7 +16,8 @@ const purgeLeaseKey = "purge-uploads"
 // PurgeUploads removes upload sessions started longer than olderThan ago,
 // with their data (on S3 the driver's Delete aborts their multipart
 // uploads too). A leftover with data but no readable state goes by the age
-// of its newest object. A session some request is writing to right now is
+// of its newest object, and a writer of a session never saved by the age
+// of its last write (purgeUnsavedWriters). A session some request is writing to right now is
 // skipped. One purge runs at a time across replicas, through a lease in
 // the backend; a purge that finds another running returns at once with
 // ErrCollectorBusy.
@@ -67,6 +69,46 @@ func (r *Registry) PurgeUploads(ctx context.Context, olderThan time.Duration) (p
 				n++
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return n, err
+	}
+	orphans, err := r.purgeUnsavedWriters(ctx, cutoff)
+	return n + orphans, err
+}
+
+// purgeUnsavedWriters removes what writers left of sessions that were
+// never saved (a monolithic push cut off by a crash saves none) or that
+// are gone, once they last wrote before cutoff: on S3 a multipart upload
+// and the writer's hidden objects, which no listing of the sessions shows
+// and no repository may list (a repository is registered only once a blob
+// is linked).
+func (r *Registry) purgeUnsavedWriters(ctx context.Context, cutoff time.Time) (int, error) {
+	n := 0
+	err := driver.PendingWriters(ctx, r.driver, reposRoot, func(p string, lastWrite time.Time) error {
+		dir, base := path.Split(p)
+		repo, ok := strings.CutSuffix(strings.TrimPrefix(dir, reposRoot+"/"), "/_uploads/")
+		id, isData := strings.CutSuffix(base, uploadDataSuffix)
+		if !ok || !isData || !validUploadID(id) || uploadDataPath(repo, id) != p || !lastWrite.Before(cutoff) {
+			return nil
+		}
+		unlock, err := r.locker.TryLock(ctx, uploadLockKey(repo, id))
+		if errors.Is(err, ErrLocked) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		// A session with a state is the purge's above, by its own age.
+		if _, err := driver.StatObject(ctx, r.driver, uploadStatePath(repo, id)); !driver.IsNotFound(err) {
+			return err
+		}
+		if err := r.driver.Delete(ctx, p); err != nil && !driver.IsNotFound(err) {
+			return err
+		}
+		n++
 		return nil
 	})
 	return n, err

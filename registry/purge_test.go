@@ -208,3 +208,49 @@ func TestAbortedMultipartUploadEndsTheSession(t *testing.T) {
 		t.Fatalf("the session outlived its data: %v", err)
 	}
 }
+
+// A monolithic push cut off by a crash saves no session state: on S3 its
+// multipart upload and the writer's hidden objects are all that is left,
+// and the purge finds them by the writer's age, in a repository no blob
+// made yet.
+func TestPurgeUploadsRemovesUnsavedWriters(t *testing.T) {
+	reg, client, bucket := smallPartS3(t)
+	ctx := t.Context()
+	r, _ := reg.Repository("fresh")
+	u := r.Blobs().newUpload(nil) // as Put makes its session, never saved
+	w, err := reg.driver.Writer(ctx, uploadDataPath("fresh", u.state.ID), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(randomContent(s3.MinPartSize + 1)); err != nil { // a part, and a piece at Close
+		t.Fatal(err)
+	}
+	driver.Abandon(w) // the process is gone
+	hidden := func() int {
+		out, err := client.ListObjectsV2(ctx, &s3sdk.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String("~writers/")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(out.Contents)
+	}
+	if len(multipartUploads(t, client, bucket)) == 0 || hidden() == 0 {
+		t.Fatal("the writer left no multipart upload or hidden objects: the test proves nothing")
+	}
+	// Young writers stay: one may be a push in progress.
+	if n, err := reg.PurgeUploads(ctx, time.Hour); err != nil || n != 0 {
+		t.Fatalf("purged %d young writers: %v", n, err)
+	}
+	if len(multipartUploads(t, client, bucket)) == 0 {
+		t.Fatal("a young writer's upload was aborted")
+	}
+	reg.now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+	if n, err := reg.PurgeUploads(ctx, time.Hour); err != nil || n != 1 {
+		t.Fatalf("purged %d: %v", n, err)
+	}
+	if left := multipartUploads(t, client, bucket); len(left) != 0 {
+		t.Fatalf("%d multipart uploads left", len(left))
+	}
+	if left := hidden(); left != 0 {
+		t.Fatalf("%d hidden writer objects left", left)
+	}
+}

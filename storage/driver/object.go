@@ -21,6 +21,35 @@ type ObjectOps interface {
 	RemoveObject(ctx context.Context, path string) error
 }
 
+// PendingWriterLister is implemented by drivers whose writers keep what
+// they have not committed out of sight of List, Walk and Stat (S3: a
+// multipart upload and a hidden tree of objects), so that a purge can find
+// the writers of processes that died before anything else named them.
+type PendingWriterLister interface {
+	// PendingWriters calls fn, in path order, for each path below dir a
+	// writer not committed or cancelled was opened on, with the time it
+	// last wrote.
+	PendingWriters(ctx context.Context, dir string, fn func(path string, lastWrite time.Time) error) error
+}
+
+// PendingWriters is d's PendingWriters; nothing where writers keep
+// nothing out of sight (a file system writes the file itself).
+func PendingWriters(ctx context.Context, d Driver, dir string, fn func(path string, lastWrite time.Time) error) error {
+	if l, ok := d.(PendingWriterLister); ok {
+		return l.PendingWriters(ctx, dir, fn)
+	}
+	return nil
+}
+
+// PendingWriters implements PendingWriterLister for the wrapped driver.
+func (i *instrumented) PendingWriters(ctx context.Context, dir string, fn func(path string, lastWrite time.Time) error) (err error) {
+	defer i.report("PendingWriters", time.Now(), &err)
+	if err := i.check(dir); err != nil {
+		return err
+	}
+	return PendingWriters(ctx, i.d, dir, fn)
+}
+
 // StatObject is d's StatObject, or else its Stat with a directory
 // reported as not found.
 func StatObject(ctx context.Context, d Driver, path string) (FileInfo, error) {

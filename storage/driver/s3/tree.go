@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"iter"
+	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -210,6 +212,55 @@ func (d *Driver) deleteKeys(ctx context.Context, keys []string) error {
 			if aws.ToString(e.Code) != "NoSuchKey" {
 				return errors.New("delete " + aws.ToString(e.Key) + ": " + aws.ToString(e.Code) + ": " + aws.ToString(e.Message))
 			}
+		}
+	}
+	return nil
+}
+
+// PendingWriters implements driver.PendingWriterLister: the writers' hidden
+// directories below dir, and the multipart uploads of keys below it (a
+// writer starts its upload before it writes its first marker), each path
+// with the newest time either shows.
+func (d *Driver) PendingWriters(ctx context.Context, dir string, fn func(path string, lastWrite time.Time) error) error {
+	hidden := d.hiddenPrefix()
+	writers, keys := hidden, d.dirPrefix(dir)
+	if dir != "/" {
+		writers = d.writersPrefix(dir)
+	}
+	last := map[string]time.Time{}
+	note := func(path string, t time.Time) {
+		if t.After(last[path]) || last[path].IsZero() {
+			last[path] = t
+		}
+	}
+	for page, err := range d.pages(ctx, &s3.ListObjectsV2Input{Bucket: d.bucket, Prefix: aws.String(writers)}) {
+		if err != nil {
+			return mapErr("list writers", dir, err)
+		}
+		for _, o := range page.Contents {
+			// <hidden><path without its leading '/'>/~<entry>: no path
+			// holds a '~'.
+			rel := strings.TrimPrefix(aws.ToString(o.Key), hidden)
+			if i := strings.Index(rel, "/~"); i > 0 {
+				note("/"+rel[:i], aws.ToTime(o.LastModified))
+			}
+		}
+	}
+	p := s3.NewListMultipartUploadsPaginator(d.client, &s3.ListMultipartUploadsInput{Bucket: d.bucket, Prefix: aws.String(keys)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return mapErr("list uploads", dir, err)
+		}
+		for _, u := range page.Uploads {
+			if k := aws.ToString(u.Key); !strings.HasPrefix(k, hidden) {
+				note(d.pathOf(k), aws.ToTime(u.Initiated))
+			}
+		}
+	}
+	for _, path := range slices.Sorted(maps.Keys(last)) {
+		if err := fn(path, last[path]); err != nil {
+			return err
 		}
 	}
 	return nil
