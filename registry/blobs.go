@@ -134,7 +134,16 @@ func (bs *BlobStore) Mount(ctx context.Context, from string, d digest.Digest) (v
 		}
 		size = fi.Size
 	}
-	if err := bs.link(ctx, d); err != nil {
+	// The bytes may be a push's not durable yet: they are made so with the
+	// link.
+	bctx, batch := driver.WithBatch(ctx)
+	if err := driver.Persist(bctx, bs.driver(), blobPath(d)); err != nil {
+		return v1.Descriptor{}, err
+	}
+	if err := bs.link(bctx, d); err != nil {
+		return v1.Descriptor{}, err
+	}
+	if err := batch.Commit(); err != nil {
 		return v1.Descriptor{}, err
 	}
 	if err := guard.settle(ctx, func(ctx context.Context) error { return bs.ensureMounted(ctx, d) }); err != nil {
@@ -183,6 +192,9 @@ func (bs *BlobStore) putWhole(ctx context.Context, d digest.Digest, staged drive
 		if err := staged.Publish(ctx); err != nil {
 			return err
 		}
+	} else if err := driver.Persist(ctx, bs.driver(), blobPath(d)); err != nil {
+		// Stored already, maybe by a push whose bytes are not durable yet.
+		return err
 	}
 	return together(ctx, func(ctx context.Context) error { return bs.linkOnly(ctx, d) }, alongside)
 }

@@ -602,6 +602,11 @@ func (u *Upload) finish(ctx context.Context, d digest.Digest, size int64, commit
 	moved := false
 	if _, err := driver.StatObject(ctx, drv, dst); err == nil {
 		// Already stored: content addressing makes this upload redundant.
+		// The bytes may be another push's, not durable yet: they must be
+		// once this one's link is.
+		if err := driver.Persist(bctx, drv, dst); err != nil {
+			return v1.Descriptor{}, err
+		}
 	} else if !driver.IsNotFound(err) {
 		return v1.Descriptor{}, err
 	} else if hasData {

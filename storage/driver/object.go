@@ -50,6 +50,33 @@ func (i *instrumented) PendingWriters(ctx context.Context, dir string, fn func(p
 	return PendingWriters(ctx, i.d, dir, fn)
 }
 
+// Persister is implemented by drivers where an object that another
+// request wrote may not be durable yet when this one finds it there (a
+// file system, whose writes become durable at a sync that may come later).
+type Persister interface {
+	// Persist makes what is at path durable with the caller's own
+	// changes: at the Commit of the batch ctx carries, else on return.
+	// Nothing there is not an error: there is nothing to keep.
+	Persist(ctx context.Context, path string) error
+}
+
+// Persist is d's Persist; elsewhere a write is durable once acknowledged.
+func Persist(ctx context.Context, d Driver, path string) error {
+	if p, ok := d.(Persister); ok {
+		return p.Persist(ctx, path)
+	}
+	return nil
+}
+
+// Persist implements Persister for the wrapped driver.
+func (i *instrumented) Persist(ctx context.Context, path string) (err error) {
+	defer i.report("Persist", time.Now(), &err)
+	if err := i.check(path); err != nil {
+		return err
+	}
+	return Persist(ctx, i.d, path)
+}
+
 // StatObject is d's StatObject, or else its Stat with a directory
 // reported as not found.
 func StatObject(ctx context.Context, d Driver, path string) (FileInfo, error) {

@@ -313,6 +313,31 @@ func TestTouchOutlivesAHangingSync(t *testing.T) {
 	}
 }
 
+// An object another request wrote, persisted under a batch, is fsynced
+// with the batch's own changes when the sync hangs: a link to bytes whose
+// writer has not made them durable yet must not be durable without them.
+func TestPersistOutlivesAHangingSync(t *testing.T) {
+	d, fsynced := stuckSyncs(t)
+	ctx := t.Context()
+	within(t, "PutContent", func() error { return d.PutContent(ctx, "/blobs/b", []byte("bytes")) })
+	fsynced()
+	bctx, batch := driver.WithBatch(ctx)
+	within(t, "Persist and link", func() error {
+		if err := d.Persist(bctx, "/blobs/b"); err != nil {
+			return err
+		}
+		if err := d.PutContent(bctx, "/repo/link", nil); err != nil {
+			return err
+		}
+		return batch.Commit()
+	})
+	if got, want := fsynced(), sorted("/", "/blobs", "/blobs/b", "/repo", "/repo/link"); !slices.Equal(got, want) {
+		t.Fatalf("fsynced %q, want %q", got, want)
+	}
+	// Nothing there is nothing to keep.
+	within(t, "Persist of nothing", func() error { return d.Persist(ctx, "/blobs/none") })
+}
+
 // Directories pruned and made again are fresh again.
 func TestRemadeDirectoriesAreFresh(t *testing.T) {
 	bothTemps(t, func(t *testing.T) {

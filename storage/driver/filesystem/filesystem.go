@@ -501,6 +501,21 @@ func (d *Driver) StatObject(_ context.Context, path string) (driver.FileInfo, er
 	return driver.FileInfo{Path: path, Size: st.Size, ModTime: time.Unix(st.Mtim.Unix())}, nil
 }
 
+// Persist implements driver.Persister. Nothing is written: the path joins
+// the changes the caller's sync covers, which a syncfs covers whoever made
+// them, so that a sync falling back to fsyncs of the caller's own files
+// (see barrier) fsyncs this one and its directory too.
+func (d *Driver) Persist(ctx context.Context, path string) error {
+	file, err := d.file(path)
+	if err != nil {
+		return err
+	}
+	if driver.Defer(ctx, d.barrier, d.newChanges, func(cs *changes) { cs.files = append(cs.files, file) }) {
+		return nil
+	}
+	return d.barrier.waitFor(d.barrier.ticket(), func() error { return d.syncChanges(file) })
+}
+
 // RemoveObject implements driver.ObjectOps: Delete, with nothing there
 // taken as done.
 func (d *Driver) RemoveObject(ctx context.Context, path string) error {
