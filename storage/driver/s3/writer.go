@@ -631,10 +631,21 @@ func (w *writer) ensureUpload(ctx context.Context) error {
 }
 
 func (w *writer) uploadPart(ctx context.Context, n int32, data []byte) (*s3.UploadPartOutput, error) {
-	return w.d.client.UploadPart(ctx, &s3.UploadPartInput{
+	out, err := w.d.client.UploadPart(ctx, &s3.UploadPartInput{
 		Bucket: w.d.bucket, Key: aws.String(w.key), UploadId: aws.String(w.uploadID),
 		PartNumber: aws.Int32(n), Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(len(data))),
 	})
+	if err != nil && errorCode(err) != "NoSuchUpload" && ctx.Err() == nil {
+		// A server may refuse a part of an upload that is gone (aborted by
+		// a lifecycle rule) by closing the connection before it reads the
+		// body (versitygw does), which reads as the network failing: a
+		// look at the upload tells the two apart.
+		_, lerr := w.d.client.ListParts(ctx, &s3.ListPartsInput{Bucket: w.d.bucket, Key: aws.String(w.key), UploadId: aws.String(w.uploadID), MaxParts: aws.Int32(1)})
+		if errorCode(lerr) == "NoSuchUpload" {
+			return nil, lerr
+		}
+	}
+	return out, err
 }
 
 // abort aborts the upload named in the writer's directory.
