@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/lading-registry/lading/auth"
@@ -48,4 +49,51 @@ func TestCatalogFilteredPagesLeadOn(t *testing.T) {
 	if len(seen) != 1 || seen[0] != "e" {
 		t.Fatalf("saw %v through the pages, want [e]", seen)
 	}
+}
+
+// Neither a page's Link nor its presence tells of a name the caller may
+// not see: a page leads on only to one it may.
+func TestCatalogLinksNameNothingHidden(t *testing.T) {
+	h := newHandler(t, Options{Authorizer: onlyRepo("b")})
+	for _, repo := range []string{"a", "b", "c", "d"} {
+		pushBlob(t, h, repo, []byte(repo))
+	}
+	for _, target := range []string{"/v2/_catalog?n=1", "/v2/_catalog?n=1&last=a", "/v2/_catalog?n=1&last=b", "/v2/_catalog?n=1&last=c"} {
+		rec := serve(t, h, request{method: http.MethodGet, target: target})
+		if link := rec.Header().Get("Link"); link != "" {
+			t.Errorf("%s: Link %q, though no name the caller may see follows", target, link)
+		}
+		if strings.Contains(rec.Body.String(), `"c"`) || strings.Contains(rec.Body.String(), `"d"`) || strings.Contains(rec.Body.String(), `"a"`) {
+			t.Errorf("%s: %s", target, rec.Body)
+		}
+	}
+	h = newHandler(t, Options{Authorizer: visibleRepos{"a": true, "c": true}})
+	for _, repo := range []string{"a", "b", "c", "d"} {
+		pushBlob(t, h, repo, []byte(repo))
+	}
+	rec := serve(t, h, request{method: http.MethodGet, target: "/v2/_catalog?n=1"})
+	if got := nextLink(t, rec.Header()); !strings.Contains(rec.Body.String(), `["a"]`) || got != "/v2/_catalog?last=a&n=1" {
+		t.Fatalf("first page %s, next %q", rec.Body, got)
+	}
+	rec = serve(t, h, request{method: http.MethodGet, target: "/v2/_catalog?last=a&n=1"})
+	if !strings.Contains(rec.Body.String(), `["c"]`) || rec.Header().Get("Link") != "" {
+		t.Fatalf("second page %s, Link %q", rec.Body, rec.Header().Get("Link"))
+	}
+}
+
+// visibleRepos lets anyone see and pull the repositories it names.
+type visibleRepos map[string]bool
+
+func (v visibleRepos) Authorize(*http.Request, []auth.Access) (auth.Identity, error) {
+	return auth.Anonymous, nil
+}
+func (v visibleRepos) Can(_ auth.Identity, a auth.Access) bool { return v[a.Name] }
+func (v visibleRepos) Filter(_ auth.Identity, repos []string) []string {
+	var kept []string
+	for _, r := range repos {
+		if v[r] {
+			kept = append(kept, r)
+		}
+	}
+	return kept
 }

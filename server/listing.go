@@ -110,16 +110,28 @@ func (h *handlers) catalog(w http.ResponseWriter, r *http.Request, _ Route) erro
 	}
 	list := catalogList{Repositories: []string{}}
 	if !page.none {
-		names, more, err := h.reg.Catalog(r.Context(), page.last, page.n)
-		if err != nil {
-			return err
+		// Only names the caller may pull are shown or lead on: the page is
+		// read until it holds one more of them than it shows (or the
+		// catalog ends), and the next one starts after the last it shows,
+		// so neither the Link nor its presence tells of a hidden name.
+		var names []string
+		after, more := page.last, true
+		for more && len(names) <= page.n {
+			read, m, err := h.reg.Catalog(r.Context(), after, page.n+1)
+			if err != nil {
+				return err
+			}
+			if len(read) == 0 {
+				break
+			}
+			more, after = m, read[len(read)-1]
+			names = append(names, h.visible(r, read)...)
 		}
-		// The next page starts after the last name read, visible or not,
-		// so a page the caller may see little of still leads on.
-		if more && len(names) > 0 {
+		if len(names) > page.n {
+			names = names[:page.n]
 			setNextLink(w, "/v2/_catalog", page.n, names[len(names)-1], nil)
 		}
-		if names = h.visible(r, names); names != nil {
+		if names != nil {
 			list.Repositories = names
 		}
 	}
