@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 )
@@ -147,23 +148,70 @@ func TestFailedLoginsRateLimited(t *testing.T) {
 	}
 }
 
+// Guesses sent side by side are counted before their passwords are
+// checked: no more of them reach the check than the limit allows.
+func TestParallelGuessesRateLimited(t *testing.T) {
+	b := &Basic{Realm: "lading", Users: testUsers(t), Limiter: NewLimiter(3, time.Hour), Logger: quietLogger}
+	h := guarded(b, needFromRequest)
+	const guesses = 12
+	codes := make(chan int, guesses)
+	var start sync.WaitGroup
+	start.Add(1)
+	var done sync.WaitGroup
+	for i := range guesses {
+		done.Go(func() {
+			r := newBasicRequest("")
+			r.RemoteAddr = "192.0.2.9:1234"
+			r.SetBasicAuth("bob", "guess"+strconv.Itoa(i))
+			start.Wait()
+			codes <- do(t, h, r).StatusCode
+		})
+	}
+	start.Done()
+	done.Wait()
+	close(codes)
+	checked := 0
+	for c := range codes {
+		switch c {
+		case http.StatusUnauthorized:
+			checked++
+		case http.StatusTooManyRequests:
+		default:
+			t.Errorf("status %d", c)
+		}
+	}
+	if checked != 3 {
+		t.Fatalf("%d of %d parallel guesses were checked, the limit is 3", checked, guesses)
+	}
+}
+
 func TestLimiterRefills(t *testing.T) {
 	l := NewLimiter(2, 10)
 	now := l.now()
 	l.now = func() time.Time { return now }
 	r := httptest.NewRequest("GET", "/", nil)
-	l.Fail(r)
-	l.Fail(r)
-	if l.Wait(r) != 10 {
-		t.Fatalf("empty bucket: wait %v", l.Wait(r))
+	fail := func() {
+		if wait, _ := l.Reserve(r); wait != 0 {
+			t.Fatalf("attempt refused, wait %v", wait)
+		}
+	}
+	fail()
+	fail()
+	if wait, _ := l.Reserve(r); wait != 10 {
+		t.Fatalf("empty bucket: wait %v", wait)
 	}
 	now = now.Add(10)
-	if l.Wait(r) != 0 {
-		t.Errorf("refilled bucket: wait %v", l.Wait(r))
+	wait, succeeded := l.Reserve(r)
+	if wait != 0 {
+		t.Fatalf("refilled bucket: wait %v", wait)
+	}
+	succeeded() // a success gives its attempt back
+	if wait, _ := l.Reserve(r); wait != 0 {
+		t.Errorf("after a success: wait %v", wait)
 	}
 	for i := range maxBuckets + 10 {
 		r.RemoteAddr = fmt.Sprintf("[2001:db8:%x::1]:1", i)
-		l.Fail(r)
+		fail()
 	}
 	if len(l.buckets) > maxBuckets || len(l.buckets) < maxBuckets/2 {
 		t.Errorf("%d buckets kept, limit %d", len(l.buckets), maxBuckets)

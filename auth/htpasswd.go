@@ -50,7 +50,7 @@ func ParseHtpasswd(data []byte) (*Users, error) {
 
 func parseHtpasswd(data []byte) (*htpasswd, error) {
 	h := &htpasswd{hashes: map[string][]byte{}}
-	cost := bcrypt.DefaultCost
+	cost := 0
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
@@ -69,10 +69,15 @@ func parseHtpasswd(data []byte) (*htpasswd, error) {
 			return nil, fmt.Errorf("line %d: user %q listed twice", n, user)
 		}
 		h.hashes[user] = []byte(hash)
-		cost = c
+		// An unknown user must cost what the dearest known one does, or
+		// its quicker refusal tells it apart.
+		cost = max(cost, c)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err
+	}
+	if cost == 0 {
+		cost = bcrypt.DefaultCost
 	}
 	h.dummy = dummyHash(cost)
 	return h, nil

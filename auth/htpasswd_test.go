@@ -100,3 +100,19 @@ func TestHtpasswdUnknownUserTakesBcryptTime(t *testing.T) {
 		t.Errorf("unknown user %v, known user %v", unknown, known)
 	}
 }
+
+// An unknown user costs what the dearest known one does, whatever the
+// order of the file's lines.
+func TestUnknownUserCostsTheDearestHash(t *testing.T) {
+	cheap, _ := bcrypt.GenerateFromPassword([]byte("a"), bcrypt.MinCost)
+	dear, _ := bcrypt.GenerateFromPassword([]byte("b"), bcrypt.MinCost+2)
+	for _, file := range []string{"alice:" + string(dear) + "\nbob:" + string(cheap), "bob:" + string(cheap) + "\nalice:" + string(dear)} {
+		h, err := parseHtpasswd([]byte(file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c, _ := bcrypt.Cost(h.dummy); c != bcrypt.MinCost+2 {
+			t.Errorf("the stand-in hash costs %d, the dearest user %d", c, bcrypt.MinCost+2)
+		}
+	}
+}

@@ -33,6 +33,9 @@ var _ Keys = (*JWKS)(nil)
 
 const maxJWKSSize = 1 << 20
 
+// jwksTimeout bounds a fetch of the keys.
+const jwksTimeout = 10 * time.Second
+
 func (j *JWKS) Lookup(ctx context.Context, kid string) ([]crypto.PublicKey, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -42,7 +45,12 @@ func (j *JWKS) Lookup(ctx context.Context, kid string) ([]crypto.PublicKey, erro
 	// Even while the issuer is down, at most one fetch per MinRefresh: the
 	// others answer at once from the cache, or fail, instead of queueing.
 	if wanted && (j.fetched.IsZero() || age > cmp.Or(j.MinRefresh, 30*time.Second)) {
-		if err := j.fetch(ctx); err != nil {
+		// Not on the caller's context: a client that hangs up must not
+		// spoil the refresh that the next MinRefresh then waits for.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), jwksTimeout)
+		err := j.fetch(fctx)
+		cancel()
+		if err != nil {
 			if j.keys == nil {
 				return nil, err
 			}
@@ -74,7 +82,7 @@ func (j *JWKS) fetch(ctx context.Context) error {
 	j.fetched = time.Now()
 	client := j.Client
 	if client == nil {
-		client = &http.Client{Timeout: 10 * time.Second}
+		client = &http.Client{Timeout: jwksTimeout}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, j.URL, nil)
 	if err != nil {

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"crypto"
 	"encoding/json"
 	"errors"
@@ -139,4 +140,18 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return data
+}
+
+// A caller that hangs up while its token's kid makes the keys be fetched
+// does not spoil the fetch for the callers after it.
+func TestJWKSFetchOutlivesItsCaller(t *testing.T) {
+	key := newIssuerKey(t, "EdDSA")
+	srv := newJWKSServer(t, key.private.Public())
+	jwks := &JWKS{URL: srv.URL}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel() // the client is gone before the fetch starts
+	kid, _ := thumbprint(key.private.Public())
+	if keys, err := jwks.Lookup(ctx, kid); err != nil || len(keys) != 1 {
+		t.Fatalf("lookup by a caller gone: %v %v", keys, err)
+	}
 }

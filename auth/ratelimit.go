@@ -70,25 +70,14 @@ func clientAddr(r *http.Request) string {
 	return addr.String()
 }
 
-// Wait returns how long r's address must wait before its next login
-// attempt; zero when it may try now.
-func (l *Limiter) Wait(r *http.Request) time.Duration {
+// Reserve spends one attempt of r's address before its password is
+// checked, so that guesses sent side by side cannot all reach the check
+// before any failure counts. It returns how long the address must wait
+// when it has none left, else zero and succeeded, which a login that
+// proves right calls to give its attempt back: only failures are counted.
+func (l *Limiter) Reserve(r *http.Request) (wait time.Duration, succeeded func()) {
 	if l == nil {
-		return 0
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b := l.refill(clientAddr(r))
-	if b == nil || b.tokens >= 1 {
-		return 0
-	}
-	return time.Duration((1 - b.tokens) * float64(l.per))
-}
-
-// Fail records a failed login from r's address.
-func (l *Limiter) Fail(r *http.Request) {
-	if l == nil {
-		return
+		return 0, func() {}
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -101,7 +90,17 @@ func (l *Limiter) Fail(r *http.Request) {
 		b = &bucket{tokens: l.burst, at: l.now()}
 		l.buckets[addr] = b
 	}
-	b.tokens = max(b.tokens-1, 0)
+	if b.tokens < 1 {
+		return time.Duration((1 - b.tokens) * float64(l.per)), nil
+	}
+	b.tokens--
+	return 0, func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if b := l.refill(addr); b != nil {
+			b.tokens = min(b.tokens+1, l.burst)
+		}
+	}
 }
 
 func (l *Limiter) refill(addr string) *bucket {

@@ -222,7 +222,8 @@ func (ts *TokenServer) refreshToken(user string, now time.Time) (string, error) 
 }
 
 func (ts *TokenServer) redeem(r *http.Request, raw string) (Identity, error) {
-	if wait := ts.Limiter.Wait(r); wait > 0 {
+	wait, succeeded := ts.Limiter.Reserve(r)
+	if wait > 0 {
 		return Identity{}, tooManyAttempts(wait)
 	}
 	var claims tokenClaims
@@ -236,9 +237,9 @@ func (ts *TokenServer) redeem(r *http.Request, raw string) (Identity, error) {
 		jwt.WithTimeFunc(ts.clock),
 	)
 	if err != nil || claims.Use != "refresh" || !ts.Users.hasFingerprint(claims.Subject, claims.PasswordHash) {
-		ts.Limiter.Fail(r)
 		return Identity{}, unauthorized(ErrBadCredentials, "")
 	}
+	succeeded()
 	return Identity{Name: claims.Subject, Method: MethodBearer}, nil
 }
 
