@@ -144,12 +144,31 @@ func (f *fsck) blobs(ctx context.Context) error {
 		}
 		return f.problem(ctx, FsckProblem{Kind: ProblemCorruptBlob, Path: fi.Path, Digest: d, Detail: "content hashes to " + got.String()},
 			func(ctx context.Context) (bool, error) {
+				// A push may have put the right bytes back meanwhile.
+				if good, err := f.blobGood(ctx, d); good || err != nil {
+					return false, err
+				}
 				f.corrupt[d] = true
 				err := drv.Delete(ctx, fi.Path)
 				return !driver.IsNotFound(err), ignoreNotFound(err)
 			})
 	})
 	return ignoreNotFound(err)
+}
+
+// blobGood reports whether the blob stored as d now holds d's bytes: one
+// removed as corrupt may have been pushed again since, and its links and
+// bytes must then stay. It clears d's mark as corrupt when it does.
+func (f *fsck) blobGood(ctx context.Context, d digest.Digest) (bool, error) {
+	got, err := f.hash(ctx, blobPath(d), d.Algorithm())
+	if driver.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil || got != d {
+		return false, err
+	}
+	delete(f.corrupt, d)
+	return true, nil
 }
 
 func (f *fsck) hash(ctx context.Context, p string, alg digest.Algorithm) (digest.Digest, error) {
@@ -195,6 +214,11 @@ func (f *fsck) links(ctx context.Context, ms *ManifestStore) error {
 				func(ctx context.Context) (bool, error) {
 					if _, err := driver.StatObject(ctx, drv, blobPath(d)); err == nil && !f.corrupt[d] {
 						return false, nil // committed again meanwhile
+					} else if err == nil {
+						// Removed as corrupt: pushed again since?
+						if good, err := f.blobGood(ctx, d); good || err != nil {
+							return false, err
+						}
 					}
 					err := drv.Delete(ctx, fi.Path)
 					f.reg.cacheDelete(ctx, linkKey(name, d.String()))

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 func fsckProblems(t *testing.T, reg *Registry, repair bool) (FsckReport, map[string][]FsckProblem) {
@@ -100,4 +101,33 @@ func TestFsck(t *testing.T) {
 			t.Fatalf("link size not rewritten: %+v %v", desc, err)
 		}
 	})
+}
+
+// A corrupt blob that fsck removes and a client then pushes again, with a
+// manifest using it, keeps its new bytes and links through the rest of
+// the repair and the next collection.
+func TestFsckRepairKeepsABlobPushedAgain(t *testing.T) {
+	f, h := hookedFixture(t)
+	reg := f.repo.reg
+	content := randomContent(100)
+	layer := f.blob(testLayerType, content)
+	if err := reg.driver.PutContent(f.ctx, blobPath(layer.Digest), []byte("bit rot")); err != nil {
+		t.Fatal(err)
+	}
+	h.on("delete", blobPath(layer.Digest), false, func() {
+		// The client's HEAD now says BLOB_UNKNOWN: it uploads again and
+		// pushes its manifest, both acknowledged.
+		f.blob(testLayerType, content)
+		img := f.image()
+		img.Layers = []v1.Descriptor{layer}
+		f.put("v1", mustJSON(t, img))
+	})
+	fsckProblems(t, reg, true)
+	if err := pullable(f.ctx, f.repo, "v1"); err != nil {
+		t.Fatalf("after fsck --repair: %v", err)
+	}
+	collect(t, reg, quickGC(false))
+	if err := pullable(f.ctx, f.repo, "v1"); err != nil {
+		t.Fatalf("after a collection: %v", err)
+	}
 }

@@ -557,3 +557,16 @@ func TestGuardSharesStateReads(t *testing.T) {
 		t.Fatalf("a write begun after stateReuse did not see the run: %+v, %v", g, err)
 	}
 }
+
+// A kept manifest keeps its bytes though its digest was deleted as a blob
+// of the repository (its link gone): the tag still pulls whole after a
+// collection.
+func TestGCKeepsAManifestWhoseBlobLinkWasDeleted(t *testing.T) {
+	f, _ := hookedFixture(t)
+	_, d := f.pushImage("v1")
+	if err := f.repo.Blobs().Delete(f.ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	collect(t, f.repo.reg, quickGC(false))
+	mustPullable(t, f, "v1")
+}

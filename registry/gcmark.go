@@ -216,6 +216,10 @@ func (m *repoMarker) keep(ctx context.Context, d digest.Digest, rec *manifestRec
 		m.kept.Add(d)
 	}
 	m.uses.Add(d)
+	// Its bytes stay whatever became of its link: a client may have
+	// deleted the manifest's digest as a blob, and the manifest is still
+	// read from them.
+	m.c.marked.Add(d)
 	payload, err := m.c.reg.driver.GetContent(ctx, blobPath(d))
 	if driver.IsNotFound(err) {
 		return nil // damage for fsck; nothing below it to keep
