@@ -570,3 +570,45 @@ func TestGCKeepsAManifestWhoseBlobLinkWasDeleted(t *testing.T) {
 	collect(t, f.repo.reg, quickGC(false))
 	mustPullable(t, f, "v1")
 }
+
+// Past the images marking remembers, indexes are still followed once: a
+// chain of indexes each naming the next twice costs reads in proportion to
+// its length, not to two to its power.
+func TestGCMarksIndexesOncePastItsMemory(t *testing.T) {
+	defer func(n int) { maxVisited = n }(maxVisited)
+	maxVisited = 4
+	cd := &countingGets{Driver: driver.Instrument(inmemory.New(), nil)}
+	reg := New(cd, Options{})
+	f := newFixture(t, reg, "chain")
+	for i := range maxVisited { // fill the memory
+		f.pushImage(fmt.Sprintf("i%d", i))
+	}
+	payload := mustJSON(t, f.image())
+	below := f.put(digest.FromBytes(payload).String(), payload).Descriptor
+	const chain = 12
+	for i := range chain {
+		p := mustJSON(t, v1.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: MediaTypeOCIIndex, Manifests: []v1.Descriptor{below, below}})
+		ref := digest.FromBytes(p).String()
+		if i == chain-1 {
+			ref = "top"
+		}
+		below = f.put(ref, p).Descriptor
+	}
+	before := cd.gets.Load()
+	collect(t, reg, quickGC(true))
+	if reads := cd.gets.Load() - before; reads > 400 {
+		t.Fatalf("%d reads to collect a chain of %d indexes", reads, chain)
+	}
+	mustPullable(t, f, "top")
+}
+
+// countingGets counts GetContent calls.
+type countingGets struct {
+	driver.Driver
+	gets atomic.Int64
+}
+
+func (c *countingGets) GetContent(ctx context.Context, p string) ([]byte, error) {
+	c.gets.Add(1)
+	return c.Driver.GetContent(ctx, p)
+}

@@ -50,10 +50,13 @@ func (r *Registry) eachRepositoryUnder(ctx context.Context, dir string, fn func(
 	return nil
 }
 
-// maxVisited caps the manifests a repository's marking remembers having
-// followed. Past it a manifest reached twice is followed twice: slower,
+// maxVisited caps the images a repository's marking remembers having
+// followed. Past it an image reached twice is followed twice: slower,
 // never wrong, since the graph has no cycles (a digest cannot name itself).
-const maxVisited = 1 << 17
+// Indexes and subjects, which lead on to others, are always remembered:
+// followed again, a chain of indexes each naming the next twice would cost
+// reads twice its length's power. A variable for tests.
+var maxVisited = 1 << 17
 
 // repoMarker marks one repository.
 type repoMarker struct {
@@ -209,7 +212,7 @@ func (m *repoMarker) keep(ctx context.Context, d digest.Digest, rec *manifestRec
 		rec = &manifestRecord{}
 		_ = json.Unmarshal(raw, rec)
 	}
-	if len(m.visited) < maxVisited {
+	if len(m.visited) < maxVisited || isIndex(rec.MediaType) || len(m.referrers[k]) > 0 {
 		m.visited[k] = struct{}{}
 	}
 	if !m.sweeping {
@@ -331,4 +334,9 @@ func (m *repoMarker) sweepLinks(ctx context.Context) error {
 			kept: func(context.Context) error { m.c.marked.addKey(k); return nil }})
 	})
 	return m.c.endSweep(ctx, err, uses)
+}
+
+// isIndex reports a media type of manifests that name other manifests.
+func isIndex(mediaType string) bool {
+	return mediaType == MediaTypeOCIIndex || mediaType == MediaTypeDockerManifestList
 }
