@@ -334,14 +334,25 @@ func (f *fsck) tags(ctx context.Context, ms *ManifestStore) error {
 		}
 		return f.problem(ctx, FsckProblem{Kind: ProblemDanglingTag, Repository: name, Path: fi.Path, Digest: d, Detail: "tag " + tag},
 			func(ctx context.Context) (bool, error) {
-				// Re-read: a push may have pointed the tag at a manifest meanwhile.
-				if d, err := ms.tagDigest(ctx, tag); err == nil {
+				// Re-read: a push may have pointed the tag at a manifest
+				// meanwhile, and may still be doing so: only what was read
+				// goes.
+				raw, err := drv.GetContent(ctx, fi.Path)
+				if driver.IsNotFound(err) {
+					return false, nil
+				} else if err != nil {
+					return false, err
+				}
+				if d := digest.Digest(raw); validateDigest(d) == nil {
 					if _, err := driver.StatObject(ctx, drv, manifestLinkPath(name, d)); err == nil {
 						return false, nil
 					}
 				}
-				err := drv.Delete(ctx, fi.Path)
-				return !driver.IsNotFound(err), ignoreNotFound(err)
+				removed, err := driver.RemoveObjectIf(ctx, drv, fi.Path, raw)
+				if removed {
+					ms.tagsChanged(tag)
+				}
+				return removed, err
 			})
 	})
 	return ignoreNotFound(err)

@@ -64,6 +64,17 @@ func (h *hookDriver) Delete(ctx context.Context, p string) error {
 	return err
 }
 
+// RemoveObjectIf is a delete too.
+func (h *hookDriver) RemoveObjectIf(ctx context.Context, p string, content []byte) (bool, error) {
+	if err := h.failing("delete", p); err != nil {
+		return false, err
+	}
+	h.run("delete", p, true)
+	removed, err := driver.RemoveObjectIf(ctx, h.Driver, p, content)
+	h.run("delete", p, false)
+	return removed, err
+}
+
 func (h *hookDriver) PutContent(ctx context.Context, p string, b []byte) error {
 	h.run("put", p, true)
 	err := h.Driver.PutContent(ctx, p, b)

@@ -675,3 +675,23 @@ func TestRecordCacheSeesAnotherProcesssRewrite(t *testing.T) {
 		}
 	})
 }
+
+// A digest delete racing a push that moves one of its tags to another
+// manifest leaves the tag where the push put it.
+func TestDigestDeleteKeepsATagMovedMeanwhile(t *testing.T) {
+	f, h := hookedFixture(t)
+	_, old := f.pushImage("latest")
+	newPayload := mustJSON(t, f.image())
+	h.on("delete", tagPath("race", "latest"), true, func() {
+		if _, err := f.ms.Put(f.ctx, "latest", "", newPayload); err != nil {
+			t.Errorf("push: %v", err)
+		}
+	})
+	if err := f.ms.Delete(f.ctx, old.String()); err != nil {
+		t.Fatal(err)
+	}
+	m, err := f.ms.Get(f.ctx, "latest")
+	if err != nil || m.Descriptor.Digest != digest.FromBytes(newPayload) {
+		t.Fatalf("latest after the old digest's delete: %v", err)
+	}
+}

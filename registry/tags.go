@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"errors"
 	"path"
 
 	"github.com/opencontainers/go-digest"
@@ -104,15 +103,16 @@ func (ms *ManifestStore) untag(ctx context.Context, d digest.Digest) error {
 	}
 	err = forEach(len(markers), func(i int) error {
 		t := path.Base(markers[i])
-		cur, err := ms.tagDigest(ctx, t)
-		if err != nil && !errors.Is(err, ErrManifestUnknown) && !errors.Is(err, ErrTagInvalid) {
-			return err
+		if ValidateTag(t) != nil {
+			return nil
 		}
-		if err != nil || cur != d {
-			return nil // deleted, or moved to another manifest
+		// Only while it names d: a push may be moving it to another
+		// manifest right now, and must keep it.
+		removed, err := driver.RemoveObjectIf(ctx, ms.driver(), tagPath(ms.repo.name, t), []byte(d))
+		if removed {
+			ms.tagsChanged(t)
 		}
-		defer ms.tagsChanged(t)
-		return driver.RemoveObject(ctx, ms.driver(), tagPath(ms.repo.name, t))
+		return err
 	})
 	return err
 }

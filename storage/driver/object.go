@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"bytes"
 	"context"
 	"time"
 )
@@ -75,6 +76,41 @@ func (i *instrumented) Persist(ctx context.Context, path string) (err error) {
 		return err
 	}
 	return Persist(ctx, i.d, path)
+}
+
+// ContentRemover is implemented by drivers that can remove a plain object
+// only while it holds given content, atomically against writers of the
+// path: a tag removed because it names a manifest being deleted must not
+// take with it the value a push has just given it.
+type ContentRemover interface {
+	// RemoveObjectIf removes the object at path if it holds content, and
+	// reports whether it did; other content, or nothing, stays as it is.
+	RemoveObjectIf(ctx context.Context, path string, content []byte) (bool, error)
+}
+
+// RemoveObjectIf is d's RemoveObjectIf, or else a read, a comparison and
+// RemoveObject, which a write between the last two can lose to.
+func RemoveObjectIf(ctx context.Context, d Driver, path string, content []byte) (bool, error) {
+	if r, ok := d.(ContentRemover); ok {
+		return r.RemoveObjectIf(ctx, path, content)
+	}
+	got, err := d.GetContent(ctx, path)
+	if IsNotFound(err) || err == nil && !bytes.Equal(got, content) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, RemoveObject(ctx, d, path)
+}
+
+// RemoveObjectIf implements ContentRemover for the wrapped driver.
+func (i *instrumented) RemoveObjectIf(ctx context.Context, path string, content []byte) (removed bool, err error) {
+	defer i.report("RemoveObjectIf", time.Now(), &err)
+	if err := i.check(path); err != nil {
+		return false, err
+	}
+	return RemoveObjectIf(ctx, i.d, path, content)
 }
 
 // StatObject is d's StatObject, or else its Stat with a directory

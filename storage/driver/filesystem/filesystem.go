@@ -20,6 +20,7 @@
 package filesystem
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -514,6 +515,38 @@ func (d *Driver) Persist(ctx context.Context, path string) error {
 		return nil
 	}
 	return d.barrier.waitFor(d.barrier.ticket(), func() error { return d.syncChanges(file) })
+}
+
+// RemoveObjectIf implements driver.ContentRemover. The file is renamed
+// into the temporary directory, which takes it from every writer, and
+// compared there: the same content goes, other content is renamed back
+// unless a writer has put something at the path since, which then wins.
+func (d *Driver) RemoveObjectIf(_ context.Context, path string, content []byte) (bool, error) {
+	file, err := d.file(path)
+	if err != nil {
+		return false, err
+	}
+	aside := d.tempName()
+	if err := rename(file, aside); errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	got, err := os.ReadFile(aside)
+	if err == nil && bytes.Equal(got, content) {
+		os.Remove(aside)
+		d.prune(filepath.Dir(file))
+		return true, nil
+	}
+	// link(2) refuses a taken name: a writer that put content at the path
+	// meanwhile keeps it.
+	lerr := os.Link(aside, file)
+	if lerr == nil || errors.Is(lerr, fs.ErrExist) {
+		os.Remove(aside)
+	} else if err == nil {
+		err = lerr
+	}
+	return false, err
 }
 
 // RemoveObject implements driver.ObjectOps: Delete, with nothing there

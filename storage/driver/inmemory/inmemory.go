@@ -81,6 +81,18 @@ func (d *Driver) Create(_ context.Context, path string, content []byte) error {
 	return d.store(path, &object{data: bytes.Clone(content), modTime: time.Now()})
 }
 
+// RemoveObjectIf implements driver.ContentRemover.
+func (d *Driver) RemoveObjectIf(_ context.Context, path string, content []byte) (bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	o, ok := d.objects[path]
+	if !ok || !bytes.Equal(o.data, content) {
+		return false, nil
+	}
+	d.remove(path)
+	return true, nil
+}
+
 // Reader implements driver.Driver.
 func (d *Driver) Reader(_ context.Context, path string, offset int64) (io.ReadCloser, error) {
 	d.mu.RLock()

@@ -166,6 +166,37 @@ func (d *Driver) StatObject(ctx context.Context, path string) (driver.FileInfo, 
 	return driver.FileInfo{Path: path, Size: aws.ToInt64(out.ContentLength), ModTime: aws.ToTime(out.LastModified)}, nil
 }
 
+// RemoveObjectIf implements driver.ContentRemover: a GET, and a DELETE on
+// the condition that the object is still what was read (If-Match) where
+// the server honours it; elsewhere a write between the two is lost.
+func (d *Driver) RemoveObjectIf(ctx context.Context, path string, content []byte) (bool, error) {
+	key := d.key(path)
+	out, err := d.client.GetObject(ctx, &s3.GetObjectInput{Bucket: d.bucket, Key: aws.String(key)})
+	if err != nil {
+		if err = mapErr("remove", path, err); driver.IsNotFound(err) {
+			return false, nil
+		}
+		return false, err
+	}
+	got, err := io.ReadAll(out.Body)
+	out.Body.Close()
+	if err != nil || !bytes.Equal(got, content) {
+		return false, mapErr("remove", path, err)
+	}
+	in := &s3.DeleteObjectInput{Bucket: d.bucket, Key: aws.String(key)}
+	if d.conditionalDelete {
+		in.IfMatch = out.ETag
+	}
+	_, err = d.client.DeleteObject(ctx, in)
+	if errorCode(err) == "PreconditionFailed" || httpStatus(err) == http.StatusPreconditionFailed {
+		return false, nil // written again since the read
+	}
+	if err = mapErr("remove", path, err); driver.IsNotFound(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // RemoveObject implements driver.ObjectOps: one DELETE, which S3 answers
 // alike whether or not the key was there.
 func (d *Driver) RemoveObject(ctx context.Context, path string) error {

@@ -51,6 +51,9 @@ type Driver struct {
 	// partBufs holds part-sized buffers between writers: one allocated per
 	// chunk would cost page faults and collections at every PATCH.
 	partBufs *sync.Pool
+	// conditionalDelete says the server honours If-Match on DELETE
+	// (checkConditionalPut finds out), which RemoveObjectIf uses.
+	conditionalDelete bool
 }
 
 var _ driver.Driver = (*Driver)(nil)
@@ -146,6 +149,13 @@ func (d *Driver) checkConditionalPut(ctx context.Context) error {
 	}
 	if httpStatus(err) != http.StatusPreconditionFailed {
 		return fmt.Errorf("s3: conditional PUT over an existing key: %w", err)
+	}
+	// Not every server honours If-Match on DELETE; where one does not,
+	// RemoveObjectIf compares, then deletes.
+	_, err = d.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: d.bucket, Key: aws.String(key), IfMatch: aws.String(`"0123456789abcdef0123456789abcdef"`)})
+	if httpStatus(err) == http.StatusPreconditionFailed {
+		_, herr := d.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: d.bucket, Key: aws.String(key)})
+		d.conditionalDelete = herr == nil
 	}
 	return nil
 }

@@ -42,3 +42,12 @@ func TestSuite(t *testing.T) {
 		})
 	}
 }
+
+// versitygw honours If-Match on DELETE, which the start-up probe finds, so
+// RemoveObjectIf there is atomic.
+func TestProbeFindsConditionalDelete(t *testing.T) {
+	d := newTestDriver(t, testenv.S3(t), "")
+	if !d.conditionalDelete {
+		t.Fatal("conditional DELETE not found on a server that has it")
+	}
+}

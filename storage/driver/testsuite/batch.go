@@ -98,6 +98,23 @@ func testStage(e *env) {
 	e.wantGone(e.path("b"))
 }
 
+// testRemoveObjectIf checks driver.RemoveObjectIf: an object goes only
+// while it holds the content named.
+func testRemoveObjectIf(e *env) {
+	p := e.put("tag", []byte("sha256:old"))
+	if removed, err := driver.RemoveObjectIf(e.ctx, e.d, p, []byte("sha256:other")); err != nil || removed {
+		e.t.Fatalf("RemoveObjectIf of other content = %v, %v", removed, err)
+	}
+	e.wantContent(p, []byte("sha256:old"))
+	if removed, err := driver.RemoveObjectIf(e.ctx, e.d, p, []byte("sha256:old")); err != nil || !removed {
+		e.t.Fatalf("RemoveObjectIf of its content = %v, %v", removed, err)
+	}
+	e.wantGone(p)
+	if removed, err := driver.RemoveObjectIf(e.ctx, e.d, p, []byte("sha256:old")); err != nil || removed {
+		e.t.Fatalf("RemoveObjectIf of nothing = %v, %v", removed, err)
+	}
+}
+
 // testObjectOps checks driver.StatObject and driver.RemoveObject, which a
 // driver may serve more cheaply than Stat and Delete for plain objects.
 func testObjectOps(e *env) {

@@ -47,6 +47,7 @@ var cases = []struct {
 	{"batch", testBatch},
 	{"stage", testStage},
 	{"object-ops", testObjectOps},
+	{"remove-object-if", testRemoveObjectIf},
 	{"create", testCreate},
 	{"create-concurrent", testCreateConcurrent},
 	{"reader-offsets", testReaderOffsets},
