@@ -52,6 +52,7 @@ const (
 	ProblemMissingBlob      = "manifest references a missing blob"
 	ProblemStaleReferrer    = "stale referrer entry"
 	ProblemUnlisted         = "repository missing from the catalog"
+	ProblemAbandonedRun     = "collection abandoned while running"
 )
 
 // FsckReport counts what a check saw.
@@ -74,7 +75,10 @@ type FsckReport struct {
 func (r *Registry) Fsck(ctx context.Context, opts FsckOptions) (FsckReport, error) {
 	start := time.Now()
 	f := &fsck{reg: r, opts: opts, corrupt: map[digest.Digest]bool{}}
-	err := f.blobs(ctx)
+	err := f.collection(ctx)
+	if err == nil {
+		err = f.blobs(ctx)
+	}
 	if err == nil {
 		err = r.eachRepository(ctx, func(name string) error {
 			f.report.Repositories++
@@ -120,6 +124,32 @@ func (f *fsck) problem(ctx context.Context, p FsckProblem, fix func(context.Cont
 		f.opts.Problem(p)
 	}
 	return nil
+}
+
+// collection reports a collection that the state shows running while no
+// collector holds the lease (one killed mid-run): every write pins its
+// digests for it until it is ended, as the repair does, the way the
+// collector itself ends a run.
+func (f *fsck) collection(ctx context.Context) error {
+	s, err := f.reg.readGCState(ctx)
+	if err != nil || !s.active() {
+		return err
+	}
+	unlock, _, err := tryLock(ctx, NewBackendLocker(f.reg.driver, 0), gcLeaseKey)
+	if errors.Is(err, ErrLocked) {
+		return nil // running
+	}
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return f.problem(ctx, FsckProblem{Kind: ProblemAbandonedRun, Path: gcStatePath, Detail: "run " + s.Run},
+		func(ctx context.Context) (bool, error) {
+			if _, err := f.reg.writeGCState(ctx, gcState{Last: s.Run, Window: s.Window}); err != nil {
+				return false, err
+			}
+			return true, ignoreNotFound(f.reg.driver.Delete(ctx, gcRunPinsPath(s.Run)))
+		})
 }
 
 func (f *fsck) blobs(ctx context.Context) error {

@@ -131,3 +131,39 @@ func TestFsckRepairKeepsABlobPushedAgain(t *testing.T) {
 		t.Fatalf("after a collection: %v", err)
 	}
 }
+
+// A collection the state shows running while no collector holds the lease
+// (one killed mid-run) is reported, and the repair ends it, so writes stop
+// pinning for it; one whose collector holds the lease is left alone.
+func TestFsckEndsAnAbandonedCollection(t *testing.T) {
+	f, _ := hookedFixture(t)
+	reg := f.repo.reg
+	if _, err := reg.writeGCState(f.ctx, gcState{Run: "dead", Window: DefaultGCWindow}); err != nil {
+		t.Fatal(err)
+	}
+	f.pushImage("v1") // pins for the dead run
+	if pins, _ := listAll(f.ctx, reg.driver, gcRunPinsPath("dead")); len(pins) == 0 {
+		t.Fatal("the push pinned nothing: the test proves nothing")
+	}
+	unlock, _, err := tryLock(f.ctx, NewBackendLocker(reg.driver, 0), gcLeaseKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, got := fsckProblems(t, reg, false); len(got[ProblemAbandonedRun]) != 0 {
+		t.Fatalf("a run whose collector holds the lease reported: %v", kinds(got))
+	}
+	unlock()
+	if _, got := fsckProblems(t, reg, true); len(got[ProblemAbandonedRun]) != 1 {
+		t.Fatalf("problems %v, want the abandoned run", kinds(got))
+	}
+	s, err := reg.readGCState(f.ctx)
+	if err != nil || s.active() || s.Last != "dead" {
+		t.Fatalf("state after the repair: %+v %v", s, err)
+	}
+	if pins, _ := listAll(f.ctx, reg.driver, gcRunPinsPath("dead")); len(pins) != 0 {
+		t.Fatalf("pins left: %v", pins)
+	}
+	if _, got := fsckProblems(t, reg, false); len(got) != 0 {
+		t.Fatalf("problems after the repair: %v", kinds(got))
+	}
+}

@@ -14,7 +14,7 @@ import (
 // (found and not repaired), so scripts can act on it.
 func runFsck(args []string, stdout, stderr io.Writer) int {
 	cmd := newStoreCommand("lading fsck", stderr)
-	repair := cmd.fs.Bool("repair", false, "fix what can be fixed without losing anything readable (dangling tags and links, corrupt blobs, lost catalog entries)")
+	repair := cmd.fs.Bool("repair", false, "fix what can be fixed without losing anything readable (dangling tags and links, corrupt blobs, lost catalog entries, a collection left running by a killed collector)")
 	return cmd.run(args, func(ctx context.Context, _ *config.Config, reg *registry.Registry) int {
 		return check(ctx, reg, *repair, stdout, stderr)
 	})
