@@ -35,7 +35,9 @@
 //     published (listings are strongly consistent on every backend).
 //   - w began before r announced itself and published within W: r marks
 //     only after W, so it reads what w published; w knows this case by the
-//     state having changed with less than W elapsed.
+//     state having changed with less than W elapsed, and no run but the
+//     one it showed running having ended since (one with a shorter window
+//     may have come and gone).
 //   - w began while r was active: w's pins were written before its checks.
 //     Every batch began either after them, and reads them and keeps the
 //     digests, or before; w waited for that one to end, so its checks see

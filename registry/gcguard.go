@@ -196,6 +196,15 @@ func (g *gcGuard) pin(ctx context.Context, s gcState) (gcState, error) {
 	return s, nil
 }
 
+// oneRunSince reports whether s1's run is the only one begun since s0:
+// none has ended in between but the one s0 showed running.
+func oneRunSince(s0, s1 gcState) bool {
+	if s0.active() {
+		return s1.Last == s0.Run
+	}
+	return s1.Last == s0.Last
+}
+
 // settle ends a write once it is published. When a collection may have
 // missed the write, it makes sure none deletes the digests from now on and
 // calls verify, which must check that what the write built on still exists
@@ -213,9 +222,11 @@ func (g *gcGuard) settle(ctx context.Context, verify func(context.Context) error
 		// Pinned before the checks, in the run still going on, or in the
 		// last one with none begun since.
 		return nil
-	case time.Since(g.start) < s1.Window:
+	case time.Since(g.start) < s1.Window && oneRunSince(g.s0, s1):
 		// Published within the window: the run that began meanwhile was
-		// still waiting, and its marking will see the write.
+		// still waiting, and its marking will see the write. (Only if it
+		// is the one run since: another, with a shorter window, may have
+		// come and gone.)
 		return nil
 	}
 	if _, err := g.pin(ctx, s1); err != nil {

@@ -381,3 +381,29 @@ func TestPushRewritesItsCollectedPayload(t *testing.T) {
 		t.Fatalf("manifest bytes not linked: %v", err)
 	}
 }
+
+// A push that a short-windowed run came and went during, then a run with
+// a long window began, is verified: the long window says nothing of the
+// short run, which may have marked before the push published.
+func TestSettleVerifiesAcrossTwoRuns(t *testing.T) {
+	f, h := hookedFixture(t)
+	reg := f.repo.reg
+	img := f.image()
+	layer := img.Layers[0].Digest
+	payload := mustJSON(t, img)
+	d := digest.FromBytes(payload)
+	h.on("put", manifestLinkPath("race", d), true, func() {
+		// Run a (window 1ms) marks before the record and collects the
+		// layer; run b, with the default window, begins.
+		reg.writeGCState(f.ctx, gcState{Run: "a", Window: time.Millisecond})
+		_ = reg.driver.Delete(f.ctx, layerLinkPath("race", layer))
+		_ = reg.driver.Delete(f.ctx, blobPath(layer))
+		reg.writeGCState(f.ctx, gcState{Last: "a", Window: time.Millisecond})
+		reg.writeGCState(f.ctx, gcState{Run: "b", Last: "a", Window: DefaultGCWindow})
+	})
+	stateReuse = 0 // the push reads the state itself
+	defer func() { stateReuse = 50 * time.Millisecond }()
+	_, err := f.ms.Put(f.ctx, "v1", "", payload)
+	wantErrCode(t, err, CodeManifestBlobUnknown)
+	noDanglingTags(t, f)
+}
