@@ -3,6 +3,7 @@ package registry
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/lading-registry/lading/storage/driver/inmemory"
@@ -60,5 +61,31 @@ func TestCatalogPageCost(t *testing.T) {
 	}
 	if v := counter.visited.Load(); v > 6 {
 		t.Fatalf("a page of 5 visited %d objects", v)
+	}
+}
+
+// A name whose catalog entry a file system cannot hold (each '-', '.' and
+// '/' stored as two bytes, past 255) is NAME_INVALID there before anything
+// is written; an object store holds it.
+func TestNameTooLongForTheStorage(t *testing.T) {
+	name := strings.Repeat("b", 200) + "-" + strings.Repeat("c", 54) // 255 characters, 256 bytes stored
+	if err := ValidateName(name); err != nil {
+		t.Fatalf("the grammar refuses %q: %v", name, err)
+	}
+	fsReg := New(manifestDrivers["filesystem"](t), Options{})
+	_, err := fsReg.Repository(name)
+	wantErrCode(t, err, CodeNameInvalid)
+	if _, err := fsReg.Repository(name[:254]); err != nil {
+		t.Fatalf("255 bytes stored: %v", err)
+	}
+	memReg := New(manifestDrivers["inmemory"](t), Options{})
+	repo, err := memReg.Repository(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{t: t, ctx: t.Context(), repo: repo, ms: repo.Manifests()}
+	f.pushImage("v1")
+	if names, _, err := memReg.Catalog(t.Context(), "", 0); err != nil || !slices.Contains(names, name) {
+		t.Fatalf("catalog %v %v", names, err)
 	}
 }

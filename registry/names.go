@@ -25,9 +25,6 @@ func ValidateName(name string) error {
 	if len(name) == 0 || len(name) > MaxNameLength {
 		return newError(CodeNameInvalid, "repository name must be 1 to %d characters", MaxNameLength)
 	}
-	if n := storedNameLength(name); n > maxStoredName {
-		return newError(CodeNameInvalid, "repository name %q is %d characters once '-', '.' and '/' are counted twice; the limit is %d", name, n, maxStoredName)
-	}
 	for comp := range strings.SplitSeq(name, "/") {
 		if !validComponent(comp) {
 			return newError(CodeNameInvalid, "invalid repository name %q", name)
@@ -36,12 +33,8 @@ func ValidateName(name string) error {
 	return nil
 }
 
-// maxStoredName bounds a name's stored form (escapeName), one path segment,
-// which file systems limit to 255 bytes.
-const maxStoredName = 255
-
-// storedNameLength is len(escapeName(name)): '-', '.' and '/' take two
-// bytes each.
+// storedNameLength is len(escapeName(name)), the catalog's one path
+// segment for the name: '-', '.' and '/' take two bytes each.
 func storedNameLength(name string) int {
 	n := len(name)
 	for i := 0; i < len(name); i++ {

@@ -59,12 +59,14 @@ type Registry struct {
 	deferring bool
 	// lastState is the latest read of /gc/state, for writes to share.
 	lastState lastGCState
+	// maxSegment is the longest path segment the driver holds; 0: no limit.
+	maxSegment int
 }
 
 // New returns a Registry over d.
 func New(d driver.Driver, opts Options) *Registry {
 	r := &Registry{driver: d, locker: opts.Locker, log: opts.Logger, maxMan: opts.MaxManifestSize, now: opts.Now, cache: opts.Cache, cacheObs: opts.CacheObserver, uploadObs: opts.UploadObserver,
-		manifests: newManifestCache(opts.ManifestCacheSize), deferring: driver.Defers(d)}
+		manifests: newManifestCache(opts.ManifestCacheSize), deferring: driver.Defers(d), maxSegment: driver.MaxSegment(d)}
 	if opts.SoleServer {
 		r.tags = newTagCache()
 	}
@@ -94,6 +96,12 @@ func (r *Registry) Driver() driver.Driver { return r.driver }
 func (r *Registry) Repository(name string) (*Repository, error) {
 	if err := ValidateName(name); err != nil {
 		return nil, err
+	}
+	// The catalog keeps a name as one path segment, which a file system
+	// limits: a name it cannot hold is refused before anything is written,
+	// where it failed after the push's other writes were visible.
+	if n, limit := storedNameLength(name), r.maxSegment; limit > 0 && n > limit {
+		return nil, newError(CodeNameInvalid, "repository name %q is %d bytes once stored ('-', '.' and '/' take two); this storage holds at most %d", name, n, limit)
 	}
 	return &Repository{reg: r, name: name}, nil
 }

@@ -113,6 +113,24 @@ func (i *instrumented) RemoveObjectIf(ctx context.Context, path string, content 
 	return RemoveObjectIf(ctx, i.d, path, content)
 }
 
+// SegmentLimiter is implemented by drivers that hold path segments up to
+// a length (a file system's names stop at 255 bytes); others have none
+// short of MaxPathLength.
+type SegmentLimiter interface {
+	MaxSegment() int
+}
+
+// MaxSegment is d's MaxSegment, or 0 for no limit.
+func MaxSegment(d Driver) int {
+	if l, ok := d.(SegmentLimiter); ok {
+		return l.MaxSegment()
+	}
+	return 0
+}
+
+// MaxSegment implements SegmentLimiter for the wrapped driver.
+func (i *instrumented) MaxSegment() int { return MaxSegment(i.d) }
+
 // StatObject is d's StatObject, or else its Stat with a directory
 // reported as not found.
 func StatObject(ctx context.Context, d Driver, path string) (FileInfo, error) {

@@ -6,11 +6,6 @@ import "strings"
 // every backend accepts it (S3 keys stop at 1024 bytes, with room for a prefix).
 const MaxPathLength = 900
 
-// MaxSegmentLength bounds each segment: file systems stop names at 255
-// bytes, and a longer one must fail here, before any write, rather than
-// halfway through a request's writes.
-const MaxSegmentLength = 255
-
 // ValidatePath checks path against the rules every backend relies on.
 // "/" is valid and names the root.
 func ValidatePath(path string) error {
@@ -34,9 +29,7 @@ func ValidatePath(path string) error {
 		case ".", "..":
 			return bad("relative segment")
 		}
-		if len(seg) > MaxSegmentLength {
-			return bad("segment too long")
-		}
+
 		for i := 0; i < len(seg); i++ {
 			if !validPathByte(seg[i]) {
 				return bad("character outside [A-Za-z0-9._-]")

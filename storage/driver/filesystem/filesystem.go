@@ -517,6 +517,10 @@ func (d *Driver) Persist(ctx context.Context, path string) error {
 	return d.barrier.waitFor(d.barrier.ticket(), func() error { return d.syncChanges(file) })
 }
 
+// MaxSegment implements driver.SegmentLimiter: NAME_MAX of Linux file
+// systems.
+func (d *Driver) MaxSegment() int { return 255 }
+
 // RemoveObjectIf implements driver.ContentRemover. The file is renamed
 // into the temporary directory, which takes it from every writer, and
 // compared there: the same content goes, other content is renamed back
