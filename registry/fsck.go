@@ -217,7 +217,7 @@ func (f *fsck) hash(ctx context.Context, p string, alg digest.Algorithm) (digest
 }
 
 func (f *fsck) repository(ctx context.Context, name string) error {
-	repo, err := f.reg.Repository(name)
+	repo, err := f.reg.stored(name)
 	if err != nil {
 		return err
 	}

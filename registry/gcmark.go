@@ -75,7 +75,7 @@ type repoMarker struct {
 // collectRepository marks one repository, removes its unkept manifests and
 // unused links, and adds its surviving links to the blob mark set.
 func (c *collector) collectRepository(ctx context.Context, name string) error {
-	repo, err := c.reg.Repository(name)
+	repo, err := c.reg.stored(name)
 	if err != nil {
 		return err
 	}

@@ -106,6 +106,15 @@ func (r *Registry) Repository(name string) (*Repository, error) {
 	return &Repository{reg: r, name: name}, nil
 }
 
+// stored opens a repository found in the store, which the collector and
+// fsck must reach whatever the storage's limit on new names.
+func (r *Registry) stored(name string) (*Repository, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	return &Repository{reg: r, name: name}, nil
+}
+
 // Repository is one named repository.
 type Repository struct {
 	reg  *Registry
