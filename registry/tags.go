@@ -69,7 +69,8 @@ func (ms *ManifestStore) tagDigest(ctx context.Context, tag string) (digest.Dige
 // tag of the repository (thousands of reads on an object store for a CI
 // repository). A marker is not removed when its tag moves or is deleted,
 // since that could race a push re-pointing the tag at d; a stale marker is
-// harmless, as untag reads the tag before deleting it. Markers are not
+// harmless, as untag removes a tag only while it names d
+// (driver.RemoveObjectIf). Markers are not
 // removed by a delete either: a push racing the delete may have written one
 // the delete's second pass (afterDelete) must still find. The collector
 // removes the markers of digests the repository no longer holds.

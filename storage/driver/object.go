@@ -79,9 +79,9 @@ func (i *instrumented) Persist(ctx context.Context, path string) (err error) {
 }
 
 // ContentRemover is implemented by drivers that can remove a plain object
-// only while it holds given content, atomically against writers of the
-// path: a tag removed because it names a manifest being deleted must not
-// take with it the value a push has just given it.
+// only while it holds given content, so that a writer of the path in
+// between keeps what it wrote: a tag removed because it names a manifest
+// being deleted must not take with it the value a push has just given it.
 type ContentRemover interface {
 	// RemoveObjectIf removes the object at path if it holds content, and
 	// reports whether it did; other content, or nothing, stays as it is.

@@ -521,14 +521,22 @@ func (d *Driver) Persist(ctx context.Context, path string) error {
 // systems.
 func (d *Driver) MaxSegment() int { return 255 }
 
-// RemoveObjectIf implements driver.ContentRemover. The file is renamed
-// into the temporary directory, which takes it from every writer, and
-// compared there: the same content goes, other content is renamed back
-// unless a writer has put something at the path since, which then wins.
-func (d *Driver) RemoveObjectIf(_ context.Context, path string, content []byte) (bool, error) {
+// RemoveObjectIf implements driver.ContentRemover. Content that differs
+// is left alone after a read. Content that matches is renamed into the
+// temporary directory, which takes it from every writer, and compared
+// again there: the same goes; other content (a writer's, in between) is
+// linked back unless a writer has put something at the path since, which
+// then wins. Only in that race do readers miss the object for a moment.
+func (d *Driver) RemoveObjectIf(ctx context.Context, path string, content []byte) (bool, error) {
 	file, err := d.file(path)
 	if err != nil {
 		return false, err
+	}
+	if got, err := os.ReadFile(file); err != nil || !bytes.Equal(got, content) {
+		if errors.Is(err, fs.ErrNotExist) {
+			err = nil
+		}
+		return false, d.pathErr(path, err)
 	}
 	aside := d.tempName()
 	if err := rename(file, aside); errors.Is(err, fs.ErrNotExist) {
@@ -536,15 +544,20 @@ func (d *Driver) RemoveObjectIf(_ context.Context, path string, content []byte) 
 	} else if err != nil {
 		return false, err
 	}
+	// A temporary file keeps its time; a fresh one is no leftover to
+	// remove at the next start (removeStaleTemps).
+	now := time.Now()
+	_ = os.Chtimes(aside, now, now)
 	got, err := os.ReadFile(aside)
 	if err == nil && bytes.Equal(got, content) {
 		os.Remove(aside)
 		d.prune(filepath.Dir(file))
 		return true, nil
 	}
-	// link(2) refuses a taken name: a writer that put content at the path
-	// meanwhile keeps it.
-	lerr := os.Link(aside, file)
+	// link(2) refuses a taken name, so a writer that put content at the
+	// path meanwhile keeps it. The folder may have been pruned by a
+	// removal beside this one: it is made again.
+	lerr := d.place(ctx, file, false, func() error { return os.Link(aside, file) })
 	if lerr == nil || errors.Is(lerr, fs.ErrExist) {
 		os.Remove(aside)
 	} else if err == nil {

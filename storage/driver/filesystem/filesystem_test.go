@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -570,5 +571,48 @@ func TestClaimFollowsNoLink(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(outside); string(b) != "keep" {
 		t.Fatalf("the link's target was changed: %q", b)
+	}
+}
+
+// A conditional removal of one object beside the removal of its sibling,
+// which empties their folder, never takes the sibling that differs, nor
+// hides it from readers.
+func TestRemoveObjectIfLeavesWhatDiffers(t *testing.T) {
+	d, err := filesystem.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	for range 200 {
+		if err := d.PutContent(ctx, "/r/_tags/latest", []byte("sha256:e")); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.PutContent(ctx, "/r/_tags/v1", []byte("sha256:d")); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		var missing atomic.Bool
+		for _, tag := range []string{"v1", "latest"} {
+			wg.Go(func() {
+				if _, err := d.RemoveObjectIf(ctx, "/r/_tags/"+tag, []byte("sha256:d")); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Go(func() {
+			if _, err := d.GetContent(ctx, "/r/_tags/latest"); err != nil {
+				missing.Store(true)
+			}
+		})
+		wg.Wait()
+		if got, err := d.GetContent(ctx, "/r/_tags/latest"); err != nil || string(got) != "sha256:e" || missing.Load() {
+			t.Fatalf("the tag that differs: %q %v (missing to a reader: %v)", got, err, missing.Load())
+		}
+		if _, err := d.GetContent(ctx, "/r/_tags/v1"); !driver.IsNotFound(err) {
+			t.Fatalf("the tag that matched: %v", err)
+		}
+		if err := d.Delete(ctx, "/r/_tags/latest"); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
