@@ -12,7 +12,9 @@ import (
 // Burst failed logins, refilled one every Per. With the bucket empty, logins
 // from that address are refused with 429 TOOMANYREQUESTS and Retry-After
 // without even checking the password, so a correct guess cannot be told
-// apart; successful logins cost nothing.
+// apart. A login holds an attempt while its password is checked, and a
+// successful one gives it back: only failures are counted, but no more
+// than Burst checks from one address run at once.
 //
 // The address is the host of the request's RemoteAddr (for IPv6, its /64):
 // behind a proxy the server must put the real client address there, or
@@ -91,7 +93,7 @@ func (l *Limiter) Reserve(r *http.Request) (wait time.Duration, succeeded func()
 		l.buckets[addr] = b
 	}
 	if b.tokens < 1 {
-		return time.Duration((1 - b.tokens) * float64(l.per)), nil
+		return max(time.Duration((1-b.tokens)*float64(l.per)), time.Nanosecond), nil
 	}
 	b.tokens--
 	return 0, func() {

@@ -143,6 +143,10 @@ func (f *fsck) collection(ctx context.Context) error {
 		return err
 	}
 	defer unlock()
+	// The run may have ended between the read and the lease.
+	if s, err = f.reg.readGCState(ctx); err != nil || !s.active() {
+		return err
+	}
 	return f.problem(ctx, FsckProblem{Kind: ProblemAbandonedRun, Path: gcStatePath, Detail: "run " + s.Run},
 		func(ctx context.Context) (bool, error) {
 			if _, err := f.reg.writeGCState(ctx, gcState{Last: s.Run, Window: s.Window}); err != nil {

@@ -17,7 +17,8 @@ const purgeLeaseKey = "purge-uploads"
 // with their data (on S3 the driver's Delete aborts their multipart
 // uploads too). A leftover with data but no readable state goes by the age
 // of its newest object, and a writer of a session never saved by the age
-// of its last write (purgeUnsavedWriters). A session some request is writing to right now is
+// of its last write (purgeUnsavedWriters; on S3 a monolithic push streaming
+// for longer than olderThan counts as not writing). A session some request is writing to right now is
 // skipped. One purge runs at a time across replicas, through a lease in
 // the backend; a purge that finds another running returns at once with
 // ErrCollectorBusy.

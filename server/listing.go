@@ -117,7 +117,9 @@ func (h *handlers) catalog(w http.ResponseWriter, r *http.Request, _ Route) erro
 		var names []string
 		after, more := page.last, true
 		for more && len(names) <= page.n {
-			read, m, err := h.reg.Catalog(r.Context(), after, page.n+1)
+			// Read in pages of at least 100, which a caller seeing few of
+			// the names would otherwise have read a few at a time.
+			read, m, err := h.reg.Catalog(r.Context(), after, max(page.n+1, 100))
 			if err != nil {
 				return err
 			}

@@ -152,11 +152,20 @@ func (d *Driver) checkConditionalPut(ctx context.Context) error {
 	}
 	// Not every server honours If-Match on DELETE; where one does not,
 	// RemoveObjectIf compares, then deletes.
+	// It must both refuse the wrong ETag and take the right one.
 	_, err = d.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: d.bucket, Key: aws.String(key), IfMatch: aws.String(`"0123456789abcdef0123456789abcdef"`)})
-	if httpStatus(err) == http.StatusPreconditionFailed {
-		_, herr := d.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: d.bucket, Key: aws.String(key)})
-		d.conditionalDelete = herr == nil
+	if httpStatus(err) != http.StatusPreconditionFailed {
+		return nil
 	}
+	head, err := d.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: d.bucket, Key: aws.String(key)})
+	if err != nil {
+		return nil
+	}
+	if _, err = d.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: d.bucket, Key: aws.String(key), IfMatch: head.ETag}); err != nil {
+		return nil
+	}
+	_, err = d.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: d.bucket, Key: aws.String(key)})
+	d.conditionalDelete = httpStatus(err) == http.StatusNotFound
 	return nil
 }
 
