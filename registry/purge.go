@@ -18,10 +18,10 @@ const purgeLeaseKey = "purge-uploads"
 // uploads too). A leftover with data but no readable state goes by the age
 // of its newest object, and a writer of a session never saved by the age
 // of its last write (purgeUnsavedWriters; on S3 a monolithic push streaming
-// for longer than olderThan counts as not writing). A session some request is writing to right now is
-// skipped. One purge runs at a time across replicas, through a lease in
-// the backend; a purge that finds another running returns at once with
-// ErrCollectorBusy.
+// for longer than olderThan counts as not writing). A session some request
+// is writing to right now is skipped. One purge runs at a time across
+// replicas, through a lease in the backend; a purge that finds another
+// running returns at once with ErrCollectorBusy.
 func (r *Registry) PurgeUploads(ctx context.Context, olderThan time.Duration) (purged int, err error) {
 	unlock, lost, err := tryLock(ctx, NewBackendLocker(r.driver, 0), purgeLeaseKey)
 	if errors.Is(err, ErrLocked) {

@@ -94,7 +94,8 @@ func (r *Registry) Driver() driver.Driver { return r.driver }
 // Repository returns a handle on the named repository, which need not exist
 // yet. It fails only for a name outside the grammar.
 func (r *Registry) Repository(name string) (*Repository, error) {
-	if err := ValidateName(name); err != nil {
+	repo, err := r.stored(name)
+	if err != nil {
 		return nil, err
 	}
 	// The catalog keeps a name as one path segment, which a file system
@@ -103,7 +104,7 @@ func (r *Registry) Repository(name string) (*Repository, error) {
 	if n, limit := storedNameLength(name), r.maxSegment; limit > 0 && n > limit {
 		return nil, newError(CodeNameInvalid, "repository name %q is %d bytes once stored ('-', '.' and '/' take two); this storage holds at most %d", name, n, limit)
 	}
-	return &Repository{reg: r, name: name}, nil
+	return repo, nil
 }
 
 // stored opens a repository found in the store, which the collector and

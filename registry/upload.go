@@ -358,41 +358,37 @@ func (u *Upload) reconcile(ctx context.Context, w driver.FileWriter, path string
 			return nil, err
 		}
 	}
-	if w.Size() == u.state.Offset {
-		// The state may have been loaded above: the chunk must start where
-		// that one stands.
-		if at >= 0 && at != u.state.Offset {
-			w.Close()
-			return nil, u.rangeError(at)
-		}
-		return w, nil
-	}
-	// The handle's state predates another request's chunk, or a crash came
-	// between writing data and saving state. The stored state tells which.
-	if err := u.load(ctx); err != nil {
-		w.Close()
-		return nil, err
-	}
-	if u.state.Offset == 0 && w.Size() > 0 {
-		// A first chunk cut off before any was acknowledged: the client
-		// starts over, so the session does too.
-		w.Close()
-		return u.bs.driver().Writer(ctx, path, false)
-	}
-	if w.Size() > u.state.Offset {
-		// A crash between a chunk's data and its state: the bytes are the
-		// client's, in order, so hash them in and go on from there.
-		if err := u.catchUp(ctx, path, w.Size()); err != nil {
+	if w.Size() != u.state.Offset {
+		// The handle's state predates another request's chunk, or a crash
+		// came between writing data and saving state. The stored state
+		// tells which.
+		if err := u.load(ctx); err != nil {
 			w.Close()
 			return nil, err
 		}
+		if u.state.Offset == 0 && w.Size() > 0 {
+			// A first chunk cut off before any was acknowledged: the client
+			// starts over, so the session does too.
+			w.Close()
+			return u.bs.driver().Writer(ctx, path, false)
+		}
+		if w.Size() > u.state.Offset {
+			// A crash between a chunk's data and its state: the bytes are
+			// the client's, in order, so hash them in and go on from there.
+			if err := u.catchUp(ctx, path, w.Size()); err != nil {
+				w.Close()
+				return nil, err
+			}
+		}
+		if w.Size() != u.state.Offset {
+			// Less data than the state vouches for: the hash state no
+			// longer matches the bytes, and the session cannot go on.
+			w.Close()
+			return nil, u.lost(ctx, fmt.Sprintf("data holds %d bytes, state %d", w.Size(), u.state.Offset))
+		}
 	}
-	if w.Size() != u.state.Offset {
-		// Less data than the state vouches for: the hash state no longer
-		// matches the bytes, and the session cannot go on.
-		w.Close()
-		return nil, u.lost(ctx, fmt.Sprintf("data holds %d bytes, state %d", w.Size(), u.state.Offset))
-	}
+	// The state may have been loaded above: the chunk must start where that
+	// one stands.
 	if at >= 0 && at != u.state.Offset {
 		w.Close()
 		return nil, u.rangeError(at)
@@ -688,8 +684,8 @@ func (u *Upload) Cancel(ctx context.Context) error {
 }
 
 // lock holds the session for this request. Another request holding it is
-// TOOMANYREQUESTS (429), which clients retry: a commit or a cancel waits
-// for the chunk in flight to end.
+// TOOMANYREQUESTS (429): a commit or a cancel is refused while a chunk is in
+// flight, and the client retries it.
 func (u *Upload) lock(ctx context.Context) (func(), error) {
 	unlock, lost, err := tryLock(ctx, u.bs.repo.reg.locker, uploadLockKey(u.state.Repository, u.state.ID))
 	if errors.Is(err, ErrLocked) {

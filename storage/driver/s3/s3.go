@@ -150,9 +150,9 @@ func (d *Driver) checkConditionalPut(ctx context.Context) error {
 	if httpStatus(err) != http.StatusPreconditionFailed {
 		return fmt.Errorf("s3: conditional PUT over an existing key: %w", err)
 	}
-	// Not every server honours If-Match on DELETE; where one does not,
-	// RemoveObjectIf compares, then deletes.
-	// It must both refuse the wrong ETag and take the right one.
+	// Not every server honours If-Match on DELETE (where one does not,
+	// RemoveObjectIf compares, then deletes): it must both refuse the
+	// wrong ETag and take the right one.
 	_, err = d.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: d.bucket, Key: aws.String(key), IfMatch: aws.String(`"0123456789abcdef0123456789abcdef"`)})
 	if httpStatus(err) != http.StatusPreconditionFailed {
 		return nil

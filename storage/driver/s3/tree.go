@@ -88,6 +88,20 @@ func (d *Driver) pages(ctx context.Context, in *s3.ListObjectsV2Input) iter.Seq2
 	}
 }
 
+// uploadPages is pages for the multipart uploads of keys starting with
+// prefix.
+func (d *Driver) uploadPages(ctx context.Context, prefix string) iter.Seq2[*s3.ListMultipartUploadsOutput, error] {
+	return func(yield func(*s3.ListMultipartUploadsOutput, error) bool) {
+		p := s3.NewListMultipartUploadsPaginator(d.client, &s3.ListMultipartUploadsInput{Bucket: d.bucket, Prefix: aws.String(prefix)})
+		for p.HasMorePages() {
+			page, err := p.NextPage(ctx)
+			if !yield(page, err) || err != nil {
+				return
+			}
+		}
+	}
+}
+
 // keysUnder returns every key starting with prefix.
 func (d *Driver) keysUnder(ctx context.Context, prefix string) ([]types.Object, error) {
 	var objs []types.Object
@@ -172,9 +186,7 @@ func (d *Driver) Delete(ctx context.Context, path string) error {
 func (d *Driver) abortUploads(ctx context.Context, path string) (int, error) {
 	key, prefix := d.key(path), d.dirPrefix(path)
 	n := 0
-	p := s3.NewListMultipartUploadsPaginator(d.client, &s3.ListMultipartUploadsInput{Bucket: d.bucket, Prefix: aws.String(key)})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
+	for page, err := range d.uploadPages(ctx, key) {
 		if err != nil {
 			return n, mapErr("abort uploads", path, err)
 		}
@@ -229,7 +241,7 @@ func (d *Driver) PendingWriters(ctx context.Context, dir string, fn func(path st
 	}
 	last := map[string]time.Time{}
 	note := func(path string, t time.Time) {
-		if t.After(last[path]) || last[path].IsZero() {
+		if cur, seen := last[path]; !seen || t.After(cur) {
 			last[path] = t
 		}
 	}
@@ -246,9 +258,7 @@ func (d *Driver) PendingWriters(ctx context.Context, dir string, fn func(path st
 			}
 		}
 	}
-	p := s3.NewListMultipartUploadsPaginator(d.client, &s3.ListMultipartUploadsInput{Bucket: d.bucket, Prefix: aws.String(keys)})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
+	for page, err := range d.uploadPages(ctx, keys) {
 		if err != nil {
 			return mapErr("list uploads", dir, err)
 		}
