@@ -17,6 +17,10 @@ import (
 // token signed with a key id the cache does not know triggers a refetch, so
 // key rotation at the issuer needs no restart; refetches are spaced at least
 // MinRefresh apart so forged kids cannot make us hammer the issuer.
+//
+// A fetch runs on its own, with no lock held: callers whose key is cached
+// answer at once, however slow the issuer, and only those that need what
+// the fetch brings (the first keys, or a key id not cached) wait for it.
 type JWKS struct {
 	URL        string
 	Client     *http.Client  // nil: a client with a 10s timeout
@@ -24,9 +28,16 @@ type JWKS struct {
 	MinRefresh time.Duration // 0: 30 seconds
 	Logger     *slog.Logger
 
-	mu      sync.Mutex
-	keys    *KeySet
-	fetched time.Time
+	mu       sync.Mutex
+	keys     *KeySet
+	fetched  time.Time  // when the latest fetch began
+	fetching *jwksFetch // the fetch in flight, or nil
+}
+
+// jwksFetch is a fetch in flight; err is set before done is closed.
+type jwksFetch struct {
+	done chan struct{}
+	err  error
 }
 
 var _ Keys = (*JWKS)(nil)
@@ -38,25 +49,25 @@ const jwksTimeout = 10 * time.Second
 
 func (j *JWKS) Lookup(ctx context.Context, kid string) ([]crypto.PublicKey, error) {
 	j.mu.Lock()
-	defer j.mu.Unlock()
 	age := time.Since(j.fetched)
 	_, known := j.lookupKid(kid)
 	wanted := j.keys == nil || age > cmp.Or(j.MaxAge, time.Hour) || (!known && kid != "")
 	// Even while the issuer is down, at most one fetch per MinRefresh: the
 	// others answer at once from the cache, or fail, instead of queueing.
-	if wanted && (j.fetched.IsZero() || age > cmp.Or(j.MinRefresh, 30*time.Second)) {
-		// Not on the caller's context: a client that hangs up must not
-		// spoil the refresh that the next MinRefresh then waits for.
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), jwksTimeout)
-		err := j.fetch(fctx)
-		cancel()
-		if err != nil {
-			if j.keys == nil {
-				return nil, err
-			}
-			orDefault(j.Logger).Warn("auth: JWKS refresh failed, keeping cached keys", "url", j.URL, "err", err)
+	if wanted && j.fetching == nil && (j.fetched.IsZero() || age > cmp.Or(j.MinRefresh, 30*time.Second)) {
+		j.start(ctx)
+	}
+	// Keys merely old are still good while their successors come.
+	if f := j.fetching; f != nil && (j.keys == nil || (!known && kid != "")) {
+		j.mu.Unlock()
+		<-f.done // bounded by jwksTimeout
+		j.mu.Lock()
+		if j.keys == nil {
+			j.mu.Unlock()
+			return nil, f.err
 		}
 	}
+	defer j.mu.Unlock()
 	if j.keys == nil {
 		return nil, errors.New("JWKS: no keys fetched yet")
 	}
@@ -69,6 +80,28 @@ func (j *JWKS) Lookup(ctx context.Context, kid string) ([]crypto.PublicKey, erro
 	return j.keys.all, nil
 }
 
+// start begins a fetch; j.mu is held. Not on the caller's context: a
+// client that hangs up must not spoil the refresh that the next MinRefresh
+// then waits for.
+func (j *JWKS) start(ctx context.Context) {
+	f := &jwksFetch{done: make(chan struct{})}
+	j.fetching, j.fetched = f, time.Now()
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), jwksTimeout)
+	go func() {
+		defer cancel()
+		keys, err := j.fetch(fctx)
+		j.mu.Lock()
+		if err == nil {
+			j.keys = keys
+		} else if j.keys != nil {
+			orDefault(j.Logger).Warn("auth: JWKS refresh failed, keeping cached keys", "url", j.URL, "err", err)
+		}
+		f.err, j.fetching = err, nil
+		j.mu.Unlock()
+		close(f.done)
+	}()
+}
+
 func (j *JWKS) lookupKid(kid string) (crypto.PublicKey, bool) {
 	if j.keys == nil {
 		return nil, false
@@ -77,34 +110,28 @@ func (j *JWKS) lookupKid(kid string) (crypto.PublicKey, bool) {
 	return k, ok
 }
 
-// fetch replaces the cache; on failure the old keys stay in use.
-func (j *JWKS) fetch(ctx context.Context) error {
-	j.fetched = time.Now()
+// fetch reads the issuer's keys.
+func (j *JWKS) fetch(ctx context.Context) (*KeySet, error) {
 	client := j.Client
 	if client == nil {
 		client = &http.Client{Timeout: jwksTimeout}
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, j.URL, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("fetching JWKS: %w", err)
+		return nil, fmt.Errorf("fetching JWKS: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("fetching JWKS %s: %s", j.URL, resp.Status)
+		return nil, fmt.Errorf("fetching JWKS %s: %s", j.URL, resp.Status)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSSize))
 	if err != nil {
-		return fmt.Errorf("fetching JWKS: %w", err)
+		return nil, fmt.Errorf("fetching JWKS: %w", err)
 	}
-	keys, err := parseJWKS(data)
-	if err != nil {
-		return err
-	}
-	j.keys = keys
-	return nil
+	return parseJWKS(data)
 }

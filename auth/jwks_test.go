@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -153,5 +154,98 @@ func TestJWKSFetchOutlivesItsCaller(t *testing.T) {
 	kid, _ := thumbprint(key.private.Public())
 	if keys, err := jwks.Lookup(ctx, kid); err != nil || len(keys) != 1 {
 		t.Fatalf("lookup by a caller gone: %v %v", keys, err)
+	}
+}
+
+// An issuer that stops answering holds up no caller whose key is cached,
+// even once the keys are due for a refresh; a caller whose kid is new
+// waits for the fetch and gets the key it brings.
+func TestJWKSSlowIssuerHoldsUpOnlyWhoNeedsIt(t *testing.T) {
+	key, next := newIssuerKey(t, "EdDSA"), newIssuerKey(t, "ES256")
+	gate := make(chan struct{})
+	var fetches atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		keys := []crypto.PublicKey{key.private.Public()}
+		if fetches.Add(1) > 1 {
+			<-gate // the issuer hangs from its second fetch on
+			keys = append(keys, next.private.Public())
+		}
+		set, err := NewKeySet(keys...)
+		if err != nil {
+			t.Error(err)
+		}
+		json.NewEncoder(w).Encode(set)
+	}))
+	defer srv.Close()
+	defer close(gate)
+	jwks := &JWKS{URL: srv.URL, MaxAge: time.Nanosecond, MinRefresh: time.Nanosecond}
+	kid, _ := thumbprint(key.private.Public())
+	if keys, err := jwks.Lookup(t.Context(), kid); err != nil || len(keys) != 1 {
+		t.Fatalf("first lookup: %v %v", keys, err)
+	}
+
+	nextKid, _ := thumbprint(next.private.Public())
+	waiter := make(chan []crypto.PublicKey, 1)
+	go func() {
+		keys, _ := jwks.Lookup(t.Context(), nextKid)
+		waiter <- keys
+	}()
+	for fetches.Load() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	for range 5 {
+		answered := make(chan error, 1)
+		go func() {
+			keys, err := jwks.Lookup(t.Context(), kid)
+			if err == nil && len(keys) != 1 {
+				err = fmt.Errorf("%d keys", len(keys))
+			}
+			answered <- err
+		}()
+		select {
+		case err := <-answered:
+			if err != nil {
+				t.Fatalf("cached key during a hanging fetch: %v", err)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatal("a cached key waits for a fetch of the issuer that hangs")
+		}
+	}
+	if n := fetches.Load(); n != 2 {
+		t.Fatalf("%d fetches: the lookups during the one in flight must start none", n)
+	}
+	select {
+	case keys := <-waiter:
+		t.Fatalf("the caller with a new kid answered %v before the fetch ended", keys)
+	case <-time.After(50 * time.Millisecond):
+	}
+	gate <- struct{}{}
+	select {
+	case keys := <-waiter:
+		if len(keys) != 1 {
+			t.Fatalf("new kid after the fetch: %v", keys)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the caller with a new kid is still waiting after the fetch")
+	}
+}
+
+// Callers that all arrive before the first keys share one fetch.
+func TestJWKSFirstCallersShareAFetch(t *testing.T) {
+	key := newIssuerKey(t, "EdDSA")
+	srv := newJWKSServer(t, key.private.Public())
+	jwks := &JWKS{URL: srv.URL}
+	kid, _ := thumbprint(key.private.Public())
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			if keys, err := jwks.Lookup(t.Context(), kid); err != nil || len(keys) != 1 {
+				t.Errorf("lookup: %v %v", keys, err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := srv.fetches.Load(); n != 1 {
+		t.Fatalf("%d fetches for callers arriving together, want 1", n)
 	}
 }
