@@ -171,7 +171,11 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 			return err
 		}
 	}
-	err = together(ctx, func(ctx context.Context) error { return ms.checkReferences(ctx, m) }, isStored)
+	var refPaths []string
+	err = together(ctx, func(ctx context.Context) (err error) {
+		refPaths, err = ms.checkReferences(ctx, m)
+		return err
+	}, isStored)
 	if err != nil {
 		return nil, err
 	}
@@ -208,6 +212,14 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 	}
 	defer writes.discard()
 	bctx, batch := driver.WithBatch(ctx)
+	// What the manifest names may be another push's not durable yet (a
+	// link made, its sync still running): it is made durable with the
+	// manifest, which must not outlive it in a crash.
+	for _, p := range refPaths {
+		if err := driver.Persist(bctx, ms.driver(), p); err != nil {
+			return nil, err
+		}
+	}
 	marked := make(chan error, 1)
 	go func() {
 		marked <- forEach(len(tags), func(i int) error {
@@ -456,8 +468,10 @@ func (ms *ManifestStore) explain(ctx context.Context, err error) error {
 	return err
 }
 
-// checkReferences verifies that the repository holds what m points at.
-func (ms *ManifestStore) checkReferences(ctx context.Context, m *parsedManifest) error {
+// checkReferences verifies that the repository holds what m points at,
+// and returns the paths that hold it: each reference's bytes and the link
+// or record that made it found.
+func (ms *ManifestStore) checkReferences(ctx context.Context, m *parsedManifest) ([]string, error) {
 	var refs []reference
 	seen := map[digest.Digest]bool{}
 	for _, r := range m.references() {
@@ -466,39 +480,54 @@ func (ms *ManifestStore) checkReferences(ctx context.Context, m *parsedManifest)
 			refs = append(refs, r)
 		}
 	}
+	found := make([]string, len(refs))
 	// The first failure in document order, so the answer is deterministic.
-	return forEach(len(refs), func(i int) error { return ms.checkReference(ctx, refs[i]) })
+	err := forEach(len(refs), func(i int) (err error) {
+		found[i], err = ms.checkReference(ctx, refs[i])
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	paths := make([]string, 0, 2*len(refs))
+	for i, r := range refs {
+		paths = append(paths, blobPath(r.desc.Digest), found[i])
+	}
+	return paths, nil
 }
 
-func (ms *ManifestStore) checkReference(ctx context.Context, r reference) error {
+// checkReference verifies one reference and returns the link or record
+// through which it was found.
+func (ms *ManifestStore) checkReference(ctx context.Context, r reference) (string, error) {
 	d := r.desc.Digest
-	var size int64
-	found := false
 	if r.kind == refManifest {
 		desc, err := ms.Stat(ctx, d.String())
 		if err == nil {
-			size, found = desc.Size, true
+			return manifestLinkPath(ms.repo.name, d), checkSize(r, desc.Size)
 		} else if !isUnknown(err) {
-			return err
+			return "", err
 		}
 	}
-	if !found {
-		// From the store: a cache may hold a link a collection removed.
-		desc, err := ms.repo.Blobs().stat(ctx, d, false)
-		if err != nil {
-			if isUnknown(err) || errors.Is(err, ErrDigestInvalid) {
-				what := "blob"
-				if r.kind == refManifest {
-					what = "manifest"
-				}
-				return &Error{Code: CodeManifestBlobUnknown, Message: what + " " + d.String() + " unknown to repository " + ms.repo.name, Detail: map[string]string{"digest": d.String()}}
+	// From the store: a cache may hold a link a collection removed.
+	desc, err := ms.repo.Blobs().stat(ctx, d, false)
+	if err != nil {
+		if isUnknown(err) || errors.Is(err, ErrDigestInvalid) {
+			what := "blob"
+			if r.kind == refManifest {
+				what = "manifest"
 			}
-			return err
+			return "", &Error{Code: CodeManifestBlobUnknown, Message: what + " " + d.String() + " unknown to repository " + ms.repo.name, Detail: map[string]string{"digest": d.String()}}
 		}
-		size = desc.Size
+		return "", err
 	}
-	if size != r.desc.Size {
-		return &Error{Code: CodeManifestInvalid, Message: "descriptor " + d.String() + " has the wrong size", Detail: map[string]any{"digest": d.String(), "size": r.desc.Size, "stored": size}}
+	return layerLinkPath(ms.repo.name, d), checkSize(r, desc.Size)
+}
+
+// checkSize refuses a descriptor whose size is not what is stored.
+func checkSize(r reference, stored int64) error {
+	if stored != r.desc.Size {
+		d := r.desc.Digest
+		return &Error{Code: CodeManifestInvalid, Message: "descriptor " + d.String() + " has the wrong size", Detail: map[string]any{"digest": d.String(), "size": r.desc.Size, "stored": stored}}
 	}
 	return nil
 }

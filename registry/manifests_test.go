@@ -695,3 +695,48 @@ func TestDigestDeleteKeepsATagMovedMeanwhile(t *testing.T) {
 		t.Fatalf("latest after the old digest's delete: %v", err)
 	}
 }
+
+// persisting records the paths a push asks to make durable with its own.
+type persisting struct {
+	driver.Driver
+	mu    sync.Mutex
+	paths map[string]bool
+}
+
+func (p *persisting) Persist(ctx context.Context, path string) error {
+	p.mu.Lock()
+	p.paths[path] = true
+	p.mu.Unlock()
+	return driver.Persist(ctx, p.Driver, path)
+}
+
+func (p *persisting) DefersUnderBatch() bool { return driver.Defers(p.Driver) }
+
+// A manifest push makes what it names durable with itself: a blob or
+// child manifest still being committed by another push must not be lost
+// in a crash under a manifest acknowledged meanwhile.
+func TestManifestPushPersistsItsReferences(t *testing.T) {
+	fsd, err := filesystem.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &persisting{Driver: fsd, paths: map[string]bool{}}
+	f := newFixture(t, New(d, Options{}), "r")
+	img := f.image()
+	child := f.put(digest.FromBytes(mustJSON(t, img)).String(), mustJSON(t, img))
+	for _, ref := range []v1.Descriptor{img.Config, img.Layers[0]} {
+		for _, p := range []string{blobPath(ref.Digest), layerLinkPath("r", ref.Digest)} {
+			if !d.paths[p] {
+				t.Errorf("the image push did not make %s durable with itself", p)
+			}
+		}
+	}
+	idx := mustJSON(t, v1.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: MediaTypeOCIIndex,
+		Manifests: []v1.Descriptor{child.Descriptor}})
+	f.put("list", idx)
+	for _, p := range []string{blobPath(child.Descriptor.Digest), manifestLinkPath("r", child.Descriptor.Digest)} {
+		if !d.paths[p] {
+			t.Errorf("the index push did not make %s durable with itself", p)
+		}
+	}
+}
