@@ -57,7 +57,10 @@
 // a batch deletes them, and an old unreferenced blob that a new push uses
 // again are each either pinned in time or seen gone by their writer.
 // Objects written again during a run also look young to the re-check,
-// which protects the layers a client uploads ahead of its manifest.
+// which protects the layers a client uploads ahead of its manifest. A
+// manifest push during a run pins all its manifest reaches, down through
+// children and referrers, not only what it names (guardClosure): marking
+// may have passed over an old manifest the push makes reachable again.
 //
 // Assumed: clock skew between replicas well below half the batch deadline
 // (60 s), and a lease that holds (a collector stalled past its lease is

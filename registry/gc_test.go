@@ -612,3 +612,102 @@ func (c *countingGets) GetContent(ctx context.Context, p string) ([]byte, error)
 	c.gets.Add(1)
 	return c.Driver.GetContent(ctx, p)
 }
+
+// nestedIndex pushes an image and an index naming it, and returns the
+// image and the bytes of an index naming that index, not pushed.
+func (f *fixture) nestedIndex() (img v1.Descriptor, outer []byte) {
+	f.t.Helper()
+	imgPayload := mustJSON(f.t, f.image())
+	img = f.put(digest.FromBytes(imgPayload).String(), imgPayload).Descriptor
+	innerPayload := mustJSON(f.t, v1.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: MediaTypeOCIIndex, Manifests: []v1.Descriptor{img}})
+	inner := f.put(digest.FromBytes(innerPayload).String(), innerPayload).Descriptor
+	return img, mustJSON(f.t, v1.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: MediaTypeOCIIndex, Manifests: []v1.Descriptor{inner}})
+}
+
+// A push that makes an old untagged index reachable again after marking
+// passed it over keeps everything the index reaches: its children's
+// children and their layers, and the referrers of each, not only what the
+// index names itself.
+func TestGCKeepsWhatARevivedIndexReaches(t *testing.T) {
+	for _, name := range []string{"inmemory", "filesystem"} {
+		t.Run(name, func(t *testing.T) {
+			reg := New(manifestDrivers[name](t), Options{})
+			f := newFixture(t, reg, "revived")
+			ctx := context.Background()
+			img, outerPayload := f.nestedIndex()
+			outer := f.put(digest.FromBytes(outerPayload).String(), outerPayload).Descriptor
+			var sigs []digest.Digest
+			for _, subject := range []v1.Descriptor{outer, img} {
+				p := mustJSON(t, f.artifact(subject, sigType, nil))
+				sigs = append(sigs, f.put(digest.FromBytes(p).String(), p).Descriptor.Digest)
+			}
+
+			opts := quickGC(true)
+			opts.TempDir = t.TempDir()
+			now := time.Now()
+			c := &collector{reg: reg, opts: opts, cutoff: now, untaggedCutoff: now}
+			c.marked = newDigestSet(opts.TempDir, 0)
+			defer c.marked.Close()
+			if err := c.announce(ctx); err != nil {
+				t.Fatal(err)
+			}
+			repo, err := reg.stored("revived")
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := &repoMarker{c: c, ms: repo.Manifests(), kept: newDigestSet(opts.TempDir, 0), uses: newDigestSet(opts.TempDir, 0),
+				records: newDigestSet(opts.TempDir, 0), visited: map[digestKey]struct{}{}}
+			defer m.kept.Close()
+			defer m.uses.Close()
+			defer m.records.Close()
+			if err := m.indexReferrers(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := m.markRoots(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// Marking found nothing tagged; now a client tags the old index.
+			f.put("revived", outerPayload)
+			for _, sweep := range []func(context.Context) error{m.sweepManifests, m.sweepMarkers, m.sweepLinks, c.sweepBlobs} {
+				if err := sweep(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c.finish(ctx)
+			mustPullable(t, f, "revived")
+			for _, d := range sigs {
+				mustPullable(t, f, d.String())
+			}
+		})
+	}
+}
+
+// A push during a run that revives an index whose grandchild a batch removed
+// before the push pinned anything fails: the index could not be pulled whole.
+func TestGCRevivedIndexMissingAGrandchildFails(t *testing.T) {
+	reg := New(driver.Instrument(inmemory.New(), nil), Options{})
+	f := newFixture(t, reg, "revived")
+	ctx := context.Background()
+	img, outerPayload := f.nestedIndex()
+
+	opts := quickGC(true)
+	opts.TempDir = t.TempDir()
+	c := &collector{reg: reg, opts: opts, cutoff: time.Now(), untaggedCutoff: time.Now()}
+	c.marked = newDigestSet(opts.TempDir, 0)
+	defer c.marked.Close()
+	if err := c.announce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer c.finish(ctx)
+	// What a batch of this run removed before the push began.
+	if err := f.ms.Delete(ctx, img.Digest.String()); err != nil {
+		t.Fatal(err)
+	}
+	_, err := f.ms.Put(ctx, "revived", "", outerPayload)
+	if !errors.Is(err, ErrManifestBlobUnknown) {
+		t.Fatalf("push of an index whose grandchild is gone: %v, want MANIFEST_BLOB_UNKNOWN", err)
+	}
+	if _, err := f.ms.Get(ctx, "revived"); !errors.Is(err, ErrManifestUnknown) {
+		t.Fatalf("the refused push left its tag: %v", err)
+	}
+}

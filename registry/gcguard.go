@@ -196,6 +196,25 @@ func (g *gcGuard) pin(ctx context.Context, s gcState) (gcState, error) {
 	return s, nil
 }
 
+// pinMore pins further digests in the run g is pinned in, then waits out a
+// batch that may have looked for pins before them. Should another run have
+// begun meanwhile, every digest is pinned in that one.
+func (g *gcGuard) pinMore(ctx context.Context, more []digest.Digest) error {
+	g.digests = append(g.digests, more...)
+	run := g.pinnedIn
+	err := forEach(len(more), func(i int) error {
+		return g.reg.driver.PutContent(ctx, gcPinPath(run, more[i]), nil)
+	})
+	if err != nil {
+		return err
+	}
+	s, err := g.reg.awaitBatch(ctx)
+	if err == nil && s.active() && s.Run != run {
+		_, err = g.pin(ctx, s)
+	}
+	return err
+}
+
 // oneRunSince reports whether s1's run is the only one begun since s0:
 // none has ended in between but the one s0 showed running.
 func oneRunSince(s0, s1 gcState) bool {

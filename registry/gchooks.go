@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 
 	"github.com/opencontainers/go-digest"
 
@@ -101,6 +102,109 @@ func (ms *ManifestStore) guardPut(ctx context.Context, d digest.Digest, m *parse
 	return g, err
 }
 
+// guardClosure protects, during a collection, what a pushed manifest
+// reaches beyond what it names: what its child manifests name, and so on
+// down, and the referrers of each and of itself. Marking may have passed
+// them over before the push made them reachable again, and a pin keeps
+// only what it names (with the links and blobs a kept manifest uses), so
+// they are pinned too; g must be pinned in the run going on. Then each
+// manifest reached through children must still be a manifest, and what it
+// names must be there: one that a batch removed before the pins is
+// MANIFEST_BLOB_UNKNOWN, as for the manifest's own references. (So during
+// a run, a child that is a blob but no manifest is refused, which a push
+// outside one accepts: its record may be what the batch removed.)
+// Referrers are kept from now on, not checked: one removed before is as if
+// collected before the push.
+func (ms *ManifestStore) guardClosure(ctx context.Context, g *gcGuard, d digest.Digest, m *parsedManifest) error {
+	pins, checks, err := ms.reach(ctx, d, m)
+	if err != nil {
+		return err
+	}
+	if len(pins) > 0 {
+		if err := g.pinMore(ctx, pins); err != nil {
+			return err
+		}
+	}
+	for _, r := range checks {
+		if r.kind != refManifest {
+			if _, err := ms.checkReference(ctx, r); err != nil {
+				return err
+			}
+			continue
+		}
+		desc, err := ms.Stat(ctx, r.desc.Digest.String())
+		if isUnknown(err) {
+			return &Error{Code: CodeManifestBlobUnknown, Message: "manifest " + r.desc.Digest.String() + " was collected during the push", Detail: map[string]string{"digest": r.desc.Digest.String()}}
+		}
+		if err == nil {
+			err = checkSize(r, desc.Size)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reach lists what guardClosure pins (all it reaches but d and what m
+// names, which guardPut pins) and the references it checks.
+func (ms *ManifestStore) reach(ctx context.Context, d digest.Digest, m *parsedManifest) (pins []digest.Digest, checks []reference, err error) {
+	type node struct {
+		d     digest.Digest
+		child bool // reached through children: what it names must be there
+	}
+	seen := map[digest.Digest]bool{d: true}
+	queue := []node{{d: d}}
+	for _, r := range m.references() {
+		if r.kind == refManifest {
+			checks = append(checks, r)
+		}
+		if r.kind != refExternal && !seen[r.desc.Digest] {
+			seen[r.desc.Digest] = true
+			if r.kind == refManifest {
+				queue = append(queue, node{r.desc.Digest, true})
+			}
+		}
+	}
+	for len(queue) > 0 {
+		n := queue[0]
+		queue = queue[1:]
+		if n.d != d {
+			got, err := ms.Get(ctx, n.d.String())
+			if isUnknown(err) {
+				continue // the check of whatever names it tells
+			}
+			if err != nil {
+				return nil, nil, err
+			}
+			for _, r := range storedReferences(got.Payload, got.Descriptor.MediaType) {
+				if n.child {
+					checks = append(checks, r)
+				}
+				if !seen[r.desc.Digest] {
+					seen[r.desc.Digest] = true
+					pins = append(pins, r.desc.Digest)
+					if r.kind == refManifest {
+						queue = append(queue, node{r.desc.Digest, n.child})
+					}
+				}
+			}
+		}
+		err := ms.driver().Walk(ctx, referrersPath(ms.repo.name, n.d), "", func(fi driver.FileInfo) error {
+			if rd, ok := digestAt(fi.Path, 1); ok && !seen[rd] {
+				seen[rd] = true
+				pins = append(pins, rd)
+				queue = append(queue, node{d: rd})
+			}
+			return nil
+		})
+		if err != nil && !driver.IsNotFound(err) {
+			return nil, nil, err
+		}
+	}
+	return pins, checks, nil
+}
+
 // settlePut ends a manifest push once its tags are written: it settles the
 // guard, then makes sure a concurrent delete of the same digest did not
 // remove the record from under the tags just written (the delete lists the
@@ -113,6 +217,12 @@ func (ms *ManifestStore) settlePut(ctx context.Context, g *gcGuard, rec manifest
 			return err
 		}
 		if err := ms.ensureReferences(ctx, rec.Digest, m); err != nil {
+			return err
+		}
+		if err := ms.guardClosure(ctx, g, rec.Digest, m); err != nil {
+			if errors.Is(err, ErrManifestBlobUnknown) {
+				ms.withdraw(ctx, rec.Digest, err)
+			}
 			return err
 		}
 		// The collector may have taken the tags' markers as stale.
@@ -201,10 +311,17 @@ func (ms *ManifestStore) ensureReferences(ctx context.Context, d digest.Digest, 
 	if missing == "" {
 		return nil
 	}
+	err := &Error{Code: CodeManifestBlobUnknown, Message: "blob " + missing.String() + " was collected during the push", Detail: map[string]string{"digest": missing.String()}}
+	ms.withdraw(ctx, d, err)
+	return err
+}
+
+// withdraw deletes a manifest just pushed that cannot be pulled whole,
+// because of why.
+func (ms *ManifestStore) withdraw(ctx context.Context, d digest.Digest, why error) {
 	if err := ms.Delete(context.WithoutCancel(ctx), d.String()); err != nil && !isUnknown(err) {
-		ms.repo.reg.log.Error("manifest left referencing a collected blob", "repository", ms.repo.name, "digest", d, "blob", missing, "err", err)
+		ms.repo.reg.log.Error("manifest left referencing what a collection removed", "repository", ms.repo.name, "digest", d, "missing", why, "err", err)
 	}
-	return &Error{Code: CodeManifestBlobUnknown, Message: "blob " + missing.String() + " was collected during the push", Detail: map[string]string{"digest": missing.String()}}
 }
 
 // afterDelete ends a delete by digest once the record is gone: a push of a

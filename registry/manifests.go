@@ -147,6 +147,11 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 	if err != nil {
 		return nil, err
 	}
+	if guard.pinnedIn != "" {
+		if err := ms.guardClosure(ctx, guard, d, m); err != nil {
+			return nil, err
+		}
+	}
 	defer func() {
 		if m.typed {
 			ms.tagsChanged(tags...)
