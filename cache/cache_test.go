@@ -1,16 +1,23 @@
 package cache_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
+	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lading-registry/lading/cache"
 	"github.com/lading-registry/lading/internal/testenv"
 	"github.com/lading-registry/lading/registry"
+	"github.com/lading-registry/lading/storage/driver"
+	"github.com/lading-registry/lading/storage/driver/inmemory"
 )
 
 func testCache(t *testing.T, c registry.Cache) {
@@ -110,4 +117,181 @@ func TestRedisReportsLostLock(t *testing.T) {
 // The in-process cache keeps the same contract.
 func TestMemoryAsRegistryCache(t *testing.T) {
 	testCache(t, cache.NewMemory(16, time.Minute))
+}
+
+// A lookup that read the store before another replica's delete, and sets
+// what it found after the delete's invalidation, does not put the deleted
+// entry back.
+func TestRedisKeepsNoValueSetJustAfterADelete(t *testing.T) {
+	r := cache.NewRedis(cache.RedisOptions{Addr: testenv.Redis(t), Prefix: "tomb-test:"})
+	defer r.Close()
+	ctx := context.Background()
+	if err := r.Delete(ctx, "link:repo@d"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Set(ctx, "link:repo@d", []byte("found before the delete"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := r.Get(ctx, "link:repo@d"); !errors.Is(err, registry.ErrCacheMiss) {
+		t.Fatalf("a value set just after the delete is served: %q %v", v, err)
+	}
+	if err := r.Set(ctx, "link:repo@other", []byte("1"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := r.Get(ctx, "link:repo@other"); err != nil || string(v) != "1" {
+		t.Fatalf("another key: %q %v", v, err)
+	}
+}
+
+// Registries that share a Redis under different prefixes share no entry.
+func TestRedisPrefixesKeepRegistriesApart(t *testing.T) {
+	addr := testenv.Redis(t)
+	a := cache.NewRedis(cache.RedisOptions{Addr: addr, Prefix: "prod:"})
+	b := cache.NewRedis(cache.RedisOptions{Addr: addr, Prefix: "staging:"})
+	defer a.Close()
+	defer b.Close()
+	ctx := context.Background()
+	if err := a.Set(ctx, "link:r@d", []byte("1"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Get(ctx, "link:r@d"); !errors.Is(err, registry.ErrCacheMiss) {
+		t.Fatalf("another prefix's entry: %v", err)
+	}
+	if _, err := a.TryLock(ctx, "r/u"); err != nil {
+		t.Fatal(err)
+	}
+	if unlock, err := b.TryLock(ctx, "r/u"); err != nil {
+		t.Fatalf("another prefix's lock: %v", err)
+	} else {
+		unlock()
+	}
+}
+
+// lateReplies forwards to a Redis, holding back the next reply for longer
+// than the client's read timeout once armed.
+type lateReplies struct {
+	net.Listener
+	armed atomic.Bool
+}
+
+func newLateReplies(t *testing.T, target string) *lateReplies {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &lateReplies{Listener: ln}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go func() { io.Copy(s, c); s.Close() }()
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 64<<10)
+				for {
+					n, err := s.Read(buf)
+					if n > 0 && p.armed.CompareAndSwap(true, false) {
+						time.Sleep(1200 * time.Millisecond)
+					}
+					if n > 0 {
+						if _, err := c.Write(buf[:n]); err != nil {
+							return
+						}
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return p
+}
+
+// A lock whose SET's reply comes after the client's timeout, which the
+// client then retries, is the caller's: the retry finds the key the first
+// attempt set. Nor is a session ever locked out by a key no one holds.
+func TestRedisLockSurvivesALateReply(t *testing.T) {
+	addr := testenv.Redis(t)
+	p := newLateReplies(t, addr)
+	r := cache.NewRedis(cache.RedisOptions{Addr: p.Addr().String(), Prefix: "late-test:"})
+	defer r.Close()
+	ctx := context.Background()
+	if err := r.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.armed.Store(true)
+	unlock, err := r.TryLock(ctx, "repo/u1")
+	if err == nil {
+		if _, err := r.TryLock(ctx, "repo/u1"); !errors.Is(err, registry.ErrLocked) {
+			t.Fatalf("the lock taken through a late reply is not held: %v", err)
+		}
+		unlock()
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		unlock, err := r.TryLock(ctx, "repo/u1")
+		if err == nil {
+			unlock()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no one holds the session, yet it stays locked: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// cancelOnDelete cancels a context once the store has deleted something,
+// as a client that hangs up just then does.
+type cancelOnDelete struct {
+	driver.Driver
+	cancel context.CancelFunc
+}
+
+func (c cancelOnDelete) Delete(ctx context.Context, path string) error {
+	err := c.Driver.Delete(ctx, path)
+	c.cancel()
+	return err
+}
+
+func (c cancelOnDelete) RemoveObject(ctx context.Context, path string) error {
+	err := driver.RemoveObject(ctx, c.Driver, path)
+	c.cancel()
+	return err
+}
+
+// A blob delete whose client hangs up once the store has changed still
+// invalidates the cache every replica reads.
+func TestRedisInvalidationOutlivesTheRequest(t *testing.T) {
+	r := cache.NewRedis(cache.RedisOptions{Addr: testenv.Redis(t), Prefix: "hangup-test:"})
+	defer r.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	reg := registry.New(cancelOnDelete{inmemory.New(), cancel}, registry.Options{Cache: r, Locker: r})
+	repo, err := reg.Repository("repo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := []byte("layer bytes")
+	d := digest.FromBytes(content)
+	if _, err := repo.Blobs().Put(context.Background(), d, bytes.NewReader(content)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.Blobs().Stat(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.Blobs().Delete(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := repo.Blobs().Stat(context.Background(), d); !errors.Is(err, registry.ErrBlobUnknown) {
+		t.Fatalf("a blob deleted by a client that hung up is still found: %v", err)
+	}
 }

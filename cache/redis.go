@@ -74,9 +74,30 @@ func (r *Redis) Get(ctx context.Context, key string) ([]byte, error) {
 	return v, err
 }
 
-// Set implements registry.Cache.
+// A deleted key leaves a tombstone that refuses values for tombstoneTTL:
+// a lookup on another replica that read the store before the delete, and
+// sets what it found after the delete's invalidation, must not put the
+// deleted entry back for its whole TTL. tombstoneTTL bounds how long such a
+// lookup may take between its read and its set.
+const tombstoneTTL = time.Minute
+
+var (
+	setScript = redis.NewScript(`if redis.call("exists", KEYS[2]) == 1 then return 0 end
+redis.call("set", KEYS[1], ARGV[1], "px", ARGV[2])
+return 1`)
+	deleteScript = redis.NewScript(`for i = 1, #KEYS, 2 do
+	redis.call("del", KEYS[i])
+	redis.call("set", KEYS[i+1], "", "px", ARGV[1])
+end
+return 1`)
+)
+
+func (r *Redis) tombstone(key string) string { return r.prefix + "gone:" + key }
+
+// Set implements registry.Cache; a key deleted within tombstoneTTL keeps
+// no value.
 func (r *Redis) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	return r.c.Set(ctx, r.prefix+key, value, ttl).Err()
+	return setScript.Run(ctx, r.c, []string{r.prefix + key, r.tombstone(key)}, value, ttl.Milliseconds()).Err()
 }
 
 // Delete implements registry.Cache.
@@ -84,11 +105,11 @@ func (r *Redis) Delete(ctx context.Context, keys ...string) error {
 	if len(keys) == 0 {
 		return nil
 	}
-	full := make([]string, len(keys))
-	for i, k := range keys {
-		full[i] = r.prefix + k
+	full := make([]string, 0, 2*len(keys))
+	for _, k := range keys {
+		full = append(full, r.prefix+k, r.tombstone(k))
 	}
-	return r.c.Del(ctx, full...).Err()
+	return deleteScript.Run(ctx, r.c, full, tombstoneTTL.Milliseconds()).Err()
 }
 
 // Only the holder, known by its token, may renew or release a lock.
@@ -116,7 +137,20 @@ func (r *Redis) TryLockLost(ctx context.Context, key string) (func(), <-chan str
 	token := hex.EncodeToString(b[:])
 	k := r.prefix + "lock:" + key
 	ok, err := r.c.SetNX(ctx, k, token, r.lockTTL).Result()
+	if err == nil && !ok {
+		// The client retries a command whose reply came too late; the
+		// retry then finds the key the first attempt set: this holder's.
+		var v string
+		v, err = r.c.Get(ctx, k).Result()
+		ok = err == nil && v == token
+		if errors.Is(err, redis.Nil) {
+			err = nil // lapsed meanwhile: refused all the same
+		}
+	}
 	if err != nil {
+		// The key may have been set with no reply come back: left there,
+		// it would lock the session out for LockTTL with no one holding it.
+		go releaseScript.Run(context.WithoutCancel(ctx), r.c, []string{k}, token)
 		return nil, nil, err
 	}
 	if !ok {

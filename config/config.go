@@ -89,6 +89,7 @@ type Redis struct {
 	Addr     string `yaml:"addr" doc:"host:port of Redis; empty turns Redis off: blob links are not cached, and with s3 the upload locks live in the bucket."`
 	Password Secret `yaml:"password" doc:"Redis AUTH password. Never printed."`
 	DB       int    `yaml:"db" doc:"Redis database number."`
+	Prefix   string `yaml:"prefix" doc:"Prefix of every key; registries sharing one Redis database need different ones. Empty: lading:."`
 }
 
 // Auth configures authentication and access control.

@@ -58,7 +58,9 @@ func (r *Registry) cacheDelete(ctx context.Context, keys ...string) {
 	if r.cache == nil {
 		return
 	}
-	if err := r.cache.Delete(ctx, keys...); err != nil {
+	// Not on the caller's context: a client that hangs up once the store
+	// has changed must not leave the old entry served until its TTL.
+	if err := r.cache.Delete(context.WithoutCancel(ctx), keys...); err != nil {
 		r.log.Warn("cache invalidation failed; stale entries live until their TTL", "keys", keys, "err", err)
 	}
 }

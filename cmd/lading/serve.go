@@ -431,7 +431,7 @@ func noLimitIfZero[T int | time.Duration](v T) T {
 
 // newRedis connects to the Redis the configuration names.
 func newRedis(c config.Redis) *cache.Redis {
-	return cache.NewRedis(cache.RedisOptions{Addr: c.Addr, Password: c.Password.Reveal(), DB: c.DB})
+	return cache.NewRedis(cache.RedisOptions{Addr: c.Addr, Password: c.Password.Reveal(), DB: c.DB, Prefix: c.Prefix})
 }
 
 func redirectExpiry(c config.S3) time.Duration {
