@@ -711,3 +711,23 @@ func TestGCRevivedIndexMissingAGrandchildFails(t *testing.T) {
 		t.Fatalf("the refused push left its tag: %v", err)
 	}
 }
+
+// A push during which a whole run came and went settles the slow way,
+// pinned in no run: its closure pins nowhere, and the push succeeds.
+func TestGCSettleAfterARunCameAndWent(t *testing.T) {
+	f, h := hookedFixture(t)
+	reg := f.repo.reg
+	imgPayload := mustJSON(t, f.image())
+	img := f.put(digest.FromBytes(imgPayload).String(), imgPayload).Descriptor
+	payload := mustJSON(t, v1.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: MediaTypeOCIIndex, Manifests: []v1.Descriptor{img}})
+	h.on("put", manifestLinkPath(f.repo.name, digest.FromBytes(payload)), true, func() {
+		reg.writeGCState(f.ctx, gcState{Run: "a", Window: time.Millisecond})
+		reg.writeGCState(f.ctx, gcState{Last: "a", Window: time.Millisecond})
+	})
+	stateReuse = 0
+	defer func() { stateReuse = 50 * time.Millisecond }()
+	if _, err := f.ms.Put(f.ctx, "v1", "", payload); err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	mustPullable(t, f, "v1")
+}

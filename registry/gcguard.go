@@ -197,19 +197,24 @@ func (g *gcGuard) pin(ctx context.Context, s gcState) (gcState, error) {
 }
 
 // pinMore pins further digests in the run g is pinned in, then waits out a
-// batch that may have looked for pins before them. Should another run have
-// begun meanwhile, every digest is pinned in that one.
+// batch that may have looked for pins before them. Should another run be
+// going on by then (or one have begun where none was), every digest is
+// pinned in that one.
 func (g *gcGuard) pinMore(ctx context.Context, more []digest.Digest) error {
 	g.digests = append(g.digests, more...)
-	run := g.pinnedIn
-	err := forEach(len(more), func(i int) error {
-		return g.reg.driver.PutContent(ctx, gcPinPath(run, more[i]), nil)
-	})
-	if err != nil {
-		return err
+	if run := g.pinnedIn; run != "" {
+		err := forEach(len(more), func(i int) error {
+			return g.reg.driver.PutContent(ctx, gcPinPath(run, more[i]), nil)
+		})
+		if err != nil {
+			// As in pin: moot if the run has ended and its pins gone.
+			if s, rerr := g.reg.readGCState(ctx); rerr != nil || s.Run == run {
+				return err
+			}
+		}
 	}
 	s, err := g.reg.awaitBatch(ctx)
-	if err == nil && s.active() && s.Run != run {
+	if err == nil && s.active() && s.Run != g.pinnedIn {
 		_, err = g.pin(ctx, s)
 	}
 	return err

@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"errors"
 
 	"github.com/opencontainers/go-digest"
 
@@ -107,15 +106,18 @@ func (ms *ManifestStore) guardPut(ctx context.Context, d digest.Digest, m *parse
 // down, and the referrers of each and of itself. Marking may have passed
 // them over before the push made them reachable again, and a pin keeps
 // only what it names (with the links and blobs a kept manifest uses), so
-// they are pinned too; g must be pinned in the run going on. Then each
-// manifest reached through children must still be a manifest, and what it
-// names must be there: one that a batch removed before the pins is
-// MANIFEST_BLOB_UNKNOWN, as for the manifest's own references. (So during
-// a run, a child that is a blob but no manifest is refused, which a push
-// outside one accepts: its record may be what the batch removed.)
-// Referrers are kept from now on, not checked: one removed before is as if
-// collected before the push.
-func (ms *ManifestStore) guardClosure(ctx context.Context, g *gcGuard, d digest.Digest, m *parsedManifest) error {
+// they are pinned too.
+//
+// With check, which a push sets before it publishes anything, what the
+// manifests below its children name must be there once pinned, and those
+// manifests must be manifests still: a batch may have removed one before
+// the pins. Else MANIFEST_BLOB_UNKNOWN, as for the manifest's own
+// references. (The manifest's own children keep the rule of every push: a
+// blob will do.) Referrers are kept from now on, not checked: one removed
+// before is as if collected before the push. A push that settles late
+// (settlePut) only pins: it has published, and a failure there could only
+// withdraw the manifest with the tags it had before.
+func (ms *ManifestStore) guardClosure(ctx context.Context, g *gcGuard, d digest.Digest, m *parsedManifest, check bool) error {
 	pins, checks, err := ms.reach(ctx, d, m)
 	if err != nil {
 		return err
@@ -125,7 +127,15 @@ func (ms *ManifestStore) guardClosure(ctx context.Context, g *gcGuard, d digest.
 			return err
 		}
 	}
+	if !check {
+		return nil
+	}
+	checked := map[digest.Digest]bool{}
 	for _, r := range checks {
+		if checked[r.desc.Digest] {
+			continue
+		}
+		checked[r.desc.Digest] = true
 		if r.kind != refManifest {
 			if _, err := ms.checkReference(ctx, r); err != nil {
 				return err
@@ -134,7 +144,7 @@ func (ms *ManifestStore) guardClosure(ctx context.Context, g *gcGuard, d digest.
 		}
 		desc, err := ms.Stat(ctx, r.desc.Digest.String())
 		if isUnknown(err) {
-			return &Error{Code: CodeManifestBlobUnknown, Message: "manifest " + r.desc.Digest.String() + " was collected during the push", Detail: map[string]string{"digest": r.desc.Digest.String()}}
+			return &Error{Code: CodeManifestBlobUnknown, Message: "manifest " + r.desc.Digest.String() + ", which the manifest reaches through its children, is not in repository " + ms.repo.name, Detail: map[string]string{"digest": r.desc.Digest.String()}}
 		}
 		if err == nil {
 			err = checkSize(r, desc.Size)
@@ -147,23 +157,33 @@ func (ms *ManifestStore) guardClosure(ctx context.Context, g *gcGuard, d digest.
 }
 
 // reach lists what guardClosure pins (all it reaches but d and what m
-// names, which guardPut pins) and the references it checks.
+// names, which guardPut pins) and the references it checks: those of the
+// manifests m's children reach.
 func (ms *ManifestStore) reach(ctx context.Context, d digest.Digest, m *parsedManifest) (pins []digest.Digest, checks []reference, err error) {
 	type node struct {
 		d     digest.Digest
 		child bool // reached through children: what it names must be there
 	}
-	seen := map[digest.Digest]bool{d: true}
+	// seen maps what was reached to whether through children; reached
+	// through children after, a referrer is walked again as a child.
+	seen := map[digest.Digest]bool{d: false}
 	queue := []node{{d: d}}
 	for _, r := range m.references() {
-		if r.kind == refManifest {
-			checks = append(checks, r)
-		}
-		if r.kind != refExternal && !seen[r.desc.Digest] {
+		if _, ok := seen[r.desc.Digest]; r.kind != refExternal && !ok {
 			seen[r.desc.Digest] = true
 			if r.kind == refManifest {
 				queue = append(queue, node{r.desc.Digest, true})
 			}
+		}
+	}
+	reached := func(rd digest.Digest, child bool) {
+		was, ok := seen[rd]
+		if !ok {
+			pins = append(pins, rd)
+		}
+		if !ok || child && !was {
+			seen[rd] = child
+			queue = append(queue, node{rd, child})
 		}
 	}
 	for len(queue) > 0 {
@@ -181,20 +201,17 @@ func (ms *ManifestStore) reach(ctx context.Context, d digest.Digest, m *parsedMa
 				if n.child {
 					checks = append(checks, r)
 				}
-				if !seen[r.desc.Digest] {
-					seen[r.desc.Digest] = true
+				if r.kind == refManifest {
+					reached(r.desc.Digest, n.child)
+				} else if _, ok := seen[r.desc.Digest]; !ok {
+					seen[r.desc.Digest] = n.child
 					pins = append(pins, r.desc.Digest)
-					if r.kind == refManifest {
-						queue = append(queue, node{r.desc.Digest, n.child})
-					}
 				}
 			}
 		}
 		err := ms.driver().Walk(ctx, referrersPath(ms.repo.name, n.d), "", func(fi driver.FileInfo) error {
-			if rd, ok := digestAt(fi.Path, 1); ok && !seen[rd] {
-				seen[rd] = true
-				pins = append(pins, rd)
-				queue = append(queue, node{d: rd})
+			if rd, ok := digestAt(fi.Path, 1); ok {
+				reached(rd, false)
 			}
 			return nil
 		})
@@ -219,10 +236,7 @@ func (ms *ManifestStore) settlePut(ctx context.Context, g *gcGuard, rec manifest
 		if err := ms.ensureReferences(ctx, rec.Digest, m); err != nil {
 			return err
 		}
-		if err := ms.guardClosure(ctx, g, rec.Digest, m); err != nil {
-			if errors.Is(err, ErrManifestBlobUnknown) {
-				ms.withdraw(ctx, rec.Digest, err)
-			}
+		if err := ms.guardClosure(ctx, g, rec.Digest, m, false); err != nil {
 			return err
 		}
 		// The collector may have taken the tags' markers as stale.

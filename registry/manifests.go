@@ -148,7 +148,7 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 		return nil, err
 	}
 	if guard.pinnedIn != "" {
-		if err := ms.guardClosure(ctx, guard, d, m); err != nil {
+		if err := ms.guardClosure(ctx, guard, d, m, true); err != nil {
 			return nil, err
 		}
 	}
