@@ -64,18 +64,23 @@ func (l *backendLocker) TryLockLost(ctx context.Context, key string) (func(), <-
 		if attempt > 0 {
 			return nil, nil, ErrLocked
 		}
-		held, gerr := l.read(ctx, path)
+		raw, held, gerr := l.readRaw(ctx, path)
 		if gerr == nil && l.now().Before(held.Expires) {
 			return nil, nil, ErrLocked
 		}
 		if gerr != nil && !driver.IsNotFound(gerr) {
 			return nil, nil, gerr
 		}
-		// Released meanwhile (not found): just try again, since deleting
-		// now could remove a lease another process has just taken.
+		// Released meanwhile (not found): just try again. An expired lease
+		// is removed only as read: two that found it expired would
+		// otherwise both take it, the second removing the first's new one.
 		if gerr == nil {
-			if derr := driver.RemoveObject(ctx, l.d, path); derr != nil {
+			removed, derr := driver.RemoveObjectIf(ctx, l.d, path, raw)
+			if derr != nil {
 				return nil, nil, derr
+			}
+			if !removed {
+				return nil, nil, ErrLocked
 			}
 		}
 	}
@@ -117,14 +122,20 @@ func (l *backendLocker) TryLockLost(ctx context.Context, key string) (func(), <-
 }
 
 func (l *backendLocker) read(ctx context.Context, path string) (lease, error) {
+	_, ls, err := l.readRaw(ctx, path)
+	return ls, err
+}
+
+// readRaw is read with the lease's bytes.
+func (l *backendLocker) readRaw(ctx context.Context, path string) ([]byte, lease, error) {
 	var ls lease
 	raw, err := l.d.GetContent(ctx, path)
 	if err != nil {
-		return ls, err
+		return nil, ls, err
 	}
 	if err := json.Unmarshal(raw, &ls); err != nil {
 		// Unreadable lease: treat as expired so it cannot wedge the key.
-		return lease{}, nil
+		return raw, lease{}, nil
 	}
-	return ls, nil
+	return raw, ls, nil
 }

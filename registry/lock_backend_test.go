@@ -2,12 +2,14 @@ package registry
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/lading-registry/lading/storage/driver"
 	"github.com/lading-registry/lading/storage/driver/inmemory"
 )
 
@@ -150,5 +152,74 @@ func TestCollectorWithoutLeaseWritesNoState(t *testing.T) {
 	s, err := reg.readGCState(ctx)
 	if err != nil || s.Run != "the new holder's" {
 		t.Fatalf("state after a stale collector's finish: %+v, %v", s, err)
+	}
+}
+
+// takeover lets two lockers both read an expired lease before either
+// removes it, and holds the second's removal until the first has made its
+// own lease.
+type takeover struct {
+	driver.Driver
+	reads     sync.WaitGroup
+	firstMade chan struct{}
+	mu        sync.Mutex
+	removes   int
+	once      sync.Once
+}
+
+func (g *takeover) GetContent(ctx context.Context, path string) ([]byte, error) {
+	b, err := g.Driver.GetContent(ctx, path)
+	g.reads.Done()
+	g.reads.Wait()
+	return b, err
+}
+
+func (g *takeover) RemoveObjectIf(ctx context.Context, path string, content []byte) (bool, error) {
+	g.mu.Lock()
+	g.removes++
+	second := g.removes == 2
+	g.mu.Unlock()
+	if second {
+		<-g.firstMade
+	}
+	return driver.RemoveObjectIf(ctx, g.Driver, path, content)
+}
+
+func (g *takeover) Create(ctx context.Context, path string, content []byte) error {
+	err := g.Driver.Create(ctx, path, content)
+	if err == nil {
+		g.once.Do(func() { close(g.firstMade) })
+	}
+	return err
+}
+
+// Two lockers that find the same lease expired do not both take it: the
+// second's removal would otherwise remove the first's new lease.
+func TestExpiredLeaseIsTakenOnce(t *testing.T) {
+	mem := inmemory.New()
+	raw, _ := json.Marshal(map[string]any{"token": "dead", "expires": time.Now().Add(-time.Minute)})
+	if err := mem.PutContent(context.Background(), "/locks/gc", raw); err != nil {
+		t.Fatal(err)
+	}
+	g := &takeover{Driver: mem, firstMade: make(chan struct{})}
+	g.reads.Add(2)
+	l := NewBackendLocker(g, time.Minute)
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	unlocks := make([]func(), 2)
+	for i := range 2 {
+		wg.Go(func() { unlocks[i], errs[i] = l.TryLock(context.Background(), "gc") })
+	}
+	wg.Wait()
+	for _, unlock := range unlocks {
+		if unlock != nil {
+			defer unlock()
+		}
+	}
+	if errs[0] == nil && errs[1] == nil {
+		t.Fatal("both lockers took the expired lease")
+	}
+	if errs[0] != nil && errs[1] != nil {
+		t.Fatalf("neither took the expired lease: %v", errs)
 	}
 }

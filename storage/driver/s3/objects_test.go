@@ -293,3 +293,36 @@ func TestPutBesideDeletes(t *testing.T) {
 		}
 	}
 }
+
+// A key that a multi-object delete refuses as busy (SlowDown) makes the
+// delete unavailable, a retry later, not a fault.
+func TestDeleteOfAKeyRefusedAsBusyIsUnavailable(t *testing.T) {
+	srv := testenv.S3(t)
+	d := newTestDriver(t, srv, "")
+	ctx := context.Background()
+	if err := d.PutContent(ctx, "/dir/x", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	target, err := url.Parse(srv.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forward := httputil.NewSingleHostReverseProxy(target)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := r.URL.Query()["delete"]; ok && r.Method == http.MethodPost {
+			io.Copy(io.Discard, r.Body)
+			w.Header().Set("Content-Type", "application/xml")
+			io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Error><Key>dir/x</Key><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error></DeleteResult>`)
+			return
+		}
+		forward.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	busy, err := New(ctx, Config{Endpoint: proxy.URL, Bucket: srv.Bucket, ForcePathStyle: true, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := busy.Delete(ctx, "/dir"); !driver.IsUnavailable(err) {
+		t.Fatalf("delete refused with SlowDown: %v, want unavailable", err)
+	}
+}
