@@ -439,3 +439,22 @@ func TestBytes(t *testing.T) {
 		t.Errorf("16MiB prints as %s", s)
 	}
 }
+
+// The variables Kubernetes gives a pod for Services named lading and
+// lading-redis name no setting, yet the registry starts.
+func TestServiceLinkVariablesIgnored(t *testing.T) {
+	env := []string{
+		"LADING_SERVICE_HOST=10.0.0.1", "LADING_SERVICE_PORT=5000", "LADING_SERVICE_PORT_HTTP=5000",
+		"LADING_PORT=tcp://10.0.0.1:5000", "LADING_PORT_5000_TCP=tcp://10.0.0.1:5000",
+		"LADING_PORT_5000_TCP_PROTO=tcp", "LADING_PORT_5000_TCP_PORT=5000", "LADING_PORT_5000_TCP_ADDR=10.0.0.1",
+		"LADING_REDIS_SERVICE_HOST=10.0.0.2", "LADING_REDIS_PORT=tcp://10.0.0.2:6379",
+		"LADING_REDIS_PORT_6379_TCP_ADDR=10.0.0.2",
+	}
+	if _, err := Load("", env, nil); err != nil {
+		t.Fatalf("service link variables: %v", err)
+	}
+	// A misspelt setting is still refused beside them.
+	if _, err := Load("", append(env, "LADING_HTTP_ADR=:1"), nil); err == nil {
+		t.Fatal("LADING_HTTP_ADR accepted")
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -222,8 +223,16 @@ func parent(path string) string {
 	return path[:i]
 }
 
+// serviceLink matches the variables Kubernetes (and docker --link) give a
+// container for each service of its namespace: a Service named lading, or
+// lading-redis, makes LADING_SERVICE_HOST, LADING_PORT_5000_TCP_ADDR,
+// LADING_REDIS_PORT and the like, which name no setting but must not stop
+// the registry from starting.
+var serviceLink = regexp.MustCompile(`^` + EnvPrefix + `([A-Z0-9_]+_)?(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_[0-9]+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)?)$`)
+
 // env applies LADING_* variables. A LADING_ name that matches no key is an
-// error rather than ignored: a misspelt override must not go unnoticed.
+// error rather than ignored: a misspelt override must not go unnoticed
+// (service links excepted).
 // LADING_TEST_* and LADING_BENCH_* belong to the project's own test and
 // benchmark tooling, which runs lading with them in its environment.
 func (l *loader) env(env []string) {
@@ -235,6 +244,9 @@ func (l *loader) env(env []string) {
 			continue
 		}
 		i := slices.IndexFunc(keys, func(k key) bool { return k.Env == name })
+		if i < 0 && serviceLink.MatchString(name) {
+			continue
+		}
 		if i < 0 {
 			l.fail(name, "environment", "is not a Lading setting (settings are %s plus the key path, e.g. %s)", EnvPrefix, EnvName("http.addr"))
 			continue

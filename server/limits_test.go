@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -197,5 +198,39 @@ func TestBodyDeadlineEndsWithBody(t *testing.T) {
 	resp.Body.Close()
 	if err := <-cancelled; err != nil {
 		t.Fatalf("request cancelled after its body ended: %v", err)
+	}
+}
+
+// TestUnreadBodyIsBounded declares a body it never sends to endpoints that
+// do not read one, before any of them has authenticated anything: net/http
+// reads such a body before it answers, and must give up on it.
+func TestUnreadBodyIsBounded(t *testing.T) {
+	h := newHandler(t, Options{BodyIdleTimeout: 300 * time.Millisecond})
+	srv := httptest.NewServer(BoundBodies(300*time.Millisecond, h))
+	defer srv.Close()
+	for _, target := range []string{"GET /v2/", "GET /v2/a/tags/list", "DELETE /v2/a/manifests/latest", "GET /nowhere"} {
+		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "%s HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", target)
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = http.ReadResponse(bufio.NewReader(conn), nil)
+		conn.Close()
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("%s with a body never sent: no answer in 5s", target)
+		}
+	}
+	// A body that comes is read as before.
+	loc := startSession(t, h, "a")
+	req, _ := http.NewRequest(http.MethodPatch, srv.URL+loc, strings.NewReader("abc"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("chunk through the bound: %d", resp.StatusCode)
 	}
 }

@@ -189,6 +189,7 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 	if cfg.HTTP.DebugAddr == "" {
 		handler = withOps(ops, handler)
 	}
+	handler = server.BoundBodies(cfg.HTTP.BodyIdleTimeout, handler)
 	var running runningHandlers
 	handler = running.track(handler)
 	tlsConfig, err := cfg.HTTP.TLS.ServerConfig()
