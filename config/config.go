@@ -131,7 +131,7 @@ type TokenServer struct {
 
 // GC configures the collector that runs inside lading serve.
 type GC struct {
-	Interval time.Duration `yaml:"interval" doc:"Time between collections; 0 turns scheduled collection off (lading gc still works)."`
+	Interval time.Duration `yaml:"interval" doc:"Time from the end of one collection (any replica's, or lading gc's) to the next; 0 turns scheduled collection off (lading gc still works)."`
 	Grace    time.Duration `yaml:"grace" doc:"Blobs and untagged manifests younger than this are never collected, which protects pushes in flight."`
 	Untagged bool          `yaml:"untagged" doc:"Also remove manifests no tag points to (and no kept index or subject references)."`
 }

@@ -113,7 +113,14 @@ type GCOptions struct {
 	// marks; writes that take longer verify what they published. 0 means
 	// DefaultGCWindow.
 	Window time.Duration
+
+	// dueBefore, when set, skips the run if one has ended since (Maintain).
+	dueBefore time.Time
 }
+
+// errNotDue says a scheduled collection was skipped: another replica's
+// ended since it was found due.
+var errNotDue = errors.New("registry: a collection has run since this one was due")
 
 // DefaultGCWindow comfortably exceeds the time between a push's checks and
 // its last write.
@@ -179,6 +186,16 @@ func (r *Registry) CollectGarbage(ctx context.Context, opts GCOptions) (rep GCRe
 		return GCReport{}, err
 	}
 	defer unlock()
+	if !opts.dueBefore.IsZero() {
+		// Scheduled: another replica may have run it meanwhile.
+		s, err := r.readGCState(ctx)
+		if err != nil {
+			return GCReport{}, err
+		}
+		if s.Ended.After(opts.dueBefore) {
+			return GCReport{}, errNotDue
+		}
+	}
 	// A collector that lost its lease (stalled past it) stops: another
 	// may be collecting now, and only one may write the state.
 	ctx, stop := whileHeld(ctx, lost)
@@ -248,7 +265,7 @@ func (c *collector) announce(ctx context.Context) error {
 	}
 	var id [8]byte
 	rand.Read(id[:])
-	c.state, err = c.reg.writeGCState(ctx, gcState{Run: hex.EncodeToString(id[:]), Last: prev.Last, Window: c.opts.Window})
+	c.state, err = c.reg.writeGCState(ctx, gcState{Run: hex.EncodeToString(id[:]), Last: prev.Last, Ended: prev.Ended, Window: c.opts.Window})
 	if err != nil {
 		return err
 	}
@@ -270,7 +287,7 @@ func (c *collector) finish(ctx context.Context) {
 		return
 	}
 	ctx = context.WithoutCancel(ctx)
-	if _, err := c.reg.writeGCState(ctx, gcState{Last: c.state.Run, Window: c.opts.Window}); err != nil {
+	if _, err := c.reg.writeGCState(ctx, gcState{Last: c.state.Run, Ended: c.reg.now(), Window: c.opts.Window}); err != nil {
 		c.reg.log.Error("garbage collection: state left as running; writers will pin until the next run", "err", err)
 	}
 	if err := c.reg.driver.Delete(ctx, gcRunPinsPath(c.state.Run)); err != nil && !driver.IsNotFound(err) {

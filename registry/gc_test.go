@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -730,4 +731,41 @@ func TestGCSettleAfterARunCameAndWent(t *testing.T) {
 		t.Fatalf("push: %v", err)
 	}
 	mustPullable(t, f, "v1")
+}
+
+// Collections follow the last one's end recorded in the storage: replicas
+// restarted more often than the interval still collect, and two replicas
+// collect about once per interval between them, not each once.
+func TestMaintainSchedulesAcrossReplicas(t *testing.T) {
+	minGCCheck = 5 * time.Millisecond
+	defer func() { minGCCheck = time.Second }()
+	drv := driver.Instrument(inmemory.New(), nil)
+	var runs atomic.Int32
+	m := Maintenance{GCInterval: 400 * time.Millisecond, GC: GCOptions{Window: time.Millisecond, TempDir: t.TempDir()},
+		Collected: func(GCReport) { runs.Add(1) }}
+
+	// A replica that lives 100 ms at a time, four times.
+	reg := New(drv, Options{})
+	for range 4 {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		reg.Maintain(ctx, m)
+		cancel()
+	}
+	if runs.Load() == 0 {
+		t.Fatal("a replica restarted more often than the interval never collected")
+	}
+
+	// Two replicas for five intervals.
+	runs.Store(0)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for range 2 {
+		r := New(drv, Options{})
+		wg.Go(func() { r.Maintain(ctx, m) })
+	}
+	wg.Wait()
+	if n := runs.Load(); n < 3 || n > 7 {
+		t.Fatalf("two replicas ran %d collections in five intervals, want about five", n)
+	}
 }

@@ -31,8 +31,10 @@ import (
 type gcState struct {
 	// Run is the collection in progress; empty when none is.
 	Run string `json:"run,omitempty"`
-	// Last is the collection that finished most recently.
-	Last string `json:"last,omitempty"`
+	// Last is the collection that finished most recently, and Ended when
+	// it did: replicas schedule the next from it (Maintain).
+	Last  string    `json:"last,omitempty"`
+	Ended time.Time `json:"ended,omitzero"`
 	// Window is how long the collection waited after announcing itself
 	// before it began marking.
 	Window time.Duration `json:"window,omitempty"`

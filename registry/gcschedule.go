@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"time"
 )
 
@@ -26,6 +27,12 @@ type Maintenance struct {
 // Every replica may run it: the leases in the backend let one collection
 // and one purge through at a time, and the others skip their turn. Results
 // and failures are logged; a failure waits for the next turn.
+//
+// Collections follow the end of the last one, recorded in the storage
+// (/gc/state), not each process's uptime: every replica looks often
+// (gcCheck) and runs one once GCInterval has passed since the last ended,
+// so replicas restarted more often than GCInterval still collect, and N
+// replicas collect once per interval, not N times.
 func (r *Registry) Maintain(ctx context.Context, m Maintenance) {
 	if m.PurgeInterval <= 0 {
 		m.PurgeInterval = max(min(m.PurgeAge/10, time.Hour), time.Second)
@@ -34,15 +41,28 @@ func (r *Registry) Maintain(ctx context.Context, m Maintenance) {
 	go func() {
 		defer close(done)
 		if m.PurgeAge > 0 {
-			every(ctx, m.PurgeInterval, func() {
+			// The first after a random part of the interval: a process
+			// restarted more often than the interval still purges.
+			every(ctx, m.PurgeInterval, rand.N(m.PurgeInterval), func() {
 				n, err := r.PurgeUploads(ctx, m.PurgeAge)
 				r.logTurn("upload purge", err, "purged", n)
 			})
 		}
 	}()
 	if m.GCInterval > 0 {
-		every(ctx, m.GCInterval, func() {
-			rep, err := r.CollectGarbage(ctx, m.GC)
+		check := gcCheck(m.GCInterval)
+		every(ctx, check, rand.N(check), func() {
+			s, err := r.readGCState(ctx)
+			due := r.now().Add(-m.GCInterval)
+			if err != nil || s.Ended.After(due) {
+				return // not due, or the storage will not tell: the next look
+			}
+			opts := m.GC
+			opts.dueBefore = due
+			rep, err := r.CollectGarbage(ctx, opts)
+			if errors.Is(err, errNotDue) {
+				return
+			}
 			if err == nil && m.Collected != nil {
 				m.Collected(rep)
 			}
@@ -65,9 +85,19 @@ func (r *Registry) logTurn(what string, err error, attrs ...any) {
 	}
 }
 
-// every calls fn after each interval until ctx ends.
-func every(ctx context.Context, interval time.Duration, fn func()) {
-	t := time.NewTicker(interval)
+// gcCheck is how often a replica looks whether a collection is due: a
+// 24th of the interval (an hour of a day), within minGCCheck and ten
+// minutes.
+func gcCheck(interval time.Duration) time.Duration {
+	return min(max(interval/24, minGCCheck), 10*time.Minute)
+}
+
+// minGCCheck is a variable for tests.
+var minGCCheck = time.Second
+
+// every calls fn after first, then after each interval, until ctx ends.
+func every(ctx context.Context, interval, first time.Duration, fn func()) {
+	t := time.NewTimer(first)
 	defer t.Stop()
 	for {
 		select {
@@ -75,6 +105,7 @@ func every(ctx context.Context, interval time.Duration, fn func()) {
 			return
 		case <-t.C:
 			fn()
+			t.Reset(interval)
 		}
 	}
 }

@@ -241,3 +241,49 @@ func TestServeWarnsWithoutAJournal(t *testing.T) {
 		t.Fatalf("journaled %v, warned %v:\n%s", fsd.Journaled(), warned, logs.String())
 	}
 }
+
+// serveFor runs serve on cfg for d, then stops it and returns its error.
+func serveFor(t *testing.T, cfg *config.Config, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, discard, discard, nil) }()
+	time.Sleep(d)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A stop during a scheduled collection lets it tell writers it is over
+// before serve returns: a run left showing makes every push pin its digests
+// until the next collection.
+func TestServeEndsItsCollectionBeforeReturning(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "data")
+	cfg := testConfig(root, "127.0.0.1:0")
+	cfg.GC.Interval = 200 * time.Millisecond
+	// The first look comes within a second; the run then waits out its
+	// 5 s window, during which serve is stopped.
+	serveFor(t, cfg, 1500*time.Millisecond)
+	state, err := os.ReadFile(filepath.Join(root, "gc", "state"))
+	if err != nil {
+		t.Fatalf("no collection ran: %v", err)
+	}
+	if strings.Contains(string(state), `"run"`) {
+		t.Fatalf("serve returned with a collection shown running: %s", state)
+	}
+}
+
+// A read-only server neither collects nor purges: it writes nothing.
+func TestReadOnlyServeDoesNoMaintenance(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "data")
+	cfg := testConfig(root, "127.0.0.1:0")
+	cfg.ReadOnly = true
+	cfg.GC.Interval = 100 * time.Millisecond
+	serveFor(t, cfg, 1500*time.Millisecond)
+	for _, p := range []string{"gc", "locks"} {
+		if _, err := os.Stat(filepath.Join(root, p)); err == nil {
+			t.Errorf("a read-only server wrote %s", p)
+		}
+	}
+}

@@ -155,13 +155,24 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 	}
 	reg := registry.New(drv, opts)
 	// Collection and upload purging run beside serving; with replicas,
-	// leases in the backend let one replica at a time do each.
-	go reg.Maintain(ctx, registry.Maintenance{
-		GCInterval: cfg.GC.Interval,
-		GC:         registry.GCOptions{Grace: cfg.GC.Grace, DeleteUntagged: cfg.GC.Untagged},
-		PurgeAge:   cfg.Uploads.PurgeAge,
-		Collected:  func(rep registry.GCReport) { m.GCRun(int64(rep.BlobsRemoved), rep.BytesReclaimed) },
-	})
+	// leases in the backend let one replica at a time do each. Not on a
+	// read-only server: it writes nothing, while another process may be
+	// filling or copying the storage. On a stop, a collection ends
+	// (telling writers it is over) before the process does.
+	maintained := make(chan struct{})
+	if cfg.ReadOnly {
+		close(maintained)
+	} else {
+		go func() {
+			defer close(maintained)
+			reg.Maintain(ctx, registry.Maintenance{
+				GCInterval: cfg.GC.Interval,
+				GC:         registry.GCOptions{Grace: cfg.GC.Grace, DeleteUntagged: cfg.GC.Untagged},
+				PurgeAge:   cfg.Uploads.PurgeAge,
+				Collected:  func(rep registry.GCReport) { m.GCRun(int64(rep.BlobsRemoved), rep.BytesReclaimed) },
+			})
+		}()
+	}
 
 	az, err := auth.New(authConfig(cfg.Auth), log)
 	if err != nil {
@@ -252,6 +263,11 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 		if err != nil {
 			errs = append(errs, fmt.Errorf("shutdown: %w", err))
 		}
+	}
+	select {
+	case <-maintained:
+	case <-time.After(cutGrace):
+		log.Warn("a collection or purge was still ending; fsck reports a collection left running", "waited", cutGrace)
 	}
 	return errors.Join(errs...)
 }
