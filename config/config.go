@@ -29,7 +29,7 @@ type HTTP struct {
 	Addr              string        `yaml:"addr" doc:"host:port the registry listens on; an empty host means every interface."`
 	TLS               TLS           `yaml:"tls" doc:"Serve HTTPS (and HTTP/2) when cert and key are set."`
 	ReadHeaderTimeout time.Duration `yaml:"readheadertimeout" doc:"How long a client may take to send request headers; bounds slow-header attacks."`
-	IdleTimeout       time.Duration `yaml:"idletimeout" doc:"How long an idle keep-alive connection is kept open."`
+	IdleTimeout       time.Duration `yaml:"idletimeout" doc:"How long an idle keep-alive connection is kept open; more than 0."`
 	DrainTimeout      time.Duration `yaml:"draintimeout" doc:"On SIGTERM/SIGINT, how long in-flight requests may run before the process exits."`
 	DebugAddr         string        `yaml:"debugaddr" doc:"host:port of a separate listener for /metrics, /healthz and /readyz; empty serves them on addr."`
 	BodyIdleTimeout   time.Duration `yaml:"bodyidletimeout" doc:"How long a request body (an upload chunk, a manifest) may stall before the request fails with 408; the session keeps what arrived. 0 means no limit."`

@@ -178,6 +178,8 @@ func TestBadValues(t *testing.T) {
 			want: []string{"http.draintimeout: -1s must be 0 or more"}},
 		{name: "zero header timeout", yaml: "http:\n  readheadertimeout: 0s\n",
 			want: []string{"http.readheadertimeout: 0s must be greater than 0"}},
+		{name: "zero idle timeout", yaml: "http:\n  idletimeout: 0s\n",
+			want: []string{"http.idletimeout: 0s must be greater than 0"}},
 		{name: "tls cert without key", yaml: "http:\n  tls:\n    cert: " + notAFile + "\n",
 			want: []string{"http.tls.key: must be set together with http.tls.cert", "http.tls.cert: " + fmt.Sprintf("%q", notAFile) + " is a folder"}},
 		{name: "missing htpasswd", env: []string{"LADING_AUTH_HTPASSWD_PATH=/nonexistent/htpasswd"},

@@ -39,7 +39,7 @@ func validate(c *Config, origin map[string]string) []error {
 		}
 	}
 	v.positive("http.readheadertimeout", c.HTTP.ReadHeaderTimeout)
-	v.notNegative("http.idletimeout", c.HTTP.IdleTimeout)
+	v.positive("http.idletimeout", c.HTTP.IdleTimeout) // 0 would keep idle connections for ever
 	v.notNegative("http.draintimeout", c.HTTP.DrainTimeout)
 	v.notNegative("http.bodyidletimeout", c.HTTP.BodyIdleTimeout)
 	if c.HTTP.MaxUploads < 0 {

@@ -105,6 +105,13 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 	if err != nil {
 		return fmt.Errorf("storage: %w", err)
 	}
+	if fsd, ok := backend.(*filesystem.Driver); ok && !cfg.ReadOnly {
+		// A root another user owns would start, answer ready, and fail
+		// every push with a 500.
+		if err := fsd.CheckWritable(); err != nil {
+			return fmt.Errorf("storage: %w (or set readonly)", err)
+		}
+	}
 	if fsd, ok := backend.(*filesystem.Driver); ok && !fsd.Journaled() {
 		log.Warn("storage.filesystem.root is on a file system without a journal: a power loss can lose files and need a manual fsck (docs/operations.md)", "root", cfg.Storage.Filesystem.Root)
 	}

@@ -517,6 +517,18 @@ func (d *Driver) Persist(ctx context.Context, path string) error {
 	return d.barrier.waitFor(d.barrier.ticket(), func() error { return d.syncChanges(file) })
 }
 
+// CheckWritable makes and removes a file in the root's temporary folder:
+// a root another user owns, or a file system mounted read-only, fails here
+// rather than at every write.
+func (d *Driver) CheckWritable() error {
+	f, err := os.CreateTemp(d.tmp, "probe-*")
+	if err != nil {
+		return fmt.Errorf("%s is not writable: %w", d.root, err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
+}
+
 // MaxSegment implements driver.SegmentLimiter: NAME_MAX of Linux file
 // systems.
 func (d *Driver) MaxSegment() int { return 255 }

@@ -616,3 +616,28 @@ func TestRemoveObjectIfLeavesWhatDiffers(t *testing.T) {
 		}
 	}
 }
+
+// CheckWritable tells a root where nothing can be written from one where
+// files can be made.
+func TestCheckWritable(t *testing.T) {
+	root := t.TempDir()
+	d, err := filesystem.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.CheckWritable(); err != nil {
+		t.Fatalf("fresh root: %v", err)
+	}
+	// Where the temporary folder should be, a file: nothing can be made
+	// in it, as in a folder another user owns.
+	tmp := filepath.Join(root, "#tmp")
+	if err := os.RemoveAll(tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tmp, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.CheckWritable(); err == nil {
+		t.Fatal("a root where no file can be made passes")
+	}
+}
