@@ -31,6 +31,7 @@ type HTTP struct {
 	ReadHeaderTimeout time.Duration `yaml:"readheadertimeout" doc:"How long a client may take to send request headers; bounds slow-header attacks."`
 	IdleTimeout       time.Duration `yaml:"idletimeout" doc:"How long an idle keep-alive connection is kept open; more than 0."`
 	DrainTimeout      time.Duration `yaml:"draintimeout" doc:"On SIGTERM/SIGINT, how long in-flight requests may run before the process exits."`
+	ShutdownDelay     time.Duration `yaml:"shutdowndelay" doc:"On SIGTERM/SIGINT, how long /readyz answers 503 while the registry still accepts connections, before the drain: time for a balancer (a Kubernetes Service) to stop sending any. 0: none."`
 	DebugAddr         string        `yaml:"debugaddr" doc:"host:port of a separate listener for /metrics, /healthz and /readyz; empty serves them on addr."`
 	BodyIdleTimeout   time.Duration `yaml:"bodyidletimeout" doc:"How long a request body (an upload chunk, a manifest) may stall before the request fails with 408; the session keeps what arrived. 0 means no limit."`
 	MaxUploads        int           `yaml:"maxuploads" doc:"Upload requests (PATCH/PUT bodies) served at once; 0 means no limit. Caps memory and disk bandwidth."`

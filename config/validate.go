@@ -41,6 +41,7 @@ func validate(c *Config, origin map[string]string) []error {
 	v.positive("http.readheadertimeout", c.HTTP.ReadHeaderTimeout)
 	v.positive("http.idletimeout", c.HTTP.IdleTimeout) // 0 would keep idle connections for ever
 	v.notNegative("http.draintimeout", c.HTTP.DrainTimeout)
+	v.notNegative("http.shutdowndelay", c.HTTP.ShutdownDelay)
 	v.notNegative("http.bodyidletimeout", c.HTTP.BodyIdleTimeout)
 	if c.HTTP.MaxUploads < 0 {
 		v.fail("http.maxuploads", "%d must be 0 (no limit) or more", c.HTTP.MaxUploads)

@@ -34,9 +34,10 @@ const (
 
 // Ready answers 200 when check passes and 503 when it fails. The reason is
 // logged, not sent: /readyz may be public and errors name buckets and
-// paths. A shutting-down server can make check fail first, so balancers
-// stop sending before it stops accepting.
-func Ready(check func(context.Context) error, logger *slog.Logger) http.Handler {
+// paths. Once draining is closed (a stop began), every answer is 503 at
+// once, whatever a check found within reuseFor, so balancers stop sending
+// before the server stops accepting.
+func Ready(check func(context.Context) error, draining <-chan struct{}, logger *slog.Logger) http.Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -45,8 +46,9 @@ func Ready(check func(context.Context) error, logger *slog.Logger) http.Handler 
 		checked time.Time
 		last    error
 	)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	cached := func(r *http.Request) error {
 		mu.Lock()
+		defer mu.Unlock()
 		if time.Since(checked) >= reuseFor {
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), checkTimeout)
 			last = check(ctx)
@@ -56,18 +58,29 @@ func Ready(check func(context.Context) error, logger *slog.Logger) http.Handler 
 				logger.Warn("not ready", "err", last)
 			}
 		}
-		err := last
-		mu.Unlock()
-
+		return last
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		draining := isClosed(draining)
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
-		if err != nil {
+		if draining || cached(r) != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			io.WriteString(w, "not ready\n")
 			return
 		}
 		io.WriteString(w, "ok\n")
 	})
+}
+
+// isClosed reports whether c is closed; a nil c never is.
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // Storage returns a check that d answers at all. It lists the root: one

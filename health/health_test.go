@@ -27,7 +27,7 @@ func TestLive(t *testing.T) {
 func TestReadyFollowsCheck(t *testing.T) {
 	var calls int
 	var fail error
-	h := Ready(func(context.Context) error { calls++; return fail }, nil)
+	h := Ready(func(context.Context) error { calls++; return fail }, nil, nil)
 	if code := get(h); code != http.StatusOK {
 		t.Fatalf("passing check: %d", code)
 	}
@@ -38,6 +38,20 @@ func TestReadyFollowsCheck(t *testing.T) {
 	time.Sleep(reuseFor)
 	if code := get(h); code != http.StatusServiceUnavailable || calls != 2 {
 		t.Fatalf("failing check: code %d, calls %d", code, calls)
+	}
+}
+
+// A stop makes readiness fail at once, not once the result of a check
+// made before it is stale.
+func TestReadyFailsAtOnceWhenDraining(t *testing.T) {
+	draining := make(chan struct{})
+	h := Ready(func(context.Context) error { return nil }, draining, nil)
+	if code := get(h); code != http.StatusOK {
+		t.Fatalf("before the stop: %d", code)
+	}
+	close(draining)
+	if code := get(h); code != http.StatusServiceUnavailable {
+		t.Fatalf("right after the stop: %d", code)
 	}
 }
 
@@ -58,7 +72,7 @@ func TestStorageOnRealDriver(t *testing.T) {
 	if err := check(context.Background()); err != nil {
 		t.Fatalf("storage with data reported %v", err)
 	}
-	if code := get(Ready(check, nil)); code != http.StatusOK {
+	if code := get(Ready(check, nil, nil)); code != http.StatusOK {
 		t.Fatalf("readyz over a real driver: %d", code)
 	}
 }
@@ -72,7 +86,7 @@ func (brokenDriver) List(context.Context, string) ([]string, error) {
 }
 
 func TestStorageFailure(t *testing.T) {
-	if code := get(Ready(Storage(brokenDriver{}), nil)); code != http.StatusServiceUnavailable {
+	if code := get(Ready(Storage(brokenDriver{}), nil, nil)); code != http.StatusServiceUnavailable {
 		t.Fatalf("readyz with broken storage: %d", code)
 	}
 }

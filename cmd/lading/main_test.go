@@ -287,3 +287,41 @@ func TestReadOnlyServeDoesNoMaintenance(t *testing.T) {
 		}
 	}
 }
+
+// With http.shutdowndelay, a stop first makes /readyz fail while the
+// registry still serves, then drains.
+func TestShutdownDelayKeepsServingWhileNotReady(t *testing.T) {
+	cfg := testConfig(filepath.Join(t.TempDir(), "data"), "127.0.0.1:0")
+	cfg.HTTP.ShutdownDelay = 700 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	listening := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, discard, discard, listening) }()
+	base := "http://" + <-listening
+	status := func(path string) int {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := status("/readyz"); got != http.StatusOK {
+		t.Fatalf("readyz before the stop: %d", got)
+	}
+	stopped := time.Now()
+	cancel()
+	time.Sleep(50 * time.Millisecond)
+	if got := status("/readyz"); got != http.StatusServiceUnavailable {
+		t.Fatalf("readyz during the delay: %d", got)
+	}
+	if got := status("/v2/"); got != http.StatusOK {
+		t.Fatalf("/v2/ during the delay: %d", got)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(stopped); took < cfg.HTTP.ShutdownDelay {
+		t.Fatalf("serve returned %v after the stop, before the delay", took)
+	}
+}

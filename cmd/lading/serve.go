@@ -203,7 +203,7 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 		handler = logging.AccessLog(access, handler, server.RouteLabels)
 	}
 
-	ops := opsHandler(m, readiness(ctx, drv, cfg.Storage), log)
+	ops := opsHandler(m, readiness(ctx, drv, cfg.Storage), ctx.Done(), log)
 	if cfg.HTTP.DebugAddr == "" {
 		handler = withOps(ops, handler)
 	}
@@ -247,6 +247,13 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 	case err := <-served:
 		return err
 	case <-ctx.Done():
+	}
+	if d := cfg.HTTP.ShutdownDelay; d > 0 {
+		// Not ready, still serving: a balancer that polls /readyz, or a
+		// Kubernetes Service whose endpoints change, stops sending new
+		// connections before the listener closes and refuses them.
+		log.Info("stopping: not ready, still accepting", "delay", d)
+		time.Sleep(d)
 	}
 	log.Info("shutting down", "drain", cfg.HTTP.DrainTimeout)
 	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.DrainTimeout)
@@ -354,8 +361,8 @@ func (u *unusedConns) close() {
 
 // opsHandler serves what operators and orchestrators poll: metrics,
 // liveness and readiness.
-func opsHandler(m *metrics.Metrics, ready func(context.Context) error, log *slog.Logger) http.Handler {
-	metricsH, live, readyH := m.Handler(), health.Live(), health.Ready(ready, log)
+func opsHandler(m *metrics.Metrics, ready func(context.Context) error, draining <-chan struct{}, log *slog.Logger) http.Handler {
+	metricsH, live, readyH := m.Handler(), health.Live(), health.Ready(ready, draining, log)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/metrics":
