@@ -8,10 +8,11 @@ import (
 
 // pipeAhead is how many pieces of a body may wait for the hasher, and for
 // the writer, while the next is read; pipeBufs is the buffers one body
-// takes: those, one being read into, and one each stage holds.
+// takes: one being read into while the hasher and the writer hold the
+// others (a fourth measured no faster).
 const (
 	pipeAhead = 1
-	pipeBufs  = pipeAhead + 3
+	pipeBufs  = 3
 )
 
 // copyIn writes r to w in pieces of copyBufSize, hashing every piece into

@@ -11,7 +11,7 @@ import (
 // Defaults of the limits in Options, used where a field is zero.
 const (
 	// DefaultMaxUploads bounds the upload requests served at once. Each
-	// holds a 1 MiB copy buffer and a backend writer, so the default keeps
+	// holds up to 3 MiB of copy buffers and a backend writer, so the default keeps
 	// both in the low hundreds of megabytes and descriptors.
 	DefaultMaxUploads = 128
 	// DefaultBodyIdleTimeout is how long a request body may stall between
