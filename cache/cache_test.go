@@ -295,3 +295,20 @@ func TestRedisInvalidationOutlivesTheRequest(t *testing.T) {
 		t.Fatalf("a blob deleted by a client that hung up is still found: %v", err)
 	}
 }
+
+// Forget drops an entry to be read afresh: the value read next is cached
+// at once, unlike after a Delete. A value with no TTL is kept.
+func TestRedisForgetLeavesNoTombstone(t *testing.T) {
+	r := cache.NewRedis(cache.RedisOptions{Addr: testenv.Redis(t), Prefix: "forget-test:"})
+	defer r.Close()
+	ctx := context.Background()
+	if err := r.Forget(ctx, "link:repo@d"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Set(ctx, "link:repo@d", []byte("read afresh"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := r.Get(ctx, "link:repo@d"); err != nil || string(v) != "read afresh" {
+		t.Fatalf("after Forget: %q %v", v, err)
+	}
+}

@@ -83,7 +83,11 @@ const tombstoneTTL = time.Minute
 
 var (
 	setScript = redis.NewScript(`if redis.call("exists", KEYS[2]) == 1 then return 0 end
-redis.call("set", KEYS[1], ARGV[1], "px", ARGV[2])
+if tonumber(ARGV[2]) > 0 then
+	redis.call("set", KEYS[1], ARGV[1], "px", ARGV[2])
+else
+	redis.call("set", KEYS[1], ARGV[1])
+end
 return 1`)
 	deleteScript = redis.NewScript(`for i = 1, #KEYS, 2 do
 	redis.call("del", KEYS[i])
@@ -98,6 +102,19 @@ func (r *Redis) tombstone(key string) string { return r.prefix + "gone:" + key }
 // no value.
 func (r *Redis) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	return setScript.Run(ctx, r.c, []string{r.prefix + key, r.tombstone(key)}, value, ttl.Milliseconds()).Err()
+}
+
+// Forget implements registry.Forgetter: a plain DEL, which leaves no
+// tombstone.
+func (r *Redis) Forget(ctx context.Context, keys ...string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	full := make([]string, len(keys))
+	for i, k := range keys {
+		full[i] = r.prefix + k
+	}
+	return r.c.Del(ctx, full...).Err()
 }
 
 // Delete implements registry.Cache.
@@ -172,6 +189,7 @@ func (r *Redis) TryLockLost(ctx context.Context, key string) (func(), <-chan str
 }
 
 var (
+	_ registry.Forgetter    = (*Redis)(nil)
 	_ registry.Cache        = (*Redis)(nil)
 	_ registry.Locker       = (*Redis)(nil)
 	_ registry.LossReporter = (*Redis)(nil)

@@ -455,8 +455,11 @@ func TestServiceLinkVariablesIgnored(t *testing.T) {
 	if _, err := Load("", env, nil); err != nil {
 		t.Fatalf("service link variables: %v", err)
 	}
-	// A misspelt setting is still refused beside them.
-	if _, err := Load("", append(env, "LADING_HTTP_ADR=:1"), nil); err == nil {
-		t.Fatal("LADING_HTTP_ADR accepted")
+	// A misspelt setting is still refused beside them, even one shaped
+	// like them whose value is not of their kind.
+	for _, wrong := range []string{"LADING_HTTP_ADR=:1", "LADING_HTTP_PORT=8080", "LADING_REDIS_PORT=6380", "LADING_DEBUG_SERVICE_HOST=debug.local"} {
+		if _, err := Load("", append(env, wrong), nil); err == nil {
+			t.Fatalf("%s accepted", wrong)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"reflect"
 	"regexp"
@@ -228,7 +229,34 @@ func parent(path string) string {
 // lading-redis, makes LADING_SERVICE_HOST, LADING_PORT_5000_TCP_ADDR,
 // LADING_REDIS_PORT and the like, which name no setting but must not stop
 // the registry from starting.
-var serviceLink = regexp.MustCompile(`^` + EnvPrefix + `([A-Z0-9_]+_)?(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_[0-9]+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)?)$`)
+// Only names of that shape holding values of their kind are passed over,
+// so that a guess such as LADING_HTTP_PORT=8080 is still refused.
+var serviceLink = regexp.MustCompile(`^` + EnvPrefix + `(?:[A-Z0-9_]+?_)??(SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?|PORT(?:_[0-9]+_(?:TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)?)$`)
+
+var (
+	linkURL   = regexp.MustCompile(`^(tcp|udp|sctp)://\S+:[0-9]+$`)
+	linkProto = regexp.MustCompile(`^(tcp|udp|sctp)$`)
+	linkPort  = regexp.MustCompile(`^[0-9]+$`)
+)
+
+// isServiceLink reports whether name=value is one of those variables.
+func isServiceLink(name, value string) bool {
+	m := serviceLink.FindStringSubmatch(name)
+	if m == nil {
+		return false
+	}
+	kind, part := m[1], m[2]
+	switch {
+	case kind == "SERVICE_HOST" || part == "_ADDR":
+		return net.ParseIP(value) != nil
+	case strings.HasPrefix(kind, "SERVICE_PORT") || part == "_PORT":
+		return linkPort.MatchString(value)
+	case part == "_PROTO":
+		return linkProto.MatchString(value)
+	default: // PORT, PORT_<n>_<proto>
+		return linkURL.MatchString(value)
+	}
+}
 
 // env applies LADING_* variables. A LADING_ name that matches no key is an
 // error rather than ignored: a misspelt override must not go unnoticed
@@ -244,7 +272,7 @@ func (l *loader) env(env []string) {
 			continue
 		}
 		i := slices.IndexFunc(keys, func(k key) bool { return k.Env == name })
-		if i < 0 && serviceLink.MatchString(name) {
+		if i < 0 && isServiceLink(name, value) {
 			continue
 		}
 		if i < 0 {

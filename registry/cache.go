@@ -18,6 +18,14 @@ type Cache interface {
 	Delete(ctx context.Context, keys ...string) error
 }
 
+// Forgetter is a Cache that can also drop entries without refusing them
+// for a while after, as Delete may (a lookup that began before a removal
+// must not put the removed entry back): for entries dropped only to be read
+// afresh, not because what they describe went.
+type Forgetter interface {
+	Forget(ctx context.Context, keys ...string) error
+}
+
 // ErrCacheMiss is returned by Cache.Get for an absent key.
 var ErrCacheMiss = errors.New("cache miss")
 
@@ -61,6 +69,18 @@ func (r *Registry) cacheDelete(ctx context.Context, keys ...string) {
 	// Not on the caller's context: a client that hangs up once the store
 	// has changed must not leave the old entry served until its TTL.
 	if err := r.cache.Delete(context.WithoutCancel(ctx), keys...); err != nil {
+		r.log.Warn("cache invalidation failed; stale entries live until their TTL", "keys", keys, "err", err)
+	}
+}
+
+// cacheForget drops keys to be read afresh from the store; see Forgetter.
+func (r *Registry) cacheForget(ctx context.Context, keys ...string) {
+	f, ok := r.cache.(Forgetter)
+	if !ok {
+		r.cacheDelete(ctx, keys...)
+		return
+	}
+	if err := f.Forget(context.WithoutCancel(ctx), keys...); err != nil {
 		r.log.Warn("cache invalidation failed; stale entries live until their TTL", "keys", keys, "err", err)
 	}
 }

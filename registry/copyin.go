@@ -111,6 +111,20 @@ func copyPiped(w io.Writer, r io.Reader, hs []hash.Hash, stop func() error, firs
 			release(p)
 		}
 	}()
+	closeQueues := func() {
+		if hashQ != nil {
+			close(hashQ)
+		}
+		close(writeQ)
+	}
+	queuing := true
+	defer func() {
+		if queuing {
+			// A panic reading the body or in stop: the stages end on
+			// their own once their queues close.
+			closeQueues()
+		}
+	}()
 	bufs := []*[]byte{first}
 	buf, m := first, len(*first)
 	for {
@@ -133,10 +147,8 @@ func copyPiped(w io.Writer, r io.Reader, hs []hash.Hash, stop func() error, firs
 			break
 		}
 	}
-	if hashQ != nil {
-		close(hashQ)
-	}
-	close(writeQ)
+	queuing = false
+	closeQueues()
 	<-hashed
 	// n and werr are the writer's, final once it has sent.
 	if p := <-done; p != nil {

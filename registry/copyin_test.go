@@ -242,3 +242,37 @@ func (p *panicky) Write(b []byte) (int, error) {
 	}
 	return len(b), nil
 }
+
+// panickyReader panics on its read number at.
+type panickyReader struct {
+	r     io.Reader
+	at, n int
+}
+
+func (p *panickyReader) Read(b []byte) (int, error) {
+	if p.n++; p.n == p.at {
+		panic("body reader")
+	}
+	return p.r.Read(b)
+}
+
+// A body whose reading panics leaves no stage of the copy behind.
+func TestCopyInPanickingBodyLeavesNoGoroutine(t *testing.T) {
+	before := runtime.NumGoroutine()
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("the panic did not reach the caller")
+			}
+		}()
+		r := &panickyReader{r: bytes.NewReader(make([]byte, 8*copyBufSize)), at: 4}
+		copyIn(&recorder{}, r, []hash.Hash{sha256.New()}, func() error { return nil })
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines, %d before: a stage is left waiting", runtime.NumGoroutine(), before)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -214,7 +214,7 @@ func (r *Registry) CollectGarbage(ctx context.Context, opts GCOptions) (rep GCRe
 	defer c.marked.Close()
 
 	if !opts.DryRun {
-		defer c.finish(ctx)
+		defer func() { c.finish(ctx, err == nil) }()
 		if err := c.announce(ctx); err != nil {
 			return c.report, err
 		}
@@ -280,14 +280,21 @@ func (c *collector) announce(ctx context.Context) error {
 }
 
 // finish tells writers the run is over, even when it failed.
-func (c *collector) finish(ctx context.Context) {
+// A run that did not complete keeps the end time of the last that did,
+// which schedules the next (Maintain): a collection cut short at every
+// stop would otherwise never come round again.
+func (c *collector) finish(ctx context.Context, completed bool) {
 	if c.state.Run == "" || leaseLost(ctx) {
 		// Without the lease the state is another collector's to write:
 		// one left showing this run only makes writers pin.
 		return
 	}
 	ctx = context.WithoutCancel(ctx)
-	if _, err := c.reg.writeGCState(ctx, gcState{Last: c.state.Run, Ended: c.reg.now(), Window: c.opts.Window}); err != nil {
+	ended := c.state.Ended // the last completed run's, carried by announce
+	if completed {
+		ended = c.reg.now()
+	}
+	if _, err := c.reg.writeGCState(ctx, gcState{Last: c.state.Run, Ended: ended, Window: c.opts.Window}); err != nil {
 		c.reg.log.Error("garbage collection: state left as running; writers will pin until the next run", "err", err)
 	}
 	if err := c.reg.driver.Delete(ctx, gcRunPinsPath(c.state.Run)); err != nil && !driver.IsNotFound(err) {

@@ -410,7 +410,7 @@ func TestGCPinnedSurvives(t *testing.T) {
 	if err := c.sweepBlobs(ctx); err != nil {
 		t.Fatal(err)
 	}
-	c.finish(ctx)
+	c.finish(ctx, true)
 	if c.report.LinksRemoved+c.report.BlobsRemoved != 0 || !hasBlob(t, reg, stray.Digest) {
 		t.Fatalf("pinned digest collected: %+v", c.report)
 	}
@@ -674,7 +674,7 @@ func TestGCKeepsWhatARevivedIndexReaches(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			c.finish(ctx)
+			c.finish(ctx, true)
 			mustPullable(t, f, "revived")
 			for _, d := range sigs {
 				mustPullable(t, f, d.String())
@@ -699,7 +699,7 @@ func TestGCRevivedIndexMissingAGrandchildFails(t *testing.T) {
 	if err := c.announce(ctx); err != nil {
 		t.Fatal(err)
 	}
-	defer c.finish(ctx)
+	defer c.finish(ctx, true)
 	// What a batch of this run removed before the push began.
 	if err := f.ms.Delete(ctx, img.Digest.String()); err != nil {
 		t.Fatal(err)
@@ -767,5 +767,27 @@ func TestMaintainSchedulesAcrossReplicas(t *testing.T) {
 	wg.Wait()
 	if n := runs.Load(); n < 3 || n > 7 {
 		t.Fatalf("two replicas ran %d collections in five intervals, want about five", n)
+	}
+}
+
+// A collection cut short does not count as one: the next comes at the
+// next look, not an interval later.
+func TestCutCollectionKeepsTheLastEnd(t *testing.T) {
+	reg := New(driver.Instrument(inmemory.New(), nil), Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := reg.CollectGarbage(ctx, GCOptions{Window: 10 * time.Second, TempDir: t.TempDir()}); err == nil {
+		t.Fatal("a run cut in its window succeeded")
+	}
+	s, err := reg.readGCState(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.active() || !s.Ended.IsZero() {
+		t.Fatalf("state after a cut run: %+v, want no run and no end", s)
+	}
+	collect(t, reg, quickGC(false))
+	if s, _ = reg.readGCState(context.Background()); s.Ended.IsZero() {
+		t.Fatal("a completed run left no end")
 	}
 }

@@ -96,7 +96,7 @@ func (ms *ManifestStore) guardPut(ctx context.Context, d digest.Digest, m *parse
 	}
 	g, err := ms.repo.reg.guardWrite(ctx, digests...)
 	if err == nil && len(keys) > 0 {
-		ms.repo.reg.cacheDelete(ctx, keys...)
+		ms.repo.reg.cacheForget(ctx, keys...)
 	}
 	return g, err
 }

@@ -148,7 +148,7 @@ func TestCollectorWithoutLeaseWritesNoState(t *testing.T) {
 	close(lost)
 	<-lctx.Done()
 	c := &collector{reg: reg, state: gcState{Run: "stale"}, opts: GCOptions{Window: time.Second}}
-	c.finish(lctx)
+	c.finish(lctx, true)
 	s, err := reg.readGCState(ctx)
 	if err != nil || s.Run != "the new holder's" {
 		t.Fatalf("state after a stale collector's finish: %+v, %v", s, err)

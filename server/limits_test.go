@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -232,5 +233,28 @@ func TestUnreadBodyIsBounded(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("chunk through the bound: %d", resp.StatusCode)
+	}
+}
+
+// On HTTP/2 the bound is not set at the request's start: a body an
+// endpoint begins to read only after a while is still read whole.
+func TestBoundBodiesLeavesHTTP2Alone(t *testing.T) {
+	read := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(500 * time.Millisecond)
+		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+			http.Error(w, err.Error(), http.StatusRequestTimeout)
+		}
+	})
+	srv := httptest.NewUnstartedServer(BoundBodies(300*time.Millisecond, read))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	resp, err := srv.Client().Post(srv.URL, "application/octet-stream", bytes.NewReader(make([]byte, 20<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusOK {
+		t.Fatalf("HTTP/%d %d, want HTTP/2 200", resp.ProtoMajor, resp.StatusCode)
 	}
 }
