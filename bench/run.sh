@@ -81,6 +81,8 @@ log:
   level: info
 storage:
 $storage
+  cache:
+    blobdescriptor: inmemory
   delete:
     enabled: true
   maintenance:
@@ -103,10 +105,19 @@ run_bench() {
 	shift
 	echo "== benchmark$suffix (load: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
 	mkdir -p "$results"
-	"$bench" --data-dir "$work" \
-		--json "$results/latest$suffix.json" --markdown "$results/latest$suffix.md" "$@" \
+	# Into the results only whole: a run with failures goes to
+	# latest$suffix.partial.*, leaving the last complete one in place.
+	local out=$work/latest$suffix
+	if "$bench" --data-dir "$work" \
+		--json "$out.json" --markdown "$out.md" "$@" \
 		"distribution=$dist_url" "distribution=$dist_pid" "lading=$lading_url" "lading=$lading_pid" |
-		tee "$results/latest$suffix.txt" || failed=1
+		tee "$out.txt"; then
+		for ext in json md txt; do mv "$out.$ext" "$results/latest$suffix.$ext"; done
+	else
+		failed=1
+		for ext in json md txt; do [[ -f $out.$ext ]] && mv "$out.$ext" "$results/latest$suffix.partial.$ext"; done
+		echo "run failed: its report is in bench/results/latest$suffix.partial.*" >&2
+	fi
 }
 failed=0
 
@@ -170,6 +181,7 @@ start_registries "  s3:
     regionendpoint: http://127.0.0.1:$s3_port
     forcepathstyle: true
     secure: false
+    chunksize: 16777216
     bucket: distribution
   redirect:
     disable: true" \

@@ -10,13 +10,14 @@ import (
 )
 
 // Test content is a fixed 1 MiB pseudo-random block repeated, with the
-// content's seed and the unit number stamped at the start of every 64 KiB
+// content's seed and the unit number stamped at the start of every 4 KiB
 // unit. Making it is a memory copy, so the generator never competes with
-// the registry for the CPU, yet no two seeds give a unit in common and
-// nothing a registry or a disk might deduplicate or compress survives.
+// the registry for the CPU, yet no two seeds, and no two places of one
+// content, give a page in common: a disk or file system that deduplicates
+// or compresses blocks finds nothing to gain.
 const (
 	genBlockSize = 1 << 20
-	genUnit      = 64 << 10
+	genUnit      = 4 << 10
 	genStampLen  = 16
 )
 
