@@ -21,8 +21,6 @@
 #   S3_ARGS       ladingbench flags for the S3 pass (default: the same as
 #                 the filesystem pass)
 #   KEEP=1        keep the data directories and logs
-#   BENCH_KEEP_REPORTING=1  leave the guest's free page reporting as it is
-#                 (see below)
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -45,27 +43,8 @@ stop_all() {
 	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
 	pids=()
 }
-# On a virtual machine whose guest reports free memory to its host
-# (virtio-balloon free page reporting), freed memory is taken back at once
-# and costs a host page fault per page when touched again: writes into it
-# run at about 400 MB/s instead of 2 GB/s, and the rounds of a push would
-# measure the hypervisor. Where the guest kernel offers it, freed memory is
-# held for a minute while the benchmark runs, so that each run writes into
-# the pages ladingbench just freed for it; the setting is restored on exit.
-# BENCH_KEEP_REPORTING=1 leaves it alone.
-reporting=/sys/module/page_reporting/parameters/min_free_ms
-reporting_was=
-if [[ ${BENCH_KEEP_REPORTING:-} != 1 && -w $reporting ]]; then
-	reporting_was=$(cat "$reporting")
-	if echo 60000 >"$reporting" 2>/dev/null; then
-		echo "holding freed memory for 60 s during the run ($reporting, was $reporting_was)" >&2
-	else
-		reporting_was=
-	fi
-fi
 cleanup() {
 	stop_all
-	[[ -n $reporting_was ]] && echo "$reporting_was" >"$reporting"
 	if [[ ${KEEP:-} == 1 ]]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT

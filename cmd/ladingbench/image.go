@@ -66,9 +66,7 @@ func runImage(ctx context.Context, b *bench, t *target, roundNo int, rec *record
 		return err
 	}
 	opts := []remote.Option{remote.WithContext(ctx), remote.WithJobs(b.s.imageJobs), remote.WithTransport(t.c.hc.Transport)}
-	if err := b.settle("image"); err != nil {
-		return err
-	}
+
 	rec.start()
 	t0 := time.Now()
 	if err := remote.Write(ref, img, opts...); err != nil {

@@ -36,16 +36,6 @@ func settlePages(dir string, size int64) error {
 	return f.Close()
 }
 
-// settle runs settlePages for a run of scenario sc in the data directory,
-// if one was given, right before the run's clock starts: the host takes
-// freed memory back within seconds.
-func (b *bench) settle(sc string) error {
-	if n := b.bigWrites(sc); n > 0 && b.dataDir != "" {
-		return settlePages(b.dataDir, n)
-	}
-	return nil
-}
-
 // checkRoom fails when dir's file system has less than need bytes free: a
 // run that fills the disk fails midway, after its first registries wrote
 // their rounds on a disk emptier than the last ones met.

@@ -48,9 +48,6 @@ func runPushChunked(ctx context.Context, b *bench, t *target, roundNo int, rec *
 func timePush(ctx context.Context, b *bench, t *target, roundNo int, rec *recorder, scenario, metric string, push func(repo string, c content, d digest.Digest) error) error {
 	c, d := b.bigContent(scenario, t, roundNo)
 	repo := b.repo(scenario, t, roundNo)
-	if err := b.settle(scenario); err != nil {
-		return err
-	}
 	rec.start()
 	t0 := time.Now()
 	err := push(repo, c, d)
