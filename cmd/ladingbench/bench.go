@@ -119,9 +119,7 @@ type bench struct {
 	targets []*target
 	nonce   uint64
 	log     func(format string, args ...any)
-	// dataDir, when set, is where the registries keep their data: each
-	// run that writes much first finds pages just freed there
-	// (settlePages).
+	// dataDir, when set, is where the registries keep their data.
 	dataDir string
 }
 
@@ -149,8 +147,7 @@ func (b *bench) repo(scenario string, t *target, roundNo int) string {
 // round meets the machine as the previous scenario left it, and that falls
 // on each in turn. Before each run the kernel writes out whatever the last
 // one left dirty (sync(2)), so that no registry pays, in its own syncs, for
-// the writes another left to the kernel, and with a data directory given,
-// a run that writes much finds as many pages just freed (settlePages).
+// the writes another left to the kernel.
 // A registry that fails a scenario is left out of its remaining rounds and
 // the failure goes into the report: one registry's bug does not cost the
 // other numbers of the run. Only a cancelled run ends early.
@@ -171,11 +168,6 @@ func (b *bench) runAll(ctx context.Context, scs []scenario) (*report, error) {
 				rec := &recorder{t: t, r: round{values: map[string]float64{}}, client0: -1}
 				b.log("%s: round %d/%d, %s", sc.name, r, b.s.rounds, t.name)
 				unix.Sync()
-				if n := b.bigWrites(sc.name); n > 0 && b.dataDir != "" {
-					if err := settlePages(b.dataDir, n); err != nil {
-						return nil, err
-					}
-				}
 				err := sc.run(ctx, b, t, r, rec)
 				rec.stop()
 				if ctx.Err() != nil {

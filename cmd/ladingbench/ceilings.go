@@ -23,15 +23,12 @@ type ceilings struct {
 	// SHA256 is hashing speed in memory, one core.
 	SHA256 float64 `json:"sha256MBps"`
 	// DiskWriteFsync writes Size bytes to a new file and fsyncs it; the
-	// files of all rounds are kept, so the page cache and the disk get
-	// space never used before. On a virtual machine whose host backs
-	// memory at first touch that is several times slower than
-	// DiskRewriteFsync; the benchmark's runs never meet it (settlePages),
-	// so it is reported, not a target.
+	// files of all rounds are kept, so, as with a registry storing new
+	// blobs, the page cache and the disk get space never used before.
 	DiskWriteFsync float64 `json:"diskWriteFsyncMBps"`
 	// DiskRewriteFsync does the same after deleting the previous file, so
-	// the pages and blocks just freed are used again: the state each run
-	// of the benchmark writes in, and the disk ceiling of its targets.
+	// the pages and blocks just freed are used again. On a virtual machine
+	// this can be several times faster than DiskWriteFsync.
 	DiskRewriteFsync float64 `json:"diskRewriteFsyncMBps"`
 	// HashWriteFsync does both in one goroutine, as a naive server would.
 	HashWriteFsync float64 `json:"sha256WriteFsyncMBps"`

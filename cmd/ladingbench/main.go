@@ -66,7 +66,7 @@ func run(args []string, stdout io.Writer) error {
 	imageJobs := fs.Int("image-jobs", 3, "layers transferred at once in the image scenario")
 	singlePost := fs.Bool("single-post", false, "push blobs as one POST ?digest= request instead of POST then PUT (not every registry serves it)")
 	quick := fs.Bool("quick", false, "small sizes for a run of about a minute: 64 MiB blob, 2 rounds, 300 small blobs, 100 manifests, reads for 200 ms, image layers a tenth")
-	dataDir := fs.String("data-dir", "", "`directory` holding the registries' data: its disk is noted in the report, its free space checked before the run, and a run that writes much first writes and removes as much there, to find pages just freed")
+	dataDir := fs.String("data-dir", "", "`directory` holding the registries' data: its disk is noted in the report, and its free space checked before the run")
 	jsonOut := fs.String("json", "", "write the report as JSON to `file` (- for standard output)")
 	mdOut := fs.String("markdown", "", "write the report as a Markdown table to `file`")
 	ceilFile := fs.String("ceilings", "", "`file` written by `ladingbench ceilings --json`, for the targets stated against the machine")

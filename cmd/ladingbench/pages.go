@@ -2,39 +2,9 @@ package main
 
 import (
 	"fmt"
-	"os"
 
 	"golang.org/x/sys/unix"
 )
-
-// settlePages writes size bytes to a scratch file in dir and removes it,
-// so that a run that writes next writes into pages just freed, whatever
-// the runs before it left. On a virtual machine whose host backs guest
-// memory only when it is first touched, and takes freed memory back after a
-// while, writing into memory never touched runs several times slower (about
-// 400 MB/s against 2 GB/s on the machine of the README); without this, the
-// registry that a round's order put where the recycled memory ran out paid
-// for it, and the order decided the round's ratio. A server that has run a
-// while writes into a page cache it recycles, which is what this gives
-// every run alike. The pages are never written out: the file goes while
-// they are still dirty.
-func settlePages(dir string, size int64) error {
-	f, err := os.CreateTemp(dir, "ladingbench-settle-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	buf := make([]byte, 16<<20)
-	for done := int64(0); done < size; {
-		n, err := f.Write(buf[:min(int64(len(buf)), size-done)])
-		if err != nil {
-			f.Close()
-			return err
-		}
-		done += int64(n)
-	}
-	return f.Close()
-}
 
 // checkRoom fails when dir's file system has less than need bytes free: a
 // run that fills the disk fails midway, after its first registries wrote
@@ -50,9 +20,8 @@ func checkRoom(dir string, need int64) error {
 	return nil
 }
 
-// bigWrites is how many bytes a run of scenario sc writes that settlePages
-// should make room for first: the blobs of the pushes; 0 for scenarios whose
-// timed part writes little.
+// bigWrites is how many bytes of blobs a run of scenario sc pushes; 0 for
+// scenarios that push little.
 func (b *bench) bigWrites(sc string) int64 {
 	switch sc {
 	case "push", "chunked":

@@ -187,10 +187,15 @@ func (r *report) checkTargets() {
 		speedup("push", "push monolithic", 2)
 		speedup("chunked", "push 16 MiB chunks", 2)
 		if c := r.Ceilings; c != nil {
-			// The disk as the runs meet it: pages just freed (settlePages).
-			floor := min(c.SHA256, c.DiskRewriteFsync)
-			ofCeiling("push", "push monolithic", "min(SHA-256, write+fsync into freed pages)", floor, 0.6)
-			ofCeiling("chunked", "push 16 MiB chunks", "min(SHA-256, write+fsync into freed pages)", floor, 0.6)
+			// Both disk figures: the registries write new blobs (fresh pages
+			// and blocks), yet the "disk write" may mean either.
+			for _, floor := range []struct {
+				name string
+				v    float64
+			}{{"min(SHA-256, write+fsync of a new file)", min(c.SHA256, c.DiskWriteFsync)}, {"min(SHA-256, rewrite+fsync)", min(c.SHA256, c.DiskRewriteFsync)}} {
+				ofCeiling("push", "push monolithic", floor.name, floor.v, 0.6)
+				ofCeiling("chunked", "push 16 MiB chunks", floor.name, floor.v, 0.6)
+			}
 		}
 		speedup("pull", "pull", 2)
 		if c := r.Ceilings; c != nil {
