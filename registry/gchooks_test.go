@@ -407,3 +407,83 @@ func TestSettleVerifiesAcrossTwoRuns(t *testing.T) {
 	wantErrCode(t, err, CodeManifestBlobUnknown)
 	noDanglingTags(t, f)
 }
+
+// A referrer pushed again while a delete of it runs, between the delete's
+// removal of its entry and of its record: the delete's second pass takes
+// the entry the push wrote, so the referrers list names no deleted manifest.
+func TestReferrerPushedAgainDuringItsDelete(t *testing.T) {
+	f, h := hookedFixture(t)
+	_, subj := f.pushImage("v1")
+	sdesc, err := f.ms.Stat(f.ctx, subj.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	art := mustJSON(t, f.artifact(sdesc, sigType, nil))
+	a := f.put("sig", art).Descriptor.Digest
+	h.on("delete", referrerPath("race", subj, a), false, func() {
+		if _, err := f.ms.Put(f.ctx, a.String(), "", art); err != nil {
+			t.Errorf("push again: %v", err)
+		}
+	})
+	if err := f.ms.Delete(f.ctx, a.String()); err != nil {
+		t.Fatal(err)
+	}
+	_, gerr := f.ms.Get(f.ctx, a.String())
+	refs, err := f.ms.Referrers(f.ctx, subj, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errors.Is(gerr, ErrManifestUnknown) && len(refs) > 0 {
+		t.Fatalf("the referrers list names %s, which is not in the repository", refs[0].Digest)
+	}
+}
+
+// A push of a tag that restores a manifest a concurrent delete removed
+// keeps its tag, though the delete's second pass runs after the restore.
+func TestRestoringPushKeepsItsTag(t *testing.T) {
+	f, h := hookedFixture(t)
+	payload, d := f.pushImage("v1")
+	recordGone, pushDone, delDone := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	h.on("delete", manifestLinkPath("race", d), false, func() {
+		close(recordGone)
+		<-pushDone
+	})
+	h.on("put", tagPath("race", "late"), false, func() {
+		go func() { delDone <- f.ms.Delete(f.ctx, d.String()) }()
+		<-recordGone
+	})
+	if _, err := f.ms.Put(f.ctx, d.String(), "", payload, "late"); err != nil {
+		t.Fatal(err)
+	}
+	close(pushDone)
+	if err := <-delDone; err != nil {
+		t.Fatal(err)
+	}
+	_, derr := f.ms.Get(f.ctx, d.String())
+	_, terr := f.ms.Get(f.ctx, "late")
+	if derr == nil && terr != nil {
+		t.Fatalf("the manifest is there again, its pushed tag not: %v", terr)
+	}
+}
+
+// Two deletes of a manifest racing a push of a tag onto it: the second
+// runs whole between the push's restore of the record and of its tag. The
+// push looks again, and no tag is left naming nothing.
+func TestSecondDeleteDuringARestore(t *testing.T) {
+	f, h := hookedFixture(t)
+	payload, d := f.pushImage("v1")
+	h.on("put", tagPath("race", "late"), false, func() {
+		if err := f.ms.Delete(f.ctx, d.String()); err != nil {
+			t.Errorf("first delete: %v", err)
+		}
+		h.on("put", manifestLinkPath("race", d), false, func() {
+			if err := f.ms.Delete(f.ctx, d.String()); err != nil {
+				t.Errorf("second delete: %v", err)
+			}
+		})
+	})
+	if _, err := f.ms.Put(f.ctx, d.String(), "", payload, "late"); err != nil {
+		t.Fatal(err)
+	}
+	noDanglingTags(t, f)
+}
