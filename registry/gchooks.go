@@ -2,10 +2,8 @@ package registry
 
 import (
 	"context"
-	"errors"
 
 	"github.com/opencontainers/go-digest"
-	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/lading-registry/lading/storage/driver"
 )
@@ -274,49 +272,23 @@ func (ms *ManifestStore) settlePut(ctx context.Context, g *gcGuard, rec manifest
 	default:
 		err = statErr
 	}
-	// The push wins: the record, its referrer entry and the tags are
-	// written again, and looked at again after, for another delete may
-	// have come and gone meanwhile (its second pass over the tags, which
-	// runs before these are written, cannot see them).
-	for range maxRestores {
-		if err != nil || !gone {
-			return err
-		}
-		if err := ms.writeRecord(ctx, rec); err != nil {
-			return err
-		}
-		if m.subject != nil {
-			if err := ms.addReferrer(ctx, m, rec.Descriptor); err != nil {
-				return err
-			}
-		}
-		for _, t := range tags {
-			if err := ms.tag(ctx, t, rec.Digest); err != nil {
-				return err
-			}
-		}
-		gone, err = recordGone(ctx)
-	}
 	if err != nil || !gone {
 		return err
 	}
-	// Deletes keep coming: the push gives way, leaving no tag of its own
-	// naming nothing.
-	ms.untagOwn(context.WithoutCancel(ctx), rec.Digest, tags)
-	return newError(CodeTooManyRequests, "manifest %s is being deleted while it is pushed; retry", rec.Digest)
-}
-
-// maxRestores bounds how often a push puts back what deletes of the same
-// manifest took meanwhile.
-const maxRestores = 4
-
-// untagOwn removes tags while they name d.
-func (ms *ManifestStore) untagOwn(ctx context.Context, d digest.Digest, tags []string) {
-	for _, t := range tags {
-		if removed, _ := driver.RemoveObjectIf(ctx, ms.driver(), tagPath(ms.repo.name, t), []byte(d)); removed {
-			ms.tagsChanged(t)
+	if err := ms.writeRecord(ctx, rec); err != nil {
+		return err
+	}
+	if m.subject != nil {
+		if err := ms.addReferrer(ctx, m, rec.Descriptor); err != nil {
+			return err
 		}
 	}
+	for _, t := range tags {
+		if err := ms.tag(ctx, t, rec.Digest); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ensureReferences is a manifest push's verify step: what the manifest
@@ -367,49 +339,10 @@ func (ms *ManifestStore) withdraw(ctx context.Context, d digest.Digest, why erro
 }
 
 // afterDelete ends a delete by digest once the record is gone: a push of a
-// tag onto the manifest, or of the manifest itself as a referrer, that
-// landed after the delete's first pass is undone, so no tag and no referrer
-// entry is left naming nothing. With settlePut on the push side, either the
-// push sees the record gone and restores it, or this sees the push's tag
-// marker (or entry) and removes it. When the push has restored the record
-// by the time something is removed here, the push won: what was removed
-// goes back, unless another write has taken its place, so that the record
-// never stands without the tag the push was acknowledged for.
-func (ms *ManifestStore) afterDelete(ctx context.Context, d digest.Digest, subject *v1.Descriptor) error {
-	restored := func(ctx context.Context) (bool, error) {
-		_, err := driver.StatObject(ctx, ms.driver(), manifestLinkPath(ms.repo.name, d))
-		if driver.IsNotFound(err) {
-			return false, nil
-		}
-		return err == nil, err
-	}
-	// removeBack removes path while it holds content, and puts it back if
-	// the record is back meanwhile.
-	removeBack := func(ctx context.Context, path string, content []byte) (bool, error) {
-		removed, err := driver.RemoveObjectIf(ctx, ms.driver(), path, content)
-		if !removed || err != nil {
-			return removed, err
-		}
-		if back, err := restored(ctx); !back || err != nil {
-			return true, err
-		}
-		if err := ms.driver().Create(ctx, path, content); err != nil && !errors.Is(err, driver.ErrExists) {
-			return true, err
-		}
-		return true, nil
-	}
-	err := ms.untagBy(ctx, d, removeBack)
-	if err != nil || subject == nil {
-		return err
-	}
-	entry := referrerPath(ms.repo.name, subject.Digest, d)
-	b, err := ms.driver().GetContent(ctx, entry)
-	if driver.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	_, err = removeBack(ctx, entry, b)
-	return err
+// tag onto the manifest that landed after the delete listed the tags is
+// undone, so no tag is left pointing at nothing. With settlePut on the push
+// side, either the push sees the record gone and restores it, or this sees
+// the push's tag marker and removes the tag.
+func (ms *ManifestStore) afterDelete(ctx context.Context, d digest.Digest) error {
+	return ms.untag(ctx, d)
 }

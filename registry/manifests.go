@@ -385,7 +385,7 @@ func (ms *ManifestStore) Delete(ctx context.Context, reference string) error {
 		return err
 	}
 	// A concurrent delete may have got there first; the outcome is the same.
-	return ms.afterDelete(ctx, d, rec.Subject)
+	return ms.afterDelete(ctx, d)
 }
 
 // resolve finds the record of the manifest named by reference.

@@ -98,31 +98,24 @@ func (ms *ManifestStore) tagsChanged(tags ...string) {
 
 // untag removes every tag pointing at d.
 func (ms *ManifestStore) untag(ctx context.Context, d digest.Digest) error {
-	return ms.untagBy(ctx, d, func(ctx context.Context, p string, content []byte) (bool, error) {
-		return driver.RemoveObjectIf(ctx, ms.driver(), p, content)
-	})
-}
-
-// untagBy removes every tag pointing at d through remove, which is given
-// the tag's path and d, and reports whether it removed the tag.
-func (ms *ManifestStore) untagBy(ctx context.Context, d digest.Digest, remove func(ctx context.Context, p string, content []byte) (bool, error)) error {
 	markers, err := listAll(ctx, ms.driver(), tagRefsPath(ms.repo.name, d))
 	if err != nil {
 		return err
 	}
-	return forEach(len(markers), func(i int) error {
+	err = forEach(len(markers), func(i int) error {
 		t := path.Base(markers[i])
 		if ValidateTag(t) != nil {
 			return nil
 		}
 		// Only while it names d: a push may be moving it to another
 		// manifest right now, and must keep it.
-		removed, err := remove(ctx, tagPath(ms.repo.name, t), []byte(d))
+		removed, err := driver.RemoveObjectIf(ctx, ms.driver(), tagPath(ms.repo.name, t), []byte(d))
 		if removed {
 			ms.tagsChanged(t)
 		}
 		return err
 	})
+	return err
 }
 
 // listAll returns the paths of every object below dir; none if dir is absent.
