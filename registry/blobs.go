@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"io"
+	"path"
 	"strconv"
 
 	"github.com/opencontainers/go-digest"
@@ -92,7 +93,12 @@ func (bs *BlobStore) Delete(ctx context.Context, d digest.Digest) error {
 	if driver.IsNotFound(err) {
 		return newError(CodeBlobUnknown, "blob %s unknown to repository %s", d, bs.repo.name)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	// Acknowledged deletes stay deleted: a crash must not bring the link
+	// back.
+	return driver.PersistRemovals(ctx, bs.driver(), path.Dir(layerLinkPath(bs.repo.name, d)))
 }
 
 // Mount links a blob into this repository without moving bytes. from names

@@ -162,7 +162,7 @@ func (c *collector) recheckAndDelete(ctx context.Context, cand *gcCandidate, pin
 			c.reg.log.Warn("garbage collection: manifest record kept", "repository", cand.repo, "digest", cand.digest, "err", err)
 			return recheckKept, nil
 		}
-		err = cand.ms.Delete(ctx, cand.digest.String())
+		err = cand.ms.delete(ctx, cand.digest.String(), false)
 		if isUnknown(err) {
 			return recheckGone, nil
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"path"
 	"strings"
 	"time"
 
@@ -354,6 +355,13 @@ func (w *stagedWrites) discard() {
 // interrupted delete leaves at worst an untagged manifest, never a tag
 // pointing at nothing.
 func (ms *ManifestStore) Delete(ctx context.Context, reference string) error {
+	return ms.delete(ctx, reference, true)
+}
+
+// delete is Delete; only when durable is the removal durable on return
+// (the collector's need not be: what a crash brings back, the next run
+// removes again).
+func (ms *ManifestStore) delete(ctx context.Context, reference string, durable bool) error {
 	if !isDigestReference(reference) {
 		if err := ValidateTag(reference); err != nil {
 			return err
@@ -363,7 +371,12 @@ func (ms *ManifestStore) Delete(ctx context.Context, reference string) error {
 		if driver.IsNotFound(err) {
 			return ms.explain(ctx, manifestUnknown(ms.repo.name, reference))
 		}
-		return err
+		if err != nil || !durable {
+			return err
+		}
+		// Acknowledged deletes stay deleted: a crash must not bring the
+		// tag back.
+		return driver.PersistRemovals(ctx, ms.driver(), tagsPath(ms.repo.name))
 	}
 	d, err := ParseDigest(reference)
 	if err != nil {
@@ -385,7 +398,22 @@ func (ms *ManifestStore) Delete(ctx context.Context, reference string) error {
 		return err
 	}
 	// A concurrent delete may have got there first; the outcome is the same.
-	return ms.afterDelete(ctx, d)
+	if err := ms.afterDelete(ctx, d); err != nil || !durable {
+		return err
+	}
+	// Acknowledged deletes stay deleted: a crash must not bring back the
+	// manifest, its tags or its referrer entry. One sync covers them all.
+	bctx, batch := driver.WithBatch(ctx)
+	dirs := []string{tagsPath(ms.repo.name), path.Dir(manifestLinkPath(ms.repo.name, d))}
+	if rec.Subject != nil {
+		dirs = append(dirs, path.Dir(referrerPath(ms.repo.name, rec.Subject.Digest, d)))
+	}
+	for _, dir := range dirs {
+		if err := driver.PersistRemovals(bctx, ms.driver(), dir); err != nil {
+			return err
+		}
+	}
+	return batch.Commit()
 }
 
 // resolve finds the record of the manifest named by reference.

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -712,16 +713,22 @@ func (p *persisting) Persist(ctx context.Context, path string) error {
 
 func (p *persisting) DefersUnderBatch() bool { return driver.Defers(p.Driver) }
 
-// A manifest push makes what it names durable with itself: a blob or
-// child manifest still being committed by another push must not be lost
-// in a crash under a manifest acknowledged meanwhile.
-func TestManifestPushPersistsItsReferences(t *testing.T) {
+// persistingFixture is repository r on a file system whose Persist and
+// PersistRemovals calls are recorded.
+func persistingFixture(t *testing.T) (*persisting, *fixture) {
 	fsd, err := filesystem.New(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	d := &persisting{Driver: fsd, paths: map[string]bool{}}
-	f := newFixture(t, New(d, Options{}), "r")
+	return d, newFixture(t, New(d, Options{}), "r")
+}
+
+// A manifest push makes what it names durable with itself: a blob or
+// child manifest still being committed by another push must not be lost
+// in a crash under a manifest acknowledged meanwhile.
+func TestManifestPushPersistsItsReferences(t *testing.T) {
+	d, f := persistingFixture(t)
 	img := f.image()
 	child := f.put(digest.FromBytes(mustJSON(t, img)).String(), mustJSON(t, img))
 	for _, ref := range []v1.Descriptor{img.Config, img.Layers[0]} {
@@ -738,5 +745,42 @@ func TestManifestPushPersistsItsReferences(t *testing.T) {
 		if !d.paths[p] {
 			t.Errorf("the index push did not make %s durable with itself", p)
 		}
+	}
+}
+
+func (p *persisting) PersistRemovals(ctx context.Context, dir string) error {
+	p.mu.Lock()
+	p.paths["removals "+dir] = true
+	p.mu.Unlock()
+	return driver.PersistRemovals(ctx, p.Driver, dir)
+}
+
+// Deletes through the API are durable when acknowledged: a crash must not
+// bring back a tag, a manifest or a blob link a client was told is gone.
+func TestDeletesPersistTheirRemovals(t *testing.T) {
+	d, f := persistingFixture(t)
+	img := f.image()
+	m := f.put("v1", mustJSON(t, img))
+	f.put("v2", mustJSON(t, img))
+	if err := f.ms.Delete(f.ctx, "v2"); err != nil {
+		t.Fatal(err)
+	}
+	if !d.paths["removals "+tagsPath("r")] {
+		t.Error("a tag delete did not make its removal durable")
+	}
+	clear(d.paths)
+	if err := f.ms.Delete(f.ctx, m.Descriptor.Digest.String()); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{tagsPath("r"), path.Dir(manifestLinkPath("r", m.Descriptor.Digest))} {
+		if !d.paths["removals "+dir] {
+			t.Errorf("a manifest delete did not make the removals in %s durable", dir)
+		}
+	}
+	if err := f.repo.Blobs().Delete(f.ctx, img.Layers[0].Digest); err != nil {
+		t.Fatal(err)
+	}
+	if dir := path.Dir(layerLinkPath("r", img.Layers[0].Digest)); !d.paths["removals "+dir] {
+		t.Error("a blob delete did not make its removal durable")
 	}
 }

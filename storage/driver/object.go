@@ -69,6 +69,32 @@ func Persist(ctx context.Context, d Driver, path string) error {
 	return nil
 }
 
+// RemovalPersister is implemented by drivers whose removals become
+// durable only at a sync that may come later (a file system).
+type RemovalPersister interface {
+	// PersistRemovals makes the removals of dir's entries durable, and
+	// of dir itself or its parents when Delete pruned them: at the Commit
+	// of the batch ctx carries, else on return.
+	PersistRemovals(ctx context.Context, dir string) error
+}
+
+// PersistRemovals is d's; elsewhere a removal is durable once done.
+func PersistRemovals(ctx context.Context, d Driver, dir string) error {
+	if p, ok := d.(RemovalPersister); ok {
+		return p.PersistRemovals(ctx, dir)
+	}
+	return nil
+}
+
+// PersistRemovals implements RemovalPersister for the wrapped driver.
+func (i *instrumented) PersistRemovals(ctx context.Context, dir string) (err error) {
+	defer i.report("PersistRemovals", time.Now(), &err)
+	if err := i.check(dir); err != nil {
+		return err
+	}
+	return PersistRemovals(ctx, i.d, dir)
+}
+
 // Persist implements Persister for the wrapped driver.
 func (i *instrumented) Persist(ctx context.Context, path string) (err error) {
 	defer i.report("Persist", time.Now(), &err)

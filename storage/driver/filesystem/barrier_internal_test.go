@@ -890,3 +890,41 @@ func TestBarrierLagsWithoutAJournal(t *testing.T) {
 		t.Fatal("the ticket is not covered after the sync after it")
 	}
 }
+
+// A removal persisted while the sync hangs fsyncs the nearest folder that
+// is still there: that makes the removal of its entries durable, and of
+// the folders Delete pruned below it.
+func TestPersistRemovalsOutlivesAHangingSync(t *testing.T) {
+	d, fsynced := stuckSyncs(t)
+	ctx := t.Context()
+	within(t, "PutContent", func() error {
+		for _, p := range []string{"/r/_tags/t", "/r/_tags/kept", "/r/_refs/s/a"} {
+			if err := d.PutContent(ctx, p, []byte("x")); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	fsynced()
+	if err := d.Delete(ctx, "/r/_tags/t"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Delete(ctx, "/r/_refs/s/a"); err != nil { // prunes /r/_refs/s and /r/_refs
+		t.Fatal(err)
+	}
+	within(t, "PersistRemovals", func() error {
+		bctx, batch := driver.WithBatch(ctx)
+		for _, dir := range []string{"/r/_tags", "/r/_refs/s"} {
+			if err := d.PersistRemovals(bctx, dir); err != nil {
+				return err
+			}
+		}
+		return batch.Commit()
+	})
+	got := fsynced()
+	for _, want := range []string{"/r/_tags", "/r"} {
+		if !slices.Contains(got, want) {
+			t.Fatalf("fsynced %q: %s missing", got, want)
+		}
+	}
+}
