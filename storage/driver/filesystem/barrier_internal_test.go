@@ -892,13 +892,15 @@ func TestBarrierLagsWithoutAJournal(t *testing.T) {
 }
 
 // A removal persisted while the sync hangs fsyncs the nearest folder that
-// is still there: that makes the removal of its entries durable, and of
-// the folders Delete pruned below it.
+// is there when the fallback runs: the removal of its entries, and of the
+// folders pruned below it, is then durable. The folder named may be
+// pruned between the call and the sync (by another request, or the
+// collector), and no folder above the root is touched.
 func TestPersistRemovalsOutlivesAHangingSync(t *testing.T) {
 	d, fsynced := stuckSyncs(t)
 	ctx := t.Context()
 	within(t, "PutContent", func() error {
-		for _, p := range []string{"/r/_tags/t", "/r/_tags/kept", "/r/_refs/s/a"} {
+		for _, p := range []string{"/r/_tags/t", "/r/_tags/kept", "/r/x/_refs/s/a", "/r/x/keep"} {
 			if err := d.PutContent(ctx, p, []byte("x")); err != nil {
 				return err
 			}
@@ -909,22 +911,32 @@ func TestPersistRemovalsOutlivesAHangingSync(t *testing.T) {
 	if err := d.Delete(ctx, "/r/_tags/t"); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Delete(ctx, "/r/_refs/s/a"); err != nil { // prunes /r/_refs/s and /r/_refs
-		t.Fatal(err)
-	}
 	within(t, "PersistRemovals", func() error {
 		bctx, batch := driver.WithBatch(ctx)
-		for _, dir := range []string{"/r/_tags", "/r/_refs/s"} {
+		for _, dir := range []string{"/r/_tags", "/r/x/_refs/s"} {
 			if err := d.PersistRemovals(bctx, dir); err != nil {
 				return err
 			}
 		}
+		// Pruned after the call, before the sync: /r/x/_refs/s and /r/x/_refs go.
+		if err := d.Delete(ctx, "/r/x/_refs/s/a"); err != nil {
+			return err
+		}
 		return batch.Commit()
 	})
 	got := fsynced()
-	for _, want := range []string{"/r/_tags", "/r"} {
+	for _, want := range []string{"/r/_tags", "/r/x"} {
 		if !slices.Contains(got, want) {
 			t.Fatalf("fsynced %q: %s missing", got, want)
 		}
+	}
+	if slices.Contains(got, "/r") {
+		t.Fatalf("fsynced %q: /r is above what it takes", got)
+	}
+	// The root's own removals: the root, nothing above it.
+	fsynced()
+	within(t, "PersistRemovals of the root", func() error { return d.PersistRemovals(ctx, "/") })
+	if got := fsynced(); len(got) != 1 {
+		t.Fatalf("persisting the root's removals fsynced %q", got)
 	}
 }

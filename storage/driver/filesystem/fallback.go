@@ -23,10 +23,12 @@ import (
 // changes are the files a batch has changed: one barrier makes them
 // durable, or, when it is slow or fails, syncChanges.
 type changes struct {
-	d      *Driver
-	files  []string
-	drop   []string // names of replaced contents, removed once durable (see replace)
-	ticket uint64   // the first Sync's, kept so that a retry meets its failure
+	d     *Driver
+	files []string
+	// removals are folders whose entries were removed (PersistRemovals).
+	removals []string
+	drop     []string // names of replaced contents, removed once durable (see replace)
+	ticket   uint64   // the first Sync's, kept so that a retry meets its failure
 }
 
 func (d *Driver) newChanges() *changes { return &changes{d: d} }
@@ -39,12 +41,36 @@ func (cs *changes) Sync() error {
 	if cs.ticket == 0 {
 		cs.ticket = t
 	}
-	err := cs.d.barrier.waitSince(t, cs.ticket, func() error { return cs.d.syncChanges(cs.files...) })
+	err := cs.d.barrier.waitSince(t, cs.ticket, func() error {
+		if err := cs.d.syncChanges(cs.files...); err != nil {
+			return err
+		}
+		return cs.d.syncRemovals(cs.removals...)
+	})
 	if err == nil {
 		cs.d.parked.drop(cs.drop)
 		cs.drop = nil
 	}
 	return err
+}
+
+// syncRemovals makes the removals of entries of dirs durable without the
+// barrier: it fsyncs the nearest of each dir and its parents that is there
+// when it looks (a folder pruned meanwhile, by another request or the
+// collector, takes the removal up with it), the root at most.
+func (d *Driver) syncRemovals(dirs ...string) error {
+	for _, dir := range dirs {
+		for p := dir; ; p = filepath.Dir(p) {
+			err := d.fsync(p, -1)
+			if !errors.Is(err, fs.ErrNotExist) || p == d.root || !strings.HasPrefix(p, d.root+"/") {
+				if err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return err
+				}
+				break
+			}
+		}
+	}
+	return nil
 }
 
 // syncChanges makes the changes to files durable without the barrier.

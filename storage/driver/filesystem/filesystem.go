@@ -529,25 +529,19 @@ func (d *Driver) CheckWritable() error {
 	return os.Remove(f.Name())
 }
 
-// PersistRemovals implements driver.RemovalPersister: the nearest of dir
-// and its parents that still exists is synced with the caller's changes
-// (a syncfs covers every removal; a fallback fsyncs that folder, which
-// makes the removal of its entries, pruned folders included, durable).
+// PersistRemovals implements driver.RemovalPersister: a syncfs covers
+// every removal; a fallback fsyncs the nearest of dir and its parents that
+// is there when it runs (syncRemovals), which makes the removal of its
+// entries, pruned folders included, durable.
 func (d *Driver) PersistRemovals(ctx context.Context, dir string) error {
 	file, err := d.file(dir)
 	if err != nil {
 		return err
 	}
-	for file != d.root {
-		if _, err := os.Lstat(file); err == nil {
-			break
-		}
-		file = filepath.Dir(file)
-	}
-	if driver.Defer(ctx, d.barrier, d.newChanges, func(cs *changes) { cs.files = append(cs.files, file) }) {
+	if driver.Defer(ctx, d.barrier, d.newChanges, func(cs *changes) { cs.removals = append(cs.removals, file) }) {
 		return nil
 	}
-	return d.barrier.waitFor(d.barrier.ticket(), func() error { return d.syncChanges(file) })
+	return d.barrier.waitFor(d.barrier.ticket(), func() error { return d.syncRemovals(file) })
 }
 
 // MaxSegment implements driver.SegmentLimiter: NAME_MAX of Linux file
