@@ -394,6 +394,18 @@ func (ms *ManifestStore) delete(ctx context.Context, reference string, durable b
 			return err
 		}
 	}
+	// The tags' and the entry's removal are durable before the record's,
+	// which a crash could otherwise keep alone: the tags would name
+	// nothing. (The collector removes manifests no tag names.)
+	dirs := []string{tagsPath(ms.repo.name)}
+	if rec.Subject != nil {
+		dirs = append(dirs, path.Dir(referrerPath(ms.repo.name, rec.Subject.Digest, d)))
+	}
+	if durable {
+		if err := ms.persistRemovals(ctx, dirs...); err != nil {
+			return err
+		}
+	}
 	if err := driver.RemoveObject(ctx, ms.driver(), manifestLinkPath(ms.repo.name, d)); err != nil {
 		return err
 	}
@@ -402,12 +414,13 @@ func (ms *ManifestStore) delete(ctx context.Context, reference string, durable b
 		return err
 	}
 	// Acknowledged deletes stay deleted: a crash must not bring back the
-	// manifest, its tags or its referrer entry. One sync covers them all.
+	// manifest, or the tags and entry the second pass took.
+	return ms.persistRemovals(ctx, append(dirs, path.Dir(manifestLinkPath(ms.repo.name, d)))...)
+}
+
+// persistRemovals makes the removals in dirs durable, with one sync.
+func (ms *ManifestStore) persistRemovals(ctx context.Context, dirs ...string) error {
 	bctx, batch := driver.WithBatch(ctx)
-	dirs := []string{tagsPath(ms.repo.name), path.Dir(manifestLinkPath(ms.repo.name, d))}
-	if rec.Subject != nil {
-		dirs = append(dirs, path.Dir(referrerPath(ms.repo.name, rec.Subject.Digest, d)))
-	}
 	for _, dir := range dirs {
 		if err := driver.PersistRemovals(bctx, ms.driver(), dir); err != nil {
 			return err

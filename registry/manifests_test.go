@@ -702,6 +702,14 @@ type persisting struct {
 	driver.Driver
 	mu    sync.Mutex
 	paths map[string]bool
+	log   []string // removals persisted and objects deleted, in order
+}
+
+func (p *persisting) Delete(ctx context.Context, path string) error {
+	p.mu.Lock()
+	p.log = append(p.log, "delete "+path)
+	p.mu.Unlock()
+	return p.Driver.Delete(ctx, path)
 }
 
 func (p *persisting) Persist(ctx context.Context, path string) error {
@@ -751,6 +759,7 @@ func TestManifestPushPersistsItsReferences(t *testing.T) {
 func (p *persisting) PersistRemovals(ctx context.Context, dir string) error {
 	p.mu.Lock()
 	p.paths["removals "+dir] = true
+	p.log = append(p.log, "removals "+dir)
 	p.mu.Unlock()
 	return driver.PersistRemovals(ctx, p.Driver, dir)
 }
@@ -769,6 +778,7 @@ func TestDeletesPersistTheirRemovals(t *testing.T) {
 		t.Error("a tag delete did not make its removal durable")
 	}
 	clear(d.paths)
+	d.log = nil
 	if err := f.ms.Delete(f.ctx, m.Descriptor.Digest.String()); err != nil {
 		t.Fatal(err)
 	}
@@ -776,6 +786,13 @@ func TestDeletesPersistTheirRemovals(t *testing.T) {
 		if !d.paths["removals "+dir] {
 			t.Errorf("a manifest delete did not make the removals in %s durable", dir)
 		}
+	}
+	// The tags' removal is durable before the record goes: a crash between
+	// must not keep tags naming nothing.
+	tags := slices.Index(d.log, "removals "+tagsPath("r"))
+	record := slices.Index(d.log, "delete "+manifestLinkPath("r", m.Descriptor.Digest))
+	if tags < 0 || record < 0 || tags > record {
+		t.Errorf("removals persisted and deletes, in order: %q; the tags' must come before the record's", d.log)
 	}
 	if err := f.repo.Blobs().Delete(f.ctx, img.Layers[0].Digest); err != nil {
 		t.Fatal(err)
