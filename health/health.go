@@ -61,10 +61,9 @@ func Ready(check func(context.Context) error, draining <-chan struct{}, logger *
 		return last
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		draining := isClosed(draining)
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
-		if draining || cached(r) != nil {
+		if isClosed(draining) || cached(r) != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			io.WriteString(w, "not ready\n")
 			return

@@ -63,24 +63,25 @@ func (r *Registry) cacheSet(ctx context.Context, key string, v []byte, ttl time.
 // cacheDelete invalidates keys. A failure is logged loudly: the entry then
 // lives until its TTL, which is the one way the cache can mislead.
 func (r *Registry) cacheDelete(ctx context.Context, keys ...string) {
-	if r.cache == nil {
-		return
-	}
-	// Not on the caller's context: a client that hangs up once the store
-	// has changed must not leave the old entry served until its TTL.
-	if err := r.cache.Delete(context.WithoutCancel(ctx), keys...); err != nil {
-		r.log.Warn("cache invalidation failed; stale entries live until their TTL", "keys", keys, "err", err)
+	if r.cache != nil {
+		r.invalidate(ctx, r.cache.Delete, keys)
 	}
 }
 
 // cacheForget drops keys to be read afresh from the store; see Forgetter.
 func (r *Registry) cacheForget(ctx context.Context, keys ...string) {
-	f, ok := r.cache.(Forgetter)
-	if !ok {
+	if f, ok := r.cache.(Forgetter); ok {
+		r.invalidate(ctx, f.Forget, keys)
+	} else {
 		r.cacheDelete(ctx, keys...)
-		return
 	}
-	if err := f.Forget(context.WithoutCancel(ctx), keys...); err != nil {
+}
+
+// invalidate runs drop on keys. Not on the caller's context: a client
+// that hangs up once the store has changed must not leave the old entry
+// served until its TTL.
+func (r *Registry) invalidate(ctx context.Context, drop func(context.Context, ...string) error, keys []string) {
+	if err := drop(context.WithoutCancel(ctx), keys...); err != nil {
 		r.log.Warn("cache invalidation failed; stale entries live until their TTL", "keys", keys, "err", err)
 	}
 }

@@ -111,44 +111,38 @@ func copyPiped(w io.Writer, r io.Reader, hs []hash.Hash, stop func() error, firs
 			release(p)
 		}
 	}()
-	closeQueues := func() {
-		if hashQ != nil {
-			close(hashQ)
-		}
-		close(writeQ)
-	}
-	queuing := true
-	defer func() {
-		if queuing {
-			// A panic reading the body or in stop: the stages end on
-			// their own once their queues close.
-			closeQueues()
+	bufs := []*[]byte{first}
+	// The queues close however reading ends, a panic reading the body or
+	// in stop included: the stages then end on their own.
+	func() {
+		defer func() {
+			if hashQ != nil {
+				close(hashQ)
+			}
+			close(writeQ)
+		}()
+		buf, m := first, len(*first)
+		for {
+			p := &piece{buf: buf, n: m}
+			p.refs.Store(stages)
+			if hashQ != nil {
+				hashQ <- p
+			}
+			writeQ <- p
+			if rerr != nil || ended.Load() {
+				return
+			}
+			if len(bufs) < pipeBufs {
+				buf = copyBufs.Get().(*[]byte)
+				bufs = append(bufs, buf)
+			} else {
+				buf = <-free
+			}
+			if m, rerr = fill(r, *buf); m == 0 || stop() != nil {
+				return
+			}
 		}
 	}()
-	bufs := []*[]byte{first}
-	buf, m := first, len(*first)
-	for {
-		p := &piece{buf: buf, n: m}
-		p.refs.Store(stages)
-		if hashQ != nil {
-			hashQ <- p
-		}
-		writeQ <- p
-		if rerr != nil || ended.Load() {
-			break
-		}
-		if len(bufs) < pipeBufs {
-			buf = copyBufs.Get().(*[]byte)
-			bufs = append(bufs, buf)
-		} else {
-			buf = <-free
-		}
-		if m, rerr = fill(r, *buf); m == 0 || stop() != nil {
-			break
-		}
-	}
-	queuing = false
-	closeQueues()
 	<-hashed
 	// n and werr are the writer's, final once it has sent.
 	if p := <-done; p != nil {

@@ -119,8 +119,6 @@ type bench struct {
 	targets []*target
 	nonce   uint64
 	log     func(format string, args ...any)
-	// dataDir, when set, is where the registries keep their data.
-	dataDir string
 }
 
 var seedHash = maphash.MakeSeed()

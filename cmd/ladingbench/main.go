@@ -124,7 +124,7 @@ func run(args []string, stdout io.Writer) error {
 			return err
 		}
 	}
-	b := &bench{s: s, targets: regs, nonce: uint64(time.Now().UnixNano()), dataDir: *dataDir, log: func(f string, a ...any) {
+	b := &bench{s: s, targets: regs, nonce: uint64(time.Now().UnixNano()), log: func(f string, a ...any) {
 		fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05 ")+f+"\n", a...)
 	}}
 	if *dataDir != "" {

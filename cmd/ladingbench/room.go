@@ -20,36 +20,19 @@ func checkRoom(dir string, need int64) error {
 	return nil
 }
 
-// bigWrites is how many bytes of blobs a run of scenario sc pushes; 0 for
-// scenarios that push little.
-func (b *bench) bigWrites(sc string) int64 {
-	switch sc {
-	case "push", "chunked":
-		return b.s.blobSize
-	case "image":
-		var n int64
-		for _, l := range b.s.imageLayers {
-			n += l
-		}
-		return n
-	}
-	return 0
-}
-
 // roomNeeded estimates what a run of the scenarios writes in all: every
 // round of every registry keeps what it pushed.
 func (b *bench) roomNeeded(scs []scenario) int64 {
-	ran := map[string]bool{}
-	for _, sc := range scs {
-		ran[sc.name] = true
-	}
 	var per int64 // one registry, one round
 	for _, sc := range scs {
-		per += b.bigWrites(sc.name)
-	}
-	if ran["pull"] {
-		// Its blob is the last big push of the round before, or its own.
-		per += b.s.blobSize
+		switch sc.name {
+		case "push", "chunked", "pull": // the pull's blob: the round's last big push, or its own
+			per += b.s.blobSize
+		case "image":
+			for _, l := range b.s.imageLayers {
+				per += l
+			}
+		}
 	}
 	per += int64(b.s.smallCount)*b.s.smallSize + int64(b.s.manifestCount)*(8<<10)
 	return per*int64(b.s.rounds)*int64(len(b.targets)) + 1<<30
