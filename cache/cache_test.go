@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -310,5 +311,85 @@ func TestRedisForgetLeavesNoTombstone(t *testing.T) {
 	}
 	if v, err := r.Get(ctx, "link:repo@d"); err != nil || string(v) != "read afresh" {
 		t.Fatalf("after Forget: %q %v", v, err)
+	}
+}
+
+// cuttable forwards to a Redis until cut, then refuses connections and
+// closes those it forwarded, as a partition between a replica and Redis.
+type cuttable struct {
+	net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newCuttable(t *testing.T, target string) *cuttable {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cuttable{Listener: ln}
+	t.Cleanup(p.cut)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, s)
+			p.mu.Unlock()
+			go func() { io.Copy(s, c); s.Close() }()
+			go func() { io.Copy(c, s); c.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *cuttable) cut() {
+	p.Listener.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+}
+
+// A holder cut off from Redis cannot renew its lock: it is told the lock
+// is lost while Redis still keeps the key, before another could take it.
+func TestRedisReportsLossBeforeALockItCannotRenewLapses(t *testing.T) {
+	addr := testenv.Redis(t)
+	p := newCuttable(t, addr)
+	r := cache.NewRedis(cache.RedisOptions{Addr: p.Addr().String(), LockTTL: 1200 * time.Millisecond, Prefix: "cut-test:"})
+	defer r.Close()
+	direct := redis.NewClient(&redis.Options{Addr: addr})
+	defer direct.Close()
+	ctx := context.Background()
+	unlock, lost, err := r.TryLockLost(ctx, "repo/u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	select {
+	case <-lost:
+		t.Fatal("a lock kept by its holder reported lost")
+	case <-time.After(1500 * time.Millisecond):
+	}
+	p.cut()
+	select {
+	case <-lost:
+		n, err := direct.Exists(ctx, "cut-test:lock:repo/u1").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != 1 {
+			t.Fatal("loss reported only after Redis let the key lapse")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a lock that could not be renewed was never reported lost")
 	}
 }

@@ -147,12 +147,14 @@ func (r *Redis) TryLock(ctx context.Context, key string) (func(), error) {
 
 // TryLockLost implements registry.LossReporter: a renewal that finds the
 // key gone or another's (the holder stalled past LockTTL) reports the
-// loss. One that cannot reach Redis keeps trying.
+// loss, as do renewals that cannot reach Redis until the key could lapse
+// (registry.KeepLease).
 func (r *Redis) TryLockLost(ctx context.Context, key string) (func(), <-chan struct{}, error) {
 	var b [16]byte
 	rand.Read(b[:])
 	token := hex.EncodeToString(b[:])
 	k := r.prefix + "lock:" + key
+	taken := time.Now()
 	ok, err := r.c.SetNX(ctx, k, token, r.lockTTL).Result()
 	if err == nil && !ok {
 		// The client retries a command whose reply came too late; the
@@ -173,14 +175,12 @@ func (r *Redis) TryLockLost(ctx context.Context, key string) (func(), <-chan str
 	if !ok {
 		return nil, nil, registry.ErrLocked
 	}
-	lost := make(chan struct{})
-	stop := registry.KeepAlive(r.lockTTL/3, func() bool {
-		n, err := renewScript.Run(context.Background(), r.c, []string{k}, token, r.lockTTL.Milliseconds()).Int()
+	stop, lost := registry.KeepLease(r.lockTTL, taken, func(ctx context.Context) error {
+		n, err := renewScript.Run(ctx, r.c, []string{k}, token, r.lockTTL.Milliseconds()).Int()
 		if err == nil && n == 0 {
-			close(lost)
-			return false
+			return registry.ErrLeaseGone
 		}
-		return true
+		return err
 	})
 	return func() {
 		stop()

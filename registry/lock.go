@@ -19,7 +19,8 @@ type Locker interface {
 // LossReporter is a Locker whose locks are leases that can lapse while
 // held: a holder stalled past its lease (a pause, a partition) finds the
 // key taken by another. TryLockLost is TryLock plus a channel closed once
-// the lock is no longer the caller's, so that it stops writing.
+// the lock is no longer the caller's, or may lapse before its holder can
+// renew it, so that it stops writing.
 type LossReporter interface {
 	TryLockLost(ctx context.Context, key string) (unlock func(), lost <-chan struct{}, err error)
 }
@@ -119,11 +120,24 @@ func (f fallbackLocker) TryLockLost(ctx context.Context, key string) (func(), <-
 	return tryLock(ctx, f.fallback, key)
 }
 
-// KeepAlive calls renew every interval until the returned stop is called;
-// stop waits for a renewal in progress. renew returns false to end early
-// (the lease is no longer ours). Lockers with leases use it so a holder
-// working longer than the lease keeps it.
-func KeepAlive(interval time.Duration, renew func() bool) (stop func()) {
+// ErrLeaseGone is what a lease's renewal returns when the lease is no
+// longer the holder's: lapsed, or taken by another.
+var ErrLeaseGone = errors.New("registry: the lease is gone")
+
+// KeepLease renews a lease of ttl, taken by a request sent at taken, every
+// ttl/3 until the returned stop is called; stop waits for a renewal in
+// progress. renew returns ErrLeaseGone when the lease is no longer the
+// holder's. lost is closed then, and also once renewals have failed until
+// the next could come only after the term ends (counted from when the last
+// good one was sent): a holder cut off from where the lease is kept stops
+// writing before another may take it, rather than find out afterwards.
+// Each renewal is given until shortly before the term ends.
+func KeepLease(ttl time.Duration, taken time.Time, renew func(context.Context) error) (stop func(), lost <-chan struct{}) {
+	interval := ttl / 3
+	// The margin leaves the holder time to stop, and covers clocks that
+	// disagree a little.
+	ends := taken.Add(ttl - interval/4)
+	gone := make(chan struct{})
 	quit, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
@@ -134,14 +148,22 @@ func KeepAlive(interval time.Duration, renew func() bool) (stop func()) {
 			case <-quit:
 				return
 			case <-t.C:
-				if !renew() {
-					return
-				}
+			}
+			sent := time.Now()
+			ctx, cancel := context.WithDeadline(context.Background(), ends)
+			err := renew(ctx)
+			cancel()
+			switch {
+			case err == nil:
+				ends = sent.Add(ttl - interval/4)
+			case errors.Is(err, ErrLeaseGone) || !time.Now().Add(interval).Before(ends):
+				close(gone)
+				return
 			}
 		}
 	}()
 	return func() {
 		close(quit)
 		<-done
-	}
+	}, gone
 }

@@ -45,13 +45,16 @@ func (l *backendLocker) TryLock(ctx context.Context, key string) (func(), error)
 }
 
 // TryLockLost implements LossReporter: a renewal that finds the lease gone
-// or another's reports the loss.
+// or another's reports the loss, as do renewals failing until the lease
+// could lapse (KeepLease).
 func (l *backendLocker) TryLockLost(ctx context.Context, key string) (func(), <-chan struct{}, error) {
 	path := lockPath(key)
 	var tok [16]byte
 	rand.Read(tok[:])
 	mine := lease{Token: hex.EncodeToString(tok[:])}
+	var taken time.Time
 	for attempt := 0; ; attempt++ {
+		taken = time.Now()
 		mine.Expires = l.now().Add(l.ttl)
 		raw, _ := json.Marshal(mine)
 		err := l.d.Create(ctx, path, raw)
@@ -84,25 +87,23 @@ func (l *backendLocker) TryLockLost(ctx context.Context, key string) (func(), <-
 			}
 		}
 	}
-	lost := make(chan struct{})
-	stop := KeepAlive(l.ttl/3, func() bool {
-		ctx := context.Background()
+	stop, lost := KeepLease(l.ttl, taken, func(ctx context.Context) error {
 		held, err := l.read(ctx, path)
 		if driver.IsNotFound(err) || err == nil && held.Token != mine.Token {
-			close(lost)  // broken by another after expiry: nothing left to renew
-			return false // so this runs once
+			return ErrLeaseGone // broken by another after expiry
 		}
 		if err != nil {
-			return true // the backend may answer next time
+			return err // the backend may answer next time
 		}
 		renewed := mine
 		renewed.Expires = l.now().Add(l.ttl)
 		raw, _ := json.Marshal(renewed)
 		// Only a stored renewal extends what unlock trusts without a read.
-		if l.d.PutContent(ctx, path, raw) == nil {
-			mine = renewed
+		if err := l.d.PutContent(ctx, path, raw); err != nil {
+			return err
 		}
-		return true
+		mine = renewed
+		return nil
 	})
 	return func() {
 		stop() // after it, mine is no longer renewed concurrently

@@ -223,3 +223,121 @@ func TestExpiredLeaseIsTakenOnce(t *testing.T) {
 		t.Fatalf("neither took the expired lease: %v", errs)
 	}
 }
+
+// unreachable is a backend that stops answering once cut: every request
+// fails, or waits for its deadline when hang is set, as across a partition.
+type unreachable struct {
+	driver.Driver
+	cut, hang atomic.Bool
+}
+
+func (u *unreachable) fail(ctx context.Context) error {
+	if !u.cut.Load() {
+		return nil
+	}
+	if u.hang.Load() {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return errors.New("connection refused")
+}
+
+func (u *unreachable) GetContent(ctx context.Context, path string) ([]byte, error) {
+	if err := u.fail(ctx); err != nil {
+		return nil, err
+	}
+	return u.Driver.GetContent(ctx, path)
+}
+
+func (u *unreachable) PutContent(ctx context.Context, path string, content []byte) error {
+	if err := u.fail(ctx); err != nil {
+		return err
+	}
+	return u.Driver.PutContent(ctx, path, content)
+}
+
+// A holder cut off from the backend cannot renew its lease: it is told the
+// lease is lost before the lease's stored term ends, when another replica
+// may break it, whether its renewals fail at once or hang.
+func TestBackendLockerReportsLossBeforeALeaseItCannotRenewEnds(t *testing.T) {
+	for _, hang := range []bool{false, true} {
+		ctx := context.Background()
+		d := &unreachable{Driver: inmemory.New()}
+		d.hang.Store(hang)
+		l := &backendLocker{d: d, ttl: 300 * time.Millisecond, now: time.Now}
+		unlock, lost, err := l.TryLockLost(ctx, "repo/x/0001")
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-lost:
+			t.Fatal("a lease kept by its holder reported lost")
+		case <-time.After(500 * time.Millisecond):
+		}
+		held, err := l.read(ctx, lockPath("repo/x/0001"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.cut.Store(true)
+		select {
+		case <-lost:
+			if time.Now().After(held.Expires) {
+				t.Fatalf("hang %v: loss reported only after the stored lease ended", hang)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("hang %v: a lease that could not be renewed was never reported lost", hang)
+		}
+		d.cut.Store(false) // the fake's hang knows no deadline but the caller's
+		unlock()
+	}
+}
+
+// KeepLease renews on time, reports a lease gone at once, and gives up on
+// a lease whose renewals fail before the term counted from the last good
+// one ends.
+func TestKeepLease(t *testing.T) {
+	const ttl = 300 * time.Millisecond
+	var calls atomic.Int32
+	stop, lost := KeepLease(ttl, time.Now(), func(context.Context) error { calls.Add(1); return nil })
+	select {
+	case <-lost:
+		t.Fatal("a lease renewed every time reported lost")
+	case <-time.After(3 * ttl):
+	}
+	stop()
+	if n := calls.Load(); n < 6 {
+		t.Fatalf("%d renewals in three terms, want one every third of a term", n)
+	}
+
+	stop, lost = KeepLease(ttl, time.Now(), func(context.Context) error { return ErrLeaseGone })
+	select {
+	case <-lost:
+	case <-time.After(ttl):
+		t.Fatal("a lease gone was not reported at the first renewal")
+	}
+	stop()
+
+	var failing atomic.Bool
+	var lastGood atomic.Int64
+	stop, lost = KeepLease(ttl, time.Now(), func(context.Context) error {
+		if failing.Load() {
+			return errors.New("unreachable")
+		}
+		lastGood.Store(time.Now().UnixNano())
+		return nil
+	})
+	defer stop()
+	time.Sleep(ttl / 2) // one good renewal, near ttl/3
+	failing.Store(true)
+	select {
+	case <-lost:
+		if lastGood.Load() == 0 {
+			t.Fatal("no renewal before they began to fail")
+		}
+		if d := time.Since(time.Unix(0, lastGood.Load())); d >= ttl {
+			t.Fatalf("loss reported %v after the last good renewal, past its term of %v", d, ttl)
+		}
+	case <-time.After(5 * ttl):
+		t.Fatal("renewals failing past the term were never reported")
+	}
+}
