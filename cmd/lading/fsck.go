@@ -10,15 +10,20 @@ import (
 	"github.com/lading-registry/lading/registry"
 )
 
-// runFsck checks the store; the exit status is 1 when problems remain
-// (found and not repaired), so scripts can act on it.
+// runFsck checks the store. Its exit status tells scripts apart what
+// they act on differently: 1 when problems remain (found and not
+// repaired), 3 when the check could not run or finish (the store could not
+// be opened or read), 2 for a mistake in the command line or configuration.
 func runFsck(args []string, stdout, stderr io.Writer) int {
-	cmd := newStoreCommand("lading fsck", stderr)
+	cmd := newStoreCommand("lading fsck", fsckFailed, stderr)
 	repair := cmd.fs.Bool("repair", false, "fix what can be fixed without losing anything readable (dangling tags and links, corrupt blobs, lost catalog entries, a collection left running by a killed collector)")
 	return cmd.run(args, func(ctx context.Context, _ *config.Config, reg *registry.Registry) int {
 		return check(ctx, reg, *repair, stdout, stderr)
 	})
 }
+
+// fsckFailed is fsck's exit status for a check that could not run or finish.
+const fsckFailed = 3
 
 // check runs fsck and prints what it finds.
 func check(ctx context.Context, reg *registry.Registry, repair bool, stdout, stderr io.Writer) int {
@@ -37,7 +42,7 @@ func check(ctx context.Context, reg *registry.Registry, repair bool, stdout, std
 	progress.clear()
 	if err != nil {
 		fmt.Fprintf(stderr, "lading fsck: %v\n", err)
-		return 1
+		return fsckFailed
 	}
 	fmt.Fprintf(stdout, "checked %d blobs (%s), %d repositories, %d manifests, %d links, %d tags in %v: %d problems, %d repaired\n",
 		rep.Blobs, byteSize(rep.Bytes), rep.Repositories, rep.Manifests, rep.Links, rep.Tags,

@@ -24,10 +24,13 @@ type storeCommand struct {
 	stderr     io.Writer
 	configFile string
 	root       string
+	failed     int
 }
 
-func newStoreCommand(name string, stderr io.Writer) *storeCommand {
-	c := &storeCommand{fs: flag.NewFlagSet(name, flag.ContinueOnError), stderr: stderr}
+// newStoreCommand returns a command over a store; failed is its exit
+// status when the store cannot be opened or the run fails.
+func newStoreCommand(name string, failed int, stderr io.Writer) *storeCommand {
+	c := &storeCommand{fs: flag.NewFlagSet(name, flag.ContinueOnError), stderr: stderr, failed: failed}
 	c.fs.SetOutput(stderr)
 	c.fs.StringVar(&c.configFile, "config", "", "YAML configuration `file` (or "+config.ConfigEnv+"); its storage section says where the store is")
 	c.fs.StringVar(&c.root, "root", "", "`directory` of a filesystem store; overrides the configuration")
@@ -36,7 +39,7 @@ func newStoreCommand(name string, stderr io.Writer) *storeCommand {
 
 // run parses args, opens the store and runs body with a registry over it,
 // returning the exit status: 2 for a mistake in the command line or
-// configuration.
+// configuration, c.failed when the store cannot be opened.
 func (c *storeCommand) run(args []string, body func(ctx context.Context, cfg *config.Config, reg *registry.Registry) int) int {
 	if err := c.fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -50,10 +53,15 @@ func (c *storeCommand) run(args []string, body func(ctx context.Context, cfg *co
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	cfg, drv, err := c.open(ctx)
+	cfg, err := config.Load(c.configFile, os.Environ(), nil)
 	if err != nil {
-		fmt.Fprintf(c.stderr, "%s: %v\n", c.fs.Name(), err)
+		fmt.Fprintf(c.stderr, "%s: configuration:\n%v\n", c.fs.Name(), err)
 		return 2
+	}
+	drv, err := c.open(ctx, cfg)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "%s: storage: %v\n", c.fs.Name(), err)
+		return c.failed
 	}
 	opts := registry.Options{}
 	if cfg.Redis.Addr != "" {
@@ -66,12 +74,8 @@ func (c *storeCommand) run(args []string, body func(ctx context.Context, cfg *co
 	return body(ctx, cfg, registry.New(drv, opts))
 }
 
-// open loads the configuration and opens the store it names.
-func (c *storeCommand) open(ctx context.Context) (*config.Config, driver.Driver, error) {
-	cfg, err := config.Load(c.configFile, os.Environ(), nil)
-	if err != nil {
-		return nil, nil, fmt.Errorf("configuration:\n%w", err)
-	}
+// open opens the store cfg names, or the one --root does.
+func (c *storeCommand) open(ctx context.Context, cfg *config.Config) (driver.Driver, error) {
 	if c.root != "" {
 		cfg.Storage.Driver = "filesystem"
 		cfg.Storage.Filesystem.Root = c.root
@@ -79,14 +83,14 @@ func (c *storeCommand) open(ctx context.Context) (*config.Config, driver.Driver,
 	if cfg.Storage.Driver == "filesystem" {
 		// A missing root would be created empty: say so instead.
 		if _, err := os.Stat(cfg.Storage.Filesystem.Root); err != nil {
-			return nil, nil, fmt.Errorf("storage: %w", err)
+			return nil, err
 		}
 	}
 	backend, err := openStorage(ctx, cfg.Storage)
 	if err != nil {
-		return nil, nil, fmt.Errorf("storage: %w", err)
+		return nil, err
 	}
-	return cfg, driver.Instrument(backend, nil), nil
+	return driver.Instrument(backend, nil), nil
 }
 
 // flagSet reports whether the command line gave flag name.
@@ -97,7 +101,7 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 }
 
 func runGC(args []string, stdout, stderr io.Writer) int {
-	cmd := newStoreCommand("lading gc", stderr)
+	cmd := newStoreCommand("lading gc", 1, stderr)
 	dryRun := cmd.fs.Bool("dry-run", false, "list what would be removed, and remove nothing")
 	grace := cmd.fs.Duration("grace", 0, "keep blobs, links and untagged manifests younger than this (default: gc.grace, 24h)")
 	untagged := cmd.fs.Bool("untagged", false, "also remove manifests no tag, index or kept subject reaches (default: gc.untagged)")

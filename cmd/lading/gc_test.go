@@ -97,7 +97,7 @@ func TestGCCommandRefusals(t *testing.T) {
 		code int
 		err  string
 	}{
-		{[]string{"--root", filepath.Join(t.TempDir(), "missing")}, 2, "no such file"},
+		{[]string{"--root", filepath.Join(t.TempDir(), "missing")}, 1, "no such file"},
 		{[]string{"--grace", "soon"}, 2, "invalid value"},
 		{[]string{"extra"}, 2, "unexpected arguments"},
 		{[]string{"--config", filepath.Join(t.TempDir(), "none.yaml")}, 2, "configuration"},
@@ -105,6 +105,26 @@ func TestGCCommandRefusals(t *testing.T) {
 		var out, errOut bytes.Buffer
 		if code := runGC(tc.args, &out, &errOut); code != tc.code || !strings.Contains(errOut.String(), tc.err) {
 			t.Errorf("gc %v: %d %q", tc.args, code, errOut.String())
+		}
+	}
+}
+
+// fsck's statuses keep apart a store with problems (1), a mistake in the
+// command (2) and a check that could not run (3).
+func TestFsckCommandRefusals(t *testing.T) {
+	t.Setenv("LADING_CONFIG", "")
+	for _, tc := range []struct {
+		args []string
+		code int
+		err  string
+	}{
+		{[]string{"--root", filepath.Join(t.TempDir(), "missing")}, 3, "no such file"},
+		{[]string{"--repair=maybe"}, 2, "invalid"},
+		{[]string{"--config", filepath.Join(t.TempDir(), "none.yaml")}, 2, "configuration"},
+	} {
+		var out, errOut bytes.Buffer
+		if code := runFsck(tc.args, &out, &errOut); code != tc.code || !strings.Contains(errOut.String(), tc.err) {
+			t.Errorf("fsck %v: %d %q", tc.args, code, errOut.String())
 		}
 	}
 }
