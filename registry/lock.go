@@ -35,8 +35,9 @@ func tryLock(ctx context.Context, l Locker, key string) (func(), <-chan struct{}
 	return unlock, nil, err
 }
 
-// errLeaseLost ends work done under a lease that lapsed (see whileHeld).
-var errLeaseLost = errors.New("registry: the lease lapsed and another process may hold it now")
+// errLeaseLost ends work done under a lease that lapsed, or could not be
+// renewed before its term ends (see whileHeld).
+var errLeaseLost = errors.New("registry: the lease lapsed or could not be renewed; another process may hold it now")
 
 // whileHeld returns ctx, canceled with errLeaseLost as its cause once lost
 // is closed, so that long work under a lease (a collection, a purge) stops
@@ -127,27 +128,39 @@ var ErrLeaseGone = errors.New("registry: the lease is gone")
 // KeepLease renews a lease of ttl, taken by a request sent at taken, every
 // ttl/3 until the returned stop is called; stop waits for a renewal in
 // progress. renew returns ErrLeaseGone when the lease is no longer the
-// holder's. lost is closed then, and also once renewals have failed until
-// the next could come only after the term ends (counted from when the last
-// good one was sent): a holder cut off from where the lease is kept stops
-// writing before another may take it, rather than find out afterwards.
-// Each renewal is given until shortly before the term ends.
+// holder's. lost is closed then, and also when the term ends before a
+// renewal got through (counted, less a margin, from when the last good one
+// was sent), whether the renewals failed or still hang: a holder cut off
+// from where the lease is kept stops writing before another may take it,
+// rather than find out afterwards. A failed renewal is tried again after a
+// twelfth of the term, so a short outage costs nothing.
 func KeepLease(ttl time.Duration, taken time.Time, renew func(context.Context) error) (stop func(), lost <-chan struct{}) {
 	interval := ttl / 3
+	retry := ttl / 12
 	// The margin leaves the holder time to stop, and covers clocks that
 	// disagree a little.
-	ends := taken.Add(ttl - interval/4)
+	term := ttl - retry
+	ends := taken.Add(term)
 	gone := make(chan struct{})
+	var once sync.Once
+	lapse := func() { once.Do(func() { close(gone) }) }
+	// The term's end is kept by a timer, not by the renewals, which a
+	// client may hold past their deadline (go-redis reads a socket with its
+	// own timeout).
+	lapsed := time.AfterFunc(time.Until(ends), lapse)
 	quit, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(interval)
-		defer t.Stop()
+		defer lapsed.Stop()
+		next := time.NewTimer(interval)
+		defer next.Stop()
 		for {
 			select {
 			case <-quit:
 				return
-			case <-t.C:
+			case <-gone:
+				return
+			case <-next.C:
 			}
 			sent := time.Now()
 			ctx, cancel := context.WithDeadline(context.Background(), ends)
@@ -155,10 +168,17 @@ func KeepLease(ttl time.Duration, taken time.Time, renew func(context.Context) e
 			cancel()
 			switch {
 			case err == nil:
-				ends = sent.Add(ttl - interval/4)
-			case errors.Is(err, ErrLeaseGone) || !time.Now().Add(interval).Before(ends):
-				close(gone)
+				if !lapsed.Stop() {
+					return // the term ended while the renewal was on its way
+				}
+				ends = sent.Add(term)
+				lapsed.Reset(time.Until(ends))
+				next.Reset(interval)
+			case errors.Is(err, ErrLeaseGone):
+				lapse()
 				return
+			default:
+				next.Reset(retry)
 			}
 		}
 	}()

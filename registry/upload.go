@@ -706,14 +706,14 @@ func (u *Upload) lockForChunk(ctx context.Context) (func(), error) {
 	return unlock, err
 }
 
-// held fails once this request's lock on the session has lapsed (see
-// LossReporter): another request may be writing to it now, so nothing more
-// may be written, saved or published. The client asks where the session
-// stands and goes on from there.
+// held fails once this request's lock on the session has lapsed, or could
+// not be renewed in time (see LossReporter): another request may be
+// writing to it now, so nothing more may be written, saved or published.
+// The client asks where the session stands and goes on from there.
 func (u *Upload) held() error {
 	select {
 	case <-u.lockLost:
-		return &RangeError{Offset: u.state.Offset, Message: "this request's lock on the upload lapsed; another may be writing to it"}
+		return &RangeError{Offset: u.state.Offset, Message: "this request's lock on the upload lapsed or could not be renewed; another may be writing to it"}
 	default:
 		return nil
 	}
