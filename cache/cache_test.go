@@ -41,7 +41,7 @@ func testCache(t *testing.T, c registry.Cache) {
 }
 
 func TestRedis(t *testing.T) {
-	r := cache.NewRedis(cache.RedisOptions{Addr: testenv.Redis(t), LockTTL: 300 * time.Millisecond})
+	r := cache.NewRedis(cache.RedisOptions{Addr: testenv.Redis(t), LockTTL: time.Second})
 	defer r.Close()
 	testCache(t, r)
 
@@ -54,7 +54,7 @@ func TestRedis(t *testing.T) {
 		t.Fatalf("second lock: %v", err)
 	}
 	// Held past its TTL: the holder's renewals keep it.
-	time.Sleep(700 * time.Millisecond)
+	time.Sleep(2200 * time.Millisecond)
 	if _, err := r.TryLock(ctx, "repo/u1"); !errors.Is(err, registry.ErrLocked) {
 		t.Fatalf("lock lapsed while held: %v", err)
 	}
@@ -90,7 +90,7 @@ func TestRedisDown(t *testing.T) {
 // reported lost at the holder's next renewal.
 func TestRedisReportsLostLock(t *testing.T) {
 	addr := testenv.Redis(t)
-	r := cache.NewRedis(cache.RedisOptions{Addr: addr, LockTTL: 300 * time.Millisecond, Prefix: "lost-test:"})
+	r := cache.NewRedis(cache.RedisOptions{Addr: addr, LockTTL: time.Second, Prefix: "lost-test:"})
 	defer r.Close()
 	ctx := context.Background()
 	unlock, lost, err := r.TryLockLost(ctx, "repo/u1")
@@ -364,7 +364,7 @@ func (p *cuttable) cut() {
 func TestRedisReportsLossBeforeALockItCannotRenewLapses(t *testing.T) {
 	addr := testenv.Redis(t)
 	p := newCuttable(t, addr)
-	r := cache.NewRedis(cache.RedisOptions{Addr: p.Addr().String(), LockTTL: 1200 * time.Millisecond, Prefix: "cut-test:"})
+	r := cache.NewRedis(cache.RedisOptions{Addr: p.Addr().String(), LockTTL: 2400 * time.Millisecond, Prefix: "cut-test:"})
 	defer r.Close()
 	direct := redis.NewClient(&redis.Options{Addr: addr})
 	defer direct.Close()
@@ -377,7 +377,7 @@ func TestRedisReportsLossBeforeALockItCannotRenewLapses(t *testing.T) {
 	select {
 	case <-lost:
 		t.Fatal("a lock kept by its holder reported lost")
-	case <-time.After(1500 * time.Millisecond):
+	case <-time.After(2600 * time.Millisecond):
 	}
 	p.cut()
 	select {

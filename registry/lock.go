@@ -132,8 +132,10 @@ var ErrLeaseGone = errors.New("registry: the lease is gone")
 // renewal got through (counted, less a margin, from when the last good one
 // was sent), whether the renewals failed or still hang: a holder cut off
 // from where the lease is kept stops writing before another may take it,
-// rather than find out afterwards. A failed renewal is tried again after a
-// twelfth of the term, so a short outage costs nothing.
+// rather than find out afterwards. A renewal has a twelfth of the term; a
+// failed one is tried again a twelfth later, so a short outage costs
+// nothing (a client that keeps no deadline, go-redis on its sockets, may
+// hold a renewal past its own: the term's end is kept apart).
 func KeepLease(ttl time.Duration, taken time.Time, renew func(context.Context) error) (stop func(), lost <-chan struct{}) {
 	interval := ttl / 3
 	retry := ttl / 12
@@ -163,7 +165,13 @@ func KeepLease(ttl time.Duration, taken time.Time, renew func(context.Context) e
 			case <-next.C:
 			}
 			sent := time.Now()
-			ctx, cancel := context.WithDeadline(context.Background(), ends)
+			// A renewal that hangs (a connection dropped without a word) is
+			// given up in time for another on a fresh one.
+			deadline := sent.Add(retry)
+			if ends.Before(deadline) {
+				deadline = ends
+			}
+			ctx, cancel := context.WithDeadline(context.Background(), deadline)
 			err := renew(ctx)
 			cancel()
 			switch {

@@ -45,8 +45,8 @@ func (l *backendLocker) TryLock(ctx context.Context, key string) (func(), error)
 }
 
 // TryLockLost implements LossReporter: a renewal that finds the lease gone
-// or another's reports the loss, as do renewals failing until the lease
-// could lapse (KeepLease).
+// or another's reports the loss, as do renewals failing or hanging until
+// the lease could lapse (KeepLease).
 func (l *backendLocker) TryLockLost(ctx context.Context, key string) (func(), <-chan struct{}, error) {
 	path := lockPath(key)
 	var tok [16]byte

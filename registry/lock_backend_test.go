@@ -85,7 +85,7 @@ func TestBackendLockerOneWinner(t *testing.T) {
 func TestBackendLockerReportsLoss(t *testing.T) {
 	ctx := context.Background()
 	d := inmemory.New()
-	l := &backendLocker{d: d, ttl: 90 * time.Millisecond, now: time.Now}
+	l := &backendLocker{d: d, ttl: 900 * time.Millisecond, now: time.Now}
 	unlock, lost, err := l.TryLockLost(ctx, "repo/x/0000")
 	if err != nil {
 		t.Fatal(err)
@@ -94,7 +94,7 @@ func TestBackendLockerReportsLoss(t *testing.T) {
 	select {
 	case <-lost:
 		t.Fatal("a lease kept by its holder reported lost")
-	case <-time.After(200 * time.Millisecond):
+	case <-time.After(1200 * time.Millisecond):
 	}
 	// Another took the key (as after an expiry the holder slept through).
 	if err := d.PutContent(ctx, lockPath("repo/x/0000"), []byte(`{"token":"another","expires":"2100-01-01T00:00:00Z"}`)); err != nil {
@@ -313,6 +313,37 @@ func TestKeepLease(t *testing.T) {
 	if n := calls.Load(); n < 5 {
 		t.Fatalf("%d renewals in three terms, want about one every third of a term", n)
 	}
+
+	// One renewal failing, the next getting through: nothing lost.
+	var attempts atomic.Int32
+	stop, lost = KeepLease(ttl, time.Now(), func(context.Context) error {
+		if attempts.Add(1) == 1 {
+			return errors.New("unreachable for a moment")
+		}
+		return nil
+	})
+	select {
+	case <-lost:
+		t.Fatal("a lease whose renewal failed once, then got through, reported lost")
+	case <-time.After(2 * ttl):
+	}
+	stop()
+
+	// A renewal that hangs is given up in time for another to get through.
+	var hung atomic.Bool
+	stop, lost = KeepLease(ttl, time.Now(), func(ctx context.Context) error {
+		if hung.CompareAndSwap(false, true) {
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		return nil
+	})
+	select {
+	case <-lost:
+		t.Fatal("a lease whose first renewal hung, the next got through, reported lost")
+	case <-time.After(2 * ttl):
+	}
+	stop()
 
 	stop, lost = KeepLease(ttl, time.Now(), func(context.Context) error { return ErrLeaseGone })
 	select {

@@ -53,8 +53,9 @@ type Upload struct {
 	state uploadState
 	// private: a session no request can see (Put's), with nothing stored.
 	private bool
-	// lockLost is closed if the lock this handle's request holds lapses;
-	// nil (never closed) for a lock that cannot.
+	// lockLost is closed if the lock this handle's request holds lapses,
+	// or could not be renewed in time; nil (never closed) for a lock that
+	// cannot.
 	lockLost <-chan struct{}
 }
 
