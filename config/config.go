@@ -36,6 +36,7 @@ type HTTP struct {
 	BodyIdleTimeout   time.Duration `yaml:"bodyidletimeout" doc:"How long a request body (an upload chunk, a manifest) may stall before the request fails with 408; the session keeps what arrived. 0 means no limit."`
 	MaxUploads        int           `yaml:"maxuploads" doc:"Upload requests (PATCH/PUT bodies) served at once; 0 means no limit. Caps memory and disk bandwidth."`
 	MaxManifestSize   Bytes         `yaml:"maxmanifestsize" doc:"Largest manifest accepted; larger ones get 413 without being read."`
+	MaxBlobSize       Bytes         `yaml:"maxblobsize" doc:"Largest blob accepted (a layer, a config); larger ones get 413, read no further than the limit. 0 means no limit."`
 }
 
 // TLS holds the certificate files. Empty cert and key mean plain HTTP.

@@ -78,6 +78,10 @@ func (b *clientBody) blame(ctx context.Context, err error, code registry.Code) e
 	if cause == nil {
 		return err
 	}
+	var blobBig *blobLimitError
+	if errors.As(cause, &blobBig) {
+		return blobTooLarge(blobBig.max)
+	}
 	var tooBig *http.MaxBytesError
 	if errors.As(cause, &tooBig) {
 		return withStatus(http.StatusRequestEntityTooLarge, code, "request body exceeds %d bytes", tooBig.Limit)

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/lading-registry/lading/registry"
 	"github.com/lading-registry/lading/storage/driver/inmemory"
 )
@@ -257,4 +259,49 @@ func TestBoundBodiesLeavesHTTP2Alone(t *testing.T) {
 	if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusOK {
 		t.Fatalf("HTTP/%d %d, want HTTP/2 200", resp.ProtoMajor, resp.StatusCode)
 	}
+}
+
+// A blob past MaxBlobSize is refused with 413: unread when its length is
+// declared, else read only up to the limit, so that neither a monolithic
+// push nor a session ever holds more than the limit.
+func TestMaxBlobSize(t *testing.T) {
+	const limit = 1000
+	h := newHandler(t, Options{MaxBlobSize: limit})
+	small, big := bytes.Repeat([]byte("a"), limit), bytes.Repeat([]byte("b"), limit+1)
+
+	pushBlob(t, h, "r", small) // exactly the limit
+	for _, chunked := range []bool{false, true} {
+		d := digest.FromBytes(big)
+		rec := serve(t, h, request{method: http.MethodPost, target: "/v2/r/blobs/uploads/?digest=" + d.String(), body: big, chunked: chunked})
+		wantStatus(t, rec, http.StatusRequestEntityTooLarge, registry.CodeBlobUploadInvalid)
+		rec = serve(t, h, request{method: http.MethodHead, target: "/v2/r/blobs/" + d.String()})
+		wantStatus(t, rec, http.StatusNotFound, "")
+	}
+
+	// A session: chunks up to the limit are taken, a declared chunk past it
+	// is refused before it is read, one of unknown length stops at it.
+	loc := startSession(t, h, "r")
+	rec := serve(t, h, request{method: http.MethodPatch, target: loc, body: big[:600], header: map[string]string{"Content-Range": "0-599"}})
+	wantStatus(t, rec, http.StatusAccepted, "")
+	loc = rec.Header().Get("Location")
+	rec = serve(t, h, request{method: http.MethodPatch, target: loc, body: big[:401], header: map[string]string{"Content-Range": "600-1000"}})
+	wantStatus(t, rec, http.StatusRequestEntityTooLarge, registry.CodeBlobUploadInvalid)
+	rec = serve(t, h, request{method: http.MethodGet, target: loc})
+	wantStatus(t, rec, http.StatusNoContent, "")
+	if got := rec.Header().Get("Range"); got != "0-599" {
+		t.Fatalf("after a refused chunk the session holds %q, want 0-599", got)
+	}
+	rec = serve(t, h, request{method: http.MethodPatch, target: loc, body: big[:500], chunked: true})
+	wantStatus(t, rec, http.StatusRequestEntityTooLarge, registry.CodeBlobUploadInvalid)
+	rec = serve(t, h, request{method: http.MethodGet, target: loc})
+	wantStatus(t, rec, http.StatusNoContent, "")
+	if got := rec.Header().Get("Range"); got != "0-999" {
+		t.Fatalf("after a chunk of unknown length past the limit the session holds %q, want 0-999", got)
+	}
+	// The final PUT with a body past the limit is refused too, and the
+	// session commits what it holds.
+	rec = serve(t, h, request{method: http.MethodPut, target: withQuery(loc, "digest="+digest.FromBytes(big).String()), body: big[:1]})
+	wantStatus(t, rec, http.StatusRequestEntityTooLarge, registry.CodeBlobUploadInvalid)
+	rec = serve(t, h, request{method: http.MethodPut, target: withQuery(loc, "digest="+digest.FromBytes(big[:limit]).String())})
+	wantStatus(t, rec, http.StatusCreated, "")
 }

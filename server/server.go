@@ -48,6 +48,10 @@ type Options struct {
 	// Middleware is applied in order, the first outermost, between the
 	// router and the endpoint handlers.
 	Middleware []Middleware
+	// MaxBlobSize, when above 0, bounds the size of a blob pushed: a body
+	// that would take it past the limit gets 413 BLOB_UPLOAD_INVALID,
+	// refused unread when its length is declared, else read no further.
+	MaxBlobSize int64
 	// ReadOnly refuses pushes and deletes with 405 UNSUPPORTED; reads go on.
 	ReadOnly bool
 	// Authorizer, when set, decides every routed request before Middleware

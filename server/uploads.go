@@ -2,6 +2,8 @@ package server
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 
 	"github.com/opencontainers/go-digest"
@@ -45,7 +47,10 @@ func (h *handlers) startUpload(w http.ResponseWriter, r *http.Request, rt Route)
 		if err != nil {
 			return err
 		}
-		body := newClientBody(r.Body, -1)
+		if err := h.checkBlobSize(0, r.ContentLength); err != nil {
+			return err
+		}
+		body := newClientBody(h.limitBlob(r.Body, 0), -1)
 		_, err = blobs.Put(ctx, d, body)
 		if err := body.blame(ctx, err, registry.CodeBlobUploadInvalid); err != nil {
 			return err
@@ -99,7 +104,7 @@ func (h *handlers) upload(w http.ResponseWriter, r *http.Request, rt Route) erro
 		writeEmpty(w, http.StatusNoContent)
 		return nil
 	case http.MethodPatch:
-		if err := appendChunk(w, r, rt.Repository, up, ""); err != nil {
+		if err := h.appendChunk(w, r, rt.Repository, up, ""); err != nil {
 			return err
 		}
 		uploadAccepted(w, rt.Repository, up, http.StatusAccepted)
@@ -109,7 +114,7 @@ func (h *handlers) upload(w http.ResponseWriter, r *http.Request, rt Route) erro
 	// PUT: an optional last chunk, then the commit — in one hold of the
 	// session when there is a chunk.
 	if r.ContentLength != 0 || r.Header.Get("Content-Range") != "" {
-		if err := appendChunk(w, r, rt.Repository, up, d); err != nil {
+		if err := h.appendChunk(w, r, rt.Repository, up, d); err != nil {
 			return err
 		}
 	} else if _, err := up.Commit(ctx, d, -1); err != nil {
@@ -127,7 +132,7 @@ func (h *handlers) upload(w http.ResponseWriter, r *http.Request, rt Route) erro
 //
 // With commit set (a final PUT), the chunk is committed as that digest in
 // the same step.
-func appendChunk(w http.ResponseWriter, r *http.Request, repo string, up *registry.Upload, commit digest.Digest) error {
+func (h *handlers) appendChunk(w http.ResponseWriter, r *http.Request, repo string, up *registry.Upload, commit digest.Digest) error {
 	at, length := int64(-1), int64(-1)
 	if cr := r.Header.Get("Content-Range"); cr != "" {
 		start, end, ok := parseContentRange(cr)
@@ -140,7 +145,14 @@ func appendChunk(w http.ResponseWriter, r *http.Request, repo string, up *regist
 				"Content-Length %d does not match Content-Range %q", r.ContentLength, cr)
 		}
 	}
-	body := newClientBody(r.Body, length)
+	declared := length
+	if declared < 0 {
+		declared = r.ContentLength
+	}
+	if err := h.checkBlobSize(up.Offset(), declared); err != nil {
+		return err
+	}
+	body := newClientBody(h.limitBlob(r.Body, up.Offset()), length)
 	var err error
 	if commit != "" {
 		_, err = up.AppendCommit(r.Context(), body, at, commit)
@@ -172,4 +184,57 @@ func blobCreated(w http.ResponseWriter, repo string, d digest.Digest) {
 	hdr.Set("Location", "/v2/"+repo+"/blobs/"+d.String())
 	hdr.Set("Docker-Content-Digest", d.String())
 	writeEmpty(w, http.StatusCreated)
+}
+
+// checkBlobSize refuses, unread, a body of declared length (-1: unknown)
+// that would take a blob of offset bytes past MaxBlobSize.
+func (h *handlers) checkBlobSize(offset, declared int64) error {
+	if max := h.opts.MaxBlobSize; max > 0 && declared >= 0 && offset+declared > max {
+		return blobTooLarge(max)
+	}
+	return nil
+}
+
+// limitBlob reads r up to what keeps a blob of offset bytes within
+// MaxBlobSize, and fails with a *blobLimitError past it: the session keeps
+// no byte beyond the limit.
+func (h *handlers) limitBlob(r io.Reader, offset int64) io.Reader {
+	if h.opts.MaxBlobSize <= 0 {
+		return r
+	}
+	return &blobLimit{r: r, left: max(h.opts.MaxBlobSize-offset, 0), max: h.opts.MaxBlobSize}
+}
+
+// blobLimit is limitBlob's reader.
+type blobLimit struct {
+	r    io.Reader
+	left int64
+	max  int64
+}
+
+func (b *blobLimit) Read(p []byte) (int, error) {
+	// One byte past what is left tells a body that ends at the limit from
+	// one that goes on.
+	if int64(len(p)) > b.left+1 {
+		p = p[:b.left+1]
+	}
+	n, err := b.r.Read(p)
+	if int64(n) > b.left {
+		n = int(b.left)
+		b.left = 0
+		return n, &blobLimitError{max: b.max}
+	}
+	b.left -= int64(n)
+	return n, err
+}
+
+// blobLimitError is a body that would take its blob past MaxBlobSize.
+type blobLimitError struct{ max int64 }
+
+func (e *blobLimitError) Error() string {
+	return fmt.Sprintf("blob exceeds the registry's limit of %d bytes", e.max)
+}
+
+func blobTooLarge(max int64) error {
+	return withStatus(http.StatusRequestEntityTooLarge, registry.CodeBlobUploadInvalid, "blob exceeds the registry's limit of %d bytes", max)
 }

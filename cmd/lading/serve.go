@@ -194,6 +194,7 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 		DisableDeletes:  !cfg.Deletes.Enabled,
 		ReadOnly:        cfg.ReadOnly,
 		MaxUploads:      noLimitIfZero(cfg.HTTP.MaxUploads),
+		MaxBlobSize:     int64(cfg.HTTP.MaxBlobSize),
 		BodyIdleTimeout: noLimitIfZero(cfg.HTTP.BodyIdleTimeout),
 		Authorizer:      authorizer,
 	})

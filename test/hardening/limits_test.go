@@ -2,6 +2,7 @@ package hardening
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -9,6 +10,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/lading-registry/lading/internal/testserver"
 )
@@ -73,4 +80,42 @@ func waitClosed(t *testing.T, conn net.Conn, limit time.Duration) {
 		t.Fatalf("connection still open after %v", limit)
 	}
 	t.Logf("closed by the server after %v", time.Since(began).Round(10*time.Millisecond))
+}
+
+// TestMaxBlobSize pushes layers with go-containerregistry to a process
+// started with http.maxblobsize: a layer within it lands, one past it is
+// refused with 413 BLOB_UPLOAD_INVALID, which the client shows, and leaves
+// no blob behind.
+func TestMaxBlobSize(t *testing.T) {
+	srv := start(t, testserver.Options{Env: []string{"LADING_HTTP_MAXBLOBSIZE=1MiB"}})
+	repo, err := name.NewRepository(srv.Addr + "/limits/layers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	small, err := random.Layer(512<<10, types.OCIUncompressedLayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteLayer(repo, small); err != nil {
+		t.Fatalf("a layer within the limit: %v", err)
+	}
+	big, err := random.Layer(2<<20, types.OCIUncompressedLayer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = remote.WriteLayer(repo, big)
+	var terr *transport.Error
+	if !errors.As(err, &terr) || terr.StatusCode != http.StatusRequestEntityTooLarge ||
+		len(terr.Errors) == 0 || terr.Errors[0].Code != transport.BlobUploadInvalidErrorCode {
+		t.Fatalf("a layer past the limit: %v, want 413 BLOB_UPLOAD_INVALID", err)
+	}
+	d, _ := big.Digest()
+	resp, err := http.Head("http://" + srv.Addr + "/v2/limits/layers/blobs/" + d.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("HEAD of the layer past the limit: %d, want 404", resp.StatusCode)
+	}
 }
