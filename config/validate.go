@@ -46,9 +46,6 @@ func validate(c *Config, origin map[string]string) []error {
 	if c.HTTP.MaxUploads < 0 {
 		v.fail("http.maxuploads", "%d must be 0 (no limit) or more", c.HTTP.MaxUploads)
 	}
-	if c.HTTP.MaxBlobSize < 0 {
-		v.fail("http.maxblobsize", "must be 0 (no limit) or more")
-	}
 	if c.HTTP.MaxManifestSize <= 0 {
 		v.fail("http.maxmanifestsize", "must be greater than 0")
 	}

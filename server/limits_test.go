@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -291,6 +292,12 @@ func TestMaxBlobSize(t *testing.T) {
 	if got := rec.Header().Get("Range"); got != "0-599" {
 		t.Fatalf("after a refused chunk the session holds %q, want 0-599", got)
 	}
+	// A chunk sent again (its answer lost), or starting elsewhere, is out
+	// of order as without a limit: 416, which the client recovers from.
+	for _, cr := range []string{"0-599", "400-999"} {
+		rec = serve(t, h, request{method: http.MethodPatch, target: loc, body: big[:600], header: map[string]string{"Content-Range": cr}})
+		wantStatus(t, rec, http.StatusRequestedRangeNotSatisfiable, registry.CodeRangeInvalid)
+	}
 	rec = serve(t, h, request{method: http.MethodPatch, target: loc, body: big[:500], chunked: true})
 	wantStatus(t, rec, http.StatusRequestEntityTooLarge, registry.CodeBlobUploadInvalid)
 	rec = serve(t, h, request{method: http.MethodGet, target: loc})
@@ -304,4 +311,13 @@ func TestMaxBlobSize(t *testing.T) {
 	wantStatus(t, rec, http.StatusRequestEntityTooLarge, registry.CodeBlobUploadInvalid)
 	rec = serve(t, h, request{method: http.MethodPut, target: withQuery(loc, "digest="+digest.FromBytes(big[:limit]).String())})
 	wantStatus(t, rec, http.StatusCreated, "")
+}
+
+// A limit as large as a size can be takes every blob.
+func TestMaxBlobSizeAtItsLargest(t *testing.T) {
+	h := newHandler(t, Options{MaxBlobSize: math.MaxInt64})
+	pushBlob(t, h, "r", []byte("content"))
+	loc := startSession(t, h, "r")
+	rec := serve(t, h, request{method: http.MethodPatch, target: loc, body: []byte("chunk"), chunked: true})
+	wantStatus(t, rec, http.StatusAccepted, "")
 }

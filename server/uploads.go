@@ -50,7 +50,7 @@ func (h *handlers) startUpload(w http.ResponseWriter, r *http.Request, rt Route)
 		if err := h.checkBlobSize(0, r.ContentLength); err != nil {
 			return err
 		}
-		body := newClientBody(h.limitBlob(r.Body, 0), -1)
+		body := newClientBody(h.limitBlob(r.Body, func() int64 { return 0 }), -1)
 		_, err = blobs.Put(ctx, d, body)
 		if err := body.blame(ctx, err, registry.CodeBlobUploadInvalid); err != nil {
 			return err
@@ -145,14 +145,19 @@ func (h *handlers) appendChunk(w http.ResponseWriter, r *http.Request, repo stri
 				"Content-Length %d does not match Content-Range %q", r.ContentLength, cr)
 		}
 	}
-	declared := length
-	if declared < 0 {
-		declared = r.ContentLength
-	}
-	if err := h.checkBlobSize(up.Offset(), declared); err != nil {
+	// A chunk that names its range is checked where that range ends (one
+	// that starts elsewhere than the session gets the registry's 416);
+	// another where the session stands.
+	if at >= 0 {
+		if err := h.checkBlobSize(at, length); err != nil {
+			return err
+		}
+	} else if err := h.checkBlobSize(up.Offset(), r.ContentLength); err != nil {
 		return err
 	}
-	body := newClientBody(h.limitBlob(r.Body, up.Offset()), length)
+	// The reader takes the session's offset once the registry has read it
+	// under the session's lock: the one Resume saw may be behind.
+	body := newClientBody(h.limitBlob(r.Body, up.Offset), length)
 	var err error
 	if commit != "" {
 		_, err = up.AppendCommit(r.Context(), body, at, commit)
@@ -189,33 +194,37 @@ func blobCreated(w http.ResponseWriter, repo string, d digest.Digest) {
 // checkBlobSize refuses, unread, a body of declared length (-1: unknown)
 // that would take a blob of offset bytes past MaxBlobSize.
 func (h *handlers) checkBlobSize(offset, declared int64) error {
-	if max := h.opts.MaxBlobSize; max > 0 && declared >= 0 && offset+declared > max {
-		return blobTooLarge(max)
+	if limit := h.opts.MaxBlobSize; limit > 0 && declared > 0 && declared > limit-offset {
+		return blobTooLarge(limit)
 	}
 	return nil
 }
 
-// limitBlob reads r up to what keeps a blob of offset bytes within
-// MaxBlobSize, and fails with a *blobLimitError past it: the session keeps
-// no byte beyond the limit.
-func (h *handlers) limitBlob(r io.Reader, offset int64) io.Reader {
+// limitBlob reads r up to what keeps the blob within MaxBlobSize, from the
+// blob's size offset returns at the first read, and fails with a
+// *blobLimitError past it: a session keeps no byte beyond the limit.
+func (h *handlers) limitBlob(r io.Reader, offset func() int64) io.Reader {
 	if h.opts.MaxBlobSize <= 0 {
 		return r
 	}
-	return &blobLimit{r: r, left: max(h.opts.MaxBlobSize-offset, 0), max: h.opts.MaxBlobSize}
+	return &blobLimit{r: r, offset: offset, left: -1, max: h.opts.MaxBlobSize}
 }
 
 // blobLimit is limitBlob's reader.
 type blobLimit struct {
-	r    io.Reader
-	left int64
-	max  int64
+	r      io.Reader
+	offset func() int64
+	left   int64 // -1 until the first read
+	max    int64
 }
 
 func (b *blobLimit) Read(p []byte) (int, error) {
+	if b.left < 0 {
+		b.left = max(b.max-b.offset(), 0)
+	}
 	// One byte past what is left tells a body that ends at the limit from
 	// one that goes on.
-	if int64(len(p)) > b.left+1 {
+	if int64(len(p)) > b.left {
 		p = p[:b.left+1]
 	}
 	n, err := b.r.Read(p)
@@ -235,6 +244,6 @@ func (e *blobLimitError) Error() string {
 	return fmt.Sprintf("blob exceeds the registry's limit of %d bytes", e.max)
 }
 
-func blobTooLarge(max int64) error {
-	return withStatus(http.StatusRequestEntityTooLarge, registry.CodeBlobUploadInvalid, "blob exceeds the registry's limit of %d bytes", max)
+func blobTooLarge(limit int64) error {
+	return withStatus(http.StatusRequestEntityTooLarge, registry.CodeBlobUploadInvalid, "blob exceeds the registry's limit of %d bytes", limit)
 }
