@@ -321,3 +321,22 @@ func TestMaxBlobSizeAtItsLargest(t *testing.T) {
 	rec := serve(t, h, request{method: http.MethodPatch, target: loc, body: []byte("chunk"), chunked: true})
 	wantStatus(t, rec, http.StatusAccepted, "")
 }
+
+// A session that holds more than the limit, from before the limit was set,
+// is not committed past it.
+func TestMaxBlobSizeSetAfterASessionBegan(t *testing.T) {
+	reg := registry.New(inmemory.New(), registry.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	before := New(reg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	content := bytes.Repeat([]byte("c"), 1500)
+	loc := startSession(t, before, "r")
+	rec := serve(t, before, request{method: http.MethodPatch, target: loc, body: content})
+	wantStatus(t, rec, http.StatusAccepted, "")
+	loc = rec.Header().Get("Location")
+
+	after := New(reg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxBlobSize: 1000})
+	d := digest.FromBytes(content)
+	rec = serve(t, after, request{method: http.MethodPut, target: withQuery(loc, "digest="+d.String())})
+	wantStatus(t, rec, http.StatusRequestEntityTooLarge, registry.CodeBlobUploadInvalid)
+	rec = serve(t, after, request{method: http.MethodHead, target: "/v2/r/blobs/" + d.String()})
+	wantStatus(t, rec, http.StatusNotFound, "")
+}

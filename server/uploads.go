@@ -117,8 +117,15 @@ func (h *handlers) upload(w http.ResponseWriter, r *http.Request, rt Route) erro
 		if err := h.appendChunk(w, r, rt.Repository, up, d); err != nil {
 			return err
 		}
-	} else if _, err := up.Commit(ctx, d, -1); err != nil {
-		return err
+	} else {
+		// A session may hold more than the limit from before it was set
+		// or lowered.
+		if err := h.checkBlobSize(0, up.Offset()); err != nil {
+			return err
+		}
+		if _, err := up.Commit(ctx, d, -1); err != nil {
+			return err
+		}
 	}
 	blobCreated(w, rt.Repository, d)
 	return nil
