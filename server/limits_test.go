@@ -325,15 +325,16 @@ func TestMaxBlobSizeAtItsLargest(t *testing.T) {
 // A session that holds more than the limit, from before the limit was set,
 // is not committed past it.
 func TestMaxBlobSizeSetAfterASessionBegan(t *testing.T) {
-	reg := registry.New(inmemory.New(), registry.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	before := New(reg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	reg := registry.New(inmemory.New(), registry.Options{Logger: quiet})
+	before := New(reg, Options{Logger: quiet})
 	content := bytes.Repeat([]byte("c"), 1500)
 	loc := startSession(t, before, "r")
 	rec := serve(t, before, request{method: http.MethodPatch, target: loc, body: content})
 	wantStatus(t, rec, http.StatusAccepted, "")
 	loc = rec.Header().Get("Location")
 
-	after := New(reg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxBlobSize: 1000})
+	after := New(reg, Options{Logger: quiet, MaxBlobSize: 1000})
 	d := digest.FromBytes(content)
 	rec = serve(t, after, request{method: http.MethodPut, target: withQuery(loc, "digest="+d.String())})
 	wantStatus(t, rec, http.StatusRequestEntityTooLarge, registry.CodeBlobUploadInvalid)

@@ -252,5 +252,5 @@ func (e *blobLimitError) Error() string {
 }
 
 func blobTooLarge(limit int64) error {
-	return withStatus(http.StatusRequestEntityTooLarge, registry.CodeBlobUploadInvalid, "blob exceeds the registry's limit of %d bytes", limit)
+	return withStatus(http.StatusRequestEntityTooLarge, registry.CodeBlobUploadInvalid, "%v", &blobLimitError{max: limit})
 }

@@ -90,41 +90,32 @@ func TestGCCommand(t *testing.T) {
 	}
 }
 
-func TestGCCommandRefusals(t *testing.T) {
+// The statuses keep apart a mistake in the command (2) and a store that
+// cannot be opened (gc 1, fsck 3); fsck's 1, for a store with problems, is
+// TestFsckCommand's.
+func TestStoreCommandRefusals(t *testing.T) {
 	t.Setenv("LADING_CONFIG", "")
 	for _, tc := range []struct {
+		cmd  string
 		args []string
 		code int
 		err  string
 	}{
-		{[]string{"--root", filepath.Join(t.TempDir(), "missing")}, 1, "no such file"},
-		{[]string{"--grace", "soon"}, 2, "invalid value"},
-		{[]string{"extra"}, 2, "unexpected arguments"},
-		{[]string{"--config", filepath.Join(t.TempDir(), "none.yaml")}, 2, "configuration"},
+		{"gc", []string{"--root", filepath.Join(t.TempDir(), "missing")}, 1, "no such file"},
+		{"gc", []string{"--grace", "soon"}, 2, "invalid value"},
+		{"gc", []string{"extra"}, 2, "unexpected arguments"},
+		{"gc", []string{"--config", filepath.Join(t.TempDir(), "none.yaml")}, 2, "configuration"},
+		{"fsck", []string{"--root", filepath.Join(t.TempDir(), "missing")}, 3, "no such file"},
+		{"fsck", []string{"--repair=maybe"}, 2, "invalid"},
+		{"fsck", []string{"--config", filepath.Join(t.TempDir(), "none.yaml")}, 2, "configuration"},
 	} {
-		var out, errOut bytes.Buffer
-		if code := runGC(tc.args, &out, &errOut); code != tc.code || !strings.Contains(errOut.String(), tc.err) {
-			t.Errorf("gc %v: %d %q", tc.args, code, errOut.String())
+		run := runGC
+		if tc.cmd == "fsck" {
+			run = runFsck
 		}
-	}
-}
-
-// fsck's statuses keep apart a store with problems (1), a mistake in the
-// command (2) and a check that could not run (3).
-func TestFsckCommandRefusals(t *testing.T) {
-	t.Setenv("LADING_CONFIG", "")
-	for _, tc := range []struct {
-		args []string
-		code int
-		err  string
-	}{
-		{[]string{"--root", filepath.Join(t.TempDir(), "missing")}, 3, "no such file"},
-		{[]string{"--repair=maybe"}, 2, "invalid"},
-		{[]string{"--config", filepath.Join(t.TempDir(), "none.yaml")}, 2, "configuration"},
-	} {
 		var out, errOut bytes.Buffer
-		if code := runFsck(tc.args, &out, &errOut); code != tc.code || !strings.Contains(errOut.String(), tc.err) {
-			t.Errorf("fsck %v: %d %q", tc.args, code, errOut.String())
+		if code := run(tc.args, &out, &errOut); code != tc.code || !strings.Contains(errOut.String(), tc.err) {
+			t.Errorf("%s %v: %d %q", tc.cmd, tc.args, code, errOut.String())
 		}
 	}
 }
