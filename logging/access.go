@@ -52,19 +52,18 @@ func AccessLog(logger *slog.Logger, next http.Handler, info func(*http.Request) 
 		if rec.Status() >= 500 {
 			level = slog.LevelError
 		}
-		logger.LogAttrs(r.Context(), level, "request",
-			slog.String("method", r.Method),
-			slog.String("route", labels.Route),
-			slog.String("repository", labels.Repository),
-			slog.String("path", r.URL.EscapedPath()),
-			slog.Int("status", rec.Status()),
-			slog.Int64("bytes_in", body.BytesRead()),
-			slog.Int64("bytes_out", rec.Written()),
-			slog.Duration("duration", time.Since(start)),
-			slog.String("client", clientHost(r.RemoteAddr)),
-			slog.String("user_agent", r.UserAgent()),
-			slog.String("request_id", id),
-		)
+		f := accessFields{
+			method: r.Method, route: labels.Route, repository: labels.Repository,
+			path: r.URL.EscapedPath(), status: rec.Status(),
+			bytesIn: body.BytesRead(), bytesOut: rec.Written(), duration: time.Since(start),
+			client: clientHost(r.RemoteAddr), userAgent: r.UserAgent(), requestID: id,
+		}
+		if h, ok := logger.Handler().(*accessHandler); ok {
+			if level < h.level || h.log(time.Now(), level, &f) {
+				return
+			}
+		}
+		logger.LogAttrs(r.Context(), level, "request", f.attrs()...)
 	})
 }
 
