@@ -22,12 +22,20 @@ missing=()
 for cmd in redis-server:redis-server skopeo:skopeo podman:podman ctr:containerd dockerd:docker.io; do
 	command -v "${cmd%%:*}" >/dev/null || missing+=("${cmd#*:}")
 done
+# The packages download and install while the Go tools below compile: on a
+# fresh machine each takes minutes, one waiting on the network and disk,
+# the other on the CPU.
+apt_pid=
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "test.sh: installing ${missing[*]}" >&2
-	as_root apt-get update -qq
-	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-	# The packages start system-wide servers; the tests start their own.
-	as_root systemctl stop redis-server docker.socket docker containerd >/dev/null 2>&1 || true
+	[ "$(id -u)" = 0 ] || sudo -v # asks for a password here, not amid the builds
+	(
+		as_root apt-get update -qq
+		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+		# The packages start system-wide servers; the tests start their own.
+		as_root systemctl stop redis-server docker.socket docker containerd >/dev/null 2>&1 || true
+	) &
+	apt_pid=$!
 fi
 
 # go_tool MODULE PACKAGE VERSION builds PACKAGE of MODULE at VERSION into
@@ -45,6 +53,10 @@ go_tool oras.land/oras oras.land/oras/cmd/oras v1.3.6
 go_tool github.com/regclient/regclient github.com/regclient/regclient/cmd/regctl v0.11.7
 go_tool helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm v3.22.0
 go_tool github.com/sigstore/cosign/v2 github.com/sigstore/cosign/v2/cmd/cosign v2.6.5
+if [ -n "$apt_pid" ] && ! wait "$apt_pid"; then
+	echo "test.sh: installing ${missing[*]} failed" >&2
+	exit 1
+fi
 
 # Fuzz targets run briefly each, as real fuzzing, after the ordinary tests.
 # The budget is a count of executions (about 10 s each here), not a
