@@ -153,12 +153,11 @@ func appendMillis(b []byte, t time.Time) []byte {
 // plain reports whether s needs no quoting in slog's text format and no
 // escaping in its JSON: printable ASCII other than space, '=', '"' and
 // '\\'. Every other string is left to slog, whose rules for the rest
-// (control characters, Unicode spaces, invalid UTF-8, HTML characters in
-// JSON) are its own.
+// (control characters, Unicode spaces, invalid UTF-8) are its own.
 func plain(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if c <= ' ' || c >= 0x7f || c == '=' || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+		if c <= ' ' || c >= 0x7f || c == '=' || c == '"' || c == '\\' {
 			return false
 		}
 	}

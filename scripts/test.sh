@@ -28,7 +28,8 @@ done
 apt_pid=
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "test.sh: installing ${missing[*]}" >&2
-	[ "$(id -u)" = 0 ] || sudo -v # asks for a password here, not amid the builds
+	# A password, if sudo wants one, is asked for here, not amid the builds.
+	[ "$(id -u)" = 0 ] || sudo -n true 2>/dev/null || sudo -v
 	(
 		as_root apt-get update -qq
 		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -36,6 +37,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 		as_root systemctl stop redis-server docker.socket docker containerd >/dev/null 2>&1 || true
 	) &
 	apt_pid=$!
+	# An early exit (a failed build, ^C) leaves apt to finish rather than
+	# kill dpkg mid-install, or a rerun finds its lock held.
+	trap 'echo "test.sh: waiting for apt to finish" >&2; wait "$apt_pid" || true' EXIT
 fi
 
 # go_tool MODULE PACKAGE VERSION builds PACKAGE of MODULE at VERSION into
@@ -53,9 +57,12 @@ go_tool oras.land/oras oras.land/oras/cmd/oras v1.3.6
 go_tool github.com/regclient/regclient github.com/regclient/regclient/cmd/regctl v0.11.7
 go_tool helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm v3.22.0
 go_tool github.com/sigstore/cosign/v2 github.com/sigstore/cosign/v2/cmd/cosign v2.6.5
-if [ -n "$apt_pid" ] && ! wait "$apt_pid"; then
-	echo "test.sh: installing ${missing[*]} failed" >&2
-	exit 1
+if [ -n "$apt_pid" ]; then
+	trap - EXIT
+	if ! wait "$apt_pid"; then
+		echo "test.sh: installing ${missing[*]} failed" >&2
+		exit 1
+	fi
 fi
 
 # Fuzz targets run briefly each, as real fuzzing, after the ordinary tests.
