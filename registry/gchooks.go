@@ -331,9 +331,9 @@ func (ms *ManifestStore) ensureReferences(ctx context.Context, d digest.Digest, 
 }
 
 // withdraw deletes a manifest just pushed that cannot be pulled whole,
-// because of why.
+// because of why. The push holds the manifest's lock.
 func (ms *ManifestStore) withdraw(ctx context.Context, d digest.Digest, why error) {
-	if err := ms.Delete(context.WithoutCancel(ctx), d.String()); err != nil && !isUnknown(err) {
+	if err := ms.deleteDigest(context.WithoutCancel(ctx), d, true); err != nil && !isUnknown(err) {
 		ms.repo.reg.log.Error("manifest left referencing what a collection removed", "repository", ms.repo.name, "digest", d, "missing", why, "err", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/lading-registry/lading/storage/driver"
 	"github.com/lading-registry/lading/storage/driver/inmemory"
@@ -162,8 +163,40 @@ func TestDeleteFailingAtEachStepLeavesNoDanglingTag(t *testing.T) {
 }
 
 // A push of a tag onto a manifest being deleted by digest, at each point of
-// the delete: afterwards every tag names a manifest.
+// the delete, and a delete at a point of the push: whichever goes first,
+// the outcome is one of the two orders (the manifest gone with its tags, or
+// there with the pushed tag), never a tag naming nothing or an
+// acknowledged push without its tag. The other request starts inside a
+// hook and is given a moment there, in which it would run through were
+// the two not taking turns (lockManifest), as they did before the lock:
+// a push landing between the delete's removal of the record and its
+// second pass then lost its tag.
 func TestPushDuringDigestDelete(t *testing.T) {
+	// meanwhile starts op and waits a moment for it, or until it ends.
+	meanwhile := func(op func() error) (wait func() error) {
+		done := make(chan error, 1)
+		go func() { done <- op() }()
+		select {
+		case err := <-done:
+			return func() error { return err }
+		case <-time.After(200 * time.Millisecond):
+			return func() error { return <-done }
+		}
+	}
+	// oneOrder fails unless the manifest is either gone with its tag, or
+	// there and tagged.
+	oneOrder := func(t *testing.T, f *fixture, d digest.Digest, tag string) {
+		t.Helper()
+		noDanglingTags(t, f)
+		_, recErr := f.ms.Get(f.ctx, d.String())
+		tagged := pullable(f.ctx, f.repo, tag) == nil
+		switch {
+		case recErr == nil && !tagged:
+			t.Fatalf("the manifest stands without the pushed tag %s", tag)
+		case recErr != nil && !errors.Is(recErr, ErrManifestUnknown):
+			t.Fatal(recErr)
+		}
+	}
 	cases := []struct {
 		name   string
 		op     func(d digest.Digest) (op, p string)
@@ -171,39 +204,100 @@ func TestPushDuringDigestDelete(t *testing.T) {
 	}{
 		{"before the record goes", func(d digest.Digest) (string, string) { return "delete", manifestLinkPath("race", d) }, true},
 		{"after the record went", func(d digest.Digest) (string, string) { return "delete", manifestLinkPath("race", d) }, false},
-		{"while tags are read", func(d digest.Digest) (string, string) { return "get", tagPath("race", "v1") }, true},
+		{"while its tags go", func(d digest.Digest) (string, string) { return "delete", tagPath("race", "v1") }, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			f, h := hookedFixture(t)
 			payload, d := f.pushImage("v1")
 			op, p := tc.op(d)
+			var push func() error
 			h.on(op, p, tc.before, func() {
-				if _, err := f.ms.Put(f.ctx, d.String(), "", payload, "late"); err != nil {
-					t.Errorf("push during delete: %v", err)
-				}
+				push = meanwhile(func() error {
+					_, err := f.ms.Put(f.ctx, d.String(), "", payload, "late")
+					return err
+				})
 			})
 			if err := f.ms.Delete(f.ctx, d.String()); err != nil {
 				t.Fatal(err)
 			}
-			noDanglingTags(t, f)
+			if push == nil {
+				t.Fatal("the hook did not run")
+			}
+			if err := push(); err != nil {
+				t.Fatalf("push during delete: %v", err)
+			}
+			oneOrder(t, f, d, "late")
 		})
 	}
-	// The other way round: the delete runs entirely between the push's
-	// tag and its end; the push wins.
+	// A referrer: its entry in the subject's list goes and comes with it.
+	t.Run("a referrer pushed again after its record went", func(t *testing.T) {
+		f, h := hookedFixture(t)
+		subject, sd := f.pushImage("v1")
+		art := mustJSON(t, f.artifact(v1.Descriptor{MediaType: MediaTypeOCIManifest, Digest: sd, Size: int64(len(subject))}, sbomType, nil))
+		ad := digest.FromBytes(art)
+		f.put(ad.String(), art)
+		var push func() error
+		h.on("delete", manifestLinkPath("race", ad), false, func() {
+			push = meanwhile(func() error {
+				_, err := f.ms.Put(f.ctx, ad.String(), MediaTypeOCIManifest, art)
+				return err
+			})
+		})
+		if err := f.ms.Delete(f.ctx, ad.String()); err != nil {
+			t.Fatal(err)
+		}
+		if push == nil {
+			t.Fatal("the hook did not run")
+		}
+		if err := push(); err != nil {
+			t.Fatalf("push during delete: %v", err)
+		}
+		refs, err := f.ms.Referrers(f.ctx, sd, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, recErr := f.ms.Get(f.ctx, ad.String())
+		if listed := len(refs) == 1 && refs[0].Digest == ad; listed != (recErr == nil) {
+			t.Fatalf("referrer there: %v; listed: %v", recErr == nil, refs)
+		}
+	})
 	t.Run("delete inside the push", func(t *testing.T) {
 		f, h := hookedFixture(t)
 		payload, d := f.pushImage("v1")
+		var del func() error
 		h.on("put", tagPath("race", "late"), false, func() {
-			if err := f.ms.Delete(f.ctx, d.String()); err != nil {
-				t.Errorf("delete during push: %v", err)
-			}
+			del = meanwhile(func() error { return f.ms.Delete(f.ctx, d.String()) })
 		})
 		if _, err := f.ms.Put(f.ctx, d.String(), "", payload, "late"); err != nil {
 			t.Fatal(err)
 		}
-		noDanglingTags(t, f)
-		mustPullable(t, f, "late")
+		if del == nil {
+			t.Fatal("the hook did not run")
+		}
+		if err := del(); err != nil {
+			t.Fatalf("delete during push: %v", err)
+		}
+		oneOrder(t, f, d, "late")
+	})
+	// A delete held up past lockManifestWait gives the push a clean 429.
+	t.Run("a push gives up", func(t *testing.T) {
+		f, _ := hookedFixture(t)
+		payload, d := f.pushImage("v1")
+		unlock, err := f.ms.lockManifest(f.ctx, d, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unlock()
+		ctx, cancel := context.WithTimeout(f.ctx, 50*time.Millisecond)
+		defer cancel()
+		if _, err := f.ms.Put(ctx, d.String(), "", payload, "late"); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("push while the manifest is held, until the client gives up: %v", err)
+		}
+		if err := f.ms.delete(f.ctx, d.String(), false); !errors.Is(err, &Error{Code: CodeTooManyRequests}) {
+			t.Fatalf("the collector's delete of a held manifest: %v", err)
+		}
+		mustPullable(t, f, "v1")
 	})
 }
 

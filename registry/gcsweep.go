@@ -166,6 +166,9 @@ func (c *collector) recheckAndDelete(ctx context.Context, cand *gcCandidate, pin
 		if isUnknown(err) {
 			return recheckGone, nil
 		}
+		if errors.Is(err, &Error{Code: CodeTooManyRequests}) {
+			return recheckKept, nil // being pushed, or deleted by a client
+		}
 	// Links, markers and blobs are single objects: removed as such, one
 	// request on an object store where Delete would first look for
 	// anything below the path.

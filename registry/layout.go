@@ -1,6 +1,8 @@
 package registry
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"path"
 	"strings"
 
@@ -87,6 +89,15 @@ func uploadStatePath(repo, id string) string { return uploadsPath(repo) + "/" + 
 // uploadLockKey names the lock that one request at a time holds on a
 // session (its chunks, its commit, its purge).
 func uploadLockKey(repo, id string) string { return repo + "/" + id }
+
+// manifestLockKey names the lock a push and a digest delete of one
+// manifest hold (lockManifest): a hash, so that the lock's name stays one
+// short path segment whatever the repository's name and the digest's
+// algorithm, and never meets an upload's key (which holds a '/').
+func manifestLockKey(repo string, d digest.Digest) string {
+	sum := sha256.Sum256([]byte(repo + "@" + d.String()))
+	return "manifest-" + hex.EncodeToString(sum[:20])
+}
 
 // uploadEntryID returns the session an entry of a repository's _uploads
 // belongs to; ok is false for anything else there.

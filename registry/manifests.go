@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"path"
 	"strings"
 	"time"
@@ -153,6 +154,11 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 			return nil, err
 		}
 	}
+	unlock, err := ms.lockManifest(ctx, d, true)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	defer func() {
 		if m.typed {
 			ms.tagsChanged(tags...)
@@ -348,6 +354,45 @@ func (w *stagedWrites) discard() {
 	}
 }
 
+// lockManifestWait bounds how long a push or a digest delete waits for
+// another's of the same manifest: past it the answer is TOOMANYREQUESTS
+// (429), which clients retry.
+const lockManifestWait = 30 * time.Second
+
+// lockManifest holds manifest d of the repository for a push or a digest
+// delete. Interleaved, their writes can leave a tag naming a deleted
+// manifest, an acknowledged push whose manifest stands without its tag, or
+// a referrers list naming a deleted manifest; no order of the writes
+// alone prevents all three. Held in turn, each sees the other's finished
+// work: the push's settle and the delete's second pass (afterDelete) are
+// then only what mends a crash or a lapsed lease. With wait, a held lock
+// is polled until it is free or lockManifestWait has passed; without, a
+// held one is TOOMANYREQUESTS at once. Two pushes of one manifest (under
+// different tags) also take turns: the lock cannot tell them from a delete.
+func (ms *ManifestStore) lockManifest(ctx context.Context, d digest.Digest, wait bool) (func(), error) {
+	key := manifestLockKey(ms.repo.name, d)
+	deadline := time.Now().Add(lockManifestWait)
+	pause := 2 * time.Millisecond
+	for {
+		unlock, err := ms.repo.reg.locker.TryLock(ctx, key)
+		if !errors.Is(err, ErrLocked) {
+			return unlock, err
+		}
+		if !wait || time.Now().Add(pause).After(deadline) {
+			return nil, newError(CodeTooManyRequests, "manifest %s is being pushed or deleted by another request; try again", d)
+		}
+		// Jittered, so waiters on one lease in a bucket do not ask in step.
+		t := time.NewTimer(pause/2 + rand.N(pause))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, context.Cause(ctx)
+		case <-t.C:
+		}
+		pause = min(2*pause, 200*time.Millisecond)
+	}
+}
+
 // Delete removes a tag, or a manifest by digest together with its tags and
 // its referrer entry. The manifest's bytes stay for the garbage collector.
 //
@@ -382,6 +427,17 @@ func (ms *ManifestStore) delete(ctx context.Context, reference string, durable b
 	if err != nil {
 		return err
 	}
+	// The collector does not wait: a manifest being pushed is in use.
+	unlock, err := ms.lockManifest(ctx, d, durable)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	return ms.deleteDigest(ctx, d, durable)
+}
+
+// deleteDigest is a delete by digest; the caller holds the manifest's lock.
+func (ms *ManifestStore) deleteDigest(ctx context.Context, d digest.Digest, durable bool) error {
 	rec, err := ms.record(ctx, d)
 	if err != nil {
 		return ms.explain(ctx, err)
