@@ -51,12 +51,29 @@ go_tool() {
 		go install "$2@$3"
 	fi
 }
-go_tool github.com/versity/versitygw github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_VERSION"
-# The clients of test/clients, at the versions its install hints name.
-go_tool oras.land/oras oras.land/oras/cmd/oras v1.3.6
-go_tool github.com/regclient/regclient github.com/regclient/regclient/cmd/regctl v0.11.7
-go_tool helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm v3.22.0
-go_tool github.com/sigstore/cosign/v2 github.com/sigstore/cosign/v2/cmd/cosign v2.6.5
+# The tools build side by side: on a fresh machine one downloads its
+# modules while another compiles.
+tools=(
+	"github.com/versity/versitygw github.com/versity/versitygw/cmd/versitygw $VERSITYGW_VERSION"
+	# The clients of test/clients, at the versions its install hints name.
+	"oras.land/oras oras.land/oras/cmd/oras v1.3.6"
+	"github.com/regclient/regclient github.com/regclient/regclient/cmd/regctl v0.11.7"
+	"helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm v3.22.0"
+	"github.com/sigstore/cosign/v2 github.com/sigstore/cosign/v2/cmd/cosign v2.6.5"
+)
+tool_pids=()
+for t in "${tools[@]}"; do
+	# shellcheck disable=SC2086 # three words: module, package, version
+	go_tool $t &
+	tool_pids+=($!)
+done
+go mod download & # the suite's own modules, meanwhile
+tool_pids+=($!)
+built=true
+for p in "${tool_pids[@]}"; do
+	wait "$p" || built=false
+done
+$built || { echo "test.sh: building the test tools or downloading modules failed" >&2; exit 1; }
 if [ -n "$apt_pid" ]; then
 	trap - EXIT
 	if ! wait "$apt_pid"; then
