@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -165,21 +166,28 @@ func TestDeleteFailingAtEachStepLeavesNoDanglingTag(t *testing.T) {
 // A push of a tag onto a manifest being deleted by digest, at each point of
 // the delete, and a delete at a point of the push: whichever goes first,
 // the outcome is one of the two orders (the manifest gone with its tags, or
-// there with the pushed tag), never a tag naming nothing or an
-// acknowledged push without its tag. The other request starts inside a
-// hook and is given a moment there, in which it would run through were
-// the two not taking turns (lockManifest), as they did before the lock:
-// a push landing between the delete's removal of the record and its
-// second pass then lost its tag.
+// there with the pushed tag), never a tag naming nothing, an acknowledged
+// push without its tag, or a referrers list naming a deleted manifest. The
+// other request starts inside a hook, which returns once that request has
+// finished (the interleaving the manifest's lock prevents: before it, a
+// push landing between the delete's removal of the record and its second
+// pass lost its tag) or waits for the lock.
 func TestPushDuringDigestDelete(t *testing.T) {
-	// meanwhile starts op and waits a moment for it, or until it ends.
-	meanwhile := func(op func() error) (wait func() error) {
+	// meanwhile starts op inside f's hook and returns once op has ended
+	// or waits for a manifest's lock; wait then gives op's outcome.
+	meanwhile := func(f *fixture, op func() error) (wait func() error) {
+		waiting := make(chan struct{})
+		var once sync.Once
+		f.repo.reg.lockWaited = func(string) { once.Do(func() { close(waiting) }) }
 		done := make(chan error, 1)
 		go func() { done <- op() }()
 		select {
 		case err := <-done:
 			return func() error { return err }
-		case <-time.After(200 * time.Millisecond):
+		case <-waiting:
+			return func() error { return <-done }
+		case <-time.After(10 * time.Second):
+			t.Error("the other request neither ended nor waited for the lock")
 			return func() error { return <-done }
 		}
 	}
@@ -213,7 +221,7 @@ func TestPushDuringDigestDelete(t *testing.T) {
 			op, p := tc.op(d)
 			var push func() error
 			h.on(op, p, tc.before, func() {
-				push = meanwhile(func() error {
+				push = meanwhile(f, func() error {
 					_, err := f.ms.Put(f.ctx, d.String(), "", payload, "late")
 					return err
 				})
@@ -231,43 +239,46 @@ func TestPushDuringDigestDelete(t *testing.T) {
 		})
 	}
 	// A referrer: its entry in the subject's list goes and comes with it.
-	t.Run("a referrer pushed again after its record went", func(t *testing.T) {
-		f, h := hookedFixture(t)
-		subject, sd := f.pushImage("v1")
-		art := mustJSON(t, f.artifact(v1.Descriptor{MediaType: MediaTypeOCIManifest, Digest: sd, Size: int64(len(subject))}, sbomType, nil))
-		ad := digest.FromBytes(art)
-		f.put(ad.String(), art)
-		var push func() error
-		h.on("delete", manifestLinkPath("race", ad), false, func() {
-			push = meanwhile(func() error {
-				_, err := f.ms.Put(f.ctx, ad.String(), MediaTypeOCIManifest, art)
-				return err
+	for _, before := range []bool{true, false} {
+		when := map[bool]string{true: "before", false: "after"}[before]
+		t.Run("a referrer pushed again "+when+" its record goes", func(t *testing.T) {
+			f, h := hookedFixture(t)
+			subject, sd := f.pushImage("v1")
+			art := mustJSON(t, f.artifact(v1.Descriptor{MediaType: MediaTypeOCIManifest, Digest: sd, Size: int64(len(subject))}, sbomType, nil))
+			ad := digest.FromBytes(art)
+			f.put(ad.String(), art)
+			var push func() error
+			h.on("delete", manifestLinkPath("race", ad), before, func() {
+				push = meanwhile(f, func() error {
+					_, err := f.ms.Put(f.ctx, ad.String(), MediaTypeOCIManifest, art)
+					return err
+				})
 			})
+			if err := f.ms.Delete(f.ctx, ad.String()); err != nil {
+				t.Fatal(err)
+			}
+			if push == nil {
+				t.Fatal("the hook did not run")
+			}
+			if err := push(); err != nil {
+				t.Fatalf("push during delete: %v", err)
+			}
+			refs, err := f.ms.Referrers(f.ctx, sd, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, recErr := f.ms.Get(f.ctx, ad.String())
+			if listed := len(refs) == 1 && refs[0].Digest == ad; listed != (recErr == nil) {
+				t.Fatalf("referrer there: %v; listed: %v", recErr == nil, refs)
+			}
 		})
-		if err := f.ms.Delete(f.ctx, ad.String()); err != nil {
-			t.Fatal(err)
-		}
-		if push == nil {
-			t.Fatal("the hook did not run")
-		}
-		if err := push(); err != nil {
-			t.Fatalf("push during delete: %v", err)
-		}
-		refs, err := f.ms.Referrers(f.ctx, sd, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, recErr := f.ms.Get(f.ctx, ad.String())
-		if listed := len(refs) == 1 && refs[0].Digest == ad; listed != (recErr == nil) {
-			t.Fatalf("referrer there: %v; listed: %v", recErr == nil, refs)
-		}
-	})
+	}
 	t.Run("delete inside the push", func(t *testing.T) {
 		f, h := hookedFixture(t)
 		payload, d := f.pushImage("v1")
 		var del func() error
 		h.on("put", tagPath("race", "late"), false, func() {
-			del = meanwhile(func() error { return f.ms.Delete(f.ctx, d.String()) })
+			del = meanwhile(f, func() error { return f.ms.Delete(f.ctx, d.String()) })
 		})
 		if _, err := f.ms.Put(f.ctx, d.String(), "", payload, "late"); err != nil {
 			t.Fatal(err)
@@ -280,8 +291,9 @@ func TestPushDuringDigestDelete(t *testing.T) {
 		}
 		oneOrder(t, f, d, "late")
 	})
-	// A delete held up past lockManifestWait gives the push a clean 429.
-	t.Run("a push gives up", func(t *testing.T) {
+	// A push held up past lockManifestWait gets a clean 429, one whose
+	// client leaves stops waiting, and the collector does not wait.
+	t.Run("a held manifest", func(t *testing.T) {
 		f, _ := hookedFixture(t)
 		payload, d := f.pushImage("v1")
 		unlock, err := f.ms.lockManifest(f.ctx, d, false)
@@ -289,15 +301,53 @@ func TestPushDuringDigestDelete(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer unlock()
+		defer func(w time.Duration) { lockManifestWait = w }(lockManifestWait)
+		lockManifestWait = 100 * time.Millisecond
+		if _, err := f.ms.Put(f.ctx, d.String(), "", payload, "late"); !errors.Is(err, &Error{Code: CodeTooManyRequests}) {
+			t.Fatalf("push past the wait: %v", err)
+		}
+		lockManifestWait = time.Minute
 		ctx, cancel := context.WithTimeout(f.ctx, 50*time.Millisecond)
 		defer cancel()
 		if _, err := f.ms.Put(ctx, d.String(), "", payload, "late"); !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("push while the manifest is held, until the client gives up: %v", err)
+			t.Fatalf("push whose client gives up: %v", err)
 		}
 		if err := f.ms.delete(f.ctx, d.String(), false); !errors.Is(err, &Error{Code: CodeTooManyRequests}) {
 			t.Fatalf("the collector's delete of a held manifest: %v", err)
 		}
 		mustPullable(t, f, "v1")
+	})
+	// Pushes of one manifest under many tags take turns, all acknowledged
+	// and all tagged.
+	t.Run("pushes of one manifest", func(t *testing.T) {
+		f, _ := hookedFixture(t)
+		payload, d := f.pushImage("v1")
+		var wg sync.WaitGroup
+		for i := range 16 {
+			wg.Go(func() {
+				if _, err := f.ms.Put(f.ctx, d.String(), "", payload, fmt.Sprintf("t%d", i)); err != nil {
+					t.Errorf("push %d: %v", i, err)
+				}
+			})
+		}
+		wg.Wait()
+		for i := range 16 {
+			mustPullable(t, f, fmt.Sprintf("t%d", i))
+		}
+	})
+	// Another process's hold (the Locker's) is polled until it goes.
+	t.Run("held by another process", func(t *testing.T) {
+		f, _ := hookedFixture(t)
+		payload, d := f.pushImage("v1")
+		unlock, err := f.repo.reg.locker.TryLock(f.ctx, manifestLockKey("race", d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.AfterFunc(50*time.Millisecond, unlock)
+		if _, err := f.ms.Put(f.ctx, d.String(), "", payload, "late"); err != nil {
+			t.Fatalf("push once the other process let go: %v", err)
+		}
+		mustPullable(t, f, "late")
 	})
 }
 

@@ -24,7 +24,8 @@ import (
 //	/repositories/<name>/_uploads/<id>.state         offset, hash state, start time
 //	/gc/state                                        the collector's progress, read by writers
 //	/gc/pins/<run>/<alg>/<hex>                       digest a writer uses during a collection
-//	/locks/<escaped key>                             lease of a backend lock (upload session)
+//	/locks/<escaped key>                             lease of a backend lock (an upload session,
+//	                                                 a manifest, the collector, the purge)
 //
 // Repository name components never start with "_", so the "_" directories
 // cannot collide with a nested repository. The catalog is flat so a page of

@@ -356,40 +356,68 @@ func (w *stagedWrites) discard() {
 
 // lockManifestWait bounds how long a push or a digest delete waits for
 // another's of the same manifest: past it the answer is TOOMANYREQUESTS
-// (429), which clients retry.
-const lockManifestWait = 30 * time.Second
+// (429), which clients retry. A variable for the tests.
+var lockManifestWait = 30 * time.Second
 
 // lockManifest holds manifest d of the repository for a push or a digest
 // delete. Interleaved, their writes can leave a tag naming a deleted
 // manifest, an acknowledged push whose manifest stands without its tag, or
 // a referrers list naming a deleted manifest; no order of the writes
 // alone prevents all three. Held in turn, each sees the other's finished
-// work: the push's settle and the delete's second pass (afterDelete) are
-// then only what mends a crash or a lapsed lease. With wait, a held lock
-// is polled until it is free or lockManifestWait has passed; without, a
-// held one is TOOMANYREQUESTS at once. Two pushes of one manifest (under
-// different tags) also take turns: the lock cannot tell them from a delete.
+// work. The push's settle and the delete's second pass (afterDelete) stay:
+// they mend a crash, a lapsed lease, and a `lading gc` process beside a
+// server on a file system, whose locks are the server's memory.
+//
+// Requests of this process queue for the key in memory and are handed it
+// in turn; the first in line polls the Locker, which another process or
+// replica may hold. With wait, until lockManifestWait has passed; without,
+// a held key is TOOMANYREQUESTS at once. Two pushes of one manifest
+// (under different tags) also take turns: the lock cannot tell them from
+// a delete.
 func (ms *ManifestStore) lockManifest(ctx context.Context, d digest.Digest, wait bool) (func(), error) {
+	reg := ms.repo.reg
 	key := manifestLockKey(ms.repo.name, d)
+	busy := func() error {
+		return newError(CodeTooManyRequests, "manifest %s is being pushed or deleted by another request; try again", d)
+	}
 	deadline := time.Now().Add(lockManifestWait)
+	if !wait {
+		deadline = time.Time{}
+	}
+	release, err := reg.manifestQueue.lock(ctx, key, deadline, reg.lockWaited)
+	if errors.Is(err, errQueueTimeout) {
+		return nil, busy()
+	}
+	if err != nil {
+		return nil, err
+	}
 	pause := 2 * time.Millisecond
 	for {
-		unlock, err := ms.repo.reg.locker.TryLock(ctx, key)
+		unlock, err := reg.locker.TryLock(ctx, key)
+		if err == nil {
+			return func() { unlock(); release() }, nil
+		}
 		if !errors.Is(err, ErrLocked) {
-			return unlock, err
+			release()
+			return nil, err
+		}
+		if reg.lockWaited != nil {
+			reg.lockWaited(key)
 		}
 		if !wait || time.Now().Add(pause).After(deadline) {
-			return nil, newError(CodeTooManyRequests, "manifest %s is being pushed or deleted by another request; try again", d)
+			release()
+			return nil, busy()
 		}
-		// Jittered, so waiters on one lease in a bucket do not ask in step.
+		// Jittered, so replicas polling one lease do not ask in step.
 		t := time.NewTimer(pause/2 + rand.N(pause))
 		select {
 		case <-ctx.Done():
 			t.Stop()
+			release()
 			return nil, context.Cause(ctx)
 		case <-t.C:
 		}
-		pause = min(2*pause, 200*time.Millisecond)
+		pause = min(2*pause, 100*time.Millisecond)
 	}
 }
 

@@ -61,12 +61,18 @@ type Registry struct {
 	lastState lastGCState
 	// maxSegment is the longest path segment the driver holds; 0: no limit.
 	maxSegment int
+	// manifestQueue hands this process's manifest locks on in turn
+	// (lockManifest).
+	manifestQueue *keyQueue
+	// lockWaited, set by tests, hears of each wait for a manifest's lock.
+	lockWaited func(key string)
 }
 
 // New returns a Registry over d.
 func New(d driver.Driver, opts Options) *Registry {
 	r := &Registry{driver: d, locker: opts.Locker, log: opts.Logger, maxMan: opts.MaxManifestSize, now: opts.Now, cache: opts.Cache, cacheObs: opts.CacheObserver, uploadObs: opts.UploadObserver,
-		manifests: newManifestCache(opts.ManifestCacheSize), deferring: driver.Defers(d), maxSegment: driver.MaxSegment(d)}
+		manifests: newManifestCache(opts.ManifestCacheSize), deferring: driver.Defers(d), maxSegment: driver.MaxSegment(d),
+		manifestQueue: newKeyQueue()}
 	if opts.SoleServer {
 		r.tags = newTagCache()
 	}

@@ -64,12 +64,17 @@ func (c *storeCommand) run(args []string, body func(ctx context.Context, cfg *co
 		return c.failed
 	}
 	opts := registry.Options{}
-	if cfg.Redis.Addr != "" {
+	switch {
+	case cfg.Redis.Addr != "":
 		// The serving replicas cache links there: what this process
-		// deletes must leave their cache too.
+		// deletes must leave their cache too. Their locks on manifests
+		// are there as well, or in the bucket while Redis is down.
 		rc := newRedis(cfg.Redis)
 		defer rc.Close()
 		opts.Cache = rc
+		opts.Locker = registry.NewFallbackLocker(rc, registry.NewBackendLocker(drv, 0))
+	case cfg.Storage.Driver == "s3":
+		opts.Locker = registry.NewBackendLocker(drv, 0)
 	}
 	return body(ctx, cfg, registry.New(drv, opts))
 }
