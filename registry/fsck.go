@@ -105,19 +105,27 @@ func (f *fsck) progress() {
 	}
 }
 
+// errLeftHeld is a repair's way of saying the problem stands, left for
+// the next run: what it would change is held by a push or a delete.
+var errLeftHeld = errors.New("registry: held by a push or a delete")
+
 // problem reports p, first running fix when repairing; fix returns whether
-// it repaired (false: the problem went away by itself on re-check).
+// it repaired (false: the problem went away by itself on re-check), or
+// errLeftHeld.
 func (f *fsck) problem(ctx context.Context, p FsckProblem, fix func(context.Context) (bool, error)) error {
 	if f.opts.Repair && fix != nil {
 		fixed, err := fix(ctx)
-		if err != nil {
+		if errors.Is(err, errLeftHeld) {
+			fixed, err = false, nil
+		} else if err != nil {
 			return err
+		} else if !fixed {
+			return nil // mended meanwhile
 		}
-		if !fixed {
-			return nil
+		if fixed {
+			p.Repaired = true
+			f.report.Repaired++
 		}
-		p.Repaired = true
-		f.report.Repaired++
 	}
 	f.report.Problems++
 	if f.opts.Problem != nil {
@@ -306,10 +314,21 @@ func (f *fsck) manifests(ctx context.Context, ms *ManifestStore) error {
 		if driver.IsNotFound(err) {
 			return f.problem(ctx, FsckProblem{Kind: ProblemManifestBytes, Repository: name, Path: fi.Path, Digest: d},
 				func(ctx context.Context) (bool, error) {
+					// Under the manifest's lock, looked at again: a push
+					// of these bytes may have landed since the walk. One
+					// held by a push or a delete is left for the next run.
+					unlock, err := ms.lockManifest(ctx, d, false)
+					if errors.Is(err, &Error{Code: CodeTooManyRequests}) {
+						return false, errLeftHeld
+					}
+					if err != nil {
+						return false, err
+					}
+					defer unlock()
 					if _, err := driver.StatObject(ctx, drv, blobPath(d)); err == nil {
 						return false, nil
 					}
-					err := ms.Delete(ctx, d.String())
+					err = ms.deleteDigest(ctx, d, true)
 					return !isUnknown(err), ignoreUnknown(err)
 				})
 		}

@@ -7,6 +7,9 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/lading-registry/lading/storage/driver"
+	"github.com/lading-registry/lading/storage/driver/inmemory"
 )
 
 func fsckProblems(t *testing.T, reg *Registry, repair bool) (FsckReport, map[string][]FsckProblem) {
@@ -166,4 +169,73 @@ func TestFsckEndsAnAbandonedCollection(t *testing.T) {
 	if _, got := fsckProblems(t, reg, false); len(got) != 0 {
 		t.Fatalf("problems after the repair: %v", kinds(got))
 	}
+}
+
+// lockingHook is a Locker that runs before once, at its first TryLock.
+type lockingHook struct {
+	Locker
+	before func()
+}
+
+func (l *lockingHook) TryLock(ctx context.Context, key string) (func(), error) {
+	if fn := l.before; fn != nil {
+		l.before = nil
+		fn()
+	}
+	return l.Locker.TryLock(ctx, key)
+}
+
+// fsck --repair of a manifest whose bytes are lost, beside a server that
+// shares its locks (S3, Redis): a push of those bytes again that lands
+// just before the repair takes the manifest's lock is kept, and a
+// manifest a push or delete holds is left for the next run without
+// failing the check.
+func TestFsckRepairOfLostManifestBytesMeetingAPush(t *testing.T) {
+	setup := func(t *testing.T) (*fixture, *Registry, []byte, digest.Digest, *lockingHook) {
+		drv := driver.Instrument(inmemory.New(), nil)
+		shared := NewLocalLocker()
+		f := newFixture(t, New(drv, Options{Locker: shared}), "race")
+		payload, d := f.pushImage("v1")
+		if err := drv.Delete(f.ctx, blobPath(d)); err != nil {
+			t.Fatal(err)
+		}
+		f.repo.reg.manifests = newManifestCache(0) // the server forgets the bytes too
+		hook := &lockingHook{Locker: shared}
+		return f, New(drv, Options{Locker: hook}), payload, d, hook
+	}
+	t.Run("pushed again meanwhile", func(t *testing.T) {
+		f, checker, payload, d, hook := setup(t)
+		hook.before = func() {
+			if _, err := f.ms.Put(f.ctx, d.String(), "", payload, "late"); err != nil {
+				t.Errorf("push: %v", err)
+			}
+		}
+		if _, err := checker.Fsck(f.ctx, FsckOptions{Repair: true}); err != nil {
+			t.Fatal(err)
+		}
+		if hook.before != nil {
+			t.Fatal("the repair took no lock")
+		}
+		mustPullable(t, f, "late")
+	})
+	t.Run("held", func(t *testing.T) {
+		f, checker, _, d, _ := setup(t)
+		unlock, err := f.ms.lockManifest(f.ctx, d, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unlock()
+		var left []FsckProblem
+		rep, err := checker.Fsck(f.ctx, FsckOptions{Repair: true, Problem: func(p FsckProblem) {
+			if p.Kind == ProblemManifestBytes && !p.Repaired {
+				left = append(left, p)
+			}
+		}})
+		if err != nil || len(left) != 1 {
+			t.Fatalf("fsck --repair of a held manifest: %+v %v; left: %v", rep, err, left)
+		}
+		if _, err := f.ms.record(f.ctx, d); err != nil {
+			t.Fatalf("the held manifest's record: %v", err)
+		}
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -343,9 +344,14 @@ func TestPushDuringDigestDelete(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		var waited atomic.Bool
+		f.repo.reg.lockWaited = func(string) { waited.Store(true) }
 		time.AfterFunc(50*time.Millisecond, unlock)
 		if _, err := f.ms.Put(f.ctx, d.String(), "", payload, "late"); err != nil {
 			t.Fatalf("push once the other process let go: %v", err)
+		}
+		if !waited.Load() {
+			t.Fatal("the push did not wait for the other process's hold")
 		}
 		mustPullable(t, f, "late")
 	})

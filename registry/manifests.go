@@ -395,7 +395,10 @@ func (ms *ManifestStore) lockManifest(ctx context.Context, d digest.Digest, wait
 	for {
 		unlock, err := reg.locker.TryLock(ctx, key)
 		if err == nil {
-			return func() { unlock(); release() }, nil
+			return func() {
+				defer release() // even past a panic in unlock: the slot has no expiry
+				unlock()
+			}, nil
 		}
 		if !errors.Is(err, ErrLocked) {
 			release()
