@@ -1,9 +1,11 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -556,4 +558,25 @@ func TestSettleVerifiesAcrossTwoRuns(t *testing.T) {
 	_, err := f.ms.Put(f.ctx, "v1", "", payload)
 	wantErrCode(t, err, CodeManifestBlobUnknown)
 	noDanglingTags(t, f)
+}
+
+// lapsingLocker's locks report their loss at once.
+type lapsingLocker struct{ Locker }
+
+func (l lapsingLocker) TryLockLost(ctx context.Context, key string) (func(), <-chan struct{}, error) {
+	unlock, err := l.TryLock(ctx, key)
+	lost := make(chan struct{})
+	close(lost)
+	return unlock, lost, err
+}
+
+// A manifest's lock that lapsed while a push held it is told in the log.
+func TestLapsedManifestLockIsLogged(t *testing.T) {
+	var logs bytes.Buffer
+	reg := New(driver.Instrument(inmemory.New(), nil), Options{Locker: lapsingLocker{NewLocalLocker()}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	f := newFixture(t, reg, "race")
+	f.pushImage("v1")
+	if !strings.Contains(logs.String(), "lock lapsed") {
+		t.Fatalf("no warning of the lapse: %q", logs.String())
+	}
 }

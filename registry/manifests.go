@@ -393,10 +393,18 @@ func (ms *ManifestStore) lockManifest(ctx context.Context, d digest.Digest, wait
 	}
 	pause := 2 * time.Millisecond
 	for {
-		unlock, err := reg.locker.TryLock(ctx, key)
+		unlock, lost, err := tryLock(ctx, reg.locker, key)
 		if err == nil {
 			return func() {
 				defer release() // even past a panic in unlock: the slot has no expiry
+				select {
+				case <-lost:
+					// Another request may have held the manifest
+					// meanwhile; the push's settle and the delete's
+					// second pass mend what that interleaving breaks.
+					reg.log.Warn("a manifest's lock lapsed or could not be renewed while held", "repository", ms.repo.name, "digest", d)
+				default:
+				}
 				unlock()
 			}, nil
 		}
