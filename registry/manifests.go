@@ -366,7 +366,8 @@ var lockManifestWait = 30 * time.Second
 // alone prevents all three. Held in turn, each sees the other's finished
 // work. The push's settle and the delete's second pass (afterDelete) stay:
 // they mend a crash, a lapsed lease, and a `lading gc` process beside a
-// server on a file system, whose locks are the server's memory.
+// server on a file system without Redis, whose locks are in the server's
+// memory.
 //
 // Requests of this process queue for the key in memory and are handed it
 // in turn; the first in line polls the Locker, which another process or
