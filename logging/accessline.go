@@ -66,8 +66,11 @@ func (h *accessHandler) log(t time.Time, level slog.Level, f *accessFields) bool
 		b = h.appendText(b, t, level, f)
 	}
 	h.out.Write(b) // as slog, which drops a failed write's error
-	*bp = b
-	lineBufs.Put(bp)
+	// A line with a huge user agent keeps no buffer.
+	if cap(b) <= 16<<10 {
+		*bp = b
+		lineBufs.Put(bp)
+	}
 	return true
 }
 

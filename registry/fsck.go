@@ -114,15 +114,14 @@ var errLeftHeld = errors.New("registry: held by a push or a delete")
 // errLeftHeld.
 func (f *fsck) problem(ctx context.Context, p FsckProblem, fix func(context.Context) (bool, error)) error {
 	if f.opts.Repair && fix != nil {
-		fixed, err := fix(ctx)
-		if errors.Is(err, errLeftHeld) {
-			fixed, err = false, nil
-		} else if err != nil {
+		switch fixed, err := fix(ctx); {
+		case errors.Is(err, errLeftHeld):
+			// Reported, not repaired.
+		case err != nil:
 			return err
-		} else if !fixed {
+		case !fixed:
 			return nil // mended meanwhile
-		}
-		if fixed {
+		default:
 			p.Repaired = true
 			f.report.Repaired++
 		}

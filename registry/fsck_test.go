@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -171,14 +172,15 @@ func TestFsckEndsAnAbandonedCollection(t *testing.T) {
 	}
 }
 
-// lockingHook is a Locker that runs before once, at its first TryLock.
+// lockingHook is a Locker that runs before once, at its first TryLock of
+// a manifest's lock.
 type lockingHook struct {
 	Locker
 	before func()
 }
 
 func (l *lockingHook) TryLock(ctx context.Context, key string) (func(), error) {
-	if fn := l.before; fn != nil {
+	if fn := l.before; fn != nil && strings.HasPrefix(key, "manifest-") {
 		l.before = nil
 		fn()
 	}

@@ -346,9 +346,10 @@ func TestPushDuringDigestDelete(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The other process lets go once the push has found the key held.
 		var waited atomic.Bool
-		f.repo.reg.lockWaited = func(string) { waited.Store(true) }
-		time.AfterFunc(50*time.Millisecond, unlock)
+		var once sync.Once
+		f.repo.reg.lockWaited = func(string) { once.Do(func() { waited.Store(true); go unlock() }) }
 		if _, err := f.ms.Put(f.ctx, d.String(), "", payload, "late"); err != nil {
 			t.Fatalf("push once the other process let go: %v", err)
 		}

@@ -24,8 +24,8 @@ var errQueueTimeout = errors.New("registry: key still held at the deadline")
 func newKeyQueue() *keyQueue { return &keyQueue{keys: map[string]*queuedKey{}} }
 
 // lock takes key, waiting until deadline (a zero deadline: not at all) or
-// ctx's end. waited, when not nil, is told once that the caller had to
-// wait. errQueueTimeout says the key was still held.
+// ctx's end. waited, when not nil, is told when the key is found held.
+// errQueueTimeout says the key was still held.
 func (q *keyQueue) lock(ctx context.Context, key string, deadline time.Time, waited func(string)) (func(), error) {
 	q.mu.Lock()
 	k := q.keys[key]

@@ -13,8 +13,9 @@ import (
 
 // Options tune a Registry. The zero value is usable.
 type Options struct {
-	// Locker serialises writers of one upload session. Nil means an
-	// in-process locker, right for a single process on its own storage.
+	// Locker serialises writers of one upload session, and the pushes and
+	// digest deletes of one manifest. Nil means an in-process locker, right
+	// for a single process on its own storage.
 	Locker Locker
 	// Cache, when set, keeps blob links so a HEAD is not a backend read.
 	Cache Cache

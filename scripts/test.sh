@@ -51,8 +51,9 @@ go_tool() {
 		go install "$2@$3"
 	fi
 }
-# The tools build side by side: on a fresh machine one downloads its
-# modules while another compiles.
+# The tools build two at a time (two links of cosign's or helm's size at
+# once fit in a few GiB), and the suite's modules download meanwhile: on a
+# fresh machine one downloads while another compiles.
 tools=(
 	"github.com/versity/versitygw github.com/versity/versitygw/cmd/versitygw $VERSITYGW_VERSION"
 	# The clients of test/clients, at the versions its install hints name.
@@ -61,18 +62,14 @@ tools=(
 	"helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm v3.22.0"
 	"github.com/sigstore/cosign/v2 github.com/sigstore/cosign/v2/cmd/cosign v2.6.5"
 )
-tool_pids=()
-for t in "${tools[@]}"; do
-	# shellcheck disable=SC2086 # three words: module, package, version
-	go_tool $t &
-	tool_pids+=($!)
-done
-go mod download & # the suite's own modules, meanwhile
-tool_pids+=($!)
+go mod download &
+download_pid=$!
+export -f go_tool
+export GOBIN_DIR
 built=true
-for p in "${tool_pids[@]}"; do
-	wait "$p" || built=false
-done
+# Each line is three words: module, package, version.
+printf '%s\n' "${tools[@]}" | xargs -P 2 -L 1 bash -c 'go_tool "$@"' _ || built=false
+wait "$download_pid" || built=false
 $built || { echo "test.sh: building the test tools or downloading modules failed" >&2; exit 1; }
 if [ -n "$apt_pid" ]; then
 	trap - EXIT

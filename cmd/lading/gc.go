@@ -68,7 +68,7 @@ func (c *storeCommand) run(args []string, body func(ctx context.Context, cfg *co
 	case cfg.Redis.Addr != "":
 		// The serving replicas cache links there: what this process
 		// deletes must leave their cache too. Their locks on manifests
-		// are there as well, or in the bucket while Redis is down.
+		// are there as well, or in the store while Redis is down.
 		rc := newRedis(cfg.Redis)
 		defer rc.Close()
 		opts.Cache = rc
