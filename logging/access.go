@@ -59,7 +59,7 @@ func AccessLog(logger *slog.Logger, next http.Handler, info func(*http.Request) 
 			client: clientHost(r.RemoteAddr), userAgent: r.UserAgent(), requestID: id,
 		}
 		if h, ok := logger.Handler().(*accessHandler); ok {
-			if level < h.level || h.log(time.Now(), level, &f) {
+			if !h.Enabled(r.Context(), level) || h.log(time.Now(), level, &f) {
 				return
 			}
 		}

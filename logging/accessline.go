@@ -16,9 +16,8 @@ import (
 // fiftieth. Lines with a value slog would quote or escape go through slog.
 type accessHandler struct {
 	slog.Handler
-	out   io.Writer // safe for concurrent writes
-	json  bool
-	level slog.Level
+	out  io.Writer // safe for concurrent writes
+	json bool
 }
 
 // accessFields are one access line's values after time, level and msg.

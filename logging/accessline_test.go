@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 )
@@ -121,3 +124,21 @@ func BenchmarkAccessLine(b *testing.B) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// At level warn the access log keeps failures only, in both formats.
+func TestAccessLogLevel(t *testing.T) {
+	for _, format := range []string{"text", "json"} {
+		var buf bytes.Buffer
+		log, err := NewAccess(&buf, "warn", format)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, status := range []int{200, 404, 503} {
+			h := AccessLog(log, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(status) }), nil)
+			h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/v2/", nil))
+		}
+		if lines := strings.Count(buf.String(), "\n"); lines != 1 || !strings.Contains(buf.String(), "503") || !strings.Contains(buf.String(), "ERROR") {
+			t.Errorf("%s at level warn: %q", format, buf.String())
+		}
+	}
+}

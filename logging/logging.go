@@ -38,7 +38,7 @@ func NewAccess(w io.Writer, level, format string) (*slog.Logger, error) {
 	if err != nil {
 		return nil, err
 	}
-	return slog.New(&accessHandler{Handler: h, out: w, json: format == "json", level: levels[level]}), nil
+	return slog.New(&accessHandler{Handler: h, out: w, json: format == "json"}), nil
 }
 
 func newLogger(w io.Writer, level, format string, replace func([]string, slog.Attr) slog.Attr) (*slog.Logger, error) {

@@ -63,18 +63,15 @@ func (c *storeCommand) run(args []string, body func(ctx context.Context, cfg *co
 		fmt.Fprintf(c.stderr, "%s: storage: %v\n", c.fs.Name(), err)
 		return c.failed
 	}
-	opts := registry.Options{}
-	switch {
-	case cfg.Redis.Addr != "":
+	// The servers' locks on manifests, so that a removal here waits its
+	// turn with their pushes.
+	rc, locker := sharedLocks(cfg, drv)
+	opts := registry.Options{Locker: locker}
+	if rc != nil {
 		// The serving replicas cache links there: what this process
-		// deletes must leave their cache too. Their locks on manifests
-		// are there as well, or in the store while Redis is down.
-		rc := newRedis(cfg.Redis)
+		// deletes must leave their cache too.
 		defer rc.Close()
 		opts.Cache = rc
-		opts.Locker = registry.NewFallbackLocker(rc, registry.NewBackendLocker(drv, 0))
-	case cfg.Storage.Driver == "s3":
-		opts.Locker = registry.NewBackendLocker(drv, 0)
 	}
 	return body(ctx, cfg, registry.New(drv, opts))
 }

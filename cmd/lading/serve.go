@@ -124,19 +124,17 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 		CacheObserver:     m.CacheObserver("links"),
 		UploadObserver:    m.UploadObserver(),
 	}
-	shared := cfg.Storage.Driver == "s3"
+	rc, locker := sharedLocks(cfg, drv)
+	opts.Locker = locker
 	switch {
-	case cfg.Redis.Addr != "":
-		rc := newRedis(cfg.Redis)
+	case rc != nil:
 		defer rc.Close()
 		opts.Cache = rc
-		opts.Locker = registry.NewFallbackLocker(rc, registry.NewBackendLocker(drv, 0))
-	case shared:
+	case locker != nil:
 		// Replicas share the bucket and nothing else: locks live in it, and
 		// links are not cached, since another replica's delete would not
 		// reach a private cache (storage.manifestcache needs no such
 		// invalidation).
-		opts.Locker = registry.NewBackendLocker(drv, 0)
 	case !cfg.ReadOnly:
 		// One process serves the root: tags are its alone to write, and
 		// links its alone to remove but for a `lading gc` or fsck beside
@@ -462,6 +460,21 @@ func noLimitIfZero[T int | time.Duration](v T) T {
 }
 
 // newRedis connects to the Redis the configuration names.
+// sharedLocks returns the Locker that the servers of cfg's store and the
+// commands beside them (gc, fsck) share, with the Redis client when one is
+// configured, which the caller closes: Redis, falling back to leases in the
+// store; leases in the bucket on S3; nil (each process its own) otherwise.
+func sharedLocks(cfg *config.Config, drv driver.Driver) (*cache.Redis, registry.Locker) {
+	switch {
+	case cfg.Redis.Addr != "":
+		rc := newRedis(cfg.Redis)
+		return rc, registry.NewFallbackLocker(rc, registry.NewBackendLocker(drv, 0))
+	case cfg.Storage.Driver == "s3":
+		return nil, registry.NewBackendLocker(drv, 0)
+	}
+	return nil, nil
+}
+
 func newRedis(c config.Redis) *cache.Redis {
 	return cache.NewRedis(cache.RedisOptions{Addr: c.Addr, Password: c.Password.Reveal(), DB: c.DB, Prefix: c.Prefix})
 }
