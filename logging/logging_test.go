@@ -143,6 +143,16 @@ func TestRequestID(t *testing.T) {
 	if a.Header().Get(RequestIDHeader) == b.Header().Get(RequestIDHeader) {
 		t.Error("two requests got one id")
 	}
+	// Made ids are token-safe and, within a process, never repeat: more
+	// than 32 of them carry into a second counter digit.
+	seen := map[string]bool{}
+	for range 100 {
+		id := newRequestID()
+		if len(id) != 26 || strings.Trim(id, base32Alphabet) != "" || requestID(id) != id || seen[id] {
+			t.Fatalf("request id %q (seen before: %v)", id, seen[id])
+		}
+		seen[id] = true
+	}
 }
 
 func TestServerErrorsLogAtErrorAndUnroutedRequests(t *testing.T) {

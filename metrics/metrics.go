@@ -29,6 +29,7 @@ type Metrics struct {
 	duration      *prometheus.HistogramVec
 	bytesIn       *prometheus.CounterVec
 	bytesOut      *prometheus.CounterVec
+	requestSeries seriesCache
 	uploadsBegun  prometheus.Counter
 	uploadsEnded  prometheus.Counter
 	driverLatency *prometheus.HistogramVec
