@@ -35,10 +35,12 @@ type Bearer struct {
 	// Audience is the aud claim tokens must carry; empty: Service.
 	Audience string
 	Keys     Keys
-	// Policy, when the token server's policy is known here (always with the
-	// built-in one), tells a user who may not do something (403 DENIED)
-	// apart from a token that merely lacks scope (401 insufficient_scope,
-	// the client fetches a better one), and filters the catalog. Nil: the
+	// Policy, when one is known here (always with the built-in token
+	// server), must allow what a request needs as well as the token: it
+	// narrows an issuer's grants, and a change to it binds tokens issued
+	// before. It tells a user who may not do something (403 DENIED) apart
+	// from a token that merely lacks scope (401 insufficient_scope, the
+	// client fetches a better one), and filters the catalog. Nil: the
 	// issuer's grants are all we know.
 	Policy *Policy
 	Leeway time.Duration // 0: DefaultLeeway
@@ -72,11 +74,15 @@ func (b *Bearer) Authorize(r *http.Request, need []Access) (Identity, error) {
 		e.Challenge = bearerChallenge(b.realm(r), b.Service, need, "invalid_token")
 		return Identity{}, e
 	}
+	if b.Policy != nil && !b.Policy.allowsAll(id.Name, need) {
+		if id.IsAnonymous() {
+			// Logging in may help: the client fetches a token as a user.
+			return id, unauthorized(ErrInsufficientScope, bearerChallenge(b.realm(r), b.Service, need, "insufficient_scope"))
+		}
+		return id, denied()
+	}
 	for _, a := range need {
 		if !covers(id.granted, a) {
-			if b.Policy != nil && !id.IsAnonymous() && !b.Policy.allowsAll(id.Name, need) {
-				return id, denied()
-			}
 			return id, unauthorized(ErrInsufficientScope, bearerChallenge(b.realm(r), b.Service, need, "insufficient_scope"))
 		}
 	}
@@ -143,11 +149,15 @@ func tokenReason(err error) error {
 	return ErrTokenMalformed
 }
 
-// Can trusts the token's grants, and the policy where it is known: a push
-// token that did not ask for the mount source may still mount it if the
-// user may pull it.
+// Can follows the policy where it is known: a push token that did not ask
+// for the mount source may still mount it if the user may pull it, and a
+// token granting what the policy refuses may not. Without a policy, the
+// token's grants decide.
 func (b *Bearer) Can(id Identity, a Access) bool {
-	return covers(id.granted, a) || (b.Policy != nil && b.Policy.Allows(id.Name, a))
+	if b.Policy != nil {
+		return b.Policy.Allows(id.Name, a)
+	}
+	return covers(id.granted, a)
 }
 
 // Filter uses the policy where it is known. Otherwise a token granting the

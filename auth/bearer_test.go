@@ -263,6 +263,50 @@ func TestBearerScope(t *testing.T) {
 	}
 }
 
+// A known policy narrows what an issuer grants: an operator adds one to
+// restrict a token server that grants too much, and a change to it binds
+// tokens issued before.
+func TestBearerPolicyNarrowsTokenGrants(t *testing.T) {
+	key := newIssuerKey(t, "ES256")
+	set, _ := NewKeySet(key.private.Public())
+	b := &Bearer{Realm: testRealm, Service: testService, Issuer: testIssuer, Keys: set, Policy: mustPolicy(t, testPolicy)}
+	c := validClaims(time.Now())
+	c.Subject = "mallory" // nothing in testPolicy
+	c.Access = []Access{Repository("team/app", ActionPull, ActionPush, ActionDelete)}
+	mallory := key.sign(t, c, "")
+	for _, need := range [][]Access{
+		{Repository("team/app", ActionPull)},
+		{Repository("team/app", ActionPull, ActionPush)},
+		{Repository("team/app", ActionDelete)},
+	} {
+		if _, err := b.Authorize(bearerRequest(mallory), need); !errors.Is(err, ErrDenied) {
+			t.Errorf("the policy refuses mallory %v: got %v, want DENIED", need, err)
+		}
+	}
+	id, _ := b.Verify(t.Context(), mallory)
+	if b.Can(id, Repository("team/app", ActionPull)) {
+		t.Error("a mount from a repository the policy refuses")
+	}
+
+	// bob may pull and push team/**, not delete: his token's delete grant
+	// is narrowed away, the rest stands.
+	c.Subject = "bob"
+	bob := key.sign(t, c, "")
+	if _, err := b.Authorize(bearerRequest(bob), []Access{Repository("team/app", ActionPull, ActionPush)}); err != nil {
+		t.Errorf("bob's push: %v", err)
+	}
+	if _, err := b.Authorize(bearerRequest(bob), []Access{Repository("team/app", ActionDelete)}); !errors.Is(err, ErrDenied) {
+		t.Errorf("bob's delete: got %v, want DENIED", err)
+	}
+
+	// An anonymous token the policy refuses is sent to log in.
+	c.Subject = ""
+	anon := key.sign(t, c, "")
+	if _, err := b.Authorize(bearerRequest(anon), []Access{Repository("team/app", ActionPull)}); !errors.Is(err, ErrInsufficientScope) {
+		t.Errorf("anonymous: got %v, want insufficient_scope", err)
+	}
+}
+
 func TestBearerCanAndFilterWithoutPolicy(t *testing.T) {
 	key := newIssuerKey(t, "EdDSA")
 	set, _ := NewKeySet(key.private.Public())
