@@ -3,11 +3,14 @@ package auth
 import (
 	"bufio"
 	"bytes"
+	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 
@@ -23,9 +26,15 @@ type Users struct {
 
 type htpasswd struct {
 	hashes map[string][]byte
-	// dummy is hashed with the file's cost, so an unknown user takes as
-	// long to refuse as a wrong password.
-	dummy []byte
+	// costs are the users' bcrypt costs, sorted, one per user. An unknown
+	// user is refused after a comparison at one of them, picked by a keyed
+	// hash of the name (see dummyFor): a wrong password costs what it does
+	// for the user at that cost, so timing cannot tell who exists even
+	// when users' costs differ (htpasswd -B makes cost 5, other tools 10).
+	costs []int
+	// key keeps the pick secret from one who knows the names, and the
+	// same on every replica reading the file: a hash of its content.
+	key [sha256.Size]byte
 }
 
 // LoadHtpasswd reads an htpasswd file. Any hash other than bcrypt is a load
@@ -49,8 +58,7 @@ func ParseHtpasswd(data []byte) (*Users, error) {
 }
 
 func parseHtpasswd(data []byte) (*htpasswd, error) {
-	h := &htpasswd{hashes: map[string][]byte{}}
-	cost := 0
+	h := &htpasswd{hashes: map[string][]byte{}, key: sha256.Sum256(data)}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
@@ -69,18 +77,28 @@ func parseHtpasswd(data []byte) (*htpasswd, error) {
 			return nil, fmt.Errorf("line %d: user %q listed twice", n, user)
 		}
 		h.hashes[user] = []byte(hash)
-		// An unknown user must cost what the dearest known one does, or
-		// its quicker refusal tells it apart.
-		cost = max(cost, c)
+		h.costs = append(h.costs, c)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err
 	}
-	if cost == 0 {
-		cost = bcrypt.DefaultCost
+	if len(h.costs) == 0 {
+		h.costs = []int{bcrypt.DefaultCost}
 	}
-	h.dummy = dummyHash(cost)
+	slices.Sort(h.costs)
+	for _, c := range slices.Compact(slices.Clone(h.costs)) {
+		dummyHash(c) // made at load, not in a login's time
+	}
 	return h, nil
+}
+
+// dummyFor is the hash an unknown user's password is compared with: the
+// same name always gets the same cost, as a known user does.
+func (h *htpasswd) dummyFor(user string) []byte {
+	m := hmac.New(sha256.New, h.key[:])
+	m.Write([]byte(user))
+	pick := binary.BigEndian.Uint64(m.Sum(nil))
+	return dummyHash(h.costs[pick%uint64(len(h.costs))])
 }
 
 var dummyHashes sync.Map // cost -> []byte
@@ -106,7 +124,7 @@ func (u *Users) Verify(user, password string) bool {
 		return true
 	}
 	if !known {
-		hash = h.dummy
+		hash = h.dummyFor(user)
 	}
 	ok := bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil && known
 	if ok {
