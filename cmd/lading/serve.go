@@ -459,7 +459,6 @@ func noLimitIfZero[T int | time.Duration](v T) T {
 	return v
 }
 
-// newRedis connects to the Redis the configuration names.
 // sharedLocks returns the Locker that the servers of cfg's store and the
 // commands beside them (gc, fsck) share, with the Redis client when one is
 // configured, which the caller closes: Redis, falling back to leases in the
@@ -475,6 +474,7 @@ func sharedLocks(cfg *config.Config, drv driver.Driver) (*cache.Redis, registry.
 	return nil, nil
 }
 
+// newRedis connects to the Redis the configuration names.
 func newRedis(c config.Redis) *cache.Redis {
 	return cache.NewRedis(cache.RedisOptions{Addr: c.Addr, Password: c.Password.Reveal(), DB: c.DB, Prefix: c.Prefix})
 }
