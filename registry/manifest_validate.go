@@ -191,6 +191,10 @@ func parseManifest(payload []byte, contentType string) (*parsedManifest, error) 
 		if doc.Config != nil || doc.Layers != nil {
 			return nil, manifestInvalid("an index must not have config or layers fields")
 		}
+		// The image spec requires the field (an empty list will do).
+		if doc.Manifests == nil {
+			return nil, manifestInvalid("an index must have a manifests field")
+		}
 		m.manifests = doc.Manifests
 	}
 	for _, r := range m.references() {
