@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -189,19 +188,12 @@ func TestMount(t *testing.T) {
 	rec = serve(t, h, request{method: "POST", target: "/v2/anon/blobs/uploads/?mount=" + d.String()})
 	wantStatus(t, rec, 201, "")
 
-	// A source without the blob, or arguments naming no blob or
-	// repository this registry could hold: a session to upload the blob
-	// instead, as the spec has it.
+	// A source without the blob: a session to upload it instead.
 	missing := digest.FromString("not there")
 	for _, target := range []string{
 		"/v2/dst2/blobs/uploads/?mount=" + missing.String() + "&from=src",
 		"/v2/dst2/blobs/uploads/?mount=" + missing.String(),
 		"/v2/dst2/blobs/uploads/?mount=" + d.String() + "&from=elsewhere",
-		"/v2/dst2/blobs/uploads/?mount=sha256:zz&from=src",
-		"/v2/dst2/blobs/uploads/?mount=&from=src",
-		"/v2/dst2/blobs/uploads/?mount=" + digest.SHA384.FromString("x").String() + "&from=src",
-		"/v2/dst2/blobs/uploads/?mount=" + d.String() + "&from=Bad..Name",
-		"/v2/dst2/blobs/uploads/?mount=" + d.String() + "&from=" + strings.Repeat("a/", 200) + "a",
 	} {
 		rec = serve(t, h, request{method: "POST", target: target})
 		wantStatus(t, rec, 202, "")

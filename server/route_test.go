@@ -88,6 +88,8 @@ func TestBadRequests(t *testing.T) {
 		{"unsupported algorithm", request{method: "GET", target: "/v2/a/blobs/md5:d41d8cd98f00b204e9800998ecf8427e"}, 400, registry.CodeDigestInvalid},
 		{"bad referrers digest", request{method: "GET", target: "/v2/a/referrers/nope"}, 400, registry.CodeDigestInvalid},
 		{"bad digest on monolithic post", request{method: "POST", target: "/v2/a/blobs/uploads/?digest=sha256:zz", body: []byte("x")}, 400, registry.CodeDigestInvalid},
+		{"bad mount digest", request{method: "POST", target: "/v2/a/blobs/uploads/?mount=sha256:zz&from=b"}, 400, registry.CodeDigestInvalid},
+		{"bad mount source", request{method: "POST", target: "/v2/a/blobs/uploads/?mount=" + unknown + "&from=B"}, 400, registry.CodeNameInvalid},
 		{"bad tags page size", request{method: "GET", target: "/v2/a/tags/list?n=-1"}, 400, registry.CodeUnsupported},
 		{"bad tags last", request{method: "GET", target: "/v2/a/tags/list?last=../x"}, 400, registry.CodeTagInvalid},
 		{"bad catalog page size", request{method: "GET", target: "/v2/_catalog?n=ten"}, 400, registry.CodeUnsupported},

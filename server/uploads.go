@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -24,19 +23,25 @@ func (h *handlers) startUpload(w http.ResponseWriter, r *http.Request, rt Route)
 	ctx := r.Context()
 
 	if q.Has("mount") && h.mayMountFrom(r, rt.MountFrom) {
-		err := mount(ctx, blobs, rt.MountFrom, q.Get("mount"))
+		d, err := registry.ParseDigest(q.Get("mount"))
+		if err != nil {
+			return err
+		}
+		if rt.MountFrom != "" {
+			if err := registry.ValidateName(rt.MountFrom); err != nil {
+				return err
+			}
+		}
+		_, err = blobs.Mount(ctx, rt.MountFrom, d)
 		if err == nil {
-			d, _ := registry.ParseDigest(q.Get("mount"))
 			blobCreated(w, rt.Repository, d)
 			return nil
 		}
-		// The source lacks the blob, the caller may not read it, or the
-		// arguments name no blob or repository this registry could hold:
-		// the spec has the client upload the blob through a session
-		// instead, as clients do after a refused mount anyway.
-		if !errors.Is(err, registry.ErrBlobUnknown) && !errors.Is(err, registry.ErrDigestInvalid) && !errors.Is(err, registry.ErrNameInvalid) {
+		if !errors.Is(err, registry.ErrBlobUnknown) {
 			return err
 		}
+		// The source lacks the blob (or the caller may not read it): the
+		// spec has the client upload it through a session instead.
 	} else if q.Has("digest") {
 		d, err := registry.ParseDigest(q.Get("digest"))
 		if err != nil {
@@ -248,20 +253,4 @@ func (e *blobLimitError) Error() string {
 
 func blobTooLarge(limit int64) error {
 	return withStatus(http.StatusRequestEntityTooLarge, registry.CodeBlobUploadInvalid, "%v", &blobLimitError{max: limit})
-}
-
-// mount links the blob named by digest from repository from (any, when
-// empty) into blobs.
-func mount(ctx context.Context, blobs *registry.BlobStore, from, dgst string) error {
-	d, err := registry.ParseDigest(dgst)
-	if err != nil {
-		return err
-	}
-	if from != "" {
-		if err := registry.ValidateName(from); err != nil {
-			return err
-		}
-	}
-	_, err = blobs.Mount(ctx, from, d)
-	return err
 }
