@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -72,8 +73,15 @@ func (b *clientBody) Read(p []byte) (int, error) {
 // unchanged.
 func (b *clientBody) blame(ctx context.Context, err error, code registry.Code) error {
 	cause := b.err
-	if cause == nil && err != nil && ctx.Err() != nil {
-		cause = ctx.Err()
+	if cause == nil {
+		if err != nil && errors.Is(ctx.Err(), context.Canceled) {
+			// The client hung up while its bytes were being stored:
+			// WriteError answers that as such (499), not as a bad body.
+			return fmt.Errorf("%w: %w", ctx.Err(), err)
+		}
+		if err != nil && ctx.Err() != nil {
+			cause = ctx.Err()
+		}
 	}
 	if cause == nil {
 		return err

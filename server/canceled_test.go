@@ -1,12 +1,15 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"github.com/opencontainers/go-digest"
 
 	"github.com/lading-registry/lading/registry"
 	"github.com/lading-registry/lading/storage/driver"
@@ -34,6 +37,14 @@ func TestClientGone(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v2/a/manifests/latest", nil).WithContext(ctx))
 	if rec.Code != statusClientClosed {
 		t.Fatalf("status %d, want %d; %s", rec.Code, statusClientClosed, rec.Body)
+	}
+	// Also when it hangs up while a pushed blob is being stored: not a bad
+	// body (400).
+	body := []byte("some layer")
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v2/a/blobs/uploads/?digest="+digest.FromBytes(body).String(), bytes.NewReader(body)).WithContext(ctx))
+	if rec.Code != statusClientClosed {
+		t.Fatalf("push: status %d, want %d; %s", rec.Code, statusClientClosed, rec.Body)
 	}
 	// A cancellation of the server's own making stays a 500.
 	rec = httptest.NewRecorder()
