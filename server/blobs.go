@@ -37,7 +37,11 @@ func (h *handlers) blob(w http.ResponseWriter, r *http.Request, rt Route) error 
 		if err != nil {
 			return err
 		}
-		off, n, kind := parseRange(r.Header.Get("Range"), desc.Size)
+		if noneMatch(r, etagOf(d)) {
+			writeNotModified(w, d, "")
+			return nil
+		}
+		off, n, kind := parseRange(rangeOf(r, etagOf(d)), desc.Size)
 		return writeBlobHeader(w, d, desc.Size, off, n, kind)
 	}
 
@@ -46,6 +50,10 @@ func (h *handlers) blob(w http.ResponseWriter, r *http.Request, rt Route) error 
 		return err
 	}
 	defer br.Close()
+	if noneMatch(r, etagOf(d)) {
+		writeNotModified(w, d, "")
+		return nil
+	}
 	if target, err := br.RedirectURL(r); err != nil {
 		return err
 	} else if target != "" {
@@ -54,7 +62,7 @@ func (h *handlers) blob(w http.ResponseWriter, r *http.Request, rt Route) error 
 		return nil
 	}
 	size := br.Descriptor().Size
-	off, n, kind := parseRange(r.Header.Get("Range"), size)
+	off, n, kind := parseRange(rangeOf(r, etagOf(d)), size)
 	if kind == rangeUnsatisfiable {
 		return writeBlobHeader(w, d, size, off, n, kind)
 	}
@@ -85,7 +93,7 @@ func writeBlobHeader(w http.ResponseWriter, d digest.Digest, size, off, n int64,
 	hdr := w.Header()
 	hdr.Set("Accept-Ranges", "bytes")
 	hdr.Set("Docker-Content-Digest", d.String())
-	hdr.Set("ETag", `"`+d.String()+`"`)
+	hdr.Set("ETag", etagOf(d))
 	sizeStr := strconv.FormatInt(size, 10)
 	switch kind {
 	case rangeUnsatisfiable:

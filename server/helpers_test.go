@@ -61,6 +61,13 @@ func checkInvariants(t testing.TB, rq request, rec *httptest.ResponseRecorder) {
 	if rec.Code >= 500 {
 		t.Errorf("%s %s: status %d, body %s", rq.method, rq.target, rec.Code, rec.Body)
 	}
+	if rec.Code == http.StatusNotModified {
+		// An answer to a conditional request: no body to declare.
+		if rec.Body.Len() != 0 || rec.Header().Get("ETag") == "" {
+			t.Errorf("%s %s: 304 with %d bytes of body, ETag %q", rq.method, rq.target, rec.Body.Len(), rec.Header().Get("ETag"))
+		}
+		return
+	}
 	if rec.Code >= 300 && rec.Code < 400 && rec.Code != http.StatusTemporaryRedirect {
 		t.Errorf("%s %s: redirected with %d to %q", rq.method, rq.target, rec.Code, rec.Header().Get("Location"))
 	}

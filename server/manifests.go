@@ -29,6 +29,10 @@ func (h *handlers) manifest(w http.ResponseWriter, r *http.Request, rt Route) er
 		if err != nil {
 			return err
 		}
+		if noneMatch(r, etagOf(desc.Digest)) {
+			writeNotModified(w, desc.Digest, desc.MediaType)
+			return nil
+		}
 		setManifestHeaders(w, desc)
 		w.WriteHeader(http.StatusOK)
 		return nil
@@ -36,6 +40,10 @@ func (h *handlers) manifest(w http.ResponseWriter, r *http.Request, rt Route) er
 		m, err := ms.Get(ctx, rt.Reference)
 		if err != nil {
 			return err
+		}
+		if noneMatch(r, etagOf(m.Descriptor.Digest)) {
+			writeNotModified(w, m.Descriptor.Digest, m.Descriptor.MediaType)
+			return nil
 		}
 		setManifestHeaders(w, m.Descriptor)
 		w.Header().Set("Content-Length", strconv.Itoa(len(m.Payload)))
@@ -117,7 +125,7 @@ func setManifestHeaders(w http.ResponseWriter, desc v1.Descriptor) {
 	hdr.Set("Content-Type", desc.MediaType)
 	hdr.Set("Content-Length", strconv.FormatInt(desc.Size, 10))
 	hdr.Set("Docker-Content-Digest", desc.Digest.String())
-	hdr.Set("ETag", `"`+desc.Digest.String()+`"`)
+	hdr.Set("ETag", etagOf(desc.Digest))
 }
 
 // validateReference checks that a manifest reference is a digest (it has
