@@ -37,11 +37,11 @@ func (h *handlers) blob(w http.ResponseWriter, r *http.Request, rt Route) error 
 		if err != nil {
 			return err
 		}
-		if noneMatch(r, etagOf(d)) {
+		if noneMatch(r, d) {
 			writeNotModified(w, d, "")
 			return nil
 		}
-		off, n, kind := parseRange(rangeOf(r, etagOf(d)), desc.Size)
+		off, n, kind := parseRange(rangeOf(r, d), desc.Size)
 		return writeBlobHeader(w, d, desc.Size, off, n, kind)
 	}
 
@@ -50,7 +50,7 @@ func (h *handlers) blob(w http.ResponseWriter, r *http.Request, rt Route) error 
 		return err
 	}
 	defer br.Close()
-	if noneMatch(r, etagOf(d)) {
+	if noneMatch(r, d) {
 		writeNotModified(w, d, "")
 		return nil
 	}
@@ -62,7 +62,7 @@ func (h *handlers) blob(w http.ResponseWriter, r *http.Request, rt Route) error 
 		return nil
 	}
 	size := br.Descriptor().Size
-	off, n, kind := parseRange(rangeOf(r, etagOf(d)), size)
+	off, n, kind := parseRange(rangeOf(r, d), size)
 	if kind == rangeUnsatisfiable {
 		return writeBlobHeader(w, d, size, off, n, kind)
 	}

@@ -16,10 +16,15 @@ import (
 
 func etagOf(d digest.Digest) string { return `"` + d.String() + `"` }
 
-// noneMatch reports whether r's If-None-Match names etag, weakly compared,
-// or is "*": the client holds the current content already.
-func noneMatch(r *http.Request, etag string) bool {
-	for _, line := range r.Header.Values("If-None-Match") {
+// noneMatch reports whether r's If-None-Match names d's ETag, weakly
+// compared, or is "*": the client holds the current content already.
+func noneMatch(r *http.Request, d digest.Digest) bool {
+	lines := r.Header.Values("If-None-Match")
+	if len(lines) == 0 {
+		return false // the common case, without building the ETag
+	}
+	etag := etagOf(d)
+	for _, line := range lines {
 		for t := range strings.SplitSeq(line, ",") {
 			t = strings.TrimSpace(t)
 			if t == "*" || strings.TrimPrefix(t, "W/") == etag {
@@ -31,11 +36,11 @@ func noneMatch(r *http.Request, etag string) bool {
 }
 
 // rangeOf is r's Range, or "" when an If-Range beside it does not name
-// etag exactly (a strong comparison): the client's earlier part may be of
-// other bytes, so the whole is sent. A date never matches, since no
+// d's ETag exactly (a strong comparison): the client's earlier part may be
+// of other bytes, so the whole is sent. A date never matches, since no
 // Last-Modified is sent.
-func rangeOf(r *http.Request, etag string) string {
-	if ir := r.Header.Get("If-Range"); ir != "" && strings.TrimSpace(ir) != etag {
+func rangeOf(r *http.Request, d digest.Digest) string {
+	if ir := r.Header.Get("If-Range"); ir != "" && strings.TrimSpace(ir) != etagOf(d) {
 		return ""
 	}
 	return r.Header.Get("Range")

@@ -29,7 +29,7 @@ func (h *handlers) manifest(w http.ResponseWriter, r *http.Request, rt Route) er
 		if err != nil {
 			return err
 		}
-		if noneMatch(r, etagOf(desc.Digest)) {
+		if noneMatch(r, desc.Digest) {
 			writeNotModified(w, desc.Digest, desc.MediaType)
 			return nil
 		}
@@ -41,7 +41,7 @@ func (h *handlers) manifest(w http.ResponseWriter, r *http.Request, rt Route) er
 		if err != nil {
 			return err
 		}
-		if noneMatch(r, etagOf(m.Descriptor.Digest)) {
+		if noneMatch(r, m.Descriptor.Digest) {
 			writeNotModified(w, m.Descriptor.Digest, m.Descriptor.MediaType)
 			return nil
 		}
