@@ -15,7 +15,11 @@ func runConfig(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, config.Example())
 		return 0
 	case len(args) == 2 && args[0] == "check":
-		if _, err := config.Load(args[1], nil, nil); err != nil {
+		cfg, err := config.Load(args[1], nil, nil)
+		if err == nil {
+			err = checkAuth(cfg)
+		}
+		if err != nil {
 			// 2, as serve exits on the same mistakes.
 			fmt.Fprintf(stderr, "%s:\n%v\n", args[1], err)
 			return 2

@@ -325,3 +325,41 @@ func TestShutdownDelayKeepsServingWhileNotReady(t *testing.T) {
 		t.Fatalf("serve returned %v after the stop, before the delay", took)
 	}
 }
+
+// Auth files that exist but do not parse are mistakes in the configuration:
+// `config check` finds them, and serve refuses them with exit 2 before it
+// creates or claims anything under its root.
+func TestBrokenAuthFilesAreConfigurationMistakes(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	policy := write("policy.yaml", "this is: [not a policy\n")
+	htpasswd := write("htpasswd", "not an htpasswd line\n")
+	key := write("key.pem", "not a key\n")
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"policy", "auth:\n  policy: " + policy + "\n", "policy"},
+		{"htpasswd", "auth:\n  htpasswd:\n    path: " + htpasswd + "\n", "want user:hash"},
+		{"token key", "auth:\n  htpasswd:\n    path: " + write("ok.htpasswd", "") + "\n  token:\n    server:\n      enabled: true\n      key: " + key + "\n", "token.server.key"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := filepath.Join(dir, tc.name+"-root")
+			file := write(tc.name+"-lading.yaml", tc.yaml+"storage:\n  filesystem:\n    root: "+root+"\n")
+			var stdout, stderr bytes.Buffer
+			if code := run([]string{"config", "check", file}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), tc.want) {
+				t.Errorf("config check: exit %d, stderr %q, want 2 naming %q", code, &stderr, tc.want)
+			}
+			stderr.Reset()
+			if code := run([]string{"serve", "--config", file, "--addr", "127.0.0.1:0"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), tc.want) {
+				t.Errorf("serve: exit %d, stderr %q, want 2 naming %q", code, &stderr, tc.want)
+			}
+			if _, err := os.Stat(root); !os.IsNotExist(err) {
+				t.Errorf("serve made its root before refusing the configuration: %v", err)
+			}
+		})
+	}
+}

@@ -63,6 +63,9 @@ func runServe(args []string, _, stderr io.Writer) int {
 		return 2
 	}
 	cfg, err := config.Load("", os.Environ(), fs)
+	if err == nil {
+		err = checkAuth(cfg)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "lading serve: configuration:\n%v\n", err)
 		return 2
@@ -484,6 +487,15 @@ func redirectExpiry(c config.S3) time.Duration {
 		return 0
 	}
 	return c.RedirectExpiry
+}
+
+// checkAuth reads and parses the files the auth section names (htpasswd,
+// policy, token key, certificate bundle), which config.Load only finds:
+// a broken one is a mistake in the configuration, refused before anything
+// is started or written, by serve as by `lading config check`.
+func checkAuth(cfg *config.Config) error {
+	_, err := auth.New(authConfig(cfg.Auth), slog.New(slog.DiscardHandler))
+	return err
 }
 
 // authConfig carries the auth section over; the two share their key names.
