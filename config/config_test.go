@@ -409,6 +409,26 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	}
 }
 
+// A --set argument mistyped without its '=' is refused without being
+// shown: it may be a secret (redis.password:...).
+func TestMistypedSetHidesItsArgument(t *testing.T) {
+	const secret = "redis-very-secret"
+	var out bytes.Buffer
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(&out)
+	BindFlags(fs)
+	err := fs.Parse([]string{"--set", "redis.password:" + secret})
+	if err == nil {
+		_, err = Load("", nil, fs)
+	}
+	if err == nil || !strings.Contains(err.Error(), "want key=value") {
+		t.Fatalf("got %v, want a refusal asking for key=value", err)
+	}
+	if strings.Contains(err.Error()+out.String(), secret) {
+		t.Errorf("the argument is shown: %v %s", err, &out)
+	}
+}
+
 func TestEveryProblemReportedOnce(t *testing.T) {
 	_, err := Load("", []string{"LADING_HTTP_IDLETIMEOUT=soon", "LADING_STORAGE_DRIVER=tape", "LADING_NOPE=1"}, nil)
 	if err == nil {
@@ -443,7 +463,8 @@ func TestBytes(t *testing.T) {
 }
 
 // The variables Kubernetes gives a pod for Services named lading and
-// lading-redis name no setting, yet the registry starts.
+// lading-redis, and docker --link for such links, name no setting, yet the
+// registry starts.
 func TestServiceLinkVariablesIgnored(t *testing.T) {
 	env := []string{
 		"LADING_SERVICE_HOST=10.0.0.1", "LADING_SERVICE_PORT=5000", "LADING_SERVICE_PORT_HTTP=5000",
@@ -451,13 +472,15 @@ func TestServiceLinkVariablesIgnored(t *testing.T) {
 		"LADING_PORT_5000_TCP_PROTO=tcp", "LADING_PORT_5000_TCP_PORT=5000", "LADING_PORT_5000_TCP_ADDR=10.0.0.1",
 		"LADING_REDIS_SERVICE_HOST=10.0.0.2", "LADING_REDIS_PORT=tcp://10.0.0.2:6379",
 		"LADING_REDIS_PORT_6379_TCP_ADDR=10.0.0.2",
+		// docker --link: the linked container's name and variables.
+		"LADING_REDIS_NAME=/app/lading-redis", "LADING_REDIS_ENV_REDIS_VERSION=7.2.4", "LADING_NAME=/web/lading",
 	}
 	if _, err := Load("", env, nil); err != nil {
 		t.Fatalf("service link variables: %v", err)
 	}
 	// A misspelt setting is still refused beside them, even one shaped
 	// like them whose value is not of their kind.
-	for _, wrong := range []string{"LADING_HTTP_ADR=:1", "LADING_HTTP_PORT=8080", "LADING_REDIS_PORT=6380", "LADING_DEBUG_SERVICE_HOST=debug.local"} {
+	for _, wrong := range []string{"LADING_HTTP_ADR=:1", "LADING_HTTP_PORT=8080", "LADING_REDIS_PORT=6380", "LADING_DEBUG_SERVICE_HOST=debug.local", "LADING_REDIS_NAME=redis"} {
 		if _, err := Load("", append(env, wrong), nil); err == nil {
 			t.Fatalf("%s accepted", wrong)
 		}

@@ -69,7 +69,10 @@ type setFlag struct {
 func (f *setFlag) String() string { return strings.Join(f.pairs, " ") }
 func (f *setFlag) Set(s string) error {
 	if !strings.Contains(s, "=") {
-		return fmt.Errorf("want key=value, e.g. http.addr=:5000")
+		// Refused by Load, not here: the flag package would print the
+		// argument, which may be a mistyped secret (redis.password:...).
+		f.given.settings = append(f.given.settings, givenSetting{source: "flag --set"})
+		return nil
 	}
 	f.pairs = append(f.pairs, s)
 	path, value, _ := strings.Cut(s, "=")
@@ -92,6 +95,10 @@ func (l *loader) flags(fs *flag.FlagSet) {
 		return
 	}
 	for _, g := range set.given.settings {
+		if g.key == "" {
+			l.fail("--set", g.source, "want key=value, e.g. http.addr=:5000 (the argument is not shown: it may hold a secret)")
+			continue
+		}
 		k, ok := lookupKey(g.key)
 		if !ok {
 			l.fail(g.key, g.source, "unknown key; see `lading config example` for every key")

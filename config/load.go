@@ -229,14 +229,17 @@ func parent(path string) string {
 // lading-redis, makes LADING_SERVICE_HOST, LADING_PORT_5000_TCP_ADDR,
 // LADING_REDIS_PORT and the like, which name no setting but must not stop
 // the registry from starting.
+// docker --link also gives the linked container's name, /<container>/<alias>
+// in <ALIAS>_NAME, and each of its variables as <ALIAS>_ENV_<NAME>.
 // Only names of that shape holding values of their kind are passed over,
 // so that a guess such as LADING_HTTP_PORT=8080 is still refused.
-var serviceLink = regexp.MustCompile(`^` + EnvPrefix + `(?:[A-Z0-9_]+?_)??(SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?|PORT(?:_[0-9]+_(?:TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)?)$`)
+var serviceLink = regexp.MustCompile(`^` + EnvPrefix + `(?:[A-Z0-9_]+?_)??(SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?|PORT(?:_[0-9]+_(?:TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)?|NAME|ENV_[A-Za-z0-9_]+)$`)
 
 var (
 	linkURL   = regexp.MustCompile(`^(tcp|udp|sctp)://\S+:[0-9]+$`)
 	linkProto = regexp.MustCompile(`^(tcp|udp|sctp)$`)
 	linkPort  = regexp.MustCompile(`^[0-9]+$`)
+	linkName  = regexp.MustCompile(`^/[^/\s]+/[^/\s]+$`)
 )
 
 // isServiceLink reports whether name=value is one of those variables.
@@ -247,6 +250,10 @@ func isServiceLink(name, value string) bool {
 	}
 	kind, part := m[1], m[2]
 	switch {
+	case kind == "NAME":
+		return linkName.MatchString(value)
+	case strings.HasPrefix(kind, "ENV_"):
+		return true // the linked container's own variable, any value
 	case kind == "SERVICE_HOST" || part == "_ADDR":
 		return net.ParseIP(value) != nil
 	case strings.HasPrefix(kind, "SERVICE_PORT") || part == "_PORT":
