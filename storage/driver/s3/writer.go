@@ -137,6 +137,15 @@ func (w *writer) Write(p []byte) (int, error) {
 	}
 	written := 0
 	for len(p) > 0 {
+		if w.pending+int64(len(w.buf)) >= w.d.partSize {
+			// Pieces a writer with a larger part size stored (a replica
+			// before a change of storage.s3.partsize) make a part already.
+			if err := w.flushPart(w.ctx); err != nil {
+				w.err = w.mapped("write", err)
+				return written, w.err
+			}
+			continue
+		}
 		n := int(min(int64(len(p)), w.d.partSize-w.pending-int64(len(w.buf))))
 		if len(w.buf)+n > cap(w.buf) {
 			w.growBuf(len(w.buf) + n)

@@ -696,3 +696,21 @@ func TestWriterRefusesAnotherWritersPiece(t *testing.T) {
 		t.Fatalf("committed %q (%v), want \"firstsecond\"", got, err)
 	}
 }
+
+// A session resumed on a replica whose part size is smaller than the
+// pieces stored so far (storage.s3.partsize changed while it was open)
+// goes on: those pieces make a part at once. It panicked on a negative
+// slice bound.
+func TestWriterResumedUnderASmallerPartSize(t *testing.T) {
+	srv := testenv.S3(t)
+	big := newTestDriver(t, srv, "")
+	small := newTestDriver(t, srv, "")
+	small.partSize = 1 << 20 // below the 3 MiB piece big stores; no config allows it, the test's shortcut to such pieces
+	appendChunk(t, big, "/a/data", pattern(3<<20, 1), true)
+	// S3 refuses to complete parts this small, so the session is only
+	// written on, its pieces uploaded as parts, and closed.
+	appendChunk(t, small, "/a/data", pattern(2<<20, 2), false)
+	if up := uploads(t, small); len(up) != 1 {
+		t.Fatalf("%d multipart uploads, want the session's one", len(up))
+	}
+}
