@@ -68,6 +68,11 @@ func (l *backendLocker) TryLockLost(ctx context.Context, key string) (func(), <-
 			return nil, nil, ErrLocked
 		}
 		raw, held, gerr := l.readRaw(ctx, path)
+		if gerr == nil && held.Token == mine.Token {
+			// This Create's own write, its answer lost and the request
+			// retried by the store's client, which then found it there.
+			break
+		}
 		if gerr == nil && l.now().Before(held.Expires) {
 			return nil, nil, ErrLocked
 		}

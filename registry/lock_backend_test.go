@@ -376,3 +376,33 @@ func TestKeepLease(t *testing.T) {
 		stop()
 	}
 }
+
+// lostAnswer writes a Create and then reports ErrExists, as an S3 client
+// does when the answer to its conditional PUT is lost and its retry finds
+// the object the first attempt wrote.
+type lostAnswer struct{ driver.Driver }
+
+func (l lostAnswer) Create(ctx context.Context, path string, content []byte) error {
+	if err := l.Driver.Create(ctx, path, content); err != nil {
+		return err
+	}
+	return driver.ErrExists
+}
+
+// A lease whose Create landed though its answer was lost is the caller's:
+// it must not wait out its own lease as another's.
+func TestLeaseCreatedByARetriedRequest(t *testing.T) {
+	mem := inmemory.New()
+	l := NewBackendLocker(lostAnswer{mem}, time.Minute)
+	unlock, err := l.TryLock(context.Background(), "manifest-x")
+	if err != nil {
+		t.Fatalf("TryLock: %v, want the lease its own request wrote", err)
+	}
+	if _, err := NewBackendLocker(mem, time.Minute).TryLock(context.Background(), "manifest-x"); !errors.Is(err, ErrLocked) {
+		t.Fatalf("another locker: %v, want ErrLocked", err)
+	}
+	unlock()
+	if _, err := mem.Stat(context.Background(), "/locks"); err == nil {
+		t.Fatal("the lease is left behind after unlock")
+	}
+}

@@ -40,6 +40,9 @@ type Driver interface {
 	// Create writes content at path only if no object is there yet, as one
 	// atomic step; otherwise it returns ErrExists and changes nothing. It is
 	// the backend's compare-and-set, used for leases and first-writer-wins.
+	// Over a network, a request retried after its answer was lost may find
+	// its own first write and report ErrExists: a caller that must tell the
+	// two apart writes content of its own (a token) and reads it back.
 	Create(ctx context.Context, path string, content []byte) error
 
 	// Reader streams the object at path from offset. Offset equal to the
