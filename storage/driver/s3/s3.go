@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -54,6 +55,10 @@ type Driver struct {
 	// conditionalDelete says the server honours If-Match on DELETE
 	// (checkConditionalPut finds out), which RemoveObjectIf uses.
 	conditionalDelete bool
+	// oneByOne says the server refused a batch delete for lack of a
+	// Content-MD5 (MinIO before 2025), which the SDK no longer sends:
+	// keys are deleted one request each from then on.
+	oneByOne *atomic.Bool
 }
 
 var _ driver.Driver = (*Driver)(nil)
@@ -112,6 +117,7 @@ func New(ctx context.Context, cfg Config, opts ...func(*s3.Options)) (*Driver, e
 		partSize:    cfg.PartSize,
 		partBufs:    new(sync.Pool),
 		maxCopySize: maxPartSize,
+		oneByOne:    new(atomic.Bool),
 	}
 	if d.partSize == 0 {
 		d.partSize = DefaultPartSize

@@ -211,6 +211,12 @@ func (d *Driver) abortUploads(ctx context.Context, path string) (int, error) {
 // deleteKeys removes keys, a thousand per request.
 func (d *Driver) deleteKeys(ctx context.Context, keys []string) error {
 	for batch := range slices.Chunk(keys, deleteBatch) {
+		if d.oneByOne.Load() {
+			if err := d.deleteEach(ctx, batch); err != nil {
+				return err
+			}
+			continue
+		}
 		ids := make([]types.ObjectIdentifier, len(batch))
 		for i, k := range batch {
 			ids[i] = types.ObjectIdentifier{Key: aws.String(k)}
@@ -219,6 +225,13 @@ func (d *Driver) deleteKeys(ctx context.Context, keys []string) error {
 			Bucket: d.bucket,
 			Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)},
 		})
+		if errorCode(err) == "MissingContentMD5" {
+			d.oneByOne.Store(true)
+			if err := d.deleteEach(ctx, batch); err != nil {
+				return err
+			}
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -231,6 +244,24 @@ func (d *Driver) deleteKeys(ctx context.Context, keys []string) error {
 		}
 	}
 	return nil
+}
+
+// deleteEach deletes keys one request each, a few at a time, for a server
+// that refuses batch deletes (see Driver.oneByOne). A key already gone is
+// no error: S3 answers its DELETE with success.
+func (d *Driver) deleteEach(ctx context.Context, keys []string) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for _, k := range keys {
+		g.Go(func() error {
+			_, err := d.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: d.bucket, Key: aws.String(k)})
+			if errorCode(err) == "NoSuchKey" {
+				return nil
+			}
+			return err
+		})
+	}
+	return g.Wait()
 }
 
 // PendingWriters implements driver.PendingWriterLister: the writers' hidden
