@@ -78,7 +78,10 @@ func New(root string) (*Driver, error) {
 		return nil, err
 	}
 	d := &Driver{root: root, tmp: filepath.Join(root, tempDir), fsync: fsyncPath, writebackErr: writebackErr}
-	if err := os.MkdirAll(root, 0o755); err != nil {
+	// A root made here is closed to other users: with access control on,
+	// a local account must not read private images past it. One that
+	// exists keeps the mode its operator gave it.
+	if err := os.MkdirAll(root, 0o750); err != nil {
 		return nil, err
 	}
 	if err := nothingMountedBelow(root); err != nil {

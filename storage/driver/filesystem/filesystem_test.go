@@ -93,6 +93,28 @@ func TestRootSpreadsItsFoldersWithoutAJournal(t *testing.T) {
 	}
 }
 
+// A root the driver makes is closed to other users; one that exists keeps
+// its operator's mode.
+func TestRootMadePrivate(t *testing.T) {
+	made := filepath.Join(t.TempDir(), "made", "root")
+	if _, err := filesystem.New(made); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(made); err != nil || fi.Mode().Perm()&0o007 != 0 {
+		t.Fatalf("a root made by the driver: %v, %v; other users may enter it", fi.Mode(), err)
+	}
+	given := t.TempDir()
+	if err := os.Chmod(given, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := filesystem.New(given); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(given); fi.Mode().Perm() != 0o755 {
+		t.Fatalf("an existing root's mode changed to %v", fi.Mode())
+	}
+}
+
 // wantPristine checks that root holds nothing but an empty temporary
 // directory: no temporary file outlived its call, no directory its objects.
 func wantPristine(t *testing.T, root string) {
