@@ -55,6 +55,17 @@ func FailOrSkip(t testing.TB, err error) {
 	t.Fatal(err)
 }
 
+// Unavailable skips t for a reason of this machine (no privilege to
+// mount, no pseudo-terminal) locally, and fails it under CI=true, where
+// every test must run: a test is never hidden from CI.
+func Unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf(format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
 // cleanEnv is the environment servers start with: enough to run, and nothing
 // from the caller's environment that could reconfigure them.
 func cleanEnv(extra ...string) []string {

@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lading-registry/lading/internal/testenv"
 )
 
 // Build compiles the package pkg (an import path, or a path relative to the
@@ -153,6 +155,7 @@ func Start(t testing.TB, opts Options) *Server {
 		s.cmd = exec.Command(bin, args...)
 		s.cmd.Env = append(os.Environ(), opts.Env...)
 		s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
+		testenv.DieWithParent(s.cmd) // even when a timeout panic skips the cleanups
 		if err := s.cmd.Start(); err != nil {
 			t.Fatalf("starting lading: %v", err)
 		}

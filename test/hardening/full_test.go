@@ -14,6 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
+	"github.com/lading-registry/lading/internal/testenv"
 	"github.com/lading-registry/lading/internal/testserver"
 )
 
@@ -26,7 +27,7 @@ import (
 func TestFullFileSystem(t *testing.T) {
 	root := t.TempDir()
 	if err := unix.Mount("tmpfs", root, "tmpfs", 0, "size=4m"); err != nil {
-		t.Skipf("cannot mount a 4 MiB tmpfs (%v): needs root", err)
+		testenv.Unavailable(t, "cannot mount a 4 MiB tmpfs (%v): needs root", err)
 	}
 	t.Cleanup(func() { unix.Unmount(root, unix.MNT_DETACH) }) // after the server stops
 	srv := start(t, testserver.Options{Root: root, Allow5xx: true})

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lading-registry/lading/internal/testenv"
 	"github.com/lading-registry/lading/internal/testserver"
 )
 
@@ -86,6 +87,7 @@ func launch(t *testing.T, env []string, args ...string) *proc {
 	p.cmd = exec.Command(ladingBinary(t), args...)
 	p.cmd.Env = cleanEnv(env...)
 	p.cmd.Stdout, p.cmd.Stderr = out, out
+	testenv.DieWithParent(p.cmd) // even when a timeout panic skips the cleanups
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/lading-registry/lading/internal/testenv"
 )
 
 // storeWithImages returns the root of a filesystem store holding two
@@ -113,7 +115,7 @@ func openPTY(t *testing.T) (master, slave *os.File) {
 	t.Helper()
 	ptm, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
 	if err != nil {
-		t.Skipf("no pseudo-terminal: %v", err)
+		testenv.Unavailable(t, "no pseudo-terminal: %v", err)
 	}
 	var unlock int32
 	if err := ioctl(ptm, syscall.TIOCSPTLCK, unsafe.Pointer(&unlock)); err != nil {
