@@ -380,6 +380,73 @@ func TestGCCommitOntoCollectedBlob(t *testing.T) {
 	}
 }
 
+// statOnceHook runs fn once, right after the first Stat of path.
+type statOnceHook struct {
+	driver.Driver
+	mu   sync.Mutex
+	path string
+	fn   func()
+}
+
+func (h *statOnceHook) Stat(ctx context.Context, p string) (driver.FileInfo, error) {
+	fi, err := h.Driver.Stat(ctx, p)
+	h.mu.Lock()
+	fn := h.fn
+	if p != h.path {
+		fn = nil
+	} else {
+		h.fn = nil
+	}
+	h.mu.Unlock()
+	if fn != nil {
+		fn()
+	}
+	return fi, err
+}
+
+// A commit retried after one cut short past its move finds the bytes at
+// their address; a collection removes them, unlinked, before the retry's
+// guard. The retry must fail as a lost session, not store an empty blob
+// under the digest of the 5000 bytes (which every later push of them
+// would then take as stored).
+func TestGCRetriedCommitOfCollectedBytes(t *testing.T) {
+	ctx := context.Background()
+	data := randomContent(5000)
+	d := digest.FromBytes(data)
+	h := &statOnceHook{Driver: inmemory.New(), path: blobPath(d)}
+	reg := New(h, Options{})
+	repo, _ := reg.Repository("r")
+	u, err := repo.Blobs().Upload(ctx, UploadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.Append(ctx, bytes.NewReader(data), 0); err != nil {
+		t.Fatal(err)
+	}
+	// The first commit moved the bytes and stopped before its link.
+	if err := h.Driver.Move(ctx, uploadDataPath("r", u.ID()), blobPath(d)); err != nil {
+		t.Fatal(err)
+	}
+	h.fn = func() {
+		if rep := collect(t, reg, quickGC(true)); rep.BlobsRemoved != 1 {
+			t.Errorf("the collection removed %d blobs, want the unlinked one", rep.BlobsRemoved)
+		}
+	}
+	if desc, err := u.Commit(ctx, d, int64(len(data))); !errors.Is(err, ErrBlobUploadUnknown) {
+		t.Fatalf("commit: %+v, %v; want BLOB_UPLOAD_UNKNOWN, the session's bytes being gone", desc, err)
+	}
+	if _, err := h.Driver.Stat(ctx, blobPath(d)); !driver.IsNotFound(err) {
+		t.Fatalf("something is stored under %s: %v", d, err)
+	}
+	// The bytes pushed again are stored whole.
+	if _, err := repo.Blobs().Put(ctx, d, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := h.Driver.Stat(ctx, blobPath(d)); err != nil || fi.Size != int64(len(data)) {
+		t.Fatalf("pushed again: %+v, %v", fi, err)
+	}
+}
+
 // A pinned digest survives a batch that found it garbage.
 func TestGCPinnedSurvives(t *testing.T) {
 	reg := New(driver.Instrument(inmemory.New(), nil), Options{})

@@ -611,6 +611,11 @@ func (u *Upload) finish(ctx context.Context, d digest.Digest, size int64, commit
 			return v1.Descriptor{}, err
 		}
 		moved = true
+	} else if u.state.Offset > 0 {
+		// The bytes a commit cut short had moved to their address, which
+		// storedAs saw, were collected before this commit's guard: they
+		// are nowhere now, and the empty blob below is not theirs.
+		return v1.Descriptor{}, u.lost(ctx, "its data is gone")
 	} else if err := drv.PutContent(bctx, dst, nil); err != nil {
 		return v1.Descriptor{}, err
 	}
