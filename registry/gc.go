@@ -127,8 +127,8 @@ var errNotDue = errors.New("registry: a collection has run since this one was du
 const DefaultGCWindow = 5 * time.Second
 
 // gcBatchTTL bounds one sweep batch; the collector stops deleting at half
-// of it, so writers may wait that long at most.
-const gcBatchTTL = 60 * time.Second
+// of it, so writers may wait that long at most. A variable for the tests.
+var gcBatchTTL = 60 * time.Second
 
 // gcBatchSize is how many candidates one batch re-checks and deletes.
 const gcBatchSize = 1024

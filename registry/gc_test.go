@@ -447,6 +447,65 @@ func TestGCRetriedCommitOfCollectedBytes(t *testing.T) {
 	}
 }
 
+// slowDelete holds the Delete of path as a request stuck on its way to
+// the store, until hold has passed (then it lands) or its context ends.
+type slowDelete struct {
+	driver.Driver
+	path    string
+	hold    time.Duration
+	started chan struct{}
+}
+
+func (s *slowDelete) Delete(ctx context.Context, p string) error {
+	if p == s.path {
+		close(s.started)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(s.hold):
+		}
+	}
+	return s.Driver.Delete(ctx, p)
+}
+
+// A batch's delete still on its way when writers stop waiting for the
+// batch is cancelled: a push that waited the batch out and linked the
+// bytes keeps them. Before, the late delete landed after the push was
+// acknowledged.
+func TestGCDeleteCutAtTheBatchDeadline(t *testing.T) {
+	defer func(ttl time.Duration) { gcBatchTTL = ttl }(gcBatchTTL)
+	gcBatchTTL = 2 * time.Second
+	content := randomContent(64)
+	d := digest.FromBytes(content)
+	slow := &slowDelete{Driver: inmemory.New(), path: blobPath(d), hold: 3 * time.Second, started: make(chan struct{})}
+	reg := New(slow, Options{})
+	old := newFixture(t, reg, "old")
+	old.blob(testLayerType, content) // unreferenced: garbage
+	fresh := newFixture(t, reg, "fresh")
+	pushed := make(chan error, 1)
+	go func() {
+		<-slow.started
+		_, err := fresh.repo.Blobs().Put(context.Background(), d, bytes.NewReader(content))
+		pushed <- err
+	}()
+	rep := collect(t, reg, quickGC(true))
+	if err := <-pushed; err != nil {
+		t.Fatal(err)
+	}
+	if rep.BlobsRemoved != 0 {
+		t.Errorf("report %+v: the cut delete counted", rep)
+	}
+	br, err := fresh.repo.Blobs().Open(fresh.ctx, d)
+	if err != nil {
+		t.Fatalf("the blob acknowledged during the batch is gone: %v", err)
+	}
+	b, _ := io.ReadAll(br)
+	br.Close()
+	if !bytes.Equal(b, content) {
+		t.Fatal("wrong bytes")
+	}
+}
+
 // A pinned digest survives a batch that found it garbage.
 func TestGCPinnedSurvives(t *testing.T) {
 	reg := New(driver.Instrument(inmemory.New(), nil), Options{})

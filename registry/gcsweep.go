@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -76,16 +77,36 @@ func (c *collector) flush(ctx context.Context) error {
 	began := time.Now()
 	outcome := make([]recheck, len(batch))
 	pins, err := c.loadPins(ctx)
+	// Deletes stop at half the batch's time, well before writers stop
+	// waiting for it: a request still in flight then (a DELETE held up by
+	// a slow or throttled store, and retried) is cancelled rather than
+	// left to land after a writer relied on what it removes.
+	dctx, cancel := context.WithDeadline(ctx, began.Add(gcBatchTTL/2))
+	defer cancel()
+	var cut atomic.Bool
 	if err == nil {
 		err = forEach(len(batch), func(i int) error {
 			outcome[i] = recheckKept
-			if time.Since(began) > gcBatchTTL/2 {
+			if dctx.Err() != nil {
 				return nil // past what writers wait for: stop deleting
 			}
-			var err error
-			outcome[i], err = c.recheckAndDelete(ctx, &batch[i], pins)
+			o, err := c.recheckAndDelete(dctx, &batch[i], pins)
+			if err != nil && dctx.Err() != nil && ctx.Err() == nil {
+				cut.Store(true) // kept, as far as this run knows
+				return nil
+			}
+			outcome[i] = o
 			return err
 		})
+	}
+	if cut.Load() && err == nil {
+		// A cancelled request may still reach the store a little later:
+		// the batch shows until its deadline, as writers expect, not over
+		// at once.
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Until(began.Add(gcBatchTTL))):
+		}
 	}
 	if leaseLost(ctx) {
 		// The state is the new holder's now; a batch left showing counts
