@@ -68,6 +68,11 @@ func newBarrier(root string, journaled bool) (*barrier, error) {
 		return nil, err
 	}
 	b := &barrier{sync: func() error { return unix.Syncfs(int(f.Fd())) }, crowded: machineGauge().over, patience: patience, reports: syncfsReportsAll(root)}
+	if !syncfsWrites(barrierFSType(root)) {
+		// Every caller makes its own changes durable, as when a sync would
+		// be crowded: an fsync reaches what a syncfs does not.
+		b.crowded = func() bool { return true }
+	}
 	if !journaled {
 		// Without a journal, ext4's syncfs flushes the disk's cache before
 		// its last metadata writes, which may then sit in that cache when
@@ -76,6 +81,24 @@ func newBarrier(root string, journaled bool) (*barrier, error) {
 		b.lag = 1
 	}
 	return b, nil
+}
+
+// barrierFSType is fsType; tests pose as other file systems.
+var barrierFSType = fsType
+
+// syncfsWrites reports whether a syncfs(2) of a file system of type typ
+// (statfs(2)'s magic) makes what it holds durable. FUSE passes it on to
+// its daemon only for virtiofs, which shares the magic (sshfs, mergerfs,
+// rclone, fuse-overlayfs answer it at once, having synced nothing), and
+// network file systems need not commit to their server either; an fsync
+// reaches both.
+func syncfsWrites(typ int64) bool {
+	switch typ {
+	case unix.FUSE_SUPER_MAGIC, unix.NFS_SUPER_MAGIC, unix.CIFS_SUPER_MAGIC, unix.SMB_SUPER_MAGIC, unix.SMB2_SUPER_MAGIC,
+		unix.V9FS_MAGIC, unix.CEPH_SUPER_MAGIC, unix.AFS_FS_MAGIC, unix.AFS_SUPER_MAGIC:
+		return false
+	}
+	return true
 }
 
 // journaled reports whether the file system below dir commits its metadata

@@ -940,3 +940,24 @@ func TestPersistRemovalsOutlivesAHangingSync(t *testing.T) {
 		t.Fatalf("persisting the root's removals fsynced %q", got)
 	}
 }
+
+// Where syncfs makes nothing durable (FUSE but virtiofs, network file
+// systems), every write is made durable by fsyncs of its own files and
+// folders, never by the shared sync.
+func TestNoSharedSyncWhereSyncfsWritesNothing(t *testing.T) {
+	defer func(f func(string) int64) { barrierFSType = f }(barrierFSType)
+	barrierFSType = func(string) int64 { return unix.FUSE_SUPER_MAGIC }
+	d := settled(t)
+	syncs := 0
+	d.barrier.sync = func() error { syncs++; return nil }
+	fsynced := recordFsyncs(d)
+	if err := d.PutContent(t.Context(), "/a/b", []byte("content")); err != nil {
+		t.Fatal(err)
+	}
+	if got := fsynced(); syncs != 0 || len(got) == 0 {
+		t.Fatalf("%d shared syncs, fsyncs of %q; want fsyncs only", syncs, got)
+	}
+	if !syncfsWrites(unix.EXT4_SUPER_MAGIC) || !syncfsWrites(unix.XFS_SUPER_MAGIC) || syncfsWrites(unix.NFS_SUPER_MAGIC) {
+		t.Error("syncfsWrites misjudges ext4, XFS or NFS")
+	}
+}
