@@ -586,8 +586,11 @@ func (d *Driver) RemoveObjectIf(ctx context.Context, path string, content []byte
 	}
 	// link(2) refuses a taken name, so a writer that put content at the
 	// path meanwhile keeps it. The folder may have been pruned by a
-	// removal beside this one: it is made again.
-	lerr := d.place(ctx, file, false, func() error { return os.Link(aside, file) })
+	// removal beside this one: it is made again. The link is made durable
+	// before the name aside goes: a sync between the rename and the link
+	// could otherwise keep the path without what a writer was told is
+	// there (rare: a writer must land between the read and the rename).
+	lerr := d.place(ctx, file, true, func() error { return os.Link(aside, file) })
 	if lerr == nil || errors.Is(lerr, fs.ErrExist) {
 		os.Remove(aside)
 	} else if err == nil {
