@@ -156,6 +156,22 @@ func nothingMountedBelow(root string) error {
 			return fmt.Errorf("filesystem: %s is mounted below the root %s (%s): Lading needs its whole root on one file system; mount the file system at the root itself", m.Mountpoint, root, m.FSType)
 		}
 	}
+	// A folder of the root may also lead elsewhere through a symbolic
+	// link, where every rename and link into it would fail (EXDEV).
+	var rootStat unix.Stat_t
+	if err := unix.Stat(real, &rootStat); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(real)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		var st unix.Stat_t
+		if e.Type()&fs.ModeSymlink != 0 && unix.Stat(filepath.Join(real, e.Name()), &st) == nil && st.Dev != rootStat.Dev {
+			return fmt.Errorf("filesystem: %s in the root %s is a symbolic link to another file system: Lading needs its whole root on one file system", e.Name(), root)
+		}
+	}
 	return nil
 }
 

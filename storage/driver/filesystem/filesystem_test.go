@@ -429,6 +429,25 @@ func TestRefusesMountsBelowTheRoot(t *testing.T) {
 	if _, err := filesystem.New(filepath.Join(root, ".", "blobs")); err != nil {
 		t.Fatalf("New over a mount point: %v", err)
 	}
+	// A folder of the root that is a symbolic link to another file system
+	// is refused too; one to the root's own file system is not.
+	linked := t.TempDir()
+	if err := os.Symlink(below, filepath.Join(linked, "repositories")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := filesystem.New(linked); err == nil || !strings.Contains(err.Error(), "repositories") {
+		t.Fatalf("New over a root whose repositories lead to another file system: %v", err)
+	}
+	sameFS := t.TempDir()
+	if err := os.Mkdir(filepath.Join(sameFS, "elsewhere"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(sameFS, "elsewhere"), filepath.Join(sameFS, "catalog")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := filesystem.New(sameFS); err != nil {
+		t.Fatalf("New over a root with a link within its file system: %v", err)
+	}
 }
 
 // Retract takes back what a writer wrote since its open, and nothing when
