@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+
+	"github.com/lading-registry/lading/storage/driver"
 )
 
 // The hot paths of the registry: a small state object replaced on every
@@ -90,6 +92,35 @@ func BenchmarkPlainWrite16MiB(b *testing.B) {
 		n++
 		if _, err := f.Write(chunk); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkWalkPage lists a page of 100 names from the middle of a folder
+// of 100,000 (a large repository's tags, a large registry's catalog).
+func BenchmarkWalkPage(b *testing.B) {
+	d, root := newDriver(b)
+	dir := filepath.Join(root, "tags")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	for i := range 100_000 {
+		f, err := os.Create(filepath.Join(dir, "t"+strconv.Itoa(100_000+i)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
+	}
+	for b.Loop() {
+		n := 0
+		err := d.Walk(b.Context(), "/tags", "/tags/t150000", func(driver.FileInfo) error {
+			if n++; n == 100 {
+				return driver.ErrStopWalk
+			}
+			return nil
+		})
+		if err != nil || n != 100 {
+			b.Fatalf("%d names, %v", n, err)
 		}
 	}
 }

@@ -1,12 +1,13 @@
 package filesystem
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"io/fs"
+	"iter"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 
@@ -29,8 +30,17 @@ func (d *Driver) Walk(ctx context.Context, path, from string, fn driver.WalkFunc
 	return err
 }
 
-// readDir is a variable so a test can see which directories a walk reads.
-var readDir = os.ReadDir
+// readDir reads a directory's entries in no particular order (os.ReadDir
+// sorts them, which a walk does its own way); a variable so a test can see
+// which directories a walk reads.
+var readDir = func(dir string) ([]os.DirEntry, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.ReadDir(-1)
+}
 
 func (d *Driver) walk(ctx context.Context, dir, path, from string, fn driver.WalkFunc) error {
 	entries, err := readDir(dir)
@@ -42,22 +52,15 @@ func (d *Driver) walk(ctx context.Context, dir, path, from string, fn driver.Wal
 		}
 		return err
 	}
-	for _, e := range inPathOrder(entries) {
+	for e := range inPathOrder(entries, path, from) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		child := join(path, e.Name())
 		if e.IsDir() {
-			below := child + "/"
-			if from >= below && !strings.HasPrefix(from, below) {
-				continue // all of it sorts before from
-			}
 			if err := d.walk(ctx, filepath.Join(dir, e.Name()), child, from, fn); err != nil {
 				return err
 			}
-			continue
-		}
-		if child <= from {
 			continue
 		}
 		fi, err := e.Info()
@@ -74,26 +77,57 @@ func (d *Driver) walk(ctx context.Context, dir, path, from string, fn driver.Wal
 	return nil
 }
 
-// inPathOrder drops what no path can name and sorts the rest by the order
-// of the paths they hold.
-func inPathOrder(entries []fs.DirEntry) []fs.DirEntry {
-	type keyed struct {
-		key string
-		e   fs.DirEntry
-	}
-	ks := make([]keyed, 0, len(entries))
+// inPathOrder yields the entries of the directory at path that can hold
+// paths after from, in the order of the paths they hold: a directory "a"
+// as "a/". It orders them as it goes (a heap), so a page read from a large
+// folder costs one pass over its names and the page's own share of a sort,
+// not a sort of them all.
+func inPathOrder(entries []fs.DirEntry, path, from string) iter.Seq[fs.DirEntry] {
+	h := make(pathHeap, 0, len(entries))
 	for _, e := range entries {
+		if !validName(e.Name()) {
+			continue
+		}
+		child := join(path, e.Name())
 		switch {
-		case !validName(e.Name()):
 		case e.IsDir():
-			ks = append(ks, keyed{e.Name() + "/", e})
+			below := child + "/"
+			if from >= below && !strings.HasPrefix(from, below) {
+				continue // all of it sorts before from
+			}
+			h = append(h, keyed{e.Name() + "/", e})
 		case e.Type().IsRegular():
-			ks = append(ks, keyed{e.Name(), e})
+			if child <= from {
+				continue
+			}
+			h = append(h, keyed{e.Name(), e})
 		}
 	}
-	slices.SortFunc(ks, func(a, b keyed) int { return strings.Compare(a.key, b.key) })
-	for i, k := range ks {
-		entries[i] = k.e
+	heap.Init(&h)
+	return func(yield func(fs.DirEntry) bool) {
+		for h.Len() > 0 {
+			if !yield(heap.Pop(&h).(keyed).e) {
+				return
+			}
+		}
 	}
-	return entries[:len(ks)]
+}
+
+type keyed struct {
+	key string
+	e   fs.DirEntry
+}
+
+// pathHeap is a container/heap of entries, least key first.
+type pathHeap []keyed
+
+func (h pathHeap) Len() int           { return len(h) }
+func (h pathHeap) Less(i, j int) bool { return h[i].key < h[j].key }
+func (h pathHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *pathHeap) Push(x any)        { *h = append(*h, x.(keyed)) }
+func (h *pathHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }

@@ -28,7 +28,7 @@ func TestWalkSkipsSubtreesBeforeFrom(t *testing.T) {
 		read = append(read, filepath.ToSlash(rel))
 		return os.ReadDir(dir)
 	}
-	defer func() { readDir = os.ReadDir }()
+	defer func(f func(string) ([]os.DirEntry, error)) { readDir = f }(readDir)
 
 	var walked []string
 	err = d.Walk(t.Context(), "/", "/a/x/1", func(fi driver.FileInfo) error {
