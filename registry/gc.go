@@ -130,6 +130,11 @@ const DefaultGCWindow = 5 * time.Second
 // of it, so writers may wait that long at most. A variable for the tests.
 var gcBatchTTL = 60 * time.Second
 
+// gcStateWriteTimeout bounds the writes of the collector's state made
+// past its own cancellation (a batch's end, a run's end): under the
+// twelfth of the lease's term by which it reports a lease it cannot renew.
+const gcStateWriteTimeout = 5 * time.Second
+
 // gcBatchSize is how many candidates one batch re-checks and deletes.
 const gcBatchSize = 1024
 
@@ -291,10 +296,15 @@ func (c *collector) finish(ctx context.Context, completed bool) {
 	}
 	ctx = context.WithoutCancel(ctx)
 	ended := c.state.Ended // the last completed run's, carried by announce
+	// The state write is bounded well within the lease's last margin: one
+	// held up longer could land after another collector took the lease,
+	// and overwrite its run with none.
+	sctx, cancel := context.WithTimeout(ctx, gcStateWriteTimeout)
+	defer cancel()
 	if completed {
 		ended = c.reg.now()
 	}
-	if _, err := c.reg.writeGCState(ctx, gcState{Last: c.state.Run, Ended: ended, Window: c.opts.Window}); err != nil {
+	if _, err := c.reg.writeGCState(sctx, gcState{Last: c.state.Run, Ended: ended, Window: c.opts.Window}); err != nil {
 		c.reg.log.Error("garbage collection: state left as running; writers will pin until the next run", "err", err)
 	}
 	if err := c.reg.driver.Delete(ctx, gcRunPinsPath(c.state.Run)); err != nil && !driver.IsNotFound(err) {

@@ -117,7 +117,9 @@ func (c *collector) flush(ctx context.Context) error {
 	st.InBatch = false
 	st.Until = time.Time{}
 	var werr error
-	c.state, werr = c.reg.writeGCState(context.WithoutCancel(ctx), st)
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), gcStateWriteTimeout)
+	c.state, werr = c.reg.writeGCState(sctx, st)
+	scancel()
 	if err = errors.Join(err, werr); err != nil {
 		return err
 	}
