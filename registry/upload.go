@@ -272,7 +272,9 @@ func (u *Upload) write(ctx context.Context, r io.Reader, at int64, commit bool) 
 		return 0, err
 	}
 	if commit && rerr == nil && werr == nil && u.state.Offset+n > 0 {
-		werr = w.Commit(ctx)
+		// Not cut short by a client hanging up: a completion that lands
+		// unanswered leaves the session unable to go on.
+		werr = w.Commit(context.WithoutCancel(ctx))
 	}
 	if driver.IsFull(werr) && u.held() == nil {
 		// Give the space back where the backend can: no one counts these
@@ -562,7 +564,7 @@ func (u *Upload) finish(ctx context.Context, d digest.Digest, size int64, commit
 			if w, err = u.reconcile(ctx, w, dataPath, -1); err != nil {
 				return v1.Descriptor{}, err
 			}
-			err = w.Commit(ctx)
+			err = w.Commit(context.WithoutCancel(ctx))
 			w.Close()
 			if reason := dataLost(err); reason != "" {
 				return v1.Descriptor{}, u.lost(ctx, reason, err)

@@ -54,6 +54,10 @@ type writer struct {
 	size    int64
 	done    error // driver.ErrWriterClosed, driver.ErrWriterCommitted or driver.ErrWriterCancelled once finished
 	err     error // a failed store; the writer cannot go on
+
+	// wrote: this writer was given bytes. completing: its Commit sent the
+	// completion of the upload (see completedBefore).
+	wrote, completing bool
 }
 
 // Writer implements driver.Driver.
@@ -136,6 +140,9 @@ func (w *writer) Write(p []byte) (int, error) {
 		return 0, w.err
 	}
 	written := 0
+	if len(p) > 0 {
+		w.wrote = true
+	}
 	for len(p) > 0 {
 		if w.pending+int64(len(w.buf)) >= w.d.partSize {
 			// Pieces a writer with a larger part size stored (a replica
@@ -304,7 +311,7 @@ func (w *writer) Commit(ctx context.Context) error {
 		}
 	default:
 		err = w.completeUpload(ctx)
-		if errorCode(err) == "NoSuchUpload" && w.completedBefore(ctx) {
+		if errorCode(err) == "NoSuchUpload" && (w.completing || !w.wrote) && w.completedBefore(ctx) {
 			err = nil
 		}
 	}
@@ -324,7 +331,13 @@ func (w *writer) Commit(ctx context.Context) error {
 // writer's entries describe, completed by an earlier Commit that could not
 // clear them after (a failed cleanup, or its process gone): then their
 // upload is gone, and without this every later Commit of the path would
-// fail on it.
+// fail on it. Only the size can be compared, so Commit asks only when the
+// upload went missing under its own completion (a retried request whose
+// first attempt completed it) or the writer added nothing to the entries.
+// A writer given new bytes whose part finds the upload gone must not take
+// the object for them: an earlier Commit may have completed it with other
+// bytes of the same length, whose answer was lost, and the registry would
+// publish them under the digest of these.
 func (w *writer) completedBefore(ctx context.Context) bool {
 	fi, err := w.d.StatObject(ctx, w.path)
 	return err == nil && fi.Size == w.size
@@ -387,6 +400,7 @@ func (w *writer) completeUpload(ctx context.Context) error {
 }
 
 func (w *writer) complete(ctx context.Context, parts []types.CompletedPart) error {
+	w.completing = true
 	_, err := w.d.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
 		Bucket: w.d.bucket, Key: aws.String(w.key), UploadId: aws.String(w.uploadID),
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
