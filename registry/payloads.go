@@ -26,8 +26,8 @@ type recordEntry struct {
 	rec  manifestRecord
 }
 
-// recordWeight approximates a record entry's memory: the descriptor's
-// strings and their bookkeeping.
+// recordWeight approximates a record entry's memory beside its stored
+// bytes: the descriptor's strings and their bookkeeping.
 const recordWeight = 512
 
 // newManifestCache spends a quarter of maxBytes on records, the rest on
@@ -38,7 +38,9 @@ func newManifestCache(maxBytes int64) *manifestCache {
 	}
 	return &manifestCache{
 		payloads: newWeighed(maxBytes-maxBytes/4, func(b []byte) int { return len(b) }),
-		records:  newWeighed(maxBytes/4, func(recordEntry) int { return recordWeight }),
+		// A record holds its subject's descriptor whole, annotations and
+		// data included: up to a manifest's size, so it weighs its bytes.
+		records: newWeighed(maxBytes/4, func(e recordEntry) int { return recordWeight + int(e.size) }),
 	}
 }
 

@@ -36,12 +36,30 @@ const (
 	// tagTrust is how long a resolution is used without a look at the
 	// storage.
 	tagTrust = time.Second
-	// tagCacheSize bounds the tags kept (about 0.5 KiB each).
-	tagCacheSize = 16 << 10
+	// tagCacheBytes bounds the memory of the tags kept: 16 Ki tags of
+	// about 0.5 KiB each, fewer of records whose subject is large.
+	tagCacheBytes = 8 << 20
 )
 
 func newTagCache() *tagCache {
-	return &tagCache{entries: otter.Must(&otter.Options[string, tagEntry]{MaximumSize: tagCacheSize})}
+	return &tagCache{entries: newWeighed(tagCacheBytes, func(e tagEntry) int { return recordWeight + recordBytes(e.rec) })}
+}
+
+// recordBytes is what a record holds beyond a plain descriptor: its
+// subject's descriptor, whose annotations and data a pusher chooses (up to
+// a manifest's size).
+func recordBytes(rec manifestRecord) int {
+	n := len(rec.ArtifactType)
+	if s := rec.Subject; s != nil {
+		n += len(s.MediaType) + len(s.Digest) + len(s.ArtifactType) + len(s.Data)
+		for k, v := range s.Annotations {
+			n += len(k) + len(v)
+		}
+		for _, u := range s.URLs {
+			n += len(u)
+		}
+	}
+	return n
 }
 
 func tagKey(repo, tag string) string { return repo + ":" + tag }

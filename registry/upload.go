@@ -627,11 +627,14 @@ func (u *Upload) finish(ctx context.Context, d digest.Digest, size int64, commit
 	if err := batch.Commit(); err != nil {
 		return v1.Descriptor{}, err
 	}
-	u.bs.cacheLink(ctx, d, u.state.Offset)
 	dataLeft := hasData && !moved
 	if err := guard.settle(ctx, func(ctx context.Context) error { return u.ensureCommitted(ctx, d, dataPath, dataLeft) }); err != nil {
 		return v1.Descriptor{}, err
 	}
+	// Only once settled, as Mount does: a commit failed at its settle must
+	// leave no replica answering HEAD from a cache for bytes a collection
+	// removed.
+	u.bs.cacheLink(ctx, d, u.state.Offset)
 	if err := u.cleanUp(context.WithoutCancel(ctx), moved); err != nil && !driver.IsNotFound(err) {
 		u.bs.repo.reg.log.Warn("upload session left behind after commit", "repository", u.state.Repository, "upload", u.state.ID, "err", err)
 	}
