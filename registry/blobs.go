@@ -5,6 +5,7 @@ import (
 	"io"
 	"path"
 	"strconv"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -41,6 +42,7 @@ func (bs *BlobStore) stat(ctx context.Context, d digest.Digest, cached bool) (v1
 			}
 		}
 	}
+	read := time.Now()
 	var fi driver.FileInfo
 	statLink := func(ctx context.Context) error {
 		_, err := driver.StatObject(ctx, bs.driver(), layerLinkPath(bs.repo.name, d))
@@ -68,9 +70,19 @@ func (bs *BlobStore) stat(ctx context.Context, d digest.Digest, cached bool) (v1
 	} else if err != nil {
 		return v1.Descriptor{}, err
 	}
-	bs.cacheLink(ctx, d, fi.Size)
+	if time.Since(read) < cacheFillWithin {
+		bs.cacheLink(ctx, d, fi.Size)
+	}
 	return blobDescriptor(d, fi.Size), nil
 }
+
+// cacheFillWithin bounds how long a lookup may take from its store read to
+// caching what it read. A shared cache refuses values for a while after a
+// delete (a minute in cache.Redis), so that a lookup which read before the
+// delete cannot put the entry back; that holds only for lookups quicker
+// than the while, and an object store's request may be retried for
+// minutes.
+var cacheFillWithin = 20 * time.Second // a variable for the tests
 
 // Open returns a reader over a blob linked into the repository.
 func (bs *BlobStore) Open(ctx context.Context, d digest.Digest) (*BlobReader, error) {

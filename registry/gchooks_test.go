@@ -581,3 +581,46 @@ func TestLapsedManifestLockIsLogged(t *testing.T) {
 		t.Fatalf("no warning of the lapse: %q", logs.String())
 	}
 }
+
+// slowStat holds every stat of path for a while, as an object store's
+// request retried for minutes.
+type slowStat struct {
+	driver.Driver
+	path string
+	for_ time.Duration
+}
+
+func (s slowStat) Stat(ctx context.Context, p string) (driver.FileInfo, error) {
+	if p == s.path {
+		time.Sleep(s.for_)
+	}
+	return s.Driver.Stat(ctx, p)
+}
+
+// A lookup slower than a shared cache's refusal after a delete does not
+// cache what it read: a delete on another replica meanwhile would come back
+// for the entry's whole TTL.
+func TestSlowLookupIsNotCached(t *testing.T) {
+	defer func(d time.Duration) { cacheFillWithin = d }(cacheFillWithin)
+	cacheFillWithin = 20 * time.Millisecond
+	mem := inmemory.New()
+	c := &mapCache{m: map[string][]byte{}}
+	f := newFixture(t, New(mem, Options{}), "slow")
+	layer := f.blob(testLayerType, randomContent(10))
+	reg := New(slowStat{Driver: mem, path: blobPath(layer.Digest), for_: 50 * time.Millisecond}, Options{Cache: c})
+	repo, _ := reg.Repository("slow")
+	if _, err := repo.Blobs().Stat(f.ctx, layer.Digest); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Get(f.ctx, linkKey("slow", layer.Digest.String())); !errors.Is(err, ErrCacheMiss) {
+		t.Fatalf("a lookup that took 50 ms was cached (err %v)", err)
+	}
+	reg = New(mem, Options{Cache: c})
+	repo, _ = reg.Repository("slow")
+	if _, err := repo.Blobs().Stat(f.ctx, layer.Digest); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Get(f.ctx, linkKey("slow", layer.Digest.String())); err != nil {
+		t.Fatalf("a quick lookup was not cached: %v", err)
+	}
+}
