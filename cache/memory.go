@@ -19,6 +19,10 @@ type Memory struct {
 	entries *otter.Cache[string, memoryEntry]
 	maxTTL  time.Duration
 	now     func() time.Time
+	// base is when the cache began: times are kept as nanoseconds since,
+	// which Go measures on the monotonic clock, so a step of the wall
+	// clock (an NTP correction) neither ages entries nor keeps them.
+	base time.Time
 
 	// mu orders Set against Delete. Deleted keys, with the time until
 	// which they refuse values, are kept apart from the entries, where
@@ -31,19 +35,22 @@ type Memory struct {
 
 type memoryEntry struct {
 	value   []byte
-	expires int64 // unix nanoseconds
+	expires int64 // nanoseconds since base
 }
 
 // NewMemory keeps up to size entries, each at most maxTTL.
 func NewMemory(size int, maxTTL time.Duration) *Memory {
 	return &Memory{entries: otter.Must(&otter.Options[string, memoryEntry]{MaximumSize: size}), maxTTL: maxTTL, now: time.Now,
-		deleted: map[string]int64{}}
+		base: time.Now(), deleted: map[string]int64{}}
 }
+
+// clock is the time in nanoseconds since base.
+func (m *Memory) clock() int64 { return int64(m.now().Sub(m.base)) }
 
 // Get implements registry.Cache.
 func (m *Memory) Get(_ context.Context, key string) ([]byte, error) {
 	e, ok := m.entries.GetIfPresent(key)
-	if !ok || m.now().UnixNano() >= e.expires {
+	if !ok || m.clock() >= e.expires {
 		return nil, registry.ErrCacheMiss
 	}
 	return e.value, nil
@@ -54,11 +61,11 @@ func (m *Memory) Set(_ context.Context, key string, value []byte, ttl time.Durat
 	if value == nil {
 		value = []byte{}
 	}
-	now := m.now().UnixNano()
+	now := m.clock()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.turnOver(now)
-	if now < m.deleted[key] || now < m.older[key] {
+	if refusing(m.deleted, key, now) || refusing(m.older, key, now) {
 		return nil // deleted since the read that found value may have begun
 	}
 	m.entries.Set(key, memoryEntry{value: value, expires: now + int64(min(ttl, m.maxTTL))})
@@ -67,7 +74,7 @@ func (m *Memory) Set(_ context.Context, key string, value []byte, ttl time.Durat
 
 // Delete implements registry.Cache.
 func (m *Memory) Delete(_ context.Context, keys ...string) error {
-	now := m.now().UnixNano()
+	now := m.clock()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.turnOver(now)
@@ -80,6 +87,12 @@ func (m *Memory) Delete(_ context.Context, keys ...string) error {
 
 // turnOver starts a new generation of deleted keys once the current one
 // has spanned maxTTL: every key of the one it drops has expired.
+// refusing reports whether key, deleted, still refuses values at now.
+func refusing(deleted map[string]int64, key string, now int64) bool {
+	until, ok := deleted[key]
+	return ok && now < until
+}
+
 func (m *Memory) turnOver(now int64) {
 	if now < m.turn {
 		return
