@@ -59,11 +59,22 @@ func ParseScope(s string) (Access, error) {
 	a := Access{Type: typ, Name: name}
 	for act := range strings.SplitSeq(actions, ",") {
 		if act = strings.TrimSpace(act); act != "" && !slices.Contains(a.Actions, act) {
+			if len(a.Actions) == maxScopeActions {
+				return Access{}, fmt.Errorf("scope %q: more than %d actions", s, maxScopeActions)
+			}
 			a.Actions = append(a.Actions, act)
 		}
 	}
 	return a, nil
 }
+
+// maxScopeActions and maxScopes bound what one token request may ask for:
+// anyone may send one, and each action and scope costs a look at the
+// policy. Real clients ask for a few of each.
+const (
+	maxScopeActions = 16
+	maxScopes       = 256
+)
 
 // ParseScopes parses scopes given as repeated parameters, each of which may
 // itself hold several scopes separated by spaces (the OAuth2 form).
@@ -71,6 +82,9 @@ func ParseScopes(params []string) ([]Access, error) {
 	var out []Access
 	for _, p := range params {
 		for s := range strings.FieldsSeq(p) {
+			if len(out) == maxScopes {
+				return nil, fmt.Errorf("more than %d scopes", maxScopes)
+			}
 			a, err := ParseScope(s)
 			if err != nil {
 				return nil, err
