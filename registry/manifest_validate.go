@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"encoding/json"
 	"mime"
 	"net/url"
@@ -150,10 +151,28 @@ func manifestInvalid(format string, args ...any) *Error {
 	return newError(CodeManifestInvalid, format, args...)
 }
 
+// maxManifestObjects and maxManifestElements bound a manifest's JSON
+// (descriptors, platforms, annotations): far above any image's (Docker
+// allows 127 layers), far below what would make one push's decoding cost
+// hundreds of MiB.
+const (
+	maxManifestObjects  = 10_000
+	maxManifestElements = 100_000
+)
+
 // parseManifest checks payload's structure. contentType is the request's
 // Content-Type; it names the media type when the payload does not, and must
 // agree with it when both do. Every failure is MANIFEST_INVALID.
 func parseManifest(payload []byte, contentType string) (*parsedManifest, error) {
+	// Decoded, an object or an element costs tens to hundreds of bytes for
+	// the few of its JSON: a manifest of 4 MiB of "{}," took 500 MiB. The
+	// counts include braces and commas inside strings, so they are loose.
+	if n := bytes.Count(payload, []byte("{")); n > maxManifestObjects {
+		return nil, manifestInvalid("manifest holds %d JSON objects, more than the %d allowed", n, maxManifestObjects)
+	}
+	if n := bytes.Count(payload, []byte(",")); n > maxManifestElements {
+		return nil, manifestInvalid("manifest holds %d JSON elements, more than the %d allowed", n, maxManifestElements)
+	}
 	var doc manifestDoc
 	if err := json.Unmarshal(payload, &doc); err != nil {
 		return nil, manifestInvalid("manifest is not valid JSON for a manifest: %v", err)
