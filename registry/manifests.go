@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"path"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -623,9 +625,20 @@ func (ms *ManifestStore) checkReferences(ctx context.Context, m *parsedManifest)
 		}
 	}
 	found := make([]string, len(refs))
-	// The first failure in document order, so the answer is deterministic.
+	// The first failure in document order, so the answer is deterministic;
+	// the references after a failed one are not looked at (on an object
+	// store, two requests each: a manifest naming thousands of missing
+	// blobs would cost thousands).
+	var failed atomic.Int64
+	failed.Store(math.MaxInt64)
 	err := forEach(len(refs), func(i int) (err error) {
-		found[i], err = ms.checkReference(ctx, refs[i])
+		if int64(i) > failed.Load() {
+			return nil
+		}
+		if found[i], err = ms.checkReference(ctx, refs[i]); err != nil {
+			for cur := failed.Load(); int64(i) < cur && !failed.CompareAndSwap(cur, int64(i)); cur = failed.Load() {
+			}
+		}
 		return err
 	})
 	if err != nil {

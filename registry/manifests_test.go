@@ -6,11 +6,13 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -799,5 +801,37 @@ func TestDeletesPersistTheirRemovals(t *testing.T) {
 	}
 	if dir := path.Dir(layerLinkPath("r", img.Layers[0].Digest)); !d.paths["removals "+dir] {
 		t.Error("a blob delete did not make its removal durable")
+	}
+}
+
+// statCounter counts the stats its driver is asked for.
+type statCounter struct {
+	driver.Driver
+	n atomic.Int64
+}
+
+func (s *statCounter) Stat(ctx context.Context, p string) (driver.FileInfo, error) {
+	s.n.Add(1)
+	return s.Driver.Stat(ctx, p)
+}
+
+// A push naming many missing blobs is refused for the first of them, in
+// document order, without a look at every other (two requests each on an
+// object store).
+func TestPushStopsAtTheFirstMissingReference(t *testing.T) {
+	counter := &statCounter{Driver: inmemory.New()}
+	f := newFixture(t, New(counter, Options{}), "many")
+	m := f.image()
+	for i := range 2000 {
+		m.Layers = append(m.Layers, v1.Descriptor{MediaType: testLayerType, Digest: digest.FromString(fmt.Sprint("missing", i)), Size: 1})
+	}
+	counter.n.Store(0)
+	_, err := f.ms.Put(f.ctx, "v1", "", mustJSON(t, m))
+	wantErrCode(t, err, CodeManifestBlobUnknown)
+	if want := digest.FromString("missing0").String(); !strings.Contains(err.Error(), want) {
+		t.Errorf("refused with %v, want the first missing layer %s", err, want)
+	}
+	if n := counter.n.Load(); n > 200 {
+		t.Errorf("%d stats for a push refused at its second layer", n)
 	}
 }
