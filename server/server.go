@@ -171,6 +171,11 @@ func (h *handlers) serve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, h.log, errNotFound(r.URL.EscapedPath()))
 		return
 	}
+	if rt.Name != RouteBlob && h.opts.BodyIdleTimeout > 0 {
+		// Blob bodies go through stallGuard; every other body (a manifest,
+		// a listing, an error) gets the same deadline ahead of each write.
+		w = bodyWriter{w, &idleWriter{w: w, rc: http.NewResponseController(w), timeout: h.opts.BodyIdleTimeout}}
+	}
 	release, ok := h.limit(w, r, rt)
 	if !ok {
 		return
@@ -180,6 +185,20 @@ func (h *handlers) serve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, h.log, err)
 	}
 }
+
+// bodyWriter writes a response body through an idleWriter: a client that
+// stops reading a manifest or a listing loses its connection after
+// BodyIdleTimeout instead of holding the handler for ever.
+type bodyWriter struct {
+	http.ResponseWriter
+	g *idleWriter
+}
+
+func (b bodyWriter) Write(p []byte) (int, error) { return b.g.Write(p) }
+
+// Unwrap lets http.ResponseController and the middlewares' Recorder reach
+// the writer beneath.
+func (b bodyWriter) Unwrap() http.ResponseWriter { return b.ResponseWriter }
 
 // endpoint serves one route. It returns an error only before writing
 // anything, so the error can still become the response.

@@ -14,6 +14,9 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -220,5 +223,44 @@ func TestBodyPathByPeer(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// A client that stops reading a large manifest (pipelining GETs without
+// reading their answers) loses its connection after BodyIdleTimeout, as
+// one that stops reading a blob does, instead of holding handlers and
+// their responses for ever.
+func TestStalledManifestGETCut(t *testing.T) {
+	var running atomic.Int64
+	track := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			running.Add(1)
+			defer running.Add(-1)
+			next.ServeHTTP(w, r)
+		})
+	}
+	h := newHandler(t, Options{BodyIdleTimeout: 200 * time.Millisecond, Middleware: []Middleware{track}})
+	cd := pushBlob(t, h, "a", []byte("{}"))
+	big := strings.Repeat("x", 4<<20-2048)
+	m := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"%s","size":2},"layers":[],"annotations":{"big":"%s"}}`, cd, big)
+	wantStatus(t, serve(t, h, request{method: http.MethodPut, target: "/v2/a/manifests/t", body: []byte(m),
+		header: map[string]string{"Content-Type": "application/vnd.oci.image.manifest.v1+json"}}), http.StatusCreated, "")
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	conn, err := d.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	req := "GET /v2/a/manifests/t HTTP/1.1\r\nHost: x\r\n\r\n"
+	conn.Write([]byte(req + req + req))
+	for deadline := time.Now().Add(10 * time.Second); running.Load() > 0 || time.Now().Before(deadline.Add(-9*time.Second)); {
+		if time.Now().After(deadline) {
+			t.Fatalf("a client reading nothing holds %d handlers 10 s on, past a BodyIdleTimeout of 200 ms", running.Load())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
