@@ -105,6 +105,17 @@ func (f *fsck) progress() {
 	}
 }
 
+// lockForRepair holds manifest d for a repair that must look again and act
+// with no push or delete of it in between; one held is errLeftHeld, left
+// for the next run rather than waited for.
+func lockForRepair(ctx context.Context, ms *ManifestStore, d digest.Digest) (func(), error) {
+	unlock, err := ms.lockManifest(ctx, d, false)
+	if errors.Is(err, &Error{Code: CodeTooManyRequests}) {
+		return nil, errLeftHeld
+	}
+	return unlock, err
+}
+
 // errLeftHeld is a repair's way of saying the problem stands, left for
 // the next run: what it would change is held by a push or a delete.
 var errLeftHeld = errors.New("registry: held by a push or a delete")
@@ -263,7 +274,19 @@ func (f *fsck) links(ctx context.Context, ms *ManifestStore) error {
 					}
 					err := drv.Delete(ctx, fi.Path)
 					f.reg.cacheDelete(ctx, linkKey(name, d.String()))
-					return !driver.IsNotFound(err), ignoreNotFound(err)
+					if err != nil {
+						return false, ignoreNotFound(err)
+					}
+					// An upload of the blob commits its bytes, then its
+					// link: one that committed since the look above has its
+					// link back.
+					if _, err := driver.StatObject(ctx, drv, blobPath(d)); err == nil && !f.corrupt[d] {
+						if err := drv.Create(ctx, fi.Path, nil); err != nil && !errors.Is(err, driver.ErrExists) {
+							return false, err
+						}
+						return false, nil
+					}
+					return true, nil
 				})
 		}
 		if err != nil || fi.Size == 0 {
@@ -283,8 +306,17 @@ func (f *fsck) links(ctx context.Context, ms *ManifestStore) error {
 		}
 		return f.problem(ctx, FsckProblem{Kind: ProblemLinkSize, Repository: name, Path: fi.Path, Digest: d, Detail: "link says " + strconv.Quote(string(raw)) + ", blob has " + strconv.FormatInt(blob.Size, 10)},
 			func(ctx context.Context) (bool, error) {
+				// Only a link that still holds what was read: one a client
+				// deleted meanwhile must not come back.
+				removed, err := driver.RemoveObjectIf(ctx, drv, fi.Path, raw)
+				if err != nil || !removed {
+					return false, err
+				}
 				f.reg.cacheDelete(ctx, linkKey(name, d.String()))
-				return true, drv.PutContent(ctx, fi.Path, nil)
+				if err := drv.Create(ctx, fi.Path, nil); err != nil && !errors.Is(err, driver.ErrExists) {
+					return false, err
+				}
+				return true, nil
 			})
 	})
 	return ignoreNotFound(err)
@@ -316,10 +348,7 @@ func (f *fsck) manifests(ctx context.Context, ms *ManifestStore) error {
 					// Under the manifest's lock, looked at again: a push
 					// of these bytes may have landed since the walk. One
 					// held by a push or a delete is left for the next run.
-					unlock, err := ms.lockManifest(ctx, d, false)
-					if errors.Is(err, &Error{Code: CodeTooManyRequests}) {
-						return false, errLeftHeld
-					}
+					unlock, err := lockForRepair(ctx, ms, d)
 					if err != nil {
 						return false, err
 					}
@@ -396,6 +425,15 @@ func (f *fsck) tags(ctx context.Context, ms *ManifestStore) error {
 					return false, err
 				}
 				if d := digest.Digest(raw); validateDigest(d) == nil {
+					// Under the lock of the manifest it names: a push of
+					// that manifest under this tag writes the record, then
+					// the same tag bytes, which RemoveObjectIf cannot tell
+					// from the dangling ones.
+					unlock, err := lockForRepair(ctx, ms, d)
+					if err != nil {
+						return false, err
+					}
+					defer unlock()
 					if _, err := driver.StatObject(ctx, drv, manifestLinkPath(name, d)); err == nil {
 						return false, nil
 					}
@@ -430,10 +468,17 @@ func (f *fsck) referrers(ctx context.Context, ms *ManifestStore) error {
 		}
 		return f.problem(ctx, FsckProblem{Kind: ProblemStaleReferrer, Repository: name, Path: fi.Path, Digest: d},
 			func(ctx context.Context) (bool, error) {
+				// Under the referrer's lock: pushed again, it writes its
+				// record, then this entry.
+				unlock, err := lockForRepair(ctx, ms, d)
+				if err != nil {
+					return false, err
+				}
+				defer unlock()
 				if gone, err := stale(ctx); err != nil || !gone {
 					return false, err
 				}
-				err := drv.Delete(ctx, fi.Path)
+				err = drv.Delete(ctx, fi.Path)
 				return !driver.IsNotFound(err), ignoreNotFound(err)
 			})
 	})

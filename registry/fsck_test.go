@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -240,4 +241,125 @@ func TestFsckRepairOfLostManifestBytesMeetingAPush(t *testing.T) {
 			t.Fatalf("the held manifest's record: %v", err)
 		}
 	})
+}
+
+// fsckBeside is a server and an `fsck --repair` beside it, sharing the
+// store and the locks (as on S3 or with Redis); only the checker's driver
+// is hooked.
+func fsckBeside(t *testing.T) (*fixture, driver.Driver, *Registry, *hookDriver) {
+	base := driver.Instrument(inmemory.New(), nil)
+	shared := NewLocalLocker()
+	f := newFixture(t, New(base, Options{Locker: shared}), "race")
+	h := newHookDriver(base)
+	return f, base, New(h, Options{Locker: shared}), h
+}
+
+// raceWith runs push beside a repair, from within the repair's write: it
+// returns once the push has ended, or waits for the manifest's lock (which
+// a repair that holds it keeps until it is done). done ends with the push.
+func raceWith(f *fixture, push func()) (done chan struct{}) {
+	done = make(chan struct{})
+	waiting := make(chan struct{})
+	var once sync.Once
+	f.repo.reg.lockWaited = func(string) { once.Do(func() { close(waiting) }) }
+	go func() { defer close(done); push() }()
+	select {
+	case <-done:
+	case <-waiting:
+	}
+	return done
+}
+
+// A tag fsck finds dangling is pushed again (the same manifest under the
+// same tag, the same tag bytes) while the repair removes it: the push,
+// acknowledged, keeps its tag.
+func TestFsckRepairOfADanglingTagMeetingAPush(t *testing.T) {
+	f, base, checker, h := fsckBeside(t)
+	payload, d := f.pushImage("v1")
+	if err := base.Delete(f.ctx, manifestLinkPath("race", d)); err != nil { // the record lost
+		t.Fatal(err)
+	}
+	f.repo.reg.manifests = newManifestCache(0)
+	var pushed chan struct{}
+	h.on("delete", tagPath("race", "v1"), true, func() {
+		pushed = raceWith(f, func() { f.put(d.String(), payload, "v1") })
+	})
+	if _, err := checker.Fsck(f.ctx, FsckOptions{Repair: true}); err != nil || pushed == nil {
+		t.Fatal(err, pushed != nil)
+	}
+	<-pushed
+	mustPullable(t, f, "v1")
+}
+
+// A referrer whose record fsck finds missing is pushed again while the
+// repair removes its entry: the push, acknowledged, keeps its entry.
+func TestFsckRepairOfAStaleReferrerMeetingAPush(t *testing.T) {
+	f, base, checker, h := fsckBeside(t)
+	payload, sd := f.pushImage("v1")
+	ap := mustJSON(t, f.artifact(v1.Descriptor{MediaType: MediaTypeOCIManifest, Digest: sd, Size: int64(len(payload))}, sigType, nil))
+	rd := f.put(sd.Algorithm().FromBytes(ap).String(), ap).Descriptor.Digest
+	if err := base.Delete(f.ctx, manifestLinkPath("race", rd)); err != nil {
+		t.Fatal(err)
+	}
+	f.repo.reg.manifests = newManifestCache(0)
+	var pushed chan struct{}
+	h.on("delete", referrerPath("race", sd, rd), true, func() {
+		pushed = raceWith(f, func() { f.put(rd.String(), ap) })
+	})
+	if _, err := checker.Fsck(f.ctx, FsckOptions{Repair: true}); err != nil || pushed == nil {
+		t.Fatal(err, pushed != nil)
+	}
+	<-pushed
+	refs, err := f.ms.Referrers(f.ctx, sd, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(refs, func(x v1.Descriptor) bool { return x.Digest == rd }) {
+		t.Fatalf("referrer %s pushed again but missing from the referrers of %s: %v", rd, sd, refs)
+	}
+}
+
+// A link holding a wrong size that a client deletes just before the
+// repair rewrites it stays deleted.
+func TestFsckRepairOfALinkSizeMeetingADelete(t *testing.T) {
+	f, base, checker, h := fsckBeside(t)
+	desc := f.blob(testLayerType, randomContent(100))
+	if err := base.PutContent(f.ctx, layerLinkPath("race", desc.Digest), []byte("999")); err != nil {
+		t.Fatal(err)
+	}
+	deleted := false
+	h.on("delete", layerLinkPath("race", desc.Digest), true, func() {
+		if err := f.repo.Blobs().Delete(f.ctx, desc.Digest); err != nil {
+			t.Fatal(err)
+		}
+		deleted = true
+	})
+	if _, err := checker.Fsck(f.ctx, FsckOptions{Repair: true}); err != nil || !deleted {
+		t.Fatal(err, deleted)
+	}
+	if _, err := f.repo.Blobs().stat(f.ctx, desc.Digest, false); err == nil {
+		t.Fatal("a blob the client deleted is linked again after fsck --repair")
+	}
+}
+
+// A blob whose bytes were lost is uploaded again while the repair removes
+// its dangling link: the upload, acknowledged, keeps its link.
+func TestFsckRepairOfADanglingLinkMeetingAnUpload(t *testing.T) {
+	f, base, checker, h := fsckBeside(t)
+	content := randomContent(100)
+	desc := f.blob(testLayerType, content)
+	if err := base.Delete(f.ctx, blobPath(desc.Digest)); err != nil {
+		t.Fatal(err)
+	}
+	uploaded := false
+	h.on("delete", layerLinkPath("race", desc.Digest), true, func() {
+		f.blob(testLayerType, content)
+		uploaded = true
+	})
+	if _, err := checker.Fsck(f.ctx, FsckOptions{Repair: true}); err != nil || !uploaded {
+		t.Fatal(err, uploaded)
+	}
+	if _, err := f.repo.Blobs().stat(f.ctx, desc.Digest, false); err != nil {
+		t.Fatalf("a blob uploaded again during the repair: %v", err)
+	}
 }
