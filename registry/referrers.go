@@ -81,17 +81,22 @@ func (ms *ManifestStore) ReferrersPage(ctx context.Context, subject digest.Diges
 		return false, nil
 	}
 	var batch []string
+	var batchBytes int64
 	more := false
 	err = ms.driver().Walk(ctx, referrersPath(ms.repo.name, subject), from, func(fi driver.FileInfo) error {
 		if next != "" {
 			more = true // an entry past a full page
 			return driver.ErrStopWalk
 		}
-		if batch = append(batch, fi.Path); len(batch) < referrersBatch {
+		// A batch also ends at a page's worth of bytes: an entry holds its
+		// referrer's annotations, up to a manifest's size, and a batch is
+		// read and decoded whole.
+		batch, batchBytes = append(batch, fi.Path), batchBytes+fi.Size
+		if len(batch) < referrersBatch && batchBytes < int64(maxReferrersBytes) {
 			return nil
 		}
 		cut, err := take(batch)
-		batch = batch[:0]
+		batch, batchBytes = batch[:0], 0
 		if cut {
 			more = true
 			return driver.ErrStopWalk

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/lading-registry/lading/storage/driver"
+	"github.com/lading-registry/lading/storage/driver/inmemory"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -283,4 +286,41 @@ func TestReferrerEntryGoesWithALostSubject(t *testing.T) {
 			t.Fatalf("referrers after the delete: %v %v", refs, err)
 		}
 	})
+}
+
+// referrerReads counts the bytes of referrer entries its driver reads.
+type referrerReads struct {
+	driver.Driver
+	n atomic.Int64
+}
+
+func (r *referrerReads) GetContent(ctx context.Context, p string) ([]byte, error) {
+	b, err := r.Driver.GetContent(ctx, p)
+	if strings.Contains(p, "/_referrers/") {
+		r.n.Add(int64(len(b)))
+	}
+	return b, err
+}
+
+// A page of referrers reads about a page's worth of entries, however large
+// each is: an entry holds its referrer's annotations, and a batch of 256
+// entries of 4 MiB each took one listing 500 MiB.
+func TestReferrersPageReadsAPagesWorth(t *testing.T) {
+	reads := &referrerReads{Driver: inmemory.New()}
+	f := newFixture(t, New(reads, Options{}), "big")
+	payload, d := f.pushImage("v1")
+	subject := v1.Descriptor{MediaType: MediaTypeOCIManifest, Digest: d, Size: int64(len(payload))}
+	for i := range 64 {
+		f.put(fmt.Sprintf("r%d", i), mustJSON(t, f.artifact(subject, sigType, map[string]string{"n": strings.Repeat("x", 16<<10+i)})))
+	}
+	defer func(was int) { maxReferrersBytes = was }(maxReferrersBytes)
+	maxReferrersBytes = 64 << 10
+	reads.n.Store(0)
+	page, next, err := f.ms.ReferrersPage(f.ctx, d, "", "")
+	if err != nil || len(page) == 0 || next == "" {
+		t.Fatalf("%d referrers, next %q, %v; want a first page of several", len(page), next, err)
+	}
+	if n := reads.n.Load(); n > 3*int64(maxReferrersBytes) {
+		t.Errorf("a page of %d referrers (%d KiB at most) read %d KiB of entries", len(page), maxReferrersBytes>>10, n>>10)
+	}
 }
