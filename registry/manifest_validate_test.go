@@ -75,7 +75,7 @@ func TestParseManifestRefusals(t *testing.T) {
 			`{"schemaVersion":2,"config":{"mediaType":"` + testConfigType + `","digest":"` + goodDigest + `","size":1,"data":"` + base64.StdEncoding.EncodeToString([]byte("y")) + `"}}`},
 		{"annotation not a string", MediaTypeOCIManifest, `{"schemaVersion":2,"config":` + cfg + `,"annotations":{"a":1}}`},
 		{"content type unparsable", "application/", `{"schemaVersion":2,"config":` + cfg + `}`},
-		{"too many objects", MediaTypeOCIManifest, `{"schemaVersion":2,"config":` + cfg + `,"layers":[` + strings.Repeat(`{},`, maxManifestObjects) + `{}]}`},
+		{"too many objects", MediaTypeOCIManifest, `{"schemaVersion":2,"config":` + cfg + `,"layers":[` + strings.Repeat(layer+`,`, maxManifestObjects) + layer + `]}`},
 		{"too many elements", MediaTypeOCIManifest, `{"schemaVersion":2,"config":` + cfg + `,"annotations":{` + strings.Repeat(`"a":"",`, maxManifestElements) + `"b":""}}`},
 	}
 	for _, c := range cases {
