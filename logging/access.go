@@ -45,26 +45,30 @@ func AccessLog(logger *slog.Logger, next http.Handler, info func(*http.Request) 
 		r = r.WithContext(context.WithValue(ctx, requestIDKey{}, id))
 		rec, w := httpx.Record(w)
 		body := httpx.CountBody(r)
-
-		next.ServeHTTP(w, r)
-
-		labels.Resolve(r, info)
-		level := slog.LevelInfo
-		if rec.Status() >= 500 {
-			level = slog.LevelError
-		}
-		f := accessFields{
-			method: r.Method, route: labels.Route, repository: labels.Repository,
-			path: r.URL.EscapedPath(), status: rec.Status(),
-			bytesIn: body.BytesRead(), bytesOut: rec.Written(), duration: time.Since(start),
-			client: clientHost(r.RemoteAddr), userAgent: r.UserAgent(), requestID: id,
-		}
-		if h, ok := logger.Handler().(*accessHandler); ok {
-			if !h.Enabled(r.Context(), level) || h.log(time.Now(), level, &f) {
-				return
+		// Deferred, and at error level: a request cut off by a panic after
+		// its status went out (a download broken midway) has its line too.
+		finished := false
+		defer func() {
+			labels.Resolve(r, info)
+			level := slog.LevelInfo
+			if rec.Status() >= 500 || !finished {
+				level = slog.LevelError
 			}
-		}
-		logger.LogAttrs(r.Context(), level, "request", f.attrs()...)
+			f := accessFields{
+				method: r.Method, route: labels.Route, repository: labels.Repository,
+				path: r.URL.EscapedPath(), status: rec.Status(),
+				bytesIn: body.BytesRead(), bytesOut: rec.Written(), duration: time.Since(start),
+				client: clientHost(r.RemoteAddr), userAgent: r.UserAgent(), requestID: id,
+			}
+			if h, ok := logger.Handler().(*accessHandler); ok {
+				if !h.Enabled(r.Context(), level) || h.log(time.Now(), level, &f) {
+					return
+				}
+			}
+			logger.LogAttrs(r.Context(), level, "request", f.attrs()...)
+		}()
+		next.ServeHTTP(w, r)
+		finished = true
 	})
 }
 

@@ -163,3 +163,30 @@ func TestServerErrorsLogAtErrorAndUnroutedRequests(t *testing.T) {
 		t.Errorf("line %+v", line)
 	}
 }
+
+// A request cut off by a panic after its status went out (net/http's
+// ErrAbortHandler, a download broken midway) has its line, at error level.
+func TestAbortedRequestLogged(t *testing.T) {
+	var buf bytes.Buffer
+	log, err := NewAccess(&buf, "info", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := AccessLog(log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		w.Write([]byte("partial"))
+		panic(http.ErrAbortHandler)
+	}), nil)
+	func() {
+		defer func() {
+			if recover() != http.ErrAbortHandler {
+				t.Error("the panic did not go on")
+			}
+		}()
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/v2/a/blobs/sha256:aa", nil))
+	}()
+	var line accessLine
+	if err := json.Unmarshal(buf.Bytes(), &line); err != nil || line.Level != "ERROR" || line.Status != 200 || line.BytesOut != 7 {
+		t.Fatalf("line %+v (%v) from %q", line, err, buf.String())
+	}
+}

@@ -29,19 +29,21 @@ func (m *Metrics) Instrument(next http.Handler, info func(*http.Request) (route,
 		labels, r := httpx.WithLabels(r)
 		rec, w := httpx.Record(w)
 		body := httpx.CountBody(r)
-
+		// Deferred: a request cut off by a panic after its status went out
+		// (net/http's ErrAbortHandler, a download broken midway) counts.
+		defer func() {
+			labels.Resolve(r, info)
+			route := labels.Route
+			if route == "" {
+				route = "none"
+			}
+			s := m.series(route, methodLabel(r.Method), rec.Status())
+			s.requests.Inc()
+			s.duration.Observe(time.Since(start).Seconds())
+			s.bytesIn.Add(float64(body.BytesRead()))
+			s.bytesOut.Add(float64(rec.Written()))
+		}()
 		next.ServeHTTP(w, r)
-
-		labels.Resolve(r, info)
-		route := labels.Route
-		if route == "" {
-			route = "none"
-		}
-		s := m.series(route, methodLabel(r.Method), rec.Status())
-		s.requests.Inc()
-		s.duration.Observe(time.Since(start).Seconds())
-		s.bytesIn.Add(float64(body.BytesRead()))
-		s.bytesOut.Add(float64(rec.Written()))
 	})
 }
 

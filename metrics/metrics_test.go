@@ -237,3 +237,21 @@ func TestNilMetricsDoNothing(t *testing.T) {
 		t.Error("nil metrics changed the handler")
 	}
 }
+
+// A request cut off by a panic after its status went out is counted.
+func TestInstrumentCountsAbortedRequests(t *testing.T) {
+	m := New()
+	h := m.Instrument(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		panic(http.ErrAbortHandler)
+	}), func(*http.Request) (string, string) { return "blob", "" })
+	func() {
+		defer func() { recover() }()
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/v2/a/blobs/sha256:aa", nil))
+	}()
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if !strings.Contains(rec.Body.String(), `lading_http_requests_total{method="GET",route="blob",status="200"} 1`) {
+		t.Fatalf("the aborted request is not counted:\n%s", rec.Body)
+	}
+}
