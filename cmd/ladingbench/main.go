@@ -51,7 +51,7 @@ func run(args []string, stdout io.Writer) error {
 		fmt.Fprintf(fs.Output(), "usage: ladingbench [flags] NAME=URL [NAME=PID] ...\n       ladingbench ceilings [flags]\n\nflags:\n")
 		fs.PrintDefaults()
 	}
-	rounds := fs.Int("rounds", 3, "rounds per scenario; medians and ranges are over rounds")
+	rounds := fs.Int("rounds", 4, "rounds per scenario, an even number so each registry goes first as often; medians and ranges are over rounds")
 	blobSize := sizeFlag(fs, "blob-size", 1<<30, "`size` of the large blob pushed and pulled")
 	chunkSize := sizeFlag(fs, "chunk-size", 16<<20, "`size` of each PATCH of the chunked push")
 	rangeSize := sizeFlag(fs, "range-size", 1<<20, "`size` of the range read in the middle of the large blob")
