@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -361,5 +362,26 @@ func TestBrokenAuthFilesAreConfigurationMistakes(t *testing.T) {
 				t.Errorf("serve made its root before refusing the configuration: %v", err)
 			}
 		})
+	}
+}
+
+// With the built-in token server its two routes are named in the metrics
+// and the access log; without it they are paths that name nothing.
+func TestRouteLabelsNameTheTokenServer(t *testing.T) {
+	for _, tc := range []struct {
+		path        string
+		tokenServer bool
+		want        string
+	}{
+		{"/auth/token", true, "token"},
+		{"/auth/jwks", true, "jwks"},
+		{"/auth/token", false, ""},
+		{"/v2/", true, "base"},
+		{"/v2/a/manifests/latest", true, "manifest"},
+	} {
+		r := httptest.NewRequest(http.MethodGet, tc.path, nil)
+		if got, _ := routeLabels(tc.tokenServer)(r); got != tc.want {
+			t.Errorf("%s (token server %v): route %q, want %q", tc.path, tc.tokenServer, got, tc.want)
+		}
 	}
 }

@@ -200,9 +200,10 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 		Authorizer:      authorizer,
 	})
 	var handler http.Handler = az.Handler(api)
-	handler = m.Instrument(handler, server.RouteLabels)
+	labels := routeLabels(az.TokenServer != nil)
+	handler = m.Instrument(handler, labels)
 	if cfg.Log.Access {
-		handler = logging.AccessLog(access, handler, server.RouteLabels)
+		handler = logging.AccessLog(access, handler, labels)
 	}
 
 	ops := opsHandler(m, readiness(ctx, drv, cfg.Storage), ctx.Done(), log)
@@ -487,6 +488,24 @@ func redirectExpiry(c config.S3) time.Duration {
 		return 0
 	}
 	return c.RedirectExpiry
+}
+
+// routeLabels names a request's route for the metrics and the access log:
+// the registry API's, and with the built-in token server its two routes,
+// so that logins, failed ones included, are told apart from paths that
+// name nothing.
+func routeLabels(tokenServer bool) func(*http.Request) (string, string) {
+	return func(r *http.Request) (string, string) {
+		if tokenServer {
+			switch r.URL.Path {
+			case auth.TokenPath:
+				return "token", ""
+			case auth.JWKSPath:
+				return "jwks", ""
+			}
+		}
+		return server.RouteLabels(r)
+	}
 }
 
 // checkAuth reads and parses the files the auth section names (htpasswd,
