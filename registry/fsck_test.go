@@ -4,7 +4,6 @@ import (
 	"context"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -254,22 +253,6 @@ func fsckBeside(t *testing.T) (*fixture, driver.Driver, *Registry, *hookDriver) 
 	return f, base, New(h, Options{Locker: shared}), h
 }
 
-// raceWith runs push beside a repair, from within the repair's write: it
-// returns once the push has ended, or waits for the manifest's lock (which
-// a repair that holds it keeps until it is done). done ends with the push.
-func raceWith(f *fixture, push func()) (done chan struct{}) {
-	done = make(chan struct{})
-	waiting := make(chan struct{})
-	var once sync.Once
-	f.repo.reg.lockWaited = func(string) { once.Do(func() { close(waiting) }) }
-	go func() { defer close(done); push() }()
-	select {
-	case <-done:
-	case <-waiting:
-	}
-	return done
-}
-
 // A tag fsck finds dangling is pushed again (the same manifest under the
 // same tag, the same tag bytes) while the repair removes it: the push,
 // acknowledged, keeps its tag.
@@ -280,14 +263,19 @@ func TestFsckRepairOfADanglingTagMeetingAPush(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.repo.reg.manifests = newManifestCache(0)
-	var pushed chan struct{}
+	var push func() error
 	h.on("delete", tagPath("race", "v1"), true, func() {
-		pushed = raceWith(f, func() { f.put(d.String(), payload, "v1") })
+		push = meanwhile(t, f, func() error {
+			_, err := f.ms.Put(f.ctx, d.String(), "", payload, "v1")
+			return err
+		})
 	})
-	if _, err := checker.Fsck(f.ctx, FsckOptions{Repair: true}); err != nil || pushed == nil {
-		t.Fatal(err, pushed != nil)
+	if _, err := checker.Fsck(f.ctx, FsckOptions{Repair: true}); err != nil || push == nil {
+		t.Fatal(err, push != nil)
 	}
-	<-pushed
+	if err := push(); err != nil {
+		t.Fatalf("push during the repair: %v", err)
+	}
 	mustPullable(t, f, "v1")
 }
 
@@ -302,14 +290,19 @@ func TestFsckRepairOfAStaleReferrerMeetingAPush(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.repo.reg.manifests = newManifestCache(0)
-	var pushed chan struct{}
+	var push func() error
 	h.on("delete", referrerPath("race", sd, rd), true, func() {
-		pushed = raceWith(f, func() { f.put(rd.String(), ap) })
+		push = meanwhile(t, f, func() error {
+			_, err := f.ms.Put(f.ctx, rd.String(), "", ap)
+			return err
+		})
 	})
-	if _, err := checker.Fsck(f.ctx, FsckOptions{Repair: true}); err != nil || pushed == nil {
-		t.Fatal(err, pushed != nil)
+	if _, err := checker.Fsck(f.ctx, FsckOptions{Repair: true}); err != nil || push == nil {
+		t.Fatal(err, push != nil)
 	}
-	<-pushed
+	if err := push(); err != nil {
+		t.Fatalf("push during the repair: %v", err)
+	}
 	refs, err := f.ms.Referrers(f.ctx, sd, "")
 	if err != nil {
 		t.Fatal(err)

@@ -166,6 +166,26 @@ func TestDeleteFailingAtEachStepLeavesNoDanglingTag(t *testing.T) {
 	}
 }
 
+// meanwhile starts op, from inside a storage hook, and returns once op has
+// ended or waits for a manifest's lock (which the hooked request may hold
+// until it is done); wait then gives op's outcome.
+func meanwhile(t *testing.T, f *fixture, op func() error) (wait func() error) {
+	waiting := make(chan struct{})
+	var once sync.Once
+	f.repo.reg.lockWaited = func(string) { once.Do(func() { close(waiting) }) }
+	done := make(chan error, 1)
+	go func() { done <- op() }()
+	select {
+	case err := <-done:
+		return func() error { return err }
+	case <-waiting:
+		return func() error { return <-done }
+	case <-time.After(10 * time.Second):
+		t.Error("the other request neither ended nor waited for the lock")
+		return func() error { return <-done }
+	}
+}
+
 // A push of a tag onto a manifest being deleted by digest, at each point of
 // the delete, and a delete at a point of the push: whichever goes first,
 // the outcome is one of the two orders (the manifest gone with its tags, or
@@ -176,24 +196,6 @@ func TestDeleteFailingAtEachStepLeavesNoDanglingTag(t *testing.T) {
 // push landing between the delete's removal of the record and its second
 // pass lost its tag) or waits for the lock.
 func TestPushDuringDigestDelete(t *testing.T) {
-	// meanwhile starts op inside f's hook and returns once op has ended
-	// or waits for a manifest's lock; wait then gives op's outcome.
-	meanwhile := func(f *fixture, op func() error) (wait func() error) {
-		waiting := make(chan struct{})
-		var once sync.Once
-		f.repo.reg.lockWaited = func(string) { once.Do(func() { close(waiting) }) }
-		done := make(chan error, 1)
-		go func() { done <- op() }()
-		select {
-		case err := <-done:
-			return func() error { return err }
-		case <-waiting:
-			return func() error { return <-done }
-		case <-time.After(10 * time.Second):
-			t.Error("the other request neither ended nor waited for the lock")
-			return func() error { return <-done }
-		}
-	}
 	// oneOrder fails unless the manifest is either gone with its tag, or
 	// there and tagged.
 	oneOrder := func(t *testing.T, f *fixture, d digest.Digest, tag string) {
@@ -224,7 +226,7 @@ func TestPushDuringDigestDelete(t *testing.T) {
 			op, p := tc.op(d)
 			var push func() error
 			h.on(op, p, tc.before, func() {
-				push = meanwhile(f, func() error {
+				push = meanwhile(t, f, func() error {
 					_, err := f.ms.Put(f.ctx, d.String(), "", payload, "late")
 					return err
 				})
@@ -252,7 +254,7 @@ func TestPushDuringDigestDelete(t *testing.T) {
 			f.put(ad.String(), art)
 			var push func() error
 			h.on("delete", manifestLinkPath("race", ad), before, func() {
-				push = meanwhile(f, func() error {
+				push = meanwhile(t, f, func() error {
 					_, err := f.ms.Put(f.ctx, ad.String(), MediaTypeOCIManifest, art)
 					return err
 				})
@@ -281,7 +283,7 @@ func TestPushDuringDigestDelete(t *testing.T) {
 		payload, d := f.pushImage("v1")
 		var del func() error
 		h.on("put", tagPath("race", "late"), false, func() {
-			del = meanwhile(f, func() error { return f.ms.Delete(f.ctx, d.String()) })
+			del = meanwhile(t, f, func() error { return f.ms.Delete(f.ctx, d.String()) })
 		})
 		if _, err := f.ms.Put(f.ctx, d.String(), "", payload, "late"); err != nil {
 			t.Fatal(err)
