@@ -10,6 +10,7 @@
 package server
 
 import (
+	"io"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -174,7 +175,7 @@ func (h *handlers) serve(w http.ResponseWriter, r *http.Request) {
 	if rt.Name != RouteBlob && h.opts.BodyIdleTimeout > 0 {
 		// Blob bodies go through stallGuard; every other body (a manifest,
 		// a listing, an error) gets the same deadline ahead of each write.
-		w = bodyWriter{w, &idleWriter{w: w, rc: http.NewResponseController(w), timeout: h.opts.BodyIdleTimeout}}
+		w = bodyWriter{w, h.stallGuard(w)}
 	}
 	release, ok := h.limit(w, r, rt)
 	if !ok {
@@ -186,15 +187,15 @@ func (h *handlers) serve(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// bodyWriter writes a response body through an idleWriter: a client that
-// stops reading a manifest or a listing loses its connection after
+// bodyWriter writes a response body through stallGuard's writer: a client
+// that stops reading a manifest or a listing loses its connection after
 // BodyIdleTimeout instead of holding the handler for ever.
 type bodyWriter struct {
 	http.ResponseWriter
-	g *idleWriter
+	body io.Writer
 }
 
-func (b bodyWriter) Write(p []byte) (int, error) { return b.g.Write(p) }
+func (b bodyWriter) Write(p []byte) (int, error) { return b.body.Write(p) }
 
 // Unwrap lets http.ResponseController and the middlewares' Recorder reach
 // the writer beneath.
