@@ -211,39 +211,48 @@ func (d *Driver) abortUploads(ctx context.Context, path string) (int, error) {
 // deleteKeys removes keys, a thousand per request.
 func (d *Driver) deleteKeys(ctx context.Context, keys []string) error {
 	for batch := range slices.Chunk(keys, deleteBatch) {
-		if d.oneByOne.Load() {
-			if err := d.deleteEach(ctx, batch); err != nil {
-				return err
+		if !d.oneByOne.Load() {
+			refused, err := d.deleteObjects(ctx, batch)
+			if !refused {
+				if err != nil {
+					return err
+				}
+				continue
 			}
-			continue
-		}
-		ids := make([]types.ObjectIdentifier, len(batch))
-		for i, k := range batch {
-			ids[i] = types.ObjectIdentifier{Key: aws.String(k)}
-		}
-		out, err := d.client.DeleteObjects(ctx, &s3.DeleteObjectsInput{
-			Bucket: d.bucket,
-			Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)},
-		})
-		if errorCode(err) == "MissingContentMD5" {
 			d.oneByOne.Store(true)
-			if err := d.deleteEach(ctx, batch); err != nil {
-				return err
-			}
-			continue
 		}
-		if err != nil {
+		if err := d.deleteEach(ctx, batch); err != nil {
 			return err
-		}
-		for _, e := range out.Errors {
-			if aws.ToString(e.Code) != "NoSuchKey" {
-				// As an API error, so that mapErr reads its code: a key
-				// refused with SlowDown is a busy backend, not a fault.
-				return fmt.Errorf("delete %s: %w", aws.ToString(e.Key), &smithy.GenericAPIError{Code: aws.ToString(e.Code), Message: aws.ToString(e.Message)})
-			}
 		}
 	}
 	return nil
+}
+
+// deleteObjects removes up to a thousand keys in one request; refused says
+// the server takes no batch delete without a Content-MD5.
+func (d *Driver) deleteObjects(ctx context.Context, keys []string) (refused bool, err error) {
+	ids := make([]types.ObjectIdentifier, len(keys))
+	for i, k := range keys {
+		ids[i] = types.ObjectIdentifier{Key: aws.String(k)}
+	}
+	out, err := d.client.DeleteObjects(ctx, &s3.DeleteObjectsInput{
+		Bucket: d.bucket,
+		Delete: &types.Delete{Objects: ids, Quiet: aws.Bool(true)},
+	})
+	if errorCode(err) == "MissingContentMD5" {
+		return true, err
+	}
+	if err != nil {
+		return false, err
+	}
+	for _, e := range out.Errors {
+		if aws.ToString(e.Code) != "NoSuchKey" {
+			// As an API error, so that mapErr reads its code: a key
+			// refused with SlowDown is a busy backend, not a fault.
+			return false, fmt.Errorf("delete %s: %w", aws.ToString(e.Key), &smithy.GenericAPIError{Code: aws.ToString(e.Code), Message: aws.ToString(e.Message)})
+		}
+	}
+	return false, nil
 }
 
 // deleteEach deletes keys one request each, a few at a time, for a server
