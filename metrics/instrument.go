@@ -3,7 +3,6 @@ package metrics
 import (
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -61,11 +60,9 @@ type seriesKey struct {
 	status        int
 }
 
-type seriesCache struct{ m sync.Map } // seriesKey → *requestSeries
-
 func (m *Metrics) series(route, method string, status int) *requestSeries {
 	k := seriesKey{route, method, status}
-	if s, ok := m.requestSeries.m.Load(k); ok {
+	if s, ok := m.seriesByKey.Load(k); ok {
 		return s.(*requestSeries)
 	}
 	s := &requestSeries{
@@ -74,7 +71,7 @@ func (m *Metrics) series(route, method string, status int) *requestSeries {
 		bytesIn:  m.bytesIn.WithLabelValues(route),
 		bytesOut: m.bytesOut.WithLabelValues(route),
 	}
-	got, _ := m.requestSeries.m.LoadOrStore(k, s)
+	got, _ := m.seriesByKey.LoadOrStore(k, s)
 	return got.(*requestSeries)
 }
 

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,7 +30,7 @@ type Metrics struct {
 	duration      *prometheus.HistogramVec
 	bytesIn       *prometheus.CounterVec
 	bytesOut      *prometheus.CounterVec
-	requestSeries seriesCache
+	seriesByKey   sync.Map // seriesKey → *requestSeries
 	uploadsBegun  prometheus.Counter
 	uploadsEnded  prometheus.Counter
 	driverLatency *prometheus.HistogramVec
