@@ -79,9 +79,9 @@ type manifestDoc struct {
 // parsedManifest is a manifest that passed structural validation.
 type parsedManifest struct {
 	mediaType string
-	// typed: the payload names its media type, so its record is the same
-	// whatever the request; else the same bytes pushed with another
-	// Content-Type get another record.
+	// typed: the payload names its media type. Untyped bytes are OCI (see
+	// resolveMediaType), but an earlier version stored some as Docker: a
+	// push of such bytes may rewrite their record's media type.
 	typed        bool
 	artifactType string
 	config       *v1.Descriptor
@@ -249,6 +249,11 @@ func resolveMediaType(doc *manifestDoc, contentType string) (string, error) {
 		default:
 			return "", manifestInvalid("manifest has no mediaType and the request no Content-Type")
 		}
+	case declared == "" && (requested == MediaTypeDockerManifest || requested == MediaTypeDockerManifestList):
+		// Docker's formats require the field (Docker's own registry refuses
+		// them without it). Untyped bytes are thus always OCI, and the same
+		// bytes always get the same record whatever the request.
+		return "", manifestInvalid("a Docker manifest must carry its mediaType field (%s)", requested)
 	case declared == "":
 		declared = requested
 	}

@@ -47,6 +47,8 @@ func TestParseManifestRefusals(t *testing.T) {
 		{"index with layers", MediaTypeOCIIndex, `{"schemaVersion":2,"mediaType":"` + MediaTypeOCIIndex + `","manifests":[],"layers":[]}`},
 		{"index without manifests", MediaTypeOCIIndex, `{"schemaVersion":2,"mediaType":"` + MediaTypeOCIIndex + `"}`},
 		{"index of manifests null", MediaTypeOCIIndex, `{"schemaVersion":2,"manifests":null}`},
+		{"docker manifest without mediaType", MediaTypeDockerManifest, `{"schemaVersion":2,"config":` + descJSON("application/vnd.docker.container.image.v1+json", "c") + `,"layers":[]}`},
+		{"docker list without mediaType", MediaTypeDockerManifestList, `{"schemaVersion":2,"manifests":[]}`},
 		{"docker list without manifests", MediaTypeDockerManifestList, `{"schemaVersion":2,"mediaType":"` + MediaTypeDockerManifestList + `"}`},
 		{"index with config", MediaTypeOCIIndex, `{"schemaVersion":2,"mediaType":"` + MediaTypeOCIIndex + `","manifests":[],"config":` + cfg + `}`},
 		{"layer digest malformed", MediaTypeOCIManifest,

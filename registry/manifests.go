@@ -165,7 +165,8 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 		if m.typed {
 			ms.tagsChanged(tags...)
 		} else {
-			// The record of these bytes may have changed under other tags.
+			// The record of these bytes may have changed (typed) under
+			// other tags.
 			ms.repo.reg.tags.forgetAll()
 		}
 	}()
@@ -196,15 +197,6 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 	rec := manifestRecord{
 		Descriptor: v1.Descriptor{MediaType: m.mediaType, Digest: d, Size: int64(len(payload)), ArtifactType: m.artifactType},
 		Subject:    m.subject,
-	}
-	// Bytes that do not name their media type, pushed again under one
-	// without subjects (Docker's), lose the subject their record had: its
-	// referrer entry goes once the new record is durable.
-	var lostSubject digest.Digest
-	if !m.typed {
-		if old, err := ms.record(ctx, d); err == nil && old.Subject != nil && (m.subject == nil || m.subject.Digest != old.Subject.Digest) {
-			lostSubject = old.Subject.Digest
-		}
 	}
 	// The bytes of every write are staged side by side first, so the push
 	// pays for one round of syncs (on a file system, at the first Publish),
@@ -263,9 +255,6 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 	err = forEach(len(second), func(i int) error { return second[i](bctx) })
 	if err == nil {
 		err = batch.Commit()
-	}
-	if err == nil && lostSubject != "" {
-		err = ms.removeReferrer(ctx, lostSubject, d)
 	}
 	if err != nil {
 		return nil, err

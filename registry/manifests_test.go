@@ -131,6 +131,20 @@ func (f *fixture) pushImage(reference string) ([]byte, digest.Digest) {
 	return payload, m.Descriptor.Digest
 }
 
+// legacyDocker rewrites the record of d as earlier versions stored untyped
+// bytes pushed as a Docker manifest, which is now refused.
+func (f *fixture) legacyDocker(d digest.Digest) {
+	f.t.Helper()
+	rec, err := f.ms.record(f.ctx, d)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	rec.MediaType, rec.ArtifactType, rec.Subject = MediaTypeDockerManifest, "", nil
+	if err := f.ms.writeRecord(f.ctx, rec); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
 // wantUnknown checks that Stat and Get of each reference are
 // MANIFEST_UNKNOWN, the manifest being in the state why says.
 func (f *fixture) wantUnknown(why string, refs ...string) {
@@ -641,8 +655,8 @@ func TestAcceptedMediaTypesDifferInLength(t *testing.T) {
 }
 
 // A record rewritten by another process (a replica) is read again: a
-// manifest deleted there and pushed again under another media type is
-// served with the new one here.
+// manifest an earlier version stored as Docker (untyped bytes), deleted
+// there and pushed again, is served here as the OCI manifest it now is.
 func TestRecordCacheSeesAnotherProcesssRewrite(t *testing.T) {
 	forEachDriver(t, func(t *testing.T, here *Registry) {
 		if here.tags != nil {
@@ -657,7 +671,8 @@ func TestRecordCacheSeesAnotherProcesssRewrite(t *testing.T) {
 		if _, err := f.ms.Put(f.ctx, "v1", MediaTypeOCIManifest, payload); err != nil {
 			t.Fatal(err)
 		}
-		if got, err := f.ms.Stat(f.ctx, d.String()); err != nil || got.MediaType != MediaTypeOCIManifest {
+		f.legacyDocker(d)
+		if got, err := f.ms.Stat(f.ctx, d.String()); err != nil || got.MediaType != MediaTypeDockerManifest {
 			t.Fatalf("Stat = %v, %v", got.MediaType, err)
 		}
 		other := newFixture(t, there, "library/app")
@@ -667,13 +682,13 @@ func TestRecordCacheSeesAnotherProcesssRewrite(t *testing.T) {
 		if _, err := f.ms.Get(f.ctx, d.String()); !errors.Is(err, ErrManifestUnknown) {
 			t.Fatalf("Get after another process deleted it: %v", err)
 		}
-		if _, err := other.ms.Put(f.ctx, "v1", MediaTypeDockerManifest, payload); err != nil {
+		if _, err := other.ms.Put(f.ctx, "v1", "", payload); err != nil {
 			t.Fatal(err)
 		}
 		for _, ref := range []string{"v1", d.String()} {
 			got, err := f.ms.Get(f.ctx, ref)
-			if err != nil || got.Descriptor.MediaType != MediaTypeDockerManifest || !bytes.Equal(got.Payload, payload) {
-				t.Fatalf("Get %s after another process pushed it as Docker: %v, %v", ref, got.Descriptor.MediaType, err)
+			if err != nil || got.Descriptor.MediaType != MediaTypeOCIManifest || !bytes.Equal(got.Payload, payload) {
+				t.Fatalf("Get %s after another process pushed it again: %v, %v", ref, got.Descriptor.MediaType, err)
 			}
 		}
 	})

@@ -138,27 +138,28 @@ func served(m *Manifest) string {
 	return m.Descriptor.Digest.String()
 }
 
-// The same bytes pushed again under another Content-Type (a payload without
-// a mediaType field) get another record, which a cached tag of them must
-// not hide.
+// Untyped bytes that an earlier version stored as a Docker manifest, pushed
+// again, get an OCI record, which a cached tag of them must not hide.
 func TestTagCacheSeesARecordRewritten(t *testing.T) {
-	reg := New(manifestDrivers["filesystem"](t), Options{ManifestCacheSize: 1 << 20, SoleServer: true})
-	f := newFixture(t, reg, "library/app")
-	img := f.image()
+	drv := manifestDrivers["filesystem"](t)
+	img := newFixture(t, New(drv, Options{}), "library/app").image()
 	img.MediaType = ""
 	payload := mustJSON(t, img)
 	d := digest.FromBytes(payload)
-	if _, err := f.ms.Put(f.ctx, "t", MediaTypeOCIManifest, payload); err != nil {
+	old := newFixture(t, New(drv, Options{}), "library/app")
+	if _, err := old.ms.Put(old.ctx, "t", MediaTypeOCIManifest, payload); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.ms.Stat(f.ctx, "t"); err != nil { // fills
-		t.Fatal(err)
+	old.legacyDocker(d)
+	f := newFixture(t, New(drv, Options{ManifestCacheSize: 1 << 20, SoleServer: true}), "library/app")
+	if got, err := f.ms.Stat(f.ctx, "t"); err != nil || got.MediaType != MediaTypeDockerManifest { // fills
+		t.Fatalf("Stat t = %s, %v; want the legacy record", got.MediaType, err)
 	}
-	if _, err := f.ms.Put(f.ctx, d.String(), MediaTypeDockerManifest, payload); err != nil {
+	if _, err := f.ms.Put(f.ctx, d.String(), "", payload); err != nil {
 		t.Fatal(err)
 	}
 	for _, ref := range []string{d.String(), "t"} {
-		if got, err := f.ms.Stat(f.ctx, ref); err != nil || got.MediaType != MediaTypeDockerManifest {
+		if got, err := f.ms.Stat(f.ctx, ref); err != nil || got.MediaType != MediaTypeOCIManifest {
 			t.Fatalf("Stat %s = %s, %v; want the record as pushed last", ref, got.MediaType, err)
 		}
 	}
