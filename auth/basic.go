@@ -47,16 +47,17 @@ func (b *Basic) Filter(id Identity, repos []string) []string { return b.Policy.F
 // login checks a password under the failed-login limit; a 401 it returns
 // has no challenge yet, the caller knows which one to ask.
 func login(r *http.Request, users *Users, limiter *Limiter, logger *slog.Logger, user, password string) (Identity, error) {
-	wait, succeeded := limiter.Reserve(r)
+	wait, done := limiter.Reserve(r)
 	if wait > 0 {
 		logger.Warn("auth: login refused, too many failures", "client", clientAddr(r))
 		return Identity{}, tooManyAttempts(wait)
 	}
-	if users == nil || !users.Verify(user, password) {
+	ok := users != nil && users.Verify(user, password)
+	done(ok)
+	if !ok {
 		logger.Info("auth: login failed", "client", clientAddr(r))
 		return Identity{}, unauthorized(ErrBadCredentials, "")
 	}
-	succeeded()
 	return Identity{Name: user, Method: MethodBasic}, nil
 }
 

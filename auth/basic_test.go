@@ -185,15 +185,95 @@ func TestParallelGuessesRateLimited(t *testing.T) {
 	}
 }
 
+// Correct logins side by side, more than the failures allowed (a pull of
+// many layers with Basic auth), all pass: a check running holds an attempt
+// only until its outcome is known. Failures after them are still counted.
+func TestParallelLoginsNotRateLimited(t *testing.T) {
+	b := &Basic{Realm: "lading", Users: testUsers(t), Limiter: NewLimiter(3, time.Hour), Logger: quietLogger}
+	h := guarded(b, needFromRequest)
+	const logins = 16
+	codes := make(chan int, logins)
+	var start, done sync.WaitGroup
+	start.Add(1)
+	for range logins {
+		done.Go(func() {
+			r := newBasicRequest("")
+			r.RemoteAddr = "192.0.2.9:1234"
+			r.SetBasicAuth("bob", password("bob"))
+			start.Wait()
+			codes <- do(t, h, r).StatusCode
+		})
+	}
+	start.Done()
+	done.Wait()
+	close(codes)
+	for c := range codes {
+		if c != http.StatusOK {
+			t.Fatalf("a correct login among %d side by side: status %d", logins, c)
+		}
+	}
+	for i := range 4 {
+		r := newBasicRequest("")
+		r.RemoteAddr = "192.0.2.9:1234"
+		r.SetBasicAuth("bob", "guess"+strconv.Itoa(i))
+		want := http.StatusUnauthorized
+		if i == 3 {
+			want = http.StatusTooManyRequests
+		}
+		if c := do(t, h, r).StatusCode; c != want {
+			t.Fatalf("failure %d after the logins: status %d, want %d", i, c, want)
+		}
+	}
+}
+
+// A login finding every attempt left held by checks running waits for
+// their outcome: it is checked after a success, refused after failures.
+func TestLimiterQueuesBehindChecks(t *testing.T) {
+	l := NewLimiter(2, time.Hour)
+	r := httptest.NewRequest("GET", "/", nil)
+	reserve := func() func(bool) {
+		wait, done := l.Reserve(r)
+		if wait != 0 {
+			t.Fatalf("attempt refused, wait %v", wait)
+		}
+		return done
+	}
+	first, second := reserve(), reserve()
+	queued := make(chan time.Duration, 1)
+	go func() {
+		wait, done := l.Reserve(r)
+		if done != nil {
+			done(true)
+		}
+		queued <- wait
+	}()
+	first(true)
+	if wait := <-queued; wait != 0 {
+		t.Fatalf("a login behind a success was refused, wait %v", wait)
+	}
+	third := reserve()
+	go func() {
+		wait, _ := l.Reserve(r)
+		queued <- wait
+	}()
+	second(false)
+	third(false)
+	if wait := <-queued; wait == 0 {
+		t.Fatal("a login behind two failures, the limit, was let through")
+	}
+}
+
 func TestLimiterRefills(t *testing.T) {
 	l := NewLimiter(2, 10)
 	now := l.now()
 	l.now = func() time.Time { return now }
 	r := httptest.NewRequest("GET", "/", nil)
 	fail := func() {
-		if wait, _ := l.Reserve(r); wait != 0 {
+		wait, done := l.Reserve(r)
+		if wait != 0 {
 			t.Fatalf("attempt refused, wait %v", wait)
 		}
+		done(false)
 	}
 	fail()
 	fail()
@@ -201,11 +281,11 @@ func TestLimiterRefills(t *testing.T) {
 		t.Fatalf("empty bucket: wait %v", wait)
 	}
 	now = now.Add(10)
-	wait, succeeded := l.Reserve(r)
+	wait, done := l.Reserve(r)
 	if wait != 0 {
 		t.Fatalf("refilled bucket: wait %v", wait)
 	}
-	succeeded() // a success gives its attempt back
+	done(true) // a success gives its attempt back
 	if wait, _ := l.Reserve(r); wait != 0 {
 		t.Errorf("after a success: wait %v", wait)
 	}

@@ -12,9 +12,12 @@ import (
 // Burst failed logins, refilled one every Per. With the bucket empty, logins
 // from that address are refused with 429 TOOMANYREQUESTS and Retry-After
 // without even checking the password, so a correct guess cannot be told
-// apart. A login holds an attempt while its password is checked, and a
-// successful one gives it back: only failures are counted, but no more
-// than Burst checks from one address run at once.
+// apart. Only failures are counted, but a check holds one of the attempts
+// left while it runs: no more checks from one address run at once than it
+// has attempts left, so guesses sent side by side cannot all be checked
+// before their failures count. A login finding every attempt left held
+// waits for a check to end rather than being refused: correct logins side
+// by side (a pull of many layers, with Basic auth) all pass.
 //
 // The address is the host of the request's RemoteAddr (for IPv6, its /64):
 // behind a proxy the server must put the real client address there, or
@@ -29,8 +32,10 @@ type Limiter struct {
 }
 
 type bucket struct {
-	tokens float64
-	at     time.Time
+	tokens   float64 // failures left
+	at       time.Time
+	checking int           // checks running
+	ended    chan struct{} // closed when one ends; nil while none is awaited
 }
 
 // maxBuckets bounds memory under a flood of addresses; full buckets are
@@ -72,36 +77,61 @@ func clientAddr(r *http.Request) string {
 	return addr.String()
 }
 
-// Reserve spends one attempt of r's address before its password is
-// checked, so that guesses sent side by side cannot all reach the check
-// before any failure counts. It returns how long the address must wait
-// when it has none left, else zero and succeeded, which a login that
-// proves right calls to give its attempt back: only failures are counted.
-func (l *Limiter) Reserve(r *http.Request) (wait time.Duration, succeeded func()) {
+// Reserve holds one attempt of r's address while its password is
+// checked. It returns how long the address must wait when it has none
+// left, else zero and done, which the check calls with its outcome: a
+// failure spends the attempt, a success gives it back.
+func (l *Limiter) Reserve(r *http.Request) (wait time.Duration, done func(ok bool)) {
 	if l == nil {
-		return 0, func() {}
+		return 0, func(bool) {}
 	}
+	addr := clientAddr(r)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	addr := clientAddr(r)
-	b := l.refill(addr)
-	if b == nil {
-		if len(l.buckets) >= maxBuckets {
-			l.prune()
+	for {
+		b := l.refill(addr)
+		if b == nil {
+			if len(l.buckets) >= maxBuckets {
+				l.prune()
+			}
+			b = &bucket{tokens: l.burst, at: l.now()}
+			l.buckets[addr] = b
 		}
-		b = &bucket{tokens: l.burst, at: l.now()}
-		l.buckets[addr] = b
-	}
-	if b.tokens < 1 {
-		return max(time.Duration((1-b.tokens)*float64(l.per)), time.Nanosecond), nil
-	}
-	b.tokens--
-	return 0, func() {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		if b := l.refill(addr); b != nil {
-			b.tokens = min(b.tokens+1, l.burst)
+		if b.tokens < 1 {
+			return max(time.Duration((1-b.tokens)*float64(l.per)), time.Nanosecond), nil
 		}
+		if float64(b.checking) <= b.tokens-1 {
+			b.checking++
+			return 0, func(ok bool) { l.end(b, ok) }
+		}
+		// Every attempt left is held by a check running: its outcome
+		// decides whether this one may be checked.
+		if b.ended == nil {
+			b.ended = make(chan struct{})
+		}
+		ended := b.ended
+		l.mu.Unlock()
+		select {
+		case <-ended:
+			l.mu.Lock()
+		case <-r.Context().Done():
+			l.mu.Lock()
+			return l.per, nil // the client is gone
+		}
+	}
+}
+
+// end records the outcome of a check of bucket b.
+func (l *Limiter) end(b *bucket, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b.checking--
+	if !ok {
+		b.tokens--
+	}
+	if b.ended != nil {
+		close(b.ended)
+		b.ended = nil
 	}
 }
 
@@ -118,14 +148,16 @@ func (l *Limiter) refill(addr string) *bucket {
 
 func (l *Limiter) prune() {
 	for addr := range l.buckets {
-		if b := l.refill(addr); b.tokens >= l.burst {
+		if b := l.refill(addr); b.tokens >= l.burst && b.checking == 0 {
 			delete(l.buckets, addr)
 		}
 	}
-	for addr := range l.buckets {
+	for addr, b := range l.buckets {
 		if len(l.buckets) < maxBuckets {
 			break
 		}
-		delete(l.buckets, addr)
+		if b.checking == 0 { // a check running ends on its bucket
+			delete(l.buckets, addr)
+		}
 	}
 }

@@ -222,7 +222,7 @@ func (ts *TokenServer) refreshToken(user string, now time.Time) (string, error) 
 }
 
 func (ts *TokenServer) redeem(r *http.Request, raw string) (Identity, error) {
-	wait, succeeded := ts.Limiter.Reserve(r)
+	wait, done := ts.Limiter.Reserve(r)
 	if wait > 0 {
 		return Identity{}, tooManyAttempts(wait)
 	}
@@ -236,10 +236,11 @@ func (ts *TokenServer) redeem(r *http.Request, raw string) (Identity, error) {
 		jwt.WithExpirationRequired(),
 		jwt.WithTimeFunc(ts.clock),
 	)
-	if err != nil || claims.Use != "refresh" || !ts.Users.hasFingerprint(claims.Subject, claims.PasswordHash) {
+	ok := err == nil && claims.Use == "refresh" && ts.Users.hasFingerprint(claims.Subject, claims.PasswordHash)
+	done(ok)
+	if !ok {
 		return Identity{}, unauthorized(ErrBadCredentials, "")
 	}
-	succeeded()
 	return Identity{Name: claims.Subject, Method: MethodBearer}, nil
 }
 
