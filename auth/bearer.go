@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -179,15 +180,76 @@ func (b *Bearer) Filter(id Identity, repos []string) []string {
 	return out
 }
 
+// realm is the token server's address as the client sees it: behind a
+// proxy, the scheme and host it names in Forwarded (RFC 7239) or the
+// X-Forwarded-Proto and X-Forwarded-Host it sets. (A client naming another
+// host there sends only itself elsewhere.)
 func (b *Bearer) realm(r *http.Request) string {
 	if b.Realm != "" {
 		return b.Realm
 	}
+	proto, host := forwarded(r.Header)
+	if proto == "" {
+		proto = firstValue(r.Header.Get("X-Forwarded-Proto"))
+	}
+	if host == "" {
+		host = firstValue(r.Header.Get("X-Forwarded-Host"))
+	}
 	scheme := "http"
-	if r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
+	if r.TLS != nil || strings.EqualFold(proto, "https") {
 		scheme = "https"
 	}
-	return scheme + "://" + r.Host + TokenPath
+	if !validHost(host) {
+		host = r.Host
+	}
+	return scheme + "://" + host + TokenPath
+}
+
+// forwarded returns the proto and host of the first (the client's side)
+// element of a Forwarded header.
+func forwarded(h http.Header) (proto, host string) {
+	v := h.Get("Forwarded")
+	if v == "" {
+		return "", ""
+	}
+	first, _, _ := strings.Cut(v, ",")
+	for pair := range strings.SplitSeq(first, ";") {
+		k, val, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		if !ok {
+			continue
+		}
+		if unq, err := strconv.Unquote(val); err == nil && strings.HasPrefix(val, `"`) {
+			val = unq
+		}
+		switch strings.ToLower(k) {
+		case "proto":
+			proto = val
+		case "host":
+			host = val
+		}
+	}
+	return proto, host
+}
+
+// firstValue is the first of a comma-separated header's values: the one
+// the proxy nearest the client set.
+func firstValue(v string) string {
+	first, _, _ := strings.Cut(v, ",")
+	return strings.TrimSpace(first)
+}
+
+// validHost reports whether host may stand in a challenge's quoted realm
+// as a URL's host[:port].
+func validHost(host string) bool {
+	if host == "" || len(host) > 255 {
+		return false
+	}
+	for _, c := range []byte(host) {
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"\/?#@,;`, c) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func bearerToken(r *http.Request) (string, bool) {

@@ -343,6 +343,28 @@ func TestBearerRealmFromRequest(t *testing.T) {
 	if _, c, _ := Challenge(err); !strings.HasPrefix(c, `Bearer realm="https://reg.example:5000/auth/token",`) {
 		t.Errorf("behind TLS proxy: %s", c)
 	}
+	// A proxy that passes its upstream's address as Host names the
+	// client's in X-Forwarded-Host, or in Forwarded, which comes first.
+	for _, tc := range []struct {
+		header map[string]string
+		want   string
+	}{
+		{map[string]string{"X-Forwarded-Proto": "https", "X-Forwarded-Host": "registry.example.com"}, "https://registry.example.com"},
+		{map[string]string{"X-Forwarded-Proto": "https, http", "X-Forwarded-Host": "registry.example.com:8443, 10.0.0.1"}, "https://registry.example.com:8443"},
+		{map[string]string{"Forwarded": `for=192.0.2.60;proto=https;host="registry.example.com", for=10.0.0.2;proto=http;host=10.0.0.1`}, "https://registry.example.com"},
+		{map[string]string{"Forwarded": "proto=https;host=a.example", "X-Forwarded-Host": "b.example", "X-Forwarded-Proto": "http"}, "https://a.example"},
+		{map[string]string{"X-Forwarded-Host": `evil"; x="`}, "http://reg.example:5000"},
+		{map[string]string{"X-Forwarded-Host": "a.example/path"}, "http://reg.example:5000"},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "http://reg.example:5000/v2/", nil)
+		for k, v := range tc.header {
+			r.Header.Set(k, v)
+		}
+		_, err := b.Authorize(r, nil)
+		if _, c, _ := Challenge(err); !strings.HasPrefix(c, `Bearer realm="`+tc.want+`/auth/token",`) {
+			t.Errorf("%v: %s, want the realm at %s", tc.header, c, tc.want)
+		}
+	}
 }
 
 func TestIdentityLogsNoSecret(t *testing.T) {

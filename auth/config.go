@@ -110,6 +110,9 @@ func New(cfg Config, logger *slog.Logger) (*Auth, error) {
 		if err != nil {
 			return nil, fmt.Errorf("auth: token.server.key: %w", err)
 		}
+		if t.Realm == "" {
+			logger.Info("auth: the token realm is built from each request's address; behind a proxy, it must send X-Forwarded-Proto (and X-Forwarded-Host unless it keeps Host), or set auth.token.realm")
+		}
 		ts := &TokenServer{Service: service, Issuer: issuer, Audience: audience, Users: users, Policy: policy,
 			Key: key, Expiry: t.Server.Expiry, Limiter: limiter, Logger: logger}
 		return &Auth{Authorizer: ts.Authorizer(t.Realm), TokenServer: ts}, nil
