@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 
@@ -57,7 +58,8 @@ func unavailable(err error) bool {
 	}
 	var netErr net.Error
 	var quota ratelimit.QuotaExceededError
-	return errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &quota)
+	// A body cut off midway is the connection's failure, as a reset is.
+	return errors.As(err, &netErr) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &quota)
 }
 
 func errorCode(err error) string {

@@ -25,13 +25,22 @@ func (d *Driver) GetContent(ctx context.Context, path string) ([]byte, error) {
 	return b, mapErr("get", path, err)
 }
 
+// bodyAttempts bounds the reads of a small object whose body was cut off:
+// the SDK retries a request, never the read of its answer.
+const bodyAttempts = 3
+
 func (d *Driver) getObject(ctx context.Context, key string) ([]byte, error) {
-	out, err := d.client.GetObject(ctx, &s3.GetObjectInput{Bucket: d.bucket, Key: aws.String(key)})
-	if err != nil {
-		return nil, err
+	for attempt := 1; ; attempt++ {
+		out, err := d.client.GetObject(ctx, &s3.GetObjectInput{Bucket: d.bucket, Key: aws.String(key)})
+		if err != nil {
+			return nil, err
+		}
+		b, err := io.ReadAll(out.Body)
+		out.Body.Close()
+		if err == nil || ctx.Err() != nil || attempt == bodyAttempts {
+			return b, err
+		}
 	}
-	defer out.Body.Close()
-	return io.ReadAll(out.Body)
 }
 
 // PutContent implements driver.Driver. A single PUT is atomic in S3.

@@ -1,6 +1,7 @@
 package s3
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -11,8 +12,10 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -324,5 +327,47 @@ func TestDeleteOfAKeyRefusedAsBusyIsUnavailable(t *testing.T) {
 	}
 	if err := busy.Delete(ctx, "/dir"); !driver.IsUnavailable(err) {
 		t.Fatalf("delete refused with SlowDown: %v, want unavailable", err)
+	}
+}
+
+// A small object whose body the connection cuts off midway is read again,
+// and one cut off every time is the store's unavailability (503, retried),
+// not a fault (500).
+func TestCutBodyIsReadAgainThenUnavailable(t *testing.T) {
+	srv := testenv.S3(t)
+	d := newTestDriver(t, srv, "")
+	ctx := context.Background()
+	content := bytes.Repeat([]byte("x"), 3000)
+	if err := d.PutContent(ctx, "/dir/x", content); err != nil {
+		t.Fatal(err)
+	}
+	target, err := url.Parse(srv.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forward := httputil.NewSingleHostReverseProxy(target)
+	var cuts atomic.Int32
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/dir/x") && cuts.Add(-1) >= 0 {
+			w.Header().Set("Content-Length", strconv.Itoa(len(content)))
+			w.WriteHeader(http.StatusOK)
+			w.Write(content[:1000])
+			w.(http.Flusher).Flush()
+			panic(http.ErrAbortHandler) // closes the connection mid-body
+		}
+		forward.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	cut, err := New(ctx, Config{Endpoint: proxy.URL, Bucket: srv.Bucket, ForcePathStyle: true, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cuts.Store(1)
+	if b, err := cut.GetContent(ctx, "/dir/x"); err != nil || !bytes.Equal(b, content) {
+		t.Fatalf("one cut: %d bytes, %v; want the object read again", len(b), err)
+	}
+	cuts.Store(bodyAttempts)
+	if _, err := cut.GetContent(ctx, "/dir/x"); !driver.IsUnavailable(err) || cuts.Load() != 0 {
+		t.Fatalf("cut every time: %v after %d reads, want unavailable after %d", err, bodyAttempts-cuts.Load(), bodyAttempts)
 	}
 }
