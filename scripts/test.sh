@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs Lading's whole test suite on a fresh Debian machine with Go: installs
-# what the tests need (redis-server and the client programs skopeo, podman,
+# what the tests need (redis-server, e2fsprogs and the client programs skopeo, podman,
 # containerd and docker.io from apt; versitygw as the real S3 server and the clients
 # oras, regctl, helm and cosign, built once into the Go bin directory outside
 # the clone), then runs the Go tests, which start and stop those servers
@@ -19,7 +19,7 @@ as_root() {
 }
 
 missing=()
-for cmd in redis-server:redis-server skopeo:skopeo podman:podman ctr:containerd dockerd:docker.io; do
+for cmd in redis-server:redis-server skopeo:skopeo podman:podman ctr:containerd dockerd:docker.io mkfs.ext4:e2fsprogs; do
 	command -v "${cmd%%:*}" >/dev/null || missing+=("${cmd#*:}")
 done
 # The packages download and install while the Go tools below compile: on a

@@ -97,10 +97,12 @@ func (e UnavailableError) Error() string {
 
 func (e UnavailableError) Unwrap() error { return e.Err }
 
-// IsUnavailable reports whether err says the backend is unavailable.
+// IsUnavailable reports whether err says the backend is unavailable: a
+// file system turned read-only too (ext4's errors=remount-ro after a disk
+// error), which refuses every write until an operator steps in.
 func IsUnavailable(err error) bool {
 	var u UnavailableError
-	return errors.As(err, &u)
+	return errors.As(err, &u) || errors.Is(err, syscall.EROFS)
 }
 
 // ErrStorageFull means the backend has no room for a write: a full file

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -118,6 +119,67 @@ func TestFullFileSystem(t *testing.T) {
 	_, err = c.pushMonolithic(repo, cfg)
 	must(err)
 	must(c.putManifest(repo, "after", imageManifest(digest.FromBytes(cfg), len(cfg), small, 4<<10, "room again")))
+}
+
+// A file system turned read-only after a disk error (ext4's
+// errors=remount-ro) refuses writes with 503 UNAVAILABLE, never a 500
+// UNKNOWN, and reads go on. It mounts a small ext4 image of its own (root,
+// as CI runs) and has the kernel fail it.
+func TestReadOnlyFileSystem(t *testing.T) {
+	dir := t.TempDir()
+	img, root := filepath.Join(dir, "fs.img"), filepath.Join(dir, "root")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"truncate", "-s", "16M", img},
+		{"mkfs.ext4", "-q", "-F", img},
+		{"mount", "-o", "loop,errors=remount-ro", img, root},
+	} {
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			testenv.Unavailable(t, "%s: %v: %s (needs root, e2fsprogs and loop devices)", args[0], err, out)
+		}
+	}
+	t.Cleanup(func() { unix.Unmount(root, unix.MNT_DETACH) }) // after the server stops
+	src, err := exec.Command("findmnt", "-n", "-o", "SOURCE", root).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	trigger := "/sys/fs/ext4/" + filepath.Base(strings.TrimSpace(string(src))) + "/trigger_fs_error"
+	srv := start(t, testserver.Options{Root: root, Allow5xx: true})
+	c := newClient(srv.URL, 4)
+	defer c.close()
+	const repo = "ro/repo"
+	layer := randomBytes(4 << 10)
+	small, err := c.pushMonolithic(repo, layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(trigger, []byte("test\n"), 0); err != nil {
+		t.Fatalf("failing the file system: %v", err)
+	}
+	cfg := []byte(`{"architecture":"amd64","os":"linux"}`)
+	for _, w := range []struct {
+		method, target string
+		body           []byte
+		header         []string
+	}{
+		{http.MethodPost, "/v2/" + repo + "/blobs/uploads/?digest=" + digest.FromBytes(cfg).String(), cfg, nil},
+		{http.MethodPost, "/v2/" + repo + "/blobs/uploads/", nil, nil},
+		{http.MethodPut, "/v2/" + repo + "/manifests/v1", imageManifest(small, len(layer), small, len(layer), "ro"),
+			[]string{"Content-Type", "application/vnd.oci.image.manifest.v1+json"}},
+	} {
+		r, err := c.do(w.method, w.target, w.body, w.header...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.status != http.StatusServiceUnavailable || errorCode(r.body) != "UNAVAILABLE" {
+			t.Errorf("%s %s on a read-only file system: %s, want 503 UNAVAILABLE", w.method, w.target, r)
+		}
+	}
+	if ok, err := c.verifyBlob(repo, small); !ok || err != nil {
+		t.Fatalf("a read on a read-only file system: %v %v", ok, err)
+	}
 }
 
 // fill writes name until the file system is full.
