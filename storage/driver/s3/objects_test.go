@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/lading-registry/lading/internal/testenv"
@@ -369,5 +370,55 @@ func TestCutBodyIsReadAgainThenUnavailable(t *testing.T) {
 	cuts.Store(bodyAttempts)
 	if _, err := cut.GetContent(ctx, "/dir/x"); !driver.IsUnavailable(err) || cuts.Load() != 0 {
 		t.Fatalf("cut every time: %v after %d reads, want unavailable after %d", err, bodyAttempts-cuts.Load(), bodyAttempts)
+	}
+}
+
+// A server that takes a request and never answers costs a read its
+// answerSilence, not minutes, while a server-side copy, which a server may
+// work on silently for minutes, is given slowSilence.
+func TestSilentServerGivenUpByOperation(t *testing.T) {
+	srv := testenv.S3(t)
+	d := newTestDriver(t, srv, "")
+	ctx := context.Background()
+	if err := d.PutContent(ctx, "/dir/x", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	target, err := url.Parse(srv.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forward := httputil.NewSingleHostReverseProxy(target)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		get := r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/dir/x")
+		if get || r.Header.Get("X-Amz-Copy-Source") != "" {
+			<-r.Context().Done() // never answers
+			return
+		}
+		forward.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	defer func(a, s time.Duration) { answerSilence, slowSilence = a, s }(answerSilence, slowSilence)
+	answerSilence, slowSilence = 200*time.Millisecond, time.Minute
+	once := func(o *s3.Options) { o.Retryer = retry.AddWithMaxAttempts(o.Retryer, 1) }
+	silent, err := New(ctx, Config{Endpoint: proxy.URL, Bucket: srv.Bucket, ForcePathStyle: true, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey}, once)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := silent.GetContent(ctx, "/dir/x"); !driver.IsUnavailable(err) {
+		t.Fatalf("a read never answered: %v, want unavailable", err)
+	}
+	if took := time.Since(start); took > 20*time.Second {
+		t.Fatalf("a read never answered took %v to give up", took)
+	}
+	// The copy waits past answerSilence: here until its context ends.
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	start = time.Now()
+	if err := silent.Move(cctx, "/dir/x", "/dir/y"); err == nil {
+		t.Fatal("a copy never answered succeeded")
+	}
+	if took := time.Since(start); took < 1500*time.Millisecond {
+		t.Fatalf("a copy gave up after %v, as an ordinary request would", took)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -98,6 +99,7 @@ func New(ctx context.Context, cfg Config, opts ...func(*s3.Options)) (*Driver, e
 	if err != nil {
 		return nil, fmt.Errorf("s3: load AWS config: %w", err)
 	}
+	awsCfg.HTTPClient = patient(awsCfg.HTTPClient)
 	if awsCfg.Region == "" {
 		return nil, errors.New("s3 config: region is required (or AWS_REGION)")
 	}
@@ -175,21 +177,55 @@ func (d *Driver) checkConditionalPut(ctx context.Context) error {
 	return nil
 }
 
+// A request waits answerSilence for its answer to begin: a server that
+// takes the connection and never answers costs a client its retries'
+// worth of that, not of minutes each. A server-side copy of 5 GiB and a
+// multipart completion may keep a server silent for minutes, and get
+// slowSilence. Reads wait bodySilence, which must cover sending a part too:
+// the transport's read of the answer is under way while the part is sent.
+var (
+	answerSilence = 30 * time.Second
+	slowSilence   = 5 * time.Minute
+)
+
+const bodySilence = 5 * time.Minute
+
 // httpClient gives up on a server that stops answering, without bounding
 // transfers: a large GET may stream for as long as its reader wants, and
-// the caller's context ends it. A server-side copy of 5 GiB may keep a
-// server silent for a while, hence the generous silence allowed.
+// the caller's context ends it.
 func httpClient() *awshttp.BuildableClient {
-	const silence = 5 * time.Minute
 	return awshttp.NewBuildableClient().
 		WithDialerOptions(func(d *net.Dialer) { d.Timeout = 10 * time.Second }).
 		WithTransportOptions(func(t *http.Transport) {
 			t.TLSHandshakeTimeout = 10 * time.Second
-			t.ResponseHeaderTimeout = silence
+			t.ResponseHeaderTimeout = answerSilence
 			t.ExpectContinueTimeout = time.Second
 			t.MaxIdleConnsPerHost = 64
 		}).
-		WithReadTimeout(silence)
+		WithReadTimeout(bodySilence)
+}
+
+// byOperation sends the requests that may be answered slowly through a
+// client that waits longer.
+type byOperation struct{ quick, slow aws.HTTPClient }
+
+// patient returns c, which the AWS configuration made from httpClient (its
+// CA bundle added), sending slow operations through a copy that waits
+// slowSilence for their answers.
+func patient(c aws.HTTPClient) aws.HTTPClient {
+	b, ok := c.(*awshttp.BuildableClient)
+	if !ok {
+		return c
+	}
+	return byOperation{quick: b, slow: b.WithTransportOptions(func(t *http.Transport) { t.ResponseHeaderTimeout = slowSilence })}
+}
+
+func (c byOperation) Do(req *http.Request) (*http.Response, error) {
+	switch awsmiddleware.GetOperationName(req.Context()) {
+	case "CopyObject", "UploadPartCopy", "CompleteMultipartUpload":
+		return c.slow.Do(req)
+	}
+	return c.quick.Do(req)
 }
 
 // Name implements driver.Driver.
