@@ -307,25 +307,15 @@ func TestDeleteOfAKeyRefusedAsBusyIsUnavailable(t *testing.T) {
 	if err := d.PutContent(ctx, "/dir/x", []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	target, err := url.Parse(srv.Endpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	forward := httputil.NewSingleHostReverseProxy(target)
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := r.URL.Query()["delete"]; ok && r.Method == http.MethodPost {
-			io.Copy(io.Discard, r.Body)
-			w.Header().Set("Content-Type", "application/xml")
-			io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Error><Key>dir/x</Key><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error></DeleteResult>`)
-			return
+	busy := behindProxy(t, srv, func(w http.ResponseWriter, r *http.Request) bool {
+		if _, ok := r.URL.Query()["delete"]; !ok || r.Method != http.MethodPost {
+			return false
 		}
-		forward.ServeHTTP(w, r)
-	}))
-	defer proxy.Close()
-	busy, err := New(ctx, Config{Endpoint: proxy.URL, Bucket: srv.Bucket, ForcePathStyle: true, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})
-	if err != nil {
-		t.Fatal(err)
-	}
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/xml")
+		io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Error><Key>dir/x</Key><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error></DeleteResult>`)
+		return true
+	})
 	if err := busy.Delete(ctx, "/dir"); !driver.IsUnavailable(err) {
 		t.Fatalf("delete refused with SlowDown: %v, want unavailable", err)
 	}
@@ -342,27 +332,17 @@ func TestCutBodyIsReadAgainThenUnavailable(t *testing.T) {
 	if err := d.PutContent(ctx, "/dir/x", content); err != nil {
 		t.Fatal(err)
 	}
-	target, err := url.Parse(srv.Endpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	forward := httputil.NewSingleHostReverseProxy(target)
 	var cuts atomic.Int32
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/dir/x") && cuts.Add(-1) >= 0 {
-			w.Header().Set("Content-Length", strconv.Itoa(len(content)))
-			w.WriteHeader(http.StatusOK)
-			w.Write(content[:1000])
-			w.(http.Flusher).Flush()
-			panic(http.ErrAbortHandler) // closes the connection mid-body
+	cut := behindProxy(t, srv, func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodGet || !strings.HasSuffix(r.URL.Path, "/dir/x") || cuts.Add(-1) < 0 {
+			return false
 		}
-		forward.ServeHTTP(w, r)
-	}))
-	defer proxy.Close()
-	cut, err := New(ctx, Config{Endpoint: proxy.URL, Bucket: srv.Bucket, ForcePathStyle: true, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})
-	if err != nil {
-		t.Fatal(err)
-	}
+		w.Header().Set("Content-Length", strconv.Itoa(len(content)))
+		w.WriteHeader(http.StatusOK)
+		w.Write(content[:1000])
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler) // closes the connection mid-body
+	})
 	cuts.Store(1)
 	if b, err := cut.GetContent(ctx, "/dir/x"); err != nil || !bytes.Equal(b, content) {
 		t.Fatalf("one cut: %d bytes, %v; want the object read again", len(b), err)
@@ -383,27 +363,17 @@ func TestSilentServerGivenUpByOperation(t *testing.T) {
 	if err := d.PutContent(ctx, "/dir/x", []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	target, err := url.Parse(srv.Endpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	forward := httputil.NewSingleHostReverseProxy(target)
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		get := r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/dir/x")
-		if get || r.Header.Get("X-Amz-Copy-Source") != "" {
-			<-r.Context().Done() // never answers
-			return
-		}
-		forward.ServeHTTP(w, r)
-	}))
-	defer proxy.Close()
 	defer func(a, s time.Duration) { answerSilence, slowSilence = a, s }(answerSilence, slowSilence)
 	answerSilence, slowSilence = 200*time.Millisecond, time.Minute
 	once := func(o *s3.Options) { o.Retryer = retry.AddWithMaxAttempts(o.Retryer, 1) }
-	silent, err := New(ctx, Config{Endpoint: proxy.URL, Bucket: srv.Bucket, ForcePathStyle: true, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey}, once)
-	if err != nil {
-		t.Fatal(err)
-	}
+	silent := behindProxy(t, srv, func(w http.ResponseWriter, r *http.Request) bool {
+		get := r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/dir/x")
+		if !get && r.Header.Get("X-Amz-Copy-Source") == "" {
+			return false
+		}
+		<-r.Context().Done() // never answers
+		return true
+	}, once)
 	start := time.Now()
 	if _, err := silent.GetContent(ctx, "/dir/x"); !driver.IsUnavailable(err) {
 		t.Fatalf("a read never answered: %v, want unavailable", err)
@@ -421,4 +391,26 @@ func TestSilentServerGivenUpByOperation(t *testing.T) {
 	if took := time.Since(start); took < 1500*time.Millisecond {
 		t.Fatalf("a copy gave up after %v, as an ordinary request would", took)
 	}
+}
+
+// behindProxy returns a driver on srv through a proxy where intercept
+// answers the requests it takes (returning true), and srv the others.
+func behindProxy(t *testing.T, srv testenv.S3Server, intercept func(w http.ResponseWriter, r *http.Request) bool, opts ...func(*s3.Options)) *Driver {
+	t.Helper()
+	target, err := url.Parse(srv.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forward := httputil.NewSingleHostReverseProxy(target)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !intercept(w, r) {
+			forward.ServeHTTP(w, r)
+		}
+	}))
+	t.Cleanup(proxy.Close)
+	d, err := New(context.Background(), Config{Endpoint: proxy.URL, Bucket: srv.Bucket, ForcePathStyle: true, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
