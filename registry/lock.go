@@ -3,7 +3,9 @@ package registry
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -101,25 +103,40 @@ func (l *localLocker) TryLock(_ context.Context, key string) (func(), error) {
 // any reason other than the key being held — so uploads keep working, more
 // slowly, when Redis is down. Replicas that disagree on whether Redis is up
 // could each lock in a different place; that takes a partition between some
-// replicas and Redis while two requests race on one session.
-func NewFallbackLocker(primary, fallback Locker) Locker {
-	return fallbackLocker{primary, fallback}
+// replicas and Redis while two requests race on one session. Each fallback
+// is logged at warning level, at most once a minute, so that a Redis that
+// never answers (a wrong password, a wrong address) does not go unnoticed.
+func NewFallbackLocker(primary, fallback Locker, log *slog.Logger) Locker {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &fallbackLocker{primary: primary, fallback: fallback, log: log}
 }
 
-type fallbackLocker struct{ primary, fallback Locker }
+type fallbackLocker struct {
+	primary, fallback Locker
+	log               *slog.Logger
+	warned            atomic.Int64 // time of the last warning, in monotonic nanoseconds
+}
 
-func (f fallbackLocker) TryLock(ctx context.Context, key string) (func(), error) {
+func (f *fallbackLocker) TryLock(ctx context.Context, key string) (func(), error) {
 	unlock, _, err := f.TryLockLost(ctx, key)
 	return unlock, err
 }
 
-func (f fallbackLocker) TryLockLost(ctx context.Context, key string) (func(), <-chan struct{}, error) {
+func (f *fallbackLocker) TryLockLost(ctx context.Context, key string) (func(), <-chan struct{}, error) {
 	unlock, lost, err := tryLock(ctx, f.primary, key)
 	if err == nil || errors.Is(err, ErrLocked) {
 		return unlock, lost, err
 	}
+	if last, now := f.warned.Load(), int64(time.Since(processStart)); (last == 0 || now-last >= int64(time.Minute)) && f.warned.CompareAndSwap(last, now) {
+		f.log.Warn("lock failed in Redis, taken in the store instead (logged once a minute)", "error", err)
+	}
 	return tryLock(ctx, f.fallback, key)
 }
+
+// processStart anchors monotonic times kept as integers.
+var processStart = time.Now()
 
 // ErrLeaseGone is what a lease's renewal returns when the lease is no
 // longer the holder's: lapsed, or taken by another.

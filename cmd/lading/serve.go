@@ -127,7 +127,7 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 		CacheObserver:     m.CacheObserver("links"),
 		UploadObserver:    m.UploadObserver(),
 	}
-	rc, locker := sharedLocks(cfg, drv)
+	rc, locker := sharedLocks(ctx, cfg, drv, log)
 	opts.Locker = locker
 	switch {
 	case rc != nil:
@@ -467,11 +467,20 @@ func noLimitIfZero[T int | time.Duration](v T) T {
 // commands beside them (gc, fsck) share, with the Redis client when one is
 // configured, which the caller closes: Redis, falling back to leases in the
 // store; leases in the bucket on S3; nil (each process its own) otherwise.
-func sharedLocks(cfg *config.Config, drv driver.Driver) (*cache.Redis, registry.Locker) {
+//
+// A Redis that does not answer at start is logged, not fatal: locks fall
+// back to the store and nothing is cached until it answers, but a wrong
+// password or address would otherwise go unnoticed.
+func sharedLocks(ctx context.Context, cfg *config.Config, drv driver.Driver, log *slog.Logger) (*cache.Redis, registry.Locker) {
 	switch {
 	case cfg.Redis.Addr != "":
 		rc := newRedis(cfg.Redis)
-		return rc, registry.NewFallbackLocker(rc, registry.NewBackendLocker(drv, 0))
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		if err := rc.Ping(pctx); err != nil {
+			log.Warn("redis does not answer: locks are taken in the store and nothing is cached in Redis until it does", "addr", cfg.Redis.Addr, "error", err)
+		}
+		return rc, registry.NewFallbackLocker(rc, registry.NewBackendLocker(drv, 0), log)
 	case cfg.Storage.Driver == "s3":
 		return nil, registry.NewBackendLocker(drv, 0)
 	}

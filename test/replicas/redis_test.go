@@ -68,6 +68,13 @@ func TestRedisDown(t *testing.T) {
 	t.Run("unreachable from the start", func(t *testing.T) {
 		a, b := startPair(t, testenv.S3(t), deadAddr(t))
 		actAsOne(t, a, b)
+		// Said at start and when locks fall back, so that a wrong address
+		// or password does not go unnoticed.
+		for _, want := range []string{"redis does not answer", "lock failed in Redis"} {
+			if !strings.Contains(a.Logs(), want) {
+				t.Errorf("the log of a replica whose Redis never answers does not say %q", want)
+			}
+		}
 	})
 }
 
