@@ -184,7 +184,12 @@ func (r *Redis) TryLockLost(ctx context.Context, key string) (func(), <-chan str
 	})
 	return func() {
 		stop()
-		releaseScript.Run(context.Background(), r.c, []string{k}, token)
+		// The script deletes the key only while it holds this token, so
+		// it may be tried again until the key would have expired.
+		release := func(ctx context.Context) error { return releaseScript.Run(ctx, r.c, []string{k}, token).Err() }
+		if release(context.Background()) != nil {
+			registry.ReleaseLater(time.Now().Add(r.lockTTL), release)
+		}
 	}, lost, nil
 }
 

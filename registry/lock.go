@@ -135,6 +135,29 @@ func (f *fallbackLocker) TryLockLost(ctx context.Context, key string) (func(), <
 	return tryLock(ctx, f.fallback, key)
 }
 
+// releaseRetry is the first pause before a failed release is tried again;
+// the pauses double up to 8 s. A variable for the tests.
+var releaseRetry = 500 * time.Millisecond
+
+// ReleaseLater tries release again in the background until it succeeds or
+// deadline passes. A release that failed once (a store throttling, a
+// connection dropped) would leave the key locked by no one until its lease
+// ends, and every request on it refused meanwhile. release must be safe to
+// repeat until deadline: past it, the key may be another's.
+func ReleaseLater(deadline time.Time, release func(context.Context) error) {
+	go func() {
+		for pause := releaseRetry; time.Now().Add(pause).Before(deadline); pause = min(2*pause, 8*time.Second) {
+			time.Sleep(pause)
+			ctx, cancel := context.WithDeadline(context.Background(), deadline)
+			err := release(ctx)
+			cancel()
+			if err == nil {
+				return
+			}
+		}
+	}()
+}
+
 // processStart anchors monotonic times kept as integers.
 var processStart = time.Now()
 

@@ -117,8 +117,12 @@ func (l *backendLocker) TryLockLost(ctx context.Context, key string) (func(), <-
 		// term is still ours and needs no read before the delete: the read
 		// is for a holder that stalled past expiry. The margin covers clock
 		// skew between replicas.
-		if l.now().Add(l.ttl / 2).Before(mine.Expires) {
-			_ = driver.RemoveObject(ctx, l.d, path)
+		if left := mine.Expires.Sub(l.now()) - l.ttl/2; left > 0 {
+			release := func(ctx context.Context) error { return driver.RemoveObject(ctx, l.d, path) }
+			if release(ctx) != nil {
+				// Again while the lease is still surely ours.
+				ReleaseLater(time.Now().Add(left), release)
+			}
 			return
 		}
 		if held, err := l.read(ctx, path); err == nil && held.Token == mine.Token {

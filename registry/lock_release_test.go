@@ -1,0 +1,52 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lading-registry/lading/storage/driver"
+	"github.com/lading-registry/lading/storage/driver/inmemory"
+)
+
+// failingRemoves fails the first n deletes it is asked for.
+type failingRemoves struct {
+	driver.Driver
+	n atomic.Int32
+}
+
+func (f *failingRemoves) Delete(ctx context.Context, path string) error {
+	if f.n.Add(-1) >= 0 {
+		return errors.New("throttled")
+	}
+	return f.Driver.Delete(ctx, path)
+}
+
+// A release that fails (the store throttling a DELETE) is tried again,
+// rather than leave the key locked by no one until the lease ends.
+func TestFailedReleaseTriedAgain(t *testing.T) {
+	defer func(was time.Duration) { releaseRetry = was }(releaseRetry)
+	releaseRetry = 10 * time.Millisecond
+	d := &failingRemoves{Driver: inmemory.New()}
+	l := NewBackendLocker(d, time.Hour)
+	unlock, err := l.TryLock(context.Background(), "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.n.Store(2)
+	unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		unlock, err := l.TryLock(context.Background(), "k")
+		if err == nil {
+			unlock()
+			return
+		}
+		if !errors.Is(err, ErrLocked) || time.Now().After(deadline) {
+			t.Fatalf("10 s after a release that failed twice: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
