@@ -118,10 +118,15 @@ func (l *backendLocker) TryLockLost(ctx context.Context, key string) (func(), <-
 		// is for a holder that stalled past expiry. The margin covers clock
 		// skew between replicas.
 		if left := mine.Expires.Sub(l.now()) - l.ttl/2; left > 0 {
-			release := func(ctx context.Context) error { return driver.RemoveObject(ctx, l.d, path) }
-			if release(ctx) != nil {
-				// Again while the lease is still surely ours.
-				ReleaseLater(time.Now().Add(left), release)
+			if driver.RemoveObject(ctx, l.d, path) != nil {
+				// Again, while the lease is surely within its term, and
+				// only as written: the failed delete may have gone
+				// through, and another taken the key since.
+				raw, _ := json.Marshal(mine)
+				ReleaseLater(time.Now().Add(left), func(ctx context.Context) error {
+					_, err := driver.RemoveObjectIf(ctx, l.d, path, raw)
+					return err
+				})
 			}
 			return
 		}

@@ -50,3 +50,41 @@ func TestFailedReleaseTriedAgain(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A failed release whose delete went through after all, the key taken by
+// another since, leaves the other's lease alone when it is tried again.
+func TestReleaseTriedAgainSparesTheNextHolder(t *testing.T) {
+	defer func(was time.Duration) { releaseRetry = was }(releaseRetry)
+	releaseRetry = 10 * time.Millisecond
+	d := &lostDeletes{Driver: inmemory.New()}
+	l := NewBackendLocker(d, time.Hour)
+	unlock, err := l.TryLock(context.Background(), "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.n.Store(1)
+	unlock()
+	next, err := l.TryLock(context.Background(), "k")
+	if err != nil {
+		t.Fatalf("after a delete whose answer was lost: %v", err)
+	}
+	defer next()
+	time.Sleep(100 * time.Millisecond) // several retries' worth
+	if _, err := l.TryLock(context.Background(), "k"); !errors.Is(err, ErrLocked) {
+		t.Fatalf("the next holder's lease after the retries: %v, want it held", err)
+	}
+}
+
+// lostDeletes deletes, then reports failure, the first n times.
+type lostDeletes struct {
+	driver.Driver
+	n atomic.Int32
+}
+
+func (f *lostDeletes) Delete(ctx context.Context, path string) error {
+	err := f.Driver.Delete(ctx, path)
+	if f.n.Add(-1) >= 0 {
+		return errors.New("answer lost")
+	}
+	return err
+}
