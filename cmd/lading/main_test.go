@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -126,20 +125,23 @@ func TestServeFailsOnBadRoot(t *testing.T) {
 // TestShutdownDrainsUploads cancels serve while a chunk is still arriving:
 // the chunk completes and serve returns cleanly.
 func TestShutdownDrainsUploads(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
 	root := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// Port 0 and the address serve reports: one found free and released
+	// could be taken by another process before serve binds it.
+	listening := make(chan string, 1)
 	served := make(chan error, 1)
 	go func() {
-		served <- serve(ctx, testConfig(root, addr), discard, discard, nil)
+		served <- serve(ctx, testConfig(root, "127.0.0.1:0"), discard, discard, listening)
 	}()
-	base := "http://" + addr
+	var base string
+	select {
+	case addr := <-listening:
+		base = "http://" + addr
+	case err := <-served:
+		t.Fatalf("serve: %v", err)
+	}
 	var loc string
 	for i := 0; loc == ""; i++ {
 		if i > 100 {
@@ -243,13 +245,16 @@ func TestServeWarnsWithoutAJournal(t *testing.T) {
 	}
 }
 
-// serveFor runs serve on cfg for d, then stops it and returns its error.
-func serveFor(t *testing.T, cfg *config.Config, d time.Duration) {
+// serveUntil runs serve on cfg until until returns true (polled), then
+// stops it and fails the test on its error.
+func serveUntil(t *testing.T, cfg *config.Config, until func() bool) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, cfg, discard, discard, nil) }()
-	time.Sleep(d)
+	for !until() {
+		time.Sleep(10 * time.Millisecond)
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -263,12 +268,23 @@ func TestServeEndsItsCollectionBeforeReturning(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "data")
 	cfg := testConfig(root, "127.0.0.1:0")
 	cfg.GC.Interval = 200 * time.Millisecond
-	// The first look comes within a second; the run then waits out its
-	// 5 s window, during which serve is stopped.
-	serveFor(t, cfg, 1500*time.Millisecond)
-	state, err := os.ReadFile(filepath.Join(root, "gc", "state"))
+	t.Parallel()
+	// The first look comes within a second, on a loaded machine later: serve
+	// is stopped once the run shows, during its 5 s window.
+	statePath := filepath.Join(root, "gc", "state")
+	running := false
+	deadline := time.Now().Add(30 * time.Second)
+	serveUntil(t, cfg, func() bool {
+		state, _ := os.ReadFile(statePath)
+		running = strings.Contains(string(state), `"run"`)
+		return running || time.Now().After(deadline)
+	})
+	if !running {
+		t.Fatal("no collection showed itself running within 30s")
+	}
+	state, err := os.ReadFile(statePath)
 	if err != nil {
-		t.Fatalf("no collection ran: %v", err)
+		t.Fatal(err)
 	}
 	if strings.Contains(string(state), `"run"`) {
 		t.Fatalf("serve returned with a collection shown running: %s", state)
@@ -281,7 +297,10 @@ func TestReadOnlyServeDoesNoMaintenance(t *testing.T) {
 	cfg := testConfig(root, "127.0.0.1:0")
 	cfg.ReadOnly = true
 	cfg.GC.Interval = 100 * time.Millisecond
-	serveFor(t, cfg, 1500*time.Millisecond)
+	t.Parallel()
+	// Long enough for a writing server's first look (within a second).
+	stop := time.Now().Add(1500 * time.Millisecond)
+	serveUntil(t, cfg, func() bool { return time.Now().After(stop) })
 	for _, p := range []string{"gc", "locks"} {
 		if _, err := os.Stat(filepath.Join(root, p)); err == nil {
 			t.Errorf("a read-only server wrote %s", p)
@@ -292,8 +311,10 @@ func TestReadOnlyServeDoesNoMaintenance(t *testing.T) {
 // With http.shutdowndelay, a stop first makes /readyz fail while the
 // registry still serves, then drains.
 func TestShutdownDelayKeepsServingWhileNotReady(t *testing.T) {
+	t.Parallel() // it waits out the delay
 	cfg := testConfig(filepath.Join(t.TempDir(), "data"), "127.0.0.1:0")
-	cfg.HTTP.ShutdownDelay = 700 * time.Millisecond
+	// Long enough for the two requests below on a loaded machine.
+	cfg.HTTP.ShutdownDelay = 4 * time.Second
 	ctx, cancel := context.WithCancel(context.Background())
 	listening := make(chan string, 1)
 	done := make(chan error, 1)

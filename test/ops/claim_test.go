@@ -12,11 +12,11 @@ import (
 // naming the first, a read-only one may serve beside it (a mirror), and
 // once the first has stopped another starts on the same root.
 func TestOneServerPerRoot(t *testing.T) {
-	root, addr := t.TempDir(), freeAddr(t)
-	first := serveOn(t, nil, "http://"+addr+"/v2/", nil, "--addr", addr, "--root", root)
+	root := t.TempDir()
+	first, addr := serve(t, nil, "--root", root)
 	pushRandom(t, addr+"/ops/claimed:v1")
 
-	second := launch(t, nil, "serve", "--addr", freeAddr(t), "--root", root)
+	second := launch(t, nil, "serve", "--addr", "127.0.0.1:0", "--root", root)
 	if code := second.exit(t, 20*time.Second); code == 0 {
 		t.Fatal("a second lading serve on the same root exited 0")
 	}
@@ -24,8 +24,7 @@ func TestOneServerPerRoot(t *testing.T) {
 		t.Fatalf("the second server's message names neither the rule nor the first's process %d:\n%s", first.cmd.Process.Pid, out)
 	}
 
-	mirror := freeAddr(t)
-	serveOn(t, nil, "http://"+mirror+"/v2/", nil, "--addr", mirror, "--root", root, "--read-only")
+	_, mirror := serve(t, nil, "--root", root, "--read-only")
 	if code, _ := get(t, "http://"+mirror+"/v2/ops/claimed/manifests/v1"); code != http.StatusOK {
 		t.Fatalf("read-only server beside the first: manifest GET %d", code)
 	}
@@ -33,6 +32,5 @@ func TestOneServerPerRoot(t *testing.T) {
 	if first.stop(t) != 0 {
 		t.Fatal("exit status after SIGTERM is not 0")
 	}
-	next := freeAddr(t)
-	serveOn(t, nil, "http://"+next+"/v2/", nil, "--addr", next, "--root", root)
+	serve(t, nil, "--root", root)
 }

@@ -3,6 +3,7 @@ package ops
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -12,9 +13,12 @@ import (
 // TestPrecedence starts lading with one setting in a file, overridden by
 // the environment, and another overridden by a flag, and watches the
 // running process: the port it answers on and the format of its logs.
+// The addresses it must not serve on are held by the test, so that no
+// other process answers there meanwhile: a lading that took the wrong
+// setting fails to start on one.
 func TestPrecedence(t *testing.T) {
 	root := t.TempDir()
-	fileAddr, envAddr, flagAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	fileAddr := hold(t)
 	file := func(format string) string {
 		return writeFile(t, "lading.yaml", fmt.Sprintf(`
 http:
@@ -28,12 +32,10 @@ storage:
 	}
 
 	t.Run("env over file, flag over file", func(t *testing.T) {
-		p := serveOn(t, nil, "http://"+envAddr+"/v2/",
-			[]string{"LADING_HTTP_ADDR=" + envAddr},
-			"--config", file("json"), "--log-format", "text")
-		if !refused(fileAddr) {
-			t.Errorf("the file's http.addr %s is served although LADING_HTTP_ADDR overrides it", fileAddr)
-		}
+		config := file("json")
+		p := serveAt(t, func(addr string) *proc {
+			return launch(t, []string{"LADING_HTTP_ADDR=" + addr}, "serve", "--config", config, "--log-format", "text")
+		})
 		if p.stop(t) != 0 {
 			t.Errorf("exit status %d after SIGTERM", p.cmd.ProcessState.ExitCode())
 		}
@@ -42,14 +44,8 @@ storage:
 
 	t.Run("flag over env, env over file", func(t *testing.T) {
 		// The file is named by LADING_CONFIG this time.
-		p := serveOn(t, nil, "http://"+flagAddr+"/v2/",
-			[]string{"LADING_CONFIG=" + file("text"), "LADING_HTTP_ADDR=" + envAddr, "LADING_LOG_FORMAT=json"},
-			"--addr", flagAddr)
-		for _, addr := range []string{fileAddr, envAddr} {
-			if !refused(addr) {
-				t.Errorf("%s is served although --addr %s overrides it", addr, flagAddr)
-			}
-		}
+		env := []string{"LADING_CONFIG=" + file("text"), "LADING_HTTP_ADDR=" + hold(t), "LADING_LOG_FORMAT=json"}
+		p := serveAt(t, func(addr string) *proc { return launch(t, env, "serve", "--addr", addr) })
 		if p.stop(t) != 0 {
 			t.Errorf("exit status %d after SIGTERM", p.cmd.ProcessState.ExitCode())
 		}
@@ -117,8 +113,9 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 			file := writeFile(t, "bad.yaml", tt.yaml)
 			args := []string{"serve", "--config", file, "--root", root}
 			if !strings.Contains(tt.yaml, "addr:") {
-				// A free port, in case the start wrongly succeeds.
-				args = append(args, "--addr", freeAddr(t))
+				// A port of the kernel's choice, in case the start
+				// wrongly succeeds.
+				args = append(args, "--addr", "127.0.0.1:0")
 			}
 			p := launch(t, tt.env, args...)
 			code := p.exit(t, 10*time.Second)
@@ -170,8 +167,7 @@ func TestExampleStarts(t *testing.T) {
 	if code := check.exit(t, 10*time.Second); code != 0 || !strings.Contains(check.output(), ": ok") {
 		t.Fatalf("config check of the example: exit %d\n%s", code, check.output())
 	}
-	addr := freeAddr(t)
-	s := serveOn(t, nil, "http://"+addr+"/v2/", nil, "--config", file, "--addr", addr, "--root", t.TempDir())
+	s, addr := serve(t, nil, "--config", file, "--root", t.TempDir())
 	resp, err := http.Get("http://" + addr + "/healthz")
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("healthz: %v %v", resp, err)
@@ -186,19 +182,38 @@ func TestExampleStarts(t *testing.T) {
 // streaming: a second is told to come back later, and once the first ends
 // it goes through.
 func TestMaxUploadsApplies(t *testing.T) {
-	root, addr := t.TempDir(), freeAddr(t)
+	root := t.TempDir()
+	p, addr := serve(t, nil, "--root", root, "--set", "http.maxuploads=1")
 	base := "http://" + addr
-	p := serveOn(t, nil, base+"/v2/", nil, "--addr", addr, "--root", root, "--set", "http.maxuploads=1")
 	first, second := startUpload(t, nil, base, "ops/slots"), startUpload(t, nil, base, "ops/slots")
 
-	const size = 8 << 20
-	done := make(chan *http.Response, 1)
+	// The first chunk's end waits for the test, not a clock: its slot is
+	// taken for as long as the second takes to arrive, however loaded the
+	// machine. 3 MiB go at once, more than the registry's copy buffer, so
+	// that some reach the disk.
+	const size, head = 8 << 20, 3 << 20
+	body, w := io.Pipe()
+	release := make(chan struct{})
 	go func() {
-		resp, err := patch(nil, base, first, newSlowBody(size, 1<<20, 100*time.Millisecond), size)
-		if err != nil {
-			t.Error(err)
+		_, err := w.Write(make([]byte, head))
+		if err == nil {
+			select {
+			case <-release:
+				_, err = w.Write(make([]byte, size-head))
+			case <-t.Context().Done(): // the test failed before the release
+				err = t.Context().Err()
+			}
 		}
-		done <- resp
+		w.CloseWithError(err)
+	}()
+	type result struct {
+		resp *http.Response
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := patch(nil, base, first, body, size)
+		done <- result{resp, err}
 	}()
 	waitForUploadData(t, root, 1)
 	resp, err := patch(nil, base, second, strings.NewReader("x"), 1)
@@ -209,9 +224,12 @@ func TestMaxUploadsApplies(t *testing.T) {
 	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("second upload while the only slot is taken: %s %v", resp.Status, resp.Header)
 	}
-	if r := <-done; r == nil || r.StatusCode != http.StatusAccepted {
-		t.Fatalf("first upload: %v", r)
+	close(release)
+	r := <-done
+	if r.err != nil || r.resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("first upload: %v %v", r.resp, r.err)
 	}
+	r.resp.Body.Close()
 	resp, err = patch(nil, base, second, strings.NewReader("x"), 1)
 	if err != nil {
 		t.Fatal(err)

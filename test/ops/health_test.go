@@ -25,9 +25,9 @@ func get(t *testing.T, url string) (int, string) {
 }
 
 func TestHealthOnFilesystem(t *testing.T) {
-	root, addr := filepath.Join(t.TempDir(), "data"), freeAddr(t)
+	root := filepath.Join(t.TempDir(), "data")
+	p, addr := serve(t, nil, "--root", root)
 	base := "http://" + addr
-	p := serveOn(t, nil, base+"/v2/", nil, "--addr", addr, "--root", root)
 	for _, path := range []string{"/healthz", "/readyz"} {
 		if code, body := get(t, base+path); code != http.StatusOK || body != "ok\n" {
 			t.Errorf("%s: %d %q", path, code, body)
@@ -66,9 +66,8 @@ func TestReadyFollowsStorage(t *testing.T) {
 	}
 	t.Cleanup(stopS3)
 
-	addr := freeAddr(t)
+	p, addr := serve(t, testserver.S3Env(s3))
 	base := "http://" + addr
-	p := serveOn(t, nil, base+"/v2/", testserver.S3Env(s3), "--addr", addr)
 	if code, _ := get(t, base+"/readyz"); code != http.StatusOK {
 		t.Fatalf("/readyz with S3 up: %d", code)
 	}

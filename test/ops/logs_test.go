@@ -21,10 +21,8 @@ func TestAccessLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	htpasswd := writeFile(t, "htpasswd", user+":"+string(hash)+"\n")
-	addr := freeAddr(t)
+	p, addr := serve(t, nil, "--root", t.TempDir(), "--log-format", "json", "--set", "auth.htpasswd.path="+htpasswd)
 	base := "http://" + addr
-	p := serveOn(t, nil, base+"/v2/", nil, "--addr", addr, "--root", t.TempDir(),
-		"--log-format", "json", "--set", "auth.htpasswd.path="+htpasswd)
 
 	for _, c := range []struct {
 		pass, query string

@@ -18,8 +18,7 @@ import (
 // listener.
 func TestMetricsMoveWithAPush(t *testing.T) {
 	t.Run("main listener", func(t *testing.T) {
-		addr := freeAddr(t)
-		p := serveOn(t, nil, "http://"+addr+"/v2/", nil, "--addr", addr, "--root", t.TempDir())
+		p, addr := serve(t, nil, "--root", t.TempDir())
 		checkPushMovesMetrics(t, addr, "http://"+addr+"/metrics")
 		if p.stop(t) != 0 {
 			t.Error("exit status after SIGTERM is not 0")
@@ -27,8 +26,11 @@ func TestMetricsMoveWithAPush(t *testing.T) {
 	})
 
 	t.Run("debug listener", func(t *testing.T) {
-		addr, debug := freeAddr(t), freeAddr(t)
-		p := serveOn(t, nil, "http://"+addr+"/v2/", nil, "--addr", addr, "--debug-addr", debug, "--root", t.TempDir())
+		p, addr := serve(t, nil, "--debug-addr", debugAddr, "--root", t.TempDir())
+		debug, err := p.listening("debug listener")
+		if err != nil {
+			t.Fatal(err)
+		}
 		for _, path := range []string{"/metrics", "/healthz", "/readyz"} {
 			resp, err := http.Get("http://" + addr + path)
 			if err != nil {

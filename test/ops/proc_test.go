@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -86,6 +87,9 @@ func launch(t *testing.T, env []string, args ...string) *proc {
 	p := &proc{out: out.Name(), exited: make(chan struct{})}
 	p.cmd = exec.Command(ladingBinary(t), args...)
 	p.cmd.Env = cleanEnv(env...)
+	if len(args) > 0 && args[0] == "serve" {
+		p.cmd.Env = testserver.NoScheduledGC(args, p.cmd.Env)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = out, out
 	testenv.DieWithParent(p.cmd) // even when a timeout panic skips the cleanups
 	if err := p.cmd.Start(); err != nil {
@@ -114,13 +118,56 @@ func cleanEnv(extra ...string) []string {
 	}), extra...)
 }
 
-// serveOn launches `lading serve` with args and waits until url answers
-// through client (nil: a plain client).
-func serveOn(t *testing.T, client *http.Client, url string, env []string, args ...string) *proc {
+// serve launches `lading serve` with args on a loopback port the kernel
+// picks as lading binds it, and waits until it answers plain HTTP there.
+// It returns the process and its address.
+func serve(t *testing.T, env []string, args ...string) (*proc, string) {
 	t.Helper()
-	p := launch(t, env, append([]string{"serve"}, args...)...)
-	p.waitFor(t, client, url)
-	return p
+	p, addr := startServe(t, env, args...)
+	p.waitFor(t, nil, "http://"+addr+"/v2/")
+	return p, addr
+}
+
+// startServe launches `lading serve --addr 127.0.0.1:0` with args and
+// returns it once it listens, with the address it logged. A port found
+// free, released and then given to lading could be taken by another
+// process in between; one the kernel picks at the bind cannot.
+func startServe(t *testing.T, env []string, args ...string) (*proc, string) {
+	t.Helper()
+	p := launch(t, env, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...)
+	addr, err := p.listening("lading serving")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, addr
+}
+
+// debugAddr is what --debug-addr takes for a port the kernel picks: another
+// loopback address than the main listener's 127.0.0.1:0, which lading
+// would refuse as the same.
+const debugAddr = "127.0.0.2:0"
+
+// listenAddr is the address in the log line of a listener, text or JSON.
+var listenAddr = regexp.MustCompile(`\baddr"?[=:]"?([^\s",]+)`)
+
+// listening waits for lading to log msg, the line of a listener it bound,
+// and returns the address in it, or an error if lading exits first.
+func (p *proc) listening(msg string) (string, error) {
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		select {
+		case <-p.exited:
+			return "", fmt.Errorf("lading exited with status %d before it listened:\n%s", p.cmd.ProcessState.ExitCode(), p.output())
+		default:
+		}
+		out := p.output()
+		// Whole lines only: the last may be read while being written.
+		for line := range strings.Lines(out[:strings.LastIndex(out, "\n")+1]) {
+			if m := listenAddr.FindStringSubmatch(line); m != nil && strings.Contains(line, msg) {
+				return m[1], nil
+			}
+		}
+	}
+	return "", fmt.Errorf("lading did not log %q within 20s:\n%s", msg, p.output())
 }
 
 // waitFor polls url until it answers at all.
@@ -188,14 +235,43 @@ func (p *proc) logged(s string, timeout time.Duration) bool {
 	}
 }
 
-// freeAddr returns a loopback host:port nothing listens on right now.
-func freeAddr(t *testing.T) string {
+// serveAt runs start with a free loopback address, on which start must
+// make lading serve, and waits until it answers there. A port found free
+// and released can be taken by another process before lading binds it:
+// then it tries another.
+func serveAt(t *testing.T, start func(addr string) *proc) *proc {
+	t.Helper()
+	for try := 1; ; try++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		p := start(addr)
+		got, err := p.listening("lading serving")
+		if err != nil && strings.Contains(p.output(), addr+": bind: address already in use") && try < 3 {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("serving on %s: %v", addr, err)
+		}
+		if got != addr {
+			t.Fatalf("lading serves on %s, want %s", got, addr)
+		}
+		p.waitFor(t, nil, "http://"+addr+"/v2/")
+		return p
+	}
+}
+
+// hold returns a loopback address the test listens on until it ends.
+func hold(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	return ln.Addr().String()
 }
 

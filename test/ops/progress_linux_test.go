@@ -20,8 +20,8 @@ import (
 // images, one of them untagged, written by a lading since stopped.
 func storeWithImages(t *testing.T) string {
 	t.Helper()
-	root, addr := t.TempDir(), freeAddr(t)
-	p := serveOn(t, nil, "http://"+addr+"/v2/", nil, "--addr", addr, "--root", root)
+	root := t.TempDir()
+	p, addr := serve(t, nil, "--root", root)
 	pushRandom(t, addr+"/ops/progress:v1")
 	pushRandom(t, addr+"/ops/progress:v1") // the first is left untagged
 	if p.stop(t) != 0 {

@@ -19,16 +19,15 @@ import (
 // the image still pulls, and every write is refused with an OCI error body
 // and leaves nothing behind.
 func TestReadOnly(t *testing.T) {
-	root, addr := t.TempDir(), freeAddr(t)
-	p := serveOn(t, nil, "http://"+addr+"/v2/", nil, "--addr", addr, "--root", root)
+	root := t.TempDir()
+	p, addr := serve(t, nil, "--root", root)
 	img := pushRandom(t, addr+"/ops/frozen:v1")
 	if p.stop(t) != 0 {
 		t.Fatal("exit status after SIGTERM is not 0")
 	}
 
-	addr = freeAddr(t)
+	p, addr = serve(t, nil, "--root", root, "--read-only")
 	base := "http://" + addr
-	p = serveOn(t, nil, base+"/v2/", nil, "--addr", addr, "--root", root, "--read-only")
 
 	r, _ := name.ParseReference(addr + "/ops/frozen:v1")
 	got, err := remote.Image(r)

@@ -157,10 +157,9 @@ func TestTLS(t *testing.T) {
 	ref := registryHost + ":443/ops/tls:v1"
 
 	t.Run("https and http2", func(t *testing.T) {
-		addr := freeAddr(t)
+		p, addr := startServe(t, nil, "--root", t.TempDir(), "--tls-cert", cert, "--tls-key", key)
 		tr := newTransport(t, serverCA, addr, nil)
-		p := serveOn(t, &http.Client{Transport: tr}, "https://"+registryHost+"/v2/", nil,
-			"--addr", addr, "--root", t.TempDir(), "--tls-cert", cert, "--tls-key", key)
+		p.waitFor(t, &http.Client{Transport: tr}, "https://"+registryHost+"/v2/")
 		pushAndPull(t, ref, tr)
 		tr.onlyHTTP2(t)
 
@@ -186,12 +185,11 @@ func TestTLS(t *testing.T) {
 	t.Run("drain over http2", func(t *testing.T) {
 		// HTTP/2 drains its own way (GOAWAY, then streams finish): a chunk
 		// streaming at SIGTERM must still complete.
-		root, addr := t.TempDir(), freeAddr(t)
-		tr := newTransport(t, serverCA, addr, nil)
-		client := &http.Client{Transport: tr}
+		root := t.TempDir()
+		p, addr := startServe(t, nil, "--root", root, "--tls-cert", cert, "--tls-key", key)
+		client := &http.Client{Transport: newTransport(t, serverCA, addr, nil)}
 		base := "https://" + registryHost
-		p := serveOn(t, client, base+"/v2/", nil,
-			"--addr", addr, "--root", root, "--tls-cert", cert, "--tls-key", key)
+		p.waitFor(t, client, base+"/v2/")
 		loc := startUpload(t, client, base, "ops/drain2")
 		const size = 32 << 20
 		answered := make(chan *http.Response, 1)
@@ -221,7 +219,7 @@ func TestTLS(t *testing.T) {
 
 	t.Run("key of another certificate", func(t *testing.T) {
 		_, otherKey := serverCA.issue(t, registryHost, x509.ExtKeyUsageServerAuth)
-		p := launch(t, nil, "serve", "--addr", freeAddr(t), "--root", t.TempDir(),
+		p := launch(t, nil, "serve", "--addr", "127.0.0.1:0", "--root", t.TempDir(),
 			"--tls-cert", cert, "--tls-key", writeFile(t, "other-key.pem", string(otherKey)))
 		if code := p.exit(t, 10*time.Second); code != 2 || !strings.Contains(p.output(), "http.tls.cert") {
 			t.Fatalf("exit %d:\n%s", code, p.output())
@@ -230,13 +228,12 @@ func TestTLS(t *testing.T) {
 
 	t.Run("client certificates", func(t *testing.T) {
 		clientCA, rogueCA := newCA(t, "lading test client CA"), newCA(t, "someone else's CA")
-		addr := freeAddr(t)
 		// clientca has no flag of its own: set it through the environment.
 		env := []string{"LADING_HTTP_TLS_CLIENTCA=" + writeFile(t, "clients.pem", string(clientCA.pem))}
+		p, addr := startServe(t, env, "--root", t.TempDir(), "--tls-cert", cert, "--tls-key", key)
 		good := keyPair(t, clientCA, "ci-pusher")
 		withCert := newTransport(t, serverCA, addr, &good)
-		p := serveOn(t, &http.Client{Transport: withCert}, "https://"+registryHost+"/v2/", env,
-			"--addr", addr, "--root", t.TempDir(), "--tls-cert", cert, "--tls-key", key)
+		p.waitFor(t, &http.Client{Transport: withCert}, "https://"+registryHost+"/v2/")
 
 		// With TLS 1.3 the client learns of the refusal only as its
 		// connection fails; the server's log says why.
