@@ -41,7 +41,11 @@ func testCache(t *testing.T, c registry.Cache) {
 }
 
 func TestRedis(t *testing.T) {
-	r := cache.NewRedis(cache.RedisOptions{Addr: testenv.Redis(t), LockTTL: time.Second})
+	t.Parallel() // mostly waits out the lock's TTL, as the cut test does
+	// Each renewal may take a twelfth of the TTL and the lock lapses only
+	// when all fail for a whole TTL: seconds, not a scheduler's stall.
+	const ttl = 3 * time.Second
+	r := cache.NewRedis(cache.RedisOptions{Addr: testenv.Redis(t), LockTTL: ttl})
 	defer r.Close()
 	testCache(t, r)
 
@@ -54,7 +58,7 @@ func TestRedis(t *testing.T) {
 		t.Fatalf("second lock: %v", err)
 	}
 	// Held past its TTL: the holder's renewals keep it.
-	time.Sleep(2200 * time.Millisecond)
+	time.Sleep(ttl + ttl/6)
 	if _, err := r.TryLock(ctx, "repo/u1"); !errors.Is(err, registry.ErrLocked) {
 		t.Fatalf("lock lapsed while held: %v", err)
 	}
@@ -362,34 +366,65 @@ func (p *cuttable) cut() {
 // A holder cut off from Redis cannot renew its lock: it is told the lock
 // is lost while Redis still keeps the key, before another could take it.
 func TestRedisReportsLossBeforeALockItCannotRenewLapses(t *testing.T) {
+	t.Parallel() // mostly waits out the lock's TTL
+	// The loss comes a twelfth of the TTL before the key lapses: half a
+	// second for this goroutine to wake on a loaded machine.
+	const ttl = 6 * time.Second
 	addr := testenv.Redis(t)
 	p := newCuttable(t, addr)
-	r := cache.NewRedis(cache.RedisOptions{Addr: p.Addr().String(), LockTTL: 2400 * time.Millisecond, Prefix: "cut-test:"})
+	r := cache.NewRedis(cache.RedisOptions{Addr: p.Addr().String(), LockTTL: ttl, Prefix: "cut-test:"})
 	defer r.Close()
 	direct := redis.NewClient(&redis.Options{Addr: addr})
 	defer direct.Close()
+	const key = "cut-test:lock:repo/u1"
 	ctx := context.Background()
 	unlock, lost, err := r.TryLockLost(ctx, "repo/u1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer unlock()
-	select {
-	case <-lost:
-		t.Fatal("a lock kept by its holder reported lost")
-	case <-time.After(2600 * time.Millisecond):
+	// Cut just after the first renewal, seen as the key's TTL going back
+	// up: the next is a third of the TTL away, so none is under way.
+	prev, err := direct.PTTL(ctx, key).Result()
+	if err != nil {
+		t.Fatal(err)
 	}
-	p.cut()
-	select {
-	case <-lost:
-		n, err := direct.Exists(ctx, "cut-test:lock:repo/u1").Result()
+	for deadline := time.Now().Add(ttl); ; time.Sleep(20 * time.Millisecond) {
+		select {
+		case <-lost:
+			t.Fatal("a lock kept by its holder reported lost")
+		default:
+		}
+		pttl, err := direct.PTTL(ctx, key).Result()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n != 1 {
-			t.Fatal("loss reported only after Redis let the key lapse")
+		if pttl > prev {
+			break
 		}
-	case <-time.After(5 * time.Second):
+		prev = pttl
+		if time.Now().After(deadline) {
+			t.Fatal("the lock was not renewed within its TTL")
+		}
+	}
+	p.cut()
+	// No later than Redis lets the key lapse: it counts the TTL from a
+	// moment after sent. The connection is open already: no dial here.
+	sent := time.Now()
+	pttl, err := direct.PTTL(ctx, key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pttl <= 0 {
+		t.Fatalf("the key has no TTL left at the cut: %v", pttl)
+	}
+	lapses := sent.Add(pttl)
+	select {
+	case <-lost:
+		if now := time.Now(); !now.Before(lapses) {
+			t.Fatalf("loss reported only %v after Redis let the key lapse", now.Sub(lapses))
+		}
+	case <-time.After(2 * ttl):
 		t.Fatal("a lock that could not be renewed was never reported lost")
 	}
 }

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -260,40 +261,78 @@ func (u *unreachable) PutContent(ctx context.Context, path string, content []byt
 // lease is lost before the lease's stored term ends, when another replica
 // may break it, whether its renewals fail at once or hang.
 func TestBackendLockerReportsLossBeforeALeaseItCannotRenewEnds(t *testing.T) {
+	// The loss comes a twelfth of the term before its end: half a second
+	// for this goroutine to wake on a loaded machine. The two cases run
+	// side by side, each for about a term.
+	const ttl = 6 * time.Second
+	var wg sync.WaitGroup
 	for _, hang := range []bool{false, true} {
-		ctx := context.Background()
-		d := &unreachable{Driver: inmemory.New()}
-		d.hang.Store(hang)
-		l := &backendLocker{d: d, ttl: 1200 * time.Millisecond, now: time.Now}
-		unlock, lost, err := l.TryLockLost(ctx, "repo/x/0001")
-		if err != nil {
-			t.Fatal(err)
-		}
+		wg.Go(func() { backendLossBeforeLeaseEnds(t, ttl, hang) })
+	}
+	wg.Wait()
+}
+
+// backendLossBeforeLeaseEnds cuts a holder off just after its first
+// renewal; being off the test's goroutine, it reports with t.Errorf.
+func backendLossBeforeLeaseEnds(t *testing.T, ttl time.Duration, hang bool) {
+	ctx := context.Background()
+	path := lockPath("repo/x/0001")
+	d := &unreachable{Driver: inmemory.New()}
+	d.hang.Store(hang)
+	l := &backendLocker{d: d, ttl: ttl, now: time.Now}
+	unlock, lost, err := l.TryLockLost(ctx, "repo/x/0001")
+	if err != nil {
+		t.Errorf("hang %v: %v", hang, err)
+		return
+	}
+	defer unlock()
+	defer d.cut.Store(false) // the fake's hang knows no deadline but the caller's
+	first, err := d.Driver.GetContent(ctx, path)
+	if err != nil {
+		t.Errorf("hang %v: %v", hang, err)
+		return
+	}
+	// Cut just after a renewal is stored: the next is a third of a term
+	// away, so none is under way at the cut.
+	for deadline := time.Now().Add(ttl); ; time.Sleep(10 * time.Millisecond) {
 		select {
 		case <-lost:
-			t.Fatal("a lease kept by its holder reported lost")
-		case <-time.After(1500 * time.Millisecond):
+			t.Errorf("hang %v: a lease kept by its holder reported lost", hang)
+			return
+		default:
 		}
-		d.cut.Store(true)
-		// Read past the cut: the lease as last renewed.
-		raw, err := d.Driver.GetContent(ctx, lockPath("repo/x/0001"))
+		raw, err := d.Driver.GetContent(ctx, path)
 		if err != nil {
-			t.Fatal(err)
+			t.Errorf("hang %v: %v", hang, err)
+			return
 		}
-		var held lease
-		if err := json.Unmarshal(raw, &held); err != nil {
-			t.Fatal(err)
+		if !bytes.Equal(raw, first) {
+			break
 		}
-		select {
-		case <-lost:
-			if time.Now().After(held.Expires) {
-				t.Fatalf("hang %v: loss reported only after the stored lease ended", hang)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatalf("hang %v: a lease that could not be renewed was never reported lost", hang)
+		if time.Now().After(deadline) {
+			t.Errorf("hang %v: the lease was not renewed within its term", hang)
+			return
 		}
-		d.cut.Store(false) // the fake's hang knows no deadline but the caller's
-		unlock()
+	}
+	d.cut.Store(true)
+	// Read past the cut: the lease as last renewed.
+	raw, err := d.Driver.GetContent(ctx, path)
+	if err != nil {
+		t.Errorf("hang %v: %v", hang, err)
+		return
+	}
+	var held lease
+	if err := json.Unmarshal(raw, &held); err != nil {
+		t.Errorf("hang %v: %v", hang, err)
+		return
+	}
+	select {
+	case <-lost:
+		if now := time.Now(); now.After(held.Expires) {
+			t.Errorf("hang %v: loss reported only %v after the stored lease ended", hang, now.Sub(held.Expires))
+		}
+	case <-time.After(2 * ttl):
+		t.Errorf("hang %v: a lease that could not be renewed was never reported lost", hang)
 	}
 }
 
@@ -301,7 +340,18 @@ func TestBackendLockerReportsLossBeforeALeaseItCannotRenewEnds(t *testing.T) {
 // lease whose renewals fail, or hang past any deadline, before the term
 // counted from the last good one ends.
 func TestKeepLease(t *testing.T) {
-	const ttl = 1200 * time.Millisecond // the loss must come within its last twelfth: 100 ms of slack on a loaded machine
+	// The losses after failing renewals must come within the term's last
+	// twelfth: a term of 6 s gives this goroutine half a second to wake on
+	// a loaded machine. They run beside the rest, which has at least half
+	// a second of slack at 1.2 s.
+	const lossTTL = 6 * time.Second
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, hang := range []bool{false, true} {
+		wg.Go(func() { keepLeaseLoss(t, lossTTL, hang) })
+	}
+
+	const ttl = 1200 * time.Millisecond
 	var calls atomic.Int32
 	stop, lost := KeepLease(ttl, time.Now(), func(context.Context) error { calls.Add(1); return nil })
 	select {
@@ -345,35 +395,38 @@ func TestKeepLease(t *testing.T) {
 		t.Fatal("a lease gone was not reported at the first renewal")
 	}
 	stop()
+}
 
-	for _, hang := range []bool{false, true} {
-		var failing atomic.Bool
-		var lastGood atomic.Int64
-		release := make(chan struct{})
-		stop, lost = KeepLease(ttl, time.Now(), func(context.Context) error {
-			if !failing.Load() {
-				lastGood.Store(time.Now().UnixNano())
-				return nil
-			}
-			if hang {
-				<-release // a client that keeps no deadline
-			}
-			return errors.New("unreachable")
-		})
-		for lastGood.Load() == 0 {
-			time.Sleep(time.Millisecond)
+// keepLeaseLoss lets one renewal through and fails (or hangs) the rest; the
+// loss must come before the term counted from the good one ends. Being off
+// the test's goroutine, it reports with t.Errorf.
+func keepLeaseLoss(t *testing.T, ttl time.Duration, hang bool) {
+	var failing atomic.Bool
+	var lastGood atomic.Int64
+	release := make(chan struct{})
+	stop, lost := KeepLease(ttl, time.Now(), func(context.Context) error {
+		if !failing.Load() {
+			lastGood.Store(time.Now().UnixNano())
+			return nil
 		}
-		failing.Store(true)
-		select {
-		case <-lost:
-			if d := time.Since(time.Unix(0, lastGood.Load())); d >= ttl {
-				t.Fatalf("hang %v: loss reported %v after the last good renewal, past its term of %v", hang, d, ttl)
-			}
-		case <-time.After(5 * ttl):
-			t.Fatalf("hang %v: renewals failing past the term were never reported", hang)
+		if hang {
+			<-release // a client that keeps no deadline
 		}
-		close(release)
-		stop()
+		return errors.New("unreachable")
+	})
+	defer stop()
+	defer close(release)
+	for lastGood.Load() == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	failing.Store(true)
+	select {
+	case <-lost:
+		if d := time.Since(time.Unix(0, lastGood.Load())); d >= ttl {
+			t.Errorf("hang %v: loss reported %v after the last good renewal, past its term of %v", hang, d, ttl)
+		}
+	case <-time.After(2 * ttl):
+		t.Errorf("hang %v: renewals failing past the term were never reported", hang)
 	}
 }
 

@@ -134,30 +134,76 @@ func TestRepeatFor(t *testing.T) {
 	const n, conc = 3, 4
 	var mu sync.Mutex
 	seen := map[int]int{}
-	workers := map[int]bool{}
+	workers := map[int]int{}
 	record := func(_ context.Context, w, i int) error {
 		mu.Lock()
 		defer mu.Unlock()
 		seen[i]++
-		workers[w] = true
+		workers[w]++
 		time.Sleep(time.Millisecond)
 		return nil
+	}
+	calls := func() (sum int) {
+		for _, k := range seen {
+			sum += k
+		}
+		return sum
 	}
 	lat, wall, err := repeatFor(context.Background(), conc, n, 0, record)
 	if err != nil || len(lat) != n || len(seen) != n || len(workers) > n {
 		t.Fatalf("d=0: %d calls, %v seen, %d workers, err %v; want each of %d once", len(lat), seen, len(workers), err, n)
 	}
+
+	// With d, the calls go on until d has passed, however few of them a
+	// loaded machine fits in it.
 	clear(seen)
 	clear(workers)
 	lat, wall, err = repeatFor(context.Background(), conc, n, 60*time.Millisecond, record)
-	if err != nil || wall < 60*time.Millisecond || len(lat) < 4*n || len(workers) != conc {
-		t.Fatalf("d=60ms: %d calls in %v on %d workers, err %v", len(lat), wall, len(workers), err)
+	if err != nil || wall < 60*time.Millisecond || len(seen) != n || len(lat) != calls() {
+		t.Fatalf("d=60ms: %d calls (%v seen) in %v, err %v", len(lat), seen, wall, err)
 	}
-	for i, k := range seen {
-		if i < 0 || i >= n || k < 4 {
-			t.Fatalf("index %d called %d times: %v", i, k, seen)
+
+	// Given time, every worker takes turns and the indexes come round
+	// again; the test ends the run once they have, rather than guess how
+	// long a loaded machine needs.
+	clear(seen)
+	clear(workers)
+	ctx, done := context.WithCancel(context.Background())
+	defer done()
+	enough := false
+	lat, wall, err = repeatFor(ctx, conc, n, 30*time.Second, func(_ context.Context, w, i int) error {
+		mu.Lock()
+		seen[i]++
+		workers[w]++
+		enough = len(workers) == conc && len(seen) == n
+		for _, k := range workers {
+			enough = enough && k >= 2
+		}
+		for _, k := range seen {
+			enough = enough && k >= 4
+		}
+		if enough {
+			done()
+		}
+		mu.Unlock()
+		time.Sleep(time.Millisecond) // a turn for the other workers
+		return nil
+	})
+	if err != nil || !enough || wall >= 30*time.Second || len(lat) != calls() {
+		t.Fatalf("d=30s: %d calls in %v, %v seen, workers %v, err %v; want each of %d workers twice and each of %d indexes 4 times, then a stop when cancelled",
+			len(lat), wall, seen, workers, err, conc, n)
+	}
+	for w := range workers {
+		if w < 0 || w >= conc {
+			t.Fatalf("worker %d of %d: %v", w, conc, workers)
 		}
 	}
+	for i := range seen {
+		if i < 0 || i >= n {
+			t.Fatalf("index %d called, of %d: %v", i, n, seen)
+		}
+	}
+
 	stop := errors.New("stop")
 	_, _, err = repeatFor(context.Background(), conc, n, time.Hour, func(_ context.Context, _, i int) error {
 		if i == 2 {
