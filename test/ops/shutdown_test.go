@@ -126,8 +126,9 @@ func TestShutdownFinishesAnUploadInFlight(t *testing.T) {
 	base := "http://" + addr
 	loc := startUpload(t, nil, base, "ops/drain")
 
-	// 1 MiB every 40ms: about 2.6s for the whole chunk.
-	body := newSlowBody(size, 1<<20, 40*time.Millisecond)
+	// 1 MiB every 100ms: about 6.4s for the whole chunk, seconds more than
+	// the checks of the drain below take even on a loaded machine.
+	body := newSlowBody(size, 1<<20, 100*time.Millisecond)
 	answered := make(chan *http.Response, 1)
 	go func() {
 		resp, err := patch(nil, base, loc, body, size)
