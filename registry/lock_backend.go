@@ -62,6 +62,11 @@ func (l *backendLocker) TryLockLost(ctx context.Context, key string) (func(), <-
 			break
 		}
 		if !errors.Is(err, driver.ErrExists) {
+			// The create may have landed all the same (its answer lost,
+			// the request cancelled by a client hanging up): that lease
+			// would hold the key for its whole term, and lie in /locks
+			// until the key is locked again.
+			l.releaseLater(path, mine)
 			return nil, nil, err
 		}
 		if attempt > 0 {
@@ -117,23 +122,27 @@ func (l *backendLocker) TryLockLost(ctx context.Context, key string) (func(), <-
 		// term is still ours and needs no read before the delete: the read
 		// is for a holder that stalled past expiry. The margin covers clock
 		// skew between replicas.
-		if left := mine.Expires.Sub(l.now()) - l.ttl/2; left > 0 {
+		if mine.Expires.Sub(l.now()) > l.ttl/2 {
 			if driver.RemoveObject(ctx, l.d, path) != nil {
-				// Again, while the lease is surely within its term, and
-				// only as written: the failed delete may have gone
-				// through, and another taken the key since.
-				raw, _ := json.Marshal(mine)
-				ReleaseLater(time.Now().Add(left), func(ctx context.Context) error {
-					_, err := driver.RemoveObjectIf(ctx, l.d, path, raw)
-					return err
-				})
+				l.releaseLater(path, mine)
 			}
 			return
 		}
-		if held, err := l.read(ctx, path); err == nil && held.Token == mine.Token {
-			_ = driver.RemoveObject(ctx, l.d, path)
+		if held, err := l.read(ctx, path); err == nil && held.Token == mine.Token && driver.RemoveObject(ctx, l.d, path) != nil {
+			l.releaseLater(path, mine)
 		}
 	}, lost, nil
+}
+
+// releaseLater removes lease ls at path in the background, until it
+// expires: only as written (its token is unique), since a delete that
+// failed may have gone through, and another taken the key since.
+func (l *backendLocker) releaseLater(path string, ls lease) {
+	raw, _ := json.Marshal(ls)
+	ReleaseLater(time.Now().Add(ls.Expires.Sub(l.now())), func(ctx context.Context) error {
+		_, err := driver.RemoveObjectIf(ctx, l.d, path, raw)
+		return err
+	})
 }
 
 func (l *backendLocker) read(ctx context.Context, path string) (lease, error) {

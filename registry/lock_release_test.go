@@ -88,3 +88,42 @@ func (f *lostDeletes) Delete(ctx context.Context, path string) error {
 	}
 	return err
 }
+
+// lostCreates creates, then reports the request cancelled, the first n
+// times: a client that hung up while its lease was being written.
+type lostCreates struct {
+	driver.Driver
+	n atomic.Int32
+}
+
+func (f *lostCreates) Create(ctx context.Context, path string, content []byte) error {
+	err := f.Driver.Create(ctx, path, content)
+	if f.n.Add(-1) >= 0 {
+		return context.Canceled
+	}
+	return err
+}
+
+// A lease written by a request that then failed (cancelled with its
+// client) is removed, rather than hold the key for its whole term and lie
+// in /locks until the key is locked again.
+func TestLeaseOfAFailedLockRemoved(t *testing.T) {
+	defer func(was time.Duration) { releaseRetry = was }(releaseRetry)
+	releaseRetry = 10 * time.Millisecond
+	d := &lostCreates{Driver: inmemory.New()}
+	l := NewBackendLocker(d, time.Hour)
+	d.n.Store(1)
+	if _, err := l.TryLock(context.Background(), "k"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a lock whose create was cancelled: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := driver.StatObject(context.Background(), d, lockPath("k")); driver.IsNotFound(err) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the lease of a failed lock is still there after 10 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
