@@ -76,7 +76,43 @@ func (r *Registry) PurgeUploads(ctx context.Context, olderThan time.Duration) (p
 		return n, err
 	}
 	orphans, err := r.purgeUnsavedWriters(ctx, cutoff)
-	return n + orphans, err
+	if err != nil {
+		return n + orphans, err
+	}
+	return n + orphans, r.purgeExpiredLeases(ctx)
+}
+
+// leaseSweepMargin is how long past its expiry a lease in /locks must be
+// before the purge removes it: far more than clocks disagree.
+const leaseSweepMargin = time.Minute
+
+// purgeExpiredLeases removes leases long expired. One is broken when its
+// key is locked again; the key of a manifest, or a session, whose holder
+// crashed may never be, and its lease would lie there for good.
+func (r *Registry) purgeExpiredLeases(ctx context.Context) error {
+	l := &backendLocker{d: r.driver}
+	entries, err := r.driver.List(ctx, "/locks")
+	if driver.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, p := range entries {
+		raw, held, err := l.readRaw(ctx, p)
+		// Leases keep the wall clock (NewBackendLocker), not r.now.
+		if driver.IsNotFound(err) || err == nil && !held.Expires.Before(time.Now().Add(-leaseSweepMargin)) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		// Only as read: it may be broken and taken again meanwhile.
+		if _, err := driver.RemoveObjectIf(ctx, r.driver, p, raw); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // purgeUnsavedWriters removes what writers left of sessions that were

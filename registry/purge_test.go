@@ -3,6 +3,7 @@ package registry
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -253,4 +254,30 @@ func TestPurgeUploadsRemovesUnsavedWriters(t *testing.T) {
 	if left := hidden(); left != 0 {
 		t.Fatalf("%d hidden writer objects left", left)
 	}
+}
+
+// A lease long expired, whose key nobody locks again (the holder crashed
+// holding a manifest's), is removed by the purge; a live one is not.
+func TestPurgeRemovesExpiredLeases(t *testing.T) {
+	forEachGCDriver(t, func(t *testing.T, reg *Registry) {
+		ctx := context.Background()
+		put := func(key string, expires time.Time) {
+			raw, _ := json.Marshal(lease{Token: key, Expires: expires})
+			if err := reg.driver.PutContent(ctx, lockPath(key), raw); err != nil {
+				t.Fatal(err)
+			}
+		}
+		put("crashed", time.Now().Add(-time.Hour))
+		put("live", time.Now().Add(time.Minute))
+		put("just-lapsed", time.Now().Add(-time.Second))
+		if _, err := reg.PurgeUploads(ctx, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		for key, want := range map[string]bool{"crashed": false, "live": true, "just-lapsed": true} {
+			_, err := driver.StatObject(ctx, reg.driver, lockPath(key))
+			if there := err == nil; there != want {
+				t.Errorf("lease %s there after the purge: %v (%v), want %v", key, there, err, want)
+			}
+		}
+	})
 }
