@@ -52,8 +52,9 @@ func login(r *http.Request, users *Users, limiter *Limiter, logger *slog.Logger,
 		logger.Warn("auth: login refused, too many failures", "client", clientAddr(r))
 		return Identity{}, tooManyAttempts(wait)
 	}
-	ok := users != nil && users.Verify(user, password)
-	done(ok)
+	ok := false
+	defer func() { done(ok) }() // a panic in the check counts as a failure
+	ok = users != nil && users.Verify(user, password)
 	if !ok {
 		logger.Info("auth: login failed", "client", clientAddr(r))
 		return Identity{}, unauthorized(ErrBadCredentials, "")

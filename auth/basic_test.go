@@ -238,6 +238,19 @@ func TestLimiterQueuesBehindChecks(t *testing.T) {
 		}
 		return done
 	}
+	// waiting returns once a login is waiting for a check to end.
+	waiting := func() {
+		for {
+			l.mu.Lock()
+			b := l.buckets[clientAddr(r)]
+			w := b != nil && b.ended != nil
+			l.mu.Unlock()
+			if w {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
 	first, second := reserve(), reserve()
 	queued := make(chan time.Duration, 1)
 	go func() {
@@ -247,6 +260,7 @@ func TestLimiterQueuesBehindChecks(t *testing.T) {
 		}
 		queued <- wait
 	}()
+	waiting()
 	first(true)
 	if wait := <-queued; wait != 0 {
 		t.Fatalf("a login behind a success was refused, wait %v", wait)
@@ -256,6 +270,7 @@ func TestLimiterQueuesBehindChecks(t *testing.T) {
 		wait, _ := l.Reserve(r)
 		queued <- wait
 	}()
+	waiting()
 	second(false)
 	third(false)
 	if wait := <-queued; wait == 0 {
@@ -311,5 +326,23 @@ func TestClientAddr(t *testing.T) {
 		if got := clientAddr(r); got != want {
 			t.Errorf("clientAddr(%q) = %q, want %q", remote, got, want)
 		}
+	}
+}
+
+// A check that panics counts as a failure: it does not keep its attempt
+// held, which would leave later logins from the address waiting for it.
+func TestPanickedCheckEndsItsHold(t *testing.T) {
+	users := testUsers(t)
+	l := NewLimiter(3, time.Hour)
+	defer func(was func([]byte, []byte) error) { compareHash = was }(compareHash)
+	compareHash = func([]byte, []byte) error { panic("bcrypt") }
+	r := httptest.NewRequest("GET", "/", nil)
+	func() {
+		defer func() { recover() }()
+		login(r, users, l, quietLogger, "bob", password("bob"))
+	}()
+	b := l.buckets[clientAddr(r)]
+	if b.checking != 0 || b.tokens != 2 {
+		t.Fatalf("after a check that panicked: %d checks held, %v attempts left; want none held, 2 left", b.checking, b.tokens)
 	}
 }

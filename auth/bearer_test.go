@@ -338,6 +338,13 @@ func TestBearerRealmFromRequest(t *testing.T) {
 	if _, c, _ := Challenge(err); !strings.HasPrefix(c, `Bearer realm="http://reg.example:5000/auth/token",`) {
 		t.Errorf("plain: %s", c)
 	}
+	// The realm follows the request: a cache must not store the answer.
+	h := http.Header{}
+	if e, ok := AsError(err); !ok {
+		t.Fatalf("not an auth error: %v", err)
+	} else if e.SetHeaders(h); h.Get("Cache-Control") != "no-store" {
+		t.Errorf("a challenge's Cache-Control: %q, want no-store", h.Get("Cache-Control"))
+	}
 	r.Header.Set("X-Forwarded-Proto", "https")
 	_, err = b.Authorize(r, nil)
 	if _, c, _ := Challenge(err); !strings.HasPrefix(c, `Bearer realm="https://reg.example:5000/auth/token",`) {

@@ -56,6 +56,9 @@ func (e *Error) Message() string { return e.Error() }
 func (e *Error) SetHeaders(h http.Header) {
 	if e.Challenge != "" {
 		h.Set("WWW-Authenticate", e.Challenge)
+		// The challenge's realm follows the request's forwarding headers:
+		// a cache in front must not hand one client's to another.
+		h.Set("Cache-Control", "no-store")
 	}
 	if e.RetryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))

@@ -226,6 +226,8 @@ func (ts *TokenServer) redeem(r *http.Request, raw string) (Identity, error) {
 	if wait > 0 {
 		return Identity{}, tooManyAttempts(wait)
 	}
+	ok := false
+	defer func() { done(ok) }() // a panic in the check counts as a failure
 	var claims tokenClaims
 	_, err := jwt.ParseWithClaims(raw, &claims, func(*jwt.Token) (any, error) {
 		return ts.Key.Public().all[0], nil
@@ -236,8 +238,7 @@ func (ts *TokenServer) redeem(r *http.Request, raw string) (Identity, error) {
 		jwt.WithExpirationRequired(),
 		jwt.WithTimeFunc(ts.clock),
 	)
-	ok := err == nil && claims.Use == "refresh" && ts.Users.hasFingerprint(claims.Subject, claims.PasswordHash)
-	done(ok)
+	ok = err == nil && claims.Use == "refresh" && ts.Users.hasFingerprint(claims.Subject, claims.PasswordHash)
 	if !ok {
 		return Identity{}, unauthorized(ErrBadCredentials, "")
 	}
