@@ -126,7 +126,7 @@ func (f *fallbackLocker) TryLock(ctx context.Context, key string) (func(), error
 
 func (f *fallbackLocker) TryLockLost(ctx context.Context, key string) (func(), <-chan struct{}, error) {
 	unlock, lost, err := tryLock(ctx, f.primary, key)
-	if err == nil || errors.Is(err, ErrLocked) {
+	if err == nil || errors.Is(err, ErrLocked) || ctx.Err() != nil {
 		return unlock, lost, err
 	}
 	if last, now := f.warned.Load(), int64(time.Since(processStart)); (last == 0 || now-last >= int64(time.Minute)) && f.warned.CompareAndSwap(last, now) {

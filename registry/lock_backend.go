@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
+	"net"
 	"time"
 
 	"github.com/lading-registry/lading/storage/driver"
@@ -62,11 +64,13 @@ func (l *backendLocker) TryLockLost(ctx context.Context, key string) (func(), <-
 			break
 		}
 		if !errors.Is(err, driver.ErrExists) {
-			// The create may have landed all the same (its answer lost,
-			// the request cancelled by a client hanging up): that lease
-			// would hold the key for its whole term, and lie in /locks
-			// until the key is locked again.
-			l.releaseLater(path, mine)
+			if mayHaveLanded(ctx, err) {
+				// Its answer lost, or the request cancelled by a client
+				// hanging up: that lease would hold the key for its
+				// whole term, and lie in /locks until the key is locked
+				// again.
+				l.releaseLater(path, mine)
+			}
 			return nil, nil, err
 		}
 		if attempt > 0 {
@@ -132,6 +136,14 @@ func (l *backendLocker) TryLockLost(ctx context.Context, key string) (func(), <-
 			l.releaseLater(path, mine)
 		}
 	}, lost, nil
+}
+
+// mayHaveLanded reports whether a write that failed with err may have been
+// applied all the same: its request cut off, not refused.
+func mayHaveLanded(ctx context.Context, err error) bool {
+	var ne net.Error
+	return ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // releaseLater removes lease ls at path in the background, until it
