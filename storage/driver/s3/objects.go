@@ -3,7 +3,9 @@ package s3
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -37,7 +39,10 @@ func (d *Driver) getObject(ctx context.Context, key string) ([]byte, error) {
 		}
 		b, err := io.ReadAll(out.Body)
 		out.Body.Close()
-		if err == nil || ctx.Err() != nil || attempt == bodyAttempts {
+		// A body that stalled past its timeout is not read again: that
+		// already took minutes.
+		var ne net.Error
+		if err == nil || ctx.Err() != nil || attempt == bodyAttempts || errors.As(err, &ne) && ne.Timeout() {
 			return b, err
 		}
 	}
