@@ -147,12 +147,20 @@ func mayHaveLanded(ctx context.Context, err error) bool {
 }
 
 // releaseLater removes lease ls at path in the background, until it
-// expires: only as written (its token is unique), since a delete that
-// failed may have gone through, and another taken the key since.
+// expires: only while it holds ls's token, and only as read, since a
+// delete that failed may have gone through, and another taken the key
+// since. By token, not by ls's bytes: a renewal applied with its answer
+// lost left newer bytes than ls.
 func (l *backendLocker) releaseLater(path string, ls lease) {
-	raw, _ := json.Marshal(ls)
 	ReleaseLater(time.Now().Add(ls.Expires.Sub(l.now())), func(ctx context.Context) error {
-		_, err := driver.RemoveObjectIf(ctx, l.d, path, raw)
+		raw, held, err := l.readRaw(ctx, path)
+		if driver.IsNotFound(err) || err == nil && held.Token != ls.Token {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		_, err = driver.RemoveObjectIf(ctx, l.d, path, raw)
 		return err
 	})
 }

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"sync/atomic"
 	"testing"
@@ -116,14 +117,45 @@ func TestLeaseOfAFailedLockRemoved(t *testing.T) {
 	if _, err := l.TryLock(context.Background(), "k"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("a lock whose create was cancelled: %v", err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := driver.StatObject(context.Background(), d, lockPath("k")); driver.IsNotFound(err) {
+	leaseGone(t, d, "k")
+}
+
+// A lease whose last renewal was applied with its answer lost holds newer
+// bytes than its holder knows: a failed release is still tried again, by
+// the lease's token.
+func TestReleaseTriedAgainAfterALostRenewalAnswer(t *testing.T) {
+	defer func(was time.Duration) { releaseRetry = was }(releaseRetry)
+	releaseRetry = 10 * time.Millisecond
+	d := &failingRemoves{Driver: inmemory.New()}
+	l := &backendLocker{d: d, ttl: time.Hour, now: time.Now}
+	unlock, err := l.TryLock(context.Background(), "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The renewal the holder never heard back from.
+	held, err := l.read(context.Background(), lockPath("k"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	held.Expires = held.Expires.Add(time.Minute)
+	raw, _ := json.Marshal(held)
+	if err := d.PutContent(context.Background(), lockPath("k"), raw); err != nil {
+		t.Fatal(err)
+	}
+	d.n.Store(1)
+	unlock()
+	leaseGone(t, d, "k")
+}
+
+// leaseGone waits up to 10 s for the lease of key to be removed.
+func leaseGone(t *testing.T, d driver.Driver, key string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := driver.StatObject(context.Background(), d, lockPath(key)); driver.IsNotFound(err) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the lease of a failed lock is still there after 10 s")
+			t.Fatalf("the lease of %s is still there after 10 s", key)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
