@@ -85,14 +85,14 @@ func (m *Memory) Delete(_ context.Context, keys ...string) error {
 	return nil
 }
 
-// turnOver starts a new generation of deleted keys once the current one
-// has spanned maxTTL: every key of the one it drops has expired.
 // refusing reports whether key, deleted, still refuses values at now.
 func refusing(deleted map[string]int64, key string, now int64) bool {
 	until, ok := deleted[key]
 	return ok && now < until
 }
 
+// turnOver starts a new generation of deleted keys once the current one
+// has spanned maxTTL: every key of the one it drops has expired.
 func (m *Memory) turnOver(now int64) {
 	if now < m.turn {
 		return

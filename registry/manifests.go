@@ -165,8 +165,8 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 		if m.typed {
 			ms.tagsChanged(tags...)
 		} else {
-			// The record of these bytes may have changed (typed) under
-			// other tags.
+			// A record an earlier version stored as Docker for these bytes
+			// is rewritten: other tags may name it.
 			ms.repo.reg.tags.forgetAll()
 		}
 	}()

@@ -23,8 +23,6 @@ import (
 	"testing"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/lading-registry/lading/internal/testenv"
 )
 
@@ -155,7 +153,7 @@ func Start(t testing.TB, opts Options) *Server {
 		s := &Server{Addr: addr, URL: scheme + "://" + addr, Root: root, client: client, logs: &SyncBuffer{}, exited: make(chan struct{}), allow5xx: opts.Allow5xx}
 		args := append(append([]string{"serve", "--root", root, "--addr", addr}, tlsArgs...), opts.Args...)
 		s.cmd = exec.Command(bin, args...)
-		s.cmd.Env = NoScheduledGC(args, append(os.Environ(), opts.Env...))
+		s.cmd.Env = NoScheduledGC(append(os.Environ(), opts.Env...))
 		s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 		testenv.DieWithParent(s.cmd) // even when a timeout panic skips the cleanups
 		if err := s.cmd.Start(); err != nil {
@@ -172,39 +170,16 @@ func Start(t testing.TB, opts Options) *Server {
 	return nil
 }
 
-// NoScheduledGC returns env with LADING_GC_INTERVAL=0 added, unless env or
-// the configuration file that args or env name sets gc.interval already
-// (a --set in args outranks the environment anyway). With the default
-// schedule a serving lading starts a real collection at a random moment
-// of its first ten minutes and holds the collector's lease for seconds: a
-// test's own `lading gc` beside it then fails as "another garbage
-// collection is running".
-func NoScheduledGC(args, env []string) []string {
-	file := ""
+// NoScheduledGC returns env with LADING_GC_INTERVAL=0 added, unless env
+// sets an interval already (the variable outranks a configuration file, and
+// a --set outranks it). With the default schedule a serving lading starts a
+// real collection at a random moment of its first ten minutes and holds the
+// collector's lease for seconds: a test's own `lading gc` beside it then
+// fails as "another garbage collection is running".
+func NoScheduledGC(env []string) []string {
 	for _, kv := range env {
 		if strings.HasPrefix(kv, "LADING_GC_INTERVAL=") {
 			return env
-		}
-		if v, ok := strings.CutPrefix(kv, "LADING_CONFIG="); ok {
-			file = v // the last one wins, as in lading
-		}
-	}
-	for i, a := range args {
-		switch {
-		case (a == "--config" || a == "-config") && i+1 < len(args):
-			file = args[i+1]
-		case strings.HasPrefix(a, "--config=") || strings.HasPrefix(a, "-config="):
-			_, file, _ = strings.Cut(a, "=")
-		}
-	}
-	if file != "" {
-		var c map[string]any
-		if data, err := os.ReadFile(file); err == nil && yaml.Unmarshal(data, &c) == nil {
-			if gc, ok := c["gc"].(map[string]any); ok {
-				if _, ok := gc["interval"]; ok {
-					return env
-				}
-			}
 		}
 	}
 	return append(env[:len(env):len(env)], "LADING_GC_INTERVAL=0")

@@ -88,7 +88,7 @@ func launch(t *testing.T, env []string, args ...string) *proc {
 	p.cmd = exec.Command(ladingBinary(t), args...)
 	p.cmd.Env = cleanEnv(env...)
 	if len(args) > 0 && args[0] == "serve" {
-		p.cmd.Env = testserver.NoScheduledGC(args, p.cmd.Env)
+		p.cmd.Env = testserver.NoScheduledGC(p.cmd.Env)
 	}
 	p.cmd.Stdout, p.cmd.Stderr = out, out
 	testenv.DieWithParent(p.cmd) // even when a timeout panic skips the cleanups
