@@ -231,8 +231,9 @@ func (b *barrier) start() *syncRun {
 	n := b.started
 	r := &syncRun{began: time.Now(), done: make(chan struct{})}
 	b.running = r
+	sync := b.sync // read under b.mu, where tests replace it
 	go func() {
-		err := b.sync()
+		err := sync()
 		b.mu.Lock()
 		b.done, b.running = n, nil
 		if err != nil {

@@ -56,10 +56,14 @@ func TestRemoveObjectIfLinksBackDurably(t *testing.T) {
 	if err := d.PutContent(ctx, tag, []byte("new")); err != nil {
 		t.Fatal(err)
 	}
+	// Under the barrier's lock: RemoveObjectIf goes on past fanotify's
+	// answer, an order the race detector cannot see.
 	var syncs, fsyncs atomic.Int32
+	d.barrier.mu.Lock()
 	inner := d.barrier.sync
 	d.barrier.sync = func() error { syncs.Add(1); return inner() }
 	d.fsync = func(name string, fd int) error { fsyncs.Add(1); return fsyncPath(name, fd) }
+	d.barrier.mu.Unlock()
 	allow := func(evfd int32) {
 		resp := struct {
 			fd       int32
