@@ -44,8 +44,12 @@ type Bearer struct {
 	// client fetches a better one), and filters the catalog. Nil: the
 	// issuer's grants are all we know.
 	Policy *Policy
-	Leeway time.Duration // 0: DefaultLeeway
-	Logger *slog.Logger
+	// PolicyIssues says the tokens come from the built-in token server,
+	// which grants what Policy allows: the policy alone then decides a
+	// mount's source, which a push token need not have asked for.
+	PolicyIssues bool
+	Leeway       time.Duration // 0: DefaultLeeway
+	Logger       *slog.Logger
 
 	now func() time.Time // tests move the clock
 }
@@ -150,15 +154,17 @@ func tokenReason(err error) error {
 	return ErrTokenMalformed
 }
 
-// Can follows the policy where it is known: a push token that did not ask
-// for the mount source may still mount it if the user may pull it, and a
-// token granting what the policy refuses may not. Without a policy, the
-// token's grants decide.
+// Can needs what a request needs: the token's grant, and the policy's
+// leave where one is known. With the built-in token server the policy
+// alone decides: a push token that did not ask for the mount source may
+// still mount it if the user may pull it. An external issuer's grants
+// always count, so that a broad policy, meant to cap an issuer, never
+// widens what its tokens reach.
 func (b *Bearer) Can(id Identity, a Access) bool {
-	if b.Policy != nil {
-		return b.Policy.Allows(id.Name, a)
+	if b.Policy != nil && !b.Policy.Allows(id.Name, a) {
+		return false
 	}
-	return covers(id.granted, a)
+	return b.Policy != nil && b.PolicyIssues || covers(id.granted, a)
 }
 
 // Filter uses the policy where it is known. Otherwise a token granting the

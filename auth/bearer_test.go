@@ -307,6 +307,40 @@ func TestBearerPolicyNarrowsTokenGrants(t *testing.T) {
 	}
 }
 
+// A policy caps an external issuer: a mount from a repository the policy
+// opens to everyone still needs the token's grant, or a user the issuer
+// keeps to one repository could copy any blob out of the others. With the
+// built-in token server, whose tokens come from the policy, the policy
+// alone decides.
+func TestBearerMountNeedsTheIssuersGrant(t *testing.T) {
+	key := newIssuerKey(t, "EdDSA")
+	set, _ := NewKeySet(key.private.Public())
+	open := mustPolicy(t, `
+rules:
+  - repositories: ["**"]
+    users: ["*"]
+    actions: [pull, push]
+`)
+	b := &Bearer{Realm: testRealm, Service: testService, Issuer: testIssuer, Keys: set, Policy: open}
+	c := validClaims(time.Now())
+	c.Subject = "mallory"
+	c.Access = []Access{Repository("mallory/x", ActionPull, ActionPush)}
+	id, err := b.Authorize(bearerRequest(key.sign(t, c, "")), []Access{Repository("mallory/x", ActionPull, ActionPush)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Can(id, Repository("team/secret", ActionPull)) {
+		t.Error("an external token granting mallory/x alone may mount from team/secret")
+	}
+	if !b.Can(id, Repository("mallory/x", ActionPull)) {
+		t.Error("a mount from a repository both the token and the policy grant is refused")
+	}
+	b.PolicyIssues = true
+	if !b.Can(id, Repository("team/secret", ActionPull)) {
+		t.Error("with the built-in token server, a mount the policy allows is refused")
+	}
+}
+
 func TestBearerCanAndFilterWithoutPolicy(t *testing.T) {
 	key := newIssuerKey(t, "EdDSA")
 	set, _ := NewKeySet(key.private.Public())

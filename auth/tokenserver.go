@@ -55,13 +55,14 @@ type TokenServer struct {
 // (scheme://host/auth/token).
 func (ts *TokenServer) Authorizer(realm string) *Bearer {
 	return &Bearer{
-		Realm:    realm,
-		Service:  ts.Service,
-		Issuer:   ts.Issuer,
-		Audience: ts.Audience,
-		Keys:     ts.Key.Public(),
-		Policy:   cmp.Or(ts.Policy, DefaultPolicy),
-		Logger:   ts.Logger,
+		Realm:        realm,
+		Service:      ts.Service,
+		Issuer:       ts.Issuer,
+		Audience:     ts.Audience,
+		Keys:         ts.Key.Public(),
+		Policy:       cmp.Or(ts.Policy, DefaultPolicy),
+		PolicyIssues: true,
+		Logger:       ts.Logger,
 	}
 }
 
