@@ -56,6 +56,9 @@ func ParseScope(s string) (Access, error) {
 	if typ == "" || name == "" {
 		return Access{}, fmt.Errorf("scope %q: empty type or name", s)
 	}
+	if len(name) > maxScopeName {
+		return Access{}, fmt.Errorf("scope name of %d bytes: the limit is %d", len(name), maxScopeName)
+	}
 	a := Access{Type: typ, Name: name}
 	for act := range strings.SplitSeq(actions, ",") {
 		if act = strings.TrimSpace(act); act != "" && !slices.Contains(a.Actions, act) {
@@ -74,6 +77,9 @@ func ParseScope(s string) (Access, error) {
 const (
 	maxScopeActions = 16
 	maxScopes       = 256
+	// maxScopeName is twice the registry's limit on repository names:
+	// room for a registry host before one, as in "localhost:5000/a/b".
+	maxScopeName = 512
 )
 
 // ParseScopes parses scopes given as repeated parameters, each of which may

@@ -79,4 +79,12 @@ func TestScopesBounded(t *testing.T) {
 	if _, err := ParseScopes([]string{scopes}); err == nil {
 		t.Errorf("%d scopes parsed", maxScopes+1)
 	}
+	// A name far past any repository's, which every rule of the policy
+	// would be matched against.
+	if _, err := ParseScope("repository:" + strings.Repeat("mirror/", 8000) + "x:pull"); err == nil {
+		t.Error("a scope name of 56 KB parsed")
+	}
+	if _, err := ParseScope("repository:localhost:5000/" + strings.Repeat("a", 255) + ":pull"); err != nil {
+		t.Errorf("a registry host before a name of the longest length: %v", err)
+	}
 }

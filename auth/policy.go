@@ -194,26 +194,39 @@ func compileGlob(pattern string) ([]string, error) {
 	return parts, nil
 }
 
+// matchGlob matches name's components against glob's: "**" stands for any
+// number of components (none too), any other element for one component as
+// path.Match reads it. As in wildcard matching, a mismatch goes back only
+// to the latest "**", which then takes one component more: the time is at
+// most len(glob)×len(name), where trying every "**" at every place grows
+// as len(name) to the power of their number (the token server evaluates
+// names anyone sends).
 func matchGlob(glob, name []string) bool {
-	for len(glob) > 0 {
-		if glob[0] == "**" {
-			glob = glob[1:]
-			for i := 0; i <= len(name); i++ {
-				if matchGlob(glob, name[i:]) {
-					return true
-				}
-			}
+	g, n := 0, 0
+	star, end := -1, 0 // the latest "**", and where its components end
+	for n < len(name) {
+		switch {
+		case g < len(glob) && glob[g] == "**":
+			star, end = g, n
+			g++
+		case g < len(glob) && matchComponent(glob[g], name[n]):
+			g, n = g+1, n+1
+		case star >= 0:
+			end++
+			g, n = star+1, end
+		default:
 			return false
 		}
-		if len(name) == 0 {
-			return false
-		}
-		if ok, _ := path.Match(glob[0], name[0]); !ok {
-			return false
-		}
-		glob, name = glob[1:], name[1:]
 	}
-	return len(name) == 0
+	for g < len(glob) && glob[g] == "**" {
+		g++
+	}
+	return g == len(glob)
+}
+
+func matchComponent(pattern, component string) bool {
+	ok, _ := path.Match(pattern, component)
+	return ok
 }
 
 // Allows reports whether user ("" for anonymous) may do every action of a.
