@@ -30,6 +30,30 @@ func (r *Registry) Catalog(ctx context.Context, last string, n int) (names []str
 	return names, more, err
 }
 
+// WalkCatalog calls fn with the repository names after last (all when
+// empty), in lexical order, until fn returns false or the catalog ends: one
+// listing, however many names fn passes over. last must be a valid name.
+func (r *Registry) WalkCatalog(ctx context.Context, last string, fn func(name string) bool) error {
+	from := ""
+	if last != "" {
+		if err := ValidateName(last); err != nil {
+			return err
+		}
+		from = catalogPath(last)
+	}
+	err := r.driver.Walk(ctx, catalog, from, func(fi driver.FileInfo) error {
+		name, ok := unescapeName(path.Base(fi.Path))
+		if ok && !fn(name) {
+			return driver.ErrStopWalk
+		}
+		return nil
+	})
+	if driver.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
 // exists reports whether the repository is in the catalog, which every write
 // of content into it ensures.
 func (repo *Repository) exists(ctx context.Context) (bool, error) {

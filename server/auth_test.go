@@ -1,12 +1,19 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/lading-registry/lading/auth"
+	"github.com/lading-registry/lading/registry"
+	"github.com/lading-registry/lading/storage/driver"
+	"github.com/lading-registry/lading/storage/driver/inmemory"
 )
 
 // onlyRepo lets everyone do everything to one repository and see nothing else.
@@ -48,6 +55,40 @@ func TestCatalogFilteredPagesLeadOn(t *testing.T) {
 	}
 	if len(seen) != 1 || seen[0] != "e" {
 		t.Fatalf("saw %v through the pages, want [e]", seen)
+	}
+}
+
+// walkCounter counts the listings of a folder.
+type walkCounter struct {
+	driver.Driver
+	dir   string
+	walks atomic.Int32
+}
+
+func (w *walkCounter) Walk(ctx context.Context, path, from string, fn driver.WalkFunc) error {
+	if path == w.dir {
+		w.walks.Add(1)
+	}
+	return w.Driver.Walk(ctx, path, from, fn)
+}
+
+// A caller who may see one repository of many reads the catalog once per
+// page, not once per hundred names it may not see: anyone allowed the
+// catalog could otherwise have one request read it thousands of times.
+func TestCatalogFilteredInOneListing(t *testing.T) {
+	drv := &walkCounter{Driver: inmemory.New(), dir: "/catalog"}
+	reg := registry.New(drv, registry.Options{Logger: slog.New(slog.DiscardHandler)})
+	h := New(reg, Options{Authorizer: onlyRepo("r999"), Logger: slog.New(slog.DiscardHandler)})
+	for i := range 1000 {
+		pushBlob(t, h, fmt.Sprintf("r%03d", i), []byte("x"))
+	}
+	drv.walks.Store(0)
+	rec := serve(t, h, request{method: http.MethodGet, target: "/v2/_catalog?n=1"})
+	if !strings.Contains(rec.Body.String(), `["r999"]`) {
+		t.Fatalf("page %s", rec.Body)
+	}
+	if n := drv.walks.Load(); n != 1 {
+		t.Errorf("the catalog was listed %d times for one page", n)
 	}
 }
 

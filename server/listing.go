@@ -114,21 +114,25 @@ func (h *handlers) catalog(w http.ResponseWriter, r *http.Request, _ Route) erro
 		// read until it holds one more of them than it shows (or the
 		// catalog ends), and the next one starts after the last it shows,
 		// so neither the Link nor its presence tells of a hidden name.
+		//
+		// The names are filtered in batches of at least 100 as one listing
+		// goes on: a caller who may see few of them costs one reading of
+		// the catalog, not one per batch.
 		var names []string
-		after, more := page.last, true
-		for more && len(names) <= page.n {
-			// Read in pages of at least 100, which a caller seeing few of
-			// the names would otherwise have read a few at a time.
-			read, m, err := h.reg.Catalog(r.Context(), after, max(page.n+1, 100))
-			if err != nil {
-				return err
-			}
-			if len(read) == 0 {
-				break
-			}
-			more, after = m, read[len(read)-1]
-			names = append(names, h.visible(r, read)...)
+		batch := make([]string, 0, max(page.n+1, 100))
+		filled := func() bool {
+			names = append(names, h.visible(r, batch)...)
+			batch = batch[:0]
+			return len(names) > page.n
 		}
+		err := h.reg.WalkCatalog(r.Context(), page.last, func(name string) bool {
+			batch = append(batch, name)
+			return len(batch) < cap(batch) || !filled()
+		})
+		if err != nil {
+			return err
+		}
+		filled()
 		if len(names) > page.n {
 			names = names[:page.n]
 			setNextLink(w, "/v2/_catalog", page.n, names[len(names)-1], nil)
