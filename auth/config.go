@@ -4,8 +4,12 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
+	"os"
 	"time"
 )
 
@@ -86,6 +90,17 @@ func New(cfg Config, logger *slog.Logger) (*Auth, error) {
 		return nil, errors.New("auth: htpasswd.path has no use with an external token issuer")
 	}
 
+	// Both files are read again when they change: one any local user may
+	// write lets that user grant themselves anything.
+	warnLoose(logger, "auth.htpasswd.path", cfg.Htpasswd.Path, 0o002, "written by every local user, who can then add themselves as a user")
+	warnLoose(logger, "auth.policy", cfg.Policy, 0o002, "written by every local user, who can then grant themselves anything")
+	if t.Server.Enabled {
+		warnLoose(logger, "auth.token.server.key", t.Server.Key, 0o004, "read by every local user, who can then sign tokens granting anything")
+	}
+	if u, err := url.Parse(t.JWKS); t.JWKS != "" && err == nil && u.Scheme == "http" && !loopback(u.Hostname()) {
+		logger.Warn("auth.token.jwks is fetched over plain HTTP: anyone on the way can hand Lading keys of their own and forge tokens; use https", "url", redactedURL(t.JWKS))
+	}
+
 	var users *Users
 	var policy *Policy
 	var err error
@@ -161,3 +176,23 @@ func (a *Auth) Handler(next http.Handler) http.Handler {
 
 // JWKSPath is where Handler publishes the built-in server's public key.
 const JWKSPath = "/auth/jwks"
+
+// warnLoose warns when the file at path has any of the mode bits in loose.
+func warnLoose(logger *slog.Logger, key, path string, loose fs.FileMode, what string) {
+	if path == "" {
+		return
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&loose != 0 {
+		logger.Warn(key+" can be "+what+"; restrict its mode", "path", path, "mode", fmt.Sprintf("%#o", fi.Mode().Perm()))
+	}
+}
+
+// loopback reports whether host names this machine, where plain HTTP
+// crosses no network.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -8,6 +8,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -174,5 +175,48 @@ ratelimit: {burst: 5, per: 1m}
 	}
 	if cfg != want {
 		t.Errorf("decoded %+v\nwant %+v", cfg, want)
+	}
+}
+
+// Files anyone on the machine may change or read are named at start: the
+// htpasswd and policy are read again when they change, and the signing key
+// signs any token. A plain-HTTP JWKS away from this machine is named too.
+func TestNewWarnsOfLooseFiles(t *testing.T) {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(priv)
+	keyPath := writePEM(t, "PRIVATE KEY", der)
+	dir := t.TempDir()
+	cfg := Config{Htpasswd: HtpasswdConfig{Path: filepath.Join(dir, "htpasswd")}, Policy: filepath.Join(dir, "policy.yaml"),
+		Token: TokenConfig{Server: TokenServerConfig{Enabled: true, Key: keyPath}}}
+	os.WriteFile(cfg.Htpasswd.Path, htpasswdFor(t, "alice"), 0o644)
+	os.WriteFile(cfg.Policy, []byte(testPolicy), 0o644)
+	warnings := func(cfg Config) string {
+		t.Helper()
+		var log strings.Builder
+		if _, err := New(cfg, slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelWarn}))); err != nil {
+			t.Fatal(err)
+		}
+		return log.String()
+	}
+	if got := warnings(cfg); got != "" {
+		t.Errorf("files closed to others: %s", got)
+	}
+	os.Chmod(cfg.Htpasswd.Path, 0o666)
+	os.Chmod(cfg.Policy, 0o646)
+	os.Chmod(keyPath, 0o644)
+	got := warnings(cfg)
+	for _, key := range []string{"auth.htpasswd.path", "auth.policy", "auth.token.server.key"} {
+		if !strings.Contains(got, key) {
+			t.Errorf("no warning names %s: %s", key, got)
+		}
+	}
+
+	external := Config{Token: TokenConfig{Realm: testRealm, JWKS: "http://user:s3cret@issuer.example/jwks"}}
+	if got := warnings(external); !strings.Contains(got, "plain HTTP") || strings.Contains(got, "s3cret") {
+		t.Errorf("plain-HTTP JWKS: %q", got)
+	}
+	external.Token.JWKS = "http://127.0.0.1:8080/jwks"
+	if got := warnings(external); got != "" {
+		t.Errorf("JWKS on this machine: %s", got)
 	}
 }

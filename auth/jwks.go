@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"sync"
 	"time"
 )
@@ -94,7 +95,7 @@ func (j *JWKS) start(ctx context.Context) {
 		if err == nil {
 			j.keys = keys
 		} else if j.keys != nil {
-			orDefault(j.Logger).Warn("auth: JWKS refresh failed, keeping cached keys", "url", j.URL, "err", err)
+			orDefault(j.Logger).Warn("auth: JWKS refresh failed, keeping cached keys", "url", redactedURL(j.URL), "err", err)
 		}
 		f.err, j.fetching = err, nil
 		j.mu.Unlock()
@@ -127,11 +128,21 @@ func (j *JWKS) fetch(ctx context.Context) (*KeySet, error) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetching JWKS %s: %s", j.URL, resp.Status)
+		return nil, fmt.Errorf("fetching JWKS %s: %s", redactedURL(j.URL), resp.Status)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSSize))
 	if err != nil {
 		return nil, fmt.Errorf("fetching JWKS: %w", err)
 	}
 	return parseJWKS(data)
+}
+
+// redactedURL is raw with any password in it masked, for logs and errors
+// (net/http masks it in its own errors).
+func redactedURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(a URL that does not parse)"
+	}
+	return u.Redacted()
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -110,6 +111,20 @@ func TestJWKSUnreachable(t *testing.T) {
 	}
 	if n := fetches.Load(); n != 1 {
 		t.Errorf("%d fetches while the issuer is down, want 1", n)
+	}
+}
+
+// A JWKS URL carrying a password is masked in the errors that name it,
+// which reach the logs.
+func TestJWKSErrorMasksPassword(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	j := &JWKS{URL: strings.Replace(srv.URL, "http://", "http://svc:S3cr3t@", 1), Logger: quietLogger}
+	_, err := j.Lookup(t.Context(), "")
+	if err == nil || strings.Contains(err.Error(), "S3cr3t") || !strings.Contains(err.Error(), "503") {
+		t.Errorf("error %v", err)
 	}
 }
 

@@ -123,6 +123,18 @@ func TestFlagsApplyInCommandLineOrder(t *testing.T) {
 	}
 }
 
+// Secrets given with --set are named, so serve can warn that any local
+// user reads them in the process's arguments; other keys are not.
+func TestSecretsOnCommandLine(t *testing.T) {
+	fs := parseFlags(t, "--set", "redis.password=hunter2", "--set", "http.addr=:1", "--set", "storage.s3.secretkey=k", "--set", "redis.password=again")
+	if got := SecretsOnCommandLine(fs); !slices.Equal(got, []string{"redis.password", "storage.s3.secretkey"}) {
+		t.Errorf("SecretsOnCommandLine = %q", got)
+	}
+	if got := SecretsOnCommandLine(parseFlags(t, "--set", "http.addr=:1", "--addr", ":2")); got != nil {
+		t.Errorf("no secret given, got %q", got)
+	}
+}
+
 func TestConfigFileFromFlagOrEnv(t *testing.T) {
 	fromFlag := writeFile(t, "http:\n  addr: :1111\n")
 	fromEnv := writeFile(t, "http:\n  addr: :2222\n")

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 )
 
@@ -106,4 +107,25 @@ func (l *loader) flags(fs *flag.FlagSet) {
 		}
 		l.set(k, g.value, g.source)
 	}
+}
+
+// SecretsOnCommandLine names the secret keys (passwords, secret keys) that
+// fs's --set gave: any local user reads a process's arguments (ps,
+// /proc/PID/cmdline), so serve warns of each.
+func SecretsOnCommandLine(fs *flag.FlagSet) []string {
+	fl := fs.Lookup("set")
+	if fl == nil {
+		return nil
+	}
+	set, ok := fl.Value.(*setFlag)
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, g := range set.given.settings {
+		if k, ok := lookupKey(g.key); ok && k.Secret && !slices.Contains(out, k.Path) {
+			out = append(out, k.Path)
+		}
+	}
+	return out
 }

@@ -406,3 +406,22 @@ func TestRouteLabelsNameTheTokenServer(t *testing.T) {
 		}
 	}
 }
+
+// With auth on, a storage root every local user may enter is named: its
+// files are readable by all, whatever the API allows.
+func TestWarnOpenRoot(t *testing.T) {
+	root := t.TempDir()
+	for _, tc := range []struct {
+		mode os.FileMode
+		warn bool
+	}{{0o750, false}, {0o700, false}, {0o755, true}, {0o711, true}} {
+		if err := os.Chmod(root, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		var logs strings.Builder
+		warnOpenRoot(slog.New(slog.NewTextHandler(&logs, nil)), root)
+		if got := strings.Contains(logs.String(), "every local user"); got != tc.warn {
+			t.Errorf("mode %#o: warned %v, want %v: %s", tc.mode, got, tc.warn, logs.String())
+		}
+	}
+}

@@ -85,6 +85,9 @@ func runServe(args []string, _, stderr io.Writer) int {
 			return 2
 		}
 	}
+	for _, k := range config.SecretsOnCommandLine(fs) {
+		log.Warn("a secret was given with --set, where every local user can read it (ps, /proc); give it in the configuration file or the environment", "key", k, "env", config.EnvName(k))
+	}
 	defer gcfloor.Start(gcFloor)()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -189,6 +192,9 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 	var authorizer auth.Authorizer
 	if _, open := az.Authorizer.(auth.Open); !open {
 		authorizer = az.Authorizer
+		if _, ok := backend.(*filesystem.Driver); ok {
+			warnOpenRoot(log, cfg.Storage.Filesystem.Root)
+		}
 	}
 	api := server.New(reg, server.Options{
 		Logger:          log,
@@ -541,5 +547,16 @@ func authConfig(c config.Auth) auth.Config {
 			Server:     auth.TokenServerConfig{Enabled: c.Token.Server.Enabled, Key: c.Token.Server.Key, Expiry: c.Token.Server.Expiry},
 		},
 		RateLimit: auth.RateLimitConfig{Burst: c.RateLimit.Burst, Per: c.RateLimit.Per},
+	}
+}
+
+// warnOpenRoot warns when other local users may enter the storage root:
+// the files below it are readable by all (a root Lading makes is closed,
+// one that existed keeps its mode), so access control on the API would not
+// keep them from private images on the disk.
+func warnOpenRoot(log *slog.Logger, root string) {
+	fi, err := os.Stat(root)
+	if err == nil && fi.Mode().Perm()&0o001 != 0 {
+		log.Warn("storage.filesystem.root can be entered by every local user, who can then read every image on disk whatever auth allows; close it (chmod o-rwx)", "root", root, "mode", fmt.Sprintf("%#o", fi.Mode().Perm()))
 	}
 }
