@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs Lading's whole test suite on a fresh Debian machine with Go: installs
-# what the tests need (redis-server, e2fsprogs and the client programs skopeo, podman,
+# what the tests need (redis-server, e2fsprogs, gcc for the race detector, and the client programs skopeo, podman,
 # containerd and docker.io from apt; versitygw as the real S3 server and the clients
 # oras, regctl, helm and cosign, built once into the Go bin directory outside
 # the clone), then runs the Go tests, which start and stop those servers
@@ -19,9 +19,11 @@ as_root() {
 }
 
 missing=()
-for cmd in redis-server:redis-server skopeo:skopeo podman:podman ctr:containerd dockerd:docker.io mkfs.ext4:e2fsprogs; do
+for cmd in redis-server:redis-server skopeo:skopeo podman:podman ctr:containerd dockerd:docker.io mkfs.ext4:e2fsprogs gcc:gcc; do
 	command -v "${cmd%%:*}" >/dev/null || missing+=("${cmd#*:}")
 done
+# The race detector needs cgo: a C compiler and the C library's headers.
+[ -e /usr/include/stdlib.h ] || missing+=(libc6-dev)
 # The packages download and install while the Go tools below compile: on a
 # fresh machine each takes minutes, one waiting on the network and disk,
 # the other on the CPU.
@@ -90,6 +92,10 @@ go vet ./...
 # CI's 30 minutes, after the installs and builds before it; the slowest
 # package takes under a minute here.
 go test -count=1 -timeout 10m "$@" ./...
+# The packages again under the race detector, but for test/, whose suites
+# drive built servers from outside and take longest (about four minutes
+# here, two packages at a time).
+go test -race -count=1 -timeout 15m "$@" $(go list ./... | grep -v '/test/')
 
 while read -r pkg target; do
 	[ -n "$pkg" ] || continue
