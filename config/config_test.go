@@ -204,6 +204,8 @@ func TestBadValues(t *testing.T) {
 			want: []string{"storage.s3.secretkey: must be set together with storage.s3.accesskey"}},
 		{name: "s3 endpoint", yaml: "storage:\n  driver: s3\n  s3:\n    bucket: images\n    endpoint: localhost:9000\n",
 			want: []string{`storage.s3.endpoint: "localhost:9000" is not an http:// or https:// URL`}},
+		{name: "jwks with a password, mistyped", env: []string{"LADING_AUTH_TOKEN_JWKS=htps://svc:Sup3rS3cret@issuer.example/jwks", "LADING_AUTH_TOKEN_REALM=https://auth.example.com/token"},
+			want: []string{`auth.token.jwks: "htps://svc:xxxxx@issuer.example/jwks" is not an http:// or https:// URL`}},
 		{name: "s3 sse", env: []string{"LADING_STORAGE_DRIVER=s3", "LADING_STORAGE_S3_BUCKET=images", "LADING_STORAGE_S3_SSE=rot13"},
 			want: []string{`storage.s3.sse: "rot13" must be one of , AES256, aws:kms`}},
 		{name: "redis addr", env: []string{"LADING_REDIS_ADDR=redis"},

@@ -169,7 +169,13 @@ func (v *validator) url(key, s string) {
 	}
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		v.fail(key, "%q is not an http:// or https:// URL", s)
+		// Repeated with any password masked, or not at all when it does
+		// not parse.
+		if err != nil {
+			v.fail(key, "is not an http:// or https:// URL")
+		} else {
+			v.fail(key, "%q is not an http:// or https:// URL", u.Redacted())
+		}
 	}
 }
 

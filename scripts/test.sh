@@ -50,7 +50,9 @@ go_tool() {
 	local bin="$GOBIN_DIR/$(basename "$2")"
 	if ! go version -m "$bin" 2>/dev/null | grep -Eq "^[[:space:]]+mod[[:space:]]+$1[[:space:]]+$3([[:space:]]|$)"; then
 		echo "test.sh: building $2@$3" >&2
-		go install "$2@$3"
+		# Without cgo: apt may be putting gcc in place meanwhile, and a
+		# build that finds gcc before its C headers fails.
+		CGO_ENABLED=0 go install "$2@$3"
 	fi
 }
 # The tools build two at a time (two links of cosign's or helm's size at
@@ -95,7 +97,9 @@ go test -count=1 -timeout 10m "$@" ./...
 # The packages again under the race detector, but for test/, whose suites
 # drive built servers from outside and take longest (about four minutes
 # here, two packages at a time).
-go test -race -count=1 -timeout 15m "$@" $(go list ./... | grep -v '/test/')
+race_pkgs=$(go list ./... | grep -v '/test/')
+# shellcheck disable=SC2086 # one package per word
+CGO_ENABLED=1 go test -race -count=1 -timeout 15m "$@" $race_pkgs
 
 while read -r pkg target; do
 	[ -n "$pkg" ] || continue
