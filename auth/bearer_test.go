@@ -307,6 +307,33 @@ func TestBearerPolicyNarrowsTokenGrants(t *testing.T) {
 	}
 }
 
+// A challenge asks for the extra access its context names (a mount's
+// source) beside what the request needs, which alone decides.
+func TestBearerChallengeScopeHint(t *testing.T) {
+	key := newIssuerKey(t, "EdDSA")
+	set, _ := NewKeySet(key.private.Public())
+	b := &Bearer{Realm: testRealm, Service: testService, Issuer: testIssuer, Keys: set}
+	need := []Access{Repository("team/app", ActionPull, ActionPush)}
+	hinted := func(token string) *http.Request {
+		r := bearerRequest(token)
+		return r.WithContext(WithChallengeScope(r.Context(), Repository("team/lib", ActionPull)))
+	}
+	_, err := b.Authorize(hinted(""), need)
+	if _, c, _ := Challenge(err); !strings.Contains(c, `scope="repository:team/app:pull,push repository:team/lib:pull"`) {
+		t.Errorf("no token: challenge %s", c)
+	}
+	c := validClaims(time.Now())
+	c.Access = need
+	if _, err := b.Authorize(hinted(key.sign(t, c, "")), need); err != nil {
+		t.Errorf("a token granting what the request needs, not the hint: %v", err)
+	}
+	c.Access = []Access{Repository("team/app", ActionPull)}
+	_, err = b.Authorize(hinted(key.sign(t, c, "")), need)
+	if _, ch, _ := Challenge(err); !errors.Is(err, ErrInsufficientScope) || !strings.Contains(ch, "repository:team/lib:pull") {
+		t.Errorf("insufficient scope: %v, challenge %s", err, ch)
+	}
+}
+
 // A policy caps an external issuer: a mount from a repository the policy
 // opens to everyone still needs the token's grant, or a user the issuer
 // keeps to one repository could copy any blob out of the others. With the

@@ -1,8 +1,10 @@
 package auth
 
 import (
+	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -100,6 +102,27 @@ func basicChallenge(realm string) string {
 
 // bearerChallenge builds the RFC 6750 challenge a Docker client follows to
 // the token server; errCode is "", "invalid_token" or "insufficient_scope".
+type challengeScopeKey struct{}
+
+// WithChallengeScope has a Bearer challenge to a request made with ctx ask
+// for extra as well as what the request needs: access the request can use
+// but does without, such as pull on a mount's source. A client asks its
+// token server for what the challenge names, so a token granting it lets
+// the mount happen; one without it still authorizes the request.
+func WithChallengeScope(ctx context.Context, extra ...Access) context.Context {
+	return context.WithValue(ctx, challengeScopeKey{}, extra)
+}
+
+// challengeScope is what a challenge to r asks for: need, and the extra
+// access WithChallengeScope put on its context.
+func challengeScope(r *http.Request, need []Access) []Access {
+	extra, _ := r.Context().Value(challengeScopeKey{}).([]Access)
+	if len(extra) == 0 {
+		return need
+	}
+	return append(slices.Clip(need), extra...)
+}
+
 func bearerChallenge(realm, service string, need []Access, errCode string) string {
 	var b strings.Builder
 	b.WriteString("Bearer realm=")

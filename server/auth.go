@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/lading-registry/lading/auth"
+	"github.com/lading-registry/lading/registry"
 )
 
 type identityKey struct{}
@@ -22,6 +23,14 @@ func (h *handlers) authorize(az auth.Authorizer) Middleware {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			rt, _ := RouteOf(r.Context())
+			if rt.MountFrom != "" && registry.ValidateName(rt.MountFrom) == nil {
+				// A challenge names the mount's source too, as Docker's own
+				// registry does: a client that asks its token server for
+				// what it is challenged with then gets a token that lets
+				// the mount happen, where one granting the target alone
+				// makes it upload the blob.
+				r = r.WithContext(auth.WithChallengeScope(r.Context(), auth.Repository(rt.MountFrom, auth.ActionPull)))
+			}
 			id, err := az.Authorize(r, needs(rt))
 			if err != nil {
 				writeError(w, r, h.log, err)

@@ -58,6 +58,22 @@ func TestCatalogFilteredPagesLeadOn(t *testing.T) {
 	}
 }
 
+// A mount's challenge names pull on its source beside the target's pull
+// and push, so that a client fetching what it is challenged for can mount;
+// an invalid source is not named.
+func TestMountChallengeNamesTheSource(t *testing.T) {
+	h := newHandler(t, Options{Authorizer: &auth.Bearer{Realm: "https://auth.test/token", Service: "registry.test", Keys: &auth.KeySet{}}})
+	d := "sha256:" + strings.Repeat("a", 64)
+	rec := serve(t, h, request{method: http.MethodPost, target: "/v2/dst/blobs/uploads/?mount=" + d + "&from=team/src"})
+	if c := rec.Header().Get("WWW-Authenticate"); rec.Code != http.StatusUnauthorized || !strings.Contains(c, `scope="repository:dst:pull,push repository:team/src:pull"`) {
+		t.Errorf("%d, challenge %s", rec.Code, c)
+	}
+	rec = serve(t, h, request{method: http.MethodPost, target: "/v2/dst/blobs/uploads/?mount=" + d + "&from=Not..Valid"})
+	if c := rec.Header().Get("WWW-Authenticate"); rec.Code != http.StatusUnauthorized || !strings.Contains(c, `scope="repository:dst:pull,push"`) {
+		t.Errorf("invalid source: %d, challenge %s", rec.Code, c)
+	}
+}
+
 // walkCounter counts the listings of a folder.
 type walkCounter struct {
 	driver.Driver
