@@ -76,7 +76,7 @@ func (h *handlers) blob(w http.ResponseWriter, r *http.Request, rt Route) error 
 	}
 	// The status is sent: a failure now can only cut the body short, which
 	// the client sees against Content-Length.
-	body := h.stallGuard(w)
+	body := h.stallGuard(w, r)
 	if !kernelCopy(r) {
 		body = struct{ io.Writer }{body} // no ReadFrom: CopyTo buffers
 	}

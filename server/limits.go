@@ -79,7 +79,11 @@ func (h *handlers) limit(w http.ResponseWriter, r *http.Request, rt Route) (rele
 		}
 	}
 	if timeout := h.opts.BodyIdleTimeout; timeout > 0 && readsBody(rt, r) {
-		r.Body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), timeout: timeout}
+		if r.ProtoMajor >= 2 {
+			r.Body = newWatchedBody(r.Body, http.NewResponseController(w), timeout)
+		} else {
+			r.Body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), timeout: timeout}
+		}
 	}
 	return release, true
 }
@@ -129,11 +133,15 @@ const sendPiece = 1 << 20
 // BodyIdleTimeout loses the connection, rather than holding the handler's
 // goroutine, its file and its connection for ever. net/http lifts the
 // deadline once the response is done, before the connection's next request.
-func (h *handlers) stallGuard(w http.ResponseWriter) io.Writer {
+func (h *handlers) stallGuard(w http.ResponseWriter, r *http.Request) io.Writer {
 	if h.opts.BodyIdleTimeout <= 0 {
 		return w
 	}
-	return &idleWriter{w: w, rc: http.NewResponseController(w), timeout: h.opts.BodyIdleTimeout}
+	g := &idleWriter{w: w, rc: http.NewResponseController(w), timeout: h.opts.BodyIdleTimeout}
+	if r.ProtoMajor >= 2 {
+		g.watch = newStallWatch(g.timeout, func() { _ = g.rc.SetWriteDeadline(past) })
+	}
+	return g
 }
 
 // idleWriter pushes the connection's write deadline ahead of every write,
@@ -146,16 +154,26 @@ type idleWriter struct {
 	rc       *http.ResponseController
 	timeout  time.Duration
 	disabled bool
+	// watch bounds each write instead on HTTP/2, where a deadline would
+	// also count the reads of storage between writes (see stallWatch).
+	watch *stallWatch
 }
 
-func (g *idleWriter) push() {
+// push gives the next write its deadline; on HTTP/2 it marks the write
+// waiting, and the returned func marks it done.
+func (g *idleWriter) push() (done func()) {
+	if g.watch != nil {
+		g.watch.begin()
+		return g.watch.end
+	}
 	if !g.disabled && g.rc.SetWriteDeadline(time.Now().Add(g.timeout)) != nil {
 		g.disabled = true
 	}
+	return func() {}
 }
 
 func (g *idleWriter) Write(p []byte) (int, error) {
-	g.push()
+	defer g.push()()
 	return g.w.Write(p)
 }
 
@@ -168,8 +186,9 @@ func (g *idleWriter) ReadFrom(src io.Reader) (int64, error) {
 	}
 	var total int64
 	for lr.N > 0 {
-		g.push()
+		done := g.push()
 		n, err := rf.ReadFrom(&io.LimitedReader{R: lr.R, N: min(lr.N, sendPiece)})
+		done()
 		lr.N -= n
 		total += n
 		if err != nil || n == 0 {
@@ -194,11 +213,17 @@ func BoundBodies(timeout time.Duration, next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// HTTP/2 reads no unread body before it answers; there a deadline
-		// set now would also fire on a body the endpoint reads later.
-		if r.ContentLength != 0 && r.ProtoMajor == 1 {
+		switch {
+		case r.ContentLength == 0:
+		case r.ProtoMajor == 1:
 			// Not a network connection (a test recorder): nothing to bound.
 			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(timeout))
+		default:
+			// HTTP/2 reads no unread body before it answers, but an
+			// endpoint outside the registry's API (the token server's
+			// form) may wait on one; a deadline set now would also fire
+			// on a body the endpoint reads later, so each read is bounded.
+			r.Body = newWatchedBody(r.Body, http.NewResponseController(w), timeout)
 		}
 		next.ServeHTTP(w, r)
 	})

@@ -175,7 +175,7 @@ func (h *handlers) serve(w http.ResponseWriter, r *http.Request) {
 	if rt.Name != RouteBlob && h.opts.BodyIdleTimeout > 0 {
 		// Blob bodies go through stallGuard; every other body (a manifest,
 		// a listing, an error) gets the same deadline ahead of each write.
-		w = bodyWriter{w, h.stallGuard(w)}
+		w = bodyWriter{w, h.stallGuard(w, r)}
 	}
 	release, ok := h.limit(w, r, rt)
 	if !ok {
