@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -423,5 +424,44 @@ func TestWarnOpenRoot(t *testing.T) {
 		if got := strings.Contains(logs.String(), "every local user"); got != tc.warn {
 			t.Errorf("mode %#o: warned %v, want %v: %s", tc.mode, got, tc.warn, logs.String())
 		}
+	}
+}
+
+// countingReader counts what a client's transport took of a request body.
+type countingReader struct{ n atomic.Int64 }
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	c.n.Add(int64(len(p)))
+	return len(p), nil
+}
+
+// Over HTTP/2 a client may send several MiB of a push before the handler
+// reads any: with Go's default 1 MiB window a push crawls at 1 MiB per
+// round trip on any distant link.
+func TestHTTP2WindowLetsAPushAhead(t *testing.T) {
+	release := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		io.Copy(io.Discard, io.LimitReader(r.Body, 64<<20))
+	})
+	ts := httptest.NewUnstartedServer(h)
+	ts.Config = newHTTPServer(config.Default(), h, nil, slog.New(slog.DiscardHandler))
+	ts.EnableHTTP2 = true
+	ts.StartTLS()
+	defer ts.Close()
+	defer close(release)
+	body := &countingReader{}
+	req, _ := http.NewRequest(http.MethodPost, ts.URL, io.LimitReader(body, 64<<20))
+	go func() {
+		if resp, err := ts.Client().Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for body.n.Load() < 6<<20 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := body.n.Load(); n < 6<<20 {
+		t.Fatalf("the client sent %d KiB before the handler read any, want the stream's window of %d MiB", n>>10, h2StreamWindow>>20)
 	}
 }
