@@ -10,10 +10,10 @@ import (
 	"encoding/pem"
 	"io"
 	"log"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -90,6 +90,20 @@ func (ca *testCA) write(name string, cert *x509.Certificate, key *ecdsa.PrivateK
 	return certFile, keyFile
 }
 
+// serveTLS serves h with cfg as lading serve does (ServeTLS without
+// files, which offers HTTP/2) until the test ends, and returns its URL.
+func serveTLS(t *testing.T, cfg *tls.Config, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h, TLSConfig: cfg, ErrorLog: log.New(io.Discard, "", 0)} // refused handshakes are expected
+	go srv.ServeTLS(ln, "", "")
+	t.Cleanup(func() { srv.Close() })
+	return "https://" + ln.Addr().String()
+}
+
 func TestTLSServesHTTP2AndRequiresClientCertificates(t *testing.T) {
 	ca := newTestCA(t)
 	caFile, _ := ca.write("ca", ca.cert, ca.key)
@@ -104,25 +118,20 @@ func TestTLSServesHTTP2AndRequiresClientCertificates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	serverTLS, err := c.HTTP.TLS.ServerConfig()
+	serverTLS, err := c.HTTP.TLS.ServerConfig(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	url := serveTLS(t, serverTLS, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte(r.Proto))
 	}))
-	srv.TLS = serverTLS
-	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake below is expected
-	srv.EnableHTTP2 = true
-	srv.StartTLS()
-	defer srv.Close()
 
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.cert)
 	get := func(certs []tls.Certificate) (string, error) {
 		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: certs}, ForceAttemptHTTP2: true}
 		defer tr.CloseIdleConnections()
-		resp, err := (&http.Client{Transport: tr}).Get(srv.URL)
+		resp, err := (&http.Client{Transport: tr}).Get(url)
 		if err != nil {
 			return "", err
 		}
@@ -165,7 +174,90 @@ func TestTLSBadFiles(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "http.tls.clientca:") || !strings.Contains(err.Error(), "no PEM certificate") {
 		t.Errorf("non-PEM client CA: %v", err)
 	}
-	if cfg, err := (TLS{}).ServerConfig(); cfg != nil || err != nil {
+	if cfg, err := (TLS{}).ServerConfig(nil); cfg != nil || err != nil {
 		t.Errorf("no TLS configured: %v, %v", cfg, err)
+	}
+}
+
+// servedSerial is the serial number of the certificate a handshake with
+// url gets.
+func servedSerial(t *testing.T, url string, roots *x509.CertPool) string {
+	t.Helper()
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.TLS.PeerCertificates[0].SerialNumber.String()
+}
+
+// A renewed certificate is served once its files change, without a
+// restart; a renewal caught half-written (a new certificate beside the old
+// key) keeps the previous pair in use, and is said once.
+func TestTLSCertificateReadAgainWhenRenewed(t *testing.T) {
+	certCheckEvery = 0
+	t.Cleanup(func() { certCheckEvery = time.Second })
+	ca := newTestCA(t)
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.cert)
+	certFile, keyFile := ca.files("registry", net.IPv4(127, 0, 0, 1))
+	var logs strings.Builder
+	cfg, err := TLS{Cert: certFile, Key: keyFile}.ServerConfig(slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := serveTLS(t, cfg, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	first := servedSerial(t, url, roots)
+
+	// Half a renewal: the new certificate, the old key.
+	renewed, newKey := ca.issue("registry", []net.IP{net.IPv4(127, 0, 0, 1)}, false)
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: renewed.Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if got := servedSerial(t, url, roots); got != first {
+			t.Fatalf("serial %s while the key is the old one, want the previous %s", got, first)
+		}
+	}
+	if n := strings.Count(logs.String(), "does not load"); n != 1 {
+		t.Errorf("the half-written renewal was reported %d times, want once: %s", n, logs.String())
+	}
+
+	// The key follows.
+	ca.write("registry", renewed, newKey)
+	if got := servedSerial(t, url, roots); got != renewed.SerialNumber.String() {
+		t.Fatalf("serial %s after the renewal, want %s", got, renewed.SerialNumber)
+	}
+	if !strings.Contains(logs.String(), "read again") {
+		t.Errorf("the reload is not logged: %s", logs.String())
+	}
+}
+
+// A certificate that has expired, or will within two weeks, is warned of
+// at start.
+func TestTLSExpiryWarned(t *testing.T) {
+	ca := newTestCA(t)
+	for _, tc := range []struct {
+		end  time.Duration
+		warn string
+	}{{-time.Hour, "has expired"}, {3 * 24 * time.Hour, "expires soon"}, {60 * 24 * time.Hour, ""}} {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "registry"},
+			NotBefore: time.Now().Add(-90 * 24 * time.Hour), NotAfter: time.Now().Add(tc.end)}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, _ := x509.ParseCertificate(der)
+		certFile, keyFile := ca.write("expiring", cert, key)
+		var logs strings.Builder
+		if _, err := (TLS{Cert: certFile, Key: keyFile}).ServerConfig(slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
+			t.Fatal(err)
+		}
+		if got := logs.String(); tc.warn == "" && got != "" || tc.warn != "" && !strings.Contains(got, tc.warn) {
+			t.Errorf("certificate ending in %v: log %q, want %q", tc.end, got, tc.warn)
+		}
 	}
 }

@@ -31,7 +31,7 @@ func validate(c *Config, origin map[string]string) []error {
 	}
 	if len(v.errs) == tlsErrs && c.HTTP.TLS.Cert != "" {
 		// Parse now so a wrong key or a non-PEM file stops the start.
-		if _, err := c.HTTP.TLS.ServerConfig(); err != nil {
+		if _, err := c.HTTP.TLS.ServerConfig(nil); err != nil {
 			if ke, ok := err.(*Error); ok {
 				ke.Source = v.origin[ke.Key]
 			}

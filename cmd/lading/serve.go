@@ -219,7 +219,7 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 	handler = server.BoundBodies(cfg.HTTP.BodyIdleTimeout, handler)
 	var running runningHandlers
 	handler = running.track(handler)
-	tlsConfig, err := cfg.HTTP.TLS.ServerConfig()
+	tlsConfig, err := cfg.HTTP.TLS.ServerConfig(log)
 	if err != nil {
 		return err
 	}
