@@ -100,8 +100,6 @@ func basicChallenge(realm string) string {
 	return "Basic realm=" + quote(realm)
 }
 
-// bearerChallenge builds the RFC 6750 challenge a Docker client follows to
-// the token server; errCode is "", "invalid_token" or "insufficient_scope".
 type challengeScopeKey struct{}
 
 // WithChallengeScope has a Bearer challenge to a request made with ctx ask
@@ -123,6 +121,8 @@ func challengeScope(r *http.Request, need []Access) []Access {
 	return append(slices.Clip(need), extra...)
 }
 
+// bearerChallenge builds the RFC 6750 challenge a Docker client follows to
+// the token server; errCode is "", "invalid_token" or "insufficient_scope".
 func bearerChallenge(realm, service string, need []Access, errCode string) string {
 	var b strings.Builder
 	b.WriteString("Bearer realm=")

@@ -59,8 +59,12 @@ func loadCertPool(path string) (*x509.CertPool, error) {
 var certCheckEvery = time.Second
 
 // expiryNotice is how long before its end a certificate is warned of, at
-// start and then once a day.
-const expiryNotice = 14 * 24 * time.Hour
+// start and then once a day: two weeks, or the last quarter of a shorter
+// life (one renewed with a third of it left, as cert-manager does, is
+// never warned of).
+func expiryNotice(leaf *x509.Certificate) time.Duration {
+	return min(14*24*time.Hour, leaf.NotAfter.Sub(leaf.NotBefore)/4)
+}
 
 // certReloader hands handshakes the certificate of two files, read again
 // when either changes. A renewal writes them one after the other: a pair
@@ -143,11 +147,12 @@ func (c *certReloader) reload(now time.Time) {
 			c.log.Warn("http.tls.cert changed but does not load with http.tls.key; serving the previous certificate until it does", "cert", c.certFile, "key", c.keyFile, "error", err)
 		}
 		c.failed = stamps
+		c.noteExpiry(now) // the previous one may be ending
 		return
 	}
 	c.pair, c.stamps, c.warnedAt = &pair, stamps, time.Time{}
 	if c.log != nil {
-		c.log.Info("http.tls.cert read again after a change", "cert", c.certFile, "not_after", leafEnd(&pair))
+		c.log.Info("http.tls.cert read again after a change", "cert", c.certFile)
 	}
 	c.noteExpiry(now)
 }
@@ -155,29 +160,27 @@ func (c *certReloader) reload(now time.Time) {
 // noteExpiry warns, at most once a day, of a certificate past its end or
 // near it; c.mu is held or c is not shared yet.
 func (c *certReloader) noteExpiry(now time.Time) {
-	end := leafEnd(c.pair)
-	if c.log == nil || end.IsZero() || end.Sub(now) > expiryNotice || now.Sub(c.warnedAt) < 24*time.Hour {
+	leaf := leafOf(c.pair)
+	if c.log == nil || leaf == nil || leaf.NotAfter.Sub(now) > expiryNotice(leaf) || now.Sub(c.warnedAt) < 24*time.Hour {
 		return
 	}
+	end := leaf.NotAfter
 	c.warnedAt = now
 	if now.After(end) {
 		c.log.Warn("http.tls.cert has expired: clients refuse it; renew it (its files are read again when they change)", "cert", c.certFile, "not_after", end)
 		return
 	}
-	c.log.Warn("http.tls.cert expires soon; renew it (its files are read again when they change)", "cert", c.certFile, "not_after", end, "days_left", int(end.Sub(now).Hours()/24))
+	c.log.Warn("http.tls.cert expires soon; renew it (its files are read again when they change)", "cert", c.certFile, "not_after", end, "left", end.Sub(now).Round(time.Hour))
 }
 
-// leafEnd is when the pair's leaf certificate ends; zero when unknown.
-func leafEnd(pair *tls.Certificate) time.Time {
-	if pair.Leaf != nil {
-		return pair.Leaf.NotAfter
-	}
-	if len(pair.Certificate) == 0 {
-		return time.Time{}
+// leafOf is the pair's leaf certificate; nil when unknown.
+func leafOf(pair *tls.Certificate) *x509.Certificate {
+	if pair.Leaf != nil || len(pair.Certificate) == 0 {
+		return pair.Leaf
 	}
 	leaf, err := x509.ParseCertificate(pair.Certificate[0])
 	if err != nil {
-		return time.Time{}
+		return nil
 	}
-	return leaf.NotAfter
+	return leaf
 }

@@ -239,25 +239,65 @@ func TestTLSCertificateReadAgainWhenRenewed(t *testing.T) {
 // at start.
 func TestTLSExpiryWarned(t *testing.T) {
 	ca := newTestCA(t)
+	const day = 24 * time.Hour
 	for _, tc := range []struct {
-		end  time.Duration
-		warn string
-	}{{-time.Hour, "has expired"}, {3 * 24 * time.Hour, "expires soon"}, {60 * 24 * time.Hour, ""}} {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "registry"},
-			NotBefore: time.Now().Add(-90 * 24 * time.Hour), NotAfter: time.Now().Add(tc.end)}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cert, _ := x509.ParseCertificate(der)
-		certFile, keyFile := ca.write("expiring", cert, key)
+		life, end time.Duration
+		warn      string
+	}{
+		{90 * day, -time.Hour, "has expired"},
+		{90 * day, 3 * day, "expires soon"},
+		{90 * day, 60 * day, ""},
+		{6 * day, 2 * day, ""}, // renewed with a third of its life left: on time
+		{6 * day, day, "expires soon"},
+	} {
+		certFile, keyFile := ca.ending(tc.life, tc.end)
 		var logs strings.Builder
 		if _, err := (TLS{Cert: certFile, Key: keyFile}).ServerConfig(slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
 			t.Fatal(err)
 		}
 		if got := logs.String(); tc.warn == "" && got != "" || tc.warn != "" && !strings.Contains(got, tc.warn) {
-			t.Errorf("certificate ending in %v: log %q, want %q", tc.end, got, tc.warn)
+			t.Errorf("certificate of %v ending in %v: log %q, want %q", tc.life, tc.end, got, tc.warn)
 		}
 	}
+}
+
+// A renewal that keeps failing to load leaves the old certificate served:
+// its approaching end is still warned of, once a day.
+func TestTLSExpiryWarnedWhileRenewalFails(t *testing.T) {
+	certCheckEvery = 0
+	t.Cleanup(func() { certCheckEvery = time.Second })
+	ca := newTestCA(t)
+	certFile, keyFile := ca.ending(90*24*time.Hour, 24*time.Hour)
+	var logs strings.Builder
+	certs, err := newCertReloader(certFile, keyFile, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	renewed, _ := ca.issue("registry", nil, false)
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: renewed.Raw}), 0o600)
+	for day := range 3 {
+		certs.mu.Lock()
+		certs.warnedAt = certs.warnedAt.Add(-24 * time.Hour)
+		certs.mu.Unlock()
+		if _, err := certs.get(&tls.ClientHelloInfo{}); err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(logs.String(), "expires soon"); n != day+2 {
+			t.Fatalf("day %d: %d expiry warnings, want %d: %s", day, n, day+2, logs.String())
+		}
+	}
+}
+
+// ending writes a certificate of the given life that ends in end, and its
+// key.
+func (ca *testCA) ending(life, end time.Duration) (certFile, keyFile string) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "registry"},
+		NotBefore: time.Now().Add(end - life), NotAfter: time.Now().Add(end)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		ca.t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	return ca.write("expiring", cert, key)
 }

@@ -185,3 +185,51 @@ func isTimeout(err error) bool {
 	var te interface{ Timeout() bool }
 	return errors.As(err, &te) && te.Timeout()
 }
+
+// The end of a response that HTTP/2 sends after the handler returns (what
+// its buffer holds) is bounded too: a client that takes none of it for the
+// timeout loses the stream, rather than holding it, the handler's buffers
+// and any unread request body for as long as it stays connected.
+func TestHTTP2ResponseTailBounded(t *testing.T) {
+	const window = 1 << 20
+	srv, c := tlsServer(t, BoundBodies(300*time.Millisecond, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write(make([]byte, window)) // all the client's window takes
+		w.Write(make([]byte, 100))    // waits in the buffer past the handler's end
+	})), true)
+	c.Transport.(*http.Transport).HTTP2 = &http.HTTP2Config{MaxReceiveBufferPerStream: window, MaxReceiveBufferPerConnection: window}
+	resp, err := c.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	time.Sleep(time.Second) // taking nothing
+	if n, err := io.Copy(io.Discard, resp.Body); err == nil {
+		t.Fatalf("read the whole response (%d bytes) after taking none of it for longer than the bound", n)
+	}
+}
+
+// A watch's timer runs only while a call waits: a call that waits past
+// the timeout is cancelled once; calls that return in time never are,
+// however long the gaps between them; and none leaves its timer armed.
+func TestStallWatch(t *testing.T) {
+	var cancels atomic.Int32
+	w := newStallWatch(100*time.Millisecond, func() { cancels.Add(1) })
+	for range 3 {
+		w.begin()
+		time.Sleep(10 * time.Millisecond)
+		w.end()
+		time.Sleep(150 * time.Millisecond) // storage, between calls
+	}
+	if n := cancels.Load(); n != 0 {
+		t.Fatalf("%d cancels of calls that returned in time", n)
+	}
+	if w.timer.Stop() {
+		t.Fatal("the timer is still armed after the call returned")
+	}
+	w.begin()
+	time.Sleep(300 * time.Millisecond)
+	w.end()
+	if n := cancels.Load(); n != 1 {
+		t.Fatalf("%d cancels of a call waiting three times the timeout, want 1", n)
+	}
+}

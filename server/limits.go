@@ -11,8 +11,9 @@ import (
 // Defaults of the limits in Options, used where a field is zero.
 const (
 	// DefaultMaxUploads bounds the upload requests served at once. Each
-	// holds up to 3 MiB of copy buffers and a backend writer, so the default keeps
-	// both in the low hundreds of megabytes and descriptors.
+	// holds up to 3 MiB of copy buffers and a backend writer (and over
+	// HTTP/2, while storage lags, up to 4 MiB of body not read yet), so
+	// the default keeps both in the hundreds of megabytes and descriptors.
 	DefaultMaxUploads = 128
 	// DefaultBodyIdleTimeout is how long a request body may stall between
 	// bytes: long enough for a congested client, short enough that a
@@ -79,7 +80,9 @@ func (h *handlers) limit(w http.ResponseWriter, r *http.Request, rt Route) (rele
 		}
 	}
 	if timeout := h.opts.BodyIdleTimeout; timeout > 0 && readsBody(rt, r) {
-		if r.ProtoMajor >= 2 {
+		if _, watched := r.Body.(*watchedBody); watched {
+			// On HTTP/2 behind BoundBodies: bounded once is enough.
+		} else if r.ProtoMajor >= 2 {
 			r.Body = newWatchedBody(r.Body, http.NewResponseController(w), timeout)
 		} else {
 			r.Body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), timeout: timeout}
@@ -159,21 +162,27 @@ type idleWriter struct {
 	watch *stallWatch
 }
 
-// push gives the next write its deadline; on HTTP/2 it marks the write
-// waiting, and the returned func marks it done.
-func (g *idleWriter) push() (done func()) {
+// begin gives the next write its deadline, or on HTTP/2 marks it waiting
+// until end.
+func (g *idleWriter) begin() {
 	if g.watch != nil {
 		g.watch.begin()
-		return g.watch.end
+		return
 	}
 	if !g.disabled && g.rc.SetWriteDeadline(time.Now().Add(g.timeout)) != nil {
 		g.disabled = true
 	}
-	return func() {}
+}
+
+func (g *idleWriter) end() {
+	if g.watch != nil {
+		g.watch.end()
+	}
 }
 
 func (g *idleWriter) Write(p []byte) (int, error) {
-	defer g.push()()
+	g.begin()
+	defer g.end()
 	return g.w.Write(p)
 }
 
@@ -186,9 +195,9 @@ func (g *idleWriter) ReadFrom(src io.Reader) (int64, error) {
 	}
 	var total int64
 	for lr.N > 0 {
-		done := g.push()
+		g.begin()
 		n, err := rf.ReadFrom(&io.LimitedReader{R: lr.R, N: min(lr.N, sendPiece)})
-		done()
+		g.end()
 		lr.N -= n
 		total += n
 		if err != nil || n == 0 {
@@ -226,5 +235,12 @@ func BoundBodies(timeout time.Duration, next http.Handler) http.Handler {
 			r.Body = newWatchedBody(r.Body, http.NewResponseController(w), timeout)
 		}
 		next.ServeHTTP(w, r)
+		if r.ProtoMajor >= 2 {
+			// HTTP/2 sends the end of a response (what its buffer holds)
+			// after the handler returns, and the request's unread body
+			// stays buffered until the stream ends: a client that never
+			// takes the response must not keep either past timeout.
+			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(timeout))
+		}
 	})
 }

@@ -17,15 +17,16 @@ import (
 // at once, through a deadline in the past.
 
 // stallWatch fails a call that waits longer than timeout, through cancel.
+// Its timer runs only while a call waits, so that none outlives the
+// request, holding what cancel reaches.
 type stallWatch struct {
 	timeout time.Duration
 	cancel  func() // makes the waiting call fail now
 
-	mu      sync.Mutex
-	waiting bool      // a call is waiting
-	since   time.Time // when it began
-	timer   *time.Timer
-	armed   bool // the timer will fire
+	mu       sync.Mutex
+	waiting  bool
+	deadline time.Time // of the waiting call
+	timer    *time.Timer
 }
 
 func newStallWatch(timeout time.Duration, cancel func()) *stallWatch {
@@ -35,14 +36,11 @@ func newStallWatch(timeout time.Duration, cancel func()) *stallWatch {
 // begin marks a call waiting from now; end, that it returned.
 func (s *stallWatch) begin() {
 	s.mu.Lock()
-	s.waiting, s.since = true, time.Now()
-	if !s.armed {
-		s.armed = true
-		if s.timer == nil {
-			s.timer = time.AfterFunc(s.timeout, s.check)
-		} else {
-			s.timer.Reset(s.timeout)
-		}
+	s.waiting, s.deadline = true, time.Now().Add(s.timeout)
+	if s.timer == nil {
+		s.timer = time.AfterFunc(s.timeout, s.fire)
+	} else {
+		s.timer.Reset(s.timeout)
 	}
 	s.mu.Unlock()
 }
@@ -50,25 +48,19 @@ func (s *stallWatch) begin() {
 func (s *stallWatch) end() {
 	s.mu.Lock()
 	s.waiting = false
+	s.timer.Stop()
 	s.mu.Unlock()
 }
 
-// check runs when the timer fires: it cancels a call waiting for timeout,
-// waits on for one that began since, and lets the timer rest otherwise
-// (the next begin arms it again).
-func (s *stallWatch) check() {
+// fire cancels the call still waiting when the timer ends. A call that
+// returned meanwhile stopped it too late and is left alone, and so is one
+// begun since (the timer will fire again at its deadline).
+func (s *stallWatch) fire() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.waiting {
-		s.armed = false
-		return
+	if s.waiting && !time.Now().Before(s.deadline) {
+		s.cancel()
 	}
-	if left := s.timeout - time.Since(s.since); left > 0 {
-		s.timer.Reset(left)
-		return
-	}
-	s.armed = false
-	s.cancel()
 }
 
 // past is a deadline already gone: HTTP/2 then fails the stream's waiting
