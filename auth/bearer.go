@@ -69,26 +69,29 @@ type tokenClaims struct {
 }
 
 func (b *Bearer) Authorize(r *http.Request, need []Access) (Identity, error) {
+	challenge := func(errCode string) string {
+		return bearerChallenge(b.realm(r), b.Service, challengeScope(r, need), errCode)
+	}
 	raw, ok := bearerToken(r)
 	if !ok {
-		return Identity{}, unauthorized(ErrNoCredentials, bearerChallenge(b.realm(r), b.Service, challengeScope(r, need), ""))
+		return Identity{}, unauthorized(ErrNoCredentials, challenge(""))
 	}
 	id, err := b.Verify(r.Context(), raw)
 	if err != nil {
 		e := err.(*Error)
-		e.Challenge = bearerChallenge(b.realm(r), b.Service, challengeScope(r, need), "invalid_token")
+		e.Challenge = challenge("invalid_token")
 		return Identity{}, e
 	}
 	if b.Policy != nil && !b.Policy.allowsAll(id.Name, need) {
 		if id.IsAnonymous() {
 			// Logging in may help: the client fetches a token as a user.
-			return id, unauthorized(ErrInsufficientScope, bearerChallenge(b.realm(r), b.Service, challengeScope(r, need), "insufficient_scope"))
+			return id, unauthorized(ErrInsufficientScope, challenge("insufficient_scope"))
 		}
 		return id, denied()
 	}
 	for _, a := range need {
 		if !covers(id.granted, a) {
-			return id, unauthorized(ErrInsufficientScope, bearerChallenge(b.realm(r), b.Service, challengeScope(r, need), "insufficient_scope"))
+			return id, unauthorized(ErrInsufficientScope, challenge("insufficient_scope"))
 		}
 	}
 	return id, nil

@@ -94,9 +94,7 @@ func stampOf(path string) (fileStamp, error) {
 	if err != nil {
 		return fileStamp{}, err
 	}
-	st := fileStamp{size: fi.Size(), mtime: fi.ModTime()}
-	st.ino = inode(fi)
-	return st, nil
+	return fileStamp{ino: inode(fi), size: fi.Size(), mtime: fi.ModTime()}, nil
 }
 
 func newCertReloader(certFile, keyFile string, log *slog.Logger) (*certReloader, error) {

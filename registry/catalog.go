@@ -13,21 +13,19 @@ import (
 // one listing of /catalog resumed at last. last must be a valid name
 // (NAME_INVALID otherwise), since it becomes a storage path.
 func (r *Registry) Catalog(ctx context.Context, last string, n int) (names []string, more bool, err error) {
-	from := ""
-	if last != "" {
-		if err := ValidateName(last); err != nil {
-			return nil, false, err
+	names = []string{}
+	err = r.WalkCatalog(ctx, last, func(name string) bool {
+		if n > 0 && len(names) == n {
+			more = true
+			return false
 		}
-		from = catalogPath(last)
-	}
-	names, more, err = page(ctx, r.driver, catalog, from, n, func(p string) (string, bool) {
-		// Anything escapeName cannot have written is not ours: skip it.
-		return unescapeName(path.Base(p))
+		names = append(names, name)
+		return true
 	})
-	if names == nil && err == nil {
-		names = []string{}
+	if err != nil {
+		return nil, false, err
 	}
-	return names, more, err
+	return names, more, nil
 }
 
 // WalkCatalog calls fn with the repository names after last (all when

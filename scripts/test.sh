@@ -95,8 +95,8 @@ go vet ./...
 # package takes under a minute here.
 go test -count=1 -timeout 10m "$@" ./...
 # The packages again under the race detector, but for test/, whose suites
-# drive built servers from outside and take longest (about four minutes
-# here, two packages at a time).
+# drive built servers from outside and take longest (about two and a half
+# minutes here, two packages at a time).
 race_pkgs=$(go list ./... | grep -v '/test/')
 # shellcheck disable=SC2086 # one package per word
 CGO_ENABLED=1 go test -race -count=1 -timeout 15m "$@" $race_pkgs

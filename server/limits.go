@@ -80,11 +80,12 @@ func (h *handlers) limit(w http.ResponseWriter, r *http.Request, rt Route) (rele
 		}
 	}
 	if timeout := h.opts.BodyIdleTimeout; timeout > 0 && readsBody(rt, r) {
-		if _, watched := r.Body.(*watchedBody); watched {
+		switch _, watched := r.Body.(*watchedBody); {
+		case watched:
 			// On HTTP/2 behind BoundBodies: bounded once is enough.
-		} else if r.ProtoMajor >= 2 {
+		case r.ProtoMajor >= 2:
 			r.Body = newWatchedBody(r.Body, http.NewResponseController(w), timeout)
-		} else {
+		default:
 			r.Body = &idleBody{ReadCloser: r.Body, rc: http.NewResponseController(w), timeout: timeout}
 		}
 	}
