@@ -25,7 +25,7 @@ func RequestID(ctx context.Context) string {
 }
 
 // AccessLog writes one line per request to logger once next has answered:
-// method, route, repository, path, status, bytes in and out, duration,
+// method, route, repository, path, protocol, status, bytes in and out, duration,
 // client address, user agent and request id. 5xx answers are logged at
 // error level, everything else at info, so level warn keeps only failures.
 //
@@ -56,7 +56,7 @@ func AccessLog(logger *slog.Logger, next http.Handler, info func(*http.Request) 
 			}
 			f := accessFields{
 				method: r.Method, route: labels.Route, repository: labels.Repository,
-				path: r.URL.EscapedPath(), status: rec.Status(),
+				path: r.URL.EscapedPath(), proto: r.Proto, status: rec.Status(),
 				bytesIn: body.BytesRead(), bytesOut: rec.Written(), duration: time.Since(start),
 				client: clientHost(r.RemoteAddr), userAgent: r.UserAgent(), requestID: id,
 			}

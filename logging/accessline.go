@@ -23,6 +23,7 @@ type accessHandler struct {
 // accessFields are one access line's values after time, level and msg.
 type accessFields struct {
 	method, route, repository, path string
+	proto                           string
 	status                          int
 	bytesIn, bytesOut               int64
 	duration                        time.Duration
@@ -36,6 +37,7 @@ func (f *accessFields) attrs() []slog.Attr {
 		slog.String("route", f.route),
 		slog.String("repository", f.repository),
 		slog.String("path", f.path),
+		slog.String("proto", f.proto),
 		slog.Int("status", f.status),
 		slog.Int64("bytes_in", f.bytesIn),
 		slog.Int64("bytes_out", f.bytesOut),
@@ -51,7 +53,7 @@ var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b 
 // log writes the line and reports true, or reports false without writing
 // when a value needs slog's quoting or escaping.
 func (h *accessHandler) log(t time.Time, level slog.Level, f *accessFields) bool {
-	strs := [...]string{f.method, f.route, f.repository, f.path, f.client, f.userAgent, f.requestID}
+	strs := [...]string{f.method, f.route, f.repository, f.path, f.proto, f.client, f.userAgent, f.requestID}
 	for _, s := range strs {
 		if !plain(s) {
 			return false
@@ -86,6 +88,8 @@ func (h *accessHandler) appendText(b []byte, t time.Time, level slog.Level, f *a
 	b = appendTextString(b, f.repository)
 	b = append(b, " path="...)
 	b = appendTextString(b, f.path)
+	b = append(b, " proto="...)
+	b = appendTextString(b, f.proto)
 	b = append(b, " status="...)
 	b = strconv.AppendInt(b, int64(f.status), 10)
 	b = append(b, " bytes_in="...)
@@ -116,6 +120,8 @@ func (h *accessHandler) appendJSON(b []byte, t time.Time, level slog.Level, f *a
 	b = append(b, f.repository...)
 	b = append(b, `","path":"`...)
 	b = append(b, f.path...)
+	b = append(b, `","proto":"`...)
+	b = append(b, f.proto...)
 	b = append(b, `","status":`...)
 	b = strconv.AppendInt(b, int64(f.status), 10)
 	b = append(b, `,"bytes_in":`...)

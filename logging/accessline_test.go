@@ -17,7 +17,7 @@ import (
 func TestAccessLineAsSlogWritesIt(t *testing.T) {
 	base := accessFields{
 		method: "HEAD", route: "blob", repository: "library/alpine",
-		path: "/v2/library/alpine/blobs/sha256:0123abcd", status: 200,
+		path: "/v2/library/alpine/blobs/sha256:0123abcd", proto: "HTTP/1.1", status: 200,
 		bytesIn: 0, bytesOut: 4096, duration: 1234567 * time.Nanosecond,
 		client: "127.0.0.1", userAgent: "containerd/2.0.0+unknown", requestID: "5QU5MRWVSPFQAMDSJ234OR6KOS",
 	}
@@ -29,6 +29,8 @@ func TestAccessLineAsSlogWritesIt(t *testing.T) {
 		"long duration":     func(f *accessFields) { f.duration = 93*time.Minute + 7*time.Second },
 		"escaped path":      func(f *accessFields) { f.path = "/v2/a/tags/list?n=1%20x" },
 		"IPv6 client":       func(f *accessFields) { f.client = "::1" },
+		"HTTP/2":            func(f *accessFields) { f.proto = "HTTP/2.0" },
+		"no protocol":       func(f *accessFields) { f.proto = "" },
 		"spaced user agent": func(f *accessFields) { f.userAgent = "docker/27.0 go/go1.22 (linux)" },
 		"quote":             func(f *accessFields) { f.userAgent = `a"b` },
 		"backslash":         func(f *accessFields) { f.userAgent = `a\b` },
@@ -87,7 +89,7 @@ func TestAccessLineAsSlogWritesIt(t *testing.T) {
 }
 
 func plainFields(f *accessFields) bool {
-	for _, s := range []string{f.method, f.route, f.repository, f.path, f.client, f.userAgent, f.requestID} {
+	for _, s := range []string{f.method, f.route, f.repository, f.path, f.proto, f.client, f.userAgent, f.requestID} {
 		if !plain(s) {
 			return false
 		}
@@ -100,7 +102,7 @@ func plainFields(f *accessFields) bool {
 func BenchmarkAccessLine(b *testing.B) {
 	f := accessFields{
 		method: "HEAD", route: "blob", repository: "library/alpine",
-		path: "/v2/library/alpine/blobs/sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", status: 200,
+		path: "/v2/library/alpine/blobs/sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", proto: "HTTP/1.1", status: 200,
 		bytesOut: 4096, duration: 123456 * time.Nanosecond,
 		client: "127.0.0.1", userAgent: "Go-http-client/1.1", requestID: "5QU5MRWVSPFQAMDSJ234OR6KOS",
 	}

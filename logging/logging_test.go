@@ -49,6 +49,7 @@ type accessLine struct {
 	Route      string `json:"route"`
 	Repository string `json:"repository"`
 	Path       string `json:"path"`
+	Proto      string `json:"proto"`
 	Status     int    `json:"status"`
 	BytesIn    int64  `json:"bytes_in"`
 	BytesOut   int64  `json:"bytes_out"`
@@ -103,7 +104,7 @@ func TestAccessLine(t *testing.T) {
 
 	want := accessLine{
 		Level: "INFO", Msg: "request", Method: "PATCH", Route: "blob-upload", Repository: "library/alpine",
-		Path: "/v2/library/alpine/blobs/uploads/abc", Status: 202, BytesIn: 10, BytesOut: 8,
+		Path: "/v2/library/alpine/blobs/uploads/abc", Proto: "HTTP/1.1", Status: 202, BytesIn: 10, BytesOut: 8,
 		Client: "203.0.113.9", RequestID: resp.Header().Get(RequestIDHeader),
 	}
 	got := line

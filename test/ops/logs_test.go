@@ -67,12 +67,12 @@ func TestAccessLog(t *testing.T) {
 		if rec["msg"] != "request" || rec["request_id"] != "ops-check-1" {
 			continue
 		}
-		for _, field := range []string{"method", "route", "repository", "path", "status", "bytes_in", "bytes_out", "duration", "client", "user_agent"} {
+		for _, field := range []string{"method", "route", "repository", "path", "proto", "status", "bytes_in", "bytes_out", "duration", "client", "user_agent"} {
 			if _, ok := rec[field]; !ok {
 				t.Errorf("access line lacks %s: %s", field, line)
 			}
 		}
-		if rec["route"] != "base" || rec["client"] != "127.0.0.1" || rec["path"] != "/v2/" {
+		if rec["route"] != "base" || rec["client"] != "127.0.0.1" || rec["path"] != "/v2/" || rec["proto"] != "HTTP/1.1" {
 			t.Errorf("access line: %s", line)
 		}
 		if d, ok := rec["duration"].(float64); !ok || d <= 0 || time.Duration(d) > 10*time.Second {
