@@ -310,7 +310,7 @@ func TestReadOnlyServeDoesNoMaintenance(t *testing.T) {
 }
 
 // With http.shutdowndelay, a stop first makes /readyz fail while the
-// registry still serves, then drains.
+// registry still serves, on connections each answer closes, then drains.
 func TestShutdownDelayKeepsServingWhileNotReady(t *testing.T) {
 	t.Parallel() // it waits out the delay
 	cfg := testConfig(filepath.Join(t.TempDir(), "data"), "127.0.0.1:0")
@@ -321,16 +321,21 @@ func TestShutdownDelayKeepsServingWhileNotReady(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, cfg, discard, discard, listening) }()
 	base := "http://" + <-listening
+	var closing bool // whether the last answer closed its connection
 	status := func(path string) int {
 		resp, err := http.Get(base + path)
 		if err != nil {
 			t.Fatalf("GET %s: %v", path, err)
 		}
 		resp.Body.Close()
+		closing = resp.Close
 		return resp.StatusCode
 	}
 	if got := status("/readyz"); got != http.StatusOK {
 		t.Fatalf("readyz before the stop: %d", got)
+	}
+	if got := status("/v2/"); got != http.StatusOK || closing {
+		t.Fatalf("/v2/ before the stop: %d, closing the connection: %v", got, closing)
 	}
 	stopped := time.Now()
 	cancel()
@@ -338,8 +343,10 @@ func TestShutdownDelayKeepsServingWhileNotReady(t *testing.T) {
 	if got := status("/readyz"); got != http.StatusServiceUnavailable {
 		t.Fatalf("readyz during the delay: %d", got)
 	}
-	if got := status("/v2/"); got != http.StatusOK {
-		t.Fatalf("/v2/ during the delay: %d", got)
+	// Answered, on a connection the answer closes: clients move to new
+	// ones before the drain closes this one under a request.
+	if got := status("/v2/"); got != http.StatusOK || !closing {
+		t.Fatalf("/v2/ during the delay: %d, closing the connection: %v", got, closing)
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)

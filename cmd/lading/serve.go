@@ -217,6 +217,9 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 		handler = withOps(ops, handler)
 	}
 	handler = server.BoundBodies(cfg.HTTP.BodyIdleTimeout, handler)
+	if cfg.HTTP.ShutdownDelay > 0 {
+		handler = closeWhenStopping(ctx.Done(), handler)
+	}
 	var running runningHandlers
 	handler = running.track(handler)
 	tlsConfig, err := cfg.HTTP.TLS.ServerConfig(log)
@@ -293,6 +296,24 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 		log.Warn("a collection or purge was still ending; fsck reports a collection left running", "waited", cutGrace)
 	}
 	return errors.Join(errs...)
+}
+
+// closeWhenStopping makes every answer given once stopping is closed end
+// its connection: "Connection: close" on HTTP/1.1, a GOAWAY on HTTP/2. So
+// during http.shutdowndelay clients move to new connections, which the
+// balancer sends elsewhere, while this process still answers. A keep-alive
+// connection left open is closed by the drain, and a request its client is
+// sending at that moment is lost (net/http serves none that arrives once
+// the drain began); clients retry only GETs and HEADs.
+func closeWhenStopping(stopping <-chan struct{}, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-stopping:
+			w.Header().Set("Connection", "close")
+		default:
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // cutGrace bounds the wait for handlers after the drain timeout closed
