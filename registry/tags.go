@@ -15,7 +15,9 @@ import (
 
 // Tags lists the repository's tags in lexical order, at most n after last
 // (n <= 0: all). more reports whether tags remain after the page. A page
-// costs one listing resumed at last, in proportion to the page. An empty
+// costs one listing resumed at last: on an object store in proportion to
+// the page; on a file system, which reads the whole folder to order it,
+// memory for the page and time for the folder. An empty
 // page of a repository that does not exist is NAME_UNKNOWN; an existing
 // repository with no tags gives an empty list. last must be a valid tag
 // (TAG_INVALID otherwise), since it becomes a storage path.

@@ -8,9 +8,10 @@ import (
 	"github.com/lading-registry/lading/registry"
 )
 
-// Page sizes for listings. A page costs the registry in proportion to its
-// size, so no page is unbounded: a request without n, or with a larger
-// one, gets at most these many entries and a Link to the rest. Tags come
+// Page sizes for listings. A page's memory (and on an object store its
+// time) grows with its size, so no page is unbounded: a request without
+// n, or with a larger one, gets at most these many entries and a Link to
+// the rest. Tags come
 // in big pages, since clients that ignore Link are common and repositories
 // with more tags than maxPage are not.
 const (
