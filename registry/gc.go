@@ -28,7 +28,8 @@
 //
 // A writer (gcguard.go) reads /gc/state before its checks and again after
 // it published. If a run is active it first pins its digests under
-// /gc/pins/<run> and waits out a batch in progress. For a write w and a
+// /gc/pins/<run> and waits out the batch in progress then, if any (a
+// batch begun later reads its pins). For a write w and a
 // run r:
 //
 //   - w finished before r announced itself: r's marking reads what w

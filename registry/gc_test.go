@@ -917,3 +917,45 @@ func TestCutCollectionKeepsTheLastEnd(t *testing.T) {
 		t.Fatal("a completed run left no end")
 	}
 }
+
+// A write that pinned during a sweep batch waits for that batch alone: the
+// next one, begun after the pins were written, reads them. With batches
+// run back to back, waiting for none to be in progress held pushes for
+// seconds on a large store.
+func TestPinWaitsForTheBatchInProgressOnly(t *testing.T) {
+	reg := New(inmemory.New(), Options{})
+	ctx := context.Background()
+	until := time.Now().Add(time.Hour)
+	if _, err := reg.writeGCState(ctx, gcState{Run: "r", Batch: 1, InBatch: true, Until: until}); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		g   *gcGuard
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		g, err := reg.guardWrite(ctx, digest.FromString("pinned"))
+		done <- result{g, err}
+	}()
+	select {
+	case r := <-done:
+		t.Fatalf("the write went on while the batch that may have missed its pin was in progress: %+v, %v", r.g, r.err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	// The next batch begins as the first ends, and reads the pin.
+	if _, err := reg.writeGCState(ctx, gcState{Run: "r", Batch: 2, InBatch: true, Until: until}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		if r.err != nil || r.g.pinnedIn != "r" || r.g.s0.Batch != 2 {
+			t.Fatalf("guardWrite: %+v, %v", r.g, r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the write still waits, for a batch begun after its pin")
+	}
+	if _, err := reg.driver.GetContent(ctx, gcPinPath("r", digest.FromString("pinned"))); err != nil {
+		t.Fatalf("no pin: %v", err)
+	}
+}

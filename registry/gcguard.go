@@ -119,13 +119,25 @@ func (r *Registry) writeGCState(ctx context.Context, s gcState) (gcState, error)
 	return s, nil
 }
 
-// awaitBatch returns the state once no sweep batch is in progress.
+// awaitBatch returns the state once the sweep batch in progress at the
+// call, which may have read the pins before the caller wrote its own, has
+// ended: none is in progress, or a later batch or another run has begun.
+// A batch begun since flagged itself in the state, after the caller's
+// pins were written, and reads the pins only after that, so it keeps what
+// they name. Waiting for no batch at all would hold a push for as long as
+// the collector runs batches back to back, seconds on a large store.
 func (r *Registry) awaitBatch(ctx context.Context) (gcState, error) {
 	delay := 5 * time.Millisecond
+	var at gcState // the batch in progress at the call
 	for {
 		s, err := r.readGCState(ctx)
 		if err != nil || !s.sweeping(r.now()) {
 			return s, err
+		}
+		if at.Run == "" {
+			at = s
+		} else if s.Run != at.Run || s.Batch != at.Batch {
+			return s, nil
 		}
 		t := time.NewTimer(delay)
 		select {
