@@ -183,6 +183,15 @@ func (u *Upload) AppendCommit(ctx context.Context, r io.Reader, at int64, d dige
 	}
 	defer unlock()
 	n, err := u.appendLocked(ctx, r, at, true)
+	if err == nil && n > 0 && u.state.Offset > n {
+		// Earlier chunks were acknowledged: the saved state must cover
+		// this one too before finish moves the data away. A crash in
+		// between would otherwise leave a state behind the bytes and no
+		// data to resume from; with it, the session reports the whole
+		// upload, and a commit then finds the bytes moved (storedAs).
+		// A session with no bytes before has nothing acknowledged to keep.
+		err = u.save(context.WithoutCancel(ctx))
+	}
 	var desc v1.Descriptor
 	if err == nil {
 		if desc, err = u.finish(ctx, d, -1, true); err == nil {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -386,5 +387,69 @@ func TestChunkAfterRestartMustStartWhereTheSessionStands(t *testing.T) {
 	}
 	if _, err := u.AppendCommit(ctx, bytes.NewReader(data[2000:]), 2000, digest.FromBytes(data)); err != nil {
 		t.Fatalf("the rest of the blob: %v", err)
+	}
+}
+
+// A final PUT carrying the last chunk after acknowledged ones, cut off by
+// a crash once its bytes moved to their address (before or after their
+// link): the session then reports the whole upload, and the client's
+// commit completes it. Before, it reported the last chunk's offset, and
+// resuming there found no data: BLOB_UPLOAD_UNKNOWN.
+func TestAppendCommitCutAfterItsMove(t *testing.T) {
+	for _, linked := range []bool{false, true} {
+		ctx := context.Background()
+		root := t.TempDir()
+		fsd, err := filesystem.New(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// What a crash right after the move would leave of the state.
+		var statePath string
+		var left []byte
+		reg := registry.New(driver.Instrument(fsd, func(op string, _ time.Duration, err error) {
+			if op == "Move" && err == nil {
+				left, _ = os.ReadFile(statePath)
+			}
+		}), registry.Options{})
+		repo := repository(t, reg, "r")
+		data := randomBytes(t, 9000)
+		d := digest.FromBytes(data)
+		u, _ := repo.Blobs().Upload(ctx, registry.UploadOptions{})
+		statePath = filepath.Join(root, "repositories/r/_uploads", u.ID()+".state")
+		if _, err := u.Append(ctx, bytes.NewReader(data[:4000]), 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := u.AppendCommit(ctx, bytes.NewReader(data[4000:]), 4000, d); err != nil {
+			t.Fatal(err)
+		}
+		if left == nil {
+			t.Fatal("no state when the data moved")
+		}
+		// (the removal of the state may have pruned its folder)
+		if err := os.MkdirAll(filepath.Dir(statePath), 0o750); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(statePath, left, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if !linked {
+			if err := os.Remove(filepath.Join(root, "repositories/r/_layers/sha256", d.Encoded())); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		status, err := repository(t, newFSRegistry(t, root), "r").Blobs().Resume(ctx, u.ID())
+		if err != nil {
+			t.Fatalf("linked %v: the session is gone: %v", linked, err)
+		}
+		if err := status.Refresh(ctx); err != nil || status.Offset() != 9000 {
+			t.Fatalf("linked %v: the session reports %d (%v), want the whole 9000", linked, status.Offset(), err)
+		}
+		if _, err := status.Commit(ctx, d, 9000); err != nil {
+			t.Fatalf("linked %v: commit: %v", linked, err)
+		}
+		if !bytes.Equal(readBlob(t, repository(t, newFSRegistry(t, root), "r"), d), data) {
+			t.Fatalf("linked %v: content differs", linked)
+		}
 	}
 }
