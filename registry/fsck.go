@@ -51,6 +51,7 @@ const (
 	ProblemManifestBytes    = "manifest without its bytes"
 	ProblemMissingBlob      = "manifest references a missing blob"
 	ProblemStaleReferrer    = "stale referrer entry"
+	ProblemUnlistedReferrer = "manifest missing from its subject's referrers"
 	ProblemUnlisted         = "repository missing from the catalog"
 	ProblemAbandonedRun     = "collection abandoned while running"
 )
@@ -368,9 +369,53 @@ func (f *fsck) manifests(ctx context.Context, ms *ManifestStore) error {
 				return err
 			}
 		}
+		if rec.Subject != nil && validateDigest(rec.Subject.Digest) == nil {
+			return f.referrerListed(ctx, ms, rec, payload)
+		}
 		return nil
 	})
 	return ignoreNotFound(err)
+}
+
+// referrerListed checks that a manifest with a subject is in the subject's
+// referrers list. A push writes the entry after the record, and a delete
+// by digest removes it before the record, so that a list never names a
+// manifest not there; a crash in between leaves one that pulls unlisted.
+// The repair writes the entry again.
+func (f *fsck) referrerListed(ctx context.Context, ms *ManifestStore, rec manifestRecord, payload []byte) error {
+	drv, name, d := f.reg.driver, ms.repo.name, rec.Digest
+	entry := referrerPath(name, rec.Subject.Digest, d)
+	unlisted := func(ctx context.Context) (bool, error) {
+		_, err := driver.StatObject(ctx, drv, entry)
+		if err == nil || !driver.IsNotFound(err) {
+			return false, err
+		}
+		return true, nil
+	}
+	if missing, err := unlisted(ctx); err != nil || !missing {
+		return err
+	}
+	return f.problem(ctx, FsckProblem{Kind: ProblemUnlistedReferrer, Repository: name, Path: manifestLinkPath(name, d), Digest: d, Detail: "subject " + rec.Subject.Digest.String()},
+		func(ctx context.Context) (bool, error) {
+			// Under the manifest's lock, looked at again: a delete may
+			// have taken the record since, and one in progress holds it.
+			unlock, err := lockForRepair(ctx, ms, d)
+			if err != nil {
+				return false, err
+			}
+			defer unlock()
+			if _, err := driver.StatObject(ctx, drv, manifestLinkPath(name, d)); err != nil {
+				return false, ignoreNotFound(err)
+			}
+			if missing, err := unlisted(ctx); err != nil || !missing {
+				return false, err
+			}
+			m, err := parseManifest(payload, rec.MediaType)
+			if err != nil || m.subject == nil || m.subject.Digest != rec.Subject.Digest {
+				return false, nil // a damaged record: reported as it is
+			}
+			return true, ms.addReferrer(ctx, m, rec.Descriptor)
+		})
 }
 
 // reference checks that what manifest d points at can be pulled.

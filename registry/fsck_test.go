@@ -67,6 +67,11 @@ func TestFsck(t *testing.T) {
 		if err := drv.Delete(ctx, blobPath(lostM.Descriptor.Digest)); err != nil {
 			t.Fatal(err)
 		}
+		subject := f.put("subject", mustJSON(t, f.image())).Descriptor
+		unlistedRef := f.put("signed", mustJSON(t, f.artifact(subject, sigType, nil))).Descriptor
+		if err := drv.Delete(ctx, referrerPath("checked", subject.Digest, unlistedRef.Digest)); err != nil {
+			t.Fatal(err)
+		}
 		other := newFixture(t, reg, "unlisted")
 		other.pushImage("x")
 		if err := drv.Delete(ctx, catalogPath("unlisted")); err != nil {
@@ -77,7 +82,7 @@ func TestFsck(t *testing.T) {
 		// bytes. One wrong size: the config's link, written with a size
 		// (links are empty, but one holding a wrong size is damage).
 		want := []string{ProblemCorruptBlob, ProblemDanglingLink, ProblemDanglingLink, ProblemDanglingTag,
-			ProblemManifestBytes, ProblemUnlisted, ProblemStaleReferrer, ProblemLinkSize}
+			ProblemUnlistedReferrer, ProblemManifestBytes, ProblemUnlisted, ProblemStaleReferrer, ProblemLinkSize}
 		_, got := fsckProblems(t, reg, false)
 		if !slices.Equal(kinds(got), want) {
 			t.Fatalf("problems %v, want %v", kinds(got), want)
@@ -103,6 +108,9 @@ func TestFsck(t *testing.T) {
 		}
 		if desc, err := f.repo.Blobs().Stat(ctx, config); err != nil || desc.Size != bad.Config.Size {
 			t.Fatalf("link size not rewritten: %+v %v", desc, err)
+		}
+		if refs, err := f.ms.Referrers(ctx, subject.Digest, ""); err != nil || len(refs) != 1 || refs[0].Digest != unlistedRef.Digest || refs[0].ArtifactType != sigType {
+			t.Fatalf("referrer not listed again: %+v %v", refs, err)
 		}
 	})
 }
