@@ -121,13 +121,17 @@ func lockForRepair(ctx context.Context, ms *ManifestStore, d digest.Digest) (fun
 // the next run: what it would change is held by a push or a delete.
 var errLeftHeld = errors.New("registry: held by a push or a delete")
 
+// errNotRepairable is a repair's way of saying the problem stands and
+// nothing it can do mends it.
+var errNotRepairable = errors.New("registry: not repairable")
+
 // problem reports p, first running fix when repairing; fix returns whether
 // it repaired (false: the problem went away by itself on re-check), or
-// errLeftHeld.
+// errLeftHeld or errNotRepairable.
 func (f *fsck) problem(ctx context.Context, p FsckProblem, fix func(context.Context) (bool, error)) error {
 	if f.opts.Repair && fix != nil {
 		switch fixed, err := fix(ctx); {
-		case errors.Is(err, errLeftHeld):
+		case errors.Is(err, errLeftHeld), errors.Is(err, errNotRepairable):
 			// Reported, not repaired.
 		case err != nil:
 			return err
@@ -412,7 +416,7 @@ func (f *fsck) referrerListed(ctx context.Context, ms *ManifestStore, rec manife
 			}
 			m, err := parseManifest(payload, rec.MediaType)
 			if err != nil || m.subject == nil || m.subject.Digest != rec.Subject.Digest {
-				return false, nil // a damaged record: reported as it is
+				return false, errNotRepairable // bytes and record disagree
 			}
 			return true, ms.addReferrer(ctx, m, rec.Descriptor)
 		})

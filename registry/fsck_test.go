@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -363,4 +364,35 @@ func TestFsckRepairOfADanglingLinkMeetingAnUpload(t *testing.T) {
 	if _, err := f.repo.Blobs().stat(f.ctx, desc.Digest, false); err != nil {
 		t.Fatalf("a blob uploaded again during the repair: %v", err)
 	}
+}
+
+// A manifest whose record names another subject than its bytes is missing
+// from the record's subject's referrers, and no repair can list it there:
+// --repair reports it unrepaired rather than passing over it.
+func TestFsckReportsAnUnlistedReferrerItCannotRepair(t *testing.T) {
+	forEachGCDriver(t, func(t *testing.T, reg *Registry) {
+		ctx := context.Background()
+		drv := reg.driver
+		f := newFixture(t, reg, "checked")
+		subject := f.put("subject", mustJSON(t, f.image())).Descriptor
+		ref := f.put("signed", mustJSON(t, f.artifact(subject, sigType, nil))).Descriptor
+		raw, err := drv.GetContent(ctx, manifestLinkPath("checked", ref.Digest))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rec manifestRecord
+		if err := json.Unmarshal(raw, &rec); err != nil {
+			t.Fatal(err)
+		}
+		rec.Subject = &v1.Descriptor{MediaType: v1.MediaTypeImageManifest, Digest: digest.FromString("other"), Size: 1}
+		if err := drv.PutContent(ctx, manifestLinkPath("checked", ref.Digest), mustJSON(t, rec)); err != nil {
+			t.Fatal(err)
+		}
+		for _, repair := range []bool{false, true} {
+			rep, got := fsckProblems(t, reg, repair)
+			if ps := got[ProblemUnlistedReferrer]; len(ps) != 1 || ps[0].Repaired || rep.Repaired != 0 {
+				t.Fatalf("repair %v: %+v, %+v", repair, rep, got)
+			}
+		}
+	})
 }

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	_ "crypto/sha256" // registers the algorithms with go-digest
@@ -182,6 +183,27 @@ func (u *Upload) AppendCommit(ctx context.Context, r io.Reader, at int64, d dige
 		return v1.Descriptor{}, err
 	}
 	defer unlock()
+	// A body that turns out empty (a final PUT sent chunked, with no
+	// length) makes this a plain commit, whose path also completes one a
+	// crash cut short after its move (storedAs), where an append would
+	// find the data gone.
+	var first [1]byte
+	switch k, rerr := io.ReadFull(r, first[:]); {
+	case k == 0 && rerr == io.EOF:
+		if err := u.load(ctx); err != nil {
+			return v1.Descriptor{}, err
+		}
+		desc, err := u.finish(ctx, d, -1, false)
+		if err != nil {
+			return v1.Descriptor{}, err
+		}
+		u.bs.repo.reg.uploadObs(-1)
+		return desc, nil
+	case k == 0:
+		r = errReader{rerr}
+	default:
+		r = io.MultiReader(bytes.NewReader(first[:k]), r)
+	}
 	n, err := u.appendLocked(ctx, r, at, true)
 	if err == nil && n > 0 && u.state.Offset > n {
 		// Earlier chunks were acknowledged: the saved state must cover
@@ -190,6 +212,8 @@ func (u *Upload) AppendCommit(ctx context.Context, r io.Reader, at int64, d dige
 		// data to resume from; with it, the session reports the whole
 		// upload, and a commit then finds the bytes moved (storedAs).
 		// A session with no bytes before has nothing acknowledged to keep.
+		// Not synced, as every state: a machine's crash keeps this order
+		// only as far as its file system keeps the order of writes.
 		err = u.save(context.WithoutCancel(ctx))
 	}
 	var desc v1.Descriptor
@@ -206,6 +230,11 @@ func (u *Upload) AppendCommit(ctx context.Context, r io.Reader, at int64, d dige
 	}
 	return v1.Descriptor{}, err
 }
+
+// errReader fails every read with its error.
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
 // appendLocked writes r at the session's end; the caller holds the lock
 // and saves the state. commit is as for write.

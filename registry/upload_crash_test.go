@@ -396,7 +396,8 @@ func TestChunkAfterRestartMustStartWhereTheSessionStands(t *testing.T) {
 // commit completes it. Before, it reported the last chunk's offset, and
 // resuming there found no data: BLOB_UPLOAD_UNKNOWN.
 func TestAppendCommitCutAfterItsMove(t *testing.T) {
-	for _, linked := range []bool{false, true} {
+	for _, c := range []struct{ linked, emptyPut bool }{{false, false}, {true, false}, {false, true}} {
+		linked := c.linked
 		ctx := context.Background()
 		root := t.TempDir()
 		fsd, err := filesystem.New(root)
@@ -445,8 +446,15 @@ func TestAppendCommitCutAfterItsMove(t *testing.T) {
 		if err := status.Refresh(ctx); err != nil || status.Offset() != 9000 {
 			t.Fatalf("linked %v: the session reports %d (%v), want the whole 9000", linked, status.Offset(), err)
 		}
-		if _, err := status.Commit(ctx, d, 9000); err != nil {
-			t.Fatalf("linked %v: commit: %v", linked, err)
+		if c.emptyPut {
+			// A final PUT sent chunked with an empty body comes as one
+			// with a body, whose length is unknown.
+			_, err = status.AppendCommit(ctx, bytes.NewReader(nil), -1, d)
+		} else {
+			_, err = status.Commit(ctx, d, 9000)
+		}
+		if err != nil {
+			t.Fatalf("linked %v, empty PUT %v: commit: %v", linked, c.emptyPut, err)
 		}
 		if !bytes.Equal(readBlob(t, repository(t, newFSRegistry(t, root), "r"), d), data) {
 			t.Fatalf("linked %v: content differs", linked)
