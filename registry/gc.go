@@ -65,7 +65,8 @@
 //
 // Assumed: clock skew between replicas well below half the batch deadline
 // (60 s), and a lease that holds (a collector stalled past its lease is
-// still bounded by its batch deadline). Caches: a link the collector
+// still bounded by its batch deadline, which the next run waits out before
+// it announces itself). Caches: a link the collector
 // removes is invalidated in the registry's cache, so a replica with a
 // private cache must not share its store with another collector (serve
 // with Redis, or collect inside the one serving process).
@@ -265,6 +266,18 @@ func (c *collector) announce(ctx context.Context) error {
 	prev, err := c.reg.readGCState(ctx)
 	if err != nil {
 		return err
+	}
+	if prev.sweeping(c.reg.now()) {
+		// A batch whose collector lost its lease may still delete until
+		// its deadline, and writers wait for it by the state: it stays
+		// until then.
+		t := time.NewTimer(prev.Until.Sub(c.reg.now()))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
 	}
 	// Pins left over only keep more than needed: failing to clear them
 	// (a writer pinning meanwhile) is no reason to stop.

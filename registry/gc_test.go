@@ -959,3 +959,34 @@ func TestPinWaitsForTheBatchInProgressOnly(t *testing.T) {
 		t.Fatalf("no pin: %v", err)
 	}
 }
+
+// A run that finds a batch still flagged by a collector that lost its
+// lease leaves the state as it is until the batch's deadline: that
+// collector may delete until then, and writers wait for it by the state.
+func TestAnnounceWaitsOutAnAbandonedBatch(t *testing.T) {
+	reg := New(inmemory.New(), Options{})
+	ctx := context.Background()
+	until := time.Now().Add(400 * time.Millisecond)
+	if _, err := reg.writeGCState(ctx, gcState{Run: "old", Batch: 3, InBatch: true, Until: until}); err != nil {
+		t.Fatal(err)
+	}
+	opts := quickGC(true)
+	opts.TempDir = t.TempDir()
+	c := &collector{reg: reg, opts: opts, cutoff: time.Now(), untaggedCutoff: time.Now()}
+	announced := make(chan time.Time, 1)
+	go func() {
+		for {
+			if s, err := reg.readGCState(ctx); err == nil && s.Run != "old" {
+				announced <- time.Now()
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	if err := c.announce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if at := <-announced; at.Before(until) {
+		t.Fatalf("the run was announced %v before the abandoned batch's deadline", until.Sub(at))
+	}
+}
