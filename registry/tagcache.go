@@ -25,7 +25,24 @@ type tagCache struct {
 	mu      sync.Mutex
 	changes atomic.Uint64
 	entries *otter.Cache[string, tagEntry]
+	// lists are large repositories' tags in order, kept and trusted as
+	// resolutions are, so that a page of them costs the page: on a file
+	// system a listing reads the whole folder (55 ms for 100,000 tags),
+	// and paging through such a repository cost time in the square of
+	// its size. listing holds the repositories whose list is being read,
+	// so concurrent pages read one list, not one each.
+	lists   *otter.Cache[string, tagList]
+	listing map[string]bool
 }
+
+type tagList struct {
+	names   []string
+	checked time.Time
+}
+
+// keptListMin is the fewest tags worth a kept list: a smaller folder is
+// read in about the time a page is served.
+const keptListMin = 1024
 
 type tagEntry struct {
 	rec     manifestRecord
@@ -42,7 +59,60 @@ const (
 )
 
 func newTagCache() *tagCache {
-	return &tagCache{entries: newWeighed(tagCacheBytes, func(e tagEntry) int { return recordWeight + recordBytes(e.rec) })}
+	return &tagCache{
+		entries: newWeighed(tagCacheBytes, func(e tagEntry) int { return recordWeight + recordBytes(e.rec) }),
+		lists: newWeighed(tagListBytes, func(l tagList) int {
+			n := 24 * len(l.names)
+			for _, t := range l.names {
+				n += len(t)
+			}
+			return n
+		}),
+		listing: map[string]bool{},
+	}
+}
+
+// tagListBytes bounds the memory of kept lists: 100,000 tags of 20
+// characters take about 4.4 MB.
+const tagListBytes = 32 << 20
+
+// list returns repo's kept tags in order, if checked since now-tagTrust.
+func (c *tagCache) list(repo string, now time.Time) ([]string, bool) {
+	if c == nil {
+		return nil, false
+	}
+	l, ok := c.lists.GetIfPresent(repo)
+	if !ok || now.Sub(l.checked) >= tagTrust {
+		return nil, false
+	}
+	return l.names, true
+}
+
+// beginList claims the reading of repo's whole list; false when another
+// request is reading it.
+func (c *tagCache) beginList(repo string) bool {
+	if c == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.listing[repo] {
+		return false
+	}
+	c.listing[repo] = true
+	return true
+}
+
+// endList keeps names, read since begin returned since, as repo's list
+// unless a tag changed meanwhile or they are too few to be worth it, and
+// releases the claim.
+func (c *tagCache) endList(repo string, since uint64, names []string, checked time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.listing, repo)
+	if names != nil && len(names) >= keptListMin && c.changes.Load() == since {
+		c.lists.Set(repo, tagList{names: names, checked: checked})
+	}
 }
 
 // recordBytes is what a record holds beyond a plain descriptor: its
@@ -97,9 +167,9 @@ func (c *tagCache) fill(key string, since uint64, rec manifestRecord, checked ti
 	}
 }
 
-// forget drops keys after their tags were written (or a write failed
-// without saying how far it got).
-func (c *tagCache) forget(keys ...string) {
+// forget drops keys, and repo's list, after its tags were written (or a
+// write failed without saying how far it got).
+func (c *tagCache) forget(repo string, keys ...string) {
 	if c == nil {
 		return
 	}
@@ -108,6 +178,7 @@ func (c *tagCache) forget(keys ...string) {
 	for _, k := range keys {
 		c.entries.Invalidate(k)
 	}
+	c.lists.Invalidate(repo)
 	c.changes.Add(1)
 }
 
@@ -119,5 +190,6 @@ func (c *tagCache) forgetAll() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.entries.InvalidateAll()
+	c.lists.InvalidateAll()
 	c.changes.Add(1)
 }

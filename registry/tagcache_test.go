@@ -3,11 +3,17 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/lading-registry/lading/storage/driver"
+	"github.com/lading-registry/lading/storage/driver/inmemory"
 )
 
 // A sole server's own writes are seen at once: a tag moved, deleted, or
@@ -82,7 +88,7 @@ func TestTagCacheFillLosesToAWrite(t *testing.T) {
 	old := manifestRecord{}
 	old.Digest = "sha256:" + "aa"
 	since := c.begin()
-	c.forget("r:t") // a write ended while the read was under way
+	c.forget("r", "r:t") // a write ended while the read was under way
 	c.fill("r:t", since, old, now)
 	if _, ok := c.get("r:t", now); ok {
 		t.Fatal("a resolution read across a write was kept")
@@ -95,7 +101,7 @@ func TestTagCacheFillLosesToAWrite(t *testing.T) {
 	if _, ok := c.get("r:t", now.Add(tagTrust)); ok {
 		t.Fatal("a resolution older than tagTrust was used")
 	}
-	c.forget("r:t")
+	c.forget("r", "r:t")
 	if _, ok := c.get("r:t", now); ok {
 		t.Fatal("a resolution outlived its tag's write")
 	}
@@ -163,4 +169,77 @@ func TestTagCacheSeesARecordRewritten(t *testing.T) {
 			t.Fatalf("Stat %s = %s, %v; want the record as pushed last", ref, got.MediaType, err)
 		}
 	}
+}
+
+// A sole server keeps a large repository's tags in order between its own
+// writes: a client paging through them costs one listing, not one per page;
+// a push or a delete here shows in the next page, another process's once
+// the list is older than tagTrust.
+func TestTagListKeptBetweenWrites(t *testing.T) {
+	var mu sync.Mutex
+	clock := time.Now()
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	var walks atomic.Int64
+	drv := driver.Instrument(inmemory.New(), func(op string, _ time.Duration, _ error) {
+		if op == "Walk" {
+			walks.Add(1)
+		}
+	})
+	f := newFixture(t, New(drv, Options{SoleServer: true, Now: now}), "big")
+	_, d := f.pushImage("seed")
+	want := []string{"seed"}
+	for i := range keptListMin + 10 {
+		tag := fmt.Sprintf("t%05d", i)
+		if err := f.ms.tag(f.ctx, tag, d); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, tag)
+	}
+	pages := func() []string {
+		t.Helper()
+		var got []string
+		last := ""
+		for {
+			page, more, err := f.ms.Tags(f.ctx, last, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, page...)
+			if !more {
+				return got
+			}
+			last = page[len(page)-1]
+		}
+	}
+	check := func(when string) {
+		t.Helper()
+		slices.Sort(want)
+		before := walks.Load()
+		if got := pages(); !slices.Equal(got, want) {
+			t.Fatalf("%s: %d tags listed, want %d (%q...)", when, len(got), len(want), got[:min(len(got), 5)])
+		}
+		if n := walks.Load() - before; n != 1 {
+			t.Fatalf("%s: %d listings for %d pages, want 1", when, n, len(want)/100+1)
+		}
+	}
+	check("first")
+	f.pushImage("t00003-new")
+	want = append(want, "t00003-new")
+	check("after a push")
+	if err := f.ms.Delete(f.ctx, "t00007"); err != nil {
+		t.Fatal(err)
+	}
+	want = slices.DeleteFunc(want, func(s string) bool { return s == "t00007" })
+	check("after a delete")
+
+	other := newFixture(t, New(drv, Options{}), "big")
+	other.pushImage("zzz")
+	if got := pages(); slices.Contains(got, "zzz") {
+		t.Fatal("another process's tag seen within the trust: the list was not kept")
+	}
+	mu.Lock()
+	clock = clock.Add(tagTrust)
+	mu.Unlock()
+	want = append(want, "zzz")
+	check("past the trust")
 }

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"path"
+	"sort"
 
 	"github.com/opencontainers/go-digest"
 
@@ -29,9 +30,27 @@ func (ms *ManifestStore) Tags(ctx context.Context, last string, n int) (tags []s
 		}
 		from = tagPath(ms.repo.name, last)
 	}
-	tags, more, err = page(ctx, ms.driver(), tagsPath(ms.repo.name), from, n, func(p string) (string, bool) {
-		return path.Base(p), true
-	})
+	name := func(p string) (string, bool) { return path.Base(p), true }
+	if c := ms.repo.reg.tags; c != nil {
+		now := ms.repo.reg.now()
+		if all, ok := c.list(ms.repo.name, now); ok {
+			tags, more = pageOf(all, last, n)
+			return tags, more, nil
+		}
+		if c.beginList(ms.repo.name) {
+			since := c.begin()
+			all, _, err := page(ctx, ms.driver(), tagsPath(ms.repo.name), "", 0, name)
+			c.endList(ms.repo.name, since, all, now)
+			if err != nil {
+				return nil, false, err
+			}
+			if len(all) > 0 {
+				tags, more = pageOf(all, last, n)
+				return tags, more, nil
+			}
+		}
+	}
+	tags, more, err = page(ctx, ms.driver(), tagsPath(ms.repo.name), from, n, name)
 	if err != nil || len(tags) > 0 {
 		return tags, more, err
 	}
@@ -43,6 +62,18 @@ func (ms *ManifestStore) Tags(ctx context.Context, last string, n int) (tags []s
 		return nil, false, nameUnknown(ms.repo.name)
 	}
 	return []string{}, false, nil
+}
+
+// pageOf is the page of names (in order) after last: at most n (n <= 0:
+// all), and whether more follow. Never nil.
+func pageOf(names []string, last string, n int) ([]string, bool) {
+	i := sort.Search(len(names), func(j int) bool { return names[j] > last })
+	rest := names[i:]
+	more := n > 0 && len(rest) > n
+	if more {
+		rest = rest[:n]
+	}
+	return append([]string{}, rest...), more
 }
 
 // tagDigest reads the digest a tag points at.
@@ -94,7 +125,7 @@ func (ms *ManifestStore) tagsChanged(tags ...string) {
 		for i, t := range tags {
 			keys[i] = tagKey(ms.repo.name, t)
 		}
-		c.forget(keys...)
+		c.forget(ms.repo.name, keys...)
 	}
 }
 
