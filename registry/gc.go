@@ -270,8 +270,10 @@ func (c *collector) announce(ctx context.Context) error {
 	if prev.sweeping(c.reg.now()) {
 		// A batch whose collector lost its lease may still delete until
 		// its deadline, and writers wait for it by the state: it stays
-		// until then.
-		t := time.NewTimer(prev.Until.Sub(c.reg.now()))
+		// until then, or a batch's time at most, whatever that clock said.
+		wait := min(prev.Until.Sub(c.reg.now()), gcBatchTTL)
+		c.reg.log.Info("garbage collection: waiting out a batch left by a collector that lost its lease", "wait", wait.Round(time.Millisecond))
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()

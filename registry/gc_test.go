@@ -990,3 +990,25 @@ func TestAnnounceWaitsOutAnAbandonedBatch(t *testing.T) {
 		t.Fatalf("the run was announced %v before the abandoned batch's deadline", until.Sub(at))
 	}
 }
+
+// A flagged batch's deadline far ahead (a clock that ran ahead, a bad
+// write) holds the next run a batch's time at most.
+func TestAnnounceWaitsABatchAtMost(t *testing.T) {
+	defer func(ttl time.Duration) { gcBatchTTL = ttl }(gcBatchTTL)
+	gcBatchTTL = 300 * time.Millisecond
+	reg := New(inmemory.New(), Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := reg.writeGCState(ctx, gcState{Run: "old", Batch: 1, InBatch: true, Until: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	opts := quickGC(true)
+	opts.TempDir = t.TempDir()
+	c := &collector{reg: reg, opts: opts, cutoff: time.Now(), untaggedCutoff: time.Now()}
+	if err := c.announce(ctx); err != nil {
+		t.Fatalf("announce: %v", err)
+	}
+	if s, err := reg.readGCState(ctx); err != nil || s.Run == "old" {
+		t.Fatalf("state %+v, %v: the run was not announced", s, err)
+	}
+}

@@ -32,8 +32,13 @@ type tagCache struct {
 	// its size. listing holds the repositories whose list is being read,
 	// so concurrent pages read one list, not one each.
 	lists   *otter.Cache[string, tagList]
-	listing map[string]bool
+	listing map[string]*listRead
 }
+
+// listRead is a read of a repository's whole list under way; changed
+// says one of its tags was written meanwhile, and the list is not kept.
+// Per repository: writes elsewhere, steady on a busy registry, leave it be.
+type listRead struct{ changed bool }
 
 type tagList struct {
 	names   []string
@@ -68,7 +73,7 @@ func newTagCache() *tagCache {
 			}
 			return n
 		}),
-		listing: map[string]bool{},
+		listing: map[string]*listRead{},
 	}
 }
 
@@ -89,28 +94,29 @@ func (c *tagCache) list(repo string, now time.Time) ([]string, bool) {
 }
 
 // beginList claims the reading of repo's whole list; false when another
-// request is reading it.
+// request is reading it. endList must follow.
 func (c *tagCache) beginList(repo string) bool {
 	if c == nil {
 		return false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.listing[repo] {
+	if c.listing[repo] != nil {
 		return false
 	}
-	c.listing[repo] = true
+	c.listing[repo] = &listRead{}
 	return true
 }
 
-// endList keeps names, read since begin returned since, as repo's list
-// unless a tag changed meanwhile or they are too few to be worth it, and
-// releases the claim.
-func (c *tagCache) endList(repo string, since uint64, names []string, checked time.Time) {
+// endList keeps names, read since beginList, as repo's list unless one of
+// its tags changed meanwhile or they are too few to be worth it (nil: the
+// read failed), and releases the claim.
+func (c *tagCache) endList(repo string, names []string, checked time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	read := c.listing[repo]
 	delete(c.listing, repo)
-	if names != nil && len(names) >= keptListMin && c.changes.Load() == since {
+	if len(names) >= keptListMin && read != nil && !read.changed {
 		c.lists.Set(repo, tagList{names: names, checked: checked})
 	}
 }
@@ -179,6 +185,9 @@ func (c *tagCache) forget(repo string, keys ...string) {
 		c.entries.Invalidate(k)
 	}
 	c.lists.Invalidate(repo)
+	if read := c.listing[repo]; read != nil {
+		read.changed = true
+	}
 	c.changes.Add(1)
 }
 
@@ -191,5 +200,8 @@ func (c *tagCache) forgetAll() {
 	defer c.mu.Unlock()
 	c.entries.InvalidateAll()
 	c.lists.InvalidateAll()
+	for _, read := range c.listing {
+		read.changed = true
+	}
 	c.changes.Add(1)
 }

@@ -243,3 +243,112 @@ func TestTagListKeptBetweenWrites(t *testing.T) {
 	want = append(want, "zzz")
 	check("past the trust")
 }
+
+// A list read while tags of other repositories change is kept: on a busy
+// registry writes elsewhere never stop. One read across a write of its own
+// repository is not.
+func TestTagListKeptDespiteWritesElsewhere(t *testing.T) {
+	c := newTagCache()
+	names := make([]string, keptListMin)
+	for i := range names {
+		names[i] = fmt.Sprintf("t%05d", i)
+	}
+	now := time.Now()
+	if !c.beginList("big") || c.beginList("big") {
+		t.Fatal("the claim is not one reader's")
+	}
+	c.forget("other", "other:x")
+	c.endList("big", names, now)
+	if got, ok := c.list("big", now); !ok || len(got) != len(names) {
+		t.Fatal("a list read while another repository's tag changed was not kept")
+	}
+	c.forget("big", "big:t00001")
+	c.beginList("big")
+	c.forget("big", "big:t00002")
+	c.endList("big", names, now)
+	if _, ok := c.list("big", now); ok {
+		t.Fatal("a list read across a write of its own tags was kept")
+	}
+}
+
+// panicOnWalk panics in Walk while armed, as a failing driver might.
+type panicOnWalk struct {
+	driver.Driver
+	armed atomic.Bool
+}
+
+func (p *panicOnWalk) Walk(ctx context.Context, path, from string, fn driver.WalkFunc) error {
+	if p.armed.Load() {
+		panic("walk failed")
+	}
+	return p.Driver.Walk(ctx, path, from, fn)
+}
+
+// A read of the whole list that panics (the server recovers it) releases
+// its claim: the next request reads and keeps the list.
+func TestTagListClaimReleasedOnPanic(t *testing.T) {
+	mem := inmemory.New()
+	seed := newFixture(t, New(mem, Options{}), "big")
+	_, d := seed.pushImage("seed")
+	for i := range keptListMin {
+		if err := seed.ms.tag(seed.ctx, fmt.Sprintf("t%05d", i), d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	drv := &panicOnWalk{Driver: mem}
+	reg := New(drv, Options{SoleServer: true})
+	ms := newFixture(t, reg, "big").ms
+	drv.armed.Store(true)
+	func() {
+		defer func() { recover() }()
+		ms.Tags(context.Background(), "", 10)
+	}()
+	drv.armed.Store(false)
+	if _, _, err := ms.Tags(context.Background(), "", 10); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := reg.tags.list("big", reg.now()); !ok {
+		t.Fatal("no list kept after a read that panicked")
+	}
+}
+
+// failingRemoval removes an object but reports it was not removed, with an
+// error, as a file system's conditional removal can once it moved the
+// object aside and could neither read nor restore it.
+type failingRemoval struct {
+	driver.Driver
+	armed atomic.Bool
+}
+
+func (f *failingRemoval) RemoveObjectIf(ctx context.Context, path string, content []byte) (bool, error) {
+	if !f.armed.Load() {
+		return driver.RemoveObjectIf(ctx, f.Driver, path, content)
+	}
+	if err := f.Driver.Delete(ctx, path); err != nil {
+		return false, err
+	}
+	return false, errors.New("moved aside, then lost")
+}
+
+// A tag a failed untag took away anyway is not listed from memory.
+func TestUntagForgetsWhateverTheRemovalSays(t *testing.T) {
+	drv := &failingRemoval{Driver: inmemory.New()}
+	f := newFixture(t, New(drv, Options{SoleServer: true}), "big")
+	_, gone := f.pushImage("gone")
+	_, d := f.pushImage("seed")
+	for i := range keptListMin {
+		if err := f.ms.tag(f.ctx, fmt.Sprintf("t%05d", i), d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if tags, _, err := f.ms.Tags(f.ctx, "", 0); err != nil || !slices.Contains(tags, "gone") {
+		t.Fatalf("before: %v", err)
+	}
+	drv.armed.Store(true)
+	if err := f.ms.Delete(f.ctx, gone.String()); err == nil {
+		t.Fatal("the failing removal did not fail the delete")
+	}
+	if tags, _, err := f.ms.Tags(f.ctx, "", 0); err != nil || slices.Contains(tags, "gone") {
+		t.Fatalf("a tag removed from the store is still listed from memory (%v)", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"path"
 	"sort"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -38,9 +39,7 @@ func (ms *ManifestStore) Tags(ctx context.Context, last string, n int) (tags []s
 			return tags, more, nil
 		}
 		if c.beginList(ms.repo.name) {
-			since := c.begin()
-			all, _, err := page(ctx, ms.driver(), tagsPath(ms.repo.name), "", 0, name)
-			c.endList(ms.repo.name, since, all, now)
+			all, err := ms.readList(ctx, c, now)
 			if err != nil {
 				return nil, false, err
 			}
@@ -62,6 +61,17 @@ func (ms *ManifestStore) Tags(ctx context.Context, last string, n int) (tags []s
 		return nil, false, nameUnknown(ms.repo.name)
 	}
 	return []string{}, false, nil
+}
+
+// readList reads every tag of the repository, for c to keep once the
+// claim beginList gave is released, whatever happens to the read.
+func (ms *ManifestStore) readList(ctx context.Context, c *tagCache, now time.Time) (all []string, err error) {
+	defer func() { c.endList(ms.repo.name, all, now) }()
+	all, _, err = page(ctx, ms.driver(), tagsPath(ms.repo.name), "", 0, func(p string) (string, bool) { return path.Base(p), true })
+	if err != nil {
+		all = nil
+	}
+	return all, err
 }
 
 // pageOf is the page of names (in order) after last: at most n (n <= 0:
@@ -142,10 +152,10 @@ func (ms *ManifestStore) untag(ctx context.Context, d digest.Digest) error {
 		}
 		// Only while it names d: a push may be moving it to another
 		// manifest right now, and must keep it.
-		removed, err := driver.RemoveObjectIf(ctx, ms.driver(), tagPath(ms.repo.name, t), []byte(d))
-		if removed {
-			ms.tagsChanged(t)
-		}
+		_, err := driver.RemoveObjectIf(ctx, ms.driver(), tagPath(ms.repo.name, t), []byte(d))
+		// Whatever it says: on a file system a failed or refused removal
+		// may still have moved the tag for a moment.
+		ms.tagsChanged(t)
 		return err
 	})
 	return err
