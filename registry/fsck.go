@@ -389,14 +389,7 @@ func (f *fsck) manifests(ctx context.Context, ms *ManifestStore) error {
 func (f *fsck) referrerListed(ctx context.Context, ms *ManifestStore, rec manifestRecord, payload []byte) error {
 	drv, name, d := f.reg.driver, ms.repo.name, rec.Digest
 	entry := referrerPath(name, rec.Subject.Digest, d)
-	unlisted := func(ctx context.Context) (bool, error) {
-		_, err := driver.StatObject(ctx, drv, entry)
-		if err == nil || !driver.IsNotFound(err) {
-			return false, err
-		}
-		return true, nil
-	}
-	if missing, err := unlisted(ctx); err != nil || !missing {
+	if missing, err := objectGone(ctx, drv, entry); err != nil || !missing {
 		return err
 	}
 	return f.problem(ctx, FsckProblem{Kind: ProblemUnlistedReferrer, Repository: name, Path: manifestLinkPath(name, d), Digest: d, Detail: "subject " + rec.Subject.Digest.String()},
@@ -411,7 +404,7 @@ func (f *fsck) referrerListed(ctx context.Context, ms *ManifestStore, rec manife
 			if _, err := driver.StatObject(ctx, drv, manifestLinkPath(name, d)); err != nil {
 				return false, ignoreNotFound(err)
 			}
-			if missing, err := unlisted(ctx); err != nil || !missing {
+			if missing, err := objectGone(ctx, drv, entry); err != nil || !missing {
 				return false, err
 			}
 			m, err := parseManifest(payload, rec.MediaType)
@@ -506,11 +499,7 @@ func (f *fsck) referrers(ctx context.Context, ms *ManifestStore) error {
 			return f.problem(ctx, FsckProblem{Kind: ProblemUnexpectedObject, Repository: name, Path: fi.Path}, nil)
 		}
 		stale := func(ctx context.Context) (bool, error) {
-			_, err := driver.StatObject(ctx, drv, manifestLinkPath(name, d))
-			if err == nil || !driver.IsNotFound(err) {
-				return false, err
-			}
-			return true, nil
+			return objectGone(ctx, drv, manifestLinkPath(name, d))
 		}
 		if gone, err := stale(ctx); err != nil || !gone {
 			return err

@@ -251,11 +251,7 @@ func (ms *ManifestStore) settlePut(ctx context.Context, g *gcGuard, rec manifest
 	// collector's state (on an object store each is a round trip), and
 	// again after a verify, which may have repaired what the push wrote.
 	recordGone := func(ctx context.Context) (bool, error) {
-		_, err := driver.StatObject(ctx, ms.driver(), manifestLinkPath(ms.repo.name, rec.Digest))
-		if driver.IsNotFound(err) {
-			return true, nil
-		}
-		return false, err
+		return objectGone(ctx, ms.driver(), manifestLinkPath(ms.repo.name, rec.Digest))
 	}
 	var gone, verified bool
 	var statErr error

@@ -677,6 +677,16 @@ func checkSize(r reference, stored int64) error {
 }
 
 // isUnknown reports an error meaning "not in this repository".
+// objectGone reports whether nothing is at path: a look that finds the
+// object, or fails otherwise, says false.
+func objectGone(ctx context.Context, drv driver.Driver, path string) (bool, error) {
+	_, err := driver.StatObject(ctx, drv, path)
+	if driver.IsNotFound(err) {
+		return true, nil
+	}
+	return false, err
+}
+
 func isUnknown(err error) bool {
 	return errors.Is(err, ErrBlobUnknown) || errors.Is(err, ErrManifestUnknown) || errors.Is(err, ErrNameUnknown)
 }

@@ -31,25 +31,24 @@ func (ms *ManifestStore) Tags(ctx context.Context, last string, n int) (tags []s
 		}
 		from = tagPath(ms.repo.name, last)
 	}
-	name := func(p string) (string, bool) { return path.Base(p), true }
+	// A sole server pages through a large repository's kept list, and
+	// lists a repository no request is reading whole that way.
+	var all []string
+	listed := false
 	if c := ms.repo.reg.tags; c != nil {
 		now := ms.repo.reg.now()
-		if all, ok := c.list(ms.repo.name, now); ok {
-			tags, more = pageOf(all, last, n)
-			return tags, more, nil
-		}
-		if c.beginList(ms.repo.name) {
-			all, err := ms.readList(ctx, c, now)
-			if err != nil {
+		if all, listed = c.list(ms.repo.name, now); !listed && c.beginList(ms.repo.name) {
+			if all, err = ms.readList(ctx, c, now); err != nil {
 				return nil, false, err
 			}
-			if len(all) > 0 {
-				tags, more = pageOf(all, last, n)
-				return tags, more, nil
-			}
+			listed = true
 		}
 	}
-	tags, more, err = page(ctx, ms.driver(), tagsPath(ms.repo.name), from, n, name)
+	if listed {
+		tags, more = pageOf(all, last, n)
+	} else {
+		tags, more, err = page(ctx, ms.driver(), tagsPath(ms.repo.name), from, n, tagOfPath)
+	}
 	if err != nil || len(tags) > 0 {
 		return tags, more, err
 	}
@@ -63,11 +62,14 @@ func (ms *ManifestStore) Tags(ctx context.Context, last string, n int) (tags []s
 	return []string{}, false, nil
 }
 
+// tagOfPath names the tag a path below a repository's tags holds.
+func tagOfPath(p string) (string, bool) { return path.Base(p), true }
+
 // readList reads every tag of the repository, for c to keep once the
 // claim beginList gave is released, whatever happens to the read.
 func (ms *ManifestStore) readList(ctx context.Context, c *tagCache, now time.Time) (all []string, err error) {
 	defer func() { c.endList(ms.repo.name, all, now) }()
-	all, _, err = page(ctx, ms.driver(), tagsPath(ms.repo.name), "", 0, func(p string) (string, bool) { return path.Base(p), true })
+	all, _, err = page(ctx, ms.driver(), tagsPath(ms.repo.name), "", 0, tagOfPath)
 	if err != nil {
 		all = nil
 	}

@@ -190,15 +190,7 @@ func (u *Upload) AppendCommit(ctx context.Context, r io.Reader, at int64, d dige
 	var first [1]byte
 	switch k, rerr := io.ReadFull(r, first[:]); {
 	case k == 0 && rerr == io.EOF:
-		if err := u.load(ctx); err != nil {
-			return v1.Descriptor{}, err
-		}
-		desc, err := u.finish(ctx, d, -1, false)
-		if err != nil {
-			return v1.Descriptor{}, err
-		}
-		u.bs.repo.reg.uploadObs(-1)
-		return desc, nil
+		return u.commitLocked(ctx, d, -1)
 	case k == 0:
 		r = errReader{rerr}
 	default:
@@ -562,6 +554,11 @@ func (u *Upload) Commit(ctx context.Context, d digest.Digest, size int64) (v1.De
 		return v1.Descriptor{}, err
 	}
 	defer unlock()
+	return u.commitLocked(ctx, d, size)
+}
+
+// commitLocked is Commit once the session is held.
+func (u *Upload) commitLocked(ctx context.Context, d digest.Digest, size int64) (v1.Descriptor, error) {
 	if err := u.load(ctx); err != nil {
 		return v1.Descriptor{}, err
 	}

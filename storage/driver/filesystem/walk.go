@@ -121,7 +121,8 @@ func namesInOrder(dir, path, from, after string, limit int) (names []entryName, 
 	for {
 		batch, rerr := f.ReadDir(1024)
 		for _, e := range batch {
-			n := entryName{key: e.Name()}
+			name := e.Name()
+			n := entryName{key: name}
 			switch {
 			case e.IsDir():
 				n.key, n.dir = n.key+"/", true
@@ -143,13 +144,13 @@ func namesInOrder(dir, path, from, after string, limit int) (names []entryName, 
 				if n.key >= h[0].key {
 					continue
 				}
-				if validName(strings.TrimSuffix(n.key, "/")) {
+				if validName(name) {
 					h[0] = n
 					heap.Fix(&h, 0)
 				}
 				continue
 			}
-			if validName(strings.TrimSuffix(n.key, "/")) {
+			if validName(name) {
 				heap.Push(&h, n)
 			}
 		}
