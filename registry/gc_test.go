@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -1010,5 +1012,21 @@ func TestAnnounceWaitsABatchAtMost(t *testing.T) {
 	}
 	if s, err := reg.readGCState(ctx); err != nil || s.Run == "old" {
 		t.Fatalf("state %+v, %v: the run was not announced", s, err)
+	}
+}
+
+// A scheduled collection that ends with its lease lost is told in the log,
+// though the loss reaches it as a cancelled context; a process stopping
+// is not.
+func TestLostLeaseOfAScheduledTurnIsLogged(t *testing.T) {
+	var logs bytes.Buffer
+	reg := New(driver.Instrument(inmemory.New(), nil), Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	reg.logTurn("garbage collection", context.Canceled)
+	if logs.Len() != 0 {
+		t.Fatalf("a stop was logged: %q", logs.String())
+	}
+	reg.logTurn("garbage collection", errors.Join(errLeaseLost, context.Canceled))
+	if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "lease lapsed") {
+		t.Fatalf("a lost lease went unlogged: %q", logs.String())
 	}
 }

@@ -77,7 +77,9 @@ func (r *Registry) logTurn(what string, err error, attrs ...any) {
 	switch {
 	case errors.Is(err, ErrCollectorBusy):
 		r.log.Debug(what+" skipped: another replica runs one", attrs...)
-	case errors.Is(err, context.Canceled):
+	case errors.Is(err, context.Canceled) && !errors.Is(err, errLeaseLost):
+		// The process stopping; a lost lease cancels the work too, and is
+		// worth an operator's look.
 	case err != nil:
 		r.log.Error(what+" failed", append(attrs, "err", err)...)
 	default:
