@@ -21,8 +21,10 @@ import (
 //
 // Breaking an expired lease is delete-then-create: two processes that find
 // the same expired lease at the same instant can both believe they hold it.
-// Renewal keeps that to replicas stalled for longer than ttl; Redis, when
-// configured, gives locks without that window.
+// Renewal keeps that to replicas stalled for longer than ttl, and writes
+// over the lease only while it is as its holder left it, so a stalled
+// holder never takes back a lease another broke (where the driver has
+// ContentReplacer). Redis, when configured, gives locks without the window.
 func NewBackendLocker(d driver.Driver, ttl time.Duration) Locker {
 	if ttl <= 0 {
 		ttl = 2 * time.Minute
@@ -101,22 +103,36 @@ func (l *backendLocker) TryLockLost(ctx context.Context, key string) (func(), <-
 			}
 		}
 	}
+	written, _ := json.Marshal(mine)
 	stop, lost := KeepLease(l.ttl, taken, func(ctx context.Context) error {
-		held, err := l.read(ctx, path)
-		if driver.IsNotFound(err) || err == nil && held.Token != mine.Token {
-			return ErrLeaseGone // broken by another after expiry
+		renewed := mine
+		renewed.Expires = l.now().Add(l.ttl)
+		raw, _ := json.Marshal(renewed)
+		// Written over the lease only while it is as this holder left it:
+		// a holder that stalled past its term must not write its lease
+		// back over one another took meanwhile (atomic where the driver
+		// has ContentReplacer).
+		ok, err := driver.ReplaceObjectIf(ctx, l.d, path, written, raw)
+		if err == nil && !ok {
+			// Gone, another's, or a renewal of this holder's that landed
+			// though its answer was lost: read what is there.
+			var held lease
+			var was []byte
+			was, held, err = l.readRaw(ctx, path)
+			if driver.IsNotFound(err) || err == nil && held.Token != mine.Token {
+				return ErrLeaseGone // broken by another after expiry
+			}
+			if err == nil {
+				if ok, err = driver.ReplaceObjectIf(ctx, l.d, path, was, raw); err == nil && !ok {
+					return ErrLeaseGone // taken since that read
+				}
+			}
 		}
 		if err != nil {
 			return err // the backend may answer next time
 		}
-		renewed := mine
-		renewed.Expires = l.now().Add(l.ttl)
-		raw, _ := json.Marshal(renewed)
 		// Only a stored renewal extends what unlock trusts without a read.
-		if err := l.d.PutContent(ctx, path, raw); err != nil {
-			return err
-		}
-		mine = renewed
+		mine, written = renewed, raw
 		return nil
 	})
 	return func() {
@@ -124,9 +140,9 @@ func (l *backendLocker) TryLockLost(ctx context.Context, key string) (func(), <-
 		ctx := context.Background()
 		// Nobody breaks a lease before it expires, so one well within its
 		// term is still ours and needs no read before the delete: the read
-		// is for a holder that stalled past expiry. The margin covers clock
-		// skew between replicas.
-		if mine.Expires.Sub(l.now()) > l.ttl/2 {
+		// is for a holder that stalled past expiry, or heard it was lost.
+		// The margin covers clock skew between replicas.
+		if mine.Expires.Sub(l.now()) > l.ttl/2 && !closed(lost) {
 			if driver.RemoveObject(ctx, l.d, path) != nil {
 				l.releaseLater(path, mine)
 			}
@@ -182,4 +198,14 @@ func (l *backendLocker) readRaw(ctx context.Context, path string) ([]byte, lease
 		return raw, lease{}, nil
 	}
 	return raw, ls, nil
+}
+
+// closed reports whether c is closed.
+func closed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }

@@ -466,3 +466,55 @@ func TestLeaseCreatedByARetriedRequest(t *testing.T) {
 		t.Fatal("the lease is left behind after unlock")
 	}
 }
+
+// takenMeanwhile writes another's lease at path once armed, just after the
+// holder's renewal read its own: as another replica that broke the lease
+// while the holder stalled past its term.
+type takenMeanwhile struct {
+	*inmemory.Driver
+	path  string
+	armed atomic.Bool
+}
+
+var anothers = []byte(`{"token":"another","expires":"2100-01-01T00:00:00Z"}`)
+
+func (d *takenMeanwhile) take(ctx context.Context, path string) {
+	if path == d.path && d.armed.CompareAndSwap(true, false) {
+		d.Driver.PutContent(ctx, path, anothers)
+	}
+}
+
+func (d *takenMeanwhile) GetContent(ctx context.Context, path string) ([]byte, error) {
+	b, err := d.Driver.GetContent(ctx, path)
+	d.take(ctx, path)
+	return b, err
+}
+
+func (d *takenMeanwhile) ReplaceObjectIf(ctx context.Context, path string, old, content []byte) (bool, error) {
+	d.take(ctx, path) // its read done, its write not yet
+	return d.Driver.ReplaceObjectIf(ctx, path, old, content)
+}
+
+// A renewal never writes its lease back over one another took between its
+// read and its write: the other keeps the key, and the holder hears of
+// the loss.
+func TestRenewalKeepsALeaseTakenMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	path := lockPath("repo/x/0002")
+	d := &takenMeanwhile{Driver: inmemory.New(), path: path}
+	l := &backendLocker{d: d, ttl: 600 * time.Millisecond, now: time.Now}
+	unlock, lost, err := l.TryLockLost(ctx, "repo/x/0002")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.armed.Store(true) // the first renewal, at a third of the term
+	select {
+	case <-lost:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a lease taken by another was never reported lost")
+	}
+	unlock()
+	if got, err := d.Driver.GetContent(ctx, path); err != nil || !bytes.Equal(got, anothers) {
+		t.Fatalf("the other's lease was written over: %s, %v", got, err)
+	}
+}

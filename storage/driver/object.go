@@ -139,6 +139,41 @@ func (i *instrumented) RemoveObjectIf(ctx context.Context, path string, content 
 	return RemoveObjectIf(ctx, i.d, path, content)
 }
 
+// ContentReplacer is implemented by drivers that can replace a plain object
+// only while it holds given content, so that a writer of the path in
+// between keeps what it wrote: a lease renewed by a holder that stalled
+// past its term must not be written back over another's.
+type ContentReplacer interface {
+	// ReplaceObjectIf writes content at path if the object there holds
+	// old, and reports whether it did; other content, or nothing, stays.
+	ReplaceObjectIf(ctx context.Context, path string, old, content []byte) (bool, error)
+}
+
+// ReplaceObjectIf is d's ReplaceObjectIf, or else a read, a comparison and
+// PutContent, which a write between the last two can lose to.
+func ReplaceObjectIf(ctx context.Context, d Driver, path string, old, content []byte) (bool, error) {
+	if r, ok := d.(ContentReplacer); ok {
+		return r.ReplaceObjectIf(ctx, path, old, content)
+	}
+	got, err := d.GetContent(ctx, path)
+	if IsNotFound(err) || err == nil && !bytes.Equal(got, old) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, d.PutContent(ctx, path, content)
+}
+
+// ReplaceObjectIf implements ContentReplacer for the wrapped driver.
+func (i *instrumented) ReplaceObjectIf(ctx context.Context, path string, old, content []byte) (replaced bool, err error) {
+	defer i.report("ReplaceObjectIf", time.Now(), &err)
+	if err := i.check(path); err != nil {
+		return false, err
+	}
+	return ReplaceObjectIf(ctx, i.d, path, old, content)
+}
+
 // SegmentLimiter is implemented by drivers that hold path segments up to
 // a length (a file system's names stop at 255 bytes); others have none
 // short of MaxPathLength.

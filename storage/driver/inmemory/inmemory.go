@@ -93,6 +93,17 @@ func (d *Driver) RemoveObjectIf(_ context.Context, path string, content []byte) 
 	return true, nil
 }
 
+// ReplaceObjectIf implements driver.ContentReplacer.
+func (d *Driver) ReplaceObjectIf(_ context.Context, path string, old, content []byte) (bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	o, ok := d.objects[path]
+	if !ok || !bytes.Equal(o.data, old) {
+		return false, nil
+	}
+	return true, d.store(path, &object{data: bytes.Clone(content), modTime: time.Now()})
+}
+
 // Reader implements driver.Driver.
 func (d *Driver) Reader(_ context.Context, path string, offset int64) (io.ReadCloser, error) {
 	d.mu.RLock()

@@ -184,31 +184,68 @@ func (d *Driver) StatObject(ctx context.Context, path string) (driver.FileInfo, 
 // the condition that the object is still what was read (If-Match) where
 // the server honours it; elsewhere a write between the two is lost.
 func (d *Driver) RemoveObjectIf(ctx context.Context, path string, content []byte) (bool, error) {
-	key := d.key(path)
-	out, err := d.client.GetObject(ctx, &s3.GetObjectInput{Bucket: d.bucket, Key: aws.String(key)})
-	if err != nil {
-		if err = mapErr("remove", path, err); driver.IsNotFound(err) {
-			return false, nil
-		}
+	etag, ok, err := d.holds(ctx, "remove", path, content)
+	if !ok {
 		return false, err
 	}
-	got, err := io.ReadAll(out.Body)
-	out.Body.Close()
-	if err != nil || !bytes.Equal(got, content) {
-		return false, mapErr("remove", path, err)
-	}
-	in := &s3.DeleteObjectInput{Bucket: d.bucket, Key: aws.String(key)}
+	in := &s3.DeleteObjectInput{Bucket: d.bucket, Key: aws.String(d.key(path))}
 	if d.conditionalDelete {
-		in.IfMatch = out.ETag
+		in.IfMatch = etag
 	}
 	_, err = d.client.DeleteObject(ctx, in)
-	if errorCode(err) == "PreconditionFailed" || httpStatus(err) == http.StatusPreconditionFailed {
-		return false, nil // written again since the read
+	if changedSince(err) {
+		return false, nil
 	}
 	if err = mapErr("remove", path, err); driver.IsNotFound(err) {
 		return false, nil
 	}
 	return err == nil, err
+}
+
+// ReplaceObjectIf implements driver.ContentReplacer: a GET, and a PUT on the
+// condition that the object is still what was read (If-Match) where the
+// server honours it; elsewhere a write between the two is lost.
+func (d *Driver) ReplaceObjectIf(ctx context.Context, path string, old, content []byte) (bool, error) {
+	etag, ok, err := d.holds(ctx, "replace", path, old)
+	if !ok {
+		return false, err
+	}
+	in := d.putInput(d.key(path), content)
+	if d.conditionalReplace {
+		in.IfMatch = etag
+	}
+	_, err = d.client.PutObject(ctx, in)
+	if changedSince(err) || errorCode(err) == "ConditionalRequestConflict" {
+		return false, nil // written again since the read, or being written
+	}
+	if err = mapErr("replace", path, err); driver.IsNotFound(err) {
+		return false, nil // removed since the read
+	}
+	return err == nil, err
+}
+
+// holds reads the object at path and reports whether it holds content,
+// with its ETag for a conditional request on what was read.
+func (d *Driver) holds(ctx context.Context, op, path string, content []byte) (etag *string, ok bool, err error) {
+	out, err := d.client.GetObject(ctx, &s3.GetObjectInput{Bucket: d.bucket, Key: aws.String(d.key(path))})
+	if err != nil {
+		if err = mapErr(op, path, err); driver.IsNotFound(err) {
+			return nil, false, nil
+		}
+		return nil, false, err
+	}
+	got, err := io.ReadAll(out.Body)
+	out.Body.Close()
+	if err != nil || !bytes.Equal(got, content) {
+		return nil, false, mapErr(op, path, err)
+	}
+	return out.ETag, true, nil
+}
+
+// changedSince reports whether a conditional request failed because the
+// object is no longer what its If-Match named.
+func changedSince(err error) bool {
+	return errorCode(err) == "PreconditionFailed" || httpStatus(err) == http.StatusPreconditionFailed
 }
 
 // RemoveObject implements driver.ObjectOps: one DELETE, which S3 answers

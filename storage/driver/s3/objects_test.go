@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -413,4 +414,48 @@ func behindProxy(t *testing.T, srv testenv.S3Server, intercept func(w http.Respo
 		t.Fatal(err)
 	}
 	return d
+}
+
+// TestReplaceObjectIfKeepsAWriteBetween writes the key again while
+// ReplaceObjectIf's read is on its way back: the replace must not land
+// over that write (a stalled lease holder over the lease another took).
+func TestReplaceObjectIfKeepsAWriteBetween(t *testing.T) {
+	srv := testenv.S3(t)
+	other := newTestDriver(t, srv, "")
+	ctx := context.Background()
+	const p = "/locks/key"
+	if err := other.PutContent(ctx, p, []byte("mine")); err != nil {
+		t.Fatal(err)
+	}
+	target, err := url.Parse(srv.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forward := httputil.NewSingleHostReverseProxy(target)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, p) {
+			rec := httptest.NewRecorder()
+			forward.ServeHTTP(rec, r)
+			if err := other.PutContent(ctx, p, []byte("another's")); err != nil {
+				t.Error(err)
+			}
+			maps.Copy(w.Header(), rec.Header())
+			w.WriteHeader(rec.Code)
+			w.Write(rec.Body.Bytes())
+			return
+		}
+		forward.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	d := newTestDriver(t, testenv.S3Server{Endpoint: proxy.URL, Region: srv.Region, Bucket: srv.Bucket, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey}, "")
+	if !d.conditionalReplace {
+		t.Fatal("conditional PUT (If-Match) not found on a server that has it")
+	}
+	replaced, err := d.ReplaceObjectIf(ctx, p, []byte("mine"), []byte("renewed"))
+	if err != nil || replaced {
+		t.Fatalf("ReplaceObjectIf over a write between its read and its write = %v, %v", replaced, err)
+	}
+	if got, err := other.GetContent(ctx, p); err != nil || string(got) != "another's" {
+		t.Fatalf("content %q, %v; want the other write's", got, err)
+	}
 }

@@ -56,6 +56,9 @@ type Driver struct {
 	// conditionalDelete says the server honours If-Match on DELETE
 	// (checkConditionalPut finds out), which RemoveObjectIf uses.
 	conditionalDelete bool
+	// conditionalReplace says the same of If-Match on PUT, which
+	// ReplaceObjectIf uses.
+	conditionalReplace bool
 	// oneByOne says the server refused a batch delete for lack of a
 	// Content-MD5 (MinIO before 2025), which the SDK no longer sends:
 	// keys are deleted one request each from then on.
@@ -157,6 +160,18 @@ func (d *Driver) checkConditionalPut(ctx context.Context) error {
 	}
 	if httpStatus(err) != http.StatusPreconditionFailed {
 		return fmt.Errorf("s3: conditional PUT over an existing key: %w", err)
+	}
+	// Nor If-Match on PUT (where one does not, ReplaceObjectIf compares,
+	// then writes): it must refuse the wrong ETag and take the right one.
+	in := d.putInput(key, nil)
+	in.IfMatch = aws.String(`"0123456789abcdef0123456789abcdef"`)
+	if _, err = d.client.PutObject(ctx, in); changedSince(err) {
+		if head, err := d.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: d.bucket, Key: aws.String(key)}); err == nil {
+			in = d.putInput(key, nil)
+			in.IfMatch = head.ETag
+			_, err = d.client.PutObject(ctx, in)
+			d.conditionalReplace = err == nil
+		}
 	}
 	// Not every server honours If-Match on DELETE (where one does not,
 	// RemoveObjectIf compares, then deletes): it must both refuse the

@@ -115,6 +115,25 @@ func testRemoveObjectIf(e *env) {
 	}
 }
 
+// testReplaceObjectIf checks driver.ReplaceObjectIf: an object is written
+// over only while it holds the content named, and nothing is created.
+func testReplaceObjectIf(e *env) {
+	p := e.put("lease", []byte("old"))
+	if replaced, err := driver.ReplaceObjectIf(e.ctx, e.d, p, []byte("other"), []byte("new")); err != nil || replaced {
+		e.t.Fatalf("ReplaceObjectIf of other content = %v, %v", replaced, err)
+	}
+	e.wantContent(p, []byte("old"))
+	if replaced, err := driver.ReplaceObjectIf(e.ctx, e.d, p, []byte("old"), []byte("new")); err != nil || !replaced {
+		e.t.Fatalf("ReplaceObjectIf of its content = %v, %v", replaced, err)
+	}
+	e.wantContent(p, []byte("new"))
+	missing := e.path("missing")
+	if replaced, err := driver.ReplaceObjectIf(e.ctx, e.d, missing, nil, []byte("new")); err != nil || replaced {
+		e.t.Fatalf("ReplaceObjectIf of nothing = %v, %v", replaced, err)
+	}
+	e.wantGone(missing)
+}
+
 // testObjectOps checks driver.StatObject and driver.RemoveObject, which a
 // driver may serve more cheaply than Stat and Delete for plain objects.
 func testObjectOps(e *env) {

@@ -48,6 +48,7 @@ var cases = []struct {
 	{"stage", testStage},
 	{"object-ops", testObjectOps},
 	{"remove-object-if", testRemoveObjectIf},
+	{"replace-object-if", testReplaceObjectIf},
 	{"create", testCreate},
 	{"create-concurrent", testCreateConcurrent},
 	{"reader-offsets", testReaderOffsets},
