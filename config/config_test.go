@@ -500,3 +500,23 @@ func TestServiceLinkVariablesIgnored(t *testing.T) {
 		}
 	}
 }
+
+// A file of several YAML documents is refused: the later ones would be
+// dropped unread, an auth section with them.
+func TestSecondYAMLDocumentRefused(t *testing.T) {
+	for _, doc := range []string{
+		"http:\n  addr: :5001\n---\nauth:\n  htpasswd:\n    path: /etc/lading/htpasswd\n",
+		"---\nhttp:\n  addr: :5001\n---\nreadonly: true\n",
+		"http:\n  addr: :5001\n---\n---\nreadonly: true\n",
+	} {
+		_, err := Parse("lading.yaml", []byte(doc))
+		if err == nil || !strings.Contains(err.Error(), "second YAML document") {
+			t.Errorf("%q: %v", doc, err)
+		}
+	}
+	for _, doc := range []string{"---\nhttp:\n  addr: :5001\n", "# settings\n---\nhttp:\n  addr: :5001\n...\n", "http:\n  addr: :5001\n---\n"} {
+		if c, err := Parse("lading.yaml", []byte(doc)); err != nil || c.HTTP.Addr != ":5001" {
+			t.Errorf("%q: %v", doc, err)
+		}
+	}
+}

@@ -132,15 +132,32 @@ func (l *loader) file(name string, data []byte) error {
 		}
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	if len(doc.Content) == 0 {
+	// A second document (after a line of ---) would be dropped unread,
+	// and with it whatever it sets: an auth section, readonly.
+	for {
+		var more yaml.Node
+		err := dec.Decode(&more)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if !emptyDocument(&more) {
+			return fmt.Errorf("%s line %d: a second YAML document (after ---); put every setting in one", name, more.Line)
+		}
+	}
+	if emptyDocument(&doc) {
 		return nil
 	}
 	root := doc.Content[0]
-	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
-		return nil
-	}
 	l.mapping(name, root, "")
 	return nil
+}
+
+// emptyDocument reports whether doc sets nothing: no content, or null.
+func emptyDocument(doc *yaml.Node) bool {
+	return len(doc.Content) == 0 || doc.Content[0].Kind == yaml.ScalarNode && doc.Content[0].Tag == "!!null"
 }
 
 func (l *loader) mapping(name string, n *yaml.Node, prefix string) {
