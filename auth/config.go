@@ -88,6 +88,8 @@ func New(cfg Config, logger *slog.Logger) (*Auth, error) {
 		return nil, errors.New("auth: token.certbundle and token.jwks are exclusive")
 	case external && cfg.Htpasswd.Path != "":
 		return nil, errors.New("auth: htpasswd.path has no use with an external token issuer")
+	case t.Server.Enabled && cfg.Htpasswd.Path == "":
+		return nil, errors.New("auth: token.server.enabled needs htpasswd.path: the token server logs users in from it")
 	}
 
 	// Both files are read again when they change: one any local user may
@@ -106,12 +108,12 @@ func New(cfg Config, logger *slog.Logger) (*Auth, error) {
 	var err error
 	if cfg.Htpasswd.Path != "" {
 		if users, err = LoadHtpasswd(cfg.Htpasswd.Path, logger); err != nil {
-			return nil, fmt.Errorf("auth: %w", err)
+			return nil, fmt.Errorf("auth.htpasswd.path: %w", err)
 		}
 	}
 	if cfg.Policy != "" {
 		if policy, err = LoadPolicy(cfg.Policy, logger); err != nil {
-			return nil, fmt.Errorf("auth: %w", err)
+			return nil, fmt.Errorf("auth.policy: %w", err)
 		}
 	}
 	limiter := NewLimiter(cfg.RateLimit.Burst, cfg.RateLimit.Per)

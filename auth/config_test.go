@@ -68,6 +68,8 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	dir := t.TempDir()
 	md5 := filepath.Join(dir, "htpasswd")
 	os.WriteFile(md5, []byte("bob:$apr1$ZkgK2xQ5$A3S5yDdL0QJcEaZ3rMClp/\n"), 0o600)
+	bcrypt := filepath.Join(dir, "htpasswd-bcrypt")
+	os.WriteFile(bcrypt, htpasswdFor(t, "alice"), 0o600)
 	badPolicy := filepath.Join(dir, "policy.yaml")
 	os.WriteFile(badPolicy, []byte("rules: [{repositories: [a], users: [x], actions: [write]}]"), 0o600)
 	for _, tc := range []struct {
@@ -83,7 +85,9 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"keys without realm", Config{Token: TokenConfig{JWKS: "http://127.0.0.1/jwks"}}, "token.realm is required"},
 		{"both key sources", Config{Token: TokenConfig{Realm: testRealm, JWKS: "x", CertBundle: "y"}}, "exclusive"},
 		{"htpasswd with external", Config{Htpasswd: HtpasswdConfig{md5}, Token: TokenConfig{Realm: testRealm, JWKS: "x"}}, "no use"},
-		{"missing key", Config{Token: TokenConfig{Server: TokenServerConfig{Enabled: true, Key: filepath.Join(dir, "nope")}}}, "token.server.key"},
+		{"missing key", Config{Htpasswd: HtpasswdConfig{bcrypt}, Token: TokenConfig{Server: TokenServerConfig{Enabled: true, Key: filepath.Join(dir, "nope")}}}, "token.server.key"},
+		{"token server without users", Config{Token: TokenConfig{Server: TokenServerConfig{Enabled: true}}}, "token.server.enabled needs htpasswd.path"},
+		{"bad policy named by its key", Config{Policy: badPolicy}, "auth.policy: policy " + badPolicy},
 	} {
 		_, err := New(tc.cfg, quietLogger)
 		if err == nil || !strings.Contains(err.Error(), tc.wantErr) {

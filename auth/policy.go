@@ -2,10 +2,12 @@ package auth
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"path"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -118,7 +120,12 @@ func parsePolicy(data []byte) (*policy, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true) // a misspelt key must not silently open or close access
 	if err := dec.Decode(&y); err != nil && err != io.EOF {
-		return nil, err
+		return nil, readableYAMLError(err)
+	}
+	if len(y.Admins.Users)+len(y.Admins.Groups)+len(y.Rules) == 0 {
+		// Most likely a file not written yet, or mounted empty: it would
+		// lock everyone out without a word.
+		return nil, errors.New("grants nothing to anyone: no admins and no rules (an empty file?)")
 	}
 	p := &policy{admins: y.Admins.Users, adminGroups: y.Admins.Groups, memberOf: map[string][]string{}}
 	for g, users := range y.Groups {
@@ -330,4 +337,21 @@ func (p *policy) isAdmin(user string) bool {
 func (p *policy) applies(r rule, user string) bool {
 	return slices.Contains(r.users, user) || slices.Contains(r.users, "*") ||
 		slices.ContainsFunc(r.groups, func(g string) bool { return slices.Contains(p.memberOf[user], g) })
+}
+
+// unknownField is how yaml.v3 reports a key the policy does not have.
+var unknownField = regexp.MustCompile(`field (\S+) not found in type .*`)
+
+// readableYAMLError names an unknown key as one, where yaml.v3 names the
+// Go type it was decoded into.
+func readableYAMLError(err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return err
+	}
+	lines := make([]string, len(te.Errors))
+	for i, e := range te.Errors {
+		lines[i] = unknownField.ReplaceAllString(e, `unknown key "$1"`)
+	}
+	return errors.New(strings.Join(lines, "; "))
 }

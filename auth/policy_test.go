@@ -192,15 +192,15 @@ func TestParsePolicyErrors(t *testing.T) {
 		{"rules: [{repositories: [a], groups: [nope], actions: [pull]}]", `unknown group "nope"`},
 		{"rules: [{repositories: [a], actions: [pull]}]", "actions for no users or groups"},
 		{"admins: {groups: [ops]}", `unknown group "ops"`},
-		{"rules: [{repository: [a], users: [x], actions: [pull]}]", "field repository not found"},
+		{"rules: [{repository: [a], users: [x], actions: [pull]}]", `line 1: unknown key "repository"`},
+		{"", "grants nothing to anyone"},
+		{"# to do\n", "grants nothing to anyone"},
+		{"groups: {devs: [bob]}", "grants nothing to anyone"},
 	} {
 		_, err := ParsePolicy([]byte(tc.yaml))
 		if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 			t.Errorf("ParsePolicy(%s) = %v, want an error with %q", tc.yaml, err, tc.wantErr)
 		}
-	}
-	if p, err := ParsePolicy(nil); err != nil || p.Allows("x", Repository("a", "pull")) {
-		t.Errorf("empty policy: %v; it must allow nothing", err)
 	}
 }
 
