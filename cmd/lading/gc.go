@@ -59,6 +59,10 @@ func (c *storeCommand) run(args []string, body func(ctx context.Context, cfg *co
 		fmt.Fprintf(c.stderr, "%s: configuration:\n%v\n", c.fs.Name(), err)
 		return 2
 	}
+	if c.root == "" && cfg.Storage.Driver == "inmemory" {
+		fmt.Fprintf(c.stderr, "%s: storage.driver inmemory keeps its store inside the serving process; there is no store here to open\n", c.fs.Name())
+		return 2
+	}
 	drv, err := c.open(ctx, cfg)
 	if err != nil {
 		fmt.Fprintf(c.stderr, "%s: storage: %v\n", c.fs.Name(), err)
@@ -110,6 +114,13 @@ func runGC(args []string, stdout, stderr io.Writer) int {
 	untagged := cmd.fs.Bool("untagged", false, "also remove manifests no tag, index or kept subject reaches (default: gc.untagged)")
 	window := cmd.fs.Duration("window", registry.DefaultGCWindow, "how long a run waits, once announced, for pushes in flight before it marks")
 	return cmd.run(args, func(ctx context.Context, cfg *config.Config, reg *registry.Registry) int {
+		// Checked as gc.grace is: a negative grace would collect what
+		// pushes in flight are writing, and a run without a window would
+		// not wait for them at all.
+		if *grace < 0 || *window <= 0 {
+			fmt.Fprintf(stderr, "lading gc: --grace must be 0 or more and --window more than 0 (got %v and %v)\n", *grace, *window)
+			return 2
+		}
 		opts := registry.GCOptions{DryRun: *dryRun, Grace: cfg.GC.Grace, DeleteUntagged: cfg.GC.Untagged, Window: *window}
 		if flagSet(cmd.fs, "grace") {
 			opts.Grace = *grace
