@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -73,7 +75,8 @@ func TestRedis(t *testing.T) {
 // With Redis gone the cache misses instead of failing, and locks are
 // refused, quickly: every request pays for it before falling back.
 func TestRedisDown(t *testing.T) {
-	r := cache.NewRedis(cache.RedisOptions{Addr: "127.0.0.1:1"})
+	var logs lockedBuffer
+	r := cache.NewRedis(cache.RedisOptions{Addr: "127.0.0.1:1", Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	defer r.Close()
 	ctx := context.Background()
 	start := time.Now()
@@ -88,6 +91,30 @@ func TestRedisDown(t *testing.T) {
 	if took := time.Since(start); took > 500*time.Millisecond {
 		t.Fatalf("two commands with Redis down took %v", took)
 	}
+	// The client's own lines about failed dials come in the process's log
+	// format, at debug level, not as plain text on standard error.
+	if got := logs.String(); !strings.Contains(got, `"level":"DEBUG","msg":"redis client: `) {
+		t.Fatalf("the Redis client's lines are not in the log: %q", got)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger writing from other
+// goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // A lock whose key another took (its holder stalled past LockTTL) is

@@ -8,6 +8,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -32,6 +34,19 @@ type RedisOptions struct {
 	Prefix string
 	// LockTTL bounds how long a crashed holder keeps an upload locked.
 	LockTTL time.Duration
+	// Logger takes the Redis client's own lines, at debug level; nil
+	// leaves them where they go (standard error, a line per failed dial).
+	Logger *slog.Logger
+}
+
+// clientLog takes the Redis client's lines into the process's log at debug
+// level: while Redis is down the client writes one per failed dial, plain
+// text whatever log.format says, and Lading warns of the outage itself at
+// most once a minute. The client has one logger for the whole process.
+type clientLog struct{ log *slog.Logger }
+
+func (l clientLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "redis client: "+fmt.Sprintf(format, v...))
 }
 
 // NewRedis connects lazily: a Redis that is down at start only makes the
@@ -42,6 +57,9 @@ func NewRedis(opts RedisOptions) *Redis {
 	}
 	if opts.Prefix == "" {
 		opts.Prefix = "lading:"
+	}
+	if opts.Logger != nil {
+		redis.SetLogger(clientLog{opts.Logger})
 	}
 	// Every caller falls back to the backend when Redis fails, so a Redis
 	// that is down must fail fast: one dial per attempt, not the client's

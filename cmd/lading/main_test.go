@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -120,6 +121,28 @@ func TestServeFailsOnBadRoot(t *testing.T) {
 	code := run([]string{"serve", "--root", file, "--addr", "127.0.0.1:0"}, io.Discard, &stderr)
 	if code != 2 || !strings.Contains(stderr.String(), "storage.filesystem.root") {
 		t.Fatalf("exit %d; stderr %s", code, &stderr)
+	}
+}
+
+// A listener that cannot bind is named by its key: the address alone does
+// not say which of the two it was.
+func TestServeNamesTheListenerItCannotBind(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	for _, key := range []string{"http.addr", "http.debugaddr"} {
+		cfg := testConfig(t.TempDir(), "127.0.0.1:0")
+		if key == "http.addr" {
+			cfg.HTTP.Addr = taken.Addr().String()
+		} else {
+			cfg.HTTP.DebugAddr = taken.Addr().String()
+		}
+		err := serve(context.Background(), cfg, discard, discard, nil)
+		if err == nil || !strings.HasPrefix(err.Error(), key+": ") {
+			t.Errorf("%s taken: %v", key, err)
+		}
 	}
 }
 

@@ -229,7 +229,7 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 	srv := newHTTPServer(cfg, handler, tlsConfig, log)
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
-		return err
+		return fmt.Errorf("http.addr: %w", err)
 	}
 	servers := []*http.Server{srv}
 	served := make(chan error, 2)
@@ -237,7 +237,7 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 		dln, err := net.Listen("tcp", cfg.HTTP.DebugAddr)
 		if err != nil {
 			ln.Close()
-			return err
+			return fmt.Errorf("http.debugaddr: %w", err)
 		}
 		dsrv := newHTTPServer(cfg, ops, nil, log)
 		servers = append(servers, dsrv)
@@ -516,7 +516,7 @@ func noLimitIfZero[T int | time.Duration](v T) T {
 func sharedLocks(ctx context.Context, cfg *config.Config, drv driver.Driver, log *slog.Logger) (*cache.Redis, registry.Locker) {
 	switch {
 	case cfg.Redis.Addr != "":
-		rc := newRedis(cfg.Redis)
+		rc := newRedis(cfg.Redis, log)
 		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
 		if err := rc.Ping(pctx); err != nil {
@@ -530,8 +530,8 @@ func sharedLocks(ctx context.Context, cfg *config.Config, drv driver.Driver, log
 }
 
 // newRedis connects to the Redis the configuration names.
-func newRedis(c config.Redis) *cache.Redis {
-	return cache.NewRedis(cache.RedisOptions{Addr: c.Addr, Password: c.Password.Reveal(), DB: c.DB, Prefix: c.Prefix})
+func newRedis(c config.Redis, log *slog.Logger) *cache.Redis {
+	return cache.NewRedis(cache.RedisOptions{Addr: c.Addr, Password: c.Password.Reveal(), DB: c.DB, Prefix: c.Prefix, Logger: log})
 }
 
 func redirectExpiry(c config.S3) time.Duration {
