@@ -3,6 +3,8 @@ package auth
 import (
 	"log/slog"
 	"net/http"
+
+	"github.com/lading-registry/lading/internal/httpx"
 )
 
 // Basic authorizes requests carrying HTTP Basic credentials from an htpasswd
@@ -56,9 +58,10 @@ func login(r *http.Request, users *Users, limiter *Limiter, logger *slog.Logger,
 	defer func() { done(ok) }() // a panic in the check counts as a failure
 	ok = users != nil && users.Verify(user, password)
 	if !ok {
-		logger.Info("auth: login failed", "client", clientAddr(r))
+		logger.Info("auth: login failed: unknown user or wrong password", "client", clientAddr(r), "user", user)
 		return Identity{}, unauthorized(ErrBadCredentials, "")
 	}
+	httpx.SetUser(r.Context(), user)
 	return Identity{Name: user, Method: MethodBasic}, nil
 }
 

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/lading-registry/lading/internal/httpx"
 )
 
 // Token lifetimes when not configured. The Docker specification wants at
@@ -243,6 +245,7 @@ func (ts *TokenServer) redeem(r *http.Request, raw string) (Identity, error) {
 	if !ok {
 		return Identity{}, unauthorized(ErrBadCredentials, "")
 	}
+	httpx.SetUser(r.Context(), claims.Subject)
 	return Identity{Name: claims.Subject, Method: MethodBearer}, nil
 }
 

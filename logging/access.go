@@ -58,7 +58,7 @@ func AccessLog(logger *slog.Logger, next http.Handler, info func(*http.Request) 
 				method: r.Method, route: labels.Route, repository: labels.Repository,
 				path: r.URL.EscapedPath(), proto: r.Proto, status: rec.Status(),
 				bytesIn: body.BytesRead(), bytesOut: rec.Written(), duration: time.Since(start),
-				client: clientHost(r.RemoteAddr), userAgent: r.UserAgent(), requestID: id,
+				client: clientHost(r.RemoteAddr), user: labels.User, userAgent: r.UserAgent(), requestID: id,
 			}
 			if h, ok := logger.Handler().(*accessHandler); ok {
 				if !h.Enabled(r.Context(), level) || h.log(time.Now(), level, &f) {

@@ -27,7 +27,8 @@ type accessFields struct {
 	status                          int
 	bytesIn, bytesOut               int64
 	duration                        time.Duration
-	client, userAgent, requestID    string
+	client, user, userAgent         string
+	requestID                       string
 }
 
 // attrs are the fields as slog attributes, in the line's order.
@@ -43,6 +44,7 @@ func (f *accessFields) attrs() []slog.Attr {
 		slog.Int64("bytes_out", f.bytesOut),
 		slog.Duration("duration", f.duration),
 		slog.String("client", f.client),
+		slog.String("user", f.user),
 		slog.String("user_agent", f.userAgent),
 		slog.String("request_id", f.requestID),
 	}
@@ -53,7 +55,7 @@ var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b 
 // log writes the line and reports true, or reports false without writing
 // when a value needs slog's quoting or escaping.
 func (h *accessHandler) log(t time.Time, level slog.Level, f *accessFields) bool {
-	strs := [...]string{f.method, f.route, f.repository, f.path, f.proto, f.client, f.userAgent, f.requestID}
+	strs := [...]string{f.method, f.route, f.repository, f.path, f.proto, f.client, f.user, f.userAgent, f.requestID}
 	for _, s := range strs {
 		if !plain(s) {
 			return false
@@ -100,6 +102,8 @@ func (h *accessHandler) appendText(b []byte, t time.Time, level slog.Level, f *a
 	b = append(b, f.duration.String()...)
 	b = append(b, " client="...)
 	b = appendTextString(b, f.client)
+	b = append(b, " user="...)
+	b = appendTextString(b, f.user)
 	b = append(b, " user_agent="...)
 	b = appendTextString(b, f.userAgent)
 	b = append(b, " request_id="...)
@@ -132,6 +136,8 @@ func (h *accessHandler) appendJSON(b []byte, t time.Time, level slog.Level, f *a
 	b = strconv.AppendInt(b, int64(f.duration), 10)
 	b = append(b, `,"client":"`...)
 	b = append(b, f.client...)
+	b = append(b, `","user":"`...)
+	b = append(b, f.user...)
 	b = append(b, `","user_agent":"`...)
 	b = append(b, f.userAgent...)
 	b = append(b, `","request_id":"`...)

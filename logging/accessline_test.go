@@ -19,7 +19,7 @@ func TestAccessLineAsSlogWritesIt(t *testing.T) {
 		method: "HEAD", route: "blob", repository: "library/alpine",
 		path: "/v2/library/alpine/blobs/sha256:0123abcd", proto: "HTTP/1.1", status: 200,
 		bytesIn: 0, bytesOut: 4096, duration: 1234567 * time.Nanosecond,
-		client: "127.0.0.1", userAgent: "containerd/2.0.0+unknown", requestID: "5QU5MRWVSPFQAMDSJ234OR6KOS",
+		client: "127.0.0.1", user: "alice", userAgent: "containerd/2.0.0+unknown", requestID: "5QU5MRWVSPFQAMDSJ234OR6KOS",
 	}
 	edits := map[string]func(*accessFields){
 		"as it is":          func(*accessFields) {},
@@ -29,6 +29,8 @@ func TestAccessLineAsSlogWritesIt(t *testing.T) {
 		"long duration":     func(f *accessFields) { f.duration = 93*time.Minute + 7*time.Second },
 		"escaped path":      func(f *accessFields) { f.path = "/v2/a/tags/list?n=1%20x" },
 		"IPv6 client":       func(f *accessFields) { f.client = "::1" },
+		"anonymous":         func(f *accessFields) { f.user = "" },
+		"spaced user":       func(f *accessFields) { f.user = "Alice Smith" },
 		"HTTP/2":            func(f *accessFields) { f.proto = "HTTP/2.0" },
 		"no protocol":       func(f *accessFields) { f.proto = "" },
 		"spaced user agent": func(f *accessFields) { f.userAgent = "docker/27.0 go/go1.22 (linux)" },
@@ -89,7 +91,7 @@ func TestAccessLineAsSlogWritesIt(t *testing.T) {
 }
 
 func plainFields(f *accessFields) bool {
-	for _, s := range []string{f.method, f.route, f.repository, f.path, f.proto, f.client, f.userAgent, f.requestID} {
+	for _, s := range []string{f.method, f.route, f.repository, f.path, f.proto, f.client, f.user, f.userAgent, f.requestID} {
 		if !plain(s) {
 			return false
 		}

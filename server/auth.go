@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/lading-registry/lading/auth"
+	"github.com/lading-registry/lading/internal/httpx"
 	"github.com/lading-registry/lading/registry"
 )
 
@@ -32,6 +33,7 @@ func (h *handlers) authorize(az auth.Authorizer) Middleware {
 				r = r.WithContext(auth.WithChallengeScope(r.Context(), auth.Repository(rt.MountFrom, auth.ActionPull)))
 			}
 			id, err := az.Authorize(r, needs(rt))
+			httpx.SetUser(r.Context(), id.Name) // a refusal names whom it refused
 			if err != nil {
 				writeError(w, r, h.log, err)
 				return

@@ -13,9 +13,13 @@ import (
 // an empty Labels in the context, a middleware inside the router (Label)
 // fills it, and the outer one reads it once the handler returned. Requests
 // with no route (404, 400) keep empty labels and are still measured.
+//
+// User is who the request acted for once auth decided ("" for anonymous
+// or undecided), for the access log only: no metric takes it as a label.
 type Labels struct {
 	Route      string
 	Repository string
+	User       string
 }
 
 type labelsKey struct{}
@@ -38,6 +42,14 @@ func ContextLabels(ctx context.Context) (*Labels, context.Context) {
 	}
 	l := &Labels{}
 	return l, context.WithValue(ctx, labelsKey{}, l)
+}
+
+// SetUser records in ctx's Labels, when an outer middleware installed them,
+// who the request acts for.
+func SetUser(ctx context.Context, name string) {
+	if l, ok := ctx.Value(labelsKey{}).(*Labels); ok {
+		l.User = name
+	}
 }
 
 // Label returns a middleware, for a place where the route is known, that

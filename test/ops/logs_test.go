@@ -59,6 +59,7 @@ func TestAccessLog(t *testing.T) {
 	}
 
 	var statuses []float64
+	var users []any
 	for line := range strings.SplitSeq(strings.TrimSpace(out), "\n") {
 		var rec map[string]any
 		if err := json.Unmarshal([]byte(line), &rec); err != nil {
@@ -67,7 +68,7 @@ func TestAccessLog(t *testing.T) {
 		if rec["msg"] != "request" || rec["request_id"] != "ops-check-1" {
 			continue
 		}
-		for _, field := range []string{"method", "route", "repository", "path", "proto", "status", "bytes_in", "bytes_out", "duration", "client", "user_agent"} {
+		for _, field := range []string{"method", "route", "repository", "path", "proto", "status", "bytes_in", "bytes_out", "duration", "client", "user", "user_agent"} {
 			if _, ok := rec[field]; !ok {
 				t.Errorf("access line lacks %s: %s", field, line)
 			}
@@ -79,8 +80,16 @@ func TestAccessLog(t *testing.T) {
 			t.Errorf("duration %v is not a plausible count of nanoseconds", rec["duration"])
 		}
 		statuses = append(statuses, rec["status"].(float64))
+		users = append(users, rec["user"])
 	}
 	if len(statuses) != 3 || statuses[0] != 200 || statuses[1] != 401 || statuses[2] != 200 {
 		t.Errorf("statuses logged %v, want [200 401 200]", statuses)
+	}
+	// Who acted: the user logged in, nobody for the refused login.
+	if len(users) != 3 || users[0] != user || users[1] != "" || users[2] != user {
+		t.Errorf("users logged %q, want [%s \"\" %s]", users, user, user)
+	}
+	if !strings.Contains(out, `"msg":"auth: login failed: unknown user or wrong password"`) || !strings.Contains(out, `"user":"`+user+`"`) {
+		t.Errorf("the failed login's line does not name the user tried")
 	}
 }
