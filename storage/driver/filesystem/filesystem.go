@@ -91,7 +91,10 @@ func New(root string) (*Driver, error) {
 	if !d.journaled {
 		spreadFolders(root)
 	}
-	if err := os.MkdirAll(d.tmp, 0o755); err != nil {
+	if err := os.MkdirAll(d.tmp, 0o755); err != nil && !errors.Is(err, fs.ErrPermission) && !errors.Is(err, syscall.EROFS) {
+		// A root this process may only read (a mirror another process
+		// writes, served read-only) needs no temporary files; a writer
+		// learns from CheckWritable.
 		return nil, err
 	}
 	d.unnamed, d.byFD = linkUnnamed(d.tmp)

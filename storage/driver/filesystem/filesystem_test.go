@@ -683,3 +683,49 @@ func TestCheckWritable(t *testing.T) {
 		t.Fatal("a root where no file can be made passes")
 	}
 }
+
+// A root this process may not write, without the temporary folder a
+// writer leaves, still opens, for a server that only reads it; a writer
+// is told by CheckWritable. The folder is made immutable, which refuses
+// even root, as a mirror another account owns refuses anyone else.
+func TestRootThatCannotBeWrittenOpensForReading(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "blobs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "blobs", "a"), []byte("content"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const immutable = 0x00000010 // FS_IMMUTABLE_FL of linux/fs.h
+	setFlags := func(on bool) error {
+		fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		flags, err := unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
+		if err != nil {
+			return err
+		}
+		if on {
+			flags |= immutable
+		} else {
+			flags &^= immutable
+		}
+		return unix.IoctlSetPointerInt(fd, unix.FS_IOC_SETFLAGS, int(flags))
+	}
+	if err := setFlags(true); err != nil {
+		t.Skipf("cannot make a folder immutable here: %v", err)
+	}
+	t.Cleanup(func() { setFlags(false) })
+	d, err := filesystem.New(root)
+	if err != nil {
+		t.Fatalf("a root that cannot be written does not open: %v", err)
+	}
+	if got, err := d.GetContent(t.Context(), "/blobs/a"); err != nil || string(got) != "content" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+	if err := d.CheckWritable(); err == nil {
+		t.Fatal("a root that cannot be written passes CheckWritable")
+	}
+}
