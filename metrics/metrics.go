@@ -40,6 +40,7 @@ type Metrics struct {
 	gcRuns        prometheus.Counter
 	gcBlobs       prometheus.Counter
 	gcBytes       prometheus.Counter
+	maintFailures *prometheus.CounterVec
 }
 
 // New creates the metrics on a fresh registry, with the Go runtime and
@@ -84,6 +85,13 @@ func New() *Metrics {
 			"Blobs removed by garbage collection."),
 		gcBytes: f.counter("gc_bytes_reclaimed_total",
 			"Bytes of blobs removed by garbage collection."),
+		maintFailures: f.counterVec("maintenance_failures_total",
+			"Scheduled garbage collections (task gc) and upload purges (task purge) of this process that failed; each is logged at error.", "task"),
+	}
+	// At 0 from the start: an alert on an increase needs the series there
+	// before the first failure.
+	for _, task := range []string{"gc", "purge"} {
+		m.maintFailures.WithLabelValues(task)
 	}
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -156,6 +164,13 @@ func (m *Metrics) GCRun(blobsDeleted, bytesReclaimed int64) {
 		m.gcRuns.Inc()
 		m.gcBlobs.Add(float64(blobsDeleted))
 		m.gcBytes.Add(float64(bytesReclaimed))
+	}
+}
+
+// MaintenanceFailed records a scheduled task ("gc", "purge") that failed.
+func (m *Metrics) MaintenanceFailed(task string) {
+	if m != nil {
+		m.maintFailures.WithLabelValues(task).Inc()
 	}
 }
 

@@ -178,6 +178,9 @@ func TestDriverObserver(t *testing.T) {
 
 func TestRecordingMethods(t *testing.T) {
 	m := New()
+	if got := value(scrape(t, m), "lading_maintenance_failures_total", "task", "purge"); got != 0 {
+		t.Errorf("maintenance failures before any: %v, want a series at 0", got)
+	}
 	observe := m.UploadObserver()
 	observe(+1)
 	observe(+1)
@@ -188,6 +191,9 @@ func TestRecordingMethods(t *testing.T) {
 	cache(false)
 	m.GCRun(3, 4096)
 	m.GCRun(0, 0)
+	m.MaintenanceFailed("gc")
+	m.MaintenanceFailed("purge")
+	m.MaintenanceFailed("purge")
 
 	f := scrape(t, m)
 	for _, c := range []struct {
@@ -202,6 +208,8 @@ func TestRecordingMethods(t *testing.T) {
 		{"lading_gc_runs_total", nil, 2},
 		{"lading_gc_blobs_deleted_total", nil, 3},
 		{"lading_gc_bytes_reclaimed_total", nil, 4096},
+		{"lading_maintenance_failures_total", []string{"task", "gc"}, 1},
+		{"lading_maintenance_failures_total", []string{"task", "purge"}, 2},
 	} {
 		if got := value(f, c.name, c.labels...); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
@@ -227,6 +235,7 @@ func TestIndependentRegistries(t *testing.T) {
 func TestNilMetricsDoNothing(t *testing.T) {
 	var m *Metrics
 	m.GCRun(1, 1)
+	m.MaintenanceFailed("gc")
 	if m.DriverObserver("filesystem") != nil || m.UploadObserver() != nil || m.CacheObserver("x") != nil {
 		t.Error("nil metrics gave an observer")
 	}

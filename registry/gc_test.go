@@ -1030,3 +1030,42 @@ func TestLostLeaseOfAScheduledTurnIsLogged(t *testing.T) {
 		t.Fatalf("a lost lease went unlogged: %q", logs.String())
 	}
 }
+
+// refusesCreate fails every Create, as a bucket that refuses writes would
+// the leases a scheduled collection and purge take first.
+type refusesCreate struct{ driver.Driver }
+
+func (refusesCreate) Create(context.Context, string, []byte) error {
+	return errors.New("access denied")
+}
+
+// Scheduled turns that fail are told to Maintenance.Failed, by task, for
+// the metric an operator alerts on.
+func TestMaintainReportsFailedTurns(t *testing.T) {
+	reg := New(driver.Instrument(refusesCreate{inmemory.New()}, nil), Options{Logger: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	failed := map[string]int{}
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		reg.Maintain(ctx, Maintenance{GCInterval: 20 * time.Millisecond, GC: GCOptions{Window: time.Millisecond, TempDir: t.TempDir()},
+			PurgeAge: time.Hour, PurgeInterval: 20 * time.Millisecond,
+			Failed: func(task string) { mu.Lock(); failed[task]++; mu.Unlock() }})
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		gc, purge := failed["gc"], failed["purge"]
+		mu.Unlock()
+		if gc > 0 && purge > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("failed turns told: %v", failed)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-stopped
+}

@@ -21,6 +21,8 @@ type Maintenance struct {
 	PurgeInterval time.Duration
 	// Collected, when set, hears of every collection this process ran.
 	Collected func(GCReport)
+	// Failed, when set, hears of every turn that failed: "gc" or "purge".
+	Failed func(task string)
 }
 
 // Maintain runs the scheduled collector and upload purger until ctx ends.
@@ -45,7 +47,9 @@ func (r *Registry) Maintain(ctx context.Context, m Maintenance) {
 			// restarted more often than the interval still purges.
 			every(ctx, m.PurgeInterval, rand.N(m.PurgeInterval), func() {
 				n, err := r.PurgeUploads(ctx, m.PurgeAge)
-				r.logTurn("upload purge", err, "purged", n)
+				if r.logTurn("upload purge", err, "purged", n) && m.Failed != nil {
+					m.Failed("purge")
+				}
 			})
 		}
 	}()
@@ -66,14 +70,19 @@ func (r *Registry) Maintain(ctx context.Context, m Maintenance) {
 			if err == nil && m.Collected != nil {
 				m.Collected(rep)
 			}
-			r.logTurn("garbage collection", err, "manifests", rep.ManifestsRemoved, "links", rep.LinksRemoved,
+			failed := r.logTurn("garbage collection", err, "manifests", rep.ManifestsRemoved, "links", rep.LinksRemoved,
 				"blobs", rep.BlobsRemoved, "bytes", rep.BytesReclaimed, "repositories", rep.RepositoriesRemoved, "duration", rep.Duration)
+			if failed && m.Failed != nil {
+				m.Failed("gc")
+			}
 		})
 	}
 	<-done
 }
 
-func (r *Registry) logTurn(what string, err error, attrs ...any) {
+// logTurn logs how a turn of maintenance ended, and reports whether it
+// failed.
+func (r *Registry) logTurn(what string, err error, attrs ...any) (failed bool) {
 	switch {
 	case errors.Is(err, ErrCollectorBusy):
 		r.log.Debug(what+" skipped: another replica runs one", attrs...)
@@ -82,9 +91,11 @@ func (r *Registry) logTurn(what string, err error, attrs ...any) {
 		// worth an operator's look.
 	case err != nil:
 		r.log.Error(what+" failed", append(attrs, "err", err)...)
+		return true
 	default:
 		r.log.Info(what, attrs...)
 	}
+	return false
 }
 
 // gcCheck is how often a replica looks whether a collection is due: a

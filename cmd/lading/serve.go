@@ -181,6 +181,7 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 				GC:         registry.GCOptions{Grace: cfg.GC.Grace, DeleteUntagged: cfg.GC.Untagged},
 				PurgeAge:   cfg.Uploads.PurgeAge,
 				Collected:  func(rep registry.GCReport) { m.GCRun(int64(rep.BlobsRemoved), rep.BytesReclaimed) },
+				Failed:     m.MaintenanceFailed,
 			})
 		}()
 	}
