@@ -215,8 +215,13 @@ func (d *Driver) ReplaceObjectIf(ctx context.Context, path string, old, content 
 		in.IfMatch = etag
 	}
 	_, err = d.client.PutObject(ctx, in)
-	if changedSince(err) || errorCode(err) == "ConditionalRequestConflict" {
-		return false, nil // written again since the read, or being written
+	if changedSince(err) {
+		return false, nil // written again since the read
+	}
+	if errorCode(err) == "ConditionalRequestConflict" {
+		// Another conditional write to the key in flight: not known to
+		// have changed it, so the caller may try again (503).
+		return false, driver.UnavailableError{Driver: name, Err: err}
 	}
 	if err = mapErr("replace", path, err); driver.IsNotFound(err) {
 		return false, nil // removed since the read
