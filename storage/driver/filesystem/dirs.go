@@ -3,6 +3,7 @@ package filesystem
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -72,9 +73,20 @@ func (d *Driver) placeKeeping(ctx context.Context, file string, durable bool, cr
 // from an fsync of each one's parent (see syncChanges), for which each is
 // noted as fresh while it is made.
 func (d *Driver) mkdirs(dir string) error {
+	if dir == d.root {
+		// New made the root, closed to other users. One gone while
+		// serving (removed, unmounted) is not made again here, open and
+		// empty behind the operator's back: writes fail until it is back.
+		if _, err := os.Stat(dir); err != nil {
+			// Not a not-found, which callers take for a race with a
+			// prune and retry, and the API for an unknown name.
+			return fmt.Errorf("storage root %s: %v", dir, err)
+		}
+		return nil
+	}
 	d.fresh.making(dir)
 	err := os.Mkdir(dir, 0o755)
-	if errors.Is(err, fs.ErrNotExist) && dir != d.root {
+	if errors.Is(err, fs.ErrNotExist) {
 		if err := d.mkdirs(filepath.Dir(dir)); err != nil {
 			d.fresh.made(dir, d)
 			return err

@@ -729,3 +729,27 @@ func TestRootThatCannotBeWrittenOpensForReading(t *testing.T) {
 		t.Fatal("a root that cannot be written passes CheckWritable")
 	}
 }
+
+// A root removed while serving is not made again by the next write, open
+// to every user and empty: writes fail, with an error that names it and is
+// no not-found, until the operator puts it back.
+func TestRootGoneIsNotMadeAgain(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "store")
+	d, err := filesystem.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.PutContent(t.Context(), "/repositories/a/_layers/x", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(root); err != nil {
+		t.Fatal(err)
+	}
+	err = d.PutContent(t.Context(), "/repositories/b/_layers/y", nil)
+	if err == nil || driver.IsNotFound(err) || !strings.Contains(err.Error(), root) {
+		t.Fatalf("write below a removed root: %v", err)
+	}
+	if _, err := os.Stat(root); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the root was made again: %v", err)
+	}
+}
