@@ -20,8 +20,9 @@ import (
 // by side (a pull of many layers, with Basic auth) all pass.
 //
 // The address is the host of the request's RemoteAddr (for IPv6, its /64):
-// behind a proxy the server must put the real client address there, or
-// every client shares one bucket.
+// behind a proxy the server must put the real client address there
+// (http.trustedproxies, httpx.ForwardedClient), or every client shares one
+// bucket.
 type Limiter struct {
 	burst float64
 	per   time.Duration

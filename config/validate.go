@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lading-registry/lading/internal/httpx"
 )
 
 // validate checks every setting and returns one error per problem, each
@@ -20,6 +22,9 @@ func validate(c *Config, origin map[string]string) []error {
 	v.hostPort("http.debugaddr", c.HTTP.DebugAddr, true)
 	if c.HTTP.DebugAddr != "" && c.HTTP.DebugAddr == c.HTTP.Addr {
 		v.fail("http.debugaddr", "must differ from http.addr; leave it empty to serve metrics on http.addr")
+	}
+	if _, err := httpx.ParseProxies(c.HTTP.TrustedProxies); err != nil {
+		v.fail("http.trustedproxies", "%v; give addresses or CIDR ranges separated by commas", err)
 	}
 	tlsErrs := len(v.errs)
 	v.together("http.tls.cert", c.HTTP.TLS.Cert, "http.tls.key", c.HTTP.TLS.Key)

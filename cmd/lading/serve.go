@@ -22,6 +22,7 @@ import (
 	"github.com/lading-registry/lading/config"
 	"github.com/lading-registry/lading/health"
 	"github.com/lading-registry/lading/internal/gcfloor"
+	"github.com/lading-registry/lading/internal/httpx"
 	"github.com/lading-registry/lading/logging"
 	"github.com/lading-registry/lading/metrics"
 	"github.com/lading-registry/lading/registry"
@@ -217,6 +218,9 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 	if cfg.HTTP.DebugAddr == "" {
 		handler = withOps(ops, handler)
 	}
+	// Validated with the configuration.
+	proxies, _ := httpx.ParseProxies(cfg.HTTP.TrustedProxies)
+	handler = httpx.ForwardedClient(proxies, handler)
 	handler = server.BoundBodies(cfg.HTTP.BodyIdleTimeout, handler)
 	if cfg.HTTP.ShutdownDelay > 0 {
 		handler = closeWhenStopping(ctx.Done(), handler)

@@ -93,3 +93,52 @@ func TestAccessLog(t *testing.T) {
 		t.Errorf("the failed login's line does not name the user tried")
 	}
 }
+
+// Behind a trusted proxy each client is itself: its address is logged, and
+// its failed logins are its own, not every client's behind the proxy. A
+// client naming itself another in X-Forwarded-For without the proxy gets
+// nowhere.
+func TestClientsBehindATrustedProxy(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("right"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	htpasswd := writeFile(t, "htpasswd", "ops:"+string(hash)+"\n")
+	p, addr := serve(t, nil, "--root", t.TempDir(), "--log-format", "json", "--set", "auth.htpasswd.path="+htpasswd,
+		"--set", "auth.ratelimit.burst=2", "--set", "auth.ratelimit.per=1h", "--set", "http.trustedproxies=127.0.0.0/8")
+	login := func(client string) int {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/v2/", nil)
+		req.SetBasicAuth("ops", "wrong")
+		req.Header.Set("X-Forwarded-For", "198.51.100.66, "+client)
+		req.Header.Set("User-Agent", "behind-proxy")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i := range 2 {
+		if code := login("203.0.113.1"); code != http.StatusUnauthorized {
+			t.Fatalf("failure %d of client 1: %d", i+1, code)
+		}
+	}
+	if code := login("203.0.113.1"); code != http.StatusTooManyRequests {
+		t.Fatalf("client 1 past its failures: %d, want 429", code)
+	}
+	if code := login("203.0.113.2"); code != http.StatusUnauthorized {
+		t.Fatalf("client 2 behind the same proxy: %d, want 401, its own failures", code)
+	}
+	p.stop(t)
+	out := p.output()
+	for _, want := range []string{`"client":"203.0.113.1"`, `"client":"203.0.113.2"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the log lacks %s", want)
+		}
+	}
+	for line := range strings.SplitSeq(out, "\n") {
+		if strings.Contains(line, `"user_agent":"behind-proxy"`) && (strings.Contains(line, `"client":"198.51.100.66"`) || strings.Contains(line, `"client":"127.0.0.1"`)) {
+			t.Errorf("a client's own claim or the proxy was logged as the client: %s", line)
+		}
+	}
+}

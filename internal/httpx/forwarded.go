@@ -1,0 +1,93 @@
+package httpx
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+)
+
+// ParseProxies reads a comma-separated list of addresses and CIDR ranges
+// (the http.trustedproxies setting); empty gives none.
+func ParseProxies(list string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for f := range strings.SplitSeq(list, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(f); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither an address nor a CIDR range", f)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
+// ForwardedClient returns a middleware that, for a request whose peer is
+// one of the trusted proxies, puts in RemoteAddr the client's address
+// from X-Forwarded-For: the last address there that is not a trusted
+// proxy, since each proxy appends the peer it saw and only the trusted
+// ones can be believed; entries left of it are the client's to write.
+// Everything that speaks of the client (the access log, the failed-login
+// limit) then sees the client, not the proxy. Requests from other peers,
+// and ones whose header holds a value that is no address where it would
+// be read, keep their peer.
+func ForwardedClient(trusted []netip.Prefix, next http.Handler) http.Handler {
+	if len(trusted) == 0 {
+		return next
+	}
+	isTrusted := func(a netip.Addr) bool {
+		a = a.Unmap()
+		for _, p := range trusted {
+			if p.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if peer, err := netip.ParseAddrPort(r.RemoteAddr); err == nil && isTrusted(peer.Addr()) {
+			if client, ok := forwardedFor(r.Header.Values("X-Forwarded-For"), isTrusted); ok {
+				r2 := new(http.Request)
+				*r2 = *r
+				r2.RemoteAddr = net.JoinHostPort(client.String(), "0")
+				r = r2
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// forwardedFor walks X-Forwarded-For's entries from the right past the
+// trusted proxies; when every entry is one, the leftmost is the client.
+func forwardedFor(values []string, trusted func(netip.Addr) bool) (netip.Addr, bool) {
+	entries := strings.Split(strings.Join(values, ","), ",")
+	var client netip.Addr
+	for i := len(entries) - 1; i >= 0; i-- {
+		e := strings.TrimSpace(entries[i])
+		if e == "" && len(values) == 0 {
+			break
+		}
+		a, err := netip.ParseAddr(e)
+		if err != nil {
+			ap, perr := netip.ParseAddrPort(e)
+			if perr != nil {
+				return netip.Addr{}, false
+			}
+			a = ap.Addr()
+		}
+		client = a.Unmap()
+		if !trusted(client) {
+			break
+		}
+	}
+	return client, client.IsValid()
+}
