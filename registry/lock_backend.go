@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -124,7 +125,11 @@ func (l *backendLocker) TryLockLost(ctx context.Context, key string) (func(), <-
 			}
 			if err == nil {
 				if ok, err = driver.ReplaceObjectIf(ctx, l.d, path, was, raw); err == nil && !ok {
-					return ErrLeaseGone // taken since that read
+					// Taken since that read, or this very write landed
+					// and its retry, cut off, met it: the bytes tell.
+					if now, rerr := l.d.GetContent(ctx, path); rerr != nil || !bytes.Equal(now, raw) {
+						return ErrLeaseGone
+					}
 				}
 			}
 		}
@@ -148,8 +153,11 @@ func (l *backendLocker) TryLockLost(ctx context.Context, key string) (func(), <-
 			}
 			return
 		}
-		if held, err := l.read(ctx, path); err == nil && held.Token == mine.Token && driver.RemoveObject(ctx, l.d, path) != nil {
-			l.releaseLater(path, mine)
+		// As read: a lease broken and taken again since is the other's.
+		if raw, held, err := l.readRaw(ctx, path); err == nil && held.Token == mine.Token {
+			if _, err := driver.RemoveObjectIf(ctx, l.d, path, raw); err != nil {
+				l.releaseLater(path, mine)
+			}
 		}
 	}, lost, nil
 }

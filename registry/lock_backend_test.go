@@ -518,3 +518,45 @@ func TestRenewalKeepsALeaseTakenMeanwhile(t *testing.T) {
 		t.Fatalf("the other's lease was written over: %s, %v", got, err)
 	}
 }
+
+// answersLost applies the lease renewals' writes but loses the answers of
+// the first and third: the first as an error (its answer late), the third
+// as a refusal (its retry, with the old If-Match, met the write itself).
+type answersLost struct {
+	*inmemory.Driver
+	calls atomic.Int32
+}
+
+func (d *answersLost) ReplaceObjectIf(ctx context.Context, path string, old, content []byte) (bool, error) {
+	ok, err := d.Driver.ReplaceObjectIf(ctx, path, old, content)
+	switch d.calls.Add(1) {
+	case 1:
+		return false, errors.New("i/o timeout")
+	case 3:
+		return false, nil
+	}
+	return ok, err
+}
+
+// A renewal whose own write landed though its answer said otherwise keeps
+// the lease: the holder is not told it lost what it holds.
+func TestRenewalLandedWithItsAnswerLostKeepsTheLease(t *testing.T) {
+	ctx := context.Background()
+	d := &answersLost{Driver: inmemory.New()}
+	l := &backendLocker{d: d, ttl: 600 * time.Millisecond, now: time.Now}
+	unlock, lost, err := l.TryLockLost(ctx, "repo/x/0003")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	deadline := time.After(5 * time.Second)
+	for d.calls.Load() < 5 {
+		select {
+		case <-lost:
+			t.Fatalf("lease reported lost after %d renewals, though every write landed", d.calls.Load())
+		case <-deadline:
+			t.Fatalf("only %d renewals", d.calls.Load())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
