@@ -58,7 +58,13 @@ func login(r *http.Request, users *Users, limiter *Limiter, logger *slog.Logger,
 	defer func() { done(ok) }() // a panic in the check counts as a failure
 	ok = users != nil && users.Verify(user, password)
 	if !ok {
-		logger.Info("auth: login failed: unknown user or wrong password", "client", clientAddr(r), "user", user)
+		// A known user is named; an unknown name is not logged, since it
+		// may be a password typed in the wrong field.
+		if _, known := users.fingerprint(user); known {
+			logger.Info("auth: login failed: wrong password", "client", clientAddr(r), "user", user)
+		} else {
+			logger.Info("auth: login failed: unknown user", "client", clientAddr(r))
+		}
 		return Identity{}, unauthorized(ErrBadCredentials, "")
 	}
 	httpx.SetUser(r.Context(), user)

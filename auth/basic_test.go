@@ -3,10 +3,12 @@ package auth
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -344,5 +346,26 @@ func TestPanickedCheckEndsItsHold(t *testing.T) {
 	b := l.buckets[clientAddr(r)]
 	if b.checking != 0 || b.tokens != 2 {
 		t.Fatalf("after a check that panicked: %d checks held, %v attempts left; want none held, 2 left", b.checking, b.tokens)
+	}
+}
+
+// A failed login names a user the htpasswd file knows, and never logs a
+// name it does not know: that may be a password typed in the wrong field.
+func TestFailedLoginLogsOnlyKnownUsers(t *testing.T) {
+	var logs strings.Builder
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	users := testUsers(t)
+	for _, name := range []string{"alice", "hunter2-typed-as-a-name"} {
+		r := httptest.NewRequest(http.MethodGet, "/v2/", nil)
+		if _, err := login(r, users, NewLimiter(0, 0), logger, name, "wrong"); err == nil {
+			t.Fatalf("%s logged in with a wrong password", name)
+		}
+	}
+	got := logs.String()
+	if !strings.Contains(got, `msg="auth: login failed: wrong password"`) || !strings.Contains(got, "user=alice") {
+		t.Errorf("the known user's failure is not named: %q", got)
+	}
+	if !strings.Contains(got, `msg="auth: login failed: unknown user"`) || strings.Contains(got, "hunter2") {
+		t.Errorf("an unknown name was logged: %q", got)
 	}
 }
