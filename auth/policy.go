@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/lading-registry/lading/internal/yamldoc"
 )
 
 // Policy says who may do what on which repositories. It is read from YAML:
@@ -121,6 +123,9 @@ func parsePolicy(data []byte) (*policy, error) {
 	dec.KnownFields(true) // a misspelt key must not silently open or close access
 	if err := dec.Decode(&y); err != nil && err != io.EOF {
 		return nil, readableYAMLError(err)
+	}
+	if err := yamldoc.NoMore(dec); err != nil {
+		return nil, err
 	}
 	if len(y.Admins.Users)+len(y.Admins.Groups)+len(y.Rules) == 0 {
 		// Most likely a file not written yet, or mounted empty: it would

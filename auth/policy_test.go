@@ -196,6 +196,7 @@ func TestParsePolicyErrors(t *testing.T) {
 		{"", "grants nothing to anyone"},
 		{"# to do\n", "grants nothing to anyone"},
 		{"groups: {devs: [bob]}", "grants nothing to anyone"},
+		{"rules: [{repositories: [a], users: [x], actions: [pull]}]\n---\nadmins: {users: [alice]}\n", "second YAML document"},
 	} {
 		_, err := ParsePolicy([]byte(tc.yaml))
 		if err == nil || !strings.Contains(err.Error(), tc.wantErr) {

@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/lading-registry/lading/internal/yamldoc"
 )
 
 // ConfigEnv names the configuration file when neither Load's path nor the
@@ -134,30 +136,15 @@ func (l *loader) file(name string, data []byte) error {
 	}
 	// A second document (after a line of ---) would be dropped unread,
 	// and with it whatever it sets: an auth section, readonly.
-	for {
-		var more yaml.Node
-		err := dec.Decode(&more)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		if !emptyDocument(&more) {
-			return fmt.Errorf("%s line %d: a second YAML document (after ---); put every setting in one", name, more.Line)
-		}
+	if err := yamldoc.NoMore(dec); err != nil {
+		return fmt.Errorf("%s %w", name, err)
 	}
-	if emptyDocument(&doc) {
+	if yamldoc.Empty(&doc) {
 		return nil
 	}
 	root := doc.Content[0]
 	l.mapping(name, root, "")
 	return nil
-}
-
-// emptyDocument reports whether doc sets nothing: no content, or null.
-func emptyDocument(doc *yaml.Node) bool {
-	return len(doc.Content) == 0 || doc.Content[0].Kind == yaml.ScalarNode && doc.Content[0].Tag == "!!null"
 }
 
 func (l *loader) mapping(name string, n *yaml.Node, prefix string) {
