@@ -26,6 +26,9 @@ type storeCommand struct {
 	configFile string
 	root       string
 	failed     int
+	// check, when set, refuses the command line's values before the
+	// store is opened.
+	check func() error
 }
 
 // newStoreCommand returns a command over a store; failed is its exit
@@ -51,6 +54,12 @@ func (c *storeCommand) run(args []string, body func(ctx context.Context, cfg *co
 	if c.fs.NArg() > 0 {
 		fmt.Fprintf(c.stderr, "%s: unexpected arguments %q\n", c.fs.Name(), c.fs.Args())
 		return 2
+	}
+	if c.check != nil {
+		if err := c.check(); err != nil {
+			fmt.Fprintf(c.stderr, "%s: %v\n", c.fs.Name(), err)
+			return 2
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -113,14 +122,16 @@ func runGC(args []string, stdout, stderr io.Writer) int {
 	grace := cmd.fs.Duration("grace", 0, "keep blobs, links and untagged manifests younger than this (default: gc.grace, 24h)")
 	untagged := cmd.fs.Bool("untagged", false, "also remove manifests no tag, index or kept subject reaches (default: gc.untagged)")
 	window := cmd.fs.Duration("window", registry.DefaultGCWindow, "how long a run waits, once announced, for pushes in flight before it marks")
-	return cmd.run(args, func(ctx context.Context, cfg *config.Config, reg *registry.Registry) int {
-		// Checked as gc.grace is: a negative grace would collect what
-		// pushes in flight are writing, and a run without a window would
-		// not wait for them at all.
+	// Checked as gc.grace is: a negative grace would collect what pushes
+	// in flight are writing, and a run without a window would not wait
+	// for them at all.
+	cmd.check = func() error {
 		if *grace < 0 || *window <= 0 {
-			fmt.Fprintf(stderr, "lading gc: --grace must be 0 or more and --window more than 0 (got %v and %v)\n", *grace, *window)
-			return 2
+			return fmt.Errorf("--grace must be 0 or more and --window more than 0 (got %v and %v)", *grace, *window)
 		}
+		return nil
+	}
+	return cmd.run(args, func(ctx context.Context, cfg *config.Config, reg *registry.Registry) int {
 		opts := registry.GCOptions{DryRun: *dryRun, Grace: cfg.GC.Grace, DeleteUntagged: cfg.GC.Untagged, Window: *window}
 		if flagSet(cmd.fs, "grace") {
 			opts.Grace = *grace

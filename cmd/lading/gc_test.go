@@ -110,7 +110,7 @@ func TestStoreCommandRefusals(t *testing.T) {
 		{"fsck", []string{"--root", filepath.Join(t.TempDir(), "missing")}, 3, "no such file"},
 		{"fsck", []string{"--repair=maybe"}, 2, "invalid"},
 		{"fsck", []string{"--config", filepath.Join(t.TempDir(), "none.yaml")}, 2, "configuration"},
-		{"gc", []string{"--root", t.TempDir(), "--grace=-1h"}, 2, "--grace must be 0 or more"},
+		{"gc", []string{"--root", filepath.Join(t.TempDir(), "missing"), "--grace=-1h"}, 2, "--grace must be 0 or more"},
 		{"gc", []string{"--root", t.TempDir(), "--window", "0s"}, 2, "--window more than 0"},
 		{"gc", []string{"--config", inmemory}, 2, "no store here"},
 		{"fsck", []string{"--config", inmemory}, 2, "no store here"},

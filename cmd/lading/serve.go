@@ -172,12 +172,15 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 	// filling or copying the storage. On a stop, a collection ends
 	// (telling writers it is over) before the process does.
 	maintained := make(chan struct{})
+	// A return before the stop (a listener that cannot bind) ends it too.
+	mctx, stopMaintaining := context.WithCancel(ctx)
+	defer stopMaintaining()
 	if cfg.ReadOnly {
 		close(maintained)
 	} else {
 		go func() {
 			defer close(maintained)
-			reg.Maintain(ctx, registry.Maintenance{
+			reg.Maintain(mctx, registry.Maintenance{
 				GCInterval: cfg.GC.Interval,
 				GC:         registry.GCOptions{Grace: cfg.GC.Grace, DeleteUntagged: cfg.GC.Untagged},
 				PurgeAge:   cfg.Uploads.PurgeAge,
