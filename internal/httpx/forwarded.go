@@ -18,6 +18,13 @@ func ParseProxies(list string) ([]netip.Prefix, error) {
 			continue
 		}
 		if p, err := netip.ParsePrefix(f); err == nil {
+			if a := p.Addr(); a.Is4In6() {
+				// Peers are compared unmapped.
+				if p.Bits() < 96 {
+					return nil, fmt.Errorf("%q spans more than IPv4-mapped addresses; give the IPv4 range", f)
+				}
+				p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+			}
 			out = append(out, p.Masked())
 			continue
 		}
@@ -45,7 +52,7 @@ func ForwardedClient(trusted []netip.Prefix, next http.Handler) http.Handler {
 		return next
 	}
 	isTrusted := func(a netip.Addr) bool {
-		a = a.Unmap()
+		a = a.Unmap().WithZone("") // a link-local proxy's peer address carries its interface
 		for _, p := range trusted {
 			if p.Contains(a) {
 				return true
@@ -83,6 +90,9 @@ func forwardedFor(values []string, trusted func(netip.Addr) bool) (netip.Addr, b
 				return netip.Addr{}, false
 			}
 			a = ap.Addr()
+		}
+		if a.Zone() != "" {
+			return netip.Addr{}, false // no host:port a client could be named by
 		}
 		client = a.Unmap()
 		if !trusted(client) {

@@ -7,11 +7,11 @@ import (
 )
 
 func TestParseProxies(t *testing.T) {
-	got, err := ParseProxies(" 10.0.0.0/8, 192.0.2.7 ,2001:db8::/32,::ffff:198.51.100.1,")
+	got, err := ParseProxies(" 10.0.0.0/8, 192.0.2.7 ,2001:db8::/32,::ffff:198.51.100.1,::ffff:172.16.0.0/108,")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32", "198.51.100.1/32"}
+	want := []string{"10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32", "198.51.100.1/32", "172.16.0.0/12"}
 	if len(got) != len(want) {
 		t.Fatalf("%v, want %v", got, want)
 	}
@@ -23,7 +23,7 @@ func TestParseProxies(t *testing.T) {
 	if p, err := ParseProxies(""); err != nil || p != nil {
 		t.Errorf("empty: %v, %v", p, err)
 	}
-	for _, bad := range []string{"proxy.example", "10.0.0.0/33", "10.0.0.1:80"} {
+	for _, bad := range []string{"proxy.example", "10.0.0.0/33", "10.0.0.1:80", "::ffff:0.0.0.0/80"} {
 		if _, err := ParseProxies(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
@@ -34,7 +34,7 @@ func TestParseProxies(t *testing.T) {
 // trusted proxies behind it appended: what a client wrote itself, left of
 // them, is not.
 func TestForwardedClient(t *testing.T) {
-	trusted, err := ParseProxies("10.0.0.0/8, 2001:db8::/32")
+	trusted, err := ParseProxies("10.0.0.0/8, 2001:db8::/32, fe80::/10")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,6 +54,9 @@ func TestForwardedClient(t *testing.T) {
 		{"no header", "10.1.2.3:5000", nil, "10.1.2.3:5000"},
 		{"garbage where read", "10.1.2.3:5000", []string{"203.0.113.9, not-an-address"}, "10.1.2.3:5000"},
 		{"garbage left of the client", "10.1.2.3:5000", []string{"not-an-address, 203.0.113.9"}, "203.0.113.9:0"},
+		{"a zone where read", "10.1.2.3:5000", []string{"fe80::1%a]b"}, "10.1.2.3:5000"},
+		{"link-local proxy", "[fe80::1%eth0]:5000", []string{"203.0.113.9"}, "203.0.113.9:0"},
+		{"IPv4-mapped peer", "[::ffff:10.1.2.3]:5000", []string{"203.0.113.9"}, "203.0.113.9:0"},
 	} {
 		var seen string
 		h := ForwardedClient(trusted, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen = r.RemoteAddr }))
