@@ -155,7 +155,9 @@ func (l *backendLocker) TryLockLost(ctx context.Context, key string) (func(), <-
 		}
 		// As read: a lease broken and taken again since is the other's.
 		if raw, held, err := l.readRaw(ctx, path); err == nil && held.Token == mine.Token {
-			if _, err := driver.RemoveObjectIf(ctx, l.d, path, raw); err != nil {
+			// Refused: rewritten since the read, by a renewal of this
+			// holder's landing late, or by another; releaseLater tells.
+			if removed, err := driver.RemoveObjectIf(ctx, l.d, path, raw); err != nil || !removed {
 				l.releaseLater(path, mine)
 			}
 		}

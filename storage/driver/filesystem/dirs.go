@@ -74,9 +74,10 @@ func (d *Driver) placeKeeping(ctx context.Context, file string, durable bool, cr
 // noted as fresh while it is made.
 func (d *Driver) mkdirs(dir string) error {
 	if dir == d.root {
-		// New made the root, closed to other users. One gone while
-		// serving (removed, unmounted) is not made again here, open and
-		// empty behind the operator's back: writes fail until it is back.
+		// New made the root, closed to other users. One removed while
+		// serving is not made again here, open and empty behind the
+		// operator's back: writes fail until it is back. (An unmounted
+		// root leaves its mount point, which this cannot tell.)
 		if _, err := os.Stat(dir); err != nil {
 			// Not a not-found, which callers take for a race with a
 			// prune and retry, and the API for an unknown name.
