@@ -137,7 +137,7 @@ func (l *loader) file(name string, data []byte) error {
 	// A second document (after a line of ---) would be dropped unread,
 	// and with it whatever it sets: an auth section, readonly.
 	if err := yamldoc.NoMore(dec); err != nil {
-		return fmt.Errorf("%s %w", name, err)
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	if yamldoc.Empty(&doc) {
 		return nil
