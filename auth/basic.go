@@ -46,6 +46,9 @@ func (b *Basic) Can(id Identity, a Access) bool { return b.Policy.Allows(id.Name
 
 func (b *Basic) Filter(id Identity, repos []string) []string { return b.Policy.Filter(id.Name, repos) }
 
+// PullsNothing implements NothingToPull.
+func (b *Basic) PullsNothing(id Identity) bool { return b.Policy.PullsNothing(id.Name) }
+
 // login checks a password under the failed-login limit; a 401 it returns
 // has no challenge yet, the caller knows which one to ask.
 func login(r *http.Request, users *Users, limiter *Limiter, logger *slog.Logger, user, password string) (Identity, error) {

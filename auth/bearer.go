@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -187,6 +188,18 @@ func (b *Bearer) Filter(id Identity, repos []string) []string {
 		}
 	}
 	return out
+}
+
+// PullsNothing implements NothingToPull as Filter decides: by the policy
+// where it is known, else by the token's grants.
+func (b *Bearer) PullsNothing(id Identity) bool {
+	if b.Policy != nil {
+		return b.Policy.PullsNothing(id.Name)
+	}
+	if covers(id.granted, Catalog) {
+		return false
+	}
+	return !slices.ContainsFunc(id.granted, func(g Access) bool { return g.Type == TypeRepository && g.Allows(ActionPull) })
 }
 
 // realm is the token server's address as the client sees it: behind a

@@ -385,6 +385,14 @@ func TestBearerCanAndFilterWithoutPolicy(t *testing.T) {
 	if got := b.Filter(id, repos); !slices.Equal(got, []string{"team/app", "team/lib"}) {
 		t.Errorf("filter: %v", got)
 	}
+	if b.PullsNothing(id) {
+		t.Error("a token granting pull on team/lib pulls nothing")
+	}
+	c.Access = []Access{Repository("team/drop", ActionPush)}
+	pushOnly, _ := b.Authorize(bearerRequest(key.sign(t, c, "")), nil)
+	if !b.PullsNothing(pushOnly) {
+		t.Error("a token granting push alone pulls something")
+	}
 	c.Access = []Access{Catalog}
 	id, _ = b.Authorize(bearerRequest(key.sign(t, c, "")), nil)
 	if got := b.Filter(id, repos); !slices.Equal(got, repos) {

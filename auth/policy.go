@@ -275,6 +275,24 @@ func (p *Policy) Grant(user string, want Access) Access {
 	return got
 }
 
+// PullsNothing reports whether no rule lets user ("" for anonymous) pull
+// any repository.
+func (p *Policy) PullsNothing(user string) bool {
+	if p == nil {
+		p = DefaultPolicy
+	}
+	pol := p.file.get()
+	if user != "" && pol.isAdmin(user) {
+		return false
+	}
+	for _, r := range pol.rules {
+		if slices.Contains(r.anonymous, ActionPull) || user != "" && pol.applies(r, user) && slices.Contains(r.actions, ActionPull) {
+			return false
+		}
+	}
+	return true
+}
+
 // Filter keeps the repositories user may pull.
 func (p *Policy) Filter(user string, repos []string) []string {
 	out := make([]string, 0, len(repos))

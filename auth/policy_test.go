@@ -183,6 +183,33 @@ func TestPolicyFilter(t *testing.T) {
 	}
 }
 
+// PullsNothing agrees with Filter: true exactly for those Filter would show
+// no repository of any name.
+func TestPolicyPullsNothing(t *testing.T) {
+	p := mustPolicy(t, testPolicy)
+	for _, user := range []string{"", "bob", "carol", "alice", "mallory"} {
+		if p.PullsNothing(user) {
+			t.Errorf("PullsNothing(%q), though it may pull public/busybox", user)
+		}
+	}
+	closed := mustPolicy(t, `
+admins: {users: [root]}
+groups: {devs: [bob]}
+rules:
+  - repositories: ["team/**"]
+    groups: [devs]
+    actions: [pull, push]
+  - repositories: ["drop/**"]
+    users: [carol]
+    actions: [push]
+`)
+	for user, want := range map[string]bool{"": true, "carol": true, "mallory": true, "bob": false, "root": false} {
+		if got := closed.PullsNothing(user); got != want {
+			t.Errorf("PullsNothing(%q) = %v, want %v", user, got, want)
+		}
+	}
+}
+
 func TestParsePolicyErrors(t *testing.T) {
 	for _, tc := range []struct{ yaml, wantErr string }{
 		{"rules: [{repositories: [a], users: [x], actions: [write]}]", `unknown action "write"`},

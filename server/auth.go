@@ -77,6 +77,17 @@ func (h *handlers) mayMountFrom(r *http.Request, from string) bool {
 	return h.opts.Authorizer.Can(id, auth.Repository(from, auth.ActionPull))
 }
 
+// pullsNothing reports whether the caller may pull no repository at all, as
+// far as the authorizer can tell without names.
+func (h *handlers) pullsNothing(r *http.Request) bool {
+	n, ok := h.opts.Authorizer.(auth.NothingToPull)
+	if !ok {
+		return false
+	}
+	id, _ := identityOf(r.Context())
+	return n.PullsNothing(id)
+}
+
 // visible keeps the repositories the caller may pull.
 func (h *handlers) visible(r *http.Request, names []string) []string {
 	if h.opts.Authorizer == nil {

@@ -108,6 +108,32 @@ func TestCatalogFilteredInOneListing(t *testing.T) {
 	}
 }
 
+// pullsNone may pull no repository, and says so.
+type pullsNone struct{ visibleRepos }
+
+func (pullsNone) PullsNothing(auth.Identity) bool { return true }
+
+// A caller who may pull no repository at all gets an empty catalog without
+// a reading of it, which for a large registry cost a quarter of a second
+// at each request.
+func TestCatalogOfACallerWhoPullsNothingIsNotRead(t *testing.T) {
+	drv := &walkCounter{Driver: inmemory.New(), dir: "/catalog"}
+	reg := registry.New(drv, registry.Options{Logger: slog.New(slog.DiscardHandler)})
+	pushAll := New(reg, Options{Logger: slog.New(slog.DiscardHandler)})
+	for _, repo := range []string{"a", "b"} {
+		pushBlob(t, pushAll, repo, []byte(repo))
+	}
+	h := New(reg, Options{Authorizer: pullsNone{}, Logger: slog.New(slog.DiscardHandler)})
+	drv.walks.Store(0)
+	rec := serve(t, h, request{method: http.MethodGet, target: "/v2/_catalog"})
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"repositories":[]`) {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	if n := drv.walks.Load(); n != 0 {
+		t.Errorf("the catalog was read %d times for a caller who may pull nothing", n)
+	}
+}
+
 // Neither a page's Link nor its presence tells of a name the caller may
 // not see: a page leads on only to one it may.
 func TestCatalogLinksNameNothingHidden(t *testing.T) {

@@ -110,7 +110,7 @@ func (h *handlers) catalog(w http.ResponseWriter, r *http.Request, _ Route) erro
 		}
 	}
 	list := catalogList{Repositories: []string{}}
-	if !page.none {
+	if !page.none && !h.pullsNothing(r) {
 		// Only names the caller may pull are shown or lead on: the page is
 		// read until it holds one more of them than it shows (or the
 		// catalog ends), and the next one starts after the last it shows,
