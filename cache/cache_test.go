@@ -18,6 +18,7 @@ import (
 
 	"github.com/lading-registry/lading/cache"
 	"github.com/lading-registry/lading/internal/testenv"
+	"github.com/lading-registry/lading/internal/testserver"
 	"github.com/lading-registry/lading/registry"
 	"github.com/lading-registry/lading/storage/driver"
 	"github.com/lading-registry/lading/storage/driver/inmemory"
@@ -75,7 +76,7 @@ func TestRedis(t *testing.T) {
 // With Redis gone the cache misses instead of failing, and locks are
 // refused, quickly: every request pays for it before falling back.
 func TestRedisDown(t *testing.T) {
-	var logs lockedBuffer
+	var logs testserver.SyncBuffer
 	r := cache.NewRedis(cache.RedisOptions{Addr: "127.0.0.1:1", Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	defer r.Close()
 	ctx := context.Background()
@@ -96,25 +97,6 @@ func TestRedisDown(t *testing.T) {
 	if got := logs.String(); !strings.Contains(got, `"level":"DEBUG","msg":"redis client: `) {
 		t.Fatalf("the Redis client's lines are not in the log: %q", got)
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe for a logger writing from other
-// goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // A lock whose key another took (its holder stalled past LockTTL) is

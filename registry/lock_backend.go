@@ -114,27 +114,29 @@ func (l *backendLocker) TryLockLost(ctx context.Context, key string) (func(), <-
 		// back over one another took meanwhile (atomic where the driver
 		// has ContentReplacer).
 		ok, err := driver.ReplaceObjectIf(ctx, l.d, path, written, raw)
-		if err == nil && !ok {
+		if err != nil {
+			return err // the backend may answer next time
+		}
+		if !ok {
 			// Gone, another's, or a renewal of this holder's that landed
 			// though its answer was lost: read what is there.
-			var held lease
-			var was []byte
-			was, held, err = l.readRaw(ctx, path)
+			was, held, err := l.readRaw(ctx, path)
 			if driver.IsNotFound(err) || err == nil && held.Token != mine.Token {
 				return ErrLeaseGone // broken by another after expiry
 			}
-			if err == nil {
-				if ok, err = driver.ReplaceObjectIf(ctx, l.d, path, was, raw); err == nil && !ok {
-					// Taken since that read, or this very write landed
-					// and its retry, cut off, met it: the bytes tell.
-					if now, rerr := l.d.GetContent(ctx, path); rerr != nil || !bytes.Equal(now, raw) {
-						return ErrLeaseGone
-					}
+			if err != nil {
+				return err
+			}
+			if ok, err = driver.ReplaceObjectIf(ctx, l.d, path, was, raw); err != nil {
+				return err
+			}
+			if !ok {
+				// Taken since that read, or this very write landed and its
+				// retry, cut off, met it: the bytes tell.
+				if now, err := l.d.GetContent(ctx, path); err != nil || !bytes.Equal(now, raw) {
+					return ErrLeaseGone
 				}
 			}
-		}
-		if err != nil {
-			return err // the backend may answer next time
 		}
 		// Only a stored renewal extends what unlock trusts without a read.
 		mine, written = renewed, raw

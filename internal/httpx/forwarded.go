@@ -76,13 +76,13 @@ func ForwardedClient(trusted []netip.Prefix, next http.Handler) http.Handler {
 // forwardedFor walks X-Forwarded-For's entries from the right past the
 // trusted proxies; when every entry is one, the leftmost is the client.
 func forwardedFor(values []string, trusted func(netip.Addr) bool) (netip.Addr, bool) {
+	if len(values) == 0 {
+		return netip.Addr{}, false
+	}
 	entries := strings.Split(strings.Join(values, ","), ",")
 	var client netip.Addr
 	for i := len(entries) - 1; i >= 0; i-- {
 		e := strings.TrimSpace(entries[i])
-		if e == "" && len(values) == 0 {
-			break
-		}
 		a, err := netip.ParseAddr(e)
 		if err != nil {
 			ap, perr := netip.ParseAddrPort(e)
