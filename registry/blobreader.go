@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"sync"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -139,6 +140,8 @@ type BlobRange struct {
 // wanted: 4 KiB blobs served 0.98x as many GETs a second by sendfile.
 const sendfileMin = 64 << 10
 
+var smallBufs = sync.Pool{New: func() any { b := make([]byte, sendfileMin); return &b }}
+
 // CopyTo writes the range to w straight from the backend's reader, so a
 // file system reader meets an http.ResponseWriter's ReadFrom and the kernel
 // copies the bytes (sendfile). A w without ReadFrom gets them through large
@@ -161,9 +164,15 @@ func (rg *BlobRange) CopyTo(w io.Writer) (int64, error) {
 		// large buffers, read ahead while the last is sent.
 		n, err = copyOut(w, io.LimitReader(rg.rc, rg.length))
 	default:
-		// One buffer, past w's ReadFrom and its small one.
-		bufp := copyBufs.Get().(*[]byte)
-		defer copyBufs.Put(bufp)
+		// One buffer, past w's ReadFrom and its small one; a small range
+		// takes a small one, so that many stalled readers of small blobs
+		// hold 64 KiB each rather than 1 MiB.
+		pool := &copyBufs
+		if rg.length <= sendfileMin {
+			pool = &smallBufs
+		}
+		bufp := pool.Get().(*[]byte)
+		defer pool.Put(bufp)
 		n, err = io.CopyBuffer(writerOnly{w}, io.LimitReader(rg.rc, rg.length), *bufp)
 	}
 	if err == nil && n < rg.length {

@@ -121,3 +121,35 @@ func TestBlobReaderCopyRange(t *testing.T) {
 		}
 	}
 }
+
+// capWriter records the largest capacity of the slices written to it: the
+// size of the buffer a copy went through.
+type capWriter struct{ max int }
+
+func (w *capWriter) Write(p []byte) (int, error) {
+	w.max = max(w.max, cap(p))
+	return len(p), nil
+}
+
+// A small range goes through a small buffer: a stalled reader of a small
+// blob holds that buffer until its write ends.
+func TestCopyOfASmallRangeHoldsASmallBuffer(t *testing.T) {
+	ctx := context.Background()
+	repo := repository(t, registry.New(inmemory.New(), registry.Options{}), "r")
+	data := randomBytes(t, 200<<10)
+	d := digest.FromBytes(data)
+	if _, err := repo.Blobs().Put(ctx, d, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	br, _ := repo.Blobs().Open(ctx, d)
+	defer br.Close()
+	for _, tc := range []struct{ length, most int64 }{{4 << 10, 64 << 10}, {64 << 10, 64 << 10}, {200 << 10, 1 << 20}} {
+		var w capWriter
+		if n, err := br.CopyRange(&w, 0, tc.length); err != nil || n != tc.length {
+			t.Fatalf("copy of %d = %d, %v", tc.length, n, err)
+		}
+		if int64(w.max) > tc.most || w.max == 0 {
+			t.Errorf("copy of %d bytes went through a buffer of %d, want at most %d", tc.length, w.max, tc.most)
+		}
+	}
+}
