@@ -217,7 +217,8 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 		handler = logging.AccessLog(access, handler, labels)
 	}
 
-	ops := opsHandler(m, readiness(ctx, drv, cfg.Storage), ctx.Done(), log)
+	fsd, _ := backend.(*filesystem.Driver)
+	ops := opsHandler(m, readiness(ctx, drv, fsd), ctx.Done(), log)
 	if cfg.HTTP.DebugAddr == "" {
 		handler = withOps(ops, handler)
 	}
@@ -436,34 +437,21 @@ func opsHandler(m *metrics.Metrics, ready func(context.Context) error, draining 
 var errDraining = errors.New("shutting down")
 
 // readiness is the /readyz check: storage answers and no shutdown began.
-func readiness(ctx context.Context, d driver.Driver, cfg config.Storage) func(context.Context) error {
+// root, when not nil, is the filesystem driver, whose root must still be
+// the one it opened: it cannot tell an empty store from a missing one.
+func readiness(ctx context.Context, d driver.Driver, root *filesystem.Driver) func(context.Context) error {
 	storage := health.Storage(d)
 	return func(c context.Context) error {
 		if ctx.Err() != nil {
 			return errDraining
 		}
-		if cfg.Driver == "filesystem" {
-			if err := rootPresent(cfg.Filesystem.Root); err != nil {
+		if root != nil {
+			if err := root.RootPresent(); err != nil {
 				return err
 			}
 		}
 		return storage(c)
 	}
-}
-
-// rootPresent fails when the filesystem root is gone or is no longer a
-// folder. The driver cannot tell an empty store from a missing one, and
-// a registry whose data vanished would answer every pull with 404, which
-// clients take for "no such image" rather than an outage.
-func rootPresent(root string) error {
-	info, err := os.Stat(root)
-	if err != nil {
-		return err
-	}
-	if !info.IsDir() {
-		return fmt.Errorf("storage root %s is not a folder", root)
-	}
-	return nil
 }
 
 // withOps answers the operational paths on the registry's own listener.

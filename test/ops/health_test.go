@@ -44,6 +44,20 @@ func TestHealthOnFilesystem(t *testing.T) {
 	if code, _ := get(t, base+"/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz without the data folder: %d", code)
 	}
+	// An unmount leaves an empty mount point: a folder, not the data's.
+	if err := os.Mkdir(root, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // past the reuse of the last answer
+	if code, body := get(t, base+"/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz with an empty folder in place of the data: %d %q", code, body)
+	}
+	if entries, _ := os.ReadDir(root); len(entries) != 0 {
+		t.Errorf("the empty folder was written into: %v", entries)
+	}
+	if err := os.Remove(root); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Rename(moved, root); err != nil {
 		t.Fatal(err)
 	}

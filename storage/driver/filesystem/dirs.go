@@ -3,7 +3,6 @@ package filesystem
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -73,17 +72,16 @@ func (d *Driver) placeKeeping(ctx context.Context, file string, durable bool, cr
 // from an fsync of each one's parent (see syncChanges), for which each is
 // noted as fresh while it is made.
 func (d *Driver) mkdirs(dir string) error {
-	if dir == d.root {
+	if dir == d.root || filepath.Dir(dir) == d.root {
 		// New made the root, closed to other users. One removed while
 		// serving is not made again here, open and empty behind the
-		// operator's back: writes fail until it is back. (An unmounted
-		// root leaves its mount point, which this cannot tell.)
-		if _, err := os.Stat(dir); err != nil {
-			// Not a not-found, which callers take for a race with a
-			// prune and retry, and the API for an unknown name.
-			return fmt.Errorf("storage root %s: %v", dir, err)
+		// operator's back, nor are folders made in a mount point left
+		// by an unmount: writes fail until the root is back. The error
+		// is not a not-found, which callers take for a race with a
+		// prune and retry, and the API for an unknown name.
+		if err := d.RootPresent(); err != nil || dir == d.root {
+			return err
 		}
-		return nil
 	}
 	d.fresh.making(dir)
 	err := os.Mkdir(dir, 0o755)

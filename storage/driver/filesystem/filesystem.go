@@ -53,12 +53,13 @@ const staleTemp = time.Hour
 
 // Driver is a driver.Driver over a directory.
 type Driver struct {
-	root    string
-	tmp     string
-	barrier *barrier
-	fresh   freshDirs
-	unnamed bool // temporary files for new names are unnamed (see temp)
-	byFD    bool // and linked by their descriptor (see linkFD)
+	root     string
+	rootInfo os.FileInfo // as at New, which RootPresent compares against
+	tmp      string
+	barrier  *barrier
+	fresh    freshDirs
+	unnamed  bool // temporary files for new names are unnamed (see temp)
+	byFD     bool // and linked by their descriptor (see linkFD)
 
 	shortReadEnds bool        // see shortReadsEnd
 	journaled     bool        // see Journaled
@@ -85,6 +86,9 @@ func New(root string) (*Driver, error) {
 		return nil, err
 	}
 	if err := nothingMountedBelow(root); err != nil {
+		return nil, err
+	}
+	if d.rootInfo, err = os.Stat(root); err != nil {
 		return nil, err
 	}
 	d.journaled = journaled(root)
@@ -537,6 +541,24 @@ func (d *Driver) Persist(ctx context.Context, path string) error {
 		return nil
 	}
 	return d.barrier.waitFor(d.barrier.ticket(), func() error { return d.syncChanges(file) })
+}
+
+// RootPresent fails when the root is gone, or is no longer the folder New
+// opened: a file system unmounted while serving leaves its mount point, an
+// empty folder where writes would go on unseen, and every pull would be
+// answered 404, which clients take for "no such image" rather than an
+// outage. A root moved back into place needs a restart.
+func (d *Driver) RootPresent() error {
+	fi, err := os.Stat(d.root)
+	switch {
+	case err != nil:
+		return fmt.Errorf("storage root %s: %v", d.root, err)
+	case !fi.IsDir():
+		return fmt.Errorf("storage root %s is not a folder", d.root)
+	case !os.SameFile(fi, d.rootInfo):
+		return fmt.Errorf("storage root %s is no longer the folder opened at start (a file system unmounted, or the folder replaced); restart once the right one is back", d.root)
+	}
+	return nil
 }
 
 // CheckWritable makes and removes a file in the root's temporary folder:

@@ -753,3 +753,43 @@ func TestRootGoneIsNotMadeAgain(t *testing.T) {
 		t.Fatalf("the root was made again: %v", err)
 	}
 }
+
+// An unmount leaves the mount point, an empty folder: writes must not go
+// on into it.
+func TestRootReplacedIsNotWrittenInto(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "store")
+	d, err := filesystem.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.PutContent(t.Context(), "/repositories/a/_layers/x", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(root, root+".away"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(root, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.RootPresent(); err == nil {
+		t.Error("RootPresent with another folder at the root: nil")
+	}
+	for _, content := range [][]byte{nil, []byte("manifest")} { // a temporary file for the latter
+		err = d.PutContent(t.Context(), "/repositories/b/_layers/y", content)
+		if err == nil || driver.IsNotFound(err) || !strings.Contains(err.Error(), "no longer the folder") {
+			t.Fatalf("write of %q below a replaced root: %v", content, err)
+		}
+	}
+	if entries, _ := os.ReadDir(root); len(entries) != 0 {
+		t.Errorf("the replacing folder was written into: %v", entries)
+	}
+	if err := os.Remove(root); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(root+".away", root); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.RootPresent(); err != nil {
+		t.Errorf("RootPresent with the root back: %v", err)
+	}
+}

@@ -54,6 +54,20 @@ func (d *Driver) absent(file string) bool {
 // openTemp makes a new, empty temporary file, unnamed if asked for and
 // the file system makes them.
 func (d *Driver) openTemp(unnamed bool) (*temp, error) {
+	t, err := d.openTempIn(unnamed)
+	if errors.Is(err, fs.ErrNotExist) {
+		// The temporary folder is gone: with the root (removed, or an
+		// unmount's empty mount point), mkdirs says so; alone (an
+		// operator's cleanup), it is made again.
+		if err := d.mkdirs(d.tmp); err != nil {
+			return nil, err
+		}
+		t, err = d.openTempIn(unnamed)
+	}
+	return t, err
+}
+
+func (d *Driver) openTempIn(unnamed bool) (*temp, error) {
 	since := d.barrier.since()
 	if unnamed && d.unnamed {
 		fd, err := openFD(d.tmp, unix.O_TMPFILE|unix.O_WRONLY, 0o644)
