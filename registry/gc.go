@@ -323,7 +323,9 @@ func (c *collector) finish(ctx context.Context, completed bool) {
 		ended = c.reg.now()
 	}
 	if _, err := c.reg.writeGCState(sctx, gcState{Last: c.state.Run, Ended: ended, Window: c.opts.Window}); err != nil {
-		c.reg.log.Error("garbage collection: state left as running; writers will pin until the next run", "err", err)
+		// The start may not have been recorded either (a full disk refuses
+		// both): the message must not claim it was.
+		c.reg.log.Error("garbage collection: the run's end could not be recorded; if its start was, writers pin until the next run", "err", err)
 	}
 	if err := c.reg.driver.Delete(ctx, gcRunPinsPath(c.state.Run)); err != nil && !driver.IsNotFound(err) {
 		c.reg.log.Debug("garbage collection: pins left for the next run", "err", err)

@@ -495,3 +495,18 @@ func TestHTTP2WindowLetsAPushAhead(t *testing.T) {
 		t.Fatalf("the client sent %d KiB before the handler read any, want the stream's window of %d MiB", n>>10, h2StreamWindow>>20)
 	}
 }
+
+// A low open-file limit is warned of at start, naming the limit; a usual
+// one is not.
+func TestFewFilesWarned(t *testing.T) {
+	for _, tc := range []struct {
+		limit uint64
+		warn  bool
+	}{{64, true}, {1024, true}, {fewFiles, false}, {1 << 20, false}} {
+		var buf bytes.Buffer
+		warnFewFiles(slog.New(slog.NewTextHandler(&buf, nil)), tc.limit)
+		if got := strings.Contains(buf.String(), fmt.Sprintf("limit=%d", tc.limit)); got != tc.warn {
+			t.Errorf("limit %d: warned %v, want %v (%q)", tc.limit, got, tc.warn, buf.String())
+		}
+	}
+}

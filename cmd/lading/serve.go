@@ -89,6 +89,10 @@ func runServe(args []string, _, stderr io.Writer) int {
 	for _, k := range config.SecretsOnCommandLine(fs) {
 		log.Warn("a secret was given with --set, where every local user can read it (ps, /proc); give it in the configuration file or the environment", "key", k, "env", config.EnvName(k))
 	}
+	var nofile syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &nofile) == nil {
+		warnFewFiles(log, nofile.Cur)
+	}
 	defer gcfloor.Start(gcFloor)()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -579,6 +583,17 @@ func authConfig(c config.Auth) auth.Config {
 			Server:     auth.TokenServerConfig{Enabled: c.Token.Server.Enabled, Key: c.Token.Server.Key, Expiry: c.Token.Server.Expiry},
 		},
 		RateLimit: auth.RateLimitConfig{Burst: c.RateLimit.Burst, Per: c.RateLimit.Per},
+	}
+}
+
+// fewFiles is the open-file limit below which serve warns at start. Go
+// raises the soft limit to the hard one itself, so only a low hard limit
+// (a container's, a service manager's) is seen here.
+const fewFiles = 4096
+
+func warnFewFiles(log *slog.Logger, limit uint64) {
+	if limit < fewFiles {
+		log.Warn("the open-file limit is low: each connection and each blob read or written takes one, and past it requests are answered 503 and new connections wait; raise it (ulimit -n, systemd LimitNOFILE=)", "limit", limit, "want", fewFiles)
 	}
 }
 

@@ -99,10 +99,12 @@ func (e UnavailableError) Unwrap() error { return e.Err }
 
 // IsUnavailable reports whether err says the backend is unavailable: a
 // file system turned read-only too (ext4's errors=remount-ro after a disk
-// error), which refuses every write until an operator steps in.
+// error), which refuses every write until an operator steps in, and a
+// process or system out of file descriptors, which a retry may find free.
 func IsUnavailable(err error) bool {
 	var u UnavailableError
-	return errors.As(err, &u) || errors.Is(err, syscall.EROFS)
+	return errors.As(err, &u) || errors.Is(err, syscall.EROFS) ||
+		errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
 }
 
 // ErrStorageFull means the backend has no room for a write: a full file

@@ -1,13 +1,17 @@
 package hardening
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -199,4 +203,89 @@ func fill(t *testing.T, name string) {
 			return
 		}
 	}
+}
+
+// A process out of file descriptors answers a request that needs one 503
+// UNAVAILABLE with Retry-After, which clients retry, never a 500: the
+// descriptors come back as other requests end.
+func TestOutOfFileDescriptors(t *testing.T) {
+	srv := start(t, testserver.Options{Allow5xx: true})
+	c := newClient(srv.URL, 1)
+	defer c.close()
+	const repo = "fd/repo"
+	d, err := c.pushMonolithic(repo, randomBytes(4<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.close()
+	// Connections accepted and answered first: accepting one needs a
+	// descriptor, which the limit below leaves none for.
+	conns := make([]*bufio.ReadWriter, 3)
+	for i := range conns {
+		conn, err := net.Dial("tcp", srv.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conns[i] = bufio.NewReadWriter(bufio.NewReader(conn), bufio.NewWriter(conn))
+		if r := rawRequest(t, conns[i], http.MethodGet, "/v2/"); r.StatusCode != http.StatusOK {
+			t.Fatalf("GET /v2/: %d", r.StatusCode)
+		}
+	}
+	pid := srv.PID()
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var old unix.Rlimit
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, nil, &old); err != nil {
+		t.Fatal(err)
+	}
+	// A new descriptor takes the lowest number free: a limit at that
+	// number leaves none.
+	taken := map[string]bool{}
+	for _, fd := range fds {
+		taken[fd.Name()] = true
+	}
+	lowest := 0
+	for taken[strconv.Itoa(lowest)] {
+		lowest++
+	}
+	full := unix.Rlimit{Cur: uint64(lowest), Max: old.Max}
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &full, nil); err != nil {
+		testenv.Unavailable(t, "lowering lading's descriptor limit: %v", err)
+	}
+	restore := func() { unix.Prlimit(pid, unix.RLIMIT_NOFILE, &old, nil) }
+	t.Cleanup(restore) // before the server stops
+	for i, target := range []string{"/v2/" + repo + "/blobs/" + d.String(), "/v2/" + repo + "/blobs/uploads/"} {
+		method := http.MethodGet
+		if i == 1 {
+			method = http.MethodPost
+		}
+		r := rawRequest(t, conns[i], method, target)
+		if r.StatusCode != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" {
+			t.Errorf("%s %s out of descriptors: %d, Retry-After %q; want 503 with Retry-After", method, target, r.StatusCode, r.Header.Get("Retry-After"))
+		}
+	}
+	restore()
+	if r := rawRequest(t, conns[2], http.MethodGet, "/v2/"+repo+"/blobs/"+d.String()); r.StatusCode != http.StatusOK {
+		t.Errorf("GET with descriptors again: %d", r.StatusCode)
+	}
+}
+
+// rawRequest sends a request without a body on a connection of its own
+// and reads the response whole.
+func rawRequest(t *testing.T, rw *bufio.ReadWriter, method, target string) *http.Response {
+	t.Helper()
+	fmt.Fprintf(rw, "%s %s HTTP/1.1\r\nHost: registry\r\nContent-Length: 0\r\n\r\n", method, target)
+	if err := rw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(rw.Reader, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
 }
