@@ -40,8 +40,10 @@ func (r *Registry) WalkCatalog(ctx context.Context, last string, fn func(name st
 		from = catalogPath(last)
 	}
 	err := r.driver.Walk(ctx, catalog, from, func(fi driver.FileInfo) error {
+		// What Lading did not write there is no repository (see
+		// tagOfPath).
 		name, ok := unescapeName(path.Base(fi.Path))
-		if ok && !fn(name) {
+		if ok && path.Dir(fi.Path) == catalog && ValidateName(name) == nil && !fn(name) {
 			return driver.ErrStopWalk
 		}
 		return nil

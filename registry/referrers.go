@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -143,8 +142,13 @@ func (ms *ManifestStore) readReferrers(ctx context.Context, entries []string) ([
 			return err
 		}
 		var desc v1.Descriptor
-		if err := json.Unmarshal(b, &desc); err != nil {
-			return errors.Join(errors.New("registry: corrupt referrer entry "+entries[i]), err)
+		err = json.Unmarshal(b, &desc)
+		if r, ok := digestAt(entries[i], 1); err != nil || (ok && desc.Digest != r) {
+			// Damaged on disk: left out, so that one entry does not hide
+			// every other referrer of the subject. A push of the
+			// referrer, or fsck's repair, writes it again.
+			ms.repo.reg.log.Warn("referrer entry damaged, left out of the list: push the referrer again, or run lading fsck --repair", "entry", entries[i], "err", err)
+			return nil
 		}
 		descs[i], sizes[i] = &desc, len(b)
 		return nil

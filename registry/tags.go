@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"path"
 	"sort"
@@ -47,7 +48,7 @@ func (ms *ManifestStore) Tags(ctx context.Context, last string, n int) (tags []s
 	if listed {
 		tags, more = pageOf(all, last, n)
 	} else {
-		tags, more, err = page(ctx, ms.driver(), tagsPath(ms.repo.name), from, n, tagOfPath)
+		tags, more, err = page(ctx, ms.driver(), tagsPath(ms.repo.name), from, n, tagOfPath(tagsPath(ms.repo.name)))
 	}
 	if err != nil || len(tags) > 0 {
 		return tags, more, err
@@ -62,14 +63,22 @@ func (ms *ManifestStore) Tags(ctx context.Context, last string, n int) (tags []s
 	return []string{}, false, nil
 }
 
-// tagOfPath names the tag a path below a repository's tags holds.
-func tagOfPath(p string) (string, bool) { return path.Base(p), true }
+// tagOfPath names the tag a path below a repository's tags holds. What
+// Lading did not write there (a file manager's .DS_Store, a copy's
+// temporary file, a file in a folder) is no tag: listed, it would be a
+// page's last, whose link the next request refuses.
+func tagOfPath(dir string) func(p string) (string, bool) {
+	return func(p string) (string, bool) {
+		tag := path.Base(p)
+		return tag, ValidateTag(tag) == nil && path.Dir(p) == dir
+	}
+}
 
 // readList reads every tag of the repository, for c to keep once the
 // claim beginList gave is released, whatever happens to the read.
 func (ms *ManifestStore) readList(ctx context.Context, c *tagCache, now time.Time) (all []string, err error) {
 	defer func() { c.endList(ms.repo.name, all, now) }()
-	all, _, err = page(ctx, ms.driver(), tagsPath(ms.repo.name), "", 0, tagOfPath)
+	all, _, err = page(ctx, ms.driver(), tagsPath(ms.repo.name), "", 0, tagOfPath(tagsPath(ms.repo.name)))
 	if err != nil {
 		all = nil
 	}
@@ -100,7 +109,7 @@ func (ms *ManifestStore) tagDigest(ctx context.Context, tag string) (digest.Dige
 	if err != nil {
 		return "", err
 	}
-	d := digest.Digest(b)
+	d := digest.Digest(bytes.TrimSpace(b)) // as an editor may leave it
 	if validateDigest(d) != nil {
 		// Tags are written whole; an unreadable one names nothing.
 		return "", manifestUnknown(ms.repo.name, tag)

@@ -634,13 +634,22 @@ func (u *Upload) finish(ctx context.Context, d digest.Digest, size int64, commit
 	bctx, batch := driver.WithBatch(ctx)
 	dst := blobPath(d)
 	moved := false
-	if _, err := driver.StatObject(ctx, drv, dst); err == nil {
+	if fi, err := driver.StatObject(ctx, drv, dst); err == nil && (fi.Size == u.state.Offset || !hasData) {
 		// Already stored: content addressing makes this upload redundant.
 		// The bytes may be another push's, not durable yet: they must be
 		// once this one's link is.
 		if err := driver.Persist(bctx, drv, dst); err != nil {
 			return v1.Descriptor{}, err
 		}
+	} else if err == nil {
+		// Stored at another size: damaged (cut short by a disk fault, a
+		// partial copy of the store). The bytes just verified replace
+		// them, so a push mends what it would otherwise link to.
+		u.bs.repo.reg.log.Warn("blob stored at the wrong size, replaced by an upload", "digest", d, "stored", fi.Size, "size", u.state.Offset)
+		if err := drv.Move(bctx, dataPath, dst); err != nil {
+			return v1.Descriptor{}, err
+		}
+		moved = true
 	} else if !driver.IsNotFound(err) {
 		return v1.Descriptor{}, err
 	} else if hasData {
