@@ -9,6 +9,7 @@ package metrics
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
 	"sync"
 	"time"
@@ -172,6 +173,24 @@ func (m *Metrics) MaintenanceFailed(task string) {
 	if m != nil {
 		m.maintFailures.WithLabelValues(task).Inc()
 	}
+}
+
+// CertificateExpiry reports the end of the served TLS certificate's
+// validity, read from current at each scrape: a renewal that never came
+// (or never loaded) shows before clients start failing their handshakes.
+func (m *Metrics) CertificateExpiry(current func() (time.Time, bool)) {
+	if m == nil {
+		return
+	}
+	m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "tls_certificate_expiry_timestamp_seconds",
+		Help: "When the TLS certificate being served stops being valid (its NotAfter), as a Unix time.",
+	}, func() float64 {
+		if end, ok := current(); ok {
+			return float64(end.Unix())
+		}
+		return math.NaN()
+	}))
 }
 
 // DriverObserver returns the observer to give driver.Instrument for the

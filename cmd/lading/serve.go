@@ -239,6 +239,15 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 	if err != nil {
 		return err
 	}
+	if tlsConfig != nil {
+		m.CertificateExpiry(func() (time.Time, bool) {
+			c, err := tlsConfig.GetCertificate(&tls.ClientHelloInfo{})
+			if err != nil || c == nil || c.Leaf == nil {
+				return time.Time{}, false
+			}
+			return c.Leaf.NotAfter, true
+		})
+	}
 	srv := newHTTPServer(cfg, handler, tlsConfig, log)
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {

@@ -124,7 +124,12 @@ type samples map[string]float64
 
 func scrape(t *testing.T, url string) samples {
 	t.Helper()
-	resp, err := http.Get(url)
+	return scrapeWith(t, http.DefaultClient, url)
+}
+
+func scrapeWith(t *testing.T, c *http.Client, url string) samples {
+	t.Helper()
+	resp, err := c.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -163,6 +163,17 @@ func TestTLS(t *testing.T) {
 		pushAndPull(t, ref, tr)
 		tr.onlyHTTP2(t)
 
+		// The certificate's end is there for an alert to watch.
+		block, _ := pem.Decode(certPEM)
+		leaf, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := scrapeWith(t, &http.Client{Transport: tr}, "https://"+registryHost+"/metrics")
+		if got := m.sum("lading_tls_certificate_expiry_timestamp_seconds"); got != float64(leaf.NotAfter.Unix()) {
+			t.Errorf("certificate expiry metric %v, want %d", got, leaf.NotAfter.Unix())
+		}
+
 		// A client that does not trust the CA is refused by its own TLS
 		// stack, and plain HTTP gets no registry answer.
 		if _, err := http.Get("https://" + addr + "/v2/"); err == nil || !strings.Contains(err.Error(), "certificate") {
