@@ -66,6 +66,10 @@ type Auth struct {
 	Authorizer Authorizer
 	// TokenServer is nil unless token.server.enabled; Handler mounts it.
 	TokenServer *TokenServer
+	// Stale maps each file read again on change ("auth.htpasswd.path",
+	// "auth.policy") to whether a change of it failed to load, leaving
+	// the previous content in force.
+	Stale map[string]func() bool
 }
 
 // DefaultService names the registry in tokens when nothing else does.
@@ -120,6 +124,13 @@ func New(cfg Config, logger *slog.Logger) (*Auth, error) {
 	service := cmp.Or(t.Service, DefaultService)
 	issuer := cmp.Or(t.Issuer, service)
 	audience := cmp.Or(t.Audience, service)
+	stale := map[string]func() bool{}
+	if users != nil {
+		stale["auth.htpasswd.path"] = users.file.isStale
+	}
+	if policy != nil {
+		stale["auth.policy"] = policy.file.isStale
+	}
 
 	switch {
 	case t.Server.Enabled:
@@ -132,7 +143,7 @@ func New(cfg Config, logger *slog.Logger) (*Auth, error) {
 		}
 		ts := &TokenServer{Service: service, Issuer: issuer, Audience: audience, Users: users, Policy: policy,
 			Key: key, Expiry: t.Server.Expiry, Limiter: limiter, Logger: logger}
-		return &Auth{Authorizer: ts.Authorizer(t.Realm), TokenServer: ts}, nil
+		return &Auth{Authorizer: ts.Authorizer(t.Realm), TokenServer: ts, Stale: stale}, nil
 	case external:
 		var keys Keys
 		if t.JWKS != "" {
@@ -141,9 +152,9 @@ func New(cfg Config, logger *slog.Logger) (*Auth, error) {
 			return nil, fmt.Errorf("auth: token.certbundle: %w", err)
 		}
 		return &Auth{Authorizer: &Bearer{Realm: t.Realm, Service: service, Issuer: issuer, Audience: audience,
-			Keys: keys, Policy: policy, Logger: logger}}, nil
+			Keys: keys, Policy: policy, Logger: logger}, Stale: stale}, nil
 	case users != nil || policy != nil:
-		return &Auth{Authorizer: &Basic{Realm: service, Users: users, Policy: policy, Limiter: limiter, Logger: logger}}, nil
+		return &Auth{Authorizer: &Basic{Realm: service, Users: users, Policy: policy, Limiter: limiter, Logger: logger}, Stale: stale}, nil
 	}
 	return &Auth{Authorizer: Open{}}, nil
 }

@@ -24,6 +24,7 @@ type watchedFile[T any] struct {
 	current T
 	stamp   fileStamp
 	checked time.Time
+	stale   bool // the file changed and the change did not load
 }
 
 // staticFile holds content that did not come from a file and never changes.
@@ -83,9 +84,19 @@ func (w *watchedFile[T]) get() T {
 	if err != nil {
 		w.logger.Error("auth: keeping previous content of changed file", "path", w.path, "err", err)
 		w.stamp = fileStamp{fi.ModTime(), fi.Size()} // do not re-parse the bad version every second
+		w.stale = true
 		return w.current
 	}
-	w.current, w.stamp = v, stamp
+	w.current, w.stamp, w.stale = v, stamp, false
 	w.logger.Info("auth: reloaded", "path", w.path)
 	return w.current
+}
+
+// isStale reports whether the file has changed since the content in force
+// was read, and the change did not load.
+func (w *watchedFile[T]) isStale() bool {
+	w.get()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.stale
 }

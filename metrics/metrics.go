@@ -193,6 +193,26 @@ func (m *Metrics) CertificateExpiry(current func() (time.Time, bool)) {
 	}))
 }
 
+// FileStale reports whether a file read again on change (named by its
+// configuration key) holds a change that did not load, the previous
+// content staying in force: an edit that locks nobody out, and changes
+// nothing either.
+func (m *Metrics) FileStale(key string, stale func() bool) {
+	if m == nil {
+		return
+	}
+	m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "config_file_stale",
+		Help:        "1 while a file read again on change (by its configuration key) has a change that did not load, its previous content in force; else 0.",
+		ConstLabels: prometheus.Labels{"key": key},
+	}, func() float64 {
+		if stale() {
+			return 1
+		}
+		return 0
+	}))
+}
+
 // DriverObserver returns the observer to give driver.Instrument for the
 // named driver: it times every operation and counts the failed ones.
 func (m *Metrics) DriverObserver(driverName string) driver.Observer {

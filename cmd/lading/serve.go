@@ -198,6 +198,9 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 	if err != nil {
 		return err
 	}
+	for key, stale := range az.Stale {
+		m.FileStale(key, stale)
+	}
 	var authorizer auth.Authorizer
 	if _, open := az.Authorizer.(auth.Open); !open {
 		authorizer = az.Authorizer

@@ -1,8 +1,10 @@
 package authtest
 
 import (
+	"io"
 	"maps"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -66,4 +68,44 @@ func TestLiveEdits(t *testing.T) {
 	if got := status("bob", edited["bob"]); got != http.StatusNotFound {
 		t.Errorf("bob's new password: %d, want 404 (let in, no such repository)", got)
 	}
+}
+
+// An edit that does not load leaves the previous content in force, which
+// the log says once and lading_config_file_stale says until a good edit.
+func TestStaleFileMetric(t *testing.T) {
+	srv, files := start(t, basicMode)
+	stale := func(key string) string {
+		resp := do(t, http.MethodGet, srv.URL+"/metrics", "")
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		prefix := `lading_config_file_stale{key="` + key + `"} `
+		for line := range strings.Lines(string(b)) {
+			if v, ok := strings.CutPrefix(line, prefix); ok {
+				return strings.TrimSpace(v)
+			}
+		}
+		return "(none)"
+	}
+	eventually := func(key, want string) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			got := stale(key)
+			if got == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s stale: %s, want %s", key, got, want)
+			}
+		}
+	}
+	eventually("auth.htpasswd.path", "0")
+	eventually("auth.policy", "0")
+	writeFile(t, files.Htpasswd, "alice:$apr1$weak$hashhashhashhashhash\n") // MD5-crypt: refused
+	eventually("auth.htpasswd.path", "1")
+	if got := do(t, http.MethodGet, srv.URL+"/v2/team/app/tags/list", basicHeader("alice", users["alice"])).StatusCode; got != http.StatusNotFound {
+		t.Errorf("alice with the previous file in force: %d, want 404 (let in)", got)
+	}
+	files.SetUsers(t, users)
+	eventually("auth.htpasswd.path", "0")
+	eventually("auth.policy", "0")
 }
