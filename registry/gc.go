@@ -14,6 +14,8 @@
 //     collected) every manifest without a subject. From the roots follow
 //     index children and referrers: a signature or SBOM is kept exactly
 //     while its subject is, transitively. Note what kept manifests use.
+//     A kept manifest whose bytes do not hash to its digest stops the
+//     run: what it uses is unknown.
 //  3. Sweep, in batches: unkept manifests older than the untagged grace;
 //     tag markers of manifests gone; links no kept manifest uses, older
 //     than the grace (the links that stay make the blob mark set); last,

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"path"
 	"slices"
 	"strings"
@@ -230,7 +231,19 @@ func (m *repoMarker) keep(ctx context.Context, d digest.Digest, rec *manifestRec
 	if err != nil {
 		return err
 	}
-	for _, ref := range storedReferences(payload, rec.MediaType) {
+	// Bytes that are not the manifest's cannot tell what it references,
+	// which may be healthy still: the run stops before removing any of it.
+	// The whole run stops, rather than keep this repository whole and
+	// collect the rest: damage seldom comes alone (a failing disk, a
+	// partial restore), and fsck finds what else it reached.
+	if got := d.Algorithm().FromBytes(payload); got != d {
+		return m.damaged(d, "hash to "+got.String())
+	}
+	refs, err := readReferences(payload, rec.MediaType)
+	if err != nil {
+		return m.damaged(d, "do not parse ("+err.Error()+")")
+	}
+	for _, ref := range refs {
 		m.uses.Add(ref.desc.Digest)
 		if ref.kind == refManifest {
 			if err := m.keep(ctx, ref.desc.Digest, nil); err != nil {
@@ -246,17 +259,31 @@ func (m *repoMarker) keep(ctx context.Context, d digest.Digest, rec *manifestRec
 	return nil
 }
 
+// damaged stops a run at kept manifest d, whose stored bytes cannot tell
+// what it references (problem says why).
+func (m *repoMarker) damaged(d digest.Digest, problem string) error {
+	return fmt.Errorf("registry: repository %q, manifest %s: its stored bytes %s; the garbage collection stopped before removing anything it may reference: run lading fsck",
+		m.ms.repo.name, d, problem)
+}
+
 // storedReferences lists what a stored manifest needs the repository to
 // hold. Stored manifests were valid when pushed; one that no longer passes
 // validation is read loosely, so that its layers are kept, not dropped.
 func storedReferences(payload []byte, mediaType string) []reference {
-	pm, err := parseManifest(payload, mediaType)
-	if err != nil {
+	refs, _ := readReferences(payload, mediaType)
+	return refs
+}
+
+// readReferences is storedReferences, with the error of bytes that do not
+// read even loosely (what they told so far beside it).
+func readReferences(payload []byte, mediaType string) (refs []reference, err error) {
+	pm, perr := parseManifest(payload, mediaType)
+	if perr != nil {
 		var doc manifestDoc
-		_ = json.Unmarshal(payload, &doc)
+		err = json.Unmarshal(payload, &doc)
 		pm = &parsedManifest{config: doc.Config, layers: doc.Layers, manifests: doc.Manifests}
 	}
-	return slices.DeleteFunc(pm.references(), func(r reference) bool { return r.kind == refExternal })
+	return slices.DeleteFunc(pm.references(), func(r reference) bool { return r.kind == refExternal }), err
 }
 
 // sweepManifests removes the repository's manifests that marking did not

@@ -1,0 +1,117 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/lading-registry/lading/storage/driver"
+)
+
+// hasLink reports whether repository repo links d.
+func hasLink(t *testing.T, reg *Registry, repo string, d digest.Digest) bool {
+	t.Helper()
+	_, err := reg.driver.Stat(context.Background(), layerLinkPath(repo, d))
+	if err != nil && !driver.IsNotFound(err) {
+		t.Fatal(err)
+	}
+	return err == nil
+}
+
+// A tagged manifest whose stored bytes are damaged cannot tell what it
+// references: the run stops before it removes anything, and says which
+// manifest and what to run. Before, the layers and config of the image
+// went, though its tags still named it.
+func TestGCStopsAtADamagedManifest(t *testing.T) {
+	damages := map[string]func(payload []byte, img v1.Manifest) []byte{
+		"not json": func([]byte, v1.Manifest) []byte { return []byte("not json at all") },
+		"layer digest changed": func(payload []byte, img v1.Manifest) []byte {
+			hex := []byte(img.Layers[0].Digest.Encoded())
+			changed := bytes.Clone(hex)
+			changed[10] = "10"[min(hex[10]-'0', 1)] // one digit other than it was
+			return bytes.Replace(payload, hex, changed, 1)
+		},
+	}
+	for name, damage := range damages {
+		for _, untagged := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/untagged=%v", name, untagged), func(t *testing.T) {
+				forEachGCDriver(t, func(t *testing.T, reg *Registry) {
+					f := newFixture(t, reg, "app")
+					img := f.image()
+					payload := mustJSON(t, img)
+					m := f.put("v1", payload, "a", "b", "c")
+					stray := f.blob(testLayerType, randomContent(33)) // garbage, were the run to go on
+					if err := reg.driver.PutContent(f.ctx, blobPath(m.Descriptor.Digest), damage(payload, img)); err != nil {
+						t.Fatal(err)
+					}
+
+					opts := quickGC(untagged)
+					opts.TempDir = t.TempDir()
+					var removed []GCItem
+					opts.Removed = func(it GCItem) { removed = append(removed, it) }
+					_, err := reg.CollectGarbage(f.ctx, opts)
+					if err == nil {
+						t.Fatal("a collection over a damaged manifest succeeded")
+					}
+					for _, want := range []string{`"app"`, m.Descriptor.Digest.String(), "lading fsck"} {
+						if !strings.Contains(err.Error(), want) {
+							t.Errorf("error %q does not say %s", err, want)
+						}
+					}
+					if len(removed) != 0 {
+						t.Errorf("removed %+v", removed)
+					}
+					for _, d := range []digest.Digest{img.Config.Digest, img.Layers[0].Digest, stray.Digest} {
+						if !hasBlob(t, reg, d) || !hasLink(t, reg, "app", d) {
+							t.Errorf("%s lost its blob or its link", d)
+						}
+					}
+				})
+			})
+		}
+	}
+}
+
+// A scheduled run that meets a damaged manifest counts as failed, for the
+// metric an operator alerts on, and removes nothing either.
+func TestMaintainReportsADamagedManifest(t *testing.T) {
+	reg := New(manifestDrivers["filesystem"](t), Options{Logger: slog.New(slog.DiscardHandler)})
+	f := newFixture(t, reg, "app")
+	img := f.image()
+	m := f.put("v1", mustJSON(t, img))
+	if err := reg.driver.PutContent(f.ctx, blobPath(m.Descriptor.Digest), []byte("not json at all")); err != nil {
+		t.Fatal(err)
+	}
+	var failed atomic.Int32
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		reg.Maintain(ctx, Maintenance{GCInterval: 20 * time.Millisecond, GC: GCOptions{Window: time.Millisecond, TempDir: t.TempDir()},
+			Failed: func(task string) {
+				if task == "gc" {
+					failed.Add(1)
+				}
+			}})
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for failed.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the failed collection went untold")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-stopped
+	if !hasBlob(t, reg, img.Layers[0].Digest) || !hasLink(t, reg, "app", img.Layers[0].Digest) {
+		t.Fatal("the layer of the damaged manifest was collected")
+	}
+}
