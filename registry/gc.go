@@ -13,9 +13,10 @@
 //     than the untagged grace, and (unless untagged manifests are
 //     collected) every manifest without a subject. From the roots follow
 //     index children and referrers: a signature or SBOM is kept exactly
-//     while its subject is, transitively. Note what kept manifests use.
-//     A kept manifest whose bytes do not hash to its digest stops the
-//     run: what it uses is unknown.
+//     while its subject is, transitively: found through the repository's
+//     index of referrers, or by the subject in its record where the index
+//     lacks it. Note what kept manifests use. A kept manifest whose bytes
+//     do not hash to its digest stops the run: what it uses is unknown.
 //  3. Sweep, in batches: unkept manifests older than the untagged grace;
 //     tag markers of manifests gone; links no kept manifest uses, older
 //     than the grace (the links that stay make the blob mark set); last,
@@ -78,9 +79,10 @@
 // walks of the store, so memory does not grow with the number of blobs.
 // A file system lists a folder in order by reading its names whole, so
 // there memory grows with the largest folder (a repository's links).
-// Held per repository: its referrer entries and up to 128 Ki followed
-// manifests; per batch: the run's pins. Measured on the filesystem driver
-// at 100,000 blobs in 10,000 manifests: 27 MB peak resident.
+// Held per repository: its referrer entries (and the referrers its index
+// lacks) and up to 128 Ki followed manifests; per batch: the run's pins.
+// Measured on the filesystem driver at 100,000 blobs in 10,000 manifests:
+// 27 MB peak resident.
 
 package registry
 

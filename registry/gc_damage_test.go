@@ -115,3 +115,59 @@ func TestMaintainReportsADamagedManifest(t *testing.T) {
 		t.Fatal("the layer of the damaged manifest was collected")
 	}
 }
+
+// Referrers missing from the index of referrers (a partial restore lost
+// _referrers; fsck reports each) are kept with their subject all the same,
+// by the subject their records name: down a chain of referrers too, and
+// past the manifests marking remembers. A referrer whose subject went
+// still goes.
+func TestGCKeepsReferrersMissingFromTheIndex(t *testing.T) {
+	defer func(n int) { maxVisited = n }(maxVisited)
+	for _, limit := range []int{maxVisited, 1} {
+		for _, untagged := range []bool{false, true} {
+			t.Run(fmt.Sprintf("visited=%d/untagged=%v", limit, untagged), func(t *testing.T) {
+				maxVisited = limit
+				forEachGCDriver(t, func(t *testing.T, reg *Registry) {
+					f := newFixture(t, reg, "app")
+					f.pushImage("a") // walked first, so that past a memory of 1 the subject is forgotten
+					payload, d := f.pushImage("v1")
+					subject := v1.Descriptor{MediaType: MediaTypeOCIManifest, Digest: d, Size: int64(len(payload))}
+					var kept []digest.Digest
+					for _, typ := range []string{sigType, sbomType} {
+						p := mustJSON(t, f.artifact(subject, typ, nil))
+						kept = append(kept, f.put(digest.FromBytes(p).String(), p).Descriptor.Digest)
+					}
+					// A signature of the SBOM: its subject is a referrer itself.
+					sbom := v1.Descriptor{MediaType: MediaTypeOCIManifest, Digest: kept[1]}
+					p := mustJSON(t, f.artifact(sbom, sigType, nil))
+					kept = append(kept, f.put(digest.FromBytes(p).String(), p).Descriptor.Digest)
+					// A signature of an image deleted since.
+					gonePayload, gone := f.pushImage("gone")
+					p = mustJSON(t, f.artifact(v1.Descriptor{MediaType: MediaTypeOCIManifest, Digest: gone, Size: int64(len(gonePayload))}, sigType, nil))
+					orphan := f.put(digest.FromBytes(p).String(), p).Descriptor.Digest
+					if err := f.ms.Delete(f.ctx, gone.String()); err != nil {
+						t.Fatal(err)
+					}
+					if err := reg.driver.Delete(f.ctx, repoPath("app")+"/_referrers"); err != nil {
+						t.Fatal(err)
+					}
+
+					var removed []GCItem
+					opts := quickGC(untagged)
+					opts.Removed = func(it GCItem) {
+						if it.Kind == "manifest" {
+							removed = append(removed, it)
+						}
+					}
+					collect(t, reg, opts)
+					for _, d := range kept {
+						mustPullable(t, f, d.String())
+					}
+					if len(removed) != 1 || removed[0].Digest != orphan {
+						t.Fatalf("removed %+v, want the signature of the deleted image alone", removed)
+					}
+				})
+			})
+		}
+	}
+}

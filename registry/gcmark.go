@@ -67,7 +67,13 @@ type repoMarker struct {
 	uses      *digestSet // digests kept manifests need linked
 	records   *digestSet // manifests the repository holds
 	visited   map[digestKey]struct{}
-	referrers map[digestKey][]digest.Digest // subject → referrers
+	referrers map[digestKey][]digest.Digest // subject → referrers, as indexed
+	// unlisted holds the referrers the index lacks (a partial restore;
+	// fsck reports them), found by the subject their records name.
+	unlisted map[digestKey][]digest.Digest
+	// forgot is set once a kept manifest went unremembered (maxVisited);
+	// relisting while marking again for the unlisted referrers (mark).
+	forgot, relisting bool
 	// sweeping is set once kept is being read: a manifest the sweep finds
 	// pinned or re-written then only adds what it uses.
 	sweeping bool
@@ -94,7 +100,7 @@ func (c *collector) collectRepository(ctx context.Context, name string) error {
 	if err := m.indexReferrers(ctx); err != nil {
 		return err
 	}
-	if err := m.markRoots(ctx); err != nil {
+	if err := m.mark(ctx); err != nil {
 		return err
 	}
 	if err := m.sweepManifests(ctx); err != nil {
@@ -110,6 +116,7 @@ func (c *collector) collectRepository(ctx context.Context, name string) error {
 // following a kept manifest's referrers costs no listing.
 func (m *repoMarker) indexReferrers(ctx context.Context) error {
 	m.referrers = map[digestKey][]digest.Digest{}
+	m.unlisted = map[digestKey][]digest.Digest{}
 	root := repoPath(m.ms.repo.name) + "/_referrers"
 	err := m.c.reg.driver.Walk(ctx, root, "", func(fi driver.FileInfo) error {
 		// <root>/<subject alg>/<subject hex>/<alg>/<hex>
@@ -128,6 +135,21 @@ func (m *repoMarker) indexReferrers(ctx context.Context) error {
 		return nil
 	}
 	return err
+}
+
+// mark keeps the repository's roots and all they reach.
+func (m *repoMarker) mark(ctx context.Context) error {
+	if err := m.markRoots(ctx); err != nil {
+		return err
+	}
+	if !m.forgot || len(m.unlisted) == 0 {
+		return nil
+	}
+	// A subject kept, and not remembered, before its unlisted referrers
+	// were found did not keep them: mark again, knowing them all.
+	clear(m.visited)
+	m.relisting = true
+	return m.markRoots(ctx)
 }
 
 // markRoots keeps what tags point at, then young manifests, and (unless
@@ -162,9 +184,6 @@ func (m *repoMarker) markRoots(ctx context.Context) error {
 		if !fi.ModTime.Before(m.c.untaggedCutoff) {
 			return m.keep(ctx, d, nil)
 		}
-		if m.c.opts.DeleteUntagged {
-			return nil
-		}
 		if k, ok := keyOf(d); ok {
 			if _, seen := m.visited[k]; seen {
 				return nil // kept already: no need to read its record again
@@ -177,9 +196,15 @@ func (m *repoMarker) markRoots(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		// Read even when untagged manifests are collected: a referrer the
+		// index lacks is known by its record alone. (The sweep reads the
+		// record of each it removes again, to check it.)
 		var rec manifestRecord
 		if json.Unmarshal(raw, &rec) == nil && rec.Subject != nil {
-			return nil // kept with its subject, or not at all
+			return m.referrerFound(ctx, d, &rec)
+		}
+		if m.c.opts.DeleteUntagged {
+			return nil
 		}
 		return m.keep(ctx, d, &rec)
 	})
@@ -187,6 +212,26 @@ func (m *repoMarker) markRoots(ctx context.Context) error {
 		return nil
 	}
 	return err
+}
+
+// referrerFound keeps referrer d, which marking has not reached, if its
+// subject is kept already, and notes it under its subject if the index
+// does not list it there: a subject kept later keeps it then.
+func (m *repoMarker) referrerFound(ctx context.Context, d digest.Digest, rec *manifestRecord) error {
+	sk, ok := keyOf(rec.Subject.Digest)
+	if !ok {
+		return nil // a subject the store cannot hold is never kept
+	}
+	if !m.relisting {
+		// Indexed referrers come sorted from the walk.
+		if _, listed := slices.BinarySearch(m.referrers[sk], d); !listed {
+			m.unlisted[sk] = append(m.unlisted[sk], d)
+		}
+	}
+	if _, kept := m.visited[sk]; kept {
+		return m.keep(ctx, d, rec)
+	}
+	return nil
 }
 
 // keep marks manifest d and everything it reaches: its bytes, config and
@@ -213,8 +258,10 @@ func (m *repoMarker) keep(ctx context.Context, d digest.Digest, rec *manifestRec
 		rec = &manifestRecord{}
 		_ = json.Unmarshal(raw, rec)
 	}
-	if len(m.visited) < maxVisited || isIndex(rec.MediaType) || len(m.referrers[k]) > 0 {
+	if len(m.visited) < maxVisited || isIndex(rec.MediaType) || len(m.referrers[k]) > 0 || len(m.unlisted[k]) > 0 {
 		m.visited[k] = struct{}{}
+	} else {
+		m.forgot = true
 	}
 	if !m.sweeping {
 		m.kept.Add(d)
@@ -251,9 +298,11 @@ func (m *repoMarker) keep(ctx context.Context, d digest.Digest, rec *manifestRec
 			}
 		}
 	}
-	for _, referrer := range m.referrers[k] {
-		if err := m.keep(ctx, referrer, nil); err != nil {
-			return err
+	for _, referrers := range [][]digest.Digest{m.referrers[k], m.unlisted[k]} {
+		for _, referrer := range referrers {
+			if err := m.keep(ctx, referrer, nil); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
