@@ -39,8 +39,9 @@ func (h *handlers) blob(w http.ResponseWriter, r *http.Request, rt Route) error 
 			writeNotModified(w, d, "")
 			return nil
 		}
-		off, n, kind := parseRange(rangeOf(r, d), desc.Size)
-		return writeBlobHeader(w, d, desc.Size, off, n, kind)
+		// Range is defined for GET alone (RFC 9110, 14.2): a HEAD gets
+		// the whole blob's headers, never a 206 or a 416.
+		return writeBlobHeader(w, d, desc.Size, 0, desc.Size, rangeNone)
 	}
 
 	br, err := blobs.Open(r.Context(), d)

@@ -51,10 +51,14 @@ func TestBlobGetHeadAndRanges(t *testing.T) {
 		}
 	}
 
-	rec = serve(t, h, request{method: "HEAD", target: target})
-	wantStatus(t, rec, 200, "")
-	if rec.Body.Len() != 0 || rec.Header().Get("Content-Length") != "2048" || rec.Header().Get("Docker-Content-Digest") != d.String() {
-		t.Fatalf("HEAD: %d body bytes, headers %v", rec.Body.Len(), rec.Header())
+	// A Range on HEAD is ignored (RFC 9110, 14.2).
+	for _, rg := range []string{"", "bytes=0-9", "bytes=5000-"} {
+		rec = serve(t, h, request{method: "HEAD", target: target, header: map[string]string{"Range": rg}})
+		wantStatus(t, rec, 200, "")
+		if rec.Body.Len() != 0 || rec.Header().Get("Content-Length") != "2048" || rec.Header().Get("Docker-Content-Digest") != d.String() ||
+			rec.Header().Get("Content-Range") != "" {
+			t.Fatalf("HEAD with Range %q: %d body bytes, headers %v", rg, rec.Body.Len(), rec.Header())
+		}
 	}
 
 	ranges := []struct {

@@ -42,26 +42,39 @@ func parseRange(header string, size int64) (off, n int64, kind rangeKind) {
 		return 0, 0, rangeUnsatisfiable
 	}
 	if first == "" {
-		suffix, ok := parseDecimal(last)
+		suffix, ok := rangePos(last)
 		if !ok || suffix == 0 {
 			return 0, 0, rangeUnsatisfiable
 		}
 		suffix = min(suffix, size)
 		return size - suffix, suffix, rangePartial
 	}
-	start, ok := parseDecimal(first)
+	start, ok := rangePos(first)
 	if !ok || start >= size {
 		return 0, 0, rangeUnsatisfiable
 	}
 	end := size - 1
 	if last != "" {
-		e, ok := parseDecimal(last)
+		e, ok := rangePos(last)
 		if !ok || e < start {
 			return 0, 0, rangeUnsatisfiable
 		}
 		end = min(e, size-1)
 	}
 	return start, end - start + 1, rangePartial
+}
+
+// rangePos is parseDecimal for a position in a Range: one past int64 is
+// past any blob, and counts as the largest (RFC 9110 bounds no position,
+// and a last one past the end means the end).
+func rangePos(s string) (int64, bool) {
+	if v, ok := parseDecimal(s); ok || len(s) <= 19 {
+		return v, ok
+	}
+	if strings.Trim(s, "0123456789") != "" {
+		return 0, false
+	}
+	return math.MaxInt64, true
 }
 
 // parseDecimal accepts only ASCII digits: strconv would also take a sign.
