@@ -106,7 +106,11 @@ func TestBlobDelete(t *testing.T) {
 
 	h = newHandler(t, Options{DisableDeletes: true})
 	d = pushBlob(t, h, "a", []byte("hello"))
-	wantStatus(t, serve(t, h, request{method: "DELETE", target: "/v2/a/blobs/" + d.String()}), 405, registry.CodeUnsupported)
+	rec := serve(t, h, request{method: "DELETE", target: "/v2/a/blobs/" + d.String()})
+	wantStatus(t, rec, 405, registry.CodeUnsupported)
+	if allow := rec.Header().Get("Allow"); allow != "GET, HEAD" {
+		t.Errorf("Allow %q with deletes disabled, want GET, HEAD", allow)
+	}
 	wantStatus(t, serve(t, h, request{method: "GET", target: "/v2/a/blobs/" + d.String()}), 200, "")
 }
 

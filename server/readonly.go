@@ -12,6 +12,7 @@ import (
 func (h *handlers) readOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if rt, _ := RouteOf(r.Context()); rt.Action == ActionPush || rt.Action == ActionDelete {
+			h.setAllow(w, rt)
 			writeError(w, r, h.log, withStatus(http.StatusMethodNotAllowed, registry.CodeUnsupported, "the registry is in read-only mode"))
 			return
 		}

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/lading-registry/lading/auth"
@@ -153,9 +154,7 @@ func (h *handlers) route(next http.Handler) http.Handler {
 			return
 		}
 		if !allowed(rt, r.Method) {
-			for _, m := range methods[rt.Name] {
-				w.Header().Add("Allow", m)
-			}
+			h.setAllow(w, rt)
 			writeError(w, r, h.log, errMethodNotAllowed(r.Method))
 			return
 		}
@@ -183,8 +182,27 @@ func (h *handlers) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	defer release()
 	if err := endpoint(w, r, rt); err != nil {
+		if status, _, _ := mapError(err); status == http.StatusMethodNotAllowed {
+			h.setAllow(w, rt) // deletes disabled
+		}
 		writeError(w, r, h.log, err)
 	}
+}
+
+// setAllow lists in Allow the methods rt's endpoint answers on this
+// registry, as a 405 must (RFC 9110, 15.5.6): without the writes of a
+// read-only one, or the deletes of one that disables them.
+// An endpoint left with none gets an empty Allow, which says so.
+func (h *handlers) setAllow(w http.ResponseWriter, rt Route) {
+	var allow []string
+	for _, m := range methods[rt.Name] {
+		write := m != http.MethodGet && m != http.MethodHead
+		if (h.opts.ReadOnly && write) || (h.opts.DisableDeletes && m == http.MethodDelete && rt.Name != RouteUpload) {
+			continue
+		}
+		allow = append(allow, m)
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
 }
 
 // bodyWriter writes a response body through stallGuard's writer: a client
