@@ -34,7 +34,7 @@ type HTTP struct {
 	ShutdownDelay     time.Duration `yaml:"shutdowndelay" doc:"On SIGTERM/SIGINT, how long /readyz answers 503 while the registry still accepts connections, before the drain: time for a balancer (a Kubernetes Service) to stop sending any. 0: none."`
 	DebugAddr         string        `yaml:"debugaddr" doc:"host:port of a separate listener for /metrics, /healthz and /readyz; empty serves them on addr."`
 	TrustedProxies    string        `yaml:"trustedproxies" doc:"Comma-separated addresses or CIDR ranges of the proxies in front of Lading (an ingress, a load balancer). From them the client's address is read in X-Forwarded-For, for the access log and the failed-login limit, which otherwise count every client behind a proxy as one. Empty trusts none."`
-	BodyIdleTimeout   time.Duration `yaml:"bodyidletimeout" doc:"How long a request body (an upload chunk, a manifest) may stall before the request fails with 408; the session keeps what arrived. 0 means no limit."`
+	BodyIdleTimeout   time.Duration `yaml:"bodyidletimeout" doc:"How long a request body (an upload chunk, a manifest) may stall before the request fails with 408; the session keeps what arrived. A download is cut when its client takes less than 1 MiB (by sendfile) or 64 KiB (over TLS) in this long. 0 means no limit."`
 	MaxUploads        int           `yaml:"maxuploads" doc:"Upload requests (PATCH/PUT bodies) served at once; 0 means no limit. Caps memory and disk bandwidth."`
 	MaxManifestSize   Bytes         `yaml:"maxmanifestsize" doc:"Largest manifest accepted; larger ones get 413 without being read."`
 	MaxBlobSize       Bytes         `yaml:"maxblobsize" doc:"Largest blob accepted (a layer, a config); larger ones get 413, read no further than the limit. 0 means no limit."`

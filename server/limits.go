@@ -127,10 +127,17 @@ func (b *idleBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// sendPiece is how much of a response body is handed to the connection
-// per write deadline: a client must take this much per BodyIdleTimeout
-// (1 MiB a minute by default), and each piece still goes to sendfile whole.
-const sendPiece = 1 << 20
+// sendPiece is how much of a response body is handed to sendfile per
+// write deadline: a client must take this much per BodyIdleTimeout (1 MiB
+// a minute by default, 17 KiB/s), since the kernel's copy cannot be
+// watched for progress; smaller pieces would cost fast pulls a system call
+// and a deadline each. Bodies written from buffers (TLS, HTTP/2, small
+// ones) go in writePieces, which a client slower than 1 KiB/s can still
+// take in time.
+const (
+	sendPiece  = 1 << 20
+	writePiece = 64 << 10
+)
 
 // stallGuard returns the writer a response body goes through when the
 // client must keep taking bytes: a client that stops reading for
@@ -182,9 +189,22 @@ func (g *idleWriter) end() {
 }
 
 func (g *idleWriter) Write(p []byte) (int, error) {
-	g.begin()
-	defer g.end()
-	return g.w.Write(p)
+	if len(p) == 0 {
+		return g.w.Write(p) // sends the header, if not yet
+	}
+	var total int
+	for len(p) > 0 {
+		piece := p[:min(len(p), writePiece)]
+		g.begin()
+		n, err := g.w.Write(piece)
+		g.end()
+		total += n
+		if err != nil {
+			return total, err
+		}
+		p = p[n:]
+	}
+	return total, nil
 }
 
 func (g *idleWriter) ReadFrom(src io.Reader) (int64, error) {

@@ -42,10 +42,10 @@ type Options struct {
 	// a Retry-After. 0 means DefaultMaxUploads, negative no limit.
 	MaxUploads int
 	// BodyIdleTimeout fails a request body (an upload or a manifest) that
-	// sends nothing for this long, with 408, and cuts a blob download the
-	// client takes nothing of for this long, so that a stalled client frees
-	// its connection, goroutine and file. 0 means DefaultBodyIdleTimeout,
-	// negative no limit.
+	// sends nothing for this long, with 408, and cuts a download whose
+	// client takes less than a piece in this long (see sendPiece), so that
+	// a stalled client frees its connection, goroutine and file. 0 means
+	// DefaultBodyIdleTimeout, negative no limit.
 	BodyIdleTimeout time.Duration
 	// Middleware is applied in order, the first outermost, between the
 	// router and the endpoint handlers.

@@ -268,3 +268,58 @@ func TestStalledManifestGETCut(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestSlowSteadyDownloadNotCut reads a blob steadily, far slower than a
+// MiB per idle timeout but never pausing near it, through small socket
+// buffers: a body written from buffers (TLS, HTTP/2) must not be cut.
+// (By sendfile a client must take a MiB per timeout: see sendPiece.)
+func TestSlowSteadyDownloadNotCut(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	h, d, blob := fsHandler(t, Options{BodyIdleTimeout: timeout}, 3<<20)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.TLS = &tls.ConnectionState{} // the copy path
+		h.ServeHTTP(w, r)
+	}))
+	srv.Listener = smallBuffers{srv.Listener}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	conn, err := (&net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 32<<10) })
+	}}).Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /v2/a/blobs/%s HTTP/1.1\r\nHost: x\r\n\r\n", d)
+	resp, err := http.ReadResponse(bufio.NewReaderSize(conn, 16<<10), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	// 32 KiB each 15 ms: about 2 MB/s, a MiB in 500 ms.
+	var got []byte
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := io.ReadFull(resp.Body, buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			break
+		}
+		time.Sleep(15 * time.Millisecond)
+	}
+	if !bytes.Equal(got, blob) {
+		t.Fatalf("a steady slow reader got %d of %d bytes", len(got), len(blob))
+	}
+}
+
+// smallBuffers gives every accepted connection a small send buffer, so
+// that the server's writes wait on the client as over a slow link.
+type smallBuffers struct{ net.Listener }
+
+func (l smallBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetWriteBuffer(32 << 10)
+	}
+	return c, err
+}
