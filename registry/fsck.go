@@ -1,15 +1,18 @@
 package registry
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"path"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/lading-registry/lading/storage/driver"
 )
@@ -19,9 +22,11 @@ type FsckOptions struct {
 	// Repair fixes what can be fixed without losing anything readable:
 	// dangling tags, links and referrer entries go, corrupt blobs go with
 	// their links (so clients upload them again), manifest records without
-	// their bytes go, wrong link sizes are rewritten, and lost catalog
-	// markers are written again. A manifest whose layers are missing is
-	// only reported: its owner must push them again.
+	// their bytes go, wrong link sizes are rewritten, corrupt manifest
+	// records are written again from the manifest's intact bytes, and lost
+	// catalog markers are written again. A manifest whose layers are
+	// missing, and what cannot be read, are only reported: an operator
+	// must act.
 	Repair bool
 	// Problem, when set, is called for each problem found.
 	Problem func(FsckProblem)
@@ -48,6 +53,7 @@ const (
 	ProblemLinkSize         = "wrong link size"
 	ProblemDanglingTag      = "dangling tag"
 	ProblemCorruptRecord    = "corrupt manifest record"
+	ProblemUnreadable       = "unreadable"
 	ProblemManifestBytes    = "manifest without its bytes"
 	ProblemMissingBlob      = "manifest references a missing blob"
 	ProblemStaleReferrer    = "stale referrer entry"
@@ -72,16 +78,19 @@ type FsckReport struct {
 // Fsck verifies every blob's digest by reading it whole, and every link,
 // tag, manifest record and referrer entry against what it names. It is safe
 // to run while the registry serves: each repair re-checks its problem just
-// before it acts.
+// before it acts. What cannot be read, or read as what it should be, is a
+// problem of its own and the check goes on, so that one run finds all;
+// only a failure of the storage itself (see storageFailed) ends it, with
+// an error.
 func (r *Registry) Fsck(ctx context.Context, opts FsckOptions) (FsckReport, error) {
 	start := time.Now()
-	f := &fsck{reg: r, opts: opts, corrupt: map[digest.Digest]bool{}}
+	f := &fsck{reg: r, opts: opts, corrupt: map[digest.Digest]bool{}, unreadable: map[string]bool{}, visited: map[string]bool{}}
 	err := f.collection(ctx)
 	if err == nil {
 		err = f.blobs(ctx)
 	}
 	if err == nil {
-		err = r.eachRepository(ctx, func(name string) error {
+		err = f.eachRepository(ctx, reposRoot, func(name string) error {
 			f.report.Repositories++
 			f.progress()
 			return f.repository(ctx, name)
@@ -92,11 +101,13 @@ func (r *Registry) Fsck(ctx context.Context, opts FsckOptions) (FsckReport, erro
 }
 
 type fsck struct {
-	reg     *Registry
-	opts    FsckOptions
-	report  FsckReport
-	corrupt map[digest.Digest]bool // removed by repair; few by nature
-	last    time.Time
+	reg        *Registry
+	opts       FsckOptions
+	report     FsckReport
+	corrupt    map[digest.Digest]bool // removed by repair; few by nature
+	unreadable map[string]bool        // paths reported unreadable; as few
+	visited    map[string]bool        // repositories checked
+	last       time.Time
 }
 
 func (f *fsck) progress() {
@@ -127,14 +138,18 @@ var errNotRepairable = errors.New("registry: not repairable")
 
 // problem reports p, first running fix when repairing; fix returns whether
 // it repaired (false: the problem went away by itself on re-check), or
-// errLeftHeld or errNotRepairable.
-func (f *fsck) problem(ctx context.Context, p FsckProblem, fix func(context.Context) (bool, error)) error {
+// errLeftHeld or errNotRepairable, and may add to p what the operator
+// needs to know of it. A repair that fails is reported unrepaired, with
+// why, unless the storage failed.
+func (f *fsck) problem(ctx context.Context, p *FsckProblem, fix func(context.Context) (bool, error)) error {
 	if f.opts.Repair && fix != nil {
 		switch fixed, err := fix(ctx); {
 		case errors.Is(err, errLeftHeld), errors.Is(err, errNotRepairable):
 			// Reported, not repaired.
-		case err != nil:
+		case err != nil && storageFailed(ctx, err):
 			return err
+		case err != nil:
+			p.Detail = joinDetail(p.Detail, "repair failed: "+err.Error())
 		case !fixed:
 			return nil // mended meanwhile
 		default:
@@ -144,7 +159,118 @@ func (f *fsck) problem(ctx context.Context, p FsckProblem, fix func(context.Cont
 	}
 	f.report.Problems++
 	if f.opts.Problem != nil {
-		f.opts.Problem(p)
+		f.opts.Problem(*p)
+	}
+	return nil
+}
+
+func joinDetail(detail, more string) string {
+	if detail == "" {
+		return more
+	}
+	return detail + "; " + more
+}
+
+// storageFailed tells a failure of the storage itself (unreachable,
+// throttling, full, read-only, out of file descriptors) or of the run
+// (cancelled), which ends the check, from damage to the one object or
+// folder being read (a permission, an I/O error, bytes that do not
+// decode), which is a problem to report before going on.
+func storageFailed(ctx context.Context, err error) bool {
+	return ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		driver.IsUnavailable(err) || driver.IsFull(err)
+}
+
+// damaged reports p unreadable for err and lets the check go on, unless
+// the storage failed. What lies in a folder already reported is not
+// reported again: its one cause is.
+func (f *fsck) damaged(ctx context.Context, repo, p string, err error) error {
+	if storageFailed(ctx, err) {
+		return err
+	}
+	for q := p; q != "/" && q != "."; q = path.Dir(q) {
+		if f.unreadable[q] {
+			return nil
+		}
+	}
+	f.unreadable[p] = true
+	return f.problem(ctx, &FsckProblem{Kind: ProblemUnreadable, Repository: repo, Path: p, Detail: err.Error()}, nil)
+}
+
+// walk is the driver's Walk of dir after from, going on past what it
+// cannot read: a folder is reported unreadable, and the walk resumes
+// after it. fn's errors end it.
+func (f *fsck) walk(ctx context.Context, repo, dir, from string, fn driver.WalkFunc) error {
+	drv := f.reg.driver
+	last := from
+	var fnErr error
+	err := drv.Walk(ctx, dir, from, func(fi driver.FileInfo) error {
+		last, fnErr = fi.Path, fn(fi)
+		return fnErr
+	})
+	switch {
+	case fnErr != nil:
+		return fnErr
+	case err == nil || driver.IsNotFound(err):
+		return nil
+	case storageFailed(ctx, err):
+		return err
+	}
+	// Something below dir could not be read, after last: look for it a
+	// level down.
+	children, err := drv.List(ctx, dir)
+	if driver.IsNotFound(err) {
+		return nil
+	} else if err != nil {
+		return f.damaged(ctx, repo, dir, err)
+	}
+	for _, c := range children {
+		if last > c+"/" && !strings.HasPrefix(last, c+"/") {
+			continue // walked whole
+		}
+		fi, err := driver.StatObject(ctx, drv, c)
+		switch {
+		case err == nil && c > last:
+			err = fn(fi)
+		case driver.IsNotFound(err): // a folder
+			err = f.walk(ctx, repo, c, last, fn)
+		case err != nil:
+			err = f.damaged(ctx, repo, c, err)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// eachRepository is Registry.eachRepository below dir, going on past a
+// folder it cannot list.
+func (f *fsck) eachRepository(ctx context.Context, dir string, fn func(name string) error) error {
+	var fnErr error
+	err := f.reg.eachRepositoryUnder(ctx, dir, func(name string) error {
+		if f.visited[name] {
+			return nil
+		}
+		f.visited[name] = true
+		fnErr = fn(name)
+		return fnErr
+	})
+	if fnErr != nil || err == nil || storageFailed(ctx, err) {
+		return err
+	}
+	children, err := f.reg.driver.List(ctx, dir)
+	if driver.IsNotFound(err) {
+		return nil
+	} else if err != nil {
+		return f.damaged(ctx, "", dir, err)
+	}
+	for _, c := range children {
+		if !strings.HasPrefix(path.Base(c), "_") {
+			if err := f.eachRepository(ctx, c, fn); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -155,22 +281,27 @@ func (f *fsck) problem(ctx context.Context, p FsckProblem, fix func(context.Cont
 // collector itself ends a run.
 func (f *fsck) collection(ctx context.Context) error {
 	s, err := f.reg.readGCState(ctx)
-	if err != nil || !s.active() {
-		return err
+	if err != nil {
+		return f.damaged(ctx, "", gcStatePath, err)
+	}
+	if !s.active() {
+		return nil
 	}
 	unlock, _, err := tryLock(ctx, NewBackendLocker(f.reg.driver, 0), gcLeaseKey)
 	if errors.Is(err, ErrLocked) {
 		return nil // running
 	}
 	if err != nil {
-		return err
+		return f.damaged(ctx, "", lockPath(gcLeaseKey), err)
 	}
 	defer unlock()
 	// The run may have ended between the read and the lease.
-	if s, err = f.reg.readGCState(ctx); err != nil || !s.active() {
-		return err
+	if s, err = f.reg.readGCState(ctx); err != nil {
+		return f.damaged(ctx, "", gcStatePath, err)
+	} else if !s.active() {
+		return nil
 	}
-	return f.problem(ctx, FsckProblem{Kind: ProblemAbandonedRun, Path: gcStatePath, Detail: "run " + s.Run},
+	return f.problem(ctx, &FsckProblem{Kind: ProblemAbandonedRun, Path: gcStatePath, Detail: "run " + s.Run},
 		func(ctx context.Context) (bool, error) {
 			if _, err := f.reg.writeGCState(ctx, gcState{Last: s.Run, Ended: s.Ended, Window: s.Window}); err != nil {
 				return false, err
@@ -181,36 +312,41 @@ func (f *fsck) collection(ctx context.Context) error {
 
 func (f *fsck) blobs(ctx context.Context) error {
 	drv := f.reg.driver
-	err := drv.Walk(ctx, blobsRoot, "", func(fi driver.FileInfo) error {
+	return f.walk(ctx, "", blobsRoot, "", func(fi driver.FileInfo) error {
 		f.report.Blobs++
 		f.report.Bytes += fi.Size
 		f.progress()
 		d, ok := digestAt(fi.Path, 2)
 		if !ok || blobPath(d) != fi.Path {
-			return f.problem(ctx, FsckProblem{Kind: ProblemUnexpectedObject, Path: fi.Path}, nil)
+			return f.problem(ctx, &FsckProblem{Kind: ProblemUnexpectedObject, Path: fi.Path}, nil)
 		}
 		got, err := f.hash(ctx, fi.Path, d.Algorithm())
 		if driver.IsNotFound(err) {
 			return nil // collected since the walk saw it
 		}
 		if err != nil {
-			return err
+			return f.damaged(ctx, "", fi.Path, err)
 		}
 		if got == d {
 			return nil
 		}
-		return f.problem(ctx, FsckProblem{Kind: ProblemCorruptBlob, Path: fi.Path, Digest: d, Detail: "content hashes to " + got.String()},
+		return f.problem(ctx, &FsckProblem{Kind: ProblemCorruptBlob, Path: fi.Path, Digest: d, Detail: "content hashes to " + got.String()},
 			func(ctx context.Context) (bool, error) {
 				// A push may have put the right bytes back meanwhile.
 				if good, err := f.blobGood(ctx, d); good || err != nil {
 					return false, err
 				}
-				f.corrupt[d] = true
+				// Marked only once gone: while the bad bytes stay, an
+				// upload of the blob keeps them (it finds it stored), so
+				// its links had better stay too.
 				err := drv.Delete(ctx, fi.Path)
-				return !driver.IsNotFound(err), ignoreNotFound(err)
+				if err != nil && !driver.IsNotFound(err) {
+					return false, err
+				}
+				f.corrupt[d] = true
+				return err == nil, nil
 			})
 	})
-	return ignoreNotFound(err)
 }
 
 // blobGood reports whether the blob stored as d now holds d's bytes: one
@@ -259,15 +395,18 @@ func (f *fsck) repository(ctx context.Context, name string) error {
 
 func (f *fsck) links(ctx context.Context, ms *ManifestStore) error {
 	drv, name := f.reg.driver, ms.repo.name
-	err := drv.Walk(ctx, repoPath(name)+"/_layers", "", func(fi driver.FileInfo) error {
+	return f.walk(ctx, name, repoPath(name)+"/_layers", "", func(fi driver.FileInfo) error {
 		f.report.Links++
 		d, ok := digestAt(fi.Path, 1)
 		if !ok || layerLinkPath(name, d) != fi.Path {
-			return f.problem(ctx, FsckProblem{Kind: ProblemUnexpectedObject, Repository: name, Path: fi.Path}, nil)
+			return f.problem(ctx, &FsckProblem{Kind: ProblemUnexpectedObject, Repository: name, Path: fi.Path}, nil)
 		}
 		blob, err := driver.StatObject(ctx, drv, blobPath(d))
-		if driver.IsNotFound(err) || f.corrupt[d] {
-			return f.problem(ctx, FsckProblem{Kind: ProblemDanglingLink, Repository: name, Path: fi.Path, Digest: d},
+		if err != nil && !driver.IsNotFound(err) {
+			return f.damaged(ctx, name, blobPath(d), err)
+		}
+		if err != nil || f.corrupt[d] {
+			return f.problem(ctx, &FsckProblem{Kind: ProblemDanglingLink, Repository: name, Path: fi.Path, Digest: d},
 				func(ctx context.Context) (bool, error) {
 					if _, err := driver.StatObject(ctx, drv, blobPath(d)); err == nil && !f.corrupt[d] {
 						return false, nil // committed again meanwhile
@@ -294,22 +433,22 @@ func (f *fsck) links(ctx context.Context, ms *ManifestStore) error {
 					return true, nil
 				})
 		}
-		if err != nil || fi.Size == 0 {
-			return err // an empty link is as it should be
+		if fi.Size == 0 {
+			return nil // as it should be
 		}
 		raw, err := drv.GetContent(ctx, fi.Path)
 		if driver.IsNotFound(err) {
 			return nil
 		}
 		if err != nil {
-			return err
+			return f.damaged(ctx, name, fi.Path, err)
 		}
 		// Links are empty (the size is the blob's own); a link holding a
 		// size that disagrees with the blob is damage worth a rewrite.
 		if size, err := strconv.ParseInt(string(raw), 10, 64); len(raw) == 0 || err == nil && size == blob.Size {
 			return nil
 		}
-		return f.problem(ctx, FsckProblem{Kind: ProblemLinkSize, Repository: name, Path: fi.Path, Digest: d, Detail: "link says " + strconv.Quote(string(raw)) + ", blob has " + strconv.FormatInt(blob.Size, 10)},
+		return f.problem(ctx, &FsckProblem{Kind: ProblemLinkSize, Repository: name, Path: fi.Path, Digest: d, Detail: "link says " + strconv.Quote(string(raw)) + ", blob has " + strconv.FormatInt(blob.Size, 10)},
 			func(ctx context.Context) (bool, error) {
 				// Only a link that still holds what was read: one a client
 				// deleted meanwhile must not come back.
@@ -324,31 +463,23 @@ func (f *fsck) links(ctx context.Context, ms *ManifestStore) error {
 				return true, nil
 			})
 	})
-	return ignoreNotFound(err)
 }
 
 func (f *fsck) manifests(ctx context.Context, ms *ManifestStore) error {
 	drv, name := f.reg.driver, ms.repo.name
-	err := drv.Walk(ctx, repoPath(name)+"/_manifests", "", func(fi driver.FileInfo) error {
+	return f.walk(ctx, name, repoPath(name)+"/_manifests", "", func(fi driver.FileInfo) error {
 		f.report.Manifests++
 		d, ok := digestAt(fi.Path, 1)
 		if !ok || manifestLinkPath(name, d) != fi.Path {
-			return f.problem(ctx, FsckProblem{Kind: ProblemUnexpectedObject, Repository: name, Path: fi.Path}, nil)
+			return f.problem(ctx, &FsckProblem{Kind: ProblemUnexpectedObject, Repository: name, Path: fi.Path}, nil)
 		}
-		raw, err := drv.GetContent(ctx, fi.Path)
-		if driver.IsNotFound(err) {
-			return nil
-		}
-		if err != nil {
+		rec, ok, err := f.record(ctx, ms, d)
+		if err != nil || !ok {
 			return err
-		}
-		var rec manifestRecord
-		if err := json.Unmarshal(raw, &rec); err != nil || rec.Digest != d {
-			return f.problem(ctx, FsckProblem{Kind: ProblemCorruptRecord, Repository: name, Path: fi.Path, Digest: d}, nil)
 		}
 		payload, err := drv.GetContent(ctx, blobPath(d))
 		if driver.IsNotFound(err) {
-			return f.problem(ctx, FsckProblem{Kind: ProblemManifestBytes, Repository: name, Path: fi.Path, Digest: d},
+			return f.problem(ctx, &FsckProblem{Kind: ProblemManifestBytes, Repository: name, Path: fi.Path, Digest: d},
 				func(ctx context.Context) (bool, error) {
 					// Under the manifest's lock, looked at again: a push
 					// of these bytes may have landed since the walk. One
@@ -366,7 +497,7 @@ func (f *fsck) manifests(ctx context.Context, ms *ManifestStore) error {
 				})
 		}
 		if err != nil {
-			return err
+			return f.damaged(ctx, name, blobPath(d), err)
 		}
 		for _, ref := range storedReferences(payload, rec.MediaType) {
 			if err := f.reference(ctx, ms, d, ref); err != nil {
@@ -378,7 +509,82 @@ func (f *fsck) manifests(ctx context.Context, ms *ManifestStore) error {
 		}
 		return nil
 	})
-	return ignoreNotFound(err)
+}
+
+// record reads manifest d's record. One that does not decode as d's is
+// reported, and a repair writes it again from the manifest's bytes; ok
+// is false when there is no record to check further.
+func (f *fsck) record(ctx context.Context, ms *ManifestStore, d digest.Digest) (rec manifestRecord, ok bool, err error) {
+	name, p := ms.repo.name, manifestLinkPath(ms.repo.name, d)
+	raw, err := f.reg.driver.GetContent(ctx, p)
+	if driver.IsNotFound(err) {
+		return rec, false, nil
+	}
+	if err != nil {
+		return rec, false, f.damaged(ctx, name, p, err)
+	}
+	rec, fault := decodeDescriptor(raw, d)
+	if fault == "" {
+		return rec, true, nil
+	}
+	problem := &FsckProblem{Kind: ProblemCorruptRecord, Repository: name, Path: p, Digest: d, Detail: fault}
+	err = f.problem(ctx, problem, func(ctx context.Context) (fixed bool, err error) {
+		rec, fixed, err = f.rebuildRecord(ctx, ms, problem, d)
+		return fixed, err
+	})
+	return rec, problem.Repaired, err
+}
+
+// decodeDescriptor decodes manifest d's record; fault says what is wrong
+// with it, "" when nothing.
+func decodeDescriptor(raw []byte, d digest.Digest) (rec manifestRecord, fault string) {
+	switch err := json.Unmarshal(raw, &rec); {
+	case err != nil:
+		return rec, "does not decode: " + err.Error()
+	case rec.Digest != d:
+		return rec, "names " + cmp.Or(rec.Digest.String(), "no digest")
+	case !validMediaType(rec.MediaType) || rec.Size <= 0:
+		return rec, "no valid media type and size"
+	}
+	return rec, ""
+}
+
+// rebuildRecord writes manifest d's corrupt record again, as a push
+// writes it, from the manifest's bytes when they are there and intact;
+// when not, p says why and what the operator can do.
+func (f *fsck) rebuildRecord(ctx context.Context, ms *ManifestStore, p *FsckProblem, d digest.Digest) (manifestRecord, bool, error) {
+	drv := f.reg.driver
+	// Under the manifest's lock: a push of it writes the record too.
+	unlock, err := lockForRepair(ctx, ms, d)
+	if err != nil {
+		return manifestRecord{}, false, err
+	}
+	defer unlock()
+	raw, err := drv.GetContent(ctx, p.Path)
+	if err != nil {
+		return manifestRecord{}, false, ignoreNotFound(err)
+	}
+	if _, fault := decodeDescriptor(raw, d); fault == "" {
+		return manifestRecord{}, false, nil // written again meanwhile
+	}
+	payload, err := drv.GetContent(ctx, blobPath(d))
+	if err != nil && !driver.IsNotFound(err) {
+		return manifestRecord{}, false, err
+	}
+	if err != nil || d.Algorithm().FromBytes(payload) != d {
+		p.Detail = joinDetail(p.Detail, "the manifest's bytes are missing or damaged too: push it again")
+		return manifestRecord{}, false, errNotRepairable
+	}
+	m, err := parseManifest(payload, "")
+	if err != nil {
+		p.Detail = joinDetail(p.Detail, "the manifest's bytes no longer pass validation ("+err.Error()+"): remove the record by hand")
+		return manifestRecord{}, false, errNotRepairable
+	}
+	rec := manifestRecord{
+		Descriptor: v1.Descriptor{MediaType: m.mediaType, Digest: d, Size: int64(len(payload)), ArtifactType: m.artifactType},
+		Subject:    m.subject,
+	}
+	return rec, true, ms.writeRecord(ctx, rec)
 }
 
 // referrerListed checks that a manifest with a subject is in the subject's
@@ -389,10 +595,14 @@ func (f *fsck) manifests(ctx context.Context, ms *ManifestStore) error {
 func (f *fsck) referrerListed(ctx context.Context, ms *ManifestStore, rec manifestRecord, payload []byte) error {
 	drv, name, d := f.reg.driver, ms.repo.name, rec.Digest
 	entry := referrerPath(name, rec.Subject.Digest, d)
-	if missing, err := objectGone(ctx, drv, entry); err != nil || !missing {
-		return err
+	missing, err := objectGone(ctx, drv, entry)
+	if err != nil {
+		return f.damaged(ctx, name, entry, err)
 	}
-	return f.problem(ctx, FsckProblem{Kind: ProblemUnlistedReferrer, Repository: name, Path: manifestLinkPath(name, d), Digest: d, Detail: "subject " + rec.Subject.Digest.String()},
+	if !missing {
+		return nil
+	}
+	return f.problem(ctx, &FsckProblem{Kind: ProblemUnlistedReferrer, Repository: name, Path: manifestLinkPath(name, d), Digest: d, Detail: "subject " + rec.Subject.Digest.String()},
 		func(ctx context.Context) (bool, error) {
 			// Under the manifest's lock, looked at again: a delete may
 			// have taken the record since, and one in progress holds it.
@@ -425,37 +635,45 @@ func (f *fsck) reference(ctx context.Context, ms *ManifestStore, d digest.Digest
 		if _, err := ms.Stat(ctx, rd.String()); err == nil {
 			return nil
 		} else if !isUnknown(err) {
-			return err
+			// A record or bytes that cannot be read are reported where
+			// the walks meet them.
+			if storageFailed(ctx, err) {
+				return err
+			}
+			return nil
 		}
 	}
-	_, lerr := driver.StatObject(ctx, drv, layerLinkPath(name, rd))
-	_, berr := driver.StatObject(ctx, drv, blobPath(rd))
+	paths := []string{layerLinkPath(name, rd), blobPath(rd)}
+	_, lerr := driver.StatObject(ctx, drv, paths[0])
+	_, berr := driver.StatObject(ctx, drv, paths[1])
 	if lerr == nil && berr == nil {
 		return nil
 	}
-	for _, err := range []error{lerr, berr} {
+	for i, err := range []error{lerr, berr} {
 		if err != nil && !driver.IsNotFound(err) {
-			return err
+			return f.damaged(ctx, name, paths[i], err)
 		}
 	}
-	return f.problem(ctx, FsckProblem{Kind: ProblemMissingBlob, Repository: name, Path: manifestLinkPath(name, d), Digest: d, Detail: rd.String()}, nil)
+	return f.problem(ctx, &FsckProblem{Kind: ProblemMissingBlob, Repository: name, Path: manifestLinkPath(name, d), Digest: d, Detail: rd.String()}, nil)
 }
 
 func (f *fsck) tags(ctx context.Context, ms *ManifestStore) error {
 	drv, name := f.reg.driver, ms.repo.name
-	err := drv.Walk(ctx, tagsPath(name), "", func(fi driver.FileInfo) error {
+	return f.walk(ctx, name, tagsPath(name), "", func(fi driver.FileInfo) error {
 		f.report.Tags++
 		tag := path.Base(fi.Path)
 		d, err := ms.tagDigest(ctx, tag)
 		if err == nil {
-			if _, err = driver.StatObject(ctx, drv, manifestLinkPath(name, d)); err == nil {
+			_, err = driver.StatObject(ctx, drv, manifestLinkPath(name, d))
+			if err == nil {
 				return nil
+			} else if !driver.IsNotFound(err) {
+				return f.damaged(ctx, name, manifestLinkPath(name, d), err)
 			}
+		} else if !isUnknown(err) && !errors.Is(err, ErrTagInvalid) {
+			return f.damaged(ctx, name, fi.Path, err)
 		}
-		if !isUnknown(err) && !driver.IsNotFound(err) && !errors.Is(err, ErrTagInvalid) {
-			return err
-		}
-		return f.problem(ctx, FsckProblem{Kind: ProblemDanglingTag, Repository: name, Path: fi.Path, Digest: d, Detail: "tag " + tag},
+		return f.problem(ctx, &FsckProblem{Kind: ProblemDanglingTag, Repository: name, Path: fi.Path, Digest: d, Detail: "tag " + tag},
 			func(ctx context.Context) (bool, error) {
 				// Re-read: a push may have pointed the tag at a manifest
 				// meanwhile, and may still be doing so: only what was read
@@ -487,24 +705,26 @@ func (f *fsck) tags(ctx context.Context, ms *ManifestStore) error {
 				return removed, err
 			})
 	})
-	return ignoreNotFound(err)
 }
 
 func (f *fsck) referrers(ctx context.Context, ms *ManifestStore) error {
 	drv, name := f.reg.driver, ms.repo.name
-	root := repoPath(name) + "/_referrers"
-	err := drv.Walk(ctx, root, "", func(fi driver.FileInfo) error {
+	return f.walk(ctx, name, repoPath(name)+"/_referrers", "", func(fi driver.FileInfo) error {
 		d, ok := digestAt(fi.Path, 1)
 		if !ok {
-			return f.problem(ctx, FsckProblem{Kind: ProblemUnexpectedObject, Repository: name, Path: fi.Path}, nil)
+			return f.problem(ctx, &FsckProblem{Kind: ProblemUnexpectedObject, Repository: name, Path: fi.Path}, nil)
 		}
 		stale := func(ctx context.Context) (bool, error) {
 			return objectGone(ctx, drv, manifestLinkPath(name, d))
 		}
-		if gone, err := stale(ctx); err != nil || !gone {
-			return err
+		gone, err := stale(ctx)
+		if err != nil {
+			return f.damaged(ctx, name, manifestLinkPath(name, d), err)
 		}
-		return f.problem(ctx, FsckProblem{Kind: ProblemStaleReferrer, Repository: name, Path: fi.Path, Digest: d},
+		if !gone {
+			return nil
+		}
+		return f.problem(ctx, &FsckProblem{Kind: ProblemStaleReferrer, Repository: name, Path: fi.Path, Digest: d},
 			func(ctx context.Context) (bool, error) {
 				// Under the referrer's lock: pushed again, it writes its
 				// record, then this entry.
@@ -520,20 +740,26 @@ func (f *fsck) referrers(ctx context.Context, ms *ManifestStore) error {
 				return !driver.IsNotFound(err), ignoreNotFound(err)
 			})
 	})
-	return ignoreNotFound(err)
 }
 
 // listed checks that a repository with content is in the catalog.
 func (f *fsck) listed(ctx context.Context, ms *ManifestStore) error {
+	name := ms.repo.name
 	exists, err := ms.repo.exists(ctx)
-	if err != nil || exists {
-		return err
+	if err != nil {
+		return f.damaged(ctx, name, catalogPath(name), err)
 	}
-	empty, err := f.reg.repoEmpty(ctx, ms.repo.name)
-	if err != nil || empty {
-		return err
+	if exists {
+		return nil
 	}
-	return f.problem(ctx, FsckProblem{Kind: ProblemUnlisted, Repository: ms.repo.name, Path: catalogPath(ms.repo.name)},
+	empty, err := f.reg.repoEmpty(ctx, name)
+	if err != nil {
+		return f.damaged(ctx, name, repoPath(name), err)
+	}
+	if empty {
+		return nil
+	}
+	return f.problem(ctx, &FsckProblem{Kind: ProblemUnlisted, Repository: name, Path: catalogPath(name)},
 		func(ctx context.Context) (bool, error) { return true, ms.repo.register(ctx) })
 }
 

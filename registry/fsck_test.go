@@ -3,11 +3,17 @@ package registry
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
+	"path"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/specs-go"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/lading-registry/lading/storage/driver"
@@ -395,4 +401,183 @@ func TestFsckReportsAnUnlistedReferrerItCannotRepair(t *testing.T) {
 			}
 		}
 	})
+}
+
+// overwrite puts b at p, as damage does.
+func overwrite(t *testing.T, drv driver.Driver, p string, b []byte) {
+	t.Helper()
+	if err := drv.PutContent(context.Background(), p, b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A corrupt manifest record, which an index names, is one problem among
+// those after it, not the end of the check; the repair writes it again
+// from the manifest's bytes, as the push wrote it, or says why it cannot.
+func TestFsckGoesOnPastACorruptRecord(t *testing.T) {
+	forEachGCDriver(t, func(t *testing.T, reg *Registry) {
+		ctx := context.Background()
+		drv := reg.driver
+		f := newFixture(t, reg, "app")
+		_, m1 := f.pushImage("v1")
+		m1Desc, err := f.ms.Stat(ctx, m1.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.put("idx", mustJSON(t, v1.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: MediaTypeOCIIndex, Manifests: []v1.Descriptor{m1Desc}}))
+		_, m2 := f.pushImage("v2") // its record and its bytes lost
+		pushed, err := drv.GetContent(ctx, manifestLinkPath("app", m1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		overwrite(t, drv, manifestLinkPath("app", m1), []byte("garbage\n"))
+		overwrite(t, drv, manifestLinkPath("app", m2), []byte(`{}`))
+		if err := drv.Delete(ctx, blobPath(m2)); err != nil {
+			t.Fatal(err)
+		}
+		overwrite(t, drv, tagPath("app", "zz"), []byte(digest.FromString("nothing")))
+
+		want := []string{ProblemCorruptRecord, ProblemCorruptRecord, ProblemDanglingLink, ProblemDanglingTag}
+		_, got := fsckProblems(t, reg, false)
+		if !slices.Equal(kinds(got), want) {
+			t.Fatalf("problems %v, want %v", kinds(got), want)
+		}
+		rep, got := fsckProblems(t, reg, true)
+		if !slices.Equal(kinds(got), want) || rep.Repaired != 3 {
+			t.Fatalf("repair: %+v %v", rep, got)
+		}
+		for _, p := range got[ProblemCorruptRecord] {
+			switch {
+			case p.Digest == m1 && (!p.Repaired || !strings.Contains(p.Detail, "does not decode")):
+				t.Errorf("the record with its bytes: %+v", p)
+			case p.Digest == m2 && (p.Repaired || !strings.Contains(p.Detail, "push it again")):
+				t.Errorf("the record without its bytes: %+v", p)
+			}
+		}
+		if rebuilt, err := drv.GetContent(ctx, manifestLinkPath("app", m1)); err != nil || string(rebuilt) != string(pushed) {
+			t.Fatalf("record written again as %s (%v), pushed as %s", rebuilt, err, pushed)
+		}
+		mustPullable(t, f, "v1")
+		mustPullable(t, f, "idx")
+		if _, got := fsckProblems(t, reg, true); !slices.Equal(kinds(got), []string{ProblemCorruptRecord}) {
+			t.Fatalf("after the repair: %v", kinds(got))
+		}
+	})
+}
+
+// deniedDriver refuses what a file system refuses a user without the
+// permission: reads of the files, and anything in the folders, which a
+// walk cannot enter. With fail set, it fails with that instead.
+type deniedDriver struct {
+	driver.Driver
+	files, folders []string
+	fail           error
+}
+
+func (d *deniedDriver) deny(p string, self, read bool) error {
+	err := d.fail
+	if err == nil {
+		err = &fs.PathError{Op: "open", Path: p, Err: syscall.EACCES}
+	}
+	for _, dir := range d.folders {
+		if self && p == dir || strings.HasPrefix(p, dir+"/") {
+			return err
+		}
+	}
+	if read && slices.Contains(d.files, p) {
+		return err
+	}
+	return nil
+}
+
+func (d *deniedDriver) GetContent(ctx context.Context, p string) ([]byte, error) {
+	if err := d.deny(p, true, true); err != nil {
+		return nil, err
+	}
+	return d.Driver.GetContent(ctx, p)
+}
+
+func (d *deniedDriver) Reader(ctx context.Context, p string, offset int64) (io.ReadCloser, error) {
+	if err := d.deny(p, true, true); err != nil {
+		return nil, err
+	}
+	return d.Driver.Reader(ctx, p, offset)
+}
+
+func (d *deniedDriver) Stat(ctx context.Context, p string) (driver.FileInfo, error) {
+	if err := d.deny(p, false, false); err != nil {
+		return driver.FileInfo{}, err
+	}
+	return d.Driver.Stat(ctx, p)
+}
+
+func (d *deniedDriver) List(ctx context.Context, p string) ([]string, error) {
+	if err := d.deny(p, true, false); err != nil {
+		return nil, err
+	}
+	return d.Driver.List(ctx, p)
+}
+
+func (d *deniedDriver) Walk(ctx context.Context, p, from string, fn driver.WalkFunc) error {
+	if err := d.deny(p, true, false); err != nil {
+		return err
+	}
+	return d.Driver.Walk(ctx, p, from, func(fi driver.FileInfo) error {
+		if err := d.deny(fi.Path, false, false); err != nil {
+			return err
+		}
+		return fn(fi)
+	})
+}
+
+// Files and folders that cannot be read are each a problem naming them
+// and why, and the check goes on past them to the damage after; a failure
+// of the storage itself still ends it.
+func TestFsckGoesOnPastWhatItCannotRead(t *testing.T) {
+	for _, name := range []string{"inmemory", "filesystem"} {
+		t.Run(name, func(t *testing.T) {
+			denied := &deniedDriver{Driver: manifestDrivers[name](t)}
+			reg := New(denied, Options{})
+			f := newFixture(t, reg, "app")
+			layer := func(reference string) digest.Digest {
+				img := f.image()
+				f.put(reference, mustJSON(t, img))
+				return img.Layers[0].Digest
+			}
+			file := layer("v1")
+			folder := layer("v2")
+			for path.Dir(blobPath(folder)) == path.Dir(blobPath(file)) {
+				folder = layer("v2")
+			}
+			_, record := f.pushImage("v3")
+			newFixture(t, reg, "bad").pushImage("v1")
+			later := newFixture(t, reg, "zz")
+			later.pushImage("v1")
+			overwrite(t, reg.driver, tagPath("zz", "dangling"), []byte(digest.FromString("nothing")))
+
+			denied.files = []string{blobPath(file), manifestLinkPath("app", record)}
+			denied.folders = []string{path.Dir(blobPath(folder)), tagsPath("app"), repoPath("bad")}
+			want := append(slices.Clone(denied.files), denied.folders...)
+			slices.Sort(want)
+			for _, repair := range []bool{false, true} {
+				rep, got := fsckProblems(t, reg, repair)
+				var unreadable []string
+				for _, p := range got[ProblemUnreadable] {
+					if !strings.Contains(p.Detail, "permission denied") {
+						t.Errorf("%s: cause not named: %q", p.Path, p.Detail)
+					}
+					unreadable = append(unreadable, p.Path)
+				}
+				slices.Sort(unreadable)
+				if !slices.Equal(unreadable, want) || len(got[ProblemDanglingTag]) != 1 || rep.Problems != len(want)+1 {
+					t.Fatalf("repair %v: unreadable %v, want %v; problems %v", repair, unreadable, want, kinds(got))
+				}
+			}
+
+			denied.fail = driver.UnavailableError{Driver: name, Err: errors.New("connection refused")}
+			if _, err := reg.Fsck(context.Background(), FsckOptions{}); !driver.IsUnavailable(err) {
+				t.Fatalf("fsck over a storage that fails: %v", err)
+			}
+		})
+	}
 }

@@ -12,11 +12,13 @@ import (
 
 // runFsck checks the store. Its exit status tells scripts apart what
 // they act on differently: 1 when problems remain (found and not
-// repaired), 3 when the check could not run or finish (the store could not
-// be opened or read), 2 for a mistake in the command line or configuration.
+// repaired, what could not be read among them), 3 when the check could
+// not run or finish (the store could not be opened, or the storage itself
+// failed: unreachable, full, read-only), 2 for a mistake in the command
+// line or configuration.
 func runFsck(args []string, stdout, stderr io.Writer) int {
 	cmd := newStoreCommand("lading fsck", fsckFailed, stderr)
-	repair := cmd.fs.Bool("repair", false, "fix what can be fixed without losing anything readable (dangling tags and links, corrupt blobs, lost catalog entries, a collection left running by a killed collector)")
+	repair := cmd.fs.Bool("repair", false, "fix what can be fixed without losing anything readable (dangling tags and links, corrupt blobs and manifest records, lost catalog entries, a collection left running by a killed collector)")
 	return cmd.run(args, func(ctx context.Context, _ *config.Config, reg *registry.Registry) int {
 		return check(ctx, reg, *repair, stdout, stderr)
 	})

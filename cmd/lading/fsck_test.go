@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/specs-go"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/lading-registry/lading/registry"
+	"github.com/lading-registry/lading/storage/driver"
+	"github.com/lading-registry/lading/storage/driver/filesystem"
+)
+
+// fsckStore is testStore with an index idx naming its image; image is
+// the image's digest.
+func fsckStore(t *testing.T) (root string, image digest.Digest) {
+	t.Helper()
+	root, _ = testStore(t)
+	fsd, err := filesystem.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, _ := registry.New(driver.Instrument(fsd, nil), registry.Options{}).Repository("team/app")
+	ctx := context.Background()
+	m, err := repo.Manifests().Get(ctx, "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, _ := json.Marshal(v1.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: v1.MediaTypeImageIndex, Manifests: []v1.Descriptor{m.Descriptor}})
+	if _, err := repo.Manifests().Put(ctx, "idx", "", idx); err != nil {
+		t.Fatal(err)
+	}
+	return root, m.Descriptor.Digest
+}
+
+// fsckRun runs lading fsck on root and fails unless it answers code.
+func fsckRun(t *testing.T, code int, args ...string) string {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	if got := runFsck(args, &out, &errOut); got != code {
+		t.Fatalf("fsck %v: %d, want %d\n%s%s", args, got, code, out.String(), errOut.String())
+	}
+	return out.String()
+}
+
+// A garbage record of the image an index names is a problem reported
+// with those after it, not the end of the check (3), and --repair writes
+// it again from the image's bytes.
+func TestFsckCommandGoesOnPastACorruptRecord(t *testing.T) {
+	root, image := fsckStore(t)
+	t.Setenv("LADING_CONFIG", "")
+	record := "/repositories/team/app/_manifests/sha256/" + image.Encoded()
+	if err := os.WriteFile(filepath.Join(root, filepath.FromSlash(record)), []byte("garbage\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "repositories/team/app/_tags/zz"), []byte(digest.FromString("nothing")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := fsckRun(t, 1, "--root", root)
+	for _, want := range []string{"corrupt manifest record: " + record + " (does not decode", "dangling tag: ", "2 problems"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("no %q in:\n%s", want, out)
+		}
+	}
+	if out := fsckRun(t, 0, "--root", root, "--repair"); !strings.Contains(out, record+" (does not decode: invalid character 'g' looking for beginning of value): repaired") {
+		t.Fatalf("repair:\n%s", out)
+	}
+	fsckRun(t, 0, "--root", root)
+}
+
+// Files and folders its user cannot read are each reported, and the check
+// goes on past them.
+func TestFsckCommandGoesOnPastWhatItCannotRead(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root reads files of mode 000")
+	}
+	root, image := fsckStore(t)
+	t.Setenv("LADING_CONFIG", "")
+	var denied []string
+	for _, p := range []string{
+		"blobs/sha256/" + image.Encoded()[:2] + "/" + image.Encoded(),
+		"repositories/team/app/_manifests/sha256/" + image.Encoded(),
+		"repositories/team/app/_tags",
+	} {
+		if err := os.Chmod(filepath.Join(root, p), 0); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Chmod(filepath.Join(root, p), 0o755) })
+		denied = append(denied, p)
+	}
+	out := fsckRun(t, 1, "--root", root)
+	for _, p := range denied {
+		if want := "unreadable: /" + p + " ("; !strings.Contains(out, want) || !strings.Contains(out, "permission denied") {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
+	}
+	if !strings.Contains(out, "3 problems") {
+		t.Errorf("problems other than the unreadable:\n%s", out)
+	}
+}
