@@ -23,10 +23,10 @@ type FsckOptions struct {
 	// dangling tags, links and referrer entries go, corrupt blobs go with
 	// their links (so clients upload them again), manifest records without
 	// their bytes go, wrong link sizes are rewritten, corrupt manifest
-	// records are written again from the manifest's intact bytes, and lost
-	// catalog markers are written again. A manifest whose layers are
-	// missing, and what cannot be read, are only reported: an operator
-	// must act.
+	// records and referrer entries are written again from the manifest's
+	// intact bytes, and lost catalog markers are written again. A manifest
+	// whose layers are missing, and what cannot be read, are only
+	// reported: an operator must act.
 	Repair bool
 	// Problem, when set, is called for each problem found.
 	Problem func(FsckProblem)
@@ -53,6 +53,7 @@ const (
 	ProblemLinkSize         = "wrong link size"
 	ProblemDanglingTag      = "dangling tag"
 	ProblemCorruptRecord    = "corrupt manifest record"
+	ProblemCorruptReferrer  = "corrupt referrer entry"
 	ProblemUnreadable       = "unreadable"
 	ProblemManifestBytes    = "manifest without its bytes"
 	ProblemMissingBlob      = "manifest references a missing blob"
@@ -505,7 +506,7 @@ func (f *fsck) manifests(ctx context.Context, ms *ManifestStore) error {
 			}
 		}
 		if rec.Subject != nil && validateDigest(rec.Subject.Digest) == nil {
-			return f.referrerListed(ctx, ms, rec, payload)
+			return f.referrerListed(ctx, ms, rec)
 		}
 		return nil
 	})
@@ -535,8 +536,9 @@ func (f *fsck) record(ctx context.Context, ms *ManifestStore, d digest.Digest) (
 	return rec, problem.Repaired, err
 }
 
-// decodeDescriptor decodes manifest d's record; fault says what is wrong
-// with it, "" when nothing.
+// decodeDescriptor decodes a manifest record, or a referrer entry (the
+// same descriptor, without the subject), of manifest d; fault says what
+// is wrong with it, "" when nothing.
 func decodeDescriptor(raw []byte, d digest.Digest) (rec manifestRecord, fault string) {
 	switch err := json.Unmarshal(raw, &rec); {
 	case err != nil:
@@ -592,7 +594,7 @@ func (f *fsck) rebuildRecord(ctx context.Context, ms *ManifestStore, p *FsckProb
 // by digest removes it before the record, so that a list never names a
 // manifest not there; a crash in between leaves one that pulls unlisted.
 // The repair writes the entry again.
-func (f *fsck) referrerListed(ctx context.Context, ms *ManifestStore, rec manifestRecord, payload []byte) error {
+func (f *fsck) referrerListed(ctx context.Context, ms *ManifestStore, rec manifestRecord) error {
 	drv, name, d := f.reg.driver, ms.repo.name, rec.Digest
 	entry := referrerPath(name, rec.Subject.Digest, d)
 	missing, err := objectGone(ctx, drv, entry)
@@ -602,27 +604,41 @@ func (f *fsck) referrerListed(ctx context.Context, ms *ManifestStore, rec manife
 	if !missing {
 		return nil
 	}
-	return f.problem(ctx, &FsckProblem{Kind: ProblemUnlistedReferrer, Repository: name, Path: manifestLinkPath(name, d), Digest: d, Detail: "subject " + rec.Subject.Digest.String()},
-		func(ctx context.Context) (bool, error) {
-			// Under the manifest's lock, looked at again: a delete may
-			// have taken the record since, and one in progress holds it.
-			unlock, err := lockForRepair(ctx, ms, d)
-			if err != nil {
-				return false, err
-			}
-			defer unlock()
-			if _, err := driver.StatObject(ctx, drv, manifestLinkPath(name, d)); err != nil {
-				return false, ignoreNotFound(err)
-			}
-			if missing, err := objectGone(ctx, drv, entry); err != nil || !missing {
-				return false, err
-			}
-			m, err := parseManifest(payload, rec.MediaType)
-			if err != nil || m.subject == nil || m.subject.Digest != rec.Subject.Digest {
-				return false, errNotRepairable // bytes and record disagree
-			}
-			return true, ms.addReferrer(ctx, m, rec.Descriptor)
+	p := &FsckProblem{Kind: ProblemUnlistedReferrer, Repository: name, Path: manifestLinkPath(name, d), Digest: d, Detail: "subject " + rec.Subject.Digest.String()}
+	return f.problem(ctx, p, func(ctx context.Context) (bool, error) {
+		return f.relist(ctx, ms, p, rec.Subject.Digest, d, func(ctx context.Context) (bool, error) {
+			return objectGone(ctx, drv, entry)
 		})
+	})
+}
+
+// relist writes referrer d's entry under subject again, as a push writes
+// it, from d's record and bytes, if stands says p still stands: looked at
+// again under the manifest's lock, as a delete may have taken the record
+// since, and one in progress holds it.
+func (f *fsck) relist(ctx context.Context, ms *ManifestStore, p *FsckProblem, subject, d digest.Digest, stands func(context.Context) (bool, error)) (bool, error) {
+	unlock, err := lockForRepair(ctx, ms, d)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	if still, err := stands(ctx); err != nil || !still {
+		return false, err
+	}
+	rec, err := ms.record(ctx, d)
+	if err != nil {
+		return false, ignoreUnknown(err)
+	}
+	payload, err := f.reg.driver.GetContent(ctx, blobPath(d))
+	if err != nil && !driver.IsNotFound(err) {
+		return false, err
+	}
+	m, err := parseManifest(payload, rec.MediaType)
+	if err != nil || m.subject == nil || m.subject.Digest != subject || d.Algorithm().FromBytes(payload) != d {
+		p.Detail = joinDetail(p.Detail, "the referrer's bytes are lost or damaged, or name another subject")
+		return false, errNotRepairable
+	}
+	return true, ms.addReferrer(ctx, m, rec.Descriptor)
 }
 
 // reference checks that what manifest d points at can be pulled.
@@ -711,7 +727,8 @@ func (f *fsck) referrers(ctx context.Context, ms *ManifestStore) error {
 	drv, name := f.reg.driver, ms.repo.name
 	return f.walk(ctx, name, repoPath(name)+"/_referrers", "", func(fi driver.FileInfo) error {
 		d, ok := digestAt(fi.Path, 1)
-		if !ok {
+		subject, sok := digestAt(path.Dir(path.Dir(fi.Path)), 1)
+		if !ok || !sok || referrerPath(name, subject, d) != fi.Path {
 			return f.problem(ctx, &FsckProblem{Kind: ProblemUnexpectedObject, Repository: name, Path: fi.Path}, nil)
 		}
 		stale := func(ctx context.Context) (bool, error) {
@@ -722,7 +739,7 @@ func (f *fsck) referrers(ctx context.Context, ms *ManifestStore) error {
 			return f.damaged(ctx, name, manifestLinkPath(name, d), err)
 		}
 		if !gone {
-			return nil
+			return f.referrerEntry(ctx, ms, fi.Path, subject, d)
 		}
 		return f.problem(ctx, &FsckProblem{Kind: ProblemStaleReferrer, Repository: name, Path: fi.Path, Digest: d},
 			func(ctx context.Context) (bool, error) {
@@ -739,6 +756,34 @@ func (f *fsck) referrers(ctx context.Context, ms *ManifestStore) error {
 				err = drv.Delete(ctx, fi.Path)
 				return !driver.IsNotFound(err), ignoreNotFound(err)
 			})
+	})
+}
+
+// referrerEntry checks that the entry at p decodes as referrer d's
+// descriptor: the referrers list of subject is read from such entries.
+// The repair writes it again.
+func (f *fsck) referrerEntry(ctx context.Context, ms *ManifestStore, p string, subject, d digest.Digest) error {
+	faulty := func(ctx context.Context) (string, error) {
+		raw, err := f.reg.driver.GetContent(ctx, p)
+		if err != nil {
+			return "", ignoreNotFound(err) // removed: by a delete
+		}
+		_, fault := decodeDescriptor(raw, d)
+		return fault, nil
+	}
+	fault, err := faulty(ctx)
+	if err != nil {
+		return f.damaged(ctx, ms.repo.name, p, err)
+	}
+	if fault == "" {
+		return nil
+	}
+	problem := &FsckProblem{Kind: ProblemCorruptReferrer, Repository: ms.repo.name, Path: p, Digest: d, Detail: fault}
+	return f.problem(ctx, problem, func(ctx context.Context) (bool, error) {
+		return f.relist(ctx, ms, problem, subject, d, func(ctx context.Context) (bool, error) {
+			fault, err := faulty(ctx)
+			return fault != "", err
+		})
 	})
 }
 

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -580,4 +581,47 @@ func TestFsckGoesOnPastWhatItCannotRead(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A referrer entry that does not decode as its referrer's descriptor,
+// which breaks its subject's referrers list, is reported, and the repair
+// writes it again from the referrer's record and bytes.
+func TestFsckChecksReferrerEntries(t *testing.T) {
+	forEachGCDriver(t, func(t *testing.T, reg *Registry) {
+		ctx := context.Background()
+		drv := reg.driver
+		f := newFixture(t, reg, "app")
+		subject := f.put("v1", mustJSON(t, f.image())).Descriptor
+		var entries [][]byte
+		for _, damage := range [][]byte{[]byte("garbage\n"), mustJSON(t, v1.Descriptor{MediaType: MediaTypeOCIManifest, Digest: digest.FromString("other"), Size: 9})} {
+			sig := f.put("sig"+strconv.Itoa(len(entries)), mustJSON(t, f.artifact(subject, sigType, nil))).Descriptor
+			entry := referrerPath("app", subject.Digest, sig.Digest)
+			pushed, err := drv.GetContent(ctx, entry)
+			if err != nil {
+				t.Fatal(err)
+			}
+			entries = append(entries, pushed)
+			overwrite(t, drv, entry, damage)
+		}
+		_, got := fsckProblems(t, reg, false)
+		if !slices.Equal(kinds(got), []string{ProblemCorruptReferrer, ProblemCorruptReferrer}) {
+			t.Fatalf("problems %v", kinds(got))
+		}
+		if rep, got := fsckProblems(t, reg, true); rep.Repaired != 2 || len(got[ProblemCorruptReferrer]) != 2 {
+			t.Fatalf("repair: %+v %v", rep, got)
+		}
+		refs, err := f.ms.Referrers(ctx, subject.Digest, "")
+		if err != nil || len(refs) != 2 {
+			t.Fatalf("referrers after the repair: %v %v", refs, err)
+		}
+		for _, ref := range refs {
+			raw, err := drv.GetContent(ctx, referrerPath("app", subject.Digest, ref.Digest))
+			if err != nil || !slices.ContainsFunc(entries, func(b []byte) bool { return string(b) == string(raw) }) {
+				t.Fatalf("entry written again as %s (%v), pushed as %s", raw, err, entries)
+			}
+		}
+		if _, got := fsckProblems(t, reg, false); len(got) != 0 {
+			t.Fatalf("after the repair: %v", kinds(got))
+		}
+	})
 }
