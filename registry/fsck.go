@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,11 +23,11 @@ type FsckOptions struct {
 	// Repair fixes what can be fixed without losing anything readable:
 	// dangling tags, links and referrer entries go, corrupt blobs go with
 	// their links (so clients upload them again), manifest records without
-	// their bytes go, wrong link sizes are rewritten, corrupt manifest
-	// records and referrer entries are written again from the manifest's
-	// intact bytes, and lost catalog markers are written again. A manifest
-	// whose layers are missing, and what cannot be read, are only
-	// reported: an operator must act.
+	// their bytes go with the tags naming them, wrong link sizes are
+	// rewritten, corrupt manifest records and referrer entries are written
+	// again from the manifest's intact bytes, and lost catalog markers are
+	// written again. A manifest whose layers are missing, and what cannot
+	// be read, are only reported: an operator must act.
 	Repair bool
 	// Problem, when set, is called for each problem found.
 	Problem func(FsckProblem)
@@ -41,6 +42,9 @@ type FsckProblem struct {
 	Path       string
 	Digest     digest.Digest
 	Detail     string
+	// Tags are the tags naming the manifest that a repair removes with it:
+	// those it removed when Repaired. Pushing them again restores them.
+	Tags []string
 	// Repaired is set when Repair fixed it.
 	Repaired bool
 }
@@ -480,25 +484,15 @@ func (f *fsck) manifests(ctx context.Context, ms *ManifestStore) error {
 		}
 		payload, err := drv.GetContent(ctx, blobPath(d))
 		if driver.IsNotFound(err) {
-			return f.problem(ctx, &FsckProblem{Kind: ProblemManifestBytes, Repository: name, Path: fi.Path, Digest: d},
-				func(ctx context.Context) (bool, error) {
-					// Under the manifest's lock, looked at again: a push
-					// of these bytes may have landed since the walk. One
-					// held by a push or a delete is left for the next run.
-					unlock, err := lockForRepair(ctx, ms, d)
-					if err != nil {
-						return false, err
-					}
-					defer unlock()
-					if _, err := driver.StatObject(ctx, drv, blobPath(d)); err == nil {
-						return false, nil
-					}
-					err = ms.deleteDigest(ctx, d, true)
-					return !isUnknown(err), ignoreUnknown(err)
-				})
+			return f.lostBytes(ctx, ms, d, "")
 		}
 		if err != nil {
 			return f.damaged(ctx, name, blobPath(d), err)
+		}
+		if !f.opts.Repair && d.Algorithm().FromBytes(payload) != d {
+			// What a repair, having removed the corrupt blob, finds, so
+			// that a check names the tags it would take.
+			return f.lostBytes(ctx, ms, d, "its bytes are corrupt")
 		}
 		for _, ref := range storedReferences(payload, rec.MediaType) {
 			if err := f.reference(ctx, ms, d, ref); err != nil {
@@ -587,6 +581,71 @@ func (f *fsck) rebuildRecord(ctx context.Context, ms *ManifestStore, p *FsckProb
 		Subject:    m.subject,
 	}
 	return rec, true, ms.writeRecord(ctx, rec)
+}
+
+// lostBytes reports manifest d's record without its bytes, naming the
+// tags that the repair, a delete of the manifest by digest, removes with
+// it: the operator pushes them again.
+func (f *fsck) lostBytes(ctx context.Context, ms *ManifestStore, d digest.Digest, detail string) error {
+	drv, name := f.reg.driver, ms.repo.name
+	tags, err := f.tagsNaming(ctx, name, d)
+	if err != nil {
+		if err := f.damaged(ctx, name, tagRefsPath(name, d), err); err != nil {
+			return err
+		}
+	}
+	p := &FsckProblem{Kind: ProblemManifestBytes, Repository: name, Path: manifestLinkPath(name, d), Digest: d, Detail: detail, Tags: tags}
+	return f.problem(ctx, p, func(ctx context.Context) (bool, error) {
+		// Under the manifest's lock, looked at again: a push of these
+		// bytes may have landed since the walk. One held by a push or a
+		// delete is left for the next run.
+		unlock, err := lockForRepair(ctx, ms, d)
+		if err != nil {
+			return false, err
+		}
+		defer unlock()
+		if gone, err := objectGone(ctx, drv, blobPath(d)); err != nil || !gone {
+			return false, err
+		}
+		if p.Tags, err = f.tagsNaming(ctx, name, d); err != nil {
+			return false, err
+		}
+		if err := ms.deleteDigest(ctx, d, true); err != nil {
+			return false, ignoreUnknown(err)
+		}
+		// A tag that a push moved to another manifest meanwhile stays.
+		p.Tags = slices.DeleteFunc(p.Tags, func(t string) bool {
+			gone, err := objectGone(ctx, drv, tagPath(name, t))
+			return err == nil && !gone
+		})
+		return true, nil
+	})
+}
+
+// tagsNaming lists the tags that name manifest d. Each tag leaves a
+// marker under every digest it is pointed at, kept when it moves on, so
+// each marked tag is read; one that cannot be read is left to the check
+// of the tags.
+func (f *fsck) tagsNaming(ctx context.Context, name string, d digest.Digest) ([]string, error) {
+	markers, err := listAll(ctx, f.reg.driver, tagRefsPath(name, d))
+	if err != nil {
+		return nil, err
+	}
+	var tags []string
+	for _, m := range markers {
+		t := path.Base(m)
+		if ValidateTag(t) != nil {
+			continue
+		}
+		raw, err := f.reg.driver.GetContent(ctx, tagPath(name, t))
+		if err != nil && storageFailed(ctx, err) {
+			return nil, err
+		}
+		if err == nil && digest.Digest(raw) == d {
+			tags = append(tags, t)
+		}
+	}
+	return tags, nil
 }
 
 // referrerListed checks that a manifest with a subject is in the subject's

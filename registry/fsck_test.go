@@ -625,3 +625,46 @@ func TestFsckChecksReferrerEntries(t *testing.T) {
 		}
 	})
 }
+
+// The repair of a manifest whose bytes are damaged removes the tags naming
+// it, and names each, so that they can be pushed again; a tag that named
+// it once and names another manifest now is neither removed nor named.
+func TestFsckRepairNamesTheTagsItRemoves(t *testing.T) {
+	forEachGCDriver(t, func(t *testing.T, reg *Registry) {
+		ctx := context.Background()
+		f := newFixture(t, reg, "app")
+		payload, m1 := f.pushImage("v1")
+		f.put(m1.String(), payload, "e", "d", "c", "b", "a", "moved")
+		f.pushImage("moved")
+		b, err := reg.driver.GetContent(ctx, blobPath(m1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[len(b)/2] ^= 1
+		overwrite(t, reg.driver, blobPath(m1), b)
+
+		// A check names the tags a repair would remove.
+		_, got := fsckProblems(t, reg, false)
+		if ps := got[ProblemManifestBytes]; len(ps) != 1 || ps[0].Repaired || !slices.Equal(ps[0].Tags, []string{"a", "b", "c", "d", "e", "v1"}) {
+			t.Fatalf("manifest with corrupt bytes, unrepaired: %+v", ps)
+		}
+		_, got = fsckProblems(t, reg, true)
+		ps := got[ProblemManifestBytes]
+		if len(ps) != 1 || !ps[0].Repaired || !slices.Equal(ps[0].Tags, []string{"a", "b", "c", "d", "e", "v1"}) {
+			t.Fatalf("manifest without its bytes: %+v", ps)
+		}
+		f.wantUnknown("removed by the repair", "v1", "a", "e")
+		mustPullable(t, f, "moved")
+
+		// Reported without --repair too, as the tags a repair removes.
+		lostPayload, lost := f.pushImage("lost")
+		f.put(lost.String(), lostPayload, "again")
+		if err := reg.driver.Delete(ctx, blobPath(lost)); err != nil {
+			t.Fatal(err)
+		}
+		_, got = fsckProblems(t, reg, false)
+		if ps := got[ProblemManifestBytes]; len(ps) != 1 || ps[0].Repaired || !slices.Equal(ps[0].Tags, []string{"again", "lost"}) {
+			t.Fatalf("manifest without its bytes, unrepaired: %+v", ps)
+		}
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/lading-registry/lading/config"
@@ -57,11 +58,22 @@ func check(ctx context.Context, reg *registry.Registry, repair bool, stdout, std
 
 func describeProblem(p registry.FsckProblem) string {
 	s := p.Kind + ": " + p.Path
+	tags := strings.Join(p.Tags, ", ")
+	var details []string
 	if p.Detail != "" {
-		s += " (" + p.Detail + ")"
+		details = append(details, p.Detail)
+	}
+	if tags != "" && !p.Repaired {
+		details = append(details, "tagged "+tags+", which a repair removes")
+	}
+	if len(details) > 0 {
+		s += " (" + strings.Join(details, "; ") + ")"
 	}
 	if p.Repaired {
 		s += ": repaired"
+		if tags != "" {
+			s += ", removing its tags " + tags + " (push them again to restore them)"
+		}
 	}
 	return s
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -18,8 +19,8 @@ import (
 	"github.com/lading-registry/lading/storage/driver/filesystem"
 )
 
-// fsckStore is testStore with an index idx naming its image; image is
-// the image's digest.
+// fsckStore is testStore with its image tagged a, b, c, d and e too, and
+// an index idx naming it; image is the image's digest.
 func fsckStore(t *testing.T) (root string, image digest.Digest) {
 	t.Helper()
 	root, _ = testStore(t)
@@ -34,6 +35,9 @@ func fsckStore(t *testing.T) (root string, image digest.Digest) {
 		t.Fatal(err)
 	}
 	idx, _ := json.Marshal(v1.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: v1.MediaTypeImageIndex, Manifests: []v1.Descriptor{m.Descriptor}})
+	if _, err := repo.Manifests().Put(ctx, m.Descriptor.Digest.String(), "", m.Payload, "a", "b", "c", "d", "e"); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := repo.Manifests().Put(ctx, "idx", "", idx); err != nil {
 		t.Fatal(err)
 	}
@@ -103,5 +107,33 @@ func TestFsckCommandGoesOnPastWhatItCannotRead(t *testing.T) {
 	}
 	if !strings.Contains(out, "3 problems") {
 		t.Errorf("problems other than the unreadable:\n%s", out)
+	}
+}
+
+// --repair of an image whose bytes are damaged names every tag it
+// removes, and how to restore them; a check names them beforehand.
+func TestFsckCommandNamesTheTagsItRemoves(t *testing.T) {
+	root, image := fsckStore(t)
+	t.Setenv("LADING_CONFIG", "")
+	blob := blobFile(root, image)
+	b, err := os.ReadFile(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 1
+	if err := os.WriteFile(blob, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	record := "manifest without its bytes: /repositories/team/app/_manifests/sha256/" + image.Encoded()
+	for _, run := range []struct {
+		repair bool
+		want   string
+	}{
+		{false, record + " (its bytes are corrupt; tagged a, b, c, d, e, v1, which a repair removes)"},
+		{true, record + ": repaired, removing its tags a, b, c, d, e, v1 (push them again to restore them)"},
+	} {
+		if out := fsckRun(t, 1, "--root", root, "--repair="+strconv.FormatBool(run.repair)); !strings.Contains(out, run.want) {
+			t.Fatalf("no %q in:\n%s", run.want, out)
+		}
 	}
 }
