@@ -9,12 +9,14 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/lading-registry/lading/internal/httpx"
 	"github.com/lading-registry/lading/registry"
 	"github.com/lading-registry/lading/storage/driver"
 	"github.com/lading-registry/lading/storage/driver/inmemory"
@@ -231,5 +233,27 @@ func TestStallWatch(t *testing.T) {
 	w.end()
 	if n := cancels.Load(); n != 1 {
 		t.Fatalf("%d cancels of a call waiting three times the timeout, want 1", n)
+	}
+}
+
+// A body BoundBodies watches is watched again by no endpoint, whatever
+// the access log and the metrics wrapped it in since: two watches would
+// double each read's timer work.
+func TestWatchedUnderCounters(t *testing.T) {
+	rc := http.NewResponseController(httptest.NewRecorder())
+	w := newWatchedBody(io.NopCloser(strings.NewReader("x")), rc, time.Second)
+	for _, tc := range []struct {
+		body io.ReadCloser
+		want bool
+	}{
+		{w, true},
+		{&httpx.Body{ReadCloser: w}, true},
+		{&httpx.Body{ReadCloser: &httpx.Body{ReadCloser: w}}, true},
+		{&httpx.Body{ReadCloser: io.NopCloser(strings.NewReader("x"))}, false},
+		{io.NopCloser(strings.NewReader("x")), false},
+	} {
+		if got := watched(tc.body); got != tc.want {
+			t.Errorf("watched(%T) = %v, want %v", tc.body, got, tc.want)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/lading-registry/lading/internal/httpx"
 	"github.com/lading-registry/lading/registry"
 )
 
@@ -80,8 +81,8 @@ func (h *handlers) limit(w http.ResponseWriter, r *http.Request, rt Route) (rele
 		}
 	}
 	if timeout := h.opts.BodyIdleTimeout; timeout > 0 && readsBody(rt, r) {
-		switch _, watched := r.Body.(*watchedBody); {
-		case watched:
+		switch {
+		case watched(r.Body):
 			// On HTTP/2 behind BoundBodies: bounded once is enough.
 		case r.ProtoMajor >= 2:
 			r.Body = newWatchedBody(r.Body, http.NewResponseController(w), timeout)
@@ -90,6 +91,21 @@ func (h *handlers) limit(w http.ResponseWriter, r *http.Request, rt Route) (rele
 		}
 	}
 	return release, true
+}
+
+// watched reports whether body reads through a watchedBody, under the
+// counters that the access log and the metrics wrap it in.
+func watched(body io.ReadCloser) bool {
+	for {
+		switch b := body.(type) {
+		case *watchedBody:
+			return true
+		case *httpx.Body:
+			body = b.ReadCloser
+		default:
+			return false
+		}
+	}
 }
 
 // idleBody fails a body read that waits longer than timeout for data, by
