@@ -25,6 +25,7 @@ type watchedFile[T any] struct {
 	stamp   fileStamp
 	checked time.Time
 	stale   bool // the file changed and the change did not load
+	missing bool // the file cannot be stat'ed (removed, unreadable)
 }
 
 // staticFile holds content that did not come from a file and never changes.
@@ -77,7 +78,10 @@ func (w *watchedFile[T]) get() T {
 	}
 	w.checked = time.Now()
 	fi, err := os.Stat(w.path)
-	if err != nil || (fileStamp{fi.ModTime(), fi.Size()}) == w.stamp {
+	if err != nil && !w.missing {
+		w.logger.Error("auth: keeping previous content of a file that cannot be read", "path", w.path, "err", err)
+	}
+	if w.missing = err != nil; w.missing || (fileStamp{fi.ModTime(), fi.Size()}) == w.stamp {
 		return w.current
 	}
 	stamp, v, err := w.read()
@@ -93,10 +97,10 @@ func (w *watchedFile[T]) get() T {
 }
 
 // isStale reports whether the file has changed since the content in force
-// was read, and the change did not load.
+// was read, and the change did not load, or cannot be read at all.
 func (w *watchedFile[T]) isStale() bool {
 	w.get()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.stale
+	return w.stale || w.missing
 }

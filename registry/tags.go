@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"bytes"
 	"context"
 	"path"
 	"sort"
@@ -109,7 +108,7 @@ func (ms *ManifestStore) tagDigest(ctx context.Context, tag string) (digest.Dige
 	if err != nil {
 		return "", err
 	}
-	d := digest.Digest(bytes.TrimSpace(b)) // as an editor may leave it
+	d := digest.Digest(b) // read as the collector, untag and fsck read it: exactly
 	if validateDigest(d) != nil {
 		// Tags are written whole; an unreadable one names nothing.
 		return "", manifestUnknown(ms.repo.name, tag)

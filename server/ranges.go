@@ -68,13 +68,14 @@ func parseRange(header string, size int64) (off, n int64, kind rangeKind) {
 // past any blob, and counts as the largest (RFC 9110 bounds no position,
 // and a last one past the end means the end).
 func rangePos(s string) (int64, bool) {
-	if v, ok := parseDecimal(s); ok || len(s) <= 19 {
-		return v, ok
-	}
-	if strings.Trim(s, "0123456789") != "" {
+	if s == "" || strings.Trim(s, "0123456789") != "" {
 		return 0, false
 	}
-	return math.MaxInt64, true
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return math.MaxInt64, true // digits alone: only too large
+	}
+	return v, true
 }
 
 // parseDecimal accepts only ASCII digits: strconv would also take a sign.

@@ -4,6 +4,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -107,5 +108,14 @@ func TestStaleFileMetric(t *testing.T) {
 	}
 	files.SetUsers(t, users)
 	eventually("auth.htpasswd.path", "0")
+	eventually("auth.policy", "0")
+	// A file gone leaves its last content in force too.
+	if err := os.Rename(files.Policy, files.Policy+".away"); err != nil {
+		t.Fatal(err)
+	}
+	eventually("auth.policy", "1")
+	if err := os.Rename(files.Policy+".away", files.Policy); err != nil {
+		t.Fatal(err)
+	}
 	eventually("auth.policy", "0")
 }
