@@ -168,7 +168,7 @@ func (m *repoMarker) markRoots(ctx context.Context) error {
 		if validateDigest(d) != nil {
 			return nil // names nothing; fsck reports it
 		}
-		return m.keep(ctx, d, nil)
+		return m.keep(ctx, d, nil, true)
 	})
 	if err != nil && !driver.IsNotFound(err) {
 		return err
@@ -182,7 +182,7 @@ func (m *repoMarker) markRoots(ctx context.Context) error {
 		}
 		m.records.Add(d)
 		if !fi.ModTime.Before(m.c.untaggedCutoff) {
-			return m.keep(ctx, d, nil)
+			return m.keep(ctx, d, nil, false)
 		}
 		if k, ok := keyOf(d); ok {
 			if _, seen := m.visited[k]; seen {
@@ -206,7 +206,7 @@ func (m *repoMarker) markRoots(ctx context.Context) error {
 		if m.c.opts.DeleteUntagged {
 			return nil
 		}
-		return m.keep(ctx, d, &rec)
+		return m.keep(ctx, d, &rec, false)
 	})
 	if driver.IsNotFound(err) {
 		return nil
@@ -229,15 +229,17 @@ func (m *repoMarker) referrerFound(ctx context.Context, d digest.Digest, rec *ma
 		}
 	}
 	if _, kept := m.visited[sk]; kept {
-		return m.keep(ctx, d, rec)
+		return m.keep(ctx, d, rec, false)
 	}
 	return nil
 }
 
 // keep marks manifest d and everything it reaches: its bytes, config and
 // layers, its index children, and its referrers. rec, when known, saves a
-// read.
-func (m *repoMarker) keep(ctx context.Context, d digest.Digest, rec *manifestRecord) error {
+// read. named says d was reached by a name published only once its bytes
+// were durable (a tag, an index, an entry of the referrers index): its
+// bytes missing are then damage, not a push a crash cut short.
+func (m *repoMarker) keep(ctx context.Context, d digest.Digest, rec *manifestRecord, named bool) error {
 	k, ok := keyOf(d)
 	if !ok {
 		return nil
@@ -272,8 +274,10 @@ func (m *repoMarker) keep(ctx context.Context, d digest.Digest, rec *manifestRec
 	// read from them.
 	m.c.marked.Add(d)
 	payload, err := m.c.reg.driver.GetContent(ctx, blobPath(d))
-	if driver.IsNotFound(err) {
-		return nil // damage for fsck; nothing below it to keep
+	if driver.IsNotFound(err) && named {
+		return m.damaged(d, "are missing")
+	} else if driver.IsNotFound(err) {
+		return nil // a record a crash kept without its bytes: nothing below it
 	}
 	if err != nil {
 		return err
@@ -293,14 +297,14 @@ func (m *repoMarker) keep(ctx context.Context, d digest.Digest, rec *manifestRec
 	for _, ref := range refs {
 		m.uses.Add(ref.desc.Digest)
 		if ref.kind == refManifest {
-			if err := m.keep(ctx, ref.desc.Digest, nil); err != nil {
+			if err := m.keep(ctx, ref.desc.Digest, nil, true); err != nil {
 				return err
 			}
 		}
 	}
-	for _, referrers := range [][]digest.Digest{m.referrers[k], m.unlisted[k]} {
+	for i, referrers := range [][]digest.Digest{m.referrers[k], m.unlisted[k]} {
 		for _, referrer := range referrers {
-			if err := m.keep(ctx, referrer, nil); err != nil {
+			if err := m.keep(ctx, referrer, nil, i == 0); err != nil {
 				return err
 			}
 		}
@@ -356,7 +360,7 @@ func (m *repoMarker) sweepManifests(ctx context.Context) error {
 		}
 		return m.c.remove(ctx, gcCandidate{kind: "manifest", repo: name, digest: d, path: fi.Path, ms: m.ms,
 			// A writer is using it after all: so is everything it points at.
-			kept: func(ctx context.Context) error { return m.keep(ctx, d, nil) }})
+			kept: func(ctx context.Context) error { return m.keep(ctx, d, nil, false) }})
 	})
 	return m.c.endSweep(ctx, err, kept)
 }
