@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -192,5 +193,30 @@ func TestPushMendsDamagedManifestOnEveryDriver(t *testing.T) {
 				t.Fatalf("get after a push of the right bytes: %v", err)
 			}
 		})
+	}
+}
+
+// A damaged referrer entry, met again at every listing of its subject, is
+// warned of once a minute, not at each.
+func TestDamagedReferrerEntryWarnedOnceAMinute(t *testing.T) {
+	root := t.TempDir()
+	d, err := filesystem.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged bytes.Buffer
+	f := newFixture(t, New(driver.Instrument(d, nil), Options{Logger: slog.New(slog.NewTextHandler(&logged, nil))}), "app")
+	payload, md := f.pushImage("v1")
+	sig := f.put("sig", mustJSON(t, f.artifact(v1.Descriptor{MediaType: MediaTypeOCIManifest, Digest: md, Size: int64(len(payload))}, sigType, nil)))
+	if err := os.WriteFile(onDisk(root, referrerPath("app", md, sig.Descriptor.Digest)), []byte("garbage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := f.ms.Referrers(f.ctx, md, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := strings.Count(logged.String(), "referrer entry damaged"); n != 1 {
+		t.Fatalf("%d warnings for three listings, want 1:\n%s", n, logged.String())
 	}
 }

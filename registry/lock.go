@@ -116,7 +116,7 @@ func NewFallbackLocker(primary, fallback Locker, log *slog.Logger) Locker {
 type fallbackLocker struct {
 	primary, fallback Locker
 	log               *slog.Logger
-	warned            atomic.Int64 // time of the last warning, in monotonic nanoseconds
+	warned            everyMinute
 }
 
 func (f *fallbackLocker) TryLock(ctx context.Context, key string) (func(), error) {
@@ -129,7 +129,7 @@ func (f *fallbackLocker) TryLockLost(ctx context.Context, key string) (func(), <
 	if err == nil || errors.Is(err, ErrLocked) || ctx.Err() != nil {
 		return unlock, lost, err
 	}
-	if last, now := f.warned.Load(), int64(time.Since(processStart)); (last == 0 || now-last >= int64(time.Minute)) && f.warned.CompareAndSwap(last, now) {
+	if f.warned.now() {
 		f.log.Warn("lock failed in Redis, taken in the store instead (logged once a minute)", "error", err)
 	}
 	return tryLock(ctx, f.fallback, key)
@@ -160,6 +160,17 @@ func ReleaseLater(deadline time.Time, release func(context.Context) error) {
 
 // processStart anchors monotonic times kept as integers.
 var processStart = time.Now()
+
+// everyMinute lets a repeated warning through at most once a minute, so
+// that a condition lasting for hours is told without flooding the log.
+type everyMinute struct {
+	last atomic.Int64 // of the last let through, in monotonic nanoseconds
+}
+
+func (e *everyMinute) now() bool {
+	last, now := e.last.Load(), int64(time.Since(processStart))
+	return (last == 0 || now-last >= int64(time.Minute)) && e.last.CompareAndSwap(last, now)
+}
 
 // ErrLeaseGone is what a lease's renewal returns when the lease is no
 // longer the holder's: lapsed, or taken by another.

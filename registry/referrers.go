@@ -147,7 +147,9 @@ func (ms *ManifestStore) readReferrers(ctx context.Context, entries []string) ([
 			// Damaged on disk: left out, so that one entry does not hide
 			// every other referrer of the subject. A push of the
 			// referrer, or fsck's repair, writes it again.
-			ms.repo.reg.log.Warn("referrer entry damaged, left out of the list: push the referrer again, or run lading fsck --repair", "entry", entries[i], "err", err)
+			if ms.repo.reg.damagedReferrers.now() {
+				ms.repo.reg.log.Warn("referrer entry damaged, left out of the list: push the referrer again, or run lading fsck --repair (logged once a minute)", "entry", entries[i], "err", err)
+			}
 			return nil
 		}
 		descs[i], sizes[i] = &desc, len(b)

@@ -47,8 +47,11 @@ type Registry struct {
 	driver driver.Driver
 	locker Locker
 	log    *slog.Logger
-	maxMan int64
-	now    func() time.Time
+	// damagedReferrers gates the warning of a damaged referrer entry,
+	// which every listing of its subject meets again.
+	damagedReferrers everyMinute
+	maxMan           int64
+	now              func() time.Time
 
 	cache     Cache
 	cacheObs  func(hit bool)
