@@ -42,6 +42,7 @@ type Metrics struct {
 	gcBlobs       prometheus.Counter
 	gcBytes       prometheus.Counter
 	maintFailures *prometheus.CounterVec
+	redisFallback *prometheus.CounterVec
 }
 
 // New creates the metrics on a fresh registry, with the Go runtime and
@@ -88,6 +89,8 @@ func New() *Metrics {
 			"Bytes of blobs removed by garbage collection."),
 		maintFailures: f.counterVec("maintenance_failures_total",
 			"Scheduled garbage collections (task gc) and upload purges (task purge) of this process that failed; each is logged at error.", "task"),
+		redisFallback: f.counterVec("redis_fallbacks_total",
+			"Cache reads (op cache) and locks (op lock) that Redis failed, answered from the storage instead.", "op"),
 	}
 	// At 0 from the start: an alert on an increase needs the series there
 	// before the first failure.
@@ -157,6 +160,17 @@ func (m *Metrics) CacheObserver(cache string) func(hit bool) {
 			misses.Inc()
 		}
 	}
+}
+
+// RedisFallback returns the func that counts a fallback from a failed
+// Redis to the storage for op ("cache", "lock"), the series at 0 from the
+// call on: an alert on an increase needs it there before the first.
+func (m *Metrics) RedisFallback(op string) func() {
+	if m == nil {
+		return nil
+	}
+	c := m.redisFallback.WithLabelValues(op)
+	return c.Inc
 }
 
 // GCRun records one completed garbage collection and what it reclaimed.

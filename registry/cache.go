@@ -43,6 +43,9 @@ func (r *Registry) cacheGet(ctx context.Context, key string) ([]byte, bool) {
 	v, err := r.cache.Get(ctx, key)
 	if err != nil && !errors.Is(err, ErrCacheMiss) {
 		r.log.Debug("cache read failed", "err", err)
+		if r.cacheFailed != nil {
+			r.cacheFailed()
+		}
 	}
 	hit := err == nil
 	if r.cacheObs != nil {

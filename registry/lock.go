@@ -106,17 +106,22 @@ func (l *localLocker) TryLock(_ context.Context, key string) (func(), error) {
 // replicas and Redis while two requests race on one session. Each fallback
 // is logged at warning level, at most once a minute, so that a Redis that
 // never answers (a wrong password, a wrong address) does not go unnoticed.
-func NewFallbackLocker(primary, fallback Locker, log *slog.Logger) Locker {
+// fellBack, when not nil, is told of each fallback (a metric).
+func NewFallbackLocker(primary, fallback Locker, log *slog.Logger, fellBack func()) Locker {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &fallbackLocker{primary: primary, fallback: fallback, log: log}
+	if fellBack == nil {
+		fellBack = func() {}
+	}
+	return &fallbackLocker{primary: primary, fallback: fallback, log: log, fellBack: fellBack}
 }
 
 type fallbackLocker struct {
 	primary, fallback Locker
 	log               *slog.Logger
 	warned            everyMinute
+	fellBack          func()
 }
 
 func (f *fallbackLocker) TryLock(ctx context.Context, key string) (func(), error) {
@@ -129,6 +134,7 @@ func (f *fallbackLocker) TryLockLost(ctx context.Context, key string) (func(), <
 	if err == nil || errors.Is(err, ErrLocked) || ctx.Err() != nil {
 		return unlock, lost, err
 	}
+	f.fellBack()
 	if f.warned.now() {
 		f.log.Warn("lock failed in Redis, taken in the store instead (logged once a minute)", "error", err)
 	}

@@ -21,6 +21,9 @@ type Options struct {
 	Cache Cache
 	// CacheObserver, when set, is told of every cache hit and miss.
 	CacheObserver func(hit bool)
+	// CacheFailed, when set, is told of every cache read that failed (a
+	// shared cache down), which storage then answered.
+	CacheFailed func()
 	// UploadObserver, when set, is told +1 when this process creates an
 	// upload session and -1 when it commits or cancels one.
 	UploadObserver func(delta int)
@@ -53,11 +56,12 @@ type Registry struct {
 	maxMan           int64
 	now              func() time.Time
 
-	cache     Cache
-	cacheObs  func(hit bool)
-	manifests *manifestCache
-	tags      *tagCache // nil unless Options.SoleServer
-	uploadObs func(delta int)
+	cache       Cache
+	cacheObs    func(hit bool)
+	cacheFailed func()
+	manifests   *manifestCache
+	tags        *tagCache // nil unless Options.SoleServer
+	uploadObs   func(delta int)
 	// deferring: the driver may leave a batch's writes undurable until its
 	// Commit, so a crash can keep a manifest's record without its bytes.
 	deferring bool
@@ -74,7 +78,7 @@ type Registry struct {
 
 // New returns a Registry over d.
 func New(d driver.Driver, opts Options) *Registry {
-	r := &Registry{driver: d, locker: opts.Locker, log: opts.Logger, maxMan: opts.MaxManifestSize, now: opts.Now, cache: opts.Cache, cacheObs: opts.CacheObserver, uploadObs: opts.UploadObserver,
+	r := &Registry{driver: d, locker: opts.Locker, log: opts.Logger, maxMan: opts.MaxManifestSize, now: opts.Now, cache: opts.Cache, cacheObs: opts.CacheObserver, cacheFailed: opts.CacheFailed, uploadObs: opts.UploadObserver,
 		manifests: newManifestCache(opts.ManifestCacheSize), deferring: driver.Defers(d), maxSegment: driver.MaxSegment(d),
 		manifestQueue: newKeyQueue()}
 	if opts.SoleServer {

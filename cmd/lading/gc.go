@@ -79,7 +79,7 @@ func (c *storeCommand) run(args []string, body func(ctx context.Context, cfg *co
 	}
 	// The servers' locks on manifests, so that a removal here waits its
 	// turn with their pushes.
-	rc, locker := sharedLocks(ctx, cfg, drv, slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	rc, locker := sharedLocks(ctx, cfg, drv, slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), nil)
 	opts := registry.Options{Locker: locker}
 	if rc != nil {
 		// The serving replicas cache links there: what this process

@@ -135,7 +135,11 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 		CacheObserver:     m.CacheObserver("links"),
 		UploadObserver:    m.UploadObserver(),
 	}
-	rc, locker := sharedLocks(ctx, cfg, drv, log)
+	var lockFellBack func()
+	if cfg.Redis.Addr != "" {
+		lockFellBack, opts.CacheFailed = m.RedisFallback("lock"), m.RedisFallback("cache")
+	}
+	rc, locker := sharedLocks(ctx, cfg, drv, log, lockFellBack)
 	opts.Locker = locker
 	switch {
 	case rc != nil:
@@ -525,7 +529,7 @@ func noLimitIfZero[T int | time.Duration](v T) T {
 // A Redis that does not answer at start is logged, not fatal: locks fall
 // back to the store and nothing is cached until it answers, but a wrong
 // password or address would otherwise go unnoticed.
-func sharedLocks(ctx context.Context, cfg *config.Config, drv driver.Driver, log *slog.Logger) (*cache.Redis, registry.Locker) {
+func sharedLocks(ctx context.Context, cfg *config.Config, drv driver.Driver, log *slog.Logger, fellBack func()) (*cache.Redis, registry.Locker) {
 	switch {
 	case cfg.Redis.Addr != "":
 		rc := newRedis(cfg.Redis, log)
@@ -534,7 +538,7 @@ func sharedLocks(ctx context.Context, cfg *config.Config, drv driver.Driver, log
 		if err := rc.Ping(pctx); err != nil {
 			log.Warn("redis does not answer: locks are taken in the store and nothing is cached in Redis until it does", "addr", cfg.Redis.Addr, "error", err)
 		}
-		return rc, registry.NewFallbackLocker(rc, registry.NewBackendLocker(drv, 0), log)
+		return rc, registry.NewFallbackLocker(rc, registry.NewBackendLocker(drv, 0), log, fellBack)
 	case cfg.Storage.Driver == "s3":
 		return nil, registry.NewBackendLocker(drv, 0)
 	}

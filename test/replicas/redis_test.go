@@ -75,6 +75,12 @@ func TestRedisDown(t *testing.T) {
 				t.Errorf("the log of a replica whose Redis never answers does not say %q", want)
 			}
 		}
+		// And counted, for an alert.
+		for _, op := range []string{"cache", "lock"} {
+			if n := metric(t, a, `lading_redis_fallbacks_total{op="`+op+`"}`) + metric(t, b, `lading_redis_fallbacks_total{op="`+op+`"}`); n <= 0 {
+				t.Errorf("%s fallbacks counted: %v", op, n)
+			}
+		}
 	})
 }
 
@@ -131,12 +137,17 @@ func deadAddr(t *testing.T) string {
 // cacheHits reads srv's count of link cache hits from /metrics.
 func cacheHits(t *testing.T, srv *testserver.Server) float64 {
 	t.Helper()
+	return metric(t, srv, `lading_cache_hits_total{cache="links"}`)
+}
+
+// metric reads one series of srv's /metrics; -1 when it is not there.
+func metric(t *testing.T, srv *testserver.Server, series string) float64 {
+	t.Helper()
 	resp, body := do(t, http.MethodGet, srv.URL+"/metrics", nil, nil)
 	expect(t, resp, body, http.StatusOK)
-	const series = `lading_cache_hits_total{cache="links"} `
 	sc := bufio.NewScanner(bytes.NewReader(body))
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), series); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
 			n, err := strconv.ParseFloat(v, 64)
 			if err != nil {
 				t.Fatalf("metrics: %q: %v", sc.Text(), err)
@@ -144,5 +155,5 @@ func cacheHits(t *testing.T, srv *testserver.Server) float64 {
 			return n
 		}
 	}
-	return 0
+	return -1
 }
