@@ -180,3 +180,39 @@ func TestGCKeepsReferrersMissingFromTheIndex(t *testing.T) {
 		}
 	}
 }
+
+// Records lost (a partial restore without _manifests) while tags, an index
+// and the referrers index still name the manifests: the collector keeps
+// what their bytes reference, as it does under a damaged record, instead
+// of taking the names for names of nothing.
+func TestGCKeepsWhatNamesReachWithoutRecords(t *testing.T) {
+	for _, untagged := range []bool{false, true} {
+		t.Run(fmt.Sprintf("untagged=%v", untagged), func(t *testing.T) {
+			forEachGCDriver(t, func(t *testing.T, reg *Registry) {
+				f := newFixture(t, reg, "app")
+				img, child := f.image(), f.image()
+				m := f.put("v1", mustJSON(t, img))
+				c := f.put(digest.FromBytes(mustJSON(t, child)).String(), mustJSON(t, child))
+				idx := v1.Index{Versioned: img.Versioned, MediaType: MediaTypeOCIIndex, Manifests: []v1.Descriptor{c.Descriptor}}
+				f.put("multi", mustJSON(t, idx))
+				sigImg := f.artifact(c.Descriptor, sigType, nil)
+				sig := f.put(digest.FromBytes(mustJSON(t, sigImg)).String(), mustJSON(t, sigImg))
+				if err := reg.driver.Delete(f.ctx, repoPath("app")+"/_manifests"); err != nil {
+					t.Fatal(err)
+				}
+				collect(t, reg, quickGC(untagged))
+				for _, d := range []digest.Digest{m.Descriptor.Digest, c.Descriptor.Digest, sig.Descriptor.Digest,
+					img.Config.Digest, img.Layers[0].Digest, child.Config.Digest, child.Layers[0].Digest, sigImg.Layers[0].Digest} {
+					if !hasBlob(t, reg, d) {
+						t.Errorf("%s was collected, though a name still reaches it", d)
+					}
+				}
+				for _, d := range []digest.Digest{img.Layers[0].Digest, child.Layers[0].Digest} {
+					if !hasLink(t, reg, "app", d) {
+						t.Errorf("the link of %s was collected", d)
+					}
+				}
+			})
+		})
+	}
+}

@@ -247,12 +247,17 @@ func (m *repoMarker) keep(ctx context.Context, d digest.Digest, rec *manifestRec
 	if _, seen := m.visited[k]; seen {
 		return nil
 	}
+	recorded := true
 	if rec == nil {
 		raw, err := m.c.reg.driver.GetContent(ctx, manifestLinkPath(m.ms.repo.name, d))
-		if driver.IsNotFound(err) {
-			return nil // a tag or referrer entry naming nothing (yet)
-		}
-		if err != nil {
+		if driver.IsNotFound(err) && !named {
+			return nil // a referrer nothing lists, or a concurrent push's
+		} else if driver.IsNotFound(err) {
+			// Named without a record: one lost (a partial restore; fsck
+			// reports it), or a child deleted while an index names it.
+			// Its bytes, when there, still say what it needs.
+			recorded = false
+		} else if err != nil {
 			return err
 		}
 		// A damaged record (fsck reports it) still keeps what the
@@ -274,10 +279,12 @@ func (m *repoMarker) keep(ctx context.Context, d digest.Digest, rec *manifestRec
 	// read from them.
 	m.c.marked.Add(d)
 	payload, err := m.c.reg.driver.GetContent(ctx, blobPath(d))
-	if driver.IsNotFound(err) && named {
+	if driver.IsNotFound(err) && named && recorded {
 		return m.damaged(d, "are missing")
 	} else if driver.IsNotFound(err) {
-		return nil // a record a crash kept without its bytes: nothing below it
+		// A record a crash kept without its bytes, or a name left to
+		// nothing at all: nothing below it to keep.
+		return nil
 	}
 	if err != nil {
 		return err
