@@ -32,11 +32,15 @@ func (d *Driver) List(ctx context.Context, path string) ([]string, error) {
 			return nil, mapErr("list", path, err)
 		}
 		for _, o := range page.Contents {
-			children = append(children, d.pathOf(aws.ToString(o.Key)))
+			if p := d.pathOf(aws.ToString(o.Key)); driver.ValidatePath(p) == nil {
+				children = append(children, p)
+			}
 		}
 		for _, p := range page.CommonPrefixes {
 			if k := aws.ToString(p.Prefix); !d.isHidden(k) {
-				children = append(children, d.pathOf(strings.TrimSuffix(k, "/")))
+				if p := d.pathOf(strings.TrimSuffix(k, "/")); driver.ValidatePath(p) == nil {
+					children = append(children, p)
+				}
 			}
 		}
 	}
@@ -64,7 +68,14 @@ func (d *Driver) Walk(ctx context.Context, path, from string, fn driver.WalkFunc
 			if d.isHidden(k) {
 				return nil // sorts last: nothing visible follows
 			}
-			err := fn(driver.FileInfo{Path: d.pathOf(k), Size: aws.ToInt64(o.Size), ModTime: aws.ToTime(o.LastModified)})
+			p := d.pathOf(k)
+			if driver.ValidatePath(p) != nil {
+				// A key no path could have made (another tool's, a hand's):
+				// skipped, as the file system skips such names, so that no
+				// caller meets a path every other call refuses.
+				continue
+			}
+			err := fn(driver.FileInfo{Path: p, Size: aws.ToInt64(o.Size), ModTime: aws.ToTime(o.LastModified)})
 			if errors.Is(err, driver.ErrStopWalk) {
 				return nil
 			}
