@@ -25,10 +25,14 @@ func (h *handlers) manifest(w http.ResponseWriter, r *http.Request, rt Route) er
 	ctx := r.Context()
 	switch r.Method {
 	case http.MethodHead:
-		desc, err := ms.Stat(ctx, rt.Reference)
+		// Through the bytes, as a GET (from the cache when held): a HEAD
+		// that said 200 where the GET fails (bytes lost or damaged on
+		// disk) would make a client skip the push that mends them.
+		m, err := ms.Get(ctx, rt.Reference)
 		if err != nil {
 			return err
 		}
+		desc := m.Descriptor
 		if noneMatch(r, desc.Digest) {
 			writeNotModified(w, desc.Digest, desc.MediaType)
 			return nil

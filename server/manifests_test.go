@@ -2,8 +2,11 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -15,6 +18,7 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/lading-registry/lading/registry"
+	"github.com/lading-registry/lading/storage/driver/inmemory"
 )
 
 // imageManifest pushes a config and a layer to repo and returns the bytes of
@@ -273,4 +277,36 @@ func TestMalformedQueriesAndTooManyTags(t *testing.T) {
 	q = q[:registry.MaxTagsPerPush]
 	wantStatus(t, serve(t, h, request{method: "PUT", target: "/v2/a/manifests/" + d + "?" + strings.Join(q, "&"), body: payload,
 		header: map[string]string{"Content-Type": v1.MediaTypeImageManifest}}), 201, "")
+}
+
+// HEAD agrees with GET on manifest bytes lost or damaged in the store: a
+// client that took a 200 for "there" would skip the push that mends them.
+func TestManifestHeadAgreesWithGetOnDamagedBytes(t *testing.T) {
+	drv := inmemory.New()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	h := New(registry.New(drv, registry.Options{Logger: logger}), Options{Logger: logger})
+	payload := imageManifest(t, h, "a", nil)
+	d := digest.FromBytes(payload)
+	wantStatus(t, putManifest(t, h, "a", "v1", payload), 201, "")
+	blob := "/blobs/sha256/" + d.Encoded()[:2] + "/" + d.Encoded()
+	for _, damage := range []struct {
+		name   string
+		do     func() error
+		status int
+	}{
+		{"changed", func() error { return drv.PutContent(context.Background(), blob, bytes.ToUpper(payload)) }, 500},
+		{"lost", func() error { return drv.Delete(context.Background(), blob) }, 404},
+	} {
+		if err := damage.do(); err != nil {
+			t.Fatal(err)
+		}
+		fresh := New(registry.New(drv, registry.Options{Logger: logger}), Options{Logger: logger}) // nothing held in memory
+		for _, method := range []string{"GET", "HEAD"} {
+			rec := httptest.NewRecorder() // not serve: a 500 is what is wanted here
+			fresh.ServeHTTP(rec, httptest.NewRequest(method, "/v2/a/manifests/v1", nil))
+			if rec.Code != damage.status {
+				t.Errorf("%s of a manifest whose bytes are %s: %d, want %d", method, damage.name, rec.Code, damage.status)
+			}
+		}
+	}
 }
