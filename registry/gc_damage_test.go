@@ -216,3 +216,33 @@ func TestGCKeepsWhatNamesReachWithoutRecords(t *testing.T) {
 		})
 	}
 }
+
+// A manifest an index still names, left with neither record nor bytes (as
+// fsck's repair of lost bytes leaves it), keeps its signatures and SBOMs
+// for when it is pushed again, those the referrers index lists too when
+// the records are lost (a partial restore).
+func TestGCKeepsReferrersOfANamedManifestWithoutBytes(t *testing.T) {
+	for _, untagged := range []bool{false, true} {
+		t.Run(fmt.Sprintf("untagged=%v", untagged), func(t *testing.T) {
+			forEachGCDriver(t, func(t *testing.T, reg *Registry) {
+				f := newFixture(t, reg, "app")
+				child := f.image()
+				c := f.put(digest.FromBytes(mustJSON(t, child)).String(), mustJSON(t, child))
+				f.put("multi", mustJSON(t, v1.Index{Versioned: child.Versioned, MediaType: MediaTypeOCIIndex, Manifests: []v1.Descriptor{c.Descriptor}}))
+				sbom := f.artifact(c.Descriptor, sbomType, nil)
+				s := f.put(digest.FromBytes(mustJSON(t, sbom)).String(), mustJSON(t, sbom))
+				for _, p := range []string{repoPath("app") + "/_manifests", blobPath(c.Descriptor.Digest)} {
+					if err := reg.driver.Delete(f.ctx, p); err != nil {
+						t.Fatal(err)
+					}
+				}
+				collect(t, reg, quickGC(untagged))
+				for _, d := range []digest.Digest{s.Descriptor.Digest, sbom.Layers[0].Digest} {
+					if !hasBlob(t, reg, d) {
+						t.Errorf("%s of the SBOM was collected", d)
+					}
+				}
+			})
+		})
+	}
+}

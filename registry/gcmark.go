@@ -281,10 +281,14 @@ func (m *repoMarker) keep(ctx context.Context, d digest.Digest, rec *manifestRec
 	payload, err := m.c.reg.driver.GetContent(ctx, blobPath(d))
 	if driver.IsNotFound(err) && named && recorded {
 		return m.damaged(d, "are missing")
+	} else if driver.IsNotFound(err) && named {
+		// A name left without record or bytes (fsck's repair of lost
+		// bytes removes the record; an index may still name it): what
+		// the bytes used is unknown, but its signatures and SBOMs are
+		// still its, for when it is pushed again.
+		return m.keepReferrers(ctx, k)
 	} else if driver.IsNotFound(err) {
-		// A record a crash kept without its bytes, or a name left to
-		// nothing at all: nothing below it to keep.
-		return nil
+		return nil // a record a crash kept without its bytes
 	}
 	if err != nil {
 		return err
@@ -309,6 +313,12 @@ func (m *repoMarker) keep(ctx context.Context, d digest.Digest, rec *manifestRec
 			}
 		}
 	}
+	return m.keepReferrers(ctx, k)
+}
+
+// keepReferrers keeps the referrers of the manifest of key k, listed or
+// found by their records.
+func (m *repoMarker) keepReferrers(ctx context.Context, k digestKey) error {
 	for i, referrers := range [][]digest.Digest{m.referrers[k], m.unlisted[k]} {
 		for _, referrer := range referrers {
 			if err := m.keep(ctx, referrer, nil, i == 0); err != nil {
