@@ -734,9 +734,15 @@ func (f *fsck) reference(ctx context.Context, ms *ManifestStore, d digest.Digest
 
 func (f *fsck) tags(ctx context.Context, ms *ManifestStore) error {
 	drv, name := f.reg.driver, ms.repo.name
+	isTag := tagOfPath(tagsPath(name))
 	return f.walk(ctx, name, tagsPath(name), "", func(fi driver.FileInfo) error {
+		tag, ok := isTag(fi.Path)
+		if !ok {
+			// No tag (a file manager's, a copy's, one in a folder), as
+			// the listings hold: reported, left for the operator.
+			return f.problem(ctx, &FsckProblem{Kind: ProblemUnexpectedObject, Repository: name, Path: fi.Path}, nil)
+		}
 		f.report.Tags++
-		tag := path.Base(fi.Path)
 		d, err := ms.tagDigest(ctx, tag)
 		if err == nil {
 			_, err = driver.StatObject(ctx, drv, manifestLinkPath(name, d))
@@ -748,7 +754,11 @@ func (f *fsck) tags(ctx context.Context, ms *ManifestStore) error {
 		} else if !isUnknown(err) && !errors.Is(err, ErrTagInvalid) {
 			return f.damaged(ctx, name, fi.Path, err)
 		}
-		return f.problem(ctx, &FsckProblem{Kind: ProblemDanglingTag, Repository: name, Path: fi.Path, Digest: d, Detail: "tag " + tag},
+		detail := "tag " + tag + ", which holds no digest"
+		if d != "" {
+			detail = "tag " + tag + ", naming a manifest not in the repository"
+		}
+		return f.problem(ctx, &FsckProblem{Kind: ProblemDanglingTag, Repository: name, Path: fi.Path, Digest: d, Detail: detail},
 			func(ctx context.Context) (bool, error) {
 				// Re-read: a push may have pointed the tag at a manifest
 				// meanwhile, and may still be doing so: only what was read

@@ -668,3 +668,28 @@ func TestFsckRepairNamesTheTagsItRemoves(t *testing.T) {
 		}
 	})
 }
+
+// Files among the tags that are no tag (a file manager's, one in a folder)
+// are reported as unexpected, as the listings skip them, and left: a
+// repair does not take them for dangling tags.
+func TestFsckReportsStraysAmongTheTags(t *testing.T) {
+	forEachGCDriver(t, func(t *testing.T, reg *Registry) {
+		f := newFixture(t, reg, "app")
+		_, d := f.pushImage("v1")
+		strays := []string{tagsPath("app") + "/.DS_Store", tagsPath("app") + "/v1x/sub"}
+		for _, p := range strays {
+			overwrite(t, reg.driver, p, []byte(d))
+		}
+		want := []string{ProblemUnexpectedObject, ProblemUnexpectedObject}
+		for _, repair := range []bool{false, true} {
+			if _, got := fsckProblems(t, reg, repair); !slices.Equal(kinds(got), want) {
+				t.Fatalf("repair %v: problems %v, want %v", repair, kinds(got), want)
+			}
+		}
+		for _, p := range strays {
+			if _, err := reg.driver.GetContent(f.ctx, p); err != nil {
+				t.Errorf("%s after a repair: %v", p, err)
+			}
+		}
+	})
+}
