@@ -472,7 +472,18 @@ func (f *fsck) links(ctx context.Context, ms *ManifestStore) error {
 
 func (f *fsck) manifests(ctx context.Context, ms *ManifestStore) error {
 	drv, name := f.reg.driver, ms.repo.name
-	return f.walk(ctx, name, repoPath(name)+"/_manifests", "", func(fi driver.FileInfo) error {
+	// Manifests whose bytes are lost are dealt with once every index has
+	// been read: a repair removes the record and the tags of one, which
+	// an index that names it would then name as nothing, and the
+	// collector would take what its bytes used. Left, it keeps the
+	// collector stopped until the manifest is pushed again.
+	type lost struct {
+		d      digest.Digest
+		detail string
+	}
+	var losses []lost
+	children := map[digest.Digest]bool{}
+	err := f.walk(ctx, name, repoPath(name)+"/_manifests", "", func(fi driver.FileInfo) error {
 		f.report.Manifests++
 		d, ok := digestAt(fi.Path, 1)
 		if !ok || manifestLinkPath(name, d) != fi.Path {
@@ -484,7 +495,8 @@ func (f *fsck) manifests(ctx context.Context, ms *ManifestStore) error {
 		}
 		payload, err := drv.GetContent(ctx, blobPath(d))
 		if driver.IsNotFound(err) {
-			return f.lostBytes(ctx, ms, d, "")
+			losses = append(losses, lost{d, ""})
+			return nil
 		}
 		if err != nil {
 			return f.damaged(ctx, name, blobPath(d), err)
@@ -492,9 +504,13 @@ func (f *fsck) manifests(ctx context.Context, ms *ManifestStore) error {
 		if !f.opts.Repair && d.Algorithm().FromBytes(payload) != d {
 			// What a repair, having removed the corrupt blob, finds, so
 			// that a check names the tags it would take.
-			return f.lostBytes(ctx, ms, d, "its bytes are corrupt")
+			losses = append(losses, lost{d, "its bytes are corrupt"})
+			return nil
 		}
 		for _, ref := range storedReferences(payload, rec.MediaType) {
+			if ref.kind == refManifest {
+				children[ref.desc.Digest] = true
+			}
 			if err := f.reference(ctx, ms, d, ref); err != nil {
 				return err
 			}
@@ -504,6 +520,20 @@ func (f *fsck) manifests(ctx context.Context, ms *ManifestStore) error {
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	for _, l := range losses {
+		if children[l.d] {
+			detail := joinDetail(l.detail, "an index names it: push the manifest again (a repair would leave the index naming nothing)")
+			if err := f.problem(ctx, &FsckProblem{Kind: ProblemManifestBytes, Repository: name, Path: manifestLinkPath(name, l.d), Digest: l.d, Detail: detail}, nil); err != nil {
+				return err
+			}
+		} else if err := f.lostBytes(ctx, ms, l.d, l.detail); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // record reads manifest d's record. One that does not decode as d's is

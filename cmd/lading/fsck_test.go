@@ -115,6 +115,7 @@ func TestFsckCommandGoesOnPastWhatItCannotRead(t *testing.T) {
 func TestFsckCommandNamesTheTagsItRemoves(t *testing.T) {
 	root, image := fsckStore(t)
 	t.Setenv("LADING_CONFIG", "")
+	unindex(t, root)
 	blob := blobFile(root, image)
 	b, err := os.ReadFile(blob)
 	if err != nil {
@@ -127,13 +128,51 @@ func TestFsckCommandNamesTheTagsItRemoves(t *testing.T) {
 	record := "manifest without its bytes: /repositories/team/app/_manifests/sha256/" + image.Encoded()
 	for _, run := range []struct {
 		repair bool
+		code   int
 		want   string
 	}{
-		{false, record + " (its bytes are corrupt; tagged a, b, c, d, e, v1, which a repair removes)"},
-		{true, record + ": repaired, removing its tags a, b, c, d, e, v1 (push them again to restore them)"},
+		{false, 1, record + " (its bytes are corrupt; tagged a, b, c, d, e, v1, which a repair removes)"},
+		{true, 0, record + ": repaired, removing its tags a, b, c, d, e, v1 (push them again to restore them)"},
 	} {
-		if out := fsckRun(t, 1, "--root", root, "--repair="+strconv.FormatBool(run.repair)); !strings.Contains(out, run.want) {
+		if out := fsckRun(t, run.code, "--root", root, "--repair="+strconv.FormatBool(run.repair)); !strings.Contains(out, run.want) {
 			t.Fatalf("no %q in:\n%s", run.want, out)
 		}
+	}
+}
+
+// unindex deletes the index of fsckStore, which names its image.
+func unindex(t *testing.T, root string) {
+	t.Helper()
+	idx, err := os.ReadFile(filepath.Join(root, "repositories/team/app/_tags/idx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsd, err := filesystem.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, _ := registry.New(driver.Instrument(fsd, nil), registry.Options{}).Repository("team/app")
+	if err := repo.Manifests().Delete(context.Background(), string(idx)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// An image an index names keeps its record and tags when its bytes are
+// lost: a repair would leave the index naming nothing, and the collector
+// then taking what the bytes used. fsck says to push it again.
+func TestFsckCommandLeavesAnIndexedImageWithoutBytes(t *testing.T) {
+	root, image := fsckStore(t)
+	t.Setenv("LADING_CONFIG", "")
+	if err := os.Remove(blobFile(root, image)); err != nil {
+		t.Fatal(err)
+	}
+	want := "manifest without its bytes: /repositories/team/app/_manifests/sha256/" + image.Encoded() + " (an index names it: push the manifest again"
+	for _, repair := range []bool{false, true} {
+		if out := fsckRun(t, 1, "--root", root, "--repair="+strconv.FormatBool(repair)); !strings.Contains(out, want) {
+			t.Fatalf("repair %v: no %q in:\n%s", repair, want, out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "repositories/team/app/_tags/v1")); err != nil {
+		t.Fatalf("a tag of the indexed image after a repair: %v", err)
 	}
 }
