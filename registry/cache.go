@@ -43,7 +43,7 @@ func (r *Registry) cacheGet(ctx context.Context, key string) ([]byte, bool) {
 	v, err := r.cache.Get(ctx, key)
 	if err != nil && !errors.Is(err, ErrCacheMiss) {
 		r.log.Debug("cache read failed", "err", err)
-		if r.cacheFailed != nil {
+		if r.cacheFailed != nil && ctx.Err() == nil { // a caller gone is no outage
 			r.cacheFailed()
 		}
 	}

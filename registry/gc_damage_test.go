@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/specs-go"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/lading-registry/lading/storage/driver"
@@ -241,6 +242,29 @@ func TestGCKeepsReferrersOfANamedManifestWithoutBytes(t *testing.T) {
 					if !hasBlob(t, reg, d) {
 						t.Errorf("%s of the SBOM was collected", d)
 					}
+				}
+			})
+		})
+	}
+}
+
+// An index may list a plain blob, which has no record: the collector keeps
+// it and goes on, taking it for no manifest rather than a damaged one.
+func TestGCOverAnIndexListingABlob(t *testing.T) {
+	for _, untagged := range []bool{false, true} {
+		t.Run(fmt.Sprintf("untagged=%v", untagged), func(t *testing.T) {
+			forEachGCDriver(t, func(t *testing.T, reg *Registry) {
+				f := newFixture(t, reg, "app")
+				_, img := f.pushImage("v1")
+				desc, err := f.ms.Stat(f.ctx, img.String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				blob := f.blob("application/octet-stream", randomContent(5000))
+				f.put("multi", mustJSON(t, v1.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: MediaTypeOCIIndex, Manifests: []v1.Descriptor{desc, blob}}))
+				collect(t, reg, quickGC(untagged))
+				if !hasBlob(t, reg, blob.Digest) || !hasLink(t, reg, "app", blob.Digest) {
+					t.Error("the blob the index lists was collected")
 				}
 			})
 		})

@@ -278,6 +278,17 @@ func (m *repoMarker) keep(ctx context.Context, d digest.Digest, rec *manifestRec
 	// deleted the manifest's digest as a blob, and the manifest is still
 	// read from them.
 	m.c.marked.Add(d)
+	if !recorded {
+		// Without a record it may be no manifest at all (an index may
+		// list a plain blob): one larger than a manifest can be is not
+		// read, and bytes that are no manifest reference nothing.
+		fi, err := driver.StatObject(ctx, m.c.reg.driver, blobPath(d))
+		if err == nil && fi.Size > max(m.c.reg.maxMan, DefaultMaxManifestSize) {
+			return m.keepReferrers(ctx, k)
+		} else if err != nil && !driver.IsNotFound(err) {
+			return err
+		}
+	}
 	payload, err := m.c.reg.driver.GetContent(ctx, blobPath(d))
 	if driver.IsNotFound(err) && named && recorded {
 		return m.damaged(d, "are missing")
@@ -302,7 +313,9 @@ func (m *repoMarker) keep(ctx context.Context, d digest.Digest, rec *manifestRec
 		return m.damaged(d, "hash to "+got.String())
 	}
 	refs, err := readReferences(payload, rec.MediaType)
-	if err != nil {
+	if err != nil && !recorded {
+		return m.keepReferrers(ctx, k) // a blob, not a manifest
+	} else if err != nil {
 		return m.damaged(d, "do not parse ("+err.Error()+")")
 	}
 	for _, ref := range refs {
