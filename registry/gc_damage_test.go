@@ -270,3 +270,50 @@ func TestGCOverAnIndexListingABlob(t *testing.T) {
 		})
 	}
 }
+
+// An index outlives its child: the child deleted by digest, its bytes
+// collected, then pushed again and cut short by a crash after its record
+// leaves a record without bytes that the index names. That is no damage,
+// and stops no collection.
+func TestGCOverAnIndexChildCutShort(t *testing.T) {
+	forEachGCDriver(t, func(t *testing.T, reg *Registry) {
+		f := newFixture(t, reg, "app")
+		child := f.image()
+		c := f.put(digest.FromBytes(mustJSON(t, child)).String(), mustJSON(t, child))
+		f.put("multi", mustJSON(t, v1.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: MediaTypeOCIIndex, Manifests: []v1.Descriptor{c.Descriptor}}))
+		record, err := reg.driver.GetContent(f.ctx, manifestLinkPath("app", c.Descriptor.Digest))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.ms.Delete(f.ctx, c.Descriptor.Digest.String()); err != nil {
+			t.Fatal(err)
+		}
+		if err := reg.driver.Delete(f.ctx, blobPath(c.Descriptor.Digest)); err != nil {
+			t.Fatal(err)
+		}
+		overwrite(t, reg.driver, manifestLinkPath("app", c.Descriptor.Digest), record)
+		for _, untagged := range []bool{false, true} {
+			collect(t, reg, quickGC(untagged))
+		}
+	})
+}
+
+// A child pushed under a larger manifest limit than the one in force now,
+// deleted by digest while its index stays, keeps its layers: the index's
+// word for its size stands for the limit at its push.
+func TestGCReadsAChildPushedUnderALargerLimit(t *testing.T) {
+	drv := manifestDrivers["inmemory"](t)
+	f := newFixture(t, New(drv, Options{MaxManifestSize: 8 << 20}), "app")
+	child := f.image()
+	child.Annotations = map[string]string{"pad": strings.Repeat("x", 5<<20)}
+	c := f.put(digest.FromBytes(mustJSON(t, child)).String(), mustJSON(t, child))
+	f.put("multi", mustJSON(t, v1.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: MediaTypeOCIIndex, Manifests: []v1.Descriptor{c.Descriptor}}))
+	if err := f.ms.Delete(f.ctx, c.Descriptor.Digest.String()); err != nil {
+		t.Fatal(err)
+	}
+	reg := New(drv, Options{}) // the default limit again
+	collect(t, reg, quickGC(false))
+	if !hasBlob(t, reg, child.Layers[0].Digest) || !hasLink(t, reg, "app", child.Layers[0].Digest) {
+		t.Fatal("the layer of a child its index still names was collected")
+	}
+}

@@ -168,7 +168,7 @@ func (m *repoMarker) markRoots(ctx context.Context) error {
 		if validateDigest(d) != nil {
 			return nil // names nothing; fsck reports it
 		}
-		return m.keep(ctx, d, nil, true)
+		return m.keep(ctx, d, nil, reach{named: true})
 	})
 	if err != nil && !driver.IsNotFound(err) {
 		return err
@@ -182,7 +182,7 @@ func (m *repoMarker) markRoots(ctx context.Context) error {
 		}
 		m.records.Add(d)
 		if !fi.ModTime.Before(m.c.untaggedCutoff) {
-			return m.keep(ctx, d, nil, false)
+			return m.keep(ctx, d, nil, byRecord)
 		}
 		if k, ok := keyOf(d); ok {
 			if _, seen := m.visited[k]; seen {
@@ -206,7 +206,7 @@ func (m *repoMarker) markRoots(ctx context.Context) error {
 		if m.c.opts.DeleteUntagged {
 			return nil
 		}
-		return m.keep(ctx, d, &rec, false)
+		return m.keep(ctx, d, &rec, byRecord)
 	})
 	if driver.IsNotFound(err) {
 		return nil
@@ -229,17 +229,38 @@ func (m *repoMarker) referrerFound(ctx context.Context, d digest.Digest, rec *ma
 		}
 	}
 	if _, kept := m.visited[sk]; kept {
-		return m.keep(ctx, d, rec, false)
+		return m.keep(ctx, d, rec, byRecord)
 	}
 	return nil
 }
 
+// reach says how marking came to a manifest.
+type reach struct {
+	// named: by a tag or an entry of the referrers index, which are
+	// published only once the manifest's bytes are durable and go when
+	// it is deleted: its bytes missing under its record are damage.
+	named bool
+	// child: by an index, which may outlive the child's record and
+	// bytes (a child deleted by digest, then pushed again and cut short
+	// by a crash), or list a plain blob. size is the index's word for it.
+	child bool
+	size  int64
+}
+
+// markReadMax bounds the bytes of a manifest without a record that marking
+// reads, whatever the index naming it says (it may list a layer).
+const markReadMax = 64 << 20
+
+// byRecord is a manifest reached by its own record (young, untagged, a
+// referrer of a kept subject): a record a crash kept without its bytes
+// reads as nothing.
+var byRecord = reach{}
+
 // keep marks manifest d and everything it reaches: its bytes, config and
 // layers, its index children, and its referrers. rec, when known, saves a
-// read. named says d was reached by a name published only once its bytes
-// were durable (a tag, an index, an entry of the referrers index): its
-// bytes missing are then damage, not a push a crash cut short.
-func (m *repoMarker) keep(ctx context.Context, d digest.Digest, rec *manifestRecord, named bool) error {
+// read.
+func (m *repoMarker) keep(ctx context.Context, d digest.Digest, rec *manifestRecord, via reach) error {
+	named := via.named || via.child
 	k, ok := keyOf(d)
 	if !ok {
 		return nil
@@ -265,7 +286,9 @@ func (m *repoMarker) keep(ctx context.Context, d digest.Digest, rec *manifestRec
 		rec = &manifestRecord{}
 		_ = json.Unmarshal(raw, rec)
 	}
-	if len(m.visited) < maxVisited || isIndex(rec.MediaType) || len(m.referrers[k]) > 0 || len(m.unlisted[k]) > 0 {
+	// Unrecorded manifests, rare, are always remembered: their media
+	// type is unknown, and one may be an index.
+	if len(m.visited) < maxVisited || !recorded || isIndex(rec.MediaType) || len(m.referrers[k]) > 0 || len(m.unlisted[k]) > 0 {
 		m.visited[k] = struct{}{}
 	} else {
 		m.forgot = true
@@ -282,21 +305,24 @@ func (m *repoMarker) keep(ctx context.Context, d digest.Digest, rec *manifestRec
 		// Without a record it may be no manifest at all (an index may
 		// list a plain blob): one larger than a manifest can be is not
 		// read, and bytes that are no manifest reference nothing.
+		// The index's word for the size stands for the limit in force
+		// at its push, up to a bound on what marking holds in memory.
 		fi, err := driver.StatObject(ctx, m.c.reg.driver, blobPath(d))
-		if err == nil && fi.Size > max(m.c.reg.maxMan, DefaultMaxManifestSize) {
+		small := fi.Size <= max(m.c.reg.maxMan, DefaultMaxManifestSize) || fi.Size == via.size && fi.Size <= markReadMax
+		if err == nil && !small {
 			return m.keepReferrers(ctx, k)
 		} else if err != nil && !driver.IsNotFound(err) {
 			return err
 		}
 	}
 	payload, err := m.c.reg.driver.GetContent(ctx, blobPath(d))
-	if driver.IsNotFound(err) && named && recorded {
+	if driver.IsNotFound(err) && via.named && recorded {
 		return m.damaged(d, "are missing")
 	} else if driver.IsNotFound(err) && named {
-		// A name left without record or bytes (fsck's repair of lost
-		// bytes removes the record; an index may still name it): what
-		// the bytes used is unknown, but its signatures and SBOMs are
-		// still its, for when it is pushed again.
+		// A name left without the bytes (fsck's repair of lost bytes
+		// removes the record, an index may still name it; an index's
+		// child pushed again, cut short by a crash): what the bytes
+		// used is unknown, but its signatures and SBOMs are still its.
 		return m.keepReferrers(ctx, k)
 	} else if driver.IsNotFound(err) {
 		return nil // a record a crash kept without its bytes
@@ -321,7 +347,7 @@ func (m *repoMarker) keep(ctx context.Context, d digest.Digest, rec *manifestRec
 	for _, ref := range refs {
 		m.uses.Add(ref.desc.Digest)
 		if ref.kind == refManifest {
-			if err := m.keep(ctx, ref.desc.Digest, nil, true); err != nil {
+			if err := m.keep(ctx, ref.desc.Digest, nil, reach{child: true, size: ref.desc.Size}); err != nil {
 				return err
 			}
 		}
@@ -334,7 +360,7 @@ func (m *repoMarker) keep(ctx context.Context, d digest.Digest, rec *manifestRec
 func (m *repoMarker) keepReferrers(ctx context.Context, k digestKey) error {
 	for i, referrers := range [][]digest.Digest{m.referrers[k], m.unlisted[k]} {
 		for _, referrer := range referrers {
-			if err := m.keep(ctx, referrer, nil, i == 0); err != nil {
+			if err := m.keep(ctx, referrer, nil, reach{named: i == 0}); err != nil {
 				return err
 			}
 		}
@@ -390,7 +416,7 @@ func (m *repoMarker) sweepManifests(ctx context.Context) error {
 		}
 		return m.c.remove(ctx, gcCandidate{kind: "manifest", repo: name, digest: d, path: fi.Path, ms: m.ms,
 			// A writer is using it after all: so is everything it points at.
-			kept: func(ctx context.Context) error { return m.keep(ctx, d, nil, false) }})
+			kept: func(ctx context.Context) error { return m.keep(ctx, d, nil, byRecord) }})
 	})
 	return m.c.endSweep(ctx, err, kept)
 }
