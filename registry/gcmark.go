@@ -236,15 +236,16 @@ func (m *repoMarker) referrerFound(ctx context.Context, d digest.Digest, rec *ma
 
 // reach says how marking came to a manifest.
 type reach struct {
-	// named: by a tag or an entry of the referrers index, which are
-	// published only once the manifest's bytes are durable and go when
-	// it is deleted: its bytes missing under its record are damage.
+	// named: by a tag, an index or an entry of the referrers index. A
+	// tag and an entry are published only once the manifest's bytes are
+	// durable, and an index is pushed only over children whose bytes
+	// are, which the collector keeps while it keeps the index: its bytes
+	// missing under its record are damage. An index may also name a
+	// child deleted by digest (no record), or list a plain blob.
 	named bool
-	// child: by an index, which may outlive the child's record and
-	// bytes (a child deleted by digest, then pushed again and cut short
-	// by a crash), or list a plain blob. size is the index's word for it.
-	child bool
-	size  int64
+	// size is an index's word for its child's size, 0 from a tag or an
+	// entry.
+	size int64
 }
 
 // markReadMax bounds the bytes of a manifest without a record that marking
@@ -260,7 +261,7 @@ var byRecord = reach{}
 // layers, its index children, and its referrers. rec, when known, saves a
 // read.
 func (m *repoMarker) keep(ctx context.Context, d digest.Digest, rec *manifestRecord, via reach) error {
-	named := via.named || via.child
+	named := via.named
 	k, ok := keyOf(d)
 	if !ok {
 		return nil
@@ -305,10 +306,13 @@ func (m *repoMarker) keep(ctx context.Context, d digest.Digest, rec *manifestRec
 		// Without a record it may be no manifest at all (an index may
 		// list a plain blob): one larger than a manifest can be is not
 		// read, and bytes that are no manifest reference nothing.
-		// The index's word for the size stands for the limit in force
-		// at its push, up to a bound on what marking holds in memory.
+		// A manifest may have been pushed under a larger limit than
+		// today's: a tag names nothing else, and an index's word for
+		// the size stands for the limit at its push; either up to a
+		// bound on what marking holds in memory.
 		fi, err := driver.StatObject(ctx, m.c.reg.driver, blobPath(d))
-		small := fi.Size <= max(m.c.reg.maxMan, DefaultMaxManifestSize) || fi.Size == via.size && fi.Size <= markReadMax
+		trusted := via.size == 0 || fi.Size == via.size
+		small := fi.Size <= max(m.c.reg.maxMan, DefaultMaxManifestSize) || trusted && fi.Size <= markReadMax
 		if err == nil && !small {
 			return m.keepReferrers(ctx, k)
 		} else if err != nil && !driver.IsNotFound(err) {
@@ -316,13 +320,13 @@ func (m *repoMarker) keep(ctx context.Context, d digest.Digest, rec *manifestRec
 		}
 	}
 	payload, err := m.c.reg.driver.GetContent(ctx, blobPath(d))
-	if driver.IsNotFound(err) && via.named && recorded {
+	if driver.IsNotFound(err) && named && recorded {
 		return m.damaged(d, "are missing")
 	} else if driver.IsNotFound(err) && named {
-		// A name left without the bytes (fsck's repair of lost bytes
-		// removes the record, an index may still name it; an index's
-		// child pushed again, cut short by a crash): what the bytes
-		// used is unknown, but its signatures and SBOMs are still its.
+		// A name left without record or bytes (fsck's repair of lost
+		// bytes removes the record; an index may still name it): what
+		// the bytes used is unknown, but its signatures and SBOMs are
+		// still its, for when it is pushed again.
 		return m.keepReferrers(ctx, k)
 	} else if driver.IsNotFound(err) {
 		return nil // a record a crash kept without its bytes
@@ -347,7 +351,7 @@ func (m *repoMarker) keep(ctx context.Context, d digest.Digest, rec *manifestRec
 	for _, ref := range refs {
 		m.uses.Add(ref.desc.Digest)
 		if ref.kind == refManifest {
-			if err := m.keep(ctx, ref.desc.Digest, nil, reach{child: true, size: ref.desc.Size}); err != nil {
+			if err := m.keep(ctx, ref.desc.Digest, nil, reach{named: true, size: ref.desc.Size}); err != nil {
 				return err
 			}
 		}
