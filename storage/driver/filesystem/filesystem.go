@@ -547,7 +547,8 @@ func (d *Driver) Persist(ctx context.Context, path string) error {
 // opened: a file system unmounted while serving leaves its mount point, an
 // empty folder where writes would go on unseen, and every pull would be
 // answered 404, which clients take for "no such image" rather than an
-// outage. A root moved back into place needs a restart.
+// outage. The same folder moved away and back passes again (the check
+// holds no handle); another folder in its place needs a restart.
 func (d *Driver) RootPresent() error {
 	fi, err := os.Stat(d.root)
 	switch {
