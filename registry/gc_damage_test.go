@@ -191,11 +191,9 @@ func TestGCKeepsWhatNamesReachWithoutRecords(t *testing.T) {
 		t.Run(fmt.Sprintf("untagged=%v", untagged), func(t *testing.T) {
 			forEachGCDriver(t, func(t *testing.T, reg *Registry) {
 				f := newFixture(t, reg, "app")
-				img, child := f.image(), f.image()
+				img := f.image()
 				m := f.put("v1", mustJSON(t, img))
-				c := f.put(digest.FromBytes(mustJSON(t, child)).String(), mustJSON(t, child))
-				idx := v1.Index{Versioned: img.Versioned, MediaType: MediaTypeOCIIndex, Manifests: []v1.Descriptor{c.Descriptor}}
-				f.put("multi", mustJSON(t, idx))
+				child, c := f.indexedChild()
 				sigImg := f.artifact(c.Descriptor, sigType, nil)
 				sig := f.put(digest.FromBytes(mustJSON(t, sigImg)).String(), mustJSON(t, sigImg))
 				if err := reg.driver.Delete(f.ctx, repoPath("app")+"/_manifests"); err != nil {
@@ -227,9 +225,7 @@ func TestGCKeepsReferrersOfANamedManifestWithoutBytes(t *testing.T) {
 		t.Run(fmt.Sprintf("untagged=%v", untagged), func(t *testing.T) {
 			forEachGCDriver(t, func(t *testing.T, reg *Registry) {
 				f := newFixture(t, reg, "app")
-				child := f.image()
-				c := f.put(digest.FromBytes(mustJSON(t, child)).String(), mustJSON(t, child))
-				f.put("multi", mustJSON(t, v1.Index{Versioned: child.Versioned, MediaType: MediaTypeOCIIndex, Manifests: []v1.Descriptor{c.Descriptor}}))
+				_, c := f.indexedChild()
 				sbom := f.artifact(c.Descriptor, sbomType, nil)
 				s := f.put(digest.FromBytes(mustJSON(t, sbom)).String(), mustJSON(t, sbom))
 				for _, p := range []string{repoPath("app") + "/_manifests", blobPath(c.Descriptor.Digest)} {
@@ -278,9 +274,7 @@ func TestGCOverAnIndexListingABlob(t *testing.T) {
 func TestGCStopsAtAnIndexChildWithoutBytes(t *testing.T) {
 	forEachGCDriver(t, func(t *testing.T, reg *Registry) {
 		f := newFixture(t, reg, "app")
-		child := f.image()
-		c := f.put(digest.FromBytes(mustJSON(t, child)).String(), mustJSON(t, child))
-		f.put("multi", mustJSON(t, v1.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: MediaTypeOCIIndex, Manifests: []v1.Descriptor{c.Descriptor}}))
+		child, c := f.indexedChild()
 		if err := reg.driver.Delete(f.ctx, blobPath(c.Descriptor.Digest)); err != nil {
 			t.Fatal(err)
 		}
@@ -326,4 +320,14 @@ func TestGCReadsAManifestPushedUnderALargerLimit(t *testing.T) {
 			}
 		})
 	}
+}
+
+// indexedChild pushes an image by digest and an index over it, tagged
+// multi, and returns the image and its push.
+func (f *fixture) indexedChild() (v1.Manifest, *Manifest) {
+	f.t.Helper()
+	child := f.image()
+	c := f.put(digest.FromBytes(mustJSON(f.t, child)).String(), mustJSON(f.t, child))
+	f.put("multi", mustJSON(f.t, v1.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: MediaTypeOCIIndex, Manifests: []v1.Descriptor{c.Descriptor}}))
+	return child, c
 }

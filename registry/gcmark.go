@@ -261,7 +261,6 @@ var byRecord = reach{}
 // layers, its index children, and its referrers. rec, when known, saves a
 // read.
 func (m *repoMarker) keep(ctx context.Context, d digest.Digest, rec *manifestRecord, via reach) error {
-	named := via.named
 	k, ok := keyOf(d)
 	if !ok {
 		return nil
@@ -272,7 +271,7 @@ func (m *repoMarker) keep(ctx context.Context, d digest.Digest, rec *manifestRec
 	recorded := true
 	if rec == nil {
 		raw, err := m.c.reg.driver.GetContent(ctx, manifestLinkPath(m.ms.repo.name, d))
-		if driver.IsNotFound(err) && !named {
+		if driver.IsNotFound(err) && !via.named {
 			return nil // a referrer nothing lists, or a concurrent push's
 		} else if driver.IsNotFound(err) {
 			// Named without a record: one lost (a partial restore; fsck
@@ -311,18 +310,18 @@ func (m *repoMarker) keep(ctx context.Context, d digest.Digest, rec *manifestRec
 		// the size stands for the limit at its push; either up to a
 		// bound on what marking holds in memory.
 		fi, err := driver.StatObject(ctx, m.c.reg.driver, blobPath(d))
-		trusted := via.size == 0 || fi.Size == via.size
-		small := fi.Size <= max(m.c.reg.maxMan, DefaultMaxManifestSize) || trusted && fi.Size <= markReadMax
-		if err == nil && !small {
-			return m.keepReferrers(ctx, k)
-		} else if err != nil && !driver.IsNotFound(err) {
+		if err != nil && !driver.IsNotFound(err) {
 			return err
+		}
+		trusted := via.size == 0 || fi.Size == via.size
+		if err == nil && fi.Size > max(m.c.reg.maxMan, DefaultMaxManifestSize) && (!trusted || fi.Size > markReadMax) {
+			return m.keepReferrers(ctx, k)
 		}
 	}
 	payload, err := m.c.reg.driver.GetContent(ctx, blobPath(d))
-	if driver.IsNotFound(err) && named && recorded {
+	if driver.IsNotFound(err) && via.named && recorded {
 		return m.damaged(d, "are missing")
-	} else if driver.IsNotFound(err) && named {
+	} else if driver.IsNotFound(err) && via.named {
 		// A name left without record or bytes (fsck's repair of lost
 		// bytes removes the record; an index may still name it): what
 		// the bytes used is unknown, but its signatures and SBOMs are

@@ -190,7 +190,7 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 			}
 			// Bytes damaged on disk are written again: a size that
 			// differs tells at once, else a read of a few KiB does.
-			stored = fi.Size == int64(len(payload)) && ms.storedAre(ctx, d, payload)
+			stored = fi.Size == int64(len(payload)) && storedAre(ctx, ms.driver(), blobPath(d), payload)
 			return nil
 		}
 	}
@@ -275,10 +275,10 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 	return &Manifest{Descriptor: rec.Descriptor, Payload: payload, Subject: rec.Subject}, nil
 }
 
-// storedAre reports whether the bytes stored for d are payload; a read
+// storedAre reports whether the bytes stored at path are payload; a read
 // that fails says no, and the push writes them again.
-func (ms *ManifestStore) storedAre(ctx context.Context, d digest.Digest, payload []byte) bool {
-	got, err := ms.driver().GetContent(ctx, blobPath(d))
+func storedAre(ctx context.Context, drv driver.Driver, path string, payload []byte) bool {
+	got, err := drv.GetContent(ctx, path)
 	return err == nil && bytes.Equal(got, payload)
 }
 
@@ -347,7 +347,7 @@ func (c createPayload) Publish(ctx context.Context) error {
 	}
 	// Stored already: the same bytes, unless damaged (a bad restore), which
 	// a push of the right ones mends, as on a file system (see Put).
-	if stored, err := c.drv.GetContent(ctx, c.path); err == nil && bytes.Equal(stored, c.content) {
+	if storedAre(ctx, c.drv, c.path, c.content) {
 		return nil
 	}
 	return c.drv.PutContent(ctx, c.path, c.content)

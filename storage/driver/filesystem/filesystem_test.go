@@ -734,18 +734,11 @@ func TestRootThatCannotBeWrittenOpensForReading(t *testing.T) {
 // to every user and empty: writes fail, with an error that names it and is
 // no not-found, until the operator puts it back.
 func TestRootGoneIsNotMadeAgain(t *testing.T) {
-	root := filepath.Join(t.TempDir(), "store")
-	d, err := filesystem.New(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.PutContent(t.Context(), "/repositories/a/_layers/x", nil); err != nil {
-		t.Fatal(err)
-	}
+	root, d := storeWithALink(t)
 	if err := os.RemoveAll(root); err != nil {
 		t.Fatal(err)
 	}
-	err = d.PutContent(t.Context(), "/repositories/b/_layers/y", nil)
+	err := d.PutContent(t.Context(), "/repositories/b/_layers/y", nil)
 	if err == nil || driver.IsNotFound(err) || !strings.Contains(err.Error(), root) {
 		t.Fatalf("write below a removed root: %v", err)
 	}
@@ -757,14 +750,7 @@ func TestRootGoneIsNotMadeAgain(t *testing.T) {
 // An unmount leaves the mount point, an empty folder: writes must not go
 // on into it.
 func TestRootReplacedIsNotWrittenInto(t *testing.T) {
-	root := filepath.Join(t.TempDir(), "store")
-	d, err := filesystem.New(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.PutContent(t.Context(), "/repositories/a/_layers/x", nil); err != nil {
-		t.Fatal(err)
-	}
+	root, d := storeWithALink(t)
 	if err := os.Rename(root, root+".away"); err != nil {
 		t.Fatal(err)
 	}
@@ -775,7 +761,7 @@ func TestRootReplacedIsNotWrittenInto(t *testing.T) {
 		t.Error("RootPresent with another folder at the root: nil")
 	}
 	for _, content := range [][]byte{nil, []byte("manifest")} { // a temporary file for the latter
-		err = d.PutContent(t.Context(), "/repositories/b/_layers/y", content)
+		err := d.PutContent(t.Context(), "/repositories/b/_layers/y", content)
 		if err == nil || driver.IsNotFound(err) || !strings.Contains(err.Error(), "no longer the folder") {
 			t.Fatalf("write of %q below a replaced root: %v", content, err)
 		}
@@ -792,4 +778,18 @@ func TestRootReplacedIsNotWrittenInto(t *testing.T) {
 	if err := d.RootPresent(); err != nil {
 		t.Errorf("RootPresent with the root back: %v", err)
 	}
+}
+
+// storeWithALink is a driver over a root of its own holding one link.
+func storeWithALink(t *testing.T) (root string, d *filesystem.Driver) {
+	t.Helper()
+	root = filepath.Join(t.TempDir(), "store")
+	d, err := filesystem.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.PutContent(t.Context(), "/repositories/a/_layers/x", nil); err != nil {
+		t.Fatal(err)
+	}
+	return root, d
 }
