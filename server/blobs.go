@@ -36,7 +36,7 @@ func (h *handlers) blob(w http.ResponseWriter, r *http.Request, rt Route) error 
 			return err
 		}
 		if noneMatch(r, d) {
-			writeNotModified(w, d, "")
+			writeBlobNotModified(w, d)
 			return nil
 		}
 		// Range is defined for GET alone (RFC 9110, 14.2): a HEAD gets
@@ -50,7 +50,7 @@ func (h *handlers) blob(w http.ResponseWriter, r *http.Request, rt Route) error 
 	}
 	defer br.Close()
 	if noneMatch(r, d) {
-		writeNotModified(w, d, "")
+		writeBlobNotModified(w, d)
 		return nil
 	}
 	if target, err := br.RedirectURL(r); err != nil {
@@ -85,6 +85,21 @@ func (h *handlers) blob(w http.ResponseWriter, r *http.Request, rt Route) error 
 	return nil
 }
 
+// blobCacheControl lets an HTTP cache in front of the registry (a CDN, a
+// caching proxy) keep a blob for a year: its bytes are named by their
+// digest and never change. A cache does not store a response to a request
+// with Authorization under max-age alone (RFC 9111, 3.5), so private
+// repositories stay out of shared caches. As with CNCF Distribution; a
+// deleted blob may be served by such a cache until it is purged there.
+const blobCacheControl = "max-age=31536000"
+
+// writeBlobNotModified answers a blob request whose If-None-Match held,
+// with the headers a 200 would carry for caches (RFC 9110, 15.4.5).
+func writeBlobNotModified(w http.ResponseWriter, d digest.Digest) {
+	w.Header().Set("Cache-Control", blobCacheControl)
+	writeNotModified(w, d, "")
+}
+
 // writeBlobHeader sends the status and headers of a blob response; the
 // body, if any, is n bytes from off. An unsatisfiable range is returned as
 // an error for mapError to answer, with the blob's size in Content-Range.
@@ -99,11 +114,13 @@ func writeBlobHeader(w http.ResponseWriter, d digest.Digest, size, off, n int64,
 		hdr.Set("Content-Range", "bytes */"+sizeStr)
 		return withStatus(http.StatusRequestedRangeNotSatisfiable, registry.CodeRangeInvalid, "range not satisfiable for a blob of %d bytes", size)
 	case rangePartial:
+		hdr.Set("Cache-Control", blobCacheControl)
 		hdr.Set("Content-Type", "application/octet-stream")
 		hdr.Set("Content-Range", "bytes "+strconv.FormatInt(off, 10)+"-"+strconv.FormatInt(off+n-1, 10)+"/"+sizeStr)
 		hdr.Set("Content-Length", strconv.FormatInt(n, 10))
 		w.WriteHeader(http.StatusPartialContent)
 	default:
+		hdr.Set("Cache-Control", blobCacheControl)
 		hdr.Set("Content-Type", "application/octet-stream")
 		hdr.Set("Content-Length", sizeStr)
 		w.WriteHeader(http.StatusOK)

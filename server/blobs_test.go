@@ -45,6 +45,7 @@ func TestBlobGetHeadAndRanges(t *testing.T) {
 	}
 	for k, v := range map[string]string{
 		"Content-Length": "2048", "Docker-Content-Digest": d.String(), "ETag": `"` + d.String() + `"`, "Accept-Ranges": "bytes",
+		"Cache-Control": "max-age=31536000", // a digest's bytes never change
 	} {
 		if got := rec.Header().Get(k); got != v {
 			t.Errorf("%s = %q, want %q", k, got, v)
@@ -56,7 +57,7 @@ func TestBlobGetHeadAndRanges(t *testing.T) {
 		rec = serve(t, h, request{method: "HEAD", target: target, header: map[string]string{"Range": rg}})
 		wantStatus(t, rec, 200, "")
 		if rec.Body.Len() != 0 || rec.Header().Get("Content-Length") != "2048" || rec.Header().Get("Docker-Content-Digest") != d.String() ||
-			rec.Header().Get("Content-Range") != "" {
+			rec.Header().Get("Content-Range") != "" || rec.Header().Get("Cache-Control") != "max-age=31536000" {
 			t.Fatalf("HEAD with Range %q: %d body bytes, headers %v", rg, rec.Body.Len(), rec.Header())
 		}
 	}
@@ -81,6 +82,10 @@ func TestBlobGetHeadAndRanges(t *testing.T) {
 			wantStatus(t, rec, rg.status, "")
 			if got := rec.Header().Get("Content-Range"); got != rg.contentRange {
 				t.Errorf("Content-Range %q, want %q", got, rg.contentRange)
+			}
+			// A part is as lasting as the whole; a refusal is not kept.
+			if got, want := rec.Header().Get("Cache-Control"), map[bool]string{true: "max-age=31536000"}[rg.status != 416]; got != want {
+				t.Errorf("Cache-Control %q, want %q", got, want)
 			}
 			if rg.status == 416 {
 				if errorCode(t, rec) != registry.CodeRangeInvalid {
