@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path"
 	"regexp"
 	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/lading-registry/lading/internal/glob"
 	"github.com/lading-registry/lading/internal/yamldoc"
 )
 
@@ -60,7 +60,7 @@ type policy struct {
 }
 
 type rule struct {
-	globs     [][]string
+	globs     []glob.Glob
 	users     []string
 	groups    []string
 	actions   []string
@@ -148,12 +148,12 @@ func parsePolicy(data []byte) (*policy, error) {
 		if len(yr.Repositories) == 0 {
 			return nil, fmt.Errorf("rule %d: no repositories", i+1)
 		}
-		for _, g := range yr.Repositories {
-			glob, err := compileGlob(g)
+		for _, pattern := range yr.Repositories {
+			g, err := glob.Compile(pattern)
 			if err != nil {
 				return nil, fmt.Errorf("rule %d: %w", i+1, err)
 			}
-			r.globs = append(r.globs, glob)
+			r.globs = append(r.globs, g)
 		}
 		for _, g := range yr.Groups {
 			if _, ok := y.Groups[g]; !ok {
@@ -191,54 +191,6 @@ func checkActions(actions []string) ([]string, error) {
 	}
 	slices.Sort(out)
 	return slices.Compact(out), nil
-}
-
-func compileGlob(pattern string) ([]string, error) {
-	parts := strings.Split(pattern, "/")
-	for _, c := range parts {
-		if c == "" {
-			return nil, fmt.Errorf("repository pattern %q: empty component", pattern)
-		}
-		if _, err := path.Match(c, ""); err != nil {
-			return nil, fmt.Errorf("repository pattern %q: %w", pattern, err)
-		}
-	}
-	return parts, nil
-}
-
-// matchGlob matches name's components against glob's: "**" stands for any
-// number of components (none too), any other element for one component as
-// path.Match reads it. As in wildcard matching, a mismatch goes back only
-// to the latest "**", which then takes one component more: the time is at
-// most len(glob)×len(name), where trying every "**" at every place grows
-// as len(name) to the power of their number (the token server evaluates
-// names anyone sends).
-func matchGlob(glob, name []string) bool {
-	g, n := 0, 0
-	star, end := -1, 0 // the latest "**", and where its components end
-	for n < len(name) {
-		switch {
-		case g < len(glob) && glob[g] == "**":
-			star, end = g, n
-			g++
-		case g < len(glob) && matchComponent(glob[g], name[n]):
-			g, n = g+1, n+1
-		case star >= 0:
-			end++
-			g, n = star+1, end
-		default:
-			return false
-		}
-	}
-	for g < len(glob) && glob[g] == "**" {
-		g++
-	}
-	return g == len(glob)
-}
-
-func matchComponent(pattern, component string) bool {
-	ok, _ := path.Match(pattern, component)
-	return ok
 }
 
 // Allows reports whether user ("" for anonymous) may do every action of a.
@@ -340,7 +292,7 @@ func (p *Policy) actions(user, typ, name string) []string {
 	components := strings.Split(name, "/")
 	var out []string
 	for _, r := range pol.rules {
-		if !slices.ContainsFunc(r.globs, func(g []string) bool { return matchGlob(g, components) }) {
+		if !slices.ContainsFunc(r.globs, func(g glob.Glob) bool { return g.Match(components) }) {
 			continue
 		}
 		out = append(out, r.anonymous...)
