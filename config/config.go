@@ -22,6 +22,7 @@ type Config struct {
 	Uploads  Uploads `yaml:"uploads" doc:"Resumable upload sessions."`
 	ReadOnly bool    `yaml:"readonly" doc:"Refuse every write with an OCI error while reads go on, e.g. during a migration."`
 	Deletes  Deletes `yaml:"deletes" doc:"Manifest, tag and blob deletion through the API."`
+	Tags     Tags    `yaml:"tags" doc:"Rules on tags."`
 }
 
 // HTTP configures the listener and its limits.
@@ -147,6 +148,11 @@ type Uploads struct {
 // Deletes configures deletion through the API.
 type Deletes struct {
 	Enabled bool `yaml:"enabled" doc:"Allow DELETE of manifests, tags and blobs; when false they answer 405 UNSUPPORTED (cancelling an upload stays allowed)."`
+}
+
+// Tags configures rules on tags.
+type Tags struct {
+	Immutable string `yaml:"immutable" doc:"Tags that never move once pushed, as comma-separated patterns: TAG in every repository (v*) or REPOSITORY:TAG (prod/**:release-*), with the access policy's repository patterns. A push moving one, its DELETE, and a DELETE by digest of the manifest it names answer 403 DENIED; pushing the same manifest again is allowed. Empty: none."`
 }
 
 // Default returns the configuration used when nothing is set: a registry on

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lading-registry/lading/internal/glob"
 	"github.com/lading-registry/lading/internal/httpx"
 )
 
@@ -78,6 +79,9 @@ func validate(c *Config, origin map[string]string) []error {
 	}
 
 	v.auth(&c.Auth)
+	if _, err := glob.ParseTagRules(c.Tags.Immutable); err != nil {
+		v.fail("tags.immutable", "%v", err)
+	}
 
 	v.notNegative("gc.interval", c.GC.Interval)
 	v.notNegative("gc.grace", c.GC.Grace)

@@ -175,3 +175,10 @@ func unescapeName(seg string) (string, bool) {
 	}
 	return b.String(), true
 }
+
+// tagLockKey is the lock a push takes on an immutable tag, so that two
+// first pushes of it cannot both find it absent.
+func tagLockKey(repo, tag string) string {
+	sum := sha256.Sum256([]byte(repo + ":" + tag))
+	return "tag-" + hex.EncodeToString(sum[:20])
+}

@@ -150,6 +150,11 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 	if err != nil {
 		return nil, err
 	}
+	releaseTags, err := ms.holdImmutable(ctx, d, tags)
+	if err != nil {
+		return nil, err
+	}
+	defer releaseTags()
 	guard, err := ms.guardPut(ctx, d, m)
 	if err != nil {
 		return nil, err
@@ -387,11 +392,15 @@ var lockManifestWait = 30 * time.Second
 // (under different tags) also take turns: the lock cannot tell them from
 // a delete.
 func (ms *ManifestStore) lockManifest(ctx context.Context, d digest.Digest, wait bool) (func(), error) {
-	reg := ms.repo.reg
-	key := manifestLockKey(ms.repo.name, d)
-	busy := func() error {
+	return ms.lockKey(ctx, manifestLockKey(ms.repo.name, d), "manifest "+d.String(), wait, func() error {
 		return newError(CodeTooManyRequests, "manifest %s is being pushed or deleted by another request; try again", d)
-	}
+	})
+}
+
+// lockKey takes the lock on key, which guards what (for logs), as
+// lockManifest does, answering busy when it stays held.
+func (ms *ManifestStore) lockKey(ctx context.Context, key, what string, wait bool, busy func() error) (func(), error) {
+	reg := ms.repo.reg
 	deadline := time.Now().Add(lockManifestWait)
 	if !wait {
 		deadline = time.Time{}
@@ -414,7 +423,7 @@ func (ms *ManifestStore) lockManifest(ctx context.Context, d digest.Digest, wait
 					// Another request may have held the manifest
 					// meanwhile; the push's settle and the delete's
 					// second pass mend what that interleaving breaks.
-					reg.log.Warn("a manifest's lock lapsed or could not be renewed while held", "repository", ms.repo.name, "digest", d)
+					reg.log.Warn("a lock lapsed or could not be renewed while held", "repository", ms.repo.name, "lock", what)
 				default:
 				}
 				unlock()
@@ -462,6 +471,9 @@ func (ms *ManifestStore) delete(ctx context.Context, reference string, durable b
 		if err := ValidateTag(reference); err != nil {
 			return err
 		}
+		if err := ms.checkTagDelete(ctx, reference); err != nil {
+			return err
+		}
 		defer ms.tagsChanged(reference)
 		err := ms.driver().Delete(ctx, tagPath(ms.repo.name, reference))
 		if driver.IsNotFound(err) {
@@ -484,6 +496,13 @@ func (ms *ManifestStore) delete(ctx context.Context, reference string, durable b
 		return err
 	}
 	defer unlock()
+	// The collector removes manifests no tag names; a push racing it
+	// puts its tags back (settlePut).
+	if durable {
+		if err := ms.checkDigestDelete(ctx, d); err != nil {
+			return err
+		}
+	}
 	return ms.deleteDigest(ctx, d, durable)
 }
 

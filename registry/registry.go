@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/lading-registry/lading/internal/glob"
 	"github.com/lading-registry/lading/storage/driver"
 )
 
@@ -38,6 +39,8 @@ type Options struct {
 	// root without Redis): what tags resolve to is then kept in memory
 	// between this process's writes (see tagCache).
 	SoleServer bool
+	// ImmutableTags names the tags that never move once pushed.
+	ImmutableTags glob.TagRules
 	// Now is the clock; nil means time.Now. Tests move it.
 	Now func() time.Time
 }
@@ -54,6 +57,7 @@ type Registry struct {
 	// which every listing of its subject meets again.
 	damagedReferrers everyMinute
 	maxMan           int64
+	immutable        glob.TagRules
 	now              func() time.Time
 
 	cache       Cache
@@ -78,7 +82,7 @@ type Registry struct {
 
 // New returns a Registry over d.
 func New(d driver.Driver, opts Options) *Registry {
-	r := &Registry{driver: d, locker: opts.Locker, log: opts.Logger, maxMan: opts.MaxManifestSize, now: opts.Now, cache: opts.Cache, cacheObs: opts.CacheObserver, cacheFailed: opts.CacheFailed, uploadObs: opts.UploadObserver,
+	r := &Registry{driver: d, locker: opts.Locker, log: opts.Logger, maxMan: opts.MaxManifestSize, immutable: opts.ImmutableTags, now: opts.Now, cache: opts.Cache, cacheObs: opts.CacheObserver, cacheFailed: opts.CacheFailed, uploadObs: opts.UploadObserver,
 		manifests: newManifestCache(opts.ManifestCacheSize), deferring: driver.Defers(d), maxSegment: driver.MaxSegment(d),
 		manifestQueue: newKeyQueue()}
 	if opts.SoleServer {

@@ -22,6 +22,7 @@ import (
 	"github.com/lading-registry/lading/config"
 	"github.com/lading-registry/lading/health"
 	"github.com/lading-registry/lading/internal/gcfloor"
+	"github.com/lading-registry/lading/internal/glob"
 	"github.com/lading-registry/lading/internal/httpx"
 	"github.com/lading-registry/lading/logging"
 	"github.com/lading-registry/lading/metrics"
@@ -128,7 +129,10 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 	}
 	drv := driver.Instrument(backend, m.DriverObserver(backend.Name()))
 
+	// Validated with the configuration.
+	immutable, _ := glob.ParseTagRules(cfg.Tags.Immutable)
 	opts := registry.Options{
+		ImmutableTags:     immutable,
 		Logger:            log,
 		MaxManifestSize:   int64(cfg.HTTP.MaxManifestSize),
 		ManifestCacheSize: int64(cfg.Storage.ManifestCache),

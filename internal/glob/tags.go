@@ -1,0 +1,73 @@
+package glob
+
+import (
+	"fmt"
+	"path"
+	"strings"
+)
+
+// TagRules name tags by pattern, in some repositories or all of them: the
+// tags that, once pushed, never move (tags.immutable).
+type TagRules []tagRule
+
+type tagRule struct {
+	repo Glob   // nil: every repository
+	tag  string // a path.Match pattern
+}
+
+// ParseTagRules reads rules separated by commas, each a tag pattern
+// ("v*", every repository) or a repository pattern and a tag pattern
+// joined by a colon ("prod/**:release-*"): neither a repository name nor
+// a tag holds a colon. An empty spec names no tag.
+func ParseTagRules(spec string) (TagRules, error) {
+	var rules TagRules
+	if strings.TrimSpace(spec) == "" {
+		return nil, nil
+	}
+	for entry := range strings.SplitSeq(spec, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			return nil, fmt.Errorf("an empty rule in %q", spec)
+		}
+		var r tagRule
+		repo, tag, scoped := strings.Cut(entry, ":")
+		if scoped {
+			g, err := Compile(repo)
+			if err != nil {
+				return nil, err
+			}
+			r.repo = g
+		} else {
+			tag = repo
+		}
+		if tag == "" || strings.ContainsAny(tag, ":/") {
+			return nil, fmt.Errorf("rule %q: want TAG or REPOSITORY:TAG patterns", entry)
+		}
+		if _, err := path.Match(tag, ""); err != nil {
+			return nil, fmt.Errorf("tag pattern %q: %w", tag, err)
+		}
+		r.tag = tag
+		rules = append(rules, r)
+	}
+	return rules, nil
+}
+
+// Match reports whether a rule names tag in repository repo.
+func (rs TagRules) Match(repo, tag string) bool {
+	var components []string
+	for _, r := range rs {
+		if !Component(r.tag, tag) {
+			continue
+		}
+		if r.repo == nil {
+			return true
+		}
+		if components == nil {
+			components = strings.Split(repo, "/")
+		}
+		if r.repo.Match(components) {
+			return true
+		}
+	}
+	return false
+}

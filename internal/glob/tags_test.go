@@ -1,0 +1,36 @@
+package glob
+
+import "testing"
+
+func TestTagRules(t *testing.T) {
+	rules, err := ParseTagRules(" v*, prod/**:release-* ,team/*:stable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		repo, tag string
+		want      bool
+	}{
+		{"a", "v1", true},
+		{"a/b/c", "v1.2.3", true},
+		{"a", "latest", false},
+		{"prod", "release-1", true},
+		{"prod/app/web", "release-1", true},
+		{"staging/app", "release-1", false},
+		{"team/app", "stable", true},
+		{"team/app/web", "stable", false},
+		{"team/app", "stable-1", false},
+	} {
+		if got := rules.Match(tc.repo, tc.tag); got != tc.want {
+			t.Errorf("%s:%s = %v, want %v", tc.repo, tc.tag, got, tc.want)
+		}
+	}
+	if none, err := ParseTagRules(""); err != nil || none.Match("a", "v1") {
+		t.Errorf("empty spec: %v, %v", none, err)
+	}
+	for _, bad := range []string{"v*,", "prod/:v*", "a:b:c", "prod:", "[", "prod:[", "a/b"} {
+		if _, err := ParseTagRules(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

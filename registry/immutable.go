@@ -1,0 +1,101 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"path"
+	"slices"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Immutable tags (Options.ImmutableTags) never move once pushed: a push
+// that would point one elsewhere, its delete, and a delete by digest of
+// the manifest it names are refused with DENIED. The same manifest may be
+// pushed under it again, as a retried CI job does.
+
+// holdImmutable checks that a push of d may write tags, and holds the
+// locks of the immutable ones until the returned release: two first
+// pushes of one tag take turns, so the second finds the first's. It is
+// taken before the manifest's lock, which is never held while waiting for
+// a tag's.
+func (ms *ManifestStore) holdImmutable(ctx context.Context, d digest.Digest, tags []string) (release func(), err error) {
+	var held []func()
+	release = func() {
+		for _, unlock := range slices.Backward(held) {
+			unlock()
+		}
+	}
+	var fixed []string
+	for _, t := range tags {
+		if ms.repo.reg.immutable.Match(ms.repo.name, t) {
+			fixed = append(fixed, t)
+		}
+	}
+	// In one order, so that pushes of several such tags cannot deadlock.
+	slices.Sort(fixed)
+	for _, t := range slices.Compact(fixed) {
+		unlock, err := ms.lockKey(ctx, tagLockKey(ms.repo.name, t), "tag "+t, true, func() error {
+			return newError(CodeTooManyRequests, "tag %s is being pushed by another request; try again", t)
+		})
+		if err != nil {
+			release()
+			return nil, err
+		}
+		held = append(held, unlock)
+		cur, err := ms.tagDigest(ctx, t)
+		if err == nil && cur != d {
+			release()
+			return nil, immutableTag(ms.repo.name, t, cur)
+		}
+		if err != nil && !errors.Is(err, ErrManifestUnknown) {
+			release()
+			return nil, err
+		}
+	}
+	return release, nil
+}
+
+// checkTagDelete refuses the delete of an immutable tag that exists.
+func (ms *ManifestStore) checkTagDelete(ctx context.Context, tag string) error {
+	if !ms.repo.reg.immutable.Match(ms.repo.name, tag) {
+		return nil
+	}
+	cur, err := ms.tagDigest(ctx, tag)
+	if err != nil {
+		return nil // the delete answers for a tag that is not there
+	}
+	return immutableTag(ms.repo.name, tag, cur)
+}
+
+// checkDigestDelete refuses the delete by digest of a manifest an
+// immutable tag names, which would take the tag with it. The caller holds
+// the manifest's lock, which a push pointing a tag at d takes too. Every
+// tag naming d has a marker under d (see tag).
+func (ms *ManifestStore) checkDigestDelete(ctx context.Context, d digest.Digest) error {
+	if len(ms.repo.reg.immutable) == 0 {
+		return nil
+	}
+	markers, err := listAll(ctx, ms.driver(), tagRefsPath(ms.repo.name, d))
+	if err != nil {
+		return err
+	}
+	for _, m := range markers {
+		t := path.Base(m)
+		if ValidateTag(t) != nil || !ms.repo.reg.immutable.Match(ms.repo.name, t) {
+			continue
+		}
+		if cur, err := ms.tagDigest(ctx, t); err == nil && cur == d {
+			return immutableTag(ms.repo.name, t, d)
+		}
+	}
+	return nil
+}
+
+func immutableTag(repo, tag string, d digest.Digest) error {
+	return &Error{
+		Code:    CodeDenied,
+		Message: "tag " + tag + " of " + repo + " is immutable: it names " + d.String() + " for good; push under a new tag",
+		Detail:  map[string]string{"tag": tag, "digest": d.String()},
+	}
+}

@@ -1,0 +1,112 @@
+package registry
+
+import (
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/lading-registry/lading/internal/glob"
+)
+
+// withImmutable runs fn on a fresh registry over every backend whose tags
+// matching spec are immutable.
+func withImmutable(t *testing.T, spec string, fn func(t *testing.T, reg *Registry)) {
+	rules, err := glob.ParseTagRules(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, mk := range manifestDrivers {
+		t.Run(name, func(t *testing.T) { fn(t, New(mk(t), Options{ManifestCacheSize: 1 << 20, ImmutableTags: rules})) })
+	}
+	t.Run("filesystem-sole", func(t *testing.T) {
+		fn(t, New(manifestDrivers["filesystem"](t), Options{ManifestCacheSize: 1 << 20, SoleServer: true, ImmutableTags: rules}))
+	})
+}
+
+func TestImmutableTags(t *testing.T) {
+	withImmutable(t, "v*, prod/**:stable", func(t *testing.T, reg *Registry) {
+		f := newFixture(t, reg, "app")
+		first, d1 := f.pushImage("v1")
+		second := mustJSON(t, f.image())
+
+		// Moving it is refused, by tag and as an extra tag of a push by
+		// digest; the tag stays where it was.
+		_, err := f.ms.Put(f.ctx, "v1", "", second)
+		wantErrCode(t, err, CodeDenied)
+		d2 := digest.FromBytes(second)
+		_, err = f.ms.Put(f.ctx, d2.String(), "", second, "v1")
+		wantErrCode(t, err, CodeDenied)
+		if got, err := f.ms.Stat(f.ctx, "v1"); err != nil || got.Digest != d1 {
+			t.Fatalf("v1 after refused moves: %v %v, want %s", got.Digest, err, d1)
+		}
+		// The same manifest again is a retried push, and goes.
+		f.put("v1", first)
+		// A tag no rule names moves freely, in any repository; a scoped rule
+		// binds only its repositories.
+		f.put("latest", first)
+		f.put("latest", second)
+		f.put("stable", first)
+		f.put("stable", second)
+		prod := newFixture(t, reg, "prod/web")
+		prodFirst, _ := prod.pushImage("stable")
+		_, err = prod.ms.Put(prod.ctx, "stable", "", mustJSON(t, prod.image()))
+		wantErrCode(t, err, CodeDenied)
+
+		// Its delete is refused, and the delete by digest of what it names,
+		// which would take it along; the manifest is still there.
+		wantErrCode(t, f.ms.Delete(f.ctx, "v1"), CodeDenied)
+		wantErrCode(t, f.ms.Delete(f.ctx, d1.String()), CodeDenied)
+		if _, err := f.ms.Get(f.ctx, "v1"); err != nil {
+			t.Fatal(err)
+		}
+		// A tag not there is still unknown to a delete.
+		wantErrCode(t, f.ms.Delete(f.ctx, "v9"), CodeManifestUnknown)
+		// Mutable tags go, and a manifest only they name.
+		if err := f.ms.Delete(f.ctx, "latest"); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.ms.Delete(f.ctx, d2.String()); err != nil {
+			t.Fatal(err)
+		}
+		// A scoped rule guards the deletes of its repositories too.
+		if err := prod.ms.Delete(prod.ctx, digest.FromBytes(prodFirst).String()); !errors.Is(err, &Error{Code: CodeDenied}) {
+			t.Fatalf("delete of the manifest prod/web:stable names: %v", err)
+		}
+	})
+}
+
+// Two first pushes of one immutable tag, of different manifests, take
+// turns: one wins, the others are refused, and the tag names the winner's.
+func TestImmutableTagFirstPushesRace(t *testing.T) {
+	withImmutable(t, "v*", func(t *testing.T, reg *Registry) {
+		f := newFixture(t, reg, "race")
+		const writers = 8
+		payloads := make([][]byte, writers)
+		for i := range payloads {
+			payloads[i] = mustJSON(t, f.image())
+		}
+		var wg sync.WaitGroup
+		errs := make([]error, writers)
+		for i := range writers {
+			wg.Go(func() { _, errs[i] = f.ms.Put(f.ctx, "v1", "", payloads[i]) })
+		}
+		wg.Wait()
+		var won []int
+		for i, err := range errs {
+			if err == nil {
+				won = append(won, i)
+			} else if e, ok := AsError(err); !ok || e.Code != CodeDenied {
+				t.Errorf("writer %d: %v", i, err)
+			}
+		}
+		if len(won) != 1 {
+			t.Fatalf("%d pushes succeeded, want 1", len(won))
+		}
+		got, err := f.ms.Stat(f.ctx, "v1")
+		if err != nil || got.Digest != digest.FromBytes(payloads[won[0]]) {
+			t.Fatalf("v1 names %s (%v), the winner pushed %s", got.Digest, err, digest.FromBytes(payloads[won[0]]))
+		}
+	})
+}
