@@ -9,6 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/lading-registry/lading/internal/imagetest"
 	"github.com/lading-registry/lading/internal/testenv"
 	"github.com/lading-registry/lading/internal/testserver"
 )
@@ -28,6 +32,9 @@ func TestHealthOnFilesystem(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "data")
 	p, addr := serve(t, nil, "--root", root)
 	base := "http://" + addr
+	img := pushRandom(t, addr+"/ops/app:v1")
+	layers, _ := img.Layers()
+	layer, _ := layers[0].Digest()
 	for _, path := range []string{"/healthz", "/readyz"} {
 		if code, body := get(t, base+path); code != http.StatusOK || body != "ok\n" {
 			t.Errorf("%s: %d %q", path, code, body)
@@ -52,6 +59,26 @@ func TestHealthOnFilesystem(t *testing.T) {
 	if code, body := get(t, base+"/readyz"); code != http.StatusServiceUnavailable {
 		t.Errorf("/readyz with an empty folder in place of the data: %d %q", code, body)
 	}
+	// Pulls, listings and pushes say the storage is out, to be tried
+	// again, not that the image does not exist.
+	for _, r := range []struct{ method, path string }{
+		{http.MethodGet, "/v2/ops/app/manifests/v1"},
+		{http.MethodHead, "/v2/ops/app/blobs/" + layer.String()},
+		{http.MethodGet, "/v2/_catalog"},
+		{http.MethodGet, "/v2/ops/app/tags/list"},
+		{http.MethodPost, "/v2/ops/app/blobs/uploads/"},
+	} {
+		req, _ := http.NewRequest(r.method, base+r.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+			t.Errorf("%s %s with an empty folder in place of the data: %d, Retry-After %q, want 503 with one",
+				r.method, r.path, resp.StatusCode, resp.Header.Get("Retry-After"))
+		}
+	}
 	if entries, _ := os.ReadDir(root); len(entries) != 0 {
 		t.Errorf("the empty folder was written into: %v", entries)
 	}
@@ -62,6 +89,12 @@ func TestHealthOnFilesystem(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitReady(t, base, http.StatusOK)
+	ref, _ := name.ParseReference(addr + "/ops/app:v1")
+	if got, err := remote.Image(ref); err != nil {
+		t.Errorf("pull with the data back: %v", err)
+	} else {
+		imagetest.Same(t, img, got)
+	}
 	if p.stop(t) != 0 {
 		t.Error("exit status after SIGTERM is not 0")
 	}

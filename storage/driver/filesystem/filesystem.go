@@ -549,15 +549,21 @@ func (d *Driver) Persist(ctx context.Context, path string) error {
 // answered 404, which clients take for "no such image" rather than an
 // outage. The same folder moved away and back passes again (the check
 // holds no handle); another folder in its place needs a restart.
+//
+// The error is a driver.UnavailableError: requests get 503 with
+// Retry-After, as when an object store is down.
 func (d *Driver) RootPresent() error {
 	fi, err := os.Stat(d.root)
 	switch {
 	case err != nil:
-		return fmt.Errorf("storage root %s: %v", d.root, err)
+		err = fmt.Errorf("storage root %s: %v", d.root, err)
 	case !fi.IsDir():
-		return fmt.Errorf("storage root %s is not a folder", d.root)
+		err = fmt.Errorf("storage root %s is not a folder", d.root)
 	case !os.SameFile(fi, d.rootInfo):
-		return fmt.Errorf("storage root %s is no longer the folder opened at start (a file system unmounted, or the folder replaced); restart once the right one is back", d.root)
+		err = fmt.Errorf("storage root %s is no longer the folder opened at start (a file system unmounted, or the folder replaced); restart once the right one is back", d.root)
+	}
+	if err != nil {
+		return driver.UnavailableError{Driver: name, Err: err}
 	}
 	return nil
 }
@@ -799,7 +805,14 @@ func (d *Driver) removeStaleTemps() {
 	}
 }
 
+// notFound says nothing is at path, unless the root itself is gone or
+// replaced (RootPresent): then every path is missing, and a pull answered
+// "unknown" would tell clients the image does not exist rather than that
+// the storage is out. A stat more, on misses only.
 func (d *Driver) notFound(path string) error {
+	if err := d.RootPresent(); err != nil {
+		return err
+	}
 	return driver.PathNotFoundError{Driver: name, Path: path}
 }
 

@@ -762,8 +762,24 @@ func TestRootReplacedIsNotWrittenInto(t *testing.T) {
 	}
 	for _, content := range [][]byte{nil, []byte("manifest")} { // a temporary file for the latter
 		err := d.PutContent(t.Context(), "/repositories/b/_layers/y", content)
-		if err == nil || driver.IsNotFound(err) || !strings.Contains(err.Error(), "no longer the folder") {
-			t.Fatalf("write of %q below a replaced root: %v", content, err)
+		if !driver.IsUnavailable(err) || !strings.Contains(err.Error(), "no longer the folder") {
+			t.Fatalf("write of %q below a replaced root: %v, want unavailable", content, err)
+		}
+	}
+	// Reads say the storage is out, not that nothing is there: a pull
+	// answered "unknown" tells clients the image does not exist.
+	ctx := t.Context()
+	_, err := d.GetContent(ctx, "/repositories/a/_layers/x")
+	if !driver.IsUnavailable(err) {
+		t.Errorf("read below a replaced root: %v, want unavailable", err)
+	}
+	if _, err := d.Stat(ctx, "/repositories/a/_layers/x"); !driver.IsUnavailable(err) {
+		t.Errorf("stat below a replaced root: %v, want unavailable", err)
+	}
+	for _, dir := range []string{"/repositories/a/_layers", "/"} {
+		err := d.Walk(ctx, dir, "", func(driver.FileInfo) error { return nil })
+		if !driver.IsUnavailable(err) {
+			t.Errorf("walk of %s below a replaced root: %v, want unavailable", dir, err)
 		}
 	}
 	if entries, _ := os.ReadDir(root); len(entries) != 0 {
@@ -777,6 +793,13 @@ func TestRootReplacedIsNotWrittenInto(t *testing.T) {
 	}
 	if err := d.RootPresent(); err != nil {
 		t.Errorf("RootPresent with the root back: %v", err)
+	}
+	// With the root in place, what is missing is missing.
+	if _, err := d.GetContent(ctx, "/repositories/a/_layers/none"); !driver.IsNotFound(err) {
+		t.Errorf("read of a missing file: %v, want not found", err)
+	}
+	if err := d.Walk(ctx, "/repositories/none", "", func(driver.FileInfo) error { return nil }); err != nil {
+		t.Errorf("walk of a missing folder: %v, want none", err)
 	}
 }
 

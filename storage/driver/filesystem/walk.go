@@ -24,9 +24,20 @@ func (d *Driver) Walk(ctx context.Context, path, from string, fn driver.WalkFunc
 	if err != nil {
 		return err
 	}
-	err = d.walk(ctx, file, path, from, fn)
+	visited := false
+	err = d.walk(ctx, file, path, from, func(fi driver.FileInfo) error {
+		visited = true
+		return fn(fi)
+	})
 	if errors.Is(err, driver.ErrStopWalk) {
 		return nil
+	}
+	if err == nil && !visited {
+		// A folder not there lists as empty, unless the root is gone or
+		// replaced (see notFound): an empty catalog is no answer then.
+		if _, serr := os.Lstat(file); errors.Is(serr, fs.ErrNotExist) || path == "/" {
+			return d.RootPresent()
+		}
 	}
 	return err
 }
