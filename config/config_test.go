@@ -522,3 +522,40 @@ func TestSecondYAMLDocumentRefused(t *testing.T) {
 		}
 	}
 }
+
+// A serve configuration reused by lading gc or fsck (a scheduled job)
+// needs none of the listener's or authentication's files in place; its
+// store's settings, keys and values are still checked.
+func TestLoadStoreLeavesServingFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(content string) string {
+		p := filepath.Join(dir, "lading.yaml")
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	serving := "http:\n  tls:\n    cert: /nonexistent/c.pem\n    key: /nonexistent/k.pem\nauth:\n  htpasswd:\n    path: /nonexistent/htpasswd\n" +
+		"tags:\n  immutable: \"v*\"\nstorage:\n  filesystem:\n    root: " + filepath.Join(dir, "data") + "\n"
+	p := write(serving)
+	if _, err := Load(p, nil, nil); err == nil || !strings.Contains(err.Error(), "http.tls.cert") {
+		t.Fatalf("Load with absent certificate files: %v, want them named", err)
+	}
+	cfg, err := LoadStore(p, nil)
+	if err != nil {
+		t.Fatalf("LoadStore with absent serving files: %v", err)
+	}
+	if cfg.Storage.Filesystem.Root != filepath.Join(dir, "data") {
+		t.Errorf("root %q", cfg.Storage.Filesystem.Root)
+	}
+	for _, bad := range []struct{ yaml, want string }{
+		{serving + "gc:\n  grace: -1s\n", "gc.grace"},
+		{serving + "redis:\n  password: x\n", "redis.password"},
+		{"http:\n  adr: :5000\n", "http.adr"},
+		{"http:\n  draintimeout: soon\n", "http.draintimeout"},
+	} {
+		if _, err := LoadStore(write(bad.yaml), nil); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("LoadStore of %q: %v, want %s named", bad.yaml, err, bad.want)
+		}
+	}
+}

@@ -45,7 +45,14 @@ func (e *Error) Error() string {
 // then to LADING_CONFIG; with none of them there is no file. flags may be
 // nil. Every problem found is returned together, each naming its key.
 func Load(path string, env []string, flags *flag.FlagSet) (*Config, error) {
+	return load(path, env, flags, nil)
+}
+
+// load is Load, leaving out what validation finds in the keys ignore
+// names (nil: none).
+func load(path string, env []string, flags *flag.FlagSet, ignore func(key string) bool) (*Config, error) {
 	l := newLoader()
+	l.ignore = ignore
 	if path == "" {
 		path = configPath(flags, env)
 	}
@@ -61,6 +68,26 @@ func Load(path string, env []string, flags *flag.FlagSet) (*Config, error) {
 	l.env(env)
 	l.flags(flags)
 	return l.result()
+}
+
+// LoadStore is Load for the commands that open the store alone (lading gc
+// and fsck): a serve configuration reused for them, say by a scheduled
+// job, needs none of the listener's or the authentication's files in
+// place, so what validation finds in those sections is not theirs to
+// report. The file must still parse, every key exist and every value be
+// of its type.
+func LoadStore(path string, env []string) (*Config, error) {
+	return load(path, env, nil, servingOnly)
+}
+
+// servingOnly says whether key is read by lading serve alone.
+func servingOnly(key string) bool {
+	for _, section := range []string{"http.", "auth.", "tags."} {
+		if strings.HasPrefix(key, section) {
+			return true
+		}
+	}
+	return false
 }
 
 // Parse reads one YAML document over the defaults and validates it, with
@@ -93,6 +120,7 @@ type loader struct {
 	cfg    *Config
 	origin map[string]string
 	errs   []error
+	ignore func(key string) bool // validation's findings left out
 }
 
 func newLoader() *loader {
@@ -103,7 +131,12 @@ func newLoader() *loader {
 // once; a value that did not parse left its default, so it is not
 // reported twice.
 func (l *loader) result() (*Config, error) {
-	l.errs = append(l.errs, validate(l.cfg, l.origin)...)
+	for _, err := range validate(l.cfg, l.origin) {
+		if ce, ok := err.(*Error); ok && l.ignore != nil && l.ignore(ce.Key) {
+			continue
+		}
+		l.errs = append(l.errs, err)
+	}
 	if len(l.errs) > 0 {
 		return nil, errors.Join(l.errs...)
 	}

@@ -63,7 +63,7 @@ func (c *storeCommand) run(args []string, body func(ctx context.Context, cfg *co
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	cfg, err := config.Load(c.configFile, os.Environ(), nil)
+	cfg, err := config.LoadStore(c.configFile, os.Environ())
 	if err != nil {
 		fmt.Fprintf(c.stderr, "%s: configuration:\n%v\n", c.fs.Name(), err)
 		return 2

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,6 +94,23 @@ func TestGCCommand(t *testing.T) {
 // The statuses keep apart a mistake in the command (2) and a store that
 // cannot be opened (gc 1, fsck 3); fsck's 1, for a store with problems, is
 // TestFsckCommand's.
+// A scheduled job may run gc and fsck with the serve configuration without
+// the certificate and password files serve reads.
+func TestStoreCommandsLeaveServingFiles(t *testing.T) {
+	t.Setenv("LADING_CONFIG", "")
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "lading.yaml")
+	os.Mkdir(filepath.Join(dir, "data"), 0o700)
+	os.WriteFile(cfg, []byte("http:\n  tls:\n    cert: /nonexistent/c.pem\n    key: /nonexistent/k.pem\nauth:\n  htpasswd:\n    path: /nonexistent/htpasswd\n"+
+		"storage:\n  filesystem:\n    root: "+filepath.Join(dir, "data")+"\n"), 0o600)
+	for name, run := range map[string]func([]string, io.Writer, io.Writer) int{"gc": runGC, "fsck": runFsck} {
+		var out, errOut bytes.Buffer
+		if code := run([]string{"--config", cfg}, &out, &errOut); code != 0 {
+			t.Errorf("%s with the serve configuration: exit %d\n%s", name, code, errOut.String())
+		}
+	}
+}
+
 func TestStoreCommandRefusals(t *testing.T) {
 	t.Setenv("LADING_CONFIG", "")
 	inmemory := filepath.Join(t.TempDir(), "inmemory.yaml")
