@@ -80,7 +80,9 @@ func (c *storeCommand) run(args []string, body func(ctx context.Context, cfg *co
 	// The servers' locks on manifests, so that a removal here waits its
 	// turn with their pushes.
 	rc, locker := sharedLocks(ctx, cfg, drv, slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), nil)
-	opts := registry.Options{Locker: locker}
+	// The servers' limit on manifests: what this command reads or writes
+	// is bounded as their own collections and pushes are.
+	opts := registry.Options{Locker: locker, MaxManifestSize: int64(cfg.HTTP.MaxManifestSize)}
 	if rc != nil {
 		// The serving replicas cache links there: what this process
 		// deletes must leave their cache too.
