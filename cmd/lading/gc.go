@@ -17,7 +17,7 @@ import (
 	"github.com/lading-registry/lading/storage/driver"
 )
 
-// storeCommand is the frame of a command over the store (gc, fsck): the
+// storeCommand is the frame of a command over the store (gc, fsck, import): the
 // flags saying where the store is, and a context that SIGINT or SIGTERM
 // cancels.
 type storeCommand struct {
@@ -26,6 +26,10 @@ type storeCommand struct {
 	configFile string
 	root       string
 	failed     int
+	// operand, when set, names the one argument the command takes after
+	// its flags (or among them), which arg then holds.
+	operand string
+	arg     string
 	// check, when set, refuses the command line's values before the
 	// store is opened.
 	check func() error
@@ -49,6 +53,20 @@ func (c *storeCommand) run(args []string, body func(ctx context.Context, cfg *co
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
+		return 2
+	}
+	if c.operand != "" && c.fs.NArg() > 0 {
+		// Flags may follow the operand too.
+		c.arg = c.fs.Arg(0)
+		if err := c.fs.Parse(c.fs.Args()[1:]); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return 0
+			}
+			return 2
+		}
+	}
+	if c.operand != "" && c.arg == "" {
+		fmt.Fprintf(c.stderr, "%s: %s missing\n", c.fs.Name(), c.operand)
 		return 2
 	}
 	if c.fs.NArg() > 0 {

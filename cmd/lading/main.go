@@ -20,6 +20,8 @@ Usage:
                                   collect garbage, while serving goes on
   lading fsck [--config FILE] [--root DIR] [--repair]
                                   verify every blob and reference
+  lading import [--config FILE] [--root DIR] [--dry-run] [--repository GLOB]... DISTRIBUTION_ROOT
+                                  copy a CNCF Distribution storage tree in
   lading config example           print a commented configuration file
   lading config check FILE        validate a configuration file
   lading version                  print version information
@@ -43,6 +45,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runGC(args[1:], stdout, stderr)
 	case "fsck":
 		return runFsck(args[1:], stdout, stderr)
+	case "import":
+		return runImport(args[1:], stdout, stderr)
 	case "config":
 		return runConfig(args[1:], stdout, stderr)
 	case "version":
