@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs Lading's whole test suite on a fresh Debian machine with Go: installs
 # what the tests need (redis-server, e2fsprogs, gcc for the race detector, and the client programs skopeo, podman,
-# containerd and docker.io from apt; versitygw as the real S3 server and the clients
-# oras, regctl, helm and cosign, built once into the Go bin directory outside
+# containerd and docker.io from apt; versitygw as the real S3 server, the clients
+# oras, regctl, helm and cosign, and CNCF Distribution's registry, built once into the Go bin directory outside
 # the clone), then runs the Go tests, which start and stop those servers
 # themselves on 127.0.0.1.
 set -euo pipefail
@@ -65,6 +65,8 @@ tools=(
 	"github.com/regclient/regclient github.com/regclient/regclient/cmd/regctl v0.11.7"
 	"helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm v3.22.0"
 	"github.com/sigstore/cosign/v2 github.com/sigstore/cosign/v2/cmd/cosign v2.6.5"
+	# The registry test/migration imports from.
+	"github.com/distribution/distribution/v3 github.com/distribution/distribution/v3/cmd/registry v3.1.1"
 )
 go mod download &
 download_pid=$!
