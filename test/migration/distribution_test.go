@@ -111,13 +111,14 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// ladingImport runs `lading import` and returns what it printed and its
-// exit status.
-func ladingImport(t *testing.T, args ...string) (stdout, stderr string, code int) {
+// ladingImport runs `lading import` with env added to the test's
+// environment, and returns what it printed and its exit status.
+func ladingImport(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, testserver.Binary(t), append([]string{"import"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()

@@ -20,6 +20,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/lading-registry/lading/internal/imagetest"
+	"github.com/lading-registry/lading/internal/testenv"
 	"github.com/lading-registry/lading/internal/testserver"
 )
 
@@ -140,9 +141,9 @@ func layerDescriptor(t *testing.T, l v1.Layer) ocispec.Descriptor {
 var nothingNew = regexp.MustCompile(`(?m)^imported 4 repositories from .*: blobs 0 copied \(0 B\), 0 linked, \d+ present, 0 skipped; manifests 0 added, \d+ present, 0 skipped; tags 0 set, 5 present, 0 skipped; 0 problems$`)
 
 // TestImportFromDistribution pushes to a real Distribution, imports its
-// storage into a fresh Lading root, and pulls everything back from a real
-// lading serve; then imports again beside the server, which finds nothing
-// new.
+// storage into a fresh Lading store, on a file system and on S3, and pulls
+// everything back from a real lading serve; then imports again beside the
+// server, which finds nothing new.
 func TestImportFromDistribution(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs Distribution and lading")
@@ -152,8 +153,20 @@ func TestImportFromDistribution(t *testing.T) {
 	want := pushToDistribution(t, dist.addr)
 	dist.stop()
 
-	root := t.TempDir()
-	stdout, stderr, code := ladingImport(t, "--root", root, distRoot)
+	t.Run("filesystem", func(t *testing.T) {
+		root := t.TempDir()
+		importAndPull(t, distRoot, want, []string{"--root", root}, nil, testserver.Options{Root: root})
+	})
+	t.Run("s3", func(t *testing.T) {
+		env := testserver.S3Env(testenv.S3(t))
+		importAndPull(t, distRoot, want, nil, env, testserver.Options{Env: env})
+	})
+}
+
+// importAndPull imports distRoot into the store that args and env name,
+// serves that store with opts, and checks that it gives back want.
+func importAndPull(t *testing.T, distRoot string, want pushed, args, env []string, opts testserver.Options) {
+	stdout, stderr, code := ladingImport(t, env, append(args, distRoot)...)
 	if code != 0 || stderr != "" {
 		t.Fatalf("lading import exited %d:\n%s%s", code, stdout, stderr)
 	}
@@ -169,7 +182,7 @@ func TestImportFromDistribution(t *testing.T) {
 		}
 	}
 
-	srv := testserver.Start(t, testserver.Options{Root: root})
+	srv := testserver.Start(t, opts)
 	for tagged, img := range want.images {
 		got, err := remote.Image(ref(t, srv.Addr+"/"+tagged))
 		if err != nil {
@@ -193,7 +206,7 @@ func TestImportFromDistribution(t *testing.T) {
 	checkArtifact(t, srv.Addr, want)
 
 	// Again, beside the server: everything is there already.
-	stdout, stderr, code = ladingImport(t, "--root", root, distRoot)
+	stdout, stderr, code = ladingImport(t, env, append(args, distRoot)...)
 	if code != 0 || stderr != "" || !nothingNew.MatchString(stdout) {
 		t.Fatalf("a second import exited %d and did not say it found everything present:\n%s%s", code, stdout, stderr)
 	}
