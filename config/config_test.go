@@ -551,6 +551,7 @@ func TestLoadStoreLeavesServingFiles(t *testing.T) {
 	for _, bad := range []struct{ yaml, want string }{
 		{serving + "gc:\n  grace: -1s\n", "gc.grace"},
 		{serving + "redis:\n  password: x\n", "redis.password"},
+		{strings.Replace(serving, `"v*"`, `"a/:v*"`, 1), "tags.immutable"}, // an import follows it
 		{"http:\n  adr: :5000\n", "http.adr"},
 		{"http:\n  draintimeout: soon\n", "http.draintimeout"},
 	} {

@@ -6,13 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/lading-registry/lading/internal/glob"
 	"github.com/lading-registry/lading/registry"
 )
 
@@ -21,7 +22,8 @@ type Options struct {
 	// DryRun reads and verifies what would be copied, and writes nothing.
 	DryRun bool
 	// Repositories, when set, limits the import to the repositories a
-	// pattern matches (path.Match: "*" does not cross a "/").
+	// pattern matches, as the access policy's: "*" within one component,
+	// "**" for any number of them.
 	Repositories []string
 	// Problem, when set, hears of each thing not imported, as it is met.
 	Problem func(Problem)
@@ -83,16 +85,19 @@ const blobJobs = 4
 // them) are reported and skipped; the error is for what stops the run: a
 // failing destination, an unreadable source, a cancelled ctx.
 func Import(ctx context.Context, reg *registry.Registry, src *Source, opts Options) (Report, error) {
+	var globs []glob.Glob
 	for _, p := range opts.Repositories {
-		if _, err := path.Match(p, ""); err != nil {
-			return Report{}, fmt.Errorf("repository pattern %q: %w", p, err)
+		g, err := glob.Compile(p)
+		if err != nil {
+			return Report{}, err
 		}
+		globs = append(globs, g)
 	}
 	names, err := src.Repositories()
 	if err != nil {
 		return Report{}, fmt.Errorf("listing the source's repositories: %w", err)
 	}
-	im := &importer{reg: reg, src: src, opts: opts, rep: Report{DryRun: opts.DryRun}}
+	im := &importer{reg: reg, src: src, opts: opts, globs: globs, rep: Report{DryRun: opts.DryRun}}
 	for _, name := range names {
 		if !im.selected(name) {
 			continue
@@ -119,21 +124,20 @@ func Import(ctx context.Context, reg *registry.Registry, src *Source, opts Optio
 }
 
 type importer struct {
-	reg  *registry.Registry
-	src  *Source
-	opts Options
-	mu   sync.Mutex // guards rep and calls of Problem
-	rep  Report
+	reg   *registry.Registry
+	src   *Source
+	opts  Options
+	globs []glob.Glob // of opts.Repositories
+	mu    sync.Mutex  // guards rep and calls of Problem
+	rep   Report
 }
 
 func (im *importer) selected(name string) bool {
-	if len(im.opts.Repositories) == 0 {
+	if len(im.globs) == 0 {
 		return true
 	}
-	return slices.ContainsFunc(im.opts.Repositories, func(p string) bool {
-		ok, _ := path.Match(p, name)
-		return ok
-	})
+	components := strings.Split(name, "/")
+	return slices.ContainsFunc(im.globs, func(g glob.Glob) bool { return g.Match(components) })
 }
 
 func (im *importer) problem(repo, what string, err error) {

@@ -219,6 +219,11 @@ func TestImportRepositories(t *testing.T) {
 	if want := []string{"other", "team/app", "team/web"}; !slices.Equal(done, want) {
 		t.Fatalf("imported %v, want %v (a * does not cross a /)", done, want)
 	}
+	done = nil
+	run(t, newRegistry(), tr, Options{Repositories: []string{"team/**"}, Done: func(r RepositoryReport) { done = append(done, r.Name) }})
+	if want := []string{"team/app", "team/app/sub", "team/web"}; !slices.Equal(done, want) {
+		t.Fatalf("imported %v, want %v (a ** does)", done, want)
+	}
 	src, _ := Open(tr.root)
 	if _, err := Import(context.Background(), reg, src, Options{Repositories: []string{"team/["}}); err == nil {
 		t.Fatal("a malformed pattern was taken")

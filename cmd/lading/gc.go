@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/lading-registry/lading/config"
+	"github.com/lading-registry/lading/internal/glob"
 	"github.com/lading-registry/lading/registry"
 	"github.com/lading-registry/lading/storage/driver"
 )
@@ -100,7 +101,10 @@ func (c *storeCommand) run(args []string, body func(ctx context.Context, cfg *co
 	rc, locker := sharedLocks(ctx, cfg, drv, slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), nil)
 	// The servers' limit on manifests: what this command reads or writes
 	// is bounded as their own collections and pushes are.
-	opts := registry.Options{Locker: locker, MaxManifestSize: int64(cfg.HTTP.MaxManifestSize)}
+	// The servers' immutable tags: an import does not move them either.
+	// (Validated with the configuration.)
+	immutable, _ := glob.ParseTagRules(cfg.Tags.Immutable)
+	opts := registry.Options{Locker: locker, MaxManifestSize: int64(cfg.HTTP.MaxManifestSize), ImmutableTags: immutable}
 	if rc != nil {
 		// The serving replicas cache links there: what this process
 		// deletes must leave their cache too.

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path"
 	"strings"
 
 	"github.com/lading-registry/lading/config"
 	"github.com/lading-registry/lading/distimport"
+	"github.com/lading-registry/lading/internal/glob"
 	"github.com/lading-registry/lading/registry"
 )
 
@@ -19,8 +19,8 @@ type patterns []string
 func (p *patterns) String() string { return strings.Join(*p, ",") }
 
 func (p *patterns) Set(v string) error {
-	if _, err := path.Match(v, ""); err != nil {
-		return fmt.Errorf("%q: %w", v, err)
+	if _, err := glob.Compile(v); err != nil {
+		return err
 	}
 	*p = append(*p, v)
 	return nil
@@ -35,7 +35,7 @@ func runImport(args []string, stdout, stderr io.Writer) int {
 	cmd.operand = "DISTRIBUTION_ROOT (Distribution's storage.filesystem.rootdirectory)"
 	dryRun := cmd.fs.Bool("dry-run", false, "read and verify the source, say what would be imported, and write nothing")
 	var repos patterns
-	cmd.fs.Var(&repos, "repository", "import only the repositories this `glob` matches (path.Match: team/* is team's; repeatable)")
+	cmd.fs.Var(&repos, "repository", "import only the repositories this `glob` matches (team/* is team/app, team/** also team/app/web; repeatable)")
 	var src *distimport.Source
 	cmd.check = func() (err error) {
 		src, err = distimport.Open(cmd.arg)
