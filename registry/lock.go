@@ -5,8 +5,9 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/lading-registry/lading/logging"
 )
 
 // Locker grants exclusive, non-blocking ownership of a key (an upload
@@ -120,7 +121,7 @@ func NewFallbackLocker(primary, fallback Locker, log *slog.Logger, fellBack func
 type fallbackLocker struct {
 	primary, fallback Locker
 	log               *slog.Logger
-	warned            everyMinute
+	warned            logging.EveryMinute
 	fellBack          func()
 }
 
@@ -135,7 +136,7 @@ func (f *fallbackLocker) TryLockLost(ctx context.Context, key string) (func(), <
 		return unlock, lost, err
 	}
 	f.fellBack()
-	if f.warned.now() {
+	if f.warned.Allow() {
 		f.log.Warn("lock failed in Redis, taken in the store instead (logged once a minute)", "error", err)
 	}
 	return tryLock(ctx, f.fallback, key)
@@ -162,20 +163,6 @@ func ReleaseLater(deadline time.Time, release func(context.Context) error) {
 			}
 		}
 	}()
-}
-
-// processStart anchors monotonic times kept as integers.
-var processStart = time.Now()
-
-// everyMinute lets a repeated warning through at most once a minute, so
-// that a condition lasting for hours is told without flooding the log.
-type everyMinute struct {
-	last atomic.Int64 // of the last let through, in monotonic nanoseconds
-}
-
-func (e *everyMinute) now() bool {
-	last, now := e.last.Load(), int64(time.Since(processStart))
-	return (last == 0 || now-last >= int64(time.Minute)) && e.last.CompareAndSwap(last, now)
 }
 
 // ErrLeaseGone is what a lease's renewal returns when the lease is no

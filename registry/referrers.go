@@ -147,7 +147,7 @@ func (ms *ManifestStore) readReferrers(ctx context.Context, entries []string) ([
 			// Damaged on disk: left out, so that one entry does not hide
 			// every other referrer of the subject. A push of the
 			// referrer, or fsck's repair, writes it again.
-			if ms.repo.reg.damagedReferrers.now() {
+			if ms.repo.reg.damagedReferrers.Allow() {
 				ms.repo.reg.log.Warn("referrer entry damaged, left out of the list: push the referrer again, or run lading fsck --repair (logged once a minute)", "entry", entries[i], "err", err)
 			}
 			return nil

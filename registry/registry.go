@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lading-registry/lading/internal/glob"
+	"github.com/lading-registry/lading/logging"
 	"github.com/lading-registry/lading/storage/driver"
 )
 
@@ -55,7 +56,7 @@ type Registry struct {
 	log    *slog.Logger
 	// damagedReferrers gates the warning of a damaged referrer entry,
 	// which every listing of its subject meets again.
-	damagedReferrers everyMinute
+	damagedReferrers logging.EveryMinute
 	maxMan           int64
 	immutable        glob.TagRules
 	now              func() time.Time
