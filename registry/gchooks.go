@@ -228,12 +228,12 @@ func (ms *ManifestStore) reach(ctx context.Context, d digest.Digest, m *parsedMa
 // tags before it removes the record; a push landing between the two would
 // otherwise leave tags pointing at nothing). The push then wins: the record,
 // its referrer entry and its tags are written again.
-func (ms *ManifestStore) settlePut(ctx context.Context, g *gcGuard, rec manifestRecord, m *parsedManifest, payload []byte, tags []string) error {
+func (ms *ManifestStore) settlePut(ctx context.Context, g *gcGuard, rec manifestRecord, m *parsedManifest, payload []byte, tags []string, lazy bool) error {
 	verify := func(ctx context.Context) error {
 		if err := ms.repo.Blobs().ensureStored(ctx, rec.Digest, payload); err != nil {
 			return err
 		}
-		if err := ms.ensureReferences(ctx, rec.Digest, m); err != nil {
+		if err := ms.ensureReferences(ctx, rec.Digest, m, lazy); err != nil {
 			return err
 		}
 		if err := ms.guardClosure(ctx, g, rec.Digest, m, false); err != nil {
@@ -291,8 +291,8 @@ func (ms *ManifestStore) settlePut(ctx context.Context, g *gcGuard, rec manifest
 // points at must still be in the repository. If a collection removed a blob
 // meanwhile, the manifest cannot be pulled whole: it is withdrawn and the
 // push fails as if the blob had never been there, so the client uploads it
-// again.
-func (ms *ManifestStore) ensureReferences(ctx context.Context, d digest.Digest, m *parsedManifest) error {
+// again. A lazy put (Fill) links what is stored and passes over the rest.
+func (ms *ManifestStore) ensureReferences(ctx context.Context, d digest.Digest, m *parsedManifest, lazy bool) error {
 	var missing digest.Digest
 	for _, r := range m.references() {
 		if r.kind == refExternal {
@@ -307,7 +307,9 @@ func (ms *ManifestStore) ensureReferences(ctx context.Context, d digest.Digest, 
 			}
 		}
 		_, err := driver.StatObject(ctx, ms.driver(), blobPath(rd))
-		if driver.IsNotFound(err) {
+		if driver.IsNotFound(err) && lazy {
+			continue // a mirror's fill: fetched when asked for
+		} else if driver.IsNotFound(err) {
 			missing = rd
 			break
 		}

@@ -122,6 +122,12 @@ func (ms *ManifestStore) Stat(ctx context.Context, reference string) (v1.Descrip
 // children must be manifests (or blobs) of the repository; the subject need
 // not exist. Payloads over MaxManifestSize are MANIFEST_TOO_LARGE.
 func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, payload []byte, tags ...string) (*Manifest, error) {
+	return ms.put(ctx, reference, mediaType, payload, false, tags)
+}
+
+// put is Put; lazy leaves out the checks that what the manifest references
+// is stored (see Fill).
+func (ms *ManifestStore) put(ctx context.Context, reference, mediaType string, payload []byte, lazy bool, tags []string) (*Manifest, error) {
 	if int64(len(payload)) > ms.repo.reg.maxMan {
 		return nil, newError(CodeManifestTooLarge, "manifest is %d bytes, the limit is %d", len(payload), ms.repo.reg.maxMan)
 	}
@@ -160,7 +166,7 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 		return nil, err
 	}
 	if guard.pinnedIn != "" {
-		if err := ms.guardClosure(ctx, guard, d, m, true); err != nil {
+		if err := ms.guardClosure(ctx, guard, d, m, !lazy); err != nil {
 			return nil, err
 		}
 	}
@@ -200,10 +206,14 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 		}
 	}
 	var refPaths []string
-	err = together(ctx, func(ctx context.Context) (err error) {
+	check := func(ctx context.Context) (err error) {
 		refPaths, err = ms.checkReferences(ctx, m)
 		return err
-	}, isStored)
+	}
+	if lazy {
+		check = func(context.Context) error { return nil }
+	}
+	err = together(ctx, check, isStored)
 	if err != nil {
 		return nil, err
 	}
@@ -272,7 +282,7 @@ func (ms *ManifestStore) Put(ctx context.Context, reference, mediaType string, p
 	if err != nil {
 		return nil, err
 	}
-	if err := ms.settlePut(ctx, guard, rec, m, payload, tags); err != nil {
+	if err := ms.settlePut(ctx, guard, rec, m, payload, tags, lazy); err != nil {
 		return nil, err
 	}
 	ms.repo.reg.manifests.putPayload(d.String(), bytes.Clone(payload)) // the caller's buffer may be reused
