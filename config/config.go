@@ -23,6 +23,7 @@ type Config struct {
 	ReadOnly bool    `yaml:"readonly" doc:"Refuse every write with an OCI error while reads go on, e.g. during a migration."`
 	Deletes  Deletes `yaml:"deletes" doc:"Manifest, tag and blob deletion through the API."`
 	Tags     Tags    `yaml:"tags" doc:"Rules on tags."`
+	Proxy    Proxy   `yaml:"proxy" doc:"Run as a pull-through cache (a mirror) of an upstream registry: pulls fill from it, pushes and deletes are refused."`
 }
 
 // HTTP configures the listener and its limits.
@@ -155,6 +156,14 @@ type Tags struct {
 	Immutable string `yaml:"immutable" doc:"Tags that never move once pushed, as comma-separated patterns: TAG in every repository (v*) or REPOSITORY:TAG (prod/**:release-*), with the access policy's repository patterns. A push moving one, its DELETE, and a DELETE by digest of the manifest it names answer 403 DENIED; pushing the same manifest again is allowed. Empty: none."`
 }
 
+// Proxy makes the registry a pull-through cache of one upstream registry.
+type Proxy struct {
+	RemoteURL string        `yaml:"remoteurl" doc:"http(s) URL of the upstream registry, e.g. https://registry-1.docker.io; empty means this is no mirror."`
+	Username  string        `yaml:"username" doc:"User name on the upstream; empty pulls anonymously."`
+	Password  Secret        `yaml:"password" doc:"Password or access token of username on the upstream. Never printed."`
+	TagTTL    time.Duration `yaml:"tagttl" doc:"How long a tag checked upstream is served without asking again; past it one HEAD upstream tells whether it moved. 0 asks on every pull."`
+}
+
 // Default returns the configuration used when nothing is set: a registry on
 // :5000 keeping everything under ./lading-data.
 func Default() *Config {
@@ -190,5 +199,8 @@ func Default() *Config {
 		},
 		Uploads: Uploads{PurgeAge: 7 * 24 * time.Hour},
 		Deletes: Deletes{Enabled: true},
+		// A minute bounds a mirror's HEADs to one per tag and replica a
+		// minute, while a tag moved upstream is followed within one.
+		Proxy: Proxy{TagTTL: time.Minute},
 	}
 }

@@ -86,7 +86,27 @@ func validate(c *Config, origin map[string]string) []error {
 	v.notNegative("gc.interval", c.GC.Interval)
 	v.notNegative("gc.grace", c.GC.Grace)
 	v.positive("uploads.purgeage", c.Uploads.PurgeAge)
+	v.proxy(c)
 	return v.errs
+}
+
+func (v *validator) proxy(c *Config) {
+	p := &c.Proxy
+	v.url("proxy.remoteurl", p.RemoteURL)
+	v.notNegative("proxy.tagttl", p.TagTTL)
+	if p.RemoteURL == "" {
+		if p.Username != "" || p.Password != "" {
+			v.fail("proxy.remoteurl", "must be set with proxy.username and proxy.password")
+		}
+		return
+	}
+	if u, err := url.Parse(p.RemoteURL); err == nil && u.User != nil {
+		v.fail("proxy.remoteurl", "must not hold credentials: give them in proxy.username and proxy.password")
+	}
+	v.together("proxy.username", p.Username, "proxy.password", string(p.Password))
+	if c.ReadOnly {
+		v.fail("readonly", "excludes proxy.remoteurl: a mirror writes what it fetches (and refuses pushes and deletes by itself)")
+	}
 }
 
 type validator struct {
