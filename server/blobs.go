@@ -32,6 +32,9 @@ func (h *handlers) blob(w http.ResponseWriter, r *http.Request, rt Route) error 
 		return nil
 	case http.MethodHead:
 		desc, err := blobs.Stat(r.Context(), d)
+		if h.opts.Mirror != nil && blobMissing(err) {
+			return h.mirrorBlobHead(w, r, rt, d)
+		}
 		if err != nil {
 			return err
 		}
@@ -45,6 +48,9 @@ func (h *handlers) blob(w http.ResponseWriter, r *http.Request, rt Route) error 
 	}
 
 	br, err := blobs.Open(r.Context(), d)
+	if h.opts.Mirror != nil && blobMissing(err) {
+		return h.mirrorBlobGet(w, r, rt, d)
+	}
 	if err != nil {
 		return err
 	}

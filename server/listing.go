@@ -68,6 +68,11 @@ func (h *handlers) tags(w http.ResponseWriter, r *http.Request, rt Route) error 
 			return err
 		}
 	}
+	if h.opts.Mirror != nil {
+		if handled, err := h.mirrorTags(w, r, rt, page); handled || err != nil {
+			return err
+		}
+	}
 	repo, err := h.repository(rt)
 	if err != nil {
 		return err

@@ -23,6 +23,11 @@ func (h *handlers) manifest(w http.ResponseWriter, r *http.Request, rt Route) er
 	}
 	ms := repo.Manifests()
 	ctx := r.Context()
+	if h.opts.Mirror != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		if err := h.opts.Mirror.Manifest(ctx, rt.Repository, rt.Reference); err != nil {
+			return err
+		}
+	}
 	switch r.Method {
 	case http.MethodHead:
 		// Through the bytes, as a GET (from the cache when held): a HEAD

@@ -59,6 +59,10 @@ type Options struct {
 	// Authorizer, when set, decides every routed request before Middleware
 	// runs, filters the catalog and guards cross-repository mounts.
 	Authorizer auth.Authorizer
+
+	// Mirror, when set, makes the registry a pull-through cache of it:
+	// pulls that miss fill from it; pushes and deletes get 405 UNSUPPORTED.
+	Mirror Mirror
 }
 
 // New returns the HTTP handler of the distribution API over reg.
@@ -75,7 +79,7 @@ func New(reg *registry.Registry, opts Options) http.Handler {
 	for i := len(opts.Middleware) - 1; i >= 0; i-- {
 		inner = opts.Middleware[i](inner)
 	}
-	if opts.ReadOnly {
+	if opts.ReadOnly || opts.Mirror != nil {
 		inner = h.readOnly(inner)
 	}
 	if opts.Authorizer != nil {
@@ -197,7 +201,7 @@ func (h *handlers) setAllow(w http.ResponseWriter, rt Route) {
 	var allow []string
 	for _, m := range methods[rt.Name] {
 		write := m != http.MethodGet && m != http.MethodHead
-		if (h.opts.ReadOnly && write) || (h.opts.DisableDeletes && m == http.MethodDelete && rt.Name != RouteUpload) {
+		if ((h.opts.ReadOnly || h.opts.Mirror != nil) && write) || (h.opts.DisableDeletes && m == http.MethodDelete && rt.Name != RouteUpload) {
 			continue
 		}
 		allow = append(allow, m)
