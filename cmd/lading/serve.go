@@ -216,6 +216,10 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 			warnOpenRoot(log, cfg.Storage.Filesystem.Root)
 		}
 	}
+	mirror, err := newMirror(cfg.Proxy, reg, log, m)
+	if err != nil {
+		return err
+	}
 	api := server.New(reg, server.Options{
 		Logger:          log,
 		DisableDeletes:  !cfg.Deletes.Enabled,
@@ -224,6 +228,7 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 		MaxBlobSize:     int64(cfg.HTTP.MaxBlobSize),
 		BodyIdleTimeout: noLimitIfZero(cfg.HTTP.BodyIdleTimeout),
 		Authorizer:      authorizer,
+		Mirror:          mirror,
 	})
 	var handler http.Handler = az.Handler(api)
 	labels := routeLabels(az.TokenServer != nil)

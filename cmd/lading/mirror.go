@@ -1,0 +1,33 @@
+package main
+
+import (
+	"log/slog"
+
+	"github.com/lading-registry/lading/config"
+	"github.com/lading-registry/lading/metrics"
+	"github.com/lading-registry/lading/proxy"
+	"github.com/lading-registry/lading/registry"
+	"github.com/lading-registry/lading/server"
+)
+
+// newMirror returns the upstream of a pull-through cache, or nil (the
+// interface's own, not a nil *proxy.Mirror in it) when proxy.remoteurl is
+// empty.
+func newMirror(cfg config.Proxy, reg *registry.Registry, log *slog.Logger, m *metrics.Metrics) (server.Mirror, error) {
+	if cfg.RemoteURL == "" {
+		return nil, nil
+	}
+	mirror, err := proxy.New(reg, proxy.Options{
+		RemoteURL: cfg.RemoteURL,
+		Username:  cfg.Username,
+		Password:  cfg.Password.Reveal(),
+		TagTTL:    cfg.TagTTL,
+		Logger:    log,
+		Observer:  m.Proxy(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	log.Info("pull-through cache", "upstream", cfg.RemoteURL, "tagttl", cfg.TagTTL, "user", cfg.Username)
+	return mirror, nil
+}

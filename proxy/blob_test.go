@@ -1,0 +1,96 @@
+package proxy
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/lading-registry/lading/registry"
+	"github.com/lading-registry/lading/storage/driver/inmemory"
+)
+
+// upstreamServing answers GET and HEAD of one blob with body, whatever its
+// digest.
+func upstreamServing(t *testing.T, d digest.Digest, body []byte) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v2/", "/v2":
+			w.WriteHeader(http.StatusOK)
+		case "/v2/team/app/blobs/" + d.String():
+			http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func TestBlobFillHoldsBackTheLastByteUntilVerified(t *testing.T) {
+	content := bytes.Repeat([]byte("layer bytes "), 200_000) // 2.4 MB: several reads
+	d := digest.FromBytes(content)
+	damaged := bytes.Clone(content)
+	damaged[len(damaged)/2] ^= 1
+
+	for _, tc := range []struct {
+		name   string
+		served []byte
+		ok     bool
+	}{{"whole", content, true}, {"damaged", damaged, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			reg := registry.New(inmemory.New(), registry.Options{})
+			m, err := New(reg, Options{RemoteURL: upstreamServing(t, d, tc.served)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if size, err := m.StatBlob(t.Context(), "team/app", d); err != nil || size != int64(len(content)) {
+				t.Fatalf("stat upstream: %d %v", size, err)
+			}
+			fill, err := m.FetchBlob(t.Context(), "team/app", d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var client bytes.Buffer
+			err = fill.CopyTo(&client)
+			repo, _ := reg.Repository("team/app")
+			_, statErr := repo.Blobs().Stat(t.Context(), d)
+			if tc.ok {
+				if err != nil || !bytes.Equal(client.Bytes(), content) || statErr != nil {
+					t.Fatalf("fill: %v, %d bytes to the client, stored: %v", err, client.Len(), statErr)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), "DIGEST_INVALID") {
+				t.Fatalf("fill of damaged bytes: %v", err)
+			}
+			if client.Len() != len(content)-1 {
+				t.Fatalf("the client got %d of %d bytes of a blob that failed its check", client.Len(), len(content))
+			}
+			if statErr == nil {
+				t.Fatal("damaged bytes stored")
+			}
+		})
+	}
+}
+
+func TestBlobUnknownUpstream(t *testing.T) {
+	reg := registry.New(inmemory.New(), registry.Options{})
+	m, err := New(reg, Options{RemoteURL: upstreamServing(t, digest.FromString("x"), nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.FetchBlob(t.Context(), "team/app", digest.FromString("y"))
+	if !errorsIsCode(err, registry.CodeBlobUnknown) {
+		t.Fatalf("missing upstream: %v", err)
+	}
+}
+
+func errorsIsCode(err error, code registry.Code) bool {
+	e, ok := registry.AsError(err)
+	return ok && e.Code == code
+}

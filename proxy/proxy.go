@@ -1,0 +1,344 @@
+// Package proxy makes a registry a pull-through cache of an upstream
+// registry (Docker Hub, ghcr.io, quay.io, another Lading): a pull that
+// misses locally is fetched from the upstream, verified against its digest
+// and stored through the registry like a push, then served from storage.
+//
+// What it stores is ordinary content: every replica on the same storage
+// serves it, and it survives restarts. Tags are the one thing that goes
+// stale: a tag is served as stored while it was checked upstream within
+// the TTL, and past it one HEAD upstream tells whether it moved. While the
+// upstream cannot be asked, what is stored is served.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/lading-registry/lading/logging"
+	"github.com/lading-registry/lading/registry"
+	"github.com/lading-registry/lading/server"
+)
+
+// Options configure a Mirror.
+type Options struct {
+	// RemoteURL is the upstream, scheme and host: https://ghcr.io.
+	RemoteURL string
+	// Username and Password log in to the upstream; empty pulls
+	// anonymously.
+	Username, Password string
+	// TagTTL is how long a tag checked upstream is served without
+	// asking again; 0 asks on every pull.
+	TagTTL time.Duration
+	// Logger receives warnings; nil means slog.Default().
+	Logger *slog.Logger
+	// Observer counts upstream requests and cache lookups; nil counts
+	// nothing.
+	Observer Observer
+	// Transport carries the upstream requests; nil means one with
+	// timeouts on connecting and on the wait for a response.
+	Transport http.RoundTripper
+}
+
+// Observer is told what a mirror does, for metrics.
+type Observer interface {
+	// Upstream counts one request to the upstream: op is manifest_head,
+	// manifest_get, blob_head, blob_get or tags; outcome is ok,
+	// not_found, throttled, unavailable or refused.
+	Upstream(op, outcome string)
+	// Fetched counts bytes received from the upstream (kind manifest or
+	// blob) and stored.
+	Fetched(kind string, n int64)
+	// Lookup counts a pull of kind manifest or blob: hit (served from
+	// storage, current), miss (fetched upstream) or stale (served from
+	// storage because the upstream could not be asked).
+	Lookup(kind, result string)
+}
+
+// Mirror fills a registry from its upstream. It implements server.Mirror.
+type Mirror struct {
+	reg    *registry.Registry
+	up     *upstream
+	log    *slog.Logger
+	obs    Observer
+	tags   tagClock
+	flight singleflight.Group
+	warned logging.EveryMinute
+}
+
+var _ server.Mirror = (*Mirror)(nil)
+
+// fillTimeout bounds a manifest's fill, which runs for every request
+// waiting on it and so outlives the one that began it.
+const fillTimeout = 2 * time.Minute
+
+// New returns a mirror filling reg from opts.RemoteURL.
+func New(reg *registry.Registry, opts Options) (*Mirror, error) {
+	up, err := newUpstream(opts.RemoteURL, opts.Username, opts.Password, opts.Transport)
+	if err != nil {
+		return nil, err
+	}
+	m := &Mirror{reg: reg, up: up, log: opts.Logger, obs: opts.Observer, tags: tagClock{ttl: opts.TagTTL}}
+	if m.log == nil {
+		m.log = slog.Default()
+	}
+	if m.obs == nil {
+		m.obs = nopObserver{}
+	}
+	return m, nil
+}
+
+// Manifest implements server.Mirror. Requests for one reference at once
+// share one fill: the first to come does it, beside the others' waits.
+func (m *Mirror) Manifest(ctx context.Context, repo, reference string) error {
+	done := m.flight.DoChan(repo+"@"+reference, func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), fillTimeout)
+		defer cancel()
+		return nil, m.manifest(fctx, repo, reference)
+	})
+	select {
+	case res := <-done:
+		return res.Err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (m *Mirror) manifest(ctx context.Context, repoName, reference string) error {
+	repo, err := m.reg.Repository(repoName)
+	if err != nil {
+		return err
+	}
+	ms := repo.Manifests()
+	local, err := ms.Stat(ctx, reference)
+	have := err == nil
+	if err != nil && !unknown(err) {
+		return err
+	}
+	if strings.Contains(reference, ":") {
+		if have {
+			m.obs.Lookup("manifest", "hit")
+			return nil
+		}
+		m.obs.Lookup("manifest", "miss")
+		return m.fetchManifest(ctx, ms, repoName, reference, reference)
+	}
+	key := repoName + ":" + reference
+	if have && m.tags.fresh(key) {
+		m.obs.Lookup("manifest", "hit")
+		return nil
+	}
+	d, err := m.headManifest(ctx, repoName, reference)
+	switch outcomeOf(err) {
+	case outcomeOK:
+		m.tags.mark(key)
+		if have && d == local.Digest {
+			m.obs.Lookup("manifest", "hit")
+			return nil
+		}
+		m.obs.Lookup("manifest", "miss")
+		if d == "" {
+			return m.fetchManifest(ctx, ms, repoName, reference, reference)
+		}
+		// By digest: the tag may move again between the HEAD and the GET.
+		return m.fetchManifest(ctx, ms, repoName, d.String(), reference)
+	case outcomeNotFound:
+		// The upstream is the truth of its tags: kept here, a tag deleted
+		// there (a release withdrawn) would come back in its next outage.
+		// The manifest stays, by digest.
+		m.tags.forget(key)
+		if have {
+			if err := ms.Delete(ctx, reference); err != nil && !unknown(err) {
+				return err
+			}
+			m.log.InfoContext(ctx, "tag removed from the mirror: the upstream no longer has it", "repository", repoName, "tag", reference)
+		}
+		return &registry.Error{Code: registry.CodeManifestUnknown, Message: "manifest " + reference + " unknown to the upstream of repository " + repoName}
+	}
+	if !have {
+		return m.failed(err)
+	}
+	// Stale if error: an outage or a rate limit upstream must not take
+	// the images down with it.
+	m.obs.Lookup("manifest", "stale")
+	m.warnStale(ctx, repoName, reference, err)
+	return nil
+}
+
+// headManifest returns the digest of reference upstream; empty when the
+// upstream did not say (the manifest must then be read).
+func (m *Mirror) headManifest(ctx context.Context, repo, reference string) (digest.Digest, error) {
+	resp, err := m.up.do(ctx, http.MethodHead, repo, "manifests/"+reference, manifestAccept)
+	m.obs.Upstream("manifest_head", string(outcomeOf(err)))
+	if err != nil {
+		return "", err
+	}
+	resp.Body.Close()
+	d, err := registry.ParseDigest(resp.Header.Get("Docker-Content-Digest"))
+	if err != nil {
+		return "", nil
+	}
+	return d, nil
+}
+
+// fetchManifest reads the manifest named by from upstream, checks it
+// against its digest, and stores it byte-exact under to.
+func (m *Mirror) fetchManifest(ctx context.Context, ms *registry.ManifestStore, repo, from, to string) error {
+	resp, err := m.up.do(ctx, http.MethodGet, repo, "manifests/"+from, manifestAccept)
+	m.obs.Upstream("manifest_get", string(outcomeOf(err)))
+	if outcomeOf(err) == outcomeNotFound {
+		return &registry.Error{Code: registry.CodeManifestUnknown, Message: "manifest " + from + " unknown to the upstream of repository " + repo}
+	} else if err != nil {
+		return m.failed(err)
+	}
+	defer resp.Body.Close()
+	limit := m.reg.MaxManifestSize()
+	payload, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return m.failed(&upstreamError{op: "manifest body", err: err})
+	}
+	if int64(len(payload)) > limit {
+		return fmt.Errorf("proxy: manifest %s of %s upstream is larger than the limit of %d bytes (http.maxmanifestsize)", from, repo, limit)
+	}
+	want := resp.Header.Get("Docker-Content-Digest")
+	if strings.Contains(from, ":") {
+		want = from
+	}
+	if d, err := registry.ParseDigest(want); err == nil && d.Algorithm().FromBytes(payload) != d {
+		return &registry.Error{Code: registry.CodeUnavailable, Message: "the upstream sent a manifest that does not match digest " + want}
+	}
+	mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if _, err := ms.Fill(ctx, to, mediaType, payload); err != nil {
+		return err
+	}
+	m.obs.Fetched("manifest", int64(len(payload)))
+	return nil
+}
+
+// StatBlob implements server.Mirror.
+func (m *Mirror) StatBlob(ctx context.Context, repo string, d digest.Digest) (int64, error) {
+	resp, err := m.up.do(ctx, http.MethodHead, repo, "blobs/"+d.String(), "")
+	m.obs.Upstream("blob_head", string(outcomeOf(err)))
+	if err != nil {
+		return 0, m.blobFailed(repo, d, err)
+	}
+	resp.Body.Close()
+	if resp.ContentLength < 0 {
+		return 0, &registry.Error{Code: registry.CodeUnavailable, Message: "the upstream gave no length for blob " + d.String()}
+	}
+	return resp.ContentLength, nil
+}
+
+// Tags implements server.Mirror.
+func (m *Mirror) Tags(ctx context.Context, repo string) ([]string, bool, error) {
+	tags, err := m.up.tags(ctx, repo)
+	m.obs.Upstream("tags", string(outcomeOf(err)))
+	switch outcomeOf(err) {
+	case outcomeOK:
+		return tags, true, nil
+	case outcomeNotFound:
+		return nil, false, &registry.Error{Code: registry.CodeNameUnknown, Message: "repository " + repo + " unknown to the upstream"}
+	}
+	m.warnStale(ctx, repo, "tags/list", err)
+	return nil, false, nil
+}
+
+// failed is the answer to a pull the upstream could not serve while
+// nothing stored could.
+func (m *Mirror) failed(err error) error {
+	var ue *upstreamError
+	status := 0
+	if errors.As(err, &ue) {
+		status = ue.status
+	}
+	switch outcomeOf(err) {
+	case outcomeThrottled:
+		return &registry.Error{Code: registry.CodeTooManyRequests, Message: "the upstream is rate limiting this mirror; try again later"}
+	case outcomeRefused:
+		return &registry.Error{Code: registry.CodeUnavailable, Message: fmt.Sprintf("the upstream refused this mirror (%d): see proxy.username and proxy.password", status)}
+	}
+	m.log.Warn("upstream request failed", "error", err)
+	return &registry.Error{Code: registry.CodeUnavailable, Message: "the upstream cannot be reached and nothing is cached"}
+}
+
+func (m *Mirror) blobFailed(repo string, d digest.Digest, err error) error {
+	if outcomeOf(err) == outcomeNotFound {
+		return &registry.Error{Code: registry.CodeBlobUnknown, Message: "blob " + d.String() + " unknown to the upstream of repository " + repo}
+	}
+	return m.failed(err)
+}
+
+// warnStale tells, at most once a minute, that stored content is served
+// while the upstream cannot be asked.
+func (m *Mirror) warnStale(ctx context.Context, repo, reference string, err error) {
+	if m.warned.Allow() {
+		m.log.WarnContext(ctx, "the upstream cannot be asked: serving what the mirror holds (told once a minute)", "repository", repo, "reference", reference, "error", err)
+	}
+}
+
+func unknown(err error) bool {
+	return errors.Is(err, registry.ErrManifestUnknown) || errors.Is(err, registry.ErrNameUnknown)
+}
+
+// tagClock remembers when each tag was last checked upstream, in this
+// process: replicas each check on their own, at most once a TTL.
+type tagClock struct {
+	ttl time.Duration
+	mu  sync.Mutex
+	at  map[string]time.Time
+}
+
+// maxTagClock bounds the tags remembered; past it those not fresh are
+// forgotten.
+const maxTagClock = 1 << 16
+
+func (c *tagClock) fresh(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	at, ok := c.at[key]
+	return ok && time.Since(at) < c.ttl
+}
+
+func (c *tagClock) mark(key string) {
+	if c.ttl <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.at == nil {
+		c.at = map[string]time.Time{}
+	}
+	if len(c.at) >= maxTagClock {
+		for k, at := range c.at {
+			if time.Since(at) >= c.ttl {
+				delete(c.at, k)
+			}
+		}
+		if len(c.at) >= maxTagClock {
+			clear(c.at)
+		}
+	}
+	c.at[key] = time.Now()
+}
+
+func (c *tagClock) forget(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.at, key)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Upstream(string, string) {}
+func (nopObserver) Fetched(string, int64)   {}
+func (nopObserver) Lookup(string, string)   {}
