@@ -1,0 +1,432 @@
+// Package proxy_test runs lading as a pull-through cache of another
+// lading, both real processes, and pulls through it with
+// go-containerregistry.
+package proxy_test
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/lading-registry/lading/internal/imagetest"
+	"github.com/lading-registry/lading/internal/testserver"
+	authtest "github.com/lading-registry/lading/test/auth"
+)
+
+func TestMain(m *testing.M) { os.Exit(testserver.Main(m)) }
+
+const tagTTL = time.Second
+
+// front stands between the mirror and the upstream, so the upstream can
+// go away and come back on another port, and its blobs can be damaged on
+// the way.
+type front struct {
+	srv      *httptest.Server
+	mu       sync.Mutex
+	target   *url.URL // nil: down, every connection is cut
+	corrupt  atomic.Bool
+	blobGets atomic.Int64
+}
+
+func newFront(t *testing.T, upstream string) *front {
+	f := &front{}
+	f.setTarget(t, upstream)
+	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *front) setTarget(t *testing.T, upstream string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.target = nil
+	if upstream != "" {
+		u, err := url.Parse(upstream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.target = u
+	}
+}
+
+func (f *front) serve(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	target := f.target
+	f.mu.Unlock()
+	if target == nil {
+		// As an upstream that is gone: no answer at all.
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+		return
+	}
+	blobGet := r.Method == http.MethodGet && strings.Contains(r.URL.Path, "/blobs/")
+	if blobGet {
+		f.blobGets.Add(1)
+	}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.Out.Host = pr.In.Host // the token realm is the front's
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			if blobGet && resp.StatusCode == http.StatusOK && f.corrupt.Load() {
+				resp.Body = &flipFirst{ReadCloser: resp.Body}
+			}
+			return nil
+		},
+	}
+	rp.ServeHTTP(w, r)
+}
+
+// flipFirst flips the first byte of a body.
+type flipFirst struct {
+	io.ReadCloser
+	done bool
+}
+
+func (f *flipFirst) Read(p []byte) (int, error) {
+	n, err := f.ReadCloser.Read(p)
+	if n > 0 && !f.done {
+		p[0] ^= 0xff
+		f.done = true
+	}
+	return n, err
+}
+
+type setup struct {
+	files    *authtest.Files
+	upstream *testserver.Server
+	front    *front
+	mirror   *testserver.Server
+	pusher   authn.Authenticator
+	upEnv    []string
+}
+
+func start(t *testing.T, token bool) *setup {
+	s := &setup{files: authtest.Write(t, map[string]string{"mirror": "mirror-secret", "pusher": "push-secret"}, "")}
+	s.upEnv = s.files.BasicEnv()
+	if token {
+		s.upEnv = s.files.TokenEnv()
+	}
+	s.upstream = testserver.Start(t, testserver.Options{Env: s.upEnv})
+	s.front = newFront(t, s.upstream.URL)
+	s.mirror = testserver.Start(t, testserver.Options{Allow5xx: true, Env: []string{
+		"LADING_PROXY_REMOTEURL=" + s.front.srv.URL,
+		"LADING_PROXY_USERNAME=mirror",
+		"LADING_PROXY_PASSWORD=mirror-secret",
+		"LADING_PROXY_TAGTTL=" + tagTTL.String(),
+	}})
+	s.pusher = &authn.Basic{Username: "pusher", Password: "push-secret"}
+	return s
+}
+
+func ref(t *testing.T, addr, s string) name.Reference {
+	t.Helper()
+	r, err := name.ParseReference(addr+"/"+s, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func (s *setup) push(t *testing.T, repoTag string, img v1.Image) v1.Hash {
+	t.Helper()
+	if err := remote.Write(ref(t, s.upstream.Addr, repoTag), img, remote.WithAuth(s.pusher)); err != nil {
+		t.Fatalf("push %s upstream: %v", repoTag, err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func randomImage(t *testing.T, size int64) v1.Image {
+	t.Helper()
+	img, err := random.Image(size, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// pull reads an image through the mirror and checks it is want, byte for byte.
+func (s *setup) pull(t *testing.T, reference string, want v1.Image) {
+	t.Helper()
+	got, err := remote.Image(ref(t, s.mirror.Addr, reference))
+	if err != nil {
+		t.Fatalf("pull %s through the mirror: %v", reference, err)
+	}
+	imagetest.Same(t, want, got)
+}
+
+func digestOf(t *testing.T, addr, reference string) v1.Hash {
+	t.Helper()
+	desc, err := remote.Head(ref(t, addr, reference))
+	if err != nil {
+		t.Fatalf("HEAD %s on %s: %v", reference, addr, err)
+	}
+	return desc.Digest
+}
+
+func TestMirrorFollowsAndOutlivesItsUpstream(t *testing.T) {
+	s := start(t, false)
+
+	// An image and a multi-platform index, pulled through the mirror.
+	img := randomImage(t, 4096)
+	imgDigest := s.push(t, "team/app:v1", img)
+	s.pull(t, "team/app:v1", img)
+	s.pull(t, "team/app@"+imgDigest.String(), img)
+
+	idx, err := random.Index(2048, 2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteIndex(ref(t, s.upstream.Addr, "team/multi:latest"), idx, remote.WithAuth(s.pusher)); err != nil {
+		t.Fatal(err)
+	}
+	gotIdx, err := remote.Index(ref(t, s.mirror.Addr, "team/multi:latest"))
+	if err != nil {
+		t.Fatalf("pull index through the mirror: %v", err)
+	}
+	wantRaw, _ := idx.RawManifest()
+	gotRaw, err := gotIdx.RawManifest()
+	if err != nil || !bytes.Equal(wantRaw, gotRaw) {
+		t.Fatalf("index through the mirror differs: %v", err)
+	}
+	im, _ := idx.IndexManifest()
+	for _, child := range im.Manifests {
+		want, err := idx.Image(child.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.pull(t, "team/multi@"+child.Digest.String(), want)
+	}
+
+	// Tags come from the upstream.
+	tags, err := remote.List(ref(t, s.mirror.Addr, "team/app:v1").Context())
+	if err != nil || strings.Join(tags, ",") != "v1" {
+		t.Fatalf("tags through the mirror: %v %v", tags, err)
+	}
+
+	// The upstream goes away: what was pulled is still served, by tag
+	// (checked upstream again, past the TTL) and by digest.
+	s.upstream.Kill()
+	s.front.setTarget(t, "")
+	time.Sleep(tagTTL + 200*time.Millisecond)
+	s.pull(t, "team/app:v1", img)
+	s.pull(t, "team/app@"+imgDigest.String(), img)
+	if _, err := remote.Index(ref(t, s.mirror.Addr, "team/multi:latest")); err != nil {
+		t.Fatalf("index while the upstream is down: %v", err)
+	}
+	tags, err = remote.List(ref(t, s.mirror.Addr, "team/app:v1").Context())
+	if err != nil || strings.Join(tags, ",") != "v1" {
+		t.Fatalf("tags while the upstream is down: %v %v", tags, err)
+	}
+	// What was never pulled cannot be: 503, not 404.
+	_, err = remote.Image(ref(t, s.mirror.Addr, "team/never:v1"))
+	wantStatus(t, err, http.StatusServiceUnavailable)
+
+	// It comes back, and the tag moves there: the mirror follows once the
+	// TTL has passed.
+	s.upstream = testserver.Start(t, testserver.Options{Root: s.upstream.Root, Env: s.upEnv})
+	s.front.setTarget(t, s.upstream.URL)
+	img2 := randomImage(t, 4096)
+	img2Digest := s.push(t, "team/app:v1", img2)
+	time.Sleep(tagTTL + 200*time.Millisecond)
+	if got := digestOf(t, s.mirror.Addr, "team/app:v1"); got != img2Digest {
+		t.Fatalf("mirror serves %s for a tag moved to %s", got, img2Digest)
+	}
+	s.pull(t, "team/app:v1", img2)
+	s.pull(t, "team/app@"+imgDigest.String(), img) // the old one stays by digest
+
+	// A tag deleted upstream is gone from the mirror too, and does not
+	// come back in the next outage (503: the mirror cannot tell).
+	s.push(t, "team/app:old", img)
+	s.pull(t, "team/app:old", img)
+	if err := remote.Delete(ref(t, s.upstream.Addr, "team/app:old"), remote.WithAuth(s.pusher)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(tagTTL + 200*time.Millisecond)
+	_, err = remote.Head(ref(t, s.mirror.Addr, "team/app:old"))
+	wantStatus(t, err, http.StatusNotFound)
+	s.front.setTarget(t, "")
+	_, err = remote.Head(ref(t, s.mirror.Addr, "team/app:old"))
+	wantStatus(t, err, http.StatusServiceUnavailable)
+	s.front.setTarget(t, s.upstream.URL)
+
+	metrics := get(t, s.mirror.URL+"/metrics")
+	for _, want := range []string{
+		`lading_proxy_upstream_requests_total{op="manifest_head",outcome="unavailable"}`,
+		`lading_proxy_upstream_requests_total{op="blob_get",outcome="ok"}`,
+		`lading_proxy_lookups_total{kind="manifest",result="stale"}`,
+		`lading_proxy_upstream_bytes_total{kind="blob"}`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if strings.Contains(s.mirror.Logs(), "mirror-secret") {
+		t.Error("the mirror logged the upstream password")
+	}
+}
+
+func TestMirrorRefusesWrites(t *testing.T) {
+	s := start(t, false)
+	err := remote.Write(ref(t, s.mirror.Addr, "team/app:v1"), randomImage(t, 512))
+	wantStatus(t, err, http.StatusMethodNotAllowed)
+	var te *transport.Error
+	if !errors.As(err, &te) || len(te.Errors) == 0 || te.Errors[0].Code != "UNSUPPORTED" {
+		t.Fatalf("push to the mirror: %v", err)
+	}
+	for _, c := range []struct{ method, path string }{
+		{http.MethodPost, "/v2/team/app/blobs/uploads/"},
+		{http.MethodPut, "/v2/team/app/manifests/v1"},
+		{http.MethodDelete, "/v2/team/app/manifests/v1"},
+		{http.MethodDelete, "/v2/team/app/blobs/sha256:" + strings.Repeat("a", 64)},
+	} {
+		req, _ := http.NewRequest(c.method, s.mirror.URL+c.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed || !strings.Contains(string(body), `"UNSUPPORTED"`) ||
+			strings.Contains(resp.Header.Get("Allow"), c.method) || !strings.Contains(string(body), "pull-through cache") {
+			t.Errorf("%s %s: %d Allow %q %s", c.method, c.path, resp.StatusCode, resp.Header.Get("Allow"), body)
+		}
+	}
+}
+
+func TestMirrorStoresNoDamagedBlob(t *testing.T) {
+	s := start(t, false)
+	img := randomImage(t, 64<<10)
+	s.push(t, "team/damaged:v1", img)
+	s.front.corrupt.Store(true)
+	got, err := remote.Image(ref(t, s.mirror.Addr, "team/damaged:v1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := imagetest.Diff(img, got); err == nil {
+		t.Fatal("a blob damaged upstream pulled whole through the mirror")
+	}
+	// Nothing was stored: with the upstream gone, the blobs are not there.
+	s.front.corrupt.Store(false)
+	s.front.setTarget(t, "")
+	layers, _ := img.Layers()
+	for _, l := range layers {
+		d, _ := l.Digest()
+		resp := httpGet(t, s.mirror.URL+"/v2/team/damaged/blobs/"+d.String())
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("damaged blob %s: %d from the mirror with the upstream down, want 503 (not stored)", d, resp.StatusCode)
+		}
+	}
+	// Nor is any layer in the mirror's storage.
+	for _, l := range layers {
+		d, _ := l.Digest()
+		if _, err := os.Stat(filepath.Join(s.mirror.Root, "blobs", "sha256", d.Hex[:2], d.Hex)); err == nil {
+			t.Fatalf("damaged layer %s stored", d)
+		}
+	}
+	// Once the upstream serves it right, it pulls whole.
+	s.front.setTarget(t, s.upstream.URL)
+	s.pull(t, "team/damaged:v1", img)
+}
+
+func TestMirrorConcurrentPulls(t *testing.T) {
+	s := start(t, false)
+	img := randomImage(t, 4<<20)
+	s.push(t, "team/busy:v1", img)
+	before := s.front.blobGets.Load()
+	const clients = 8
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for range clients {
+		wg.Go(func() {
+			got, err := remote.Image(ref(t, s.mirror.Addr, "team/busy:v1"))
+			if err == nil {
+				err = imagetest.Diff(img, got)
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 3 blobs (a config and two layers): each client may have fetched
+	// each (no single flight), at least one did.
+	fetched := s.front.blobGets.Load() - before
+	t.Logf("%d clients pulling one image of 3 blobs at once: %d blob GETs upstream", clients, fetched)
+	if fetched < 3 || fetched > 3*clients {
+		t.Fatalf("%d blob GETs upstream", fetched)
+	}
+	// Stored once and for all: another pull fetches nothing.
+	before = s.front.blobGets.Load()
+	s.pull(t, "team/busy:v1", img)
+	if n := s.front.blobGets.Load() - before; n != 0 {
+		t.Fatalf("a pull of a cached image fetched %d blobs upstream", n)
+	}
+}
+
+// The upstream's bearer tokens (Docker Hub's way), not Basic.
+func TestMirrorOfATokenUpstream(t *testing.T) {
+	s := start(t, true)
+	img := randomImage(t, 2048)
+	d := s.push(t, "team/app:v1", img)
+	s.pull(t, "team/app:v1", img)
+	s.pull(t, "team/app@"+d.String(), img)
+}
+
+func wantStatus(t *testing.T, err error, status int) {
+	t.Helper()
+	var te *transport.Error
+	if !errors.As(err, &te) || te.StatusCode != status {
+		t.Fatalf("got %v, want status %d", err, status)
+	}
+}
+
+func httpGet(t *testing.T, u string) *http.Response {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func get(t *testing.T, u string) string {
+	t.Helper()
+	resp := httpGet(t, u)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v", u, resp.StatusCode, err)
+	}
+	return string(b)
+}
