@@ -91,8 +91,7 @@ func (h *handlers) mirrorTags(w http.ResponseWriter, r *http.Request, rt Route, 
 	if err != nil || !ok {
 		return false, err
 	}
-	slices.Sort(tags)
-	tags = slices.Compact(tags)
+	tags = slices.Compact(slices.Sorted(slices.Values(tags)))
 	list := tagList{Name: rt.Repository, Tags: []string{}}
 	if !page.none {
 		from, _ := slices.BinarySearch(tags, page.last)
