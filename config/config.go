@@ -13,17 +13,18 @@ import "time"
 
 // Config is the whole of Lading's configuration.
 type Config struct {
-	HTTP     HTTP    `yaml:"http" doc:"The registry's listener."`
-	Log      Log     `yaml:"log" doc:"Process and access logs, written to standard error."`
-	Storage  Storage `yaml:"storage" doc:"Where blobs, manifests and upload state live."`
-	Redis    Redis   `yaml:"redis" doc:"Optional Redis shared by replicas for descriptor caching and locks."`
-	Auth     Auth    `yaml:"auth" doc:"Who may pull, push and delete. With nothing set, everyone may do everything."`
-	GC       GC      `yaml:"gc" doc:"Garbage collection while serving."`
-	Uploads  Uploads `yaml:"uploads" doc:"Resumable upload sessions."`
-	ReadOnly bool    `yaml:"readonly" doc:"Refuse every write with an OCI error while reads go on, e.g. during a migration."`
-	Deletes  Deletes `yaml:"deletes" doc:"Manifest, tag and blob deletion through the API."`
-	Tags     Tags    `yaml:"tags" doc:"Rules on tags."`
-	Proxy    Proxy   `yaml:"proxy" doc:"Run as a pull-through cache (a mirror) of an upstream registry: pulls fill from it, pushes and deletes are refused."`
+	HTTP          HTTP          `yaml:"http" doc:"The registry's listener."`
+	Log           Log           `yaml:"log" doc:"Process and access logs, written to standard error."`
+	Storage       Storage       `yaml:"storage" doc:"Where blobs, manifests and upload state live."`
+	Redis         Redis         `yaml:"redis" doc:"Optional Redis shared by replicas for descriptor caching and locks."`
+	Auth          Auth          `yaml:"auth" doc:"Who may pull, push and delete. With nothing set, everyone may do everything."`
+	GC            GC            `yaml:"gc" doc:"Garbage collection while serving."`
+	Uploads       Uploads       `yaml:"uploads" doc:"Resumable upload sessions."`
+	ReadOnly      bool          `yaml:"readonly" doc:"Refuse every write with an OCI error while reads go on, e.g. during a migration."`
+	Deletes       Deletes       `yaml:"deletes" doc:"Manifest, tag and blob deletion through the API."`
+	Tags          Tags          `yaml:"tags" doc:"Rules on tags."`
+	Proxy         Proxy         `yaml:"proxy" doc:"Run as a pull-through cache (a mirror) of an upstream registry: pulls fill from it, pushes and deletes are refused."`
+	Notifications Notifications `yaml:"notifications" doc:"Events (a manifest or blob pushed, pulled, mounted, deleted) posted to HTTP endpoints, in CNCF Distribution's format."`
 }
 
 // HTTP configures the listener and its limits.

@@ -116,31 +116,37 @@ func (k key) field(c *Config) reflect.Value {
 
 // set parses text as k's type and stores it in c. File, environment and
 // flags all come through here, so a value means the same wherever it is
-// written. The message never repeats a secret's text.
+// written. The message never repeats a secret's text. A list is read by
+// the loader (setList), which knows where each of its items came from.
 func (k key) set(c *Config, text string) error {
-	v := k.field(c)
+	return setScalar(k.field(c), text)
+}
+
+// setScalar parses text as v's type and stores it in v.
+func setScalar(v reflect.Value, text string) error {
+	t := v.Type()
 	switch {
-	case k.Type == durationType:
+	case t == durationType:
 		d, err := time.ParseDuration(strings.TrimSpace(text))
 		if err != nil {
 			return fmt.Errorf("%q is not a duration (write e.g. 30s, 5m, 24h)", text)
 		}
 		v.SetInt(int64(d))
-	case k.Type == bytesType:
+	case t == bytesType:
 		b, err := parseBytes(text)
 		if err != nil {
 			return err
 		}
 		v.SetInt(int64(b))
-	case k.Type.Kind() == reflect.String:
+	case t.Kind() == reflect.String:
 		v.SetString(text)
-	case k.Type.Kind() == reflect.Bool:
+	case t.Kind() == reflect.Bool:
 		b, err := strconv.ParseBool(strings.TrimSpace(text))
 		if err != nil {
 			return fmt.Errorf("%q is not true or false", text)
 		}
 		v.SetBool(b)
-	case k.Type.Kind() == reflect.Int || k.Type.Kind() == reflect.Int64:
+	case t.Kind() == reflect.Int || t.Kind() == reflect.Int64:
 		n, err := strconv.ParseInt(strings.TrimSpace(text), 10, 64)
 		if err != nil {
 			return fmt.Errorf("%q is not a whole number", text)
@@ -149,7 +155,7 @@ func (k key) set(c *Config, text string) error {
 	default:
 		// Only reachable by adding a field of a new kind; the schema test
 		// catches it before any user can.
-		return fmt.Errorf("settings of type %s are not supported", k.Type)
+		return fmt.Errorf("settings of type %s are not supported", t)
 	}
 	return nil
 }
@@ -166,6 +172,8 @@ func (k key) format(c *Config) string {
 		return Bytes(v.Int()).String()
 	case k.Type.Kind() == reflect.String:
 		return v.String()
+	case k.isList():
+		return formatList(v)
 	default:
 		return fmt.Sprint(v.Interface())
 	}

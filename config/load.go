@@ -144,6 +144,10 @@ func (l *loader) result() (*Config, error) {
 }
 
 func (l *loader) set(k key, text, source string) {
+	if k.isList() {
+		l.setListText(k, text, source)
+		return
+	}
 	if err := k.set(l.cfg, text); err != nil {
 		l.errs = append(l.errs, &Error{Key: k.Path, Source: source, Msg: err.Error()})
 		return
@@ -221,6 +225,8 @@ func (l *loader) mapping(name string, n *yaml.Node, prefix string) {
 			continue
 		}
 		switch {
+		case k.isList():
+			l.setList(k, vn, where)
 		case vn.Kind != yaml.ScalarNode:
 			l.fail(path, where(vn), "must be a single value, not a list or mapping")
 		case vn.Tag == "!!null":

@@ -87,6 +87,7 @@ func validate(c *Config, origin map[string]string) []error {
 	v.notNegative("gc.grace", c.GC.Grace)
 	v.positive("uploads.purgeage", c.Uploads.PurgeAge)
 	v.proxy(c)
+	v.notifications(&c.Notifications)
 	return v.errs
 }
 
