@@ -52,6 +52,15 @@ func SetUser(ctx context.Context, name string) {
 	}
 }
 
+// User returns who ctx's request acts for, as SetUser recorded it: "" for
+// an anonymous request, or when no outer middleware installed Labels.
+func User(ctx context.Context) string {
+	if l, ok := ctx.Value(labelsKey{}).(*Labels); ok {
+		return l.User
+	}
+	return ""
+}
+
 // Label returns a middleware, for a place where the route is known, that
 // fills the Labels an outer middleware installed, using info.
 func Label(info func(*http.Request) (route, repo string)) func(http.Handler) http.Handler {
