@@ -20,7 +20,7 @@ var (
 		"Events for a notification endpoint, by outcome: delivered (a 2xx), failed (refused with a 4xx other than 408 and 429, not tried again), dropped (out of a full queue, or still queued at the stop).",
 		[]string{"endpoint", "outcome"}, nil)
 	notificationQueued = prometheus.NewDesc(namespace+"_notifications_queued_events",
-		"Events waiting in memory for a notification endpoint, the one being sent included.",
+		"Events waiting in memory for a notification endpoint, besides the batch being sent.",
 		[]string{"endpoint"}, nil)
 	notificationSuccess = prometheus.NewDesc(namespace+"_notifications_last_success_timestamp_seconds",
 		"When a notification endpoint last accepted events, as a Unix time; 0 before the first.",

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +24,7 @@ type Notifier struct {
 	endpoints []*endpoint
 	source    Source
 	seq       atomic.Uint64
+	closeOnce sync.Once
 }
 
 // New starts a sender for each endpoint and returns the Notifier feeding
@@ -129,11 +131,17 @@ func (n *Notifier) Stats() []Stats {
 
 // Close sends what is queued until ctx ends, then drops what is left and
 // stops the senders. It returns how many events were dropped by the stop:
-// still queued, or recorded once it began.
+// still queued, or recorded once it began. Calls after the first do
+// nothing.
 func (n *Notifier) Close(ctx context.Context) (dropped int64) {
 	if n == nil {
 		return 0
 	}
+	n.closeOnce.Do(func() { dropped = n.close(ctx) })
+	return dropped
+}
+
+func (n *Notifier) close(ctx context.Context) (dropped int64) {
 	before := make([]int64, len(n.endpoints))
 	for i, e := range n.endpoints {
 		before[i] = e.dropped.Load()

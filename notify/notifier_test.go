@@ -1,16 +1,14 @@
-package notify
+package notify_test
 
 import (
 	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,114 +16,47 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/lading-registry/lading/internal/testserver"
+	"github.com/lading-registry/lading/notify"
+	"github.com/lading-registry/lading/notify/notifytest"
 )
 
-// receiver records the envelopes posted to it; answer, when set, decides
-// each request's status.
-type receiver struct {
-	mu        sync.Mutex
-	envelopes []Envelope
-	requests  []*http.Request
-	answer    func(n int) int // n counts requests from 1
-	srv       *httptest.Server
-}
-
-func newReceiver(t *testing.T, answer func(n int) int) *receiver {
-	rc := &receiver{answer: answer}
-	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		rc.mu.Lock()
-		rc.requests = append(rc.requests, r)
-		n := len(rc.requests)
-		status := http.StatusOK
-		if rc.answer != nil {
-			status = rc.answer(n)
-		}
-		if status/100 == 2 {
-			var env Envelope
-			if err := json.Unmarshal(body, &env); err != nil {
-				t.Errorf("body is not an envelope: %v: %s", err, body)
-			}
-			rc.envelopes = append(rc.envelopes, env)
-		}
-		rc.mu.Unlock()
-		w.WriteHeader(status)
-	}))
-	t.Cleanup(rc.srv.Close)
-	return rc
-}
-
-func (rc *receiver) events() []Event {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	var out []Event
-	for _, env := range rc.envelopes {
-		out = append(out, env.Events...)
-	}
-	return out
-}
-
-func (rc *receiver) waitFor(t *testing.T, n int) []Event {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got := rc.events()
-		if len(got) >= n {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("received %d events, want %d", len(got), n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-func testEndpoint(name, url string) EndpointConfig {
-	return EndpointConfig{Name: name, URL: url, Timeout: 2 * time.Second, Backoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, MaxQueue: 100, MaxBatch: 10}
+func testEndpoint(name, url string) notify.EndpointConfig {
+	return notify.EndpointConfig{Name: name, URL: url, Timeout: 2 * time.Second, Backoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, MaxQueue: 100, MaxBatch: 10}
 }
 
 var quiet = slog.New(slog.DiscardHandler)
 
-func push(n *Notifier, tag string) {
+func push(n *notify.Notifier, tag string) {
 	r := httptest.NewRequest(http.MethodPut, "/v2/a/manifests/"+tag, nil)
-	n.Manifest(r, ActionPush, "a", v1.Descriptor{MediaType: v1.MediaTypeImageManifest, Digest: digest.FromString(tag), Size: 7}, tag)
+	n.Manifest(r, notify.ActionPush, "a", v1.Descriptor{MediaType: v1.MediaTypeImageManifest, Digest: digest.FromString(tag), Size: 7}, tag)
 }
 
-func closeNow(t *testing.T, n *Notifier) {
+func closeNow(t *testing.T, n *notify.Notifier) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	n.Close(ctx)
 }
 
 func TestEnvelopeShape(t *testing.T) {
-	rc := newReceiver(t, nil)
-	cfg := testEndpoint("r", rc.srv.URL)
+	rc := notifytest.NewReceiver(t, nil)
+	cfg := testEndpoint("r", rc.URL)
 	cfg.Headers = http.Header{"Authorization": {"Bearer xyz"}}
-	n := New([]EndpointConfig{cfg}, "reg.example:5000", quiet)
+	n := notify.New([]notify.EndpointConfig{cfg}, "reg.example:5000", quiet)
 	defer closeNow(t, n)
 	r := httptest.NewRequest(http.MethodPut, "https://reg.example/v2/team/app/manifests/v1", nil)
 	r.TLS = &tls.ConnectionState{}
 	r.RemoteAddr = "10.0.0.9:4711"
 	r.Header.Set("User-Agent", "crane/0.20")
 	d := digest.FromString("m")
-	n.Manifest(r, ActionPush, "team/app", v1.Descriptor{MediaType: v1.MediaTypeImageManifest, Digest: d, Size: 321}, "v1")
-	rc.waitFor(t, 1)
+	n.Manifest(r, notify.ActionPush, "team/app", v1.Descriptor{MediaType: v1.MediaTypeImageManifest, Digest: d, Size: 321}, "v1")
+	rc.WaitFor(t, 1)
 
-	rc.mu.Lock()
-	req := rc.requests[0]
-	rc.mu.Unlock()
-	if ct := req.Header.Get("Content-Type"); ct != MediaType {
-		t.Errorf("Content-Type %q", ct)
-	}
-	if a := req.Header.Get("Authorization"); a != "Bearer xyz" {
+	if a := rc.Requests()[0].Get("Authorization"); a != "Bearer xyz" {
 		t.Errorf("Authorization %q", a)
-	}
-	if req.Method != http.MethodPost {
-		t.Errorf("method %s", req.Method)
 	}
 
 	// The fields and names receivers written for Distribution read.
-	raw, _ := json.Marshal(rc.events()[0])
+	raw, _ := json.Marshal(rc.Events()[0])
 	var ev map[string]any
 	_ = json.Unmarshal(raw, &ev)
 	target, request, source := ev["target"].(map[string]any), ev["request"].(map[string]any), ev["source"].(map[string]any)
@@ -163,18 +94,18 @@ func TestEnvelopeShape(t *testing.T) {
 }
 
 func TestDeleteAndMountTargets(t *testing.T) {
-	rc := newReceiver(t, nil)
-	n := New([]EndpointConfig{testEndpoint("r", rc.srv.URL)}, "", quiet)
+	rc := notifytest.NewReceiver(t, nil)
+	n := notify.New([]notify.EndpointConfig{testEndpoint("r", rc.URL)}, "", quiet)
 	defer closeNow(t, n)
 	r := httptest.NewRequest(http.MethodDelete, "/", nil)
 	d := digest.FromString("b")
-	n.Blob(r, ActionDelete, "a", v1.Descriptor{Digest: d}, "")
-	n.Blob(r, ActionMount, "a", v1.Descriptor{Digest: d, Size: 3}, "b")
-	got := rc.waitFor(t, 2)
-	if del := got[0].Target; del != (Target{Repository: "a", Digest: d}) {
+	n.Blob(r, notify.ActionDelete, "a", v1.Descriptor{Digest: d}, "")
+	n.Blob(r, notify.ActionMount, "a", v1.Descriptor{Digest: d, Size: 3}, "b")
+	got := rc.WaitFor(t, 2)
+	if del := got[0].Target; del != (notify.Target{Repository: "a", Digest: d}) {
 		t.Errorf("delete target %+v", del)
 	}
-	if m := got[1].Target; m.FromRepository != "b" || m.MediaType != BlobMediaType || m.Size != 3 || !strings.HasSuffix(m.URL, "/v2/a/blobs/"+d.String()) {
+	if m := got[1].Target; m.FromRepository != "b" || m.MediaType != notify.BlobMediaType || m.Size != 3 || !strings.HasSuffix(m.URL, "/v2/a/blobs/"+d.String()) {
 		t.Errorf("mount target %+v", m)
 	}
 }
@@ -182,20 +113,20 @@ func TestDeleteAndMountTargets(t *testing.T) {
 // An endpoint that fails twice gets the events afterwards, all of them, in
 // the order they happened.
 func TestFailingEndpointGetsEventsInOrderOnceItRecovers(t *testing.T) {
-	rc := newReceiver(t, func(n int) int {
+	rc := notifytest.NewReceiver(t, func(n int) int {
 		if n <= 2 {
 			return http.StatusServiceUnavailable
 		}
 		return http.StatusAccepted
 	})
-	cfg := testEndpoint("r", rc.srv.URL)
+	cfg := testEndpoint("r", rc.URL)
 	cfg.MaxBatch = 2
-	n := New([]EndpointConfig{cfg}, "", quiet)
+	n := notify.New([]notify.EndpointConfig{cfg}, "", quiet)
 	defer closeNow(t, n)
 	for _, tag := range []string{"t1", "t2", "t3", "t4", "t5"} {
 		push(n, tag)
 	}
-	got := rc.waitFor(t, 5)
+	got := rc.WaitFor(t, 5)
 	for i, ev := range got {
 		if want := "t" + string(rune('1'+i)); ev.Target.Tag != want {
 			t.Fatalf("event %d is %s, want %s", i, ev.Target.Tag, want)
@@ -205,29 +136,27 @@ func TestFailingEndpointGetsEventsInOrderOnceItRecovers(t *testing.T) {
 	if s.Delivered != 5 || s.Failed != 0 || s.Dropped != 0 || s.LastSuccess.IsZero() {
 		t.Errorf("stats %+v", s)
 	}
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	if len(rc.requests) < 3 {
-		t.Errorf("%d requests: the failures were not tried again", len(rc.requests))
+	if n := len(rc.Requests()); n < 3 {
+		t.Errorf("%d requests: the failures were not tried again", n)
 	}
 }
 
 // A 4xx that trying again cannot change drops its batch, counted failed,
 // and the events after it still go.
 func TestRefusedEventsAreCountedAndDropped(t *testing.T) {
-	rc := newReceiver(t, func(n int) int {
+	rc := notifytest.NewReceiver(t, func(n int) int {
 		if n == 1 {
 			return http.StatusBadRequest
 		}
 		return http.StatusOK
 	})
-	cfg := testEndpoint("r", rc.srv.URL)
+	cfg := testEndpoint("r", rc.URL)
 	cfg.MaxBatch = 1
-	n := New([]EndpointConfig{cfg}, "", quiet)
+	n := notify.New([]notify.EndpointConfig{cfg}, "", quiet)
 	defer closeNow(t, n)
 	push(n, "t1")
 	push(n, "t2")
-	got := rc.waitFor(t, 1)
+	got := rc.WaitFor(t, 1)
 	if got[0].Target.Tag != "t2" {
 		t.Fatalf("received %s", got[0].Target.Tag)
 	}
@@ -237,37 +166,37 @@ func TestRefusedEventsAreCountedAndDropped(t *testing.T) {
 }
 
 func TestTooManyRequestsIsTriedAgain(t *testing.T) {
-	rc := newReceiver(t, func(n int) int {
+	rc := notifytest.NewReceiver(t, func(n int) int {
 		if n == 1 {
 			return http.StatusTooManyRequests
 		}
 		return http.StatusOK
 	})
-	n := New([]EndpointConfig{testEndpoint("r", rc.srv.URL)}, "", quiet)
+	n := notify.New([]notify.EndpointConfig{testEndpoint("r", rc.URL)}, "", quiet)
 	defer closeNow(t, n)
 	push(n, "t1")
-	if got := rc.waitFor(t, 1); got[0].Target.Tag != "t1" {
+	if got := rc.WaitFor(t, 1); got[0].Target.Tag != "t1" {
 		t.Fatalf("received %+v", got)
 	}
 }
 
 func TestFiltersByActionAndMediaType(t *testing.T) {
-	rc := newReceiver(t, nil)
-	cfg := testEndpoint("r", rc.srv.URL)
-	cfg.IgnoredActions = []string{ActionPull}
-	cfg.IgnoredMediaTypes = []string{BlobMediaType}
-	n := New([]EndpointConfig{cfg}, "", quiet)
+	rc := notifytest.NewReceiver(t, nil)
+	cfg := testEndpoint("r", rc.URL)
+	cfg.IgnoredActions = []string{notify.ActionPull}
+	cfg.IgnoredMediaTypes = []string{notify.BlobMediaType}
+	n := notify.New([]notify.EndpointConfig{cfg}, "", quiet)
 	defer closeNow(t, n)
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	d := digest.FromString("x")
-	n.Blob(r, ActionPush, "a", v1.Descriptor{Digest: d}, "")                                               // media type ignored
-	n.Manifest(r, ActionPull, "a", v1.Descriptor{MediaType: v1.MediaTypeImageManifest, Digest: d}, "")     // action ignored
-	n.Blob(r, ActionDelete, "a", v1.Descriptor{Digest: d}, "")                                             // a delete has no media type
-	n.Manifest(r, ActionPush, "a", v1.Descriptor{MediaType: v1.MediaTypeImageManifest, Digest: d}, "kept") // sent
-	got := rc.waitFor(t, 2)
+	n.Blob(r, notify.ActionPush, "a", v1.Descriptor{Digest: d}, "")                                               // media type ignored
+	n.Manifest(r, notify.ActionPull, "a", v1.Descriptor{MediaType: v1.MediaTypeImageManifest, Digest: d}, "")     // action ignored
+	n.Blob(r, notify.ActionDelete, "a", v1.Descriptor{Digest: d}, "")                                             // a delete has no media type
+	n.Manifest(r, notify.ActionPush, "a", v1.Descriptor{MediaType: v1.MediaTypeImageManifest, Digest: d}, "kept") // sent
+	got := rc.WaitFor(t, 2)
 	time.Sleep(50 * time.Millisecond)
-	got = rc.events()
-	if len(got) != 2 || got[0].Action != ActionDelete || got[1].Target.Tag != "kept" {
+	got = rc.Events()
+	if len(got) != 2 || got[0].Action != notify.ActionDelete || got[1].Target.Tag != "kept" {
 		t.Fatalf("received %+v", got)
 	}
 }
@@ -292,7 +221,7 @@ func TestHangingEndpointNeverBlocksRecording(t *testing.T) {
 	cfg.Timeout = time.Minute
 	cfg.MaxQueue = 10
 	cfg.MaxBatch = 1
-	n := New([]EndpointConfig{cfg}, "", quiet)
+	n := notify.New([]notify.EndpointConfig{cfg}, "", quiet)
 	push(n, "first")
 	<-arrived
 	start := time.Now()
@@ -323,8 +252,8 @@ func TestHangingEndpointNeverBlocksRecording(t *testing.T) {
 
 // Close sends what is queued before returning when the endpoint answers.
 func TestCloseSendsWhatIsQueued(t *testing.T) {
-	rc := newReceiver(t, nil)
-	n := New([]EndpointConfig{testEndpoint("r", rc.srv.URL)}, "", quiet)
+	rc := notifytest.NewReceiver(t, nil)
+	n := notify.New([]notify.EndpointConfig{testEndpoint("r", rc.URL)}, "", quiet)
 	for range 50 {
 		push(n, "t")
 	}
@@ -333,35 +262,33 @@ func TestCloseSendsWhatIsQueued(t *testing.T) {
 	if dropped := n.Close(ctx); dropped != 0 {
 		t.Errorf("dropped %d", dropped)
 	}
-	if got := len(rc.events()); got != 50 {
+	if got := len(rc.Events()); got != 50 {
 		t.Errorf("received %d of 50 before Close returned", got)
 	}
 }
 
 func TestNilNotifierRecordsNothing(t *testing.T) {
-	var n *Notifier
-	if New(nil, "", quiet) != nil {
+	var n *notify.Notifier
+	if notify.New(nil, "", quiet) != nil {
 		t.Fatal("New without endpoints is not nil")
 	}
 	push(n, "t")
 	if n.Stats() != nil || n.Close(context.Background()) != 0 {
-		t.Fatal("a nil Notifier did something")
+		t.Fatal("a nil notify.Notifier did something")
 	}
 }
 
 func TestFailuresWarnedOnceAMinuteWithoutSecrets(t *testing.T) {
-	rc := newReceiver(t, func(int) int { return http.StatusBadGateway })
+	rc := notifytest.NewReceiver(t, func(int) int { return http.StatusBadGateway })
 	logs := &testserver.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
-	cfg := testEndpoint("scan", strings.Replace(rc.srv.URL, "http://", "http://hook:s3cret@", 1))
+	cfg := testEndpoint("scan", strings.Replace(rc.URL, "http://", "http://hook:s3cret@", 1))
 	cfg.Headers = http.Header{"Authorization": {"Bearer t0ken"}}
-	n := New([]EndpointConfig{cfg}, "", log)
+	n := notify.New([]notify.EndpointConfig{cfg}, "", log)
 	push(n, "t")
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		rc.mu.Lock()
-		tries := len(rc.requests)
-		rc.mu.Unlock()
+		tries := len(rc.Requests())
 		if tries >= 4 {
 			break
 		}
@@ -388,7 +315,7 @@ func TestFailuresWarnedOnceAMinuteWithoutSecrets(t *testing.T) {
 	logs = &testserver.SyncBuffer{}
 	log = slog.New(slog.NewTextHandler(logs, nil))
 	cfg.URL = "http://hook:s3cret@127.0.0.1:1/"
-	n = New([]EndpointConfig{cfg}, "", log)
+	n = notify.New([]notify.EndpointConfig{cfg}, "", log)
 	push(n, "t")
 	for !strings.Contains(logs.String(), "error=") && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
