@@ -6,7 +6,9 @@ import (
 	"strconv"
 
 	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/lading-registry/lading/notify"
 	"github.com/lading-registry/lading/registry"
 )
 
@@ -29,6 +31,7 @@ func (h *handlers) blob(w http.ResponseWriter, r *http.Request, rt Route) error 
 			return err
 		}
 		writeEmpty(w, http.StatusAccepted)
+		h.blobEvent(r, notify.ActionDelete, rt.Repository, v1.Descriptor{Digest: d}, "")
 		return nil
 	case http.MethodHead:
 		desc, err := blobs.Stat(r.Context(), d)
@@ -64,6 +67,8 @@ func (h *handlers) blob(w http.ResponseWriter, r *http.Request, rt Route) error 
 	} else if target != "" {
 		w.Header().Set("Location", target)
 		writeEmpty(w, http.StatusTemporaryRedirect)
+		// The client was handed the blob, from the store's URL.
+		h.blobEvent(r, notify.ActionPull, rt.Repository, br.Descriptor(), "")
 		return nil
 	}
 	size := br.Descriptor().Size
@@ -76,8 +81,12 @@ func (h *handlers) blob(w http.ResponseWriter, r *http.Request, rt Route) error 
 		return err
 	}
 	defer rg.Close()
-	if err := writeBlobHeader(w, d, size, off, n, kind); err != nil || n == 0 {
+	if err := writeBlobHeader(w, d, size, off, n, kind); err != nil {
 		return err
+	}
+	if n == 0 { // the empty blob: all there is was sent
+		h.blobEvent(r, notify.ActionPull, rt.Repository, br.Descriptor(), "")
+		return nil
 	}
 	// The status is sent: a failure now can only cut the body short, which
 	// the client sees against Content-Length.
@@ -85,8 +94,14 @@ func (h *handlers) blob(w http.ResponseWriter, r *http.Request, rt Route) error 
 	if !kernelCopy(r) {
 		body = struct{ io.Writer }{body} // no ReadFrom: CopyTo buffers
 	}
-	if _, err := rg.CopyTo(body); err != nil && r.Context().Err() == nil {
-		h.log.WarnContext(r.Context(), "blob body cut short", "repository", rt.Repository, "digest", d, "error", err)
+	if _, err := rg.CopyTo(body); err != nil {
+		if r.Context().Err() == nil {
+			h.log.WarnContext(r.Context(), "blob body cut short", "repository", rt.Repository, "digest", d, "error", err)
+		}
+	} else if off+n == size {
+		// A download in ranges (resumed, or in parallel pieces) is one
+		// pull, told by the piece that ends the blob.
+		h.blobEvent(r, notify.ActionPull, rt.Repository, br.Descriptor(), "")
 	}
 	return nil
 }

@@ -5,11 +5,14 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/lading-registry/lading/notify"
 	"github.com/lading-registry/lading/registry"
 )
 
@@ -57,7 +60,9 @@ func (h *handlers) manifest(w http.ResponseWriter, r *http.Request, rt Route) er
 		setManifestHeaders(w, m.Descriptor)
 		w.Header().Set("Content-Length", strconv.Itoa(len(m.Payload)))
 		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(m.Payload)
+		if _, err := w.Write(m.Payload); err == nil {
+			h.manifestEvent(r, notify.ActionPull, rt.Repository, m.Descriptor, tagOf(rt.Reference))
+		}
 		return nil
 	case http.MethodDelete:
 		if err := h.deletesDisabled(); err != nil {
@@ -67,6 +72,11 @@ func (h *handlers) manifest(w http.ResponseWriter, r *http.Request, rt Route) er
 			return err
 		}
 		writeEmpty(w, http.StatusAccepted)
+		if tag := tagOf(rt.Reference); tag != "" {
+			h.manifestEvent(r, notify.ActionDelete, rt.Repository, v1.Descriptor{}, tag)
+		} else {
+			h.manifestEvent(r, notify.ActionDelete, rt.Repository, v1.Descriptor{Digest: digest.Digest(rt.Reference)}, "")
+		}
 		return nil
 	}
 	return h.putManifest(w, r, rt, ms)
@@ -104,7 +114,28 @@ func (h *handlers) putManifest(w http.ResponseWriter, r *http.Request, rt Route,
 		hdr.Set("OCI-Subject", m.Subject.Digest.String())
 	}
 	writeEmpty(w, http.StatusCreated)
+	if h.events != nil {
+		pushed(r, h.events, rt, m.Descriptor, tags)
+	}
 	return nil
+}
+
+// pushed records the push of a manifest: an event for each tag it was
+// pushed under, the reference's and the ?tag= parameters', as if each
+// were a push of its own (Distribution's push takes one tag); one without
+// a tag for a push by digest alone.
+func pushed(r *http.Request, events *notify.Notifier, rt Route, desc v1.Descriptor, tags []string) {
+	if tag := tagOf(rt.Reference); tag != "" && !slices.Contains(tags, tag) {
+		tags = append([]string{tag}, tags...)
+	}
+	if len(tags) == 0 {
+		events.Manifest(r, notify.ActionPush, rt.Repository, desc, "")
+	}
+	for i, tag := range tags {
+		if !slices.Contains(tags[:i], tag) {
+			events.Manifest(r, notify.ActionPush, rt.Repository, desc, tag)
+		}
+	}
 }
 
 // readManifest reads a manifest body of at most the configured size. A
@@ -135,6 +166,14 @@ func setManifestHeaders(w http.ResponseWriter, desc v1.Descriptor) {
 	hdr.Set("Content-Length", strconv.FormatInt(desc.Size, 10))
 	hdr.Set("Docker-Content-Digest", desc.Digest.String())
 	hdr.Set("ETag", etagOf(desc.Digest))
+}
+
+// tagOf returns a manifest reference's tag, "" for a digest.
+func tagOf(ref string) string {
+	if strings.Contains(ref, ":") {
+		return ""
+	}
+	return ref
 }
 
 // validateReference checks that a manifest reference is a digest (it has

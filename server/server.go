@@ -20,6 +20,7 @@ import (
 	"github.com/lading-registry/lading/auth"
 	"github.com/lading-registry/lading/internal/httpx"
 	"github.com/lading-registry/lading/logging"
+	"github.com/lading-registry/lading/notify"
 	"github.com/lading-registry/lading/registry"
 )
 
@@ -63,6 +64,10 @@ type Options struct {
 	// Mirror, when set, makes the registry a pull-through cache of it:
 	// pulls that miss fill from it; pushes and deletes get 405 UNSUPPORTED.
 	Mirror Mirror
+	// Events, when not nil, records what each request did once it
+	// succeeded: manifests and blobs pushed, pulled (GET, not HEAD),
+	// mounted and deleted.
+	Events *notify.Notifier
 }
 
 // New returns the HTTP handler of the distribution API over reg.
@@ -73,7 +78,7 @@ func New(reg *registry.Registry, opts Options) http.Handler {
 	if opts.BodyIdleTimeout == 0 {
 		opts.BodyIdleTimeout = DefaultBodyIdleTimeout
 	}
-	h := &handlers{reg: reg, log: opts.Logger, opts: opts, uploads: newUploadSlots(opts.MaxUploads)}
+	h := &handlers{reg: reg, log: opts.Logger, opts: opts, uploads: newUploadSlots(opts.MaxUploads), events: opts.Events}
 	h.endpoints = h.endpointTable()
 	var inner http.Handler = http.HandlerFunc(h.serve)
 	for i := len(opts.Middleware) - 1; i >= 0; i-- {
@@ -94,6 +99,7 @@ type handlers struct {
 	opts      Options
 	endpoints map[RouteName]endpoint
 	uploads   uploadSlots
+	events    *notify.Notifier
 }
 
 // outer turns a panic into a 500, so a bug in one request neither kills

@@ -7,7 +7,9 @@ import (
 	"net/http"
 
 	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/lading-registry/lading/notify"
 	"github.com/lading-registry/lading/registry"
 )
 
@@ -32,9 +34,10 @@ func (h *handlers) startUpload(w http.ResponseWriter, r *http.Request, rt Route)
 				return err
 			}
 		}
-		_, err = blobs.Mount(ctx, rt.MountFrom, d)
+		desc, err := blobs.Mount(ctx, rt.MountFrom, d)
 		if err == nil {
 			blobCreated(w, rt.Repository, d)
+			h.blobEvent(r, notify.ActionMount, rt.Repository, desc, rt.MountFrom)
 			return nil
 		}
 		if !errors.Is(err, registry.ErrBlobUnknown) {
@@ -51,11 +54,12 @@ func (h *handlers) startUpload(w http.ResponseWriter, r *http.Request, rt Route)
 			return err
 		}
 		body := newClientBody(h.limitBlob(r.Body, func() int64 { return 0 }), -1)
-		_, err = blobs.Put(ctx, d, body)
+		desc, err := blobs.Put(ctx, d, body)
 		if err := body.blame(ctx, err, registry.CodeBlobUploadInvalid); err != nil {
 			return err
 		}
 		blobCreated(w, rt.Repository, d)
+		h.blobEvent(r, notify.ActionPush, rt.Repository, desc, "")
 		return nil
 	}
 
@@ -104,7 +108,7 @@ func (h *handlers) upload(w http.ResponseWriter, r *http.Request, rt Route) erro
 		writeEmpty(w, http.StatusNoContent)
 		return nil
 	case http.MethodPatch:
-		if err := h.appendChunk(w, r, rt.Repository, up, ""); err != nil {
+		if _, err := h.appendChunk(w, r, rt.Repository, up, ""); err != nil {
 			return err
 		}
 		uploadAccepted(w, rt.Repository, up, http.StatusAccepted)
@@ -113,8 +117,9 @@ func (h *handlers) upload(w http.ResponseWriter, r *http.Request, rt Route) erro
 
 	// PUT: an optional last chunk, then the commit — in one hold of the
 	// session when there is a chunk.
+	var desc v1.Descriptor
 	if r.ContentLength != 0 || r.Header.Get("Content-Range") != "" {
-		if err := h.appendChunk(w, r, rt.Repository, up, d); err != nil {
+		if desc, err = h.appendChunk(w, r, rt.Repository, up, d); err != nil {
 			return err
 		}
 	} else {
@@ -123,11 +128,12 @@ func (h *handlers) upload(w http.ResponseWriter, r *http.Request, rt Route) erro
 		if err := h.checkBlobSize(0, up.Offset()); err != nil {
 			return err
 		}
-		if _, err := up.Commit(ctx, d, -1); err != nil {
+		if desc, err = up.Commit(ctx, d, -1); err != nil {
 			return err
 		}
 	}
 	blobCreated(w, rt.Repository, d)
+	h.blobEvent(r, notify.ActionPush, rt.Repository, desc, "")
 	return nil
 }
 
@@ -138,17 +144,17 @@ func (h *handlers) upload(w http.ResponseWriter, r *http.Request, rt Route) erro
 // bytes named.
 //
 // With commit set (a final PUT), the chunk is committed as that digest in
-// the same step.
-func (h *handlers) appendChunk(w http.ResponseWriter, r *http.Request, repo string, up *registry.Upload, commit digest.Digest) error {
+// the same step, and the blob's descriptor returned.
+func (h *handlers) appendChunk(w http.ResponseWriter, r *http.Request, repo string, up *registry.Upload, commit digest.Digest) (v1.Descriptor, error) {
 	at, length := int64(-1), int64(-1)
 	if cr := r.Header.Get("Content-Range"); cr != "" {
 		start, end, ok := parseContentRange(cr)
 		if !ok {
-			return withStatus(http.StatusBadRequest, registry.CodeBlobUploadInvalid, "malformed Content-Range %q", cr)
+			return v1.Descriptor{}, withStatus(http.StatusBadRequest, registry.CodeBlobUploadInvalid, "malformed Content-Range %q", cr)
 		}
 		at, length = start, end-start+1
 		if r.ContentLength >= 0 && r.ContentLength != length {
-			return withStatus(http.StatusBadRequest, registry.CodeBlobUploadInvalid,
+			return v1.Descriptor{}, withStatus(http.StatusBadRequest, registry.CodeBlobUploadInvalid,
 				"Content-Length %d does not match Content-Range %q", r.ContentLength, cr)
 		}
 	}
@@ -157,17 +163,18 @@ func (h *handlers) appendChunk(w http.ResponseWriter, r *http.Request, repo stri
 	// another where the session stands.
 	if at >= 0 {
 		if err := h.checkBlobSize(at, length); err != nil {
-			return err
+			return v1.Descriptor{}, err
 		}
 	} else if err := h.checkBlobSize(up.Offset(), r.ContentLength); err != nil {
-		return err
+		return v1.Descriptor{}, err
 	}
 	// The reader takes the session's offset once the registry has read it
 	// under the session's lock: the one Resume saw may be behind.
 	body := newClientBody(h.limitBlob(r.Body, up.Offset), length)
+	var desc v1.Descriptor
 	var err error
 	if commit != "" {
-		_, err = up.AppendCommit(r.Context(), body, at, commit)
+		desc, err = up.AppendCommit(r.Context(), body, at, commit)
 	} else {
 		_, err = up.Append(r.Context(), body, at)
 	}
@@ -176,7 +183,7 @@ func (h *handlers) appendChunk(w http.ResponseWriter, r *http.Request, repo stri
 		w.Header().Set("Location", uploadLocation(repo, up.ID()))
 		w.Header().Set("Docker-Upload-UUID", up.ID())
 	}
-	return body.blame(r.Context(), err, registry.CodeBlobUploadInvalid)
+	return desc, body.blame(r.Context(), err, registry.CodeBlobUploadInvalid)
 }
 
 func uploadLocation(repo, id string) string {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -26,6 +27,7 @@ import (
 	"github.com/lading-registry/lading/internal/httpx"
 	"github.com/lading-registry/lading/logging"
 	"github.com/lading-registry/lading/metrics"
+	"github.com/lading-registry/lading/notify"
 	"github.com/lading-registry/lading/registry"
 	"github.com/lading-registry/lading/server"
 	"github.com/lading-registry/lading/storage/driver"
@@ -220,6 +222,10 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 	if err != nil {
 		return err
 	}
+	events := notifier(cfg, log)
+	// Also on a return before the stop; then nothing waits to be sent.
+	defer events.Close(context.Background())
+	m.Notifications(notificationStats(events))
 	api := server.New(reg, server.Options{
 		Logger:          log,
 		DisableDeletes:  !cfg.Deletes.Enabled,
@@ -229,6 +235,7 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 		BodyIdleTimeout: noLimitIfZero(cfg.HTTP.BodyIdleTimeout),
 		Authorizer:      authorizer,
 		Mirror:          mirror,
+		Events:          events,
 	})
 	var handler http.Handler = az.Handler(api)
 	labels := routeLabels(az.TokenServer != nil)
@@ -328,12 +335,62 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 			errs = append(errs, fmt.Errorf("shutdown: %w", err))
 		}
 	}
+	// What the requests did is sent in what is left of the drain's time
+	// (http.draintimeout from the stop), then dropped.
+	if dropped := events.Close(drainCtx); dropped > 0 {
+		log.Warn("notification events not delivered before the stop were dropped", "events", dropped)
+	}
 	select {
 	case <-maintained:
 	case <-time.After(cutGrace):
 		log.Warn("a collection or purge was still ending; fsck reports a collection left running", "waited", cutGrace)
 	}
 	return errors.Join(errs...)
+}
+
+// notifier starts the senders of the notification endpoints not
+// disabled; nil when there are none.
+func notifier(cfg *config.Config, log *slog.Logger) *notify.Notifier {
+	var endpoints []notify.EndpointConfig
+	for _, e := range cfg.Notifications.Endpoints {
+		if e.Disabled {
+			continue
+		}
+		headers := http.Header{}
+		for k, vs := range e.Headers {
+			for _, v := range vs {
+				headers.Add(k, v.Reveal())
+			}
+		}
+		endpoints = append(endpoints, notify.EndpointConfig{
+			Name:              e.Name,
+			URL:               e.URL.Reveal(),
+			Headers:           headers,
+			Timeout:           e.Timeout,
+			Backoff:           e.Backoff,
+			MaxBackoff:        e.MaxBackoff,
+			MaxQueue:          e.MaxQueue,
+			MaxBatch:          e.MaxBatch,
+			IgnoredMediaTypes: append(slices.Clone(e.IgnoredMediaTypes), e.Ignore.MediaTypes...),
+			IgnoredActions:    e.Ignore.Actions,
+		})
+	}
+	// The source names this process as Distribution's does: its host
+	// name and the port it serves.
+	host, _ := os.Hostname()
+	_, port, _ := net.SplitHostPort(cfg.HTTP.Addr)
+	return notify.New(endpoints, net.JoinHostPort(host, port), log)
+}
+
+// notificationStats reads the endpoints' counts for the metrics.
+func notificationStats(events *notify.Notifier) func() []metrics.NotificationStats {
+	return func() []metrics.NotificationStats {
+		var out []metrics.NotificationStats
+		for _, s := range events.Stats() {
+			out = append(out, metrics.NotificationStats{Endpoint: s.Name, Delivered: s.Delivered, Failed: s.Failed, Dropped: s.Dropped, Queued: s.Queued, LastSuccess: s.LastSuccess})
+		}
+		return out
+	}
 }
 
 // closeWhenStopping makes every answer given once stopping is closed end
