@@ -38,16 +38,13 @@ func (l *loader) setListText(k key, text, source string) {
 	l.setList(k, doc.Content[0], func(*yaml.Node) string { return source })
 }
 
-// setList replaces k's list with the one n holds. A list with any problem
-// leaves the one before it in place.
+// setList replaces k's list with the one n holds. An item's value that
+// does not read leaves the item's default, so that validation still finds
+// the item's other problems without reporting that one twice.
 func (l *loader) setList(k key, n *yaml.Node, where func(*yaml.Node) string) {
-	before := len(l.errs)
 	v := reflect.New(k.Type).Elem()
 	origin := map[string]string{}
 	l.decode(n, v, k.Path, where, origin)
-	if len(l.errs) > before {
-		return
-	}
 	if v.Len() == 0 {
 		v = reflect.Zero(k.Type) // as in Default, so [] and nothing set compare equal
 	}

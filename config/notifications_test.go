@@ -140,6 +140,8 @@ func TestBadEndpoints(t *testing.T) {
 			want: []string{`notifications.endpoints[0].timeout: "soon" is not a duration`}},
 		{name: "bad header name", yaml: "notifications:\n  endpoints:\n    - {name: a, url: http://a/, headers: {\"X Y\": [z]}}\n",
 			want: []string{`notifications.endpoints[0].headers: "X Y" is not a header name`}},
+		{name: "every problem at once", yaml: "notifications:\n  endpoints:\n    - {name: a, url: http://a/, threshold: 5, timeout: soon, backoff: -1s}\n",
+			want: []string{"endpoints[0].threshold: unknown key", "endpoints[0].timeout: \"soon\" is not a duration", "endpoints[0].backoff: -1s must be greater than 0"}},
 		{name: "env not yaml", env: []string{"LADING_NOTIFICATIONS_ENDPOINTS=[{name: a"},
 			want: []string{"notifications.endpoints: is not a YAML list", "env LADING_NOTIFICATIONS_ENDPOINTS"}},
 	} {
