@@ -15,12 +15,15 @@
 //     index children and referrers: a signature or SBOM is kept exactly
 //     while its subject is, transitively: found through the repository's
 //     index of referrers, or by the subject in its record where the index
-//     lacks it. Note what kept manifests use. A kept manifest whose bytes
-//     do not hash to its digest stops the run: what it uses is unknown.
+//     lacks it. What kept manifests use joins the blob mark set, linked
+//     or not: a repository's link to a blob may be gone (a client's
+//     DELETE of the blob, a lost file) while a kept manifest still needs
+//     its bytes. A kept manifest whose bytes do not hash to its digest
+//     stops the run: what it uses is unknown.
 //  3. Sweep, in batches: unkept manifests older than the untagged grace;
 //     tag markers of manifests gone; links no kept manifest uses, older
-//     than the grace (the links that stay make the blob mark set); last,
-//     blobs not in that set and older than the grace. A batch writes
+//     than the grace (the links that stay join the blob mark set too);
+//     last, blobs not in that set and older than the grace. A batch writes
 //     /gc/state {inBatch, until}, reads the run's pins, re-checks every
 //     candidate (gone, written again since listed, or pinned: keep),
 //     deletes before its deadline, then writes /gc/state {batch done}.
@@ -255,7 +258,7 @@ type collector struct {
 	opts           GCOptions
 	cutoff         time.Time
 	untaggedCutoff time.Time
-	marked         *digestSet // blobs some surviving link uses
+	marked         *digestSet // blobs kept manifests use or surviving links name
 	state          gcState
 	pending        []gcCandidate
 	report         GCReport

@@ -80,7 +80,8 @@ type repoMarker struct {
 }
 
 // collectRepository marks one repository, removes its unkept manifests and
-// unused links, and adds its surviving links to the blob mark set.
+// unused links, and adds what its kept manifests use, and its surviving
+// links, to the blob mark set.
 func (c *collector) collectRepository(ctx context.Context, name string) error {
 	repo, err := c.reg.stored(name)
 	if err != nil {
@@ -349,6 +350,13 @@ func (m *repoMarker) keep(ctx context.Context, d digest.Digest, rec *manifestRec
 	}
 	for _, ref := range refs {
 		m.uses.Add(ref.desc.Digest)
+		// The bytes stay whether or not the repository still links them: a
+		// client's DELETE of the blob, or a lost link, takes the link alone
+		// (sweepLinks), and the image pulls again once it is linked back
+		// (fsck --repair, or a push of the layer, which finds the bytes
+		// stored). The link is not put back here: its delete was asked
+		// for, and the collector only removes.
+		m.c.marked.Add(ref.desc.Digest)
 		if ref.kind == refManifest {
 			if err := m.keep(ctx, ref.desc.Digest, nil, reach{named: true, size: ref.desc.Size}); err != nil {
 				return err

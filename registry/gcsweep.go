@@ -236,8 +236,8 @@ func (c *collector) removed(cand gcCandidate) {
 	}
 }
 
-// sweepBlobs removes blobs no surviving link uses, merging the sorted mark
-// set with the sorted walk of /blobs.
+// sweepBlobs removes blobs that no kept manifest uses and no surviving link
+// names, merging the sorted mark set with the sorted walk of /blobs.
 func (c *collector) sweepBlobs(ctx context.Context) error {
 	marked, err := c.marked.Iterate()
 	if err != nil {
