@@ -25,9 +25,11 @@ type FsckOptions struct {
 	// their links (so clients upload them again), manifest records without
 	// their bytes go with the tags naming them, wrong link sizes are
 	// rewritten, corrupt manifest records and referrer entries are written
-	// again from the manifest's intact bytes, and lost catalog markers are
-	// written again. A manifest whose layers are missing, and what cannot
-	// be read, are only reported: an operator must act.
+	// again from the manifest's intact bytes, lost catalog markers are
+	// written again, and a blob a manifest uses whose bytes are stored but
+	// whose link the repository lost is linked again. A manifest whose
+	// layers' bytes are missing, and what cannot be read, are only
+	// reported: an operator must act (push the image again).
 	Repair bool
 	// Problem, when set, is called for each problem found.
 	Problem func(FsckProblem)
@@ -61,6 +63,7 @@ const (
 	ProblemUnreadable       = "unreadable"
 	ProblemManifestBytes    = "manifest without its bytes"
 	ProblemMissingBlob      = "manifest references a missing blob"
+	ProblemUnlinkedBlob     = "manifest references a blob its repository does not link"
 	ProblemStaleReferrer    = "stale referrer entry"
 	ProblemUnlistedReferrer = "manifest missing from its subject's referrers"
 	ProblemUnlisted         = "repository missing from the catalog"
@@ -89,7 +92,7 @@ type FsckReport struct {
 // an error.
 func (r *Registry) Fsck(ctx context.Context, opts FsckOptions) (FsckReport, error) {
 	start := time.Now()
-	f := &fsck{reg: r, opts: opts, corrupt: map[digest.Digest]bool{}, unreadable: map[string]bool{}, visited: map[string]bool{}}
+	f := &fsck{reg: r, opts: opts, corrupt: map[digest.Digest]bool{}, mismatched: map[digest.Digest]bool{}, unreadable: map[string]bool{}, visited: map[string]bool{}}
 	err := f.collection(ctx)
 	if err == nil {
 		err = f.blobs(ctx)
@@ -110,6 +113,7 @@ type fsck struct {
 	opts       FsckOptions
 	report     FsckReport
 	corrupt    map[digest.Digest]bool // removed by repair; few by nature
+	mismatched map[digest.Digest]bool // found corrupt, repaired or not
 	unreadable map[string]bool        // paths reported unreadable; as few
 	visited    map[string]bool        // repositories checked
 	last       time.Time
@@ -335,6 +339,7 @@ func (f *fsck) blobs(ctx context.Context) error {
 		if got == d {
 			return nil
 		}
+		f.mismatched[d] = true
 		return f.problem(ctx, &FsckProblem{Kind: ProblemCorruptBlob, Path: fi.Path, Digest: d, Detail: "content hashes to " + got.String()},
 			func(ctx context.Context) (bool, error) {
 				// A push may have put the right bytes back meanwhile.
@@ -366,6 +371,7 @@ func (f *fsck) blobGood(ctx context.Context, d digest.Digest) (bool, error) {
 		return false, err
 	}
 	delete(f.corrupt, d)
+	delete(f.mismatched, d)
 	return true, nil
 }
 
@@ -759,7 +765,54 @@ func (f *fsck) reference(ctx context.Context, ms *ManifestStore, d digest.Digest
 			return f.damaged(ctx, name, paths[i], err)
 		}
 	}
-	return f.problem(ctx, &FsckProblem{Kind: ProblemMissingBlob, Repository: name, Path: manifestLinkPath(name, d), Digest: d, Detail: rd.String()}, nil)
+	if berr == nil && !f.mismatched[rd] && ref.kind == refBlob {
+		// Only the link is gone (a client's DELETE of the blob, a lost
+		// file): the collector keeps bytes a kept manifest uses, so a
+		// link puts the image back whole.
+		p := &FsckProblem{Kind: ProblemUnlinkedBlob, Repository: name, Path: manifestLinkPath(name, d), Digest: d,
+			Detail: rd.String() + ": its bytes are stored, but the repository no longer links them (the blob was deleted from it, or its link lost), so the image does not pull: a repair links it again"}
+		return f.problem(ctx, p, func(ctx context.Context) (bool, error) { return f.relink(ctx, ms, p, d, rd) })
+	}
+	detail := rd.String() + ": its bytes are missing"
+	switch {
+	case f.corrupt[rd]:
+		detail = rd.String() + ": its bytes were corrupt and the repair removed them"
+	case f.mismatched[rd]:
+		detail = rd.String() + ": its bytes are corrupt"
+	case ref.kind == refManifest:
+		detail = rd.String() + ": the repository holds no such manifest or blob"
+	}
+	return f.problem(ctx, &FsckProblem{Kind: ProblemMissingBlob, Repository: name, Path: manifestLinkPath(name, d), Digest: d,
+		Detail: detail + ": push the image (its layers) again"}, nil)
+}
+
+// relink links blob rd, which manifest d uses, back into the repository
+// through the path a cross-repository mount takes, which a collection in
+// progress cannot undo unseen (gcguard.go). Under the manifest's lock,
+// looked at again: the manifest may have been deleted since, or the blob
+// linked by a push.
+func (f *fsck) relink(ctx context.Context, ms *ManifestStore, p *FsckProblem, d, rd digest.Digest) (bool, error) {
+	drv, name := f.reg.driver, ms.repo.name
+	unlock, err := lockForRepair(ctx, ms, d)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	if gone, err := objectGone(ctx, drv, manifestLinkPath(name, d)); err != nil || gone {
+		return false, err
+	}
+	if gone, err := objectGone(ctx, drv, layerLinkPath(name, rd)); err != nil || !gone {
+		return false, err
+	}
+	if _, err := ms.repo.Blobs().Mount(ctx, "", rd); isUnknown(err) {
+		// Collected meanwhile: by a collector that no kept manifest
+		// stopped (one of an earlier version), or with the manifest.
+		p.Detail = rd.String() + ": its bytes went while the repair linked them: push the image (its layers) again"
+		return false, errNotRepairable
+	} else if err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 func (f *fsck) tags(ctx context.Context, ms *ManifestStore) error {

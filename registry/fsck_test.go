@@ -105,8 +105,12 @@ func TestFsck(t *testing.T) {
 		if rep.Repaired != rep.Problems-1 || len(got[ProblemMissingBlob]) != 1 || got[ProblemMissingBlob][0].Repaired {
 			t.Fatalf("repaired %d of %d: %v", rep.Repaired, rep.Problems, kinds(got))
 		}
+		// Which says what brings it back.
+		if want := corrupt.String() + ": its bytes were corrupt and the repair removed them: push the image (its layers) again"; got[ProblemMissingBlob][0].Detail != want {
+			t.Fatalf("detail %q, want %q", got[ProblemMissingBlob][0].Detail, want)
+		}
 		_, got = fsckProblems(t, reg, true)
-		if !slices.Equal(kinds(got), []string{ProblemMissingBlob}) || got[ProblemMissingBlob][0].Detail != corrupt.String() {
+		if !slices.Equal(kinds(got), []string{ProblemMissingBlob}) || got[ProblemMissingBlob][0].Detail != corrupt.String()+": its bytes are missing: push the image (its layers) again" {
 			t.Fatalf("after repair: %v", got)
 		}
 		mustPullable(t, f, "good")
@@ -691,5 +695,52 @@ func TestFsckReportsStraysAmongTheTags(t *testing.T) {
 				t.Errorf("%s after a repair: %v", p, err)
 			}
 		}
+	})
+}
+
+// fsck tells a layer the repository no longer links, its bytes stored (a
+// client's DELETE of the blob), from one whose bytes are gone: the repair
+// links the first again, and says of the second to push the image again.
+func TestFsckTellsALostLinkFromLostBytes(t *testing.T) {
+	forEachGCDriver(t, func(t *testing.T, reg *Registry) {
+		f := newFixture(t, reg, "app")
+		content := randomContent(100)
+		unlinked, lost := f.image(), f.image()
+		lost.Layers = []v1.Descriptor{f.blob(testLayerType, content)}
+		f.put("unlinked", mustJSON(t, unlinked))
+		lostM := f.put("lost", mustJSON(t, lost))
+		ul, ll := unlinked.Layers[0].Digest, lost.Layers[0].Digest
+		if err := f.repo.Blobs().Delete(f.ctx, ul); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.repo.Blobs().Delete(f.ctx, ll); err != nil {
+			t.Fatal(err)
+		}
+		if err := reg.driver.Delete(f.ctx, blobPath(ll)); err != nil {
+			t.Fatal(err)
+		}
+
+		wantUnlinked := ul.String() + ": its bytes are stored, but the repository no longer links them (the blob was deleted from it, or its link lost), so the image does not pull: a repair links it again"
+		wantLost := ll.String() + ": its bytes are missing: push the image (its layers) again"
+		for _, repair := range []bool{false, true} {
+			_, got := fsckProblems(t, reg, repair)
+			if !slices.Equal(kinds(got), []string{ProblemUnlinkedBlob, ProblemMissingBlob}) {
+				t.Fatalf("repair=%v: %v", repair, got)
+			}
+			u, l := got[ProblemUnlinkedBlob][0], got[ProblemMissingBlob][0]
+			if u.Detail != wantUnlinked || u.Repaired != repair {
+				t.Fatalf("repair=%v: the unlinked layer reported %+v", repair, u)
+			}
+			if l.Detail != wantLost || l.Repaired || l.Digest != lostM.Descriptor.Digest {
+				t.Fatalf("repair=%v: the lost layer reported %+v", repair, l)
+			}
+		}
+		mustPullable(t, f, "unlinked")
+		if _, got := fsckProblems(t, reg, true); !slices.Equal(kinds(got), []string{ProblemMissingBlob}) {
+			t.Fatalf("after the repair: %v", got)
+		}
+		// Pushing the lost layer again brings that image back.
+		f.blob(testLayerType, content)
+		mustPullable(t, f, "lost")
 	})
 }

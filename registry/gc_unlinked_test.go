@@ -2,6 +2,7 @@ package registry
 
 import (
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -11,8 +12,8 @@ import (
 
 // A blob DELETE takes a repository's link, not the bytes a kept manifest
 // uses: a collection keeps them, on every backend, whether the image is
-// tagged or an index's child, and the image pulls again once the layer is
-// pushed again. Before, the
+// tagged or an index's child, and the image pulls again once fsck's repair
+// links them back, or once the layer is pushed again. Before, the
 // collector marked blobs by the links left, and took them.
 func TestGCKeepsTheBytesOfUnlinkedBlobs(t *testing.T) {
 	for name, mk := range manifestDrivers {
@@ -59,10 +60,23 @@ func TestGCKeepsTheBytesOfUnlinkedBlobs(t *testing.T) {
 			f.blob(testLayerType, content)
 			mustPullable(t, f, "v2")
 
-			if rep := collect(t, reg, quickGC(true)); rep.BlobsRemoved+rep.LinksRemoved+rep.ManifestsRemoved != 0 {
-				t.Fatalf("a run after the push removed %+v", rep)
+			_, got := fsckProblems(t, reg, false)
+			if !slices.Equal(kinds(got), []string{ProblemUnlinkedBlob, ProblemUnlinkedBlob, ProblemUnlinkedBlob}) {
+				t.Fatalf("fsck found %v", got)
 			}
-			mustPullable(t, f, "v2")
+			rep, got := fsckProblems(t, reg, true)
+			if rep.Problems != 3 || rep.Repaired != 3 {
+				t.Fatalf("fsck --repair: %+v %v", rep, got)
+			}
+			for _, tag := range []string{"v1", "multi", "v2"} {
+				mustPullable(t, f, tag)
+			}
+			if rep := collect(t, reg, quickGC(true)); rep.BlobsRemoved+rep.LinksRemoved+rep.ManifestsRemoved != 0 {
+				t.Fatalf("a run after the repair removed %+v", rep)
+			}
+			for _, tag := range []string{"v1", "multi", "v2"} {
+				mustPullable(t, f, tag)
+			}
 		})
 	}
 }

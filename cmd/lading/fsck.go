@@ -19,7 +19,7 @@ import (
 // line or configuration.
 func runFsck(args []string, stdout, stderr io.Writer) int {
 	cmd := newStoreCommand("lading fsck", fsckFailed, stderr)
-	repair := cmd.fs.Bool("repair", false, "fix what can be fixed without losing anything readable (dangling tags and links, corrupt blobs, corrupt manifest records and referrer entries, lost catalog entries, a collection left running by a killed collector)")
+	repair := cmd.fs.Bool("repair", false, "fix what can be fixed without losing anything readable (dangling tags and links, corrupt blobs, lost links to the stored blobs of a manifest, corrupt manifest records and referrer entries, lost catalog entries, a collection left running by a killed collector)")
 	return cmd.run(args, func(ctx context.Context, _ *config.Config, reg *registry.Registry) int {
 		return check(ctx, reg, *repair, stdout, stderr)
 	})
