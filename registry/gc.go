@@ -168,7 +168,9 @@ type GCProgress struct {
 	Removed      int
 }
 
-// GCReport summarises a run.
+// GCReport summarises a run. A dry run's RepositoriesRemoved counts only
+// the repositories empty before it: removing nothing, it cannot see one
+// empty out.
 type GCReport struct {
 	DryRun              bool
 	ManifestsRemoved    int

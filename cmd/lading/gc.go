@@ -186,13 +186,15 @@ func collect(ctx context.Context, reg *registry.Registry, opts registry.GCOption
 		fmt.Fprintf(stderr, "lading gc: %v\n", err)
 		return 1
 	}
-	verb := "removed"
+	verb, repos := "removed", "repositories"
 	if rep.DryRun {
-		verb = "would remove"
+		// A dry run removes nothing, so it cannot see a repository empty
+		// out: it counts only those empty already.
+		verb, repos = "would remove", "repositories empty already (those the run would empty are not counted in a dry run)"
 	}
-	fmt.Fprintf(stdout, "%s %d manifests, %d repository links, %d blobs (%s) and %d repositories in %v\n",
+	fmt.Fprintf(stdout, "%s %d manifests, %d repository links, %d blobs (%s) and %d %s in %v\n",
 		verb, rep.ManifestsRemoved, rep.LinksRemoved, rep.BlobsRemoved, byteSize(rep.BytesReclaimed),
-		rep.RepositoriesRemoved, rep.Duration.Round(time.Millisecond))
+		rep.RepositoriesRemoved, repos, rep.Duration.Round(time.Millisecond))
 	return 0
 }
 

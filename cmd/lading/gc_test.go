@@ -64,7 +64,7 @@ func TestGCCommand(t *testing.T) {
 		t.Fatalf("dry run: %d %s", code, errOut.String())
 	}
 	if !strings.Contains(out.String(), "would remove blob "+stray.String()+" (17 B)") ||
-		!strings.Contains(out.String(), "would remove 0 manifests, 1 repository links, 1 blobs (17 B)") {
+		!strings.Contains(out.String(), "would remove 0 manifests, 1 repository links, 1 blobs (17 B) and 0 repositories empty already (those the run would empty are not counted in a dry run) in ") {
 		t.Fatalf("dry run printed:\n%s", out.String())
 	}
 	if _, err := os.Stat(blobFile(root, stray)); err != nil {
