@@ -2,6 +2,7 @@ package registry
 
 import (
 	"bytes"
+	"slices"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -70,4 +71,44 @@ func TestFillStoresWhatReferencesAreMissingAndGCKeepsIt(t *testing.T) {
 			t.Fatalf("untagged mirror content kept: %+v", rep)
 		}
 	})
+}
+
+// fsck of a mirror's store takes references not stored yet for what they
+// are; a store that is no mirror reports them, and a mirror still reports
+// a blob stored corrupt.
+func TestFsckOfAMirror(t *testing.T) {
+	reg := New(manifestDrivers["filesystem"](t), Options{})
+	f := newFixture(t, reg, "mirror/app")
+	layer := f.blob(testLayerType, randomContent(100))
+	img := v1.Manifest{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: MediaTypeOCIManifest,
+		Config: absent(testConfigType, 50), Layers: []v1.Descriptor{layer, absent(testLayerType, 300)}}
+	imgBytes := mustJSON(t, img)
+	child := v1.Descriptor{MediaType: MediaTypeOCIManifest, Digest: digest.FromBytes(imgBytes), Size: int64(len(imgBytes))}
+	idx := mustJSON(t, v1.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: MediaTypeOCIIndex,
+		Manifests: []v1.Descriptor{child, absent(MediaTypeOCIManifest, 400)}})
+	for ref, payload := range map[string][]byte{"latest": idx, child.Digest.String(): imgBytes} {
+		if _, err := f.ms.Fill(f.ctx, ref, "", payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mirrorProblems := func() []string {
+		var got []string
+		if _, err := reg.Fsck(f.ctx, FsckOptions{Mirror: true, Problem: func(p FsckProblem) { got = append(got, p.Kind) }}); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := mirrorProblems(); len(got) != 0 {
+		t.Fatalf("fsck of a mirror: %v", got)
+	}
+	if _, got := fsckProblems(t, reg, false); len(got[ProblemMissingBlob]) != 3 {
+		t.Fatalf("fsck of a store that is no mirror: %v, want 3 missing references", kinds(got))
+	}
+	// Bytes stored corrupt are damage on a mirror too.
+	if err := reg.driver.PutContent(f.ctx, blobPath(layer.Digest), randomContent(100)); err != nil {
+		t.Fatal(err)
+	}
+	if got := mirrorProblems(); !slices.Equal(got, []string{ProblemCorruptBlob}) {
+		t.Fatalf("fsck of a mirror with a corrupt layer: %v", got)
+	}
 }

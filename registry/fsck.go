@@ -31,6 +31,11 @@ type FsckOptions struct {
 	// layers' bytes are missing, and what cannot be read, are only
 	// reported: an operator must act (push the image again).
 	Repair bool
+	// Mirror says the store is a pull-through cache's (proxy.remoteurl),
+	// which fetches what a manifest references when a client asks for it:
+	// a reference not stored, or not linked, is no problem there. Bytes
+	// stored corrupt still are.
+	Mirror bool
 	// Problem, when set, is called for each problem found.
 	Problem func(FsckProblem)
 	// Progress, when set, is called now and then with the counts so far.
@@ -764,6 +769,9 @@ func (f *fsck) reference(ctx context.Context, ms *ManifestStore, d digest.Digest
 		if err != nil && !driver.IsNotFound(err) {
 			return f.damaged(ctx, name, paths[i], err)
 		}
+	}
+	if f.opts.Mirror && !f.mismatched[rd] {
+		return nil // fetched when a client asks for it
 	}
 	if berr == nil && !f.mismatched[rd] && ref.kind == refBlob {
 		// Only the link is gone (a client's DELETE of the blob, a lost

@@ -20,8 +20,8 @@ import (
 func runFsck(args []string, stdout, stderr io.Writer) int {
 	cmd := newStoreCommand("lading fsck", fsckFailed, stderr)
 	repair := cmd.fs.Bool("repair", false, "fix what can be fixed without losing anything readable (dangling tags and links, corrupt blobs, lost links to the stored blobs of a manifest, corrupt manifest records and referrer entries, lost catalog entries, a collection left running by a killed collector)")
-	return cmd.run(args, func(ctx context.Context, _ *config.Config, reg *registry.Registry) int {
-		return check(ctx, reg, *repair, stdout, stderr)
+	return cmd.run(args, func(ctx context.Context, cfg *config.Config, reg *registry.Registry) int {
+		return check(ctx, reg, registry.FsckOptions{Repair: *repair, Mirror: cfg.Proxy.RemoteURL != ""}, stdout, stderr)
 	})
 }
 
@@ -29,17 +29,14 @@ func runFsck(args []string, stdout, stderr io.Writer) int {
 const fsckFailed = 3
 
 // check runs fsck and prints what it finds.
-func check(ctx context.Context, reg *registry.Registry, repair bool, stdout, stderr io.Writer) int {
+func check(ctx context.Context, reg *registry.Registry, opts registry.FsckOptions, stdout, stderr io.Writer) int {
 	progress := newProgress(stderr)
-	opts := registry.FsckOptions{
-		Repair: repair,
-		Problem: func(p registry.FsckProblem) {
-			progress.clear()
-			fmt.Fprintln(stdout, describeProblem(p))
-		},
-		Progress: func(r registry.FsckReport) {
-			progress.show("blobs %d (%s)  repositories %d  problems %d", r.Blobs, byteSize(r.Bytes), r.Repositories, r.Problems)
-		},
+	opts.Problem = func(p registry.FsckProblem) {
+		progress.clear()
+		fmt.Fprintln(stdout, describeProblem(p))
+	}
+	opts.Progress = func(r registry.FsckReport) {
+		progress.show("blobs %d (%s)  repositories %d  problems %d", r.Blobs, byteSize(r.Bytes), r.Repositories, r.Problems)
 	}
 	rep, err := reg.Fsck(ctx, opts)
 	progress.clear()
