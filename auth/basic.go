@@ -37,7 +37,7 @@ func (b *Basic) Authorize(r *http.Request, need []Access) (Identity, error) {
 		return Identity{}, err
 	}
 	if !b.Policy.allowsAll(user, need) {
-		return id, denied()
+		return id, denied(b.Policy.refused(user, need))
 	}
 	return id, nil
 }
@@ -81,4 +81,19 @@ func (p *Policy) allowsAll(user string, need []Access) bool {
 		}
 	}
 	return true
+}
+
+// refused returns what of need user may not do, an action at a time, for
+// the refusal's message.
+func (p *Policy) refused(user string, need []Access) []Access {
+	var out []Access
+	for _, a := range need {
+		for _, act := range a.Actions {
+			one := Access{Type: a.Type, Name: a.Name, Actions: []string{act}}
+			if !p.Allows(user, one) {
+				out = append(out, one)
+			}
+		}
+	}
+	return out
 }

@@ -104,6 +104,13 @@ func TestBasicErrors(t *testing.T) {
 	if id.Name != "mallory" {
 		t.Errorf("a denied request still knows who asked, got %q", id.Name)
 	}
+	// The refusal names what was not allowed, and only that: bob may pull
+	// and push team/app, not delete it, nor pull carol's.
+	r = newBasicRequest("bob")
+	_, err = b.Authorize(r, []Access{Repository("team/app", ActionPull, ActionPush, ActionDelete), Repository("carol/x", ActionPull)})
+	if want := "access denied: delete on repository team/app; pull on repository carol/x"; err == nil || err.Error() != want || !errors.Is(err, ErrDenied) {
+		t.Errorf("denied: %v, want %q", err, want)
+	}
 }
 
 func TestBasicCanAndFilter(t *testing.T) {

@@ -88,7 +88,7 @@ func (b *Bearer) Authorize(r *http.Request, need []Access) (Identity, error) {
 			// Logging in may help: the client fetches a token as a user.
 			return id, unauthorized(ErrInsufficientScope, challenge("insufficient_scope"))
 		}
-		return id, denied()
+		return id, denied(b.Policy.refused(id.Name, need))
 	}
 	for _, a := range need {
 		if !covers(id.granted, a) {

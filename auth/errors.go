@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -88,8 +89,20 @@ func unauthorized(reason error, challenge string) *Error {
 	return &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized, Challenge: challenge, Reason: reason}
 }
 
-func denied() *Error {
-	return &Error{Status: http.StatusForbidden, Code: CodeDenied, Reason: ErrDenied}
+// denied is the refusal of what the policy does not allow: named in the
+// message ("access denied: push on repository team/app"), which tells the
+// client and the operator reading its output what to grant. The request
+// named it already, so it tells nothing new.
+func denied(refused []Access) *Error {
+	reason := ErrDenied
+	if len(refused) > 0 {
+		var parts []string
+		for _, a := range refused {
+			parts = append(parts, strings.Join(a.Actions, ",")+" on "+a.Type+" "+a.Name)
+		}
+		reason = fmt.Errorf("%w: %s", ErrDenied, strings.Join(parts, "; "))
+	}
+	return &Error{Status: http.StatusForbidden, Code: CodeDenied, Reason: reason}
 }
 
 func tooManyAttempts(retry time.Duration) *Error {
