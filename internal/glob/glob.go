@@ -21,6 +21,9 @@ func Compile(pattern string) (Glob, error) {
 		if _, err := path.Match(c, ""); err != nil {
 			return nil, fmt.Errorf("repository pattern %q: %w", pattern, err)
 		}
+		if !strings.Contains(c, "[") && strings.ToLower(c) != c {
+			return nil, fmt.Errorf("repository pattern %q can never match: repository names are lower-case", pattern)
+		}
 	}
 	return parts, nil
 }
