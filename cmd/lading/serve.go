@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -115,6 +116,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 // listens on.
 func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, listening chan<- string) error {
 	m := metrics.New()
+	m.BuildInfo(version, buildCommit(), runtime.Version())
 	backend, err := openStorage(ctx, cfg.Storage)
 	if err != nil {
 		return fmt.Errorf("storage: %w", err)

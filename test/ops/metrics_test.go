@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -76,6 +77,19 @@ func checkPushMovesMetrics(t *testing.T, addr, metricsURL string) {
 		t.Fatal(err)
 	}
 	after := scrape(t, metricsURL)
+	if got := after.sum("lading_build_info", "goversion="+runtime.Version()); got != 1 {
+		t.Errorf("lading_build_info of %s: %v, want 1", runtime.Version(), got)
+	}
+	// Buckets at the bounds latency objectives are written in.
+	for _, le := range []string{`le="0.1"`, `le="0.25"`, `le="1"`} {
+		found := false
+		for series := range after {
+			found = found || strings.HasPrefix(series, "lading_http_request_duration_seconds_bucket{") && strings.Contains(series, le)
+		}
+		if !found {
+			t.Errorf("no request duration bucket %s", le)
+		}
+	}
 	moved := func(name string, labels ...string) float64 {
 		return after.sum(name, labels...) - before.sum(name, labels...)
 	}
