@@ -4,8 +4,8 @@ import (
 	"bufio"
 	"io"
 	"net/http"
-	"strconv"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
