@@ -8,7 +8,9 @@ import (
 	"slices"
 
 	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/lading-registry/lading/notify"
 	"github.com/lading-registry/lading/registry"
 )
 
@@ -81,6 +83,7 @@ func (h *handlers) mirrorBlobGet(w http.ResponseWriter, r *http.Request, rt Rout
 		// the whole blob, whatever its own checks.
 		panic(http.ErrAbortHandler)
 	}
+	h.blobEvent(r, notify.ActionPull, rt.Repository, v1.Descriptor{Digest: d, Size: fill.Size()}, "")
 	return nil
 }
 

@@ -3,12 +3,17 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/lading-registry/lading/notify"
+	"github.com/lading-registry/lading/notify/notifytest"
 	"github.com/lading-registry/lading/registry"
 )
 
@@ -53,4 +58,45 @@ func TestMirrorTagsPaged(t *testing.T) {
 	// Upstream down: the local tags, here none of a repository not held.
 	h = newHandler(t, Options{Mirror: tagsMirror{}})
 	wantStatus(t, serve(t, h, request{method: http.MethodGet, target: "/v2/team/app/tags/list"}), http.StatusNotFound, registry.CodeNameUnknown)
+}
+
+// blobMirror serves one blob from memory.
+type blobMirror struct {
+	tagsMirror
+	content []byte
+}
+
+func (m blobMirror) FetchBlob(_ context.Context, _ string, d digest.Digest) (BlobFill, error) {
+	if d != digest.FromBytes(m.content) {
+		return nil, &registry.Error{Code: registry.CodeBlobUnknown}
+	}
+	return bytesFill(m.content), nil
+}
+
+type bytesFill []byte
+
+func (b bytesFill) Size() int64 { return int64(len(b)) }
+func (b bytesFill) CopyTo(w io.Writer) error {
+	_, err := w.Write(b)
+	return err
+}
+func (b bytesFill) Close() error { return nil }
+
+// A blob a mirror fetched for a client is a pull, as one it held.
+func TestMirrorBlobFillIsAPull(t *testing.T) {
+	rc := notifytest.NewReceiver(t, nil)
+	events := notify.New([]notify.EndpointConfig{{Name: "r", URL: rc.URL, Timeout: 5 * time.Second, Backoff: time.Millisecond,
+		MaxBackoff: time.Millisecond, MaxQueue: 100, MaxBatch: 1}}, "", slog.New(slog.DiscardHandler))
+	defer events.Close(context.Background())
+	content := []byte("fetched upstream")
+	h := newHandler(t, Options{Mirror: blobMirror{content: content}, Events: events})
+	d := digest.FromBytes(content)
+	rec := serve(t, h, request{method: http.MethodGet, target: "/v2/team/app/blobs/" + d.String()})
+	if rec.Code != http.StatusOK || rec.Body.String() != string(content) {
+		t.Fatalf("GET through the mirror: %d %q", rec.Code, rec.Body)
+	}
+	rc.WaitFor(t, 1)
+	if got := rc.Events(); got[0].Action != notify.ActionPull || got[0].Target.Digest != d || got[0].Target.Size != int64(len(content)) {
+		t.Fatalf("events:%s", notifytest.Describe(got))
+	}
 }
