@@ -9,7 +9,6 @@ import (
 	"path"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -211,82 +210,19 @@ func (f *fsck) damaged(ctx context.Context, repo, p string, err error) error {
 	return f.problem(ctx, &FsckProblem{Kind: ProblemUnreadable, Repository: repo, Path: p, Detail: err.Error()}, nil)
 }
 
-// walk is the driver's Walk of dir after from, going on past what it
-// cannot read: a folder is reported unreadable, and the walk resumes
-// after it. fn's errors end it.
+// walk is walkPast, reporting what it cannot read as unreadable.
 func (f *fsck) walk(ctx context.Context, repo, dir, from string, fn driver.WalkFunc) error {
-	drv := f.reg.driver
-	last := from
-	var fnErr error
-	err := drv.Walk(ctx, dir, from, func(fi driver.FileInfo) error {
-		last, fnErr = fi.Path, fn(fi)
-		return fnErr
+	return walkPast(ctx, f.reg.driver, dir, from, fn, func(p string, err error) error {
+		return f.damaged(ctx, repo, p, err)
 	})
-	switch {
-	case fnErr != nil:
-		return fnErr
-	case err == nil || driver.IsNotFound(err):
-		return nil
-	case storageFailed(ctx, err):
-		return err
-	}
-	// Something below dir could not be read, after last: look for it a
-	// level down.
-	children, err := drv.List(ctx, dir)
-	if driver.IsNotFound(err) {
-		return nil
-	} else if err != nil {
-		return f.damaged(ctx, repo, dir, err)
-	}
-	for _, c := range children {
-		if last > c+"/" && !strings.HasPrefix(last, c+"/") {
-			continue // walked whole
-		}
-		fi, err := driver.StatObject(ctx, drv, c)
-		switch {
-		case err == nil && c > last:
-			err = fn(fi)
-		case driver.IsNotFound(err): // a folder
-			err = f.walk(ctx, repo, c, last, fn)
-		case err != nil:
-			err = f.damaged(ctx, repo, c, err)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
-// eachRepository is Registry.eachRepository below dir, going on past a
-// folder it cannot list.
+// eachRepository is eachRepositoryPast, each repository once, reporting
+// a folder it cannot list as unreadable.
 func (f *fsck) eachRepository(ctx context.Context, dir string, fn func(name string) error) error {
-	var fnErr error
-	err := f.reg.eachRepositoryUnder(ctx, dir, func(name string) error {
-		if f.visited[name] {
-			return nil
-		}
-		f.visited[name] = true
-		fnErr = fn(name)
-		return fnErr
+	return f.reg.eachRepositoryPast(ctx, dir, f.visited, fn, func(p string, err error) error {
+		return f.damaged(ctx, "", p, err)
 	})
-	if fnErr != nil || err == nil || storageFailed(ctx, err) {
-		return err
-	}
-	children, err := f.reg.driver.List(ctx, dir)
-	if driver.IsNotFound(err) {
-		return nil
-	} else if err != nil {
-		return f.damaged(ctx, "", dir, err)
-	}
-	for _, c := range children {
-		if !strings.HasPrefix(path.Base(c), "_") {
-			if err := f.eachRepository(ctx, c, fn); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // collection reports a collection that the state shows running while no
