@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/opencontainers/go-digest"
@@ -85,21 +84,17 @@ const blobJobs = 4
 // them) are reported and skipped; the error is for what stops the run: a
 // failing destination, an unreadable source, a cancelled ctx.
 func Import(ctx context.Context, reg *registry.Registry, src *Source, opts Options) (Report, error) {
-	var globs []glob.Glob
-	for _, p := range opts.Repositories {
-		g, err := glob.Compile(p)
-		if err != nil {
-			return Report{}, err
-		}
-		globs = append(globs, g)
+	selected, err := glob.CompileList(opts.Repositories)
+	if err != nil {
+		return Report{}, err
 	}
 	names, err := src.Repositories()
 	if err != nil {
 		return Report{}, fmt.Errorf("listing the source's repositories: %w", err)
 	}
-	im := &importer{reg: reg, src: src, opts: opts, globs: globs, rep: Report{DryRun: opts.DryRun}}
+	im := &importer{reg: reg, src: src, opts: opts, selected: selected, rep: Report{DryRun: opts.DryRun}}
 	for _, name := range names {
-		if !im.selected(name) {
+		if !im.selected.Selects(name) {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
@@ -124,20 +119,12 @@ func Import(ctx context.Context, reg *registry.Registry, src *Source, opts Optio
 }
 
 type importer struct {
-	reg   *registry.Registry
-	src   *Source
-	opts  Options
-	globs []glob.Glob // of opts.Repositories
-	mu    sync.Mutex  // guards rep and calls of Problem
-	rep   Report
-}
-
-func (im *importer) selected(name string) bool {
-	if len(im.globs) == 0 {
-		return true
-	}
-	components := strings.Split(name, "/")
-	return slices.ContainsFunc(im.globs, func(g glob.Glob) bool { return g.Match(components) })
+	reg      *registry.Registry
+	src      *Source
+	opts     Options
+	selected glob.List  // of opts.Repositories
+	mu       sync.Mutex // guards rep and calls of Problem
+	rep      Report
 }
 
 func (im *importer) problem(repo, what string, err error) {
