@@ -20,6 +20,8 @@ Usage:
                                   collect garbage, while serving goes on
   lading fsck [--config FILE] [--root DIR] [--repair]
                                   verify every blob and reference
+  lading du [--config FILE] [--root DIR] [--repository GLOB]... [--json] [--top N]
+                                  tell the space each repository uses
   lading import [--config FILE] [--root DIR] [--dry-run] [--repository GLOB]... DISTRIBUTION_ROOT
                                   copy a CNCF Distribution storage tree in
   lading config example           print a commented configuration file
@@ -45,6 +47,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runGC(args[1:], stdout, stderr)
 	case "fsck":
 		return runFsck(args[1:], stdout, stderr)
+	case "du":
+		return runDu(args[1:], stdout, stderr)
 	case "import":
 		return runImport(args[1:], stdout, stderr)
 	case "config":
