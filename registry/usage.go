@@ -62,8 +62,9 @@ type UsageReport struct {
 	Repositories []RepositoryUsage `json:"repositories"`
 	StoredBlobs  int               `json:"storedBlobs"`
 	StoredBytes  int64             `json:"storedBytes"`
-	// Unlinked are the stored blobs no repository links: what a
-	// collection takes once they are older than its grace.
+	// Unlinked are the stored blobs no repository links: mostly what a
+	// collection takes once they are older than its grace (one a kept
+	// manifest still uses stays).
 	UnlinkedBlobs int   `json:"unlinkedBlobs"`
 	UnlinkedBytes int64 `json:"unlinkedBytes"`
 	// Damaged counts the entries passed over (see UsageOptions.Problem).
