@@ -48,6 +48,7 @@ func TestProxyValidation(t *testing.T) {
 		{"user without mirror", []string{"LADING_PROXY_USERNAME=u", "LADING_PROXY_PASSWORD=x"}, "proxy.remoteurl: must be set with proxy.username"},
 		{"negative ttl", []string{"LADING_PROXY_REMOTEURL=https://ghcr.io", "LADING_PROXY_TAGTTL=-1s"}, "proxy.tagttl: -1s must be 0 or more"},
 		{"read-only mirror", []string{"LADING_PROXY_REMOTEURL=https://ghcr.io", "LADING_READONLY=true"}, "readonly: excludes proxy.remoteurl"},
+		{"immutable tags on a mirror", []string{"LADING_PROXY_REMOTEURL=https://ghcr.io", "LADING_TAGS_IMMUTABLE=v*"}, "tags.immutable: excludes proxy.remoteurl"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Load("", tc.env, nil)

@@ -108,6 +108,11 @@ func (v *validator) proxy(c *Config) {
 	if c.ReadOnly {
 		v.fail("readonly", "excludes proxy.remoteurl: a mirror writes what it fetches (and refuses pushes and deletes by itself)")
 	}
+	if c.Tags.Immutable != "" {
+		// A mirror's tags follow the upstream's, which may move them: held
+		// still, they would refuse the mirror's own fills and every pull.
+		v.fail("tags.immutable", "excludes proxy.remoteurl: a mirror's tags follow the upstream's")
+	}
 }
 
 type validator struct {

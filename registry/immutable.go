@@ -56,16 +56,30 @@ func (ms *ManifestStore) holdImmutable(ctx context.Context, d digest.Digest, tag
 	return release, nil
 }
 
-// checkTagDelete refuses the delete of an immutable tag that exists.
-func (ms *ManifestStore) checkTagDelete(ctx context.Context, tag string) error {
+// holdTagDelete checks that tag may be deleted, refusing an immutable one
+// that exists, and holds that tag's lock until the returned release: a
+// first push of it must not land between the look and the delete, which
+// would remove the tag the push was told it made.
+func (ms *ManifestStore) holdTagDelete(ctx context.Context, tag string) (release func(), err error) {
 	if !ms.repo.reg.immutable.Match(ms.repo.name, tag) {
-		return nil
+		return func() {}, nil
+	}
+	unlock, err := ms.lockKey(ctx, tagLockKey(ms.repo.name, tag), "tag "+tag, true, func() error {
+		return newError(CodeTooManyRequests, "tag %s is being pushed by another request; try again", tag)
+	})
+	if err != nil {
+		return nil, err
 	}
 	cur, err := ms.tagDigest(ctx, tag)
-	if err != nil {
-		return nil // the delete answers for a tag that is not there
+	switch {
+	case errors.Is(err, ErrManifestUnknown):
+		return unlock, nil // the delete answers for a tag that is not there
+	case err != nil:
+		unlock()
+		return nil, err // a tag that may be there stays
 	}
-	return immutableTag(ms.repo.name, tag, cur)
+	unlock()
+	return nil, immutableTag(ms.repo.name, tag, cur)
 }
 
 // checkDigestDelete refuses the delete by digest of a manifest an
@@ -85,7 +99,12 @@ func (ms *ManifestStore) checkDigestDelete(ctx context.Context, d digest.Digest)
 		if ValidateTag(t) != nil || !ms.repo.reg.immutable.Match(ms.repo.name, t) {
 			continue
 		}
-		if cur, err := ms.tagDigest(ctx, t); err == nil && cur == d {
+		cur, err := ms.tagDigest(ctx, t)
+		switch {
+		case errors.Is(err, ErrManifestUnknown):
+		case err != nil:
+			return err // a tag that may name d stays
+		case cur == d:
 			return immutableTag(ms.repo.name, t, d)
 		}
 	}

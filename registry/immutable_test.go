@@ -1,13 +1,18 @@
 package registry
 
 import (
+	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/lading-registry/lading/internal/glob"
+	"github.com/lading-registry/lading/storage/driver"
+	"github.com/lading-registry/lading/storage/driver/inmemory"
 )
 
 // withImmutable runs fn on a fresh registry over every backend whose tags
@@ -109,4 +114,78 @@ func TestImmutableTagFirstPushesRace(t *testing.T) {
 			t.Fatalf("v1 names %s (%v), the winner pushed %s", got.Digest, err, digest.FromBytes(payloads[won[0]]))
 		}
 	})
+}
+
+// holdKey marks the context of the one call whose tag read a test driver
+// holds or fails.
+type holdKey struct{}
+
+// tagReadDriver holds (reached, then release) or fails (fail) the tag
+// reads made under holdKey.
+type tagReadDriver struct {
+	driver.Driver
+	reached, release chan struct{}
+	fail             bool
+}
+
+func (d *tagReadDriver) GetContent(ctx context.Context, p string) ([]byte, error) {
+	if ctx.Value(holdKey{}) == nil || !strings.Contains(p, "/_tags/") {
+		return d.Driver.GetContent(ctx, p)
+	}
+	if d.fail {
+		return nil, context.DeadlineExceeded // a storage read that timed out
+	}
+	b, err := d.Driver.GetContent(ctx, p)
+	close(d.reached)
+	<-d.release
+	return b, err
+}
+
+// A tag that cannot be read may be there: deletes that would take it are
+// refused, whatever the error.
+func TestImmutableTagSurvivesAFailedRead(t *testing.T) {
+	rules, _ := glob.ParseTagRules("v*")
+	drv := &tagReadDriver{Driver: driver.Instrument(inmemory.New(), nil), fail: true}
+	f := newFixture(t, New(drv, Options{ImmutableTags: rules}), "app")
+	_, d := f.pushImage("v1")
+	failing := context.WithValue(f.ctx, holdKey{}, true)
+	for _, ref := range []string{"v1", d.String()} {
+		if err := f.ms.Delete(failing, ref); err == nil {
+			t.Errorf("delete of %s while the tag cannot be read: nil", ref)
+		}
+		if got, err := f.ms.Stat(f.ctx, "v1"); err != nil || got.Digest != d {
+			t.Fatalf("v1 after a refused delete of %s: %v %v", ref, got.Digest, err)
+		}
+	}
+}
+
+// A tag delete that finds an immutable tag absent holds it until it is
+// done: a first push landing meanwhile keeps the tag it was told it made.
+func TestImmutableTagDeleteTakesTurnsWithAFirstPush(t *testing.T) {
+	rules, _ := glob.ParseTagRules("v*")
+	drv := &tagReadDriver{Driver: driver.Instrument(inmemory.New(), nil), reached: make(chan struct{}), release: make(chan struct{})}
+	f := newFixture(t, New(drv, Options{ImmutableTags: rules}), "app")
+	payload := mustJSON(t, f.image())
+	f.put("latest", payload)
+
+	deleted := make(chan error, 1)
+	go func() { deleted <- f.ms.Delete(context.WithValue(f.ctx, holdKey{}, true), "v1") }()
+	<-drv.reached // the delete found v1 absent
+	pushed := make(chan error, 1)
+	go func() { _, err := f.ms.Put(f.ctx, "v1", "", payload); pushed <- err }()
+	select {
+	case err := <-pushed: // without the lock, the push lands now
+		pushed <- err
+	case <-time.After(300 * time.Millisecond): // with it, it waits
+	}
+	close(drv.release)
+	if err := <-deleted; !errors.Is(err, ErrManifestUnknown) {
+		t.Errorf("delete of v1 not there yet: %v", err)
+	}
+	if err := <-pushed; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.ms.Stat(f.ctx, "v1"); err != nil {
+		t.Errorf("the first push of v1, acknowledged, then: %v", err)
+	}
 }

@@ -481,11 +481,13 @@ func (ms *ManifestStore) delete(ctx context.Context, reference string, durable b
 		if err := ValidateTag(reference); err != nil {
 			return err
 		}
-		if err := ms.checkTagDelete(ctx, reference); err != nil {
+		release, err := ms.holdTagDelete(ctx, reference)
+		if err != nil {
 			return err
 		}
+		defer release()
 		defer ms.tagsChanged(reference)
-		err := ms.driver().Delete(ctx, tagPath(ms.repo.name, reference))
+		err = ms.driver().Delete(ctx, tagPath(ms.repo.name, reference))
 		if driver.IsNotFound(err) {
 			return ms.explain(ctx, manifestUnknown(ms.repo.name, reference))
 		}
