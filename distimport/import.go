@@ -521,6 +521,12 @@ func (ri *repoImport) tags(ctx context.Context) error {
 		if desc, err := ms.Stat(ctx, l.tag); err == nil && desc.Digest == l.digest {
 			c.Present++
 			continue
+		} else if err == nil && ri.reg.ImmutableTag(ri.repo.Name(), l.tag) {
+			// Told apart before the push, which takes all of a manifest's
+			// tags at once: one refused would hold the others back.
+			c.Failed++
+			ri.problem(ri.repo.Name(), what, fmt.Errorf("is immutable here (tags.immutable) and names %s, not %s", desc.Digest, l.digest))
+			continue
 		} else if err != nil && !isUnknown(err) {
 			return err
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/lading-registry/lading/internal/glob"
 	"github.com/lading-registry/lading/registry"
 	"github.com/lading-registry/lading/storage/driver/inmemory"
 )
@@ -296,5 +297,31 @@ func TestOpen(t *testing.T) {
 		if _, err := Open(dir); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Open(%s): %v, want %q", dir, err, want)
 		}
+	}
+}
+
+// A tag immutable in Lading and naming another manifest there is not
+// moved, and holds back none of the tags pushed with it; a dry run says
+// the same.
+func TestImportKeepsImmutableTags(t *testing.T) {
+	rules, _ := glob.ParseTagRules("v*")
+	reg := registry.New(inmemory.New(), registry.Options{ImmutableTags: rules})
+	first := newTree(t)
+	a := first.image("app", "A", "v1")
+	run(t, reg, first, Options{})
+
+	tr := newTree(t)
+	b := tr.image("app", "B", "v1", "latest")
+	dry, _ := run(t, reg, tr, Options{DryRun: true})
+	rep, problems := run(t, reg, tr, Options{})
+	ms := repo(t, reg, "app").Manifests()
+	if got, err := ms.Stat(context.Background(), "latest"); err != nil || got.Digest != b.Digest {
+		t.Errorf("latest: %v %v, want %s", got.Digest, err, b.Digest)
+	}
+	if got, err := ms.Stat(context.Background(), "v1"); err != nil || got.Digest != a.Digest {
+		t.Errorf("immutable v1: %v %v, want %s", got.Digest, err, a.Digest)
+	}
+	if rep.Total.Tags != (Counts{Added: 1, Failed: 1}) || dry.Total.Tags != rep.Total.Tags || len(problems) != 1 {
+		t.Errorf("tags %+v (dry run %+v), problems %v", rep.Total.Tags, dry.Total.Tags, problems)
 	}
 }

@@ -14,6 +14,10 @@ import (
 // the manifest it names are refused with DENIED. The same manifest may be
 // pushed under it again, as a retried CI job does.
 
+// ImmutableTag reports whether tag never moves in repository repo once
+// pushed (Options.ImmutableTags).
+func (r *Registry) ImmutableTag(repo, tag string) bool { return r.immutable.Match(repo, tag) }
+
 // holdImmutable checks that a push of d may write tags, and holds the
 // locks of the immutable ones until the returned release: two first
 // pushes of one tag take turns, so the second finds the first's. It is
