@@ -18,6 +18,9 @@ Usage:
                                   serve the registry
   lading gc [--config FILE] [--root DIR] [--dry-run] [--grace DURATION] [--untagged]
                                   collect garbage, while serving goes on
+  lading prune [--config FILE] [--root DIR] --repository GLOB [--tags GLOB]... [--keep N]
+               [--older-than DURATION] [--dry-run] [--verbose] [--gc]
+                                  remove old tags by a retention rule
   lading fsck [--config FILE] [--root DIR] [--repair]
                                   verify every blob and reference
   lading du [--config FILE] [--root DIR] [--repository GLOB]... [--json] [--top N]
@@ -45,6 +48,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runServe(args[1:], stdout, stderr)
 	case "gc":
 		return runGC(args[1:], stdout, stderr)
+	case "prune":
+		return runPrune(args[1:], stdout, stderr)
 	case "fsck":
 		return runFsck(args[1:], stdout, stderr)
 	case "du":
