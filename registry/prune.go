@@ -196,6 +196,11 @@ func (ms *ManifestStore) deleteTagIf(ctx context.Context, tag string, d digest.D
 		return false, nil
 	}
 	unlock, err := ms.lockManifest(ctx, d, true)
+	if errors.Is(err, &Error{Code: CodeTooManyRequests}) {
+		// Held past the wait: a push of d, which may be writing the
+		// tag again, is in progress; the tag waits for the next run.
+		return false, nil
+	}
 	if err != nil {
 		return false, err
 	}

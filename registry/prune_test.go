@@ -221,3 +221,28 @@ func TestPruneTagsKeepsTagsPushedMeanwhile(t *testing.T) {
 		}
 	})
 }
+
+// A tag whose manifest stays locked past the wait (a push of it under
+// way) is left for the next run, not a failure.
+func TestPruneTagsLeavesATagWhoseManifestIsBusy(t *testing.T) {
+	defer func(w time.Duration) { lockManifestWait = w }(lockManifestWait)
+	lockManifestWait = 50 * time.Millisecond
+	forEachPruneDriver(t, "", func(t *testing.T, reg *Registry, _ *pruneClock, _ func()) {
+		f := newFixture(t, reg, "app")
+		_, d := f.pushImage("busy")
+		f.pushImage("free")
+		unlock, err := f.ms.lockManifest(f.ctx, d, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unlock()
+		rep, err := f.ms.PruneTags(f.ctx, PruneOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := prunedNames(rep); !slices.Equal(got, []string{"free"}) || rep.Changed != 1 {
+			t.Errorf("removed %v with %d changed, want free alone and 1 changed", got, rep.Changed)
+		}
+		f.wantTags("busy")
+	})
+}
