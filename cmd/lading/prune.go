@@ -42,6 +42,10 @@ func (a *age) Set(v string) error {
 	if days, ok := strings.CutSuffix(v, "d"); ok {
 		var n int64
 		n, err = strconv.ParseInt(days, 10, 32)
+		if n > 100_000 {
+			// A time.Duration holds 292 years.
+			err = strconv.ErrRange
+		}
 		d = time.Duration(n) * 24 * time.Hour
 	}
 	if err != nil || d < 0 {

@@ -133,6 +133,8 @@ func TestPruneCommandRefusals(t *testing.T) {
 		{[]string{"--repository", "team/*", "--keep", "-1"}, "--keep must be 0 or more"},
 		{[]string{"--repository", "team/*", "--older-than", "-1h"}, "want a duration of 0 or more"},
 		{[]string{"--repository", "team/*", "--older-than", "3 weeks"}, "want a duration of 0 or more"},
+		// Days past what a time.Duration holds, which would wrap to 25 minutes.
+		{[]string{"--repository", "team/*", "--older-than", "213504d"}, "want a duration of 0 or more"},
 		{[]string{"--repository", "team/*", "--keep", "1", "--tags", "a/b"}, "no tag pattern"},
 		{[]string{"--repository", "team/*", "--keep", "1", "--tags", "[a"}, "no tag pattern"},
 		{[]string{"--repository", "Team/*", "--keep", "1"}, "can never match"},
