@@ -15,6 +15,7 @@ import (
 	"github.com/opencontainers/image-spec/specs-go"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/lading-registry/lading/internal/glob"
 	"github.com/lading-registry/lading/registry"
 	"github.com/lading-registry/lading/storage/driver"
 	"github.com/lading-registry/lading/storage/driver/filesystem"
@@ -150,5 +151,32 @@ func TestPruneCommandRefusals(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if code := runPrune([]string{"--root", root, "--repository", "**", "--older-than", "0s"}, &out, &errOut); code != 0 || out.String() != "removed 0 of 0 matched tags in 0 repositories\n" {
 		t.Errorf("an empty store: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+}
+
+// An interrupt stops the run (exit 1), says so once, and the summary says
+// what was removed before it.
+func TestPruneInterrupted(t *testing.T) {
+	root, _ := pruneStore(t, map[string]map[string]time.Duration{"a": {"old": 48 * time.Hour}, "b": {"old": 48 * time.Hour}})
+	fsd, err := filesystem.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out, errOut bytes.Buffer
+	p := pruner{reg: registry.New(driver.Instrument(fsd, nil), registry.Options{}), stdout: &out, stderr: &errOut,
+		opts: registry.PruneOptions{OlderThan: time.Hour}}
+	every, _ := glob.Compile("**")
+	if code := p.run(ctx, every); code != 1 {
+		t.Fatalf("exit %d, want 1", code)
+	}
+	p.summary(time.Hour, false, false)
+	if errOut.String() != "lading prune: interrupted; the tags removed stay removed, run it again to go on\n" ||
+		!strings.HasPrefix(out.String(), "stopped; removed so far 0 of ") {
+		t.Fatalf("an interrupted run printed:\n%s\nand on stderr:\n%s", out.String(), errOut.String())
+	}
+	if got := tagFiles(t, root, "a"); len(got) != 1 {
+		t.Fatalf("a kept %v", got)
 	}
 }
