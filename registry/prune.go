@@ -144,8 +144,10 @@ func (ms *ManifestStore) PruneTags(ctx context.Context, opts PruneOptions) (Prun
 		})
 		// Removals made stay made, an interrupted run's too: a crash
 		// bringing a tag back would undo what the report says.
-		if perr := driver.PersistRemovals(context.WithoutCancel(ctx), ms.driver(), tagsPath(ms.repo.name)); err == nil {
-			err = perr
+		if slices.Contains(removed, true) {
+			if perr := driver.PersistRemovals(context.WithoutCancel(ctx), ms.driver(), tagsPath(ms.repo.name)); err == nil {
+				err = perr
+			}
 		}
 	}
 	for i, c := range candidates {
