@@ -12,6 +12,8 @@ import (
 	"slices"
 	"sync/atomic"
 	"time"
+
+	"github.com/lading-registry/lading/logging"
 )
 
 // EndpointConfig configures one endpoint; see config.Endpoint for what
@@ -49,7 +51,7 @@ type endpoint struct {
 
 	delivered, failed, dropped atomic.Int64
 	lastSuccess                atomic.Int64 // Unix nanoseconds; 0 before the first
-	warned                     everyMinute
+	warned                     logging.EveryMinute
 
 	// closing asks the sender to return once the queue is empty; ctx's
 	// end, to return at once, dropping what is left.
@@ -63,8 +65,12 @@ func newEndpoint(cfg EndpointConfig, log *slog.Logger) *endpoint {
 	ctx, cancel := context.WithCancel(context.Background())
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	return &endpoint{
-		cfg:     cfg,
-		client:  &http.Client{Transport: transport},
+		cfg: cfg,
+		client: &http.Client{Transport: transport,
+			// A redirect is not followed: the configured headers (a
+			// token) would go with the events to wherever it points.
+			// Answered, it is a failure like any other not 2xx.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		log:     log,
 		q:       newQueue(cfg.MaxQueue),
 		closing: make(chan struct{}),
@@ -147,7 +153,7 @@ func (e *endpoint) run() {
 			batch = batch[:0]
 		case err == nil && refused(status):
 			e.failed.Add(int64(len(batch)))
-			if e.warned.now() {
+			if e.warned.Allow() {
 				e.log.Warn("notification endpoint refused events, which are dropped (logged at most once a minute)", "endpoint", e.cfg.Name, "status", status, "events", len(batch))
 			}
 			failures = 0
@@ -156,7 +162,7 @@ func (e *endpoint) run() {
 		default:
 			failures++
 			wait := backoff(e.cfg.Backoff, e.cfg.MaxBackoff, failures)
-			if e.warned.now() {
+			if e.warned.Allow() {
 				args := []any{"endpoint", e.cfg.Name, "queued", e.q.len() + len(batch), "retry_in", wait}
 				if err != nil {
 					args = append(args, "error", err)
@@ -224,15 +230,4 @@ func withoutURL(err error) error {
 		return ue.Err
 	}
 	return err
-}
-
-// everyMinute lets a repeated warning through at most once a minute, so an
-// endpoint down for hours is told without flooding the log.
-type everyMinute struct {
-	last atomic.Int64 // Unix nanoseconds of the last let through
-}
-
-func (e *everyMinute) now() bool {
-	last, now := e.last.Load(), time.Now().UnixNano()
-	return (last == 0 || now-last >= int64(time.Minute)) && e.last.CompareAndSwap(last, now)
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -177,6 +178,35 @@ func TestTooManyRequestsIsTriedAgain(t *testing.T) {
 	push(n, "t1")
 	if got := rc.WaitFor(t, 1); got[0].Target.Tag != "t1" {
 		t.Fatalf("received %+v", got)
+	}
+}
+
+// An endpoint answering with a redirect does not get the events sent on
+// to where it points, with the configured headers: it is failing, and
+// they wait for it.
+func TestRedirectIsNotFollowed(t *testing.T) {
+	elsewhere := notifytest.NewReceiver(t, nil)
+	var asked atomic.Int32
+	redirecting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		http.Redirect(w, r, elsewhere.URL+"/hook", http.StatusTemporaryRedirect)
+	}))
+	defer redirecting.Close()
+	cfg := testEndpoint("r", redirecting.URL)
+	cfg.Headers = map[string][]string{"X-Token": {"secret"}}
+	n := notify.New([]notify.EndpointConfig{cfg}, "", quiet)
+	push(n, "t1")
+	for deadline := time.Now().Add(5 * time.Second); asked.Load() < 2 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond) // the event never goes
+	defer cancel()
+	n.Close(ctx)
+	if asked.Load() < 2 {
+		t.Fatalf("the endpoint was asked %d times, want it tried again", asked.Load())
+	}
+	if st := n.Stats()[0]; st.Delivered != 0 || len(elsewhere.Events()) != 0 {
+		t.Errorf("delivered %d, the redirect's target got %d events; want none", st.Delivered, len(elsewhere.Events()))
 	}
 }
 
