@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -141,17 +142,28 @@ func (m *Mirror) manifest(ctx context.Context, repoName, reference string) error
 	d, err := m.headManifest(ctx, repoName, reference)
 	switch outcomeOf(err) {
 	case outcomeOK:
-		m.tags.mark(key)
 		if have && d == local.Digest {
+			m.tags.mark(key)
 			m.obs.Lookup("manifest", "hit")
 			return nil
 		}
-		m.obs.Lookup("manifest", "miss")
-		if d == "" {
-			return m.fetchManifest(ctx, ms, repoName, reference, reference)
+		from := reference
+		if d != "" {
+			from = d.String() // the tag may move again between the HEAD and the GET
 		}
-		// By digest: the tag may move again between the HEAD and the GET.
-		return m.fetchManifest(ctx, ms, repoName, d.String(), reference)
+		err = m.fetchManifest(ctx, ms, repoName, from, reference)
+		if err == nil {
+			m.tags.mark(key)
+			m.obs.Lookup("manifest", "miss")
+			return nil
+		}
+		if !have {
+			return err
+		}
+		// The tag moved upstream, and its new manifest could not be had
+		// (a rate limit on GETs alone, as Docker Hub's, an outage, a
+		// manifest refused here): the one held is served, as when the
+		// HEAD fails.
 	case outcomeNotFound:
 		// The upstream is the truth of its tags: kept here, a tag deleted
 		// there (a release withdrawn) would come back in its next outage.
@@ -169,7 +181,10 @@ func (m *Mirror) manifest(ctx context.Context, repoName, reference string) error
 		return m.failed(err)
 	}
 	// Stale if error: an outage or a rate limit upstream must not take
-	// the images down with it.
+	// the images down with it. Served so until the TTL runs out, as a
+	// check that passed: an upstream that hangs is then waited for once
+	// a TTL, not by every pull.
+	m.tags.mark(key)
 	m.obs.Lookup("manifest", "stale")
 	m.warnStale(ctx, repoName, reference, err)
 	return nil
@@ -208,7 +223,7 @@ func (m *Mirror) fetchManifest(ctx context.Context, ms *registry.ManifestStore, 
 		return m.failed(&upstreamError{op: "manifest body", err: err})
 	}
 	if int64(len(payload)) > limit {
-		return fmt.Errorf("proxy: manifest %s of %s upstream is larger than the limit of %d bytes (http.maxmanifestsize)", from, repo, limit)
+		return &registry.Error{Code: registry.CodeUnavailable, Message: fmt.Sprintf("manifest %s of %s upstream is larger than this mirror's limit of %d bytes (http.maxmanifestsize)", from, repo, limit)}
 	}
 	want := resp.Header.Get("Docker-Content-Digest")
 	if strings.Contains(from, ":") {
@@ -218,6 +233,11 @@ func (m *Mirror) fetchManifest(ctx context.Context, ms *registry.ManifestStore, 
 		return &registry.Error{Code: registry.CodeUnavailable, Message: "the upstream sent a manifest that does not match digest " + want}
 	}
 	mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if !slices.Contains(manifestTypes, mediaType) {
+		// No manifest type (application/json, text/plain: an upstream or
+		// a proxy before it that does not say): the payload's own.
+		mediaType = ""
+	}
 	if _, err := ms.Fill(ctx, to, mediaType, payload); err != nil {
 		return err
 	}

@@ -21,12 +21,14 @@ import (
 // manifestAccept is what a mirror accepts for a manifest: every type it
 // stores, so the upstream answers a tag with the index a client would get
 // rather than one platform's image.
-var manifestAccept = strings.Join([]string{
+var manifestAccept = strings.Join(manifestTypes, ", ")
+
+var manifestTypes = []string{
 	"application/vnd.oci.image.index.v1+json",
 	"application/vnd.oci.image.manifest.v1+json",
 	"application/vnd.docker.distribution.manifest.list.v2+json",
 	"application/vnd.docker.distribution.manifest.v2+json",
-}, ", ")
+}
 
 // upstream speaks the distribution API to the registry a mirror fills
 // from. go-containerregistry's transport does the authentication: Basic,

@@ -44,6 +44,11 @@ type front struct {
 	target   *url.URL // nil: down, every connection is cut
 	corrupt  atomic.Bool
 	blobGets atomic.Int64
+	// manifestGets, when not 0, answers every manifest GET with that
+	// status (HEADs pass), as a registry rate-limiting pulls alone.
+	manifestGets atomic.Int32
+	// manifestType, when set, replaces the Content-Type of manifests.
+	manifestType atomic.Value
 }
 
 func newFront(t *testing.T, upstream string) *front {
@@ -83,6 +88,12 @@ func (f *front) serve(w http.ResponseWriter, r *http.Request) {
 	if blobGet {
 		f.blobGets.Add(1)
 	}
+	manifest := strings.Contains(r.URL.Path, "/manifests/")
+	if status := f.manifestGets.Load(); manifest && r.Method == http.MethodGet && status != 0 {
+		w.Header().Set("Retry-After", "30")
+		w.WriteHeader(int(status))
+		return
+	}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
@@ -91,6 +102,9 @@ func (f *front) serve(w http.ResponseWriter, r *http.Request) {
 		ModifyResponse: func(resp *http.Response) error {
 			if blobGet && resp.StatusCode == http.StatusOK && f.corrupt.Load() {
 				resp.Body = &flipFirst{ReadCloser: resp.Body}
+			}
+			if ct, _ := f.manifestType.Load().(string); manifest && ct != "" {
+				resp.Header.Set("Content-Type", ct)
 			}
 			return nil
 		},
@@ -289,6 +303,31 @@ func TestMirrorFollowsAndOutlivesItsUpstream(t *testing.T) {
 	if strings.Contains(s.mirror.Logs(), "mirror-secret") {
 		t.Error("the mirror logged the upstream password")
 	}
+}
+
+// A tag the upstream moved, whose new manifest cannot be fetched (a rate
+// limit on GETs alone, as Docker Hub's), is served as held; one sent with
+// a Content-Type that is no manifest type is stored by its own.
+func TestMirrorServesTheHeldTagWhenTheFetchFails(t *testing.T) {
+	s := start(t, false)
+	first, second := randomImage(t, 1024), randomImage(t, 1024)
+	s.push(t, "team/app:v1", first)
+	s.pull(t, "team/app:v1", first)
+	s.push(t, "team/app:v1", second)
+
+	s.front.manifestGets.Store(http.StatusTooManyRequests)
+	time.Sleep(tagTTL + 200*time.Millisecond)
+	s.pull(t, "team/app:v1", first)
+	s.pull(t, "team/app:v1", first) // and again within the TTL, without asking
+
+	s.front.manifestGets.Store(0)
+	time.Sleep(tagTTL + 200*time.Millisecond)
+	s.pull(t, "team/app:v1", second)
+
+	s.front.manifestType.Store("application/json")
+	third := randomImage(t, 1024)
+	s.push(t, "team/other:v1", third)
+	s.pull(t, "team/other:v1", third)
 }
 
 func TestMirrorRefusesWrites(t *testing.T) {
