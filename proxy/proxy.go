@@ -73,6 +73,7 @@ type Mirror struct {
 	log    *slog.Logger
 	obs    Observer
 	tags   tagClock
+	lists  tagLists
 	flight singleflight.Group
 	warned logging.EveryMinute
 }
@@ -89,7 +90,7 @@ func New(reg *registry.Registry, opts Options) (*Mirror, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Mirror{reg: reg, up: up, log: opts.Logger, obs: opts.Observer, tags: tagClock{ttl: opts.TagTTL}}
+	m := &Mirror{reg: reg, up: up, log: opts.Logger, obs: opts.Observer, tags: tagClock{ttl: opts.TagTTL}, lists: tagLists{ttl: opts.TagTTL}}
 	if m.log == nil {
 		m.log = slog.Default()
 	}
@@ -261,10 +262,14 @@ func (m *Mirror) StatBlob(ctx context.Context, repo string, d digest.Digest) (in
 
 // Tags implements server.Mirror.
 func (m *Mirror) Tags(ctx context.Context, repo string) ([]string, bool, error) {
+	if tags, ok := m.lists.get(repo); ok {
+		return tags, true, nil
+	}
 	tags, err := m.up.tags(ctx, repo)
 	m.obs.Upstream("tags", string(outcomeOf(err)))
 	switch outcomeOf(err) {
 	case outcomeOK:
+		m.lists.put(repo, tags)
 		return tags, true, nil
 	case outcomeNotFound:
 		return nil, false, &registry.Error{Code: registry.CodeNameUnknown, Message: "repository " + repo + " unknown to the upstream"}
@@ -355,6 +360,52 @@ func (c *tagClock) forget(key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.at, key)
+}
+
+// tagLists keeps the upstream's tag lists for the TTL, so that a client
+// paging through one costs one listing upstream, not one a page.
+type tagLists struct {
+	ttl   time.Duration
+	mu    sync.Mutex
+	lists map[string]tagList
+	bytes int
+}
+
+type tagList struct {
+	tags []string
+	at   time.Time
+}
+
+// maxTagListsBytes bounds the lists kept; past it they are all dropped.
+const maxTagListsBytes = 64 << 20
+
+func (c *tagLists) get(repo string) ([]string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l, ok := c.lists[repo]
+	return l.tags, ok && time.Since(l.at) < c.ttl
+}
+
+func (c *tagLists) put(repo string, tags []string) {
+	if c.ttl <= 0 {
+		return
+	}
+	n := 0
+	for _, t := range tags {
+		n += len(t) + 16 // the string's header
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lists == nil || c.bytes+n > maxTagListsBytes {
+		c.lists, c.bytes = map[string]tagList{}, 0
+	}
+	if old, ok := c.lists[repo]; ok {
+		for _, t := range old.tags {
+			c.bytes -= len(t) + 16
+		}
+	}
+	c.lists[repo] = tagList{tags: tags, at: time.Now()}
+	c.bytes += n
 }
 
 type nopObserver struct{}

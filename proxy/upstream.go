@@ -206,8 +206,14 @@ func outcomeOf(err error) outcome {
 	return outcomeRefused
 }
 
-// maxTagPages bounds the pages of a tag list followed upstream.
-const maxTagPages = 100
+// maxTagPages bounds the pages of a tag list followed upstream, and
+// maxTagListBytes what they hold together: a list is read whole (the
+// mirror pages it for its clients), and an upstream sending more must not
+// cost a request gigabytes.
+const (
+	maxTagPages     = 100
+	maxTagListBytes = 16 << 20
+)
 
 // tags lists every tag of repo upstream, following the pages it links.
 func (u *upstream) tags(ctx context.Context, repo string) ([]string, error) {
@@ -219,6 +225,7 @@ func (u *upstream) tags(ctx context.Context, repo string) ([]string, error) {
 	next := u.base.JoinPath("v2", name, "tags", "list")
 	next.RawQuery = "n=1000"
 	var all []string
+	budget := &io.LimitedReader{N: maxTagListBytes}
 	for range maxTagPages {
 		resp, err := u.send(ctx, c, http.MethodGet, next.String(), "")
 		if err != nil {
@@ -227,8 +234,12 @@ func (u *upstream) tags(ctx context.Context, repo string) ([]string, error) {
 		var page struct {
 			Tags []string `json:"tags"`
 		}
-		err = json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&page)
+		budget.R = resp.Body
+		err = json.NewDecoder(budget).Decode(&page)
 		resp.Body.Close()
+		if err != nil && budget.N <= 0 {
+			err = fmt.Errorf("the list is larger than %d bytes", maxTagListBytes)
+		}
 		if err != nil {
 			return nil, &upstreamError{op: "tags", err: err}
 		}

@@ -1,0 +1,72 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lading-registry/lading/registry"
+	"github.com/lading-registry/lading/storage/driver/inmemory"
+)
+
+// upstreamListing answers team/app's tag list with pages of tags of size
+// bytes each, n pages, counting the pages asked for.
+func upstreamListing(t *testing.T, pages, perPage, size int, asked *atomic.Int64) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v2/team/app/tags/list" {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		asked.Add(1)
+		page := 0
+		fmt.Sscan(r.URL.Query().Get("page"), &page)
+		if page+1 < pages {
+			w.Header().Set("Link", fmt.Sprintf(`</v2/team/app/tags/list?page=%d>; rel="next"`, page+1))
+		}
+		tags := make([]string, perPage)
+		for i := range tags {
+			tags[i] = fmt.Sprintf("%0*d", size, page*perPage+i)
+		}
+		fmt.Fprintf(w, `{"name":"team/app","tags":["%s"]}`, strings.Join(tags, `","`))
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// A client paging through a list costs one listing upstream a TTL, and a
+// list larger than a mirror reads is not read whole.
+func TestTagListsKeptAndBounded(t *testing.T) {
+	var asked atomic.Int64
+	reg := registry.New(inmemory.New(), registry.Options{})
+	m, err := New(reg, Options{RemoteURL: upstreamListing(t, 3, 100, 8, &asked), TagTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		tags, ok, err := m.Tags(context.Background(), "team/app")
+		if err != nil || !ok || len(tags) != 300 {
+			t.Fatalf("tags: %d %v %v", len(tags), ok, err)
+		}
+	}
+	if asked.Load() != 3 {
+		t.Errorf("%d pages asked upstream for five listings, want 3", asked.Load())
+	}
+
+	// 3 pages of 1000 tags of 8 KiB: 24 MiB, over the mirror's bound.
+	asked.Store(0)
+	big, err := New(reg, Options{RemoteURL: upstreamListing(t, 3, 1000, 8<<10, &asked), TagTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tags, ok, err := big.Tags(context.Background(), "team/app"); ok || err != nil || tags != nil {
+		t.Fatalf("an upstream list over the bound: %d tags, %v, %v; want the local list instead", len(tags), ok, err)
+	}
+	if asked.Load() > 3 {
+		t.Errorf("%d pages asked", asked.Load())
+	}
+}
