@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -47,6 +48,10 @@ type PruneReport struct {
 	KeptByCount   int
 	KeptByAge     int
 	KeptImmutable int
+	// KeptSchema are tags of the referrers tag scheme (a signature's,
+	// an attestation's), which a rule covers only when a pattern names
+	// them by their prefix (sha256-*).
+	KeptSchema int
 	// Changed are tags pushed again, moved or removed by another between
 	// the listing and their removal, which the prune left as they are.
 	Changed int
@@ -78,11 +83,18 @@ func (ms *ManifestStore) PruneTags(ctx context.Context, opts PruneOptions) (Prun
 			continue
 		}
 		rep.Matched++
-		if ms.repo.reg.immutable.Match(ms.repo.name, t.name) {
+		switch {
+		case ms.repo.reg.immutable.Match(ms.repo.name, t.name):
 			rep.KeptImmutable++
-			continue
+		case schemaTag(t.name) && !namesSchemaTags(opts.Tags):
+			// A signature, attestation or SBOM stored under the referrers
+			// tag scheme (cosign's sha256-<hex>.sig) belongs to the image
+			// its tag names, not to the age of its own push: pruned by
+			// it, a kept image would lose its signature.
+			rep.KeptSchema++
+		default:
+			ranked = append(ranked, t)
 		}
-		ranked = append(ranked, t)
 	}
 	// Newest first; tags pushed in one tick of the storage's clock (a
 	// second on S3) in an order of their own, the same every run.
@@ -237,6 +249,27 @@ func sameTime(a, b time.Time) bool {
 		return a.Truncate(time.Second).Equal(b.Truncate(time.Second))
 	}
 	return false
+}
+
+// schemaTag reports whether tag is of the referrers tag scheme (OCI
+// distribution spec, "Referrers Tag Schema"): <alg>-<hex of the
+// subject's digest>, with a suffix such as cosign's .sig, .att, .sbom.
+func schemaTag(tag string) bool {
+	alg, rest, ok := strings.Cut(tag, "-")
+	if !ok || (alg != "sha256" && alg != "sha512") {
+		return false
+	}
+	hexPart, _, _ := strings.Cut(rest, ".")
+	n := map[string]int{"sha256": 64, "sha512": 128}[alg]
+	return len(hexPart) == n && strings.Trim(hexPart, "0123456789abcdef") == ""
+}
+
+// namesSchemaTags reports whether a pattern asks for such tags by their
+// scheme's own prefix, which a rule over them must.
+func namesSchemaTags(patterns []string) bool {
+	return slices.ContainsFunc(patterns, func(p string) bool {
+		return strings.HasPrefix(p, "sha256-") || strings.HasPrefix(p, "sha512-")
+	})
 }
 
 // matchesAny reports whether tag matches one of patterns (none: every

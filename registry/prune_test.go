@@ -246,3 +246,32 @@ func TestPruneTagsLeavesATagWhoseManifestIsBusy(t *testing.T) {
 		f.wantTags("busy")
 	})
 }
+
+// A signature stored under the referrers tag scheme (cosign's
+// sha256-<hex>.sig) is not pruned by its own age, which would take a
+// kept image's signature; a rule that names the scheme's prefix prunes it.
+func TestPruneTagsLeavesSignatureTags(t *testing.T) {
+	reg := New(manifestDrivers["inmemory"](t), Options{})
+	f := newFixture(t, reg, "signed")
+	_, signed := f.pushImage("1.0")
+	sig := "sha256-" + signed.Encoded() + ".sig"
+	f.pushImage(sig)
+	f.pushImage("sha256-not-a-digest") // no scheme tag: pruned as any other
+
+	rep, err := f.ms.PruneTags(f.ctx, PruneOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.KeptSchema != 1 || !slices.Equal(prunedNames(rep), []string{"1.0", "sha256-not-a-digest"}) {
+		t.Fatalf("a rule over every tag: %+v", rep)
+	}
+	f.wantTags(sig)
+	rep, err = f.ms.PruneTags(f.ctx, PruneOptions{Tags: []string{"sha256-*"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(prunedNames(rep), []string{sig}) {
+		t.Fatalf("a rule naming the scheme: %+v", rep)
+	}
+	f.wantTags()
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path"
 	"strconv"
 	"strings"
@@ -61,7 +62,7 @@ func (a *age) Set(v string) error {
 // for a mistake in the command line or configuration.
 func runPrune(args []string, stdout, stderr io.Writer) int {
 	cmd := newStoreCommand("lading prune", 1, stderr)
-	pattern := cmd.fs.String("repository", "", "prune the repositories this `glob` matches (team/* is team/app, team/** also team/app/web)")
+	pattern := cmd.fs.String("repository", "", "prune the repositories this `glob` matches (team/* is team/app, team/** also team/app/web and team)")
 	var tags tagPatterns
 	cmd.fs.Var(&tags, "tags", "the rule covers the tags this path.Match `pattern` matches (repeatable; default *)")
 	keep := cmd.fs.Int("keep", 0, "keep the `N` most recently pushed matched tags of each repository")
@@ -85,6 +86,11 @@ func runPrune(args []string, stdout, stderr io.Writer) int {
 		return err
 	}
 	return cmd.run(args, func(ctx context.Context, cfg *config.Config, reg *registry.Registry) int {
+		if cfg.Tags.Immutable == "" && cmd.configFile == "" && os.Getenv(config.ConfigEnv) == "" {
+			// The rules live in the servers' configuration, not in the
+			// store: a run on --root alone cannot know them.
+			fmt.Fprintln(stderr, "lading prune: no tags.immutable in force (no configuration file): give the servers' one (--config, or LADING_TAGS_IMMUTABLE) for their immutable tags to be kept")
+		}
 		p := pruner{reg: reg, stdout: stdout, stderr: stderr, verbose: *verbose,
 			opts: registry.PruneOptions{Tags: tags, Keep: *keep, OlderThan: olderThan.d, DryRun: *dryRun}}
 		status := p.run(ctx, repos)
@@ -151,6 +157,9 @@ func (p *pruner) repository(ctx context.Context, name string) error {
 	}
 	line := fmt.Sprintf("%s: %d tags matched, %d kept by count, %d kept by age, %d kept immutable, %d %s",
 		name, rep.Matched, rep.KeptByCount, rep.KeptByAge, rep.KeptImmutable, len(rep.Removed), count)
+	if rep.KeptSchema > 0 {
+		line += fmt.Sprintf(", %d signature tags kept (sha256-*: name them to prune them)", rep.KeptSchema)
+	}
 	if rep.Changed > 0 {
 		line += fmt.Sprintf(", %d pushed or removed by another meanwhile (left as they are)", rep.Changed)
 	}

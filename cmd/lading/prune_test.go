@@ -117,6 +117,13 @@ func TestPruneCommand(t *testing.T) {
 	if errOut.Len() > 0 {
 		t.Fatalf("stderr: %s", errOut.String())
 	}
+
+	// On --root alone, with no rule in force, it says where the rules are.
+	t.Setenv("LADING_TAGS_IMMUTABLE", "")
+	if code := runPrune([]string{"--root", root, "--repository", "other", "--keep", "1", "--dry-run"}, &out, &errOut); code != 0 ||
+		!strings.Contains(errOut.String(), "no tags.immutable in force") {
+		t.Fatalf("exit %d, stderr %q", code, errOut.String())
+	}
 }
 
 // A command line that would remove every tag, or that cannot be read, is
