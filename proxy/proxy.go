@@ -288,13 +288,28 @@ func (m *Mirror) failed(err error) error {
 	}
 	switch outcomeOf(err) {
 	case outcomeThrottled:
-		return &registry.Error{Code: registry.CodeTooManyRequests, Message: "the upstream is rate limiting this mirror; try again later"}
+		e := &registry.Error{Code: registry.CodeTooManyRequests, Message: "the upstream is rate limiting this mirror; try again later"}
+		if ue != nil && ue.retryAfter > 0 {
+			return waitError{e, ue.retryAfter}
+		}
+		return e
 	case outcomeRefused:
 		return &registry.Error{Code: registry.CodeUnavailable, Message: fmt.Sprintf("the upstream refused this mirror (%d): see proxy.username and proxy.password", status)}
 	}
 	m.log.Warn("upstream request failed", "error", err)
 	return &registry.Error{Code: registry.CodeUnavailable, Message: "the upstream cannot be reached and nothing is cached"}
 }
+
+// waitError is a refusal the client should try again only after a while:
+// as long as the upstream asked the mirror to wait (its Retry-After).
+type waitError struct {
+	err   *registry.Error
+	after time.Duration
+}
+
+func (e waitError) Error() string             { return e.err.Error() }
+func (e waitError) Unwrap() error             { return e.err }
+func (e waitError) RetryAfter() time.Duration { return e.after }
 
 func (m *Mirror) blobFailed(repo string, d digest.Digest, err error) error {
 	if outcomeOf(err) == outcomeNotFound {

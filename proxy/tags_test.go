@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -68,5 +69,48 @@ func TestTagListsKeptAndBounded(t *testing.T) {
 	}
 	if asked.Load() > 3 {
 		t.Errorf("%d pages asked", asked.Load())
+	}
+}
+
+// An upstream's 429 holds every request back for as long as its
+// Retry-After says (bounded), and the client is told to wait as long.
+func TestUpstreamRetryAfterHoldsRequestsBack(t *testing.T) {
+	var asked atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v2/" {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		asked.Add(1)
+		w.Header().Set("Retry-After", "30")
+		w.WriteHeader(http.StatusTooManyRequests)
+	}))
+	t.Cleanup(srv.Close)
+	m, err := New(registry.New(inmemory.New(), registry.Options{}), Options{RemoteURL: srv.URL, TagTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		err := m.Manifest(context.Background(), "team/app", "v1")
+		var ra interface{ RetryAfter() time.Duration }
+		if e, ok := registry.AsError(err); !ok || e.Code != registry.CodeTooManyRequests || !errors.As(err, &ra) ||
+			ra.RetryAfter() <= 25*time.Second || ra.RetryAfter() > 30*time.Second {
+			t.Fatalf("pull %d: %v, want TOOMANYREQUESTS asking to wait about 30s", i, err)
+		}
+	}
+	if asked.Load() != 1 {
+		t.Errorf("the upstream was asked %d times in its Retry-After, want once", asked.Load())
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	for v, want := range map[string]time.Duration{
+		"30": 30 * time.Second, "0": time.Second, "": time.Second, "soon": time.Second, "86400": maxRetryAfter,
+		now.Add(2 * time.Minute).Format(http.TimeFormat): 2 * time.Minute,
+	} {
+		if got := retryAfter(v, now); got != want {
+			t.Errorf("Retry-After %q: %v, want %v", v, got, want)
+		}
 	}
 }

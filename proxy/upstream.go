@@ -9,8 +9,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -45,7 +47,17 @@ type upstream struct {
 
 	mu    sync.Mutex
 	repos map[string]*http.Client // by upstream repository name
+
+	// until is when the upstream's last 429 asked to be left alone until
+	// (Retry-After), in Unix nanoseconds: requests before it are not sent.
+	// A rate limit is the client's, not a repository's (Docker Hub counts
+	// pulls by address), so one answer holds them all.
+	until atomic.Int64
 }
+
+// maxRetryAfter bounds how long an upstream's Retry-After holds requests
+// back, so that a mistaken hour-long one does not.
+const maxRetryAfter = 10 * time.Minute
 
 // maxRepoClients bounds the authenticated clients kept; past it they are
 // all dropped and made again as needed (each costs a ping and a token).
@@ -144,6 +156,10 @@ func (u *upstream) do(ctx context.Context, method, repo, path, accept string) (*
 }
 
 func (u *upstream) send(ctx context.Context, c *http.Client, method, target, accept string) (*http.Response, error) {
+	if wait := time.Until(time.Unix(0, u.until.Load())); wait > 0 {
+		return nil, &upstreamError{op: method, status: http.StatusTooManyRequests, retryAfter: wait,
+			err: errors.New("held back: the upstream asked to wait (Retry-After)")}
+	}
 	req, err := http.NewRequestWithContext(ctx, method, target, nil)
 	if err != nil {
 		return nil, err
@@ -159,7 +175,25 @@ func (u *upstream) send(ctx context.Context, c *http.Client, method, target, acc
 		return resp, nil
 	}
 	defer resp.Body.Close()
-	return nil, &upstreamError{op: method, status: resp.StatusCode, err: transport.CheckError(resp, http.StatusOK)}
+	ue := &upstreamError{op: method, status: resp.StatusCode, err: transport.CheckError(resp, http.StatusOK)}
+	if resp.StatusCode == http.StatusTooManyRequests {
+		ue.retryAfter = retryAfter(resp.Header.Get("Retry-After"), time.Now())
+		u.until.Store(time.Now().Add(ue.retryAfter).UnixNano())
+	}
+	return nil, ue
+}
+
+// retryAfter reads a Retry-After (seconds, or an HTTP date) as a wait of
+// at least a second and at most maxRetryAfter; a missing or unreadable
+// one is a second.
+func retryAfter(v string, now time.Time) time.Duration {
+	d := time.Second
+	if secs, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+		d = time.Duration(secs) * time.Second
+	} else if at, err := http.ParseTime(v); err == nil {
+		d = at.Sub(now)
+	}
+	return min(max(d, time.Second), maxRetryAfter)
 }
 
 // upstreamError is a request to the upstream that failed: status is its
@@ -168,6 +202,8 @@ type upstreamError struct {
 	op     string
 	status int
 	err    error
+	// retryAfter is how long a 429 asked to wait.
+	retryAfter time.Duration
 }
 
 func (e *upstreamError) Error() string {

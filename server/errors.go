@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/lading-registry/lading/auth"
 	"github.com/lading-registry/lading/logging"
@@ -112,8 +114,14 @@ func mapError(err error) (status int, header http.Header, body errorBody) {
 		if status, known := codeStatus[e.Code]; known {
 			if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
 				// Clients retry these: upload slots and sessions free up as
-				// fast as chunks finish.
-				header.Set("Retry-After", "1")
+				// fast as chunks finish. An error may know better (a
+				// mirror's upstream that asked it to wait).
+				wait := 1
+				var ra interface{ RetryAfter() time.Duration }
+				if errors.As(err, &ra) {
+					wait = max(1, int((ra.RetryAfter()+time.Second-1)/time.Second))
+				}
+				header.Set("Retry-After", strconv.Itoa(wait))
 			}
 			return status, header, entry(e)
 		}

@@ -100,3 +100,26 @@ func TestMirrorBlobFillIsAPull(t *testing.T) {
 		t.Fatalf("events:%s", notifytest.Describe(got))
 	}
 }
+
+// waitingMirror refuses every manifest, asking to wait.
+type waitingMirror struct{ tagsMirror }
+
+type waitErr struct{}
+
+func (waitErr) Error() string { return "wait" }
+func (waitErr) Unwrap() error {
+	return &registry.Error{Code: registry.CodeTooManyRequests, Message: "the upstream is rate limiting"}
+}
+func (waitErr) RetryAfter() time.Duration { return 29500 * time.Millisecond }
+
+func (waitingMirror) Manifest(context.Context, string, string) error { return waitErr{} }
+
+// A refusal that knows how long to wait says so in Retry-After.
+func TestMirrorRetryAfterPassedOn(t *testing.T) {
+	h := newHandler(t, Options{Mirror: waitingMirror{}})
+	rec := serve(t, h, request{method: http.MethodGet, target: "/v2/team/app/manifests/v1"})
+	wantStatus(t, rec, http.StatusTooManyRequests, registry.CodeTooManyRequests)
+	if got := rec.Header().Get("Retry-After"); got != "30" {
+		t.Errorf("Retry-After %q, want 30", got)
+	}
+}

@@ -90,7 +90,7 @@ func (f *front) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	manifest := strings.Contains(r.URL.Path, "/manifests/")
 	if status := f.manifestGets.Load(); manifest && r.Method == http.MethodGet && status != 0 {
-		w.Header().Set("Retry-After", "30")
+		w.Header().Set("Retry-After", "1")
 		w.WriteHeader(int(status))
 		return
 	}
@@ -321,7 +321,7 @@ func TestMirrorServesTheHeldTagWhenTheFetchFails(t *testing.T) {
 	s.pull(t, "team/app:v1", first) // and again within the TTL, without asking
 
 	s.front.manifestGets.Store(0)
-	time.Sleep(tagTTL + 200*time.Millisecond)
+	time.Sleep(tagTTL + time.Second) // past the TTL and the upstream's Retry-After
 	s.pull(t, "team/app:v1", second)
 
 	s.front.manifestType.Store("application/json")
