@@ -16,7 +16,7 @@ const usage = `Lading is a container image registry (OCI Distribution API v1.1).
 Usage:
   lading serve [--config FILE] [--root DIR] [--addr HOST:PORT] ...
                                   serve the registry
-  lading gc [--config FILE] [--root DIR] [--dry-run] [--grace DURATION] [--untagged]
+  lading gc [--config FILE] [--root DIR] [--dry-run] [--grace DURATION] [--untagged] [--window DURATION]
                                   collect garbage, while serving goes on
   lading prune [--config FILE] [--root DIR] --repository GLOB [--tags GLOB]... [--keep N]
                [--older-than DURATION] [--dry-run] [--verbose] [--gc]
