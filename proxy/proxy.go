@@ -262,14 +262,17 @@ func (m *Mirror) StatBlob(ctx context.Context, repo string, d digest.Digest) (in
 
 // Tags implements server.Mirror.
 func (m *Mirror) Tags(ctx context.Context, repo string) ([]string, bool, error) {
-	if tags, ok := m.lists.get(repo); ok {
-		return tags, true, nil
+	if l, fresh := m.lists.get(repo); fresh {
+		return l.tags, !l.tooLarge, nil // too large: the local list
 	}
 	tags, err := m.up.tags(ctx, repo)
 	m.obs.Upstream("tags", string(outcomeOf(err)))
+	if errors.Is(err, errTagListTooLarge) {
+		m.lists.put(repo, tagList{tooLarge: true}) // not read again within the TTL
+	}
 	switch outcomeOf(err) {
 	case outcomeOK:
-		m.lists.put(repo, tags)
+		m.lists.put(repo, tagList{tags: tags})
 		return tags, true, nil
 	case outcomeNotFound:
 		return nil, false, &registry.Error{Code: registry.CodeNameUnknown, Message: "repository " + repo + " unknown to the upstream"}
@@ -287,7 +290,7 @@ func (m *Mirror) failed(err error) error {
 		status = ue.status
 	}
 	switch outcomeOf(err) {
-	case outcomeThrottled:
+	case outcomeThrottled, outcomeHeld:
 		e := &registry.Error{Code: registry.CodeTooManyRequests, Message: "the upstream is rate limiting this mirror; try again later"}
 		if ue != nil && ue.retryAfter > 0 {
 			return waitError{e, ue.retryAfter}
@@ -387,26 +390,28 @@ type tagLists struct {
 }
 
 type tagList struct {
-	tags []string
-	at   time.Time
+	tags     []string
+	tooLarge bool // the upstream's was over maxTagListBytes
+	at       time.Time
 }
 
 // maxTagListsBytes bounds the lists kept; past it they are all dropped.
 const maxTagListsBytes = 64 << 20
 
-func (c *tagLists) get(repo string) ([]string, bool) {
+func (c *tagLists) get(repo string) (tagList, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	l, ok := c.lists[repo]
-	return l.tags, ok && time.Since(l.at) < c.ttl
+	return l, ok && time.Since(l.at) < c.ttl
 }
 
-func (c *tagLists) put(repo string, tags []string) {
+func (c *tagLists) put(repo string, l tagList) {
 	if c.ttl <= 0 {
 		return
 	}
+	l.at = time.Now()
 	n := 0
-	for _, t := range tags {
+	for _, t := range l.tags {
 		n += len(t) + 16 // the string's header
 	}
 	c.mu.Lock()
@@ -419,7 +424,7 @@ func (c *tagLists) put(repo string, tags []string) {
 			c.bytes -= len(t) + 16
 		}
 	}
-	c.lists[repo] = tagList{tags: tags, at: time.Now()}
+	c.lists[repo] = l
 	c.bytes += n
 }
 

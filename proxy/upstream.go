@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -48,11 +47,42 @@ type upstream struct {
 	mu    sync.Mutex
 	repos map[string]*http.Client // by upstream repository name
 
-	// until is when the upstream's last 429 asked to be left alone until
-	// (Retry-After), in Unix nanoseconds: requests before it are not sent.
-	// A rate limit is the client's, not a repository's (Docker Hub counts
-	// pulls by address), so one answer holds them all.
-	until atomic.Int64
+	// heldUntil is when the upstream's last 429 asked to be left alone
+	// until (Retry-After): requests before it are not sent. A rate limit
+	// is the client's, not a repository's (Docker Hub counts pulls by
+	// address), so one answer holds them all. A time.Now() reading, so the
+	// wait is measured on the monotonic clock, whatever the wall clock does.
+	holdMu    sync.Mutex
+	heldUntil time.Time
+}
+
+// errTagListTooLarge is an upstream tag list over maxTagListBytes.
+var errTagListTooLarge = fmt.Errorf("the list is larger than %d bytes", maxTagListBytes)
+
+// held returns how long requests to the upstream are still held back.
+func (u *upstream) held() time.Duration {
+	u.holdMu.Lock()
+	defer u.holdMu.Unlock()
+	return min(time.Until(u.heldUntil), maxRetryAfter)
+}
+
+// hold holds requests back for d from now.
+func (u *upstream) hold(d time.Duration) {
+	u.holdMu.Lock()
+	defer u.holdMu.Unlock()
+	if t := time.Now().Add(d); t.After(u.heldUntil) {
+		u.heldUntil = t
+	}
+}
+
+// heldBack is the error of a request not sent while the upstream's
+// Retry-After runs: before any, the ping and token requests included.
+func (u *upstream) heldBack(op string) error {
+	if wait := u.held(); wait > 0 {
+		return &upstreamError{op: op, status: http.StatusTooManyRequests, retryAfter: wait, held: true,
+			err: errors.New("held back: the upstream asked to wait (Retry-After)")}
+	}
+	return nil
 }
 
 // maxRetryAfter bounds how long an upstream's Retry-After holds requests
@@ -146,6 +176,9 @@ func (u *upstream) client(ctx context.Context, repo string) (*http.Client, error
 // returns the response when its status is 200 (the caller closes its
 // body), else an *upstreamError.
 func (u *upstream) do(ctx context.Context, method, repo, path, accept string) (*http.Response, error) {
+	if err := u.heldBack(method); err != nil {
+		return nil, err
+	}
 	name := u.repoName(repo)
 	c, err := u.client(ctx, name)
 	if err != nil {
@@ -156,10 +189,6 @@ func (u *upstream) do(ctx context.Context, method, repo, path, accept string) (*
 }
 
 func (u *upstream) send(ctx context.Context, c *http.Client, method, target, accept string) (*http.Response, error) {
-	if wait := time.Until(time.Unix(0, u.until.Load())); wait > 0 {
-		return nil, &upstreamError{op: method, status: http.StatusTooManyRequests, retryAfter: wait,
-			err: errors.New("held back: the upstream asked to wait (Retry-After)")}
-	}
 	req, err := http.NewRequestWithContext(ctx, method, target, nil)
 	if err != nil {
 		return nil, err
@@ -178,7 +207,7 @@ func (u *upstream) send(ctx context.Context, c *http.Client, method, target, acc
 	ue := &upstreamError{op: method, status: resp.StatusCode, err: transport.CheckError(resp, http.StatusOK)}
 	if resp.StatusCode == http.StatusTooManyRequests {
 		ue.retryAfter = retryAfter(resp.Header.Get("Retry-After"), time.Now())
-		u.until.Store(time.Now().Add(ue.retryAfter).UnixNano())
+		u.hold(ue.retryAfter)
 	}
 	return nil, ue
 }
@@ -188,10 +217,16 @@ func (u *upstream) send(ctx context.Context, c *http.Client, method, target, acc
 // one is a second.
 func retryAfter(v string, now time.Time) time.Duration {
 	d := time.Second
-	if secs, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+	secs, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+	switch {
+	case err == nil && secs > uint64(maxRetryAfter/time.Second), errors.Is(err, strconv.ErrRange):
+		d = maxRetryAfter // compared before any product, which could wrap
+	case err == nil:
 		d = time.Duration(secs) * time.Second
-	} else if at, err := http.ParseTime(v); err == nil {
-		d = at.Sub(now)
+	default:
+		if at, err := http.ParseTime(v); err == nil {
+			d = at.Sub(now)
+		}
 	}
 	return min(max(d, time.Second), maxRetryAfter)
 }
@@ -202,8 +237,10 @@ type upstreamError struct {
 	op     string
 	status int
 	err    error
-	// retryAfter is how long a 429 asked to wait.
+	// retryAfter is how long a 429 asked to wait; held, that the request
+	// was not sent, an earlier 429's wait still running.
 	retryAfter time.Duration
+	held       bool
 }
 
 func (e *upstreamError) Error() string {
@@ -223,6 +260,7 @@ const (
 	outcomeOK          outcome = "ok"
 	outcomeNotFound    outcome = "not_found"
 	outcomeThrottled   outcome = "throttled"   // 429
+	outcomeHeld        outcome = "held"        // not sent: a 429's Retry-After runs
 	outcomeUnavailable outcome = "unavailable" // no answer, or 5xx
 	outcomeRefused     outcome = "refused"     // another 4xx: credentials, policy
 )
@@ -236,6 +274,8 @@ func outcomeOf(err error) outcome {
 		return outcomeUnavailable
 	case ue.status == http.StatusNotFound:
 		return outcomeNotFound
+	case ue.held:
+		return outcomeHeld
 	case ue.status == http.StatusTooManyRequests:
 		return outcomeThrottled
 	}
@@ -253,6 +293,9 @@ const (
 
 // tags lists every tag of repo upstream, following the pages it links.
 func (u *upstream) tags(ctx context.Context, repo string) ([]string, error) {
+	if err := u.heldBack("tags"); err != nil {
+		return nil, err
+	}
 	name := u.repoName(repo)
 	c, err := u.client(ctx, name)
 	if err != nil {
@@ -274,7 +317,7 @@ func (u *upstream) tags(ctx context.Context, repo string) ([]string, error) {
 		err = json.NewDecoder(budget).Decode(&page)
 		resp.Body.Close()
 		if err != nil && budget.N <= 0 {
-			err = fmt.Errorf("the list is larger than %d bytes", maxTagListBytes)
+			err = errTagListTooLarge
 		}
 		if err != nil {
 			return nil, &upstreamError{op: "tags", err: err}

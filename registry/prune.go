@@ -253,15 +253,15 @@ func sameTime(a, b time.Time) bool {
 
 // schemaTag reports whether tag is of the referrers tag scheme (OCI
 // distribution spec, "Referrers Tag Schema"): <alg>-<hex of the
-// subject's digest>, with a suffix such as cosign's .sig, .att, .sbom.
+// subject's digest, cut to 64 characters, as a tag holds at most 128>,
+// with a suffix such as cosign's .sig, .att, .sbom.
 func schemaTag(tag string) bool {
 	alg, rest, ok := strings.Cut(tag, "-")
 	if !ok || (alg != "sha256" && alg != "sha512") {
 		return false
 	}
 	hexPart, _, _ := strings.Cut(rest, ".")
-	n := map[string]int{"sha256": 64, "sha512": 128}[alg]
-	return len(hexPart) == n && strings.Trim(hexPart, "0123456789abcdef") == ""
+	return len(hexPart) == 64 && strings.Trim(hexPart, "0123456789abcdef") == ""
 }
 
 // namesSchemaTags reports whether a pattern asks for such tags by their

@@ -257,20 +257,23 @@ func TestPruneTagsLeavesSignatureTags(t *testing.T) {
 	sig := "sha256-" + signed.Encoded() + ".sig"
 	f.pushImage(sig)
 	f.pushImage("sha256-not-a-digest") // no scheme tag: pruned as any other
+	// A sha512 subject's, its hex cut to 64 characters.
+	sig512 := "sha512-" + digest.SHA512.FromString("x").Encoded()[:64]
+	f.pushImage(sig512)
 
 	rep, err := f.ms.PruneTags(f.ctx, PruneOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.KeptSchema != 1 || !slices.Equal(prunedNames(rep), []string{"1.0", "sha256-not-a-digest"}) {
+	if rep.KeptSchema != 2 || !slices.Equal(prunedNames(rep), []string{"1.0", "sha256-not-a-digest"}) {
 		t.Fatalf("a rule over every tag: %+v", rep)
 	}
-	f.wantTags(sig)
-	rep, err = f.ms.PruneTags(f.ctx, PruneOptions{Tags: []string{"sha256-*"}})
+	f.wantTags(sig, sig512)
+	rep, err = f.ms.PruneTags(f.ctx, PruneOptions{Tags: []string{"sha256-*", "sha512-*"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(prunedNames(rep), []string{sig}) {
+	if !slices.Equal(prunedNames(rep), []string{sig, sig512}) {
 		t.Fatalf("a rule naming the scheme: %+v", rep)
 	}
 	f.wantTags()
