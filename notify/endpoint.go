@@ -7,9 +7,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -137,7 +139,7 @@ func (e *endpoint) run() {
 				return
 			}
 		}
-		status, err := e.send(batch)
+		status, retryAfter, err := e.send(batch)
 		switch {
 		case e.ctx.Err() != nil:
 			e.dropped.Add(int64(len(batch) + e.q.close()))
@@ -161,7 +163,7 @@ func (e *endpoint) run() {
 			batch = batch[:0]
 		default:
 			failures++
-			wait := backoff(e.cfg.Backoff, e.cfg.MaxBackoff, failures)
+			wait := max(jitter(backoff(e.cfg.Backoff, e.cfg.MaxBackoff, failures)), min(retryAfter, e.cfg.MaxBackoff))
 			if e.warned.Allow() {
 				args := []any{"endpoint", e.cfg.Name, "queued", e.q.len() + len(batch), "retry_in", wait}
 				if err != nil {
@@ -196,19 +198,30 @@ func backoff(initial, limit time.Duration, failures int) time.Duration {
 	return min(d, limit)
 }
 
-// send posts batch and returns the endpoint's status, or the error that
-// kept it from answering. The error never holds the URL, whose userinfo
-// may be a password.
-func (e *endpoint) send(batch []Event) (int, error) {
+// jitter spreads a wait over three quarters to five quarters of it, so
+// that replicas whose endpoint failed at once do not all try it again at
+// once when it comes back.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return d
+	}
+	return d*3/4 + rand.N(d/2+1)
+}
+
+// send posts batch and returns the endpoint's status and the wait its
+// Retry-After asks for (0 without one), or the error that kept it from
+// answering. The error never holds the URL, whose userinfo may be a
+// password.
+func (e *endpoint) send(batch []Event) (int, time.Duration, error) {
 	body, err := json.Marshal(Envelope{Events: batch})
 	if err != nil {
-		return 0, err // unreachable: events hold strings and numbers
+		return 0, 0, err // unreachable: events hold strings and numbers
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, e.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.cfg.URL, bytes.NewReader(body))
 	if err != nil {
-		return 0, withoutURL(err)
+		return 0, 0, withoutURL(err)
 	}
 	for k, vs := range e.cfg.Headers {
 		req.Header[k] = vs
@@ -216,12 +229,16 @@ func (e *endpoint) send(batch []Event) (int, error) {
 	req.Header.Set("Content-Type", MediaType)
 	resp, err := e.client.Do(req)
 	if err != nil {
-		return 0, withoutURL(err)
+		return 0, 0, withoutURL(err)
 	}
 	// Read a little of the answer so the connection can be used again.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
-	return resp.StatusCode, nil
+	var wait time.Duration
+	if secs, err := strconv.ParseUint(resp.Header.Get("Retry-After"), 10, 32); err == nil {
+		wait = time.Duration(secs) * time.Second
+	}
+	return resp.StatusCode, wait, nil
 }
 
 func withoutURL(err error) error {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -207,6 +208,37 @@ func TestRedirectIsNotFollowed(t *testing.T) {
 	}
 	if st := n.Stats()[0]; st.Delivered != 0 || len(elsewhere.Events()) != 0 {
 		t.Errorf("delivered %d, the redirect's target got %d events; want none", st.Delivered, len(elsewhere.Events()))
+	}
+}
+
+// An endpoint's Retry-After (in seconds) lengthens the wait before the
+// batch is tried again, up to maxbackoff.
+func TestRetryAfterIsHeeded(t *testing.T) {
+	var mu sync.Mutex
+	var at []time.Time
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		at = append(at, time.Now())
+		first := len(at) == 1
+		mu.Unlock()
+		if first {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	cfg := testEndpoint("r", srv.URL)
+	cfg.MaxBackoff = 5 * time.Second
+	n := notify.New([]notify.EndpointConfig{cfg}, "", quiet)
+	push(n, "t1")
+	for deadline := time.Now().Add(5 * time.Second); n.Stats()[0].Delivered == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	closeNow(t, n)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(at) != 2 || at[1].Sub(at[0]) < 700*time.Millisecond {
+		t.Fatalf("%d requests; the second %v after the first, want about a second", len(at), at[len(at)-1].Sub(at[0]))
 	}
 }
 

@@ -100,3 +100,14 @@ func equal(a, b []string) bool {
 	}
 	return true
 }
+
+func TestJitterStaysNearTheWait(t *testing.T) {
+	for range 1000 {
+		if got := jitter(time.Second); got < 750*time.Millisecond || got > 1250*time.Millisecond {
+			t.Fatalf("jitter of 1s: %v", got)
+		}
+	}
+	if jitter(0) != 0 {
+		t.Fatal("jitter of nothing")
+	}
+}
