@@ -240,6 +240,10 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 		Events:          events,
 	})
 	var handler http.Handler = az.Handler(api)
+	// Validated with the configuration. Outside authentication: a
+	// browser's preflight carries no credentials.
+	origins, _ := httpx.ParseOrigins(cfg.HTTP.CORSOrigins)
+	handler = server.CORS(origins, handler)
 	labels := routeLabels(az.TokenServer != nil)
 	handler = m.Instrument(handler, labels)
 	if cfg.Log.Access {

@@ -101,6 +101,7 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 		{name: "missing cert file", yaml: "http:\n  tls:\n    cert: /nonexistent/c.pem\n    key: /nonexistent/k.pem\n", want: []string{"http.tls.cert", "http.tls.key", "no such file"}},
 		{name: "s3 without bucket", yaml: "storage:\n  driver: s3\n", want: []string{"storage.s3.bucket"}},
 		{name: "debug on the main address", yaml: "http:\n  addr: 127.0.0.1:5000\n  debugaddr: 127.0.0.1:5000\n", want: []string{"http.debugaddr", "differ"}},
+		{name: "cors origin", yaml: "http:\n  corsorigins: ui.example.com\n", want: []string{"http.corsorigins", "scheme://host"}},
 		{name: "tag pattern", yaml: "tags:\n  immutable: \"v*, prod/:stable\"\n", want: []string{"tags.immutable", "empty component"}},
 		{name: "several at once", yaml: "log:\n  level: loud\n  format: xml\n", want: []string{"log.level", "log.format"}},
 		{name: "yaml syntax", yaml: "http:\n  addr: [\n", want: []string{"bad.yaml", "line"}},

@@ -1,0 +1,71 @@
+package server
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/lading-registry/lading/internal/httpx"
+)
+
+func TestCORS(t *testing.T) {
+	reached := 0
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { reached++; w.WriteHeader(http.StatusUnauthorized) })
+	do := func(h http.Handler, method, origin string, hdr map[string]string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(method, "/v2/team/app/tags/list", nil)
+		if origin != "" {
+			r.Header.Set("Origin", origin)
+		}
+		for k, v := range hdr {
+			r.Header.Set(k, v)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		return rec
+	}
+	named := CORS([]string{"https://ui.example.com"}, next)
+
+	// A page of a named origin: echoed, with its saved login, and the
+	// headers a client reads exposed.
+	rec := do(named, http.MethodGet, "https://ui.example.com", nil)
+	if rec.Header().Get("Access-Control-Allow-Origin") != "https://ui.example.com" || rec.Header().Get("Access-Control-Allow-Credentials") != "true" ||
+		rec.Header().Get("Vary") != "Origin" || rec.Header().Get("Access-Control-Expose-Headers") != corsExposed || reached != 1 {
+		t.Errorf("a named origin's GET: %v (reached %d)", rec.Header(), reached)
+	}
+	// Its preflight is answered here, before authentication.
+	rec = do(named, http.MethodOptions, "https://ui.example.com", map[string]string{
+		"Access-Control-Request-Method": "DELETE", "Access-Control-Request-Headers": "authorization, accept"})
+	if rec.Code != http.StatusNoContent || rec.Header().Get("Access-Control-Allow-Methods") == "" ||
+		rec.Header().Get("Access-Control-Allow-Headers") != "authorization, accept" || reached != 1 {
+		t.Errorf("a named origin's preflight: %d %v (reached %d)", rec.Code, rec.Header(), reached)
+	}
+	// Another origin, or none, gets nothing of it; its preflight goes on
+	// to the API, which refuses OPTIONS.
+	for _, origin := range []string{"https://evil.example.com", ""} {
+		rec = do(named, http.MethodOptions, origin, map[string]string{"Access-Control-Request-Method": "GET"})
+		if rec.Header().Get("Access-Control-Allow-Origin") != "" || rec.Code == http.StatusNoContent {
+			t.Errorf("origin %q: %d %v", origin, rec.Code, rec.Header())
+		}
+	}
+	// Every origin, without credentials.
+	rec = do(CORS([]string{"*"}, next), http.MethodGet, "https://anywhere.example", nil)
+	if rec.Header().Get("Access-Control-Allow-Origin") != "*" || rec.Header().Get("Access-Control-Allow-Credentials") != "" {
+		t.Errorf("*: %v", rec.Header())
+	}
+	// None configured: the handler itself.
+	if h := CORS(nil, next); do(h, http.MethodGet, "https://ui.example.com", nil).Header().Get("Access-Control-Allow-Origin") != "" {
+		t.Error("headers with no origin configured")
+	}
+}
+
+func TestParseOrigins(t *testing.T) {
+	got, err := httpx.ParseOrigins(" https://ui.example.com/, http://localhost:8080,* ")
+	if err != nil || len(got) != 3 || got[0] != "https://ui.example.com" || got[1] != "http://localhost:8080" || got[2] != "*" {
+		t.Fatalf("%v %v", got, err)
+	}
+	for _, bad := range []string{"ui.example.com", "ftp://x", "https://", "https://a/b", "https://u@h"} {
+		if _, err := httpx.ParseOrigins(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
