@@ -177,10 +177,6 @@ func fatal(ctx context.Context, err error) error {
 	return err
 }
 
-func isUnknown(err error) bool {
-	return errors.Is(err, registry.ErrBlobUnknown) || errors.Is(err, registry.ErrManifestUnknown) || errors.Is(err, registry.ErrNameUnknown)
-}
-
 func (ri *repoImport) blobs(ctx context.Context) error {
 	links, err := ri.src.blobLinks(ri.repo.Name())
 	if err != nil {
@@ -230,14 +226,14 @@ func (ri *repoImport) blob(ctx context.Context, d digest.Digest) error {
 	if _, err := blobs.Stat(ctx, d); err == nil {
 		ri.done(&c.Present, d, 0)
 		return nil
-	} else if !isUnknown(err) {
+	} else if !registry.IsUnknown(err) {
 		return err
 	}
 	if ri.opts.DryRun {
 		if _, err := ri.reg.StatBlob(ctx, d); err == nil {
 			ri.done(&c.Linked, d, 0)
 			return nil
-		} else if !isUnknown(err) {
+		} else if !registry.IsUnknown(err) {
 			return err
 		}
 		n, err := ri.verify(d)
@@ -251,7 +247,7 @@ func (ri *repoImport) blob(ctx context.Context, d digest.Digest) error {
 	if _, err := blobs.Mount(ctx, "", d); err == nil {
 		ri.done(&c.Linked, d, 0)
 		return nil
-	} else if !isUnknown(err) {
+	} else if !registry.IsUnknown(err) {
 		return err
 	}
 	f, err := ri.src.openBlob(d)
@@ -348,7 +344,7 @@ func (ri *repoImport) manifests(ctx context.Context) error {
 		if _, err := ri.repo.Manifests().Stat(ctx, l.digest.String()); err == nil {
 			ri.done(&c.Present, l.digest, 0)
 			continue
-		} else if !isUnknown(err) {
+		} else if !registry.IsUnknown(err) {
 			return err
 		}
 		p, err := ri.readManifest(l.digest)
@@ -479,14 +475,14 @@ func (ri *repoImport) holds(ctx context.Context, d digest.Digest, asManifest boo
 	if asManifest {
 		if _, err := ri.repo.Manifests().Stat(ctx, d.String()); err == nil {
 			return true, nil
-		} else if !isUnknown(err) {
+		} else if !registry.IsUnknown(err) {
 			return false, err
 		}
 	}
 	// An index may list a blob, which Put accepts as a child.
 	if _, err := ri.repo.Blobs().Stat(ctx, d); err == nil {
 		return true, nil
-	} else if !isUnknown(err) {
+	} else if !registry.IsUnknown(err) {
 		return false, err
 	}
 	return false, nil
@@ -527,7 +523,7 @@ func (ri *repoImport) tags(ctx context.Context) error {
 			c.Failed++
 			ri.problem(ri.repo.Name(), what, fmt.Errorf("is immutable here (tags.immutable) and names %s, not %s", desc.Digest, l.digest))
 			continue
-		} else if err != nil && !isUnknown(err) {
+		} else if err != nil && !registry.IsUnknown(err) {
 			return err
 		}
 		ok, err := ri.holds(ctx, l.digest, true)

@@ -11,10 +11,10 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"sync/atomic"
 	"time"
 
+	"github.com/lading-registry/lading/internal/httpx"
 	"github.com/lading-registry/lading/logging"
 )
 
@@ -163,7 +163,7 @@ func (e *endpoint) run() {
 			batch = batch[:0]
 		default:
 			failures++
-			wait := max(jitter(backoff(e.cfg.Backoff, e.cfg.MaxBackoff, failures)), min(retryAfter, e.cfg.MaxBackoff))
+			wait := max(jitter(backoff(e.cfg.Backoff, e.cfg.MaxBackoff, failures)), retryAfter)
 			if e.warned.Allow() {
 				args := []any{"endpoint", e.cfg.Name, "queued", e.q.len() + len(batch), "retry_in", wait}
 				if err != nil {
@@ -234,10 +234,7 @@ func (e *endpoint) send(batch []Event) (int, time.Duration, error) {
 	// Read a little of the answer so the connection can be used again.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
-	var wait time.Duration
-	if secs, err := strconv.ParseUint(resp.Header.Get("Retry-After"), 10, 32); err == nil {
-		wait = time.Duration(secs) * time.Second
-	}
+	wait, _ := httpx.RetryAfter(resp.Header.Get("Retry-After"), time.Now(), e.cfg.MaxBackoff)
 	return resp.StatusCode, wait, nil
 }
 

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +16,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/lading-registry/lading/internal/httpx"
 )
 
 // manifestAccept is what a mirror accepts for a manifest: every type it
@@ -212,23 +213,11 @@ func (u *upstream) send(ctx context.Context, c *http.Client, method, target, acc
 	return nil, ue
 }
 
-// retryAfter reads a Retry-After (seconds, or an HTTP date) as a wait of
-// at least a second and at most maxRetryAfter; a missing or unreadable
-// one is a second.
+// retryAfter reads a Retry-After as a wait of at least a second and at
+// most maxRetryAfter; a missing or unreadable one is a second.
 func retryAfter(v string, now time.Time) time.Duration {
-	d := time.Second
-	secs, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-	switch {
-	case err == nil && secs > uint64(maxRetryAfter/time.Second), errors.Is(err, strconv.ErrRange):
-		d = maxRetryAfter // compared before any product, which could wrap
-	case err == nil:
-		d = time.Duration(secs) * time.Second
-	default:
-		if at, err := http.ParseTime(v); err == nil {
-			d = at.Sub(now)
-		}
-	}
-	return min(max(d, time.Second), maxRetryAfter)
+	d, _ := httpx.RetryAfter(v, now, maxRetryAfter)
+	return max(d, time.Second)
 }
 
 // upstreamError is a request to the upstream that failed: status is its

@@ -686,7 +686,7 @@ func (f *fsck) reference(ctx context.Context, ms *ManifestStore, d digest.Digest
 	if ref.kind == refManifest {
 		if _, err := ms.Stat(ctx, rd.String()); err == nil {
 			return nil
-		} else if !isUnknown(err) {
+		} else if !IsUnknown(err) {
 			// A record or bytes that cannot be read are reported where
 			// the walks meet them.
 			if storageFailed(ctx, err) {
@@ -748,7 +748,7 @@ func (f *fsck) relink(ctx context.Context, ms *ManifestStore, p *FsckProblem, d,
 	if gone, err := objectGone(ctx, drv, layerLinkPath(name, rd)); err != nil || !gone {
 		return false, err
 	}
-	if _, err := ms.repo.Blobs().Mount(ctx, "", rd); isUnknown(err) {
+	if _, err := ms.repo.Blobs().Mount(ctx, "", rd); IsUnknown(err) {
 		// Collected meanwhile: by a collector that no kept manifest
 		// stopped (one of an earlier version), or with the manifest.
 		p.Detail = rd.String() + ": its bytes went while the repair linked them: push the image (its layers) again"
@@ -778,7 +778,7 @@ func (f *fsck) tags(ctx context.Context, ms *ManifestStore) error {
 			} else if !driver.IsNotFound(err) {
 				return f.damaged(ctx, name, manifestLinkPath(name, d), err)
 			}
-		} else if !isUnknown(err) && !errors.Is(err, ErrTagInvalid) {
+		} else if !IsUnknown(err) && !errors.Is(err, ErrTagInvalid) {
 			return f.damaged(ctx, name, fi.Path, err)
 		}
 		detail := "tag " + tag + ", which holds no digest"
@@ -912,7 +912,7 @@ func ignoreNotFound(err error) error {
 }
 
 func ignoreUnknown(err error) error {
-	if isUnknown(err) {
+	if IsUnknown(err) {
 		return nil
 	}
 	return err

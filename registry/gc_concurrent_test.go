@@ -168,7 +168,7 @@ func (c *churn) write(ctx context.Context, w int) error {
 			d, err = c.push(ctx, repo, rng, tag)
 			// A grace shorter than a push lets the collector take layers
 			// uploaded ahead of their manifest; the client uploads again.
-			retry := isUnknown(err) || errors.Is(err, ErrManifestBlobUnknown) || errors.Is(err, ErrBlobUploadUnknown) ||
+			retry := IsUnknown(err) || errors.Is(err, ErrManifestBlobUnknown) || errors.Is(err, ErrBlobUploadUnknown) ||
 				// versitygw keeps objects as files and directories, and
 				// concurrent uploads race there on making and pruning
 				// directories, which no real object store has.
@@ -192,7 +192,7 @@ func (c *churn) write(ctx context.Context, w int) error {
 				ref = victim.d.String()
 			}
 			c.setLive(victim.repo, victim.tag, false)
-			if err := r.Manifests().Delete(ctx, ref); err != nil && !isUnknown(err) {
+			if err := r.Manifests().Delete(ctx, ref); err != nil && !IsUnknown(err) {
 				return fmt.Errorf("delete %s@%s: %w", victim.repo, ref, err)
 			}
 		}
@@ -227,7 +227,7 @@ func (c *churn) push(ctx context.Context, repo *Repository, rng *mrand.Rand, tag
 		from := c.repos[rng.IntN(len(c.repos))]
 		_, err := blobs.Mount(ctx, from, baseDesc.Digest)
 		mounted = err == nil
-		if err != nil && !isUnknown(err) {
+		if err != nil && !IsUnknown(err) {
 			return "", err
 		}
 	}

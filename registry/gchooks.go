@@ -143,7 +143,7 @@ func (ms *ManifestStore) guardClosure(ctx context.Context, g *gcGuard, d digest.
 			continue
 		}
 		desc, err := ms.Stat(ctx, r.desc.Digest.String())
-		if isUnknown(err) {
+		if IsUnknown(err) {
 			return &Error{Code: CodeManifestBlobUnknown, Message: "manifest " + r.desc.Digest.String() + ", which the manifest reaches through its children, is not in repository " + ms.repo.name, Detail: map[string]string{"digest": r.desc.Digest.String()}}
 		}
 		if err == nil {
@@ -191,7 +191,7 @@ func (ms *ManifestStore) reach(ctx context.Context, d digest.Digest, m *parsedMa
 		queue = queue[1:]
 		if n.d != d {
 			got, err := ms.Get(ctx, n.d.String())
-			if isUnknown(err) {
+			if IsUnknown(err) {
 				continue // the check of whatever names it tells
 			}
 			if err != nil {
@@ -302,7 +302,7 @@ func (ms *ManifestStore) ensureReferences(ctx context.Context, d digest.Digest, 
 		if r.kind == refManifest {
 			if _, err := ms.Stat(ctx, rd.String()); err == nil {
 				continue
-			} else if !isUnknown(err) {
+			} else if !IsUnknown(err) {
 				return err
 			}
 		}
@@ -331,7 +331,7 @@ func (ms *ManifestStore) ensureReferences(ctx context.Context, d digest.Digest, 
 // withdraw deletes a manifest just pushed that cannot be pulled whole,
 // because of why. The push holds the manifest's lock.
 func (ms *ManifestStore) withdraw(ctx context.Context, d digest.Digest, why error) {
-	if err := ms.deleteDigest(context.WithoutCancel(ctx), d, true); err != nil && !isUnknown(err) {
+	if err := ms.deleteDigest(context.WithoutCancel(ctx), d, true); err != nil && !IsUnknown(err) {
 		ms.repo.reg.log.Error("manifest left referencing what a collection removed", "repository", ms.repo.name, "digest", d, "missing", why, "err", err)
 	}
 }

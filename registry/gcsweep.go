@@ -180,13 +180,13 @@ func (c *collector) recheckAndDelete(ctx context.Context, cand *gcCandidate, pin
 	}
 	switch cand.kind {
 	case "manifest":
-		if _, err := cand.ms.record(ctx, cand.digest); err != nil && !isUnknown(err) && !driver.IsNotFound(err) {
+		if _, err := cand.ms.record(ctx, cand.digest); err != nil && !IsUnknown(err) && !driver.IsNotFound(err) {
 			// Damaged (fsck reports it) or unreadable now: leave it be.
 			c.reg.log.Warn("garbage collection: manifest record kept", "repository", cand.repo, "digest", cand.digest, "err", err)
 			return recheckKept, nil
 		}
 		err = cand.ms.delete(ctx, cand.digest.String(), false)
-		if isUnknown(err) {
+		if IsUnknown(err) {
 			return recheckGone, nil
 		}
 		if errors.Is(err, &Error{Code: CodeTooManyRequests}) {

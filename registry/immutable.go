@@ -39,9 +39,7 @@ func (ms *ManifestStore) holdImmutable(ctx context.Context, d digest.Digest, tag
 	// In one order, so that pushes of several such tags cannot deadlock.
 	slices.Sort(fixed)
 	for _, t := range slices.Compact(fixed) {
-		unlock, err := ms.lockKey(ctx, tagLockKey(ms.repo.name, t), "tag "+t, true, func() error {
-			return newError(CodeTooManyRequests, "tag %s is being pushed by another request; try again", t)
-		})
+		unlock, err := ms.lockTag(ctx, t)
 		if err != nil {
 			release()
 			return nil, err
@@ -68,9 +66,7 @@ func (ms *ManifestStore) holdTagDelete(ctx context.Context, tag string) (release
 	if !ms.repo.reg.immutable.Match(ms.repo.name, tag) {
 		return func() {}, nil
 	}
-	unlock, err := ms.lockKey(ctx, tagLockKey(ms.repo.name, tag), "tag "+tag, true, func() error {
-		return newError(CodeTooManyRequests, "tag %s is being pushed by another request; try again", tag)
-	})
+	unlock, err := ms.lockTag(ctx, tag)
 	if err != nil {
 		return nil, err
 	}
@@ -113,6 +109,14 @@ func (ms *ManifestStore) checkDigestDelete(ctx context.Context, d digest.Digest)
 		}
 	}
 	return nil
+}
+
+// lockTag takes the lock of an immutable tag, which its pushes and
+// deletes take before anything else.
+func (ms *ManifestStore) lockTag(ctx context.Context, tag string) (func(), error) {
+	return ms.lockKey(ctx, tagLockKey(ms.repo.name, tag), "tag "+tag, true, func() error {
+		return newError(CodeTooManyRequests, "tag %s is being pushed by another request; try again", tag)
+	})
 }
 
 func immutableTag(repo, tag string, d digest.Digest) error {

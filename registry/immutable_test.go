@@ -22,12 +22,7 @@ func withImmutable(t *testing.T, spec string, fn func(t *testing.T, reg *Registr
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, mk := range manifestDrivers {
-		t.Run(name, func(t *testing.T) { fn(t, New(mk(t), Options{ManifestCacheSize: 1 << 20, ImmutableTags: rules})) })
-	}
-	t.Run("filesystem-sole", func(t *testing.T) {
-		fn(t, New(manifestDrivers["filesystem"](t), Options{ManifestCacheSize: 1 << 20, SoleServer: true, ImmutableTags: rules}))
-	})
+	forEachDriverWith(t, Options{ImmutableTags: rules}, fn)
 }
 
 func TestImmutableTags(t *testing.T) {

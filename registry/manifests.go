@@ -699,14 +699,14 @@ func (ms *ManifestStore) checkReference(ctx context.Context, r reference) (strin
 		desc, err := ms.Stat(ctx, d.String())
 		if err == nil {
 			return manifestLinkPath(ms.repo.name, d), checkSize(r, desc.Size)
-		} else if !isUnknown(err) {
+		} else if !IsUnknown(err) {
 			return "", err
 		}
 	}
 	// From the store: a cache may hold a link a collection removed.
 	desc, err := ms.repo.Blobs().stat(ctx, d, false)
 	if err != nil {
-		if isUnknown(err) || errors.Is(err, ErrDigestInvalid) {
+		if IsUnknown(err) || errors.Is(err, ErrDigestInvalid) {
 			what := "blob"
 			if r.kind == refManifest {
 				what = "manifest"
@@ -738,7 +738,9 @@ func objectGone(ctx context.Context, drv driver.Driver, path string) (bool, erro
 	return false, err
 }
 
-func isUnknown(err error) bool {
+// IsUnknown reports whether err says a blob, manifest or repository is not
+// there, as opposed to a failure to find out.
+func IsUnknown(err error) bool {
 	return errors.Is(err, ErrBlobUnknown) || errors.Is(err, ErrManifestUnknown) || errors.Is(err, ErrNameUnknown)
 }
 

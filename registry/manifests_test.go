@@ -52,11 +52,19 @@ var manifestDrivers = map[string]func(t *testing.T) driver.Driver{
 // payload cache that serve turns on by default, and on the filesystem as
 // `lading serve` has it alone (with the tag cache).
 func forEachDriver(t *testing.T, fn func(t *testing.T, reg *Registry)) {
+	forEachDriverWith(t, Options{}, fn)
+}
+
+// forEachDriverWith is forEachDriver for registries made with opts.
+func forEachDriverWith(t *testing.T, opts Options, fn func(t *testing.T, reg *Registry)) {
+	opts.ManifestCacheSize = 1 << 20
 	for name, mk := range manifestDrivers {
-		t.Run(name, func(t *testing.T) { fn(t, New(mk(t), Options{ManifestCacheSize: 1 << 20})) })
+		t.Run(name, func(t *testing.T) { fn(t, New(mk(t), opts)) })
 	}
 	t.Run("filesystem-sole", func(t *testing.T) {
-		fn(t, New(manifestDrivers["filesystem"](t), Options{ManifestCacheSize: 1 << 20, SoleServer: true}))
+		sole := opts
+		sole.SoleServer = true
+		fn(t, New(manifestDrivers["filesystem"](t), sole))
 	})
 }
 

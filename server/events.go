@@ -11,13 +11,13 @@ import (
 // no notifier these cost a comparison.
 
 func (h *handlers) manifestEvent(r *http.Request, action, repo string, desc v1.Descriptor, tag string) {
-	if h.events != nil {
-		h.events.Manifest(r, action, repo, desc, tag)
+	if h.opts.Events != nil {
+		h.opts.Events.Manifest(r, action, repo, desc, tag)
 	}
 }
 
 func (h *handlers) blobEvent(r *http.Request, action, repo string, desc v1.Descriptor, from string) {
-	if h.events != nil {
-		h.events.Blob(r, action, repo, desc, from)
+	if h.opts.Events != nil {
+		h.opts.Events.Blob(r, action, repo, desc, from)
 	}
 }

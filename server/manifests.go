@@ -114,8 +114,8 @@ func (h *handlers) putManifest(w http.ResponseWriter, r *http.Request, rt Route,
 		hdr.Set("OCI-Subject", m.Subject.Digest.String())
 	}
 	writeEmpty(w, http.StatusCreated)
-	if h.events != nil {
-		pushed(r, h.events, rt, m.Descriptor, tags)
+	if h.opts.Events != nil {
+		pushed(r, h.opts.Events, rt, m.Descriptor, tags)
 	}
 	return nil
 }

@@ -78,7 +78,7 @@ func New(reg *registry.Registry, opts Options) http.Handler {
 	if opts.BodyIdleTimeout == 0 {
 		opts.BodyIdleTimeout = DefaultBodyIdleTimeout
 	}
-	h := &handlers{reg: reg, log: opts.Logger, opts: opts, uploads: newUploadSlots(opts.MaxUploads), events: opts.Events}
+	h := &handlers{reg: reg, log: opts.Logger, opts: opts, uploads: newUploadSlots(opts.MaxUploads)}
 	h.endpoints = h.endpointTable()
 	var inner http.Handler = http.HandlerFunc(h.serve)
 	for i := len(opts.Middleware) - 1; i >= 0; i-- {
@@ -99,7 +99,6 @@ type handlers struct {
 	opts      Options
 	endpoints map[RouteName]endpoint
 	uploads   uploadSlots
-	events    *notify.Notifier
 }
 
 // outer turns a panic into a 500, so a bug in one request neither kills
