@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
@@ -233,9 +234,22 @@ func TestOutOfFileDescriptors(t *testing.T) {
 		}
 	}
 	pid := srv.PID()
-	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	if err != nil {
-		t.Fatal(err)
+	// The server closes its end of the first client's connection on its
+	// own time; a descriptor it frees after the count below would be free
+	// under the limit. So the count is taken once it holds still.
+	var fds []os.DirEntry
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		before, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+		if fds, err = os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid)); err != nil {
+			t.Fatal(err)
+		}
+		if len(fds) == len(before) || time.Now().After(deadline) {
+			break
+		}
 	}
 	var old unix.Rlimit
 	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, nil, &old); err != nil {
