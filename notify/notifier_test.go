@@ -134,7 +134,7 @@ func TestFailingEndpointGetsEventsInOrderOnceItRecovers(t *testing.T) {
 			t.Fatalf("event %d is %s, want %s", i, ev.Target.Tag, want)
 		}
 	}
-	s := n.Stats()[0]
+	s := settledStats(n, func(s notify.Stats) bool { return s.Delivered == 5 })
 	if s.Delivered != 5 || s.Failed != 0 || s.Dropped != 0 || s.LastSuccess.IsZero() {
 		t.Errorf("stats %+v", s)
 	}
@@ -162,9 +162,20 @@ func TestRefusedEventsAreCountedAndDropped(t *testing.T) {
 	if got[0].Target.Tag != "t2" {
 		t.Fatalf("received %s", got[0].Target.Tag)
 	}
-	if s := n.Stats()[0]; s.Failed != 1 || s.Delivered != 1 {
+	if s := settledStats(n, func(s notify.Stats) bool { return s.Delivered == 1 }); s.Failed != 1 || s.Delivered != 1 {
 		t.Errorf("stats %+v", s)
 	}
+}
+
+// settledStats waits, up to 5 s, for the first endpoint's stats to meet
+// done: the receiver has an event before its answer reaches the sender,
+// which counts it only then.
+func settledStats(n *notify.Notifier, done func(notify.Stats) bool) notify.Stats {
+	s := n.Stats()[0]
+	for deadline := time.Now().Add(5 * time.Second); !done(s) && time.Now().Before(deadline); s = n.Stats()[0] {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return s
 }
 
 func TestTooManyRequestsIsTriedAgain(t *testing.T) {
