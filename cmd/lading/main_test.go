@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -75,6 +76,24 @@ func TestVersionFromLinker(t *testing.T) {
 	printVersion(&stdout)
 	if !strings.HasPrefix(stdout.String(), "lading v1.2.3\ncommit abc123\n") {
 		t.Fatalf("%q", &stdout)
+	}
+}
+
+func TestVersionFromModule(t *testing.T) {
+	installed := &debug.BuildInfo{Main: debug.Module{Version: "v1.4.0"}}
+	for _, c := range []struct {
+		linked string
+		bi     *debug.BuildInfo
+		want   string
+	}{
+		{"dev", installed, "v1.4.0"},
+		{"v2.0.0", installed, "v2.0.0"}, // the linker's wins
+		{"dev", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, "dev"},
+		{"dev", nil, "dev"},
+	} {
+		if got := versionOf(c.linked, c.bi); got != c.want {
+			t.Errorf("versionOf(%q, %v) = %q, want %q", c.linked, c.bi, got, c.want)
+		}
 	}
 }
 

@@ -116,7 +116,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 // listens on.
 func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, listening chan<- string) error {
 	m := metrics.New()
-	m.BuildInfo(version, buildCommit(), runtime.Version())
+	m.BuildInfo(buildVersion(), buildCommit(), runtime.Version())
 	backend, err := openStorage(ctx, cfg.Storage)
 	if err != nil {
 		return fmt.Errorf("storage: %w", err)
@@ -295,7 +295,7 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 		go func() { served <- dsrv.Serve(dln) }()
 		log.Info("debug listener", "addr", dln.Addr().String())
 	}
-	log.Info("lading serving", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "storage", backend.Name(), "auth", authorizer != nil, "version", version)
+	log.Info("lading serving", "addr", ln.Addr().String(), "tls", tlsConfig != nil, "storage", backend.Name(), "auth", authorizer != nil, "version", buildVersion())
 	go func() {
 		if tlsConfig != nil {
 			served <- srv.ServeTLS(ln, "", "")

@@ -14,7 +14,22 @@ var (
 )
 
 func printVersion(w io.Writer) {
-	fmt.Fprintf(w, "lading %s\ncommit %s\n%s\n", version, buildCommit(), runtime.Version())
+	fmt.Fprintf(w, "lading %s\ncommit %s\n%s\n", buildVersion(), buildCommit(), runtime.Version())
+}
+
+// buildVersion is the version set at link time, else the module's version
+// the go command recorded: `go install …/cmd/lading@v1.2.3` records
+// v1.2.3, a build in a checkout a pseudo-version or "(devel)".
+func buildVersion() string {
+	bi, _ := debug.ReadBuildInfo()
+	return versionOf(version, bi)
+}
+
+func versionOf(linked string, bi *debug.BuildInfo) string {
+	if linked != "dev" || bi == nil || bi.Main.Version == "" || bi.Main.Version == "(devel)" {
+		return linked
+	}
+	return bi.Main.Version
 }
 
 // buildCommit is the commit set at link time, else the one the go command
