@@ -12,6 +12,7 @@ import (
 // The storage layout. Every path the registry touches is made here, so the
 // shape of the store can be read (and changed) in one place:
 //
+//	/format                                          the layout's version (format.go)
 //	/blobs/<alg>/<hex[:2]>/<hex>                     blob bytes, stored once
 //	/catalog/<escaped name>                          one marker per repository
 //	/repositories/<name>/_layers/<alg>/<hex>         blob linked into the repo

@@ -92,6 +92,9 @@ func (c *storeCommand) run(args []string, body func(ctx context.Context, cfg *co
 		return 2
 	}
 	drv, err := c.open(ctx, cfg)
+	if err == nil {
+		err = registry.CheckFormat(ctx, drv, false)
+	}
 	if err != nil {
 		fmt.Fprintf(c.stderr, "%s: storage: %v\n", c.fs.Name(), err)
 		return c.failed

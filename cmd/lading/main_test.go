@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/lading-registry/lading/config"
 	"github.com/lading-registry/lading/internal/testserver"
+	"github.com/lading-registry/lading/registry"
 	"github.com/lading-registry/lading/storage/driver/filesystem"
 )
 
@@ -527,5 +529,40 @@ func TestFewFilesWarned(t *testing.T) {
 		if got := strings.Contains(buf.String(), fmt.Sprintf("limit=%d", tc.limit)); got != tc.warn {
 			t.Errorf("limit %d: warned %v, want %v (%q)", tc.limit, got, tc.warn, buf.String())
 		}
+	}
+}
+
+// A server writes the store's format marker, and neither it nor a command
+// over the store opens a store a newer build wrote.
+func TestStoreFormatIsChecked(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "data")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	listening := make(chan string, 1)
+	go func() { done <- serve(ctx, testConfig(root, "127.0.0.1:0"), discard, discard, listening) }()
+	select {
+	case <-listening:
+	case err := <-done:
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "format")); err != nil || !strings.Contains(string(b), `"format":1`) {
+		t.Fatalf("marker %q, %v", b, err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "format"), []byte(`{"format":2}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// (Were it to start, it would stop after a while, with no error.)
+	sctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+	defer stop()
+	if err := serve(sctx, testConfig(root, "127.0.0.1:0"), discard, discard, nil); !errors.Is(err, registry.ErrNewerFormat) {
+		t.Errorf("serve on a newer store: %v", err)
+	}
+	var stderr bytes.Buffer
+	if code := runDu([]string{"--root", root}, io.Discard, &stderr); code == 0 || !strings.Contains(stderr.String(), "newer format") {
+		t.Errorf("du on a newer store: exit %d, %s", code, &stderr)
 	}
 }

@@ -132,6 +132,9 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 		log.Warn("storage.filesystem.root is on a file system without a journal: a power loss can lose files and need a manual fsck (docs/operations.md)", "root", cfg.Storage.Filesystem.Root)
 	}
 	drv := driver.Instrument(backend, m.DriverObserver(backend.Name()))
+	if err := checkFormat(ctx, drv, !cfg.ReadOnly, log); err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
 
 	// Validated with the configuration.
 	immutable, _ := glob.ParseTagRules(cfg.Tags.Immutable)
@@ -557,6 +560,20 @@ func withOps(ops, next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 		}
 	})
+}
+
+// checkFormat refuses a store of another format (registry.CheckFormat).
+// A storage that fails to answer only warns: the server starts and /readyz
+// tells, as it did before the check.
+func checkFormat(ctx context.Context, drv driver.Driver, write bool, log *slog.Logger) error {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err := registry.CheckFormat(cctx, drv, write)
+	if err != nil && !errors.Is(err, registry.ErrFormat) {
+		log.Warn("the store's format marker could not be read or written; serving without the check", "error", err)
+		return nil
+	}
+	return err
 }
 
 // openStorage builds the configured backend, without decoration.
