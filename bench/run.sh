@@ -6,7 +6,10 @@
 # With S3=1 it then runs the same benchmark with both registries on the S3
 # driver against versitygw, into bench/results/latest-s3.* (no targets;
 # Distribution's redirects to the S3 server are turned off, so both
-# registries serve the bytes themselves).
+# registries serve the bytes themselves). With S3_REDIS=1 as well, a third
+# pass does it again with both registries caching blob descriptors in one
+# Redis (Lading's locks go there too), as replicas run, into
+# bench/results/latest-s3-redis.*.
 #
 #   bench/run.sh [--quick] [more ladingbench flags, e.g. --rounds 5 --push]
 #
@@ -18,8 +21,10 @@
 #   CEILING_ROUNDS  repetitions of the ceilings, median kept (default 5)
 #   FSYNC_BLOBS   small blobs pushed under strace; 0 skips it (default 200)
 #   S3=1          add the S3 pass (needs versitygw in GOPATH/bin)
-#   S3_ARGS       ladingbench flags for the S3 pass (default: the same as
+#   S3_ARGS       ladingbench flags for the S3 passes (default: the same as
 #                 the filesystem pass)
+#   S3_REDIS=1    add the S3 pass with Redis (needs redis-server: apt-get
+#                 install redis-server); REDIS_PORT (5104)
 #   KEEP=1        keep the data directories and logs
 set -euo pipefail
 
@@ -28,6 +33,7 @@ bench_dir=${BENCH_DIR:-$(dirname "$repo")}
 lading_port=${BENCH_LADING_PORT:-5101}
 dist_port=${BENCH_DIST_PORT:-5102}
 s3_port=${S3_PORT:-5103}
+redis_port=${REDIS_PORT:-5104}
 ceiling_size=${CEILING_SIZE:-1GiB}
 ceiling_rounds=${CEILING_ROUNDS:-5}
 fsync_blobs=${FSYNC_BLOBS:-200}
@@ -43,6 +49,14 @@ stop_all() {
 	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
 	pids=()
 }
+# stop_registries stops the two registries, leaving what they stand on.
+stop_registries() {
+	kill "$dist_pid" "$lading_pid" 2>/dev/null || true
+	wait "$dist_pid" "$lading_pid" 2>/dev/null || true
+	local rest=() p
+	for p in "${pids[@]}"; do [[ $p == "$dist_pid" || $p == "$lading_pid" ]] || rest+=("$p"); done
+	pids=("${rest[@]}")
+}
 cleanup() {
 	stop_all
 	if [[ ${KEEP:-} == 1 ]]; then echo "kept $work" >&2; else rm -rf "$work"; fi
@@ -50,8 +64,8 @@ cleanup() {
 trap cleanup EXIT
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$lading_port" "$dist_port" "$s3_port"; do
-	port_free "$p" || { echo "port $p is in use; set BENCH_LADING_PORT, BENCH_DIST_PORT or S3_PORT" >&2; exit 1; }
+for p in "$lading_port" "$dist_port" "$s3_port" "$redis_port"; do
+	port_free "$p" || { echo "port $p is in use; set BENCH_LADING_PORT, BENCH_DIST_PORT, S3_PORT or REDIS_PORT" >&2; exit 1; }
 done
 
 # Distribution: installed once into GOPATH/bin and reused.
@@ -71,10 +85,17 @@ echo "== ceilings (load: $(cut -d' ' -f1-3 /proc/loadavg))" >&2
 "$bench" ceilings --dir "$work" --size "$ceiling_size" --rounds "$ceiling_rounds" --json "$work/ceilings.json"
 
 # start_registries STORAGE_YAML LADING_ENV...: Distribution with the given
-# storage section of its config, Lading with the given environment.
+# storage section of its config, Lading with the given environment; with
+# $dist_redis set, Distribution caches blob descriptors in that Redis.
+dist_redis=
 start_registries() {
-	local storage=$1
+	local storage=$1 cache=inmemory redis=
 	shift
+	if [[ -n $dist_redis ]]; then
+		cache=redis
+		redis="redis:
+  addrs: [$dist_redis]"
+	fi
 	cat >"$work/distribution.yml" <<YAML
 version: 0.1
 log:
@@ -82,7 +103,7 @@ log:
 storage:
 $storage
   cache:
-    blobdescriptor: inmemory
+    blobdescriptor: $cache
   delete:
     enabled: true
   maintenance:
@@ -90,6 +111,7 @@ $storage
       enabled: false
 http:
   addr: 127.0.0.1:$dist_port
+$redis
 YAML
 	"$registry" serve "$work/distribution.yml" >>"$work/distribution.log" 2>&1 &
 	dist_pid=$!
@@ -167,14 +189,24 @@ stop_all
 [[ ${S3:-} == 1 ]] || exit $failed
 versitygw=$gobin/versitygw
 [[ -x $versitygw ]] || { echo "S3=1 needs versitygw: go install github.com/versity/versitygw/cmd/versitygw@v1.8.0" >&2; exit 1; }
+if [[ ${S3_REDIS:-} == 1 ]] && ! command -v redis-server >/dev/null; then
+	echo "S3_REDIS=1 needs redis-server: apt-get install redis-server" >&2
+	exit 1
+fi
 key=bench$RANDOM$RANDOM
 secret=secret$RANDOM$RANDOM$RANDOM
 # versitygw's posix backend serves each directory below its root as a bucket.
-mkdir -p "$work/s3/distribution" "$work/s3/lading"
+mkdir -p "$work/s3"
 ROOT_ACCESS_KEY=$key ROOT_SECRET_KEY=$secret "$versitygw" --port "127.0.0.1:$s3_port" --quiet posix "$work/s3" >"$work/versitygw.log" 2>&1 &
 pids+=("$!")
 sleep 1
-start_registries "  s3:
+# s3_registries BUCKET_SUFFIX LADING_ENV...: both registries on versitygw,
+# each in a fresh bucket of its own.
+s3_registries() {
+	local suffix=$1
+	shift
+	mkdir -p "$work/s3/distribution$suffix" "$work/s3/lading$suffix"
+	start_registries "  s3:
     accesskey: $key
     secretkey: $secret
     region: us-east-1
@@ -182,16 +214,27 @@ start_registries "  s3:
     forcepathstyle: true
     secure: false
     chunksize: 16777216
-    bucket: distribution
+    bucket: distribution$suffix
   redirect:
     disable: true" \
-	LADING_STORAGE_DRIVER=s3 "LADING_STORAGE_S3_ENDPOINT=http://127.0.0.1:$s3_port" LADING_STORAGE_S3_REGION=us-east-1 \
-	LADING_STORAGE_S3_BUCKET=lading LADING_STORAGE_S3_FORCEPATHSTYLE=true \
-	"LADING_STORAGE_S3_ACCESSKEY=$key" "LADING_STORAGE_S3_SECRETKEY=$secret"
+		LADING_STORAGE_DRIVER=s3 "LADING_STORAGE_S3_ENDPOINT=http://127.0.0.1:$s3_port" LADING_STORAGE_S3_REGION=us-east-1 \
+		"LADING_STORAGE_S3_BUCKET=lading$suffix" LADING_STORAGE_S3_FORCEPATHSTYLE=true \
+		"LADING_STORAGE_S3_ACCESSKEY=$key" "LADING_STORAGE_S3_SECRETKEY=$secret" "$@"
+}
+s3_args=("$@")
 if [[ -n ${S3_ARGS:-} ]]; then
 	read -r -a s3_args <<<"$S3_ARGS"
-	run_bench -s3 --targets=false "${s3_args[@]}"
-else
-	run_bench -s3 --targets=false "$@"
 fi
+s3_registries ""
+run_bench -s3 --targets=false "${s3_args[@]}"
+stop_registries
+
+# --- S3 with Redis ---
+[[ ${S3_REDIS:-} == 1 ]] || exit $failed
+redis-server --bind 127.0.0.1 --port "$redis_port" --save "" --appendonly no >"$work/redis.log" 2>&1 &
+pids+=("$!")
+sleep 0.5
+dist_redis=127.0.0.1:$redis_port
+s3_registries -redis "LADING_REDIS_ADDR=127.0.0.1:$redis_port"
+run_bench -s3-redis --targets=false "${s3_args[@]}"
 exit $failed
