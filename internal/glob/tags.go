@@ -54,9 +54,21 @@ func ParseTagRules(spec string) (TagRules, error) {
 
 // Match reports whether a rule names tag in repository repo.
 func (rs TagRules) Match(repo, tag string) bool {
+	return rs.bind(repo, func(r tagRule) bool { return Component(r.tag, tag) })
+}
+
+// MayMatch reports whether a rule may name a tag of repository repo: one
+// for every repository, or one whose repository pattern matches it. What
+// immutable tags protect is looked for only there.
+func (rs TagRules) MayMatch(repo string) bool { return rs.bind(repo, nil) }
+
+// bind reports whether a rule that passes keep (nil: any) applies to
+// repository repo; the name is split only for a rule scoped to some
+// repositories.
+func (rs TagRules) bind(repo string, keep func(tagRule) bool) bool {
 	var components []string
 	for _, r := range rs {
-		if !Component(r.tag, tag) {
+		if keep != nil && !keep(r) {
 			continue
 		}
 		if r.repo == nil {

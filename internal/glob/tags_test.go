@@ -25,7 +25,18 @@ func TestTagRules(t *testing.T) {
 			t.Errorf("%s:%s = %v, want %v", tc.repo, tc.tag, got, tc.want)
 		}
 	}
-	if none, err := ParseTagRules(""); err != nil || none.Match("a", "v1") {
+	for repo, want := range map[string]bool{"a": true, "staging/app": true} {
+		if got := rules.MayMatch(repo); got != want {
+			t.Errorf("MayMatch(%q) = %v, want %v", repo, got, want)
+		}
+	}
+	scoped, _ := ParseTagRules("prod/**:release-*, team/*:stable")
+	for repo, want := range map[string]bool{"prod": true, "prod/app/web": true, "team/app": true, "team/app/web": false, "staging": false} {
+		if got := scoped.MayMatch(repo); got != want {
+			t.Errorf("scoped MayMatch(%q) = %v, want %v", repo, got, want)
+		}
+	}
+	if none, err := ParseTagRules(""); err != nil || none.Match("a", "v1") || none.MayMatch("a") {
 		t.Errorf("empty spec: %v, %v", none, err)
 	}
 	for _, bad := range []string{"v*,", "prod/:v*", "a:b:c", "prod:", "[", "prod:[", "a/b"} {
