@@ -94,9 +94,16 @@ func (bs *BlobStore) Open(ctx context.Context, d digest.Digest) (*BlobReader, er
 }
 
 // Delete unlinks a blob from the repository; the bytes stay for the
-// garbage collector, since other repositories may hold them.
+// garbage collector, since other repositories may hold them. A blob an
+// immutable release holds stays (DENIED). Nothing orders this delete with
+// a push: one racing it may check the blob, then tag a release after the
+// look, which then misses the link (as any push racing a blob delete
+// does) until the blob is pushed again (its bytes stay) or fsck repairs.
 func (bs *BlobStore) Delete(ctx context.Context, d digest.Digest) error {
 	if err := checkDigest(d); err != nil {
+		return err
+	}
+	if err := bs.repo.Manifests().checkReleases(ctx, "blob", d); err != nil {
 		return err
 	}
 	err := bs.driver().Delete(ctx, layerLinkPath(bs.repo.name, d))

@@ -3,7 +3,6 @@ package registry
 import (
 	"context"
 	"errors"
-	"path"
 	"slices"
 
 	"github.com/opencontainers/go-digest"
@@ -11,7 +10,8 @@ import (
 
 // Immutable tags (Options.ImmutableTags) never move once pushed: a push
 // that would point one elsewhere, its delete, and a delete by digest of
-// the manifest it names are refused with DENIED. The same manifest may be
+// the manifest it names or of anything that manifest reaches (children,
+// configs, layers) are refused with DENIED. The same manifest may be
 // pushed under it again, as a retried CI job does.
 
 // ImmutableTag reports whether tag never moves in repository repo once
@@ -83,32 +83,113 @@ func (ms *ManifestStore) holdTagDelete(ctx context.Context, tag string) (release
 }
 
 // checkDigestDelete refuses the delete by digest of a manifest an
-// immutable tag names, which would take the tag with it. The caller holds
-// the manifest's lock, which a push pointing a tag at d takes too. Every
-// tag naming d has a marker under d (see tag).
+// immutable tag names, which would take the tag with it, or of one such a
+// manifest reaches (an index's child, at any depth), which would leave
+// the release unpullable. The caller holds the manifest's lock, which a
+// push pointing a tag at d takes too: every tag naming d is in the
+// listing. A push of an index over d takes only the index's: one racing
+// this delete may check d, then publish its tag after the listing and
+// name d deleted, as a push after the delete would (the index's check
+// accepts d by its blob link, which stays); a push of d mends either.
 func (ms *ManifestStore) checkDigestDelete(ctx context.Context, d digest.Digest) error {
-	if len(ms.repo.reg.immutable) == 0 {
+	return ms.checkReleases(ctx, "manifest", d)
+}
+
+// checkReleases refuses the removal of d (what names it: "manifest",
+// "blob") from the repository when an immutable release holds it: a
+// manifest an immutable tag names, or one it reaches down indexes, or
+// what one of those references (config, layers, blobs an index lists).
+// Referrers are not followed: signatures and SBOMs come and go beside a
+// release. It costs a listing of the tags, a read of each immutable one,
+// and a read of each manifest they reach (records and payloads through
+// the manifest cache), unless no rule may name a tag here. What cannot be
+// read refuses the removal: it may hold d.
+func (ms *ManifestStore) checkReleases(ctx context.Context, what string, d digest.Digest) error {
+	rules := ms.repo.reg.immutable
+	if len(rules) == 0 || !rules.MayMatch(ms.repo.name) {
 		return nil
 	}
-	markers, err := listAll(ctx, ms.driver(), tagRefsPath(ms.repo.name, d))
+	dir := tagsPath(ms.repo.name)
+	tags, _, err := page(ctx, ms.driver(), dir, "", 0, tagOfPath(dir))
 	if err != nil {
 		return err
 	}
-	for _, m := range markers {
-		t := path.Base(m)
-		if ValidateTag(t) != nil || !ms.repo.reg.immutable.Match(ms.repo.name, t) {
-			continue
+	tags = slices.DeleteFunc(tags, func(t string) bool { return !rules.Match(ms.repo.name, t) })
+	roots := make([]digest.Digest, len(tags))
+	err = forEach(len(tags), func(i int) (err error) {
+		roots[i], err = ms.tagDigest(ctx, tags[i])
+		if errors.Is(err, ErrManifestUnknown) {
+			return nil // gone since the listing
 		}
-		cur, err := ms.tagDigest(ctx, t)
-		switch {
-		case errors.Is(err, ErrManifestUnknown):
-		case err != nil:
-			return err // a tag that may name d stays
-		case cur == d:
-			return immutableTag(ms.repo.name, t, d)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	// Down from the tagged manifests a level at a time, each read once,
+	// with the tag it was reached from.
+	type reached struct {
+		d   digest.Digest
+		tag int
+	}
+	var level []reached
+	seen := map[digest.Digest]bool{}
+	for i, root := range roots {
+		if root == d {
+			return immutableTag(ms.repo.name, tags[i], d)
+		}
+		if root != "" && !seen[root] {
+			seen[root] = true
+			level = append(level, reached{root, i})
 		}
 	}
+	for len(level) > 0 {
+		refs := make([][]reference, len(level))
+		err := forEach(len(level), func(i int) (err error) {
+			refs[i], err = ms.storedRefs(ctx, level[i].d)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		var next []reached
+		for i, from := range level {
+			for _, ref := range refs[i] {
+				c := ref.desc.Digest
+				if c == d {
+					t := from.tag
+					return &Error{
+						Code:    CodeDenied,
+						Message: what + " " + d.String() + " is part of " + roots[t].String() + " which immutable tag " + tags[t] + " of " + ms.repo.name + " names for good",
+						Detail:  map[string]string{"tag": tags[t], "digest": roots[t].String(), what: d.String()},
+					}
+				}
+				if ref.kind == refManifest && !seen[c] {
+					seen[c] = true
+					next = append(next, reached{c, from.tag})
+				}
+			}
+		}
+		level = next
+	}
 	return nil
+}
+
+// storedRefs lists what manifest d of the repository references but its
+// subject; none when the repository holds no such manifest (an index may
+// list a plain blob, or a child deleted before its release was tagged).
+func (ms *ManifestStore) storedRefs(ctx context.Context, d digest.Digest) ([]reference, error) {
+	rec, err := ms.record(ctx, d)
+	if err == nil {
+		var payload []byte
+		if payload, err = ms.payload(ctx, rec, d.String()); err == nil {
+			return storedReferences(payload, rec.MediaType), nil
+		}
+	}
+	if errors.Is(err, ErrManifestUnknown) {
+		return nil, nil
+	}
+	return nil, err
 }
 
 // lockTag takes the lock of an immutable tag, which its pushes and

@@ -63,27 +63,37 @@ func (ms *ManifestStore) Get(ctx context.Context, reference string) (*Manifest, 
 	if err != nil {
 		return nil, ms.explain(ctx, err)
 	}
-	payload, cached := ms.repo.reg.manifests.payload(rec.Digest.String())
-	if !cached {
-		payload, err = ms.driver().GetContent(ctx, blobPath(rec.Digest))
-		if driver.IsNotFound(err) {
-			// A crash before a push's first barrier can keep the record
-			// without the bytes (Put): the push was not acknowledged, and
-			// the manifest is not there.
-			return nil, manifestUnknown(ms.repo.name, reference)
-		}
-		if err != nil {
-			return nil, err
-		}
-		// Checked once per read from the store, a few microseconds for
-		// a manifest: bytes damaged on disk must not be served under a
-		// digest they do not have. A push of the right bytes mends them.
-		if int64(len(payload)) != rec.Size || rec.Digest.Algorithm().FromBytes(payload) != rec.Digest {
-			return nil, errors.New("registry: manifest bytes of " + rec.Digest.String() + " are damaged (they do not match their digest): push the manifest again, and see lading fsck")
-		}
-		ms.repo.reg.manifests.putPayload(rec.Digest.String(), payload)
+	payload, err := ms.payload(ctx, rec, reference)
+	if err != nil {
+		return nil, err
 	}
 	return &Manifest{Descriptor: rec.Descriptor, Payload: payload, Subject: rec.Subject}, nil
+}
+
+// payload returns the bytes of the manifest rec records, which reference
+// named: from the cache, else from the store.
+func (ms *ManifestStore) payload(ctx context.Context, rec manifestRecord, reference string) ([]byte, error) {
+	if payload, cached := ms.repo.reg.manifests.payload(rec.Digest.String()); cached {
+		return payload, nil
+	}
+	payload, err := ms.driver().GetContent(ctx, blobPath(rec.Digest))
+	if driver.IsNotFound(err) {
+		// A crash before a push's first barrier can keep the record
+		// without the bytes (Put): the push was not acknowledged, and
+		// the manifest is not there.
+		return nil, manifestUnknown(ms.repo.name, reference)
+	}
+	if err != nil {
+		return nil, err
+	}
+	// Checked once per read from the store, a few microseconds for a
+	// manifest: bytes damaged on disk must not be served under a digest
+	// they do not have. A push of the right bytes mends them.
+	if int64(len(payload)) != rec.Size || rec.Digest.Algorithm().FromBytes(payload) != rec.Digest {
+		return nil, errors.New("registry: manifest bytes of " + rec.Digest.String() + " are damaged (they do not match their digest): push the manifest again, and see lading fsck")
+	}
+	ms.repo.reg.manifests.putPayload(rec.Digest.String(), payload)
+	return payload, nil
 }
 
 // Stat describes the manifest named by reference without its payload: the

@@ -1,0 +1,219 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/specs-go"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/lading-registry/lading/internal/glob"
+	"github.com/lading-registry/lading/storage/driver"
+	"github.com/lading-registry/lading/storage/driver/inmemory"
+)
+
+// release is an index under a tag, over an image and a nested index over
+// another image, with a signature beside it.
+type release struct {
+	index, child, nested, grandchild digest.Digest
+	// blobs are the images' configs and layers.
+	blobs []digest.Digest
+	// signature refers to the index; signatureLayer is its alone.
+	signature, signatureLayer digest.Digest
+}
+
+// pushRelease pushes a release under tag; the index lists extra too.
+func (f *fixture) pushRelease(tag string, extra ...v1.Descriptor) release {
+	f.t.Helper()
+	var r release
+	byDigest := func(v any) v1.Descriptor {
+		payload := mustJSON(f.t, v)
+		return f.put(digest.FromBytes(payload).String(), payload).Descriptor
+	}
+	image := func() v1.Descriptor {
+		m := f.image()
+		r.blobs = append(r.blobs, m.Config.Digest, m.Layers[0].Digest)
+		return byDigest(m)
+	}
+	index := func(children ...v1.Descriptor) v1.Index {
+		return v1.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: MediaTypeOCIIndex, Manifests: children}
+	}
+	child, grandchild := image(), image()
+	nested := byDigest(index(grandchild))
+	top := f.put(tag, mustJSON(f.t, index(append([]v1.Descriptor{child, nested}, extra...)...))).Descriptor
+	sig := f.artifact(top, sigType, nil)
+	r.index, r.child, r.nested, r.grandchild = top.Digest, child.Digest, nested.Digest, grandchild.Digest
+	r.signature, r.signatureLayer = byDigest(sig).Digest, sig.Layers[0].Digest
+	return r
+}
+
+// wantDenied checks that err refuses the delete of d as part of what tag
+// names.
+func wantDenied(t *testing.T, err error, d, root digest.Digest, tag string) {
+	t.Helper()
+	e, ok := AsError(err)
+	if !ok || e.Code != CodeDenied {
+		t.Fatalf("delete of %s: %v, want DENIED", d, err)
+	}
+	for _, s := range []string{d.String(), root.String(), "immutable tag " + tag + " "} {
+		if !strings.Contains(e.Message, s) {
+			t.Errorf("message %q does not name %s", e.Message, s)
+		}
+	}
+}
+
+// An immutable release stays whole: the manifests its tag reaches down
+// indexes and the blobs they reference are not deleted; its signatures
+// and what only they reference are, as is a mutable tag's release.
+func TestImmutableReleaseKeepsWhatItReaches(t *testing.T) {
+	withImmutable(t, "v*", func(t *testing.T, reg *Registry) {
+		f := newFixture(t, reg, "app")
+		// Shared by the immutable release and a mutable one.
+		shared := f.image()
+		sharedImage := f.put(digest.FromBytes(mustJSON(t, shared)).String(), mustJSON(t, shared)).Descriptor
+		rel := f.pushRelease("v1", sharedImage)
+		rc := f.pushRelease("rc1", sharedImage)
+
+		blobs := f.repo.Blobs()
+		for _, d := range []digest.Digest{rel.child, rel.nested, rel.grandchild, sharedImage.Digest} {
+			wantDenied(t, f.ms.Delete(f.ctx, d.String()), d, rel.index, "v1")
+		}
+		for _, d := range append(rel.blobs, shared.Config.Digest, shared.Layers[0].Digest, rel.child) {
+			wantDenied(t, blobs.Delete(f.ctx, d), d, rel.index, "v1")
+		}
+		wantErrCode(t, blobs.Delete(f.ctx, rel.index), CodeDenied)
+
+		// Signatures come and go beside a release.
+		if err := f.ms.Delete(f.ctx, rel.signature.String()); err != nil {
+			t.Fatalf("delete of the release's signature: %v", err)
+		}
+		if err := blobs.Delete(f.ctx, rel.signatureLayer); err != nil {
+			t.Fatalf("delete of the signature's layer: %v", err)
+		}
+		// A mutable tag's release goes, all but what it shares.
+		for _, d := range []digest.Digest{rc.child, rc.grandchild, rc.nested, rc.signature, rc.index} {
+			if err := f.ms.Delete(f.ctx, d.String()); err != nil {
+				t.Fatalf("delete of %s of rc1: %v", d, err)
+			}
+		}
+		for _, d := range append(rc.blobs, rc.signatureLayer) {
+			if err := blobs.Delete(f.ctx, d); err != nil {
+				t.Fatalf("delete of blob %s of rc1: %v", d, err)
+			}
+		}
+
+		// The release pulls whole.
+		for _, d := range []digest.Digest{rel.index, rel.child, rel.nested, rel.grandchild, sharedImage.Digest} {
+			if _, err := f.ms.Get(f.ctx, d.String()); err != nil {
+				t.Errorf("manifest %s after the refused deletes: %v", d, err)
+			}
+		}
+		for _, d := range append(rel.blobs, shared.Config.Digest, shared.Layers[0].Digest) {
+			if _, err := blobs.Stat(f.ctx, d); err != nil {
+				t.Errorf("blob %s after the refused deletes: %v", d, err)
+			}
+		}
+	})
+}
+
+// An image an immutable tag names keeps its config and layers; a mutable
+// tag's image does not.
+func TestImmutableImageKeepsItsBlobs(t *testing.T) {
+	withImmutable(t, "v*", func(t *testing.T, reg *Registry) {
+		f := newFixture(t, reg, "app")
+		for _, tag := range []string{"v2", "latest"} {
+			img := f.image()
+			tagged := f.put(tag, mustJSON(t, img)).Descriptor
+			for _, d := range []digest.Digest{img.Config.Digest, img.Layers[0].Digest} {
+				err := f.repo.Blobs().Delete(f.ctx, d)
+				if tag == "latest" && err != nil {
+					t.Errorf("delete of blob %s of %s: %v", d, tag, err)
+				} else if tag == "v2" {
+					wantDenied(t, err, d, tagged.Digest, tag)
+				}
+			}
+		}
+	})
+}
+
+// A rule scoped to other repositories costs a delete here nothing, and
+// binds nothing; in its own it binds.
+func TestImmutableRulesOfOtherRepositories(t *testing.T) {
+	rules, _ := glob.ParseTagRules("prod/**:v*")
+	drv := &countingDriver{Driver: driver.Instrument(inmemory.New(), nil)}
+	reg := New(drv, Options{ImmutableTags: rules})
+	f, prod := newFixture(t, reg, "app"), newFixture(t, reg, "prod/web")
+	rel, prodRel := f.pushRelease("v1"), prod.pushRelease("v1")
+	drv.walks = 0
+	if err := f.ms.Delete(f.ctx, rel.child.String()); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.repo.Blobs().Delete(f.ctx, rel.blobs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if drv.walks != 0 {
+		t.Errorf("%d tag listings for deletes no rule binds", drv.walks)
+	}
+	wantDenied(t, prod.ms.Delete(prod.ctx, prodRel.child.String()), prodRel.child, prodRel.index, "v1")
+	wantDenied(t, prod.repo.Blobs().Delete(prod.ctx, prodRel.blobs[0]), prodRel.blobs[0], prodRel.index, "v1")
+}
+
+// countingDriver counts the listings of tags.
+type countingDriver struct {
+	driver.Driver
+	walks int
+}
+
+func (c *countingDriver) Walk(ctx context.Context, dir, from string, fn driver.WalkFunc) error {
+	if strings.Contains(dir, "/_tags") {
+		c.walks++
+	}
+	return c.Driver.Walk(ctx, dir, from, fn)
+}
+
+// recordReadDriver fails the reads of one manifest's record made under
+// holdKey.
+type recordReadDriver struct {
+	driver.Driver
+	record string
+}
+
+func (d *recordReadDriver) GetContent(ctx context.Context, p string) ([]byte, error) {
+	if ctx.Value(holdKey{}) != nil && p == d.record {
+		return nil, context.DeadlineExceeded
+	}
+	return d.Driver.GetContent(ctx, p)
+}
+
+func (d *recordReadDriver) Stat(ctx context.Context, p string) (driver.FileInfo, error) {
+	if ctx.Value(holdKey{}) != nil && p == d.record {
+		return driver.FileInfo{}, context.DeadlineExceeded
+	}
+	return d.Driver.Stat(ctx, p)
+}
+
+// A manifest of a release that cannot be read may reach what is deleted:
+// the delete is refused.
+func TestImmutableReleaseSurvivesAFailedRead(t *testing.T) {
+	rules, _ := glob.ParseTagRules("v*")
+	drv := &recordReadDriver{Driver: driver.Instrument(inmemory.New(), nil)}
+	f := newFixture(t, New(drv, Options{ImmutableTags: rules}), "app")
+	rel := f.pushRelease("v1")
+	drv.record = manifestLinkPath("app", rel.nested)
+	failing := context.WithValue(f.ctx, holdKey{}, true)
+	if err := f.ms.Delete(failing, rel.grandchild.String()); err == nil || errors.Is(err, &Error{Code: CodeDenied}) {
+		t.Errorf("delete of the grandchild while its parent cannot be read: %v, want the read's error", err)
+	}
+	if err := f.repo.Blobs().Delete(failing, rel.blobs[2]); err == nil || errors.Is(err, &Error{Code: CodeDenied}) {
+		t.Errorf("delete of the grandchild's config while its parent cannot be read: %v, want the read's error", err)
+	}
+	if _, err := f.ms.Get(f.ctx, rel.grandchild.String()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.repo.Blobs().Stat(f.ctx, rel.blobs[2]); err != nil {
+		t.Fatal(err)
+	}
+}
