@@ -173,6 +173,38 @@ func (ms *ManifestStore) PruneTags(ctx context.Context, opts PruneOptions) (Prun
 	return rep, err
 }
 
+// RepositoryMatch is a repository of the catalog and the first of the
+// patterns given to MatchRepositories that matches its name.
+type RepositoryMatch struct {
+	Name    string
+	Pattern int
+}
+
+// MatchRepositories lists the repositories of the catalog, in its order,
+// that match one of patterns, each with the first it matches: one listing
+// of the catalog, read whole before anything is pruned.
+func (r *Registry) MatchRepositories(ctx context.Context, patterns []glob.Glob) ([]RepositoryMatch, error) {
+	var matches []RepositoryMatch
+	err := r.WalkCatalog(ctx, "", func(name string) bool {
+		components := strings.Split(name, "/")
+		if i := slices.IndexFunc(patterns, func(g glob.Glob) bool { return g.Match(components) }); i >= 0 {
+			matches = append(matches, RepositoryMatch{Name: name, Pattern: i})
+		}
+		return true
+	})
+	return matches, err
+}
+
+// PruneRepository applies a retention rule to the tags of the repository
+// name (see PruneTags).
+func (r *Registry) PruneRepository(ctx context.Context, name string, opts PruneOptions) (PruneReport, error) {
+	repo, err := r.Repository(name)
+	if err != nil {
+		return PruneReport{}, err
+	}
+	return repo.Manifests().PruneTags(ctx, opts)
+}
+
 // listTagTimes lists the repository's tags with when each was last
 // written: a file's modification time, an S3 object's LastModified. A
 // repository without tags, or not there at all, has none.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -22,8 +21,8 @@ type tagPatterns []string
 func (p *tagPatterns) String() string { return strings.Join(*p, ",") }
 
 func (p *tagPatterns) Set(v string) error {
-	if _, err := path.Match(v, ""); err != nil || v == "" || strings.ContainsAny(v, "/:") {
-		return fmt.Errorf("%q is no tag pattern (path.Match: * ? [a-z], no / or :)", v)
+	if err := glob.CheckTag(v); err != nil {
+		return err
 	}
 	*p = append(*p, v)
 	return nil
@@ -119,23 +118,17 @@ type pruner struct {
 // run prunes each repository repos matches, going on past one that
 // fails, and stops at an interrupt.
 func (p *pruner) run(ctx context.Context, repos glob.Glob) int {
-	var names []string
-	err := p.reg.WalkCatalog(ctx, "", func(name string) bool {
-		if repos.Match(strings.Split(name, "/")) {
-			names = append(names, name)
-		}
-		return true
-	})
+	matches, err := p.reg.MatchRepositories(ctx, []glob.Glob{repos})
 	if err != nil {
 		return p.fail(ctx, "catalog", err)
 	}
 	status := 0
-	for _, name := range names {
+	for _, m := range matches {
 		if ctx.Err() != nil {
-			return p.fail(ctx, name, ctx.Err())
+			return p.fail(ctx, m.Name, ctx.Err())
 		}
-		if err := p.repository(ctx, name); err != nil {
-			status = p.fail(ctx, name, err)
+		if err := p.repository(ctx, m.Name); err != nil {
+			status = p.fail(ctx, m.Name, err)
 		}
 	}
 	return status
@@ -143,11 +136,7 @@ func (p *pruner) run(ctx context.Context, repos glob.Glob) int {
 
 // repository prunes one repository and prints its line.
 func (p *pruner) repository(ctx context.Context, name string) error {
-	repo, err := p.reg.Repository(name)
-	if err != nil {
-		return err
-	}
-	rep, err := repo.Manifests().PruneTags(ctx, p.opts)
+	rep, err := p.reg.PruneRepository(ctx, name, p.opts)
 	p.repositories++
 	p.matched += rep.Matched
 	p.removed += len(rep.Removed)

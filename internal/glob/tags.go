@@ -43,8 +43,8 @@ func ParseTagRules(spec string) (TagRules, error) {
 		if tag == "" || strings.ContainsAny(tag, ":/") {
 			return nil, fmt.Errorf("rule %q: want TAG or REPOSITORY:TAG patterns", entry)
 		}
-		if _, err := path.Match(tag, ""); err != nil {
-			return nil, fmt.Errorf("tag pattern %q: %w", tag, err)
+		if err := CheckTag(tag); err != nil {
+			return nil, err
 		}
 		r.tag = tag
 		rules = append(rules, r)
@@ -82,4 +82,30 @@ func (rs TagRules) bind(repo string, keep func(tagRule) bool) bool {
 		}
 	}
 	return false
+}
+
+// CheckTag checks one tag pattern: path.Match's, over a tag, which holds
+// neither a / nor a :.
+func CheckTag(pattern string) error {
+	if _, err := path.Match(pattern, ""); err != nil || pattern == "" || strings.ContainsAny(pattern, "/:") {
+		return fmt.Errorf("%q is no tag pattern (path.Match: * ? [a-z], no / or :)", pattern)
+	}
+	return nil
+}
+
+// ParseTags reads tag patterns separated by commas ("pr-*, build-*"); an
+// empty spec gives none.
+func ParseTags(spec string) ([]string, error) {
+	if strings.TrimSpace(spec) == "" {
+		return nil, nil
+	}
+	var patterns []string
+	for p := range strings.SplitSeq(spec, ",") {
+		p = strings.TrimSpace(p)
+		if err := CheckTag(p); err != nil {
+			return nil, err
+		}
+		patterns = append(patterns, p)
+	}
+	return patterns, nil
 }

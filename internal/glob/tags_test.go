@@ -45,3 +45,18 @@ func TestTagRules(t *testing.T) {
 		}
 	}
 }
+
+func TestParseTags(t *testing.T) {
+	got, err := ParseTags(" pr-*, build-[0-9]* ,sha256-*")
+	if err != nil || len(got) != 3 || got[0] != "pr-*" || got[1] != "build-[0-9]*" || got[2] != "sha256-*" {
+		t.Fatalf("%q, %v", got, err)
+	}
+	if none, err := ParseTags(" "); err != nil || none != nil {
+		t.Errorf("empty spec: %q, %v", none, err)
+	}
+	for _, bad := range []string{"pr-*,", "a/b", "repo:tag", "[", "a, ,b"} {
+		if _, err := ParseTags(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
