@@ -865,8 +865,8 @@ func TestGCSettleAfterARunCameAndWent(t *testing.T) {
 // restarted more often than the interval still collect, and two replicas
 // collect about once per interval between them, not each once.
 func TestMaintainSchedulesAcrossReplicas(t *testing.T) {
-	minGCCheck = 5 * time.Millisecond
-	defer func() { minGCCheck = time.Second }()
+	minDueCheck = 5 * time.Millisecond
+	defer func() { minDueCheck = time.Second }()
 	drv := driver.Instrument(inmemory.New(), nil)
 	var runs atomic.Int32
 	m := Maintenance{GCInterval: 400 * time.Millisecond, GC: GCOptions{Window: time.Millisecond, TempDir: t.TempDir()},

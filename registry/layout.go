@@ -25,8 +25,10 @@ import (
 //	/repositories/<name>/_uploads/<id>.state         offset, hash state, start time
 //	/gc/state                                        the collector's progress, read by writers
 //	/gc/pins/<run>/<alg>/<hex>                       digest a writer uses during a collection
+//	/retention/state                                 when the retention rules were last applied
 //	/locks/<escaped key>                             lease of a backend lock (an upload session,
-//	                                                 a manifest, the collector, the purge)
+//	                                                 a manifest, the collector, the purge,
+//	                                                 the retention rules)
 //
 // Repository name components never start with "_", so the "_" directories
 // cannot collide with a nested repository. The catalog is flat so a page of
@@ -114,6 +116,8 @@ func uploadEntryID(entry string) (id string, ok bool) {
 }
 
 func catalogPath(repo string) string { return catalog + "/" + escapeName(repo) }
+
+const retentionStatePath = "/retention/state"
 
 const (
 	gcStatePath = "/gc/state"
