@@ -25,6 +25,7 @@ type Config struct {
 	Tags          Tags          `yaml:"tags" doc:"Rules on tags."`
 	Proxy         Proxy         `yaml:"proxy" doc:"Run as a pull-through cache (a mirror) of an upstream registry: pulls fill from it, pushes and deletes are refused."`
 	Notifications Notifications `yaml:"notifications" doc:"Events (a manifest or blob pushed, pulled, mounted, deleted) posted to HTTP endpoints, in CNCF Distribution's format."`
+	Retention     Retention     `yaml:"retention" doc:"Tag retention rules that lading serve applies on a schedule, as lading prune does; the manifests the removed tags named are left untagged, for the collector (gc.untagged)."`
 }
 
 // HTTP configures the listener and its limits.

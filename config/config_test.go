@@ -36,6 +36,25 @@ func parseFlags(t *testing.T, args ...string) *flag.FlagSet {
 	return fs
 }
 
+// loadFails loads yaml (as a file, unless empty), env and flags, and fails
+// t unless the error holds every one of want.
+func loadFails(t *testing.T, yaml string, env []string, flags *flag.FlagSet, want []string) {
+	t.Helper()
+	path := ""
+	if yaml != "" {
+		path = writeFile(t, yaml)
+	}
+	c, err := Load(path, env, flags)
+	if err == nil {
+		t.Fatalf("loaded without error: %s", c)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q\ndoes not contain %q", err, w)
+		}
+	}
+}
+
 func TestNothingSetGivesDefaults(t *testing.T) {
 	c, err := Load("", nil, parseFlags(t))
 	if err != nil {
@@ -234,19 +253,7 @@ func TestBadValues(t *testing.T) {
 			want: []string{"storage.driver", "log.level"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			path := ""
-			if tc.yaml != "" {
-				path = writeFile(t, tc.yaml)
-			}
-			c, err := Load(path, tc.env, parseFlags(t, tc.flags...))
-			if err == nil {
-				t.Fatalf("loaded without error: %s", c)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q\ndoes not contain %q", err, w)
-				}
-			}
+			loadFails(t, tc.yaml, tc.env, parseFlags(t, tc.flags...), tc.want)
 		})
 	}
 }

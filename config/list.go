@@ -18,6 +18,12 @@ import (
 // notifications.endpoints[1].timeout. In the environment and in --set its
 // value is the whole list, written in YAML.
 
+// listExamples show each list setting's one-line form.
+var listExamples = map[string]string{
+	"notifications.endpoints": "[{name: scan, url: https://scan.example/events}]",
+	"retention.rules":         "[{repository: ci/**, keep: 10}]",
+}
+
 // isList reports whether k holds a list of items rather than one value.
 func (k key) isList() bool {
 	return k.Type.Kind() == reflect.Slice
@@ -28,7 +34,7 @@ func (l *loader) setListText(k key, text, source string) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
 		// yaml's message names the line and the problem, never a value.
-		l.fail(k.Path, source, "is not a YAML list (%v); write e.g. [{name: scan, url: https://scan.example/events}]", err)
+		l.fail(k.Path, source, "is not a YAML list (%v); write e.g. %s", err, listExamples[k.Path])
 		return
 	}
 	if yamldoc.Empty(&doc) {

@@ -82,7 +82,7 @@ func LoadStore(path string, env []string) (*Config, error) {
 
 // servingOnly says whether key is read by lading serve alone.
 func servingOnly(key string) bool {
-	for _, section := range []string{"http.", "auth.", "proxy.", "notifications."} {
+	for _, section := range []string{"http.", "auth.", "proxy.", "notifications.", "retention."} {
 		if strings.HasPrefix(key, section) {
 			return true
 		}

@@ -91,6 +91,7 @@ func validate(c *Config, origin map[string]string) []error {
 	v.positive("uploads.purgeage", c.Uploads.PurgeAge)
 	v.proxy(c)
 	v.notifications(&c.Notifications)
+	v.retention(c)
 	return v.errs
 }
 
