@@ -90,7 +90,7 @@ func New() *Metrics {
 		gcBytes: f.counter("gc_bytes_reclaimed_total",
 			"Bytes of blobs removed by garbage collection."),
 		maintFailures: f.counterVec("maintenance_failures_total",
-			"Scheduled garbage collections (task gc) and upload purges (task purge) of this process that failed; each is logged at error.", "task"),
+			"Scheduled garbage collections (task gc), upload purges (task purge) and applications of the retention rules (task retention) of this process that failed; each is logged at error.", "task"),
 		redisFallback: f.counterVec("redis_fallbacks_total",
 			"Cache reads (op cache) and locks (op lock) that Redis failed, answered from the storage instead.", "op"),
 	}
@@ -184,7 +184,8 @@ func (m *Metrics) GCRun(blobsDeleted, bytesReclaimed int64) {
 	}
 }
 
-// MaintenanceFailed records a scheduled task ("gc", "purge") that failed.
+// MaintenanceFailed records a scheduled task ("gc", "purge", "retention")
+// that failed.
 func (m *Metrics) MaintenanceFailed(task string) {
 	if m != nil {
 		m.maintFailures.WithLabelValues(task).Inc()

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -41,6 +42,13 @@ func notifyingServer(t *testing.T, endpoints ...config.Endpoint) (string, *tests
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serving(t, cfg, access), accessLog
+}
+
+// serving runs serve on cfg, access lines to access, until t ends, and
+// returns the address it listens on.
+func serving(t *testing.T, cfg *config.Config, access *slog.Logger) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	listening, served := make(chan string, 1), make(chan error, 1)
 	go func() { served <- serve(ctx, cfg, discard, access, listening) }()
@@ -52,11 +60,11 @@ func notifyingServer(t *testing.T, endpoints ...config.Endpoint) (string, *tests
 	})
 	select {
 	case addr := <-listening:
-		return addr, accessLog
+		return addr
 	case err := <-served:
 		t.Fatalf("serve: %v", err)
 	}
-	return "", nil
+	return ""
 }
 
 func endpoint(name, url string) config.Endpoint {

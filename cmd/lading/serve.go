@@ -185,8 +185,9 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 		opts.Cache = cache.NewMemory(linkCacheSize, time.Second)
 	}
 	reg := registry.New(drv, opts)
-	// Collection and upload purging run beside serving; with replicas,
-	// leases in the backend let one replica at a time do each. Not on a
+	// Collection, upload purging and the retention rules run beside
+	// serving; with replicas, leases in the backend let one replica at a
+	// time do each. Not on a
 	// read-only server: it writes nothing, while another process may be
 	// filling or copying the storage. On a stop, a collection ends
 	// (telling writers it is over) before the process does.
@@ -197,15 +198,24 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 	if cfg.ReadOnly {
 		close(maintained)
 	} else {
+		maintenance := registry.Maintenance{
+			GCInterval: cfg.GC.Interval,
+			GC:         registry.GCOptions{Grace: cfg.GC.Grace, DeleteUntagged: cfg.GC.Untagged},
+			PurgeAge:   cfg.Uploads.PurgeAge,
+			Collected:  func(rep registry.GCReport) { m.GCRun(int64(rep.BlobsRemoved), rep.BytesReclaimed) },
+			Failed:     m.MaintenanceFailed,
+		}
+		if cfg.Retention.Interval > 0 {
+			maintenance.RetentionInterval = cfg.Retention.Interval
+			maintenance.Retention = retentionOptions(cfg.Retention)
+			maintenance.Retained = retained(m.Retention())
+			if !cfg.GC.Untagged || cfg.GC.Interval == 0 {
+				log.Info("retention: the manifests whose tags the rules remove stay, untagged, until a collection with gc.untagged (or lading gc --untagged) takes them")
+			}
+		}
 		go func() {
 			defer close(maintained)
-			reg.Maintain(mctx, registry.Maintenance{
-				GCInterval: cfg.GC.Interval,
-				GC:         registry.GCOptions{Grace: cfg.GC.Grace, DeleteUntagged: cfg.GC.Untagged},
-				PurgeAge:   cfg.Uploads.PurgeAge,
-				Collected:  func(rep registry.GCReport) { m.GCRun(int64(rep.BlobsRemoved), rep.BytesReclaimed) },
-				Failed:     m.MaintenanceFailed,
-			})
+			reg.Maintain(mctx, maintenance)
 		}()
 	}
 
