@@ -737,7 +737,6 @@ func checkSize(r reference, stored int64) error {
 	return nil
 }
 
-// isUnknown reports an error meaning "not in this repository".
 // objectGone reports whether nothing is at path: a look that finds the
 // object, or fails otherwise, says false.
 func objectGone(ctx context.Context, drv driver.Driver, path string) (bool, error) {
