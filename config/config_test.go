@@ -465,6 +465,26 @@ func TestEveryProblemReportedOnce(t *testing.T) {
 	}
 }
 
+func TestDurations(t *testing.T) {
+	for text, want := range map[string]time.Duration{"90m": 90 * time.Minute, "24h": 24 * time.Hour, "7d": 7 * 24 * time.Hour, "0d": 0, "0": 0} {
+		if got, err := ParseDuration(text); err != nil || got != want {
+			t.Errorf("ParseDuration(%q) = %s, %v; want %s", text, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "d", "1.5d", "7 d", "1000000d", "soon"} {
+		if d, err := ParseDuration(bad); err == nil {
+			t.Errorf("ParseDuration(%q) = %s, accepted", bad, d)
+		}
+	}
+	c, err := Load(writeFile(t, "gc:\n  grace: 2d\n"), nil, nil)
+	if err != nil {
+		t.Fatalf("gc.grace: 2d: %v", err)
+	}
+	if c.GC.Grace != 48*time.Hour {
+		t.Errorf("gc.grace: 2d is %s", c.GC.Grace)
+	}
+}
+
 func TestBytes(t *testing.T) {
 	for text, want := range map[string]Bytes{"4MiB": 4 << 20, "512KiB": 512 << 10, " 5 GiB ": 5 << 30, "1048576": 1 << 20, "10B": 10, "0": 0} {
 		got, err := parseBytes(text)

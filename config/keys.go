@@ -122,14 +122,28 @@ func (k key) set(c *Config, text string) error {
 	return setScalar(k.field(c), text)
 }
 
+// ParseDuration reads a Go duration (90m, 24h) or whole days (30d), the
+// unit grace periods and retention are thought in.
+func ParseDuration(text string) (time.Duration, error) {
+	days, ok := strings.CutSuffix(text, "d")
+	if !ok {
+		return time.ParseDuration(text)
+	}
+	n, err := strconv.ParseInt(days, 10, 32)
+	if err == nil && (n > 100_000 || n < -100_000) {
+		err = strconv.ErrRange // a time.Duration holds 292 years
+	}
+	return time.Duration(n) * 24 * time.Hour, err
+}
+
 // setScalar parses text as v's type and stores it in v.
 func setScalar(v reflect.Value, text string) error {
 	t := v.Type()
 	switch {
 	case t == durationType:
-		d, err := time.ParseDuration(strings.TrimSpace(text))
+		d, err := ParseDuration(strings.TrimSpace(text))
 		if err != nil {
-			return fmt.Errorf("%q is not a duration (write e.g. 30s, 5m, 24h)", text)
+			return fmt.Errorf("%q is not a duration (write e.g. 30s, 5m, 24h, 7d)", text)
 		}
 		v.SetInt(int64(d))
 	case t == bytesType:

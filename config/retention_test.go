@@ -33,7 +33,7 @@ func TestRetentionLoads(t *testing.T) {
 		t.Errorf("second rule: %+v", got)
 	}
 	// The environment replaces the list, written whole in YAML.
-	c, err = Load(writeFile(t, retentionYAML), []string{`LADING_RETENTION_RULES=[{repository: "**", olderthan: 48h}]`, "LADING_RETENTION_INTERVAL=1h"}, nil)
+	c, err = Load(writeFile(t, retentionYAML), []string{`LADING_RETENTION_RULES=[{repository: "**", olderthan: 2d}]`, "LADING_RETENTION_INTERVAL=1h"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

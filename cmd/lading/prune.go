@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -38,16 +37,7 @@ type age struct {
 func (a *age) String() string { return a.d.String() }
 
 func (a *age) Set(v string) error {
-	d, err := time.ParseDuration(v)
-	if days, ok := strings.CutSuffix(v, "d"); ok {
-		var n int64
-		n, err = strconv.ParseInt(days, 10, 32)
-		if n > 100_000 {
-			// A time.Duration holds 292 years.
-			err = strconv.ErrRange
-		}
-		d = time.Duration(n) * 24 * time.Hour
-	}
+	d, err := config.ParseDuration(v)
 	if err != nil || d < 0 {
 		return fmt.Errorf("%q: want a duration of 0 or more (720h, 90m) or whole days (30d)", v)
 	}
