@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
@@ -23,7 +22,10 @@ import (
 type Notifier struct {
 	endpoints []*endpoint
 	source    Source
-	seq       atomic.Uint64
+	// order numbers events and queues them, so that every endpoint
+	// gets concurrent requests' events in one order, that of their ids.
+	order     sync.Mutex
+	seq       uint64
 	closeOnce sync.Once
 }
 
@@ -87,10 +89,8 @@ func (n *Notifier) Blob(r *http.Request, action, repo string, desc v1.Descriptor
 func (n *Notifier) record(r *http.Request, action string, t Target) {
 	ctx := r.Context()
 	ev := Event{
-		ID:        n.source.InstanceID + "-" + strconv.FormatUint(n.seq.Add(1), 10),
-		Timestamp: time.Now().UTC(),
-		Action:    action,
-		Target:    t,
+		Action: action,
+		Target: t,
 		Request: Request{
 			ID:        logging.RequestID(ctx),
 			Addr:      r.RemoteAddr,
@@ -101,6 +101,11 @@ func (n *Notifier) record(r *http.Request, action string, t Target) {
 		Actor:  Actor{Name: httpx.User(ctx)},
 		Source: n.source,
 	}
+	n.order.Lock()
+	defer n.order.Unlock()
+	n.seq++
+	ev.ID = n.source.InstanceID + "-" + strconv.FormatUint(n.seq, 10)
+	ev.Timestamp = time.Now().UTC()
 	for _, e := range n.endpoints {
 		if e.wants(&ev) {
 			e.push(ev)

@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -396,5 +398,37 @@ func TestFailuresWarnedOnceAMinuteWithoutSecrets(t *testing.T) {
 	n.Close(ctx)
 	if out := logs.String(); !strings.Contains(out, "error=") || strings.Contains(out, "s3cret") {
 		t.Errorf("transport error logged as:\n%s", out)
+	}
+}
+
+// Events of concurrent requests reach every endpoint in one order, that of
+// their ids, as the events of one request do.
+func TestEndpointsGetConcurrentEventsInOneOrder(t *testing.T) {
+	a, b := notifytest.NewReceiver(t, nil), notifytest.NewReceiver(t, nil)
+	cfgA, cfgB := testEndpoint("a", a.URL), testEndpoint("b", b.URL)
+	cfgA.MaxQueue, cfgB.MaxQueue = 1000, 1000
+	n := notify.New([]notify.EndpointConfig{cfgA, cfgB}, "", quiet)
+	defer closeNow(t, n)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 50 {
+				push(n, fmt.Sprintf("g%d-%d", g, i))
+			}
+		})
+	}
+	wg.Wait()
+	gotA, gotB := a.WaitFor(t, 400), b.WaitFor(t, 400)
+	seq := func(ev notify.Event) int {
+		i, _ := strconv.Atoi(ev.ID[strings.LastIndexByte(ev.ID, '-')+1:])
+		return i
+	}
+	for i := range gotA {
+		if gotA[i].ID != gotB[i].ID {
+			t.Fatalf("event %d: %s at one endpoint, %s at the other", i, gotA[i].ID, gotB[i].ID)
+		}
+		if i > 0 && seq(gotA[i]) <= seq(gotA[i-1]) {
+			t.Fatalf("event %d (%s) after %s", i, gotA[i].ID, gotA[i-1].ID)
+		}
 	}
 }
