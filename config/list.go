@@ -21,7 +21,7 @@ import (
 // listExamples show each list setting's one-line form.
 var listExamples = map[string]string{
 	"notifications.endpoints": "[{name: scan, url: https://scan.example/events}]",
-	"retention.rules":         "[{repository: ci/**, keep: 10}]",
+	"retention.rules":         `[{repository: "ci/**", keep: 10}]`,
 }
 
 // isList reports whether k holds a list of items rather than one value.

@@ -12,7 +12,7 @@ import (
 type Retention struct {
 	Interval time.Duration   `yaml:"interval" doc:"Time from the end of one application of the rules (any replica's) to the next, at least 1m; 0 turns them off."`
 	DryRun   bool            `yaml:"dryrun" doc:"Log what the rules would remove, and remove nothing."`
-	Rules    []RetentionRule `yaml:"rules" doc:"The rules, a list; a repository is pruned by the first rule that matches it. Each item takes repository (the access policy's patterns: team/*, ci/**), tags (comma-separated path.Match patterns; empty: every tag), keep (the newest matched tags kept by count) and olderthan (tags pushed more recently kept), keep or olderthan or both. In the environment or --set, the whole list as YAML: [{repository: ci/**, tags: pr-*, keep: 10, olderthan: 720h}]."`
+	Rules    []RetentionRule `yaml:"rules" doc:"The rules, a list; a repository is pruned by the first rule that matches it. Each item takes repository (the access policy's patterns: team/*, ci/**, which matches ci too), tags (comma-separated path.Match patterns; empty: every tag), keep (the newest matched tags kept by count) and olderthan (tags pushed more recently kept), keep or olderthan or both. In the environment or --set, the whole list as YAML: [{repository: \"ci/**\", tags: \"pr-*\", keep: 10, olderthan: 30d}]."`
 }
 
 // RetentionRule is one rule, with lading prune's meaning: among a

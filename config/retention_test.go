@@ -73,9 +73,9 @@ func TestBadRetention(t *testing.T) {
 		{name: "empty component", env: []string{"LADING_RETENTION_RULES=[{repository: team//app, keep: 1}]"},
 			want: []string{"retention.rules[0].repository:", "empty component", "env LADING_RETENTION_RULES"}},
 		{name: "bad tags", yaml: "retention:\n  rules:\n    - {repository: a, tags: \"pr-*, a/b\", keep: 1}\n",
-			want: []string{`retention.rules[0].tags: "a/b" is no tag pattern`}},
+			want: []string{`retention.rules[0].tags: tag pattern "a/b": a tag holds no / : or ,`}},
 		{name: "bad tag syntax", yaml: "retention:\n  rules:\n    - {repository: a, tags: \"[\", keep: 1}\n",
-			want: []string{`retention.rules[0].tags: "[" is no tag pattern`}},
+			want: []string{`retention.rules[0].tags: tag pattern "[": syntax error in pattern`}},
 		{name: "interval too short", yaml: "retention:\n  interval: 30s\n" + rules,
 			want: []string{"retention.interval: 30s must be 0 (off) or at least 1m", "line 2"}},
 		{name: "negative interval", env: []string{"LADING_RETENTION_INTERVAL=-1h"},
@@ -89,7 +89,7 @@ func TestBadRetention(t *testing.T) {
 		{name: "unknown key", yaml: "retention:\n  rules:\n    - {repository: a, keep: 1, older-than: 1h}\n",
 			want: []string{"retention.rules[0].older-than: unknown key; allowed in retention.rules[0]: repository, tags, keep, olderthan"}},
 		{name: "env not yaml", env: []string{"LADING_RETENTION_RULES=[{repository: a"},
-			want: []string{"retention.rules: is not a YAML list", "[{repository: ci/**, keep: 10}]"}},
+			want: []string{"retention.rules: is not a YAML list", "[{repository: \"ci/**\", keep: 10}]"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) { loadFails(t, tc.yaml, tc.env, nil, tc.want) })
 	}

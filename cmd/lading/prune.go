@@ -19,11 +19,17 @@ type tagPatterns []string
 
 func (p *tagPatterns) String() string { return strings.Join(*p, ",") }
 
+// Set takes one pattern or several separated by commas, as the retention
+// rules' tags are written.
 func (p *tagPatterns) Set(v string) error {
-	if err := glob.CheckTag(v); err != nil {
+	patterns, err := glob.ParseTags(v)
+	if err == nil && len(patterns) == 0 {
+		err = errors.New("an empty tag pattern")
+	}
+	if err != nil {
 		return err
 	}
-	*p = append(*p, v)
+	*p = append(*p, patterns...)
 	return nil
 }
 

@@ -143,8 +143,9 @@ func TestPruneCommandRefusals(t *testing.T) {
 		{[]string{"--repository", "team/*", "--older-than", "3 weeks"}, "want a duration of 0 or more"},
 		// Days past what a time.Duration holds, which would wrap to 25 minutes.
 		{[]string{"--repository", "team/*", "--older-than", "213504d"}, "want a duration of 0 or more"},
-		{[]string{"--repository", "team/*", "--keep", "1", "--tags", "a/b"}, "no tag pattern"},
-		{[]string{"--repository", "team/*", "--keep", "1", "--tags", "[a"}, "no tag pattern"},
+		{[]string{"--repository", "team/*", "--keep", "1", "--tags", "a/b"}, "a tag holds no /"},
+		{[]string{"--repository", "team/*", "--keep", "1", "--tags", "[a"}, "syntax error in pattern"},
+		{[]string{"--repository", "team/*", "--keep", "1", "--tags", "pr-*,"}, "an empty pattern"},
 		{[]string{"--repository", "Team/*", "--keep", "1"}, "can never match"},
 		{[]string{"--repository", "team/*", "--keep", "1", "extra"}, "unexpected arguments"},
 	} {
@@ -185,5 +186,19 @@ func TestPruneInterrupted(t *testing.T) {
 	}
 	if got := tagFiles(t, root, "a"); len(got) != 1 {
 		t.Fatalf("a kept %v", got)
+	}
+}
+
+// --tags takes a retention rule's comma-separated list as well, so a rule
+// tried with the command matches what it will match in the configuration.
+func TestPruneTagsFlagSplitsCommas(t *testing.T) {
+	var p tagPatterns
+	for _, v := range []string{"pr-*, sha-*", "v1"} {
+		if err := p.Set(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !slices.Equal(p, tagPatterns{"pr-*", "sha-*", "v1"}) {
+		t.Errorf("%q", p)
 	}
 }

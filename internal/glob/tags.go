@@ -1,6 +1,7 @@
 package glob
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"strings"
@@ -87,8 +88,14 @@ func (rs TagRules) bind(repo string, keep func(tagRule) bool) bool {
 // CheckTag checks one tag pattern: path.Match's, over a tag, which holds
 // neither a / nor a :.
 func CheckTag(pattern string) error {
-	if _, err := path.Match(pattern, ""); err != nil || pattern == "" || strings.ContainsAny(pattern, "/:") {
-		return fmt.Errorf("%q is no tag pattern (path.Match: * ? [a-z], no / or :)", pattern)
+	switch _, err := path.Match(pattern, ""); {
+	case pattern == "":
+		return errors.New("an empty tag pattern")
+	case err != nil:
+		return fmt.Errorf("tag pattern %q: %w", pattern, err)
+	case strings.ContainsAny(pattern, "/:,"):
+		// No tag holds these: a pattern with one would match nothing.
+		return fmt.Errorf("tag pattern %q: a tag holds no / : or ,", pattern)
 	}
 	return nil
 }
@@ -102,6 +109,9 @@ func ParseTags(spec string) ([]string, error) {
 	var patterns []string
 	for p := range strings.SplitSeq(spec, ",") {
 		p = strings.TrimSpace(p)
+		if p == "" {
+			return nil, fmt.Errorf("an empty pattern in %q", spec)
+		}
 		if err := CheckTag(p); err != nil {
 			return nil, err
 		}
