@@ -27,13 +27,21 @@ func (m *Metrics) Retention() *Retention {
 		removed: f.counter("retention_tags_removed_total",
 			"Tags the retention rules removed through this process (none in a dry run)."),
 		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "retention_last_success_timestamp_seconds",
-			Help: "When an application of the retention rules by this process last ended without a failure, as a Unix time; 0 before the first. Replicas take turns: take the maximum over them."}),
+			Help: "When an application of the retention rules last ended without a failure, as a Unix time: any replica's as the storage told at this process's start, then this process's; 0 before the first. Take the maximum over replicas."}),
 	}
 	m.registry.MustRegister(r.lastSuccess)
 	// At 0 from the start, for alerts on an increase.
 	r.runs.WithLabelValues("failed")
 	m.maintFailures.WithLabelValues("retention")
 	return r
+}
+
+// SetLastSuccess sets the time of the last run without a failure, as the
+// storage records it (any replica's), at the start.
+func (r *Retention) SetLastSuccess(t time.Time) {
+	if r != nil {
+		r.lastSuccess.Set(float64(t.UnixNano()) / 1e9)
+	}
 }
 
 // Run records one application of the rules, the tags it removed, and

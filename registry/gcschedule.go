@@ -66,7 +66,8 @@ func (r *Registry) Maintain(ctx context.Context, m Maintenance) {
 		})
 	}
 	if m.RetentionInterval > 0 {
-		wg.Go(func() { onSchedule(ctx, m.RetentionInterval, func() { r.retainIfDue(ctx, m) }) })
+		var hold time.Time
+		wg.Go(func() { onSchedule(ctx, m.RetentionInterval, func() { r.retainIfDue(ctx, m, &hold) }) })
 	}
 	if m.GCInterval > 0 {
 		onSchedule(ctx, m.GCInterval, func() {
@@ -93,8 +94,13 @@ func (r *Registry) Maintain(ctx context.Context, m Maintenance) {
 }
 
 // retainIfDue applies the retention rules once RetentionInterval has
-// passed since the last run, any replica's, ended.
-func (r *Registry) retainIfDue(ctx context.Context, m Maintenance) {
+// passed since the last run, any replica's, ended. A run that could not
+// record its end holds this process's next until an interval has passed
+// (hold), which the storage cannot tell: else every look would run again.
+func (r *Registry) retainIfDue(ctx context.Context, m Maintenance, hold *time.Time) {
+	if r.now().Before(*hold) {
+		return
+	}
 	due, ok := r.due(ctx, m.RetentionInterval, r.retentionEnded)
 	if !ok {
 		return
@@ -104,6 +110,9 @@ func (r *Registry) retainIfDue(ctx context.Context, m Maintenance) {
 	rep, err := r.ApplyRetention(ctx, opts)
 	if errors.Is(err, errNotDue) {
 		return
+	}
+	if errors.Is(err, errStateNotRecorded) {
+		*hold = r.now().Add(m.RetentionInterval)
 	}
 	failed := r.logTurn("retention run", err, "repositories", rep.Repositories, "failed", rep.Failed, "matched", rep.Matched,
 		"removed", rep.Removed, "kept", rep.Kept, "duration", rep.Duration, "dryrun", rep.DryRun)

@@ -47,9 +47,23 @@ type RetentionReport struct {
 const retentionLeaseKey = "retention"
 
 // retentionState is the end of the last application of the rules that
-// went through the catalog, which schedules the next on every replica.
+// went through the catalog, which schedules the next on every replica,
+// and of the last that went through without a failure, which every
+// replica reports from its start (lading_retention_last_success…).
 type retentionState struct {
-	Ended time.Time `json:"ended,omitzero"`
+	Ended     time.Time `json:"ended,omitzero"`
+	Succeeded time.Time `json:"succeeded,omitzero"`
+}
+
+// errStateNotRecorded is a run's failure to record its end: the run itself
+// went through.
+var errStateNotRecorded = errors.New("recording the run's end")
+
+// RetentionLastSuccess is when the last application of the retention
+// rules, any replica's, went through without a failure; zero before one.
+func (r *Registry) RetentionLastSuccess(ctx context.Context) (time.Time, error) {
+	s, err := r.readRetentionState(ctx)
+	return s.Succeeded, err
 }
 
 func (r *Registry) readRetentionState(ctx context.Context) (retentionState, error) {
@@ -90,15 +104,17 @@ func (r *Registry) ApplyRetention(ctx context.Context, opts RetentionOptions) (r
 		return rep, err
 	}
 	defer unlock()
-	if !opts.dueBefore.IsZero() {
-		// Scheduled: another replica may have run it meanwhile.
-		s, err := r.readRetentionState(ctx)
-		if err != nil {
-			return rep, err
-		}
-		if s.Ended.After(opts.dueBefore) {
-			return rep, errNotDue
-		}
+	// Every way out reports what was done, and for how long.
+	defer func() {
+		rep.Kept = rep.Matched - rep.Removed
+		rep.Duration = time.Since(start)
+	}()
+	state, err := r.readRetentionState(ctx)
+	if err != nil {
+		return rep, err
+	}
+	if !opts.dueBefore.IsZero() && state.Ended.After(opts.dueBefore) {
+		return rep, errNotDue // scheduled, and another replica ran it meanwhile
 	}
 	ctx, stop := whileHeld(ctx, lost)
 	defer stop()
@@ -130,14 +146,16 @@ func (r *Registry) ApplyRetention(ctx context.Context, opts RetentionOptions) (r
 			r.log.Error("retention: a repository failed; its tags wait for the next run", "repository", m.Name, "removed", len(pr.Removed), "err", err)
 		}
 	}
-	rep.Kept = rep.Matched - rep.Removed
-	rep.Duration = time.Since(start)
-	raw, err := json.Marshal(retentionState{Ended: r.now()})
+	state.Ended = r.now()
+	if rep.Failed == 0 {
+		state.Succeeded = state.Ended
+	}
+	raw, err := json.Marshal(state)
 	if err == nil {
 		err = r.driver.PutContent(ctx, retentionStatePath, raw)
 	}
 	if err != nil {
-		return rep, fmt.Errorf("recording the run's end: %w", err)
+		return rep, fmt.Errorf("%w: %w", errStateNotRecorded, err)
 	}
 	if rep.Failed > 0 {
 		return rep, fmt.Errorf("%d of %d repositories failed", rep.Failed, rep.Repositories)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lading-registry/lading/internal/glob"
+	"github.com/lading-registry/lading/storage/driver"
 )
 
 func retentionRule(t *testing.T, pattern string, prune PruneOptions) RetentionRule {
@@ -98,12 +99,13 @@ func TestRetentionIntervalAcrossReplicas(t *testing.T) {
 				}
 				runs = append(runs, rep)
 			}}
-		reg.retainIfDue(t.Context(), m)
+		var holdA, holdB time.Time
+		reg.retainIfDue(t.Context(), m, &holdA)
 		if len(runs) != 1 || runs[0].Repositories != 1 {
 			t.Fatalf("a first look ran %+v, want one run over app", runs)
 		}
-		replica.retainIfDue(t.Context(), m)
-		reg.retainIfDue(t.Context(), m)
+		replica.retainIfDue(t.Context(), m, &holdB)
+		reg.retainIfDue(t.Context(), m, &holdA)
 		if len(runs) != 1 {
 			t.Fatalf("%d runs within the interval, want 1", len(runs))
 		}
@@ -115,7 +117,7 @@ func TestRetentionIntervalAcrossReplicas(t *testing.T) {
 			t.Fatalf("a run due before the last ended: %v, want it skipped", err)
 		}
 		clockB.set(time.Now().Add(time.Hour + time.Minute))
-		replica.retainIfDue(t.Context(), m)
+		replica.retainIfDue(t.Context(), m, &holdB)
 		if len(runs) != 2 {
 			t.Fatalf("%d runs once the interval passed, want 2", len(runs))
 		}
@@ -143,7 +145,8 @@ func TestRetentionGoesOnPastAFailedRepository(t *testing.T) {
 		var rep RetentionReport
 		var err error
 		m.Retained = func(r RetentionReport, e error) { rep, err = r, e }
-		broken.retainIfDue(t.Context(), m)
+		var hold time.Time
+		broken.retainIfDue(t.Context(), m, &hold)
 		if err == nil || rep.Repositories != 3 || rep.Failed != 1 || rep.Removed != 2 {
 			t.Fatalf("run: %+v, %v; want 3 repositories, 1 failed, 2 tags removed", rep, err)
 		}
@@ -159,8 +162,56 @@ func TestRetentionGoesOnPastAFailedRepository(t *testing.T) {
 			newFixture(t, reg, name).wantTags("2-new")
 		}
 		newFixture(t, reg, "b").wantTags("1-old", "2-new")
-		if s, err := reg.readRetentionState(context.Background()); err != nil || s.Ended.IsZero() {
-			t.Fatalf("state after a run with a failed repository: %+v, %v", s, err)
+		if s, err := reg.readRetentionState(context.Background()); err != nil || s.Ended.IsZero() || !s.Succeeded.IsZero() {
+			t.Fatalf("state after a run with a failed repository: %+v, %v; want an end and no success", s, err)
+		}
+		// A run without a failure is a success, which every replica
+		// reports from its start; a failed one after it keeps it.
+		reg.retainIfDue(t.Context(), Maintenance{RetentionInterval: time.Nanosecond, Retention: m.Retention}, &hold)
+		last, err := reg.RetentionLastSuccess(context.Background())
+		if err != nil || last.IsZero() {
+			t.Fatalf("last success after a clean run: %v, %v", last, err)
+		}
+		broken.retainIfDue(t.Context(), Maintenance{RetentionInterval: time.Nanosecond, Retention: m.Retention}, &hold)
+		if again, err := reg.RetentionLastSuccess(context.Background()); err != nil || !again.Equal(last) {
+			t.Errorf("last success after a failed run: %v, %v; want %v", again, err, last)
+		}
+	})
+}
+
+// unrecordedDriver cannot write the retention state.
+type unrecordedDriver struct{ driver.Driver }
+
+func (d unrecordedDriver) PutContent(ctx context.Context, p string, b []byte) error {
+	if p == retentionStatePath {
+		return errors.New("read-only bucket policy")
+	}
+	return d.Driver.PutContent(ctx, p, b)
+}
+
+// A run that cannot record its end is not run again at every look, which
+// the storage cannot tell: this process holds the next for an interval.
+func TestRetentionUnrecordedHoldsTheNextRun(t *testing.T) {
+	forEachPruneDriver(t, "", func(t *testing.T, reg *Registry, clock *pruneClock, _ func()) {
+		newFixture(t, reg, "app").pushImage("one")
+		c := &pruneClock{}
+		c.set(time.Now())
+		broken := New(unrecordedDriver{reg.driver}, Options{Now: c.now, Logger: slog.New(slog.DiscardHandler)})
+		runs := 0
+		m := Maintenance{RetentionInterval: time.Hour,
+			Retention: RetentionOptions{Rules: []RetentionRule{retentionRule(t, "**", PruneOptions{Keep: 1})}},
+			Retained:  func(RetentionReport, error) { runs++ }}
+		var hold time.Time
+		for range 3 {
+			broken.retainIfDue(t.Context(), m, &hold)
+		}
+		if runs != 1 {
+			t.Fatalf("%d runs in three looks, want 1", runs)
+		}
+		c.set(time.Now().Add(time.Hour + time.Minute))
+		broken.retainIfDue(t.Context(), m, &hold)
+		if runs != 2 {
+			t.Errorf("%d runs once the interval passed, want 2", runs)
 		}
 	})
 }

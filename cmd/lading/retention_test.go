@@ -17,7 +17,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/lading-registry/lading/config"
+	"github.com/lading-registry/lading/internal/glob"
 	"github.com/lading-registry/lading/internal/imagetest"
+	"github.com/lading-registry/lading/registry"
+	"github.com/lading-registry/lading/storage/driver/filesystem"
 )
 
 // retentionAddr is this test's own port, apart from those of the others.
@@ -93,5 +96,37 @@ func TestServeAppliesRetention(t *testing.T) {
 			t.Fatalf("%s: %v", kept, err)
 		}
 		imagetest.Same(t, pushed[kept], got)
+	}
+}
+
+// A server reports the last successful run as the storage records it, any
+// replica's, from its start: a restart does not read as retention never
+// having run, which the documented alert would take for a stall.
+func TestServeReportsTheLastRetentionRunFromTheStart(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "data")
+	drv, err := filesystem.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, _ := glob.Compile("**")
+	if _, err := registry.New(drv, registry.Options{}).ApplyRetention(t.Context(), registry.RetentionOptions{
+		Rules: []registry.RetentionRule{{Repositories: all, Prune: registry.PruneOptions{Keep: 1}}}}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(root, "127.0.0.1:0")
+	cfg.Retention = config.Retention{Interval: time.Hour, Rules: []config.RetentionRule{{Repository: "**", Keep: 1}}}
+	addr := serving(t, cfg, discard)
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := regexp.MustCompile(`(?m)^lading_retention_last_success_timestamp_seconds (\S+)$`).FindSubmatch(body)
+	if m == nil {
+		t.Fatal("no lading_retention_last_success_timestamp_seconds")
+	}
+	if at, _ := strconv.ParseFloat(string(m[1]), 64); time.Since(time.Unix(int64(at), 0)) > time.Minute {
+		t.Errorf("last success at %s, want the run just before the start", m[1])
 	}
 }

@@ -187,9 +187,8 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 	reg := registry.New(drv, opts)
 	// Collection, upload purging and the retention rules run beside
 	// serving; with replicas, leases in the backend let one replica at a
-	// time do each. Not on a
-	// read-only server: it writes nothing, while another process may be
-	// filling or copying the storage. On a stop, a collection ends
+	// time do each. Not on a read-only server: it writes nothing, while
+	// another process may be filling or copying the storage. On a stop, a collection ends
 	// (telling writers it is over) before the process does.
 	maintained := make(chan struct{})
 	// A return before the stop (a listener that cannot bind) ends it too.
@@ -208,7 +207,13 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 		if cfg.Retention.Interval > 0 {
 			maintenance.RetentionInterval = cfg.Retention.Interval
 			maintenance.Retention = retentionOptions(cfg.Retention)
-			maintenance.Retained = retained(m.Retention())
+			rm := m.Retention()
+			maintenance.Retained = retained(rm)
+			// Any replica's last success, so that a restart does not
+			// read as retention never having run.
+			if t, err := reg.RetentionLastSuccess(ctx); err == nil && !t.IsZero() {
+				rm.SetLastSuccess(t)
+			}
 			if !cfg.GC.Untagged || cfg.GC.Interval == 0 {
 				log.Info("retention: the manifests whose tags the rules remove stay, untagged, until a collection with gc.untagged (or lading gc --untagged) takes them")
 			}
@@ -362,7 +367,7 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 	select {
 	case <-maintained:
 	case <-time.After(cutGrace):
-		log.Warn("a collection or purge was still ending; fsck reports a collection left running", "waited", cutGrace)
+		log.Warn("a collection, purge or retention run was still ending; fsck reports a collection left running", "waited", cutGrace)
 	}
 	return errors.Join(errs...)
 }
