@@ -103,8 +103,16 @@ func (bs *BlobStore) Delete(ctx context.Context, d digest.Digest) error {
 	if err := checkDigest(d); err != nil {
 		return err
 	}
-	if err := bs.repo.Manifests().checkReleases(ctx, "blob", d); err != nil {
-		return err
+	if ms := bs.repo.Manifests(); ms.releasesMayHold() {
+		// A blob the repository does not link is unknown, release or not.
+		if gone, err := objectGone(ctx, bs.driver(), layerLinkPath(bs.repo.name, d)); err != nil {
+			return err
+		} else if gone {
+			return newError(CodeBlobUnknown, "blob %s unknown to repository %s", d, bs.repo.name)
+		}
+		if err := ms.checkReleases(ctx, "blob", d); err != nil {
+			return err
+		}
 	}
 	err := bs.driver().Delete(ctx, layerLinkPath(bs.repo.name, d))
 	// Invalidate even when the link was already gone: a stale entry may remain.

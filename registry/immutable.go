@@ -3,9 +3,13 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/lading-registry/lading/storage/driver"
 )
 
 // Immutable tags (Options.ImmutableTags) never move once pushed: a push
@@ -92,7 +96,24 @@ func (ms *ManifestStore) holdTagDelete(ctx context.Context, tag string) (release
 // name d deleted, as a push after the delete would (the index's check
 // accepts d by its blob link, which stays); a push of d mends either.
 func (ms *ManifestStore) checkDigestDelete(ctx context.Context, d digest.Digest) error {
+	if !ms.releasesMayHold() {
+		return nil
+	}
+	// Only a manifest of the repository is a release's to keep: the
+	// delete answers any other digest MANIFEST_UNKNOWN, a layer's too.
+	if _, err := ms.record(ctx, d); IsUnknown(err) {
+		return nil
+	} else if err != nil {
+		return err
+	}
 	return ms.checkReleases(ctx, "manifest", d)
+}
+
+// releasesMayHold reports whether an immutable tag may name a manifest of
+// the repository: else deletes look for no release.
+func (ms *ManifestStore) releasesMayHold() bool {
+	rules := ms.repo.reg.immutable
+	return len(rules) > 0 && rules.MayMatch(ms.repo.name)
 }
 
 // checkReleases refuses the removal of d (what names it: "manifest",
@@ -105,10 +126,10 @@ func (ms *ManifestStore) checkDigestDelete(ctx context.Context, d digest.Digest)
 // the manifest cache), unless no rule may name a tag here. What cannot be
 // read refuses the removal: it may hold d.
 func (ms *ManifestStore) checkReleases(ctx context.Context, what string, d digest.Digest) error {
-	rules := ms.repo.reg.immutable
-	if len(rules) == 0 || !rules.MayMatch(ms.repo.name) {
+	if !ms.releasesMayHold() {
 		return nil
 	}
+	rules := ms.repo.reg.immutable
 	dir := tagsPath(ms.repo.name)
 	tags, _, err := page(ctx, ms.driver(), dir, "", 0, tagOfPath(dir))
 	if err != nil {
@@ -117,11 +138,21 @@ func (ms *ManifestStore) checkReleases(ctx context.Context, what string, d diges
 	tags = slices.DeleteFunc(tags, func(t string) bool { return !rules.Match(ms.repo.name, t) })
 	roots := make([]digest.Digest, len(tags))
 	err = forEach(len(tags), func(i int) (err error) {
+		key := ms.repo.name + "\x00" + tags[i]
+		if d, ok := ms.repo.reg.releases.tags.Load(key); ok {
+			roots[i] = d.(digest.Digest)
+			return nil
+		}
 		roots[i], err = ms.tagDigest(ctx, tags[i])
+		if err == nil {
+			ms.repo.reg.releases.tags.Store(key, roots[i])
+		}
 		if errors.Is(err, ErrManifestUnknown) {
 			return nil // gone since the listing
+		} else if err != nil {
+			return fmt.Errorf("reading immutable tag %s, which may hold %s %s: %w", tags[i], what, d, err)
 		}
-		return err
+		return nil
 	})
 	if err != nil {
 		return err
@@ -136,6 +167,9 @@ func (ms *ManifestStore) checkReleases(ctx context.Context, what string, d diges
 	seen := map[digest.Digest]bool{}
 	for i, root := range roots {
 		if root == d {
+			if what == "blob" { // the manifest's bytes, linked as a blob
+				return releaseHolds(ms.repo.name, tags[i], root, what, d)
+			}
 			return immutableTag(ms.repo.name, tags[i], d)
 		}
 		if root != "" && !seen[root] {
@@ -146,8 +180,18 @@ func (ms *ManifestStore) checkReleases(ctx context.Context, what string, d diges
 	for len(level) > 0 {
 		refs := make([][]reference, len(level))
 		err := forEach(len(level), func(i int) (err error) {
-			refs[i], err = ms.storedRefs(ctx, level[i].d)
-			return err
+			if r, ok := ms.repo.reg.releases.refs.Load(level[i].d); ok {
+				refs[i] = r.([]reference)
+				return nil
+			}
+			if refs[i], err = ms.storedRefs(ctx, level[i].d); err != nil {
+				t := level[i].tag
+				return fmt.Errorf("reading manifest %s, which immutable tag %s reaches and which may hold %s %s: %w", level[i].d, tags[t], what, d, err)
+			}
+			if refs[i] != nil {
+				ms.repo.reg.releases.refs.Store(level[i].d, refs[i])
+			}
+			return nil
 		})
 		if err != nil {
 			return err
@@ -156,13 +200,10 @@ func (ms *ManifestStore) checkReleases(ctx context.Context, what string, d diges
 		for i, from := range level {
 			for _, ref := range refs[i] {
 				c := ref.desc.Digest
-				if c == d {
+				// A manifest is only ever a manifest reference's.
+				if c == d && (what == "blob" || ref.kind == refManifest) {
 					t := from.tag
-					return &Error{
-						Code:    CodeDenied,
-						Message: what + " " + d.String() + " is part of " + roots[t].String() + " which immutable tag " + tags[t] + " of " + ms.repo.name + " names for good",
-						Detail:  map[string]string{"tag": tags[t], "digest": roots[t].String(), what: d.String()},
-					}
+					return releaseHolds(ms.repo.name, tags[t], roots[t], what, d)
 				}
 				if ref.kind == refManifest && !seen[c] {
 					seen[c] = true
@@ -175,9 +216,24 @@ func (ms *ManifestStore) checkReleases(ctx context.Context, what string, d diges
 	return nil
 }
 
+// releaseMemo keeps what deletes read of immutable releases, so that a
+// run of deletes (a cleanup job) reads each release once, not once a
+// delete: an immutable tag's digest, which no request moves, and a
+// manifest's references, which its digest fixes. Either kept past a
+// change (fsck removing a tag whose manifest is lost) can only refuse a
+// delete that would have gone, until the process restarts. It grows with
+// the releases deletes met, a hundred bytes or so a tag or manifest.
+type releaseMemo struct {
+	tags sync.Map // repository "\x00" tag → digest.Digest
+	refs sync.Map // digest.Digest → []reference
+}
+
 // storedRefs lists what manifest d of the repository references but its
-// subject; none when the repository holds no such manifest (an index may
-// list a plain blob, or a child deleted before its release was tagged).
+// subject and the layers it does not store (as the collector keeps). An
+// index may name a child by a blob of the repository, a manifest deleted
+// before the index was pushed (the push accepts it by its blob link):
+// its bytes, read as a manifest, tell what a push of it again needs. None
+// when d is neither, or a blob larger than a manifest may be.
 func (ms *ManifestStore) storedRefs(ctx context.Context, d digest.Digest) ([]reference, error) {
 	rec, err := ms.record(ctx, d)
 	if err == nil {
@@ -186,10 +242,25 @@ func (ms *ManifestStore) storedRefs(ctx context.Context, d digest.Digest) ([]ref
 			return storedReferences(payload, rec.MediaType), nil
 		}
 	}
-	if errors.Is(err, ErrManifestUnknown) {
-		return nil, nil
+	if !errors.Is(err, ErrManifestUnknown) {
+		return nil, err
 	}
-	return nil, err
+	if gone, err := objectGone(ctx, ms.driver(), layerLinkPath(ms.repo.name, d)); err != nil || gone {
+		return nil, err
+	}
+	fi, err := driver.StatObject(ctx, ms.driver(), blobPath(d))
+	if driver.IsNotFound(err) || err == nil && fi.Size > ms.repo.reg.maxMan {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	payload, err := ms.driver().GetContent(ctx, blobPath(d))
+	if driver.IsNotFound(err) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	return storedReferences(payload, ""), nil
 }
 
 // lockTag takes the lock of an immutable tag, which its pushes and
@@ -198,6 +269,20 @@ func (ms *ManifestStore) lockTag(ctx context.Context, tag string) (func(), error
 	return ms.lockKey(ctx, tagLockKey(ms.repo.name, tag), "tag "+tag, true, func() error {
 		return newError(CodeTooManyRequests, "tag %s is being pushed by another request; try again", tag)
 	})
+}
+
+// releaseHolds refuses the removal of d (a "manifest" or "blob"), part
+// of the release root that immutable tag tag of repo names.
+func releaseHolds(repo, tag string, root digest.Digest, what string, d digest.Digest) error {
+	part := " is part of " + root.String() + " which"
+	if d == root {
+		part = " is the manifest"
+	}
+	return &Error{
+		Code:    CodeDenied,
+		Message: what + " " + d.String() + part + " immutable tag " + tag + " of " + repo + " names for good",
+		Detail:  map[string]string{"tag": tag, "digest": root.String(), what: d.String()},
+	}
 }
 
 func immutableTag(repo, tag string, d digest.Digest) error {

@@ -21,8 +21,8 @@ import (
 // BenchmarkImmutableDeleteCheck is what a delete by digest pays, on the
 // filesystem driver, in a repository of 1,000 immutable tags that each
 // name an image or a two-image index: the check of a digest no release
-// holds, which reads all of them (cached: with the manifest cache serve
-// has by default; cold: without one).
+// holds, which walks all of them (with the manifest cache serve has by
+// default, and without one), from what the first check read.
 func BenchmarkImmutableDeleteCheck(b *testing.B) {
 	rules, _ := glob.ParseTagRules("v*")
 	for _, children := range []int{0, 2} {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -147,29 +148,37 @@ func TestImmutableRulesOfOtherRepositories(t *testing.T) {
 	reg := New(drv, Options{ImmutableTags: rules})
 	f, prod := newFixture(t, reg, "app"), newFixture(t, reg, "prod/web")
 	rel, prodRel := f.pushRelease("v1"), prod.pushRelease("v1")
-	drv.walks = 0
+	drv.walks.Store(0)
 	if err := f.ms.Delete(f.ctx, rel.child.String()); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.repo.Blobs().Delete(f.ctx, rel.blobs[0]); err != nil {
 		t.Fatal(err)
 	}
-	if drv.walks != 0 {
-		t.Errorf("%d tag listings for deletes no rule binds", drv.walks)
+	if n := drv.walks.Load(); n != 0 {
+		t.Errorf("%d tag listings for deletes no rule binds", n)
 	}
 	wantDenied(t, prod.ms.Delete(prod.ctx, prodRel.child.String()), prodRel.child, prodRel.index, "v1")
 	wantDenied(t, prod.repo.Blobs().Delete(prod.ctx, prodRel.blobs[0]), prodRel.blobs[0], prodRel.index, "v1")
 }
 
-// countingDriver counts the listings of tags.
+// countingDriver counts the listings of tags, and the reads of tags and
+// manifest records.
 type countingDriver struct {
 	driver.Driver
-	walks int
+	walks, reads atomic.Int64
+}
+
+func (c *countingDriver) GetContent(ctx context.Context, p string) ([]byte, error) {
+	if strings.Contains(p, "/_tags/") || strings.Contains(p, "/_manifests/") {
+		c.reads.Add(1)
+	}
+	return c.Driver.GetContent(ctx, p)
 }
 
 func (c *countingDriver) Walk(ctx context.Context, dir, from string, fn driver.WalkFunc) error {
 	if strings.Contains(dir, "/_tags") {
-		c.walks++
+		c.walks.Add(1)
 	}
 	return c.Driver.Walk(ctx, dir, from, fn)
 }
@@ -215,5 +224,66 @@ func TestImmutableReleaseSurvivesAFailedRead(t *testing.T) {
 	}
 	if _, err := f.repo.Blobs().Stat(f.ctx, rel.blobs[2]); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// What is not a release's to keep is answered as any delete is: a layer's
+// digest through the manifests' delete is no manifest, and a blob the
+// repository does not link is unknown. A child deleted before its index
+// was pushed, which the push took by the child's blob link, still keeps
+// its layers, so that a push of the child mends the release.
+func TestImmutableReleaseAnswersOtherDeletesAsBefore(t *testing.T) {
+	withImmutable(t, "v*", func(t *testing.T, reg *Registry) {
+		f := newFixture(t, reg, "app")
+		rel := f.pushRelease("v1")
+		wantErrCode(t, f.ms.Delete(f.ctx, rel.blobs[1].String()), CodeManifestUnknown)
+		if err := reg.driver.Delete(f.ctx, layerLinkPath("app", rel.blobs[1])); err != nil {
+			t.Fatal(err)
+		}
+		wantErrCode(t, f.repo.Blobs().Delete(f.ctx, rel.blobs[1]), CodeBlobUnknown)
+		e, _ := AsError(f.repo.Blobs().Delete(f.ctx, rel.index))
+		if e == nil || e.Code != CodeDenied || !strings.Contains(e.Message, "blob "+rel.index.String()+" is the manifest immutable tag v1") {
+			t.Errorf("blob delete of the tagged manifest: %v", e)
+		}
+
+		m := f.image()
+		payload := mustJSON(t, m)
+		child := f.put(digest.FromBytes(payload).String(), payload).Descriptor
+		if err := f.ms.Delete(f.ctx, child.Digest.String()); err != nil {
+			t.Fatal(err)
+		}
+		top := f.put("v2", mustJSON(t, v1.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: MediaTypeOCIIndex, Manifests: []v1.Descriptor{child}})).Descriptor
+		for _, d := range []digest.Digest{m.Config.Digest, m.Layers[0].Digest} {
+			wantDenied(t, f.repo.Blobs().Delete(f.ctx, d), d, top.Digest, "v2")
+		}
+		f.put(child.Digest.String(), payload)
+	})
+}
+
+// A run of deletes reads each release once: once one has walked them, the
+// later ones list the tags and read nothing more (a manifest delete, its
+// own record), and still refuse what a release holds.
+func TestImmutableReleasesAreReadOnce(t *testing.T) {
+	rules, _ := glob.ParseTagRules("v*")
+	drv := &countingDriver{Driver: driver.Instrument(inmemory.New(), nil)}
+	reg := New(drv, Options{ImmutableTags: rules})
+	f := newFixture(t, reg, "app")
+	rel := f.pushRelease("v1")
+	f.pushRelease("v2")
+	blobs := f.repo.Blobs()
+	// No release holds it: this delete walks them all.
+	drv.reads.Store(0)
+	if err := blobs.Delete(f.ctx, rel.signatureLayer); err != nil {
+		t.Fatal(err)
+	}
+	if drv.reads.Load() == 0 {
+		t.Fatal("the first delete read no tag or record")
+	}
+	drv.reads.Store(0)
+	drv.walks.Store(0)
+	wantDenied(t, blobs.Delete(f.ctx, rel.blobs[3]), rel.blobs[3], rel.index, "v1")
+	wantDenied(t, f.ms.Delete(f.ctx, rel.grandchild.String()), rel.grandchild, rel.index, "v1")
+	if n, w := drv.reads.Load(), drv.walks.Load(); n > 1 || w != 2 {
+		t.Errorf("two later deletes read %d tags and records, listed the tags %d times; want at most the deleted manifest's record, and 2", n, w)
 	}
 }

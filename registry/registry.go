@@ -59,7 +59,10 @@ type Registry struct {
 	damagedReferrers logging.EveryMinute
 	maxMan           int64
 	immutable        glob.TagRules
-	now              func() time.Time
+	// releases remembers what deletes found of immutable releases (see
+	// checkReleases).
+	releases releaseMemo
+	now      func() time.Time
 
 	cache       Cache
 	cacheObs    func(hit bool)
