@@ -7,11 +7,12 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/lading-registry/lading/internal/httpx"
 )
 
 // TokenPath is where the built-in token server is mounted by default.
@@ -210,13 +211,7 @@ func (b *Bearer) realm(r *http.Request) string {
 	if b.Realm != "" {
 		return b.Realm
 	}
-	proto, host := forwarded(r.Header)
-	if proto == "" {
-		proto = firstValue(r.Header.Get("X-Forwarded-Proto"))
-	}
-	if host == "" {
-		host = firstValue(r.Header.Get("X-Forwarded-Host"))
-	}
+	proto, host := httpx.Forwarded(r.Header)
 	scheme := "http"
 	if r.TLS != nil || strings.EqualFold(proto, "https") {
 		scheme = "https"
@@ -225,39 +220,6 @@ func (b *Bearer) realm(r *http.Request) string {
 		host = r.Host
 	}
 	return scheme + "://" + host + TokenPath
-}
-
-// forwarded returns the proto and host of the first (the client's side)
-// element of a Forwarded header.
-func forwarded(h http.Header) (proto, host string) {
-	v := h.Get("Forwarded")
-	if v == "" {
-		return "", ""
-	}
-	first, _, _ := strings.Cut(v, ",")
-	for pair := range strings.SplitSeq(first, ";") {
-		k, val, ok := strings.Cut(strings.TrimSpace(pair), "=")
-		if !ok {
-			continue
-		}
-		if unq, err := strconv.Unquote(val); err == nil && strings.HasPrefix(val, `"`) {
-			val = unq
-		}
-		switch strings.ToLower(k) {
-		case "proto":
-			proto = val
-		case "host":
-			host = val
-		}
-	}
-	return proto, host
-}
-
-// firstValue is the first of a comma-separated header's values: the one
-// the proxy nearest the client set.
-func firstValue(v string) string {
-	first, _, _ := strings.Cut(v, ",")
-	return strings.TrimSpace(first)
 }
 
 // validHost reports whether host may stand in a challenge's quoted realm

@@ -114,12 +114,10 @@ func (n *Notifier) record(r *http.Request, action string, t Target) {
 }
 
 // baseURL is how the client reached the registry, as Distribution builds
-// its events' URLs: the request's Host, over TLS or not.
+// its events' URLs: the request's Host, by the scheme the client used
+// (through a trusted proxy ending TLS, the one it said).
 func baseURL(r *http.Request) string {
-	if r.TLS != nil {
-		return "https://" + r.Host
-	}
-	return "http://" + r.Host
+	return httpx.Scheme(r) + "://" + r.Host
 }
 
 // Stats returns every endpoint's counts, in the configured order.

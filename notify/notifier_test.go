@@ -19,6 +19,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/lading-registry/lading/internal/httpx"
 	"github.com/lading-registry/lading/internal/testserver"
 	"github.com/lading-registry/lading/notify"
 	"github.com/lading-registry/lading/notify/notifytest"
@@ -430,5 +431,24 @@ func TestEndpointsGetConcurrentEventsInOneOrder(t *testing.T) {
 		if i > 0 && seq(gotA[i]) <= seq(gotA[i-1]) {
 			t.Fatalf("event %d (%s) after %s", i, gotA[i].ID, gotA[i-1].ID)
 		}
+	}
+}
+
+// Behind a trusted proxy that ends TLS, targets' URLs are the https ones
+// the client used.
+func TestTargetURLBehindAProxy(t *testing.T) {
+	rc := notifytest.NewReceiver(t, nil)
+	n := notify.New([]notify.EndpointConfig{testEndpoint("r", rc.URL)}, "", quiet)
+	defer closeNow(t, n)
+	proxies, _ := httpx.ParseProxies("192.0.2.0/24") // httptest's peer
+	h := httpx.ForwardedClient(proxies, http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		n.Manifest(r, notify.ActionPush, "a", v1.Descriptor{MediaType: v1.MediaTypeImageManifest, Digest: digest.FromString("m"), Size: 1}, "v1")
+	}))
+	r := httptest.NewRequest(http.MethodPut, "/v2/a/manifests/v1", nil)
+	r.Host = "registry.example"
+	r.Header.Set("X-Forwarded-Proto", "https")
+	h.ServeHTTP(httptest.NewRecorder(), r)
+	if u := rc.WaitFor(t, 1)[0].Target.URL; !strings.HasPrefix(u, "https://registry.example/v2/a/manifests/") {
+		t.Errorf("target url %s", u)
 	}
 }

@@ -1,10 +1,12 @@
 package httpx
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 )
 
@@ -46,7 +48,8 @@ func ParseProxies(list string) ([]netip.Prefix, error) {
 // Everything that speaks of the client (the access log, the failed-login
 // limit) then sees the client, not the proxy. Requests from other peers,
 // and ones whose header holds a value that is no address where it would
-// be read, keep their peer.
+// be read, keep their peer. A trusted proxy's word on the scheme is kept
+// for Scheme.
 func ForwardedClient(trusted []netip.Prefix, next http.Handler) http.Handler {
 	if len(trusted) == 0 {
 		return next
@@ -68,9 +71,65 @@ func ForwardedClient(trusted []netip.Prefix, next http.Handler) http.Handler {
 				r2.RemoteAddr = net.JoinHostPort(client.String(), "0")
 				r = r2
 			}
+			switch proto, _ := Forwarded(r.Header); strings.ToLower(proto) {
+			case "http", "https":
+				r = r.WithContext(context.WithValue(r.Context(), protoKey{}, strings.ToLower(proto)))
+			}
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+type protoKey struct{}
+
+// Scheme is how the client reached the registry: what a trusted proxy
+// said (Forwarded), as the token realm reads it (a proxy ending TLS speaks
+// plain HTTP to Lading), else whether the request came over TLS.
+func Scheme(r *http.Request) string {
+	if proto, ok := r.Context().Value(protoKey{}).(string); ok {
+		return proto
+	}
+	if r.TLS != nil {
+		return "https"
+	}
+	return "http"
+}
+
+// Forwarded returns the scheme and host a proxy says the client reached
+// it by: the first (the client's side) element of a Forwarded header
+// (RFC 7239), else the first values of X-Forwarded-Proto and
+// X-Forwarded-Host, the ones the proxy nearest the client set.
+func Forwarded(h http.Header) (proto, host string) {
+	if v := h.Get("Forwarded"); v != "" {
+		first, _, _ := strings.Cut(v, ",")
+		for pair := range strings.SplitSeq(first, ";") {
+			k, val, ok := strings.Cut(strings.TrimSpace(pair), "=")
+			if !ok {
+				continue
+			}
+			if unq, err := strconv.Unquote(val); err == nil && strings.HasPrefix(val, `"`) {
+				val = unq
+			}
+			switch strings.ToLower(k) {
+			case "proto":
+				proto = val
+			case "host":
+				host = val
+			}
+		}
+	}
+	if proto == "" {
+		proto = firstValue(h.Get("X-Forwarded-Proto"))
+	}
+	if host == "" {
+		host = firstValue(h.Get("X-Forwarded-Host"))
+	}
+	return proto, host
+}
+
+func firstValue(v string) string {
+	first, _, _ := strings.Cut(v, ",")
+	return strings.TrimSpace(first)
 }
 
 // forwardedFor walks X-Forwarded-For's entries from the right past the

@@ -71,3 +71,44 @@ func TestForwardedClient(t *testing.T) {
 		}
 	}
 }
+
+// A trusted proxy that ends TLS says so in X-Forwarded-Proto; anyone
+// else's word on it is not taken.
+func TestScheme(t *testing.T) {
+	trusted, _ := ParseProxies("10.0.0.0/8")
+	var got string
+	h := ForwardedClient(trusted, http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { got = Scheme(r) }))
+	for _, tc := range []struct {
+		peer   string
+		protos []string
+		want   string
+	}{
+		{"10.0.0.5:4000", []string{"https"}, "https"},
+		{"10.0.0.5:4000", []string{"HTTPS, http"}, "https"}, // the client's side
+		{"10.0.0.5:4000", []string{"https", "http"}, "https"},
+		{"10.0.0.5:4000", []string{"gopher"}, "http"},
+		{"10.0.0.5:4000", nil, "http"},
+		{"192.0.2.1:4000", []string{"https"}, "http"}, // not a proxy of ours
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/v2/", nil)
+		r.RemoteAddr = tc.peer
+		for _, p := range tc.protos {
+			r.Header.Add("X-Forwarded-Proto", p)
+		}
+		h.ServeHTTP(httptest.NewRecorder(), r)
+		if got != tc.want {
+			t.Errorf("from %s with %q: %s, want %s", tc.peer, tc.protos, got, tc.want)
+		}
+	}
+	r := httptest.NewRequest(http.MethodGet, "/v2/", nil)
+	r.RemoteAddr = "10.0.0.5:4000"
+	r.Header.Set("Forwarded", `for=192.0.2.1;proto="https";host=registry.example`)
+	r.Header.Set("X-Forwarded-Proto", "http")
+	if h.ServeHTTP(httptest.NewRecorder(), r); got != "https" {
+		t.Errorf("with Forwarded: %s", got)
+	}
+	r = httptest.NewRequest(http.MethodGet, "https://registry.example/v2/", nil)
+	if s := Scheme(r); s != "https" {
+		t.Errorf("over TLS: %s", s)
+	}
+}
