@@ -64,7 +64,9 @@ cleanup() {
 trap cleanup EXIT
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$lading_port" "$dist_port" "$s3_port" "$redis_port"; do
+ports=("$lading_port" "$dist_port" "$s3_port")
+[[ ${S3_REDIS:-} == 1 ]] && ports+=("$redis_port")
+for p in "${ports[@]}"; do
 	port_free "$p" || { echo "port $p is in use; set BENCH_LADING_PORT, BENCH_DIST_PORT, S3_PORT or REDIS_PORT" >&2; exit 1; }
 done
 

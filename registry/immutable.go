@@ -138,15 +138,7 @@ func (ms *ManifestStore) checkReleases(ctx context.Context, what string, d diges
 	tags = slices.DeleteFunc(tags, func(t string) bool { return !rules.Match(ms.repo.name, t) })
 	roots := make([]digest.Digest, len(tags))
 	err = forEach(len(tags), func(i int) (err error) {
-		key := ms.repo.name + "\x00" + tags[i]
-		if d, ok := ms.repo.reg.releases.tags.Load(key); ok {
-			roots[i] = d.(digest.Digest)
-			return nil
-		}
 		roots[i], err = ms.tagDigest(ctx, tags[i])
-		if err == nil {
-			ms.repo.reg.releases.tags.Store(key, roots[i])
-		}
 		if errors.Is(err, ErrManifestUnknown) {
 			return nil // gone since the listing
 		} else if err != nil {
@@ -216,15 +208,14 @@ func (ms *ManifestStore) checkReleases(ctx context.Context, what string, d diges
 	return nil
 }
 
-// releaseMemo keeps what deletes read of immutable releases, so that a
-// run of deletes (a cleanup job) reads each release once, not once a
-// delete: an immutable tag's digest, which no request moves, and a
-// manifest's references, which its digest fixes. Either kept past a
-// change (fsck removing a tag whose manifest is lost) can only refuse a
-// delete that would have gone, until the process restarts. It grows with
-// the releases deletes met, a hundred bytes or so a tag or manifest.
+// releaseMemo keeps the references of the manifests deletes met in
+// immutable releases, which their digests fix, so that a run of deletes (a
+// cleanup job) reads each release's manifests once, not once a delete.
+// The tags are read every time: one removed by another process (fsck
+// --repair, a prune without the rules) may be pushed again elsewhere. It
+// grows with the manifests deletes met: a few hundred bytes each, more
+// for an index of many platforms.
 type releaseMemo struct {
-	tags sync.Map // repository "\x00" tag → digest.Digest
 	refs sync.Map // digest.Digest → []reference
 }
 

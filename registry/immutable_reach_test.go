@@ -162,15 +162,15 @@ func TestImmutableRulesOfOtherRepositories(t *testing.T) {
 	wantDenied(t, prod.repo.Blobs().Delete(prod.ctx, prodRel.blobs[0]), prodRel.blobs[0], prodRel.index, "v1")
 }
 
-// countingDriver counts the listings of tags, and the reads of tags and
-// manifest records.
+// countingDriver counts the listings of tags, and the reads of manifest
+// records.
 type countingDriver struct {
 	driver.Driver
 	walks, reads atomic.Int64
 }
 
 func (c *countingDriver) GetContent(ctx context.Context, p string) ([]byte, error) {
-	if strings.Contains(p, "/_tags/") || strings.Contains(p, "/_manifests/") {
+	if strings.Contains(p, "/_manifests/") {
 		c.reads.Add(1)
 	}
 	return c.Driver.GetContent(ctx, p)
@@ -260,9 +260,10 @@ func TestImmutableReleaseAnswersOtherDeletesAsBefore(t *testing.T) {
 	})
 }
 
-// A run of deletes reads each release once: once one has walked them, the
-// later ones list the tags and read nothing more (a manifest delete, its
-// own record), and still refuse what a release holds.
+// A run of deletes reads each release's manifests once: once one has
+// walked them, the later ones list and read the tags and no manifest (a
+// manifest delete, its own record), and still refuse what a release
+// holds.
 func TestImmutableReleasesAreReadOnce(t *testing.T) {
 	rules, _ := glob.ParseTagRules("v*")
 	drv := &countingDriver{Driver: driver.Instrument(inmemory.New(), nil)}
@@ -277,13 +278,35 @@ func TestImmutableReleasesAreReadOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	if drv.reads.Load() == 0 {
-		t.Fatal("the first delete read no tag or record")
+		t.Fatal("the first delete read no record")
 	}
 	drv.reads.Store(0)
 	drv.walks.Store(0)
 	wantDenied(t, blobs.Delete(f.ctx, rel.blobs[3]), rel.blobs[3], rel.index, "v1")
 	wantDenied(t, f.ms.Delete(f.ctx, rel.grandchild.String()), rel.grandchild, rel.index, "v1")
 	if n, w := drv.reads.Load(), drv.walks.Load(); n > 1 || w != 2 {
-		t.Errorf("two later deletes read %d tags and records, listed the tags %d times; want at most the deleted manifest's record, and 2", n, w)
+		t.Errorf("two later deletes read %d records, listed the tags %d times; want at most the deleted manifest's record, and 2", n, w)
 	}
+}
+
+// A tag another process removed (fsck --repair, whose manifest's bytes
+// were lost) and a push put back elsewhere protects its new release, not
+// the one a delete before read.
+func TestImmutableTagPushedAgainProtectsItsNewRelease(t *testing.T) {
+	withImmutable(t, "v*", func(t *testing.T, reg *Registry) {
+		f := newFixture(t, reg, "app")
+		f.pushImage("v1")
+		other, _ := f.pushImage("latest")
+		if err := f.ms.Delete(f.ctx, digest.FromBytes(other).String()); err != nil {
+			t.Fatal(err) // walks v1's release
+		}
+		if err := reg.driver.Delete(f.ctx, tagPath("app", "v1")); err != nil {
+			t.Fatal(err) // as a repair in another process does
+		}
+		m := f.image()
+		payload := mustJSON(t, m)
+		top := f.put("v1", payload).Descriptor
+		wantDenied(t, f.repo.Blobs().Delete(f.ctx, m.Layers[0].Digest), m.Layers[0].Digest, top.Digest, "v1")
+		wantErrCode(t, f.ms.Delete(f.ctx, top.Digest.String()), CodeDenied)
+	})
 }

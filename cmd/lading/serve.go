@@ -211,9 +211,11 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 			maintenance.Retained = retained(rm)
 			// Any replica's last success, so that a restart does not
 			// read as retention never having run.
-			if t, err := reg.RetentionLastSuccess(ctx); err == nil && !t.IsZero() {
+			lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			if t, err := reg.RetentionLastSuccess(lctx); err == nil && !t.IsZero() {
 				rm.SetLastSuccess(t)
 			}
+			cancel()
 			if !cfg.GC.Untagged || cfg.GC.Interval == 0 {
 				log.Info("retention: the manifests whose tags the rules remove stay, untagged, until a collection with gc.untagged (or lading gc --untagged) takes them")
 			}
