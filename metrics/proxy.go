@@ -23,7 +23,7 @@ func (m *Metrics) Proxy() *Proxy {
 		fetched: f.counterVec("proxy_upstream_bytes_total",
 			"Bytes received from the upstream, by kind (manifest, blob).", "kind"),
 		lookups: f.counterVec("proxy_lookups_total",
-			"Pulls of the pull-through cache by kind (manifest, blob) and result: hit (served from storage), miss (fetched upstream), stale (served from storage because the upstream could not be asked).", "kind", "result"),
+			"Pulls of the pull-through cache by kind (manifest, blob) and result: hit (served from storage), miss (fetched upstream), stale (served from storage because the upstream could not be asked), waited (a blob another request was fetching, served once stored).", "kind", "result"),
 	}
 	// At 0 from the start, for alerts on an increase.
 	for _, op := range []string{"manifest_head", "manifest_get", "blob_head", "blob_get", "tags"} {

@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/lading-registry/lading/registry"
+	"github.com/lading-registry/lading/server"
 	"github.com/lading-registry/lading/storage/driver/inmemory"
 )
 
@@ -93,4 +96,62 @@ func TestBlobUnknownUpstream(t *testing.T) {
 func errorsIsCode(err error, code registry.Code) bool {
 	e, ok := registry.AsError(err)
 	return ok && e.Code == code
+}
+
+// A request for a blob another is fetching waits for that fetch, and is
+// told to read the store when it ends, stored or not; past followWait it
+// fetches the blob itself.
+func TestBlobFetchesAreShared(t *testing.T) {
+	content := bytes.Repeat([]byte("shared "), 1000)
+	d := digest.FromBytes(content)
+	reg := registry.New(inmemory.New(), registry.Options{})
+	m, err := New(reg, Options{RemoteURL: upstreamServing(t, d, content)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := m.FetchBlob(t.Context(), "team/app", d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() {
+		_, err := m.FetchBlob(t.Context(), "team/app", d)
+		waited <- err
+	}()
+	select {
+	case err := <-waited:
+		t.Fatalf("a second request did not wait for the first's fetch: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if err := first.CopyTo(io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-waited; !errors.Is(err, server.ErrFetchedMeanwhile) {
+		t.Fatalf("the waiting request: %v, want ErrFetchedMeanwhile", err)
+	}
+	// A fetch given up (its client gone) ends the wait too.
+	abandoned, err := m.FetchBlob(t.Context(), "team/app", d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { time.Sleep(50 * time.Millisecond); abandoned.Close() }()
+	if _, err := m.FetchBlob(t.Context(), "team/app", d); !errors.Is(err, server.ErrFetchedMeanwhile) {
+		t.Fatalf("after an abandoned fetch: %v", err)
+	}
+	// Past the wait, a request fetches the blob itself.
+	defer func(w time.Duration) { followWait = w }(followWait)
+	followWait = 50 * time.Millisecond
+	slow, err := m.FetchBlob(t.Context(), "team/app", d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	own, err := m.FetchBlob(t.Context(), "team/app", d)
+	if err != nil {
+		t.Fatalf("past the wait: %v", err)
+	}
+	var got bytes.Buffer
+	if err := own.CopyTo(&got); err != nil || !bytes.Equal(got.Bytes(), content) {
+		t.Fatalf("own fetch: %v, %d bytes", err, got.Len())
+	}
 }

@@ -75,6 +75,7 @@ type Mirror struct {
 	tags   tagClock
 	lists  tagLists
 	flight singleflight.Group
+	blobs  blobFlights
 	warned logging.EveryMinute
 }
 

@@ -35,6 +35,11 @@ type Mirror interface {
 	Tags(ctx context.Context, repo string) (tags []string, ok bool, err error)
 }
 
+// ErrFetchedMeanwhile is FetchBlob's answer to a request that waited for
+// another's fetch of the same blob, which has ended: the store holds the
+// blob now, unless that fetch failed.
+var ErrFetchedMeanwhile = errors.New("the blob was fetched by another request meanwhile")
+
 // BlobFill is a blob on its way from the upstream.
 type BlobFill interface {
 	// Size is the blob's length, from the upstream's answer.
@@ -66,14 +71,26 @@ func (h *handlers) mirrorBlobHead(w http.ResponseWriter, r *http.Request, rt Rou
 // while storing it. A Range is not honoured on such a miss (RFC 9110
 // allows it): the whole blob is fetched and stored, and the client gets it
 // with a 200, from which it takes what it asked for.
-func (h *handlers) mirrorBlobGet(w http.ResponseWriter, r *http.Request, rt Route, d digest.Digest) error {
+//
+// filled says another request's fetch of the blob ended while this one
+// waited for it: the caller reads the store again, and comes back here
+// (with again false) if that fetch stored nothing, to fetch it itself.
+func (h *handlers) mirrorBlobGet(w http.ResponseWriter, r *http.Request, rt Route, d digest.Digest, again bool) (filled bool, err error) {
 	fill, err := h.opts.Mirror.FetchBlob(r.Context(), rt.Repository, d)
+	if errors.Is(err, ErrFetchedMeanwhile) && again {
+		return true, nil
+	}
 	if err != nil {
-		return err
+		if errors.Is(err, ErrFetchedMeanwhile) {
+			// Two fetches ended without storing it: say so, and let
+			// the client try again.
+			err = &registry.Error{Code: registry.CodeUnavailable, Message: "blob " + d.String() + " could not be fetched from the upstream; try again"}
+		}
+		return false, err
 	}
 	defer fill.Close()
 	if err := writeBlobHeader(w, d, fill.Size(), 0, fill.Size(), rangeNone); err != nil {
-		return err
+		return false, err
 	}
 	if err := fill.CopyTo(h.stallGuard(w, r)); err != nil {
 		if r.Context().Err() == nil {
@@ -84,7 +101,7 @@ func (h *handlers) mirrorBlobGet(w http.ResponseWriter, r *http.Request, rt Rout
 		panic(http.ErrAbortHandler)
 	}
 	h.blobEvent(r, notify.ActionPull, rt.Repository, v1.Descriptor{Digest: d, Size: fill.Size()}, "")
-	return nil
+	return false, nil
 }
 
 // mirrorTags pages through the upstream's tags as tags does through the
