@@ -16,84 +16,122 @@ import (
 // FetchBlob implements server.Mirror. The first request for a missing
 // blob fetches it, streaming it to its client while it is stored. Others
 // for the same blob meanwhile wait for that fetch, with no bytes, for up
-// to followWait, then answer server.ErrFetchedMeanwhile so that their
-// handler reads the store again: a DaemonSet's nodes pulling one image
-// through the mirror fetch each layer once, not once a node. Past the
-// wait (a large blob, a slow upstream) a request fetches the blob itself,
-// as it would without the first: its client is not held without bytes
-// for longer. Content addressing makes the copies the same bytes.
+// to followWait in all: a DaemonSet's nodes pulling one image through the
+// mirror fetch each layer once, not once a node. When it stored the blob
+// they answer server.ErrFetchedMeanwhile, and their handler reads the
+// store; when the upstream refused it (unknown, rate limited, down) they
+// answer the same; when it was cut short by its own client, one of them
+// fetches it. Past the wait (a large blob, a slow upstream) a request
+// fetches the blob itself, as it would without the first: its client is
+// not held without bytes for longer. Content addressing makes the copies
+// the same bytes.
 func (m *Mirror) FetchBlob(ctx context.Context, repo string, d digest.Digest) (server.BlobFill, error) {
 	r, err := m.reg.Repository(repo)
 	if err != nil {
 		return nil, err
 	}
 	key := repo + "@" + d.String()
-	end, first := m.blobs.join(key)
-	if !first {
-		t := time.NewTimer(followWait)
-		defer t.Stop()
+	var lead *blobFlight
+	wait := time.NewTimer(followWait)
+	defer wait.Stop()
+	for lead == nil {
+		f, first := m.blobs.join(key)
+		if first {
+			lead = f
+			break
+		}
 		select {
-		case <-end:
-			m.obs.Lookup("blob", "waited")
-			return nil, server.ErrFetchedMeanwhile
-		case <-t.C:
+		case <-f.end:
+			if f.stored {
+				m.obs.Lookup("blob", "waited")
+				return nil, server.ErrFetchedMeanwhile
+			}
+			if f.err != nil {
+				return nil, f.err
+			}
+			continue // cut short by its client: take it up
+		case <-wait.C:
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
+		break // past the wait: a fetch of this request's own
 	}
-	done := func() {}
-	if first {
-		done = sync.OnceFunc(func() { m.blobs.leave(key) })
+	end := func(stored bool, err error) {}
+	if lead != nil {
+		end = func(stored bool, err error) { m.blobs.leave(key, lead, stored, err) }
+		// A fetch that ended between this request's miss and its join
+		// stored the blob already.
+		if _, err := r.Blobs().Stat(ctx, d); err == nil {
+			end(true, nil)
+			return nil, server.ErrFetchedMeanwhile
+		}
 	}
 	resp, err := m.up.do(ctx, http.MethodGet, repo, "blobs/"+d.String(), "")
 	m.obs.Upstream("blob_get", string(outcomeOf(err)))
 	if err != nil {
-		done()
-		return nil, m.blobFailed(repo, d, err)
+		err = m.blobFailed(repo, d, err)
+		if ctx.Err() != nil {
+			end(false, nil) // this request's own end, not the upstream's word
+		} else {
+			end(false, err)
+		}
+		return nil, err
 	}
 	if resp.ContentLength < 0 {
 		resp.Body.Close()
-		done()
-		return nil, &registry.Error{Code: registry.CodeUnavailable, Message: "the upstream gave no length for blob " + d.String()}
+		err := &registry.Error{Code: registry.CodeUnavailable, Message: "the upstream gave no length for blob " + d.String()}
+		end(false, err)
+		return nil, err
 	}
 	m.obs.Lookup("blob", "miss")
-	return &blobFill{ctx: ctx, m: m, blobs: r.Blobs(), d: d, size: resp.ContentLength, body: resp.Body, done: done}, nil
+	return &blobFill{ctx: ctx, m: m, blobs: r.Blobs(), d: d, size: resp.ContentLength, body: resp.Body, end: end}, nil
 }
 
-// followWait bounds how long a request for a blob waits for another's
-// fetch of it: long enough for most layers, short of clients' patience
-// for the first byte. A variable for the tests.
+// followWait bounds how long a request for a blob waits for others'
+// fetches of it, in all: long enough for most layers, short of clients'
+// patience for the first byte. A variable for the tests.
 var followWait = 10 * time.Second
 
-// blobFlights are the blob fetches under way, by repository and digest,
-// each with a channel closed when it ends, stored or not.
+// blobFlights are the blob fetches under way, by repository and digest.
 type blobFlights struct {
 	mu       sync.Mutex
-	underway map[string]chan struct{}
+	underway map[string]*blobFlight
 }
 
-// join returns the channel of key's fetch under way, or, first true, makes
-// the caller's the one under way.
-func (f *blobFlights) join(key string) (end <-chan struct{}, first bool) {
+// blobFlight is one fetch under way; end is closed when it ends, with
+// stored or err telling how (neither: cut short by its own client).
+type blobFlight struct {
+	end    chan struct{}
+	stored bool
+	err    error
+}
+
+// join returns key's fetch under way, or, first true, makes the caller's
+// the one under way.
+func (f *blobFlights) join(key string) (flight *blobFlight, first bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if ch, ok := f.underway[key]; ok {
-		return ch, false
+	if fl, ok := f.underway[key]; ok {
+		return fl, false
 	}
 	if f.underway == nil {
-		f.underway = map[string]chan struct{}{}
+		f.underway = map[string]*blobFlight{}
 	}
-	ch := make(chan struct{})
-	f.underway[key] = ch
-	return ch, true
+	fl := &blobFlight{end: make(chan struct{})}
+	f.underway[key] = fl
+	return fl, true
 }
 
-// leave ends key's fetch: those waiting read the store.
-func (f *blobFlights) leave(key string) {
+// leave ends key's fetch fl, once, telling those waiting how it went.
+func (f *blobFlights) leave(key string, fl *blobFlight, stored bool, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	close(f.underway[key])
+	if f.underway[key] != fl {
+		return // ended already
+	}
+	fl.stored, fl.err = stored, err
 	delete(f.underway, key)
+	close(fl.end)
 }
 
 // blobFill is a blob on its way from the upstream to a client and into
@@ -105,7 +143,9 @@ type blobFill struct {
 	d     digest.Digest
 	size  int64
 	body  io.ReadCloser
-	done  func() // ends the fetch for those waiting on it
+	// end ends the fetch for those waiting on it, with how it went; the
+	// first call counts.
+	end func(stored bool, err error)
 }
 
 func (f *blobFill) Size() int64 { return f.size }
@@ -116,11 +156,20 @@ func (f *blobFill) Size() int64 { return f.size }
 // commit: on a digest mismatch or a failed write the client's body stays
 // one byte short, and nothing is stored.
 func (f *blobFill) CopyTo(w io.Writer) error {
-	defer f.done()
 	defer f.body.Close()
 	src := &holdLast{r: f.body, w: w, size: f.size}
 	_, err := f.blobs.Put(f.ctx, f.d, src)
 	f.m.obs.Fetched("blob", src.n)
+	switch {
+	case err == nil:
+		f.end(true, nil)
+	case src.clientGone || f.ctx.Err() != nil:
+		f.end(false, nil) // its client's end: another request takes it up
+	default:
+		// The upstream's bytes (damaged, cut) or the store failed: the
+		// requests waiting would meet the same.
+		f.end(false, &registry.Error{Code: registry.CodeUnavailable, Message: "blob " + f.d.String() + " could not be fetched from the upstream and stored; try again"})
+	}
 	if err != nil {
 		return err
 	}
@@ -128,7 +177,7 @@ func (f *blobFill) CopyTo(w io.Writer) error {
 }
 
 func (f *blobFill) Close() error {
-	defer f.done()
+	f.end(false, nil)
 	return f.body.Close()
 }
 
@@ -141,6 +190,8 @@ type holdLast struct {
 	n    int64
 	last [1]byte
 	held bool
+	// clientGone says a write to w failed: the request's client left.
+	clientGone bool
 }
 
 func (h *holdLast) Read(p []byte) (int, error) {
@@ -156,6 +207,7 @@ func (h *holdLast) Read(p []byte) (int, error) {
 	h.n += int64(n)
 	if len(out) > 0 {
 		if _, werr := h.w.Write(out); werr != nil {
+			h.clientGone = true
 			return 0, werr
 		}
 	}

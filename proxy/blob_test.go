@@ -98,9 +98,10 @@ func errorsIsCode(err error, code registry.Code) bool {
 	return ok && e.Code == code
 }
 
-// A request for a blob another is fetching waits for that fetch, and is
-// told to read the store when it ends, stored or not; past followWait it
-// fetches the blob itself.
+// A request for a blob another is fetching waits for that fetch: told to
+// read the store when it stored the blob, given its error when the
+// upstream refused it, and fetching the blob itself when the first was
+// given up by its client, or past followWait.
 func TestBlobFetchesAreShared(t *testing.T) {
 	content := bytes.Repeat([]byte("shared "), 1000)
 	d := digest.FromBytes(content)
@@ -109,36 +110,68 @@ func TestBlobFetchesAreShared(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	follow := func() chan error {
+		waited := make(chan error, 1)
+		go func() {
+			fill, err := m.FetchBlob(t.Context(), "team/app", d)
+			if err == nil {
+				err = fill.CopyTo(io.Discard)
+			}
+			waited <- err
+		}()
+		select {
+		case err := <-waited:
+			t.Fatalf("a second request did not wait for the first's fetch: %v", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		return waited
+	}
+
+	// Given up by its client: a waiting request takes it up, and stores it.
+	abandoned, err := m.FetchBlob(t.Context(), "team/app", d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waited := follow()
+	abandoned.Close()
+	if err := <-waited; err != nil {
+		t.Fatalf("after an abandoned fetch: %v, want the blob fetched", err)
+	}
+	repo, _ := reg.Repository("team/app")
+	if _, err := repo.Blobs().Stat(t.Context(), d); err != nil {
+		t.Fatalf("not stored by the request that took it up: %v", err)
+	}
+
+	// The upstream's refusal is the waiting requests' answer too.
+	key := "team/app@" + d.String()
+	if err := repo.Blobs().Delete(t.Context(), d); err != nil {
+		t.Fatal(err)
+	}
+	fl, _ := m.blobs.join(key)
+	waited = follow()
+	refused := &registry.Error{Code: registry.CodeTooManyRequests, Message: "upstream rate limit"}
+	m.blobs.leave(key, fl, false, refused)
+	if err := <-waited; !errors.Is(err, refused) {
+		t.Fatalf("after an upstream refusal: %v", err)
+	}
+
+	// Stored by the first: the others read the store.
 	first, err := m.FetchBlob(t.Context(), "team/app", d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	waited := make(chan error, 1)
-	go func() {
-		_, err := m.FetchBlob(t.Context(), "team/app", d)
-		waited <- err
-	}()
-	select {
-	case err := <-waited:
-		t.Fatalf("a second request did not wait for the first's fetch: %v", err)
-	case <-time.After(100 * time.Millisecond):
-	}
+	waited = follow()
 	if err := first.CopyTo(io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-waited; !errors.Is(err, server.ErrFetchedMeanwhile) {
 		t.Fatalf("the waiting request: %v, want ErrFetchedMeanwhile", err)
 	}
-	// A fetch given up (its client gone) ends the wait too.
-	abandoned, err := m.FetchBlob(t.Context(), "team/app", d)
-	if err != nil {
+
+	// Past the wait, a request fetches the blob itself.
+	if err := repo.Blobs().Delete(t.Context(), d); err != nil {
 		t.Fatal(err)
 	}
-	go func() { time.Sleep(50 * time.Millisecond); abandoned.Close() }()
-	if _, err := m.FetchBlob(t.Context(), "team/app", d); !errors.Is(err, server.ErrFetchedMeanwhile) {
-		t.Fatalf("after an abandoned fetch: %v", err)
-	}
-	// Past the wait, a request fetches the blob itself.
 	defer func(w time.Duration) { followWait = w }(followWait)
 	followWait = 50 * time.Millisecond
 	slow, err := m.FetchBlob(t.Context(), "team/app", d)

@@ -53,14 +53,11 @@ func (h *handlers) blob(w http.ResponseWriter, r *http.Request, rt Route) error 
 	br, err := blobs.Open(r.Context(), d)
 	if h.opts.Mirror != nil && blobMissing(err) {
 		var filled bool
-		if filled, err = h.mirrorBlobGet(w, r, rt, d, true); !filled {
+		if filled, err = h.mirrorBlobGet(w, r, rt, d); !filled {
 			return err
 		}
-		// Another request's fetch stored it meanwhile, unless it failed.
-		if br, err = blobs.Open(r.Context(), d); blobMissing(err) {
-			_, err = h.mirrorBlobGet(w, r, rt, d, false)
-			return err
-		}
+		// Another request's fetch stored it meanwhile.
+		br, err = blobs.Open(r.Context(), d)
 	}
 	if err != nil {
 		return err

@@ -36,8 +36,8 @@ type Mirror interface {
 }
 
 // ErrFetchedMeanwhile is FetchBlob's answer to a request that waited for
-// another's fetch of the same blob, which has ended: the store holds the
-// blob now, unless that fetch failed.
+// another's fetch of the same blob, which stored it: the caller reads the
+// store.
 var ErrFetchedMeanwhile = errors.New("the blob was fetched by another request meanwhile")
 
 // BlobFill is a blob on its way from the upstream.
@@ -72,20 +72,14 @@ func (h *handlers) mirrorBlobHead(w http.ResponseWriter, r *http.Request, rt Rou
 // allows it): the whole blob is fetched and stored, and the client gets it
 // with a 200, from which it takes what it asked for.
 //
-// filled says another request's fetch of the blob ended while this one
-// waited for it: the caller reads the store again, and comes back here
-// (with again false) if that fetch stored nothing, to fetch it itself.
-func (h *handlers) mirrorBlobGet(w http.ResponseWriter, r *http.Request, rt Route, d digest.Digest, again bool) (filled bool, err error) {
+// filled says another request's fetch stored the blob while this one
+// waited for it: the caller reads the store.
+func (h *handlers) mirrorBlobGet(w http.ResponseWriter, r *http.Request, rt Route, d digest.Digest) (filled bool, err error) {
 	fill, err := h.opts.Mirror.FetchBlob(r.Context(), rt.Repository, d)
-	if errors.Is(err, ErrFetchedMeanwhile) && again {
+	if errors.Is(err, ErrFetchedMeanwhile) {
 		return true, nil
 	}
 	if err != nil {
-		if errors.Is(err, ErrFetchedMeanwhile) {
-			// Two fetches ended without storing it: say so, and let
-			// the client try again.
-			err = &registry.Error{Code: registry.CodeUnavailable, Message: "blob " + d.String() + " could not be fetched from the upstream; try again"}
-		}
 		return false, err
 	}
 	defer fill.Close()
