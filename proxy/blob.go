@@ -66,9 +66,13 @@ func (m *Mirror) FetchBlob(ctx context.Context, repo string, d digest.Digest) (s
 			return nil, server.ErrFetchedMeanwhile
 		}
 	}
-	resp, err := m.up.do(ctx, http.MethodGet, repo, "blobs/"+d.String(), "")
+	// Its own context, so that an upstream gone quiet mid-blob ends the
+	// fetch (idleBody) rather than hold its client and those waiting.
+	fctx, cancel := context.WithCancel(ctx)
+	resp, err := m.up.do(fctx, http.MethodGet, repo, "blobs/"+d.String(), "")
 	m.obs.Upstream("blob_get", string(outcomeOf(err)))
 	if err != nil {
+		cancel()
 		err = m.blobFailed(repo, d, err)
 		if ctx.Err() != nil {
 			end(false, nil) // this request's own end, not the upstream's word
@@ -79,12 +83,44 @@ func (m *Mirror) FetchBlob(ctx context.Context, repo string, d digest.Digest) (s
 	}
 	if resp.ContentLength < 0 {
 		resp.Body.Close()
+		cancel()
 		err := &registry.Error{Code: registry.CodeUnavailable, Message: "the upstream gave no length for blob " + d.String()}
 		end(false, err)
 		return nil, err
 	}
 	m.obs.Lookup("blob", "miss")
-	return &blobFill{ctx: ctx, m: m, blobs: r.Blobs(), d: d, size: resp.ContentLength, body: resp.Body, end: end}, nil
+	return &blobFill{ctx: ctx, m: m, blobs: r.Blobs(), d: d, size: resp.ContentLength, body: newIdleBody(resp.Body, cancel), end: end}, nil
+}
+
+// upstreamIdle is how long a blob's body from the upstream may send
+// nothing before its fetch is given up. A variable for the tests.
+var upstreamIdle = time.Minute
+
+// idleBody is an upstream body whose request is cancelled once no byte
+// has come for upstreamIdle: the transport bounds the wait for headers
+// only.
+type idleBody struct {
+	io.ReadCloser
+	quiet  *time.Timer
+	cancel context.CancelFunc
+}
+
+func newIdleBody(body io.ReadCloser, cancel context.CancelFunc) *idleBody {
+	return &idleBody{ReadCloser: body, quiet: time.AfterFunc(upstreamIdle, cancel), cancel: cancel}
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		b.quiet.Reset(upstreamIdle)
+	}
+	return n, err
+}
+
+func (b *idleBody) Close() error {
+	b.quiet.Stop()
+	b.cancel()
+	return b.ReadCloser.Close()
 }
 
 // followWait bounds how long a request for a blob waits for others'

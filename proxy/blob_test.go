@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -186,5 +187,57 @@ func TestBlobFetchesAreShared(t *testing.T) {
 	var got bytes.Buffer
 	if err := own.CopyTo(&got); err != nil || !bytes.Equal(got.Bytes(), content) {
 		t.Fatalf("own fetch: %v, %d bytes", err, got.Len())
+	}
+}
+
+// An upstream gone quiet mid-blob ends the fetch, once upstreamIdle has
+// passed with no byte, and the requests waiting on it are answered.
+func TestStalledUpstreamEndsTheFetch(t *testing.T) {
+	content := bytes.Repeat([]byte("stall "), 100_000)
+	d := digest.FromBytes(content)
+	stalled := make(chan struct{})
+	t.Cleanup(func() { close(stalled) })
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v2/team/app/blobs/"+d.String() {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(content)))
+		w.Write(content[:len(content)/2])
+		w.(http.Flusher).Flush()
+		select {
+		case <-stalled:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	defer func(d time.Duration) { upstreamIdle = d }(upstreamIdle)
+	upstreamIdle = 200 * time.Millisecond
+	m, err := New(registry.New(inmemory.New(), registry.Options{}), Options{RemoteURL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill, err := m.FetchBlob(t.Context(), "team/app", d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() {
+		_, err := m.FetchBlob(t.Context(), "team/app", d)
+		waited <- err
+	}()
+	start := time.Now()
+	var client bytes.Buffer
+	if err := fill.CopyTo(&client); err == nil {
+		t.Fatal("a stalled fetch succeeded")
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the stalled fetch ended after %s", took)
+	}
+	if client.Len() >= len(content) {
+		t.Errorf("the client got %d bytes of a blob never received whole", client.Len())
+	}
+	if err := <-waited; !errorsIsCode(err, registry.CodeUnavailable) {
+		t.Errorf("the waiting request: %v, want UNAVAILABLE", err)
 	}
 }
