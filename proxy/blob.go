@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -25,7 +26,7 @@ import (
 // fetches the blob itself, as it would without the first: its client is
 // not held without bytes for longer. Content addressing makes the copies
 // the same bytes.
-func (m *Mirror) FetchBlob(ctx context.Context, repo string, d digest.Digest) (server.BlobFill, error) {
+func (m *Mirror) FetchBlob(ctx context.Context, repo string, d digest.Digest) (fill server.BlobFill, err error) {
 	r, err := m.reg.Repository(repo)
 	if err != nil {
 		return nil, err
@@ -59,6 +60,13 @@ func (m *Mirror) FetchBlob(ctx context.Context, repo string, d digest.Digest) (s
 	end := func(stored bool, err error) {}
 	if lead != nil {
 		end = func(stored bool, err error) { m.blobs.leave(key, lead, stored, err) }
+		// Every way out without a fill ends the fetch, a panic's too (the
+		// first end counts).
+		defer func() {
+			if fill == nil {
+				end(false, nil)
+			}
+		}()
 		// A fetch that ended between this request's miss and its join
 		// stored the blob already.
 		if _, err := r.Blobs().Stat(ctx, d); err == nil {
@@ -96,24 +104,35 @@ func (m *Mirror) FetchBlob(ctx context.Context, repo string, d digest.Digest) (s
 // nothing before its fetch is given up. A variable for the tests.
 var upstreamIdle = time.Minute
 
-// idleBody is an upstream body whose request is cancelled once no byte
-// has come for upstreamIdle: the transport bounds the wait for headers
-// only.
+// idleBody is an upstream body whose request is cancelled once a read has
+// waited upstreamIdle for a byte: the transport bounds the wait for
+// headers only. Only the reads' waits count, not the time between them,
+// which a slow client (each piece goes to it before the next is read) or
+// a busy store may take.
 type idleBody struct {
 	io.ReadCloser
-	quiet  *time.Timer
-	cancel context.CancelFunc
+	quiet   *time.Timer
+	cancel  context.CancelFunc
+	reading atomic.Bool
 }
 
 func newIdleBody(body io.ReadCloser, cancel context.CancelFunc) *idleBody {
-	return &idleBody{ReadCloser: body, quiet: time.AfterFunc(upstreamIdle, cancel), cancel: cancel}
+	b := &idleBody{ReadCloser: body, cancel: cancel}
+	b.quiet = time.AfterFunc(time.Hour, func() {
+		if b.reading.Load() {
+			cancel()
+		}
+	})
+	b.quiet.Stop()
+	return b
 }
 
 func (b *idleBody) Read(p []byte) (int, error) {
+	b.reading.Store(true)
+	b.quiet.Reset(upstreamIdle)
 	n, err := b.ReadCloser.Read(p)
-	if n > 0 {
-		b.quiet.Reset(upstreamIdle)
-	}
+	b.reading.Store(false)
+	b.quiet.Stop()
 	return n, err
 }
 

@@ -241,3 +241,35 @@ func TestStalledUpstreamEndsTheFetch(t *testing.T) {
 		t.Errorf("the waiting request: %v, want UNAVAILABLE", err)
 	}
 }
+
+// slowWriter takes pause over each write, as a slow client does.
+type slowWriter struct {
+	bytes.Buffer
+	pause time.Duration
+}
+
+func (w *slowWriter) Write(p []byte) (int, error) {
+	time.Sleep(w.pause)
+	return w.Buffer.Write(p)
+}
+
+// Time spent handing bytes to a slow client is not the upstream's
+// silence: such a fetch completes.
+func TestSlowClientIsNoStalledUpstream(t *testing.T) {
+	content := bytes.Repeat([]byte("slow client "), 300_000) // 3.6 MB: several writes
+	d := digest.FromBytes(content)
+	defer func(d time.Duration) { upstreamIdle = d }(upstreamIdle)
+	upstreamIdle = 200 * time.Millisecond
+	m, err := New(registry.New(inmemory.New(), registry.Options{}), Options{RemoteURL: upstreamServing(t, d, content)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fill, err := m.FetchBlob(t.Context(), "team/app", d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &slowWriter{pause: 300 * time.Millisecond}
+	if err := fill.CopyTo(client); err != nil || !bytes.Equal(client.Bytes(), content) {
+		t.Fatalf("fetch to a slow client: %v, %d of %d bytes", err, client.Len(), len(content))
+	}
+}
