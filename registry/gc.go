@@ -196,14 +196,13 @@ func (r *Registry) CollectGarbage(ctx context.Context, opts GCOptions) (rep GCRe
 	if opts.Window <= 0 {
 		opts.Window = DefaultGCWindow
 	}
-	unlock, lost, err := tryLock(ctx, NewBackendLocker(r.driver, 0), gcLeaseKey)
-	if errors.Is(err, ErrLocked) {
-		return GCReport{}, ErrCollectorBusy
-	}
+	// A collector that loses its lease (stalled past it) stops: another
+	// may be collecting now, and only one may write the state.
+	ctx, release, err := r.holdLease(ctx, gcLeaseKey)
 	if err != nil {
 		return GCReport{}, err
 	}
-	defer unlock()
+	defer release(&err)
 	if !opts.dueBefore.IsZero() {
 		// Scheduled: another replica may have run it meanwhile.
 		s, err := r.readGCState(ctx)
@@ -214,11 +213,6 @@ func (r *Registry) CollectGarbage(ctx context.Context, opts GCOptions) (rep GCRe
 			return GCReport{}, errNotDue
 		}
 	}
-	// A collector that lost its lease (stalled past it) stops: another
-	// may be collecting now, and only one may write the state.
-	ctx, stop := whileHeld(ctx, lost)
-	defer stop()
-	defer func() { err = leaseErr(ctx, err) }()
 
 	now := r.now()
 	c := &collector{

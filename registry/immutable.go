@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 
 	"github.com/opencontainers/go-digest"
 
@@ -172,7 +171,7 @@ func (ms *ManifestStore) checkReleases(ctx context.Context, what string, d diges
 	for len(level) > 0 {
 		refs := make([][]reference, len(level))
 		err := forEach(len(level), func(i int) (err error) {
-			if r, ok := ms.repo.reg.releases.refs.Load(level[i].d); ok {
+			if r, ok := ms.repo.reg.releaseRefs.Load(level[i].d); ok {
 				refs[i] = r.([]reference)
 				return nil
 			}
@@ -181,7 +180,7 @@ func (ms *ManifestStore) checkReleases(ctx context.Context, what string, d diges
 				return fmt.Errorf("reading manifest %s, which immutable tag %s reaches and which may hold %s %s: %w", level[i].d, tags[t], what, d, err)
 			}
 			if refs[i] != nil {
-				ms.repo.reg.releases.refs.Store(level[i].d, refs[i])
+				ms.repo.reg.releaseRefs.Store(level[i].d, refs[i])
 			}
 			return nil
 		})
@@ -206,17 +205,6 @@ func (ms *ManifestStore) checkReleases(ctx context.Context, what string, d diges
 		level = next
 	}
 	return nil
-}
-
-// releaseMemo keeps the references of the manifests deletes met in
-// immutable releases, which their digests fix, so that a run of deletes (a
-// cleanup job) reads each release's manifests once, not once a delete.
-// The tags are read every time: one removed by another process (fsck
-// --repair, a prune without the rules) may be pushed again elsewhere. It
-// grows with the manifests deletes met: a few hundred bytes each, more
-// for an index of many platforms.
-type releaseMemo struct {
-	refs sync.Map // digest.Digest → []reference
 }
 
 // storedRefs lists what manifest d of the repository references but its

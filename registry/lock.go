@@ -62,6 +62,27 @@ func whileHeld(ctx context.Context, lost <-chan struct{}) (context.Context, func
 	return ctx, func() { close(done); cancel(nil) }
 }
 
+// holdLease takes the backend lease key for work one process at a time
+// does (a collection, a purge, the retention rules), across replicas:
+// ErrCollectorBusy when another holds it. The work runs in the context
+// returned, which ends if the lease is lost; release, deferred with the
+// work's error, names a lost lease in it and lets the lease go.
+func (r *Registry) holdLease(ctx context.Context, key string) (held context.Context, release func(*error), err error) {
+	unlock, lost, err := tryLock(ctx, NewBackendLocker(r.driver, 0), key)
+	if errors.Is(err, ErrLocked) {
+		return nil, nil, ErrCollectorBusy
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	held, stop := whileHeld(ctx, lost)
+	return held, func(err *error) {
+		*err = leaseErr(held, *err)
+		stop()
+		unlock()
+	}, nil
+}
+
 // leaseLost reports whether ctx (from whileHeld) ended with its lease.
 func leaseLost(ctx context.Context) bool {
 	return errors.Is(context.Cause(ctx), errLeaseLost)

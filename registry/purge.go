@@ -23,17 +23,11 @@ const purgeLeaseKey = "purge-uploads"
 // replicas, through a lease in the backend; a purge that finds another
 // running returns at once with ErrCollectorBusy.
 func (r *Registry) PurgeUploads(ctx context.Context, olderThan time.Duration) (purged int, err error) {
-	unlock, lost, err := tryLock(ctx, NewBackendLocker(r.driver, 0), purgeLeaseKey)
-	if errors.Is(err, ErrLocked) {
-		return 0, ErrCollectorBusy
-	}
+	ctx, release, err := r.holdLease(ctx, purgeLeaseKey)
 	if err != nil {
 		return 0, err
 	}
-	defer unlock()
-	ctx, stop := whileHeld(ctx, lost)
-	defer stop()
-	defer func() { err = leaseErr(ctx, err) }()
+	defer release(&err)
 	cutoff := r.now().Add(-olderThan)
 	n := 0
 	err = r.eachRepository(ctx, func(name string) error {

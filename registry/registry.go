@@ -6,6 +6,7 @@ package registry
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/lading-registry/lading/internal/glob"
@@ -59,10 +60,15 @@ type Registry struct {
 	damagedReferrers logging.EveryMinute
 	maxMan           int64
 	immutable        glob.TagRules
-	// releases remembers what deletes found of immutable releases (see
-	// checkReleases).
-	releases releaseMemo
-	now      func() time.Time
+	// releaseRefs holds the references of the manifests deletes met in
+	// immutable releases (digest.Digest → []reference), which their
+	// digests fix, so that a run of deletes (a cleanup job) reads each
+	// once, not once a delete. The tags are read every time: one removed
+	// by another process (fsck --repair, a prune without the rules) may be
+	// pushed again elsewhere. It grows with the manifests deletes met: a
+	// few hundred bytes each, more for an index of many platforms.
+	releaseRefs sync.Map
+	now         func() time.Time
 
 	cache       Cache
 	cacheObs    func(hit bool)

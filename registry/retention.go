@@ -96,14 +96,11 @@ func (r *Registry) readRetentionState(ctx context.Context) (retentionState, erro
 func (r *Registry) ApplyRetention(ctx context.Context, opts RetentionOptions) (rep RetentionReport, err error) {
 	start := time.Now()
 	rep.DryRun = opts.DryRun
-	unlock, lost, err := tryLock(ctx, NewBackendLocker(r.driver, 0), retentionLeaseKey)
-	if errors.Is(err, ErrLocked) {
-		return rep, ErrCollectorBusy
-	}
+	ctx, release, err := r.holdLease(ctx, retentionLeaseKey)
 	if err != nil {
 		return rep, err
 	}
-	defer unlock()
+	defer release(&err)
 	// Every way out reports what was done, and for how long.
 	defer func() {
 		rep.Kept = rep.Matched - rep.Removed
@@ -116,9 +113,6 @@ func (r *Registry) ApplyRetention(ctx context.Context, opts RetentionOptions) (r
 	if !opts.dueBefore.IsZero() && state.Ended.After(opts.dueBefore) {
 		return rep, errNotDue // scheduled, and another replica ran it meanwhile
 	}
-	ctx, stop := whileHeld(ctx, lost)
-	defer stop()
-	defer func() { err = leaseErr(ctx, err) }()
 
 	patterns := make([]glob.Glob, len(opts.Rules))
 	for i, rule := range opts.Rules {
