@@ -13,8 +13,6 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/lading-registry/lading/registry"
-	"github.com/lading-registry/lading/storage/driver"
-	"github.com/lading-registry/lading/storage/driver/filesystem"
 )
 
 // duStore is testStore (team/app linking a config, a layer of 5 bytes,
@@ -24,11 +22,7 @@ import (
 func duStore(t *testing.T) (root string) {
 	t.Helper()
 	root, _ = testStore(t)
-	fsd, err := filesystem.New(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	web, _ := registry.New(driver.Instrument(fsd, nil), registry.Options{}).Repository("team/web")
+	web, _ := storeRegistry(t, root, registry.Options{}).Repository("team/web")
 	if _, err := web.Blobs().Mount(context.Background(), "team/app", digest.FromString("layer")); err != nil {
 		t.Fatal(err)
 	}

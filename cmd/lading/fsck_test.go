@@ -15,8 +15,6 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/lading-registry/lading/registry"
-	"github.com/lading-registry/lading/storage/driver"
-	"github.com/lading-registry/lading/storage/driver/filesystem"
 )
 
 // fsckStore is testStore with its image tagged a, b, c, d and e too, and
@@ -24,11 +22,7 @@ import (
 func fsckStore(t *testing.T) (root string, image digest.Digest) {
 	t.Helper()
 	root, _ = testStore(t)
-	fsd, err := filesystem.New(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	repo, _ := registry.New(driver.Instrument(fsd, nil), registry.Options{}).Repository("team/app")
+	repo, _ := storeRegistry(t, root, registry.Options{}).Repository("team/app")
 	ctx := context.Background()
 	m, err := repo.Manifests().Get(ctx, "v1")
 	if err != nil {
@@ -147,11 +141,7 @@ func unindex(t *testing.T, root string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fsd, err := filesystem.New(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	repo, _ := registry.New(driver.Instrument(fsd, nil), registry.Options{}).Repository("team/app")
+	repo, _ := storeRegistry(t, root, registry.Options{}).Repository("team/app")
 	if err := repo.Manifests().Delete(context.Background(), string(idx)); err != nil {
 		t.Fatal(err)
 	}

@@ -22,16 +22,23 @@ import (
 	"github.com/lading-registry/lading/storage/driver/filesystem"
 )
 
+// storeRegistry opens the filesystem store at root as the store commands
+// do.
+func storeRegistry(t *testing.T, root string, opts registry.Options) *registry.Registry {
+	t.Helper()
+	fsd, err := filesystem.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return registry.New(driver.Instrument(fsd, nil), opts)
+}
+
 // testStore is a filesystem registry root holding one tagged image and one
 // blob nothing uses.
 func testStore(t *testing.T) (root string, stray digest.Digest) {
 	t.Helper()
 	root = t.TempDir()
-	fsd, err := filesystem.New(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := registry.New(driver.Instrument(fsd, nil), registry.Options{})
+	reg := storeRegistry(t, root, registry.Options{})
 	repo, _ := reg.Repository("team/app")
 	ctx := context.Background()
 	put := func(b []byte) v1.Descriptor {
@@ -174,13 +181,9 @@ func TestGCCommandInvalidatesRedis(t *testing.T) {
 	root, stray := testStore(t)
 	addr := testenv.Redis(t)
 	t.Setenv("LADING_CONFIG", "")
-	fsd, err := filesystem.New(root)
-	if err != nil {
-		t.Fatal(err)
-	}
 	rc := cache.NewRedis(cache.RedisOptions{Addr: addr})
 	defer rc.Close()
-	serving := registry.New(driver.Instrument(fsd, nil), registry.Options{Cache: rc})
+	serving := storeRegistry(t, root, registry.Options{Cache: rc})
 	repo, _ := serving.Repository("team/app")
 	if _, err := repo.Blobs().Stat(context.Background(), stray); err != nil { // now cached
 		t.Fatal(err)

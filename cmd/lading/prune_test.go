@@ -17,8 +17,6 @@ import (
 
 	"github.com/lading-registry/lading/internal/glob"
 	"github.com/lading-registry/lading/registry"
-	"github.com/lading-registry/lading/storage/driver"
-	"github.com/lading-registry/lading/storage/driver/filesystem"
 )
 
 // pruneStore is a filesystem root whose repositories hold the tags given,
@@ -27,11 +25,7 @@ import (
 func pruneStore(t *testing.T, tags map[string]map[string]time.Duration) (root string, digests map[string]digest.Digest) {
 	t.Helper()
 	root = t.TempDir()
-	fsd, err := filesystem.New(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := registry.New(driver.Instrument(fsd, nil), registry.Options{})
+	reg := storeRegistry(t, root, registry.Options{})
 	ctx := context.Background()
 	digests = map[string]digest.Digest{}
 	for name, ages := range tags {
@@ -166,14 +160,10 @@ func TestPruneCommandRefusals(t *testing.T) {
 // what was removed before it.
 func TestPruneInterrupted(t *testing.T) {
 	root, _ := pruneStore(t, map[string]map[string]time.Duration{"a": {"old": 48 * time.Hour}, "b": {"old": 48 * time.Hour}})
-	fsd, err := filesystem.New(root)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	var out, errOut bytes.Buffer
-	p := pruner{reg: registry.New(driver.Instrument(fsd, nil), registry.Options{}), stdout: &out, stderr: &errOut,
+	p := pruner{reg: storeRegistry(t, root, registry.Options{}), stdout: &out, stderr: &errOut,
 		opts: registry.PruneOptions{OlderThan: time.Hour}}
 	every, _ := glob.Compile("**")
 	if code := p.run(ctx, every); code != 1 {

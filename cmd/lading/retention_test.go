@@ -20,7 +20,6 @@ import (
 	"github.com/lading-registry/lading/internal/glob"
 	"github.com/lading-registry/lading/internal/imagetest"
 	"github.com/lading-registry/lading/registry"
-	"github.com/lading-registry/lading/storage/driver/filesystem"
 )
 
 // retentionAddr is this test's own port, apart from those of the others.
@@ -104,12 +103,8 @@ func TestServeAppliesRetention(t *testing.T) {
 // having run, which the documented alert would take for a stall.
 func TestServeReportsTheLastRetentionRunFromTheStart(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "data")
-	drv, err := filesystem.New(root)
-	if err != nil {
-		t.Fatal(err)
-	}
 	all, _ := glob.Compile("**")
-	if _, err := registry.New(drv, registry.Options{}).ApplyRetention(t.Context(), registry.RetentionOptions{
+	if _, err := storeRegistry(t, root, registry.Options{}).ApplyRetention(t.Context(), registry.RetentionOptions{
 		Rules: []registry.RetentionRule{{Repositories: all, Prune: registry.PruneOptions{Keep: 1}}}}); err != nil {
 		t.Fatal(err)
 	}
