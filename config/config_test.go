@@ -189,6 +189,8 @@ func TestBadValues(t *testing.T) {
 			want: []string{"http.addr", `port "99999"`, "flag --addr"}},
 		{name: "proxy not an address", env: []string{"LADING_HTTP_TRUSTEDPROXIES=10.0.0.0/8, ingress.local"},
 			want: []string{`http.trustedproxies: "ingress.local" is neither an address nor a CIDR range`, "env LADING_HTTP_TRUSTEDPROXIES"}},
+		{name: "pprof without a debug listener", yaml: "http:\n  pprof: true\n",
+			want: []string{"http.pprof: needs http.debugaddr"}},
 		{name: "unknown driver", yaml: "storage:\n  driver: foo\n",
 			want: []string{`storage.driver: "foo" must be one of filesystem, inmemory, s3`}},
 		{name: "duration in file", yaml: "http:\n  idletimeout: forever\n",

@@ -24,6 +24,9 @@ func validate(c *Config, origin map[string]string) []error {
 	if c.HTTP.DebugAddr != "" && c.HTTP.DebugAddr == c.HTTP.Addr {
 		v.fail("http.debugaddr", "must differ from http.addr; leave it empty to serve metrics on http.addr")
 	}
+	if c.HTTP.Pprof && c.HTTP.DebugAddr == "" {
+		v.fail("http.pprof", "needs http.debugaddr: profiles are served only on that separate listener")
+	}
 	if _, err := httpx.ParseOrigins(c.HTTP.CORSOrigins); err != nil {
 		v.fail("http.corsorigins", "%v", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime"
@@ -310,7 +311,11 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 			ln.Close()
 			return fmt.Errorf("http.debugaddr: %w", err)
 		}
-		dsrv := newHTTPServer(cfg, ops, nil, log)
+		debug := ops
+		if cfg.HTTP.Pprof {
+			debug = withPprof(ops)
+		}
+		dsrv := newHTTPServer(cfg, debug, nil, log)
 		servers = append(servers, dsrv)
 		go func() { served <- dsrv.Serve(dln) }()
 		log.Info("debug listener", "addr", dln.Addr().String())
@@ -541,6 +546,19 @@ func opsHandler(m *metrics.Metrics, ready func(context.Context) error, draining 
 			http.NotFound(w, r)
 		}
 	})
+}
+
+// withPprof adds Go's profiles under /debug/pprof/ to the debug listener's
+// handler.
+func withPprof(ops http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/", ops)
+	return mux
 }
 
 // errDraining makes /readyz fail once shutdown begins: with a debug

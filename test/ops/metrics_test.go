@@ -48,17 +48,55 @@ func TestMetricsMoveWithAPush(t *testing.T) {
 				resp.Body.Close()
 			}
 		}
-		// The debug listener serves nothing of the registry.
-		if resp, err := http.Get("http://" + debug + "/v2/"); err != nil || resp.StatusCode != http.StatusNotFound {
-			t.Errorf("debug listener /v2/: %v %v", resp, err)
-		} else {
-			resp.Body.Close()
+		// The debug listener serves nothing of the registry, nor profiles
+		// unless asked.
+		for _, path := range []string{"/v2/", "/debug/pprof/"} {
+			if resp, err := http.Get("http://" + debug + path); err != nil || resp.StatusCode != http.StatusNotFound {
+				t.Errorf("debug listener %s: %v %v", path, resp, err)
+			} else {
+				resp.Body.Close()
+			}
 		}
 		checkPushMovesMetrics(t, addr, "http://"+debug+"/metrics")
 		if p.stop(t) != 0 {
 			t.Error("exit status after SIGTERM is not 0")
 		}
 	})
+}
+
+// TestPprofOnlyOnTheDebugListener turns http.pprof on: the debug listener
+// serves Go's profiles, the registry's listener does not.
+func TestPprofOnlyOnTheDebugListener(t *testing.T) {
+	p, addr := serve(t, nil, "--debug-addr", debugAddr, "--set", "http.pprof=true", "--root", t.TempDir())
+	debug, err := p.listening("debug listener")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + debug + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "goroutine profile:") {
+		t.Errorf("debug listener /debug/pprof/goroutine: %d\n%.200s", resp.StatusCode, body)
+	}
+	// The operational paths stay beside the profiles.
+	if resp, err := http.Get("http://" + debug + "/metrics"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("debug listener /metrics: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1"} {
+		if resp, err := http.Get("http://" + addr + path); err != nil || resp.StatusCode != http.StatusNotFound {
+			t.Errorf("main listener %s: %v %v", path, resp, err)
+		} else {
+			resp.Body.Close()
+		}
+	}
+	if p.stop(t) != 0 {
+		t.Error("exit status after SIGTERM is not 0")
+	}
 }
 
 func checkPushMovesMetrics(t *testing.T, addr, metricsURL string) {
