@@ -162,10 +162,11 @@ type Tags struct {
 
 // Proxy makes the registry a pull-through cache of one upstream registry.
 type Proxy struct {
-	RemoteURL string        `yaml:"remoteurl" doc:"http(s) URL of the upstream registry, e.g. https://registry-1.docker.io; empty means this is no mirror."`
-	Username  string        `yaml:"username" doc:"User name on the upstream; empty pulls anonymously."`
-	Password  Secret        `yaml:"password" doc:"Password or access token of username on the upstream. Never printed."`
-	TagTTL    time.Duration `yaml:"tagttl" doc:"How long a tag checked upstream is served without asking again; past it one HEAD upstream tells whether it moved. 0 asks on every pull."`
+	RemoteURL  string        `yaml:"remoteurl" doc:"http(s) URL of the upstream registry, e.g. https://registry-1.docker.io; empty means this is no mirror."`
+	Username   string        `yaml:"username" doc:"User name on the upstream; empty pulls anonymously."`
+	Password   Secret        `yaml:"password" doc:"Password or access token of username on the upstream. Never printed."`
+	TagTTL     time.Duration `yaml:"tagttl" doc:"How long a tag checked upstream is served without asking again; past it one HEAD upstream tells whether it moved. 0 asks on every pull."`
+	EvictAfter time.Duration `yaml:"evictafter" doc:"Content not pulled from the mirror for this long is removed by the garbage collection (gc.interval, or lading gc with this configuration), and fetched again by the next pull of it: at least 1h, e.g. 30d. 0 keeps everything."`
 }
 
 // Default returns the configuration used when nothing is set: a registry on

@@ -102,9 +102,15 @@ func (v *validator) proxy(c *Config) {
 	p := &c.Proxy
 	v.url("proxy.remoteurl", p.RemoteURL)
 	v.notNegative("proxy.tagttl", p.TagTTL)
+	if p.EvictAfter != 0 && p.EvictAfter < time.Hour {
+		v.fail("proxy.evictafter", "%v must be 0 (keep everything) or at least 1h", p.EvictAfter)
+	}
 	if p.RemoteURL == "" {
 		if p.Username != "" || p.Password != "" {
 			v.fail("proxy.remoteurl", "must be set with proxy.username and proxy.password")
+		}
+		if p.EvictAfter != 0 {
+			v.fail("proxy.evictafter", "needs proxy.remoteurl: only a mirror's content is evicted")
 		}
 		return
 	}

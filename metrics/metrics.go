@@ -41,6 +41,7 @@ type Metrics struct {
 	gcRuns        prometheus.Counter
 	gcBlobs       prometheus.Counter
 	gcBytes       prometheus.Counter
+	gcTags        prometheus.Counter
 	maintFailures *prometheus.CounterVec
 	redisFallback *prometheus.CounterVec
 }
@@ -89,6 +90,8 @@ func New() *Metrics {
 			"Blobs removed by garbage collection."),
 		gcBytes: f.counter("gc_bytes_reclaimed_total",
 			"Bytes of blobs removed by garbage collection."),
+		gcTags: f.counter("gc_tags_evicted_total",
+			"A mirror's tags removed by garbage collection as not pulled for proxy.evictafter."),
 		maintFailures: f.counterVec("maintenance_failures_total",
 			"Scheduled garbage collections (task gc), upload purges (task purge) and applications of the retention rules (task retention) of this process that failed; each is logged at error.", "task"),
 		redisFallback: f.counterVec("redis_fallbacks_total",
@@ -176,9 +179,10 @@ func (m *Metrics) RedisFallback(op string) func() {
 }
 
 // GCRun records one completed garbage collection and what it reclaimed.
-func (m *Metrics) GCRun(blobsDeleted, bytesReclaimed int64) {
+func (m *Metrics) GCRun(tagsEvicted, blobsDeleted, bytesReclaimed int64) {
 	if m != nil {
 		m.gcRuns.Inc()
+		m.gcTags.Add(float64(tagsEvicted))
 		m.gcBlobs.Add(float64(blobsDeleted))
 		m.gcBytes.Add(float64(bytesReclaimed))
 	}

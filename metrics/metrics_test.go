@@ -189,8 +189,8 @@ func TestRecordingMethods(t *testing.T) {
 	cache(true)
 	cache(true)
 	cache(false)
-	m.GCRun(3, 4096)
-	m.GCRun(0, 0)
+	m.GCRun(2, 3, 4096)
+	m.GCRun(0, 0, 0)
 	m.MaintenanceFailed("gc")
 	m.MaintenanceFailed("purge")
 	m.MaintenanceFailed("purge")
@@ -207,6 +207,7 @@ func TestRecordingMethods(t *testing.T) {
 		{"lading_cache_misses_total", []string{"cache", "links"}, 1},
 		{"lading_gc_runs_total", nil, 2},
 		{"lading_gc_blobs_deleted_total", nil, 3},
+		{"lading_gc_tags_evicted_total", nil, 2},
 		{"lading_gc_bytes_reclaimed_total", nil, 4096},
 		{"lading_maintenance_failures_total", []string{"task", "gc"}, 1},
 		{"lading_maintenance_failures_total", []string{"task", "purge"}, 2},
@@ -234,7 +235,7 @@ func TestIndependentRegistries(t *testing.T) {
 
 func TestNilMetricsDoNothing(t *testing.T) {
 	var m *Metrics
-	m.GCRun(1, 1)
+	m.GCRun(0, 1, 1)
 	m.MaintenanceFailed("gc")
 	if m.DriverObserver("filesystem") != nil || m.UploadObserver() != nil || m.CacheObserver("x") != nil {
 		t.Error("nil metrics gave an observer")

@@ -41,6 +41,10 @@ type Options struct {
 	// TagTTL is how long a tag checked upstream is served without
 	// asking again; 0 asks on every pull.
 	TagTTL time.Duration
+	// EvictAfter, when set, has the mirror note the manifests it serves
+	// (registry.ManifestStore.NotePull), for a collection with
+	// registry.GCOptions.Unpulled to evict what is not pulled.
+	EvictAfter time.Duration
 	// Logger receives warnings; nil means slog.Default().
 	Logger *slog.Logger
 	// Observer counts upstream requests and cache lookups; nil counts
@@ -77,6 +81,21 @@ type Mirror struct {
 	flight singleflight.Group
 	blobs  blobFlights
 	warned logging.EveryMinute
+	// pulls are the manifests noted pulled lately, notes the notes being
+	// written (at most maxNotes at once).
+	pulls  tagClock
+	notes  sync.WaitGroup
+	noting chan struct{}
+}
+
+// maxNotes bounds the pull notes written at once; past it a pull goes
+// unnoted, and a later one notes it.
+const maxNotes = 16
+
+// noteEvery is how often a manifest's pulls are noted: often enough
+// that a note's age errs by a small part of evictAfter.
+func noteEvery(evictAfter time.Duration) time.Duration {
+	return min(max(evictAfter/16, time.Minute), time.Hour)
 }
 
 var _ server.Mirror = (*Mirror)(nil)
@@ -91,7 +110,11 @@ func New(reg *registry.Registry, opts Options) (*Mirror, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Mirror{reg: reg, up: up, log: opts.Logger, obs: opts.Observer, tags: tagClock{ttl: opts.TagTTL}, lists: tagLists{ttl: opts.TagTTL}}
+	m := &Mirror{reg: reg, up: up, log: opts.Logger, obs: opts.Observer, tags: tagClock{ttl: opts.TagTTL}, lists: tagLists{ttl: opts.TagTTL},
+		noting: make(chan struct{}, maxNotes)}
+	if opts.EvictAfter > 0 {
+		m.pulls.ttl = noteEvery(opts.EvictAfter)
+	}
 	if m.log == nil {
 		m.log = slog.Default()
 	}
@@ -190,6 +213,37 @@ func (m *Mirror) manifest(ctx context.Context, repoName, reference string) error
 	m.obs.Lookup("manifest", "stale")
 	m.warnStale(ctx, repoName, reference, err)
 	return nil
+}
+
+// Pulled implements server.Mirror: with EvictAfter, it notes the pull of
+// manifest d, at most once in noteEvery per manifest in this process, off
+// the request's path.
+func (m *Mirror) Pulled(repo string, d digest.Digest) {
+	key := repo + "@" + d.String()
+	if m.pulls.ttl <= 0 || m.pulls.fresh(key) {
+		return
+	}
+	select {
+	case m.noting <- struct{}{}:
+	default:
+		return
+	}
+	m.pulls.mark(key)
+	m.notes.Go(func() {
+		defer func() { <-m.noting }()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		r, err := m.reg.Repository(repo)
+		if err == nil {
+			err = r.Manifests().NotePull(ctx, d)
+		}
+		if err != nil {
+			m.pulls.forget(key) // the next pull tries again
+			if m.warned.Allow() {
+				m.log.Warn("a pull could not be noted for the mirror's eviction (proxy.evictafter)", "repository", repo, "digest", d, "err", err)
+			}
+		}
+	})
 }
 
 // headManifest returns the digest of reference upstream; empty when the

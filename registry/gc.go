@@ -11,7 +11,9 @@
 //  1. Announce: clear old pins, write /gc/state {run, window W}, sleep W.
 //  2. Mark, repository by repository: roots are tags, manifests younger
 //     than the untagged grace, and (unless untagged manifests are
-//     collected) every manifest without a subject. From the roots follow
+//     collected) every manifest without a subject. On a mirror that
+//     evicts (evict.go), the tags not pulled lately go first, and the
+//     manifests pulled lately are roots too. From the roots follow
 //     index children and referrers: a signature or SBOM is kept exactly
 //     while its subject is, transitively: found through the repository's
 //     index of referrers, or by the subject in its record where the index
@@ -113,6 +115,10 @@ type GCOptions struct {
 	DeleteUntagged bool
 	// UntaggedGrace protects manifests younger than this; 0 means Grace.
 	UntaggedGrace time.Duration
+	// Unpulled, on a mirror, evicts what was not pulled for this long
+	// (evict.go): tags first, then the manifests untagged, as
+	// DeleteUntagged does, but for those pulled within it. 0: none.
+	Unpulled time.Duration
 	// Progress, when set, is called as the run advances.
 	Progress func(GCProgress)
 	// Removed, when set, is called for each item removed (with DryRun,
@@ -151,11 +157,14 @@ const gcBatchSize = 1024
 
 // GCItem is one thing a collection removed.
 type GCItem struct {
-	// Kind is "manifest", "link", "blob" or "repository".
+	// Kind is "tag" (evicted, see Unpulled), "manifest", "link", "blob"
+	// or "repository".
 	Kind       string
 	Repository string
-	Digest     digest.Digest
-	Size       int64
+	// Tag is the tag evicted; Digest, for a tag, the manifest it named.
+	Tag    string
+	Digest digest.Digest
+	Size   int64
 }
 
 // GCProgress tells how far a run has come.
@@ -172,7 +181,9 @@ type GCProgress struct {
 // the repositories empty before it: removing nothing, it cannot see one
 // empty out.
 type GCReport struct {
-	DryRun              bool
+	DryRun bool
+	// TagsEvicted are a mirror's tags removed as not pulled (Unpulled).
+	TagsEvicted         int
 	ManifestsRemoved    int
 	LinksRemoved        int
 	BlobsRemoved        int
@@ -195,6 +206,9 @@ func (r *Registry) CollectGarbage(ctx context.Context, opts GCOptions) (rep GCRe
 	}
 	if opts.Window <= 0 {
 		opts.Window = DefaultGCWindow
+	}
+	if opts.Unpulled > 0 {
+		opts.DeleteUntagged = true
 	}
 	// A collector that loses its lease (stalled past it) stops: another
 	// may be collecting now, and only one may write the state.
@@ -220,6 +234,7 @@ func (r *Registry) CollectGarbage(ctx context.Context, opts GCOptions) (rep GCRe
 		opts:           opts,
 		cutoff:         now.Add(-opts.Grace),
 		untaggedCutoff: now.Add(-opts.UntaggedGrace),
+		unpulledCutoff: now.Add(-opts.Unpulled),
 	}
 	c.report.DryRun = opts.DryRun
 	c.marked = newDigestSet(c.opts.TempDir, 0)
@@ -254,6 +269,7 @@ type collector struct {
 	opts           GCOptions
 	cutoff         time.Time
 	untaggedCutoff time.Time
+	unpulledCutoff time.Time  // with Unpulled
 	marked         *digestSet // blobs kept manifests use or surviving links name
 	state          gcState
 	pending        []gcCandidate

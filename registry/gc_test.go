@@ -797,7 +797,10 @@ func TestGCKeepsWhatARevivedIndexReaches(t *testing.T) {
 			}
 			// Marking found nothing tagged; now a client tags the old index.
 			f.put("revived", outerPayload)
-			for _, sweep := range []func(context.Context) error{m.sweepManifests, m.sweepMarkers, m.sweepLinks, c.sweepBlobs} {
+			sweepTagMarkers := func(ctx context.Context) error {
+				return m.sweepMarkers(ctx, tagRefsRoot(f.repo.name), m.tagMarkerDigest)
+			}
+			for _, sweep := range []func(context.Context) error{m.sweepManifests, sweepTagMarkers, m.sweepLinks, c.sweepBlobs} {
 				if err := sweep(ctx); err != nil {
 					t.Fatal(err)
 				}

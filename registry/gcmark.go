@@ -7,6 +7,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -77,6 +78,10 @@ type repoMarker struct {
 	// sweeping is set once kept is being read: a manifest the sweep finds
 	// pinned or re-written then only adds what it uses.
 	sweeping bool
+	// With Unpulled (evict.go): each manifest's last noted pull, and the
+	// tags evicted in this run.
+	pulled  map[digestKey]time.Time
+	evicted map[string]bool
 }
 
 // collectRepository marks one repository, removes its unkept manifests and
@@ -101,14 +106,27 @@ func (c *collector) collectRepository(ctx context.Context, name string) error {
 	if err := m.indexReferrers(ctx); err != nil {
 		return err
 	}
+	if c.opts.Unpulled > 0 {
+		if err := m.readPulled(ctx); err != nil {
+			return err
+		}
+		if err := m.evictTags(ctx); err != nil {
+			return err
+		}
+	}
 	if err := m.mark(ctx); err != nil {
 		return err
 	}
 	if err := m.sweepManifests(ctx); err != nil {
 		return err
 	}
-	if err := m.sweepMarkers(ctx); err != nil {
+	if err := m.sweepMarkers(ctx, tagRefsRoot(name), m.tagMarkerDigest); err != nil {
 		return err
+	}
+	if c.opts.Unpulled > 0 {
+		if err := m.sweepMarkers(ctx, pulledRoot(name), m.pullMarkerDigest); err != nil {
+			return err
+		}
 	}
 	return m.sweepLinks(ctx)
 }
@@ -153,11 +171,15 @@ func (m *repoMarker) mark(ctx context.Context) error {
 	return m.markRoots(ctx)
 }
 
-// markRoots keeps what tags point at, then young manifests, and (unless
-// untagged manifests are collected) every manifest that is not a referrer.
+// markRoots keeps what tags point at, then young manifests (and on a
+// mirror those pulled lately), and (unless untagged manifests are
+// collected) every manifest that is not a referrer.
 func (m *repoMarker) markRoots(ctx context.Context) error {
 	drv := m.c.reg.driver
 	err := drv.Walk(ctx, tagsPath(m.ms.repo.name), "", func(fi driver.FileInfo) error {
+		if m.tagEvicted(fi.Path) {
+			return nil // (a dry run's)
+		}
 		b, err := drv.GetContent(ctx, fi.Path)
 		if driver.IsNotFound(err) {
 			return nil
@@ -182,7 +204,7 @@ func (m *repoMarker) markRoots(ctx context.Context) error {
 			return nil
 		}
 		m.records.Add(d)
-		if !fi.ModTime.Before(m.c.untaggedCutoff) {
+		if !fi.ModTime.Before(m.c.untaggedCutoff) || m.pulledSince(d) {
 			return m.keep(ctx, d, nil, byRecord)
 		}
 		if k, ok := keyOf(d); ok {
@@ -432,29 +454,36 @@ func (m *repoMarker) sweepManifests(ctx context.Context) error {
 	return m.c.endSweep(ctx, err, kept)
 }
 
-// sweepMarkers removes the tag markers (tags.go) of digests the repository
-// held no manifest of when marking listed its manifests.
-func (m *repoMarker) sweepMarkers(ctx context.Context) error {
+// sweepMarkers removes the markers under root (tags.go's, evict.go's)
+// of digests the repository held no manifest of when marking listed its
+// manifests; of reads a marker's digest from its path.
+func (m *repoMarker) sweepMarkers(ctx context.Context, root string, of func(p string) (digest.Digest, bool)) error {
 	records, err := m.records.Iterate()
 	if err != nil {
 		return err
 	}
 	defer records.Close()
 	name := m.ms.repo.name
-	root := repoPath(name) + "/_tagrefs"
 	err = m.c.reg.driver.Walk(ctx, root, "", func(fi driver.FileInfo) error {
-		// <root>/<alg>/<hex>/<tag>
-		d, ok := digestAt(path.Dir(fi.Path), 1)
-		if !ok || tagRefsPath(name, d) != path.Dir(fi.Path) {
+		d, ok := of(fi.Path)
+		if !ok {
 			return nil
 		}
 		k, _ := keyOf(d)
 		if records.Contains(k) || !fi.ModTime.Before(m.c.cutoff) {
 			return nil
 		}
+		// The re-check keeps a marker whose record is back.
 		return m.c.remove(ctx, gcCandidate{kind: "marker", repo: name, digest: d, path: fi.Path})
 	})
 	return m.c.endSweep(ctx, err, records)
+}
+
+// tagMarkerDigest reads the digest of a tag marker's path:
+// <root>/<alg>/<hex>/<tag>.
+func (m *repoMarker) tagMarkerDigest(p string) (digest.Digest, bool) {
+	d, ok := digestAt(path.Dir(p), 1)
+	return d, ok && tagRefsPath(m.ms.repo.name, d) == path.Dir(p)
 }
 
 // sweepLinks removes links no kept manifest uses that are older than the

@@ -84,7 +84,7 @@ func (r *Registry) Maintain(ctx context.Context, m Maintenance) {
 			if err == nil && m.Collected != nil {
 				m.Collected(rep)
 			}
-			failed := r.logTurn("garbage collection", err, "manifests", rep.ManifestsRemoved, "links", rep.LinksRemoved,
+			failed := r.logTurn("garbage collection", err, "tags_evicted", rep.TagsEvicted, "manifests", rep.ManifestsRemoved, "links", rep.LinksRemoved,
 				"blobs", rep.BlobsRemoved, "bytes", rep.BytesReclaimed, "repositories", rep.RepositoriesRemoved, "duration", rep.Duration)
 			if failed && m.Failed != nil {
 				m.Failed("gc")

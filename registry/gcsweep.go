@@ -14,8 +14,9 @@ import (
 
 // gcCandidate is something marking did not keep, awaiting its batch.
 type gcCandidate struct {
-	kind   string // "manifest", "link", "blob", "marker" (a tag marker)
+	kind   string // "tag" (evicted), "manifest", "link", "blob", "marker" (a tag's or a pull's)
 	repo   string
+	tag    string // for a tag
 	digest digest.Digest
 	path   string
 	size   int64
@@ -180,6 +181,9 @@ func (c *collector) recheckAndDelete(ctx context.Context, cand *gcCandidate, pin
 	}
 	switch cand.kind {
 	case "manifest":
+		if pulled, err := c.pulledMeanwhile(ctx, cand); pulled || err != nil {
+			return recheckKept, err
+		}
 		if _, err := cand.ms.record(ctx, cand.digest); err != nil && !IsUnknown(err) && !driver.IsNotFound(err) {
 			// Damaged (fsck reports it) or unreadable now: leave it be.
 			c.reg.log.Warn("garbage collection: manifest record kept", "repository", cand.repo, "digest", cand.digest, "err", err)
@@ -218,6 +222,8 @@ func (c *collector) recheckAndDelete(ctx context.Context, cand *gcCandidate, pin
 
 func (c *collector) removed(cand gcCandidate) {
 	switch cand.kind {
+	case "tag":
+		c.report.TagsEvicted++
 	case "manifest":
 		c.report.ManifestsRemoved++
 	case "link":
@@ -232,7 +238,7 @@ func (c *collector) removed(cand gcCandidate) {
 	}
 	c.prog.Removed++
 	if c.opts.Removed != nil {
-		c.opts.Removed(GCItem{Kind: cand.kind, Repository: cand.repo, Digest: cand.digest, Size: cand.size})
+		c.opts.Removed(GCItem{Kind: cand.kind, Repository: cand.repo, Tag: cand.tag, Digest: cand.digest, Size: cand.size})
 	}
 }
 

@@ -21,6 +21,8 @@ import (
 //	/repositories/<name>/_tagrefs/<alg>/<hex>/<tag>  marker: tag was pointed at digest
 //	/repositories/<name>/_referrers/<alg>/<hex>/<alg>/<hex>
 //	                                                 subject → referrer descriptor
+//	/repositories/<name>/_pulled/<alg>/<hex>         marker: a mirror last served the manifest
+//	                                                 at its time (NotePull)
 //	/repositories/<name>/_uploads/<id>.data          upload bytes so far
 //	/repositories/<name>/_uploads/<id>.state         offset, hash state, start time
 //	/gc/state                                        the collector's progress, read by writers
@@ -69,12 +71,20 @@ func referrerPath(repo string, subject, referrer digest.Digest) string {
 	return referrersPath(repo, subject) + "/" + string(referrer.Algorithm()) + "/" + referrer.Encoded()
 }
 
+func tagRefsRoot(repo string) string { return repoPath(repo) + "/_tagrefs" }
+
 func tagRefsPath(repo string, d digest.Digest) string {
-	return repoPath(repo) + "/_tagrefs/" + string(d.Algorithm()) + "/" + d.Encoded()
+	return tagRefsRoot(repo) + "/" + string(d.Algorithm()) + "/" + d.Encoded()
 }
 
 func tagRefPath(repo string, d digest.Digest, tag string) string {
 	return tagRefsPath(repo, d) + "/" + tag
+}
+
+func pulledRoot(repo string) string { return repoPath(repo) + "/_pulled" }
+
+func pulledPath(repo string, d digest.Digest) string {
+	return pulledRoot(repo) + "/" + string(d.Algorithm()) + "/" + d.Encoded()
 }
 
 func lockPath(key string) string { return "/locks/" + escapeName(key) }

@@ -41,6 +41,9 @@ func (h *handlers) manifest(w http.ResponseWriter, r *http.Request, rt Route) er
 			return err
 		}
 		desc := m.Descriptor
+		if h.opts.Mirror != nil {
+			h.opts.Mirror.Pulled(rt.Repository, desc.Digest)
+		}
 		if noneMatch(r, desc.Digest) {
 			writeNotModified(w, desc.Digest, desc.MediaType)
 			return nil
@@ -52,6 +55,9 @@ func (h *handlers) manifest(w http.ResponseWriter, r *http.Request, rt Route) er
 		m, err := ms.Get(ctx, rt.Reference)
 		if err != nil {
 			return err
+		}
+		if h.opts.Mirror != nil {
+			h.opts.Mirror.Pulled(rt.Repository, m.Descriptor.Digest)
 		}
 		if noneMatch(r, m.Descriptor.Digest) {
 			writeNotModified(w, m.Descriptor.Digest, m.Descriptor.MediaType)

@@ -26,6 +26,9 @@ type Mirror interface {
 	// error is the answer (the upstream does not have it, or cannot be
 	// asked while nothing is stored).
 	Manifest(ctx context.Context, repo, reference string) error
+	// Pulled hears of manifest d of repo served to a GET or HEAD, for
+	// the mirror's eviction. It must return at once.
+	Pulled(repo string, d digest.Digest)
 	// StatBlob returns the size of blob d on the upstream, storing nothing.
 	StatBlob(ctx context.Context, repo string, d digest.Digest) (int64, error)
 	// FetchBlob begins the fetch of blob d from the upstream.

@@ -21,6 +21,7 @@ import (
 type tagsMirror struct{ tags []string }
 
 func (m tagsMirror) Manifest(context.Context, string, string) error { return nil }
+func (m tagsMirror) Pulled(string, digest.Digest)                   {}
 func (m tagsMirror) StatBlob(context.Context, string, digest.Digest) (int64, error) {
 	return 0, &registry.Error{Code: registry.CodeBlobUnknown}
 }

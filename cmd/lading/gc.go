@@ -159,7 +159,7 @@ func runGC(args []string, stdout, stderr io.Writer) int {
 		return nil
 	}
 	return cmd.run(args, func(ctx context.Context, cfg *config.Config, reg *registry.Registry) int {
-		opts := registry.GCOptions{DryRun: *dryRun, Grace: cfg.GC.Grace, DeleteUntagged: cfg.GC.Untagged, Window: *window}
+		opts := registry.GCOptions{DryRun: *dryRun, Grace: cfg.GC.Grace, DeleteUntagged: cfg.GC.Untagged, Window: *window, Unpulled: unpulled(cfg)}
 		if flagSet(cmd.fs, "grace") {
 			opts.Grace = *grace
 		}
@@ -168,6 +168,15 @@ func runGC(args []string, stdout, stderr io.Writer) int {
 		}
 		return collect(ctx, reg, opts, stdout, stderr)
 	})
+}
+
+// unpulled is a mirror's eviction age: proxy.evictafter, only on a
+// mirror.
+func unpulled(cfg *config.Config) time.Duration {
+	if cfg.Proxy.RemoteURL == "" {
+		return 0
+	}
+	return cfg.Proxy.EvictAfter
 }
 
 // collect runs one collection and prints its report.
@@ -195,8 +204,12 @@ func collect(ctx context.Context, reg *registry.Registry, opts registry.GCOption
 		// out: it counts only those empty already.
 		verb, repos = "would remove", "repositories empty already (those the run would empty are not counted in a dry run)"
 	}
-	fmt.Fprintf(stdout, "%s %d manifests, %d repository links, %d blobs (%s) and %d %s in %v\n",
-		verb, rep.ManifestsRemoved, rep.LinksRemoved, rep.BlobsRemoved, byteSize(rep.BytesReclaimed),
+	evicted := ""
+	if opts.Unpulled > 0 {
+		evicted = fmt.Sprintf("%d tags not pulled for %v, ", rep.TagsEvicted, opts.Unpulled)
+	}
+	fmt.Fprintf(stdout, "%s %s%d manifests, %d repository links, %d blobs (%s) and %d %s in %v\n",
+		verb, evicted, rep.ManifestsRemoved, rep.LinksRemoved, rep.BlobsRemoved, byteSize(rep.BytesReclaimed),
 		rep.RepositoriesRemoved, repos, rep.Duration.Round(time.Millisecond))
 	return 0
 }
@@ -207,6 +220,8 @@ func describeItem(it registry.GCItem) string {
 		return fmt.Sprintf("blob %s (%s)", it.Digest, byteSize(it.Size))
 	case "repository":
 		return "repository " + it.Repository
+	case "tag":
+		return fmt.Sprintf("tag %s:%s (%s, not pulled)", it.Repository, it.Tag, it.Digest)
 	}
 	return fmt.Sprintf("%s %s@%s", it.Kind, it.Repository, it.Digest)
 }

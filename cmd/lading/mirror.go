@@ -18,16 +18,17 @@ func newMirror(cfg config.Proxy, reg *registry.Registry, log *slog.Logger, m *me
 		return nil, nil
 	}
 	mirror, err := proxy.New(reg, proxy.Options{
-		RemoteURL: cfg.RemoteURL,
-		Username:  cfg.Username,
-		Password:  cfg.Password.Reveal(),
-		TagTTL:    cfg.TagTTL,
-		Logger:    log,
-		Observer:  m.Proxy(),
+		RemoteURL:  cfg.RemoteURL,
+		Username:   cfg.Username,
+		Password:   cfg.Password.Reveal(),
+		TagTTL:     cfg.TagTTL,
+		EvictAfter: cfg.EvictAfter,
+		Logger:     log,
+		Observer:   m.Proxy(),
 	})
 	if err != nil {
 		return nil, err
 	}
-	log.Info("pull-through cache", "upstream", cfg.RemoteURL, "tagttl", cfg.TagTTL, "user", cfg.Username)
+	log.Info("pull-through cache", "upstream", cfg.RemoteURL, "tagttl", cfg.TagTTL, "evictafter", cfg.EvictAfter, "user", cfg.Username)
 	return mirror, nil
 }

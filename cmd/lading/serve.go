@@ -200,10 +200,12 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 	} else {
 		maintenance := registry.Maintenance{
 			GCInterval: cfg.GC.Interval,
-			GC:         registry.GCOptions{Grace: cfg.GC.Grace, DeleteUntagged: cfg.GC.Untagged},
+			GC:         registry.GCOptions{Grace: cfg.GC.Grace, DeleteUntagged: cfg.GC.Untagged, Unpulled: unpulled(cfg)},
 			PurgeAge:   cfg.Uploads.PurgeAge,
-			Collected:  func(rep registry.GCReport) { m.GCRun(int64(rep.BlobsRemoved), rep.BytesReclaimed) },
-			Failed:     m.MaintenanceFailed,
+			Collected: func(rep registry.GCReport) {
+				m.GCRun(int64(rep.TagsEvicted), int64(rep.BlobsRemoved), rep.BytesReclaimed)
+			},
+			Failed: m.MaintenanceFailed,
 		}
 		if cfg.Retention.Interval > 0 {
 			maintenance.RetentionInterval = cfg.Retention.Interval
@@ -220,6 +222,9 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 			if !cfg.GC.Untagged || cfg.GC.Interval == 0 {
 				log.Info("retention: the manifests whose tags the rules remove stay, untagged, until a collection with gc.untagged (or lading gc --untagged) takes them")
 			}
+		}
+		if unpulled(cfg) > 0 && cfg.GC.Interval == 0 {
+			log.Info("proxy.evictafter: pulls are noted, and what is not pulled goes at a collection (gc.interval, or lading gc with this configuration)")
 		}
 		go func() {
 			defer close(maintained)

@@ -12,6 +12,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -141,7 +142,9 @@ type setup struct {
 	upEnv    []string
 }
 
-func start(t *testing.T, token bool) *setup {
+// start runs an upstream, the front and a mirror of it, with env added to
+// the mirror's environment.
+func start(t *testing.T, token bool, env ...string) *setup {
 	s := &setup{files: authtest.Write(t, map[string]string{"mirror": "mirror-secret", "pusher": "push-secret"}, "")}
 	s.upEnv = s.files.BasicEnv()
 	if token {
@@ -149,12 +152,12 @@ func start(t *testing.T, token bool) *setup {
 	}
 	s.upstream = testserver.Start(t, testserver.Options{Env: s.upEnv})
 	s.front = newFront(t, s.upstream.URL)
-	s.mirror = testserver.Start(t, testserver.Options{Allow5xx: true, Env: []string{
+	s.mirror = testserver.Start(t, testserver.Options{Allow5xx: true, Env: append([]string{
 		"LADING_PROXY_REMOTEURL=" + s.front.srv.URL,
 		"LADING_PROXY_USERNAME=mirror",
 		"LADING_PROXY_PASSWORD=mirror-secret",
 		"LADING_PROXY_TAGTTL=" + tagTTL.String(),
-	}})
+	}, env...)})
 	s.pusher = &authn.Basic{Username: "pusher", Password: "push-secret"}
 	return s
 }
@@ -307,6 +310,76 @@ func TestMirrorFollowsAndOutlivesItsUpstream(t *testing.T) {
 	}
 	if strings.Contains(s.mirror.Logs(), "mirror-secret") {
 		t.Error("the mirror logged the upstream password")
+	}
+}
+
+// TestMirrorEvictsWhatIsNotPulled ages one of two pulled images' tag and
+// pull note past proxy.evictafter, as time would, and runs `lading gc`
+// with the mirror's configuration: that image goes from the mirror's disk
+// and is fetched again at its next pull; the other stays and is served
+// from the disk.
+func TestMirrorEvictsWhatIsNotPulled(t *testing.T) {
+	s := start(t, false, "LADING_PROXY_EVICTAFTER=1h")
+	kept, evicted := randomImage(t, 2048), randomImage(t, 2048)
+	s.push(t, "team/app:kept", kept)
+	evictedDigest := s.push(t, "team/app:evicted", evicted)
+	s.pull(t, "team/app:kept", kept)
+	s.pull(t, "team/app:evicted", evicted)
+
+	repoDir := filepath.Join(s.mirror.Root, "repositories", "team", "app")
+	note := filepath.Join(repoDir, "_pulled", "sha256", evictedDigest.Hex)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		// Written off the request's path.
+		if _, err := os.Stat(note); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("no note of the pull: %v", err)
+		}
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	for _, p := range []string{note, filepath.Join(repoDir, "_tags", "evicted")} {
+		if err := os.Chtimes(p, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	blobFile := func(h v1.Hash) string { return filepath.Join(s.mirror.Root, "blobs", h.Algorithm, h.Hex[:2], h.Hex) }
+	blobsOf := func(img v1.Image) []v1.Hash {
+		m, err := img.Manifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs := []v1.Hash{m.Config.Digest}
+		for _, l := range m.Layers {
+			hs = append(hs, l.Digest)
+		}
+		return hs
+	}
+
+	gc := exec.Command(testserver.Binary(t), "gc", "--root", s.mirror.Root, "--grace", "0s", "--window", "10ms")
+	gc.Env = append(os.Environ(), "LADING_PROXY_REMOTEURL="+s.front.srv.URL, "LADING_PROXY_EVICTAFTER=1h")
+	out, err := gc.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "removed 1 tags not pulled for 1h0m0s, 1 manifests") {
+		t.Fatalf("lading gc: %v\n%s", err, out)
+	}
+	for _, h := range blobsOf(evicted) {
+		if _, err := os.Stat(blobFile(h)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("blob %s of the evicted image: %v, want it gone", h, err)
+		}
+	}
+	for _, h := range blobsOf(kept) {
+		if _, err := os.Stat(blobFile(h)); err != nil {
+			t.Errorf("blob %s of the kept image: %v", h, err)
+		}
+	}
+
+	before := s.front.blobGets.Load()
+	s.pull(t, "team/app:kept", kept)
+	if got := s.front.blobGets.Load(); got != before {
+		t.Errorf("the kept image made %d blob GETs upstream, want none", got-before)
+	}
+	s.pull(t, "team/app:evicted", evicted)
+	if got, want := s.front.blobGets.Load()-before, int64(len(blobsOf(evicted))); got != want {
+		t.Errorf("the evicted image made %d blob GETs upstream, want %d", got, want)
 	}
 }
 

@@ -1,0 +1,106 @@
+package registry
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/lading-registry/lading/storage/driver"
+)
+
+// TestEvictUnpulled runs a mirror's eviction on every backend: tags and
+// untagged manifests neither pulled nor written within Unpulled go, with
+// the blobs only they used; the others stay whole; a dry run counts the
+// same and removes nothing; pull markers of manifests gone go next time.
+func TestEvictUnpulled(t *testing.T) {
+	forEachPruneDriver(t, "", func(t *testing.T, reg *Registry, clock *pruneClock, tick func()) {
+		f := newFixture(t, reg, "mirror/app")
+		untagged := func() digest.Digest {
+			payload := mustJSON(t, f.image())
+			return f.put(digest.FromBytes(payload).String(), payload).Descriptor.Digest
+		}
+		_, oldD := f.pushImage("old")       // tagged, never pulled
+		_, pulledD := f.pushImage("pulled") // tagged, pulled lately
+		looseD := untagged()                // never pulled
+		pinnedD := untagged()               // pulled lately
+		lapsedD := untagged()               // pulled long ago
+		note := func(d digest.Digest) {
+			t.Helper()
+			if err := f.ms.NotePull(f.ctx, d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		note(lapsedD)
+		tick()
+		note(pulledD)
+		note(pinnedD)
+		tick()
+		f.put("fresh", mustJSON(t, f.image())) // written after the notes
+		fi, err := driver.StatObject(f.ctx, reg.driver, pulledPath(f.repo.name, pulledD))
+		if err != nil {
+			t.Fatal(err)
+		}
+		const unpulled = time.Hour
+		clock.set(fi.ModTime.Add(unpulled)) // the notes of pulledD and pinnedD are just within it
+
+		opts := quickGC(false)
+		opts.Unpulled = unpulled
+		opts.DryRun = true
+		var listed []GCItem
+		opts.Removed = func(it GCItem) { listed = append(listed, it) }
+		before := storedBlobs(t, reg)
+		dry := collect(t, reg, opts)
+		if after := storedBlobs(t, reg); !slices.Equal(before, after) {
+			t.Fatal("a dry run deleted blobs")
+		}
+		mustPullable(t, f, "old")
+		if len(listed) == 0 || listed[0] != (GCItem{Kind: "tag", Repository: "mirror/app", Tag: "old", Digest: oldD}) {
+			t.Fatalf("dry run listed %+v first, want the tag old", listed)
+		}
+
+		opts.DryRun, opts.Removed = false, nil
+		done := collect(t, reg, opts)
+		// old, loose and lapsed: each manifest's bytes, config and layer.
+		if done.TagsEvicted != 1 || done.ManifestsRemoved != 3 || done.BlobsRemoved != 9 {
+			t.Fatalf("report %+v", done)
+		}
+		dry.Duration, done.Duration, dry.DryRun = 0, 0, false
+		if dry != done {
+			t.Fatalf("dry run reported %+v, the real run %+v", dry, done)
+		}
+		f.wantTags("fresh", "pulled")
+		mustPullable(t, f, "pulled")
+		mustPullable(t, f, "fresh")
+		mustPullable(t, f, pinnedD.String())
+		for _, d := range []digest.Digest{oldD, looseD, lapsedD} {
+			if _, err := f.ms.Get(f.ctx, d.String()); !errors.Is(err, ErrManifestUnknown) {
+				t.Errorf("manifest %s not pulled within %v is still there: %v", d, unpulled, err)
+			}
+		}
+
+		// The lapsed manifest's note outlived it: the next run takes it.
+		if _, err := driver.StatObject(f.ctx, reg.driver, pulledPath(f.repo.name, lapsedD)); err != nil {
+			t.Fatalf("note of a manifest collected in the run: %v", err)
+		}
+		again := collect(t, reg, opts)
+		if again.TagsEvicted+again.ManifestsRemoved+again.BlobsRemoved != 0 {
+			t.Fatalf("second run removed %+v", again)
+		}
+		if _, err := driver.StatObject(f.ctx, reg.driver, pulledPath(f.repo.name, lapsedD)); !driver.IsNotFound(err) {
+			t.Fatalf("note of a manifest gone: %v, want it removed", err)
+		}
+		if _, err := driver.StatObject(f.ctx, reg.driver, pulledPath(f.repo.name, pinnedD)); err != nil {
+			t.Fatalf("note of a manifest kept: %v", err)
+		}
+
+		// Without Unpulled nothing is evicted, whatever the notes say.
+		clock.set(time.Now().Add(100 * unpulled))
+		if rep := collect(t, reg, quickGC(false)); rep.TagsEvicted+rep.ManifestsRemoved != 0 {
+			t.Fatalf("a collection without Unpulled evicted %+v", rep)
+		}
+		mustPullable(t, f, "pulled")
+	})
+}
