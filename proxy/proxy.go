@@ -81,16 +81,29 @@ type Mirror struct {
 	flight singleflight.Group
 	blobs  blobFlights
 	warned logging.EveryMinute
-	// pulls are the manifests noted pulled lately, notes the notes being
-	// written (at most maxNotes at once).
-	pulls  tagClock
-	notes  sync.WaitGroup
-	noting chan struct{}
+	// pulls are the manifests noted pulled lately; their notes wait in
+	// pending for one of up to maxNoters writers.
+	pulls   tagClock
+	pending chan pullNote
+	noteMu  sync.Mutex
+	noters  int
+	closed  bool
+	notes   sync.WaitGroup
 }
 
-// maxNotes bounds the pull notes written at once; past it a pull goes
-// unnoted, and a later one notes it.
-const maxNotes = 16
+// pullNote is a pull of manifest d of repo, to note.
+type pullNote struct {
+	repo string
+	d    digest.Digest
+}
+
+const (
+	// maxNoters bounds the notes written at once.
+	maxNoters = 4
+	// maxPendingNotes bounds the notes waiting; past it a pull goes
+	// unnoted (logged), and a later one notes it.
+	maxPendingNotes = 4096
+)
 
 // noteEvery is how often a manifest's pulls are noted: often enough
 // that a note's age errs by a small part of evictAfter.
@@ -110,10 +123,10 @@ func New(reg *registry.Registry, opts Options) (*Mirror, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Mirror{reg: reg, up: up, log: opts.Logger, obs: opts.Observer, tags: tagClock{ttl: opts.TagTTL}, lists: tagLists{ttl: opts.TagTTL},
-		noting: make(chan struct{}, maxNotes)}
+	m := &Mirror{reg: reg, up: up, log: opts.Logger, obs: opts.Observer, tags: tagClock{ttl: opts.TagTTL}, lists: tagLists{ttl: opts.TagTTL}}
 	if opts.EvictAfter > 0 {
 		m.pulls.ttl = noteEvery(opts.EvictAfter)
+		m.pending = make(chan pullNote, maxPendingNotes)
 	}
 	if m.log == nil {
 		m.log = slog.Default()
@@ -220,30 +233,71 @@ func (m *Mirror) manifest(ctx context.Context, repoName, reference string) error
 // the request's path.
 func (m *Mirror) Pulled(repo string, d digest.Digest) {
 	key := repo + "@" + d.String()
-	if m.pulls.ttl <= 0 || m.pulls.fresh(key) {
+	if m.pulls.ttl <= 0 || !m.pulls.claim(key) {
 		return
 	}
 	select {
-	case m.noting <- struct{}{}:
+	case m.pending <- pullNote{repo, d}:
 	default:
+		m.pulls.forget(key)
+		if m.warned.Allow() {
+			m.log.Warn("pulls not noted for the mirror's eviction (proxy.evictafter): too many waiting to be written; the storage is slow", "waiting", maxPendingNotes)
+		}
 		return
 	}
-	m.pulls.mark(key)
-	m.notes.Go(func() {
-		defer func() { <-m.noting }()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		r, err := m.reg.Repository(repo)
-		if err == nil {
-			err = r.Manifests().NotePull(ctx, d)
+	m.noteMu.Lock()
+	defer m.noteMu.Unlock()
+	if m.noters < maxNoters && !m.closed {
+		m.noters++
+		m.notes.Go(m.writeNotes)
+	}
+}
+
+// writeNotes writes the pending notes until none are left, or the mirror
+// is closed.
+func (m *Mirror) writeNotes() {
+	for {
+		m.noteMu.Lock()
+		// Checked under the lock Pulled takes after it queued a note: a
+		// note queued as this writer leaves finds it gone and starts
+		// another.
+		if m.closed || len(m.pending) == 0 {
+			m.noters--
+			m.noteMu.Unlock()
+			return
 		}
-		if err != nil {
-			m.pulls.forget(key) // the next pull tries again
-			if m.warned.Allow() {
-				m.log.Warn("a pull could not be noted for the mirror's eviction (proxy.evictafter)", "repository", repo, "digest", d, "err", err)
-			}
+		m.noteMu.Unlock()
+		select {
+		case n := <-m.pending:
+			m.writeNote(n)
+		default: // taken by another writer
 		}
-	})
+	}
+}
+
+func (m *Mirror) writeNote(n pullNote) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := m.reg.Repository(n.repo)
+	if err == nil {
+		err = r.Manifests().NotePull(ctx, n.d)
+	}
+	if err != nil {
+		m.pulls.forget(n.repo + "@" + n.d.String()) // the next pull tries again
+		if m.warned.Allow() {
+			m.log.Warn("a pull could not be noted for the mirror's eviction (proxy.evictafter)", "repository", n.repo, "digest", n.d, "err", err)
+		}
+	}
+}
+
+// Close waits for the notes being written, and drops those still
+// waiting: a manifest's next pull notes it, or the collection counts it
+// as pulled then if it has no note at all.
+func (m *Mirror) Close() {
+	m.noteMu.Lock()
+	m.closed = true
+	m.noteMu.Unlock()
+	m.notes.Wait()
 }
 
 // headManifest returns the digest of reference upstream; empty when the
@@ -413,6 +467,22 @@ func (c *tagClock) mark(key string) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.markLocked(key)
+}
+
+// claim marks key unless it is fresh, and reports whether it did: of
+// callers at once, one is told to do what the mark stands for.
+func (c *tagClock) claim(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if at, ok := c.at[key]; ok && time.Since(at) < c.ttl {
+		return false
+	}
+	c.markLocked(key)
+	return true
+}
+
+func (c *tagClock) markLocked(key string) {
 	if c.at == nil {
 		c.at = map[string]time.Time{}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -18,20 +19,28 @@ import (
 //
 //  1. removes the tags whose manifest was not pulled within Unpulled and
 //     that were not written (fetched, moved) within it either, before it
-//     marks (evictTags);
+//     marks (evictTags); a signature's tag of the referrers tag scheme
+//     (cosign's sha256-<hex>.sig) stays while its image is pulled or
+//     tagged;
 //  2. keeps as roots the manifests pulled within Unpulled, beside those
 //     the tags left name and the young ones, and removes the other
 //     untagged manifests, as DeleteUntagged does, with the blobs only they
 //     used;
 //  3. removes the markers of manifests the repository no longer holds.
 //
-// What goes is fetched again by the next pull that asks for it. A pull
-// during the run, of a manifest the run found unpulled, may lose that race:
-// the next pull fetches it again.
+// A manifest without a marker (held before eviction was turned on, or
+// whose note was lost) counts as pulled at this run, and marking writes
+// its marker: eviction never takes what it has not watched for Unpulled.
+//
+// What goes is fetched again by the next pull that asks for it, and so is
+// what a pull during the run was served just before the run removed it:
+// the run does not look for pulls after it read the markers, so an image
+// goes whole or stays whole.
 
 // NotePull records that manifest d was served now, for a mirror's
-// eviction. Not made durable: a crash loses at most the note, and the
-// manifest may then be evicted as many days early as the notes are apart.
+// eviction. Not made durable: a crash may bring back the note before it
+// (the manifest then goes as much earlier as notes are apart) or lose the
+// marker (it then counts as pulled at the next collection).
 func (ms *ManifestStore) NotePull(ctx context.Context, d digest.Digest) error {
 	return ms.driver().PutState(ctx, pulledPath(ms.repo.name, d), nil)
 }
@@ -56,31 +65,56 @@ func (m *repoMarker) readPulled(ctx context.Context) error {
 	return err
 }
 
-// pulledSince reports whether manifest d was noted pulled within Unpulled.
+// pulledSince reports whether manifest d was noted pulled within Unpulled,
+// or has no marker (see above).
 func (m *repoMarker) pulledSince(d digest.Digest) bool {
 	k, ok := keyOf(d)
 	if !ok {
 		return false
 	}
 	t, ok := m.pulled[k]
-	return ok && !t.Before(m.c.unpulledCutoff)
+	return !ok || !t.Before(m.c.unpulledCutoff)
+}
+
+// noted reports whether manifest d has a marker.
+func (m *repoMarker) noted(d digest.Digest) bool {
+	k, ok := keyOf(d)
+	_, noted := m.pulled[k]
+	return ok && noted
+}
+
+// adopt writes the marker of manifest d, held without one, as pulled now;
+// a dry run only counts it so.
+func (m *repoMarker) adopt(ctx context.Context, d digest.Digest) error {
+	k, ok := keyOf(d)
+	if !ok {
+		return nil
+	}
+	if m.noted(d) || m.c.opts.DryRun {
+		return nil
+	}
+	m.pulled[k] = m.c.reg.now()
+	return m.ms.NotePull(ctx, d)
 }
 
 // evictTags removes the tags neither written nor pulled within Unpulled
 // (step 1 above); with DryRun it only counts them, and marking then
 // passes them by. A tag goes only while it names what it named and was
-// not written since it was listed (deleteTagIf).
+// not written since it was listed (deleteTagIf). Signatures' tags are
+// judged last, by their image: pulled, or named by a tag that stays.
 func (m *repoMarker) evictTags(ctx context.Context) error {
 	tags, err := m.ms.listTagTimes(ctx)
 	if err != nil {
 		return err
 	}
 	m.evicted = map[string]bool{}
-	removed := false
+	staying := map[digest.Digest]bool{} // named by a tag that stays
+	type doomed struct {
+		listedTag
+		d digest.Digest
+	}
+	var plain, signatures []doomed
 	for _, t := range tags {
-		if !t.pushed.Before(m.c.unpulledCutoff) {
-			continue
-		}
 		d, err := m.ms.tagDigest(ctx, t.name)
 		if errors.Is(err, ErrManifestUnknown) {
 			continue
@@ -88,23 +122,60 @@ func (m *repoMarker) evictTags(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if m.pulledSince(d) {
-			continue
+		switch {
+		case schemaTag(t.name):
+			signatures = append(signatures, doomed{t, d})
+		case !t.pushed.Before(m.c.unpulledCutoff) || m.pulledSince(d):
+			staying[d] = true
+		default:
+			plain = append(plain, doomed{t, d})
 		}
+	}
+	removed := false
+	evict := func(t doomed) error {
 		if !m.c.opts.DryRun {
-			ok, err := m.ms.deleteTagIf(ctx, t.name, d, t.pushed)
-			if err != nil {
-				return errors.Join(err, m.persistEvictions(ctx, removed))
-			}
-			if !ok {
-				continue
+			ok, err := m.ms.deleteTagIf(ctx, t.name, t.d, t.pushed)
+			if err != nil || !ok {
+				return err
 			}
 			removed = true
 		}
 		m.evicted[t.name] = true
-		m.c.removed(gcCandidate{kind: "tag", repo: m.ms.repo.name, digest: d, tag: t.name})
+		m.c.removed(gcCandidate{kind: "tag", repo: m.ms.repo.name, digest: t.d, tag: t.name})
+		return nil
+	}
+	for _, t := range plain {
+		if err := evict(t); err != nil {
+			return errors.Join(err, m.persistEvictions(ctx, removed))
+		}
+	}
+	for _, t := range signatures {
+		image, known := schemaTagSubject(t.name)
+		if !known || staying[image] {
+			continue
+		}
+		if m.noted(image) {
+			if m.pulledSince(image) {
+				continue
+			}
+		} else if !t.pushed.Before(m.c.unpulledCutoff) || m.pulledSince(t.d) {
+			continue // an image not held here: the tag is judged by itself
+		}
+		if err := evict(t); err != nil {
+			return errors.Join(err, m.persistEvictions(ctx, removed))
+		}
 	}
 	return m.persistEvictions(ctx, removed)
+}
+
+// schemaTagSubject returns the image a tag of the referrers tag scheme
+// names; known is false when the tag cannot name it whole (a sha512
+// subject's hex is cut to fit a tag).
+func schemaTagSubject(tag string) (d digest.Digest, known bool) {
+	alg, rest, _ := strings.Cut(tag, "-")
+	hexPart, _, _ := strings.Cut(rest, ".")
+	d = digest.Digest(alg + ":" + hexPart)
+	return d, alg == "sha256" && d.Validate() == nil
 }
 
 // persistEvictions makes the tags' removals durable: a crash bringing a
@@ -123,22 +194,9 @@ func (m *repoMarker) pullMarkerDigest(p string) (digest.Digest, bool) {
 	return d, ok && pulledPath(m.ms.repo.name, d) == p
 }
 
-// pulledMeanwhile reports whether the manifest candidate was noted pulled
-// within Unpulled since marking read the markers: it stays.
-func (c *collector) pulledMeanwhile(ctx context.Context, cand *gcCandidate) (bool, error) {
-	if c.opts.Unpulled <= 0 {
-		return false, nil
-	}
-	fi, err := driver.StatObject(ctx, c.reg.driver, pulledPath(cand.repo, cand.digest))
-	if driver.IsNotFound(err) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	return !fi.ModTime.Before(c.unpulledCutoff), nil
+// dryEvicted reports whether a dry run counted the tag at p, under the
+// repository's tags, as evicted. (A real run removed it; the same tag
+// found again was filled again since.)
+func (m *repoMarker) dryEvicted(p string) bool {
+	return m.c.opts.DryRun && m.evicted[path.Base(p)]
 }
-
-// tagEvicted reports whether the tag at p, under the repository's tags,
-// was evicted in this run.
-func (m *repoMarker) tagEvicted(p string) bool { return m.evicted[path.Base(p)] }

@@ -177,8 +177,8 @@ func (m *repoMarker) mark(ctx context.Context) error {
 func (m *repoMarker) markRoots(ctx context.Context) error {
 	drv := m.c.reg.driver
 	err := drv.Walk(ctx, tagsPath(m.ms.repo.name), "", func(fi driver.FileInfo) error {
-		if m.tagEvicted(fi.Path) {
-			return nil // (a dry run's)
+		if m.dryEvicted(fi.Path) {
+			return nil
 		}
 		b, err := drv.GetContent(ctx, fi.Path)
 		if driver.IsNotFound(err) {
@@ -204,7 +204,12 @@ func (m *repoMarker) markRoots(ctx context.Context) error {
 			return nil
 		}
 		m.records.Add(d)
-		if !fi.ModTime.Before(m.c.untaggedCutoff) || m.pulledSince(d) {
+		if m.c.opts.Unpulled > 0 {
+			if err := m.adopt(ctx, d); err != nil {
+				return err
+			}
+		}
+		if !fi.ModTime.Before(m.c.untaggedCutoff) || m.c.opts.Unpulled > 0 && m.pulledSince(d) {
 			return m.keep(ctx, d, nil, byRecord)
 		}
 		if k, ok := keyOf(d); ok {

@@ -181,9 +181,6 @@ func (c *collector) recheckAndDelete(ctx context.Context, cand *gcCandidate, pin
 	}
 	switch cand.kind {
 	case "manifest":
-		if pulled, err := c.pulledMeanwhile(ctx, cand); pulled || err != nil {
-			return recheckKept, err
-		}
 		if _, err := cand.ms.record(ctx, cand.digest); err != nil && !IsUnknown(err) && !driver.IsNotFound(err) {
 			// Damaged (fsck reports it) or unreadable now: leave it be.
 			c.reg.log.Warn("garbage collection: manifest record kept", "repository", cand.repo, "digest", cand.digest, "err", err)

@@ -16,9 +16,10 @@ import (
 // (and a push that may rewrite a record under other tags forgets them all),
 // and a resolution read while any tag changed is not kept, so this
 // process's readers see its writes at once. Changes made by other processes
-// (lading gc and fsck beside the server; a tagged manifest is never
-// collected) are seen within tagTrust, after which a resolution is read
-// again before it is used.
+// (lading gc and fsck beside the server; a tagged manifest is collected
+// only on a mirror that evicts, whose reads fill again what went) are seen
+// within tagTrust, after which a resolution is read again before it is
+// used.
 type tagCache struct {
 	// mu orders fills against forgets: a fill keeps its entry only if no
 	// tag changed since its read began, and a forget then marks the change.

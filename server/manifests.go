@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"mime"
 	"net/http"
@@ -36,7 +37,7 @@ func (h *handlers) manifest(w http.ResponseWriter, r *http.Request, rt Route) er
 		// Through the bytes, as a GET (from the cache when held): a HEAD
 		// that said 200 where the GET fails (bytes lost or damaged on
 		// disk) would make a client skip the push that mends them.
-		m, err := ms.Get(ctx, rt.Reference)
+		m, err := h.pulledManifest(ctx, ms, rt)
 		if err != nil {
 			return err
 		}
@@ -52,7 +53,7 @@ func (h *handlers) manifest(w http.ResponseWriter, r *http.Request, rt Route) er
 		w.WriteHeader(http.StatusOK)
 		return nil
 	case http.MethodGet:
-		m, err := ms.Get(ctx, rt.Reference)
+		m, err := h.pulledManifest(ctx, ms, rt)
 		if err != nil {
 			return err
 		}
@@ -86,6 +87,20 @@ func (h *handlers) manifest(w http.ResponseWriter, r *http.Request, rt Route) er
 		return nil
 	}
 	return h.putManifest(w, r, rt, ms)
+}
+
+// pulledManifest reads the manifest a GET or HEAD names. On a mirror, one
+// removed between its fill and this read (evicted by a collection) is
+// filled again, once.
+func (h *handlers) pulledManifest(ctx context.Context, ms *registry.ManifestStore, rt Route) (*registry.Manifest, error) {
+	m, err := ms.Get(ctx, rt.Reference)
+	if h.opts.Mirror == nil || !registry.IsUnknown(err) {
+		return m, err
+	}
+	if err := h.opts.Mirror.Manifest(ctx, rt.Repository, rt.Reference); err != nil {
+		return nil, err
+	}
+	return ms.Get(ctx, rt.Reference)
 }
 
 // putManifest stores the body under the reference and every ?tag=

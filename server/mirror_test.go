@@ -15,6 +15,7 @@ import (
 	"github.com/lading-registry/lading/notify"
 	"github.com/lading-registry/lading/notify/notifytest"
 	"github.com/lading-registry/lading/registry"
+	"github.com/lading-registry/lading/storage/driver/inmemory"
 )
 
 // tagsMirror is an upstream that only lists tags; down when tags is nil.
@@ -122,5 +123,42 @@ func TestMirrorRetryAfterPassedOn(t *testing.T) {
 	wantStatus(t, rec, http.StatusTooManyRequests, registry.CodeTooManyRequests)
 	if got := rec.Header().Get("Retry-After"); got != "30" {
 		t.Errorf("Retry-After %q, want 30", got)
+	}
+}
+
+// refillingMirror says each manifest is held, and fills it only when asked
+// again: as a manifest evicted between the fill and the read.
+type refillingMirror struct {
+	tagsMirror
+	reg     *registry.Registry
+	payload []byte
+	asked   *int
+}
+
+func (m refillingMirror) Manifest(ctx context.Context, repo, reference string) error {
+	*m.asked++
+	if *m.asked == 1 {
+		return nil
+	}
+	r, err := m.reg.Repository(repo)
+	if err != nil {
+		return err
+	}
+	_, err = r.Manifests().Fill(ctx, reference, "", m.payload)
+	return err
+}
+
+func TestMirrorFillsAgainWhatWentBeforeTheRead(t *testing.T) {
+	payload := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",` +
+		`"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:` + strings.Repeat("a", 64) + `","size":2},"layers":[]}`)
+	for _, method := range []string{http.MethodGet, http.MethodHead} {
+		asked := 0
+		reg := registry.New(inmemory.New(), registry.Options{})
+		h := New(reg, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Mirror: refillingMirror{reg: reg, payload: payload, asked: &asked}})
+		rec := serve(t, h, request{method: method, target: "/v2/team/app/manifests/v1"})
+		if rec.Code != http.StatusOK || rec.Header().Get("Docker-Content-Digest") != digest.FromBytes(payload).String() || asked != 2 {
+			t.Errorf("%s: %d %s, the mirror asked %d times; want 200 after a second fill", method, rec.Code, rec.Body, asked)
+		}
 	}
 }

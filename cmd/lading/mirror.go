@@ -12,10 +12,10 @@ import (
 
 // newMirror returns the upstream of a pull-through cache, or nil (the
 // interface's own, not a nil *proxy.Mirror in it) when proxy.remoteurl is
-// empty.
-func newMirror(cfg config.Proxy, reg *registry.Registry, log *slog.Logger, m *metrics.Metrics) (server.Mirror, error) {
+// empty, and what ends it once requests are done.
+func newMirror(cfg config.Proxy, reg *registry.Registry, log *slog.Logger, m *metrics.Metrics) (server.Mirror, func(), error) {
 	if cfg.RemoteURL == "" {
-		return nil, nil
+		return nil, func() {}, nil
 	}
 	mirror, err := proxy.New(reg, proxy.Options{
 		RemoteURL:  cfg.RemoteURL,
@@ -27,8 +27,8 @@ func newMirror(cfg config.Proxy, reg *registry.Registry, log *slog.Logger, m *me
 		Observer:   m.Proxy(),
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	log.Info("pull-through cache", "upstream", cfg.RemoteURL, "tagttl", cfg.TagTTL, "evictafter", cfg.EvictAfter, "user", cfg.Username)
-	return mirror, nil
+	return mirror, mirror.Close, nil
 }

@@ -246,10 +246,11 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 			warnOpenRoot(log, cfg.Storage.Filesystem.Root)
 		}
 	}
-	mirror, err := newMirror(cfg.Proxy, reg, log, m)
+	mirror, closeMirror, err := newMirror(cfg.Proxy, reg, log, m)
 	if err != nil {
 		return err
 	}
+	defer closeMirror() // the pulls' notes being written
 	events := notifier(cfg, log)
 	// Also on a return before the stop; then nothing waits to be sent.
 	defer events.Close(context.Background())
