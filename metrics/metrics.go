@@ -42,6 +42,7 @@ type Metrics struct {
 	gcBlobs       prometheus.Counter
 	gcBytes       prometheus.Counter
 	gcTags        prometheus.Counter
+	stored        *stored
 	maintFailures *prometheus.CounterVec
 	redisFallback *prometheus.CounterVec
 }
@@ -97,6 +98,8 @@ func New() *Metrics {
 		redisFallback: f.counterVec("redis_fallbacks_total",
 			"Cache reads (op cache) and locks (op lock) that Redis failed, answered from the storage instead.", "op"),
 	}
+	m.stored = &stored{}
+	reg.MustRegister(m.stored)
 	// At 0 from the start: an alert on an increase needs the series there
 	// before the first failure.
 	for _, task := range []string{"gc", "purge"} {

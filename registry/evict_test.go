@@ -77,6 +77,7 @@ func TestEvictUnpulled(t *testing.T) {
 			t.Fatalf("report %+v", done)
 		}
 		dry.Duration, done.Duration, dry.DryRun = 0, 0, false
+		dry.Stored.At, done.Stored.At = time.Time{}, time.Time{}
 		if dry != done {
 			t.Fatalf("dry run reported %+v, the real run %+v", dry, done)
 		}

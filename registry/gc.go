@@ -191,7 +191,27 @@ type GCReport struct {
 	BlobsRemoved        int
 	RepositoriesRemoved int
 	BytesReclaimed      int64
-	Duration            time.Duration
+	// Stored is what the run left stored (a dry run: would leave).
+	Stored   GCStored
+	Duration time.Duration
+}
+
+// GCStored counts the blobs a collection left stored, each once however
+// many repositories link it: the store's size, as of At.
+type GCStored struct {
+	Blobs int       `json:"blobs"`
+	Bytes int64     `json:"bytes"`
+	At    time.Time `json:"at"`
+}
+
+// LastStored returns what the last completed collection, any replica's,
+// left stored; ok is false before the first.
+func (r *Registry) LastStored(ctx context.Context) (s GCStored, ok bool, err error) {
+	st, err := r.readGCState(ctx)
+	if err != nil || st.Stored == nil {
+		return GCStored{}, false, err
+	}
+	return *st.Stored, true, nil
 }
 
 // ErrCollectorBusy means another collection holds the lease.
@@ -260,6 +280,7 @@ func (r *Registry) CollectGarbage(ctx context.Context, opts GCOptions) (rep GCRe
 	if err == nil {
 		err = c.sweepCatalog(ctx)
 	}
+	c.report.Stored = GCStored{Blobs: c.walkedBlobs - c.report.BlobsRemoved, Bytes: c.walkedBytes - c.report.BytesReclaimed, At: r.now()}
 	c.report.Duration = time.Since(start)
 	c.progress("done")
 	return c.report, err
@@ -271,13 +292,16 @@ type collector struct {
 	opts           GCOptions
 	cutoff         time.Time
 	untaggedCutoff time.Time
-	unpulledCutoff time.Time  // with Unpulled
-	marked         *digestSet // blobs kept manifests use or surviving links name
-	state          gcState
-	pending        []gcCandidate
-	report         GCReport
-	prog           GCProgress
-	lastProgress   time.Time
+	unpulledCutoff time.Time // with Unpulled
+	// walkedBlobs and walkedBytes count the blobs the sweep found stored.
+	walkedBlobs  int
+	walkedBytes  int64
+	marked       *digestSet // blobs kept manifests use or surviving links name
+	state        gcState
+	pending      []gcCandidate
+	report       GCReport
+	prog         GCProgress
+	lastProgress time.Time
 }
 
 // announce tells writers a run begins, then gives writes already past their
@@ -309,7 +333,7 @@ func (c *collector) announce(ctx context.Context) error {
 	}
 	var id [8]byte
 	rand.Read(id[:])
-	c.state, err = c.reg.writeGCState(ctx, gcState{Run: hex.EncodeToString(id[:]), Last: prev.Last, Ended: prev.Ended, Window: c.opts.Window})
+	c.state, err = c.reg.writeGCState(ctx, gcState{Run: hex.EncodeToString(id[:]), Last: prev.Last, Ended: prev.Ended, Window: c.opts.Window, Stored: prev.Stored})
 	if err != nil {
 		return err
 	}
@@ -334,16 +358,16 @@ func (c *collector) finish(ctx context.Context, completed bool) {
 		return
 	}
 	ctx = context.WithoutCancel(ctx)
-	ended := c.state.Ended // the last completed run's, carried by announce
+	ended, stored := c.state.Ended, c.state.Stored // the last completed run's, carried by announce
 	// The state write is bounded well within the lease's last margin: one
 	// held up longer could land after another collector took the lease,
 	// and overwrite its run with none.
 	sctx, cancel := context.WithTimeout(ctx, gcStateWriteTimeout)
 	defer cancel()
 	if completed {
-		ended = c.reg.now()
+		ended, stored = c.reg.now(), &c.report.Stored
 	}
-	if _, err := c.reg.writeGCState(sctx, gcState{Last: c.state.Run, Ended: ended, Window: c.opts.Window}); err != nil {
+	if _, err := c.reg.writeGCState(sctx, gcState{Last: c.state.Run, Ended: ended, Window: c.opts.Window, Stored: stored}); err != nil {
 		// The start may not have been recorded either (a full disk refuses
 		// both): the message must not claim it was.
 		c.reg.log.Error("garbage collection: the run's end could not be recorded; if its start was, writers pin until the next run", "err", err)

@@ -191,6 +191,7 @@ func TestGCUntaggedDryRunThenReal(t *testing.T) {
 			t.Fatalf("report %+v", done)
 		}
 		dry.Duration, done.Duration, dry.DryRun = 0, 0, false
+		dry.Stored.At, done.Stored.At = time.Time{}, time.Time{}
 		dry.RepositoriesRemoved = done.RepositoriesRemoved // a dry run cannot see repositories empty out
 		if dry != done {
 			t.Fatalf("dry run reported %+v, the real run %+v", dry, done)
@@ -871,9 +872,9 @@ func TestMaintainSchedulesAcrossReplicas(t *testing.T) {
 	minDueCheck = 5 * time.Millisecond
 	defer func() { minDueCheck = time.Second }()
 	drv := driver.Instrument(inmemory.New(), nil)
-	var runs atomic.Int32
+	var runs, seen atomic.Int32
 	m := Maintenance{GCInterval: 400 * time.Millisecond, GC: GCOptions{Window: time.Millisecond, TempDir: t.TempDir()},
-		Collected: func(GCReport) { runs.Add(1) }}
+		Collected: func(GCReport) { runs.Add(1) }, StoredSeen: func(GCStored) { seen.Add(1) }}
 
 	// A replica that lives 100 ms at a time, four times.
 	reg := New(drv, Options{})
@@ -898,6 +899,10 @@ func TestMaintainSchedulesAcrossReplicas(t *testing.T) {
 	wg.Wait()
 	if n := runs.Load(); n < 3 || n > 7 {
 		t.Fatalf("two replicas ran %d collections in five intervals, want about five", n)
+	}
+	// Each look read what the last collection left.
+	if seen.Load() <= runs.Load() {
+		t.Errorf("the schedule read what collections left %d times, in %d collections", seen.Load(), runs.Load())
 	}
 }
 
@@ -1071,4 +1076,37 @@ func TestMaintainReportsFailedTurns(t *testing.T) {
 	}
 	cancel()
 	<-stopped
+}
+
+// TestGCRecordsWhatItLeftStored checks a collection's count of the blobs it
+// left against a count of usage, and that every replica reads the last
+// completed run's, which a dry run does not replace.
+func TestGCRecordsWhatItLeftStored(t *testing.T) {
+	forEachGCDriver(t, func(t *testing.T, reg *Registry) {
+		f := newFixture(t, reg, "team/app")
+		if _, ok, err := reg.LastStored(f.ctx); ok || err != nil {
+			t.Fatalf("before any collection: %v %v", ok, err)
+		}
+		f.pushImage("v1")
+		f.blob(testLayerType, randomContent(77)) // collected
+		rep := collect(t, reg, quickGC(false))
+		use, err := reg.Usage(f.ctx, UsageOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Stored.Blobs != use.StoredBlobs || rep.Stored.Bytes != use.StoredBytes || rep.Stored.Blobs != 3 {
+			t.Fatalf("run left %+v, usage counts %d blobs of %d bytes", rep.Stored, use.StoredBlobs, use.StoredBytes)
+		}
+		f.blob(testLayerType, randomContent(50)) // a dry run would take it
+		dry := quickGC(false)
+		dry.DryRun = true
+		if d := collect(t, reg, dry); d.Stored.Blobs != 3 || d.Stored.Bytes != rep.Stored.Bytes {
+			t.Errorf("dry run would leave %+v, want %+v", d.Stored, rep.Stored)
+		}
+		other := New(reg.driver, Options{})
+		got, ok, err := other.LastStored(f.ctx)
+		if err != nil || !ok || got.Blobs != rep.Stored.Blobs || got.Bytes != rep.Stored.Bytes || !got.At.Equal(rep.Stored.At) {
+			t.Fatalf("another registry reads %+v %v %v, want %+v", got, ok, err, rep.Stored)
+		}
+	})
 }

@@ -43,6 +43,8 @@ type gcState struct {
 	Batch   int64     `json:"batch,omitempty"`
 	InBatch bool      `json:"inBatch,omitempty"`
 	Until   time.Time `json:"until,omitzero"`
+	// Stored is what the last completed run (not a dry run) left stored.
+	Stored *GCStored `json:"stored,omitempty"`
 
 	raw []byte
 }

@@ -22,6 +22,9 @@ type Maintenance struct {
 	PurgeInterval time.Duration
 	// Collected, when set, hears of every collection this process ran.
 	Collected func(GCReport)
+	// StoredSeen, when set, hears what the last completed collection, any
+	// replica's, left stored, each time the schedule reads it.
+	StoredSeen func(GCStored)
 	// RetentionInterval is the time between applications of Retention's
 	// rules; 0 applies none.
 	RetentionInterval time.Duration
@@ -71,7 +74,13 @@ func (r *Registry) Maintain(ctx context.Context, m Maintenance) {
 	}
 	if m.GCInterval > 0 {
 		onSchedule(ctx, m.GCInterval, func() {
-			due, ok := r.due(ctx, m.GCInterval, r.gcEnded)
+			due, ok := r.due(ctx, m.GCInterval, func(ctx context.Context) (time.Time, error) {
+				st, err := r.readGCState(ctx)
+				if err == nil && st.Stored != nil && m.StoredSeen != nil {
+					m.StoredSeen(*st.Stored)
+				}
+				return st.Ended, err
+			})
 			if !ok {
 				return
 			}
@@ -140,11 +149,6 @@ func (r *Registry) due(ctx context.Context, interval time.Duration, ended func(c
 	last, err := ended(ctx)
 	due := r.now().Add(-interval)
 	return due, err == nil && !last.After(due)
-}
-
-func (r *Registry) gcEnded(ctx context.Context) (time.Time, error) {
-	s, err := r.readGCState(ctx)
-	return s.Ended, err
 }
 
 func (r *Registry) retentionEnded(ctx context.Context) (time.Time, error) {

@@ -254,6 +254,8 @@ func (c *collector) sweepBlobs(ctx context.Context) error {
 		if !ok || blobPath(d) != fi.Path {
 			return nil // not ours to judge
 		}
+		c.walkedBlobs++
+		c.walkedBytes += fi.Size
 		k, ok := keyOf(d)
 		if !ok || marked.Contains(k) || !fi.ModTime.Before(c.cutoff) {
 			return nil

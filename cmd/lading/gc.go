@@ -211,6 +211,11 @@ func collect(ctx context.Context, reg *registry.Registry, opts registry.GCOption
 	fmt.Fprintf(stdout, "%s %s%d manifests, %d repository links, %d blobs (%s) and %d %s in %v\n",
 		verb, evicted, rep.ManifestsRemoved, rep.LinksRemoved, rep.BlobsRemoved, byteSize(rep.BytesReclaimed),
 		rep.RepositoriesRemoved, repos, rep.Duration.Round(time.Millisecond))
+	left := "left"
+	if rep.DryRun {
+		left = "would leave"
+	}
+	fmt.Fprintf(stdout, "%s %d blobs (%s) stored\n", left, rep.Stored.Blobs, byteSize(rep.Stored.Bytes))
 	return 0
 }
 

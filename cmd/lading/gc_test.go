@@ -87,6 +87,10 @@ func TestGCCommand(t *testing.T) {
 	if _, err := os.Stat(blobFile(root, stray)); !os.IsNotExist(err) {
 		t.Fatalf("stray blob: %v", err)
 	}
+	// The image's config, layer and manifest.
+	if !strings.HasSuffix(out.String(), "\nleft 3 blobs (435 B) stored\n") {
+		t.Errorf("gc printed:\n%s", out.String())
+	}
 	// The configured grace (24 hours by default) protects what is young.
 	out.Reset()
 	root2, stray2 := testStore(t)

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net/http"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/lading-registry/lading/config"
 	"github.com/lading-registry/lading/internal/glob"
@@ -123,5 +126,46 @@ func TestServeReportsTheLastRetentionRunFromTheStart(t *testing.T) {
 	}
 	if at, _ := strconv.ParseFloat(string(m[1]), 64); time.Since(time.Unix(int64(at), 0)) > time.Minute {
 		t.Errorf("last success at %s, want the run just before the start", m[1])
+	}
+}
+
+// TestServeReportsWhatTheLastCollectionLeftStored starts serve on a store
+// a collection ran over: the store's size is in the metrics from the
+// start. On a store never collected the series are absent, not 0.
+func TestServeReportsWhatTheLastCollectionLeftStored(t *testing.T) {
+	metricsOf := func(root string) string {
+		addr := serving(t, testConfig(root, "127.0.0.1:0"), discard)
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return string(body)
+	}
+	if body := metricsOf(filepath.Join(t.TempDir(), "data")); strings.Contains(body, "lading_gc_stored_") {
+		t.Errorf("stored series before any collection:\n%s", regexp.MustCompile(`(?m)^lading_gc_stored_.*$`).FindAllString(body, -1))
+	}
+
+	root := filepath.Join(t.TempDir(), "data")
+	reg := storeRegistry(t, root, registry.Options{})
+	repo, err := reg.Repository("team/app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := []byte("a layer of 17 B.\n")
+	if _, err := repo.Blobs().Put(t.Context(), digest.FromBytes(content), bytes.NewReader(content)); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := reg.CollectGarbage(t.Context(), registry.GCOptions{Grace: time.Hour, Window: time.Millisecond, TempDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := metricsOf(root)
+	for name, want := range map[string]string{"lading_gc_stored_blobs": "1", "lading_gc_stored_bytes": "17"} {
+		m := regexp.MustCompile(`(?m)^` + name + ` (\S+)$`).FindStringSubmatch(body)
+		if m == nil || m[1] != want || rep.Stored.Bytes != 17 {
+			t.Errorf("%s: %v, want %s (the run left %+v)", name, m, want, rep.Stored)
+		}
 	}
 }
