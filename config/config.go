@@ -26,6 +26,13 @@ type Config struct {
 	Proxy         Proxy         `yaml:"proxy" doc:"Run as a pull-through cache (a mirror) of an upstream registry: pulls fill from it, pushes and deletes are refused."`
 	Notifications Notifications `yaml:"notifications" doc:"Events (a manifest or blob pushed, pulled, mounted, deleted) posted to HTTP endpoints, in CNCF Distribution's format."`
 	Retention     Retention     `yaml:"retention" doc:"Tag retention rules that lading serve applies on a schedule, as lading prune does; the manifests the removed tags named are left untagged, for the collector (gc.untagged)."`
+	Tracing       Tracing       `yaml:"tracing" doc:"OpenTelemetry traces of requests and of the storage calls they make, sent over OTLP/HTTP."`
+}
+
+// Tracing configures the export of traces.
+type Tracing struct {
+	Endpoint    string  `yaml:"endpoint" doc:"URL of an OTLP/HTTP receiver (an OpenTelemetry Collector, Jaeger, Tempo): http://otel-collector:4318, to which /v1/traces is added when it has no path; empty sends none. The OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_CERTIFICATE and OTEL_SERVICE_NAME variables apply."`
+	SampleRatio float64 `yaml:"sampleratio" doc:"Part of the requests traced, from 0 to 1, when the caller did not decide (a traceparent header from a traced caller is followed)."`
 }
 
 // HTTP configures the listener and its limits.
@@ -206,6 +213,7 @@ func Default() *Config {
 		Deletes: Deletes{Enabled: true},
 		// A minute bounds a mirror's HEADs to one per tag and replica a
 		// minute, while a tag moved upstream is followed within one.
-		Proxy: Proxy{TagTTL: time.Minute},
+		Proxy:   Proxy{TagTTL: time.Minute},
+		Tracing: Tracing{SampleRatio: 1},
 	}
 }

@@ -193,6 +193,12 @@ func TestBadValues(t *testing.T) {
 			want: []string{"proxy.evictafter: 10m0s must be 0 (keep everything) or at least 1h"}},
 		{name: "eviction without a mirror", env: []string{"LADING_PROXY_EVICTAFTER=30d"},
 			want: []string{"proxy.evictafter: needs proxy.remoteurl", "LADING_PROXY_EVICTAFTER"}},
+		{name: "sample ratio over 1", yaml: "tracing:\n  sampleratio: 2\n",
+			want: []string{"tracing.sampleratio: 2 must be from 0 to 1"}},
+		{name: "sample ratio not a number", env: []string{"LADING_TRACING_SAMPLERATIO=half"},
+			want: []string{`tracing.sampleratio: "half" is not a number`, "LADING_TRACING_SAMPLERATIO"}},
+		{name: "tracing endpoint not a URL", yaml: "tracing:\n  endpoint: otel-collector:4318\n",
+			want: []string{`tracing.endpoint: "otel-collector:4318" is not an http:// or https:// URL`}},
 		{name: "pprof without a debug listener", yaml: "http:\n  pprof: true\n",
 			want: []string{"http.pprof: needs http.debugaddr"}},
 		{name: "unknown driver", yaml: "storage:\n  driver: foo\n",
@@ -591,5 +597,20 @@ func TestLoadStoreLeavesServingFiles(t *testing.T) {
 		if _, err := LoadStore(write(bad.yaml), nil); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("LoadStore of %q: %v, want %s named", bad.yaml, err, bad.want)
 		}
+	}
+}
+
+// TestSampleRatio reads a fraction from each layer and prints it back.
+func TestSampleRatio(t *testing.T) {
+	cfg, err := Load("", []string{"LADING_TRACING_SAMPLERATIO=0.25"}, parseFlags(t))
+	if err != nil || cfg.Tracing.SampleRatio != 0.25 {
+		t.Fatalf("from the environment: %v %v", cfg, err)
+	}
+	cfg, err = Load("", nil, parseFlags(t, "--set", "tracing.sampleratio=1e-3"))
+	if err != nil || cfg.Tracing.SampleRatio != 0.001 {
+		t.Fatalf("from a flag: %v %v", cfg, err)
+	}
+	if Default().Tracing.SampleRatio != 1 {
+		t.Error("traces are not all kept by default")
 	}
 }

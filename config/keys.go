@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"reflect"
 	"strconv"
 	"strings"
@@ -166,6 +167,12 @@ func setScalar(v reflect.Value, text string) error {
 			return fmt.Errorf("%q is not a whole number", text)
 		}
 		v.SetInt(n)
+	case t.Kind() == reflect.Float64:
+		f, err := strconv.ParseFloat(strings.TrimSpace(text), 64)
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			return fmt.Errorf("%q is not a number", text)
+		}
+		v.SetFloat(f)
 	default:
 		// Only reachable by adding a field of a new kind; the schema test
 		// catches it before any user can.
@@ -186,6 +193,8 @@ func (k key) format(c *Config) string {
 		return Bytes(v.Int()).String()
 	case k.Type.Kind() == reflect.String:
 		return v.String()
+	case k.Type.Kind() == reflect.Float64:
+		return strconv.FormatFloat(v.Float(), 'g', -1, 64)
 	case k.isList():
 		return formatList(v)
 	default:

@@ -24,6 +24,10 @@ func validate(c *Config, origin map[string]string) []error {
 	if c.HTTP.DebugAddr != "" && c.HTTP.DebugAddr == c.HTTP.Addr {
 		v.fail("http.debugaddr", "must differ from http.addr; leave it empty to serve metrics on http.addr")
 	}
+	v.url("tracing.endpoint", c.Tracing.Endpoint)
+	if r := c.Tracing.SampleRatio; r < 0 || r > 1 {
+		v.fail("tracing.sampleratio", "%v must be from 0 to 1", r)
+	}
 	if c.HTTP.Pprof && c.HTTP.DebugAddr == "" {
 		v.fail("http.pprof", "needs http.debugaddr: profiles are served only on that separate listener")
 	}

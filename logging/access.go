@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/lading-registry/lading/internal/httpx"
 )
 
@@ -59,6 +61,9 @@ func AccessLog(logger *slog.Logger, next http.Handler, info func(*http.Request) 
 				path: r.URL.EscapedPath(), proto: r.Proto, status: rec.Status(),
 				bytesIn: body.BytesRead(), bytesOut: rec.Written(), duration: time.Since(start),
 				client: clientHost(r.RemoteAddr), user: labels.User, userAgent: r.UserAgent(), requestID: id,
+			}
+			if sc := trace.SpanContextFromContext(r.Context()); sc.IsValid() {
+				f.traceID = sc.TraceID().String()
 			}
 			if h, ok := logger.Handler().(*accessHandler); ok {
 				if !h.Enabled(r.Context(), level) || h.log(time.Now(), level, &f) {

@@ -29,11 +29,12 @@ type accessFields struct {
 	duration                        time.Duration
 	client, user, userAgent         string
 	requestID                       string
+	traceID                         string // with tracing; else empty and left out
 }
 
 // attrs are the fields as slog attributes, in the line's order.
 func (f *accessFields) attrs() []slog.Attr {
-	return []slog.Attr{
+	attrs := []slog.Attr{
 		slog.String("method", f.method),
 		slog.String("route", f.route),
 		slog.String("repository", f.repository),
@@ -48,6 +49,10 @@ func (f *accessFields) attrs() []slog.Attr {
 		slog.String("user_agent", f.userAgent),
 		slog.String("request_id", f.requestID),
 	}
+	if f.traceID != "" {
+		attrs = append(attrs, slog.String("trace_id", f.traceID))
+	}
+	return attrs
 }
 
 var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
@@ -108,6 +113,10 @@ func (h *accessHandler) appendText(b []byte, t time.Time, level slog.Level, f *a
 	b = appendTextString(b, f.userAgent)
 	b = append(b, " request_id="...)
 	b = appendTextString(b, f.requestID)
+	if f.traceID != "" {
+		b = append(b, " trace_id="...)
+		b = append(b, f.traceID...)
+	}
 	return append(b, '\n')
 }
 
@@ -142,6 +151,10 @@ func (h *accessHandler) appendJSON(b []byte, t time.Time, level slog.Level, f *a
 	b = append(b, f.userAgent...)
 	b = append(b, `","request_id":"`...)
 	b = append(b, f.requestID...)
+	if f.traceID != "" {
+		b = append(b, `","trace_id":"`...)
+		b = append(b, f.traceID...)
+	}
 	return append(b, "\"}\n"...)
 }
 

@@ -44,6 +44,7 @@ func TestAccessLineAsSlogWritesIt(t *testing.T) {
 		"delete character":  func(f *accessFields) { f.userAgent = "a\x7fb" },
 		"unicode space":     func(f *accessFields) { f.userAgent = "a\u00a0b" },
 		"large byte counts": func(f *accessFields) { f.bytesIn, f.bytesOut = 1<<40, -1 },
+		"traced":            func(f *accessFields) { f.traceID = "4bf92f3577b34da6a3ce929d0e0e4736" },
 	}
 	times := []time.Time{
 		time.Date(2026, 11, 28, 10, 34, 36, 234567891, time.UTC),

@@ -112,7 +112,7 @@ func newUpstream(remoteURL, username, password string, rt http.RoundTripper) (*u
 		auth = &authn.Basic{Username: username, Password: password}
 	}
 	if rt == nil {
-		rt = newTransport()
+		rt = NewTransport()
 	}
 	host := base.Hostname()
 	return &upstream{
@@ -122,9 +122,10 @@ func newUpstream(remoteURL, username, password string, rt http.RoundTripper) (*u
 	}, nil
 }
 
-// newTransport bounds each step before a response starts; a body (a layer
-// of gigabytes) is bounded by the client's request, whose end cancels it.
-func newTransport() http.RoundTripper {
+// NewTransport, Options.Transport's default, bounds each step before a
+// response starts; a body (a layer of gigabytes) is bounded by the
+// client's request, whose end cancels it.
+func NewTransport() http.RoundTripper {
 	t := http.DefaultTransport.(*http.Transport).Clone() // keeps HTTPS_PROXY and HTTP/2
 	t.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	t.TLSHandshakeTimeout = 10 * time.Second

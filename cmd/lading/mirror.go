@@ -8,12 +8,13 @@ import (
 	"github.com/lading-registry/lading/proxy"
 	"github.com/lading-registry/lading/registry"
 	"github.com/lading-registry/lading/server"
+	"github.com/lading-registry/lading/tracing"
 )
 
 // newMirror returns the upstream of a pull-through cache, or nil (the
 // interface's own, not a nil *proxy.Mirror in it) when proxy.remoteurl is
 // empty, and what ends it once requests are done.
-func newMirror(cfg config.Proxy, reg *registry.Registry, log *slog.Logger, m *metrics.Metrics) (server.Mirror, func(), error) {
+func newMirror(cfg config.Proxy, reg *registry.Registry, log *slog.Logger, m *metrics.Metrics, tr *tracing.Tracing) (server.Mirror, func(), error) {
 	if cfg.RemoteURL == "" {
 		return nil, func() {}, nil
 	}
@@ -25,6 +26,7 @@ func newMirror(cfg config.Proxy, reg *registry.Registry, log *slog.Logger, m *me
 		EvictAfter: cfg.EvictAfter,
 		Logger:     log,
 		Observer:   m.Proxy(),
+		Transport:  tr.Transport(proxy.NewTransport()),
 	})
 	if err != nil {
 		return nil, nil, err

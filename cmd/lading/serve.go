@@ -36,6 +36,7 @@ import (
 	"github.com/lading-registry/lading/storage/driver/filesystem"
 	"github.com/lading-registry/lading/storage/driver/inmemory"
 	"github.com/lading-registry/lading/storage/driver/s3"
+	"github.com/lading-registry/lading/tracing"
 )
 
 // maxHeaderBytes bounds request headers: registry requests carry a few
@@ -132,7 +133,17 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 	if fsd, ok := backend.(*filesystem.Driver); ok && !fsd.Journaled() {
 		log.Warn("storage.filesystem.root is on a file system without a journal: a power loss can lose files and need a manual fsck (docs/operations.md)", "root", cfg.Storage.Filesystem.Root)
 	}
-	drv := driver.Instrument(backend, m.DriverObserver(backend.Name()))
+	tr, err := tracing.Start(ctx, tracing.Options{Endpoint: cfg.Tracing.Endpoint, SampleRatio: cfg.Tracing.SampleRatio, Version: buildVersion()})
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	// After the drain: the last requests' spans go too.
+	defer func() {
+		if err := tr.Shutdown(context.Background()); err != nil {
+			log.Warn("tracing: spans not sent before the stop", "err", err)
+		}
+	}()
+	drv := driver.InstrumentTraced(backend, m.DriverObserver(backend.Name()), tr.Tracer())
 	if err := checkFormat(ctx, drv, !cfg.ReadOnly, log); err != nil {
 		return fmt.Errorf("storage: %w", err)
 	}
@@ -255,7 +266,7 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 			warnOpenRoot(log, cfg.Storage.Filesystem.Root)
 		}
 	}
-	mirror, closeMirror, err := newMirror(cfg.Proxy, reg, log, m)
+	mirror, closeMirror, err := newMirror(cfg.Proxy, reg, log, m, tr)
 	if err != nil {
 		return err
 	}
@@ -285,6 +296,7 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 	if cfg.Log.Access {
 		handler = logging.AccessLog(access, handler, labels)
 	}
+	handler = tr.Handler(handler, labels)
 
 	fsd, _ := backend.(*filesystem.Driver)
 	ops := opsHandler(m, readiness(ctx, drv, fsd), ctx.Done(), log)

@@ -2,9 +2,14 @@ package driver
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Observer is told about every call through an instrumented driver: the
@@ -21,12 +26,20 @@ type Observer func(op string, elapsed time.Duration, err error)
 // filesystem driver returns an *os.File, and net/http reaches sendfile only
 // through it. Only the opening of a reader is observed.
 func Instrument(d Driver, observe Observer) Driver {
-	return &instrumented{d: d, observe: observe}
+	return InstrumentTraced(d, observe, nil)
+}
+
+// InstrumentTraced is Instrument, and with tracer set each call that takes
+// a context is also a span ("storage.GetContent", ...) under the context's,
+// naming the driver and the path.
+func InstrumentTraced(d Driver, observe Observer, tracer trace.Tracer) Driver {
+	return &instrumented{d: d, observe: observe, tracer: tracer}
 }
 
 type instrumented struct {
 	d       Driver
 	observe Observer
+	tracer  trace.Tracer
 }
 
 // report is deferred with a pointer to the call's named error result, so it
@@ -35,6 +48,39 @@ func (i *instrumented) report(op string, began time.Time, err *error) {
 	if i.observe != nil {
 		i.observe(op, time.Since(began), *err)
 	}
+}
+
+// call is one observed call; a value, so that untraced calls cost what
+// report does.
+type call struct {
+	i     *instrumented
+	op    string
+	began time.Time
+	span  trace.Span
+}
+
+// begin starts observing op on path, and its span when tracing.
+func (i *instrumented) begin(ctx context.Context, op, path string) (context.Context, call) {
+	c := call{i: i, op: op, began: time.Now()}
+	if i.tracer != nil {
+		ctx, c.span = i.tracer.Start(ctx, "storage."+op, trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithAttributes(attribute.String("lading.storage.driver", i.d.Name()), attribute.String("lading.storage.path", path)))
+	}
+	return ctx, c
+}
+
+// end is deferred with a pointer to the call's named error result. A
+// path not found is an answer, not a failed span.
+func (c call) end(err *error) {
+	c.i.report(c.op, c.began, err)
+	if c.span == nil {
+		return
+	}
+	if e := *err; e != nil && !IsNotFound(e) && !errors.Is(e, ErrExists) {
+		c.span.RecordError(e)
+		c.span.SetStatus(codes.Error, e.Error())
+	}
+	c.span.End()
 }
 
 // check validates paths in the name of the wrapped driver.
@@ -55,7 +101,8 @@ func (i *instrumented) check(paths ...string) error {
 func (i *instrumented) Name() string { return i.d.Name() }
 
 func (i *instrumented) GetContent(ctx context.Context, path string) (content []byte, err error) {
-	defer i.report("GetContent", time.Now(), &err)
+	ctx, c := i.begin(ctx, "GetContent", path)
+	defer c.end(&err)
 	if err := i.check(path); err != nil {
 		return nil, err
 	}
@@ -63,7 +110,8 @@ func (i *instrumented) GetContent(ctx context.Context, path string) (content []b
 }
 
 func (i *instrumented) PutContent(ctx context.Context, path string, content []byte) (err error) {
-	defer i.report("PutContent", time.Now(), &err)
+	ctx, c := i.begin(ctx, "PutContent", path)
+	defer c.end(&err)
 	if err := i.check(path); err != nil {
 		return err
 	}
@@ -71,7 +119,8 @@ func (i *instrumented) PutContent(ctx context.Context, path string, content []by
 }
 
 func (i *instrumented) PutState(ctx context.Context, path string, content []byte) (err error) {
-	defer i.report("PutState", time.Now(), &err)
+	ctx, c := i.begin(ctx, "PutState", path)
+	defer c.end(&err)
 	if err := i.check(path); err != nil {
 		return err
 	}
@@ -79,7 +128,8 @@ func (i *instrumented) PutState(ctx context.Context, path string, content []byte
 }
 
 func (i *instrumented) Create(ctx context.Context, path string, content []byte) (err error) {
-	defer i.report("Create", time.Now(), &err)
+	ctx, c := i.begin(ctx, "Create", path)
+	defer c.end(&err)
 	if err := i.check(path); err != nil {
 		return err
 	}
@@ -87,7 +137,8 @@ func (i *instrumented) Create(ctx context.Context, path string, content []byte) 
 }
 
 func (i *instrumented) Reader(ctx context.Context, path string, offset int64) (r io.ReadCloser, err error) {
-	defer i.report("Reader", time.Now(), &err)
+	ctx, c := i.begin(ctx, "Reader", path)
+	defer c.end(&err)
 	if err := i.check(path); err != nil {
 		return nil, err
 	}
@@ -95,7 +146,8 @@ func (i *instrumented) Reader(ctx context.Context, path string, offset int64) (r
 }
 
 func (i *instrumented) Writer(ctx context.Context, path string, append bool) (w FileWriter, err error) {
-	defer i.report("Writer", time.Now(), &err)
+	ctx, c := i.begin(ctx, "Writer", path)
+	defer c.end(&err)
 	if err := i.check(path); err != nil {
 		return nil, err
 	}
@@ -107,7 +159,8 @@ func (i *instrumented) Writer(ctx context.Context, path string, append bool) (w 
 }
 
 func (i *instrumented) Stat(ctx context.Context, path string) (fi FileInfo, err error) {
-	defer i.report("Stat", time.Now(), &err)
+	ctx, c := i.begin(ctx, "Stat", path)
+	defer c.end(&err)
 	if err := i.check(path); err != nil {
 		return FileInfo{}, err
 	}
@@ -115,7 +168,8 @@ func (i *instrumented) Stat(ctx context.Context, path string) (fi FileInfo, err 
 }
 
 func (i *instrumented) List(ctx context.Context, path string) (children []string, err error) {
-	defer i.report("List", time.Now(), &err)
+	ctx, c := i.begin(ctx, "List", path)
+	defer c.end(&err)
 	if err := i.check(path); err != nil {
 		return nil, err
 	}
@@ -123,7 +177,8 @@ func (i *instrumented) List(ctx context.Context, path string) (children []string
 }
 
 func (i *instrumented) Move(ctx context.Context, src, dst string) (err error) {
-	defer i.report("Move", time.Now(), &err)
+	ctx, c := i.begin(ctx, "Move", src)
+	defer c.end(&err)
 	if err := i.check(src, dst); err != nil {
 		return err
 	}
@@ -131,7 +186,8 @@ func (i *instrumented) Move(ctx context.Context, src, dst string) (err error) {
 }
 
 func (i *instrumented) Delete(ctx context.Context, path string) (err error) {
-	defer i.report("Delete", time.Now(), &err)
+	ctx, c := i.begin(ctx, "Delete", path)
+	defer c.end(&err)
 	if err := i.check(path); err != nil {
 		return err
 	}
@@ -141,7 +197,8 @@ func (i *instrumented) Delete(ctx context.Context, path string) (err error) {
 // Walk is observed as a whole, fn's time included: a walk's cost is the
 // page it produces.
 func (i *instrumented) Walk(ctx context.Context, path, from string, fn WalkFunc) (err error) {
-	defer i.report("Walk", time.Now(), &err)
+	ctx, c := i.begin(ctx, "Walk", path)
+	defer c.end(&err)
 	if err := i.check(path); err != nil {
 		return err
 	}
