@@ -47,3 +47,9 @@ func (b Bytes) String() string {
 	}
 	return strconv.FormatInt(int64(b), 10)
 }
+
+// MarshalYAML writes b as String does, so that a list holding sizes
+// (quotas) prints as it is written: limit: 500GiB.
+func (b Bytes) MarshalYAML() (any, error) {
+	return b.String(), nil
+}

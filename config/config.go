@@ -26,6 +26,7 @@ type Config struct {
 	Proxy         Proxy         `yaml:"proxy" doc:"Run as a pull-through cache (a mirror) of an upstream registry: pulls fill from it, pushes and deletes are refused."`
 	Notifications Notifications `yaml:"notifications" doc:"Events (a manifest or blob pushed, pulled, mounted, deleted) posted to HTTP endpoints, in CNCF Distribution's format."`
 	Retention     Retention     `yaml:"retention" doc:"Tag retention rules that lading serve applies on a schedule, as lading prune does; the manifests the removed tags named are left untagged, for the collector (gc.untagged)."`
+	Quotas        []Quota       `yaml:"quotas" doc:"Caps on the bytes repositories link (lading du's LINKED), a list; a repository is governed by the first rule that matches it, and one no rule matches has none. Each item takes repository (the access policy's patterns: team/*, team/**, which matches team too), limit (a size: 500GiB) and each (true: every repository the rule takes has the limit to itself; false, the default: the limit caps the total of them all). Past it, uploads and blobs new to the repository answer 403 DENIED; manifests are never refused. In the environment or --set, the whole list as YAML: [{repository: \"team-a/**\", limit: 500GiB}]."`
 	Tracing       Tracing       `yaml:"tracing" doc:"OpenTelemetry traces of requests and of the storage calls they make, sent over OTLP/HTTP."`
 }
 

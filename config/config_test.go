@@ -36,6 +36,22 @@ func parseFlags(t *testing.T, args ...string) *flag.FlagSet {
 	return fs
 }
 
+// badConfig is a configuration that must not load, and what its error
+// must say.
+type badConfig struct {
+	name string
+	yaml string
+	env  []string
+	want []string
+}
+
+// refused runs loadFails on each case, as a subtest.
+func refused(t *testing.T, cases []badConfig) {
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) { loadFails(t, tc.yaml, tc.env, nil, tc.want) })
+	}
+}
+
 // loadFails loads yaml (as a file, unless empty), env and flags, and fails
 // t unless the error holds every one of want.
 func loadFails(t *testing.T, yaml string, env []string, flags *flag.FlagSet, want []string) {

@@ -22,6 +22,7 @@ import (
 var listExamples = map[string]string{
 	"notifications.endpoints": "[{name: scan, url: https://scan.example/events}]",
 	"retention.rules":         `[{repository: "ci/**", keep: 10}]`,
+	"quotas":                  `[{repository: "team-a/**", limit: 500GiB}]`,
 }
 
 // isList reports whether k holds a list of items rather than one value.

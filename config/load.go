@@ -128,11 +128,18 @@ func newLoader() *loader {
 }
 
 // result validates what the layers built and reports every problem at
-// once; a value that did not parse left its default, so it is not
-// reported twice.
+// once; a value that did not parse left its default, which is not
+// judged again (a size left out of a list item is 0, which its check
+// would refuse too).
 func (l *loader) result() (*Config, error) {
+	unread := map[string]bool{}
+	for _, err := range l.errs {
+		if ce, ok := err.(*Error); ok {
+			unread[ce.Key] = true
+		}
+	}
 	for _, err := range validate(l.cfg, l.origin) {
-		if ce, ok := err.(*Error); ok && l.ignore != nil && l.ignore(ce.Key) {
+		if ce, ok := err.(*Error); ok && (unread[ce.Key] || l.ignore != nil && l.ignore(ce.Key)) {
 			continue
 		}
 		l.errs = append(l.errs, err)

@@ -106,12 +106,7 @@ func TestEndpointsPrintWithoutSecrets(t *testing.T) {
 }
 
 func TestBadEndpoints(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		yaml string
-		env  []string
-		want []string
-	}{
+	refused(t, []badConfig{
 		{name: "bad url", yaml: "notifications:\n  endpoints:\n    - name: a\n      url: ftp://x:secret@host/\n",
 			want: []string{`notifications.endpoints[0].url: "ftp://x:xxxxx@host/" is not an http:// or https:// URL`}},
 		{name: "no url", yaml: "notifications:\n  endpoints:\n    - name: a\n",
@@ -144,7 +139,5 @@ func TestBadEndpoints(t *testing.T) {
 			want: []string{"endpoints[0].threshold: unknown key", "endpoints[0].timeout: \"soon\" is not a duration", "endpoints[0].backoff: -1s must be greater than 0"}},
 		{name: "env not yaml", env: []string{"LADING_NOTIFICATIONS_ENDPOINTS=[{name: a"},
 			want: []string{"notifications.endpoints: is not a YAML list", "env LADING_NOTIFICATIONS_ENDPOINTS"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) { loadFails(t, tc.yaml, tc.env, nil, tc.want) })
-	}
+	})
 }

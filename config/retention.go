@@ -29,6 +29,20 @@ type RetentionRule struct {
 // without a pause: each run lists every matched repository's tags.
 const minRetentionInterval = time.Minute
 
+// repositoryPattern checks a rule's repository pattern, which must be set,
+// and reports whether it is sound.
+func (v *validator) repositoryPattern(key, pattern string) bool {
+	if pattern == "" {
+		v.fail(key, "must be set (a pattern; ** for every repository)")
+		return false
+	}
+	if _, err := glob.Compile(pattern); err != nil {
+		v.fail(key, "%v", err)
+		return false
+	}
+	return true
+}
+
 func (v *validator) retention(c *Config) {
 	r := &c.Retention
 	switch {
@@ -46,11 +60,7 @@ func (v *validator) retention(c *Config) {
 	for i := range r.Rules {
 		rule := &r.Rules[i]
 		at := func(k string) string { return fmt.Sprintf("retention.rules[%d].%s", i, k) }
-		if rule.Repository == "" {
-			v.fail(at("repository"), "must be set (a pattern; ** for every repository)")
-		} else if _, err := glob.Compile(rule.Repository); err != nil {
-			v.fail(at("repository"), "%v", err)
-		}
+		v.repositoryPattern(at("repository"), rule.Repository)
 		if _, err := glob.ParseTags(rule.Tags); err != nil {
 			v.fail(at("tags"), "%v", err)
 		}

@@ -52,12 +52,7 @@ func TestRetentionLoads(t *testing.T) {
 
 func TestBadRetention(t *testing.T) {
 	rules := "  rules:\n    - {repository: a, keep: 1}\n"
-	for _, tc := range []struct {
-		name string
-		yaml string
-		env  []string
-		want []string
-	}{
+	refused(t, []badConfig{
 		{name: "neither keep nor olderthan", yaml: "retention:\n  interval: 24h\n  rules:\n    - repository: ci/**\n      tags: pr-*\n",
 			want: []string{"retention.rules[0].keep: must be 1 or more, or retention.rules[0].olderthan more than 0", "would remove every tag it matches", "line 4"}},
 		{name: "both at 0", yaml: "retention:\n  interval: 24h\n  rules:\n    - {repository: a, keep: 0, olderthan: 0s}\n",
@@ -90,9 +85,7 @@ func TestBadRetention(t *testing.T) {
 			want: []string{"retention.rules[0].older-than: unknown key; allowed in retention.rules[0]: repository, tags, keep, olderthan"}},
 		{name: "env not yaml", env: []string{"LADING_RETENTION_RULES=[{repository: a"},
 			want: []string{"retention.rules: is not a YAML list", "[{repository: \"ci/**\", keep: 10}]"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) { loadFails(t, tc.yaml, tc.env, nil, tc.want) })
-	}
+	})
 }
 
 // Every list setting's message for a value that is no list shows how to

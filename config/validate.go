@@ -99,6 +99,7 @@ func validate(c *Config, origin map[string]string) []error {
 	v.proxy(c)
 	v.notifications(&c.Notifications)
 	v.retention(c)
+	v.quotas(c)
 	return v.errs
 }
 
