@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/lading-registry/lading/config"
+	"github.com/lading-registry/lading/internal/bytesize"
 	"github.com/lading-registry/lading/registry"
 )
 
@@ -80,14 +81,14 @@ func du(ctx context.Context, reg *registry.Registry, opts registry.UsageOptions,
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "REPOSITORY\tLINKED\tBLOBS\tEXCLUSIVE\tBLOBS\tMANIFESTS\tTAGS")
 	for _, r := range rep.Repositories {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%d\t%d\n", r.Name, byteSize(r.LinkedBytes), r.LinkedBlobs,
-			byteSize(r.ExclusiveBytes), r.ExclusiveBlobs, r.Manifests, r.Tags)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%d\t%d\n", r.Name, bytesize.Format(r.LinkedBytes), r.LinkedBlobs,
+			bytesize.Format(r.ExclusiveBytes), r.ExclusiveBlobs, r.Manifests, r.Tags)
 	}
 	tw.Flush()
 	if more > 0 {
 		fmt.Fprintf(stdout, "(%d more repositories)\n", more)
 	}
 	fmt.Fprintf(stdout, "stored: %d blobs (%s), each once; linked by no repository: %d blobs (%s)\n",
-		rep.StoredBlobs, byteSize(rep.StoredBytes), rep.UnlinkedBlobs, byteSize(rep.UnlinkedBytes))
+		rep.StoredBlobs, bytesize.Format(rep.StoredBytes), rep.UnlinkedBlobs, bytesize.Format(rep.UnlinkedBytes))
 	return 0
 }

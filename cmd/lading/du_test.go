@@ -12,6 +12,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/lading-registry/lading/internal/bytesize"
 	"github.com/lading-registry/lading/registry"
 )
 
@@ -75,9 +76,9 @@ func TestDuCommand(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	want := []string{
 		"REPOSITORY LINKED BLOBS EXCLUSIVE BLOBS MANIFESTS TAGS",
-		fmt.Sprintf("team/app %s 4 %s 3 1 1", byteSize(app.LinkedBytes), byteSize(app.ExclusiveBytes)),
+		fmt.Sprintf("team/app %s 4 %s 3 1 1", bytesize.Format(app.LinkedBytes), bytesize.Format(app.ExclusiveBytes)),
 		"team/web 5 B 1 0 B 0 0 0",
-		fmt.Sprintf("stored: 5 blobs (%s), each once; linked by no repository: 1 blobs (8 B)", byteSize(rep.StoredBytes)),
+		fmt.Sprintf("stored: 5 blobs (%s), each once; linked by no repository: 1 blobs (8 B)", bytesize.Format(rep.StoredBytes)),
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("output:\n%s", out)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lading-registry/lading/config"
+	"github.com/lading-registry/lading/internal/bytesize"
 	"github.com/lading-registry/lading/registry"
 )
 
@@ -36,7 +37,7 @@ func check(ctx context.Context, reg *registry.Registry, opts registry.FsckOption
 		fmt.Fprintln(stdout, describeProblem(p))
 	}
 	opts.Progress = func(r registry.FsckReport) {
-		progress.show("blobs %d (%s)  repositories %d  problems %d", r.Blobs, byteSize(r.Bytes), r.Repositories, r.Problems)
+		progress.show("blobs %d (%s)  repositories %d  problems %d", r.Blobs, bytesize.Format(r.Bytes), r.Repositories, r.Problems)
 	}
 	rep, err := reg.Fsck(ctx, opts)
 	progress.clear()
@@ -45,7 +46,7 @@ func check(ctx context.Context, reg *registry.Registry, opts registry.FsckOption
 		return fsckFailed
 	}
 	fmt.Fprintf(stdout, "checked %d blobs (%s), %d repositories, %d manifests, %d links, %d tags in %v: %d problems, %d repaired\n",
-		rep.Blobs, byteSize(rep.Bytes), rep.Repositories, rep.Manifests, rep.Links, rep.Tags,
+		rep.Blobs, bytesize.Format(rep.Bytes), rep.Repositories, rep.Manifests, rep.Links, rep.Tags,
 		rep.Duration.Round(time.Millisecond), rep.Problems, rep.Repaired)
 	if rep.Problems > rep.Repaired {
 		return 1

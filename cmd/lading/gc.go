@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/lading-registry/lading/config"
+	"github.com/lading-registry/lading/internal/bytesize"
 	"github.com/lading-registry/lading/internal/glob"
 	"github.com/lading-registry/lading/registry"
 	"github.com/lading-registry/lading/storage/driver"
@@ -209,39 +210,26 @@ func collect(ctx context.Context, reg *registry.Registry, opts registry.GCOption
 		evicted = fmt.Sprintf("%d tags not pulled for %v, ", rep.TagsEvicted, opts.Unpulled)
 	}
 	fmt.Fprintf(stdout, "%s %s%d manifests, %d repository links, %d blobs (%s) and %d %s in %v\n",
-		verb, evicted, rep.ManifestsRemoved, rep.LinksRemoved, rep.BlobsRemoved, byteSize(rep.BytesReclaimed),
+		verb, evicted, rep.ManifestsRemoved, rep.LinksRemoved, rep.BlobsRemoved, bytesize.Format(rep.BytesReclaimed),
 		rep.RepositoriesRemoved, repos, rep.Duration.Round(time.Millisecond))
 	left := "left"
 	if rep.DryRun {
 		left = "would leave"
 	}
-	fmt.Fprintf(stdout, "%s %d blobs (%s) stored\n", left, rep.Stored.Blobs, byteSize(rep.Stored.Bytes))
+	fmt.Fprintf(stdout, "%s %d blobs (%s) stored\n", left, rep.Stored.Blobs, bytesize.Format(rep.Stored.Bytes))
 	return 0
 }
 
 func describeItem(it registry.GCItem) string {
 	switch it.Kind {
 	case "blob":
-		return fmt.Sprintf("blob %s (%s)", it.Digest, byteSize(it.Size))
+		return fmt.Sprintf("blob %s (%s)", it.Digest, bytesize.Format(it.Size))
 	case "repository":
 		return "repository " + it.Repository
 	case "tag":
 		return fmt.Sprintf("tag %s:%s (%s, not pulled)", it.Repository, it.Tag, it.Digest)
 	}
 	return fmt.Sprintf("%s %s@%s", it.Kind, it.Repository, it.Digest)
-}
-
-func byteSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 // progress shows a status line that rewrites itself on a terminal, and a

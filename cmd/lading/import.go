@@ -9,6 +9,7 @@ import (
 
 	"github.com/lading-registry/lading/config"
 	"github.com/lading-registry/lading/distimport"
+	"github.com/lading-registry/lading/internal/bytesize"
 	"github.com/lading-registry/lading/internal/glob"
 	"github.com/lading-registry/lading/registry"
 )
@@ -84,7 +85,7 @@ func describeCounts(r distimport.RepositoryReport, dryRun bool) string {
 	}
 	b, m, t := r.Blobs, r.Manifests, r.Tags
 	return fmt.Sprintf("blobs %d %s (%s), %d linked, %d present, %d skipped; manifests %d %s, %d present, %d skipped; tags %d %s, %d present, %d skipped",
-		b.Added, copied, byteSize(r.Bytes), b.Linked, b.Present, b.Failed,
+		b.Added, copied, bytesize.Format(r.Bytes), b.Linked, b.Present, b.Failed,
 		m.Added, added, m.Present, m.Failed,
 		t.Added, set, t.Present, t.Failed)
 }
