@@ -167,6 +167,14 @@ func (bs *BlobStore) Mount(ctx context.Context, from string, d digest.Digest) (v
 		}
 		size = fi.Size
 	}
+	linked := false
+	if q := bs.repo.reg.quotas; q != nil {
+		hold, err := q.admit(ctx, bs.repo.name, d, size, true)
+		if err != nil {
+			return v1.Descriptor{}, err
+		}
+		defer func() { hold.done(linked) }()
+	}
 	// The bytes may be a push's not durable yet: they are made so with the
 	// link.
 	bctx, batch := driver.WithBatch(ctx)
@@ -179,6 +187,7 @@ func (bs *BlobStore) Mount(ctx context.Context, from string, d digest.Digest) (v
 	if err := batch.Commit(); err != nil {
 		return v1.Descriptor{}, err
 	}
+	linked = true
 	if err := guard.settle(ctx, func(ctx context.Context) error { return bs.ensureMounted(ctx, d) }); err != nil {
 		return v1.Descriptor{}, err
 	}
@@ -192,6 +201,12 @@ func (bs *BlobStore) Mount(ctx context.Context, from string, d digest.Digest) (v
 func (bs *BlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) (v1.Descriptor, error) {
 	if err := checkDigest(d); err != nil {
 		return v1.Descriptor{}, err
+	}
+	if q := bs.repo.reg.quotas; q != nil {
+		// Before the body is read.
+		if err := q.mayStart(ctx, bs.repo.name, d); err != nil {
+			return v1.Descriptor{}, err
+		}
 	}
 	u := bs.newUpload([]digest.Algorithm{d.Algorithm()})
 	u.private = true

@@ -66,6 +66,7 @@ var (
 	ErrBlobUnknown         = &Error{Code: CodeBlobUnknown}
 	ErrBlobUploadInvalid   = &Error{Code: CodeBlobUploadInvalid}
 	ErrBlobUploadUnknown   = &Error{Code: CodeBlobUploadUnknown}
+	ErrDenied              = &Error{Code: CodeDenied}
 	ErrDigestInvalid       = &Error{Code: CodeDigestInvalid}
 	ErrManifestBlobUnknown = &Error{Code: CodeManifestBlobUnknown}
 	ErrManifestInvalid     = &Error{Code: CodeManifestInvalid}

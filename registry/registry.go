@@ -43,6 +43,14 @@ type Options struct {
 	SoleServer bool
 	// ImmutableTags names the tags that never move once pushed.
 	ImmutableTags glob.TagRules
+	// Quotas cap the bytes repositories link; a repository is governed
+	// by the first rule matching it (see quota.go).
+	Quotas []QuotaRule
+	// QuotaUsed, when set, is told what each count of a rule capping a
+	// total found.
+	QuotaUsed func(rule string, bytes int64)
+	// QuotaRefused, when set, is told of each push a rule refused.
+	QuotaRefused func(rule string)
 	// Now is the clock; nil means time.Now. Tests move it.
 	Now func() time.Time
 }
@@ -88,6 +96,8 @@ type Registry struct {
 	manifestQueue *keyQueue
 	// lockWaited, set by tests, hears of each wait for a manifest's lock.
 	lockWaited func(key string)
+	// quotas is nil when no quota is configured.
+	quotas *quotas
 }
 
 // New returns a Registry over d.
@@ -113,6 +123,7 @@ func New(d driver.Driver, opts Options) *Registry {
 	if r.uploadObs == nil {
 		r.uploadObs = func(int) {}
 	}
+	r.quotas = newQuotas(r, opts)
 	return r
 }
 

@@ -54,6 +54,9 @@ type Upload struct {
 	state uploadState
 	// private: a session no request can see (Put's), with nothing stored.
 	private bool
+	// ended: the session was removed (a quota refused its commit), and
+	// nothing of it may be saved again.
+	ended bool
 	// lockLost is closed if the lock this handle's request holds lapses,
 	// or could not be renewed in time; nil (never closed) for a lock that
 	// cannot.
@@ -99,6 +102,11 @@ func (bs *BlobStore) Upload(ctx context.Context, opts UploadOptions) (*Upload, e
 	for _, a := range opts.Algorithms {
 		if a != digest.SHA256 && a != digest.SHA512 {
 			return nil, newError(CodeDigestInvalid, "unsupported digest algorithm %q", a)
+		}
+	}
+	if q := bs.repo.reg.quotas; q != nil {
+		if err := q.mayStart(ctx, bs.repo.name, ""); err != nil {
+			return nil, err
 		}
 	}
 	u := bs.newUpload(opts.Algorithms)
@@ -215,7 +223,7 @@ func (u *Upload) AppendCommit(ctx context.Context, r io.Reader, at int64, d dige
 			return desc, nil
 		}
 	}
-	if n > 0 {
+	if n > 0 && !u.ended {
 		if serr := u.save(context.WithoutCancel(ctx)); serr != nil {
 			return v1.Descriptor{}, errors.Join(err, serr)
 		}
@@ -619,6 +627,17 @@ func (u *Upload) finish(ctx context.Context, d digest.Digest, size int64, commit
 	if got != d {
 		return v1.Descriptor{}, &Error{Code: CodeDigestInvalid, Message: fmt.Sprintf("upload digest is %s, %s declared", got, d)}
 	}
+	linked := false
+	if q := u.bs.repo.reg.quotas; q != nil {
+		hold, err := q.admit(ctx, u.state.Repository, d, u.state.Offset, false)
+		if errors.Is(err, ErrDenied) {
+			u.end(ctx)
+		}
+		if err != nil {
+			return v1.Descriptor{}, err
+		}
+		defer func() { hold.done(linked) }()
+	}
 	// Guarded against a garbage collection in progress (gcguard.go): the
 	// blob may be stored yet unreferenced, and about to be collected.
 	guard, err := u.bs.repo.reg.guardWrite(ctx, d)
@@ -671,6 +690,7 @@ func (u *Upload) finish(ctx context.Context, d digest.Digest, size int64, commit
 	if err := batch.Commit(); err != nil {
 		return v1.Descriptor{}, err
 	}
+	linked = true
 	dataLeft := hasData && !moved
 	if err := guard.settle(ctx, func(ctx context.Context) error { return u.ensureCommitted(ctx, d, dataPath, dataLeft) }); err != nil {
 		return v1.Descriptor{}, err
@@ -835,6 +855,22 @@ func (u *Upload) lost(ctx context.Context, why string, cause ...error) error {
 	u.bs.repo.reg.log.Warn("dropping damaged upload session", "repository", u.state.Repository, "upload", u.state.ID, "reason", why, "error", errors.Join(cause...))
 	_ = u.bs.repo.reg.deleteUpload(context.WithoutCancel(ctx), u.state.Repository, u.state.ID, true)
 	return newError(CodeBlobUploadUnknown, "upload %s can no longer be resumed: %s", u.state.ID, why)
+}
+
+// end removes a session whose bytes the repository's quota refused: the
+// client would commit them in vain, and the session must not linger
+// until the purge. Put's private session is its caller's to remove, and
+// one another request holds now is not ours.
+func (u *Upload) end(ctx context.Context) {
+	if u.private || u.held() != nil {
+		return
+	}
+	if err := u.bs.repo.reg.deleteUpload(context.WithoutCancel(ctx), u.state.Repository, u.state.ID, true); err != nil && !driver.IsNotFound(err) {
+		u.bs.repo.reg.log.Warn("upload session a quota refused left behind, for the purge", "repository", u.state.Repository, "upload", u.state.ID, "err", err)
+		return
+	}
+	u.ended = true
+	u.bs.repo.reg.uploadObs(-1)
 }
 
 // cleanUp removes what a committed session leaves: its state, and its data
