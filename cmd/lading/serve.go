@@ -158,6 +158,9 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 		CacheObserver:     m.CacheObserver("links"),
 		UploadObserver:    m.UploadObserver(),
 	}
+	if len(cfg.Quotas) > 0 {
+		quotaOptions(cfg.Quotas, m.Quotas(), &opts)
+	}
 	var lockFellBack func()
 	if cfg.Redis.Addr != "" {
 		lockFellBack, opts.CacheFailed = m.RedisFallback("lock"), m.RedisFallback("cache")
@@ -197,6 +200,15 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 		opts.Cache = cache.NewMemory(linkCacheSize, time.Second)
 	}
 	reg := registry.New(drv, opts)
+	if len(opts.Quotas) > 0 {
+		// The usage of each rule capping a total, for its metric and for
+		// the first push, which would otherwise wait for the count.
+		go func() {
+			if err := reg.CountQuotas(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("quota: counting usage at the start failed; the first push counts again", "err", err)
+			}
+		}()
+	}
 	// Collection, upload purging and the retention rules run beside
 	// serving; with replicas, leases in the backend let one replica at a
 	// time do each. Not on a read-only server: it writes nothing, while
