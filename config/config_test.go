@@ -603,6 +603,11 @@ func TestLoadStoreLeavesServingFiles(t *testing.T) {
 	if cfg.Storage.Filesystem.Root != filepath.Join(dir, "data") {
 		t.Errorf("root %q", cfg.Storage.Filesystem.Root)
 	}
+	// Quotas are checked by serve alone: a job may share a read-only
+	// replica's file.
+	if _, err := LoadStore(write(serving+"readonly: true\nquotas:\n  - {repository: a, limit: 0}\n"), nil); err != nil {
+		t.Errorf("LoadStore with quotas serve refuses: %v", err)
+	}
 	for _, bad := range []struct{ yaml, want string }{
 		{serving + "gc:\n  grace: -1s\n", "gc.grace"},
 		{serving + "redis:\n  password: x\n", "redis.password"},

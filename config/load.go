@@ -82,6 +82,9 @@ func LoadStore(path string, env []string) (*Config, error) {
 
 // servingOnly says whether key is read by lading serve alone.
 func servingOnly(key string) bool {
+	if key == "quotas" || strings.HasPrefix(key, "quotas[") {
+		return true
+	}
 	for _, section := range []string{"http.", "auth.", "proxy.", "notifications.", "retention."} {
 		if strings.HasPrefix(key, section) {
 			return true
