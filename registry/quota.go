@@ -46,8 +46,8 @@ var quotaFresh = 30 * time.Second // a variable for the tests
 const quotaCountTimeout = 2 * time.Minute
 
 // quotaSizes bounds the blob sizes a process remembers for its counts
-// (about 100 bytes each, 13 MiB when full): a size never changes under
-// its digest, so a count of blobs met before lists links and stats none.
+// (120 bytes each, 15 MiB when full): a size never changes under its
+// digest, so a count of blobs met before lists links and stats none.
 const quotaSizes = 1 << 17
 
 // quotas checks pushes against the rules. Usage is kept per rule (per
