@@ -109,6 +109,7 @@ func TestQuotaCapsTheTotal(t *testing.T) {
 		}
 		_, err = b.repo.Blobs().Put(b.ctx, refused, bytes.NewReader(content))
 		wantQuotaDenied(t, "a blob in one request past the total", err, "300 B")
+		b.wantNotLinked(refused)
 
 		b.uploaded(198) // to the limit, not past it
 		_, err = a.repo.Blobs().Upload(a.ctx, UploadOptions{})
