@@ -15,10 +15,6 @@ import (
 	"github.com/lading-registry/lading/internal/bytesize"
 )
 
-// quotaAddr and quotaDebugAddr are this test's own ports, apart from
-// those of the others.
-const quotaAddr, quotaDebugAddr = "127.0.0.1:5761", "127.0.0.1:5762"
-
 // TestQuotas pushes with go-containerregistry into the repositories of a
 // quota until their total is nearly reached: the next image fails with
 // 403 DENIED naming the limit, a repository outside the rule still takes
@@ -28,7 +24,11 @@ func TestQuotas(t *testing.T) {
 	first, second, third := randomImage(t), randomImage(t), randomImage(t)
 	limit := imageBytes(t, first) + imageBytes(t, second) + 1024
 	env := []string{fmt.Sprintf(`LADING_QUOTAS=[{repository: "team/**", limit: %d}]`, limit)}
-	_, addr := serve(t, env, "--root", t.TempDir(), "--addr", quotaAddr, "--debug-addr", quotaDebugAddr)
+	p, addr := serve(t, env, "--root", t.TempDir(), "--debug-addr", debugAddr)
+	debug, err := p.listening("debug listener")
+	if err != nil {
+		t.Fatal(err)
+	}
 	write := func(ref string, img v1.Image) error {
 		r, err := name.ParseReference(addr + "/" + ref)
 		if err != nil {
@@ -42,7 +42,7 @@ func TestQuotas(t *testing.T) {
 		}
 	}
 
-	err := write("team/a:v2", third)
+	err = write("team/a:v2", third)
 	var terr *transport.Error
 	if !errors.As(err, &terr) || terr.StatusCode != http.StatusForbidden ||
 		len(terr.Errors) == 0 || terr.Errors[0].Code != transport.DeniedErrorCode {
@@ -64,7 +64,7 @@ func TestQuotas(t *testing.T) {
 		t.Fatalf("an image the full repository holds, under a new tag: %v", err)
 	}
 
-	m := scrape(t, "http://"+quotaDebugAddr+"/metrics")
+	m := scrape(t, "http://"+debug+"/metrics")
 	if got := m.sum("lading_quota_limit_bytes", "rule=team/**"); got != float64(limit) {
 		t.Errorf("lading_quota_limit_bytes = %v, want %d", got, limit)
 	}
