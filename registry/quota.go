@@ -64,7 +64,40 @@ type quotas struct {
 
 	mu     sync.Mutex
 	counts map[quotaKey]*quotaCount
+	// holding are the commits of one blob into one repository under way:
+	// commits of the same blob at once (parallel CI jobs pushing a shared
+	// base layer) hold its bytes once, and count them once linked.
+	holding map[quotaHoldKey]*sharedHold
+	// linkedAt is when this process last linked each blob into each
+	// repository (and counted it): a commit of one linked since its
+	// count began adds nothing again, though the link it checked first
+	// was not there yet.
+	linkedAt map[quotaHoldKey]time.Time
 }
+
+// maxLinkedAt bounds linkedAt; past it the entries older than two
+// quotaFresh go (a blob then linked again may count twice, until the next
+// count: the usage errs high).
+const maxLinkedAt = 1 << 16
+
+// quotaHoldKey is a blob being committed into a repository.
+type quotaHoldKey struct {
+	repo string
+	d    digestKey
+}
+
+// sharedHold is the bytes the commits of one blob into one repository
+// hold together. Guarded by quotas.mu.
+type sharedHold struct {
+	c      *quotaCount
+	size   int64
+	refs   int
+	linked bool // a commit linked it: its bytes moved from reserved to linked
+}
+
+// maxQuotaCounts bounds the counts kept; past it those stale and unheld
+// are dropped (an each rule over short-lived repositories).
+const maxQuotaCounts = 1 << 14
 
 // quotaKey names a count: a rule's total (repo empty), or one repository
 // under a rule with Each.
@@ -99,7 +132,7 @@ func newQuotas(r *Registry, opts Options) *quotas {
 	}
 	q := &quotas{reg: r, rules: opts.Quotas, used: opts.QuotaUsed, refused: opts.QuotaRefused,
 		sizes:  otter.Must(&otter.Options[digestKey, int64]{MaximumSize: quotaSizes}),
-		counts: map[quotaKey]*quotaCount{}}
+		counts: map[quotaKey]*quotaCount{}, holding: map[quotaHoldKey]*sharedHold{}, linkedAt: map[quotaHoldKey]time.Time{}}
 	for _, rule := range q.rules {
 		q.patterns = append(q.patterns, rule.Repositories)
 	}
@@ -149,10 +182,9 @@ func (q *quotas) mayStart(ctx context.Context, repo string, d digest.Digest) err
 // quotaHold is a commit's bytes, held against its rule's limit until it
 // ends (done).
 type quotaHold struct {
-	q    *quotas
-	c    *quotaCount
-	d    digest.Digest
-	size int64
+	q      *quotas
+	key    quotaHoldKey
+	shared *sharedHold
 }
 
 // admit checks that linking d, of size bytes, keeps repo's usage within
@@ -172,14 +204,27 @@ func (q *quotas) admit(ctx context.Context, repo string, d digest.Digest, size i
 	if err != nil {
 		return nil, err
 	}
+	dk, _ := keyOf(d)
+	hk := quotaHoldKey{repo: repo, d: dk}
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if at, ok := q.linkedAt[hk]; ok && !c.began.IsZero() && !at.Before(c.began) {
+		return nil, nil // linked by this process since the count began: counted
+	}
+	if sh := q.holding[hk]; sh != nil && sh.c == c {
+		// The same blob into the same repository, under way: its bytes
+		// are held already, and will be linked once.
+		sh.refs++
+		return &quotaHold{q: q, key: hk, shared: sh}, nil
+	}
 	limit := q.rules[key.rule].Limit
 	if used := c.usage(); used+size > limit || starting && used >= limit {
 		return nil, q.refuse(key, used, size)
 	}
 	c.reserved += size
-	return &quotaHold{q: q, c: c, d: d, size: size}, nil
+	sh := &sharedHold{c: c, size: size, refs: 1}
+	q.holding[hk] = sh
+	return &quotaHold{q: q, key: hk, shared: sh}, nil
 }
 
 // done ends the hold: the bytes count as linked when the commit linked
@@ -188,17 +233,30 @@ func (h *quotaHold) done(linked bool) {
 	if h == nil {
 		return
 	}
+	sh := h.shared
 	h.q.mu.Lock()
-	h.c.reserved -= h.size
-	if linked {
-		h.c.linked += h.size
-		if h.c.counting {
-			h.c.linkedDuring += h.size
+	c := sh.c
+	if linked && !sh.linked {
+		sh.linked = true
+		c.reserved -= sh.size
+		c.linked += sh.size
+		if c.counting {
+			c.linkedDuring += sh.size
+		}
+		h.q.noteLinked(h.key)
+	}
+	sh.refs--
+	if sh.refs == 0 {
+		if !sh.linked {
+			c.reserved -= sh.size
+		}
+		if h.q.holding[h.key] == sh {
+			delete(h.q.holding, h.key)
 		}
 	}
 	h.q.mu.Unlock()
-	if k, ok := keyOf(h.d); ok && linked {
-		h.q.sizes.Set(k, h.size)
+	if linked {
+		h.q.sizes.Set(h.key.d, sh.size)
 	}
 }
 
@@ -216,14 +274,20 @@ func (q *quotas) stale(c *quotaCount) bool {
 	return c.began.IsZero() || q.reg.now().Sub(c.began) > quotaFresh
 }
 
-// fresh returns the count of key, counted again first when stale; the
-// requests that find it stale at once share one count. When a count
-// fails, the one before stands (logged), and the next request tries
-// again; without one before, the request fails.
+// fresh returns the count of key. A stale one is counted again, by one
+// count for the requests that find it stale meanwhile, in the background:
+// the request goes on with the count before, plus what this process
+// linked since, so that a count longer than quotaFresh (thousands of
+// repositories on an object store) holds up no push. Only a key never
+// counted waits for its first count, and fails with it. A failed count
+// leaves the one before (logged); the next request tries again.
 func (q *quotas) fresh(ctx context.Context, key quotaKey) (*quotaCount, error) {
 	q.mu.Lock()
 	c := q.counts[key]
 	if c == nil {
+		if len(q.counts) >= maxQuotaCounts {
+			q.dropIdle()
+		}
 		c = &quotaCount{}
 		q.counts[key] = c
 	}
@@ -235,17 +299,54 @@ func (q *quotas) fresh(ctx context.Context, key quotaKey) (*quotaCount, error) {
 	done := q.flight.DoChan(strconv.Itoa(key.rule)+"/"+key.repo, func() (any, error) {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), quotaCountTimeout)
 		defer cancel()
-		return nil, q.count(cctx, key, c)
+		err := q.count(cctx, key, c)
+		q.mu.Lock()
+		before := !c.began.IsZero()
+		q.mu.Unlock()
+		if err != nil && before {
+			q.reg.log.Warn("quota: counting usage failed; the count before stands", "rule", q.rules[key.rule].Pattern, "repository", key.repo, "err", err)
+		}
+		return nil, err
 	})
+	if counted {
+		return c, nil
+	}
 	select {
 	case res := <-done:
-		if res.Err != nil && counted {
-			q.reg.log.Warn("quota: counting usage failed; the count before stands", "rule", q.rules[key.rule].Pattern, "repository", key.repo, "err", res.Err)
-			return c, nil
-		}
 		return c, res.Err
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+}
+
+// noteLinked records that this process linked and counted key's blob now.
+// Called with q.mu held.
+func (q *quotas) noteLinked(key quotaHoldKey) {
+	now := q.reg.now()
+	if len(q.linkedAt) >= maxLinkedAt {
+		for k, at := range q.linkedAt {
+			if now.Sub(at) > 2*quotaFresh {
+				delete(q.linkedAt, k)
+			}
+		}
+		if len(q.linkedAt) >= maxLinkedAt {
+			clear(q.linkedAt)
+		}
+	}
+	q.linkedAt[key] = now
+}
+
+// dropIdle forgets the counts that are stale and hold nothing, which the
+// next request for them counts again. Called with q.mu held.
+func (q *quotas) dropIdle() {
+	held := map[*quotaCount]bool{}
+	for _, sh := range q.holding {
+		held[sh.c] = true
+	}
+	for k, c := range q.counts {
+		if q.stale(c) && !c.counting && c.reserved == 0 && !held[c] {
+			delete(q.counts, k)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -220,20 +221,37 @@ func TestQuotaFreedByDeleteAndCollection(t *testing.T) {
 	})
 }
 
-// quotaUsage is the usage repo's rule is checked against now.
+// quotaUsage is the usage repo's rule is checked against once a count
+// begun by a stale one has ended (see recount).
 func quotaUsage(t *testing.T, reg *Registry, repo string) int64 {
 	t.Helper()
-	key, ok := reg.quotas.govern(repo)
-	if !ok {
-		t.Fatalf("no rule governs %s", repo)
-	}
-	c, err := reg.quotas.fresh(context.Background(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := recount(t, reg, repo)
 	reg.quotas.mu.Lock()
 	defer reg.quotas.mu.Unlock()
 	return c.usage()
+}
+
+// recount waits for the count of repo's rule that a request finding it
+// stale began in the background, or counts it now if it is stale and no
+// request did.
+func recount(t *testing.T, reg *Registry, repo string) *quotaCount {
+	t.Helper()
+	q := reg.quotas
+	key, ok := q.govern(repo)
+	if !ok {
+		t.Fatalf("no rule governs %s", repo)
+	}
+	c, err := q.fresh(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err, _ = q.flight.Do(strconv.Itoa(key.rule)+"/"+key.repo, func() (any, error) {
+		return nil, q.count(context.Background(), key, c)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // A second process on the same storage counts its own pushes at once and
@@ -251,6 +269,13 @@ func TestQuotaSecondProcess(t *testing.T) {
 		wantQuotaDenied(t, "past what the second pushed itself", err, "300 B of their 1000 B")
 
 		later(clock)
+		// A stale count stands while the next is counted, off the
+		// request's path.
+		if _, err := a2.repo.Blobs().Upload(a2.ctx, UploadOptions{}); err != nil {
+			t.Fatalf("an upload on a stale count: %v", err)
+		}
+		recount(t, second, "team/a")
+		recount(t, first, "team/a")
 		_, err = a2.repo.Blobs().Upload(a2.ctx, UploadOptions{})
 		wantQuotaDenied(t, "once the second counts again", err, `is full: the repositories it takes hold 1.1 KiB of their 1000 B`)
 		_, err = a1.repo.Blobs().Upload(a1.ctx, UploadOptions{})
@@ -343,6 +368,7 @@ func TestQuotaCountsAreSharedAndCheap(t *testing.T) {
 			counting.walks.Store(0)
 			counting.blobStats.Store(0)
 			begin()
+			recount(t, reg, "team/c") // the count begun by the first of them
 			if got := counting.walks.Load(); got != 2 {
 				t.Errorf("counting again listed links %d times, want 2", got)
 			}
@@ -380,4 +406,97 @@ func TestCountQuotas(t *testing.T) {
 	if len(refused) != 2 || refused["**"] != 1 || refused["team/**"] != 1 {
 		t.Fatalf("refusals told %v, want one of each rule", refused)
 	}
+}
+
+// gatedLinks holds the listings of repositories' links while armed: a
+// count that takes as long as the test wants.
+type gatedLinks struct {
+	driver.Driver
+	armed atomic.Bool
+	gate  chan struct{}
+}
+
+func (g *gatedLinks) Walk(ctx context.Context, dir, from string, fn driver.WalkFunc) error {
+	if strings.HasSuffix(dir, "/_layers") && g.armed.Load() {
+		<-g.gate
+	}
+	return g.Driver.Walk(ctx, dir, from, fn)
+}
+
+// A push finding the count stale goes on with it while the next is
+// counted: a count slower than the bound (thousands of repositories on an
+// object store) holds up no push.
+func TestQuotaSlowCountHoldsNoPush(t *testing.T) {
+	clock := &pruneClock{}
+	drv := &gatedLinks{Driver: manifestDrivers["inmemory"](t), gate: make(chan struct{})}
+	reg := New(drv, Options{Quotas: []QuotaRule{quotaRule(t, "team/**", 1<<20, false)}, Now: clock.now})
+	a := newFixture(t, reg, "team/a")
+	a.uploaded(10) // the first count, which the push waits for
+	drv.armed.Store(true)
+	later(clock)
+	pushed := make(chan struct{})
+	go func() {
+		defer close(pushed)
+		a.uploaded(10)
+	}()
+	select {
+	case <-pushed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a push waited for the count its stale one began")
+	}
+	close(drv.gate)
+	if got := quotaUsage(t, reg, "team/a"); got != 20 {
+		t.Errorf("usage %d once counted, want 20", got)
+	}
+}
+
+// sameLookDriver holds the first two looks at a repository's link of a
+// blob until both have looked: two commits of one blob at once, each
+// finding it not linked yet.
+type sameLookDriver struct {
+	driver.Driver
+	n    atomic.Int64
+	both chan struct{}
+}
+
+func (s *sameLookDriver) Stat(ctx context.Context, p string) (driver.FileInfo, error) {
+	fi, err := s.Driver.Stat(ctx, p)
+	if strings.Contains(p, "/_layers/") {
+		if s.n.Add(1) == 2 {
+			close(s.both)
+		}
+		select {
+		case <-s.both:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	return fi, err
+}
+
+// Two commits of one blob into one repository at once count it once:
+// parallel jobs pushing images over a shared base layer.
+func TestQuotaSameBlobAtOnceCountsOnce(t *testing.T) {
+	drv := &sameLookDriver{Driver: manifestDrivers["inmemory"](t), both: make(chan struct{})}
+	reg := New(drv, Options{Quotas: []QuotaRule{quotaRule(t, "team/**", 1000, false)}})
+	a := newFixture(t, reg, "team/a")
+	quotaUsage(t, reg, "team/a")
+	content := randomContent(400)
+	d := digest.FromBytes(content)
+	var wg sync.WaitGroup
+	for range 2 {
+		up, err := a.repo.Blobs().Upload(a.ctx, UploadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			if _, err := up.AppendCommit(a.ctx, bytes.NewReader(content), 0, d); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if got := quotaUsage(t, reg, "team/a"); got != 400 {
+		t.Errorf("usage %d after one blob of 400 B committed twice at once, want 400", got)
+	}
+	a.uploaded(300) // 700 of 1000
 }
