@@ -97,7 +97,7 @@ type sharedHold struct {
 
 // maxQuotaCounts bounds the counts kept; past it those stale and unheld
 // are dropped (an each rule over short-lived repositories).
-const maxQuotaCounts = 1 << 14
+var maxQuotaCounts = 1 << 14 // a variable for the tests
 
 // quotaKey names a count: a rule's total (repo empty), or one repository
 // under a rule with Each.

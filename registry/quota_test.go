@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -499,4 +500,26 @@ func TestQuotaSameBlobAtOnceCountsOnce(t *testing.T) {
 		t.Errorf("usage %d after one blob of 400 B committed twice at once, want 400", got)
 	}
 	a.uploaded(300) // 700 of 1000
+}
+
+// Under a rule with each, the counts of repositories no longer pushed to
+// are dropped once there are many, and counted again when needed.
+func TestQuotaIdleCountsDropped(t *testing.T) {
+	maxQuotaCounts = 4
+	defer func() { maxQuotaCounts = 1 << 14 }()
+	clock := &pruneClock{}
+	reg := New(manifestDrivers["inmemory"](t), Options{Quotas: []QuotaRule{quotaRule(t, "**", 1000, true)}, Now: clock.now})
+	for i := range 10 {
+		newFixture(t, reg, fmt.Sprintf("ci/branch-%d", i)).uploaded(100)
+		later(clock) // each count stale before the next repository's
+	}
+	reg.quotas.mu.Lock()
+	n := len(reg.quotas.counts)
+	reg.quotas.mu.Unlock()
+	if n > 4 {
+		t.Errorf("%d counts kept for 10 repositories pushed to once, over a bound of 4", n)
+	}
+	if got := quotaUsage(t, reg, "ci/branch-0"); got != 100 {
+		t.Errorf("a dropped count counted again: %d, want 100", got)
+	}
 }
