@@ -62,7 +62,7 @@ func AccessLog(logger *slog.Logger, next http.Handler, info func(*http.Request) 
 				bytesIn: body.BytesRead(), bytesOut: rec.Written(), duration: time.Since(start),
 				client: clientHost(r.RemoteAddr), user: labels.User, userAgent: r.UserAgent(), requestID: id,
 			}
-			if sc := trace.SpanContextFromContext(r.Context()); sc.IsValid() {
+			if sc := trace.SpanContextFromContext(r.Context()); sc.IsSampled() {
 				f.traceID = sc.TraceID().String()
 			}
 			if h, ok := logger.Handler().(*accessHandler); ok {

@@ -253,7 +253,7 @@ func (f *fsck) collection(ctx context.Context) error {
 	}
 	return f.problem(ctx, &FsckProblem{Kind: ProblemAbandonedRun, Path: gcStatePath, Detail: "run " + s.Run},
 		func(ctx context.Context) (bool, error) {
-			if _, err := f.reg.writeGCState(ctx, gcState{Last: s.Run, Ended: s.Ended, Window: s.Window}); err != nil {
+			if _, err := f.reg.writeGCState(ctx, gcState{Last: s.Run, Ended: s.Ended, Window: s.Window, Stored: s.Stored}); err != nil {
 				return false, err
 			}
 			return true, ignoreNotFound(f.reg.driver.Delete(ctx, gcRunPinsPath(s.Run)))

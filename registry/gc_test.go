@@ -1110,3 +1110,18 @@ func TestGCRecordsWhatItLeftStored(t *testing.T) {
 		}
 	})
 }
+
+// fsck's repair of a collection left running keeps what the last
+// completed one left stored.
+func TestFsckRepairKeepsWhatTheLastCollectionLeftStored(t *testing.T) {
+	f, _ := hookedFixture(t)
+	reg := f.repo.reg
+	stored := &GCStored{Blobs: 3, Bytes: 1234, At: time.Now().UTC()}
+	if _, err := reg.writeGCState(f.ctx, gcState{Run: "dead", Window: DefaultGCWindow, Stored: stored}); err != nil {
+		t.Fatal(err)
+	}
+	fsckProblems(t, reg, true)
+	if got, ok, err := reg.LastStored(f.ctx); !ok || err != nil || got.Bytes != 1234 {
+		t.Fatalf("after fsck --repair of the abandoned run: %+v %v %v, want %+v", got, ok, err, stored)
+	}
+}

@@ -134,6 +134,11 @@ func (c *collector) flush(ctx context.Context) error {
 					return err
 				}
 			}
+		case recheckGone:
+			if batch[i].kind == "blob" { // walked, and stored no more
+				c.walkedBlobs--
+				c.walkedBytes -= batch[i].size
+			}
 		}
 	}
 	return nil

@@ -6,12 +6,16 @@ package tracing
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -20,6 +24,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/lading-registry/lading/internal/httpx"
+	"github.com/lading-registry/lading/logging"
 )
 
 // Tracing is a started export of traces; the zero value traces nothing.
@@ -36,6 +41,9 @@ type Options struct {
 	SampleRatio float64
 	// Version is the build's, reported as service.version.
 	Version string
+	// Logger hears of failed exports, at most once a minute; nil means
+	// slog.Default().
+	Logger *slog.Logger
 }
 
 // Start begins exporting; with no endpoint it returns the zero Tracing.
@@ -52,6 +60,18 @@ func Start(ctx context.Context, opts Options) (*Tracing, error) {
 	if endpoint.Path == "" || endpoint.Path == "/" {
 		endpoint.Path = "/v1/traces"
 	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	// The library's own errors (a receiver down: at every batch) go to
+	// the process log in its format, not to the standard logger.
+	var warned logging.EveryMinute
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		if warned.Allow() {
+			log.Warn("tracing: spans not exported", "err", err)
+		}
+	}))
 	exporter, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(endpoint.String()))
 	if err != nil {
 		return nil, err
@@ -92,14 +112,22 @@ func (t *Tracing) Handler(next http.Handler, info func(*http.Request) (route, re
 	}
 	named := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		l, r := httpx.WithLabels(r)
+		// Deferred: a download cut short by a panic (http.ErrAbortHandler)
+		// is named too, and marked.
+		defer func() {
+			l.Resolve(r, info)
+			span := trace.SpanFromContext(r.Context())
+			span.SetName(r.Method + " " + l.Route)
+			span.SetAttributes(semconv.HTTPRoute(l.Route), attribute.String("lading.repository", l.Repository))
+			if l.User != "" {
+				span.SetAttributes(attribute.String("enduser.id", l.User))
+			}
+			if p := recover(); p != nil {
+				span.SetStatus(codes.Error, fmt.Sprint(p))
+				panic(p)
+			}
+		}()
 		next.ServeHTTP(w, r)
-		l.Resolve(r, info)
-		span := trace.SpanFromContext(r.Context())
-		span.SetName(r.Method + " " + l.Route)
-		span.SetAttributes(semconv.HTTPRoute(l.Route), attribute.String("lading.repository", l.Repository))
-		if l.User != "" {
-			span.SetAttributes(attribute.String("enduser.id", l.User))
-		}
 	})
 	return otelhttp.NewHandler(named, "request",
 		otelhttp.WithTracerProvider(t.provider),
@@ -107,9 +135,11 @@ func (t *Tracing) Handler(next http.Handler, info func(*http.Request) (route, re
 	)
 }
 
-// Transport wraps base (http.DefaultTransport when nil) in client spans
-// that carry the trace to the server called (a mirror's upstream);
-// unchanged when not tracing.
+// Transport wraps base (http.DefaultTransport when nil) in a client span
+// per request that carries the trace to the server called (a mirror's
+// upstream): the W3C traceparent only, never a caller's baggage, and the
+// URL without its query, which may hold a presigned URL's signature.
+// Unchanged when not tracing.
 func (t *Tracing) Transport(base http.RoundTripper) http.RoundTripper {
 	if t.provider == nil {
 		return base
@@ -117,7 +147,37 @@ func (t *Tracing) Transport(base http.RoundTripper) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	return otelhttp.NewTransport(base, otelhttp.WithTracerProvider(t.provider), otelhttp.WithPropagators(propagator))
+	return &tracedTransport{base: base, tracer: t.provider.Tracer("github.com/lading-registry/lading")}
+}
+
+type tracedTransport struct {
+	base   http.RoundTripper
+	tracer trace.Tracer
+}
+
+func (t *tracedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	if !trace.SpanFromContext(ctx).IsRecording() {
+		return t.base.RoundTrip(req) // background work, or a request not sampled
+	}
+	u := *req.URL
+	u.RawQuery, u.ForceQuery, u.Fragment, u.User = "", false, "", nil
+	ctx, span := t.tracer.Start(ctx, req.Method, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(semconv.HTTPRequestMethodKey.String(req.Method), semconv.URLFull(u.String()), semconv.ServerAddress(req.URL.Hostname())))
+	defer span.End()
+	req = req.Clone(ctx)
+	propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(req.Header))
+	resp, err := t.base.RoundTrip(req)
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+		return resp, err
+	}
+	span.SetAttributes(semconv.HTTPResponseStatusCode(resp.StatusCode))
+	if resp.StatusCode >= 500 {
+		span.SetStatus(codes.Error, resp.Status)
+	}
+	return resp, nil
 }
 
 // Shutdown sends the spans still held, within ctx.

@@ -5,7 +5,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 )
 
 // A traced request's writer still reads from a file (io.ReaderFrom), the
@@ -42,5 +47,74 @@ func TestZeroTracesNothing(t *testing.T) {
 	}
 	if tr.Tracer() != nil || tr.Transport(nil) != nil {
 		t.Error("a tracer or transport without an endpoint")
+	}
+}
+
+func recorded(t *testing.T) (*Tracing, *tracetest.SpanRecorder) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { tp.Shutdown(context.Background()) })
+	return &Tracing{provider: tp}, rec
+}
+
+// A download cut short by a panic (http.ErrAbortHandler) has its span
+// named by its route, and marked failed.
+func TestHandlerNamesAPanickedRequest(t *testing.T) {
+	tr, rec := recorded(t)
+	h := tr.Handler(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		panic(http.ErrAbortHandler)
+	}), func(*http.Request) (string, string) { return "blob", "team/app" })
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	if resp, err := http.Get(srv.URL + "/v2/team/app/blobs/x"); err == nil {
+		resp.Body.Close()
+	}
+	spans := rec.Ended()
+	if len(spans) != 1 || spans[0].Name() != "GET blob" || spans[0].Status().Code != codes.Error {
+		for _, s := range spans {
+			t.Logf("%s %v", s.Name(), s.Status())
+		}
+		t.Fatalf("%d spans, want one named GET blob, failed", len(spans))
+	}
+}
+
+// The upstream is sent the trace, never a caller's baggage, and the span
+// keeps no query (a presigned URL's signature).
+func TestTransportCarriesTheTraceOnly(t *testing.T) {
+	tr, rec := recorded(t)
+	var got http.Header
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = r.Header.Clone() }))
+	defer upstream.Close()
+	client := &http.Client{Transport: tr.Transport(nil)}
+	front := tr.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		req, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, upstream.URL+"/v2/library/alpine/blobs/x?X-Amz-Signature=secret", nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		resp.Body.Close()
+	}), func(*http.Request) (string, string) { return "blob", "library/alpine" })
+	srv := httptest.NewServer(front)
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v2/library/alpine/blobs/x", nil)
+	req.Header.Set("baggage", "tenant=acme")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got.Get("traceparent") == "" || got.Get("baggage") != "" {
+		t.Errorf("upstream got traceparent %q and baggage %q; want the one, not the other", got.Get("traceparent"), got.Get("baggage"))
+	}
+	for _, s := range rec.Ended() {
+		for _, a := range s.Attributes() {
+			if strings.Contains(a.Value.Emit(), "secret") {
+				t.Errorf("span %s keeps %s=%s", s.Name(), a.Key, a.Value.Emit())
+			}
+		}
+	}
+	if n := len(rec.Ended()); n != 2 {
+		t.Errorf("%d spans, want the request's and the upstream call's", n)
 	}
 }

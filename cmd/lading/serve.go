@@ -133,7 +133,7 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 	if fsd, ok := backend.(*filesystem.Driver); ok && !fsd.Journaled() {
 		log.Warn("storage.filesystem.root is on a file system without a journal: a power loss can lose files and need a manual fsck (docs/operations.md)", "root", cfg.Storage.Filesystem.Root)
 	}
-	tr, err := tracing.Start(ctx, tracing.Options{Endpoint: cfg.Tracing.Endpoint, SampleRatio: cfg.Tracing.SampleRatio, Version: buildVersion()})
+	tr, err := tracing.Start(ctx, tracing.Options{Endpoint: cfg.Tracing.Endpoint, SampleRatio: cfg.Tracing.SampleRatio, Version: buildVersion(), Logger: log})
 	if err != nil {
 		return fmt.Errorf("tracing: %w", err)
 	}
@@ -386,7 +386,18 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.HTTP.DrainTimeout)
 	defer cancel()
 	var errs []error
-	for _, s := range servers {
+	for i, s := range servers {
+		if i > 0 {
+			// The debug listener, once the registry's requests are done:
+			// what it serves (a scrape, a profile of many seconds) need
+			// not hold up the stop.
+			dctx, cancel := context.WithTimeout(drainCtx, time.Second)
+			if s.Shutdown(dctx) != nil {
+				s.Close()
+			}
+			cancel()
+			continue
+		}
 		err := s.Shutdown(drainCtx)
 		if errors.Is(err, context.DeadlineExceeded) {
 			// The stop asked for has happened, on time: not a failure of

@@ -117,6 +117,13 @@ func TestServeTracesRequestsAndStorageCalls(t *testing.T) {
 		t.Fatalf("HEAD: %v %v", resp, err)
 	}
 	resp.Body.Close()
+	// A caller that did not sample its trace: nothing is recorded.
+	const unsampled = "5bf92f3577b34da6a3ce929d0e0e4737"
+	req.Header.Set("traceparent", "00-"+unsampled+"-"+callerSpan+"-00")
+	if resp, err = http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("HEAD: %v %v", resp, err)
+	}
+	resp.Body.Close()
 	cancel() // the stop sends the spans still held
 	if err := <-served; err != nil {
 		t.Fatal(err)
@@ -165,6 +172,19 @@ func TestServeTracesRequestsAndStorageCalls(t *testing.T) {
 	}
 	if !strings.Contains(accessLines.String(), "trace_id="+callerTrace) {
 		t.Errorf("no access line with the caller's trace id:\n%s", accessLines.String())
+	}
+	if strings.Contains(accessLines.String(), unsampled) {
+		t.Errorf("an access line names a trace not recorded:\n%s", accessLines.String())
+	}
+	// Storage calls outside requests (the start's, a readiness probe's)
+	// make no spans of their own.
+	for _, s := range rc.spans {
+		if len(s.ParentSpanId) == 0 && strings.HasPrefix(s.Name, "storage.") {
+			t.Errorf("a storage span with no request: %s %s", s.Name, rc.attrs[s]["lading.storage.path"])
+		}
+		if hexOf(s.TraceId) == unsampled {
+			t.Errorf("a span of a trace its caller did not sample: %s", s.Name)
+		}
 	}
 }
 

@@ -29,9 +29,9 @@ func Instrument(d Driver, observe Observer) Driver {
 	return InstrumentTraced(d, observe, nil)
 }
 
-// InstrumentTraced is Instrument, and with tracer set each call that takes
-// a context is also a span ("storage.GetContent", ...) under the context's,
-// naming the driver and the path.
+// InstrumentTraced is Instrument, and with tracer set each call made for
+// a traced request is also a span ("storage.GetContent", ...) under the
+// request's, naming the driver and the path.
 func InstrumentTraced(d Driver, observe Observer, tracer trace.Tracer) Driver {
 	return &instrumented{d: d, observe: observe, tracer: tracer}
 }
@@ -59,10 +59,12 @@ type call struct {
 	span  trace.Span
 }
 
-// begin starts observing op on path, and its span when tracing.
+// begin starts observing op on path, and its span when tracing a
+// request: background work (a collection, a probe) makes none, and would
+// crowd the requests' spans out of the export.
 func (i *instrumented) begin(ctx context.Context, op, path string) (context.Context, call) {
 	c := call{i: i, op: op, began: time.Now()}
-	if i.tracer != nil {
+	if i.tracer != nil && trace.SpanFromContext(ctx).IsRecording() {
 		ctx, c.span = i.tracer.Start(ctx, "storage."+op, trace.WithSpanKind(trace.SpanKindClient),
 			trace.WithAttributes(attribute.String("lading.storage.driver", i.d.Name()), attribute.String("lading.storage.path", path)))
 	}
@@ -152,10 +154,10 @@ func (i *instrumented) Writer(ctx context.Context, path string, append bool) (w 
 		return nil, err
 	}
 	w, err = i.d.Writer(ctx, path, append)
-	if err != nil || i.observe == nil {
+	if err != nil || i.observe == nil && i.tracer == nil {
 		return w, err
 	}
-	return &instrumentedWriter{w: w, i: i}, nil
+	return &instrumentedWriter{w: w, i: i, path: path}, nil
 }
 
 func (i *instrumented) Stat(ctx context.Context, path string) (fi FileInfo, err error) {
@@ -211,7 +213,8 @@ func (i *instrumented) Walk(ctx context.Context, path, from string, fn WalkFunc)
 }
 
 func (i *instrumented) RedirectURL(r *http.Request, path string) (url string, err error) {
-	defer i.report("RedirectURL", time.Now(), &err)
+	_, c := i.begin(r.Context(), "RedirectURL", path)
+	defer c.end(&err)
 	if err := i.check(path); err != nil {
 		return "", err
 	}
@@ -219,8 +222,9 @@ func (i *instrumented) RedirectURL(r *http.Request, path string) (url string, er
 }
 
 type instrumentedWriter struct {
-	w FileWriter
-	i *instrumented
+	w    FileWriter
+	i    *instrumented
+	path string
 }
 
 func (w *instrumentedWriter) Write(p []byte) (n int, err error) {
@@ -240,11 +244,13 @@ func (w *instrumentedWriter) Abandon() { Abandon(w.w) }
 func (w *instrumentedWriter) Retract() error { return Retract(w.w) }
 
 func (w *instrumentedWriter) Cancel(ctx context.Context) (err error) {
-	defer w.i.report("Writer.Cancel", time.Now(), &err)
+	ctx, c := w.i.begin(ctx, "Writer.Cancel", w.path)
+	defer c.end(&err)
 	return w.w.Cancel(ctx)
 }
 
 func (w *instrumentedWriter) Commit(ctx context.Context) (err error) {
-	defer w.i.report("Writer.Commit", time.Now(), &err)
+	ctx, c := w.i.begin(ctx, "Writer.Commit", w.path)
+	defer c.end(&err)
 	return w.w.Commit(ctx)
 }
