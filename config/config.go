@@ -32,7 +32,7 @@ type Config struct {
 
 // Tracing configures the export of traces.
 type Tracing struct {
-	Endpoint    string  `yaml:"endpoint" doc:"URL of an OTLP/HTTP receiver (an OpenTelemetry Collector, Jaeger, Tempo): http://otel-collector:4318, to which /v1/traces is added when it has no path; empty sends none. The OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_CERTIFICATE and OTEL_SERVICE_NAME variables apply."`
+	Endpoint    string  `yaml:"endpoint" doc:"URL of an OTLP/HTTP receiver (an OpenTelemetry Collector, Jaeger, Tempo): http://otel-collector:4318, to which /v1/traces is added when it has no path; empty sends none. Spans go in OTLP's JSON encoding; the OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_CERTIFICATE and OTEL_SERVICE_NAME variables apply."`
 	SampleRatio float64 `yaml:"sampleratio" doc:"Part of the requests traced, from 0 to 1, when the caller did not decide (a traceparent header from a traced caller is followed)."`
 }
 

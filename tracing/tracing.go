@@ -16,7 +16,6 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -72,7 +71,7 @@ func Start(ctx context.Context, opts Options) (*Tracing, error) {
 			log.Warn("tracing: spans not exported", "err", err)
 		}
 	}))
-	exporter, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(endpoint.String()))
+	exporter, err := newOTLPJSON(endpoint.String())
 	if err != nil {
 		return nil, err
 	}

@@ -2,15 +2,18 @@ package tracing
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // A traced request's writer still reads from a file (io.ReaderFrom), the
@@ -116,5 +119,45 @@ func TestTransportCarriesTheTraceOnly(t *testing.T) {
 	}
 	if n := len(rec.Ended()); n != 2 {
 		t.Errorf("%d spans, want the request's and the upstream call's", n)
+	}
+}
+
+// The export is OTLP/HTTP in JSON: ids in hex, 64-bit integers as strings,
+// enums as numbers, with the headers OTEL_EXPORTER_OTLP_HEADERS gives.
+func TestExportIsOTLPJSON(t *testing.T) {
+	t.Setenv("OTEL_EXPORTER_OTLP_HEADERS", "Authorization=Bearer%20t0ken,x-tenant=acme")
+	got := make(chan map[string]any, 1)
+	var auth string
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]any
+		if r.URL.Path != "/v1/traces" || r.Header.Get("Content-Type") != "application/json" || json.NewDecoder(r.Body).Decode(&body) != nil {
+			http.Error(w, "not OTLP JSON", http.StatusBadRequest)
+			return
+		}
+		auth = r.Header.Get("Authorization") + "|" + r.Header.Get("X-Tenant")
+		got <- body
+	}))
+	defer receiver.Close()
+	tr, err := Start(context.Background(), Options{Endpoint: receiver.URL, SampleRatio: 1, Version: "v9"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, span := tr.Tracer().Start(context.Background(), "storage.Stat", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.Int64("size", 1<<40), attribute.Bool("ok", true), attribute.String("path", "/blobs")))
+	span.SetStatus(codes.Error, "gone")
+	span.End()
+	if err := tr.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	body := <-got
+	if auth != "Bearer t0ken|acme" {
+		t.Errorf("headers %q", auth)
+	}
+	raw, _ := json.Marshal(body)
+	for _, want := range []string{`"service.name"`, `"stringValue":"lading"`, `"stringValue":"v9"`, `"name":"storage.Stat"`, `"kind":3`,
+		`"intValue":"1099511627776"`, `"boolValue":true`, `"status":{"code":2,"message":"gone"}`, `"traceId":"` + span.SpanContext().TraceID().String() + `"`} {
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("export lacks %s:\n%s", want, raw)
+		}
 	}
 }

@@ -2,9 +2,8 @@ package main
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
-	"io"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,40 +13,48 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/lading-registry/lading/logging"
 )
 
-// otlpReceiver collects the spans posted to it over OTLP/HTTP.
+// otlpReceiver collects the spans posted to it over OTLP/HTTP, in OTLP's
+// JSON encoding.
 type otlpReceiver struct {
 	mu    sync.Mutex
-	spans []*tracepb.Span
-	attrs map[*tracepb.Span]map[string]string
+	spans []*otlpSpan
 	srv   *httptest.Server
 }
 
+type otlpSpan struct {
+	TraceID      string `json:"traceId"`
+	SpanID       string `json:"spanId"`
+	ParentSpanID string `json:"parentSpanId"`
+	Name         string `json:"name"`
+	Kind         int    `json:"kind"`
+	Attributes   []struct {
+		Key   string `json:"key"`
+		Value struct {
+			String string `json:"stringValue"`
+		} `json:"value"`
+	} `json:"attributes"`
+	attrs map[string]string
+}
+
 func newOTLPReceiver(t *testing.T) *otlpReceiver {
-	rc := &otlpReceiver{attrs: map[*tracepb.Span]map[string]string{}}
+	rc := &otlpReceiver{}
 	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/v1/traces" {
-			http.NotFound(w, r)
+		if r.URL.Path != "/v1/traces" || r.Header.Get("Content-Type") != "application/json" {
+			http.Error(w, "not OTLP/HTTP JSON", http.StatusBadRequest)
 			return
 		}
-		var body io.Reader = r.Body
-		if r.Header.Get("Content-Encoding") == "gzip" {
-			zr, err := gzip.NewReader(r.Body)
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
-			}
-			body = zr
+		var req struct {
+			ResourceSpans []struct {
+				ScopeSpans []struct {
+					Spans []*otlpSpan `json:"spans"`
+				} `json:"scopeSpans"`
+			} `json:"resourceSpans"`
 		}
-		raw, _ := io.ReadAll(body)
-		var req coltracepb.ExportTraceServiceRequest
-		if err := proto.Unmarshal(raw, &req); err != nil {
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
@@ -55,18 +62,17 @@ func newOTLPReceiver(t *testing.T) *otlpReceiver {
 		for _, rs := range req.ResourceSpans {
 			for _, ss := range rs.ScopeSpans {
 				for _, s := range ss.Spans {
-					a := map[string]string{}
+					s.attrs = map[string]string{}
 					for _, kv := range s.Attributes {
-						a[kv.Key] = kv.Value.GetStringValue()
+						s.attrs[kv.Key] = kv.Value.String
 					}
 					rc.spans = append(rc.spans, s)
-					rc.attrs[s] = a
 				}
 			}
 		}
 		rc.mu.Unlock()
-		w.Header().Set("Content-Type", "application/x-protobuf")
-		w.Write(nil)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte("{}"))
 	}))
 	t.Cleanup(rc.srv.Close)
 	return rc
@@ -131,11 +137,7 @@ func TestServeTracesRequestsAndStorageCalls(t *testing.T) {
 
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
-	byID := map[string]*tracepb.Span{}
-	for _, s := range rc.spans {
-		byID[string(s.SpanId)] = s
-	}
-	var manifestPut, head *tracepb.Span
+	var manifestPut, head *otlpSpan
 	for _, s := range rc.spans {
 		switch s.Name {
 		case "PUT manifest":
@@ -151,24 +153,24 @@ func TestServeTracesRequestsAndStorageCalls(t *testing.T) {
 		}
 		t.Fatalf("no PUT manifest or HEAD blob span among %q", names)
 	}
-	if a := rc.attrs[manifestPut]; a["lading.repository"] != "team/app" || a["http.route"] != "manifest" || manifestPut.Kind != tracepb.Span_SPAN_KIND_SERVER {
+	if a := manifestPut.attrs; a["lading.repository"] != "team/app" || a["http.route"] != "manifest" || manifestPut.Kind != 2 {
 		t.Errorf("PUT manifest span: kind %v, attributes %v", manifestPut.Kind, a)
 	}
 	// The push's storage calls are its children, in its trace.
 	children := 0
 	for _, s := range rc.spans {
-		if strings.HasPrefix(s.Name, "storage.") && bytes.Equal(s.ParentSpanId, manifestPut.SpanId) {
+		if strings.HasPrefix(s.Name, "storage.") && s.ParentSpanID == manifestPut.SpanID {
 			children++
-			if !bytes.Equal(s.TraceId, manifestPut.TraceId) || rc.attrs[s]["lading.storage.driver"] != "filesystem" || rc.attrs[s]["lading.storage.path"] == "" {
-				t.Errorf("storage span %s: trace %x, attributes %v", s.Name, s.TraceId, rc.attrs[s])
+			if s.TraceID != manifestPut.TraceID || s.attrs["lading.storage.driver"] != "filesystem" || s.attrs["lading.storage.path"] == "" {
+				t.Errorf("storage span %s: trace %s, attributes %v", s.Name, s.TraceID, s.attrs)
 			}
 		}
 	}
 	if children == 0 {
 		t.Error("the manifest push's storage calls have no spans under it")
 	}
-	if got := hexOf(head.TraceId); got != callerTrace || hexOf(head.ParentSpanId) != callerSpan {
-		t.Errorf("HEAD span in trace %s under %x, want the caller's %s under %s", got, head.ParentSpanId, callerTrace, callerSpan)
+	if head.TraceID != callerTrace || head.ParentSpanID != callerSpan {
+		t.Errorf("HEAD span in trace %s under %s, want the caller's %s under %s", head.TraceID, head.ParentSpanID, callerTrace, callerSpan)
 	}
 	if !strings.Contains(accessLines.String(), "trace_id="+callerTrace) {
 		t.Errorf("no access line with the caller's trace id:\n%s", accessLines.String())
@@ -179,20 +181,11 @@ func TestServeTracesRequestsAndStorageCalls(t *testing.T) {
 	// Storage calls outside requests (the start's, a readiness probe's)
 	// make no spans of their own.
 	for _, s := range rc.spans {
-		if len(s.ParentSpanId) == 0 && strings.HasPrefix(s.Name, "storage.") {
-			t.Errorf("a storage span with no request: %s %s", s.Name, rc.attrs[s]["lading.storage.path"])
+		if s.ParentSpanID == "" && strings.HasPrefix(s.Name, "storage.") {
+			t.Errorf("a storage span with no request: %s %s", s.Name, s.attrs["lading.storage.path"])
 		}
-		if hexOf(s.TraceId) == unsampled {
+		if s.TraceID == unsampled {
 			t.Errorf("a span of a trace its caller did not sample: %s", s.Name)
 		}
 	}
-}
-
-func hexOf(b []byte) string {
-	const digits = "0123456789abcdef"
-	out := make([]byte, 0, 2*len(b))
-	for _, c := range b {
-		out = append(out, digits[c>>4], digits[c&15])
-	}
-	return string(out)
 }
