@@ -270,11 +270,8 @@ func TestQuotaSecondProcess(t *testing.T) {
 		wantQuotaDenied(t, "past what the second pushed itself", err, "300 B of their 1000 B")
 
 		later(clock)
-		// A stale count stands while the next is counted, off the
-		// request's path.
-		if _, err := a2.repo.Blobs().Upload(a2.ctx, UploadOptions{}); err != nil {
-			t.Fatalf("an upload on a stale count: %v", err)
-		}
+		// (A push on the stale count may or may not find the next one
+		// ended: TestQuotaSlowCountHoldsNoPush holds a count to see.)
 		recount(t, second, "team/a")
 		recount(t, first, "team/a")
 		_, err = a2.repo.Blobs().Upload(a2.ctx, UploadOptions{})
@@ -446,8 +443,10 @@ func TestQuotaSlowCountHoldsNoPush(t *testing.T) {
 		t.Fatal("a push waited for the count its stale one began")
 	}
 	close(drv.gate)
-	if got := quotaUsage(t, reg, "team/a"); got != 20 {
-		t.Errorf("usage %d once counted, want 20", got)
+	// The push linked while the count listed: it may be found by the
+	// count and added again (the usage errs high, never low).
+	if got := quotaUsage(t, reg, "team/a"); got != 20 && got != 30 {
+		t.Errorf("usage %d once counted, want 20 (or 30, counted twice)", got)
 	}
 }
 
