@@ -54,8 +54,8 @@ type Upload struct {
 	state uploadState
 	// private: a session no request can see (Put's), with nothing stored.
 	private bool
-	// ended: the session was removed (a quota refused its commit), and
-	// nothing of it may be saved again.
+	// ended: the session was removed (damaged, or a quota refused its
+	// commit), and nothing of it may be saved again.
 	ended bool
 	// lockLost is closed if the lock this handle's request holds lapses,
 	// or could not be renewed in time; nil (never closed) for a lock that
@@ -832,6 +832,9 @@ func (u *Upload) save(ctx context.Context) error {
 	if err := u.held(); err != nil {
 		return err
 	}
+	if u.ended {
+		return nil // removed (lost, end): saved, it would linger as a state without data
+	}
 	raw, err := json.Marshal(&u.state)
 	if err != nil {
 		return err
@@ -854,6 +857,7 @@ func (u *Upload) lost(ctx context.Context, why string, cause ...error) error {
 	// server's paths and hosts, which are not the client's to see.
 	u.bs.repo.reg.log.Warn("dropping damaged upload session", "repository", u.state.Repository, "upload", u.state.ID, "reason", why, "error", errors.Join(cause...))
 	_ = u.bs.repo.reg.deleteUpload(context.WithoutCancel(ctx), u.state.Repository, u.state.ID, true)
+	u.ended = true
 	return newError(CodeBlobUploadUnknown, "upload %s can no longer be resumed: %s", u.state.ID, why)
 }
 
