@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -114,7 +115,13 @@ func (m *repoMarker) evictTags(ctx context.Context) error {
 		d digest.Digest
 	}
 	var plain, signatures []doomed
+	// A tag written lately stays whatever it names; what it names is read
+	// only for the signatures' sake (marking reads every tag again).
+	anySignature := slices.ContainsFunc(tags, func(t listedTag) bool { return schemaTag(t.name) })
 	for _, t := range tags {
+		if !anySignature && !t.pushed.Before(m.c.unpulledCutoff) {
+			continue
+		}
 		d, err := m.ms.tagDigest(ctx, t.name)
 		if errors.Is(err, ErrManifestUnknown) {
 			continue

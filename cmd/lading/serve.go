@@ -209,18 +209,19 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 			}
 		}()
 	}
+	// What the last collection left stored, any replica's, from the
+	// start: the schedule reads it again at each look.
+	storedSeen := func(s registry.GCStored) { m.GCStored(int64(s.Blobs), s.Bytes, s.At) }
+	sctx, cancelStored := context.WithTimeout(ctx, 10*time.Second)
+	if s, ok, err := reg.LastStored(sctx); err == nil && ok {
+		storedSeen(s)
+	}
+	cancelStored()
 	// Collection, upload purging and the retention rules run beside
 	// serving; with replicas, leases in the backend let one replica at a
 	// time do each. Not on a read-only server: it writes nothing, while
 	// another process may be filling or copying the storage. On a stop, a collection ends
 	// (telling writers it is over) before the process does.
-	// What the last collection left stored, any replica's, from the
-	// start: the schedule reads it again at each look.
-	sctx, cancelStored := context.WithTimeout(ctx, 10*time.Second)
-	if s, ok, err := reg.LastStored(sctx); err == nil && ok {
-		m.GCStored(int64(s.Blobs), s.Bytes, s.At)
-	}
-	cancelStored()
 	maintained := make(chan struct{})
 	// A return before the stop (a listener that cannot bind) ends it too.
 	mctx, stopMaintaining := context.WithCancel(ctx)
@@ -234,9 +235,9 @@ func serve(ctx context.Context, cfg *config.Config, log, access *slog.Logger, li
 			PurgeAge:   cfg.Uploads.PurgeAge,
 			Collected: func(rep registry.GCReport) {
 				m.GCRun(int64(rep.TagsEvicted), int64(rep.BlobsRemoved), rep.BytesReclaimed)
-				m.GCStored(int64(rep.Stored.Blobs), rep.Stored.Bytes, rep.Stored.At)
+				storedSeen(rep.Stored)
 			},
-			StoredSeen: func(s registry.GCStored) { m.GCStored(int64(s.Blobs), s.Bytes, s.At) },
+			StoredSeen: storedSeen,
 			Failed:     m.MaintenanceFailed,
 		}
 		if cfg.Retention.Interval > 0 {
