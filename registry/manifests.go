@@ -180,6 +180,27 @@ func (ms *ManifestStore) put(ctx context.Context, reference, mediaType string, p
 			return nil, err
 		}
 	}
+	var refPaths []string
+	check := func(ctx context.Context) (err error) {
+		refPaths, err = ms.checkReferences(ctx, m)
+		return err
+	}
+	if lazy {
+		check = func(context.Context) error { return nil }
+	}
+	// On an object store, where each request is a round trip, the bytes
+	// and the references' checks go while the lock is taken. The bytes
+	// are content-addressed, the same whoever writes them, and ones a
+	// failed push leaves are the collector's (the guard covers them from
+	// here). On a file system they wait for the batch below, which makes
+	// them durable with the rest.
+	var early, checked *inFlight
+	if !ms.repo.reg.deferring {
+		early = start(ctx, createPayload{ms.driver(), blobPath(d), payload}.Publish)
+		defer early.wait()
+		checked = start(ctx, check)
+		defer checked.wait()
+	}
 	unlock, err := ms.lockManifest(ctx, d, true)
 	if err != nil {
 		return nil, err
@@ -215,15 +236,11 @@ func (ms *ManifestStore) put(ctx context.Context, reference, mediaType string, p
 			return nil
 		}
 	}
-	var refPaths []string
-	check := func(ctx context.Context) (err error) {
-		refPaths, err = ms.checkReferences(ctx, m)
-		return err
+	if checked != nil {
+		err = checked.wait()
+	} else {
+		err = together(ctx, check, isStored)
 	}
-	if lazy {
-		check = func(context.Context) error { return nil }
-	}
-	err = together(ctx, check, isStored)
 	if err != nil {
 		return nil, err
 	}
@@ -245,7 +262,7 @@ func (ms *ManifestStore) put(ctx context.Context, reference, mediaType string, p
 	//     a look at the record and so must never outlive a crash that loses
 	//     what they point at; beside them, the repository's catalog marker
 	//     (fsck puts back one a crash loses).
-	writes, err := ms.stageWrites(ctx, d, payload, stored, rec, m, tags)
+	writes, err := ms.stageWrites(ctx, d, payload, stored, early, rec, m, tags)
 	if err != nil {
 		return nil, err
 	}
@@ -317,8 +334,8 @@ type stagedWrites struct {
 }
 
 // stageWrites stages a push's writes with content all at once; the payload
-// only when it was not stored already.
-func (ms *ManifestStore) stageWrites(ctx context.Context, d digest.Digest, payload []byte, stored bool, rec manifestRecord, m *parsedManifest, tags []string) (*stagedWrites, error) {
+// only when it was not stored already, or was written early.
+func (ms *ManifestStore) stageWrites(ctx context.Context, d digest.Digest, payload []byte, stored bool, early *inFlight, rec manifestRecord, m *parsedManifest, tags []string) (*stagedWrites, error) {
 	drv := ms.driver()
 	w := &stagedWrites{tags: make([]driver.Staged, len(tags))}
 	type write struct {
@@ -332,8 +349,8 @@ func (ms *ManifestStore) stageWrites(ctx context.Context, d digest.Digest, paylo
 	}
 	w.recordSize = int64(len(recBytes))
 	list := []write{{&w.record, manifestLinkPath(ms.repo.name, d), recBytes}}
-	if !ms.repo.reg.deferring {
-		w.payload = createPayload{drv, blobPath(d), payload}
+	if early != nil {
+		w.payload = early // an object store's (see put)
 	} else if !stored {
 		list = append(list, write{&w.payload, blobPath(d), payload})
 	}
@@ -379,6 +396,34 @@ func (c createPayload) Publish(ctx context.Context) error {
 }
 
 func (createPayload) Discard() {}
+
+// inFlight is a write begun before its turn (start): its Publish is its
+// result.
+type inFlight struct {
+	done chan struct{}
+	err  error
+}
+
+// start runs f at once, apart from the caller.
+func start(ctx context.Context, f func(context.Context) error) *inFlight {
+	w := &inFlight{done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		w.err = f(ctx)
+	}()
+	return w
+}
+
+// wait returns f's error once it has returned; a request waits for what
+// it began before it answers.
+func (w *inFlight) wait() error {
+	<-w.done
+	return w.err
+}
+
+func (w *inFlight) Publish(context.Context) error { return w.wait() }
+
+func (*inFlight) Discard() {}
 
 // discard drops whatever was not published; Discard after Publish is a
 // no-op.

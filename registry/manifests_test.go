@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
@@ -856,5 +857,46 @@ func TestPushStopsAtTheFirstMissingReference(t *testing.T) {
 	}
 	if n := counter.n.Load(); n > 200 {
 		t.Errorf("%d stats for a push refused at its second layer", n)
+	}
+}
+
+// lockWaitsForBytes holds the Create of a manifest lock until the Create of
+// the manifest's bytes has begun.
+type lockWaitsForBytes struct {
+	driver.Driver
+	bytes string
+	begun chan struct{}
+	once  sync.Once
+}
+
+func (l *lockWaitsForBytes) Create(ctx context.Context, path string, content []byte) error {
+	if path == l.bytes {
+		l.once.Do(func() { close(l.begun) })
+	}
+	if strings.HasPrefix(path, "/locks/manifest-") {
+		select {
+		case <-l.begun:
+		case <-time.After(5 * time.Second):
+			return errors.New("the manifest's bytes were not sent while its lock was taken")
+		}
+	}
+	return l.Driver.Create(ctx, path, content)
+}
+
+// On an object store a manifest push sends its bytes while it takes the
+// manifest's lock, a round trip each: one fewer in a row.
+func TestManifestBytesGoWhileTheLockIsTaken(t *testing.T) {
+	drv := &lockWaitsForBytes{Driver: inmemory.New(), begun: make(chan struct{})}
+	reg := New(drv, Options{Locker: NewBackendLocker(drv, 0)})
+	if reg.deferring {
+		t.Fatal("the in-memory driver defers its writes: this test needs one that does not")
+	}
+	f := newFixture(t, reg, "r")
+	payload := mustJSON(t, f.image())
+	d := digest.FromBytes(payload)
+	drv.bytes = blobPath(d)
+	f.put("v1", payload)
+	if got, err := f.ms.Get(f.ctx, "v1"); err != nil || got.Descriptor.Digest != d {
+		t.Fatalf("get v1 = %v, %v", got, err)
 	}
 }
