@@ -24,6 +24,10 @@ func CORS(origins []string, next http.Handler) http.Handler {
 	}
 	all := slices.Contains(origins, "*")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Every answer, also one without the headers below, varies by
+		// Origin: a shared cache (blobs are cacheable for a year) must not
+		// hand one origin's answer to another.
+		w.Header().Add("Vary", "Origin")
 		origin := r.Header.Get("Origin")
 		if origin == "" || (!all && !slices.Contains(origins, origin)) {
 			next.ServeHTTP(w, r)
@@ -35,7 +39,6 @@ func CORS(origins []string, next http.Handler) http.Handler {
 		} else {
 			h.Set("Access-Control-Allow-Origin", origin)
 			h.Set("Access-Control-Allow-Credentials", "true")
-			h.Add("Vary", "Origin")
 		}
 		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
 			h.Set("Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, PATCH, DELETE")

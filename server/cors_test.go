@@ -3,6 +3,8 @@ package server
 import (
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/lading-registry/lading/internal/httpx"
@@ -66,6 +68,28 @@ func TestParseOrigins(t *testing.T) {
 	for _, bad := range []string{"ui.example.com", "ftp://x", "https://", "https://a/b", "https://u@h"} {
 		if _, err := httpx.ParseOrigins(bad); err == nil {
 			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// Whatever the request's Origin, the answer says it varies by Origin: a
+// blob is cacheable for a year, and a shared cache that stored the answer
+// to a request without Origin (no Access-Control headers) would otherwise
+// hand it to the web interface's browser, which refuses it.
+func TestCORSVariesByOriginAlways(t *testing.T) {
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
+	for _, origins := range [][]string{{"https://ui.example.com"}, {"*"}} {
+		h := CORS(origins, next)
+		for _, origin := range []string{"", "https://ui.example.com", "https://other.example.com"} {
+			r := httptest.NewRequest(http.MethodGet, "/v2/team/app/blobs/sha256:"+strings.Repeat("a", 64), nil)
+			if origin != "" {
+				r.Header.Set("Origin", origin)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			if vary := rec.Header().Values("Vary"); !slices.Contains(vary, "Origin") || len(vary) != 1 {
+				t.Errorf("origins %v, Origin %q: Vary %q", origins, origin, vary)
+			}
 		}
 	}
 }
