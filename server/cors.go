@@ -8,7 +8,7 @@ import (
 // corsExposed are the response headers a registry client reads, which a
 // browser hides from a page of another origin unless they are exposed.
 const corsExposed = "Docker-Content-Digest, Docker-Distribution-API-Version, Link, Location, Range, Content-Range, " +
-	"ETag, OCI-Subject, OCI-Filters-Applied, WWW-Authenticate, Retry-After"
+	"ETag, OCI-Subject, OCI-Filters-Applied, OCI-Tag, Docker-Upload-UUID, WWW-Authenticate, Retry-After"
 
 // CORS lets pages of the given origins (a web interface on another host)
 // call the API from a browser: their requests get the Access-Control

@@ -93,3 +93,18 @@ func TestCORSVariesByOriginAlways(t *testing.T) {
 		}
 	}
 }
+
+// Every header of the API that a client reads, beyond the ones browsers
+// always show a page, is exposed to a page of another origin.
+func TestCORSExposesWhatClientsRead(t *testing.T) {
+	exposed := map[string]bool{}
+	for _, h := range strings.Split(corsExposed, ",") {
+		exposed[http.CanonicalHeaderKey(strings.TrimSpace(h))] = true
+	}
+	for _, h := range []string{"Docker-Content-Digest", "Docker-Distribution-API-Version", "Docker-Upload-UUID", "Link", "Location",
+		"Range", "Content-Range", "ETag", "OCI-Subject", "OCI-Filters-Applied", "OCI-Tag", "WWW-Authenticate", "Retry-After"} {
+		if !exposed[http.CanonicalHeaderKey(h)] {
+			t.Errorf("%s is not exposed", h)
+		}
+	}
+}
