@@ -82,3 +82,27 @@ func TestConditionalRequests(t *testing.T) {
 		t.Error("the moved tag's GET did not send the new manifest")
 	}
 }
+
+// A manifest by tag is revalidated by a cache in front at every request;
+// by digest it is kept as a blob is. Answers of both kinds say so.
+func TestManifestCacheControl(t *testing.T) {
+	h := newHandler(t, Options{})
+	payload := imageManifest(t, h, "a", nil)
+	wantStatus(t, putManifest(t, h, "a", "latest", payload), 201, "")
+	d := digest.FromBytes(payload).String()
+	for _, tc := range []struct{ ref, want string }{{"latest", "no-cache"}, {d, blobCacheControl}} {
+		for _, method := range []string{"GET", "HEAD"} {
+			for _, inm := range []string{"", `"` + d + `"`} {
+				rec := serve(t, h, request{method: method, target: "/v2/a/manifests/" + tc.ref, header: map[string]string{"If-None-Match": inm}})
+				if rec.Code != http.StatusOK && rec.Code != http.StatusNotModified || rec.Header().Get("Cache-Control") != tc.want {
+					t.Errorf("%s %s (If-None-Match %q): %d, Cache-Control %q, want %q", method, tc.ref, inm, rec.Code, rec.Header().Get("Cache-Control"), tc.want)
+				}
+			}
+		}
+	}
+	// An answer that is no manifest says nothing of caching it.
+	rec := serve(t, h, request{method: "GET", target: "/v2/a/manifests/missing"})
+	if rec.Code != http.StatusNotFound || rec.Header().Get("Cache-Control") != "" {
+		t.Errorf("missing tag: %d, Cache-Control %q", rec.Code, rec.Header().Get("Cache-Control"))
+	}
+}

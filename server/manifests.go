@@ -45,6 +45,7 @@ func (h *handlers) manifest(w http.ResponseWriter, r *http.Request, rt Route) er
 		if h.opts.Mirror != nil {
 			h.opts.Mirror.Pulled(rt.Repository, desc.Digest)
 		}
+		w.Header().Set("Cache-Control", manifestCacheControl(rt.Reference))
 		if noneMatch(r, desc.Digest) {
 			writeNotModified(w, desc.Digest, desc.MediaType)
 			return nil
@@ -60,6 +61,7 @@ func (h *handlers) manifest(w http.ResponseWriter, r *http.Request, rt Route) er
 		if h.opts.Mirror != nil {
 			h.opts.Mirror.Pulled(rt.Repository, m.Descriptor.Digest)
 		}
+		w.Header().Set("Cache-Control", manifestCacheControl(rt.Reference))
 		if noneMatch(r, m.Descriptor.Digest) {
 			writeNotModified(w, m.Descriptor.Digest, m.Descriptor.MediaType)
 			return nil
@@ -187,6 +189,18 @@ func setManifestHeaders(w http.ResponseWriter, desc v1.Descriptor) {
 	hdr.Set("Content-Length", strconv.FormatInt(desc.Size, 10))
 	hdr.Set("Docker-Content-Digest", desc.Digest.String())
 	hdr.Set("ETag", etagOf(desc.Digest))
+}
+
+// manifestCacheControl is the Cache-Control of a manifest's 200 and 304.
+// By digest its bytes never change, as a blob's. By tag a cache in front
+// must ask again each time (a 304 while the tag stays): without the
+// header, CDNs keep an answer for a default time (a day on some), and a
+// moved tag would not be seen there meanwhile.
+func manifestCacheControl(ref string) string {
+	if tagOf(ref) == "" {
+		return blobCacheControl
+	}
+	return "no-cache"
 }
 
 // tagOf returns a manifest reference's tag, "" for a digest.
