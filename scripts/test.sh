@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs Lading's whole test suite on a fresh Debian machine with Go: installs
-# what the tests need (redis-server, e2fsprogs, gcc for the race detector, and the client programs skopeo, podman,
+# what the tests need (redis-server, e2fsprogs, gcc for the race detector, systemd for
+# systemd-analyze and systemd-sysusers, and the client programs skopeo, podman,
 # containerd and docker.io from apt; versitygw as the real S3 server, the clients
 # oras, regctl, helm and cosign, and CNCF Distribution's registry, built once into the Go bin directory outside
 # the clone), then runs the Go tests, which start and stop those servers
@@ -19,7 +20,7 @@ as_root() {
 }
 
 missing=()
-for cmd in redis-server:redis-server skopeo:skopeo podman:podman ctr:containerd dockerd:docker.io mkfs.ext4:e2fsprogs gcc:gcc; do
+for cmd in redis-server:redis-server skopeo:skopeo podman:podman ctr:containerd dockerd:docker.io mkfs.ext4:e2fsprogs gcc:gcc systemd-analyze:systemd; do
 	command -v "${cmd%%:*}" >/dev/null || missing+=("${cmd#*:}")
 done
 # The race detector needs cgo: a C compiler and the C library's headers.
