@@ -21,6 +21,7 @@ import (
 	"github.com/lading-registry/lading/config"
 	"github.com/lading-registry/lading/internal/imagebuild"
 	"github.com/lading-registry/lading/internal/imagetest"
+	"github.com/lading-registry/lading/internal/testenv"
 	"github.com/lading-registry/lading/internal/testserver"
 )
 
@@ -68,6 +69,26 @@ func TestImagePushedToLadingRuns(t *testing.T) {
 	lim, _ := lidx.IndexManifest()
 	if len(lim.Manifests) != 1 || lim.Manifests[0].Digest.String() != pushed || lim.Manifests[0].Annotations["org.opencontainers.image.ref.name"] != "again" {
 		t.Fatalf("the layout's index.json lists %+v, want the image as again", lim.Manifests)
+	}
+
+	// Another tool reads the layout, and copies the index as it is.
+	skopeo := testenv.Tool(t, "skopeo", "apt-get install skopeo")
+	auth := filepath.Join(t.TempDir(), "auth.json")
+	if err := os.WriteFile(auth, []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	copyCmd := exec.Command(skopeo, "copy", "--all", "--dest-tls-verify=false", "oci:"+ociDir+":again", "docker://"+registry.Addr+"/lading:copied")
+	copyCmd.Env = append(os.Environ(), "REGISTRY_AUTH_FILE="+auth)
+	if out, err := copyCmd.CombinedOutput(); err != nil {
+		t.Fatalf("skopeo copy from the layout: %v\n%s", err, out)
+	}
+	copiedRef, err := name.ParseReference(registry.Addr + "/lading:copied")
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied, err := remote.Head(copiedRef)
+	if err != nil || copied.Digest.String() != pushed {
+		t.Fatalf("skopeo's copy is %v (%v), pushed %s", copied, err, pushed)
 	}
 
 	r, err := name.ParseReference(ref)

@@ -11,6 +11,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -39,12 +40,28 @@ func Index(bins []Binary, caCerts []byte, meta Metadata) (v1.ImageIndex, error) 
 		if err != nil {
 			return nil, fmt.Errorf("image for %s: %w", b.Platform, err)
 		}
+		desc, err := partial.Descriptor(img)
+		if err != nil {
+			return nil, err
+		}
 		p := b.Platform
-		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &p}})
+		desc.Platform, desc.ArtifactType = &p, ""
+		adds = append(adds, mutate.IndexAddendum{Add: described{img, *desc}})
 	}
 	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), adds...)
 	return mutate.Annotations(idx, Labels(meta)).(v1.ImageIndex), nil
 }
+
+// described is an image listed in the index as image builders list one:
+// media type, size, digest and platform. Without it the listing would carry
+// the artifactType go-containerregistry derives from the config, which a
+// copy by skopeo drops, giving the index another digest.
+type described struct {
+	v1.Image
+	desc v1.Descriptor
+}
+
+func (d described) Descriptor() (*v1.Descriptor, error) { return &d.desc, nil }
 
 func image(base v1.Layer, b Binary, meta Metadata) (v1.Image, error) {
 	bin, err := layer([]file{{path: strings.TrimPrefix(BinaryPath, "/"), mode: 0o755, data: b.Data}}, meta.Created)

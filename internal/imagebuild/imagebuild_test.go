@@ -80,6 +80,10 @@ func TestIndexHoldsAnImagePerPlatform(t *testing.T) {
 		if p == nil || p.OS != "linux" {
 			t.Fatalf("manifest %s has platform %v", d.Digest, p)
 		}
+		if d.MediaType != types.OCIManifestSchema1 || d.ArtifactType != "" {
+			// skopeo copies an index with artifactType set anew.
+			t.Errorf("%s listed as %s, artifactType %q", p, d.MediaType, d.ArtifactType)
+		}
 		img, err := idx.Image(d.Digest)
 		if err != nil {
 			t.Fatal(err)
