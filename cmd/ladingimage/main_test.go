@@ -3,6 +3,7 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"debug/elf"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -150,6 +151,17 @@ func TestImagePushedToLadingRuns(t *testing.T) {
 	if err := os.WriteFile(lading, bin.Data, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// Static: the image has no dynamic loader or C library to run it.
+	exe, err := elf.Open(lading)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range exe.Progs {
+		if p.Type == elf.PT_INTERP || p.Type == elf.PT_DYNAMIC {
+			t.Errorf("the binary is dynamically linked (program header %v)", p.Type)
+		}
+	}
+	exe.Close()
 	out, err := exec.Command(lading, "version").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "lading v9.8.7-test\ncommit feedc0de\n") {
 		t.Fatalf("lading version: %v\n%s", err, out)
