@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -232,7 +233,7 @@ func TestKubernetesSingle(t *testing.T) {
 	objs := readObjects(t, "kubernetes/single")
 	w := checkLading(t, objs, "StatefulSet")
 	if w.Spec.Replicas == nil || *w.Spec.Replicas != 1 {
-		t.Errorf("replicas %v: the filesystem driver serves from one process", w.Spec.Replicas)
+		t.Errorf("replicas %s: the filesystem driver serves from one process", show(w.Spec.Replicas))
 	}
 }
 
@@ -240,7 +241,7 @@ func TestKubernetesScaleOut(t *testing.T) {
 	objs := readObjects(t, "kubernetes/scale-out")
 	w := checkLading(t, objs, "Deployment")
 	if w.Spec.Replicas == nil || *w.Spec.Replicas < 2 {
-		t.Errorf("replicas %v, want several", w.Spec.Replicas)
+		t.Errorf("replicas %s, want several", show(w.Spec.Replicas))
 	}
 	pdb := find(objs, "PodDisruptionBudget", "")
 	if pdb == nil {
@@ -422,17 +423,18 @@ func checkLading(t *testing.T, objs []*object, kind string) *object {
 	}
 	budget := cfg.HTTP.ShutdownDelay + cfg.HTTP.DrainTimeout + 15*time.Second
 	if g := pod.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second <= budget {
-		t.Errorf("terminationGracePeriodSeconds %v is not above the stop's %v", g, budget)
+		t.Errorf("terminationGracePeriodSeconds %s is not above the stop's %v", show(g), budget)
 	}
 
 	// Non-root, on a read-only root file system, with a writable /tmp.
 	sc := pod.SecurityContext
 	if sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.RunAsUser == nil || *sc.RunAsUser != imagebuild.UID {
-		t.Errorf("pod security context %+v: want non-root, as the image's user %d", sc, imagebuild.UID)
+		t.Errorf("runAsNonRoot %s, runAsUser %s: want non-root, as the image's user %d", show(sc.RunAsNonRoot), show(sc.RunAsUser), imagebuild.UID)
 	}
 	if c.SecurityContext.ReadOnlyRootFilesystem == nil || !*c.SecurityContext.ReadOnlyRootFilesystem ||
 		c.SecurityContext.AllowPrivilegeEscalation == nil || *c.SecurityContext.AllowPrivilegeEscalation {
-		t.Errorf("container security context %+v: want a read-only root, no privilege escalation", c.SecurityContext)
+		t.Errorf("readOnlyRootFilesystem %s, allowPrivilegeEscalation %s: want a read-only root, no privilege escalation",
+			show(c.SecurityContext.ReadOnlyRootFilesystem), show(c.SecurityContext.AllowPrivilegeEscalation))
 	}
 	if !slices.ContainsFunc(pod.Volumes, func(v volume) bool {
 		return v.EmptyDir != nil && mounts[v.Name] == "/tmp"
@@ -460,7 +462,7 @@ func checkLading(t *testing.T, objs []*object, kind string) *object {
 			t.Errorf("no volume claim mounted at storage.filesystem.root %s (mounts %v)", root, mounts)
 		}
 		if sc.FSGroup == nil || *sc.FSGroup != imagebuild.GID {
-			t.Errorf("fsGroup %v: the volume must be writable by the image's group %d", sc.FSGroup, imagebuild.GID)
+			t.Errorf("fsGroup %s: the volume must be writable by the image's group %d", show(sc.FSGroup), imagebuild.GID)
 		}
 	case "s3":
 		if len(w.Spec.VolumeClaimTemplates) > 0 {
@@ -508,6 +510,14 @@ func portOf(t *testing.T, key, addr string) int {
 		t.Fatalf("%s %q: no port", key, addr)
 	}
 	return n
+}
+
+// show prints what a pointer to an optional field holds, or that it is unset.
+func show[T any](p *T) string {
+	if p == nil {
+		return "unset"
+	}
+	return fmt.Sprint(*p)
 }
 
 // selects says whether a selector's labels are all among labels.
