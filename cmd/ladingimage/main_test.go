@@ -39,6 +39,10 @@ func TestImagePushedToLadingRuns(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the image's binary runs on Linux only")
 	}
+	if raceDetector {
+		// Its code runs in one goroutine: the plain pass covers it.
+		t.Skip("slow under the race detector, and nothing concurrent to watch")
+	}
 	root := testserver.ModuleRoot(t)
 	registry := testserver.Start(t, testserver.Options{})
 	ref := registry.Addr + "/lading:test"
