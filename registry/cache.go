@@ -85,6 +85,10 @@ func (r *Registry) cacheForget(ctx context.Context, keys ...string) {
 // served until its TTL.
 func (r *Registry) invalidate(ctx context.Context, drop func(context.Context, ...string) error, keys []string) {
 	if err := drop(context.WithoutCancel(ctx), keys...); err != nil {
-		r.log.Warn("cache invalidation failed; stale entries live until their TTL", "keys", keys, "err", err)
+		n := r.invalidationsFailed.Add(1)
+		if r.failedInvalidations.Allow() {
+			r.invalidationsFailed.Add(-n)
+			r.log.Warn("cache invalidation failed: what these keys cached may be served until its TTL (logged once a minute)", "keys", keys, "failures", n, "err", err)
+		}
 	}
 }

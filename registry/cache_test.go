@@ -1,8 +1,11 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,5 +37,22 @@ func TestCacheFailedCountsOutagesOnly(t *testing.T) {
 	cancel()
 	if _, hit := reg.cacheGet(gone, "k"); hit || failed != 1 {
 		t.Fatalf("a read whose caller went away: hit %v, counted %d", hit, failed)
+	}
+}
+
+// A cache that is down refuses the invalidation of every push and delete:
+// that is told once a minute, with how many failed, not once each.
+func TestFailedInvalidationsLoggedOnceAMinute(t *testing.T) {
+	var log bytes.Buffer
+	reg := New(inmemory.New(), Options{Cache: downCache{}, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	for range 5 {
+		reg.cacheDelete(context.Background(), "link:a@sha256:1")
+		reg.cacheForget(context.Background(), "link:a@sha256:2")
+	}
+	if n := strings.Count(log.String(), "cache invalidation failed"); n != 1 {
+		t.Fatalf("%d warnings for 10 failed invalidations, want 1:\n%s", n, log.String())
+	}
+	if got := reg.invalidationsFailed.Load(); got != 9 {
+		t.Errorf("%d failures held for the next warning, want 9", got)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lading-registry/lading/internal/glob"
@@ -66,8 +67,13 @@ type Registry struct {
 	// damagedReferrers gates the warning of a damaged referrer entry,
 	// which every listing of its subject meets again.
 	damagedReferrers logging.EveryMinute
-	maxMan           int64
-	immutable        glob.TagRules
+	// failedInvalidations gates the warning of a cache that refused an
+	// invalidation, which every push and delete meets while Redis is
+	// down; invalidationsFailed counts them in between.
+	failedInvalidations logging.EveryMinute
+	invalidationsFailed atomic.Int64
+	maxMan              int64
+	immutable           glob.TagRules
 	// releaseRefs holds the references of the manifests deletes met in
 	// immutable releases (digest.Digest → []reference), which their
 	// digests fix, so that a run of deletes (a cleanup job) reads each
