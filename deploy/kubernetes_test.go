@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,6 +33,9 @@ type object struct {
 	} `yaml:"patches"`
 	Spec struct {
 		Replicas *int `yaml:"replicas"`
+		Strategy struct {
+			Type string `yaml:"type"`
+		} `yaml:"strategy"` // Deployment
 		Selector struct {
 			MatchLabels map[string]string `yaml:"matchLabels"`
 		} `yaml:"selector"`
@@ -306,6 +310,16 @@ func TestKubernetesRedisComponent(t *testing.T) {
 	}
 	if len(svc.Spec.Ports) != 1 || strconv.Itoa(svc.Spec.Ports[0].Port) != port {
 		t.Errorf("the Service %s serves %+v, lading calls port %s", host, svc.Spec.Ports, port)
+	}
+	// One Redis at a time, even in a rollout (two behind the Service
+	// would hold two sets of locks), and one that never evicts: every key
+	// has a TTL, locks too.
+	if redis.Spec.Replicas == nil || *redis.Spec.Replicas != 1 || redis.Spec.Strategy.Type != "Recreate" {
+		t.Errorf("Redis's Deployment: replicas %v, strategy %q; want 1 and Recreate", redis.Spec.Replicas, redis.Spec.Strategy.Type)
+	}
+	args := strings.Join(redis.Spec.Template.Spec.Containers[0].Args, " ")
+	if !strings.Contains(args, "--maxmemory-policy noeviction") || !strings.Contains(args, "--maxmemory ") {
+		t.Errorf("Redis's arguments %q: want a --maxmemory cap with --maxmemory-policy noeviction", args)
 	}
 }
 
