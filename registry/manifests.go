@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"path"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -201,7 +203,7 @@ func (ms *ManifestStore) put(ctx context.Context, reference, mediaType string, p
 		checked = start(ctx, check)
 		defer checked.wait()
 	}
-	unlock, err := ms.lockManifest(ctx, d, true)
+	unlock, waited, err := ms.lockManifestWaited(ctx, d, true)
 	if err != nil {
 		return nil, err
 	}
@@ -237,7 +239,13 @@ func (ms *ManifestStore) put(ctx context.Context, reference, mediaType string, p
 		}
 	}
 	if checked != nil {
-		err = checked.wait()
+		if err = checked.wait(); err == nil && waited {
+			// Another push or delete of this manifest (an index whose
+			// children a cleanup deletes) held it meanwhile, for up to
+			// lockManifestWait: what it names is checked again, as
+			// close to the writes as a push that found it free.
+			err = check(ctx)
+		}
 	} else {
 		err = together(ctx, check, isStored)
 	}
@@ -404,11 +412,17 @@ type inFlight struct {
 	err  error
 }
 
-// start runs f at once, apart from the caller.
+// start runs f at once, apart from the caller. A panic in f is its error,
+// as net/http would have caught it on the request's own goroutine.
 func start(ctx context.Context, f func(context.Context) error) *inFlight {
 	w := &inFlight{done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
+		defer func() {
+			if p := recover(); p != nil {
+				w.err = fmt.Errorf("panic: %v\n%s", p, debug.Stack())
+			}
+		}()
 		w.err = f(ctx)
 	}()
 	return w
@@ -457,7 +471,14 @@ var lockManifestWait = 30 * time.Second
 // (under different tags) also take turns: the lock cannot tell them from
 // a delete.
 func (ms *ManifestStore) lockManifest(ctx context.Context, d digest.Digest, wait bool) (func(), error) {
-	return ms.lockKey(ctx, manifestLockKey(ms.repo.name, d), "manifest "+d.String(), wait, func() error {
+	unlock, _, err := ms.lockManifestWaited(ctx, d, wait)
+	return unlock, err
+}
+
+// lockManifestWaited is lockManifest, also saying whether another request
+// held the manifest first.
+func (ms *ManifestStore) lockManifestWaited(ctx context.Context, d digest.Digest, wait bool) (func(), bool, error) {
+	return ms.lockKeyWaited(ctx, manifestLockKey(ms.repo.name, d), "manifest "+d.String(), wait, func() error {
 		return newError(CodeTooManyRequests, "manifest %s is being pushed or deleted by another request; try again", d)
 	})
 }
@@ -465,17 +486,28 @@ func (ms *ManifestStore) lockManifest(ctx context.Context, d digest.Digest, wait
 // lockKey takes the lock on key, which guards what (for logs), as
 // lockManifest does, answering busy when it stays held.
 func (ms *ManifestStore) lockKey(ctx context.Context, key, what string, wait bool, busy func() error) (func(), error) {
+	unlock, _, err := ms.lockKeyWaited(ctx, key, what, wait, busy)
+	return unlock, err
+}
+
+// lockKeyWaited is lockKey, also saying whether another held the key first.
+func (ms *ManifestStore) lockKeyWaited(ctx context.Context, key, what string, wait bool, busy func() error) (_ func(), waited bool, _ error) {
 	reg := ms.repo.reg
 	deadline := time.Now().Add(lockManifestWait)
 	if !wait {
 		deadline = time.Time{}
 	}
-	release, err := reg.manifestQueue.lock(ctx, key, deadline, reg.lockWaited)
+	release, err := reg.manifestQueue.lock(ctx, key, deadline, func(key string) {
+		waited = true
+		if reg.lockWaited != nil {
+			reg.lockWaited(key)
+		}
+	})
 	if errors.Is(err, errQueueTimeout) {
-		return nil, busy()
+		return nil, waited, busy()
 	}
 	if err != nil {
-		return nil, err
+		return nil, waited, err
 	}
 	pause := 2 * time.Millisecond
 	for {
@@ -492,18 +524,19 @@ func (ms *ManifestStore) lockKey(ctx context.Context, key, what string, wait boo
 				default:
 				}
 				unlock()
-			}, nil
+			}, waited, nil
 		}
 		if !errors.Is(err, ErrLocked) {
 			release()
-			return nil, err
+			return nil, waited, err
 		}
+		waited = true
 		if reg.lockWaited != nil {
 			reg.lockWaited(key)
 		}
 		if !wait || time.Now().Add(pause).After(deadline) {
 			release()
-			return nil, busy()
+			return nil, waited, busy()
 		}
 		// Jittered, so replicas polling one lease do not ask in step.
 		t := time.NewTimer(pause/2 + rand.N(pause))
@@ -511,7 +544,7 @@ func (ms *ManifestStore) lockKey(ctx context.Context, key, what string, wait boo
 		case <-ctx.Done():
 			t.Stop()
 			release()
-			return nil, context.Cause(ctx)
+			return nil, waited, context.Cause(ctx)
 		case <-t.C:
 		}
 		pause = min(2*pause, 100*time.Millisecond)

@@ -900,3 +900,65 @@ func TestManifestBytesGoWhileTheLockIsTaken(t *testing.T) {
 		t.Fatalf("get v1 = %v, %v", got, err)
 	}
 }
+
+// statWatch tells of a Stat of one path, once it has answered.
+type statWatch struct {
+	driver.Driver
+	path string
+	seen chan struct{}
+}
+
+func (s *statWatch) Stat(ctx context.Context, p string) (driver.FileInfo, error) {
+	fi, err := s.Driver.Stat(ctx, p)
+	if p == s.path {
+		select {
+		case s.seen <- struct{}{}:
+		default:
+		}
+	}
+	return fi, err
+}
+
+// A push on an object store checks what it names while it takes the
+// manifest's lock; one that had to wait for another request holding it
+// (for up to lockManifestWait) checks again before it writes, so a layer
+// removed meanwhile is MANIFEST_BLOB_UNKNOWN, not named by a new manifest.
+func TestManifestPushThatWaitedChecksAgain(t *testing.T) {
+	drv := &statWatch{Driver: inmemory.New(), seen: make(chan struct{}, 1)}
+	reg := New(drv, Options{})
+	f := newFixture(t, reg, "r")
+	img := f.image()
+	payload := mustJSON(t, img)
+	d := digest.FromBytes(payload)
+	layer := img.Layers[0].Digest
+	drv.path = layerLinkPath("r", layer)
+	unlock, err := f.ms.lockManifest(f.ctx, d, true) // another request's
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.ms.Put(f.ctx, "v1", "", payload)
+		done <- err
+	}()
+	select {
+	case <-drv.seen:
+	case <-time.After(10 * time.Second):
+		unlock()
+		t.Fatal("the push did not check its layer before it had the lock")
+	}
+	if err := f.repo.Blobs().Delete(f.ctx, layer); err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	wantErrCode(t, <-done, CodeManifestBlobUnknown)
+}
+
+// A panic in work a push began apart from its request is that work's
+// error, not the end of the process.
+func TestStartedWorkPanicIsItsError(t *testing.T) {
+	err := start(context.Background(), func(context.Context) error { panic("broken") }).wait()
+	if err == nil || !strings.Contains(err.Error(), "panic: broken") {
+		t.Fatalf("wait = %v, want the panic as an error", err)
+	}
+}
