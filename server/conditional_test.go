@@ -100,9 +100,14 @@ func TestManifestCacheControl(t *testing.T) {
 			}
 		}
 	}
-	// An answer that is no manifest says nothing of caching it.
-	rec := serve(t, h, request{method: "GET", target: "/v2/a/manifests/missing"})
-	if rec.Code != http.StatusNotFound || rec.Header().Get("Cache-Control") != "" {
-		t.Errorf("missing tag: %d, Cache-Control %q", rec.Code, rec.Header().Get("Cache-Control"))
+	// A 404 is asked again too, by tag or digest: a cache keeping it
+	// would hide the push that follows.
+	for _, ref := range []string{"missing", digest.FromString("missing").String()} {
+		for _, method := range []string{"GET", "HEAD"} {
+			rec := serve(t, h, request{method: method, target: "/v2/a/manifests/" + ref})
+			if rec.Code != http.StatusNotFound || rec.Header().Get("Cache-Control") != "no-cache" {
+				t.Errorf("%s of missing %s: %d, Cache-Control %q", method, ref, rec.Code, rec.Header().Get("Cache-Control"))
+			}
+		}
 	}
 }

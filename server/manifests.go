@@ -32,6 +32,11 @@ func (h *handlers) manifest(w http.ResponseWriter, r *http.Request, rt Route) er
 			return err
 		}
 	}
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		// Also on an error: a 404 is cacheable by default, and a CDN
+		// keeping one would hide a push that follows.
+		w.Header().Set("Cache-Control", "no-cache")
+	}
 	switch r.Method {
 	case http.MethodHead:
 		// Through the bytes, as a GET (from the cache when held): a HEAD
