@@ -99,6 +99,7 @@ type container struct {
 		ContainerPort int    `yaml:"containerPort"`
 	} `yaml:"ports"`
 	Env            []envVar `yaml:"env"`
+	StartupProbe   *probe   `yaml:"startupProbe"`
 	LivenessProbe  *probe   `yaml:"livenessProbe"`
 	ReadinessProbe *probe   `yaml:"readinessProbe"`
 	Resources      struct {
@@ -132,6 +133,8 @@ type probe struct {
 		Path string `yaml:"path"`
 		Port string `yaml:"port"` // a number or a port's name
 	} `yaml:"httpGet"`
+	PeriodSeconds    int `yaml:"periodSeconds"`
+	FailureThreshold int `yaml:"failureThreshold"`
 }
 
 // readObjects reads every document of every YAML file in dir (not below).
@@ -408,7 +411,7 @@ func checkLading(t *testing.T, objs []*object, kind string) *object {
 	for _, pr := range []struct {
 		name, path string
 		p          *probe
-	}{{"liveness", "/healthz", c.LivenessProbe}, {"readiness", "/readyz", c.ReadinessProbe}} {
+	}{{"startup", "/healthz", c.StartupProbe}, {"liveness", "/healthz", c.LivenessProbe}, {"readiness", "/readyz", c.ReadinessProbe}} {
 		if pr.p == nil || pr.p.HTTPGet == nil {
 			t.Errorf("no %s probe over HTTP", pr.name)
 			continue
@@ -420,6 +423,12 @@ func checkLading(t *testing.T, objs []*object, kind string) *object {
 		if pr.p.HTTPGet.Path != pr.path || port != debugPort {
 			t.Errorf("%s probe on %s port %s, want %s on http.debugaddr's %d", pr.name, pr.p.HTTPGet.Path, pr.p.HTTPGet.Port, pr.path, debugPort)
 		}
+	}
+	// The start may wait minutes for a slow store before it listens
+	// (checkFormat, each request tried 5 times for 30 s): the kubelet's
+	// defaults (10 s, 3 failures) would restart it for ever.
+	if sp := c.StartupProbe; sp != nil && sp.PeriodSeconds*sp.FailureThreshold < 180 {
+		t.Errorf("the startup probe gives the start %d s, want at least 3 minutes", sp.PeriodSeconds*sp.FailureThreshold)
 	}
 	svc := find(objs, "Service", "lading")
 	if svc == nil || !selects(svc.Spec.ServiceSelector, w.Spec.Template.Metadata.Labels) {
