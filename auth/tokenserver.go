@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -92,7 +93,14 @@ func (ts *TokenServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (ts *TokenServer) serveGet(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
+	// r.URL.Query drops what it cannot parse (a stray ';', a bad escape),
+	// and with it the service and account checks: refused whole instead,
+	// as the registry's routes refuse such a query.
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		writeErrors(w, badRequest("malformed query: "+err.Error()))
+		return
+	}
 	scopes, err := ts.checkRequest(q.Get("service"), q["scope"])
 	if err != nil {
 		writeErrors(w, err)

@@ -118,6 +118,10 @@ func TestTokenServerRefusals(t *testing.T) {
 		{"other service", "bob", password("bob"), "service=elsewhere", 400},
 		{"account not the user", "bob", password("bob"), "account=alice", 400},
 		{"bad scope", "bob", password("bob"), "scope=repository", 400},
+		// A query read in part would drop these checks, as the registry's
+		// own routes refuse to.
+		{"other service, malformed query", "bob", password("bob"), "service=elsewhere;x=1", 400},
+		{"account not the user, malformed query", "bob", password("bob"), "account=alice;x", 400},
 	} {
 		resp, _ := getToken(t, ts, tc.user, tc.pass, tc.query)
 		if resp.StatusCode != tc.status {
