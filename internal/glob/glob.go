@@ -21,6 +21,9 @@ func Compile(pattern string) (Glob, error) {
 		if _, err := path.Match(c, ""); err != nil {
 			return nil, fmt.Errorf("repository pattern %q: %w", pattern, err)
 		}
+		if err := shellNegation(c); err != nil {
+			return nil, fmt.Errorf("repository pattern %q: %w", pattern, err)
+		}
 		if !strings.Contains(c, "[") && strings.ToLower(c) != c {
 			return nil, fmt.Errorf("repository pattern %q can never match: repository names are lower-case", pattern)
 		}
@@ -63,4 +66,16 @@ func (g Glob) Match(name []string) bool {
 func Component(pattern, component string) bool {
 	ok, _ := path.Match(pattern, component)
 	return ok
+}
+
+// shellNegation refuses "[!", a shell's negated class, which path.Match
+// reads as a class holding "!": "[!s]*" would match the names that begin
+// with s, the opposite of what it says to a shell user, in a pattern that
+// may grant access. No repository name or tag holds a "!", so the class
+// can only be meant as a negation, which path.Match writes "[^s]".
+func shellNegation(pattern string) error {
+	if strings.Contains(pattern, "[!") {
+		return fmt.Errorf(`"[!" is not a negation here: write "[^...]"`)
+	}
+	return nil
 }

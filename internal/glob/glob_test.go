@@ -100,12 +100,12 @@ func BenchmarkMatchManyComponents(b *testing.B) {
 }
 
 func TestCompileRefusals(t *testing.T) {
-	for _, bad := range []string{"", "team/", "/team", "team//app", "team/[", "Team/App", "team/*-DEV"} {
+	for _, bad := range []string{"", "team/", "/team", "team//app", "team/[", "Team/App", "team/*-DEV", "[!s]*", "team/[!a-c]x"} {
 		if _, err := Compile(bad); err == nil {
 			t.Errorf("%q compiled", bad)
 		}
 	}
-	for _, good := range []string{"team/**", "lib-?", "a/[A-Za-z]*"} {
+	for _, good := range []string{"team/**", "lib-?", "a/[A-Za-z]*", "[^s]*"} {
 		if _, err := Compile(good); err != nil {
 			t.Errorf("%q: %v", good, err)
 		}

@@ -39,7 +39,7 @@ func TestTagRules(t *testing.T) {
 	if none, err := ParseTagRules(""); err != nil || none.Match("a", "v1") || none.MayMatch("a") {
 		t.Errorf("empty spec: %v, %v", none, err)
 	}
-	for _, bad := range []string{"v*,", "prod/:v*", "a:b:c", "prod:", "[", "prod:[", "a/b"} {
+	for _, bad := range []string{"v*,", "prod/:v*", "a:b:c", "prod:", "[", "prod:[", "a/b", "[!d]*", "prod:v[!0]"} {
 		if _, err := ParseTagRules(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
@@ -54,7 +54,7 @@ func TestParseTags(t *testing.T) {
 	if none, err := ParseTags(" "); err != nil || none != nil {
 		t.Errorf("empty spec: %q, %v", none, err)
 	}
-	for _, bad := range []string{"pr-*,", "a/b", "repo:tag", "[", "a, ,b"} {
+	for _, bad := range []string{"pr-*,", "a/b", "repo:tag", "[", "a, ,b", "[!p]*"} {
 		if _, err := ParseTags(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
