@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -38,9 +39,23 @@ func orDefault(l *slog.Logger) *slog.Logger {
 	return l
 }
 
+// fileStamp tells a file's versions apart without reading it. The inode
+// and change time are in it beside the modification time and size: an
+// editor or Kubernetes saves a file by renaming a new one over it, which
+// may keep both of those where timestamps are coarse.
 type fileStamp struct {
-	mod  time.Time
-	size int64
+	mod    time.Time
+	size   int64
+	ino    uint64
+	change syscall.Timespec
+}
+
+func stampOf(fi os.FileInfo) fileStamp {
+	st := fileStamp{mod: fi.ModTime(), size: fi.Size()}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.ino, st.change = sys.Ino, sys.Ctim
+	}
+	return st
 }
 
 func watchFile[T any](path string, parse func([]byte) (T, error), logger *slog.Logger) (*watchedFile[T], error) {
@@ -67,7 +82,7 @@ func (w *watchedFile[T]) read() (fileStamp, T, error) {
 	if err != nil {
 		return fileStamp{}, zero, err
 	}
-	return fileStamp{fi.ModTime(), fi.Size()}, v, nil
+	return stampOf(fi), v, nil
 }
 
 func (w *watchedFile[T]) get() T {
@@ -81,13 +96,13 @@ func (w *watchedFile[T]) get() T {
 	if err != nil && !w.missing {
 		w.logger.Error("auth: keeping previous content of a file that cannot be read", "path", w.path, "err", err)
 	}
-	if w.missing = err != nil; w.missing || (fileStamp{fi.ModTime(), fi.Size()}) == w.stamp {
+	if w.missing = err != nil; w.missing || stampOf(fi) == w.stamp {
 		return w.current
 	}
 	stamp, v, err := w.read()
 	if err != nil {
 		w.logger.Error("auth: keeping previous content of changed file", "path", w.path, "err", err)
-		w.stamp = fileStamp{fi.ModTime(), fi.Size()} // do not re-parse the bad version every second
+		w.stamp = stampOf(fi) // do not re-parse the bad version every second
 		w.stale = true
 		return w.current
 	}
