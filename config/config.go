@@ -143,7 +143,7 @@ type Token struct {
 type TokenServer struct {
 	Enabled bool          `yaml:"enabled" doc:"Issue tokens at /auth/token from htpasswd users and the access policy; excludes certbundle and jwks."`
 	Key     string        `yaml:"key" doc:"PEM private key (RSA, ECDSA or Ed25519) signing issued tokens; empty generates one at start, which replicas cannot share."`
-	Expiry  time.Duration `yaml:"expiry" doc:"Lifetime of issued tokens."`
+	Expiry  time.Duration `yaml:"expiry" doc:"Lifetime of issued tokens, at least 1m (the token specification's least: clients do not ask again within a pull)."`
 }
 
 // GC configures the collector that runs inside lading serve.

@@ -265,6 +265,8 @@ func TestBadValues(t *testing.T) {
 			want: []string{"auth.token.realm: must be set with an external token issuer"}},
 		{name: "built-in and external issuer", env: []string{"LADING_AUTH_TOKEN_JWKS=https://auth.example.com/jwks", "LADING_AUTH_TOKEN_SERVER_ENABLED=true"},
 			want: []string{"auth.token.server.enabled: excludes auth.token.certbundle and auth.token.jwks", "env LADING_AUTH_TOKEN_SERVER_ENABLED"}},
+		{name: "short token lifetime", env: []string{"LADING_AUTH_TOKEN_SERVER_ENABLED=true", "LADING_AUTH_TOKEN_SERVER_EXPIRY=30s"},
+			want: []string{"auth.token.server.expiry: 30s is under the token specification's least lifetime, 1m"}},
 		{name: "rate limit", yaml: "auth:\n  ratelimit:\n    burst: 0\n",
 			want: []string{"auth.ratelimit.burst: 0 must be 1 or more"}},
 		{name: "size", env: []string{"LADING_HTTP_MAXMANIFESTSIZE=4 megs"},

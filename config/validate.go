@@ -284,10 +284,16 @@ func (v *validator) auth(a *Auth) {
 	case !external && !t.Server.Enabled && t.Realm != "":
 		v.fail("auth.token.realm", "is set but nothing verifies tokens: set auth.token.certbundle, auth.token.jwks or auth.token.server.enabled")
 	}
-	if t.Server.Enabled {
-		v.positive("auth.token.server.expiry", t.Server.Expiry)
+	if t.Server.Enabled && t.Server.Expiry < minTokenExpiry {
+		// Clients do not ask again within a pull or a push: a token
+		// ending sooner fails the layers still to come.
+		v.fail("auth.token.server.expiry", "%s is under the token specification's least lifetime, %s", formatDuration(t.Server.Expiry), formatDuration(minTokenExpiry))
 	}
 }
+
+// minTokenExpiry is the least lifetime of an issued token: the Docker
+// token specification's, "never ... less than 60 seconds to live".
+const minTokenExpiry = time.Minute
 
 // unwrapPathError drops the path an *os.PathError repeats, since the
 // message already quotes it.
