@@ -134,7 +134,7 @@ func (f *fsck) progress() {
 // with no push or delete of it in between; one held is errLeftHeld, left
 // for the next run rather than waited for.
 func lockForRepair(ctx context.Context, ms *ManifestStore, d digest.Digest) (func(), error) {
-	unlock, err := ms.lockManifest(ctx, d, false)
+	unlock, _, err := ms.lockManifest(ctx, d, false)
 	if errors.Is(err, &Error{Code: CodeTooManyRequests}) {
 		return nil, errLeftHeld
 	}

@@ -242,7 +242,7 @@ func TestFsckRepairOfLostManifestBytesMeetingAPush(t *testing.T) {
 	})
 	t.Run("held", func(t *testing.T) {
 		f, checker, _, d, _ := setup(t)
-		unlock, err := f.ms.lockManifest(f.ctx, d, false)
+		unlock, _, err := f.ms.lockManifest(f.ctx, d, false)
 		if err != nil {
 			t.Fatal(err)
 		}

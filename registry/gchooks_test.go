@@ -24,7 +24,7 @@ import (
 type hookDriver struct {
 	driver.Driver
 	mu     sync.Mutex
-	hooks  map[string]func() // "delete /path", "put /path", "get /path"
+	hooks  map[string]func() // "delete /path", "put /path", "get /path", "create /path", "stat /path"
 	before map[string]bool
 	fail   map[string]error
 }
@@ -90,6 +90,20 @@ func (h *hookDriver) PutContent(ctx context.Context, p string, b []byte) error {
 func (h *hookDriver) GetContent(ctx context.Context, p string) ([]byte, error) {
 	h.run("get", p, true)
 	return h.Driver.GetContent(ctx, p)
+}
+
+func (h *hookDriver) Create(ctx context.Context, p string, b []byte) error {
+	h.run("create", p, true)
+	err := h.Driver.Create(ctx, p, b)
+	h.run("create", p, false)
+	return err
+}
+
+func (h *hookDriver) Stat(ctx context.Context, p string) (driver.FileInfo, error) {
+	h.run("stat", p, true)
+	fi, err := h.Driver.Stat(ctx, p)
+	h.run("stat", p, false)
+	return fi, err
 }
 
 // noDanglingTags fails if a tag of the repository names a manifest the
@@ -301,7 +315,7 @@ func TestPushDuringDigestDelete(t *testing.T) {
 	t.Run("a held manifest", func(t *testing.T) {
 		f, _ := hookedFixture(t)
 		payload, d := f.pushImage("v1")
-		unlock, err := f.ms.lockManifest(f.ctx, d, false)
+		unlock, _, err := f.ms.lockManifest(f.ctx, d, false)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -245,9 +245,10 @@ func (ms *ManifestStore) storedRefs(ctx context.Context, d digest.Digest) ([]ref
 // lockTag takes the lock of an immutable tag, which its pushes and
 // deletes take before anything else.
 func (ms *ManifestStore) lockTag(ctx context.Context, tag string) (func(), error) {
-	return ms.lockKey(ctx, tagLockKey(ms.repo.name, tag), "tag "+tag, true, func() error {
+	unlock, _, err := ms.lockKey(ctx, tagLockKey(ms.repo.name, tag), "tag "+tag, true, func() error {
 		return newError(CodeTooManyRequests, "tag %s is being pushed by another request; try again", tag)
 	})
+	return unlock, err
 }
 
 // releaseHolds refuses the removal of d (a "manifest" or "blob"), part

@@ -203,7 +203,7 @@ func (ms *ManifestStore) put(ctx context.Context, reference, mediaType string, p
 		checked = start(ctx, check)
 		defer checked.wait()
 	}
-	unlock, waited, err := ms.lockManifestWaited(ctx, d, true)
+	unlock, waited, err := ms.lockManifest(ctx, d, true)
 	if err != nil {
 		return nil, err
 	}
@@ -470,28 +470,16 @@ var lockManifestWait = 30 * time.Second
 // a held key is TOOMANYREQUESTS at once. Two pushes of one manifest
 // (under different tags) also take turns: the lock cannot tell them from
 // a delete.
-func (ms *ManifestStore) lockManifest(ctx context.Context, d digest.Digest, wait bool) (func(), error) {
-	unlock, _, err := ms.lockManifestWaited(ctx, d, wait)
-	return unlock, err
-}
-
-// lockManifestWaited is lockManifest, also saying whether another request
-// held the manifest first.
-func (ms *ManifestStore) lockManifestWaited(ctx context.Context, d digest.Digest, wait bool) (func(), bool, error) {
-	return ms.lockKeyWaited(ctx, manifestLockKey(ms.repo.name, d), "manifest "+d.String(), wait, func() error {
+// waited says another request held the manifest first.
+func (ms *ManifestStore) lockManifest(ctx context.Context, d digest.Digest, wait bool) (unlock func(), waited bool, _ error) {
+	return ms.lockKey(ctx, manifestLockKey(ms.repo.name, d), "manifest "+d.String(), wait, func() error {
 		return newError(CodeTooManyRequests, "manifest %s is being pushed or deleted by another request; try again", d)
 	})
 }
 
 // lockKey takes the lock on key, which guards what (for logs), as
 // lockManifest does, answering busy when it stays held.
-func (ms *ManifestStore) lockKey(ctx context.Context, key, what string, wait bool, busy func() error) (func(), error) {
-	unlock, _, err := ms.lockKeyWaited(ctx, key, what, wait, busy)
-	return unlock, err
-}
-
-// lockKeyWaited is lockKey, also saying whether another held the key first.
-func (ms *ManifestStore) lockKeyWaited(ctx context.Context, key, what string, wait bool, busy func() error) (_ func(), waited bool, _ error) {
+func (ms *ManifestStore) lockKey(ctx context.Context, key, what string, wait bool, busy func() error) (_ func(), waited bool, _ error) {
 	reg := ms.repo.reg
 	deadline := time.Now().Add(lockManifestWait)
 	if !wait {
@@ -591,7 +579,7 @@ func (ms *ManifestStore) delete(ctx context.Context, reference string, durable b
 		return err
 	}
 	// The collector does not wait: a manifest being pushed is in use.
-	unlock, err := ms.lockManifest(ctx, d, durable)
+	unlock, _, err := ms.lockManifest(ctx, d, durable)
 	if err != nil {
 		return err
 	}

@@ -860,33 +860,10 @@ func TestPushStopsAtTheFirstMissingReference(t *testing.T) {
 	}
 }
 
-// lockWaitsForBytes holds the Create of a manifest lock until the Create of
-// the manifest's bytes has begun.
-type lockWaitsForBytes struct {
-	driver.Driver
-	bytes string
-	begun chan struct{}
-	once  sync.Once
-}
-
-func (l *lockWaitsForBytes) Create(ctx context.Context, path string, content []byte) error {
-	if path == l.bytes {
-		l.once.Do(func() { close(l.begun) })
-	}
-	if strings.HasPrefix(path, "/locks/manifest-") {
-		select {
-		case <-l.begun:
-		case <-time.After(5 * time.Second):
-			return errors.New("the manifest's bytes were not sent while its lock was taken")
-		}
-	}
-	return l.Driver.Create(ctx, path, content)
-}
-
 // On an object store a manifest push sends its bytes while it takes the
 // manifest's lock, a round trip each: one fewer in a row.
 func TestManifestBytesGoWhileTheLockIsTaken(t *testing.T) {
-	drv := &lockWaitsForBytes{Driver: inmemory.New(), begun: make(chan struct{})}
+	drv := newHookDriver(inmemory.New())
 	reg := New(drv, Options{Locker: NewBackendLocker(drv, 0)})
 	if reg.deferring {
 		t.Fatal("the in-memory driver defers its writes: this test needs one that does not")
@@ -894,29 +871,19 @@ func TestManifestBytesGoWhileTheLockIsTaken(t *testing.T) {
 	f := newFixture(t, reg, "r")
 	payload := mustJSON(t, f.image())
 	d := digest.FromBytes(payload)
-	drv.bytes = blobPath(d)
+	begun := make(chan struct{})
+	drv.on("create", blobPath(d), true, func() { close(begun) })
+	drv.on("create", lockPath(manifestLockKey("r", d)), true, func() {
+		select {
+		case <-begun:
+		case <-time.After(5 * time.Second):
+			t.Error("the manifest's bytes were not sent while its lock was taken")
+		}
+	})
 	f.put("v1", payload)
 	if got, err := f.ms.Get(f.ctx, "v1"); err != nil || got.Descriptor.Digest != d {
 		t.Fatalf("get v1 = %v, %v", got, err)
 	}
-}
-
-// statWatch tells of a Stat of one path, once it has answered.
-type statWatch struct {
-	driver.Driver
-	path string
-	seen chan struct{}
-}
-
-func (s *statWatch) Stat(ctx context.Context, p string) (driver.FileInfo, error) {
-	fi, err := s.Driver.Stat(ctx, p)
-	if p == s.path {
-		select {
-		case s.seen <- struct{}{}:
-		default:
-		}
-	}
-	return fi, err
 }
 
 // A push on an object store checks what it names while it takes the
@@ -924,15 +891,16 @@ func (s *statWatch) Stat(ctx context.Context, p string) (driver.FileInfo, error)
 // (for up to lockManifestWait) checks again before it writes, so a layer
 // removed meanwhile is MANIFEST_BLOB_UNKNOWN, not named by a new manifest.
 func TestManifestPushThatWaitedChecksAgain(t *testing.T) {
-	drv := &statWatch{Driver: inmemory.New(), seen: make(chan struct{}, 1)}
+	drv := newHookDriver(inmemory.New())
 	reg := New(drv, Options{})
 	f := newFixture(t, reg, "r")
 	img := f.image()
 	payload := mustJSON(t, img)
 	d := digest.FromBytes(payload)
 	layer := img.Layers[0].Digest
-	drv.path = layerLinkPath("r", layer)
-	unlock, err := f.ms.lockManifest(f.ctx, d, true) // another request's
+	checked := make(chan struct{})
+	drv.on("stat", layerLinkPath("r", layer), false, func() { close(checked) })
+	unlock, _, err := f.ms.lockManifest(f.ctx, d, true) // another request's
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -942,7 +910,7 @@ func TestManifestPushThatWaitedChecksAgain(t *testing.T) {
 		done <- err
 	}()
 	select {
-	case <-drv.seen:
+	case <-checked:
 	case <-time.After(10 * time.Second):
 		unlock()
 		t.Fatal("the push did not check its layer before it had the lock")

@@ -241,7 +241,7 @@ func (ms *ManifestStore) deleteTagIf(ctx context.Context, tag string, d digest.D
 	if ms.repo.reg.immutable.Match(ms.repo.name, tag) {
 		return false, nil
 	}
-	unlock, err := ms.lockManifest(ctx, d, true)
+	unlock, _, err := ms.lockManifest(ctx, d, true)
 	if errors.Is(err, &Error{Code: CodeTooManyRequests}) {
 		// Held past the wait: a push of d, which may be writing the
 		// tag again, is in progress; the tag waits for the next run.

@@ -231,7 +231,7 @@ func TestPruneTagsLeavesATagWhoseManifestIsBusy(t *testing.T) {
 		f := newFixture(t, reg, "app")
 		_, d := f.pushImage("busy")
 		f.pushImage("free")
-		unlock, err := f.ms.lockManifest(f.ctx, d, false)
+		unlock, _, err := f.ms.lockManifest(f.ctx, d, false)
 		if err != nil {
 			t.Fatal(err)
 		}

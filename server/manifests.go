@@ -33,8 +33,10 @@ func (h *handlers) manifest(w http.ResponseWriter, r *http.Request, rt Route) er
 		}
 	}
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
-		// Also on an error: a 404 is cacheable by default, and a CDN
-		// keeping one would hide a push that follows.
+		// A cache in front asks again each time: a tag moves (a 304
+		// while it stays), and a 404, cacheable by default, would hide
+		// a push that follows. Only a digest's answer is kept longer
+		// (keepByDigest).
 		w.Header().Set("Cache-Control", "no-cache")
 	}
 	switch r.Method {
@@ -50,7 +52,7 @@ func (h *handlers) manifest(w http.ResponseWriter, r *http.Request, rt Route) er
 		if h.opts.Mirror != nil {
 			h.opts.Mirror.Pulled(rt.Repository, desc.Digest)
 		}
-		w.Header().Set("Cache-Control", manifestCacheControl(rt.Reference))
+		keepByDigest(w, rt.Reference)
 		if noneMatch(r, desc.Digest) {
 			writeNotModified(w, desc.Digest, desc.MediaType)
 			return nil
@@ -66,7 +68,7 @@ func (h *handlers) manifest(w http.ResponseWriter, r *http.Request, rt Route) er
 		if h.opts.Mirror != nil {
 			h.opts.Mirror.Pulled(rt.Repository, m.Descriptor.Digest)
 		}
-		w.Header().Set("Cache-Control", manifestCacheControl(rt.Reference))
+		keepByDigest(w, rt.Reference)
 		if noneMatch(r, m.Descriptor.Digest) {
 			writeNotModified(w, m.Descriptor.Digest, m.Descriptor.MediaType)
 			return nil
@@ -196,16 +198,12 @@ func setManifestHeaders(w http.ResponseWriter, desc v1.Descriptor) {
 	hdr.Set("ETag", etagOf(desc.Digest))
 }
 
-// manifestCacheControl is the Cache-Control of a manifest's 200 and 304.
-// By digest its bytes never change, as a blob's. By tag a cache in front
-// must ask again each time (a 304 while the tag stays): without the
-// header, CDNs keep an answer for a default time (a day on some), and a
-// moved tag would not be seen there meanwhile.
-func manifestCacheControl(ref string) string {
+// keepByDigest lets caches keep a manifest's 200 or 304 by digest as long
+// as a blob's: its bytes never change.
+func keepByDigest(w http.ResponseWriter, ref string) {
 	if tagOf(ref) == "" {
-		return blobCacheControl
+		w.Header().Set("Cache-Control", blobCacheControl)
 	}
-	return "no-cache"
 }
 
 // tagOf returns a manifest reference's tag, "" for a digest.

@@ -3,6 +3,7 @@
 package glob
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"strings"
@@ -68,6 +69,8 @@ func Component(pattern, component string) bool {
 	return ok
 }
 
+var errNegation = errors.New(`"[!" is not a negation here: write "[^...]"`)
+
 // shellNegation refuses "[!", a shell's negated class, which path.Match
 // reads as a class holding "!": "[!s]*" would match the names that begin
 // with s, the opposite of what it says to a shell user, in a pattern that
@@ -75,7 +78,7 @@ func Component(pattern, component string) bool {
 // can only be meant as a negation, which path.Match writes "[^s]".
 func shellNegation(pattern string) error {
 	if strings.Contains(pattern, "[!") {
-		return fmt.Errorf(`"[!" is not a negation here: write "[^...]"`)
+		return errNegation
 	}
 	return nil
 }

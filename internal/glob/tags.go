@@ -93,11 +93,12 @@ func CheckTag(pattern string) error {
 		return errors.New("an empty tag pattern")
 	case err != nil:
 		return fmt.Errorf("tag pattern %q: %w", pattern, err)
-	case shellNegation(pattern) != nil:
-		return fmt.Errorf("tag pattern %q: %w", pattern, shellNegation(pattern))
 	case strings.ContainsAny(pattern, "/:,"):
 		// No tag holds these: a pattern with one would match nothing.
 		return fmt.Errorf("tag pattern %q: a tag holds no / : or ,", pattern)
+	}
+	if err := shellNegation(pattern); err != nil {
+		return fmt.Errorf("tag pattern %q: %w", pattern, err)
 	}
 	return nil
 }

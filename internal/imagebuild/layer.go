@@ -54,8 +54,10 @@ func baseFiles(caCerts []byte) []file {
 func layer(files []file, created time.Time) (v1.Layer, error) {
 	files = slices.Clone(files)
 	slices.SortFunc(files, func(a, b file) int { return strings.Compare(a.path, b.path) })
-	var tarred bytes.Buffer
-	tw := tar.NewWriter(&tarred)
+	var zipped bytes.Buffer
+	// The gzip header's time and name stay empty.
+	zw := gzip.NewWriter(&zipped)
+	tw := tar.NewWriter(zw)
 	for _, f := range files {
 		h := &tar.Header{
 			Name:     f.path,
@@ -80,12 +82,6 @@ func layer(files []file, created time.Time) (v1.Layer, error) {
 		}
 	}
 	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	var zipped bytes.Buffer
-	// The gzip header's time and name stay empty.
-	zw := gzip.NewWriter(&zipped)
-	if _, err := zw.Write(tarred.Bytes()); err != nil {
 		return nil, err
 	}
 	if err := zw.Close(); err != nil {
